@@ -1,0 +1,581 @@
+//! Static shape and type inference, one rule per op. Every mismatch is an error, never a panic.
+
+use crate::{
+    ConvAttrs, ConvTransposeAttrs, DType, Dim, IrError, Op, PoolAttrs, RnnAttrs, RnnKind, Shape, TensorType,
+};
+
+type R = Result<Vec<TensorType>, IrError>;
+
+fn arity(op: &Op, tys: &[TensorType], lo: usize, hi: usize) -> Result<(), IrError> {
+    if tys.len() < lo || tys.len() > hi {
+        let expected = if lo == hi { lo.to_string() } else { format!("{lo}..={hi}") };
+        return Err(IrError::Arity { op: op.name(), expected, got: tys.len() });
+    }
+    Ok(())
+}
+
+fn err<T>(op: &Op, msg: impl Into<String>) -> Result<T, IrError> {
+    Err(IrError::shape(op.name(), msg))
+}
+
+fn float_only(op: &Op, t: &TensorType) -> Result<(), IrError> {
+    if !t.dtype.is_float() {
+        return Err(IrError::DType { op: op.name(), dtype: t.dtype.to_string() });
+    }
+    Ok(())
+}
+
+/// Broadcasts two shapes numpy-style.
+pub fn broadcast(a: &Shape, b: &Shape) -> Option<Shape> {
+    let r = a.rank().max(b.rank());
+    let mut out = Vec::with_capacity(r);
+    for i in 0..r {
+        let da = if i + a.rank() >= r { a.0[i + a.rank() - r] } else { Dim::Fixed(1) };
+        let db = if i + b.rank() >= r { b.0[i + b.rank() - r] } else { Dim::Fixed(1) };
+        let d = match (da, db) {
+            (Dim::Fixed(1), x) | (x, Dim::Fixed(1)) => x,
+            (Dim::Batch, Dim::Batch) => Dim::Batch,
+            (Dim::Batch, Dim::Fixed(n)) | (Dim::Fixed(n), Dim::Batch) => Dim::Fixed(n),
+            (Dim::Fixed(x), Dim::Fixed(y)) if x == y => Dim::Fixed(x),
+            _ => return None,
+        };
+        out.push(d);
+    }
+    Some(Shape(out))
+}
+
+fn spatial_out(op: &Op, input: Dim, k: usize, s: usize, d: usize, pads: (usize, usize)) -> Result<Dim, IrError> {
+    match input {
+        Dim::Batch => Ok(Dim::Batch),
+        Dim::Fixed(n) => {
+            let k_eff = (k.max(1) - 1) * d + 1;
+            let padded = n + pads.0 + pads.1;
+            if padded < k_eff || s == 0 {
+                return err(op, format!("window {k_eff} larger than padded input {padded}"));
+            }
+            Ok(Dim::Fixed((padded - k_eff) / s + 1))
+        }
+    }
+}
+
+fn conv(op: &Op, a: &ConvAttrs, x: &TensorType, w: &TensorType) -> R {
+    let r = a.strides.len();
+    if x.shape.rank() != r + 2 || w.shape.rank() != r + 2 || a.dilations.len() != r || a.pads.len() != r {
+        return err(op, format!("input {} and kernel {} do not fit a {r}-D convolution", x.shape, w.shape));
+    }
+    let ws = w.shape.as_fixed().ok_or_else(|| IrError::shape(op.name(), "kernel shape must be known"))?;
+    let cin = x.shape.0[r + 1];
+    if a.groups == 0 {
+        return err(op, "groups must be positive");
+    }
+    if let Dim::Fixed(c) = cin {
+        if c != ws[r] * a.groups {
+            return err(op, format!("input has {c} channels, kernel expects {} x {} groups", ws[r], a.groups));
+        }
+    }
+    if ws[r + 1] % a.groups != 0 {
+        return err(op, format!("{} filters not divisible by {} groups", ws[r + 1], a.groups));
+    }
+    let mut dims = vec![x.shape.0[0]];
+    for i in 0..r {
+        dims.push(spatial_out(op, x.shape.0[i + 1], ws[i], a.strides[i], a.dilations[i], a.pads[i])?);
+    }
+    dims.push(Dim::Fixed(ws[r + 1]));
+    Ok(vec![TensorType::new(x.dtype, Shape(dims))])
+}
+
+fn conv_transpose(op: &Op, a: &ConvTransposeAttrs, x: &TensorType, w: &TensorType) -> R {
+    let r = a.strides.len();
+    if x.shape.rank() != r + 2 || w.shape.rank() != r + 2 || a.dilations.len() != r {
+        return err(op, format!("input {} and kernel {} do not fit a {r}-D transposed convolution", x.shape, w.shape));
+    }
+    let ws = w.shape.as_fixed().ok_or_else(|| IrError::shape(op.name(), "kernel shape must be known"))?;
+    if let Dim::Fixed(c) = x.shape.0[r + 1] {
+        if c != ws[r + 1] {
+            return err(op, format!("input has {c} channels, kernel expects {}", ws[r + 1]));
+        }
+    }
+    if let Some(p) = &a.output_padding {
+        if p.len() != r {
+            return err(op, "output_padding rank mismatch");
+        }
+    }
+    let mut dims = vec![x.shape.0[0]];
+    for i in 0..r {
+        dims.push(match x.shape.0[i + 1] {
+            Dim::Batch => Dim::Batch,
+            Dim::Fixed(n) => Dim::Fixed(a.geometry(i, n, ws[i]).0),
+        });
+    }
+    dims.push(Dim::Fixed(ws[r]));
+    Ok(vec![TensorType::new(x.dtype, Shape(dims))])
+}
+
+fn pool(op: &Op, a: &PoolAttrs, x: &TensorType) -> R {
+    let r = a.window.len();
+    if x.shape.rank() != r + 2 || a.strides.len() != r || a.pads.len() != r {
+        return err(op, format!("input {} does not fit a {r}-D pooling", x.shape));
+    }
+    for i in 0..r {
+        if a.pads[i].0 >= a.window[i] || a.pads[i].1 >= a.window[i] {
+            return err(op, "padding must be smaller than the window");
+        }
+    }
+    let mut dims = vec![x.shape.0[0]];
+    for i in 0..r {
+        dims.push(spatial_out(op, x.shape.0[i + 1], a.window[i], a.strides[i], 1, a.pads[i])?);
+    }
+    dims.push(x.shape.0[r + 1]);
+    Ok(vec![TensorType::new(x.dtype, Shape(dims))])
+}
+
+fn check_axes(op: &Op, axes: &[usize], rank: usize) -> Result<(), IrError> {
+    for &a in axes {
+        if a >= rank {
+            return err(op, format!("axis {a} out of range for rank {rank}"));
+        }
+    }
+    Ok(())
+}
+
+fn per_channel(op: &Op, x: &Shape, axis: usize, p: &TensorType, what: &str) -> Result<(), IrError> {
+    if p.shape.rank() != 1 {
+        return err(op, format!("{what} must be 1-D, got {}", p.shape));
+    }
+    if let (Dim::Fixed(c), Dim::Fixed(n)) = (x.0[axis], p.shape.0[0]) {
+        if c != n {
+            return err(op, format!("{what} has {n} entries for {c} channels"));
+        }
+    }
+    Ok(())
+}
+
+/// Reshape target resolution shared by inference and the executors: 0 copies the input's
+/// size at that axis, -1 takes what is left.
+pub fn reshape_dims(op: &Op, input: &Shape, target: &[i64]) -> Result<Shape, IrError> {
+    let mut dims = Vec::with_capacity(target.len());
+    let mut infer_at = None;
+    for (i, &t) in target.iter().enumerate() {
+        match t {
+            -1 => {
+                if infer_at.is_some() {
+                    return err(op, "more than one -1 in target shape");
+                }
+                infer_at = Some(i);
+                dims.push(Dim::Batch);
+            }
+            0 => dims.push(*input.0.get(i).ok_or_else(|| IrError::shape(op.name(), "0 refers past the input rank"))?),
+            n if n > 0 => dims.push(Dim::Fixed(n as usize)),
+            n => return err(op, format!("invalid target size {n}")),
+        }
+    }
+    let in_fixed: usize = input.0.iter().filter_map(|d| d.fixed()).product();
+    let in_batch = input.0.iter().filter(|d| d.fixed().is_none()).count();
+    let others = dims.iter().enumerate().filter(|(i, _)| Some(*i) != infer_at).map(|(_, d)| *d);
+    let out_fixed: usize = others.clone().filter_map(|d| d.fixed()).product();
+    let out_batch = others.filter(|d| d.fixed().is_none()).count();
+    match infer_at {
+        Some(i) if in_batch == out_batch => {
+            if out_fixed == 0 || in_fixed % out_fixed != 0 {
+                return err(op, format!("cannot reshape {input} to {target:?}"));
+            }
+            dims[i] = Dim::Fixed(in_fixed / out_fixed);
+        }
+        Some(i) => dims[i] = Dim::Batch,
+        None => {
+            if in_batch == out_batch && in_fixed != out_fixed {
+                return err(op, format!("cannot reshape {input} ({in_fixed} elements per batch) to {target:?} ({out_fixed})"));
+            }
+        }
+    }
+    Ok(Shape(dims))
+}
+
+fn rnn(op: &Op, a: &RnnAttrs, tys: &[TensorType]) -> R {
+    let x = &tys[0];
+    if x.shape.rank() != 3 {
+        return err(op, format!("expects (batch, time, features), got {}", x.shape));
+    }
+    let gates = match a.kind {
+        RnnKind::Simple => 1,
+        RnnKind::Lstm => 4,
+        RnnKind::Gru { .. } => 3,
+    };
+    let u = a.units;
+    let k = tys[1].shape.as_fixed().unwrap_or_default();
+    let rk = tys[2].shape.as_fixed().unwrap_or_default();
+    if k.len() != 2 || k[1] != gates * u {
+        return err(op, format!("kernel {} should be (features, {})", tys[1].shape, gates * u));
+    }
+    if let Dim::Fixed(f) = x.shape.0[2] {
+        if f != k[0] {
+            return err(op, format!("input has {f} features, kernel expects {}", k[0]));
+        }
+    }
+    if rk != [u, gates * u] {
+        return err(op, format!("recurrent kernel {} should be ({u}, {})", tys[2].shape, gates * u));
+    }
+    if let Some(b) = tys.get(3) {
+        let bs = b.shape.as_fixed().unwrap_or_default();
+        let ok = match a.kind {
+            RnnKind::Gru { reset_after: true } => bs == [2, 3 * u],
+            _ => bs == [gates * u],
+        };
+        if !ok {
+            return err(op, format!("bias shape {} does not fit {} units", b.shape, u));
+        }
+    }
+    let n = x.shape.0[0];
+    let y = if a.return_sequences {
+        Shape(vec![n, x.shape.0[1], Dim::Fixed(u)])
+    } else {
+        Shape(vec![n, Dim::Fixed(u)])
+    };
+    let mut out = vec![TensorType::new(x.dtype, y), TensorType::new(x.dtype, Shape(vec![n, Dim::Fixed(u)]))];
+    if a.kind == RnnKind::Lstm {
+        out.push(TensorType::new(x.dtype, Shape(vec![n, Dim::Fixed(u)])));
+    }
+    Ok(out)
+}
+
+/// Infers the output types of `op` applied to inputs of types `tys`.
+pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
+    match op {
+        Op::Unary(_) => {
+            arity(op, tys, 1, 1)?;
+            float_only(op, &tys[0])?;
+            Ok(vec![tys[0].clone()])
+        }
+        Op::Binary(_) => {
+            arity(op, tys, 2, 2)?;
+            if tys[0].dtype != tys[1].dtype {
+                return err(op, format!("dtypes differ: {} vs {}", tys[0].dtype, tys[1].dtype));
+            }
+            let s = broadcast(&tys[0].shape, &tys[1].shape)
+                .ok_or_else(|| IrError::shape(op.name(), format!("cannot broadcast {} with {}", tys[0].shape, tys[1].shape)))?;
+            Ok(vec![TensorType::new(tys[0].dtype, s)])
+        }
+        Op::MatMul { transpose_a, transpose_b } => {
+            arity(op, tys, 2, 2)?;
+            float_only(op, &tys[0])?;
+            let (a, b) = (&tys[0].shape, &tys[1].shape);
+            if a.rank() < 2 || b.rank() < 2 {
+                return err(op, format!("operands must have rank >= 2, got {a} and {b}"));
+            }
+            let (m, ka) = if *transpose_a { (a.0[a.rank() - 1], a.0[a.rank() - 2]) } else { (a.0[a.rank() - 2], a.0[a.rank() - 1]) };
+            let (kb, n) = if *transpose_b { (b.0[b.rank() - 1], b.0[b.rank() - 2]) } else { (b.0[b.rank() - 2], b.0[b.rank() - 1]) };
+            if let (Dim::Fixed(x), Dim::Fixed(y)) = (ka, kb) {
+                if x != y {
+                    return err(op, format!("inner dimensions differ: {a} x {b}"));
+                }
+            }
+            let batch = broadcast(&Shape(a.0[..a.rank() - 2].to_vec()), &Shape(b.0[..b.rank() - 2].to_vec()))
+                .ok_or_else(|| IrError::shape(op.name(), format!("batch axes of {a} and {b} do not broadcast")))?;
+            let mut dims = batch.0;
+            dims.push(m);
+            dims.push(n);
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims))])
+        }
+        Op::BiasAdd { axis } => {
+            arity(op, tys, 2, 2)?;
+            check_axes(op, &[*axis], tys[0].shape.rank())?;
+            per_channel(op, &tys[0].shape, *axis, &tys[1], "bias")?;
+            Ok(vec![tys[0].clone()])
+        }
+        Op::Conv(a) => {
+            arity(op, tys, 2, 2)?;
+            float_only(op, &tys[0])?;
+            conv(op, a, &tys[0], &tys[1])
+        }
+        Op::ConvTranspose(a) => {
+            arity(op, tys, 2, 2)?;
+            float_only(op, &tys[0])?;
+            conv_transpose(op, a, &tys[0], &tys[1])
+        }
+        Op::Pool(a) => {
+            arity(op, tys, 1, 1)?;
+            float_only(op, &tys[0])?;
+            pool(op, a, &tys[0])
+        }
+        Op::Reduce { axes, keepdims, .. } => {
+            arity(op, tys, 1, 1)?;
+            let s = &tys[0].shape;
+            check_axes(op, axes, s.rank())?;
+            let mut dims = Vec::new();
+            for (i, &d) in s.0.iter().enumerate() {
+                if axes.contains(&i) {
+                    if *keepdims {
+                        dims.push(Dim::Fixed(1));
+                    }
+                } else {
+                    dims.push(d);
+                }
+            }
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims))])
+        }
+        Op::Softmax { axes } => {
+            arity(op, tys, 1, 1)?;
+            float_only(op, &tys[0])?;
+            check_axes(op, axes, tys[0].shape.rank())?;
+            Ok(vec![tys[0].clone()])
+        }
+        Op::LogSoftmax { axis } => {
+            arity(op, tys, 1, 1)?;
+            float_only(op, &tys[0])?;
+            check_axes(op, &[*axis], tys[0].shape.rank())?;
+            Ok(vec![tys[0].clone()])
+        }
+        Op::BatchNorm { axis, .. } => {
+            arity(op, tys, 5, 5)?;
+            float_only(op, &tys[0])?;
+            check_axes(op, &[*axis], tys[0].shape.rank())?;
+            for (t, what) in tys[1..].iter().zip(["gamma", "beta", "moving_mean", "moving_variance"]) {
+                per_channel(op, &tys[0].shape, *axis, t, what)?;
+            }
+            Ok(vec![tys[0].clone()])
+        }
+        Op::LayerNorm { axes, .. } => {
+            arity(op, tys, 3, 3)?;
+            float_only(op, &tys[0])?;
+            check_axes(op, axes, tys[0].shape.rank())?;
+            for t in &tys[1..] {
+                match broadcast(&tys[0].shape, &t.shape) {
+                    Some(s) if s == tys[0].shape => {}
+                    _ => return err(op, format!("scale/offset {} do not broadcast to {}", t.shape, tys[0].shape)),
+                }
+            }
+            Ok(vec![tys[0].clone()])
+        }
+        Op::GroupNorm { groups, axis, .. } => {
+            arity(op, tys, 3, 3)?;
+            float_only(op, &tys[0])?;
+            check_axes(op, &[*axis], tys[0].shape.rank())?;
+            if let Dim::Fixed(c) = tys[0].shape.0[*axis] {
+                if *groups == 0 || c % groups != 0 {
+                    return err(op, format!("{c} channels not divisible into {groups} groups"));
+                }
+            }
+            per_channel(op, &tys[0].shape, *axis, &tys[1], "gamma")?;
+            per_channel(op, &tys[0].shape, *axis, &tys[2], "beta")?;
+            Ok(vec![tys[0].clone()])
+        }
+        Op::L2Normalize { axes, .. } => {
+            arity(op, tys, 1, 1)?;
+            float_only(op, &tys[0])?;
+            check_axes(op, axes, tys[0].shape.rank())?;
+            Ok(vec![tys[0].clone()])
+        }
+        Op::Reshape { shape } => {
+            arity(op, tys, 1, 1)?;
+            Ok(vec![TensorType::new(tys[0].dtype, reshape_dims(op, &tys[0].shape, shape)?)])
+        }
+        Op::Transpose { perm } => {
+            arity(op, tys, 1, 1)?;
+            let r = tys[0].shape.rank();
+            let mut seen = vec![false; r];
+            if perm.len() != r {
+                return err(op, format!("permutation {perm:?} for rank {r}"));
+            }
+            for &p in perm {
+                if p >= r || seen[p] {
+                    return err(op, format!("invalid permutation {perm:?}"));
+                }
+                seen[p] = true;
+            }
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(perm.iter().map(|&p| tys[0].shape.0[p]).collect()))])
+        }
+        Op::Concat { axis } => {
+            if tys.is_empty() {
+                return Err(IrError::Arity { op: op.name(), expected: ">= 1".into(), got: 0 });
+            }
+            let r = tys[0].shape.rank();
+            check_axes(op, &[*axis], r)?;
+            let mut total = Some(0usize);
+            for t in tys {
+                if t.shape.rank() != r || t.dtype != tys[0].dtype {
+                    return err(op, format!("cannot concatenate {} with {}", tys[0], t));
+                }
+                for i in 0..r {
+                    if i != *axis {
+                        if let (Dim::Fixed(a), Dim::Fixed(b)) = (t.shape.0[i], tys[0].shape.0[i]) {
+                            if a != b {
+                                return err(op, format!("shapes {} and {} differ off axis {axis}", tys[0].shape, t.shape));
+                            }
+                        }
+                    }
+                }
+                total = match (total, t.shape.0[*axis]) {
+                    (Some(s), Dim::Fixed(n)) => Some(s + n),
+                    _ => None,
+                };
+            }
+            let mut dims = tys[0].shape.0.clone();
+            dims[*axis] = total.map(Dim::Fixed).unwrap_or(Dim::Batch);
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims))])
+        }
+        Op::Pad { pads, .. } => {
+            arity(op, tys, 1, 1)?;
+            if pads.len() != tys[0].shape.rank() {
+                return err(op, "one (before, after) pair per axis expected");
+            }
+            let dims = tys[0].shape.0.iter().zip(pads).map(|(d, p)| match d {
+                Dim::Fixed(n) => Dim::Fixed(n + p.0 + p.1),
+                Dim::Batch => Dim::Batch,
+            });
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims.collect()))])
+        }
+        Op::Slice { axes, starts, ends, steps } => {
+            arity(op, tys, 1, 1)?;
+            check_axes(op, axes, tys[0].shape.rank())?;
+            if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len() {
+                return err(op, "starts/ends/steps must match axes");
+            }
+            let mut dims = tys[0].shape.0.clone();
+            for (k, &a) in axes.iter().enumerate() {
+                if steps[k] == 0 {
+                    return err(op, "slice step 0");
+                }
+                if let Dim::Fixed(n) = dims[a] {
+                    dims[a] = Dim::Fixed(slice_len(n, starts[k], ends[k], steps[k]));
+                }
+            }
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims))])
+        }
+        Op::RepeatInterleave { axis, repeats } => {
+            arity(op, tys, 1, 1)?;
+            check_axes(op, &[*axis], tys[0].shape.rank())?;
+            let mut dims = tys[0].shape.0.clone();
+            if let Dim::Fixed(n) = dims[*axis] {
+                dims[*axis] = Dim::Fixed(n * repeats);
+            }
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims))])
+        }
+        Op::Tile { repeats } => {
+            arity(op, tys, 1, 1)?;
+            if repeats.len() != tys[0].shape.rank() {
+                return err(op, "one repeat count per axis expected");
+            }
+            let dims = tys[0].shape.0.iter().zip(repeats).map(|(d, &r)| match d {
+                Dim::Fixed(n) => Dim::Fixed(n * r),
+                Dim::Batch if r == 1 => Dim::Batch,
+                Dim::Batch => Dim::Batch,
+            });
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims.collect()))])
+        }
+        Op::Resize { sizes, .. } => {
+            arity(op, tys, 1, 1)?;
+            float_only(op, &tys[0])?;
+            let r = tys[0].shape.rank();
+            if r != sizes.len() + 2 {
+                return err(op, format!("{} sizes for an input of rank {r}", sizes.len()));
+            }
+            let mut dims = tys[0].shape.0.clone();
+            for (i, &s) in sizes.iter().enumerate() {
+                dims[i + 1] = Dim::Fixed(s);
+            }
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims))])
+        }
+        Op::Gather { axis } => {
+            arity(op, tys, 2, 2)?;
+            if !matches!(tys[1].dtype, DType::I32 | DType::I64 | DType::U8) && !tys[1].dtype.is_float() {
+                return Err(IrError::DType { op: op.name(), dtype: tys[1].dtype.to_string() });
+            }
+            check_axes(op, &[*axis], tys[0].shape.rank())?;
+            let mut dims = tys[0].shape.0[..*axis].to_vec();
+            dims.extend_from_slice(&tys[1].shape.0);
+            dims.extend_from_slice(&tys[0].shape.0[*axis + 1..]);
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims))])
+        }
+        Op::Cast { to } => {
+            arity(op, tys, 1, 1)?;
+            Ok(vec![TensorType::new(*to, tys[0].shape.clone())])
+        }
+        Op::Rnn(a) => {
+            arity(op, tys, 3, 4)?;
+            float_only(op, &tys[0])?;
+            rnn(op, a, tys)
+        }
+    }
+}
+
+/// Number of elements numpy's `x[start:end:step]` selects from an axis of size `n`.
+pub fn slice_len(n: usize, start: i64, end: i64, step: i64) -> usize {
+    let (s, e) = slice_bounds(n, start, end, step);
+    if step > 0 {
+        if e > s { ((e - s + step - 1) / step) as usize } else { 0 }
+    } else if s > e {
+        ((s - e + (-step) - 1) / (-step)) as usize
+    } else {
+        0
+    }
+}
+
+/// numpy's clamped (start, end) for a slice of an axis of size `n`.
+pub fn slice_bounds(n: usize, start: i64, end: i64, step: i64) -> (i64, i64) {
+    let n = n as i64;
+    let norm = |v: i64, lo: i64, hi: i64| {
+        let v = if v < 0 { v + n } else { v };
+        v.clamp(lo, hi)
+    };
+    if step > 0 {
+        (norm(start, 0, n), norm(end, 0, n))
+    } else {
+        (norm(start, -1, n - 1), norm(end, -1, n - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PoolKind, UnaryOp};
+
+    fn t(dims: &[usize]) -> TensorType {
+        TensorType::new(DType::F32, Shape::fixed(dims))
+    }
+
+    #[test]
+    fn conv_same_and_valid() {
+        let op = Op::Conv(ConvAttrs { strides: vec![2, 2], dilations: vec![1, 1], pads: vec![(0, 1), (0, 1)], groups: 1 });
+        let out = infer_types(&op, &[t(&[1, 8, 8, 3]), t(&[3, 3, 3, 5])]).unwrap();
+        assert_eq!(out[0].shape, Shape::fixed(&[1, 4, 4, 5]));
+        let bad = infer_types(&op, &[t(&[1, 8, 8, 4]), t(&[3, 3, 3, 5])]);
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn pool_and_reduce() {
+        let op = Op::Pool(PoolAttrs { kind: PoolKind::Max, window: vec![2], strides: vec![2], pads: vec![(0, 0)] });
+        assert_eq!(infer_types(&op, &[t(&[2, 9, 4])]).unwrap()[0].shape, Shape::fixed(&[2, 4, 4]));
+        let r = Op::Reduce { kind: crate::ReduceKind::Mean, axes: vec![1, 2], keepdims: true };
+        assert_eq!(infer_types(&r, &[t(&[2, 5, 5, 3])]).unwrap()[0].shape, Shape::fixed(&[2, 1, 1, 3]));
+    }
+
+    #[test]
+    fn reshape_infers_minus_one_and_rejects_bad_sizes() {
+        let op = Op::Reshape { shape: vec![0, -1, 4] };
+        let x = TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Fixed(8), Dim::Fixed(2)]));
+        assert_eq!(infer_types(&op, &[x.clone()]).unwrap()[0].shape, Shape(vec![Dim::Batch, Dim::Fixed(4), Dim::Fixed(4)]));
+        assert!(infer_types(&Op::Reshape { shape: vec![0, 3, 5] }, &[x]).is_err());
+    }
+
+    #[test]
+    fn matmul_broadcasts_batch_axes() {
+        let op = Op::MatMul { transpose_a: false, transpose_b: true };
+        let out = infer_types(&op, &[t(&[2, 3, 4, 5]), t(&[2, 3, 6, 5])]).unwrap();
+        assert_eq!(out[0].shape, Shape::fixed(&[2, 3, 4, 6]));
+        assert!(infer_types(&op, &[t(&[4, 5]), t(&[6, 4])]).is_err());
+    }
+
+    #[test]
+    fn unary_rejects_ints() {
+        let x = TensorType::new(DType::I32, Shape::fixed(&[3]));
+        assert!(infer_types(&Op::Unary(UnaryOp::Relu), &[x]).is_err());
+    }
+
+    #[test]
+    fn numpy_slices() {
+        assert_eq!(slice_len(10, 2, -2, 1), 6);
+        assert_eq!(slice_len(10, -1, i64::MIN, -1), 10);
+        assert_eq!(slice_len(5, 0, 5, 2), 3);
+    }
+}

@@ -1,0 +1,20 @@
+//! kerasc's intermediate representation: a typed SSA dataflow graph of a closed set of core ops,
+//! with weights as constants and only the batch dimension symbolic.
+
+mod dtype;
+mod error;
+mod graph;
+mod infer;
+mod op;
+mod shape;
+mod tensor;
+mod tolerance;
+
+pub use dtype::DType;
+pub use error::IrError;
+pub use graph::{Graph, Node, NodeId, Producer, Value, ValueId};
+pub use infer::{broadcast, infer_types, reshape_dims, slice_bounds, slice_len};
+pub use op::*;
+pub use shape::{Dim, Shape, TensorType};
+pub use tensor::{Tensor, TensorData};
+pub use tolerance::{Comparison, Tolerance};

@@ -1,0 +1,323 @@
+//! The closed set of core ops. Keras layers are lowered to these at import; fused ops are made
+//! only by the optimizer.
+
+use crate::DType;
+
+/// Element-wise functions of one tensor: math and every Keras activation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnaryOp {
+    Identity,
+    Neg,
+    Abs,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Square,
+    Reciprocal,
+    Erf,
+    Floor,
+    Ceil,
+    Sign,
+    Sin,
+    Cos,
+    Relu,
+    Relu6,
+    /// Keras's general ReLU: `max_value` cap, `negative_slope` below `threshold`.
+    ReluClip { max_value: Option<f32>, negative_slope: f32, threshold: f32 },
+    LeakyRelu { alpha: f32 },
+    Elu { alpha: f32 },
+    Selu,
+    ThresholdedRelu { theta: f32 },
+    Sigmoid,
+    /// Keras 3: `relu6(x + 3) / 6`.
+    HardSigmoid,
+    /// Keras 2: `clip(0.2·x + 0.5, 0, 1)`.
+    HardSigmoidLegacy,
+    /// `x · hard_sigmoid(x)` (Keras 3 hard_silu / hard_swish).
+    HardSilu,
+    Tanh,
+    Softplus,
+    Softsign,
+    /// Exact, erf-based GELU.
+    Gelu,
+    /// Tanh-approximated GELU.
+    GeluTanh,
+    Silu,
+    Mish,
+    /// `x · scale + offset`.
+    Affine { scale: f32, offset: f32 },
+    /// `clip(x, lo, hi)`.
+    Clip { lo: f32, hi: f32 },
+}
+
+impl UnaryOp {
+    /// Short lowercase name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UnaryOp::Identity => "identity",
+            UnaryOp::Neg => "neg",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Rsqrt => "rsqrt",
+            UnaryOp::Square => "square",
+            UnaryOp::Reciprocal => "reciprocal",
+            UnaryOp::Erf => "erf",
+            UnaryOp::Floor => "floor",
+            UnaryOp::Ceil => "ceil",
+            UnaryOp::Sign => "sign",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Relu6 => "relu6",
+            UnaryOp::ReluClip { .. } => "relu_clip",
+            UnaryOp::LeakyRelu { .. } => "leaky_relu",
+            UnaryOp::Elu { .. } => "elu",
+            UnaryOp::Selu => "selu",
+            UnaryOp::ThresholdedRelu { .. } => "thresholded_relu",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::HardSigmoid => "hard_sigmoid",
+            UnaryOp::HardSigmoidLegacy => "hard_sigmoid_legacy",
+            UnaryOp::HardSilu => "hard_silu",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Softplus => "softplus",
+            UnaryOp::Softsign => "softsign",
+            UnaryOp::Gelu => "gelu",
+            UnaryOp::GeluTanh => "gelu_tanh",
+            UnaryOp::Silu => "silu",
+            UnaryOp::Mish => "mish",
+            UnaryOp::Affine { .. } => "affine",
+            UnaryOp::Clip { .. } => "clip",
+        }
+    }
+}
+
+/// Element-wise functions of two tensors, with numpy broadcasting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    Pow,
+}
+
+impl BinaryOp {
+    /// Short lowercase name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Max => "max",
+            BinaryOp::Min => "min",
+            BinaryOp::Pow => "pow",
+        }
+    }
+}
+
+/// Reductions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    Prod,
+}
+
+/// Pooling kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    Max,
+    /// Average over the window's cells inside the input (padding excluded, as Keras does).
+    Avg,
+}
+
+/// Convolution over the spatial axes of a channels-last input `(N, spatial..., C)` with a
+/// kernel `(k..., C/groups, F)`; `pads` are explicit (before, after) per spatial axis.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConvAttrs {
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub pads: Vec<(usize, usize)>,
+    pub groups: usize,
+}
+
+/// Keras / TensorFlow padding modes for transposed convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PaddingMode {
+    Valid,
+    Same,
+}
+
+/// Transposed convolution of a channels-last input with a kernel `(k..., F, C)` (Keras layout),
+/// the adjoint of [`ConvAttrs`] convolution; output sizes follow Keras's rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConvTransposeAttrs {
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    pub padding: PaddingMode,
+    pub output_padding: Option<Vec<usize>>,
+}
+
+impl ConvTransposeAttrs {
+    /// Output length and leading padding of one spatial axis, as Keras + TensorFlow compute them.
+    pub fn geometry(&self, axis: usize, input: usize, kernel: usize) -> (usize, usize) {
+        let s = self.strides[axis];
+        let d = self.dilations[axis];
+        let k_eff = (kernel - 1) * d + 1;
+        let out = match &self.output_padding {
+            None => match self.padding {
+                PaddingMode::Valid => input * s + k_eff.saturating_sub(s),
+                PaddingMode::Same => input * s,
+            },
+            Some(op) => {
+                let pad = match self.padding {
+                    PaddingMode::Same => k_eff / 2,
+                    PaddingMode::Valid => 0,
+                };
+                ((input.saturating_sub(1)) * s + k_eff + op[axis]).saturating_sub(2 * pad)
+            }
+        };
+        let before = match self.padding {
+            PaddingMode::Valid => 0,
+            PaddingMode::Same => {
+                let total = ((input.saturating_sub(1)) * s + k_eff).saturating_sub(out);
+                total / 2
+            }
+        };
+        (out, before)
+    }
+}
+
+/// Windowed pooling over the spatial axes of a channels-last input.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolAttrs {
+    pub kind: PoolKind,
+    pub window: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub pads: Vec<(usize, usize)>,
+}
+
+/// Interpolation modes of [`Op::Resize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResizeMode {
+    Nearest,
+    /// Bilinear with half-pixel centres (TensorFlow's `resize(..., half_pixel_centers=True)`).
+    Bilinear,
+}
+
+/// Recurrent cell kinds; gate orders are Keras's (LSTM i,f,c,o; GRU z,r,h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RnnKind {
+    Simple,
+    Lstm,
+    Gru { reset_after: bool },
+}
+
+/// A recurrent layer over a `(N, T, F)` input with kernel, recurrent kernel and optional bias.
+/// Outputs: the sequence `(N, T, U)` or the last output `(N, U)`, then the final states
+/// (`h`, and `c` for LSTM).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RnnAttrs {
+    pub kind: RnnKind,
+    pub units: usize,
+    pub activation: UnaryOp,
+    pub recurrent_activation: UnaryOp,
+    pub return_sequences: bool,
+    pub go_backwards: bool,
+}
+
+/// The core ops. Inputs are listed on each variant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// `[x]`
+    Unary(UnaryOp),
+    /// `[a, b]`, broadcast.
+    Binary(BinaryOp),
+    /// `[a (..., M, K), b (..., K, N)]`; batch axes broadcast; optional transposes of the last two axes.
+    MatMul { transpose_a: bool, transpose_b: bool },
+    /// `[x, bias]`: adds the 1-D `bias` along `axis`.
+    BiasAdd { axis: usize },
+    /// `[x, kernel]`
+    Conv(ConvAttrs),
+    /// `[x, kernel]`
+    ConvTranspose(ConvTransposeAttrs),
+    /// `[x]`
+    Pool(PoolAttrs),
+    /// `[x]`
+    Reduce { kind: ReduceKind, axes: Vec<usize>, keepdims: bool },
+    /// `[x]`
+    Softmax { axes: Vec<usize> },
+    /// `[x]`
+    LogSoftmax { axis: usize },
+    /// `[x, gamma, beta, mean, variance]` (all 1-D along `axis`); inference arithmetic.
+    BatchNorm { axis: usize, epsilon: f32 },
+    /// `[x, gamma, beta]` with shapes broadcastable to x; statistics over `axes`.
+    LayerNorm { axes: Vec<usize>, epsilon: f32 },
+    /// `[x, gamma, beta]` (1-D over channels `axis`).
+    GroupNorm { groups: usize, axis: usize, epsilon: f32 },
+    /// `[x]`: `x / sqrt(max(sum(x²), epsilon))` over `axes`.
+    L2Normalize { axes: Vec<usize>, epsilon: f32 },
+    /// `[x]`: target shape; 0 copies the input's size at that axis, -1 is inferred.
+    Reshape { shape: Vec<i64> },
+    /// `[x]`
+    Transpose { perm: Vec<usize> },
+    /// `[x...]`
+    Concat { axis: usize },
+    /// `[x]`: constant padding (before, after) per axis.
+    Pad { pads: Vec<(usize, usize)>, value: f32 },
+    /// `[x]`: numpy-style `start:end:step` per listed axis; negative indices count from the end.
+    Slice { axes: Vec<usize>, starts: Vec<i64>, ends: Vec<i64>, steps: Vec<i64> },
+    /// `[x]`: every element repeated `repeats` times along `axis`.
+    RepeatInterleave { axis: usize, repeats: usize },
+    /// `[x]`: the whole tensor tiled `repeats[i]` times along each axis.
+    Tile { repeats: Vec<usize> },
+    /// `[x]`: channels-last spatial resize to `sizes` (one per spatial axis).
+    Resize { sizes: Vec<usize>, mode: ResizeMode },
+    /// `[data, indices]`
+    Gather { axis: usize },
+    /// `[x]`
+    Cast { to: DType },
+    /// `[x, kernel, recurrent_kernel, (bias)]`
+    Rnn(RnnAttrs),
+}
+
+impl Op {
+    /// The op's name as printed in reports and errors.
+    pub fn name(&self) -> String {
+        match self {
+            Op::Unary(u) => u.name().to_string(),
+            Op::Binary(b) => b.name().to_string(),
+            Op::MatMul { .. } => "MatMul".into(),
+            Op::BiasAdd { .. } => "BiasAdd".into(),
+            Op::Conv(c) => format!("Conv{}D", c.strides.len()),
+            Op::ConvTranspose(c) => format!("ConvTranspose{}D", c.strides.len()),
+            Op::Pool(p) => format!("{:?}Pool{}D", p.kind, p.window.len()),
+            Op::Reduce { kind, .. } => format!("Reduce{kind:?}"),
+            Op::Softmax { .. } => "Softmax".into(),
+            Op::LogSoftmax { .. } => "LogSoftmax".into(),
+            Op::BatchNorm { .. } => "BatchNorm".into(),
+            Op::LayerNorm { .. } => "LayerNorm".into(),
+            Op::GroupNorm { .. } => "GroupNorm".into(),
+            Op::L2Normalize { .. } => "L2Normalize".into(),
+            Op::Reshape { .. } => "Reshape".into(),
+            Op::Transpose { .. } => "Transpose".into(),
+            Op::Concat { .. } => "Concat".into(),
+            Op::Pad { .. } => "Pad".into(),
+            Op::Slice { .. } => "Slice".into(),
+            Op::RepeatInterleave { .. } => "RepeatInterleave".into(),
+            Op::Tile { .. } => "Tile".into(),
+            Op::Resize { .. } => "Resize".into(),
+            Op::Gather { .. } => "Gather".into(),
+            Op::Cast { .. } => "Cast".into(),
+            Op::Rnn(r) => format!("{:?}", r.kind).split(' ').next().unwrap_or("Rnn").to_string(),
+        }
+    }
+}

@@ -1,0 +1,358 @@
+use super::matmul::sgemm;
+use super::{f32s, tensor};
+use crate::RuntimeError;
+use ir::{ConvAttrs, ConvTransposeAttrs, Op, Tensor};
+use rayon::prelude::*;
+
+/// A spatial geometry lifted to three axes (leading 1s for 1-D and 2-D).
+#[derive(Clone, Copy, Debug)]
+struct Geo {
+    n: usize,
+    inp: [usize; 3],
+    out: [usize; 3],
+    k: [usize; 3],
+    s: [usize; 3],
+    d: [usize; 3],
+    pad: [usize; 3],
+    c: usize,
+    f: usize,
+}
+
+fn lift(v: &[usize], fill: usize) -> [usize; 3] {
+    let mut r = [fill; 3];
+    let off = 3 - v.len();
+    r[off..].copy_from_slice(v);
+    r
+}
+
+const ROW_CHUNK: usize = 1024;
+
+/// Convolution: direct for depthwise, a plain GEMM for 1x1, im2col + GEMM otherwise.
+pub fn conv(op: &Op, a: &ConvAttrs, x: &Tensor, w: &Tensor, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+    let xs = f32s(op, x)?;
+    let ws = f32s(op, w)?;
+    let r = a.strides.len();
+    if r > 3 {
+        return Err(RuntimeError::kernel(op, "convolutions of rank > 3 are not supported"));
+    }
+    let sh = x.shape();
+    let ksh = w.shape();
+    let g = Geo {
+        n: sh[0],
+        inp: lift(&sh[1..=r], 1),
+        out: lift(&out_shape[1..=r], 1),
+        k: lift(&ksh[..r], 1),
+        s: lift(&a.strides, 1),
+        d: lift(&a.dilations, 1),
+        pad: lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
+        c: sh[r + 1],
+        f: ksh[r + 1],
+    };
+    let groups = a.groups;
+    let cg = g.c / groups;
+    let fg = g.f / groups;
+    let total: usize = out_shape.iter().product();
+    let mut out = vec![0f32; total];
+    let rows = g.n * g.out.iter().product::<usize>();
+    let kprod: usize = g.k.iter().product();
+    if rows == 0 || g.f == 0 {
+        return tensor(out_shape, out);
+    }
+    if groups > 1 && cg == 1 {
+        depthwise(&g, xs, ws, &mut out, fg);
+        return tensor(out_shape, out);
+    }
+    let pointwise = kprod == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0];
+    if pointwise && groups == 1 {
+        sgemm(rows, g.f, g.c, &mut out, g.f, xs, g.c, 1, ws, g.f, 1, false, rayon::current_num_threads());
+        return tensor(out_shape, out);
+    }
+    let kc = kprod * cg;
+    out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().for_each(|(chunk, dst)| {
+        let row0 = chunk * ROW_CHUNK;
+        let nrows = dst.len() / g.f;
+        let mut col = vec![0f32; nrows * kc];
+        for grp in 0..groups {
+            im2col(&g, xs, row0, nrows, grp * cg, cg, &mut col);
+            sgemm(nrows, fg, kc, &mut dst[grp * fg..], g.f, &col, kc, 1, &ws[grp * fg..], g.f, 1, false, 1);
+        }
+    });
+    tensor(out_shape, out)
+}
+
+/// Fills `col[row, (kd, kh, kw, c)]` for output rows `row0..row0+nrows`, channels `c0..c0+cg`.
+fn im2col(g: &Geo, x: &[f32], row0: usize, nrows: usize, c0: usize, cg: usize, col: &mut [f32]) {
+    let kc = g.k.iter().product::<usize>() * cg;
+    let [od, oh, ow] = g.out;
+    for r in 0..nrows {
+        let row = row0 + r;
+        let ox = row % ow;
+        let oy = (row / ow) % oh;
+        let oz = (row / (ow * oh)) % od;
+        let n = row / (ow * oh * od);
+        let dst = &mut col[r * kc..(r + 1) * kc];
+        let mut p = 0;
+        for kz in 0..g.k[0] {
+            let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
+            for ky in 0..g.k[1] {
+                let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
+                for kx in 0..g.k[2] {
+                    let ix = (ox * g.s[2] + kx * g.d[2]) as isize - g.pad[2] as isize;
+                    let inside = iz >= 0
+                        && iy >= 0
+                        && ix >= 0
+                        && (iz as usize) < g.inp[0]
+                        && (iy as usize) < g.inp[1]
+                        && (ix as usize) < g.inp[2];
+                    let seg = &mut dst[p..p + cg];
+                    if inside {
+                        let base = (((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2] + ix as usize) * g.c + c0;
+                        seg.copy_from_slice(&x[base..base + cg]);
+                    } else {
+                        seg.iter_mut().for_each(|v| *v = 0.0);
+                    }
+                    p += cg;
+                }
+            }
+        }
+    }
+}
+
+/// Depthwise convolution (one input channel per group, `dm` outputs per channel).
+fn depthwise(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], dm: usize) {
+    let [od, oh, ow] = g.out;
+    let f = g.f;
+    out.par_chunks_mut(f).enumerate().for_each(|(row, dst)| {
+        let ox = row % ow;
+        let oy = (row / ow) % oh;
+        let oz = (row / (ow * oh)) % od;
+        let n = row / (ow * oh * od);
+        for kz in 0..g.k[0] {
+            let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
+            if iz < 0 || iz as usize >= g.inp[0] {
+                continue;
+            }
+            for ky in 0..g.k[1] {
+                let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
+                if iy < 0 || iy as usize >= g.inp[1] {
+                    continue;
+                }
+                for kx in 0..g.k[2] {
+                    let ix = (ox * g.s[2] + kx * g.d[2]) as isize - g.pad[2] as isize;
+                    if ix < 0 || ix as usize >= g.inp[2] {
+                        continue;
+                    }
+                    let xb = (((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2] + ix as usize) * g.c;
+                    let wb = ((kz * g.k[1] + ky) * g.k[2] + kx) * f;
+                    let xv = &x[xb..xb + g.c];
+                    let wv = &w[wb..wb + f];
+                    if dm == 1 {
+                        for ((d, &xi), &wi) in dst.iter_mut().zip(xv).zip(wv) {
+                            *d += xi * wi;
+                        }
+                    } else {
+                        for (c, &xi) in xv.iter().enumerate() {
+                            for m in 0..dm {
+                                dst[c * dm + m] += xi * wv[c * dm + m];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Transposed convolution: `X · Wᵀ` per kernel tap through one GEMM, then a scatter-add.
+pub fn conv_transpose(
+    op: &Op,
+    a: &ConvTransposeAttrs,
+    x: &Tensor,
+    w: &Tensor,
+    out_shape: &[usize],
+) -> Result<Tensor, RuntimeError> {
+    let xs = f32s(op, x)?;
+    let ws = f32s(op, w)?;
+    let r = a.strides.len();
+    if r > 3 {
+        return Err(RuntimeError::kernel(op, "transposed convolutions of rank > 3 are not supported"));
+    }
+    let sh = x.shape();
+    let ksh = w.shape();
+    let mut pads = Vec::with_capacity(r);
+    for i in 0..r {
+        pads.push(a.geometry(i, sh[i + 1], ksh[i]).1);
+    }
+    let g = Geo {
+        n: sh[0],
+        inp: lift(&sh[1..=r], 1),
+        out: lift(&out_shape[1..=r], 1),
+        k: lift(&ksh[..r], 1),
+        s: lift(&a.strides, 1),
+        d: lift(&a.dilations, 1),
+        pad: lift(&pads, 0),
+        c: sh[r + 1],
+        f: ksh[r],
+    };
+    let kprod: usize = g.k.iter().product();
+    let kf = kprod * g.f;
+    // wmat[c, (tap, f)] = w[tap, f, c]
+    let mut wmat = vec![0f32; g.c * kf];
+    for t in 0..kprod {
+        for f in 0..g.f {
+            for c in 0..g.c {
+                wmat[c * kf + t * g.f + f] = ws[(t * g.f + f) * g.c + c];
+            }
+        }
+    }
+    let in_pos: usize = g.inp.iter().product();
+    let out_pos: usize = g.out.iter().product();
+    let mut out = vec![0f32; out_shape.iter().product()];
+    if in_pos == 0 || out_pos == 0 {
+        return tensor(out_shape, out);
+    }
+    out.par_chunks_mut(out_pos * g.f).enumerate().for_each(|(n, dst)| {
+        let mut col = vec![0f32; in_pos * kf];
+        sgemm(in_pos, kf, g.c, &mut col, kf, &xs[n * in_pos * g.c..], g.c, 1, &wmat, kf, 1, false, 1);
+        for p in 0..in_pos {
+            let ix = p % g.inp[2];
+            let iy = (p / g.inp[2]) % g.inp[1];
+            let iz = p / (g.inp[2] * g.inp[1]);
+            for kz in 0..g.k[0] {
+                let oz = (iz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
+                if oz < 0 || oz as usize >= g.out[0] {
+                    continue;
+                }
+                for ky in 0..g.k[1] {
+                    let oy = (iy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
+                    if oy < 0 || oy as usize >= g.out[1] {
+                        continue;
+                    }
+                    for kx in 0..g.k[2] {
+                        let ox = (ix * g.s[2] + kx * g.d[2]) as isize - g.pad[2] as isize;
+                        if ox < 0 || ox as usize >= g.out[2] {
+                            continue;
+                        }
+                        let t = (kz * g.k[1] + ky) * g.k[2] + kx;
+                        let ob = ((oz as usize * g.out[1] + oy as usize) * g.out[2] + ox as usize) * g.f;
+                        let src = &col[p * kf + t * g.f..p * kf + (t + 1) * g.f];
+                        for (d, &s) in dst[ob..ob + g.f].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    tensor(out_shape, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ir::{infer_types, PaddingMode};
+
+    fn seq(n: usize, s: f32) -> Vec<f32> {
+        (0..n).map(|i| ((i as f32) * s + 0.3).sin()).collect()
+    }
+
+    /// Plain 2-D convolution straight from the definition.
+    fn reference(x: &[f32], xs: [usize; 4], w: &[f32], ws: [usize; 4], a: &ConvAttrs, os: &[usize]) -> Vec<f32> {
+        let (cg, f) = (ws[2], ws[3]);
+        let fg = f / a.groups;
+        let mut out = vec![0f32; os.iter().product()];
+        for n in 0..os[0] {
+            for oy in 0..os[1] {
+                for ox in 0..os[2] {
+                    for o in 0..f {
+                        let grp = o / fg;
+                        let mut acc = 0f32;
+                        for ky in 0..ws[0] {
+                            for kx in 0..ws[1] {
+                                let iy = (oy * a.strides[0] + ky * a.dilations[0]) as isize - a.pads[0].0 as isize;
+                                let ix = (ox * a.strides[1] + kx * a.dilations[1]) as isize - a.pads[1].0 as isize;
+                                if iy < 0 || ix < 0 || iy as usize >= xs[1] || ix as usize >= xs[2] {
+                                    continue;
+                                }
+                                for c in 0..cg {
+                                    let xi = ((n * xs[1] + iy as usize) * xs[2] + ix as usize) * xs[3] + grp * cg + c;
+                                    let wi = ((ky * ws[1] + kx) * cg + c) * f + o;
+                                    acc += x[xi] * w[wi];
+                                }
+                            }
+                        }
+                        out[((n * os[1] + oy) * os[2] + ox) * f + o] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn check(xs: [usize; 4], ws: [usize; 4], a: ConvAttrs) {
+        let x = Tensor::from_f32(&xs, seq(xs.iter().product(), 0.37)).unwrap();
+        let w = Tensor::from_f32(&ws, seq(ws.iter().product(), 0.11)).unwrap();
+        let op = Op::Conv(a.clone());
+        let os = infer_types(&op, &[x.tensor_type(), w.tensor_type()]).unwrap()[0].shape.as_fixed().unwrap();
+        let got = conv(&op, &a, &x, &w, &os).unwrap();
+        let want = reference(x.as_f32().unwrap(), xs, w.as_f32().unwrap(), ws, &a, &os);
+        let cmp = ir::Tolerance::REDUCTION.compare(
+            &got.to_f64_vec(),
+            &want.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+        );
+        assert!(cmp.passed(), "{a:?}: {cmp}");
+    }
+
+    #[test]
+    fn conv_variants_match_reference() {
+        check([2, 7, 6, 3], [3, 3, 3, 4], ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 });
+        check([1, 9, 8, 2], [3, 2, 2, 5], ConvAttrs { strides: vec![2, 3], dilations: vec![1, 1], pads: vec![(0, 1), (1, 0)], groups: 1 });
+        check([1, 9, 9, 2], [3, 3, 2, 3], ConvAttrs { strides: vec![1, 1], dilations: vec![2, 2], pads: vec![(0, 0), (0, 0)], groups: 1 });
+        check([1, 5, 5, 4], [3, 3, 2, 6], ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 2 });
+        check([2, 6, 6, 3], [3, 3, 1, 6], ConvAttrs { strides: vec![2, 2], dilations: vec![1, 1], pads: vec![(0, 1), (0, 1)], groups: 3 });
+        check([2, 4, 4, 3], [1, 1, 3, 5], ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(0, 0), (0, 0)], groups: 1 });
+    }
+
+    #[test]
+    fn transposed_conv_is_the_adjoint_of_conv() {
+        // <conv(y; w), x> == <conv_transpose(x; w'), y> where w'[k, f, c] = w[k, c, f].
+        for (stride, pad_mode, k) in [(2usize, PaddingMode::Same, 3usize), (2, PaddingMode::Valid, 3), (1, PaddingMode::Same, 2), (3, PaddingMode::Valid, 2)] {
+            let ta = ConvTransposeAttrs { strides: vec![stride, stride], dilations: vec![1, 1], padding: pad_mode, output_padding: None };
+            let (cin, cout) = (3usize, 2usize);
+            let xs = [1usize, 4, 5, cin];
+            let wt = [k, k, cout, cin];
+            let x = Tensor::from_f32(&xs, seq(xs.iter().product(), 0.21)).unwrap();
+            let wtt = Tensor::from_f32(&wt, seq(wt.iter().product(), 0.13)).unwrap();
+            let op = Op::ConvTranspose(ta.clone());
+            let os = infer_types(&op, &[x.tensor_type(), wtt.tensor_type()]).unwrap()[0].shape.as_fixed().unwrap();
+            let y_t = conv_transpose(&op, &ta, &x, &wtt, &os).unwrap();
+            // forward conv from the transposed output's space back to x's space
+            let mut wf = vec![0f32; k * k * cout * cin];
+            let wv = wtt.as_f32().unwrap();
+            for t in 0..k * k {
+                for f in 0..cout {
+                    for c in 0..cin {
+                        wf[(t * cout + f) * cin + c] = wv[(t * cout + f) * cin + c];
+                    }
+                }
+            }
+            let wf = Tensor::from_f32(&[k, k, cout, cin], wf).unwrap();
+            let pads: Vec<(usize, usize)> = (0..2)
+                .map(|i| {
+                    let (_, before) = ta.geometry(i, xs[i + 1], k);
+                    let after = ((xs[i + 1] - 1) * stride + k).saturating_sub(os[i + 1] + before);
+                    (before, after)
+                })
+                .collect();
+            let ca = ConvAttrs { strides: vec![stride, stride], dilations: vec![1, 1], pads, groups: 1 };
+            let y = Tensor::from_f32(&os, seq(os.iter().product(), 0.07)).unwrap();
+            let cop = Op::Conv(ca.clone());
+            let cs = infer_types(&cop, &[y.tensor_type(), wf.tensor_type()]).unwrap()[0].shape.as_fixed().unwrap();
+            assert_eq!(cs, xs.to_vec(), "geometry for stride {stride} {pad_mode:?}");
+            let cy = conv(&cop, &ca, &y, &wf, &cs).unwrap();
+            let lhs: f64 = cy.to_f64_vec().iter().zip(x.to_f64_vec()).map(|(a, b)| a * b).sum();
+            let rhs: f64 = y_t.to_f64_vec().iter().zip(y.to_f64_vec()).map(|(a, b)| a * b).sum();
+            assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} vs {rhs}");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+use super::{f32s, strides, tensor};
+use crate::RuntimeError;
+use ir::{Op, Tensor};
+use rayon::prelude::*;
+
+/// `dst[m, n] = lhs[m, k] · rhs[k, n]` with explicit (row, column) strides, through `gemm`.
+///
+/// # Safety-relevant contract
+/// The slices must cover every element the strides address; callers derive the strides from
+/// the slices' own shapes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: &[f32],
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: &[f32],
+    rhs_rs: usize,
+    rhs_cs: usize,
+    accumulate: bool,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                dst[i * dst_rs..i * dst_rs + n].iter_mut().for_each(|v| *v = 0.0);
+            }
+        }
+        return;
+    }
+    debug_assert!(dst.len() > (m - 1) * dst_rs + n - 1);
+    debug_assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    debug_assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    let par = if threads > 1 && m * n * k >= 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the asserts above (guaranteed by every caller) keep all addressed elements in bounds.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Batched matrix product with broadcast batch axes.
+pub fn matmul(op: &Op, a: &Tensor, b: &Tensor, ta: bool, tb: bool, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+    let x = f32s(op, a)?;
+    let y = f32s(op, b)?;
+    let (ash, bsh) = (a.shape(), b.shape());
+    let (ar, br) = (ash.len(), bsh.len());
+    let (m, k) = if ta { (ash[ar - 1], ash[ar - 2]) } else { (ash[ar - 2], ash[ar - 1]) };
+    let n = if tb { bsh[br - 2] } else { bsh[br - 1] };
+    let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
+    let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
+    let threads = rayon::current_num_threads();
+    let total: usize = out_shape.iter().product();
+    let mut out = vec![0f32; total];
+    let batch_shape = &out_shape[..out_shape.len() - 2];
+    let batches: usize = batch_shape.iter().product();
+    if br == 2 && !ta && batches > 0 {
+        // The common Dense case: fold every batch axis of `a` into the rows.
+        sgemm(batches * m, n, k, &mut out, n, x, k, 1, y, b_rs, b_cs, false, threads);
+        return tensor(out_shape, out);
+    }
+    let off = |shape: &[usize], bi: &[usize]| -> usize {
+        let r = shape.len() - 2;
+        let st = strides(&shape[..r]);
+        let lead = bi.len() - r;
+        (0..r).map(|i| if shape[i] == 1 { 0 } else { bi[lead + i] * st[i] }).sum::<usize>() * shape[r] * shape[r + 1]
+    };
+    let bstr = strides(batch_shape);
+    let work = |bidx: usize, dst: &mut [f32]| {
+        let bi: Vec<usize> = bstr.iter().zip(batch_shape).map(|(&s, &d)| (bidx / s) % d.max(1)).collect();
+        let ao = off(ash, &bi);
+        let bo = off(bsh, &bi);
+        sgemm(m, n, k, dst, n, &x[ao..], a_rs, a_cs, &y[bo..], b_rs, b_cs, false, 1);
+    };
+    if m * n > 0 {
+        if batches > 1 && m * n * k * batches >= 1 << 16 {
+            out.par_chunks_mut(m * n).enumerate().for_each(|(i, d)| work(i, d));
+        } else {
+            out.chunks_mut(m * n).enumerate().for_each(|(i, d)| work(i, d));
+        }
+    }
+    tensor(out_shape, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    c[i * n + j] += a[i * k + p] * b[p * n + j];
+                }
+            }
+        }
+        c
+    }
+
+    fn seq(n: usize, s: f32) -> Vec<f32> {
+        (0..n).map(|i| ((i as f32) * s).sin()).collect()
+    }
+
+    #[test]
+    fn matches_naive_with_transposes_and_batches() {
+        let op = Op::MatMul { transpose_a: false, transpose_b: false };
+        let (m, k, n) = (5, 7, 3);
+        let a = Tensor::from_f32(&[2, m, k], seq(2 * m * k, 0.3)).unwrap();
+        let b = Tensor::from_f32(&[k, n], seq(k * n, 0.7)).unwrap();
+        let c = matmul(&op, &a, &b, false, false, &[2, m, n]).unwrap();
+        let av = a.as_f32().unwrap();
+        let bv = b.as_f32().unwrap();
+        let mut want = naive(&av[..m * k], bv, m, k, n);
+        want.extend(naive(&av[m * k..], bv, m, k, n));
+        for (x, y) in c.as_f32().unwrap().iter().zip(&want) {
+            assert!((x - y).abs() < 1e-5);
+        }
+        // transpose_b over a batched rhs
+        let bt: Vec<f32> = (0..n * k).map(|i| bv[(i % k) * n + i / k]).collect();
+        let btt = Tensor::from_f32(&[1, n, k], bt).unwrap();
+        let c2 = matmul(&op, &a, &btt, false, true, &[2, m, n]).unwrap();
+        for (x, y) in c2.as_f32().unwrap().iter().zip(&want) {
+            assert!((x - y).abs() < 1e-5);
+        }
+    }
+}

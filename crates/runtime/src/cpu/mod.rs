@@ -1,0 +1,107 @@
+//! The CPU executor's kernels: one for every [`ir::Op`], on row-major host tensors. They are the
+//! executor a user gets without a GPU and the oracle the other backends are tested against.
+
+mod conv;
+mod elementwise;
+mod matmul;
+mod norm;
+mod pool;
+mod reduce;
+mod rnn;
+mod shape_ops;
+
+use crate::RuntimeError;
+use ir::{DType, Op, Shape, Tensor, TensorData};
+
+pub use elementwise::unary_scalar;
+
+/// Minimum element count before a loop is split across threads.
+pub(crate) const PAR_THRESHOLD: usize = 1 << 15;
+
+/// Runs one op on concrete inputs.
+pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+    let tys: Vec<_> = inputs.iter().map(|t| t.tensor_type()).collect();
+    let out_tys = ir::infer_types(op, &tys)?;
+    let out_shape = |i: usize| -> Result<Vec<usize>, RuntimeError> {
+        out_tys
+            .get(i)
+            .and_then(|t| t.shape.as_fixed())
+            .ok_or_else(|| RuntimeError::kernel(op, "output shape unknown at run time"))
+    };
+    let one = |t: Tensor| Ok(vec![t]);
+    match op {
+        Op::Unary(u) => one(elementwise::unary(*u, f32s(op, inputs[0])?, inputs[0].shape())?),
+        Op::Binary(b) => one(elementwise::binary(op, *b, inputs[0], inputs[1], &out_shape(0)?)?),
+        Op::MatMul { transpose_a, transpose_b } => {
+            one(matmul::matmul(op, inputs[0], inputs[1], *transpose_a, *transpose_b, &out_shape(0)?)?)
+        }
+        Op::BiasAdd { axis } => one(elementwise::bias_add(op, inputs[0], inputs[1], *axis)?),
+        Op::Conv(a) => one(conv::conv(op, a, inputs[0], inputs[1], &out_shape(0)?)?),
+        Op::ConvTranspose(a) => one(conv::conv_transpose(op, a, inputs[0], inputs[1], &out_shape(0)?)?),
+        Op::Pool(a) => one(pool::pool(op, a, inputs[0], &out_shape(0)?)?),
+        Op::Reduce { kind, axes, .. } => one(reduce::reduce(op, *kind, inputs[0], axes, &out_shape(0)?)?),
+        Op::Softmax { axes } => one(reduce::softmax(op, inputs[0], axes, false)?),
+        Op::LogSoftmax { axis } => one(reduce::softmax(op, inputs[0], &[*axis], true)?),
+        Op::BatchNorm { axis, epsilon } => one(norm::batch_norm(op, inputs, *axis, *epsilon)?),
+        Op::LayerNorm { axes, epsilon } => one(norm::layer_norm(op, inputs, axes, *epsilon)?),
+        Op::GroupNorm { groups, axis, epsilon } => one(norm::group_norm(op, inputs, *groups, *axis, *epsilon)?),
+        Op::L2Normalize { axes, epsilon } => one(norm::l2_normalize(op, inputs[0], axes, *epsilon)?),
+        Op::Reshape { .. } => one(inputs[0].clone().reshape(&out_shape(0)?)?),
+        Op::Transpose { perm } => one(shape_ops::transpose(inputs[0], perm)),
+        Op::Concat { axis } => one(shape_ops::concat(op, inputs, *axis, &out_shape(0)?)?),
+        Op::Pad { pads, value } => one(shape_ops::pad(op, inputs[0], pads, *value, &out_shape(0)?)?),
+        Op::Slice { axes, starts, ends, steps } => {
+            one(shape_ops::slice(inputs[0], axes, starts, ends, steps, &out_shape(0)?))
+        }
+        Op::RepeatInterleave { axis, repeats } => one(shape_ops::repeat_interleave(inputs[0], *axis, *repeats)),
+        Op::Tile { repeats } => one(shape_ops::tile(inputs[0], repeats, &out_shape(0)?)),
+        Op::Resize { sizes, mode } => one(shape_ops::resize(op, inputs[0], sizes, *mode)?),
+        Op::Gather { axis } => one(shape_ops::gather(op, inputs[0], inputs[1], *axis)?),
+        Op::Cast { to } => one(inputs[0].cast(*to)),
+        Op::Rnn(a) => rnn::rnn(op, a, inputs),
+    }
+}
+
+pub(crate) fn f32s<'a>(op: &Op, t: &'a Tensor) -> Result<&'a [f32], RuntimeError> {
+    t.as_f32().ok_or_else(|| RuntimeError::kernel(op, format!("expects float32, got {}", t.dtype())))
+}
+
+pub(crate) fn tensor(shape: &[usize], data: Vec<f32>) -> Result<Tensor, RuntimeError> {
+    Ok(Tensor::from_f32(shape, data)?)
+}
+
+/// Row-major strides of a shape.
+pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Applies a per-element index mapping to any dtype: `out[i] = src[map(i)]`.
+pub(crate) fn gather_elements(src: &Tensor, shape: &[usize], idx: &[usize]) -> Tensor {
+    fn pick<T: Copy>(v: &[T], idx: &[usize]) -> Vec<T> {
+        idx.iter().map(|&i| v[i]).collect()
+    }
+    let data = match src.data() {
+        TensorData::F32(v) => TensorData::F32(pick(v, idx)),
+        TensorData::F16(v) => TensorData::F16(pick(v, idx)),
+        TensorData::BF16(v) => TensorData::BF16(pick(v, idx)),
+        TensorData::I32(v) => TensorData::I32(pick(v, idx)),
+        TensorData::I64(v) => TensorData::I64(pick(v, idx)),
+        TensorData::Bool(v) => TensorData::Bool(pick(v, idx)),
+        TensorData::U8(v) => TensorData::U8(pick(v, idx)),
+    };
+    Tensor::new(shape.to_vec(), data).unwrap_or_else(|_| Tensor::zeros(shape))
+}
+
+/// A static type for a concrete tensor (used by the executor's input checks).
+pub(crate) fn shape_matches(expected: &Shape, got: &[usize]) -> bool {
+    expected.rank() == got.len()
+        && expected.dims().iter().zip(got).all(|(d, &g)| d.fixed().is_none_or(|n| n == g))
+}
+
+pub(crate) fn is_int(d: DType) -> bool {
+    matches!(d, DType::I32 | DType::I64 | DType::U8)
+}

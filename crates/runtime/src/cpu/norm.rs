@@ -1,0 +1,172 @@
+use super::reduce::reduction_offsets;
+use super::{f32s, strides, tensor, PAR_THRESHOLD};
+use crate::RuntimeError;
+use ir::{Op, Tensor};
+use rayon::prelude::*;
+
+/// Inference batch normalization along `axis`, as `tf.nn.batch_normalization` computes it.
+pub fn batch_norm(op: &Op, inputs: &[&Tensor], axis: usize, eps: f32) -> Result<Tensor, RuntimeError> {
+    let xs = f32s(op, inputs[0])?;
+    let gamma = f32s(op, inputs[1])?;
+    let beta = f32s(op, inputs[2])?;
+    let mean = f32s(op, inputs[3])?;
+    let var = f32s(op, inputs[4])?;
+    let c = gamma.len();
+    let scale: Vec<f32> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
+    let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
+    let shape = inputs[0].shape();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let mut out = xs.to_vec();
+    if inner == 1 && c > 0 {
+        let f = |row: &mut [f32]| {
+            for ((v, &s), &t) in row.iter_mut().zip(&scale).zip(&shift) {
+                *v = *v * s + t;
+            }
+        };
+        if out.len() >= PAR_THRESHOLD {
+            out.par_chunks_mut(c).for_each(f);
+        } else {
+            out.chunks_mut(c).for_each(f);
+        }
+    } else if inner > 0 {
+        for (blk, chunk) in out.chunks_mut(inner).enumerate() {
+            let ch = blk % c;
+            chunk.iter_mut().for_each(|v| *v = *v * scale[ch] + shift[ch]);
+        }
+    }
+    tensor(shape, out)
+}
+
+/// Layer normalization over `axes` with broadcastable gamma and beta (Keras's arithmetic:
+/// `x·inv + (beta − mean·inv)` with `inv = gamma / sqrt(var + eps)`).
+pub fn layer_norm(op: &Op, inputs: &[&Tensor], axes: &[usize], eps: f32) -> Result<Tensor, RuntimeError> {
+    let x = inputs[0];
+    let xs = f32s(op, x)?;
+    let gamma = f32s(op, inputs[1])?;
+    let beta = f32s(op, inputs[2])?;
+    let shape = x.shape();
+    let bstr = |t: &Tensor| -> Vec<usize> {
+        let st = strides(t.shape());
+        let off = shape.len() - t.rank();
+        (0..shape.len()).map(|i| if i < off || t.shape()[i - off] == 1 { 0 } else { st[i - off] }).collect()
+    };
+    let (gs, bs) = (bstr(inputs[1]), bstr(inputs[2]));
+    let xst = strides(shape);
+    let param_off = |flat: usize, s: &[usize]| -> usize {
+        xst.iter().zip(shape).zip(s).map(|((&st, &d), &ps)| ((flat / st) % d.max(1)) * ps).sum()
+    };
+    let (bases, red) = reduction_offsets(shape, axes);
+    let n = red.len().max(1) as f32;
+    let mut out = vec![0f32; xs.len()];
+    // Offsets of each reduced position into gamma/beta do not depend on the base.
+    let g_off: Vec<usize> = red.iter().map(|&o| param_off(o, &gs)).collect();
+    let b_off: Vec<usize> = red.iter().map(|&o| param_off(o, &bs)).collect();
+    for &b in &bases {
+        let gb = param_off(b, &gs);
+        let bb = param_off(b, &bs);
+        let mean = red.iter().map(|&o| xs[b + o]).sum::<f32>() / n;
+        let var = red.iter().map(|&o| (xs[b + o] - mean).powi(2)).sum::<f32>() / n;
+        let rs = 1.0 / (var + eps).sqrt();
+        for (k, &o) in red.iter().enumerate() {
+            let inv = rs * gamma[gb + g_off[k]];
+            out[b + o] = xs[b + o] * inv + (beta[bb + b_off[k]] - mean * inv);
+        }
+    }
+    tensor(shape, out)
+}
+
+/// Group normalization: statistics per sample and channel group over all other axes.
+pub fn group_norm(op: &Op, inputs: &[&Tensor], groups: usize, axis: usize, eps: f32) -> Result<Tensor, RuntimeError> {
+    let x = inputs[0];
+    let xs = f32s(op, x)?;
+    let gamma = f32s(op, inputs[1])?;
+    let beta = f32s(op, inputs[2])?;
+    let shape = x.shape();
+    let c = shape[axis];
+    let cg = c / groups.max(1);
+    let st = strides(shape);
+    let per_sample: usize = shape[1..].iter().product();
+    let mut out = vec![0f32; xs.len()];
+    if per_sample == 0 || cg == 0 {
+        return tensor(shape, out);
+    }
+    for (n, (src, dst)) in xs.chunks(per_sample).zip(out.chunks_mut(per_sample)).enumerate() {
+        let _ = n;
+        let chan = |i: usize| (i / st[axis]) % c;
+        for g in 0..groups {
+            let members = (0..per_sample).filter(|&i| chan(i) / cg == g);
+            let cnt = members.clone().count().max(1) as f32;
+            let mean = members.clone().map(|i| src[i]).sum::<f32>() / cnt;
+            let var = members.clone().map(|i| (src[i] - mean).powi(2)).sum::<f32>() / cnt;
+            let inv = 1.0 / (var + eps).sqrt();
+            for i in members {
+                let ch = chan(i);
+                dst[i] = ((src[i] - mean) * inv) * gamma[ch] + beta[ch];
+            }
+        }
+    }
+    tensor(shape, out)
+}
+
+/// `x · rsqrt(max(sum(x²), eps))` over `axes`.
+pub fn l2_normalize(op: &Op, x: &Tensor, axes: &[usize], eps: f32) -> Result<Tensor, RuntimeError> {
+    let xs = f32s(op, x)?;
+    let (bases, red) = reduction_offsets(x.shape(), axes);
+    let mut out = vec![0f32; xs.len()];
+    for &b in &bases {
+        let ss: f32 = red.iter().map(|&o| xs[b + o] * xs[b + o]).sum();
+        let inv = 1.0 / ss.max(eps).sqrt();
+        for &o in &red {
+            out[b + o] = xs[b + o] * inv;
+        }
+    }
+    tensor(x.shape(), out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_norm_formula() {
+        let x = Tensor::from_f32(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let p = |v: Vec<f32>| Tensor::from_f32(&[2], v).unwrap();
+        let (g, b, m, v) = (p(vec![2.0, 1.0]), p(vec![0.5, 0.0]), p(vec![1.0, 2.0]), p(vec![4.0, 1.0]));
+        let op = Op::BatchNorm { axis: 1, epsilon: 0.0 };
+        let y = batch_norm(&op, &[&x, &g, &b, &m, &v], 1, 0.0).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[0.5, 0.0, 2.5, 2.0]);
+    }
+
+    #[test]
+    fn layer_norm_normalises_each_row() {
+        let x = Tensor::from_f32(&[2, 4], vec![1.0, 2.0, 3.0, 4.0, -1.0, 0.0, 1.0, 8.0]).unwrap();
+        let g = Tensor::full(&[4], 1.0);
+        let b = Tensor::zeros(&[4]);
+        let op = Op::LayerNorm { axes: vec![1], epsilon: 0.0 };
+        let y = layer_norm(&op, &[&x, &g, &b], &[1], 0.0).unwrap();
+        for row in y.as_f32().unwrap().chunks(4) {
+            let m: f32 = row.iter().sum::<f32>() / 4.0;
+            let v: f32 = row.iter().map(|a| (a - m) * (a - m)).sum::<f32>() / 4.0;
+            assert!(m.abs() < 1e-6 && (v - 1.0).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn group_norm_matches_layer_norm_with_one_group() {
+        let data: Vec<f32> = (0..24).map(|i| (i as f32 * 0.7).sin()).collect();
+        let x = Tensor::from_f32(&[2, 3, 4], data).unwrap();
+        let g = Tensor::from_f32(&[4], vec![1.0, 2.0, 0.5, 1.0]).unwrap();
+        let b = Tensor::from_f32(&[4], vec![0.0, 1.0, 0.0, -1.0]).unwrap();
+        let gn = group_norm(&Op::GroupNorm { groups: 1, axis: 2, epsilon: 1e-3 }, &[&x, &g, &b], 1, 2, 1e-3).unwrap();
+        let ln = layer_norm(&Op::LayerNorm { axes: vec![1, 2], epsilon: 1e-3 }, &[&x, &g, &b], &[1, 2], 1e-3).unwrap();
+        let c = ir::Tolerance::REDUCTION.compare(&gn.to_f64_vec(), &ln.to_f64_vec());
+        assert!(c.passed(), "{c}");
+    }
+
+    #[test]
+    fn l2_normalize_unit_norm() {
+        let x = Tensor::from_f32(&[1, 2], vec![3.0, 4.0]).unwrap();
+        let y = l2_normalize(&Op::L2Normalize { axes: vec![1], epsilon: 1e-12 }, &x, &[1], 1e-12).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[0.6, 0.8]);
+    }
+}

@@ -1,0 +1,85 @@
+use super::{f32s, tensor};
+use crate::RuntimeError;
+use ir::{Op, PoolAttrs, PoolKind, Tensor};
+use rayon::prelude::*;
+
+fn lift(v: &[usize], fill: usize) -> [usize; 3] {
+    let mut r = [fill; 3];
+    r[3 - v.len()..].copy_from_slice(v);
+    r
+}
+
+/// Max or average pooling; padded cells are skipped (max) or excluded from the count (avg).
+pub fn pool(op: &Op, a: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+    let xs = f32s(op, x)?;
+    let r = a.window.len();
+    if r > 3 {
+        return Err(RuntimeError::kernel(op, "pooling of rank > 3 is not supported"));
+    }
+    let sh = x.shape();
+    let inp = lift(&sh[1..=r], 1);
+    let out = lift(&out_shape[1..=r], 1);
+    let k = lift(&a.window, 1);
+    let s = lift(&a.strides, 1);
+    let pad = lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0);
+    let c = sh[r + 1];
+    let mut res = vec![0f32; out_shape.iter().product()];
+    if c == 0 {
+        return tensor(out_shape, res);
+    }
+    res.par_chunks_mut(c).enumerate().for_each(|(row, dst)| {
+        let ox = row % out[2];
+        let oy = (row / out[2]) % out[1];
+        let oz = (row / (out[2] * out[1])) % out[0];
+        let n = row / (out[2] * out[1] * out[0]);
+        let init = if a.kind == PoolKind::Max { f32::NEG_INFINITY } else { 0.0 };
+        dst.iter_mut().for_each(|v| *v = init);
+        let mut count = 0usize;
+        for kz in 0..k[0] {
+            let iz = (oz * s[0] + kz) as isize - pad[0] as isize;
+            if iz < 0 || iz as usize >= inp[0] {
+                continue;
+            }
+            for ky in 0..k[1] {
+                let iy = (oy * s[1] + ky) as isize - pad[1] as isize;
+                if iy < 0 || iy as usize >= inp[1] {
+                    continue;
+                }
+                for kx in 0..k[2] {
+                    let ix = (ox * s[2] + kx) as isize - pad[2] as isize;
+                    if ix < 0 || ix as usize >= inp[2] {
+                        continue;
+                    }
+                    count += 1;
+                    let b = (((n * inp[0] + iz as usize) * inp[1] + iy as usize) * inp[2] + ix as usize) * c;
+                    let src = &xs[b..b + c];
+                    match a.kind {
+                        PoolKind::Max => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = d.max(v)),
+                        PoolKind::Avg => dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v),
+                    }
+                }
+            }
+        }
+        if a.kind == PoolKind::Avg && count > 0 {
+            let inv = 1.0 / count as f32;
+            dst.iter_mut().for_each(|d| *d *= inv);
+        }
+    });
+    tensor(out_shape, res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avg_pool_excludes_padding_and_max_pool_picks_max() {
+        let x = Tensor::from_f32(&[1, 3, 3, 1], (1..=9).map(|v| v as f32).collect()).unwrap();
+        let a = PoolAttrs { kind: PoolKind::Avg, window: vec![2, 2], strides: vec![2, 2], pads: vec![(0, 1), (0, 1)] };
+        let y = pool(&Op::Pool(a.clone()), &a, &x, &[1, 2, 2, 1]).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[3.0, 4.5, 7.5, 9.0]);
+        let m = PoolAttrs { kind: PoolKind::Max, ..a };
+        let y = pool(&Op::Pool(m.clone()), &m, &x, &[1, 2, 2, 1]).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[5.0, 6.0, 8.0, 9.0]);
+    }
+}

@@ -1,0 +1,132 @@
+use super::{f32s, strides, tensor};
+use crate::RuntimeError;
+use ir::{Op, ReduceKind, Tensor};
+
+/// Splits a shape into (outer, reduced, inner) index maps: for every kept position the base
+/// offset, and for every reduced position its offset relative to the base.
+pub(crate) fn reduction_offsets(shape: &[usize], axes: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let st = strides(shape);
+    let kept: Vec<usize> = (0..shape.len()).filter(|a| !axes.contains(a)).collect();
+    let red: Vec<usize> = (0..shape.len()).filter(|a| axes.contains(a)).collect();
+    let enumerate = |dims: &[usize]| -> Vec<usize> {
+        let mut offs = vec![0usize];
+        for &d in dims {
+            let mut next = Vec::with_capacity(offs.len() * shape[d]);
+            for &o in &offs {
+                for i in 0..shape[d] {
+                    next.push(o + i * st[d]);
+                }
+            }
+            offs = next;
+        }
+        offs
+    };
+    (enumerate(&kept), enumerate(&red))
+}
+
+/// Reductions over `axes`; the output is laid out in the kept axes' order.
+pub fn reduce(op: &Op, kind: ReduceKind, x: &Tensor, axes: &[usize], out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+    let xs = f32s(op, x)?;
+    let (bases, red) = reduction_offsets(x.shape(), axes);
+    let n = red.len();
+    let out: Vec<f32> = bases
+        .iter()
+        .map(|&b| {
+            let it = red.iter().map(|&o| xs[b + o]);
+            match kind {
+                ReduceKind::Sum => it.sum(),
+                ReduceKind::Mean => {
+                    if n == 0 {
+                        f32::NAN
+                    } else {
+                        it.sum::<f32>() / n as f32
+                    }
+                }
+                ReduceKind::Max => it.fold(f32::NEG_INFINITY, f32::max),
+                ReduceKind::Min => it.fold(f32::INFINITY, f32::min),
+                ReduceKind::Prod => it.product(),
+            }
+        })
+        .collect();
+    tensor(out_shape, out)
+}
+
+/// Softmax (or log-softmax) over `axes`, numerically stabilised by the maximum.
+pub fn softmax(op: &Op, x: &Tensor, axes: &[usize], log: bool) -> Result<Tensor, RuntimeError> {
+    let xs = f32s(op, x)?;
+    let mut out = vec![0f32; xs.len()];
+    let last = x.rank().saturating_sub(1);
+    if axes == [last] && x.rank() > 0 {
+        let c = x.shape()[last];
+        if c > 0 {
+            for (src, dst) in xs.chunks(c).zip(out.chunks_mut(c)) {
+                softmax_row(src.iter().copied(), dst, log);
+            }
+        }
+        return tensor(x.shape(), out);
+    }
+    let (bases, red) = reduction_offsets(x.shape(), axes);
+    let mut buf = vec![0f32; red.len()];
+    for &b in &bases {
+        softmax_row(red.iter().map(|&o| xs[b + o]), &mut buf, log);
+        for (&o, &v) in red.iter().zip(&buf) {
+            out[b + o] = v;
+        }
+    }
+    tensor(x.shape(), out)
+}
+
+fn softmax_row(src: impl Iterator<Item = f32> + Clone, dst: &mut [f32], log: bool) {
+    let m = src.clone().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for (d, v) in dst.iter_mut().zip(src.clone()) {
+        let e = (v - m).exp();
+        *d = e;
+        sum += e;
+    }
+    if log {
+        let ls = sum.ln();
+        for (d, v) in dst.iter_mut().zip(src) {
+            *d = v - m - ls;
+        }
+    } else {
+        let inv = 1.0 / sum;
+        for d in dst.iter_mut() {
+            *d *= inv;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduce_over_middle_axis() {
+        let x = Tensor::from_f32(&[2, 3, 2], (0..12).map(|v| v as f32).collect()).unwrap();
+        let op = Op::Reduce { kind: ReduceKind::Sum, axes: vec![1], keepdims: false };
+        let y = reduce(&op, ReduceKind::Sum, &x, &[1], &[2, 2]).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[6.0, 9.0, 24.0, 27.0]);
+        let y = reduce(&op, ReduceKind::Max, &x, &[0, 2], &[3]).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[7.0, 9.0, 11.0]);
+    }
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_match_formula() {
+        let x = Tensor::from_f32(&[2, 3], vec![1.0, 2.0, 3.0, -1.0, 0.0, 1000.0]).unwrap();
+        let op = Op::Softmax { axes: vec![1] };
+        let y = softmax(&op, &x, &[1], false).unwrap();
+        let v = y.as_f32().unwrap();
+        let e: Vec<f64> = [1.0f64, 2.0, 3.0].iter().map(|a| a.exp()).collect();
+        let s: f64 = e.iter().sum();
+        for i in 0..3 {
+            assert!((v[i] as f64 - e[i] / s).abs() < 1e-6);
+        }
+        assert!((v[5] - 1.0).abs() < 1e-6);
+        let over0 = softmax(&op, &x, &[0], false).unwrap();
+        let w = over0.as_f32().unwrap();
+        assert!((w[0] + w[3] - 1.0).abs() < 1e-6);
+        let ls = softmax(&op, &x, &[1], true).unwrap();
+        assert!((ls.as_f32().unwrap()[0] as f64 - (e[0] / s).ln()).abs() < 1e-5);
+    }
+}

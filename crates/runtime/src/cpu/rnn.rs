@@ -1,0 +1,168 @@
+use super::elementwise::unary_scalar;
+use super::matmul::sgemm;
+use super::{f32s, tensor};
+use crate::RuntimeError;
+use ir::{Op, RnnAttrs, RnnKind, Tensor};
+
+/// Runs a recurrent layer with zero initial state, the input projection done for all steps in
+/// one GEMM. Outputs follow [`ir::RnnAttrs`].
+pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+    let x = f32s(op, inputs[0])?;
+    let w = f32s(op, inputs[1])?;
+    let rk = f32s(op, inputs[2])?;
+    let bias = match inputs.get(3) {
+        Some(b) => Some(f32s(op, b)?),
+        None => None,
+    };
+    let sh = inputs[0].shape();
+    let (n, t, f) = (sh[0], sh[1], sh[2]);
+    let u = a.units;
+    let gates = match a.kind {
+        RnnKind::Simple => 1,
+        RnnKind::Lstm => 4,
+        RnnKind::Gru { .. } => 3,
+    };
+    let gu = gates * u;
+    let mut xp = vec![0f32; n * t * gu];
+    sgemm(n * t, gu, f, &mut xp, gu, x, f, 1, w, gu, 1, false, rayon::current_num_threads());
+    let (in_bias, rec_bias): (Option<&[f32]>, Option<&[f32]>) = match (a.kind, bias) {
+        (RnnKind::Gru { reset_after: true }, Some(b)) => (Some(&b[..gu]), Some(&b[gu..])),
+        (_, b) => (b, None),
+    };
+    if let Some(b) = in_bias {
+        for row in xp.chunks_mut(gu) {
+            row.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
+        }
+    }
+    let act = |v: f32| unary_scalar(a.activation, v);
+    let ract = |v: f32| unary_scalar(a.recurrent_activation, v);
+    let mut h = vec![0f32; n * u];
+    let mut c = vec![0f32; n * u];
+    let mut hp = vec![0f32; n * gu];
+    let mut seq = if a.return_sequences { vec![0f32; n * t * u] } else { Vec::new() };
+    for step in 0..t {
+        let ti = if a.go_backwards { t - 1 - step } else { step };
+        match a.kind {
+            RnnKind::Gru { reset_after: false } => {
+                // z and r use h·U[:, :2u]; the candidate uses (r∘h)·U[:, 2u:].
+                sgemm(n, 2 * u, u, &mut hp, gu, &h, u, 1, rk, gu, 1, false, 1);
+                let mut rh = vec![0f32; n * u];
+                let mut zs = vec![0f32; n * u];
+                for b in 0..n {
+                    let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];
+                    for j in 0..u {
+                        let z = ract(xr[j] + hp[b * gu + j]);
+                        let r = ract(xr[u + j] + hp[b * gu + u + j]);
+                        zs[b * u + j] = z;
+                        rh[b * u + j] = r * h[b * u + j];
+                    }
+                }
+                let mut cand = vec![0f32; n * u];
+                sgemm(n, u, u, &mut cand, u, &rh, u, 1, &rk[2 * u..], gu, 1, false, 1);
+                for b in 0..n {
+                    let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];
+                    for j in 0..u {
+                        let hh = act(xr[2 * u + j] + cand[b * u + j]);
+                        let z = zs[b * u + j];
+                        h[b * u + j] = z * h[b * u + j] + (1.0 - z) * hh;
+                    }
+                }
+            }
+            _ => {
+                sgemm(n, gu, u, &mut hp, gu, &h, u, 1, rk, gu, 1, false, 1);
+                if let Some(rb) = rec_bias {
+                    for row in hp.chunks_mut(gu) {
+                        row.iter_mut().zip(rb).for_each(|(v, &bb)| *v += bb);
+                    }
+                }
+                for b in 0..n {
+                    let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];
+                    let hr = &hp[b * gu..(b + 1) * gu];
+                    for j in 0..u {
+                        match a.kind {
+                            RnnKind::Simple => h[b * u + j] = act(xr[j] + hr[j]),
+                            RnnKind::Lstm => {
+                                let i = ract(xr[j] + hr[j]);
+                                let fg = ract(xr[u + j] + hr[u + j]);
+                                let g = act(xr[2 * u + j] + hr[2 * u + j]);
+                                let o = ract(xr[3 * u + j] + hr[3 * u + j]);
+                                let cc = fg * c[b * u + j] + i * g;
+                                c[b * u + j] = cc;
+                                h[b * u + j] = o * act(cc);
+                            }
+                            RnnKind::Gru { .. } => {
+                                let z = ract(xr[j] + hr[j]);
+                                let r = ract(xr[u + j] + hr[u + j]);
+                                let hh = act(xr[2 * u + j] + r * hr[2 * u + j]);
+                                h[b * u + j] = z * h[b * u + j] + (1.0 - z) * hh;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if a.return_sequences {
+            for b in 0..n {
+                seq[(b * t + step) * u..(b * t + step + 1) * u].copy_from_slice(&h[b * u..(b + 1) * u]);
+            }
+        }
+    }
+    let y = if a.return_sequences { tensor(&[n, t, u], seq)? } else { tensor(&[n, u], h.clone())? };
+    let mut out = vec![y, tensor(&[n, u], h)?];
+    if a.kind == RnnKind::Lstm {
+        out.push(tensor(&[n, u], c)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ir::UnaryOp;
+
+    #[test]
+    fn simple_rnn_by_hand() {
+        // one unit, identity weights: h_t = tanh(x_t + h_{t-1})
+        let x = Tensor::from_f32(&[1, 3, 1], vec![0.5, -0.25, 1.0]).unwrap();
+        let w = Tensor::from_f32(&[1, 1], vec![1.0]).unwrap();
+        let r = Tensor::from_f32(&[1, 1], vec![1.0]).unwrap();
+        let a = RnnAttrs {
+            kind: RnnKind::Simple,
+            units: 1,
+            activation: UnaryOp::Tanh,
+            recurrent_activation: UnaryOp::Sigmoid,
+            return_sequences: true,
+            go_backwards: false,
+        };
+        let out = rnn(&Op::Rnn(a.clone()), &a, &[&x, &w, &r]).unwrap();
+        let h1 = 0.5f32.tanh();
+        let h2 = (-0.25 + h1).tanh();
+        let h3 = (1.0 + h2).tanh();
+        let want = [h1 as f64, h2 as f64, h3 as f64];
+        assert!(ir::Tolerance::ELEMENTWISE.compare(&out[0].to_f64_vec(), &want).passed());
+        assert!(ir::Tolerance::ELEMENTWISE.compare(&out[1].to_f64_vec(), &want[2..]).passed());
+    }
+
+    #[test]
+    fn gru_reset_before_and_after_agree_without_recurrent_bias() {
+        // With zero recurrent bias and h0 = 0 for one step, both variants give the same result.
+        let x = Tensor::from_f32(&[2, 1, 2], vec![0.3, -0.7, 1.1, 0.2]).unwrap();
+        let w = Tensor::from_f32(&[2, 6], (0..12).map(|i| (i as f32 * 0.37).sin()).collect()).unwrap();
+        let r = Tensor::from_f32(&[2, 6], (0..12).map(|i| (i as f32 * 0.91).cos()).collect()).unwrap();
+        let mk = |reset_after| RnnAttrs {
+            kind: RnnKind::Gru { reset_after },
+            units: 2,
+            activation: UnaryOp::Tanh,
+            recurrent_activation: UnaryOp::Sigmoid,
+            return_sequences: false,
+            go_backwards: false,
+        };
+        let a = mk(true);
+        let b = mk(false);
+        let ba = Tensor::zeros(&[2, 6]);
+        let bb = Tensor::zeros(&[6]);
+        let ya = rnn(&Op::Rnn(a.clone()), &a, &[&x, &w, &r, &ba]).unwrap();
+        let yb = rnn(&Op::Rnn(b.clone()), &b, &[&x, &w, &r, &bb]).unwrap();
+        assert!(ir::Tolerance::ELEMENTWISE.compare(&ya[0].to_f64_vec(), &yb[0].to_f64_vec()).passed());
+    }
+}

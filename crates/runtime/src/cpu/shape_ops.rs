@@ -1,0 +1,245 @@
+use super::{f32s, gather_elements, is_int, strides, tensor};
+use crate::RuntimeError;
+use ir::{Op, ResizeMode, Tensor, TensorData};
+
+/// For every output element, the flat source index given a per-axis source-coordinate map.
+fn index_map(out_shape: &[usize], in_shape: &[usize], mut coord: impl FnMut(usize, usize) -> Option<usize>) -> Vec<Option<usize>> {
+    let n: usize = out_shape.iter().product();
+    let ist = strides(in_shape);
+    let r = out_shape.len();
+    // Per-axis source offsets, computed once per coordinate.
+    let per_axis: Vec<Vec<Option<usize>>> =
+        (0..r).map(|ax| (0..out_shape[ax]).map(|i| coord(ax, i).map(|s| s * ist[ax])).collect()).collect();
+    let mut res = Vec::with_capacity(n);
+    let mut idx = vec![0usize; r];
+    for _ in 0..n {
+        let mut off = Some(0usize);
+        for ax in 0..r {
+            off = match (off, per_axis[ax][idx[ax]]) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        res.push(off);
+        for ax in (0..r).rev() {
+            idx[ax] += 1;
+            if idx[ax] < out_shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    res
+}
+
+fn remap(x: &Tensor, out_shape: &[usize], coord: impl FnMut(usize, usize) -> Option<usize>) -> Tensor {
+    let map = index_map(out_shape, x.shape(), coord);
+    let idx: Vec<usize> = map.iter().map(|m| m.unwrap_or(0)).collect();
+    gather_elements(x, out_shape, &idx)
+}
+
+/// Axis permutation.
+pub fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
+    let out_shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
+    let ist = strides(x.shape());
+    let n: usize = out_shape.iter().product();
+    let r = perm.len();
+    let mut idx = vec![0usize; r];
+    let mut src = Vec::with_capacity(n);
+    for _ in 0..n {
+        src.push(idx.iter().zip(perm).map(|(&i, &p)| i * ist[p]).sum());
+        for ax in (0..r).rev() {
+            idx[ax] += 1;
+            if idx[ax] < out_shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    gather_elements(x, &out_shape, &src)
+}
+
+/// Concatenation along `axis`.
+pub fn concat(op: &Op, xs: &[&Tensor], axis: usize, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+    let outer: usize = out_shape[..axis].iter().product();
+    let inner: usize = out_shape[axis + 1..].iter().product();
+    let dtype = xs[0].dtype();
+    if xs.iter().any(|t| t.dtype() != dtype) {
+        return Err(RuntimeError::kernel(op, "inputs have different dtypes"));
+    }
+    if dtype == ir::DType::F32 {
+        let mut out = Vec::with_capacity(out_shape.iter().product());
+        for o in 0..outer {
+            for t in xs {
+                let blk = t.shape()[axis] * inner;
+                let v = f32s(op, t)?;
+                out.extend_from_slice(&v[o * blk..(o + 1) * blk]);
+            }
+        }
+        return tensor(out_shape, out);
+    }
+    let parts: Vec<Tensor> = xs.iter().map(|t| t.cast(ir::DType::F32)).collect();
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    Ok(concat(op, &refs, axis, out_shape)?.cast(dtype))
+}
+
+/// Constant padding.
+pub fn pad(op: &Op, x: &Tensor, pads: &[(usize, usize)], value: f32, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+    let xs = f32s(op, x)?;
+    let sh = x.shape().to_vec();
+    let map = index_map(out_shape, &sh, |ax, i| {
+        let (b, _) = pads[ax];
+        if i < b || i - b >= sh[ax] {
+            None
+        } else {
+            Some(i - b)
+        }
+    });
+    let out = map.iter().map(|m| m.map_or(value, |i| xs[i])).collect();
+    tensor(out_shape, out)
+}
+
+/// numpy-style slicing.
+pub fn slice(x: &Tensor, axes: &[usize], starts: &[i64], ends: &[i64], steps: &[i64], out_shape: &[usize]) -> Tensor {
+    let sh = x.shape().to_vec();
+    remap(x, out_shape, |ax, i| match axes.iter().position(|&a| a == ax) {
+        None => Some(i),
+        Some(k) => {
+            let (s, _) = ir::slice_bounds(sh[ax], starts[k], ends[k], steps[k]);
+            Some((s + i as i64 * steps[k]) as usize)
+        }
+    })
+}
+
+/// Repeats each element along `axis`.
+pub fn repeat_interleave(x: &Tensor, axis: usize, repeats: usize) -> Tensor {
+    let mut out_shape = x.shape().to_vec();
+    out_shape[axis] *= repeats;
+    remap(x, &out_shape, |ax, i| Some(if ax == axis { i / repeats.max(1) } else { i }))
+}
+
+/// Tiles the whole tensor.
+pub fn tile(x: &Tensor, _repeats: &[usize], out_shape: &[usize]) -> Tensor {
+    let sh = x.shape().to_vec();
+    remap(x, out_shape, |ax, i| Some(i % sh[ax].max(1)))
+}
+
+/// Spatial resize of a channels-last tensor: nearest (floor of the scaled index, as TensorFlow's
+/// `resize(..., 'nearest')` with half-pixel centres) or bilinear with half-pixel centres,
+/// applied axis by axis.
+pub fn resize(op: &Op, x: &Tensor, sizes: &[usize], mode: ResizeMode) -> Result<Tensor, RuntimeError> {
+    let mut cur = x.clone();
+    for (k, &size) in sizes.iter().enumerate() {
+        let ax = k + 1;
+        let inn = cur.shape()[ax];
+        if inn == size {
+            continue;
+        }
+        let scale = inn as f32 / size as f32;
+        let mut out_shape = cur.shape().to_vec();
+        out_shape[ax] = size;
+        match mode {
+            ResizeMode::Nearest => {
+                cur = remap(&cur, &out_shape, |a, i| {
+                    Some(if a == ax { (((i as f32 + 0.5) * scale).floor() as usize).min(inn - 1) } else { i })
+                });
+            }
+            ResizeMode::Bilinear => {
+                let src = f32s(op, &cur)?;
+                let outer: usize = out_shape[..ax].iter().product();
+                let inner: usize = out_shape[ax + 1..].iter().product();
+                let mut out = vec![0f32; out_shape.iter().product()];
+                for i in 0..size {
+                    let f = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+                    let lo = (f.floor() as usize).min(inn - 1);
+                    let hi = (lo + 1).min(inn - 1);
+                    let t = f - lo as f32;
+                    for o in 0..outer {
+                        let a = &src[(o * inn + lo) * inner..(o * inn + lo + 1) * inner];
+                        let b = &src[(o * inn + hi) * inner..(o * inn + hi + 1) * inner];
+                        let d = &mut out[(o * size + i) * inner..(o * size + i + 1) * inner];
+                        for ((d, &p), &q) in d.iter_mut().zip(a).zip(b) {
+                            *d = p + (q - p) * t;
+                        }
+                    }
+                }
+                cur = tensor(&out_shape, out)?;
+            }
+        }
+    }
+    Ok(cur)
+}
+
+/// `take(data, indices, axis)`; an index outside the axis is an error.
+pub fn gather(op: &Op, data: &Tensor, indices: &Tensor, axis: usize) -> Result<Tensor, RuntimeError> {
+    let idx: Vec<i64> = if is_int(indices.dtype()) || matches!(indices.data(), TensorData::Bool(_)) {
+        indices.to_i64_vec()
+    } else {
+        // Keras casts float token ids to int before an embedding lookup.
+        indices.to_f64_vec().iter().map(|&v| v as i64).collect()
+    };
+    let sh = data.shape();
+    let d = sh[axis];
+    let outer: usize = sh[..axis].iter().product();
+    let inner: usize = sh[axis + 1..].iter().product();
+    let mut out_shape = sh[..axis].to_vec();
+    out_shape.extend_from_slice(indices.shape());
+    out_shape.extend_from_slice(&sh[axis + 1..]);
+    let mut src = Vec::with_capacity(outer * idx.len() * inner);
+    for o in 0..outer {
+        for &i in &idx {
+            if i < 0 || i as usize >= d {
+                return Err(RuntimeError::kernel(op, format!("index {i} is out of range [0, {d})")));
+            }
+            let base = (o * d + i as usize) * inner;
+            src.extend(base..base + inner);
+        }
+    }
+    Ok(gather_elements(data, &out_shape, &src))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(shape: &[usize]) -> Tensor {
+        Tensor::from_f32(shape, (0..shape.iter().product::<usize>()).map(|v| v as f32).collect()).unwrap()
+    }
+
+    #[test]
+    fn transpose_concat_pad_slice() {
+        let x = t(&[2, 3]);
+        assert_eq!(transpose(&x, &[1, 0]).as_f32().unwrap(), &[0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        let op = Op::Concat { axis: 1 };
+        let c = concat(&op, &[&x, &t(&[2, 1])], 1, &[2, 4]).unwrap();
+        assert_eq!(c.as_f32().unwrap(), &[0.0, 1.0, 2.0, 0.0, 3.0, 4.0, 5.0, 1.0]);
+        let p = pad(&op, &t(&[1, 2]), &[(0, 0), (1, 2)], -1.0, &[1, 5]).unwrap();
+        assert_eq!(p.as_f32().unwrap(), &[-1.0, 0.0, 1.0, -1.0, -1.0]);
+        let s = slice(&t(&[1, 6]), &[1], &[1], &[-1], &[2], &[1, 2]);
+        assert_eq!(s.as_f32().unwrap(), &[1.0, 3.0]);
+    }
+
+    #[test]
+    fn repeat_tile_gather() {
+        let x = t(&[1, 2]);
+        assert_eq!(repeat_interleave(&x, 1, 2).as_f32().unwrap(), &[0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(tile(&x, &[1, 2], &[1, 4]).as_f32().unwrap(), &[0.0, 1.0, 0.0, 1.0]);
+        let emb = t(&[3, 2]);
+        let ids = Tensor::new(vec![1, 2], TensorData::I32(vec![2, 0])).unwrap();
+        let op = Op::Gather { axis: 0 };
+        let g = gather(&op, &emb, &ids, 0).unwrap();
+        assert_eq!(g.shape(), &[1, 2, 2]);
+        assert_eq!(g.as_f32().unwrap(), &[4.0, 5.0, 0.0, 1.0]);
+        let bad = Tensor::new(vec![1], TensorData::I32(vec![3])).unwrap();
+        assert!(gather(&op, &emb, &bad, 0).is_err());
+    }
+
+    #[test]
+    fn bilinear_half_pixel_upsampling() {
+        // 1-D case along the spatial axis: [0, 1] upsampled x2 -> [0, .25, .75, 1]
+        let x = Tensor::from_f32(&[1, 2, 1], vec![0.0, 1.0]).unwrap();
+        let op = Op::Resize { sizes: vec![4], mode: ResizeMode::Bilinear };
+        let y = resize(&op, &x, &[4], ResizeMode::Bilinear).unwrap();
+        assert_eq!(y.as_f32().unwrap(), &[0.0, 0.25, 0.75, 1.0]);
+    }
+}

@@ -1,0 +1,125 @@
+use crate::RuntimeError;
+use std::fmt;
+
+/// Where a plan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Device {
+    Cpu,
+    /// A CUDA device by ordinal among the visible ones.
+    Cuda(usize),
+}
+
+impl Device {
+    /// Parses TensorFlow's device strings (`/GPU:0`, `/device:CPU:0`,
+    /// `/job:localhost/replica:0/task:0/device:GPU:1`) and the short forms `cpu`, `gpu`, `gpu:1`,
+    /// `cuda:1`, case-insensitively.
+    pub fn parse(s: &str) -> Result<Device, RuntimeError> {
+        let bad = || RuntimeError::BadDevice(s.to_string());
+        let lower = s.trim().to_ascii_lowercase();
+        let last = if lower.starts_with('/') {
+            let parts: Vec<&str> = lower.split('/').filter(|p| !p.is_empty()).collect();
+            for p in &parts[..parts.len().saturating_sub(1)] {
+                let ok = p.starts_with("job:") || p.starts_with("replica:") || p.starts_with("task:");
+                if !ok {
+                    return Err(bad());
+                }
+            }
+            let last = parts.last().ok_or_else(bad)?;
+            last.strip_prefix("device:").unwrap_or(last).to_string()
+        } else {
+            lower
+        };
+        let (kind, idx) = match last.split_once(':') {
+            Some((k, i)) => (k.to_string(), Some(i.parse::<usize>().map_err(|_| bad())?)),
+            None => (last.clone(), None),
+        };
+        match kind.as_str() {
+            "cpu" => {
+                if idx.unwrap_or(0) != 0 {
+                    return Err(RuntimeError::Unavailable {
+                        requested: s.to_string(),
+                        reason: "there is one CPU device, /CPU:0".into(),
+                        available: describe_available(),
+                    });
+                }
+                Ok(Device::Cpu)
+            }
+            "gpu" | "cuda" => Ok(Device::Cuda(idx.unwrap_or(0))),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Checks that the device exists and can run plans in this build.
+    pub fn ensure_available(self) -> Result<Device, RuntimeError> {
+        match self {
+            Device::Cpu => Ok(self),
+            Device::Cuda(_) => Err(RuntimeError::Unavailable {
+                requested: self.to_string(),
+                reason: "this build of kerasc has no CUDA backend yet (GPU execution is not implemented)".into(),
+                available: describe_available(),
+            }),
+        }
+    }
+
+    /// The default device: the lowest-numbered visible GPU when GPU execution is available,
+    /// else the CPU.
+    pub fn default_device() -> Device {
+        Device::Cpu
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("/CPU:0"),
+            Device::Cuda(i) => write!(f, "/GPU:{i}"),
+        }
+    }
+}
+
+/// One entry of [`available_devices`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceInfo {
+    pub device: Device,
+    pub name: String,
+    pub threads: usize,
+}
+
+/// The devices plans can run on in this build.
+pub fn available_devices() -> Vec<DeviceInfo> {
+    vec![DeviceInfo { device: Device::Cpu, name: "CPU".into(), threads: rayon::current_num_threads() }]
+}
+
+fn describe_available() -> String {
+    available_devices().iter().map(|d| d.device.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tensorflow_and_short_names() {
+        assert_eq!(Device::parse("/GPU:1").unwrap(), Device::Cuda(1));
+        assert_eq!(Device::parse("/device:GPU:0").unwrap(), Device::Cuda(0));
+        assert_eq!(Device::parse("/job:localhost/replica:0/task:0/device:GPU:2").unwrap(), Device::Cuda(2));
+        assert_eq!(Device::parse("/CPU:0").unwrap(), Device::Cpu);
+        assert_eq!(Device::parse("/device:cpu:0").unwrap(), Device::Cpu);
+        assert_eq!(Device::parse("cpu").unwrap(), Device::Cpu);
+        assert_eq!(Device::parse("gpu").unwrap(), Device::Cuda(0));
+        assert_eq!(Device::parse("CUDA:3").unwrap(), Device::Cuda(3));
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        for s in ["", "tpu:0", "/GPU:x", "/foo/device:GPU:0", "gpu:-1", "/CPU:1"] {
+            assert!(Device::parse(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn gpu_without_backend_is_a_clear_error() {
+        let e = Device::Cuda(0).ensure_available().unwrap_err().to_string();
+        assert!(e.contains("/GPU:0") && e.contains("/CPU:0"), "{e}");
+    }
+}

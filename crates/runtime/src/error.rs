@@ -1,0 +1,27 @@
+use thiserror::Error;
+
+/// Errors of device selection and execution.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// A device string that is not a TensorFlow or short device name.
+    #[error("cannot parse device '{0}': expected /CPU:0, /GPU:1, /device:GPU:0, cpu, gpu:1 or cuda:1")]
+    BadDevice(String),
+    /// A device that does not exist on this machine.
+    #[error("device {requested} is not available: {reason}; available devices: {available}")]
+    Unavailable { requested: String, reason: String, available: String },
+    /// The inputs given do not fit the model.
+    #[error("input {index} ('{name}'): {message}")]
+    Input { index: usize, name: String, message: String },
+    /// A kernel failed (bad indices, unsupported dtype, ...).
+    #[error("{op} in '{node}': {message}")]
+    Kernel { op: String, node: String, message: String },
+    /// An IR-level error surfaced while running.
+    #[error(transparent)]
+    Ir(#[from] ir::IrError),
+}
+
+impl RuntimeError {
+    pub(crate) fn kernel(op: &ir::Op, message: impl Into<String>) -> Self {
+        RuntimeError::Kernel { op: op.name(), node: String::new(), message: message.into() }
+    }
+}

@@ -1,0 +1,10 @@
+//! kerasc's runtime: devices, the CPU executor (a kernel for every op) and sessions.
+
+pub mod cpu;
+mod device;
+mod error;
+mod executor;
+
+pub use device::{available_devices, Device, DeviceInfo};
+pub use error::RuntimeError;
+pub use executor::{Session, SessionOptions};
