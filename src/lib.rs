@@ -1,1 +1,36 @@
+//! kerasc: compile and run saved Keras models outside Python.
+//!
+//! A thin facade over the workspace crates: [`load`] a model file into an IR graph, bind it
+//! to a device with [`Session`], run it.
 
+pub mod npy;
+
+pub use frontend::{load_bytes, FrontendError, LoadOptions, Model, ModelFormat, ModelInfo};
+pub use ir;
+pub use runtime::{available_devices, Device, RuntimeError, Session, SessionOptions};
+
+use std::io::Write;
+use std::path::Path;
+
+/// Loads a Keras model file (`.h5` or `.keras`).
+pub fn load(path: &Path) -> Result<Model, FrontendError> {
+    frontend::load(path, &LoadOptions::default())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so an
+/// interrupted write never leaves a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res
+}

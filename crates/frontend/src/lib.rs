@@ -1,1 +1,43 @@
+//! kerasc's model readers: Keras `.h5` (Keras 2 and Keras 3 legacy HDF5) and `.keras` (Keras 3
+//! zip) into one [`ir::Graph`], with a Keras-style summary of the layers.
 
+mod error;
+pub mod keras;
+
+pub use error::FrontendError;
+pub use keras::{LayerSummary, ModelFormat, ModelInfo};
+
+use std::path::Path;
+
+/// A loaded model: its graph and what `inspect` shows.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub graph: ir::Graph,
+    pub info: ModelInfo,
+}
+
+/// Options of [`load`].
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {}
+
+/// Loads a model file, picking the reader from the file's content (HDF5 signature or zip).
+pub fn load(path: &Path, _options: &LoadOptions) -> Result<Model, FrontendError> {
+    let bytes = std::fs::read(path).map_err(|e| FrontendError::Io { path: path.display().to_string(), message: e.to_string() })?;
+    load_bytes(&bytes, &path.display().to_string())
+}
+
+/// Loads a model from its bytes; `origin` names it in errors.
+pub fn load_bytes(bytes: &[u8], origin: &str) -> Result<Model, FrontendError> {
+    if bytes.starts_with(b"\x89HDF\r\n\x1a\n") || hdf5_pure::is_hdf5_bytes(bytes) {
+        keras::load_h5(bytes, origin)
+    } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
+        keras::load_keras_archive(bytes, origin)
+    } else if bytes.is_empty() {
+        Err(FrontendError::Format { file: origin.into(), message: "the file is empty".into() })
+    } else {
+        Err(FrontendError::Format {
+            file: origin.into(),
+            message: "not a Keras model: neither HDF5 (.h5) nor a zip archive (.keras)".into(),
+        })
+    }
+}

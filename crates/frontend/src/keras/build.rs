@@ -1,0 +1,265 @@
+//! Builds the IR graph from a parsed model config and its weights.
+
+use super::config::{self, Call, LayerSpec, ModelSpec, TensorRef};
+use super::layers::{self, Ctx};
+use super::weights::PathLink;
+use super::{LayerSummary, ModelFormat, ModelInfo, WeightStore};
+use crate::{FrontendError, Model};
+use ir::{DType, Dim, Shape, TensorType, ValueId};
+use serde_json::Value;
+use std::collections::HashMap;
+
+pub(crate) fn build(
+    config: &Value,
+    store: WeightStore,
+    origin: &str,
+    format: ModelFormat,
+    keras_version: String,
+    backend: Option<String>,
+    training_config: Option<Value>,
+) -> Result<Model, FrontendError> {
+    let keras2 = format == ModelFormat::Keras2H5;
+    let spec = config::parse_model(config, keras2).map_err(|m| FrontendError::Config { file: origin.into(), message: m })?;
+    let mut unsupported = Vec::new();
+    check_supported(&spec, &mut unsupported);
+    if !unsupported.is_empty() {
+        return Err(FrontendError::Unsupported { file: origin.into(), layers: unsupported });
+    }
+    let mut ctx = Ctx::new(origin, store, keras2, &spec.name);
+    let inputs = make_inputs(&mut ctx, &spec)?;
+    let outputs = run_model(&mut ctx, &spec, &[], &inputs, true)?;
+    let output_names: Vec<String> = if spec.is_sequential() {
+        spec.layers.last().map(|l| vec![l.name.clone()]).unwrap_or_default()
+    } else {
+        spec.outputs.iter().map(|r| r.layer.clone()).collect()
+    };
+    let input_names: Vec<String> = inputs.iter().map(|&v| ctx.g.value(v).name.clone()).collect();
+    ctx.g.set_outputs(outputs);
+    ctx.g.validate().map_err(|e| FrontendError::Config { file: origin.into(), message: format!("built graph is invalid: {e}") })?;
+    let mut layers_summary = std::mem::take(&mut ctx.summaries);
+    if !spec.is_sequential() {
+        // Functional summaries list InputLayers too, in config order.
+        let order: HashMap<&str, usize> = spec.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
+        for l in spec.layers.iter().filter(|l| l.class == "InputLayer") {
+            if let Some(i) = inputs.iter().position(|&v| ctx.g.value(v).name == l.name) {
+                layers_summary.push(LayerSummary {
+                    name: l.name.clone(),
+                    class: l.class.clone(),
+                    output_shapes: vec![keras_shape(&ctx.g.value(inputs[i]).ty.shape)],
+                    params: 0,
+                    trainable_params: 0,
+                    connected_to: Vec::new(),
+                });
+            }
+        }
+        layers_summary.sort_by_key(|s| order.get(s.name.as_str()).copied().unwrap_or(usize::MAX));
+    }
+    let total_params = layers_summary.iter().map(|l| l.params).sum();
+    let trainable_params = layers_summary.iter().map(|l| l.trainable_params).sum();
+    let graph = ctx.g;
+    Ok(Model {
+        graph,
+        info: ModelInfo {
+            name: spec.name.clone(),
+            model_class: spec.class.clone(),
+            format,
+            keras_version,
+            backend,
+            layers: layers_summary,
+            total_params,
+            trainable_params,
+            training_config,
+            input_names,
+            output_names,
+        },
+    })
+}
+
+/// Keras's shape string: `(None, 16, 16, 8)`.
+pub(crate) fn keras_shape(s: &Shape) -> String {
+    s.to_string()
+}
+
+fn check_supported(spec: &ModelSpec, out: &mut Vec<String>) {
+    for l in &spec.layers {
+        if let Some(m) = &l.model {
+            check_supported(m, out);
+            continue;
+        }
+        layers::check_layer(&l.class, &l.name, &l.config, out);
+    }
+}
+
+fn parse_dtype(v: Option<&Value>) -> Option<DType> {
+    match v? {
+        Value::String(s) => DType::from_name(s),
+        Value::Object(o) => DType::from_name(o.get("config")?.get("name")?.as_str()?),
+        _ => None,
+    }
+}
+
+fn shape_from_json(v: &Value) -> Option<Shape> {
+    let a = v.as_array()?;
+    Some(Shape(a.iter().map(|d| d.as_u64().map(|n| Dim::Fixed(n as usize)).unwrap_or(Dim::Batch)).collect()))
+}
+
+fn input_type(l: &LayerSpec) -> Option<TensorType> {
+    let c = &l.config;
+    let shape = c
+        .get("batch_shape")
+        .or_else(|| c.get("batch_input_shape"))
+        .and_then(shape_from_json)
+        .or_else(|| c.get("input_shape").and_then(shape_from_json).map(|s| Shape([vec![Dim::Batch], s.0].concat())))?;
+    let dtype = parse_dtype(c.get("dtype")).unwrap_or(DType::F32);
+    Some(TensorType::new(dtype, shape))
+}
+
+fn make_inputs(ctx: &mut Ctx, spec: &ModelSpec) -> Result<Vec<ValueId>, FrontendError> {
+    let cfg_err = |m: String| FrontendError::Config { file: ctx.origin.clone(), message: m };
+    if spec.is_sequential() {
+        let first = spec.layers.first().ok_or_else(|| cfg_err("the Sequential model has no layers".into()))?;
+        let ty = input_type(first)
+            .or_else(|| {
+                let s = shape_from_json(spec.build_input_shape.as_ref()?)?;
+                Some(TensorType::new(parse_dtype(first.config.get("dtype")).unwrap_or(DType::F32), s))
+            })
+            .ok_or_else(|| cfg_err("the Sequential model declares no input shape".into()))?;
+        let name = if first.class == "InputLayer" { first.name.clone() } else { "input".to_string() };
+        return Ok(vec![ctx.g.add_input(name, ty)]);
+    }
+    let mut out = Vec::new();
+    for r in &spec.inputs {
+        let l = spec
+            .layers
+            .iter()
+            .find(|l| l.name == r.layer)
+            .ok_or_else(|| cfg_err(format!("input layer '{}' is not among the layers", r.layer)))?;
+        let ty = input_type(l).ok_or_else(|| cfg_err(format!("input layer '{}' has no shape", l.name)))?;
+        out.push(ctx.g.add_input(l.name.clone(), ty));
+    }
+    if out.is_empty() {
+        return Err(cfg_err("the model has no inputs".into()));
+    }
+    Ok(out)
+}
+
+fn is_nested_functional(l: &LayerSpec) -> bool {
+    matches!(l.class.as_str(), "Functional" | "Model")
+}
+
+/// Resolves a node reference to a call index of the referenced layer (see FORMATS.md on
+/// node indices of nested models).
+fn call_index(spec: &ModelSpec, r: &TensorRef, io: bool) -> usize {
+    let layer = spec.layers.iter().find(|l| l.name == r.layer);
+    let offset = match layer {
+        Some(l) if l.model.is_some() => spec.keras2 && (is_nested_functional(l) || l.class == "Sequential") || (io && is_nested_functional(l)),
+        _ => false,
+    };
+    if offset {
+        r.node.saturating_sub(1)
+    } else {
+        r.node
+    }
+}
+
+pub(crate) fn run_model(
+    ctx: &mut Ctx,
+    spec: &ModelSpec,
+    path: &[PathLink],
+    inputs: &[ValueId],
+    top: bool,
+) -> Result<Vec<ValueId>, FrontendError> {
+    if spec.is_sequential() {
+        let mut x = inputs.to_vec();
+        for l in &spec.layers {
+            if l.class == "InputLayer" {
+                continue;
+            }
+            let prev = x.iter().map(|&v| ctx.g.value(v).name.clone()).collect();
+            x = apply_layer(ctx, l, path, None, x, Vec::new())?;
+            if top {
+                ctx.record_summary(l, &x, prev);
+            }
+        }
+        return Ok(x);
+    }
+    let mut produced: HashMap<(String, usize), Vec<ValueId>> = HashMap::new();
+    for (i, r) in spec.inputs.iter().enumerate() {
+        let v = *inputs.get(i).ok_or_else(|| ctx.config_err(format!("model '{}' called with too few inputs", spec.name)))?;
+        produced.insert((r.layer.clone(), 0), vec![v]);
+    }
+    let mut pending: Vec<(usize, usize)> = Vec::new();
+    for (li, l) in spec.layers.iter().enumerate() {
+        if l.class == "InputLayer" {
+            continue;
+        }
+        for ci in 0..l.calls.len() {
+            pending.push((li, ci));
+        }
+    }
+    let resolve = |produced: &HashMap<(String, usize), Vec<ValueId>>, r: &TensorRef, io: bool| -> Option<ValueId> {
+        produced.get(&(r.layer.clone(), call_index(spec, r, io))).and_then(|v| v.get(r.tensor)).copied()
+    };
+    while !pending.is_empty() {
+        let mut progressed = false;
+        let mut i = 0;
+        while i < pending.len() {
+            let (li, ci) = pending[i];
+            let l = &spec.layers[li];
+            let call: &Call = &l.calls[ci];
+            let args: Option<Vec<ValueId>> = call.args.iter().map(|r| resolve(&produced, r, false)).collect();
+            let kws: Option<Vec<(String, ValueId)>> =
+                call.tensor_kwargs.iter().map(|(k, r)| resolve(&produced, r, false).map(|v| (k.clone(), v))).collect();
+            match (args, kws) {
+                (Some(args), Some(kws)) => {
+                    let prev = call.args.iter().map(|r| r.layer.clone()).collect();
+                    let outs = apply_layer(ctx, l, path, Some(call), args, kws)?;
+                    if top && ci == 0 {
+                        ctx.record_summary(l, &outs, prev);
+                    }
+                    produced.insert((l.name.clone(), ci), outs);
+                    pending.remove(i);
+                    progressed = true;
+                }
+                _ => i += 1,
+            }
+        }
+        if !progressed {
+            let (li, ci) = pending[0];
+            let l = &spec.layers[li];
+            let missing: Vec<String> = l.calls[ci]
+                .args
+                .iter()
+                .chain(l.calls[ci].tensor_kwargs.iter().map(|(_, r)| r))
+                .filter(|r| resolve(&produced, r, false).is_none())
+                .map(|r| format!("{}[{}][{}]", r.layer, r.node, r.tensor))
+                .collect();
+            return Err(ctx.config_err(format!("layer '{}' reads tensors that no layer produces: {}", l.name, missing.join(", "))));
+        }
+    }
+    spec.outputs
+        .iter()
+        .map(|r| {
+            resolve(&produced, r, true)
+                .ok_or_else(|| ctx.config_err(format!("model output {}[{}][{}] is never produced", r.layer, r.node, r.tensor)))
+        })
+        .collect()
+}
+
+fn apply_layer(
+    ctx: &mut Ctx,
+    l: &LayerSpec,
+    path: &[PathLink],
+    call: Option<&Call>,
+    inputs: Vec<ValueId>,
+    kw_inputs: Vec<(String, ValueId)>,
+) -> Result<Vec<ValueId>, FrontendError> {
+    let mut p = path.to_vec();
+    p.push(PathLink { name: l.name.clone(), key: l.archive_key.clone() });
+    if let Some(m) = &l.model {
+        let mut ins = inputs;
+        ins.extend(kw_inputs.into_iter().map(|(_, v)| v));
+        return run_model(ctx, m, &p, &ins, false);
+    }
+    layers::lower_layer(ctx, l, &p, call, inputs, kw_inputs)
+}

@@ -1,0 +1,167 @@
+//! MultiHeadAttention and (Luong) Attention, lowered to matmuls, reshapes and a softmax.
+
+use super::{cfg_bool, cfg_str, weight, Ctx, LayerCall};
+use crate::FrontendError;
+use ir::{BinaryOp, Op, ReduceKind, Tensor, UnaryOp, ValueId};
+use serde_json::Value;
+
+type R = Result<Vec<ValueId>, FrontendError>;
+
+fn kw_bool(lc: &LayerCall, k: &str) -> bool {
+    lc.call.and_then(|c| c.kwargs.get(k)).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn kw_tensor(lc: &LayerCall, k: &str) -> Option<ValueId> {
+    lc.kw_inputs.iter().find(|(n, _)| n == k).map(|(_, v)| *v)
+}
+
+/// Additive causal mask `(T, S)`: 0 where key j ≤ query i (aligned to the end), -1e9 elsewhere.
+fn causal_mask(t: usize, s: usize) -> Tensor {
+    let mut m = vec![0f32; t * s];
+    for i in 0..t {
+        for j in 0..s {
+            // Keras's lower-triangular mask of ones(T, S).
+            if j > i {
+                m[i * s + j] = -1e9;
+            }
+        }
+    }
+    Tensor::from_f32(&[t, s], m).unwrap_or_else(|_| Tensor::zeros(&[t, s]))
+}
+
+fn seq_len(ctx: &Ctx, lc: &LayerCall, v: ValueId) -> Result<usize, FrontendError> {
+    ctx.dims(v).get(1).and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "sequence lengths must be known"))
+}
+
+/// Projects `x (B, T, d)` with kernel `(d, h, k)` and bias `(h, k)` into heads `(B, h, T, k)`.
+fn project(ctx: &mut Ctx, lc: &LayerCall, what: &str, x: ValueId, idx: &mut usize, use_bias: bool, h: usize, k: usize) -> Result<ValueId, FrontendError> {
+    let d = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "feature size must be known"))?;
+    let w = weight(ctx, lc, *idx, &format!("{what} kernel"), Some(&[d, h, k]))?;
+    *idx += 1;
+    let w = w.reshape(&[d, h * k]).map_err(|e| ctx.err(lc, e.to_string()))?;
+    let wv = ctx.konst(lc, &format!("{what}/kernel"), w);
+    let mut y = ctx.node(lc, &format!("{what}/matmul"), Op::MatMul { transpose_a: false, transpose_b: false }, &[x, wv])?;
+    if use_bias {
+        let b = weight(ctx, lc, *idx, &format!("{what} bias"), Some(&[h, k]))?;
+        *idx += 1;
+        let b = b.reshape(&[h * k]).map_err(|e| ctx.err(lc, e.to_string()))?;
+        let bv = ctx.konst(lc, &format!("{what}/bias"), b);
+        y = ctx.node(lc, &format!("{what}/bias"), Op::BiasAdd { axis: 2 }, &[y, bv])?;
+    }
+    let y = ctx.node(lc, &format!("{what}/split_heads"), Op::Reshape { shape: vec![0, 0, h as i64, k as i64] }, &[y])?;
+    ctx.node(lc, &format!("{what}/heads_first"), Op::Transpose { perm: vec![0, 2, 1, 3] }, &[y])
+}
+
+pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let c = lc.config;
+    let h = c.get("num_heads").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no num_heads"))? as usize;
+    let kd = c.get("key_dim").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no key_dim"))? as usize;
+    let vd = c.get("value_dim").and_then(Value::as_u64).map(|v| v as usize).unwrap_or(kd);
+    let use_bias = cfg_bool(c, "use_bias", true);
+    let query = lc.inputs[0];
+    let value = lc.inputs.get(1).copied().or_else(|| kw_tensor(lc, "value")).ok_or_else(|| ctx.err(lc, "no value input"))?;
+    let key = lc.inputs.get(2).copied().or_else(|| kw_tensor(lc, "key")).unwrap_or(value);
+    if kw_tensor(lc, "attention_mask").is_some() || kw_tensor(lc, "query_mask").is_some() {
+        return Err(ctx.err(lc, "attention masks are not supported yet"));
+    }
+    if ctx.rank(query) != 3 || ctx.rank(value) != 3 || ctx.rank(key) != 3 {
+        return Err(ctx.err(lc, "only (batch, sequence, features) inputs are supported"));
+    }
+    if let Some(Value::Array(a)) = c.get("attention_axes") {
+        if a.len() != 1 || !(a[0].as_i64() == Some(1) || a[0].as_i64() == Some(-2)) {
+            return Err(ctx.err(lc, "attention_axes other than the sequence axis are not supported"));
+        }
+    }
+    let per = if use_bias { 2 } else { 1 };
+    if lc.weights.len() != 4 * per {
+        return Err(ctx.werr(lc, format!("expected {} weight tensors, the file holds {}", 4 * per, lc.weights.len())));
+    }
+    let mut idx = 0;
+    let q = project(ctx, lc, "query", query, &mut idx, use_bias, h, kd)?;
+    let k = project(ctx, lc, "key", key, &mut idx, use_bias, h, kd)?;
+    let v = project(ctx, lc, "value", value, &mut idx, use_bias, h, vd)?;
+    let q = ctx.unary(lc, "scale", UnaryOp::Affine { scale: 1.0 / (kd as f32).sqrt(), offset: 0.0 }, q)?;
+    let mut scores = ctx.node(lc, "scores", Op::MatMul { transpose_a: false, transpose_b: true }, &[q, k])?;
+    if kw_bool(lc, "use_causal_mask") {
+        let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
+        let m = ctx.konst(lc, "causal_mask", causal_mask(t, s));
+        scores = ctx.binary(lc, "mask", BinaryOp::Add, scores, m)?;
+    }
+    let probs = ctx.node(lc, "softmax", Op::Softmax { axes: vec![3] }, &[scores])?;
+    let o = ctx.node(lc, "attend", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
+    let o = ctx.node(lc, "heads_last", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[o])?;
+    let o = ctx.node(lc, "merge_heads", Op::Reshape { shape: vec![0, 0, (h * vd) as i64] }, &[o])?;
+    let wo = weight(ctx, lc, idx, "output kernel", None)?;
+    idx += 1;
+    if wo.rank() != 3 || wo.shape()[0] != h || wo.shape()[1] != vd {
+        return Err(ctx.werr(lc, format!("output kernel has shape {:?}, expected ({h}, {vd}, d)", wo.shape())));
+    }
+    let dout = wo.shape()[2];
+    let wo = wo.reshape(&[h * vd, dout]).map_err(|e| ctx.err(lc, e.to_string()))?;
+    let wov = ctx.konst(lc, "output/kernel", wo);
+    let mut y = ctx.node(lc, "output/matmul", Op::MatMul { transpose_a: false, transpose_b: false }, &[o, wov])?;
+    if use_bias {
+        let b = weight(ctx, lc, idx, "output bias", Some(&[dout]))?;
+        let bv = ctx.konst(lc, "output/bias", b);
+        y = ctx.node(lc, "", Op::BiasAdd { axis: 2 }, &[y, bv])?;
+    }
+    if kw_bool(lc, "return_attention_scores") {
+        return Ok(vec![y, probs]);
+    }
+    Ok(vec![y])
+}
+
+pub(super) fn attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let c = lc.config;
+    if lc.inputs.len() < 2 {
+        return Err(ctx.err(lc, "Attention takes [query, value] or [query, value, key]"));
+    }
+    let q = lc.inputs[0];
+    let v = lc.inputs[1];
+    let k = lc.inputs.get(2).copied().unwrap_or(v);
+    let use_scale = cfg_bool(c, "use_scale", false);
+    let mode = cfg_str(c, "score_mode", "dot");
+    let mut idx = 0;
+    let scale = if use_scale {
+        idx += 1;
+        Some(weight(ctx, lc, 0, "scale", None)?.to_f32_vec().first().copied().unwrap_or(1.0))
+    } else {
+        None
+    };
+    let mut scores = match mode {
+        "dot" => {
+            let s = ctx.node(lc, "scores", Op::MatMul { transpose_a: false, transpose_b: true }, &[q, k])?;
+            match scale {
+                Some(f) => ctx.unary(lc, "scale", UnaryOp::Affine { scale: f, offset: 0.0 }, s)?,
+                None => s,
+            }
+        }
+        "concat" => {
+            let w = weight(ctx, lc, idx, "concat_score_weight", None)?.to_f32_vec().first().copied().unwrap_or(1.0);
+            let qe = ctx.node(lc, "q_expand", Op::Reshape { shape: vec![0, 0, 1, -1] }, &[q])?;
+            let dims = ctx.dims(k);
+            let s = dims[1].fixed().ok_or_else(|| ctx.err(lc, "sequence lengths must be known"))? as i64;
+            let d = dims[2].fixed().ok_or_else(|| ctx.err(lc, "feature size must be known"))? as i64;
+            let ke = ctx.node(lc, "k_expand", Op::Reshape { shape: vec![0, 1, s, d] }, &[k])?;
+            let mut sum = ctx.binary(lc, "q_plus_k", BinaryOp::Add, qe, ke)?;
+            if let Some(f) = scale {
+                sum = ctx.unary(lc, "scale", UnaryOp::Affine { scale: f, offset: 0.0 }, sum)?;
+            }
+            let t = ctx.unary(lc, "tanh", UnaryOp::Tanh, sum)?;
+            let r = ctx.node(lc, "sum", Op::Reduce { kind: ReduceKind::Sum, axes: vec![3], keepdims: false }, &[t])?;
+            ctx.unary(lc, "weight", UnaryOp::Affine { scale: w, offset: 0.0 }, r)?
+        }
+        other => return Err(ctx.err(lc, format!("score_mode '{other}' is not supported"))),
+    };
+    if kw_bool(lc, "use_causal_mask") {
+        let (t, s) = (seq_len(ctx, lc, q)?, seq_len(ctx, lc, v)?);
+        let m = ctx.konst(lc, "causal_mask", causal_mask(t, s));
+        scores = ctx.binary(lc, "mask", BinaryOp::Add, scores, m)?;
+    }
+    let probs = ctx.node(lc, "softmax", Op::Softmax { axes: vec![2] }, &[scores])?;
+    let y = ctx.node(lc, "", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
+    if kw_bool(lc, "return_attention_scores") {
+        return Ok(vec![y, probs]);
+    }
+    Ok(vec![y])
+}

@@ -1,0 +1,307 @@
+//! Convolution, pooling, padding, cropping and upsampling layers (channels-last; channels-first
+//! inputs are transposed in and out).
+
+use super::{cfg_bool, cfg_ints, cfg_str, expect_weights, layer_activation, weight, Ctx, LayerCall};
+use crate::FrontendError;
+use ir::{ConvAttrs, ConvTransposeAttrs, Op, PaddingMode, PoolAttrs, PoolKind, ReduceKind, ResizeMode, ValueId};
+use serde_json::Value;
+
+type R = Result<Vec<ValueId>, FrontendError>;
+
+fn spatial_rank(class: &str) -> usize {
+    if class.contains("1D") {
+        1
+    } else if class.contains("3D") {
+        3
+    } else {
+        2
+    }
+}
+
+fn channels_first(lc: &LayerCall) -> bool {
+    cfg_str(lc.config, "data_format", "channels_last") == "channels_first"
+}
+
+/// Moves channels last (for channels_first layers); returns the new value.
+fn to_last(ctx: &mut Ctx, lc: &LayerCall, x: ValueId) -> Result<ValueId, FrontendError> {
+    if !channels_first(lc) {
+        return Ok(x);
+    }
+    let r = ctx.rank(x);
+    let mut perm = vec![0];
+    perm.extend(2..r);
+    perm.push(1);
+    ctx.node(lc, "to_channels_last", Op::Transpose { perm }, &[x])
+}
+
+fn to_first(ctx: &mut Ctx, lc: &LayerCall, x: ValueId) -> Result<ValueId, FrontendError> {
+    if !channels_first(lc) {
+        return Ok(x);
+    }
+    let r = ctx.rank(x);
+    let mut perm = vec![0, r - 1];
+    perm.extend(1..r - 1);
+    ctx.node(lc, "to_channels_first", Op::Transpose { perm }, &[x])
+}
+
+fn ints(ctx: &Ctx, lc: &LayerCall, key: &str, n: usize, default: usize) -> Result<Vec<usize>, FrontendError> {
+    cfg_ints(lc.config, key, n, default).ok_or_else(|| ctx.err(lc, format!("bad '{key}'")))
+}
+
+/// TensorFlow's explicit pads for `padding` on each spatial axis of a channels-last input.
+fn pads(
+    ctx: &Ctx,
+    lc: &LayerCall,
+    x: ValueId,
+    padding: &str,
+    k: &[usize],
+    s: &[usize],
+    d: &[usize],
+) -> Result<Vec<(usize, usize)>, FrontendError> {
+    let dims = ctx.dims(x);
+    let mut out = Vec::new();
+    for i in 0..k.len() {
+        let ke = (k[i] - 1) * d[i] + 1;
+        out.push(match padding {
+            "valid" => (0, 0),
+            "causal" => (ke - 1, 0),
+            "same" => {
+                let n = dims[i + 1].fixed().ok_or_else(|| ctx.err(lc, "'same' padding needs known spatial sizes"))?;
+                let o = n.div_ceil(s[i]);
+                let total = ((o.max(1) - 1) * s[i] + ke).saturating_sub(n);
+                (total / 2, total - total / 2)
+            }
+            other => return Err(ctx.err(lc, format!("padding '{other}' is not supported"))),
+        });
+    }
+    Ok(out)
+}
+
+fn bias_act(ctx: &mut Ctx, lc: &LayerCall, y: ValueId, bias_index: usize, filters: usize) -> Result<ValueId, FrontendError> {
+    let mut y = y;
+    if cfg_bool(lc.config, "use_bias", true) {
+        let b = weight(ctx, lc, bias_index, "bias", Some(&[filters]))?;
+        let bv = ctx.konst(lc, "bias", b);
+        let axis = ctx.rank(y) - 1;
+        y = ctx.node(lc, "bias", Op::BiasAdd { axis }, &[y, bv])?;
+    }
+    layer_activation(ctx, lc, y)
+}
+
+pub(super) fn conv(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let r = spatial_rank(lc.class);
+    let x = to_last(ctx, lc, lc.inputs[0])?;
+    let cin = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "input channels must be known"))?;
+    let filters = lc.config.get("filters").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no filters"))? as usize;
+    let k = ints(ctx, lc, "kernel_size", r, 1)?;
+    let s = ints(ctx, lc, "strides", r, 1)?;
+    let d = ints(ctx, lc, "dilation_rate", r, 1)?;
+    let groups = lc.config.get("groups").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
+    if cin % groups != 0 {
+        return Err(ctx.err(lc, format!("{cin} input channels not divisible into {groups} groups")));
+    }
+    let use_bias = cfg_bool(lc.config, "use_bias", true);
+    expect_weights(ctx, lc, if use_bias { 2 } else { 1 })?;
+    let mut kshape = k.clone();
+    kshape.extend([cin / groups, filters]);
+    let kernel = weight(ctx, lc, 0, "kernel", Some(&kshape))?;
+    let p = pads(ctx, lc, x, cfg_str(lc.config, "padding", "valid"), &k, &s, &d)?;
+    let kv = ctx.konst(lc, "kernel", kernel);
+    let y = ctx.node(lc, "conv", Op::Conv(ConvAttrs { strides: s, dilations: d, pads: p, groups }), &[x, kv])?;
+    let y = bias_act(ctx, lc, y, 1, filters)?;
+    Ok(vec![to_first(ctx, lc, y)?])
+}
+
+pub(super) fn depthwise(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let r = spatial_rank(lc.class);
+    let x = to_last(ctx, lc, lc.inputs[0])?;
+    let cin = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "input channels must be known"))?;
+    let dm = lc.config.get("depth_multiplier").and_then(Value::as_u64).unwrap_or(1) as usize;
+    let k = ints(ctx, lc, "kernel_size", r, 1)?;
+    let s = ints(ctx, lc, "strides", r, 1)?;
+    let d = ints(ctx, lc, "dilation_rate", r, 1)?;
+    let use_bias = cfg_bool(lc.config, "use_bias", true);
+    expect_weights(ctx, lc, if use_bias { 2 } else { 1 })?;
+    let mut kshape = k.clone();
+    kshape.extend([cin, dm]);
+    let kernel = weight(ctx, lc, 0, "depthwise_kernel", Some(&kshape))?;
+    let mut gshape = k.clone();
+    gshape.extend([1, cin * dm]);
+    let kernel = kernel.reshape(&gshape).map_err(|e| ctx.err(lc, e.to_string()))?;
+    let p = pads(ctx, lc, x, cfg_str(lc.config, "padding", "valid"), &k, &s, &d)?;
+    let kv = ctx.konst(lc, "depthwise_kernel", kernel);
+    let y = ctx.node(lc, "depthwise", Op::Conv(ConvAttrs { strides: s, dilations: d, pads: p, groups: cin }), &[x, kv])?;
+    let y = bias_act(ctx, lc, y, 1, cin * dm)?;
+    Ok(vec![to_first(ctx, lc, y)?])
+}
+
+pub(super) fn separable(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let r = spatial_rank(lc.class);
+    let x = to_last(ctx, lc, lc.inputs[0])?;
+    let cin = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "input channels must be known"))?;
+    let filters = lc.config.get("filters").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no filters"))? as usize;
+    let dm = lc.config.get("depth_multiplier").and_then(Value::as_u64).unwrap_or(1) as usize;
+    let k = ints(ctx, lc, "kernel_size", r, 1)?;
+    let s = ints(ctx, lc, "strides", r, 1)?;
+    let d = ints(ctx, lc, "dilation_rate", r, 1)?;
+    let use_bias = cfg_bool(lc.config, "use_bias", true);
+    expect_weights(ctx, lc, if use_bias { 3 } else { 2 })?;
+    let mut kshape = k.clone();
+    kshape.extend([cin, dm]);
+    let dk = weight(ctx, lc, 0, "depthwise_kernel", Some(&kshape))?;
+    let mut gshape = k.clone();
+    gshape.extend([1, cin * dm]);
+    let dk = dk.reshape(&gshape).map_err(|e| ctx.err(lc, e.to_string()))?;
+    let mut pshape = vec![1; r];
+    pshape.extend([cin * dm, filters]);
+    let pk = weight(ctx, lc, 1, "pointwise_kernel", Some(&pshape))?;
+    let p = pads(ctx, lc, x, cfg_str(lc.config, "padding", "valid"), &k, &s, &d)?;
+    let dkv = ctx.konst(lc, "depthwise_kernel", dk);
+    let pkv = ctx.konst(lc, "pointwise_kernel", pk);
+    let y = ctx.node(lc, "depthwise", Op::Conv(ConvAttrs { strides: s, dilations: d, pads: p, groups: cin }), &[x, dkv])?;
+    let one = ConvAttrs { strides: vec![1; r], dilations: vec![1; r], pads: vec![(0, 0); r], groups: 1 };
+    let y = ctx.node(lc, "pointwise", Op::Conv(one), &[y, pkv])?;
+    let y = bias_act(ctx, lc, y, 2, filters)?;
+    Ok(vec![to_first(ctx, lc, y)?])
+}
+
+pub(super) fn conv_transpose(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let r = spatial_rank(lc.class);
+    let x = to_last(ctx, lc, lc.inputs[0])?;
+    let cin = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "input channels must be known"))?;
+    let filters = lc.config.get("filters").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no filters"))? as usize;
+    let k = ints(ctx, lc, "kernel_size", r, 1)?;
+    let s = ints(ctx, lc, "strides", r, 1)?;
+    let d = ints(ctx, lc, "dilation_rate", r, 1)?;
+    let padding = match cfg_str(lc.config, "padding", "valid") {
+        "valid" => PaddingMode::Valid,
+        "same" => PaddingMode::Same,
+        other => return Err(ctx.err(lc, format!("padding '{other}' is not supported"))),
+    };
+    let output_padding = match lc.config.get("output_padding") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(ints(ctx, lc, "output_padding", r, 0)?),
+    };
+    let use_bias = cfg_bool(lc.config, "use_bias", true);
+    expect_weights(ctx, lc, if use_bias { 2 } else { 1 })?;
+    let mut kshape = k.clone();
+    kshape.extend([filters, cin]);
+    let kernel = weight(ctx, lc, 0, "kernel", Some(&kshape))?;
+    let kv = ctx.konst(lc, "kernel", kernel);
+    let attrs = ConvTransposeAttrs { strides: s, dilations: d, padding, output_padding };
+    let y = ctx.node(lc, "conv_transpose", Op::ConvTranspose(attrs), &[x, kv])?;
+    let y = bias_act(ctx, lc, y, 1, filters)?;
+    Ok(vec![to_first(ctx, lc, y)?])
+}
+
+pub(super) fn pool(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let r = spatial_rank(lc.class);
+    let x = to_last(ctx, lc, lc.inputs[0])?;
+    let kind = if lc.class.starts_with("Max") { PoolKind::Max } else { PoolKind::Avg };
+    let window = ints(ctx, lc, "pool_size", r, 2)?;
+    let strides = match lc.config.get("strides") {
+        None | Some(Value::Null) => window.clone(),
+        Some(_) => ints(ctx, lc, "strides", r, 1)?,
+    };
+    let p = pads(ctx, lc, x, cfg_str(lc.config, "padding", "valid"), &window, &strides, &vec![1; r])?;
+    let y = ctx.node(lc, "", Op::Pool(PoolAttrs { kind, window, strides, pads: p }), &[x])?;
+    Ok(vec![to_first(ctx, lc, y)?])
+}
+
+pub(super) fn global_pool(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let rank = ctx.rank(x);
+    if rank < 3 {
+        return Err(ctx.err(lc, "global pooling needs a (batch, spatial..., channels) input"));
+    }
+    let axes: Vec<usize> = if channels_first(lc) { (2..rank).collect() } else { (1..rank - 1).collect() };
+    let kind = if lc.class.starts_with("GlobalMax") { ReduceKind::Max } else { ReduceKind::Mean };
+    let keepdims = cfg_bool(lc.config, "keepdims", false);
+    Ok(vec![ctx.node(lc, "", Op::Reduce { kind, axes, keepdims }, &[x])?])
+}
+
+/// `(before, after)` pairs from an int, a list of ints or a list of pairs.
+fn pairs(ctx: &Ctx, lc: &LayerCall, key: &str, r: usize, default: usize) -> Result<Vec<(usize, usize)>, FrontendError> {
+    let bad = || ctx.err(lc, format!("bad '{key}'"));
+    match lc.config.get(key) {
+        None | Some(Value::Null) => Ok(vec![(default, default); r]),
+        Some(Value::Number(n)) => {
+            let v = n.as_u64().ok_or_else(bad)? as usize;
+            Ok(vec![(v, v); r])
+        }
+        Some(Value::Array(a)) => {
+            if r == 1 && a.len() == 2 && a.iter().all(Value::is_number) {
+                return Ok(vec![(a[0].as_u64().ok_or_else(bad)? as usize, a[1].as_u64().ok_or_else(bad)? as usize)]);
+            }
+            if a.len() != r {
+                return Err(bad());
+            }
+            a.iter()
+                .map(|e| match e {
+                    Value::Number(n) => {
+                        let v = n.as_u64().ok_or_else(bad)? as usize;
+                        Ok((v, v))
+                    }
+                    Value::Array(p) if p.len() == 2 => {
+                        Ok((p[0].as_u64().ok_or_else(bad)? as usize, p[1].as_u64().ok_or_else(bad)? as usize))
+                    }
+                    _ => Err(bad()),
+                })
+                .collect()
+        }
+        _ => Err(bad()),
+    }
+}
+
+pub(super) fn cropping(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let r = spatial_rank(lc.class);
+    let x = to_last(ctx, lc, lc.inputs[0])?;
+    let c = pairs(ctx, lc, "cropping", r, if r == 1 { 1 } else { 0 })?;
+    let axes: Vec<usize> = (1..=r).collect();
+    let starts = c.iter().map(|p| p.0 as i64).collect();
+    let ends = c.iter().map(|p| if p.1 == 0 { i64::MAX } else { -(p.1 as i64) }).collect();
+    let y = ctx.node(lc, "", Op::Slice { axes, starts, ends, steps: vec![1; r] }, &[x])?;
+    if c.iter().enumerate().any(|(i, _)| ctx.dims(y)[i + 1] == ir::Dim::Fixed(0)) {
+        return Err(ctx.err(lc, "cropping removes the whole input"));
+    }
+    Ok(vec![to_first(ctx, lc, y)?])
+}
+
+pub(super) fn zero_padding(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let r = spatial_rank(lc.class);
+    let x = to_last(ctx, lc, lc.inputs[0])?;
+    let p = pairs(ctx, lc, "padding", r, 1)?;
+    let mut all = vec![(0, 0)];
+    all.extend(p);
+    all.push((0, 0));
+    let y = ctx.node(lc, "", Op::Pad { pads: all, value: 0.0 }, &[x])?;
+    Ok(vec![to_first(ctx, lc, y)?])
+}
+
+pub(super) fn upsampling(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let r = spatial_rank(lc.class);
+    let x = to_last(ctx, lc, lc.inputs[0])?;
+    let size = if r == 1 { ints(ctx, lc, "size", 1, 2)? } else { ints(ctx, lc, "size", r, 2)? };
+    let interp = cfg_str(lc.config, "interpolation", "nearest");
+    let y = match interp {
+        "nearest" => {
+            let mut y = x;
+            for (i, &f) in size.iter().enumerate() {
+                if f != 1 {
+                    y = ctx.node(lc, &format!("repeat{i}"), Op::RepeatInterleave { axis: i + 1, repeats: f }, &[y])?;
+                }
+            }
+            y
+        }
+        "bilinear" => {
+            let dims = ctx.dims(x);
+            let mut sizes = Vec::new();
+            for (i, &f) in size.iter().enumerate() {
+                sizes.push(dims[i + 1].fixed().ok_or_else(|| ctx.err(lc, "bilinear upsampling needs known sizes"))? * f);
+            }
+            ctx.node(lc, "", Op::Resize { sizes, mode: ResizeMode::Bilinear }, &[x])?
+        }
+        other => return Err(ctx.err(lc, format!("interpolation '{other}' is not supported (nearest, bilinear)"))),
+    };
+    Ok(vec![to_first(ctx, lc, y)?])
+}

@@ -1,0 +1,272 @@
+//! Dense, activations, reshaping, merging, embedding and preprocessing layers.
+
+use super::{cfg_axes, cfg_bool, cfg_f32, cfg_str, expect_weights, layer_activation, norm_axis, weight, Ctx, LayerCall};
+use crate::FrontendError;
+use ir::{BinaryOp, DType, Op, ReduceKind, Tensor, UnaryOp, ValueId};
+use serde_json::Value;
+
+type R = Result<Vec<ValueId>, FrontendError>;
+
+fn last_dim(ctx: &Ctx, lc: &LayerCall, x: ValueId) -> Result<usize, FrontendError> {
+    ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "the last axis of the input must have a known size"))
+}
+
+pub(super) fn dense(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let units = lc.config.get("units").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no 'units'"))? as usize;
+    let fin = last_dim(ctx, lc, x)?;
+    let use_bias = cfg_bool(lc.config, "use_bias", true);
+    expect_weights(ctx, lc, if use_bias { 2 } else { 1 })?;
+    let k = weight(ctx, lc, 0, "kernel", Some(&[fin, units]))?;
+    let kv = ctx.konst(lc, "kernel", k);
+    let mut y = ctx.node(lc, "matmul", Op::MatMul { transpose_a: false, transpose_b: false }, &[x, kv])?;
+    if use_bias {
+        let b = weight(ctx, lc, 1, "bias", Some(&[units]))?;
+        let bv = ctx.konst(lc, "bias", b);
+        let axis = ctx.rank(y) - 1;
+        y = ctx.node(lc, "bias", Op::BiasAdd { axis }, &[y, bv])?;
+    }
+    Ok(vec![layer_activation(ctx, lc, y)?])
+}
+
+pub(super) fn activation_layer(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    Ok(vec![layer_activation(ctx, lc, lc.inputs[0])?])
+}
+
+pub(super) fn activation_class(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let c = lc.config;
+    let u = match lc.class {
+        "ReLU" => {
+            let max_value = c.get("max_value").and_then(Value::as_f64).map(|v| v as f32);
+            let negative_slope = cfg_f32(c, "negative_slope", 0.0);
+            let threshold = cfg_f32(c, "threshold", 0.0);
+            if max_value.is_none() && negative_slope == 0.0 && threshold == 0.0 {
+                UnaryOp::Relu
+            } else {
+                UnaryOp::ReluClip { max_value, negative_slope, threshold }
+            }
+        }
+        "LeakyReLU" => {
+            let a = c.get("negative_slope").or_else(|| c.get("alpha")).and_then(Value::as_f64).unwrap_or(0.3);
+            UnaryOp::LeakyRelu { alpha: a as f32 }
+        }
+        "ELU" => UnaryOp::Elu { alpha: cfg_f32(c, "alpha", 1.0) },
+        "ThresholdedReLU" => UnaryOp::ThresholdedRelu { theta: cfg_f32(c, "theta", 1.0) },
+        _ => {
+            let axes = cfg_axes(c, "axis", -1, ctx.rank(x)).ok_or_else(|| ctx.err(lc, "bad softmax axis"))?;
+            return Ok(vec![ctx.node(lc, "", Op::Softmax { axes }, &[x])?]);
+        }
+    };
+    Ok(vec![ctx.unary(lc, "", u, x)?])
+}
+
+pub(super) fn prelu(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    expect_weights(ctx, lc, 1)?;
+    let dims = ctx.dims(x);
+    let alpha = weight(ctx, lc, 0, "alpha", None)?;
+    if alpha.rank() + 1 != dims.len() {
+        return Err(ctx.werr(lc, format!("alpha has shape {:?} for an input of rank {}", alpha.shape(), dims.len())));
+    }
+    let av = ctx.konst(lc, "alpha", alpha);
+    let pos = ctx.unary(lc, "pos", UnaryOp::Relu, x)?;
+    let nx = ctx.unary(lc, "negx", UnaryOp::Neg, x)?;
+    let rn = ctx.unary(lc, "relu_negx", UnaryOp::Relu, nx)?;
+    let neg = ctx.binary(lc, "neg", BinaryOp::Mul, av, rn)?;
+    Ok(vec![ctx.binary(lc, "", BinaryOp::Sub, pos, neg)?])
+}
+
+pub(super) fn identity(_ctx: &mut Ctx, lc: &LayerCall) -> R {
+    Ok(lc.inputs.clone())
+}
+
+fn channels_first(lc: &LayerCall) -> bool {
+    cfg_str(lc.config, "data_format", "channels_last") == "channels_first"
+}
+
+pub(super) fn flatten(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let mut x = lc.inputs[0];
+    let r = ctx.rank(x);
+    if channels_first(lc) && r > 2 {
+        // Keras moves channels last before flattening channels_first data.
+        let mut perm = vec![0];
+        perm.extend(2..r);
+        perm.push(1);
+        x = ctx.node(lc, "to_channels_last", Op::Transpose { perm }, &[x])?;
+    }
+    if r == 1 {
+        return Ok(vec![ctx.node(lc, "", Op::Reshape { shape: vec![0, 1] }, &[x])?]);
+    }
+    Ok(vec![ctx.node(lc, "", Op::Reshape { shape: vec![0, -1] }, &[x])?])
+}
+
+pub(super) fn reshape(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let t = lc.config.get("target_shape").and_then(Value::as_array).ok_or_else(|| ctx.err(lc, "no target_shape"))?;
+    let mut shape = vec![0i64];
+    for d in t {
+        let v = d.as_i64().unwrap_or(-1);
+        if v == 0 {
+            return Err(ctx.err(lc, "target_shape has a zero size"));
+        }
+        shape.push(v);
+    }
+    Ok(vec![ctx.node(lc, "", Op::Reshape { shape }, &[lc.inputs[0]])?])
+}
+
+pub(super) fn permute(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let d = lc.config.get("dims").and_then(Value::as_array).ok_or_else(|| ctx.err(lc, "no dims"))?;
+    let mut perm = vec![0usize];
+    for v in d {
+        perm.push(v.as_u64().ok_or_else(|| ctx.err(lc, "bad dims"))? as usize);
+    }
+    Ok(vec![ctx.node(lc, "", Op::Transpose { perm }, &[lc.inputs[0]])?])
+}
+
+pub(super) fn repeat_vector(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let n = lc.config.get("n").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no n"))? as usize;
+    let x = ctx.node(lc, "expand", Op::Reshape { shape: vec![0, 1, -1] }, &[lc.inputs[0]])?;
+    Ok(vec![ctx.node(lc, "", Op::Tile { repeats: vec![1, n, 1] }, &[x])?])
+}
+
+pub(super) fn merge(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let xs = &lc.inputs;
+    if lc.class == "Subtract" && xs.len() != 2 {
+        return Err(ctx.err(lc, format!("Subtract takes 2 inputs, got {}", xs.len())));
+    }
+    if xs.len() < 2 && lc.class != "Subtract" {
+        return Err(ctx.err(lc, format!("a merge layer needs at least 2 inputs, got {}", xs.len())));
+    }
+    let op = match lc.class {
+        "Add" | "Average" => BinaryOp::Add,
+        "Subtract" => BinaryOp::Sub,
+        "Multiply" => BinaryOp::Mul,
+        "Maximum" => BinaryOp::Max,
+        _ => BinaryOp::Min,
+    };
+    let mut acc = xs[0];
+    for (i, &x) in xs[1..].iter().enumerate() {
+        let part = if i + 2 == xs.len() && lc.class != "Average" { String::new() } else { format!("{}{}", op.name(), i) };
+        acc = ctx.binary(lc, &part, op, acc, x)?;
+    }
+    if lc.class == "Average" {
+        acc = ctx.unary(lc, "", UnaryOp::Affine { scale: 1.0 / xs.len() as f32, offset: 0.0 }, acc)?;
+    }
+    Ok(vec![acc])
+}
+
+pub(super) fn concatenate(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let r = ctx.rank(lc.inputs[0]);
+    let axis = lc.config.get("axis").and_then(Value::as_i64).unwrap_or(-1);
+    let axis = norm_axis(axis, r).ok_or_else(|| ctx.err(lc, format!("axis {axis} out of range")))?;
+    Ok(vec![ctx.node(lc, "", Op::Concat { axis }, &lc.inputs)?])
+}
+
+pub(super) fn dot(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    if lc.inputs.len() != 2 {
+        return Err(ctx.err(lc, "Dot takes 2 inputs"));
+    }
+    let (mut a, mut b) = (lc.inputs[0], lc.inputs[1]);
+    let (ra, rb) = (ctx.rank(a), ctx.rank(b));
+    let axes: Vec<i64> = match lc.config.get("axes") {
+        Some(Value::Number(n)) => vec![n.as_i64().unwrap_or(-1); 2],
+        Some(Value::Array(v)) if v.len() == 2 => v.iter().map(|x| x.as_i64().unwrap_or(-1)).collect(),
+        _ => return Err(ctx.err(lc, "bad axes")),
+    };
+    let ax = norm_axis(axes[0], ra).ok_or_else(|| ctx.err(lc, "bad axes"))?;
+    let bx = norm_axis(axes[1], rb).ok_or_else(|| ctx.err(lc, "bad axes"))?;
+    if cfg_bool(lc.config, "normalize", false) {
+        a = ctx.node(lc, "l2norm_a", Op::L2Normalize { axes: vec![ax], epsilon: 1e-12 }, &[a])?;
+        b = ctx.node(lc, "l2norm_b", Op::L2Normalize { axes: vec![bx], epsilon: 1e-12 }, &[b])?;
+    }
+    match (ra, rb) {
+        (2, 2) => {
+            let p = ctx.binary(lc, "mul", BinaryOp::Mul, a, b)?;
+            Ok(vec![ctx.node(lc, "", Op::Reduce { kind: ReduceKind::Sum, axes: vec![1], keepdims: true }, &[p])?])
+        }
+        (3, 3) => {
+            let ta = ax == 1;
+            let tb = bx == 2;
+            Ok(vec![ctx.node(lc, "", Op::MatMul { transpose_a: ta, transpose_b: tb }, &[a, b])?])
+        }
+        _ => Err(ctx.err(lc, format!("Dot of ranks {ra} and {rb} is not supported"))),
+    }
+}
+
+pub(super) fn embedding(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let mut ids = lc.inputs[0];
+    expect_weights(ctx, lc, 1)?;
+    let dim = lc.config.get("output_dim").and_then(Value::as_u64).map(|v| v as usize);
+    let vocab = lc.config.get("input_dim").and_then(Value::as_u64).map(|v| v as usize);
+    let e = weight(ctx, lc, 0, "embeddings", None)?;
+    if e.rank() != 2 || dim.is_some_and(|d| d != e.shape()[1]) || vocab.is_some_and(|v| v != e.shape()[0]) {
+        return Err(ctx.werr(lc, format!("embeddings have shape {:?}, config says ({vocab:?}, {dim:?})", e.shape())));
+    }
+    let ev = ctx.konst(lc, "embeddings", e);
+    if ctx.g.value(ids).ty.dtype.is_float() {
+        ids = ctx.node(lc, "cast", Op::Cast { to: DType::I32 }, &[ids])?;
+    }
+    Ok(vec![ctx.node(lc, "", Op::Gather { axis: 0 }, &[ev, ids])?])
+}
+
+fn float_list(v: Option<&Value>) -> Option<Vec<f32>> {
+    match v? {
+        Value::Number(n) => Some(vec![n.as_f64()? as f32]),
+        Value::Array(a) => a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect(),
+        _ => None,
+    }
+}
+
+pub(super) fn rescaling(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let scale = float_list(lc.config.get("scale")).unwrap_or_else(|| vec![1.0]);
+    let offset = float_list(lc.config.get("offset")).unwrap_or_else(|| vec![0.0]);
+    if scale.len() == 1 && offset.len() == 1 {
+        return Ok(vec![ctx.unary(lc, "", UnaryOp::Affine { scale: scale[0], offset: offset[0] }, x)?]);
+    }
+    let sl = scale.len();
+    let ol = offset.len();
+    let s = ctx.konst(lc, "scale", Tensor::from_f32(&[sl], scale).map_err(|e| ctx.err(lc, e.to_string()))?);
+    let o = ctx.konst(lc, "offset", Tensor::from_f32(&[ol], offset).map_err(|e| ctx.err(lc, e.to_string()))?);
+    let y = ctx.binary(lc, "scale", BinaryOp::Mul, x, s)?;
+    Ok(vec![ctx.binary(lc, "", BinaryOp::Add, y, o)?])
+}
+
+pub(super) fn normalization(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let dims = ctx.dims(x);
+    let r = dims.len();
+    let axes = cfg_axes(lc.config, "axis", -1, r).ok_or_else(|| ctx.err(lc, "bad axis"))?;
+    let mut bshape = vec![1usize; r];
+    for &a in &axes {
+        bshape[a] = dims[a].fixed().ok_or_else(|| ctx.err(lc, "normalized axes must have known sizes"))?;
+    }
+    let n: usize = bshape.iter().product();
+    let (mean, var) = match (float_list(lc.config.get("mean")), float_list(lc.config.get("variance"))) {
+        (Some(m), Some(v)) => {
+            let exp = |v: Vec<f32>| if v.len() == 1 { vec![v[0]; n] } else { v };
+            (exp(m), exp(v))
+        }
+        _ => {
+            let m = weight(ctx, lc, 0, "mean", None)?.to_f32_vec();
+            let v = weight(ctx, lc, 1, "variance", None)?.to_f32_vec();
+            (m, v)
+        }
+    };
+    if mean.len() != n || var.len() != n {
+        return Err(ctx.werr(lc, format!("mean/variance hold {}/{} values for {n} features", mean.len(), var.len())));
+    }
+    let std: Vec<f32> = var.iter().map(|v| v.sqrt().max(1e-7)).collect();
+    let mk = |ctx: &Ctx, d: Vec<f32>| Tensor::from_f32(&bshape, d).map_err(|e| ctx.err(lc, e.to_string()));
+    let mt = mk(ctx, mean)?;
+    let st = mk(ctx, std)?;
+    let mv = ctx.konst(lc, "mean", mt);
+    let sv = ctx.konst(lc, "std", st);
+    if cfg_bool(lc.config, "invert", false) {
+        let y = ctx.binary(lc, "scale", BinaryOp::Mul, x, sv)?;
+        return Ok(vec![ctx.binary(lc, "", BinaryOp::Add, y, mv)?]);
+    }
+    let y = ctx.binary(lc, "center", BinaryOp::Sub, x, mv)?;
+    Ok(vec![ctx.binary(lc, "", BinaryOp::Div, y, sv)?])
+}
+

@@ -1,0 +1,113 @@
+//! Normalization layers.
+
+use super::{cfg_axes, cfg_bool, cfg_f32, weight, Ctx, LayerCall};
+use crate::FrontendError;
+use ir::{Op, Tensor, ValueId};
+use serde_json::Value;
+
+type R = Result<Vec<ValueId>, FrontendError>;
+
+pub(super) fn batch_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let r = ctx.rank(x);
+    let axes = cfg_axes(lc.config, "axis", -1, r).ok_or_else(|| ctx.err(lc, "bad axis"))?;
+    if axes.len() != 1 {
+        return Err(ctx.err(lc, "normalizing over several axes is not supported"));
+    }
+    let axis = axes[0];
+    let c = ctx.dims(x)[axis].fixed().ok_or_else(|| ctx.err(lc, "the normalized axis must have a known size"))?;
+    let scale = cfg_bool(lc.config, "scale", true);
+    let center = cfg_bool(lc.config, "center", true);
+    let n = 2 + scale as usize + center as usize;
+    if lc.weights.len() != n {
+        return Err(ctx.werr(lc, format!("expected {n} weight tensors (scale={scale}, center={center}), the file holds {}", lc.weights.len())));
+    }
+    let mut i = 0;
+    let gamma = if scale {
+        i += 1;
+        weight(ctx, lc, 0, "gamma", Some(&[c]))?
+    } else {
+        Tensor::full(&[c], 1.0)
+    };
+    let beta = if center {
+        i += 1;
+        weight(ctx, lc, i - 1, "beta", Some(&[c]))?
+    } else {
+        Tensor::zeros(&[c])
+    };
+    let mean = weight(ctx, lc, i, "moving_mean", Some(&[c]))?;
+    let var = weight(ctx, lc, i + 1, "moving_variance", Some(&[c]))?;
+    let ins = [
+        x,
+        ctx.konst(lc, "gamma", gamma),
+        ctx.konst(lc, "beta", beta),
+        ctx.konst(lc, "moving_mean", mean),
+        ctx.konst(lc, "moving_variance", var),
+    ];
+    let eps = cfg_f32(lc.config, "epsilon", 1e-3);
+    Ok(vec![ctx.node(lc, "", Op::BatchNorm { axis, epsilon: eps }, &ins)?])
+}
+
+pub(super) fn layer_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let dims = ctx.dims(x);
+    let r = dims.len();
+    let axes = cfg_axes(lc.config, "axis", -1, r).ok_or_else(|| ctx.err(lc, "bad axis"))?;
+    if cfg_bool(lc.config, "rms_scaling", false) {
+        return Err(ctx.err(lc, "rms_scaling=True is not supported yet"));
+    }
+    let mut pshape = vec![1usize; r];
+    let mut wshape = Vec::new();
+    for &a in &axes {
+        let d = dims[a].fixed().ok_or_else(|| ctx.err(lc, "normalized axes must have known sizes"))?;
+        pshape[a] = d;
+        wshape.push(d);
+    }
+    let scale = cfg_bool(lc.config, "scale", true);
+    let center = cfg_bool(lc.config, "center", true);
+    let n = scale as usize + center as usize;
+    if lc.weights.len() != n {
+        return Err(ctx.werr(lc, format!("expected {n} weight tensors, the file holds {}", lc.weights.len())));
+    }
+    let numel: usize = wshape.iter().product();
+    let get = |ctx: &Ctx, i: usize, what: &str| -> Result<Tensor, FrontendError> {
+        // Keras 3 saves gamma with the normalized shape; older files may store it flat.
+        let t = weight(ctx, lc, i, what, None)?;
+        if t.len() != numel {
+            return Err(ctx.werr(lc, format!("{what} has shape {:?}, expected {:?}", t.shape(), wshape)));
+        }
+        t.reshape(&pshape).map_err(|e| ctx.err(lc, e.to_string()))
+    };
+    let gamma = if scale { get(ctx, 0, "gamma")? } else { Tensor::full(&pshape, 1.0) };
+    let beta = if center { get(ctx, scale as usize, "beta")? } else { Tensor::zeros(&pshape) };
+    let ins = [x, ctx.konst(lc, "gamma", gamma), ctx.konst(lc, "beta", beta)];
+    let eps = cfg_f32(lc.config, "epsilon", 1e-3);
+    Ok(vec![ctx.node(lc, "", Op::LayerNorm { axes, epsilon: eps }, &ins)?])
+}
+
+pub(super) fn group_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let r = ctx.rank(x);
+    let axes = cfg_axes(lc.config, "axis", -1, r).ok_or_else(|| ctx.err(lc, "bad axis"))?;
+    let axis = axes[0];
+    let c = ctx.dims(x)[axis].fixed().ok_or_else(|| ctx.err(lc, "the channel axis must have a known size"))?;
+    let groups = lc.config.get("groups").and_then(Value::as_i64).unwrap_or(32);
+    let groups = if groups == -1 { c } else { groups.max(1) as usize };
+    let scale = cfg_bool(lc.config, "scale", true);
+    let center = cfg_bool(lc.config, "center", true);
+    let n = scale as usize + center as usize;
+    if lc.weights.len() != n {
+        return Err(ctx.werr(lc, format!("expected {n} weight tensors, the file holds {}", lc.weights.len())));
+    }
+    let gamma = if scale { weight(ctx, lc, 0, "gamma", Some(&[c]))? } else { Tensor::full(&[c], 1.0) };
+    let beta = if center { weight(ctx, lc, scale as usize, "beta", Some(&[c]))? } else { Tensor::zeros(&[c]) };
+    let ins = [x, ctx.konst(lc, "gamma", gamma), ctx.konst(lc, "beta", beta)];
+    let eps = cfg_f32(lc.config, "epsilon", 1e-3);
+    Ok(vec![ctx.node(lc, "", Op::GroupNorm { groups, axis, epsilon: eps }, &ins)?])
+}
+
+pub(super) fn unit_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let axes = cfg_axes(lc.config, "axis", -1, ctx.rank(x)).ok_or_else(|| ctx.err(lc, "bad axis"))?;
+    Ok(vec![ctx.node(lc, "", Op::L2Normalize { axes, epsilon: 1e-12 }, &[x])?])
+}

@@ -1,0 +1,162 @@
+//! Recurrent layers and the wrappers (Bidirectional, TimeDistributed).
+
+use super::{cfg_bool, parse_activation, registry, Act, Ctx, LayerCall};
+use crate::FrontendError;
+use ir::{BinaryOp, Op, RnnAttrs, RnnKind, Tensor, UnaryOp, ValueId};
+use serde_json::Value;
+
+type R = Result<Vec<ValueId>, FrontendError>;
+
+fn unary_act(ctx: &Ctx, lc: &LayerCall, cfg: &Value, key: &str, default: &str) -> Result<UnaryOp, FrontendError> {
+    let v = cfg.get(key).cloned().unwrap_or(Value::String(default.into()));
+    match parse_activation(Some(&v), ctx.keras2).map_err(|m| ctx.err(lc, m))? {
+        Act::Unary(u) => Ok(u),
+        Act::Linear => Ok(UnaryOp::Identity),
+        _ => Err(ctx.err(lc, format!("{key} must be an element-wise activation"))),
+    }
+}
+
+/// Lowers one recurrent layer with `cfg` and `weights` on `x`; returns Keras's outputs
+/// (`[y]` or `[y, states...]` with return_state).
+fn lower_rnn(ctx: &mut Ctx, lc: &LayerCall, class: &str, cfg: &Value, weights: &[Tensor], x: ValueId, tag: &str) -> R {
+    let units = cfg.get("units").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no units"))? as usize;
+    if cfg_bool(cfg, "time_major", false) {
+        return Err(ctx.err(lc, "time_major=True is not supported"));
+    }
+    let kind = match class {
+        "LSTM" => RnnKind::Lstm,
+        "GRU" => RnnKind::Gru { reset_after: cfg_bool(cfg, "reset_after", true) },
+        _ => RnnKind::Simple,
+    };
+    let attrs = RnnAttrs {
+        kind,
+        units,
+        activation: unary_act(ctx, lc, cfg, "activation", "tanh")?,
+        recurrent_activation: unary_act(ctx, lc, cfg, "recurrent_activation", "sigmoid")?,
+        return_sequences: cfg_bool(cfg, "return_sequences", false),
+        go_backwards: cfg_bool(cfg, "go_backwards", false),
+    };
+    let use_bias = cfg_bool(cfg, "use_bias", true);
+    let n = if use_bias { 3 } else { 2 };
+    if weights.len() != n {
+        return Err(ctx.werr(lc, format!("expected {n} weight tensors, the file holds {}", weights.len())));
+    }
+    let mut ins = vec![x];
+    for (i, w) in weights.iter().enumerate() {
+        let what = ["kernel", "recurrent_kernel", "bias"][i];
+        ins.push(ctx.konst(lc, &format!("{tag}{what}"), w.cast(ir::DType::F32)));
+    }
+    let outs = ctx.nodes(lc, tag.trim_end_matches('/'), Op::Rnn(attrs), &ins)?;
+    if cfg_bool(cfg, "return_state", false) {
+        Ok(outs)
+    } else {
+        Ok(vec![outs[0]])
+    }
+}
+
+fn no_initial_state(ctx: &Ctx, lc: &LayerCall) -> Result<(), FrontendError> {
+    if lc.inputs.len() > 1 || lc.kw_inputs.iter().any(|(k, _)| k == "initial_state") {
+        return Err(ctx.err(lc, "an initial_state argument is not supported yet"));
+    }
+    Ok(())
+}
+
+pub(super) fn rnn(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    no_initial_state(ctx, lc)?;
+    let w = lc.weights.clone();
+    lower_rnn(ctx, lc, lc.class, lc.config, &w, lc.inputs[0], "")
+}
+
+pub(super) fn bidirectional(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    no_initial_state(ctx, lc)?;
+    let x = lc.inputs[0];
+    let inner = lc.config.get("layer").ok_or_else(|| ctx.err(lc, "no wrapped layer"))?;
+    let fclass = inner.get("class_name").and_then(Value::as_str).unwrap_or("");
+    let fcfg = inner.get("config").cloned().unwrap_or(Value::Null);
+    let (bclass, bcfg) = match lc.config.get("backward_layer").filter(|v| v.is_object()) {
+        Some(b) => (b.get("class_name").and_then(Value::as_str).unwrap_or("").to_string(), b.get("config").cloned().unwrap_or(Value::Null)),
+        None => {
+            let mut c = fcfg.clone();
+            let gb = cfg_bool(&c, "go_backwards", false);
+            if let Some(o) = c.as_object_mut() {
+                o.insert("go_backwards".into(), Value::Bool(!gb));
+            }
+            (fclass.to_string(), c)
+        }
+    };
+    for c in [fclass, bclass.as_str()] {
+        if !matches!(c, "LSTM" | "GRU" | "SimpleRNN") {
+            return Err(ctx.err(lc, format!("Bidirectional over {c} is not supported")));
+        }
+    }
+    let nf = if cfg_bool(&fcfg, "use_bias", true) { 3 } else { 2 };
+    if lc.weights.len() < nf {
+        return Err(ctx.werr(lc, format!("expected forward and backward weights, the file holds {}", lc.weights.len())));
+    }
+    let (wf, wb) = lc.weights.split_at(nf);
+    let (wf, wb) = (wf.to_vec(), wb.to_vec());
+    let fo = lower_rnn(ctx, lc, fclass, &fcfg, &wf, x, "forward/")?;
+    let bo = lower_rnn(ctx, lc, &bclass, &bcfg, &wb, x, "backward/")?;
+    let return_sequences = cfg_bool(&fcfg, "return_sequences", false);
+    let mut yb = bo[0];
+    if return_sequences {
+        yb = ctx.node(lc, "reverse", Op::Slice { axes: vec![1], starts: vec![-1], ends: vec![i64::MIN], steps: vec![-1] }, &[yb])?;
+    }
+    let yf = fo[0];
+    let mut outs = match lc.config.get("merge_mode").and_then(Value::as_str) {
+        None => vec![yf, yb],
+        Some("concat") => {
+            let axis = ctx.rank(yf) - 1;
+            vec![ctx.node(lc, "", Op::Concat { axis }, &[yf, yb])?]
+        }
+        Some("sum") => vec![ctx.binary(lc, "", BinaryOp::Add, yf, yb)?],
+        Some("mul") => vec![ctx.binary(lc, "", BinaryOp::Mul, yf, yb)?],
+        Some("ave") => {
+            let s = ctx.binary(lc, "sum", BinaryOp::Add, yf, yb)?;
+            vec![ctx.unary(lc, "", UnaryOp::Affine { scale: 0.5, offset: 0.0 }, s)?]
+        }
+        Some(other) => return Err(ctx.err(lc, format!("merge_mode '{other}' is not supported"))),
+    };
+    outs.extend_from_slice(&fo[1..]);
+    outs.extend_from_slice(&bo[1..]);
+    Ok(outs)
+}
+
+pub(super) fn time_distributed(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let inner = lc.config.get("layer").ok_or_else(|| ctx.err(lc, "no wrapped layer"))?;
+    let class = inner.get("class_name").and_then(Value::as_str).unwrap_or("").to_string();
+    let cfg = inner.get("config").cloned().unwrap_or(Value::Null);
+    let f = registry(&class).ok_or_else(|| ctx.err(lc, format!("TimeDistributed over {class} is not supported")))?;
+    let dims = ctx.dims(x);
+    if dims.len() < 3 {
+        return Err(ctx.err(lc, "TimeDistributed needs a (batch, time, ...) input"));
+    }
+    let t = dims[1].fixed().ok_or_else(|| ctx.err(lc, "the time axis must have a known size"))? as i64;
+    let mut merged = vec![-1i64];
+    for d in &dims[2..] {
+        merged.push(d.fixed().ok_or_else(|| ctx.err(lc, "inner axes must have known sizes"))? as i64);
+    }
+    let xm = ctx.node(lc, "merge_time", Op::Reshape { shape: merged }, &[x])?;
+    let ilc = LayerCall {
+        class: &class,
+        name: lc.name,
+        config: &cfg,
+        call: None,
+        inputs: vec![xm],
+        kw_inputs: Vec::new(),
+        weights: lc.weights.clone(),
+        key: format!("{}/inner", lc.key),
+    };
+    let ys = f(ctx, &ilc)?;
+    let mut outs = Vec::new();
+    for y in ys {
+        let yd = ctx.dims(y);
+        let mut shape = vec![-1i64, t];
+        for d in &yd[1..] {
+            shape.push(d.fixed().ok_or_else(|| ctx.err(lc, "inner output sizes must be known"))? as i64);
+        }
+        outs.push(ctx.node(lc, "split_time", Op::Reshape { shape }, &[y])?);
+    }
+    Ok(outs)
+}

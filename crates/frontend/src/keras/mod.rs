@@ -1,0 +1,121 @@
+//! Keras model files: legacy HDF5 (`.h5`, Keras 2 and Keras 3) and the Keras 3 `.keras` zip.
+
+pub mod archive;
+mod build;
+pub mod config;
+pub mod h5;
+pub mod layers;
+mod weights;
+
+use crate::{FrontendError, Model};
+use serde_json::Value;
+
+pub use weights::WeightStore;
+
+/// The file format a model came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    /// Keras 3 `model.save("x.h5")`.
+    Keras3H5,
+    /// Keras 2 / tf.keras `model.save("x.h5")`.
+    Keras2H5,
+    /// Keras 3 `model.save("x.keras")`.
+    KerasArchive,
+}
+
+impl ModelFormat {
+    /// A human-readable description.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ModelFormat::Keras3H5 => "Keras 3 legacy HDF5 (.h5)",
+            ModelFormat::Keras2H5 => "Keras 2 legacy HDF5 (.h5)",
+            ModelFormat::KerasArchive => "Keras 3 archive (.keras)",
+        }
+    }
+}
+
+/// One row of the layer summary, as Keras's `model.summary()` prints it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSummary {
+    pub name: String,
+    pub class: String,
+    /// Output shapes of the layer's first call, Keras-formatted (`(None, 16, 16, 8)`).
+    pub output_shapes: Vec<String>,
+    pub params: usize,
+    pub trainable_params: usize,
+    /// Layers whose outputs this layer reads (first call).
+    pub connected_to: Vec<String>,
+}
+
+/// What `inspect` shows about a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub model_class: String,
+    pub format: ModelFormat,
+    pub keras_version: String,
+    pub backend: Option<String>,
+    pub layers: Vec<LayerSummary>,
+    pub total_params: usize,
+    pub trainable_params: usize,
+    pub training_config: Option<Value>,
+    pub input_names: Vec<String>,
+    pub output_names: Vec<String>,
+}
+
+impl ModelInfo {
+    /// Parameters that training does not update.
+    pub fn non_trainable_params(&self) -> usize {
+        self.total_params - self.trainable_params
+    }
+}
+
+fn parse_json(text: &str, origin: &str, what: &str) -> Result<Value, FrontendError> {
+    serde_json::from_str(text).map_err(|e| FrontendError::Config { file: origin.into(), message: format!("{what} is not valid JSON: {e}") })
+}
+
+/// Reads a legacy HDF5 model (Keras 2 or Keras 3).
+pub fn load_h5(bytes: &[u8], origin: &str) -> Result<Model, FrontendError> {
+    let file = h5::open(bytes, origin)?;
+    let root = file.root();
+    let attrs = h5::group_attrs(&root, origin, "the root group")?;
+    let get = |k: &str| attrs.get(k).and_then(h5::attr_string);
+    let config_text = get("model_config").ok_or_else(|| FrontendError::Format {
+        file: origin.into(),
+        message: "HDF5 file has no 'model_config' attribute: it holds weights only (save the whole model with model.save)"
+            .into(),
+    })?;
+    let config = parse_json(&config_text, origin, "model_config")?;
+    let keras_version = get("keras_version").unwrap_or_else(|| "unknown".into());
+    let keras2 = !keras_version.starts_with('3');
+    let training_config = match get("training_config") {
+        Some(t) => Some(parse_json(&t, origin, "training_config")?),
+        None => None,
+    };
+    let store = WeightStore::from_legacy(&file, bytes.len(), origin)?;
+    let format = if keras2 { ModelFormat::Keras2H5 } else { ModelFormat::Keras3H5 };
+    build::build(&config, store, origin, format, keras_version, get("backend"), training_config)
+}
+
+/// Reads a Keras 3 `.keras` zip archive.
+pub fn load_keras_archive(bytes: &[u8], origin: &str) -> Result<Model, FrontendError> {
+    let mut arc = archive::Archive::open(bytes, origin)?;
+    let config_text = arc.text("config.json")?.ok_or_else(|| FrontendError::Format {
+        file: origin.into(),
+        message: "zip archive has no config.json: not a Keras .keras model".into(),
+    })?;
+    let config = parse_json(&config_text, origin, "config.json")?;
+    let metadata = match arc.text("metadata.json")? {
+        Some(t) => parse_json(&t, origin, "metadata.json")?,
+        None => Value::Null,
+    };
+    let keras_version = metadata.get("keras_version").and_then(Value::as_str).unwrap_or("3").to_string();
+    let weights = arc.bytes("model.weights.h5")?.ok_or_else(|| FrontendError::Format {
+        file: origin.into(),
+        message: "zip archive has no model.weights.h5".into(),
+    })?;
+    let wfile = h5::open(&weights, &format!("{origin}:model.weights.h5"))?;
+    let store = WeightStore::from_archive(wfile, weights.len(), &format!("{origin}:model.weights.h5"));
+    let training_config = config.get("compile_config").cloned().filter(|v| !v.is_null());
+    build::build(&config, store, origin, ModelFormat::KerasArchive, keras_version, None, training_config)
+}

@@ -1,0 +1,153 @@
+//! NumPy `.npy` files: the inputs and outputs of `kerasc run`.
+
+use ir::{DType, Tensor, TensorData};
+use std::path::Path;
+
+/// Errors reading or writing `.npy`.
+#[derive(Debug)]
+pub struct NpyError(pub String);
+
+impl std::fmt::Display for NpyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NpyError {}
+
+fn header_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let i = header.find(&format!("'{key}'"))?;
+    let rest = header[i + key.len() + 2..].trim_start().strip_prefix(':')?.trim_start();
+    Some(rest)
+}
+
+/// Parses `.npy` bytes; `origin` names the file in errors.
+pub fn parse(bytes: &[u8], origin: &str) -> Result<Tensor, NpyError> {
+    let bad = |m: &str| NpyError(format!("{origin}: not a valid .npy file: {m}"));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("missing the \\x93NUMPY signature"));
+    }
+    let major = bytes[6];
+    let (hlen, start) = match major {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err(bad("truncated header"));
+            }
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        }
+        v => return Err(bad(&format!("unsupported version {v}"))),
+    };
+    let end = start.checked_add(hlen).filter(|&e| e <= bytes.len()).ok_or_else(|| bad("truncated header"))?;
+    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| bad("header is not text"))?;
+    let descr = header_value(header, "descr").ok_or_else(|| bad("no descr"))?;
+    let descr = descr.trim_start_matches(['\'', '"']);
+    let descr: String = descr.chars().take_while(|c| *c != '\'' && *c != '"').collect();
+    let fortran = header_value(header, "fortran_order").ok_or_else(|| bad("no fortran_order"))?;
+    if fortran.starts_with("True") {
+        return Err(bad("Fortran-ordered arrays are not supported (save with np.ascontiguousarray)"));
+    }
+    let shape_txt = header_value(header, "shape").ok_or_else(|| bad("no shape"))?;
+    let inner = shape_txt.strip_prefix('(').and_then(|s| s.split(')').next()).ok_or_else(|| bad("bad shape"))?;
+    let mut shape = Vec::new();
+    for p in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        shape.push(p.parse::<usize>().map_err(|_| bad("bad shape"))?);
+    }
+    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows"))?;
+    let data = &bytes[end..];
+    let (elem, dtype) = match descr.as_str() {
+        "<f4" => (4, DType::F32),
+        "<f8" => (8, DType::F32),
+        "<f2" => (2, DType::F16),
+        "<i4" => (4, DType::I32),
+        "<i8" => (8, DType::I64),
+        "|u1" => (1, DType::U8),
+        "|b1" => (1, DType::Bool),
+        "|i1" => (1, DType::I32),
+        "<u4" => (4, DType::I64),
+        other => return Err(bad(&format!("unsupported dtype '{other}' (use float32, float64, int32, int64, uint8 or bool)"))),
+    };
+    let need = count.checked_mul(elem).ok_or_else(|| bad("size overflows"))?;
+    if data.len() < need {
+        return Err(bad(&format!("data is truncated: {} bytes for {count} elements of {elem} bytes", data.len())));
+    }
+    let d = &data[..need];
+    let t = match descr.as_str() {
+        "<f4" => TensorData::F32(d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        "<f8" => TensorData::F32(
+            d.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect(),
+        ),
+        "<f2" => TensorData::F16(d.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
+        "<i4" => TensorData::I32(d.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        "<i8" => TensorData::I64(d.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()),
+        "|u1" => TensorData::U8(d.to_vec()),
+        "|b1" => TensorData::Bool(d.iter().map(|&b| b != 0).collect()),
+        "|i1" => TensorData::I32(d.iter().map(|&b| b as i8 as i32).collect()),
+        _ => TensorData::I64(d.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect()),
+    };
+    let _ = dtype;
+    Tensor::new(shape, t).map_err(|e| bad(&e.to_string()))
+}
+
+/// Reads a `.npy` file.
+pub fn read(path: &Path) -> Result<Tensor, NpyError> {
+    let bytes = std::fs::read(path).map_err(|e| NpyError(format!("{}: {e}", path.display())))?;
+    parse(&bytes, &path.display().to_string())
+}
+
+/// Serializes a tensor as `.npy` (version 1.0).
+pub fn to_bytes(t: &Tensor) -> Vec<u8> {
+    let descr = match t.dtype() {
+        DType::F32 => "<f4",
+        DType::F16 => "<f2",
+        DType::BF16 => "<f4",
+        DType::I32 => "<i4",
+        DType::I64 => "<i8",
+        DType::U8 => "|u1",
+        DType::Bool => "|b1",
+    };
+    let shape = match t.shape().len() {
+        0 => "()".to_string(),
+        1 => format!("({},)", t.shape()[0]),
+        _ => format!("({})", t.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    match t.data() {
+        TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::BF16(_) => t.to_f32_vec().iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::F16(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::U8(v) => out.extend_from_slice(v),
+        TensorData::Bool(v) => v.iter().for_each(|&x| out.push(x as u8)),
+    }
+    out
+}
+
+/// Writes a tensor to `path` atomically (a temporary file beside it, then a rename).
+pub fn write(path: &Path, t: &Tensor) -> Result<(), NpyError> {
+    crate::write_atomic(path, &to_bytes(t)).map_err(|e| NpyError(format!("{}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_truncation() {
+        let t = Tensor::from_f32(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        let b = to_bytes(&t);
+        assert_eq!((b.len() - 6 * 4) % 64, 0);
+        assert_eq!(parse(&b, "x").unwrap(), t);
+        assert!(parse(&b[..b.len() - 3], "x").is_err());
+        assert!(parse(b"hello world", "x").is_err());
+        let i = Tensor::new(vec![3], TensorData::I32(vec![1, -2, 3])).unwrap();
+        assert_eq!(parse(&to_bytes(&i), "x").unwrap(), i);
+    }
+}
