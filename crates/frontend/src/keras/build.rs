@@ -86,7 +86,7 @@ fn check_supported(spec: &ModelSpec, out: &mut Vec<String>) {
             check_supported(m, out);
             continue;
         }
-        layers::check_layer(&l.class, &l.name, &l.config, out);
+        layers::check_layer(&l.class, &l.name, &l.config, l.module.as_deref(), out);
     }
 }
 

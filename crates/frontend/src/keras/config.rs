@@ -30,6 +30,8 @@ pub struct LayerSpec {
     pub archive_key: String,
     /// Set when the layer is itself a model.
     pub model: Option<Box<ModelSpec>>,
+    /// The Python module (Keras 3) or registered name the class came from, when recorded.
+    pub module: Option<String>,
 }
 
 /// A Sequential or Functional model.
@@ -196,7 +198,13 @@ pub fn parse_model(v: &Value, keras2: bool) -> Result<ModelSpec, String> {
             }
         }
         let model = if is_model_class(&lclass) { Some(Box::new(parse_model(l, keras2)?)) } else { None };
-        layers.push(LayerSpec { class: lclass, name: lname, config: lcfg, calls, archive_key, model });
+        let module = l
+            .get("registered_name")
+            .and_then(Value::as_str)
+            .filter(|r| r.contains('>'))
+            .or_else(|| l.get("module").and_then(Value::as_str))
+            .map(str::to_string);
+        layers.push(LayerSpec { class: lclass, name: lname, config: lcfg, calls, archive_key, model, module });
     }
     Ok(ModelSpec {
         class,

@@ -79,7 +79,7 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
 }
 
 /// Records every reason a layer (and any layer it wraps) cannot be loaded.
-pub(crate) fn check_layer(class: &str, name: &str, config: &Value, out: &mut Vec<String>) {
+pub(crate) fn check_layer(class: &str, name: &str, config: &Value, module: Option<&str>, out: &mut Vec<String>) {
     if class == "InputLayer" {
         return;
     }
@@ -88,7 +88,8 @@ pub(crate) fn check_layer(class: &str, name: &str, config: &Value, out: &mut Vec
         return;
     }
     if registry(class).is_none() {
-        if class.contains('>') || config.get("module").is_some_and(|m| m.as_str().is_some_and(|m| !m.starts_with("keras"))) {
+        let custom_module = module.is_some_and(|m| m.contains('>') || !(m.starts_with("keras") || m.starts_with("tf_keras")));
+        if class.contains('>') || custom_module {
             out.push(format!("{class} '{name}' is a custom class (Python code that cannot be loaded)"));
         } else {
             out.push(format!("{class} '{name}' is not supported"));
@@ -103,7 +104,7 @@ pub(crate) fn check_layer(class: &str, name: &str, config: &Value, out: &mut Vec
             if ic == "Sequential" || ic == "Functional" {
                 out.push(format!("{class} '{name}' wraps a model, which is not supported"));
             } else {
-                check_layer(ic, &iname, &icfg, out);
+                check_layer(ic, &iname, &icfg, inner.get("module").and_then(Value::as_str), out);
             }
         }
     }
