@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use kerasc::{ir, npy, Device, Session, SessionOptions};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(name = "kerasc", version, about = "Compile, run and inspect saved Keras models outside Python")]
@@ -67,7 +67,7 @@ fn group(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -88,7 +88,7 @@ fn human_bytes(n: usize) -> String {
     }
 }
 
-fn inspect(path: &PathBuf, as_json: bool) -> Result<()> {
+fn inspect(path: &Path, as_json: bool) -> Result<()> {
     let model = kerasc::load(path)?;
     let info = &model.info;
     if as_json {
@@ -121,7 +121,7 @@ fn inspect(path: &PathBuf, as_json: bool) -> Result<()> {
     println!("Model: \"{}\"  ({}, {}, Keras {})", info.name, info.model_class, info.format.describe(), info.keras_version);
     let w0 = info.layers.iter().map(|l| l.name.len() + l.class.len() + 3).max().unwrap_or(10).clamp(14, 60);
     let w1 = info.layers.iter().flat_map(|l| l.output_shapes.iter().map(String::len)).max().unwrap_or(12).max(12);
-    let line = |c: char| format!("{}", c.to_string().repeat(w0 + w1 + 18));
+    let line = |c: char| c.to_string().repeat(w0 + w1 + 18);
     println!("{}", line('━'));
     println!("{:<w0$}  {:<w1$}  {:>12}", "Layer (type)", "Output Shape", "Param #");
     println!("{}", line('━'));
@@ -155,7 +155,7 @@ fn pick_device(requested: Option<&str>) -> Result<Device> {
     Ok(device)
 }
 
-fn run_model(path: &PathBuf, inputs: &[PathBuf], outputs: &[PathBuf], device: Option<&str>) -> Result<()> {
+fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Option<&str>) -> Result<()> {
     let model = kerasc::load(path)?;
     let n_out = model.graph.outputs().len();
     if !outputs.is_empty() && outputs.len() != n_out {

@@ -73,7 +73,7 @@ fn conv(op: &Op, a: &ConvAttrs, x: &TensorType, w: &TensorType) -> R {
             return err(op, format!("input has {c} channels, kernel expects {} x {} groups", ws[r], a.groups));
         }
     }
-    if ws[r + 1] % a.groups != 0 {
+    if !ws[r + 1].is_multiple_of(a.groups) {
         return err(op, format!("{} filters not divisible by {} groups", ws[r + 1], a.groups));
     }
     let mut dims = vec![x.shape.0[0]];

@@ -33,6 +33,7 @@ fn seq_len(ctx: &Ctx, lc: &LayerCall, v: ValueId) -> Result<usize, FrontendError
     ctx.dims(v).get(1).and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "sequence lengths must be known"))
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Projects `x (B, T, d)` with kernel `(d, h, k)` and bias `(h, k)` into heads `(B, h, T, k)`.
 fn project(ctx: &mut Ctx, lc: &LayerCall, what: &str, x: ValueId, idx: &mut usize, use_bias: bool, h: usize, k: usize) -> Result<ValueId, FrontendError> {
     let d = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "feature size must be known"))?;
