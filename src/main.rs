@@ -118,7 +118,13 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!("Model: \"{}\"  ({}, {}, Keras {})", info.name, info.model_class, info.format.describe(), info.keras_version);
+    println!(
+        "Model: \"{}\"  ({}, {}, Keras {})",
+        info.name,
+        info.model_class,
+        info.format.describe(),
+        info.keras_version
+    );
     let w0 = info.layers.iter().map(|l| l.name.len() + l.class.len() + 3).max().unwrap_or(10).clamp(14, 60);
     let w1 = info.layers.iter().flat_map(|l| l.output_shapes.iter().map(String::len)).max().unwrap_or(12).max(12);
     let line = |c: char| c.to_string().repeat(w0 + w1 + 18);
@@ -170,14 +176,22 @@ fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Optio
         tensors.push(t);
     }
     let device = pick_device(device)?;
-    let session = Session::new(model.graph, SessionOptions { device: Some(device) }).context("cannot prepare the model")?;
+    let session =
+        Session::new(model.graph, SessionOptions { device: Some(device) }).context("cannot prepare the model")?;
     let results = session.run(&tensors)?;
     if outputs.is_empty() {
         for (i, t) in results.iter().enumerate() {
             let vals = t.to_f64_vec();
             let head: Vec<String> = vals.iter().take(8).map(|v| format!("{v:.6}")).collect();
             let more = if vals.len() > 8 { ", ..." } else { "" };
-            println!("output {i} ({}): shape {:?} {} [{}{}]", session.graph().value(session.graph().outputs()[i]).name, t.shape(), t.dtype(), head.join(", "), more);
+            println!(
+                "output {i} ({}): shape {:?} {} [{}{}]",
+                session.graph().value(session.graph().outputs()[i]).name,
+                t.shape(),
+                t.dtype(),
+                head.join(", "),
+                more
+            );
         }
     } else {
         for (t, p) in results.iter().zip(outputs) {

@@ -65,7 +65,11 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Tensor, NpyError> {
         "|b1" => (1, DType::Bool),
         "|i1" => (1, DType::I32),
         "<u4" => (4, DType::I64),
-        other => return Err(bad(&format!("unsupported dtype '{other}' (use float32, float64, int32, int64, uint8 or bool)"))),
+        other => {
+            return Err(bad(&format!(
+                "unsupported dtype '{other}' (use float32, float64, int32, int64, uint8 or bool)"
+            )))
+        }
     };
     let need = count.checked_mul(elem).ok_or_else(|| bad("size overflows"))?;
     if data.len() < need {
@@ -75,11 +79,15 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Tensor, NpyError> {
     let t = match descr.as_str() {
         "<f4" => TensorData::F32(d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
         "<f8" => TensorData::F32(
-            d.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32).collect(),
+            d.chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .collect(),
         ),
         "<f2" => TensorData::F16(d.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
         "<i4" => TensorData::I32(d.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-        "<i8" => TensorData::I64(d.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()),
+        "<i8" => TensorData::I64(
+            d.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
+        ),
         "|u1" => TensorData::U8(d.to_vec()),
         "|b1" => TensorData::Bool(d.iter().map(|&b| b != 0).collect()),
         "|i1" => TensorData::I32(d.iter().map(|&b| b as i8 as i32).collect()),

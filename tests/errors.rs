@@ -49,7 +49,14 @@ fn lambda_and_unknown_layers_are_all_listed_at_once() {
     std::fs::write(&path, with_config(&models_dir().join("mlp.keras"), &cfg)).unwrap();
     let msg = assert_clean_failure(
         &["inspect", path.to_str().unwrap()],
-        &["3 unsupported layer(s)", "Lambda 'my_lambda'", "Python code", "FancyLayer 'fancy'", "MyBlock 'block'", "custom class"],
+        &[
+            "3 unsupported layer(s)",
+            "Lambda 'my_lambda'",
+            "Python code",
+            "FancyLayer 'fancy'",
+            "MyBlock 'block'",
+            "custom class",
+        ],
     );
     assert!(msg.contains("bad.keras"), "{msg}");
 }
@@ -118,7 +125,10 @@ fn wrong_input_shape_dtype_and_count() {
         &["input 0", "features", "expected shape (None, 20)", "[4, 28, 28, 1]"],
     );
     let ids = m.join("text_embed.input.npy");
-    assert_clean_failure(&["run", model.to_str().unwrap(), "--input", ids.to_str().unwrap()], &["input 0", "float32", "int32"]);
+    assert_clean_failure(
+        &["run", model.to_str().unwrap(), "--input", ids.to_str().unwrap()],
+        &["input 0", "float32", "int32"],
+    );
     let good = m.join("mlp.input.npy");
     assert_clean_failure(
         &["run", model.to_str().unwrap(), "--input", good.to_str().unwrap(), "--input", good.to_str().unwrap()],
@@ -127,7 +137,10 @@ fn wrong_input_shape_dtype_and_count() {
     let dir = tmpdir("badnpy");
     let broken = dir.join("broken.npy");
     std::fs::write(&broken, b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4',").unwrap();
-    assert_clean_failure(&["run", model.to_str().unwrap(), "--input", broken.to_str().unwrap()], &["broken.npy", "not a valid .npy"]);
+    assert_clean_failure(
+        &["run", model.to_str().unwrap(), "--input", broken.to_str().unwrap()],
+        &["broken.npy", "not a valid .npy"],
+    );
 }
 
 #[test]
@@ -137,7 +150,10 @@ fn out_of_range_token_ids() {
     let p = dir.join("ids.npy");
     kerasc::npy::write(&p, &ids).unwrap();
     let model = models_dir().join("text_embed.keras");
-    assert_clean_failure(&["run", model.to_str().unwrap(), "--input", p.to_str().unwrap()], &["index 1000000 is out of range"]);
+    assert_clean_failure(
+        &["run", model.to_str().unwrap(), "--input", p.to_str().unwrap()],
+        &["index 1000000 is out of range"],
+    );
 }
 
 #[test]
@@ -145,7 +161,10 @@ fn unknown_and_unavailable_devices() {
     let m = models_dir();
     let model = m.join("mlp.h5");
     let x = m.join("mlp.input.npy");
-    assert_clean_failure(&["run", model.to_str().unwrap(), "-i", x.to_str().unwrap(), "--device", "/TPU:0"], &["cannot parse device"]);
+    assert_clean_failure(
+        &["run", model.to_str().unwrap(), "-i", x.to_str().unwrap(), "--device", "/TPU:0"],
+        &["cannot parse device"],
+    );
     assert_clean_failure(
         &["run", model.to_str().unwrap(), "-i", x.to_str().unwrap(), "--device", "/GPU:0"],
         &["/GPU:0 is not available", "available devices: /CPU:0"],
@@ -159,10 +178,15 @@ fn output_is_not_half_written_on_failure() {
     std::fs::write(&out, b"previous result").unwrap();
     let m = models_dir();
     let bad = m.join("cnn_mnist.input.npy");
-    let r = kerasc(&["run", m.join("mlp.h5").to_str().unwrap(), "-i", bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let r =
+        kerasc(&["run", m.join("mlp.h5").to_str().unwrap(), "-i", bad.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(1));
     assert_eq!(std::fs::read(&out).unwrap(), b"previous result");
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
     assert!(leftovers.is_empty());
     let _ = keras_archive;
 }

@@ -50,7 +50,8 @@ fn check_format(ext: &str) {
         let input = dir.join(format!("{m}.input.npy"));
         // Keras 2 files carry Keras 2 semantics where they differ (NAME.k2.expected.npy).
         let k2_expected = dir.join(format!("{m}.k2.expected.npy"));
-        let expected = if ext == "k2.h5" && k2_expected.exists() { k2_expected } else { dir.join(format!("{m}.expected.npy")) };
+        let expected =
+            if ext == "k2.h5" && k2_expected.exists() { k2_expected } else { dir.join(format!("{m}.expected.npy")) };
         let out = tmp.join(format!("{m}.npy"));
         let res = run_cli(&model, &input, &out);
         if !res.status.success() {

@@ -6,8 +6,20 @@ use common::{kerasc, models_dir};
 use serde_json::Value;
 
 const MODELS: &[&str] = &[
-    "mlp", "cnn_mnist", "resnet_block", "sepconv", "mobilenetv2", "text_embed", "lstm", "gru", "conv1d", "activations",
-    "pool_pad_up", "reshape_ln", "transformer", "long_names",
+    "mlp",
+    "cnn_mnist",
+    "resnet_block",
+    "sepconv",
+    "mobilenetv2",
+    "text_embed",
+    "lstm",
+    "gru",
+    "conv1d",
+    "activations",
+    "pool_pad_up",
+    "reshape_ln",
+    "transformer",
+    "long_names",
 ];
 
 fn inspect_json(path: &std::path::Path) -> Value {
@@ -19,7 +31,8 @@ fn inspect_json(path: &std::path::Path) -> Value {
 fn check(ext: &str, compare_names: bool) {
     let mut failures = Vec::new();
     for m in MODELS {
-        let want: Value = serde_json::from_slice(&std::fs::read(models_dir().join(format!("{m}.summary.json"))).unwrap()).unwrap();
+        let want: Value =
+            serde_json::from_slice(&std::fs::read(models_dir().join(format!("{m}.summary.json"))).unwrap()).unwrap();
         let got = inspect_json(&models_dir().join(format!("{m}.{ext}")));
         for key in ["total_params", "trainable_params", "non_trainable_params"] {
             if got[key] != want[key] {

@@ -150,7 +150,8 @@ fn conv2d_transpose_same_stride2() {
                     }
                     for ff in 0..f {
                         for cc in 0..c {
-                            want[(oy as usize * ow + ox as usize) * f + ff] += xv[(i * w_ + j) * c + cc] * w[((a * k + b) * f + ff) * c + cc] as f64;
+                            want[(oy as usize * ow + ox as usize) * f + ff] +=
+                                xv[(i * w_ + j) * c + cc] * w[((a * k + b) * f + ff) * c + cc] as f64;
                         }
                     }
                 }
@@ -160,7 +161,17 @@ fn conv2d_transpose_same_stride2() {
     assert_close(&run1(&s, x), &[1, oh, ow, f], &want, Tolerance::REDUCTION);
 }
 
-fn simple_rnn_ref(x: &[f64], n: usize, tt: usize, fi: usize, u: usize, w: &[f32], r: &[f32], b: &[f32], backwards: bool) -> (Vec<f64>, Vec<f64>) {
+fn simple_rnn_ref(
+    x: &[f64],
+    n: usize,
+    tt: usize,
+    fi: usize,
+    u: usize,
+    w: &[f32],
+    r: &[f32],
+    b: &[f32],
+    backwards: bool,
+) -> (Vec<f64>, Vec<f64>) {
     let mut seq_out = vec![0f64; n * tt * u];
     let mut last = vec![0f64; n * u];
     for bi in 0..n {
@@ -201,8 +212,20 @@ fn simple_rnn_backwards_sequences_and_state() {
         c["name"] = json!("rnn");
         c
     };
-    config["config"]["layers"][1]["inbound_nodes"] = json!([{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}], "kwargs": {}}]);
-    let s = session(&config, &[LayerWeights { key: "simple_rnn".into(), name: "rnn".into(), vars: vec![], children: vec![("cell".into(), vec![(vec![fi, u], w.clone()), (vec![u, u], r.clone()), (vec![u], b.clone())])] }]);
+    config["config"]["layers"][1]["inbound_nodes"] =
+        json!([{"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": ["x", 0, 0]}}], "kwargs": {}}]);
+    let s = session(
+        &config,
+        &[LayerWeights {
+            key: "simple_rnn".into(),
+            name: "rnn".into(),
+            vars: vec![],
+            children: vec![(
+                "cell".into(),
+                vec![(vec![fi, u], w.clone()), (vec![u, u], r.clone()), (vec![u], b.clone())],
+            )],
+        }],
+    );
     let x = t(&[n, tt, fi], 0.29);
     let (want_seq, want_last) = simple_rnn_ref(&x.to_f64_vec(), n, tt, fi, u, &w, &r, &b, true);
     let outs = s.run(&[x]).unwrap();
@@ -230,8 +253,14 @@ fn bidirectional_merge_modes() {
                 name: "layer".into(),
                 vars: vec![],
                 children: vec![
-                    ("forward_layer".into(), vec![(vec![fi, u], wf.clone()), (vec![u, u], rf.clone()), (vec![u], bf.clone())]),
-                    ("backward_layer".into(), vec![(vec![fi, u], wb.clone()), (vec![u, u], rb.clone()), (vec![u], bb.clone())]),
+                    (
+                        "forward_layer".into(),
+                        vec![(vec![fi, u], wf.clone()), (vec![u, u], rf.clone()), (vec![u], bf.clone())],
+                    ),
+                    (
+                        "backward_layer".into(),
+                        vec![(vec![fi, u], wb.clone()), (vec![u, u], rb.clone()), (vec![u], bb.clone())],
+                    ),
                 ],
             }],
         );
@@ -264,7 +293,15 @@ fn gru_reset_before() {
         "GRU",
         json!({"units": u, "reset_after": false, "use_bias": true}),
         &[tt, fi],
-        vec![LayerWeights { key: "gru".into(), name: "layer".into(), vars: vec![], children: vec![("cell".into(), vec![(vec![fi, 3 * u], w.clone()), (vec![u, 3 * u], r.clone()), (vec![3 * u], b.clone())])] }],
+        vec![LayerWeights {
+            key: "gru".into(),
+            name: "layer".into(),
+            vars: vec![],
+            children: vec![(
+                "cell".into(),
+                vec![(vec![fi, 3 * u], w.clone()), (vec![u, 3 * u], r.clone()), (vec![3 * u], b.clone())],
+            )],
+        }],
     );
     let x = t(&[n, tt, fi], 0.47);
     let xv = x.to_f64_vec();
@@ -280,7 +317,9 @@ fn gru_reset_before() {
                 }
                 a
             };
-            let hp = |g: usize, j: usize, hv: &[f64]| -> f64 { (0..u).map(|p| hv[p] * r[p * 3 * u + g * u + j] as f64).sum() };
+            let hp = |g: usize, j: usize, hv: &[f64]| -> f64 {
+                (0..u).map(|p| hv[p] * r[p * 3 * u + g * u + j] as f64).sum()
+            };
             let z: Vec<f64> = (0..u).map(|j| sig(xp(0, j) + hp(0, j, &h))).collect();
             let rr: Vec<f64> = (0..u).map(|j| sig(xp(1, j) + hp(1, j, &h))).collect();
             let rh: Vec<f64> = (0..u).map(|j| rr[j] * h[j]).collect();
@@ -300,7 +339,12 @@ fn time_distributed_dense() {
         "TimeDistributed",
         json!({"layer": {"class_name": "Dense", "config": {"name": "d", "units": u, "activation": "sigmoid"}}}),
         &[tt, fi],
-        vec![LayerWeights { key: "time_distributed".into(), name: "layer".into(), vars: vec![], children: vec![("layer".into(), vec![(vec![fi, u], w.clone()), (vec![u], b.clone())])] }],
+        vec![LayerWeights {
+            key: "time_distributed".into(),
+            name: "layer".into(),
+            vars: vec![],
+            children: vec![("layer".into(), vec![(vec![fi, u], w.clone()), (vec![u], b.clone())])],
+        }],
     );
     let x = t(&[n, tt, fi], 0.21);
     let xv = x.to_f64_vec();
@@ -387,7 +431,10 @@ fn every_builtin_activation() {
         ("softplus", Box::new(sp)),
         ("softsign", Box::new(|v: f64| v / (1.0 + v.abs()))),
         ("elu", Box::new(|v: f64| if v > 0.0 { v } else { v.exp() - 1.0 })),
-        ("selu", Box::new(|v: f64| 1.0507009873554805 * if v > 0.0 { v } else { 1.6732632423543772 * (v.exp() - 1.0) })),
+        (
+            "selu",
+            Box::new(|v: f64| 1.0507009873554805 * if v > 0.0 { v } else { 1.6732632423543772 * (v.exp() - 1.0) }),
+        ),
         ("gelu", Box::new(move |v: f64| 0.5 * v * (1.0 + erf(v / 2f64.sqrt())))),
         ("silu", Box::new(move |v: f64| v * sig(v))),
         ("swish", Box::new(move |v: f64| v * sig(v))),
@@ -407,7 +454,12 @@ fn every_builtin_activation() {
     let m = v.iter().cloned().fold(f64::MIN, f64::max);
     let z: f64 = v.iter().map(|a| (a - m).exp()).sum();
     let s = one_layer("Activation", json!({"activation": "softmax"}), &[9], vec![]);
-    assert_close(&run1(&s, x.clone()), &[1, 9], &v.iter().map(|a| (a - m).exp() / z).collect::<Vec<_>>(), Tolerance::ELEMENTWISE);
+    assert_close(
+        &run1(&s, x.clone()),
+        &[1, 9],
+        &v.iter().map(|a| (a - m).exp() / z).collect::<Vec<_>>(),
+        Tolerance::ELEMENTWISE,
+    );
     let s = one_layer("Activation", json!({"activation": "log_softmax"}), &[9], vec![]);
     assert_close(&run1(&s, x), &[1, 9], &v.iter().map(|a| a - m - z.ln()).collect::<Vec<_>>(), Tolerance::ELEMENTWISE);
 }
@@ -422,15 +474,30 @@ fn activation_layers_with_parameters() {
         assert_close(&run1(&s, x.clone()), &[1, 2, 3], &want, Tolerance::ELEMENTWISE);
     };
     check("ReLU", json!({"max_value": 6.0, "negative_slope": 0.1, "threshold": 0.75}), vec![], &|_, a| {
-        if a >= 6.0 { 6.0 } else if a >= 0.75 { a } else { 0.1 * (a - 0.75) }
+        if a >= 6.0 {
+            6.0
+        } else if a >= 0.75 {
+            a
+        } else {
+            0.1 * (a - 0.75)
+        }
     });
     check("LeakyReLU", json!({"negative_slope": 0.25}), vec![], &|_, a| if a > 0.0 { a } else { 0.25 * a });
     check("ELU", json!({"alpha": 0.5}), vec![], &|_, a| if a > 0.0 { a } else { 0.5 * (a.exp() - 1.0) });
     check("ThresholdedReLU", json!({"theta": 1.0}), vec![], &|_, a| if a > 1.0 { a } else { 0.0 });
     let alpha = vec![0.1f32, 0.2, 0.3];
-    check("PReLU", json!({"shared_axes": [1]}), vec![lw("p_re_lu", "layer", vec![(vec![1, 3], alpha.clone())])], &|i, a| {
-        if a > 0.0 { a } else { alpha[i % 3] as f64 * a }
-    });
+    check(
+        "PReLU",
+        json!({"shared_axes": [1]}),
+        vec![lw("p_re_lu", "layer", vec![(vec![1, 3], alpha.clone())])],
+        &|i, a| {
+            if a > 0.0 {
+                a
+            } else {
+                alpha[i % 3] as f64 * a
+            }
+        },
+    );
     // Softmax over axis 1 (the sequence axis).
     let s = one_layer("Softmax", json!({"axis": 1}), &[2, 3], vec![]);
     let mut want = vec![0f64; 6];
@@ -443,7 +510,12 @@ fn activation_layers_with_parameters() {
     }
     assert_close(&run1(&s, x.clone()), &[1, 2, 3], &want, Tolerance::ELEMENTWISE);
     let s = one_layer("Rescaling", json!({"scale": 0.5, "offset": -1.0}), &[2, 3], vec![]);
-    assert_close(&run1(&s, x), &[1, 2, 3], &v.iter().map(|a| a * 0.5 - 1.0).collect::<Vec<_>>(), Tolerance::ELEMENTWISE);
+    assert_close(
+        &run1(&s, x),
+        &[1, 2, 3],
+        &v.iter().map(|a| a * 0.5 - 1.0).collect::<Vec<_>>(),
+        Tolerance::ELEMENTWISE,
+    );
 }
 
 #[test]
@@ -452,7 +524,10 @@ fn reshaping_padding_cropping_upsampling() {
     let v = x.to_f64_vec();
     let at = |y: usize, xx: usize, c: usize| v[(y * 4 + xx) * 2 + c];
     let s = one_layer("Cropping2D", json!({"cropping": [[1, 0], [1, 2]]}), &[3, 4, 2], vec![]);
-    let want: Vec<f64> = (1..3).flat_map(|y| (1..2).flat_map(move |xx| (0..2).map(move |c| (y, xx, c)))).map(|(y, xx, c)| at(y, xx, c)).collect();
+    let want: Vec<f64> = (1..3)
+        .flat_map(|y| (1..2).flat_map(move |xx| (0..2).map(move |c| (y, xx, c))))
+        .map(|(y, xx, c)| at(y, xx, c))
+        .collect();
     assert_close(&run1(&s, x.clone()), &[1, 2, 1, 2], &want, Tolerance::EXACT);
     let s = one_layer("ZeroPadding2D", json!({"padding": [[0, 1], [2, 0]]}), &[3, 4, 2], vec![]);
     let mut want = Vec::new();
@@ -465,10 +540,16 @@ fn reshaping_padding_cropping_upsampling() {
     }
     assert_close(&run1(&s, x.clone()), &[1, 4, 6, 2], &want, Tolerance::EXACT);
     let s = one_layer("UpSampling2D", json!({"size": [2, 1], "interpolation": "nearest"}), &[3, 4, 2], vec![]);
-    let want: Vec<f64> = (0..6).flat_map(|y| (0..4).flat_map(move |xx| (0..2).map(move |c| (y / 2, xx, c)))).map(|(y, xx, c)| at(y, xx, c)).collect();
+    let want: Vec<f64> = (0..6)
+        .flat_map(|y| (0..4).flat_map(move |xx| (0..2).map(move |c| (y / 2, xx, c))))
+        .map(|(y, xx, c)| at(y, xx, c))
+        .collect();
     assert_close(&run1(&s, x.clone()), &[1, 6, 4, 2], &want, Tolerance::EXACT);
     let s = one_layer("Permute", json!({"dims": [3, 1, 2]}), &[3, 4, 2], vec![]);
-    let want: Vec<f64> = (0..2).flat_map(|c| (0..3).flat_map(move |y| (0..4).map(move |xx| (y, xx, c)))).map(|(y, xx, c)| at(y, xx, c)).collect();
+    let want: Vec<f64> = (0..2)
+        .flat_map(|c| (0..3).flat_map(move |y| (0..4).map(move |xx| (y, xx, c))))
+        .map(|(y, xx, c)| at(y, xx, c))
+        .collect();
     assert_close(&run1(&s, x.clone()), &[1, 2, 3, 4], &want, Tolerance::EXACT);
     let s = one_layer("Flatten", json!({}), &[3, 4, 2], vec![]);
     assert_close(&run1(&s, x.clone()), &[1, 24], &v, Tolerance::EXACT);
@@ -477,12 +558,16 @@ fn reshaping_padding_cropping_upsampling() {
     let x1 = t(&[2, 3], 0.9);
     let s = one_layer("RepeatVector", json!({"n": 2}), &[3], vec![]);
     let v1 = x1.to_f64_vec();
-    let want: Vec<f64> = (0..2).flat_map(|b| (0..2).flat_map(move |_| (0..3).map(move |c| b * 3 + c))).map(|i| v1[i]).collect();
+    let want: Vec<f64> =
+        (0..2).flat_map(|b| (0..2).flat_map(move |_| (0..3).map(move |c| b * 3 + c))).map(|i| v1[i]).collect();
     assert_close(&run1(&s, x1), &[2, 2, 3], &want, Tolerance::EXACT);
     let x3 = t(&[1, 2, 2, 2, 1], 0.3);
     let s = one_layer("UpSampling3D", json!({"size": [1, 2, 1]}), &[2, 2, 2, 1], vec![]);
     let v3 = x3.to_f64_vec();
-    let want: Vec<f64> = (0..2).flat_map(|z| (0..4).flat_map(move |y| (0..2).map(move |xx| (z * 2 + y / 2) * 2 + xx))).map(|i| v3[i]).collect();
+    let want: Vec<f64> = (0..2)
+        .flat_map(|z| (0..4).flat_map(move |y| (0..2).map(move |xx| (z * 2 + y / 2) * 2 + xx)))
+        .map(|i| v3[i])
+        .collect();
     assert_close(&run1(&s, x3), &[1, 2, 4, 2, 1], &want, Tolerance::EXACT);
 }
 
@@ -521,8 +606,12 @@ fn group_and_unit_normalization_and_embedding() {
     let x = t(&[2, 3, 4], 0.61);
     let v = x.to_f64_vec();
     let (g, b) = (seq(4, 0.4), seq(4, 1.3));
-    let s = one_layer("GroupNormalization", json!({"groups": 2, "epsilon": 1e-3}), &[3, 4],
-        vec![lw("group_normalization", "layer", vec![(vec![4], g.clone()), (vec![4], b.clone())])]);
+    let s = one_layer(
+        "GroupNormalization",
+        json!({"groups": 2, "epsilon": 1e-3}),
+        &[3, 4],
+        vec![lw("group_normalization", "layer", vec![(vec![4], g.clone()), (vec![4], b.clone())])],
+    );
     let mut want = vec![0f64; 24];
     for n in 0..2 {
         for grp in 0..2 {
@@ -537,17 +626,21 @@ fn group_and_unit_normalization_and_embedding() {
     }
     assert_close(&run1(&s, x.clone()), &[2, 3, 4], &want, Tolerance::REDUCTION);
     let s = one_layer("UnitNormalization", json!({"axis": -1}), &[3, 4], vec![]);
-    let want: Vec<f64> = v.chunks(4).flat_map(|r| {
-        let n = r.iter().map(|a| a * a).sum::<f64>().sqrt();
-        r.iter().map(move |a| a / n).collect::<Vec<_>>()
-    }).collect();
+    let want: Vec<f64> = v
+        .chunks(4)
+        .flat_map(|r| {
+            let n = r.iter().map(|a| a * a).sum::<f64>().sqrt();
+            r.iter().map(move |a| a / n).collect::<Vec<_>>()
+        })
+        .collect();
     assert_close(&run1(&s, x), &[2, 3, 4], &want, Tolerance::REDUCTION);
     let table = seq(5 * 3, 0.77);
     let config = json!({"class_name": "Sequential", "config": {"name": "t", "layers": [
         input_layer("ids", &[4], "int32"), {"class_name": "Embedding", "config": {"name": "emb", "input_dim": 5, "output_dim": 3}}]}});
     let s = session(&config, &[lw("embedding", "emb", vec![(vec![5, 3], table.clone())])]);
     let ids = Tensor::new(vec![1, 4], TensorData::I32(vec![4, 0, 2, 2])).unwrap();
-    let want: Vec<f64> = [4usize, 0, 2, 2].iter().flat_map(|&i| table[i * 3..i * 3 + 3].iter().map(|&a| a as f64)).collect();
+    let want: Vec<f64> =
+        [4usize, 0, 2, 2].iter().flat_map(|&i| table[i * 3..i * 3 + 3].iter().map(|&a| a as f64)).collect();
     assert_close(&run1(&s, ids), &[1, 4, 3], &want, Tolerance::EXACT);
 }
 
@@ -555,10 +648,15 @@ fn group_and_unit_normalization_and_embedding() {
 fn normalization_layer_with_adapted_statistics() {
     let mean = vec![1.0f32, -2.0, 0.5];
     let var = vec![4.0f32, 0.25, 1.0];
-    let s = one_layer("Normalization", json!({"axis": -1}), &[3],
-        vec![lw("normalization", "layer", vec![(vec![3], mean.clone()), (vec![3], var.clone()), (vec![], vec![10.0])])]);
+    let s = one_layer(
+        "Normalization",
+        json!({"axis": -1}),
+        &[3],
+        vec![lw("normalization", "layer", vec![(vec![3], mean.clone()), (vec![3], var.clone()), (vec![], vec![10.0])])],
+    );
     let x = t(&[2, 3], 0.9);
-    let want: Vec<f64> = x.to_f64_vec().iter().enumerate().map(|(i, a)| (a - mean[i % 3] as f64) / (var[i % 3] as f64).sqrt()).collect();
+    let want: Vec<f64> =
+        x.to_f64_vec().iter().enumerate().map(|(i, a)| (a - mean[i % 3] as f64) / (var[i % 3] as f64).sqrt()).collect();
     assert_close(&run1(&s, x), &[2, 3], &want, Tolerance::ELEMENTWISE);
 }
 
@@ -577,7 +675,13 @@ fn luong_attention_with_scale_and_causal_mask() {
     let mut want = Vec::new();
     for i in 0..tq {
         let scores: Vec<f64> = (0..tv)
-            .map(|j| if j > i { f64::NEG_INFINITY } else { 0.7 * (0..d).map(|k| qv[i * d + k] * vv[j * d + k]).sum::<f64>() })
+            .map(|j| {
+                if j > i {
+                    f64::NEG_INFINITY
+                } else {
+                    0.7 * (0..d).map(|k| qv[i * d + k] * vv[j * d + k]).sum::<f64>()
+                }
+            })
             .collect();
         let m = scores.iter().cloned().fold(f64::MIN, f64::max);
         let z: f64 = scores.iter().map(|s| (s - m).exp()).sum();
@@ -594,8 +698,16 @@ fn separable_and_depthwise_conv1d() {
     let dw = seq(k * c * dm, 0.31);
     let pw = seq(c * dm * f, 0.53);
     let b = seq(f, 0.9);
-    let s = one_layer("SeparableConv1D", json!({"filters": f, "kernel_size": k, "depth_multiplier": dm, "padding": "same"}), &[l, c],
-        vec![lw("separable_conv1d", "layer", vec![(vec![k, c, dm], dw.clone()), (vec![1, c * dm, f], pw.clone()), (vec![f], b.clone())])]);
+    let s = one_layer(
+        "SeparableConv1D",
+        json!({"filters": f, "kernel_size": k, "depth_multiplier": dm, "padding": "same"}),
+        &[l, c],
+        vec![lw(
+            "separable_conv1d",
+            "layer",
+            vec![(vec![k, c, dm], dw.clone()), (vec![1, c * dm, f], pw.clone()), (vec![f], b.clone())],
+        )],
+    );
     let x = t(&[1, l, c], 0.44);
     let xv = x.to_f64_vec();
     let mut mid = vec![0f64; l * c * dm];
@@ -620,7 +732,11 @@ fn separable_and_depthwise_conv1d() {
         }
     }
     assert_close(&run1(&s, x.clone()), &[1, l, f], &want, Tolerance::REDUCTION);
-    let s = one_layer("DepthwiseConv1D", json!({"kernel_size": k, "depth_multiplier": dm, "padding": "same", "use_bias": false}), &[l, c],
-        vec![lw("depthwise_conv1d", "layer", vec![(vec![k, c, dm], dw.clone())])]);
+    let s = one_layer(
+        "DepthwiseConv1D",
+        json!({"kernel_size": k, "depth_multiplier": dm, "padding": "same", "use_bias": false}),
+        &[l, c],
+        vec![lw("depthwise_conv1d", "layer", vec![(vec![k, c, dm], dw.clone())])],
+    );
     assert_close(&run1(&s, x), &[1, l, c * dm], &mid, Tolerance::REDUCTION);
 }

@@ -22,7 +22,8 @@ pub struct LoadOptions {}
 
 /// Loads a model file, picking the reader from the file's content (HDF5 signature or zip).
 pub fn load(path: &Path, _options: &LoadOptions) -> Result<Model, FrontendError> {
-    let bytes = std::fs::read(path).map_err(|e| FrontendError::Io { path: path.display().to_string(), message: e.to_string() })?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| FrontendError::Io { path: path.display().to_string(), message: e.to_string() })?;
     load_bytes(&bytes, &path.display().to_string())
 }
 

@@ -165,7 +165,12 @@ impl Graph {
         for (&id, t) in &self.constants {
             let value = self.values.get(id.0).ok_or_else(|| IrError::Graph("constant with unknown id".into()))?;
             if value.ty != t.tensor_type() {
-                return Err(IrError::Graph(format!("constant '{}' has type {} but holds {}", value.name, value.ty, t.tensor_type())));
+                return Err(IrError::Graph(format!(
+                    "constant '{}' has type {} but holds {}",
+                    value.name,
+                    value.ty,
+                    t.tensor_type()
+                )));
             }
             defined[id.0] = true;
         }
@@ -173,21 +178,35 @@ impl Graph {
             let mut tys = Vec::new();
             for &i in &node.inputs {
                 if i.0 >= self.values.len() || !defined[i.0] {
-                    return Err(IrError::Graph(format!("node '{}' reads value {} before it is defined", node.name, i.0)));
+                    return Err(IrError::Graph(format!(
+                        "node '{}' reads value {} before it is defined",
+                        node.name, i.0
+                    )));
                 }
                 tys.push(self.values[i.0].ty.clone());
             }
             let expect = infer_types(&node.op, &tys)?;
             if expect.len() != node.outputs.len() {
-                return Err(IrError::Graph(format!("node '{}' has {} outputs, op gives {}", node.name, node.outputs.len(), expect.len())));
+                return Err(IrError::Graph(format!(
+                    "node '{}' has {} outputs, op gives {}",
+                    node.name,
+                    node.outputs.len(),
+                    expect.len()
+                )));
             }
             for (k, (&o, ty)) in node.outputs.iter().zip(expect).enumerate() {
-                let value = self.values.get(o.0).ok_or_else(|| IrError::Graph(format!("node '{}' output unknown", node.name)))?;
+                let value = self
+                    .values
+                    .get(o.0)
+                    .ok_or_else(|| IrError::Graph(format!("node '{}' output unknown", node.name)))?;
                 if value.producer != Producer::Node(NodeId(n), k) {
                     return Err(IrError::Graph(format!("value '{}' producer mismatch", value.name)));
                 }
                 if value.ty != ty {
-                    return Err(IrError::Graph(format!("value '{}' typed {} but op infers {}", value.name, value.ty, ty)));
+                    return Err(IrError::Graph(format!(
+                        "value '{}' typed {} but op infers {}",
+                        value.name, value.ty, ty
+                    )));
                 }
                 if defined[o.0] {
                     return Err(IrError::Graph(format!("value '{}' defined twice", value.name)));

@@ -1,8 +1,6 @@
 //! Static shape and type inference, one rule per op. Every mismatch is an error, never a panic.
 
-use crate::{
-    ConvAttrs, ConvTransposeAttrs, DType, Dim, IrError, Op, PoolAttrs, RnnAttrs, RnnKind, Shape, TensorType,
-};
+use crate::{ConvAttrs, ConvTransposeAttrs, DType, Dim, IrError, Op, PoolAttrs, RnnAttrs, RnnKind, Shape, TensorType};
 
 type R = Result<Vec<TensorType>, IrError>;
 
@@ -184,7 +182,10 @@ pub fn reshape_dims(op: &Op, input: &Shape, target: &[i64]) -> Result<Shape, IrE
         Some(i) => dims[i] = Dim::Batch,
         None => {
             if in_batch == out_batch && in_fixed != out_fixed {
-                return err(op, format!("cannot reshape {input} ({in_fixed} elements per batch) to {target:?} ({out_fixed})"));
+                return err(
+                    op,
+                    format!("cannot reshape {input} ({in_fixed} elements per batch) to {target:?} ({out_fixed})"),
+                );
             }
         }
     }
@@ -226,11 +227,8 @@ fn rnn(op: &Op, a: &RnnAttrs, tys: &[TensorType]) -> R {
         }
     }
     let n = x.shape.0[0];
-    let y = if a.return_sequences {
-        Shape(vec![n, x.shape.0[1], Dim::Fixed(u)])
-    } else {
-        Shape(vec![n, Dim::Fixed(u)])
-    };
+    let y =
+        if a.return_sequences { Shape(vec![n, x.shape.0[1], Dim::Fixed(u)]) } else { Shape(vec![n, Dim::Fixed(u)]) };
     let mut out = vec![TensorType::new(x.dtype, y), TensorType::new(x.dtype, Shape(vec![n, Dim::Fixed(u)]))];
     if a.kind == RnnKind::Lstm {
         out.push(TensorType::new(x.dtype, Shape(vec![n, Dim::Fixed(u)])));
@@ -251,8 +249,9 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             if tys[0].dtype != tys[1].dtype {
                 return err(op, format!("dtypes differ: {} vs {}", tys[0].dtype, tys[1].dtype));
             }
-            let s = broadcast(&tys[0].shape, &tys[1].shape)
-                .ok_or_else(|| IrError::shape(op.name(), format!("cannot broadcast {} with {}", tys[0].shape, tys[1].shape)))?;
+            let s = broadcast(&tys[0].shape, &tys[1].shape).ok_or_else(|| {
+                IrError::shape(op.name(), format!("cannot broadcast {} with {}", tys[0].shape, tys[1].shape))
+            })?;
             Ok(vec![TensorType::new(tys[0].dtype, s)])
         }
         Op::MatMul { transpose_a, transpose_b } => {
@@ -262,8 +261,16 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             if a.rank() < 2 || b.rank() < 2 {
                 return err(op, format!("operands must have rank >= 2, got {a} and {b}"));
             }
-            let (m, ka) = if *transpose_a { (a.0[a.rank() - 1], a.0[a.rank() - 2]) } else { (a.0[a.rank() - 2], a.0[a.rank() - 1]) };
-            let (kb, n) = if *transpose_b { (b.0[b.rank() - 1], b.0[b.rank() - 2]) } else { (b.0[b.rank() - 2], b.0[b.rank() - 1]) };
+            let (m, ka) = if *transpose_a {
+                (a.0[a.rank() - 1], a.0[a.rank() - 2])
+            } else {
+                (a.0[a.rank() - 2], a.0[a.rank() - 1])
+            };
+            let (kb, n) = if *transpose_b {
+                (b.0[b.rank() - 1], b.0[b.rank() - 2])
+            } else {
+                (b.0[b.rank() - 2], b.0[b.rank() - 1])
+            };
             if let (Dim::Fixed(x), Dim::Fixed(y)) = (ka, kb) {
                 if x != y {
                     return err(op, format!("inner dimensions differ: {a} x {b}"));
@@ -399,7 +406,10 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
                     if i != *axis {
                         if let (Dim::Fixed(a), Dim::Fixed(b)) = (t.shape.0[i], tys[0].shape.0[i]) {
                             if a != b {
-                                return err(op, format!("shapes {} and {} differ off axis {axis}", tys[0].shape, t.shape));
+                                return err(
+                                    op,
+                                    format!("shapes {} and {} differ off axis {axis}", tys[0].shape, t.shape),
+                                );
                             }
                         }
                     }
@@ -502,7 +512,11 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
 pub fn slice_len(n: usize, start: i64, end: i64, step: i64) -> usize {
     let (s, e) = slice_bounds(n, start, end, step);
     if step > 0 {
-        if e > s { ((e - s + step - 1) / step) as usize } else { 0 }
+        if e > s {
+            ((e - s + step - 1) / step) as usize
+        } else {
+            0
+        }
     } else if s > e {
         ((s - e + (-step) - 1) / (-step)) as usize
     } else {
@@ -535,7 +549,8 @@ mod tests {
 
     #[test]
     fn conv_same_and_valid() {
-        let op = Op::Conv(ConvAttrs { strides: vec![2, 2], dilations: vec![1, 1], pads: vec![(0, 1), (0, 1)], groups: 1 });
+        let op =
+            Op::Conv(ConvAttrs { strides: vec![2, 2], dilations: vec![1, 1], pads: vec![(0, 1), (0, 1)], groups: 1 });
         let out = infer_types(&op, &[t(&[1, 8, 8, 3]), t(&[3, 3, 3, 5])]).unwrap();
         assert_eq!(out[0].shape, Shape::fixed(&[1, 4, 4, 5]));
         let bad = infer_types(&op, &[t(&[1, 8, 8, 4]), t(&[3, 3, 3, 5])]);
@@ -554,7 +569,10 @@ mod tests {
     fn reshape_infers_minus_one_and_rejects_bad_sizes() {
         let op = Op::Reshape { shape: vec![0, -1, 4] };
         let x = TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Fixed(8), Dim::Fixed(2)]));
-        assert_eq!(infer_types(&op, &[x.clone()]).unwrap()[0].shape, Shape(vec![Dim::Batch, Dim::Fixed(4), Dim::Fixed(4)]));
+        assert_eq!(
+            infer_types(&op, &[x.clone()]).unwrap()[0].shape,
+            Shape(vec![Dim::Batch, Dim::Fixed(4), Dim::Fixed(4)])
+        );
         assert!(infer_types(&Op::Reshape { shape: vec![0, 3, 5] }, &[x]).is_err());
     }
 

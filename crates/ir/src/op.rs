@@ -24,11 +24,21 @@ pub enum UnaryOp {
     Relu,
     Relu6,
     /// Keras's general ReLU: `max_value` cap, `negative_slope` below `threshold`.
-    ReluClip { max_value: Option<f32>, negative_slope: f32, threshold: f32 },
-    LeakyRelu { alpha: f32 },
-    Elu { alpha: f32 },
+    ReluClip {
+        max_value: Option<f32>,
+        negative_slope: f32,
+        threshold: f32,
+    },
+    LeakyRelu {
+        alpha: f32,
+    },
+    Elu {
+        alpha: f32,
+    },
     Selu,
-    ThresholdedRelu { theta: f32 },
+    ThresholdedRelu {
+        theta: f32,
+    },
     Sigmoid,
     /// Keras 3: `relu6(x + 3) / 6`.
     HardSigmoid,
@@ -46,9 +56,15 @@ pub enum UnaryOp {
     Silu,
     Mish,
     /// `x · scale + offset`.
-    Affine { scale: f32, offset: f32 },
+    Affine {
+        scale: f32,
+        offset: f32,
+    },
     /// `clip(x, lo, hi)`.
-    Clip { lo: f32, hi: f32 },
+    Clip {
+        lo: f32,
+        hi: f32,
+    },
 }
 
 impl UnaryOp {

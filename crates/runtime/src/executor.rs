@@ -102,7 +102,9 @@ impl Session {
                 })?);
             }
             let outs = run_op(&node.op, &args).map_err(|e| match e {
-                RuntimeError::Kernel { op, message, .. } => RuntimeError::Kernel { op, node: node.name.clone(), message },
+                RuntimeError::Kernel { op, message, .. } => {
+                    RuntimeError::Kernel { op, node: node.name.clone(), message }
+                }
                 other => other,
             })?;
             for (&o, t) in node.outputs.iter().zip(outs) {
@@ -121,7 +123,11 @@ impl Session {
                     Producer::Constant => g.constant(v).cloned(),
                     _ => vals[v.0].clone(),
                 }
-                .ok_or_else(|| RuntimeError::Kernel { op: "output".into(), node: g.value(v).name.clone(), message: "not computed".into() })
+                .ok_or_else(|| RuntimeError::Kernel {
+                    op: "output".into(),
+                    node: g.value(v).name.clone(),
+                    message: "not computed".into(),
+                })
             })
             .collect()
     }

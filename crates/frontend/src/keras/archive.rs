@@ -15,8 +15,10 @@ pub struct Archive<'a> {
 impl<'a> Archive<'a> {
     /// Opens the zip; a corrupt or truncated archive is an error naming the file.
     pub fn open(bytes: &'a [u8], origin: &str) -> Result<Archive<'a>, FrontendError> {
-        let zip = zip::ZipArchive::new(Cursor::new(bytes))
-            .map_err(|e| FrontendError::Format { file: origin.into(), message: format!("cannot read zip archive: {e}") })?;
+        let zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| FrontendError::Format {
+            file: origin.into(),
+            message: format!("cannot read zip archive: {e}"),
+        })?;
         Ok(Archive { zip, origin: origin.into() })
     }
 
@@ -45,9 +47,10 @@ impl<'a> Archive<'a> {
     pub fn text(&mut self, name: &str) -> Result<Option<String>, FrontendError> {
         match self.bytes(name)? {
             None => Ok(None),
-            Some(b) => String::from_utf8(b)
-                .map(Some)
-                .map_err(|_| FrontendError::Format { file: self.origin.clone(), message: format!("{name} is not UTF-8") }),
+            Some(b) => String::from_utf8(b).map(Some).map_err(|_| FrontendError::Format {
+                file: self.origin.clone(),
+                message: format!("{name} is not UTF-8"),
+            }),
         }
     }
 }

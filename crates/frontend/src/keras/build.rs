@@ -19,7 +19,8 @@ pub(crate) fn build(
     training_config: Option<Value>,
 ) -> Result<Model, FrontendError> {
     let keras2 = format == ModelFormat::Keras2H5;
-    let spec = config::parse_model(config, keras2).map_err(|m| FrontendError::Config { file: origin.into(), message: m })?;
+    let spec =
+        config::parse_model(config, keras2).map_err(|m| FrontendError::Config { file: origin.into(), message: m })?;
     let mut unsupported = Vec::new();
     check_supported(&spec, &mut unsupported);
     if !unsupported.is_empty() {
@@ -35,7 +36,9 @@ pub(crate) fn build(
     };
     let input_names: Vec<String> = inputs.iter().map(|&v| ctx.g.value(v).name.clone()).collect();
     ctx.g.set_outputs(outputs);
-    ctx.g.validate().map_err(|e| FrontendError::Config { file: origin.into(), message: format!("built graph is invalid: {e}") })?;
+    ctx.g
+        .validate()
+        .map_err(|e| FrontendError::Config { file: origin.into(), message: format!("built graph is invalid: {e}") })?;
     let mut layers_summary = std::mem::take(&mut ctx.summaries);
     if !spec.is_sequential() {
         // Functional summaries list InputLayers too, in config order.
@@ -105,11 +108,10 @@ fn shape_from_json(v: &Value) -> Option<Shape> {
 
 fn input_type(l: &LayerSpec) -> Option<TensorType> {
     let c = &l.config;
-    let shape = c
-        .get("batch_shape")
-        .or_else(|| c.get("batch_input_shape"))
-        .and_then(shape_from_json)
-        .or_else(|| c.get("input_shape").and_then(shape_from_json).map(|s| Shape([vec![Dim::Batch], s.0].concat())))?;
+    let shape =
+        c.get("batch_shape").or_else(|| c.get("batch_input_shape")).and_then(shape_from_json).or_else(|| {
+            c.get("input_shape").and_then(shape_from_json).map(|s| Shape([vec![Dim::Batch], s.0].concat()))
+        })?;
     let dtype = parse_dtype(c.get("dtype")).unwrap_or(DType::F32);
     Some(TensorType::new(dtype, shape))
 }
@@ -152,7 +154,9 @@ fn is_nested_functional(l: &LayerSpec) -> bool {
 fn call_index(spec: &ModelSpec, r: &TensorRef, io: bool) -> usize {
     let layer = spec.layers.iter().find(|l| l.name == r.layer);
     let offset = match layer {
-        Some(l) if l.model.is_some() => spec.keras2 && (is_nested_functional(l) || l.class == "Sequential") || (io && is_nested_functional(l)),
+        Some(l) if l.model.is_some() => {
+            spec.keras2 && (is_nested_functional(l) || l.class == "Sequential") || (io && is_nested_functional(l))
+        }
         _ => false,
     };
     if offset {
@@ -185,7 +189,9 @@ pub(crate) fn run_model(
     }
     let mut produced: HashMap<(String, usize), Vec<ValueId>> = HashMap::new();
     for (i, r) in spec.inputs.iter().enumerate() {
-        let v = *inputs.get(i).ok_or_else(|| ctx.config_err(format!("model '{}' called with too few inputs", spec.name)))?;
+        let v = *inputs
+            .get(i)
+            .ok_or_else(|| ctx.config_err(format!("model '{}' called with too few inputs", spec.name)))?;
         produced.insert((r.layer.clone(), 0), vec![v]);
     }
     let mut pending: Vec<(usize, usize)> = Vec::new();
@@ -234,14 +240,19 @@ pub(crate) fn run_model(
                 .filter(|r| resolve(&produced, r, false).is_none())
                 .map(|r| format!("{}[{}][{}]", r.layer, r.node, r.tensor))
                 .collect();
-            return Err(ctx.config_err(format!("layer '{}' reads tensors that no layer produces: {}", l.name, missing.join(", "))));
+            return Err(ctx.config_err(format!(
+                "layer '{}' reads tensors that no layer produces: {}",
+                l.name,
+                missing.join(", ")
+            )));
         }
     }
     spec.outputs
         .iter()
         .map(|r| {
-            resolve(&produced, r, true)
-                .ok_or_else(|| ctx.config_err(format!("model output {}[{}][{}] is never produced", r.layer, r.node, r.tensor)))
+            resolve(&produced, r, true).ok_or_else(|| {
+                ctx.config_err(format!("model output {}[{}][{}] is never produced", r.layer, r.node, r.tensor))
+            })
         })
         .collect()
 }

@@ -85,13 +85,19 @@ fn parse_ref(v: &Value) -> Option<TensorRef> {
     if a.len() < 3 {
         return None;
     }
-    Some(TensorRef { layer: a[0].as_str()?.to_string(), node: a[1].as_u64()? as usize, tensor: a[2].as_u64()? as usize })
+    Some(TensorRef {
+        layer: a[0].as_str()?.to_string(),
+        node: a[1].as_u64()? as usize,
+        tensor: a[2].as_u64()? as usize,
+    })
 }
 
 /// `input_layers` / `output_layers`: a flat triple (Keras 3, single) or a list of triples.
 fn parse_ref_list(v: Option<&Value>) -> Vec<TensorRef> {
     match v {
-        Some(Value::Array(a)) if a.first().is_some_and(|x| x.is_string()) => parse_ref(&Value::Array(a.clone())).into_iter().collect(),
+        Some(Value::Array(a)) if a.first().is_some_and(|x| x.is_string()) => {
+            parse_ref(&Value::Array(a.clone())).into_iter().collect()
+        }
         Some(Value::Array(a)) => a.iter().filter_map(parse_ref).collect(),
         _ => Vec::new(),
     }

@@ -15,13 +15,17 @@ pub fn open(bytes: &[u8], origin: &str) -> Result<File, FrontendError> {
 /// A string attribute in any of Keras's encodings (vlen ASCII/UTF-8, fixed-length, bytes).
 pub fn attr_string(v: &AttrValue) -> Option<String> {
     Some(match v {
-        AttrValue::String(s) | AttrValue::AsciiString(s) | AttrValue::VarLenString(s) | AttrValue::VarLenAsciiString(s) => {
-            s.clone()
-        }
+        AttrValue::String(s)
+        | AttrValue::AsciiString(s)
+        | AttrValue::VarLenString(s)
+        | AttrValue::VarLenAsciiString(s) => s.clone(),
         AttrValue::AsciiStringSized { value, .. } | AttrValue::StringSized { value, .. } => value.clone(),
         AttrValue::U8Array(b) => String::from_utf8_lossy(b).trim_end_matches('\0').to_string(),
-        AttrValue::StringArray(v) | AttrValue::AsciiStringArray(v) | AttrValue::VarLenStringArray(v)
-        | AttrValue::VarLenAsciiStringArray(v) | AttrValue::VarLenAsciiCharArray(v)
+        AttrValue::StringArray(v)
+        | AttrValue::AsciiStringArray(v)
+        | AttrValue::VarLenStringArray(v)
+        | AttrValue::VarLenAsciiStringArray(v)
+        | AttrValue::VarLenAsciiCharArray(v)
             if v.len() == 1 =>
         {
             v[0].clone()
@@ -33,10 +37,11 @@ pub fn attr_string(v: &AttrValue) -> Option<String> {
 /// A list-of-strings attribute; Keras writes an empty list as a float64 array of shape (0,).
 pub fn attr_strings(v: &AttrValue) -> Option<Vec<String>> {
     Some(match v {
-        AttrValue::StringArray(v) | AttrValue::AsciiStringArray(v) | AttrValue::VarLenStringArray(v)
-        | AttrValue::VarLenAsciiStringArray(v) | AttrValue::VarLenAsciiCharArray(v) => {
-            v.iter().map(|s| s.trim_end_matches('\0').to_string()).collect()
-        }
+        AttrValue::StringArray(v)
+        | AttrValue::AsciiStringArray(v)
+        | AttrValue::VarLenStringArray(v)
+        | AttrValue::VarLenAsciiStringArray(v)
+        | AttrValue::VarLenAsciiCharArray(v) => v.iter().map(|s| s.trim_end_matches('\0').to_string()).collect(),
         AttrValue::StringArraySized { values, .. } | AttrValue::AsciiStringArraySized { values, .. } => {
             values.iter().map(|s| s.trim_end_matches('\0').to_string()).collect()
         }
@@ -67,7 +72,10 @@ pub fn split_list_attr(attrs: &HashMap<String, AttrValue>, name: &str) -> Option
 
 /// Attributes of a group, as an error naming the file on failure.
 pub fn group_attrs(g: &Group, origin: &str, what: &str) -> Result<HashMap<String, AttrValue>, FrontendError> {
-    g.attrs().map_err(|e| FrontendError::Format { file: origin.into(), message: format!("cannot read attributes of {what}: {e}") })
+    g.attrs().map_err(|e| FrontendError::Format {
+        file: origin.into(),
+        message: format!("cannot read attributes of {what}: {e}"),
+    })
 }
 
 /// Reads a dataset into a tensor, checking its claimed size against the file before reading.
@@ -91,7 +99,9 @@ pub fn read_tensor(ds: &Dataset, file_len: usize, origin: &str, what: &str) -> R
     let data = match dtype {
         hdf5_pure::DType::F32 => TensorData::F32(ds.read_f32().map_err(err)?),
         hdf5_pure::DType::F64 => TensorData::F32(ds.read_f64().map_err(err)?.into_iter().map(|v| v as f32).collect()),
-        hdf5_pure::DType::I64 | hdf5_pure::DType::U64 | hdf5_pure::DType::U32 => TensorData::I64(ds.read_i64().map_err(err)?),
+        hdf5_pure::DType::I64 | hdf5_pure::DType::U64 | hdf5_pure::DType::U32 => {
+            TensorData::I64(ds.read_i64().map_err(err)?)
+        }
         hdf5_pure::DType::I32 | hdf5_pure::DType::I16 | hdf5_pure::DType::I8 | hdf5_pure::DType::U16 => {
             TensorData::I32(ds.read_i32().map_err(err)?)
         }

@@ -71,7 +71,8 @@ impl ModelInfo {
 }
 
 fn parse_json(text: &str, origin: &str, what: &str) -> Result<Value, FrontendError> {
-    serde_json::from_str(text).map_err(|e| FrontendError::Config { file: origin.into(), message: format!("{what} is not valid JSON: {e}") })
+    serde_json::from_str(text)
+        .map_err(|e| FrontendError::Config { file: origin.into(), message: format!("{what} is not valid JSON: {e}") })
 }
 
 /// Reads a legacy HDF5 model (Keras 2 or Keras 3).
@@ -82,8 +83,9 @@ pub fn load_h5(bytes: &[u8], origin: &str) -> Result<Model, FrontendError> {
     let get = |k: &str| attrs.get(k).and_then(h5::attr_string);
     let config_text = get("model_config").ok_or_else(|| FrontendError::Format {
         file: origin.into(),
-        message: "HDF5 file has no 'model_config' attribute: it holds weights only (save the whole model with model.save)"
-            .into(),
+        message:
+            "HDF5 file has no 'model_config' attribute: it holds weights only (save the whole model with model.save)"
+                .into(),
     })?;
     let config = parse_json(&config_text, origin, "model_config")?;
     let keras_version = get("keras_version").unwrap_or_else(|| "unknown".into());

@@ -31,10 +31,12 @@ impl WeightStore {
             Err(_) => return Ok(WeightStore::Legacy { layers: HashMap::new() }),
         };
         let attrs = h5::group_attrs(&mw, origin, "model_weights")?;
-        let names = h5::split_list_attr(&attrs, "layer_names").ok_or_else(|| fmt("model_weights has no layer_names attribute".into()))?;
+        let names = h5::split_list_attr(&attrs, "layer_names")
+            .ok_or_else(|| fmt("model_weights has no layer_names attribute".into()))?;
         let mut layers = HashMap::new();
         for name in names {
-            let g = mw.group(&name).map_err(|e| fmt(format!("layer '{name}' is listed but has no weight group: {e}")))?;
+            let g =
+                mw.group(&name).map_err(|e| fmt(format!("layer '{name}' is listed but has no weight group: {e}")))?;
             let gattrs = h5::group_attrs(&g, origin, &format!("model_weights/{name}"))?;
             let wnames = h5::split_list_attr(&gattrs, "weight_names").unwrap_or_default();
             let mut ws = Vec::with_capacity(wnames.len());
@@ -139,7 +141,10 @@ fn collect_vars(
     depth: usize,
 ) -> Result<(), FrontendError> {
     if depth > 16 {
-        return Err(FrontendError::Format { file: origin.into(), message: format!("{gpath}: weight groups nested too deeply") });
+        return Err(FrontendError::Format {
+            file: origin.into(),
+            message: format!("{gpath}: weight groups nested too deeply"),
+        });
     }
     let fmt = |m: String| FrontendError::Format { file: origin.into(), message: m };
     if let Ok(vars) = file.group(&format!("{gpath}/vars")) {

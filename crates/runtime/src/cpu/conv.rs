@@ -106,7 +106,9 @@ fn im2col(g: &Geo, x: &[f32], row0: usize, nrows: usize, c0: usize, cg: usize, c
                         && (ix as usize) < g.inp[2];
                     let seg = &mut dst[p..p + cg];
                     if inside {
-                        let base = (((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2] + ix as usize) * g.c + c0;
+                        let base = (((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2] + ix as usize)
+                            * g.c
+                            + c0;
                         seg.copy_from_slice(&x[base..base + cg]);
                     } else {
                         seg.iter_mut().for_each(|v| *v = 0.0);
@@ -296,28 +298,60 @@ mod tests {
         let os = infer_types(&op, &[x.tensor_type(), w.tensor_type()]).unwrap()[0].shape.as_fixed().unwrap();
         let got = conv(&op, &a, &x, &w, &os).unwrap();
         let want = reference(x.as_f32().unwrap(), xs, w.as_f32().unwrap(), ws, &a, &os);
-        let cmp = ir::Tolerance::REDUCTION.compare(
-            &got.to_f64_vec(),
-            &want.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-        );
+        let cmp =
+            ir::Tolerance::REDUCTION.compare(&got.to_f64_vec(), &want.iter().map(|&v| v as f64).collect::<Vec<_>>());
         assert!(cmp.passed(), "{a:?}: {cmp}");
     }
 
     #[test]
     fn conv_variants_match_reference() {
-        check([2, 7, 6, 3], [3, 3, 3, 4], ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 });
-        check([1, 9, 8, 2], [3, 2, 2, 5], ConvAttrs { strides: vec![2, 3], dilations: vec![1, 1], pads: vec![(0, 1), (1, 0)], groups: 1 });
-        check([1, 9, 9, 2], [3, 3, 2, 3], ConvAttrs { strides: vec![1, 1], dilations: vec![2, 2], pads: vec![(0, 0), (0, 0)], groups: 1 });
-        check([1, 5, 5, 4], [3, 3, 2, 6], ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 2 });
-        check([2, 6, 6, 3], [3, 3, 1, 6], ConvAttrs { strides: vec![2, 2], dilations: vec![1, 1], pads: vec![(0, 1), (0, 1)], groups: 3 });
-        check([2, 4, 4, 3], [1, 1, 3, 5], ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(0, 0), (0, 0)], groups: 1 });
+        check(
+            [2, 7, 6, 3],
+            [3, 3, 3, 4],
+            ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 },
+        );
+        check(
+            [1, 9, 8, 2],
+            [3, 2, 2, 5],
+            ConvAttrs { strides: vec![2, 3], dilations: vec![1, 1], pads: vec![(0, 1), (1, 0)], groups: 1 },
+        );
+        check(
+            [1, 9, 9, 2],
+            [3, 3, 2, 3],
+            ConvAttrs { strides: vec![1, 1], dilations: vec![2, 2], pads: vec![(0, 0), (0, 0)], groups: 1 },
+        );
+        check(
+            [1, 5, 5, 4],
+            [3, 3, 2, 6],
+            ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 2 },
+        );
+        check(
+            [2, 6, 6, 3],
+            [3, 3, 1, 6],
+            ConvAttrs { strides: vec![2, 2], dilations: vec![1, 1], pads: vec![(0, 1), (0, 1)], groups: 3 },
+        );
+        check(
+            [2, 4, 4, 3],
+            [1, 1, 3, 5],
+            ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(0, 0), (0, 0)], groups: 1 },
+        );
     }
 
     #[test]
     fn transposed_conv_is_the_adjoint_of_conv() {
         // <conv(y; w), x> == <conv_transpose(x; w'), y> where w'[k, f, c] = w[k, c, f].
-        for (stride, pad_mode, k) in [(2usize, PaddingMode::Same, 3usize), (2, PaddingMode::Valid, 3), (1, PaddingMode::Same, 2), (3, PaddingMode::Valid, 2)] {
-            let ta = ConvTransposeAttrs { strides: vec![stride, stride], dilations: vec![1, 1], padding: pad_mode, output_padding: None };
+        for (stride, pad_mode, k) in [
+            (2usize, PaddingMode::Same, 3usize),
+            (2, PaddingMode::Valid, 3),
+            (1, PaddingMode::Same, 2),
+            (3, PaddingMode::Valid, 2),
+        ] {
+            let ta = ConvTransposeAttrs {
+                strides: vec![stride, stride],
+                dilations: vec![1, 1],
+                padding: pad_mode,
+                output_padding: None,
+            };
             let (cin, cout) = (3usize, 2usize);
             let xs = [1usize, 4, 5, cin];
             let wt = [k, k, cout, cin];

@@ -49,7 +49,15 @@ pub fn unary_scalar(op: UnaryOp, x: f32) -> f32 {
         UnaryOp::Relu => x.max(0.0),
         UnaryOp::Relu6 => x.clamp(0.0, 6.0),
         UnaryOp::ReluClip { max_value, negative_slope, threshold } => {
-            let mut y = if threshold != 0.0 { if x > threshold { x } else { 0.0 } } else { x.max(0.0) };
+            let mut y = if threshold != 0.0 {
+                if x > threshold {
+                    x
+                } else {
+                    0.0
+                }
+            } else {
+                x.max(0.0)
+            };
             if let Some(m) = max_value {
                 y = y.clamp(0.0, m);
             }
@@ -155,7 +163,12 @@ fn broadcast_strides(in_shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
 }
 
 /// Generic broadcast driver: calls `f(out_index_base, a_off, b_off, inner_len, a_inner_stride, b_inner_stride)` per row.
-fn for_rows(out_shape: &[usize], sa: &[usize], sb: &[usize], mut f: impl FnMut(usize, usize, usize, usize, usize, usize)) {
+fn for_rows(
+    out_shape: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+    mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
+) {
     let r = out_shape.len();
     if r == 0 {
         f(0, 0, 0, 1, 0, 0);
@@ -192,7 +205,9 @@ pub fn binary(op_: &Op, op: BinaryOp, a: &Tensor, b: &Tensor, out_shape: &[usize
             let mut out = vec![0f32; n];
             if a.shape() == out_shape && b.shape() == out_shape {
                 if n >= PAR_THRESHOLD {
-                    out.par_iter_mut().zip(x.par_iter().zip(y.par_iter())).for_each(|(o, (&p, &q))| *o = apply_f32(op, p, q));
+                    out.par_iter_mut()
+                        .zip(x.par_iter().zip(y.par_iter()))
+                        .for_each(|(o, (&p, &q))| *o = apply_f32(op, p, q));
                 } else {
                     for ((o, &p), &q) in out.iter_mut().zip(x).zip(y) {
                         *o = apply_f32(op, p, q);
@@ -260,7 +275,10 @@ mod tests {
         close(unary_scalar(UnaryOp::Silu, 2.0), 2.0 / (1.0 + (-2.0f64).exp()));
         close(unary_scalar(UnaryOp::Softplus, -3.0), (1.0 + (-3.0f64).exp()).ln());
         close(unary_scalar(UnaryOp::Softplus, 30.0), 30.0);
-        close(unary_scalar(UnaryOp::Selu, -1.0), 1.050_700_987_355_480_5 * 1.673_263_242_354_377_3 * ((-1.0f64).exp() - 1.0));
+        close(
+            unary_scalar(UnaryOp::Selu, -1.0),
+            1.050_700_987_355_480_5 * 1.673_263_242_354_377_3 * ((-1.0f64).exp() - 1.0),
+        );
         close(unary_scalar(UnaryOp::HardSigmoid, 1.0), 4.0 / 6.0);
         close(unary_scalar(UnaryOp::HardSigmoidLegacy, 1.0), 0.7);
         close(unary_scalar(UnaryOp::HardSilu, -1.0), -1.0 * 2.0 / 6.0);

@@ -38,7 +38,8 @@ pub(crate) fn sgemm(
     debug_assert!(dst.len() > (m - 1) * dst_rs + n - 1);
     debug_assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     debug_assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    let par = if threads > 1 && m * n * k >= 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let par =
+        if threads > 1 && m * n * k >= 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the asserts above (guaranteed by every caller) keep all addressed elements in bounds.
     unsafe {
         gemm::gemm(
@@ -66,7 +67,14 @@ pub(crate) fn sgemm(
 }
 
 /// Batched matrix product with broadcast batch axes.
-pub fn matmul(op: &Op, a: &Tensor, b: &Tensor, ta: bool, tb: bool, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+pub fn matmul(
+    op: &Op,
+    a: &Tensor,
+    b: &Tensor,
+    ta: bool,
+    tb: bool,
+    out_shape: &[usize],
+) -> Result<Tensor, RuntimeError> {
     let x = f32s(op, a)?;
     let y = f32s(op, b)?;
     let (ash, bsh) = (a.shape(), b.shape());

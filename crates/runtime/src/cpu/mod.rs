@@ -98,8 +98,7 @@ pub(crate) fn gather_elements(src: &Tensor, shape: &[usize], idx: &[usize]) -> T
 
 /// A static type for a concrete tensor (used by the executor's input checks).
 pub(crate) fn shape_matches(expected: &Shape, got: &[usize]) -> bool {
-    expected.rank() == got.len()
-        && expected.dims().iter().zip(got).all(|(d, &g)| d.fixed().is_none_or(|n| n == g))
+    expected.rank() == got.len() && expected.dims().iter().zip(got).all(|(d, &g)| d.fixed().is_none_or(|n| n == g))
 }
 
 pub(crate) fn is_int(d: DType) -> bool {

@@ -25,7 +25,13 @@ pub(crate) fn reduction_offsets(shape: &[usize], axes: &[usize]) -> (Vec<usize>,
 }
 
 /// Reductions over `axes`; the output is laid out in the kept axes' order.
-pub fn reduce(op: &Op, kind: ReduceKind, x: &Tensor, axes: &[usize], out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+pub fn reduce(
+    op: &Op,
+    kind: ReduceKind,
+    x: &Tensor,
+    axes: &[usize],
+    out_shape: &[usize],
+) -> Result<Tensor, RuntimeError> {
     let xs = f32s(op, x)?;
     let (bases, red) = reduction_offsets(x.shape(), axes);
     let n = red.len();

@@ -3,7 +3,11 @@ use crate::RuntimeError;
 use ir::{Op, ResizeMode, Tensor, TensorData};
 
 /// For every output element, the flat source index given a per-axis source-coordinate map.
-fn index_map(out_shape: &[usize], in_shape: &[usize], mut coord: impl FnMut(usize, usize) -> Option<usize>) -> Vec<Option<usize>> {
+fn index_map(
+    out_shape: &[usize],
+    in_shape: &[usize],
+    mut coord: impl FnMut(usize, usize) -> Option<usize>,
+) -> Vec<Option<usize>> {
     let n: usize = out_shape.iter().product();
     let ist = strides(in_shape);
     let r = out_shape.len();
@@ -84,7 +88,13 @@ pub fn concat(op: &Op, xs: &[&Tensor], axis: usize, out_shape: &[usize]) -> Resu
 }
 
 /// Constant padding.
-pub fn pad(op: &Op, x: &Tensor, pads: &[(usize, usize)], value: f32, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+pub fn pad(
+    op: &Op,
+    x: &Tensor,
+    pads: &[(usize, usize)],
+    value: f32,
+    out_shape: &[usize],
+) -> Result<Tensor, RuntimeError> {
     let xs = f32s(op, x)?;
     let sh = x.shape().to_vec();
     let map = index_map(out_shape, &sh, |ax, i| {

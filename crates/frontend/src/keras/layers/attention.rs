@@ -35,13 +35,23 @@ fn seq_len(ctx: &Ctx, lc: &LayerCall, v: ValueId) -> Result<usize, FrontendError
 
 #[allow(clippy::too_many_arguments)]
 /// Projects `x (B, T, d)` with kernel `(d, h, k)` and bias `(h, k)` into heads `(B, h, T, k)`.
-fn project(ctx: &mut Ctx, lc: &LayerCall, what: &str, x: ValueId, idx: &mut usize, use_bias: bool, h: usize, k: usize) -> Result<ValueId, FrontendError> {
+fn project(
+    ctx: &mut Ctx,
+    lc: &LayerCall,
+    what: &str,
+    x: ValueId,
+    idx: &mut usize,
+    use_bias: bool,
+    h: usize,
+    k: usize,
+) -> Result<ValueId, FrontendError> {
     let d = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "feature size must be known"))?;
     let w = weight(ctx, lc, *idx, &format!("{what} kernel"), Some(&[d, h, k]))?;
     *idx += 1;
     let w = w.reshape(&[d, h * k]).map_err(|e| ctx.err(lc, e.to_string()))?;
     let wv = ctx.konst(lc, &format!("{what}/kernel"), w);
-    let mut y = ctx.node(lc, &format!("{what}/matmul"), Op::MatMul { transpose_a: false, transpose_b: false }, &[x, wv])?;
+    let mut y =
+        ctx.node(lc, &format!("{what}/matmul"), Op::MatMul { transpose_a: false, transpose_b: false }, &[x, wv])?;
     if use_bias {
         let b = weight(ctx, lc, *idx, &format!("{what} bias"), Some(&[h, k]))?;
         *idx += 1;
@@ -49,7 +59,8 @@ fn project(ctx: &mut Ctx, lc: &LayerCall, what: &str, x: ValueId, idx: &mut usiz
         let bv = ctx.konst(lc, &format!("{what}/bias"), b);
         y = ctx.node(lc, &format!("{what}/bias"), Op::BiasAdd { axis: 2 }, &[y, bv])?;
     }
-    let y = ctx.node(lc, &format!("{what}/split_heads"), Op::Reshape { shape: vec![0, 0, h as i64, k as i64] }, &[y])?;
+    let y =
+        ctx.node(lc, &format!("{what}/split_heads"), Op::Reshape { shape: vec![0, 0, h as i64, k as i64] }, &[y])?;
     ctx.node(lc, &format!("{what}/heads_first"), Op::Transpose { perm: vec![0, 2, 1, 3] }, &[y])
 }
 
@@ -60,7 +71,8 @@ pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let vd = c.get("value_dim").and_then(Value::as_u64).map(|v| v as usize).unwrap_or(kd);
     let use_bias = cfg_bool(c, "use_bias", true);
     let query = lc.inputs[0];
-    let value = lc.inputs.get(1).copied().or_else(|| kw_tensor(lc, "value")).ok_or_else(|| ctx.err(lc, "no value input"))?;
+    let value =
+        lc.inputs.get(1).copied().or_else(|| kw_tensor(lc, "value")).ok_or_else(|| ctx.err(lc, "no value input"))?;
     let key = lc.inputs.get(2).copied().or_else(|| kw_tensor(lc, "key")).unwrap_or(value);
     if kw_tensor(lc, "attention_mask").is_some() || kw_tensor(lc, "query_mask").is_some() {
         return Err(ctx.err(lc, "attention masks are not supported yet"));

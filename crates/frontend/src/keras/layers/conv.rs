@@ -77,7 +77,13 @@ fn pads(
     Ok(out)
 }
 
-fn bias_act(ctx: &mut Ctx, lc: &LayerCall, y: ValueId, bias_index: usize, filters: usize) -> Result<ValueId, FrontendError> {
+fn bias_act(
+    ctx: &mut Ctx,
+    lc: &LayerCall,
+    y: ValueId,
+    bias_index: usize,
+    filters: usize,
+) -> Result<ValueId, FrontendError> {
     let mut y = y;
     if cfg_bool(lc.config, "use_bias", true) {
         let b = weight(ctx, lc, bias_index, "bias", Some(&[filters]))?;
@@ -130,7 +136,8 @@ pub(super) fn depthwise(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let kernel = kernel.reshape(&gshape).map_err(|e| ctx.err(lc, e.to_string()))?;
     let p = pads(ctx, lc, x, cfg_str(lc.config, "padding", "valid"), &k, &s, &d)?;
     let kv = ctx.konst(lc, "depthwise_kernel", kernel);
-    let y = ctx.node(lc, "depthwise", Op::Conv(ConvAttrs { strides: s, dilations: d, pads: p, groups: cin }), &[x, kv])?;
+    let y =
+        ctx.node(lc, "depthwise", Op::Conv(ConvAttrs { strides: s, dilations: d, pads: p, groups: cin }), &[x, kv])?;
     let y = bias_act(ctx, lc, y, 1, cin * dm)?;
     Ok(vec![to_first(ctx, lc, y)?])
 }
@@ -158,7 +165,8 @@ pub(super) fn separable(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let p = pads(ctx, lc, x, cfg_str(lc.config, "padding", "valid"), &k, &s, &d)?;
     let dkv = ctx.konst(lc, "depthwise_kernel", dk);
     let pkv = ctx.konst(lc, "pointwise_kernel", pk);
-    let y = ctx.node(lc, "depthwise", Op::Conv(ConvAttrs { strides: s, dilations: d, pads: p, groups: cin }), &[x, dkv])?;
+    let y =
+        ctx.node(lc, "depthwise", Op::Conv(ConvAttrs { strides: s, dilations: d, pads: p, groups: cin }), &[x, dkv])?;
     let one = ConvAttrs { strides: vec![1; r], dilations: vec![1; r], pads: vec![(0, 0); r], groups: 1 };
     let y = ctx.node(lc, "pointwise", Op::Conv(one), &[y, pkv])?;
     let y = bias_act(ctx, lc, y, 2, filters)?;
@@ -297,7 +305,8 @@ pub(super) fn upsampling(ctx: &mut Ctx, lc: &LayerCall) -> R {
             let dims = ctx.dims(x);
             let mut sizes = Vec::new();
             for (i, &f) in size.iter().enumerate() {
-                sizes.push(dims[i + 1].fixed().ok_or_else(|| ctx.err(lc, "bilinear upsampling needs known sizes"))? * f);
+                sizes
+                    .push(dims[i + 1].fixed().ok_or_else(|| ctx.err(lc, "bilinear upsampling needs known sizes"))? * f);
             }
             ctx.node(lc, "", Op::Resize { sizes, mode: ResizeMode::Bilinear }, &[x])?
         }

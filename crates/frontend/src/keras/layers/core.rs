@@ -1,6 +1,8 @@
 //! Dense, activations, reshaping, merging, embedding and preprocessing layers.
 
-use super::{cfg_axes, cfg_bool, cfg_f32, cfg_str, expect_weights, layer_activation, norm_axis, weight, Ctx, LayerCall};
+use super::{
+    cfg_axes, cfg_bool, cfg_f32, cfg_str, expect_weights, layer_activation, norm_axis, weight, Ctx, LayerCall,
+};
 use crate::FrontendError;
 use ir::{BinaryOp, DType, Op, ReduceKind, Tensor, UnaryOp, ValueId};
 use serde_json::Value;
@@ -8,7 +10,10 @@ use serde_json::Value;
 type R = Result<Vec<ValueId>, FrontendError>;
 
 fn last_dim(ctx: &Ctx, lc: &LayerCall, x: ValueId) -> Result<usize, FrontendError> {
-    ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "the last axis of the input must have a known size"))
+    ctx.dims(x)
+        .last()
+        .and_then(|d| d.fixed())
+        .ok_or_else(|| ctx.err(lc, "the last axis of the input must have a known size"))
 }
 
 pub(super) fn dense(ctx: &mut Ctx, lc: &LayerCall) -> R {
@@ -146,7 +151,8 @@ pub(super) fn merge(ctx: &mut Ctx, lc: &LayerCall) -> R {
     };
     let mut acc = xs[0];
     for (i, &x) in xs[1..].iter().enumerate() {
-        let part = if i + 2 == xs.len() && lc.class != "Average" { String::new() } else { format!("{}{}", op.name(), i) };
+        let part =
+            if i + 2 == xs.len() && lc.class != "Average" { String::new() } else { format!("{}{}", op.name(), i) };
         acc = ctx.binary(lc, &part, op, acc, x)?;
     }
     if lc.class == "Average" {
@@ -269,4 +275,3 @@ pub(super) fn normalization(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let y = ctx.binary(lc, "center", BinaryOp::Sub, x, mv)?;
     Ok(vec![ctx.binary(lc, "", BinaryOp::Div, y, sv)?])
 }
-

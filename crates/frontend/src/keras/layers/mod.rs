@@ -39,8 +39,15 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "Activation" => core::activation_layer,
         "ReLU" | "LeakyReLU" | "ELU" | "ThresholdedReLU" | "Softmax" => core::activation_class,
         "PReLU" => core::prelu,
-        "Dropout" | "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D" | "GaussianNoise" | "GaussianDropout"
-        | "AlphaDropout" | "ActivityRegularization" | "Masking" => core::identity,
+        "Dropout"
+        | "SpatialDropout1D"
+        | "SpatialDropout2D"
+        | "SpatialDropout3D"
+        | "GaussianNoise"
+        | "GaussianDropout"
+        | "AlphaDropout"
+        | "ActivityRegularization"
+        | "Masking" => core::identity,
         "Flatten" => core::flatten,
         "Reshape" => core::reshape,
         "Permute" => core::permute,
@@ -52,16 +59,29 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "Rescaling" => core::rescaling,
         "Normalization" => core::normalization,
         "Conv1D" | "Conv2D" | "Conv3D" | "Convolution1D" | "Convolution2D" | "Convolution3D" => conv::conv,
-        "Conv1DTranspose" | "Conv2DTranspose" | "Conv3DTranspose" | "Convolution2DTranspose" | "Convolution3DTranspose" => {
-            conv::conv_transpose
-        }
+        "Conv1DTranspose"
+        | "Conv2DTranspose"
+        | "Conv3DTranspose"
+        | "Convolution2DTranspose"
+        | "Convolution3DTranspose" => conv::conv_transpose,
         "DepthwiseConv1D" | "DepthwiseConv2D" => conv::depthwise,
         "SeparableConv1D" | "SeparableConv2D" | "SeparableConvolution1D" | "SeparableConvolution2D" => conv::separable,
-        "MaxPooling1D" | "MaxPooling2D" | "MaxPooling3D" | "AveragePooling1D" | "AveragePooling2D" | "AveragePooling3D"
-        | "MaxPool1D" | "MaxPool2D" | "MaxPool3D" | "AvgPool1D" | "AvgPool2D" | "AvgPool3D" => conv::pool,
-        "GlobalMaxPooling1D" | "GlobalMaxPooling2D" | "GlobalMaxPooling3D" | "GlobalAveragePooling1D"
-        | "GlobalAveragePooling2D" | "GlobalAveragePooling3D" | "GlobalMaxPool1D" | "GlobalMaxPool2D" | "GlobalMaxPool3D"
-        | "GlobalAvgPool1D" | "GlobalAvgPool2D" | "GlobalAvgPool3D" => conv::global_pool,
+        "MaxPooling1D" | "MaxPooling2D" | "MaxPooling3D" | "AveragePooling1D" | "AveragePooling2D"
+        | "AveragePooling3D" | "MaxPool1D" | "MaxPool2D" | "MaxPool3D" | "AvgPool1D" | "AvgPool2D" | "AvgPool3D" => {
+            conv::pool
+        }
+        "GlobalMaxPooling1D"
+        | "GlobalMaxPooling2D"
+        | "GlobalMaxPooling3D"
+        | "GlobalAveragePooling1D"
+        | "GlobalAveragePooling2D"
+        | "GlobalAveragePooling3D"
+        | "GlobalMaxPool1D"
+        | "GlobalMaxPool2D"
+        | "GlobalMaxPool3D"
+        | "GlobalAvgPool1D"
+        | "GlobalAvgPool2D"
+        | "GlobalAvgPool3D" => conv::global_pool,
         "Cropping1D" | "Cropping2D" | "Cropping3D" => conv::cropping,
         "ZeroPadding1D" | "ZeroPadding2D" | "ZeroPadding3D" => conv::zero_padding,
         "UpSampling1D" | "UpSampling2D" | "UpSampling3D" => conv::upsampling,
@@ -88,7 +108,8 @@ pub(crate) fn check_layer(class: &str, name: &str, config: &Value, module: Optio
         return;
     }
     if registry(class).is_none() {
-        let custom_module = module.is_some_and(|m| m.contains('>') || !(m.starts_with("keras") || m.starts_with("tf_keras")));
+        let custom_module =
+            module.is_some_and(|m| m.contains('>') || !(m.starts_with("keras") || m.starts_with("tf_keras")));
         if class.contains('>') || custom_module {
             out.push(format!("{class} '{name}' is a custom class (Python code that cannot be loaded)"));
         } else {
@@ -144,11 +165,21 @@ impl Ctx {
     }
 
     pub fn err(&self, lc: &LayerCall, message: impl Into<String>) -> FrontendError {
-        FrontendError::Layer { file: self.origin.clone(), layer: lc.name.into(), class: lc.class.into(), message: message.into() }
+        FrontendError::Layer {
+            file: self.origin.clone(),
+            layer: lc.name.into(),
+            class: lc.class.into(),
+            message: message.into(),
+        }
     }
 
     pub fn werr(&self, lc: &LayerCall, message: impl Into<String>) -> FrontendError {
-        FrontendError::Weights { file: self.origin.clone(), layer: lc.name.into(), class: lc.class.into(), message: message.into() }
+        FrontendError::Weights {
+            file: self.origin.clone(),
+            layer: lc.name.into(),
+            class: lc.class.into(),
+            message: message.into(),
+        }
     }
 
     /// A constant of layer `lc`, created once per layer (shared layers reuse it).
@@ -162,7 +193,6 @@ impl Ctx {
         v
     }
 
-
     /// Adds a single-output node, attributing shape errors to the layer.
     pub fn node(&mut self, lc: &LayerCall, part: &str, op: Op, inputs: &[ValueId]) -> Result<ValueId, FrontendError> {
         let name = if part.is_empty() { lc.name.to_string() } else { format!("{}/{}", lc.name, part) };
@@ -170,7 +200,13 @@ impl Ctx {
     }
 
     /// Adds a multi-output node.
-    pub fn nodes(&mut self, lc: &LayerCall, part: &str, op: Op, inputs: &[ValueId]) -> Result<Vec<ValueId>, FrontendError> {
+    pub fn nodes(
+        &mut self,
+        lc: &LayerCall,
+        part: &str,
+        op: Op,
+        inputs: &[ValueId],
+    ) -> Result<Vec<ValueId>, FrontendError> {
         let name = if part.is_empty() { lc.name.to_string() } else { format!("{}/{}", lc.name, part) };
         self.g.add_node(name, op, inputs).map_err(|e| self.err(lc, e.to_string()))
     }
@@ -179,7 +215,14 @@ impl Ctx {
         self.node(lc, part, Op::Unary(u), &[x])
     }
 
-    pub fn binary(&mut self, lc: &LayerCall, part: &str, b: BinaryOp, x: ValueId, y: ValueId) -> Result<ValueId, FrontendError> {
+    pub fn binary(
+        &mut self,
+        lc: &LayerCall,
+        part: &str,
+        b: BinaryOp,
+        x: ValueId,
+        y: ValueId,
+    ) -> Result<ValueId, FrontendError> {
         self.node(lc, part, Op::Binary(b), &[x, y])
     }
 
@@ -255,7 +298,8 @@ pub(crate) fn lower_layer(
         file: ctx.origin.clone(),
         layers: vec![format!("{} '{}' is not supported", l.class, l.name)],
     })?;
-    let first_load = !ctx.weights_cache.contains_key(&path.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("/"));
+    let first_load =
+        !ctx.weights_cache.contains_key(&path.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("/"));
     let weights = ctx.layer_weights(path, &l.class)?;
     if first_load {
         ctx.count_params(path, &l.class, &l.config, &weights);
@@ -336,7 +380,9 @@ pub(crate) fn parse_activation(v: Option<&Value>, keras2: bool) -> Result<Act, S
         None | Some(Value::Null) => return Ok(Act::Linear),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Object(o)) => {
-            let inner = o.get("config").and_then(|c| c.as_str().map(str::to_string).or_else(|| c.get("name")?.as_str().map(str::to_string)));
+            let inner = o
+                .get("config")
+                .and_then(|c| c.as_str().map(str::to_string).or_else(|| c.get("name")?.as_str().map(str::to_string)));
             match inner.or_else(|| o.get("class_name").and_then(Value::as_str).map(str::to_string)) {
                 Some(n) => n,
                 None => return Err("unreadable activation".into()),
@@ -375,7 +421,13 @@ pub(crate) fn parse_activation(v: Option<&Value>, keras2: bool) -> Result<Act, S
 }
 
 /// Applies an activation to `x` (softmax over the last axis).
-pub(crate) fn apply_act(ctx: &mut Ctx, lc: &LayerCall, part: &str, act: Act, x: ValueId) -> Result<ValueId, FrontendError> {
+pub(crate) fn apply_act(
+    ctx: &mut Ctx,
+    lc: &LayerCall,
+    part: &str,
+    act: Act,
+    x: ValueId,
+) -> Result<ValueId, FrontendError> {
     let last = ctx.rank(x).saturating_sub(1);
     match act {
         Act::Linear => Ok(x),
@@ -392,12 +444,16 @@ pub(crate) fn layer_activation(ctx: &mut Ctx, lc: &LayerCall, x: ValueId) -> Res
 }
 
 /// Takes the `i`-th weight, checking its shape when `expect` is given.
-pub(crate) fn weight(ctx: &Ctx, lc: &LayerCall, i: usize, what: &str, expect: Option<&[usize]>) -> Result<Tensor, FrontendError> {
-    let t = lc
-        .weights
-        .get(i)
-        .cloned()
-        .ok_or_else(|| ctx.werr(lc, format!("{what} is missing (the file holds {} weight(s) for this layer)", lc.weights.len())))?;
+pub(crate) fn weight(
+    ctx: &Ctx,
+    lc: &LayerCall,
+    i: usize,
+    what: &str,
+    expect: Option<&[usize]>,
+) -> Result<Tensor, FrontendError> {
+    let t = lc.weights.get(i).cloned().ok_or_else(|| {
+        ctx.werr(lc, format!("{what} is missing (the file holds {} weight(s) for this layer)", lc.weights.len()))
+    })?;
     if let Some(e) = expect {
         if t.shape() != e {
             return Err(ctx.werr(lc, format!("{what} has shape {:?} but the config implies {:?}", t.shape(), e)));

@@ -20,7 +20,13 @@ pub(super) fn batch_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let center = cfg_bool(lc.config, "center", true);
     let n = 2 + scale as usize + center as usize;
     if lc.weights.len() != n {
-        return Err(ctx.werr(lc, format!("expected {n} weight tensors (scale={scale}, center={center}), the file holds {}", lc.weights.len())));
+        return Err(ctx.werr(
+            lc,
+            format!(
+                "expected {n} weight tensors (scale={scale}, center={center}), the file holds {}",
+                lc.weights.len()
+            ),
+        ));
     }
     let mut i = 0;
     let gamma = if scale {

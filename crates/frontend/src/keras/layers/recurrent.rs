@@ -74,7 +74,10 @@ pub(super) fn bidirectional(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let fclass = inner.get("class_name").and_then(Value::as_str).unwrap_or("");
     let fcfg = inner.get("config").cloned().unwrap_or(Value::Null);
     let (bclass, bcfg) = match lc.config.get("backward_layer").filter(|v| v.is_object()) {
-        Some(b) => (b.get("class_name").and_then(Value::as_str).unwrap_or("").to_string(), b.get("config").cloned().unwrap_or(Value::Null)),
+        Some(b) => (
+            b.get("class_name").and_then(Value::as_str).unwrap_or("").to_string(),
+            b.get("config").cloned().unwrap_or(Value::Null),
+        ),
         None => {
             let mut c = fcfg.clone();
             let gb = cfg_bool(&c, "go_backwards", false);
@@ -100,7 +103,12 @@ pub(super) fn bidirectional(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let return_sequences = cfg_bool(&fcfg, "return_sequences", false);
     let mut yb = bo[0];
     if return_sequences {
-        yb = ctx.node(lc, "reverse", Op::Slice { axes: vec![1], starts: vec![-1], ends: vec![i64::MIN], steps: vec![-1] }, &[yb])?;
+        yb = ctx.node(
+            lc,
+            "reverse",
+            Op::Slice { axes: vec![1], starts: vec![-1], ends: vec![i64::MIN], steps: vec![-1] },
+            &[yb],
+        )?;
     }
     let yf = fo[0];
     let mut outs = match lc.config.get("merge_mode").and_then(Value::as_str) {
