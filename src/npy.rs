@@ -55,16 +55,16 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Tensor, NpyError> {
     }
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows"))?;
     let data = &bytes[end..];
-    let (elem, dtype) = match descr.as_str() {
-        "<f4" => (4, DType::F32),
-        "<f8" => (8, DType::F32),
-        "<f2" => (2, DType::F16),
-        "<i4" => (4, DType::I32),
-        "<i8" => (8, DType::I64),
-        "|u1" => (1, DType::U8),
-        "|b1" => (1, DType::Bool),
-        "|i1" => (1, DType::I32),
-        "<u4" => (4, DType::I64),
+    let elem = match descr.as_str() {
+        "<f4" => 4,
+        "<f8" => 8,
+        "<f2" => 2,
+        "<i4" => 4,
+        "<i8" => 8,
+        "|u1" => 1,
+        "|b1" => 1,
+        "|i1" => 1,
+        "<u4" => 4,
         other => {
             return Err(bad(&format!(
                 "unsupported dtype '{other}' (use float32, float64, int32, int64, uint8 or bool)"
@@ -93,7 +93,6 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Tensor, NpyError> {
         "|i1" => TensorData::I32(d.iter().map(|&b| b as i8 as i32).collect()),
         _ => TensorData::I64(d.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect()),
     };
-    let _ = dtype;
     Tensor::new(shape, t).map_err(|e| bad(&e.to_string()))
 }
 

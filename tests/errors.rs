@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{keras_archive, kerasc, models_dir, tmpdir, with_config};
+use common::{kerasc, models_dir, tmpdir, with_config};
 use serde_json::Value;
 
 /// Runs the CLI and asserts a clean failure whose message contains every `needles` entry.
@@ -188,5 +188,4 @@ fn output_is_not_half_written_on_failure() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty());
-    let _ = keras_archive;
 }

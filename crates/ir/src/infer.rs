@@ -467,7 +467,6 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             }
             let dims = tys[0].shape.0.iter().zip(repeats).map(|(d, &r)| match d {
                 Dim::Fixed(n) => Dim::Fixed(n * r),
-                Dim::Batch if r == 1 => Dim::Batch,
                 Dim::Batch => Dim::Batch,
             });
             Ok(vec![TensorType::new(tys[0].dtype, Shape(dims.collect()))])

@@ -333,7 +333,12 @@ impl Op {
             Op::Resize { .. } => "Resize".into(),
             Op::Gather { .. } => "Gather".into(),
             Op::Cast { .. } => "Cast".into(),
-            Op::Rnn(r) => format!("{:?}", r.kind).split(' ').next().unwrap_or("Rnn").to_string(),
+            Op::Rnn(r) => match r.kind {
+                RnnKind::Simple => "SimpleRnn",
+                RnnKind::Lstm => "Lstm",
+                RnnKind::Gru { .. } => "Gru",
+            }
+            .into(),
         }
     }
 }

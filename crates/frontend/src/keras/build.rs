@@ -154,9 +154,8 @@ fn is_nested_functional(l: &LayerSpec) -> bool {
 fn call_index(spec: &ModelSpec, r: &TensorRef, io: bool) -> usize {
     let layer = spec.layers.iter().find(|l| l.name == r.layer);
     let offset = match layer {
-        Some(l) if l.model.is_some() => {
-            spec.keras2 && (is_nested_functional(l) || l.class == "Sequential") || (io && is_nested_functional(l))
-        }
+        // Keras 2 offsets every nested model's calls; Keras 3 only nested Functionals in io lists.
+        Some(l) if l.model.is_some() => spec.keras2 || (io && is_nested_functional(l)),
         _ => false,
     };
     if offset {

@@ -1,4 +1,4 @@
-use super::{f32s, strides, tensor, PAR_THRESHOLD};
+use super::{f32s, map_per_channel, strides, tensor, PAR_THRESHOLD};
 use crate::RuntimeError;
 use ir::{BinaryOp, Op, Tensor, TensorData, UnaryOp};
 use rayon::prelude::*;
@@ -241,26 +241,8 @@ pub fn binary(op_: &Op, op: BinaryOp, a: &Tensor, b: &Tensor, out_shape: &[usize
 
 /// Adds a 1-D bias along `axis`.
 pub fn bias_add(op: &Op, x: &Tensor, bias: &Tensor, axis: usize) -> Result<Tensor, RuntimeError> {
-    let xs = f32s(op, x)?;
     let b = f32s(op, bias)?;
-    let shape = x.shape();
-    let inner: usize = shape[axis + 1..].iter().product();
-    let c = shape[axis];
-    let mut out = xs.to_vec();
-    if inner == 1 && c > 0 {
-        let rows = out.chunks_mut(c);
-        if xs.len() >= PAR_THRESHOLD {
-            out.par_chunks_mut(c).for_each(|row| row.iter_mut().zip(b).for_each(|(o, &v)| *o += v));
-        } else {
-            rows.for_each(|row| row.iter_mut().zip(b).for_each(|(o, &v)| *o += v));
-        }
-    } else if inner > 0 {
-        for (blk, chunk) in out.chunks_mut(inner).enumerate() {
-            let v = b[blk % c];
-            chunk.iter_mut().for_each(|o| *o += v);
-        }
-    }
-    tensor(shape, out)
+    tensor(x.shape(), map_per_channel(f32s(op, x)?, x.shape(), axis, |c, v| v + b[c]))
 }
 
 #[cfg(test)]

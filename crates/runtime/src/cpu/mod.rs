@@ -12,6 +12,7 @@ mod shape_ops;
 
 use crate::RuntimeError;
 use ir::{DType, Op, Shape, Tensor, TensorData};
+use rayon::prelude::*;
 
 pub use elementwise::unary_scalar;
 
@@ -68,6 +69,35 @@ pub(crate) fn f32s<'a>(op: &Op, t: &'a Tensor) -> Result<&'a [f32], RuntimeError
 
 pub(crate) fn tensor(shape: &[usize], data: Vec<f32>) -> Result<Tensor, RuntimeError> {
     Ok(Tensor::from_f32(shape, data)?)
+}
+
+/// Applies `f(channel, value)` to every element of `x` (shape `shape`), where `channel` is the
+/// element's index along `axis`; rows are split across threads when large.
+pub(crate) fn map_per_channel(
+    x: &[f32],
+    shape: &[usize],
+    axis: usize,
+    f: impl Fn(usize, f32) -> f32 + Sync,
+) -> Vec<f32> {
+    let inner: usize = shape[axis + 1..].iter().product();
+    let c = shape[axis];
+    let mut out = x.to_vec();
+    if c == 0 || inner == 0 {
+        return out;
+    }
+    let row = |blk: usize, chunk: &mut [f32]| {
+        for (i, v) in chunk.iter_mut().enumerate() {
+            *v = f(if inner == 1 { i } else { blk % c }, *v);
+        }
+    };
+    // Channels-last rows (inner == 1) hold one element per channel; otherwise a block per channel.
+    let len = if inner == 1 { c } else { inner };
+    if out.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(len).enumerate().for_each(|(b, ch)| row(b, ch));
+    } else {
+        out.chunks_mut(len).enumerate().for_each(|(b, ch)| row(b, ch));
+    }
+    out
 }
 
 /// Row-major strides of a shape.

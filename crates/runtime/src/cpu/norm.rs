@@ -1,8 +1,7 @@
 use super::reduce::reduction_offsets;
-use super::{f32s, strides, tensor, PAR_THRESHOLD};
+use super::{f32s, map_per_channel, strides, tensor};
 use crate::RuntimeError;
 use ir::{Op, Tensor};
-use rayon::prelude::*;
 
 /// Inference batch normalization along `axis`, as `tf.nn.batch_normalization` computes it.
 pub fn batch_norm(op: &Op, inputs: &[&Tensor], axis: usize, eps: f32) -> Result<Tensor, RuntimeError> {
@@ -14,27 +13,7 @@ pub fn batch_norm(op: &Op, inputs: &[&Tensor], axis: usize, eps: f32) -> Result<
     let c = gamma.len();
     let scale: Vec<f32> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
     let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
-    let shape = inputs[0].shape();
-    let inner: usize = shape[axis + 1..].iter().product();
-    let mut out = xs.to_vec();
-    if inner == 1 && c > 0 {
-        let f = |row: &mut [f32]| {
-            for ((v, &s), &t) in row.iter_mut().zip(&scale).zip(&shift) {
-                *v = *v * s + t;
-            }
-        };
-        if out.len() >= PAR_THRESHOLD {
-            out.par_chunks_mut(c).for_each(f);
-        } else {
-            out.chunks_mut(c).for_each(f);
-        }
-    } else if inner > 0 {
-        for (blk, chunk) in out.chunks_mut(inner).enumerate() {
-            let ch = blk % c;
-            chunk.iter_mut().for_each(|v| *v = *v * scale[ch] + shift[ch]);
-        }
-    }
-    tensor(shape, out)
+    tensor(inputs[0].shape(), map_per_channel(xs, inputs[0].shape(), axis, |ch, v| v * scale[ch] + shift[ch]))
 }
 
 /// Layer normalization over `axes` with broadcastable gamma and beta (Keras's arithmetic:
@@ -90,8 +69,7 @@ pub fn group_norm(op: &Op, inputs: &[&Tensor], groups: usize, axis: usize, eps: 
     if per_sample == 0 || cg == 0 {
         return tensor(shape, out);
     }
-    for (n, (src, dst)) in xs.chunks(per_sample).zip(out.chunks_mut(per_sample)).enumerate() {
-        let _ = n;
+    for (src, dst) in xs.chunks(per_sample).zip(out.chunks_mut(per_sample)) {
         let chan = |i: usize| (i / st[axis]) % c;
         for g in 0..groups {
             let members = (0..per_sample).filter(|&i| chan(i) / cg == g);

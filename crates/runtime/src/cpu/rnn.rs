@@ -39,6 +39,8 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
     let mut h = vec![0f32; n * u];
     let mut c = vec![0f32; n * u];
     let mut hp = vec![0f32; n * gu];
+    // Scratch of the reset-before GRU step, allocated once.
+    let (mut rh, mut zs, mut cand) = (vec![0f32; n * u], vec![0f32; n * u], vec![0f32; n * u]);
     let mut seq = if a.return_sequences { vec![0f32; n * t * u] } else { Vec::new() };
     for step in 0..t {
         let ti = if a.go_backwards { t - 1 - step } else { step };
@@ -46,8 +48,6 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
             RnnKind::Gru { reset_after: false } => {
                 // z and r use h·U[:, :2u]; the candidate uses (r∘h)·U[:, 2u:].
                 sgemm(n, 2 * u, u, &mut hp, gu, &h, u, 1, rk, gu, 1, false, 1);
-                let mut rh = vec![0f32; n * u];
-                let mut zs = vec![0f32; n * u];
                 for b in 0..n {
                     let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];
                     for j in 0..u {
@@ -57,7 +57,6 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
                         rh[b * u + j] = r * h[b * u + j];
                     }
                 }
-                let mut cand = vec![0f32; n * u];
                 sgemm(n, u, u, &mut cand, u, &rh, u, 1, &rk[2 * u..], gu, 1, false, 1);
                 for b in 0..n {
                     let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];

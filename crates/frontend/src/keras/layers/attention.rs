@@ -33,6 +33,25 @@ fn seq_len(ctx: &Ctx, lc: &LayerCall, v: ValueId) -> Result<usize, FrontendError
     ctx.dims(v).get(1).and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "sequence lengths must be known"))
 }
 
+/// Softmax of attention `scores` over their last axis, after Keras's additive causal mask when
+/// the call asks for one (`query` and `value` give the mask's sizes).
+fn masked_softmax(
+    ctx: &mut Ctx,
+    lc: &LayerCall,
+    scores: ValueId,
+    query: ValueId,
+    value: ValueId,
+) -> Result<ValueId, FrontendError> {
+    let mut scores = scores;
+    if kw_bool(lc, "use_causal_mask") {
+        let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
+        let m = ctx.konst(lc, "causal_mask", causal_mask(t, s));
+        scores = ctx.binary(lc, "mask", BinaryOp::Add, scores, m)?;
+    }
+    let last = ctx.rank(scores) - 1;
+    ctx.node(lc, "softmax", Op::Softmax { axes: vec![last] }, &[scores])
+}
+
 #[allow(clippy::too_many_arguments)]
 /// Projects `x (B, T, d)` with kernel `(d, h, k)` and bias `(h, k)` into heads `(B, h, T, k)`.
 fn project(
@@ -94,13 +113,8 @@ pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let k = project(ctx, lc, "key", key, &mut idx, use_bias, h, kd)?;
     let v = project(ctx, lc, "value", value, &mut idx, use_bias, h, vd)?;
     let q = ctx.unary(lc, "scale", UnaryOp::Affine { scale: 1.0 / (kd as f32).sqrt(), offset: 0.0 }, q)?;
-    let mut scores = ctx.node(lc, "scores", Op::MatMul { transpose_a: false, transpose_b: true }, &[q, k])?;
-    if kw_bool(lc, "use_causal_mask") {
-        let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
-        let m = ctx.konst(lc, "causal_mask", causal_mask(t, s));
-        scores = ctx.binary(lc, "mask", BinaryOp::Add, scores, m)?;
-    }
-    let probs = ctx.node(lc, "softmax", Op::Softmax { axes: vec![3] }, &[scores])?;
+    let scores = ctx.node(lc, "scores", Op::MatMul { transpose_a: false, transpose_b: true }, &[q, k])?;
+    let probs = masked_softmax(ctx, lc, scores, query, value)?;
     let o = ctx.node(lc, "attend", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
     let o = ctx.node(lc, "heads_last", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[o])?;
     let o = ctx.node(lc, "merge_heads", Op::Reshape { shape: vec![0, 0, (h * vd) as i64] }, &[o])?;
@@ -141,7 +155,7 @@ pub(super) fn attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     } else {
         None
     };
-    let mut scores = match mode {
+    let scores = match mode {
         "dot" => {
             let s = ctx.node(lc, "scores", Op::MatMul { transpose_a: false, transpose_b: true }, &[q, k])?;
             match scale {
@@ -166,12 +180,7 @@ pub(super) fn attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
         }
         other => return Err(ctx.err(lc, format!("score_mode '{other}' is not supported"))),
     };
-    if kw_bool(lc, "use_causal_mask") {
-        let (t, s) = (seq_len(ctx, lc, q)?, seq_len(ctx, lc, v)?);
-        let m = ctx.konst(lc, "causal_mask", causal_mask(t, s));
-        scores = ctx.binary(lc, "mask", BinaryOp::Add, scores, m)?;
-    }
-    let probs = ctx.node(lc, "softmax", Op::Softmax { axes: vec![2] }, &[scores])?;
+    let probs = masked_softmax(ctx, lc, scores, q, v)?;
     let y = ctx.node(lc, "", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
     if kw_bool(lc, "return_attention_scores") {
         return Ok(vec![y, probs]);

@@ -94,79 +94,94 @@ fn bias_act(
     layer_activation(ctx, lc, y)
 }
 
-pub(super) fn conv(ctx: &mut Ctx, lc: &LayerCall) -> R {
+/// What every convolution layer reads first: its channels-last input and geometry.
+struct ConvSetup {
+    r: usize,
+    x: ValueId,
+    cin: usize,
+    k: Vec<usize>,
+    s: Vec<usize>,
+    d: Vec<usize>,
+}
+
+/// Reads the input and geometry, and checks the weight count (`with_bias` when use_bias is set,
+/// one fewer otherwise).
+fn conv_setup(ctx: &mut Ctx, lc: &LayerCall, with_bias: usize) -> Result<ConvSetup, FrontendError> {
     let r = spatial_rank(lc.class);
     let x = to_last(ctx, lc, lc.inputs[0])?;
     let cin = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "input channels must be known"))?;
-    let filters = lc.config.get("filters").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no filters"))? as usize;
     let k = ints(ctx, lc, "kernel_size", r, 1)?;
     let s = ints(ctx, lc, "strides", r, 1)?;
     let d = ints(ctx, lc, "dilation_rate", r, 1)?;
-    let groups = lc.config.get("groups").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
-    if cin % groups != 0 {
-        return Err(ctx.err(lc, format!("{cin} input channels not divisible into {groups} groups")));
-    }
     let use_bias = cfg_bool(lc.config, "use_bias", true);
-    expect_weights(ctx, lc, if use_bias { 2 } else { 1 })?;
-    let mut kshape = k.clone();
-    kshape.extend([cin / groups, filters]);
+    expect_weights(ctx, lc, if use_bias { with_bias } else { with_bias - 1 })?;
+    Ok(ConvSetup { r, x, cin, k, s, d })
+}
+
+fn filters(ctx: &Ctx, lc: &LayerCall) -> Result<usize, FrontendError> {
+    Ok(lc.config.get("filters").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no filters"))? as usize)
+}
+
+fn depth_multiplier(lc: &LayerCall) -> usize {
+    lc.config.get("depth_multiplier").and_then(Value::as_u64).unwrap_or(1) as usize
+}
+
+/// A convolution node over `cs.x` with the layer's padding.
+fn conv_node(
+    ctx: &mut Ctx,
+    lc: &LayerCall,
+    part: &str,
+    cs: &ConvSetup,
+    groups: usize,
+    kernel: ValueId,
+) -> Result<ValueId, FrontendError> {
+    let pads = pads(ctx, lc, cs.x, cfg_str(lc.config, "padding", "valid"), &cs.k, &cs.s, &cs.d)?;
+    let attrs = ConvAttrs { strides: cs.s.clone(), dilations: cs.d.clone(), pads, groups };
+    ctx.node(lc, part, Op::Conv(attrs), &[cs.x, kernel])
+}
+
+/// The `depthwise_kernel` weight `(k..., cin, dm)` as a grouped-convolution kernel `(k..., 1, cin·dm)`.
+fn depthwise_kernel(ctx: &mut Ctx, lc: &LayerCall, cs: &ConvSetup, dm: usize) -> Result<ValueId, FrontendError> {
+    let shape_of = |tail: [usize; 2]| cs.k.iter().copied().chain(tail).collect::<Vec<_>>();
+    let kernel = weight(ctx, lc, 0, "depthwise_kernel", Some(&shape_of([cs.cin, dm])))?;
+    let kernel = kernel.reshape(&shape_of([1, cs.cin * dm])).map_err(|e| ctx.err(lc, e.to_string()))?;
+    Ok(ctx.konst(lc, "depthwise_kernel", kernel))
+}
+
+pub(super) fn conv(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let cs = conv_setup(ctx, lc, 2)?;
+    let filters = filters(ctx, lc)?;
+    let groups = lc.config.get("groups").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
+    if cs.cin % groups != 0 {
+        return Err(ctx.err(lc, format!("{} input channels not divisible into {groups} groups", cs.cin)));
+    }
+    let kshape: Vec<usize> = cs.k.iter().copied().chain([cs.cin / groups, filters]).collect();
     let kernel = weight(ctx, lc, 0, "kernel", Some(&kshape))?;
-    let p = pads(ctx, lc, x, cfg_str(lc.config, "padding", "valid"), &k, &s, &d)?;
     let kv = ctx.konst(lc, "kernel", kernel);
-    let y = ctx.node(lc, "conv", Op::Conv(ConvAttrs { strides: s, dilations: d, pads: p, groups }), &[x, kv])?;
+    let y = conv_node(ctx, lc, "conv", &cs, groups, kv)?;
     let y = bias_act(ctx, lc, y, 1, filters)?;
     Ok(vec![to_first(ctx, lc, y)?])
 }
 
 pub(super) fn depthwise(ctx: &mut Ctx, lc: &LayerCall) -> R {
-    let r = spatial_rank(lc.class);
-    let x = to_last(ctx, lc, lc.inputs[0])?;
-    let cin = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "input channels must be known"))?;
-    let dm = lc.config.get("depth_multiplier").and_then(Value::as_u64).unwrap_or(1) as usize;
-    let k = ints(ctx, lc, "kernel_size", r, 1)?;
-    let s = ints(ctx, lc, "strides", r, 1)?;
-    let d = ints(ctx, lc, "dilation_rate", r, 1)?;
-    let use_bias = cfg_bool(lc.config, "use_bias", true);
-    expect_weights(ctx, lc, if use_bias { 2 } else { 1 })?;
-    let mut kshape = k.clone();
-    kshape.extend([cin, dm]);
-    let kernel = weight(ctx, lc, 0, "depthwise_kernel", Some(&kshape))?;
-    let mut gshape = k.clone();
-    gshape.extend([1, cin * dm]);
-    let kernel = kernel.reshape(&gshape).map_err(|e| ctx.err(lc, e.to_string()))?;
-    let p = pads(ctx, lc, x, cfg_str(lc.config, "padding", "valid"), &k, &s, &d)?;
-    let kv = ctx.konst(lc, "depthwise_kernel", kernel);
-    let y =
-        ctx.node(lc, "depthwise", Op::Conv(ConvAttrs { strides: s, dilations: d, pads: p, groups: cin }), &[x, kv])?;
-    let y = bias_act(ctx, lc, y, 1, cin * dm)?;
+    let cs = conv_setup(ctx, lc, 2)?;
+    let dm = depth_multiplier(lc);
+    let kv = depthwise_kernel(ctx, lc, &cs, dm)?;
+    let y = conv_node(ctx, lc, "depthwise", &cs, cs.cin, kv)?;
+    let y = bias_act(ctx, lc, y, 1, cs.cin * dm)?;
     Ok(vec![to_first(ctx, lc, y)?])
 }
 
 pub(super) fn separable(ctx: &mut Ctx, lc: &LayerCall) -> R {
-    let r = spatial_rank(lc.class);
-    let x = to_last(ctx, lc, lc.inputs[0])?;
-    let cin = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "input channels must be known"))?;
-    let filters = lc.config.get("filters").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no filters"))? as usize;
-    let dm = lc.config.get("depth_multiplier").and_then(Value::as_u64).unwrap_or(1) as usize;
-    let k = ints(ctx, lc, "kernel_size", r, 1)?;
-    let s = ints(ctx, lc, "strides", r, 1)?;
-    let d = ints(ctx, lc, "dilation_rate", r, 1)?;
-    let use_bias = cfg_bool(lc.config, "use_bias", true);
-    expect_weights(ctx, lc, if use_bias { 3 } else { 2 })?;
-    let mut kshape = k.clone();
-    kshape.extend([cin, dm]);
-    let dk = weight(ctx, lc, 0, "depthwise_kernel", Some(&kshape))?;
-    let mut gshape = k.clone();
-    gshape.extend([1, cin * dm]);
-    let dk = dk.reshape(&gshape).map_err(|e| ctx.err(lc, e.to_string()))?;
-    let mut pshape = vec![1; r];
-    pshape.extend([cin * dm, filters]);
+    let cs = conv_setup(ctx, lc, 3)?;
+    let filters = filters(ctx, lc)?;
+    let dm = depth_multiplier(lc);
+    let dkv = depthwise_kernel(ctx, lc, &cs, dm)?;
+    let pshape: Vec<usize> = std::iter::repeat_n(1, cs.r).chain([cs.cin * dm, filters]).collect();
     let pk = weight(ctx, lc, 1, "pointwise_kernel", Some(&pshape))?;
-    let p = pads(ctx, lc, x, cfg_str(lc.config, "padding", "valid"), &k, &s, &d)?;
-    let dkv = ctx.konst(lc, "depthwise_kernel", dk);
     let pkv = ctx.konst(lc, "pointwise_kernel", pk);
-    let y =
-        ctx.node(lc, "depthwise", Op::Conv(ConvAttrs { strides: s, dilations: d, pads: p, groups: cin }), &[x, dkv])?;
+    let y = conv_node(ctx, lc, "depthwise", &cs, cs.cin, dkv)?;
+    let r = cs.r;
     let one = ConvAttrs { strides: vec![1; r], dilations: vec![1; r], pads: vec![(0, 0); r], groups: 1 };
     let y = ctx.node(lc, "pointwise", Op::Conv(one), &[y, pkv])?;
     let y = bias_act(ctx, lc, y, 2, filters)?;
@@ -174,13 +189,8 @@ pub(super) fn separable(ctx: &mut Ctx, lc: &LayerCall) -> R {
 }
 
 pub(super) fn conv_transpose(ctx: &mut Ctx, lc: &LayerCall) -> R {
-    let r = spatial_rank(lc.class);
-    let x = to_last(ctx, lc, lc.inputs[0])?;
-    let cin = ctx.dims(x).last().and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "input channels must be known"))?;
-    let filters = lc.config.get("filters").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no filters"))? as usize;
-    let k = ints(ctx, lc, "kernel_size", r, 1)?;
-    let s = ints(ctx, lc, "strides", r, 1)?;
-    let d = ints(ctx, lc, "dilation_rate", r, 1)?;
+    let cs = conv_setup(ctx, lc, 2)?;
+    let filters = filters(ctx, lc)?;
     let padding = match cfg_str(lc.config, "padding", "valid") {
         "valid" => PaddingMode::Valid,
         "same" => PaddingMode::Same,
@@ -188,16 +198,13 @@ pub(super) fn conv_transpose(ctx: &mut Ctx, lc: &LayerCall) -> R {
     };
     let output_padding = match lc.config.get("output_padding") {
         None | Some(Value::Null) => None,
-        Some(_) => Some(ints(ctx, lc, "output_padding", r, 0)?),
+        Some(_) => Some(ints(ctx, lc, "output_padding", cs.r, 0)?),
     };
-    let use_bias = cfg_bool(lc.config, "use_bias", true);
-    expect_weights(ctx, lc, if use_bias { 2 } else { 1 })?;
-    let mut kshape = k.clone();
-    kshape.extend([filters, cin]);
+    let kshape: Vec<usize> = cs.k.iter().copied().chain([filters, cs.cin]).collect();
     let kernel = weight(ctx, lc, 0, "kernel", Some(&kshape))?;
     let kv = ctx.konst(lc, "kernel", kernel);
-    let attrs = ConvTransposeAttrs { strides: s, dilations: d, padding, output_padding };
-    let y = ctx.node(lc, "conv_transpose", Op::ConvTranspose(attrs), &[x, kv])?;
+    let attrs = ConvTransposeAttrs { strides: cs.s, dilations: cs.d, padding, output_padding };
+    let y = ctx.node(lc, "conv_transpose", Op::ConvTranspose(attrs), &[cs.x, kv])?;
     let y = bias_act(ctx, lc, y, 1, filters)?;
     Ok(vec![to_first(ctx, lc, y)?])
 }

@@ -236,14 +236,21 @@ impl Ctx {
         self.g.value(v).ty.shape.0.clone()
     }
 
-    fn layer_weights(&mut self, path: &[PathLink], class: &str) -> Result<Vec<Tensor>, FrontendError> {
-        let key: Vec<&str> = path.iter().map(|p| p.name.as_str()).collect();
-        let key = key.join("/");
-        if let Some(w) = self.weights_cache.get(&key) {
+    /// The weights of the layer at `path` (cache key `key`), read once per layer; the first read
+    /// also adds them to the parameter counts, so shared layers count once.
+    fn layer_weights(
+        &mut self,
+        path: &[PathLink],
+        key: &str,
+        class: &str,
+        config: &Value,
+    ) -> Result<Vec<Tensor>, FrontendError> {
+        if let Some(w) = self.weights_cache.get(key) {
             return Ok(w.clone());
         }
         let w = self.store.layer_weights(path, class)?;
-        self.weights_cache.insert(key, w.clone());
+        self.count_params(path, class, config, &w);
+        self.weights_cache.insert(key.to_string(), w.clone());
         Ok(w)
     }
 
@@ -298,13 +305,8 @@ pub(crate) fn lower_layer(
         file: ctx.origin.clone(),
         layers: vec![format!("{} '{}' is not supported", l.class, l.name)],
     })?;
-    let first_load =
-        !ctx.weights_cache.contains_key(&path.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("/"));
-    let weights = ctx.layer_weights(path, &l.class)?;
-    if first_load {
-        ctx.count_params(path, &l.class, &l.config, &weights);
-    }
     let key = path.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("/");
+    let weights = ctx.layer_weights(path, &key, &l.class, &l.config)?;
     let lc = LayerCall { class: &l.class, name: &l.name, config: &l.config, call, inputs, kw_inputs, weights, key };
     if lc.inputs.is_empty() {
         return Err(ctx.err(&lc, "called without inputs"));
