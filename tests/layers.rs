@@ -33,7 +33,7 @@ fn one_layer(class: &str, cfg: Value, shape: &[usize], weights: Vec<LayerWeights
 
 fn session(config: &Value, weights: &[LayerWeights]) -> Session {
     let bytes = keras_archive(config, weights);
-    let model = kerasc::load_bytes(&bytes, "test.keras").unwrap_or_else(|e| panic!("{e}"));
+    let model = kerasc::load_bytes(bytes, "test.keras").unwrap_or_else(|e| panic!("{e}"));
     Session::new(model.graph, SessionOptions::default()).unwrap()
 }
 

@@ -24,15 +24,15 @@ pub struct LoadOptions {}
 pub fn load(path: &Path, _options: &LoadOptions) -> Result<Model, FrontendError> {
     let bytes = std::fs::read(path)
         .map_err(|e| FrontendError::Io { path: path.display().to_string(), message: e.to_string() })?;
-    load_bytes(&bytes, &path.display().to_string())
+    load_bytes(bytes, &path.display().to_string())
 }
 
 /// Loads a model from its bytes; `origin` names it in errors.
-pub fn load_bytes(bytes: &[u8], origin: &str) -> Result<Model, FrontendError> {
-    if bytes.starts_with(b"\x89HDF\r\n\x1a\n") || hdf5_pure::is_hdf5_bytes(bytes) {
+pub fn load_bytes(bytes: Vec<u8>, origin: &str) -> Result<Model, FrontendError> {
+    if bytes.starts_with(b"\x89HDF\r\n\x1a\n") || hdf5_pure::is_hdf5_bytes(&bytes) {
         keras::load_h5(bytes, origin)
     } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
-        keras::load_keras_archive(bytes, origin)
+        keras::load_keras_archive(&bytes, origin)
     } else if bytes.is_empty() {
         Err(FrontendError::Format { file: origin.into(), message: "the file is empty".into() })
     } else {

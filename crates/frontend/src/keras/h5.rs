@@ -7,8 +7,8 @@ use ir::{Tensor, TensorData};
 use std::collections::HashMap;
 
 /// Opens HDF5 bytes; a corrupt or truncated file is an error naming `origin`.
-pub fn open(bytes: &[u8], origin: &str) -> Result<File, FrontendError> {
-    File::from_bytes(bytes.to_vec())
+pub fn open(bytes: Vec<u8>, origin: &str) -> Result<File, FrontendError> {
+    File::from_bytes(bytes)
         .map_err(|e| FrontendError::Format { file: origin.into(), message: format!("cannot read HDF5: {e}") })
 }
 

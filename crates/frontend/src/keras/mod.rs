@@ -76,7 +76,8 @@ fn parse_json(text: &str, origin: &str, what: &str) -> Result<Value, FrontendErr
 }
 
 /// Reads a legacy HDF5 model (Keras 2 or Keras 3).
-pub fn load_h5(bytes: &[u8], origin: &str) -> Result<Model, FrontendError> {
+pub fn load_h5(bytes: Vec<u8>, origin: &str) -> Result<Model, FrontendError> {
+    let file_len = bytes.len();
     let file = h5::open(bytes, origin)?;
     let root = file.root();
     let attrs = h5::group_attrs(&root, origin, "the root group")?;
@@ -94,7 +95,7 @@ pub fn load_h5(bytes: &[u8], origin: &str) -> Result<Model, FrontendError> {
         Some(t) => Some(parse_json(&t, origin, "training_config")?),
         None => None,
     };
-    let store = WeightStore::from_legacy(&file, bytes.len(), origin)?;
+    let store = WeightStore::from_legacy(&file, file_len, origin)?;
     let format = if keras2 { ModelFormat::Keras2H5 } else { ModelFormat::Keras3H5 };
     build::build(&config, store, origin, format, keras_version, get("backend"), training_config)
 }
@@ -116,8 +117,9 @@ pub fn load_keras_archive(bytes: &[u8], origin: &str) -> Result<Model, FrontendE
         file: origin.into(),
         message: "zip archive has no model.weights.h5".into(),
     })?;
-    let wfile = h5::open(&weights, &format!("{origin}:model.weights.h5"))?;
-    let store = WeightStore::from_archive(wfile, weights.len(), &format!("{origin}:model.weights.h5"));
+    let weights_len = weights.len();
+    let wfile = h5::open(weights, &format!("{origin}:model.weights.h5"))?;
+    let store = WeightStore::from_archive(wfile, weights_len, &format!("{origin}:model.weights.h5"));
     let training_config = config.get("compile_config").cloned().filter(|v| !v.is_null());
     build::build(&config, store, origin, ModelFormat::KerasArchive, keras_version, None, training_config)
 }
