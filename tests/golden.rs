@@ -1,51 +1,17 @@
 //! Golden models: every dev model in all three Keras formats, run end to end through the
 //! `kerasc run` CLI and compared with Keras's own output at the model tolerance.
 
+mod common;
+
+use common::{kerasc, models_dir, DEV_MODELS};
 use kerasc::{ir::Tolerance, npy};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-const MODELS: &[&str] = &[
-    "mlp",
-    "cnn_mnist",
-    "resnet_block",
-    "sepconv",
-    "mobilenetv2",
-    "text_embed",
-    "lstm",
-    "gru",
-    "conv1d",
-    "activations",
-    "pool_pad_up",
-    "reshape_ln",
-    "transformer",
-    "long_names",
-];
-
-fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models")
-}
-
-fn run_cli(model: &Path, input: &Path, out: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kerasc"))
-        .arg("run")
-        .arg(model)
-        .arg("--input")
-        .arg(input)
-        .arg("--output")
-        .arg(out)
-        .arg("--device")
-        .arg("/CPU:0")
-        .output()
-        .expect("kerasc runs")
-}
 
 fn check_format(ext: &str) {
     let dir = models_dir();
     let tmp = std::env::temp_dir().join(format!("kerasc-golden-{}-{ext}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let mut failures = Vec::new();
-    for m in MODELS {
+    for m in DEV_MODELS {
         let model = dir.join(format!("{m}.{ext}"));
         let input = dir.join(format!("{m}.input.npy"));
         // Keras 2 files carry Keras 2 semantics where they differ (NAME.k2.expected.npy).
@@ -53,7 +19,16 @@ fn check_format(ext: &str) {
         let expected =
             if ext == "k2.h5" && k2_expected.exists() { k2_expected } else { dir.join(format!("{m}.expected.npy")) };
         let out = tmp.join(format!("{m}.npy"));
-        let res = run_cli(&model, &input, &out);
+        let res = kerasc(&[
+            "run",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--device",
+            "/CPU:0",
+        ]);
         if !res.status.success() {
             failures.push(format!("{m}.{ext}: exit {:?}: {}", res.status.code(), String::from_utf8_lossy(&res.stderr)));
             continue;

@@ -2,25 +2,8 @@
 
 mod common;
 
-use common::{kerasc, models_dir};
+use common::{kerasc, models_dir, DEV_MODELS};
 use serde_json::Value;
-
-const MODELS: &[&str] = &[
-    "mlp",
-    "cnn_mnist",
-    "resnet_block",
-    "sepconv",
-    "mobilenetv2",
-    "text_embed",
-    "lstm",
-    "gru",
-    "conv1d",
-    "activations",
-    "pool_pad_up",
-    "reshape_ln",
-    "transformer",
-    "long_names",
-];
 
 fn inspect_json(path: &std::path::Path) -> Value {
     let out = kerasc(&["inspect", "--json", path.to_str().unwrap()]);
@@ -30,7 +13,7 @@ fn inspect_json(path: &std::path::Path) -> Value {
 
 fn check(ext: &str, compare_names: bool) {
     let mut failures = Vec::new();
-    for m in MODELS {
+    for m in DEV_MODELS {
         let want: Value =
             serde_json::from_slice(&std::fs::read(models_dir().join(format!("{m}.summary.json"))).unwrap()).unwrap();
         let got = inspect_json(&models_dir().join(format!("{m}.{ext}")));

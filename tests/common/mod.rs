@@ -5,6 +5,24 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Every model of the dev set (each committed as .h5, .k2.h5 and .keras with its input).
+pub const DEV_MODELS: &[&str] = &[
+    "mlp",
+    "cnn_mnist",
+    "resnet_block",
+    "sepconv",
+    "mobilenetv2",
+    "text_embed",
+    "lstm",
+    "gru",
+    "conv1d",
+    "activations",
+    "pool_pad_up",
+    "reshape_ln",
+    "transformer",
+    "long_names",
+];
+
 /// The committed test models.
 pub fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models")
