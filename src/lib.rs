@@ -7,7 +7,8 @@ pub mod npy;
 
 pub use frontend::{load_bytes, FrontendError, LoadOptions, Model, ModelFormat, ModelInfo};
 pub use ir;
-pub use runtime::{available_devices, Device, RuntimeError, Session, SessionOptions};
+pub use optimizer::{self, OptimizeOptions, OptimizeReport};
+pub use runtime::{available_devices, Device, PlannedSession, RuntimeError, Session, SessionOptions};
 
 use std::io::Write;
 use std::path::Path;
@@ -15,6 +16,52 @@ use std::path::Path;
 /// Loads a Keras model file (`.h5` or `.keras`).
 pub fn load(path: &Path) -> Result<Model, FrontendError> {
     frontend::load(path, &LoadOptions::default())
+}
+
+/// The memory planner the planned executor uses.
+pub fn planner(g: &ir::Graph, batch: usize) -> Result<ir::MemoryPlan, String> {
+    optimizer::plan(g, batch).map_err(|e| e.to_string())
+}
+
+/// Optimizes a graph and binds it to a device, ready to run from one arena.
+pub fn compile(
+    graph: &ir::Graph,
+    options: &OptimizeOptions,
+    session: SessionOptions,
+) -> Result<(PlannedSession, OptimizeReport), CompileError> {
+    let opt = optimizer::optimize(graph, options)?;
+    let s = PlannedSession::new(opt.graph, session, planner)?;
+    Ok((s, opt.report))
+}
+
+/// Errors of [`compile`].
+#[derive(Debug)]
+pub enum CompileError {
+    Optimize(optimizer::OptError),
+    Runtime(RuntimeError),
+}
+
+impl std::fmt::Display for CompileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CompileError::Optimize(e) => write!(f, "optimizer: {e}"),
+            CompileError::Runtime(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for CompileError {}
+
+impl From<optimizer::OptError> for CompileError {
+    fn from(e: optimizer::OptError) -> Self {
+        CompileError::Optimize(e)
+    }
+}
+
+impl From<RuntimeError> for CompileError {
+    fn from(e: RuntimeError) -> Self {
+        CompileError::Runtime(e)
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so an

@@ -1,6 +1,9 @@
 //! Static shape and type inference, one rule per op. Every mismatch is an error, never a panic.
 
-use crate::{ConvAttrs, ConvTransposeAttrs, DType, Dim, IrError, Op, PoolAttrs, RnnAttrs, RnnKind, Shape, TensorType};
+use crate::{
+    ConvAttrs, ConvTransposeAttrs, DType, Dim, Epilogue, ExprNode, IrError, Op, PoolAttrs, RnnAttrs, RnnKind, Shape,
+    TensorType,
+};
 
 type R = Result<Vec<TensorType>, IrError>;
 
@@ -237,6 +240,23 @@ fn rnn(op: &Op, a: &RnnAttrs, tys: &[TensorType]) -> R {
 }
 
 /// Infers the output types of `op` applied to inputs of types `tys`.
+fn epilogue_inputs(op: &Op, e: &Epilogue, out: &TensorType, extra: &[TensorType]) -> Result<(), IrError> {
+    let mut rest = extra.iter();
+    if e.bias {
+        if let Some(b) = rest.next() {
+            per_channel(op, &out.shape, out.shape.rank().saturating_sub(1), b, "bias")?;
+        }
+    }
+    if e.residual {
+        if let Some(r) = rest.next() {
+            if r.shape != out.shape || r.dtype != out.dtype {
+                return err(op, format!("residual {r} differs from the output {out}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
     match op {
         Op::Unary(_) => {
@@ -498,6 +518,47 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
         Op::Cast { to } => {
             arity(op, tys, 1, 1)?;
             Ok(vec![TensorType::new(*to, tys[0].shape.clone())])
+        }
+        Op::FusedConv { conv: a, epilogue } => {
+            arity(op, tys, 2 + epilogue.extra_inputs(), 2 + epilogue.extra_inputs())?;
+            float_only(op, &tys[0])?;
+            let out = conv(op, a, &tys[0], &tys[1])?;
+            epilogue_inputs(op, epilogue, &out[0], &tys[2..])?;
+            Ok(out)
+        }
+        Op::FusedMatMul { transpose_a, transpose_b, epilogue } => {
+            arity(op, tys, 2 + epilogue.extra_inputs(), 2 + epilogue.extra_inputs())?;
+            let plain = Op::MatMul { transpose_a: *transpose_a, transpose_b: *transpose_b };
+            let out = infer_types(&plain, &tys[..2])?;
+            epilogue_inputs(op, epilogue, &out[0], &tys[2..])?;
+            Ok(out)
+        }
+        Op::Fused(expr) => {
+            if tys.is_empty() {
+                return err(op, "needs at least one input");
+            }
+            let mut shape = tys[0].shape.clone();
+            for t in tys {
+                float_only(op, t)?;
+                shape = broadcast(&shape, &t.shape).ok_or_else(|| {
+                    IrError::shape(op.name(), format!("cannot broadcast {shape} with {}", t.shape))
+                })?;
+            }
+            if expr.nodes.is_empty() {
+                return err(op, "empty expression");
+            }
+            for (i, n) in expr.nodes.iter().enumerate() {
+                let ok = match *n {
+                    ExprNode::Input(k) => k < tys.len(),
+                    ExprNode::Const(_) => true,
+                    ExprNode::Unary(_, a) => a < i,
+                    ExprNode::Binary(_, a, b) => a < i && b < i,
+                };
+                if !ok {
+                    return err(op, format!("expression step {i} refers to a missing operand"));
+                }
+            }
+            Ok(vec![TensorType::new(tys[0].dtype, shape)])
         }
         Op::Rnn(a) => {
             arity(op, tys, 3, 4)?;

@@ -250,6 +250,77 @@ pub struct RnnAttrs {
     pub go_backwards: bool,
 }
 
+/// What a fused Conv or MatMul applies to each output element `y`, in this order:
+/// `post_activation(activation(y + bias) + residual)`; the bias runs along the last axis.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Epilogue {
+    pub bias: bool,
+    pub activation: Option<UnaryOp>,
+    pub residual: bool,
+    pub post_activation: Option<UnaryOp>,
+}
+
+impl Epilogue {
+    /// How many inputs the epilogue adds after the two operands.
+    pub fn extra_inputs(&self) -> usize {
+        usize::from(self.bias) + usize::from(self.residual)
+    }
+
+    /// Short description, such as `+bias,relu,+res`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.bias {
+            parts.push("+bias".to_string());
+        }
+        if let Some(a) = self.activation {
+            parts.push(a.name().to_string());
+        }
+        if self.residual {
+            parts.push("+residual".to_string());
+        }
+        if let Some(a) = self.post_activation {
+            parts.push(a.name().to_string());
+        }
+        parts.join(",")
+    }
+}
+
+/// One step of a [`FusedExpr`]; operands index earlier steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ExprNode {
+    /// The op's i-th input, broadcast to the output shape.
+    Input(usize),
+    Const(f32),
+    Unary(UnaryOp, usize),
+    Binary(BinaryOp, usize, usize),
+}
+
+/// An element-wise expression over broadcast inputs, evaluated in one pass; the last step is
+/// the result.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FusedExpr {
+    pub nodes: Vec<ExprNode>,
+}
+
+impl FusedExpr {
+    /// The expression as text, e.g. `relu(add(in0, in1))`.
+    pub fn render(&self) -> String {
+        fn go(e: &FusedExpr, i: usize) -> String {
+            match e.nodes.get(i) {
+                Some(ExprNode::Input(k)) => format!("in{k}"),
+                Some(ExprNode::Const(c)) => format!("{c}"),
+                Some(ExprNode::Unary(u, a)) => format!("{}({})", u.name(), go(e, *a)),
+                Some(ExprNode::Binary(b, x, y)) => format!("{}({}, {})", b.name(), go(e, *x), go(e, *y)),
+                None => "?".into(),
+            }
+        }
+        if self.nodes.is_empty() {
+            return String::new();
+        }
+        go(self, self.nodes.len() - 1)
+    }
+}
+
 /// The core ops. Inputs are listed on each variant.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
@@ -303,9 +374,22 @@ pub enum Op {
     Cast { to: DType },
     /// `[x, kernel, recurrent_kernel, (bias)]`
     Rnn(RnnAttrs),
+    /// `[x, kernel, (bias), (residual)]`: a convolution with its epilogue (optimizer only).
+    FusedConv { conv: ConvAttrs, epilogue: Epilogue },
+    /// `[a, b, (bias), (residual)]`: a matmul with its epilogue (optimizer only).
+    FusedMatMul { transpose_a: bool, transpose_b: bool, epilogue: Epilogue },
+    /// `[x...]`: an element-wise expression over broadcast inputs (optimizer only).
+    Fused(FusedExpr),
 }
 
 impl Op {
+    /// Whether the op maps each output element from the same-index elements of its
+    /// (broadcast) inputs.
+    pub fn is_elementwise(&self) -> bool {
+        matches!(self, Op::Unary(_) | Op::Binary(_) | Op::BiasAdd { .. } | Op::Fused(_))
+    }
+
+
     /// The op's name as printed in reports and errors.
     pub fn name(&self) -> String {
         match self {
@@ -333,6 +417,9 @@ impl Op {
             Op::Resize { .. } => "Resize".into(),
             Op::Gather { .. } => "Gather".into(),
             Op::Cast { .. } => "Cast".into(),
+            Op::FusedConv { conv, .. } => format!("FusedConv{}D", conv.strides.len()),
+            Op::FusedMatMul { .. } => "FusedMatMul".into(),
+            Op::Fused(_) => "Fused".into(),
             Op::Rnn(r) => match r.kind {
                 RnnKind::Simple => "SimpleRnn",
                 RnnKind::Lstm => "Lstm",

@@ -47,41 +47,22 @@ impl Session {
     /// Checks the inputs against the graph's input types (dtype, rank, fixed sizes and one
     /// consistent batch size).
     pub fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), RuntimeError> {
-        let ins = self.graph.inputs();
-        if inputs.len() != ins.len() {
-            return Err(RuntimeError::Input {
-                index: inputs.len().min(ins.len()),
-                name: String::new(),
-                message: format!("the model takes {} input(s), {} given", ins.len(), inputs.len()),
-            });
-        }
-        let mut batch = None;
-        for (i, (t, &v)) in inputs.iter().zip(ins).enumerate() {
-            let value = self.graph.value(v);
-            let err = |message: String| RuntimeError::Input { index: i, name: value.name.clone(), message };
-            if t.dtype() != value.ty.dtype {
-                return Err(err(format!("expected {} but got {}", value.ty.dtype, t.dtype())));
-            }
-            if !shape_matches(&value.ty.shape, t.shape()) {
-                return Err(err(format!("expected shape {} but got {:?}", value.ty.shape, t.shape())));
-            }
-            if let Some(&b) = t.shape().first() {
-                if value.ty.shape.dims().first().is_some_and(|d| d.fixed().is_none()) {
-                    match batch {
-                        None => batch = Some(b),
-                        Some(prev) if prev != b => {
-                            return Err(err(format!("batch size {b} differs from the first input's {prev}")))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        Ok(())
+        check_inputs(&self.graph, inputs).map(|_| ())
     }
 
     /// Runs the graph on `inputs` (in graph input order) and returns the outputs in order.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        self.run_timed(inputs, None)
+    }
+
+    /// Like [`Session::run`], also recording each node's wall time in seconds.
+    pub fn run_profiled(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<f64>), RuntimeError> {
+        let mut times = vec![0.0; self.graph.nodes().len()];
+        let outs = self.run_timed(inputs, Some(&mut times))?;
+        Ok((outs, times))
+    }
+
+    fn run_timed(&self, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
         self.check_inputs(inputs)?;
         let g = &self.graph;
         let mut vals: Vec<Option<Tensor>> = vec![None; g.values().len()];
@@ -101,12 +82,16 @@ impl Session {
                     message: format!("input value {} is not available", v.0),
                 })?);
             }
+            let t0 = std::time::Instant::now();
             let outs = run_op(&node.op, &args).map_err(|e| match e {
                 RuntimeError::Kernel { op, message, .. } => {
                     RuntimeError::Kernel { op, node: node.name.clone(), message }
                 }
                 other => other,
             })?;
+            if let Some(t) = times.as_deref_mut() {
+                t[ni] = t0.elapsed().as_secs_f64();
+            }
             for (&o, t) in node.outputs.iter().zip(outs) {
                 vals[o.0] = Some(t);
             }
@@ -131,4 +116,40 @@ impl Session {
             })
             .collect()
     }
+}
+
+/// Checks `inputs` against the graph's input types (dtype, rank, fixed sizes, one consistent
+/// batch size) and returns that batch size, if any input has a batch axis.
+pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<Option<usize>, RuntimeError> {
+    let ins = graph.inputs();
+    if inputs.len() != ins.len() {
+        return Err(RuntimeError::Input {
+            index: inputs.len().min(ins.len()),
+            name: String::new(),
+            message: format!("the model takes {} input(s), {} given", ins.len(), inputs.len()),
+        });
+    }
+    let mut batch = None;
+    for (i, (t, &v)) in inputs.iter().zip(ins).enumerate() {
+        let value = graph.value(v);
+        let err = |message: String| RuntimeError::Input { index: i, name: value.name.clone(), message };
+        if t.dtype() != value.ty.dtype {
+            return Err(err(format!("expected {} but got {}", value.ty.dtype, t.dtype())));
+        }
+        if !shape_matches(&value.ty.shape, t.shape()) {
+            return Err(err(format!("expected shape {} but got {:?}", value.ty.shape, t.shape())));
+        }
+        if let Some(&b) = t.shape().first() {
+            if value.ty.shape.dims().first().is_some_and(|d| d.fixed().is_none()) {
+                match batch {
+                    None => batch = Some(b),
+                    Some(prev) if prev != b => {
+                        return Err(err(format!("batch size {b} differs from the first input's {prev}")))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(batch)
 }

@@ -4,7 +4,9 @@ pub mod cpu;
 mod device;
 mod error;
 mod executor;
+mod planned;
 
 pub use device::{available_devices, Device, DeviceInfo};
 pub use error::RuntimeError;
-pub use executor::{Session, SessionOptions};
+pub use executor::{check_inputs, Session, SessionOptions};
+pub use planned::{PlannedSession, Planner};

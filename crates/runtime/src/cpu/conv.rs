@@ -1,4 +1,5 @@
 use super::matmul::sgemm;
+use super::fused::EpilogueArgs;
 use super::{f32s, tensor};
 use crate::RuntimeError;
 use ir::{ConvAttrs, ConvTransposeAttrs, Op, Tensor};
@@ -29,14 +30,25 @@ const ROW_CHUNK: usize = 1024;
 
 /// Convolution: direct for depthwise, a plain GEMM for 1x1, im2col + GEMM otherwise.
 pub fn conv(op: &Op, a: &ConvAttrs, x: &Tensor, w: &Tensor, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
-    let xs = f32s(op, x)?;
-    let ws = f32s(op, w)?;
+    let mut out = vec![0f32; out_shape.iter().product()];
+    conv_into(op, a, (f32s(op, x)?, x.shape()), (f32s(op, w)?, w.shape()), &mut out, out_shape, None)?;
+    tensor(out_shape, out)
+}
+
+/// Convolution into `out` (any prior contents), then the epilogue if one is given.
+pub fn conv_into(
+    op: &Op,
+    a: &ConvAttrs,
+    (xs, sh): (&[f32], &[usize]),
+    (ws, ksh): (&[f32], &[usize]),
+    out: &mut [f32],
+    out_shape: &[usize],
+    epi: Option<&EpilogueArgs>,
+) -> Result<(), RuntimeError> {
     let r = a.strides.len();
     if r > 3 {
         return Err(RuntimeError::kernel(op, "convolutions of rank > 3 are not supported"));
     }
-    let sh = x.shape();
-    let ksh = w.shape();
     let g = Geo {
         n: sh[0],
         inp: lift(&sh[1..=r], 1),
@@ -51,21 +63,26 @@ pub fn conv(op: &Op, a: &ConvAttrs, x: &Tensor, w: &Tensor, out_shape: &[usize])
     let groups = a.groups;
     let cg = g.c / groups;
     let fg = g.f / groups;
-    let total: usize = out_shape.iter().product();
-    let mut out = vec![0f32; total];
     let rows = g.n * g.out.iter().product::<usize>();
     let kprod: usize = g.k.iter().product();
     if rows == 0 || g.f == 0 {
-        return tensor(out_shape, out);
+        return Ok(());
     }
     if groups > 1 && cg == 1 {
-        depthwise(&g, xs, ws, &mut out, fg);
-        return tensor(out_shape, out);
+        out.fill(0.0);
+        depthwise(&g, xs, ws, out, fg);
+        if let Some(e) = epi {
+            e.apply_all(out, g.f);
+        }
+        return Ok(());
     }
     let pointwise = kprod == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0];
     if pointwise && groups == 1 {
-        sgemm(rows, g.f, g.c, &mut out, g.f, xs, g.c, 1, ws, g.f, 1, false, rayon::current_num_threads());
-        return tensor(out_shape, out);
+        sgemm(rows, g.f, g.c, out, g.f, xs, g.c, 1, ws, g.f, 1, false, rayon::current_num_threads());
+        if let Some(e) = epi {
+            e.apply_all(out, g.f);
+        }
+        return Ok(());
     }
     let kc = kprod * cg;
     out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().for_each(|(chunk, dst)| {
@@ -76,8 +93,11 @@ pub fn conv(op: &Op, a: &ConvAttrs, x: &Tensor, w: &Tensor, out_shape: &[usize])
             im2col(&g, xs, row0, nrows, grp * cg, cg, &mut col);
             sgemm(nrows, fg, kc, &mut dst[grp * fg..], g.f, &col, kc, 1, &ws[grp * fg..], g.f, 1, false, 1);
         }
+        if let Some(e) = epi {
+            e.apply(dst, row0 * g.f, g.f);
+        }
     });
-    tensor(out_shape, out)
+    Ok(())
 }
 
 /// Fills `col[row, (kd, kh, kw, c)]` for output rows `row0..row0+nrows`, channels `c0..c0+cg`.

@@ -120,7 +120,7 @@ pub fn unary(op: UnaryOp, x: &[f32], shape: &[usize]) -> Result<Tensor, RuntimeE
     tensor(shape, out)
 }
 
-fn apply_f32(op: BinaryOp, a: f32, b: f32) -> f32 {
+pub(crate) fn apply_f32(op: BinaryOp, a: f32, b: f32) -> f32 {
     match op {
         BinaryOp::Add => a + b,
         BinaryOp::Sub => a - b,
@@ -151,7 +151,7 @@ fn apply_i64(op: BinaryOp, a: i64, b: i64) -> i64 {
 }
 
 /// Offsets into an input for every output element under broadcasting, computed row by row.
-fn broadcast_strides(in_shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
+pub(crate) fn broadcast_strides(in_shape: &[usize], out_shape: &[usize]) -> Vec<usize> {
     let r = out_shape.len();
     let s = strides(in_shape);
     let mut bs = vec![0; r];

@@ -1,3 +1,4 @@
+use super::fused::EpilogueArgs;
 use super::{f32s, strides, tensor};
 use crate::RuntimeError;
 use ir::{Op, Tensor};
@@ -75,23 +76,36 @@ pub fn matmul(
     tb: bool,
     out_shape: &[usize],
 ) -> Result<Tensor, RuntimeError> {
-    let x = f32s(op, a)?;
-    let y = f32s(op, b)?;
-    let (ash, bsh) = (a.shape(), b.shape());
+    let mut out = vec![0f32; out_shape.iter().product()];
+    matmul_into((f32s(op, a)?, a.shape()), (f32s(op, b)?, b.shape()), ta, tb, &mut out, out_shape, None);
+    tensor(out_shape, out)
+}
+
+/// Batched matrix product into `out` (any prior contents), then the epilogue if one is given.
+pub fn matmul_into(
+    (x, ash): (&[f32], &[usize]),
+    (y, bsh): (&[f32], &[usize]),
+    ta: bool,
+    tb: bool,
+    out: &mut [f32],
+    out_shape: &[usize],
+    epi: Option<&EpilogueArgs>,
+) {
     let (ar, br) = (ash.len(), bsh.len());
     let (m, k) = if ta { (ash[ar - 1], ash[ar - 2]) } else { (ash[ar - 2], ash[ar - 1]) };
     let n = if tb { bsh[br - 2] } else { bsh[br - 1] };
     let (a_rs, a_cs) = if ta { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if tb { (1, k) } else { (n, 1) };
     let threads = rayon::current_num_threads();
-    let total: usize = out_shape.iter().product();
-    let mut out = vec![0f32; total];
     let batch_shape = &out_shape[..out_shape.len() - 2];
     let batches: usize = batch_shape.iter().product();
     if br == 2 && !ta && batches > 0 {
         // The common Dense case: fold every batch axis of `a` into the rows.
-        sgemm(batches * m, n, k, &mut out, n, x, k, 1, y, b_rs, b_cs, false, threads);
-        return tensor(out_shape, out);
+        sgemm(batches * m, n, k, out, n, x, k, 1, y, b_rs, b_cs, false, threads);
+        if let Some(e) = epi {
+            e.apply_all(out, n);
+        }
+        return;
     }
     let off = |shape: &[usize], bi: &[usize]| -> usize {
         let r = shape.len() - 2;
@@ -113,7 +127,9 @@ pub fn matmul(
             out.chunks_mut(m * n).enumerate().for_each(|(i, d)| work(i, d));
         }
     }
-    tensor(out_shape, out)
+    if let Some(e) = epi {
+        e.apply_all(out, n);
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! The CPU executor's kernels: one for every [`ir::Op`], on row-major host tensors. They are the
 //! executor a user gets without a GPU and the oracle the other backends are tested against.
 
-mod conv;
+pub(crate) mod conv;
 mod elementwise;
-mod matmul;
+pub mod fused;
+pub(crate) mod matmul;
 mod norm;
 mod pool;
 mod reduce;
@@ -11,7 +12,7 @@ mod rnn;
 mod shape_ops;
 
 use crate::RuntimeError;
-use ir::{DType, Op, Shape, Tensor, TensorData};
+use ir::{DType, Epilogue, Op, Shape, Tensor, TensorData};
 use rayon::prelude::*;
 
 pub use elementwise::unary_scalar;
@@ -60,7 +61,53 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> 
         Op::Gather { axis } => one(shape_ops::gather(op, inputs[0], inputs[1], *axis)?),
         Op::Cast { to } => one(inputs[0].cast(*to)),
         Op::Rnn(a) => rnn::rnn(op, a, inputs),
+        Op::FusedConv { conv: a, epilogue } => {
+            let shape = out_shape(0)?;
+            let mut out = vec![0f32; shape.iter().product()];
+            let epi = epilogue_args(op, epilogue, &inputs[2..])?;
+            let (x, w) = (inputs[0], inputs[1]);
+            conv::conv_into(op, a, (f32s(op, x)?, x.shape()), (f32s(op, w)?, w.shape()), &mut out, &shape, Some(&epi))?;
+            one(tensor(&shape, out)?)
+        }
+        Op::FusedMatMul { transpose_a, transpose_b, epilogue } => {
+            let shape = out_shape(0)?;
+            let mut out = vec![0f32; shape.iter().product()];
+            let epi = epilogue_args(op, epilogue, &inputs[2..])?;
+            let (a, b) = (inputs[0], inputs[1]);
+            let (ta, tb) = (*transpose_a, *transpose_b);
+            matmul::matmul_into((f32s(op, a)?, a.shape()), (f32s(op, b)?, b.shape()), ta, tb, &mut out, &shape, Some(&epi));
+            one(tensor(&shape, out)?)
+        }
+        Op::Fused(expr) => {
+            let shape = out_shape(0)?;
+            let mut out = vec![0f32; shape.iter().product()];
+            let operands = inputs
+                .iter()
+                .map(|t| Ok(fused::Operand { data: Some(f32s(op, t)?), shape: t.shape() }))
+                .collect::<Result<Vec<_>, RuntimeError>>()?;
+            fused::eval(expr, &operands, &mut out, &shape);
+            one(tensor(&shape, out)?)
+        }
     }
+}
+
+/// The bias and residual operands of an epilogue, in input order.
+pub(crate) fn epilogue_args<'a>(
+    op: &Op,
+    epilogue: &'a Epilogue,
+    extra: &[&'a Tensor],
+) -> Result<fused::EpilogueArgs<'a>, RuntimeError> {
+    let mut rest = extra.iter();
+    let mut next = |on: bool| -> Result<Option<&'a [f32]>, RuntimeError> {
+        if !on {
+            return Ok(None);
+        }
+        let t = rest.next().ok_or_else(|| RuntimeError::kernel(op, "missing epilogue operand"))?;
+        Ok(Some(f32s(op, t)?))
+    };
+    let bias = next(epilogue.bias)?;
+    let residual = next(epilogue.residual)?;
+    Ok(fused::EpilogueArgs { epilogue, bias, residual })
 }
 
 pub(crate) fn f32s<'a>(op: &Op, t: &'a Tensor) -> Result<&'a [f32], RuntimeError> {

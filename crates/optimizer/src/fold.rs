@@ -1,0 +1,36 @@
+//! Constant folding: every node whose operands are all weights is evaluated once, on the CPU.
+
+use crate::copy::{live_nodes, Copier};
+use crate::OptError;
+use ir::Graph;
+
+/// Outputs larger than this stay computed at run time rather than stored.
+const MAX_FOLDED_ELEMENTS: usize = 1 << 24;
+
+/// Folds weight-only nodes and drops dead ones; returns the graph and how many nodes folded.
+pub fn fold_constants(g: &Graph) -> Result<(Graph, usize), OptError> {
+    let live = live_nodes(g);
+    let mut c = Copier::new(g);
+    let mut folded = 0;
+    for (node, _) in g.nodes().iter().zip(&live).filter(|(_, &l)| l) {
+        let ins = node.inputs.iter().map(|&v| c.get(v)).collect::<Result<Vec<_>, _>>()?;
+        let small = node.outputs.iter().all(|&o| {
+            g.value(o).ty.shape.num_elements().is_some_and(|n| n <= MAX_FOLDED_ELEMENTS)
+        });
+        let consts: Option<Vec<_>> = ins.iter().map(|&v| c.constant(v)).collect();
+        if let (Some(consts), true, false) = (consts, small, ins.is_empty()) {
+            if let Ok(outs) = runtime::cpu::run_op(&node.op, &consts) {
+                for (&o, t) in node.outputs.iter().zip(outs) {
+                    c.set_constant(o, t);
+                }
+                folded += 1;
+                continue;
+            }
+        }
+        let outs = c.dst.add_node(node.name.clone(), node.op.clone(), &ins)?;
+        for (&o, n) in node.outputs.iter().zip(outs) {
+            c.set(o, n);
+        }
+    }
+    Ok((c.finish()?, folded))
+}

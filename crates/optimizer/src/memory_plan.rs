@@ -1,0 +1,143 @@
+//! The memory planner: liveness over the execution order, buffers shared by reshapes and by
+//! element-wise ops that may overwrite their input, then one arena offset per buffer from the
+//! better of two placement heuristics.
+
+use crate::OptError;
+use ir::{DType, Graph, MemoryPlan, NodeId, Op, Placement};
+
+const ALIGN: usize = 64;
+
+fn align(n: usize) -> usize {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+#[derive(Debug, Clone)]
+struct Buffer {
+    bytes: usize,
+    start: usize,
+    end: usize,
+}
+
+/// Byte size of a value at a given batch size.
+fn value_bytes(g: &Graph, v: ir::ValueId, batch: usize) -> usize {
+    let ty = &g.value(v).ty;
+    ty.shape.dims().iter().map(|d| d.fixed().unwrap_or(batch)).product::<usize>() * ty.dtype.size()
+}
+
+/// Plans the arena for running `g` at batch size `batch`.
+pub fn plan(g: &Graph, batch: usize) -> Result<MemoryPlan, OptError> {
+    let n = g.nodes().len();
+    let nv = g.values().len();
+    let mut last_use = vec![0usize; nv];
+    for (i, node) in g.nodes().iter().enumerate() {
+        for v in &node.inputs {
+            last_use[v.0] = i;
+        }
+    }
+    for o in g.outputs() {
+        last_use[o.0] = n;
+    }
+    let mut placements = vec![Placement::Separate; nv];
+    for (i, &v) in g.inputs().iter().enumerate() {
+        placements[v.0] = Placement::Input(i);
+    }
+    for v in g.constants().keys() {
+        placements[v.0] = Placement::Constant;
+    }
+    let mut buffer_of: Vec<Option<usize>> = vec![None; nv];
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let mut in_place = Vec::new();
+    let mut aliases = 0;
+    let mut naive_bytes = 0;
+    for (i, node) in g.nodes().iter().enumerate() {
+        for &o in &node.outputs {
+            let bytes = value_bytes(g, o, batch);
+            naive_bytes += bytes;
+            if g.value(o).ty.dtype != DType::F32 {
+                continue;
+            }
+            let shared = match &node.op {
+                Op::Reshape { .. } => buffer_of[node.inputs[0].0].inspect(|_| aliases += 1),
+                Op::Fused(_) if node.outputs.len() == 1 => node
+                    .inputs
+                    .iter()
+                    .filter_map(|v| buffer_of[v.0])
+                    .find(|&b| buffers[b].end == i && buffers[b].bytes == bytes)
+                    .inspect(|_| in_place.push(NodeId(i))),
+                _ => None,
+            };
+            let b = match shared {
+                Some(b) => b,
+                None => {
+                    buffers.push(Buffer { bytes, start: i, end: i });
+                    buffers.len() - 1
+                }
+            };
+            buffers[b].end = buffers[b].end.max(last_use[o.0]).max(i);
+            buffer_of[o.0] = Some(b);
+        }
+    }
+    let by_size = place(&buffers, |a, b| b.bytes.cmp(&a.bytes).then(a.start.cmp(&b.start)));
+    let by_time = place(&buffers, |a, b| a.start.cmp(&b.start).then(b.bytes.cmp(&a.bytes)));
+    let (offsets, heuristic) =
+        if size_of(&buffers, &by_time) < size_of(&buffers, &by_size) { (by_time, "first-fit in execution order") } else { (by_size, "greedy by size, best fit") };
+    let arena_bytes = size_of(&buffers, &offsets);
+    for (v, b) in buffer_of.iter().enumerate() {
+        if let Some(b) = *b {
+            placements[v] = Placement::Arena { offset: offsets[b], bytes: value_bytes(g, ir::ValueId(v), batch) };
+        }
+    }
+    let mut lower_bound_bytes = 0;
+    for t in 0..=n {
+        let live: usize = buffers.iter().filter(|b| b.start <= t && t <= b.end).map(|b| align(b.bytes)).sum();
+        lower_bound_bytes = lower_bound_bytes.max(live);
+    }
+    Ok(MemoryPlan {
+        batch,
+        order: (0..n).map(NodeId).collect(),
+        placements,
+        in_place,
+        aliases,
+        arena_bytes,
+        naive_bytes,
+        lower_bound_bytes,
+        heuristic: heuristic.to_string(),
+    })
+}
+
+fn size_of(buffers: &[Buffer], offsets: &[usize]) -> usize {
+    buffers.iter().zip(offsets).map(|(b, &o)| o + align(b.bytes)).max().unwrap_or(0)
+}
+
+/// Places buffers in the order `cmp` gives, each into the smallest gap left by the already
+/// placed buffers that are live at the same time (or on top of them).
+fn place(buffers: &[Buffer], cmp: impl Fn(&Buffer, &Buffer) -> std::cmp::Ordering) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..buffers.len()).collect();
+    order.sort_by(|&a, &b| cmp(&buffers[a], &buffers[b]));
+    let mut offsets = vec![0usize; buffers.len()];
+    let mut placed: Vec<usize> = Vec::new();
+    for &b in &order {
+        let me = &buffers[b];
+        let size = align(me.bytes);
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|&&p| buffers[p].start <= me.end && me.start <= buffers[p].end)
+            .map(|&p| (offsets[p], offsets[p] + align(buffers[p].bytes)))
+            .collect();
+        busy.sort_unstable();
+        let mut best: Option<(usize, usize)> = None;
+        let mut cursor = 0;
+        for &(lo, hi) in &busy {
+            if lo >= cursor + size {
+                let gap = lo - cursor;
+                if best.is_none_or(|(_, g)| gap < g) {
+                    best = Some((cursor, gap));
+                }
+            }
+            cursor = cursor.max(hi);
+        }
+        offsets[b] = best.map(|(o, _)| o).unwrap_or(cursor);
+        placed.push(b);
+    }
+    offsets
+}

@@ -1,0 +1,260 @@
+//! Kernels for the optimizer's fused ops: an element-wise expression evaluated in one pass over
+//! the output, block by block, with no intermediate tensors; and the epilogue of a fused Conv or
+//! MatMul applied to each output row while it is still in cache.
+
+use super::elementwise::{apply_f32, broadcast_strides, unary_scalar};
+use super::PAR_THRESHOLD;
+use ir::{BinaryOp, Epilogue, ExprNode, FusedExpr, UnaryOp};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Elements evaluated together in registers of scratch.
+const BLOCK: usize = 256;
+/// Elements per parallel task.
+const TASK: usize = 1 << 14;
+
+/// One operand of a fused expression: its data, or `None` for the output buffer itself (the
+/// op runs in place over that input), and its shape.
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub data: Option<&'a [f32]>,
+    pub shape: &'a [usize],
+}
+
+/// How an operand's elements line up with the output's.
+enum Access {
+    /// Same shape: element `i` is element `i`.
+    Full,
+    /// The output buffer itself.
+    InPlace,
+    /// One value everywhere.
+    Splat(f32),
+    /// Varies along the last axis only: element `i % n`.
+    Row(usize),
+    /// Anything else: per-axis broadcast strides.
+    Strided(Vec<usize>),
+}
+
+fn access(op: &Operand, out_shape: &[usize]) -> Access {
+    let Some(d) = op.data else { return Access::InPlace };
+    let n: usize = op.shape.iter().product();
+    if op.shape == out_shape {
+        return Access::Full;
+    }
+    if n == 1 {
+        return Access::Splat(d.first().copied().unwrap_or(0.0));
+    }
+    let last = out_shape.last().copied().unwrap_or(1);
+    if op.shape.last() == Some(&last) && n == last {
+        return Access::Row(last);
+    }
+    Access::Strided(broadcast_strides(op.shape, out_shape))
+}
+
+/// Applies `u` to every element of `src` into `dst`, with the common cases unswitched.
+pub fn map_unary(u: UnaryOp, src: &[f32], dst: &mut [f32]) {
+    match u {
+        UnaryOp::Relu => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.max(0.0)),
+        UnaryOp::Relu6 => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.clamp(0.0, 6.0)),
+        UnaryOp::Identity => dst.copy_from_slice(src),
+        UnaryOp::Neg => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = -x),
+        UnaryOp::Affine { scale, offset } => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * scale + offset),
+        _ => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = unary_scalar(u, x)),
+    }
+}
+
+fn map_binary(b: BinaryOp, x: &[f32], y: &[f32], dst: &mut [f32]) {
+    let it = dst.iter_mut().zip(x.iter().zip(y));
+    match b {
+        BinaryOp::Add => it.for_each(|(d, (&p, &q))| *d = p + q),
+        BinaryOp::Sub => it.for_each(|(d, (&p, &q))| *d = p - q),
+        BinaryOp::Mul => it.for_each(|(d, (&p, &q))| *d = p * q),
+        _ => it.for_each(|(d, (&p, &q))| *d = apply_f32(b, p, q)),
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Evaluates `expr` into `out` (shape `out_shape`), `BLOCK` elements at a time.
+pub fn eval(expr: &FusedExpr, operands: &[Operand], out: &mut [f32], out_shape: &[usize]) {
+    let acc: Vec<Access> = operands.iter().map(|o| access(o, out_shape)).collect();
+    let task = |base: usize, chunk: &mut [f32]| {
+        SCRATCH.with(|s| {
+            let mut regs = s.borrow_mut();
+            let need = expr.nodes.len() * BLOCK;
+            if regs.len() < need {
+                regs.resize(need, 0.0);
+            }
+            let mut start = 0;
+            while start < chunk.len() {
+                let len = BLOCK.min(chunk.len() - start);
+                eval_block(expr, operands, &acc, out_shape, base + start, &mut chunk[start..start + len], &mut regs);
+                start += len;
+            }
+        })
+    };
+    if out.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(TASK).enumerate().for_each(|(i, c)| task(i * TASK, c));
+    } else {
+        task(0, out);
+    }
+}
+
+fn eval_block(
+    expr: &FusedExpr,
+    operands: &[Operand],
+    acc: &[Access],
+    out_shape: &[usize],
+    base: usize,
+    dst: &mut [f32],
+    regs: &mut [f32],
+) {
+    let len = dst.len();
+    for (k, node) in expr.nodes.iter().enumerate() {
+        let (done, rest) = regs.split_at_mut(k * BLOCK);
+        let r = &mut rest[..len];
+        let reg = |i: usize| &done[i * BLOCK..i * BLOCK + len];
+        match *node {
+            ExprNode::Input(i) => {
+                let (Some(op), Some(a)) = (operands.get(i), acc.get(i)) else { continue };
+                match a {
+                    Access::Full => r.copy_from_slice(&op.data.unwrap_or(&[])[base..base + len]),
+                    Access::InPlace => r.copy_from_slice(dst),
+                    Access::Splat(v) => r.fill(*v),
+                    Access::Row(n) => {
+                        let d = op.data.unwrap_or(&[]);
+                        for (j, x) in r.iter_mut().enumerate() {
+                            *x = d[(base + j) % n];
+                        }
+                    }
+                    Access::Strided(st) => {
+                        let d = op.data.unwrap_or(&[]);
+                        for (j, x) in r.iter_mut().enumerate() {
+                            let mut rem = base + j;
+                            let mut off = 0;
+                            for ax in (0..out_shape.len()).rev() {
+                                let n = out_shape[ax].max(1);
+                                off += (rem % n) * st[ax];
+                                rem /= n;
+                            }
+                            *x = d[off];
+                        }
+                    }
+                }
+            }
+            ExprNode::Const(c) => r.fill(c),
+            ExprNode::Unary(u, a) => map_unary(u, reg(a), r),
+            ExprNode::Binary(b, x, y) => map_binary(b, reg(x), reg(y), r),
+        }
+    }
+    if let Some(last) = expr.nodes.len().checked_sub(1) {
+        dst.copy_from_slice(&regs[last * BLOCK..last * BLOCK + len]);
+    }
+}
+
+/// An epilogue with its operands: a bias per output channel and a residual of the output's shape.
+#[derive(Clone, Copy)]
+pub struct EpilogueArgs<'a> {
+    pub epilogue: &'a Epilogue,
+    pub bias: Option<&'a [f32]>,
+    pub residual: Option<&'a [f32]>,
+}
+
+impl EpilogueArgs<'_> {
+    /// Applies the epilogue to `dst`, the output elements starting at flat index `base`, where
+    /// the last axis has `channels` elements.
+    pub fn apply(&self, dst: &mut [f32], base: usize, channels: usize) {
+        let e = self.epilogue;
+        if let Some(b) = self.bias {
+            let mut c = base % channels.max(1);
+            for v in dst.iter_mut() {
+                *v += b[c];
+                c += 1;
+                if c == channels {
+                    c = 0;
+                }
+            }
+        }
+        if let Some(a) = e.activation {
+            in_place_unary(a, dst);
+        }
+        if let Some(r) = self.residual {
+            let n = dst.len();
+            dst.iter_mut().zip(&r[base..base + n]).for_each(|(v, &x)| *v += x);
+        }
+        if let Some(a) = e.post_activation {
+            in_place_unary(a, dst);
+        }
+    }
+
+    /// Applies the epilogue to a whole output, in parallel row blocks.
+    pub fn apply_all(&self, out: &mut [f32], channels: usize) {
+        let rows_per_task = (TASK / channels.max(1)).max(1);
+        let task = rows_per_task * channels.max(1);
+        if out.len() >= PAR_THRESHOLD {
+            out.par_chunks_mut(task).enumerate().for_each(|(i, c)| self.apply(c, i * task, channels));
+        } else {
+            self.apply(out, 0, channels);
+        }
+    }
+}
+
+fn in_place_unary(u: UnaryOp, v: &mut [f32]) {
+    match u {
+        UnaryOp::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
+        UnaryOp::Relu6 => v.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
+        _ => v.iter_mut().for_each(|x| *x = unary_scalar(u, *x)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expression_with_broadcasts_and_in_place() {
+        // relu(x * s + b) with s a scalar, b a row vector, x (2, 3).
+        let expr = FusedExpr {
+            nodes: vec![
+                ExprNode::Input(0),
+                ExprNode::Input(1),
+                ExprNode::Binary(BinaryOp::Mul, 0, 1),
+                ExprNode::Input(2),
+                ExprNode::Binary(BinaryOp::Add, 2, 3),
+                ExprNode::Unary(UnaryOp::Relu, 4),
+            ],
+        };
+        let x = [1.0, -2.0, 3.0, -4.0, 5.0, -6.0];
+        let s = [2.0];
+        let b = [0.5, 1.0, -10.0];
+        let want: Vec<f32> = x.iter().enumerate().map(|(i, &v)| (v * 2.0 + b[i % 3]).max(0.0)).collect();
+        let mut out = vec![0.0; 6];
+        let ops = [
+            Operand { data: Some(&x), shape: &[2, 3] },
+            Operand { data: Some(&s), shape: &[] },
+            Operand { data: Some(&b), shape: &[3] },
+        ];
+        eval(&expr, &ops, &mut out, &[2, 3]);
+        assert_eq!(out, want);
+        let mut buf = x.to_vec();
+        let ops = [ops[0], ops[1], ops[2]];
+        let ops = [Operand { data: None, shape: &[2, 3] }, ops[1], ops[2]];
+        eval(&expr, &ops, &mut buf, &[2, 3]);
+        assert_eq!(buf, want);
+    }
+
+    #[test]
+    fn strided_broadcast_over_a_middle_axis() {
+        let expr = FusedExpr { nodes: vec![ExprNode::Input(0), ExprNode::Input(1), ExprNode::Binary(BinaryOp::Sub, 0, 1)] };
+        let x: Vec<f32> = (0..12).map(|i| i as f32).collect();
+        let m = [100.0, 200.0];
+        let mut out = vec![0.0; 12];
+        let ops = [Operand { data: Some(&x), shape: &[2, 2, 3] }, Operand { data: Some(&m), shape: &[2, 1] }];
+        eval(&expr, &ops, &mut out, &[2, 2, 3]);
+        for (i, v) in out.iter().enumerate() {
+            assert_eq!(*v, i as f32 - m[(i / 3) % 2]);
+        }
+    }
+}
