@@ -3,7 +3,9 @@
 //! A thin facade over the workspace crates: [`load`] a model file into an IR graph, bind it
 //! to a device with [`Session`], run it.
 
+pub mod bench;
 pub mod npy;
+pub mod report;
 
 pub use frontend::{load_bytes, FrontendError, LoadOptions, Model, ModelFormat, ModelInfo};
 pub use ir;

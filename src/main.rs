@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use kerasc::{ir, npy, Device, Session, SessionOptions};
+use kerasc::bench::{BenchOptions, BenchResult};
+use kerasc::{ir, npy, Device, OptimizeOptions, Session, SessionOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -36,9 +37,60 @@ enum Command {
         /// Device: /CPU:0, /GPU:0, /device:GPU:1, cpu, gpu:1 ... (default: the best available)
         #[arg(long)]
         device: Option<String>,
+        /// Run the frontend's graph op by op, without the optimizer
+        #[arg(long)]
+        naive: bool,
+    },
+    /// Show each compilation stage: the IR, the optimized graph, the memory plan, Graphviz DOT
+    Compile {
+        /// A Keras model file (.h5 or .keras)
+        model: PathBuf,
+        /// Stage to print: ir, optimized, plan or dot
+        #[arg(long, default_value = "optimized")]
+        emit: Emit,
+        /// Write every stage into this folder instead (ir.txt, optimized.txt, plan.txt, before.dot, after.dot)
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Batch size the memory plan is laid out for
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+    },
+    /// Time the naive plan against the optimized plan, side by side
+    Bench {
+        /// A Keras model file (.h5 or .keras)
+        model: PathBuf,
+        /// Device: /CPU:0, /GPU:0, cpu, gpu:1 ... (default: the best available)
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Add the ten most expensive ops of each plan
+        #[arg(long)]
+        profile: bool,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+        /// Write a self-contained HTML report (graphs and per-op time charts)
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Seed of the random input
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// List the devices plans can run on
     Devices,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Emit {
+    Ir,
+    Optimized,
+    Plan,
+    Dot,
 }
 
 fn main() {
@@ -52,7 +104,15 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model, json } => inspect(&model, json),
-        Command::Run { model, inputs, outputs, device } => run_model(&model, &inputs, &outputs, device.as_deref()),
+        Command::Run { model, inputs, outputs, device, naive } => {
+            run_model(&model, &inputs, &outputs, device.as_deref(), naive)
+        }
+        Command::Compile { model, emit, out, batch } => compile(&model, emit, out.as_deref(), batch),
+        Command::Bench { model, device, batch, warmup, runs, profile, json, report, seed } => {
+            let device = pick_device(device.as_deref())?;
+            let opts = kerasc::bench::BenchOptions { device, batch: batch.max(1), warmup, runs: runs.max(1), profile: profile || report.is_some(), seed };
+            bench(&model, &opts, json, profile, report.as_deref())
+        }
         Command::Devices => {
             for d in kerasc::available_devices() {
                 println!("{}  {}  ({} threads)", d.device, d.name, d.threads);
@@ -161,7 +221,7 @@ fn pick_device(requested: Option<&str>) -> Result<Device> {
     Ok(device)
 }
 
-fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Option<&str>) -> Result<()> {
+fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Option<&str>, naive: bool) -> Result<()> {
     let model = kerasc::load(path)?;
     let n_out = model.graph.outputs().len();
     if !outputs.is_empty() && outputs.len() != n_out {
@@ -176,9 +236,15 @@ fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Optio
         tensors.push(t);
     }
     let device = pick_device(device)?;
-    let session =
-        Session::new(model.graph, SessionOptions { device: Some(device) }).context("cannot prepare the model")?;
-    let results = session.run(&tensors)?;
+    let options = SessionOptions { device: Some(device) };
+    let (results, graph) = if naive {
+        let session = Session::new(model.graph, options).context("cannot prepare the model")?;
+        (session.run(&tensors)?, session.graph().clone())
+    } else {
+        let (session, _) = kerasc::compile(&model.graph, &OptimizeOptions::default(), options)
+            .context("cannot compile the model")?;
+        (session.run(&tensors)?, session.graph().clone())
+    };
     if outputs.is_empty() {
         for (i, t) in results.iter().enumerate() {
             let vals = t.to_f64_vec();
@@ -186,7 +252,7 @@ fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Optio
             let more = if vals.len() > 8 { ", ..." } else { "" };
             println!(
                 "output {i} ({}): shape {:?} {} [{}{}]",
-                session.graph().value(session.graph().outputs()[i]).name,
+                graph.value(graph.outputs()[i]).name,
                 t.shape(),
                 t.dtype(),
                 head.join(", "),
@@ -197,6 +263,179 @@ fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Optio
         for (t, p) in results.iter().zip(outputs) {
             npy::write(p, t)?;
             eprintln!("wrote {} {:?} to {}", t.dtype(), t.shape(), p.display());
+        }
+    }
+    Ok(())
+}
+
+fn plan_text(g: &ir::Graph, plan: &ir::MemoryPlan) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "memory plan at batch {} ({})", plan.batch, plan.heuristic);
+    let _ = writeln!(
+        s,
+        "arena {} · naive {} · lower bound {} · {} in place · {} reshapes aliased",
+        human_bytes(plan.arena_bytes),
+        human_bytes(plan.naive_bytes),
+        human_bytes(plan.lower_bound_bytes),
+        plan.in_place.len(),
+        plan.aliases
+    );
+    let _ = writeln!(s, "{:>4}  {:<28} {:<16} {:>12} {:>12}", "step", "node", "op", "offset", "bytes");
+    for (step, nid) in plan.order.iter().enumerate() {
+        let node = &g.nodes()[nid.0];
+        for o in &node.outputs {
+            let (off, bytes) = match plan.placements[o.0] {
+                ir::Placement::Arena { offset, bytes } => (offset.to_string(), bytes.to_string()),
+                other => (format!("{other:?}"), String::new()),
+            };
+            let mark = if plan.in_place.contains(nid) { " (in place)" } else { "" };
+            let _ = writeln!(s, "{step:>4}  {:<28} {:<16} {off:>12} {bytes:>12}{mark}", node.name, node.op.name());
+        }
+    }
+    s
+}
+
+fn report_text(r: &kerasc::OptimizeReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "optimizer: {:.3} s", r.seconds);
+    for p in &r.passes {
+        let changes: Vec<String> = p.changes.iter().filter(|(_, n)| *n > 0).map(|(w, n)| format!("{w} {n}")).collect();
+        let _ = writeln!(
+            s,
+            "  {:<18} {:>4} -> {:<4} nodes  {:>7.1} ms  {}",
+            p.name,
+            p.nodes_before,
+            p.nodes_after,
+            p.seconds * 1e3,
+            changes.join(", ")
+        );
+    }
+    let e = &r.egraph;
+    let _ = writeln!(
+        s,
+        "  e-graph: {} iterations, {} nodes, {} classes, stopped: {}; cost {:.0} -> {:.0}",
+        e.iterations, e.nodes, e.classes, e.stop_reason, e.cost_before, e.cost_after
+    );
+    s
+}
+
+fn compile(path: &Path, emit: Emit, out: Option<&Path>, batch: usize) -> Result<()> {
+    let model = kerasc::load(path)?;
+    let opt = kerasc::optimizer::optimize(&model.graph, &OptimizeOptions::default()).context("optimizer failed")?;
+    let plan = kerasc::optimizer::plan(&opt.graph, batch.max(1)).context("memory planner failed")?;
+    let ir_text = ir::render::to_text(&model.graph);
+    let opt_text = format!("{}\n{}", report_text(&opt.report), ir::render::to_text(&opt.graph));
+    let plan_txt = plan_text(&opt.graph, &plan);
+    let before = ir::render::to_dot(&model.graph);
+    let after = ir::render::to_dot(&opt.graph);
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            for (name, text) in [
+                ("ir.txt", &ir_text),
+                ("optimized.txt", &opt_text),
+                ("plan.txt", &plan_txt),
+                ("before.dot", &before),
+                ("after.dot", &after),
+            ] {
+                kerasc::write_atomic(&dir.join(name), text.as_bytes())?;
+            }
+            eprintln!("wrote ir.txt, optimized.txt, plan.txt, before.dot, after.dot to {}", dir.display());
+        }
+        None => match emit {
+            Emit::Ir => print!("{ir_text}"),
+            Emit::Optimized => print!("{opt_text}"),
+            Emit::Plan => print!("{plan_txt}"),
+            Emit::Dot => print!("{before}{after}"),
+        },
+    }
+    Ok(())
+}
+
+fn top_ops(rows: &[(String, String, f64)]) -> Vec<&(String, String, f64)> {
+    let mut v: Vec<&(String, String, f64)> = rows.iter().collect();
+    v.sort_by(|a, b| b.2.total_cmp(&a.2));
+    v.truncate(10);
+    v
+}
+
+fn bench_json(r: &BenchResult) -> serde_json::Value {
+    let timing = |t: &kerasc::bench::Timing| {
+        json!({
+            "median_ms": t.median_ms,
+            "min_ms": t.min_ms,
+            "mean_ms": t.mean_ms,
+            "kernels": t.kernels,
+            "top_ops": top_ops(&t.profile).iter().map(|(n, o, ms)| json!({"node": n, "op": o, "ms": ms})).collect::<Vec<_>>(),
+        })
+    };
+    let e = &r.optimizer.egraph;
+    let rules: serde_json::Map<String, serde_json::Value> = r
+        .optimizer
+        .passes
+        .iter()
+        .flat_map(|p| p.changes.iter().map(move |(w, n)| (format!("{}/{}", p.name, w), json!(n))))
+        .collect();
+    json!({
+        "model": r.model,
+        "device": r.device,
+        "batch": r.batch,
+        "naive": timing(&r.naive),
+        "optimized": timing(&r.optimized),
+        "speedup": r.speedup(),
+        "memory": {
+            "naive_bytes": r.naive_bytes,
+            "arena_bytes": r.arena_bytes,
+            "lower_bound_bytes": r.lower_bound_bytes,
+        },
+        "max_abs_diff": r.max_abs_diff,
+        "optimizer": {
+            "seconds": r.optimizer.seconds,
+            "stop_reason": e.stop_reason,
+            "iterations": e.iterations,
+            "egraph_nodes": e.nodes,
+            "egraph_classes": e.classes,
+            "cost_before": e.cost_before,
+            "cost_after": e.cost_after,
+            "changes": rules,
+        },
+    })
+}
+
+fn bench(path: &Path, opts: &BenchOptions, as_json: bool, profile: bool, report: Option<&Path>) -> Result<()> {
+    let model = kerasc::load(path)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let r = kerasc::bench::bench(&name, &model.graph, opts)?;
+    if let Some(p) = report {
+        kerasc::write_atomic(p, kerasc::report::html(&r).as_bytes())?;
+        eprintln!("wrote the report to {}", p.display());
+    }
+    if as_json {
+        println!("{}", bench_json(&r));
+        return Ok(());
+    }
+    println!("{}  on {}  batch {}  ({} warm-up, {} timed runs)", r.model, r.device, r.batch, opts.warmup, opts.runs);
+    println!("              median ms    min ms   kernels");
+    println!("  naive      {:>10.3} {:>9.3} {:>9}", r.naive.median_ms, r.naive.min_ms, r.naive.kernels);
+    println!("  optimized  {:>10.3} {:>9.3} {:>9}", r.optimized.median_ms, r.optimized.min_ms, r.optimized.kernels);
+    println!("  speedup    {:>10.2}x", r.speedup());
+    println!(
+        "  memory     naive {} · arena {} · lower bound {} (arena/bound {:.2})",
+        human_bytes(r.naive_bytes),
+        human_bytes(r.arena_bytes),
+        human_bytes(r.lower_bound_bytes),
+        r.arena_bytes as f64 / r.lower_bound_bytes.max(1) as f64
+    );
+    println!("  max |optimized - naive| = {:.3e}", r.max_abs_diff);
+    print!("{}", report_text(&r.optimizer));
+    if profile {
+        for (label, t) in [("naive", &r.naive), ("optimized", &r.optimized)] {
+            println!("  top ops, {label}:");
+            for (n, o, ms) in top_ops(&t.profile) {
+                println!("    {ms:>9.3} ms  {o:<16} {n}");
+            }
         }
     }
     Ok(())

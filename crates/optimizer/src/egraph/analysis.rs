@@ -21,6 +21,7 @@ pub struct TensorAnalysis {
     pub ops: Vec<Op>,
     op_keys: HashMap<String, u32>,
     pub weights: Vec<Tensor>,
+    weight_keys: HashMap<String, u32>,
     pub inputs: Vec<TensorType>,
 }
 
@@ -37,10 +38,19 @@ impl TensorAnalysis {
         k
     }
 
-    /// Stores a weight and returns its index.
+    /// Stores a weight and returns its index; small tensors (the literals rules make) are
+    /// shared by value, so re-applying a rule adds nothing new.
     pub fn intern_weight(&mut self, t: Tensor) -> u32 {
+        let key = (t.len() <= 16).then(|| format!("{:?}{:?}", t.shape(), t.data()));
+        if let Some(k) = key.as_ref().and_then(|k| self.weight_keys.get(k)) {
+            return *k;
+        }
         self.weights.push(t);
-        (self.weights.len() - 1) as u32
+        let k = (self.weights.len() - 1) as u32;
+        if let Some(key) = key {
+            self.weight_keys.insert(key, k);
+        }
+        k
     }
 }
 

@@ -69,19 +69,20 @@ pub fn conv_into(
         return Ok(());
     }
     if groups > 1 && cg == 1 {
-        out.fill(0.0);
-        depthwise(&g, xs, ws, out, fg);
-        if let Some(e) = epi {
-            e.apply_all(out, g.f);
-        }
+        depthwise(&g, xs, ws, out, fg, epi);
         return Ok(());
     }
     let pointwise = kprod == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0];
     if pointwise && groups == 1 {
-        sgemm(rows, g.f, g.c, out, g.f, xs, g.c, 1, ws, g.f, 1, false, rayon::current_num_threads());
-        if let Some(e) = epi {
-            e.apply_all(out, g.f);
-        }
+        // A plain GEMM over row blocks, each finished by the epilogue while in cache.
+        out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().for_each(|(chunk, dst)| {
+            let row0 = chunk * ROW_CHUNK;
+            let nrows = dst.len() / g.f;
+            sgemm(nrows, g.f, g.c, dst, g.f, &xs[row0 * g.c..], g.c, 1, ws, g.f, 1, false, 1);
+            if let Some(e) = epi {
+                e.apply(dst, row0 * g.f, g.f);
+            }
+        });
         return Ok(());
     }
     let kc = kprod * cg;
@@ -141,10 +142,11 @@ fn im2col(g: &Geo, x: &[f32], row0: usize, nrows: usize, c0: usize, cg: usize, c
 }
 
 /// Depthwise convolution (one input channel per group, `dm` outputs per channel).
-fn depthwise(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], dm: usize) {
+fn depthwise(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], dm: usize, epi: Option<&EpilogueArgs>) {
     let [od, oh, ow] = g.out;
     let f = g.f;
     out.par_chunks_mut(f).enumerate().for_each(|(row, dst)| {
+        dst.fill(0.0);
         let ox = row % ow;
         let oy = (row / ow) % oh;
         let oz = (row / (ow * oh)) % od;
@@ -181,6 +183,9 @@ fn depthwise(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], dm: usize) {
                     }
                 }
             }
+        }
+        if let Some(e) = epi {
+            e.apply(dst, row * f, f);
         }
     });
 }

@@ -112,11 +112,12 @@ pub fn unary_scalar(op: UnaryOp, x: f32) -> f32 {
 
 /// Applies a unary op element-wise.
 pub fn unary(op: UnaryOp, x: &[f32], shape: &[usize]) -> Result<Tensor, RuntimeError> {
-    let out: Vec<f32> = if x.len() >= PAR_THRESHOLD {
-        x.par_iter().with_min_len(4096).map(|&v| unary_scalar(op, v)).collect()
+    let mut out = vec![0f32; x.len()];
+    if x.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(4096).zip(x.par_chunks(4096)).for_each(|(d, s)| super::fused::map_unary(op, s, d));
     } else {
-        x.iter().map(|&v| unary_scalar(op, v)).collect()
-    };
+        super::fused::map_unary(op, x, &mut out);
+    }
     tensor(shape, out)
 }
 

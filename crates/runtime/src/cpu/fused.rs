@@ -53,7 +53,8 @@ fn access(op: &Operand, out_shape: &[usize]) -> Access {
 
 /// Applies `u` to every element of `src` into `dst`, with the common cases unswitched.
 pub fn map_unary(u: UnaryOp, src: &[f32], dst: &mut [f32]) {
-    match u {
+    match simplified(u) {
+        UnaryOp::Clip { lo, hi } => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.clamp(lo, hi)),
         UnaryOp::Relu => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.max(0.0)),
         UnaryOp::Relu6 => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.clamp(0.0, 6.0)),
         UnaryOp::Identity => dst.copy_from_slice(src),
@@ -201,8 +202,21 @@ impl EpilogueArgs<'_> {
     }
 }
 
-fn in_place_unary(u: UnaryOp, v: &mut [f32]) {
+/// The same function in a form with a fast loop, where one exists.
+fn simplified(u: UnaryOp) -> UnaryOp {
     match u {
+        UnaryOp::ReluClip { max_value: None, negative_slope: 0.0, threshold: 0.0 } => UnaryOp::Relu,
+        UnaryOp::ReluClip { max_value: Some(m), negative_slope: 0.0, threshold: 0.0 } if m >= 0.0 => {
+            UnaryOp::Clip { lo: 0.0, hi: m }
+        }
+        UnaryOp::Relu6 => UnaryOp::Clip { lo: 0.0, hi: 6.0 },
+        other => other,
+    }
+}
+
+fn in_place_unary(u: UnaryOp, v: &mut [f32]) {
+    match simplified(u) {
+        UnaryOp::Clip { lo, hi } => v.iter_mut().for_each(|x| *x = x.clamp(lo, hi)),
         UnaryOp::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
         UnaryOp::Relu6 => v.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
         _ => v.iter_mut().for_each(|x| *x = unary_scalar(u, *x)),

@@ -1,0 +1,205 @@
+//! `kerasc bench`: the naive plan (the frontend's graph op by op, one buffer per tensor, no
+//! passes) and the optimized plan, on the same device and the same random input, in one process.
+
+use crate::ir::{DType, Dim, Graph, Op, Producer, Tensor, TensorData};
+use crate::{compile, OptimizeOptions, OptimizeReport, PlannedSession, Session, SessionOptions};
+use crate::{CompileError, Device, RuntimeError};
+use std::time::Instant;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub device: Device,
+    pub batch: usize,
+    pub warmup: usize,
+    pub runs: usize,
+    pub profile: bool,
+    pub seed: u64,
+}
+
+/// Timings of one plan, in milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct Timing {
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub mean_ms: f64,
+    /// Kernels launched per run (aliased reshapes excluded).
+    pub kernels: usize,
+    /// Per node: (name, op, milliseconds) of one profiled run, when asked for.
+    pub profile: Vec<(String, String, f64)>,
+}
+
+/// Everything `bench` reports.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    pub model: String,
+    pub device: String,
+    pub batch: usize,
+    pub naive: Timing,
+    pub optimized: Timing,
+    pub naive_bytes: usize,
+    pub arena_bytes: usize,
+    pub lower_bound_bytes: usize,
+    pub max_abs_diff: f64,
+    pub optimizer: OptimizeReport,
+    pub naive_graph: Graph,
+    pub optimized_graph: Graph,
+}
+
+impl BenchResult {
+    /// Naive median over optimized median.
+    pub fn speedup(&self) -> f64 {
+        self.naive.median_ms / self.optimized.median_ms.max(1e-9)
+    }
+}
+
+/// Errors of a benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{0}")]
+    Compile(String),
+}
+
+impl From<CompileError> for BenchError {
+    fn from(e: CompileError) -> Self {
+        BenchError::Compile(e.to_string())
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for benchmark inputs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    pub fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// The largest id every embedding or gather fed by graph input `i` accepts.
+fn index_limit(g: &Graph, input: usize) -> usize {
+    let v = g.inputs()[input];
+    let mut limit = usize::MAX;
+    for n in g.nodes() {
+        if let (Op::Gather { axis }, Some(&idx), Some(&data)) = (&n.op, n.inputs.get(1), n.inputs.first()) {
+            if idx == v {
+                if let Some(Dim::Fixed(d)) = g.value(data).ty.shape.dims().get(*axis) {
+                    limit = limit.min(*d);
+                }
+            }
+        }
+    }
+    if limit == usize::MAX {
+        2
+    } else {
+        limit.max(1)
+    }
+}
+
+/// Random inputs for every graph input at a batch size: floats in [-1, 1), ids in range.
+pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Tensor>, RuntimeError> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    for (i, &v) in g.inputs().iter().enumerate() {
+        let ty = &g.value(v).ty;
+        let shape: Vec<usize> = ty.shape.dims().iter().map(|d| d.fixed().unwrap_or(batch)).collect();
+        let n: usize = shape.iter().product();
+        let t = if ty.dtype.is_float() {
+            Tensor::from_f32(&shape, (0..n).map(|_| rng.uniform()).collect())?.cast(ty.dtype)
+        } else {
+            let lim = index_limit(g, i) as u64;
+            let ids: Vec<i64> = (0..n).map(|_| (rng.next_u64() % lim) as i64).collect();
+            Tensor::new(shape, TensorData::I64(ids))?.cast(if ty.dtype == DType::Bool { DType::I64 } else { ty.dtype })
+        };
+        out.push(t);
+    }
+    Ok(out)
+}
+
+fn time<F: FnMut() -> Result<(), RuntimeError>>(warmup: usize, runs: usize, mut f: F) -> Result<Timing, RuntimeError> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut ms = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t0 = Instant::now();
+        f()?;
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(Timing {
+        median_ms: ms[ms.len() / 2],
+        min_ms: ms[0],
+        mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
+        ..Default::default()
+    })
+}
+
+fn profile_rows(g: &Graph, times: &[f64]) -> Vec<(String, String, f64)> {
+    g.nodes().iter().zip(times).map(|(n, &t)| (n.name.clone(), n.op.name(), t * 1e3)).collect()
+}
+
+/// Bytes of one buffer per intermediate tensor of `g` at a batch size.
+pub fn naive_bytes(g: &Graph, batch: usize) -> usize {
+    g.values()
+        .iter()
+        .filter(|v| matches!(v.producer, Producer::Node(..)))
+        .map(|v| v.ty.shape.dims().iter().map(|d| d.fixed().unwrap_or(batch)).product::<usize>() * v.ty.dtype.size())
+        .sum()
+}
+
+/// Runs the benchmark.
+pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchResult, BenchError> {
+    let session = SessionOptions { device: Some(options.device) };
+    let naive = Session::new(graph.clone(), session.clone())?;
+    let (planned, report): (PlannedSession, OptimizeReport) = compile(graph, &OptimizeOptions::default(), session)?;
+    let inputs = random_inputs(graph, options.batch, options.seed)?;
+    let want = naive.run(&inputs)?;
+    let got = planned.run(&inputs)?;
+    let mut max_abs_diff = 0f64;
+    for (a, b) in got.iter().zip(&want) {
+        for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
+            let d = (x - y).abs();
+            max_abs_diff = if d.is_nan() { f64::NAN } else { max_abs_diff.max(d) };
+        }
+    }
+    let mut nt = time(options.warmup, options.runs, || naive.run(&inputs).map(|_| ()))?;
+    let mut ot = time(options.warmup, options.runs, || planned.run(&inputs).map(|_| ()))?;
+    let plan = planned.plan_for(options.batch)?;
+    nt.kernels = graph.nodes().len();
+    ot.kernels = planned.graph().nodes().len() - plan.aliases;
+    if options.profile {
+        let (_, t) = naive.run_profiled(&inputs)?;
+        nt.profile = profile_rows(graph, &t);
+        let (_, t) = planned.run_profiled(&inputs)?;
+        ot.profile = profile_rows(planned.graph(), &t);
+    }
+    Ok(BenchResult {
+        model: name.to_string(),
+        device: options.device.to_string(),
+        batch: options.batch,
+        naive: nt,
+        optimized: ot,
+        naive_bytes: naive_bytes(graph, options.batch),
+        arena_bytes: plan.arena_bytes,
+        lower_bound_bytes: plan.lower_bound_bytes,
+        max_abs_diff,
+        optimizer: report,
+        naive_graph: graph.clone(),
+        optimized_graph: planned.graph().clone(),
+    })
+}

@@ -1,0 +1,195 @@
+//! The self-contained HTML report of `kerasc bench --report`: the graph before and after as SVG
+//! (laid out here, no Graphviz needed) and bar charts of time per op kind, naive vs optimized.
+
+use crate::bench::BenchResult;
+use crate::ir::{Graph, Producer};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The graph as an SVG: one box per node in layers by depth, inputs on top, edges as lines.
+pub fn graph_svg(g: &Graph, color: &str) -> String {
+    const W: usize = 170;
+    const H: usize = 40;
+    const GAP_X: usize = 20;
+    const GAP_Y: usize = 28;
+    let mut layer_of_value: Vec<usize> = vec![0; g.values().len()];
+    let mut layers: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    let mut pos_of_value: Vec<Option<(usize, usize)>> = vec![None; g.values().len()];
+    for &v in g.inputs() {
+        pos_of_value[v.0] = Some((0, layers[0].len()));
+        layers[0].push((g.value(v).name.clone(), g.value(v).ty.to_string()));
+    }
+    let mut node_pos = Vec::new();
+    for n in g.nodes() {
+        let depth = n
+            .inputs
+            .iter()
+            .filter(|v| !matches!(g.value(**v).producer, Producer::Constant))
+            .map(|v| layer_of_value[v.0] + 1)
+            .max()
+            .unwrap_or(1);
+        if layers.len() <= depth {
+            layers.resize(depth + 1, Vec::new());
+        }
+        let p = (depth, layers[depth].len());
+        let ty = n.outputs.first().map(|&o| g.value(o).ty.to_string()).unwrap_or_default();
+        layers[depth].push((format!("{} · {}", n.op.name(), n.name), ty));
+        for &o in &n.outputs {
+            layer_of_value[o.0] = depth;
+            pos_of_value[o.0] = Some(p);
+        }
+        node_pos.push(p);
+    }
+    let width = layers.iter().map(|l| l.len()).max().unwrap_or(1) * (W + GAP_X) + GAP_X;
+    let height = layers.len() * (H + GAP_Y) + GAP_Y;
+    let xy = |(d, i): (usize, usize)| (GAP_X + i * (W + GAP_X), GAP_Y + d * (H + GAP_Y));
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"Helvetica,Arial,sans-serif\" font-size=\"10\">"
+    );
+    for (n, &p) in g.nodes().iter().zip(&node_pos) {
+        let (x2, y2) = xy(p);
+        for v in &n.inputs {
+            if let Some(q) = pos_of_value[v.0] {
+                if matches!(g.value(*v).producer, Producer::Constant) {
+                    continue;
+                }
+                let (x1, y1) = xy(q);
+                let _ = write!(
+                    s,
+                    "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\" stroke-width=\"1\"/>",
+                    x1 + W / 2,
+                    y1 + H,
+                    x2 + W / 2,
+                    y2
+                );
+            }
+        }
+    }
+    for (d, layer) in layers.iter().enumerate() {
+        for (i, (label, ty)) in layer.iter().enumerate() {
+            let (x, y) = xy((d, i));
+            let fill = if d == 0 { "#eee" } else { color };
+            let short: String = label.chars().take(30).collect();
+            let _ = write!(
+                s,
+                "<g><title>{}</title><rect x=\"{x}\" y=\"{y}\" width=\"{W}\" height=\"{H}\" rx=\"4\" fill=\"{fill}\" stroke=\"#555\"/><text x=\"{}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" fill=\"#444\">{}</text></g>",
+                esc(label),
+                x + 5,
+                y + 16,
+                esc(&short),
+                x + 5,
+                y + 31,
+                esc(ty)
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn by_kind(rows: &[(String, String, f64)]) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    for (_, op, ms) in rows {
+        *m.entry(op.clone()).or_insert(0.0) += ms;
+    }
+    m
+}
+
+/// Horizontal bars of total milliseconds per op kind, naive and optimized side by side.
+pub fn bars_svg(naive: &[(String, String, f64)], optimized: &[(String, String, f64)]) -> String {
+    let a = by_kind(naive);
+    let b = by_kind(optimized);
+    let mut kinds: Vec<String> = a.keys().chain(b.keys()).cloned().collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds.sort_by(|x, y| {
+        let fx = a.get(x).copied().unwrap_or(0.0).max(b.get(x).copied().unwrap_or(0.0));
+        let fy = a.get(y).copied().unwrap_or(0.0).max(b.get(y).copied().unwrap_or(0.0));
+        fy.total_cmp(&fx)
+    });
+    let max = a.values().chain(b.values()).copied().fold(1e-9, f64::max);
+    let (label_w, bar_w, row_h) = (170.0, 480.0, 30.0);
+    let height = 40.0 + kinds.len() as f64 * row_h;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"Helvetica,Arial,sans-serif\" font-size=\"11\">",
+        label_w + bar_w + 120.0
+    );
+    let _ = write!(
+        s,
+        "<rect x=\"{label_w}\" y=\"6\" width=\"12\" height=\"10\" fill=\"#d9822b\"/><text x=\"{}\" y=\"15\">naive</text><rect x=\"{}\" y=\"6\" width=\"12\" height=\"10\" fill=\"#2b7bd9\"/><text x=\"{}\" y=\"15\">optimized</text>",
+        label_w + 16.0,
+        label_w + 70.0,
+        label_w + 86.0
+    );
+    for (i, k) in kinds.iter().enumerate() {
+        let y = 30.0 + i as f64 * row_h;
+        let na = a.get(k).copied().unwrap_or(0.0);
+        let op = b.get(k).copied().unwrap_or(0.0);
+        let _ = write!(s, "<text x=\"0\" y=\"{}\">{}</text>", y + 14.0, esc(k));
+        for (j, (v, c)) in [(na, "#d9822b"), (op, "#2b7bd9")].iter().enumerate() {
+            let w = (v / max * bar_w).max(if *v > 0.0 { 1.0 } else { 0.0 });
+            let yy = y + j as f64 * 12.0;
+            let _ = write!(
+                s,
+                "<rect x=\"{label_w}\" y=\"{yy}\" width=\"{w:.1}\" height=\"11\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{}\">{v:.3} ms</text>",
+                label_w + w + 4.0,
+                yy + 9.0
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The whole report page.
+pub fn html(r: &BenchResult) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>kerasc bench: {m}</title><style>body{{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}th{{background:#f4f4f4}}.graphs{{display:flex;gap:24px;align-items:flex-start}}.graph{{overflow:auto;max-height:900px;border:1px solid #ddd}}</style></head><body>",
+        m = esc(&r.model)
+    );
+    let _ = write!(
+        s,
+        "<h1>kerasc bench: {}</h1><p>device {} · batch {} · optimizer {:.3} s, e-graph stopped: {}</p>",
+        esc(&r.model),
+        esc(&r.device),
+        r.batch,
+        r.optimizer.seconds,
+        esc(&r.optimizer.egraph.stop_reason)
+    );
+    let _ = write!(
+        s,
+        "<table><tr><th></th><th>median ms</th><th>min ms</th><th>kernels</th></tr><tr><th>naive</th><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr><tr><th>optimized</th><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr></table>",
+        r.naive.median_ms, r.naive.min_ms, r.naive.kernels, r.optimized.median_ms, r.optimized.min_ms, r.optimized.kernels
+    );
+    let _ = write!(
+        s,
+        "<p><b>speedup {:.2}×</b> · memory: naive {} B, arena {} B, lower bound {} B · max |diff| {:.3e}</p>",
+        r.speedup(),
+        r.naive_bytes,
+        r.arena_bytes,
+        r.lower_bound_bytes,
+        r.max_abs_diff
+    );
+    s.push_str("<h2>Time per op kind</h2>");
+    s.push_str(&bars_svg(&r.naive.profile, &r.optimized.profile));
+    let _ = write!(
+        s,
+        "<h2>Graph</h2><div class=\"graphs\"><div><h3>before ({} nodes)</h3><div class=\"graph\">{}</div></div><div><h3>after ({} nodes)</h3><div class=\"graph\">{}</div></div></div>",
+        r.naive_graph.nodes().len(),
+        graph_svg(&r.naive_graph, "#fbe3c8"),
+        r.optimized_graph.nodes().len(),
+        graph_svg(&r.optimized_graph, "#cfe2fb")
+    );
+    s.push_str("</body></html>\n");
+    s
+}
