@@ -141,3 +141,40 @@ fn place(buffers: &[Buffer], cmp: impl Fn(&Buffer, &Buffer) -> std::cmp::Orderin
     }
     offsets
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ir::{ExprNode, FusedExpr, Shape, Tensor, TensorType, UnaryOp};
+
+    fn unary_expr(u: UnaryOp) -> Op {
+        Op::Fused(FusedExpr { nodes: vec![ExprNode::Input(0), ExprNode::Unary(u, 0)] })
+    }
+
+    #[test]
+    fn in_place_only_when_the_input_dies_there() {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", TensorType::new(DType::F32, Shape::fixed(&[4, 8])));
+        let w = g.add_constant("w", Tensor::zeros(&[8, 8]));
+        let a = g.add("mm", Op::MatMul { transpose_a: false, transpose_b: false }, &[x, w]).unwrap();
+        // `b` may not overwrite `a`: `a` is read again by `c`.
+        let b = g.add("exp", unary_expr(UnaryOp::Exp), &[a]).unwrap();
+        let sum = FusedExpr {
+            nodes: vec![ExprNode::Input(0), ExprNode::Input(1), ExprNode::Binary(ir::BinaryOp::Add, 0, 1)],
+        };
+        let c = g.add("add", Op::Fused(sum), &[a, b]).unwrap();
+        // `d` may overwrite `c`, which dies there.
+        let d = g.add("neg", unary_expr(UnaryOp::Neg), &[c]).unwrap();
+        g.set_outputs(vec![d]);
+        let p = plan(&g, 1).unwrap();
+        let off = |v: ir::ValueId| match p.placements[v.0] {
+            Placement::Arena { offset, .. } => offset,
+            other => panic!("{other:?}"),
+        };
+        assert_ne!(off(a), off(b));
+        assert_eq!(off(c), off(d));
+        assert!(p.in_place.contains(&NodeId(3)));
+        assert!(p.arena_bytes <= p.naive_bytes);
+        assert!(p.lower_bound_bytes <= p.arena_bytes);
+    }
+}

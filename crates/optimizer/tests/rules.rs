@@ -1,0 +1,344 @@
+//! One start ⇒ goal test per rewrite rule and pass: the start graph, the rule(s) alone, the ops
+//! the result must have, and the same numbers as the naive run.
+
+mod common;
+
+use common::*;
+use ir::{BinaryOp, Epilogue, Graph, Op, Tensor, UnaryOp};
+use optimizer::OptimizeOptions;
+
+fn fused_epilogue(g: &Graph) -> Epilogue {
+    match g.nodes().iter().find_map(|n| match &n.op {
+        Op::FusedConv { epilogue, .. } | Op::FusedMatMul { epilogue, .. } => Some(epilogue.clone()),
+        _ => None,
+    }) {
+        Some(e) => e,
+        None => panic!("no fused op in\n{}", ir::render::to_text(g)),
+    }
+}
+
+#[test]
+fn fold_batchnorm_into_conv() {
+    let mut rng = Rng(1);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[6, 6, 3]);
+    let y = conv(&mut g, &mut rng, x, 3, 4, true);
+    let z = batchnorm(&mut g, &mut rng, y, 4);
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["fold-batchnorm-into-linear"]), &mut rng);
+    assert_eq!(ops(&out), ["Conv2D", "BiasAdd"]);
+}
+
+#[test]
+fn fold_batchnorm_into_dense_with_bias() {
+    let mut rng = Rng(2);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[5]);
+    let w = g.add_constant("w", rng.tensor(&[5, 4]));
+    let b = g.add_constant("b", rng.tensor(&[4]));
+    let y = g.add("mm", Op::MatMul { transpose_a: false, transpose_b: false }, &[x, w]).unwrap();
+    let y = g.add("bias", Op::BiasAdd { axis: 1 }, &[y, b]).unwrap();
+    let z = batchnorm(&mut g, &mut rng, y, 4);
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["fold-batchnorm-into-linear"]), &mut rng);
+    assert_eq!(ops(&out), ["MatMul", "BiasAdd"]);
+}
+
+#[test]
+fn fold_per_channel_scale_into_conv() {
+    let mut rng = Rng(3);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[5, 5, 2]);
+    let y = conv(&mut g, &mut rng, x, 2, 3, false);
+    let s = g.add_constant("s", rng.tensor(&[1, 1, 1, 3]));
+    let z = g.add("scale", Op::Binary(BinaryOp::Mul), &[s, y]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["fold-scale-into-linear"]), &mut rng);
+    assert_eq!(ops(&out), ["Conv2D"]);
+}
+
+#[test]
+fn per_channel_shift_becomes_one_bias() {
+    let mut rng = Rng(4);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[5, 5, 2]);
+    let y = conv(&mut g, &mut rng, x, 2, 3, true);
+    let c1 = g.add_constant("c1", rng.tensor(&[3]));
+    let c2 = g.add_constant("c2", rng.tensor(&[3]));
+    let y = g.add("shift", Op::Binary(BinaryOp::Add), &[y, c1]).unwrap();
+    let z = g.add("bias", Op::BiasAdd { axis: 3 }, &[y, c2]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["shift-to-bias"]), &mut rng);
+    assert_eq!(ops(&out), ["Conv2D", "BiasAdd"]);
+}
+
+#[test]
+fn zero_padding_folds_into_the_conv() {
+    let mut rng = Rng(5);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[5, 5, 2]);
+    let p = g.add("pad", Op::Pad { pads: vec![(0, 0), (1, 2), (2, 1), (0, 0)], value: 0.0 }, &[x]).unwrap();
+    let z = conv(&mut g, &mut rng, p, 2, 3, false);
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["fold-pad-into-conv"]), &mut rng);
+    assert_eq!(ops(&out), ["Conv2D"]);
+    let Op::Conv(a) = &out.nodes()[0].op else { unreachable!() };
+    assert_eq!(a.pads, [(1, 2), (2, 1)]);
+}
+
+#[test]
+fn padding_with_a_nonzero_value_is_not_folded() {
+    let mut rng = Rng(6);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[5, 5, 2]);
+    let p = g.add("pad", Op::Pad { pads: vec![(0, 0), (1, 1), (1, 1), (0, 0)], value: 1.0 }, &[x]).unwrap();
+    let z = conv(&mut g, &mut rng, p, 2, 3, false);
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["fold-pad-into-conv"]), &mut rng);
+    assert_eq!(ops(&out), ["Pad", "Conv2D"]);
+}
+
+#[test]
+fn conv_bias_and_each_activation_fuse() {
+    let acts = [
+        UnaryOp::Relu,
+        UnaryOp::Relu6,
+        UnaryOp::LeakyRelu { alpha: 0.2 },
+        UnaryOp::Elu { alpha: 1.0 },
+        UnaryOp::Sigmoid,
+        UnaryOp::Tanh,
+        UnaryOp::Gelu,
+        UnaryOp::Silu,
+        UnaryOp::HardSigmoid,
+        UnaryOp::ReluClip { max_value: Some(6.0), negative_slope: 0.0, threshold: 0.0 },
+    ];
+    for (i, act) in acts.into_iter().enumerate() {
+        let mut rng = Rng(10 + i as u64);
+        let mut g = Graph::new("t");
+        let x = input(&mut g, &[4, 4, 2]);
+        let y = conv(&mut g, &mut rng, x, 2, 3, true);
+        let b = g.add_constant("b", rng.tensor(&[3]));
+        let y = g.add("bias", Op::BiasAdd { axis: 3 }, &[y, b]).unwrap();
+        let z = g.add("act", Op::Unary(act), &[y]).unwrap();
+        g.set_outputs(vec![z]);
+        let out = optimize_and_check(&g, &only(&["fuse-linear-bias", "fuse-linear-activation"]), &mut rng);
+        assert_eq!(ops(&out), ["FusedConv2D"], "{act:?}");
+        assert_eq!(fused_epilogue(&out), Epilogue { bias: true, activation: Some(act), ..Default::default() });
+    }
+}
+
+#[test]
+fn dense_bias_activation_fuses_into_matmul() {
+    let mut rng = Rng(30);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[7]);
+    let w = g.add_constant("w", rng.tensor(&[7, 5]));
+    let b = g.add_constant("b", rng.tensor(&[5]));
+    let y = g.add("mm", Op::MatMul { transpose_a: false, transpose_b: false }, &[x, w]).unwrap();
+    let y = g.add("bias", Op::BiasAdd { axis: 1 }, &[y, b]).unwrap();
+    let z = g.add("gelu", Op::Unary(UnaryOp::Gelu), &[y]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["fuse-linear-bias", "fuse-linear-activation"]), &mut rng);
+    assert_eq!(ops(&out), ["FusedMatMul"]);
+}
+
+#[test]
+fn residual_add_and_activation_join_the_epilogue() {
+    let mut rng = Rng(31);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[4, 4, 3]);
+    let y = conv(&mut g, &mut rng, x, 3, 3, true);
+    let b = g.add_constant("b", rng.tensor(&[3]));
+    let y = g.add("bias", Op::BiasAdd { axis: 3 }, &[y, b]).unwrap();
+    let y = g.add("relu1", Op::Unary(UnaryOp::Relu), &[y]).unwrap();
+    let y = g.add("add", Op::Binary(BinaryOp::Add), &[x, y]).unwrap();
+    let z = g.add("relu2", Op::Unary(UnaryOp::Relu), &[y]).unwrap();
+    g.set_outputs(vec![z]);
+    let rules = ["fuse-linear-bias", "fuse-linear-activation", "fuse-linear-residual"];
+    let out = optimize_and_check(&g, &only(&rules), &mut rng);
+    assert_eq!(ops(&out), ["FusedConv2D"]);
+    assert_eq!(
+        fused_epilogue(&out),
+        Epilogue { bias: true, activation: Some(UnaryOp::Relu), residual: true, post_activation: Some(UnaryOp::Relu) }
+    );
+}
+
+#[test]
+fn neutral_elements_vanish() {
+    let mut rng = Rng(40);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[3, 4]);
+    let one = g.add_constant("one", Tensor::full(&[4], 1.0));
+    let zero = g.add_constant("zero", Tensor::scalar(0.0));
+    let y = g.add("mul", Op::Binary(BinaryOp::Mul), &[x, one]).unwrap();
+    let y = g.add("add", Op::Binary(BinaryOp::Add), &[zero, y]).unwrap();
+    let y = g.add("relu", Op::Unary(UnaryOp::Relu), &[y]).unwrap();
+    let z = g.add("div", Op::Binary(BinaryOp::Div), &[y, one]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["neutral-element"]), &mut rng);
+    assert_eq!(ops(&out), ["relu"]);
+}
+
+#[test]
+fn a_neutral_constant_that_broadcasts_stays() {
+    let mut rng = Rng(41);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[4]);
+    let one = g.add_constant("one", Tensor::full(&[2, 1, 4], 1.0));
+    let z = g.add("mul", Op::Binary(BinaryOp::Mul), &[x, one]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["neutral-element"]), &mut rng);
+    assert_eq!(ops(&out), ["mul"]);
+}
+
+#[test]
+fn identity_ops_vanish() {
+    let mut rng = Rng(42);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[3, 4]);
+    let y = g.add("id", Op::Unary(UnaryOp::Identity), &[x]).unwrap();
+    let y = g.add("t", Op::Transpose { perm: vec![0, 1, 2] }, &[y]).unwrap();
+    let y = g.add("r", Op::Reshape { shape: vec![0, 3, 4] }, &[y]).unwrap();
+    let y = g.add("p", Op::Pad { pads: vec![(0, 0); 3], value: 0.0 }, &[y]).unwrap();
+    let z = g.add("tanh", Op::Unary(UnaryOp::Tanh), &[y]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["remove-identity"]), &mut rng);
+    assert_eq!(ops(&out), ["tanh"]);
+}
+
+#[test]
+fn reshape_chains_collapse() {
+    let mut rng = Rng(43);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[3, 4]);
+    let y = g.add("r1", Op::Reshape { shape: vec![0, 12] }, &[x]).unwrap();
+    let y = g.add("r2", Op::Reshape { shape: vec![0, 2, 6] }, &[y]).unwrap();
+    let z = g.add("r3", Op::Reshape { shape: vec![0, 6, 2] }, &[y]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["reshape-chain"]), &mut rng);
+    assert_eq!(ops(&out), ["Reshape"]);
+}
+
+#[test]
+fn transpose_chains_compose_and_inverse_pairs_cancel() {
+    let mut rng = Rng(44);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[2, 3, 4]);
+    let y = g.add("t1", Op::Transpose { perm: vec![0, 2, 3, 1] }, &[x]).unwrap();
+    let z = g.add("t2", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[y]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["transpose-chain"]), &mut rng);
+    assert_eq!(ops(&out), ["Transpose"]);
+
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[2, 3, 4]);
+    let y = g.add("t1", Op::Transpose { perm: vec![0, 2, 3, 1] }, &[x]).unwrap();
+    let y = g.add("t2", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[y]).unwrap();
+    let z = g.add("neg", Op::Unary(UnaryOp::Neg), &[y]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["transpose-chain", "remove-identity"]), &mut rng);
+    assert_eq!(ops(&out), ["neg"]);
+}
+
+#[test]
+fn weight_only_subgraphs_fold_to_constants() {
+    let mut rng = Rng(45);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[4]);
+    let w = g.add_constant("w", rng.tensor(&[4, 3]));
+    let two = g.add_constant("two", Tensor::scalar(2.0));
+    let w2 = g.add("scale_w", Op::Binary(BinaryOp::Mul), &[w, two]).unwrap();
+    let wt = g.add("wt", Op::Transpose { perm: vec![1, 0] }, &[w2]).unwrap();
+    let z = g.add("mm", Op::MatMul { transpose_a: false, transpose_b: true }, &[x, wt]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["none"]), &mut rng);
+    assert_eq!(ops(&out), ["MatMul"]);
+    assert!(out.constant(out.nodes()[0].inputs[1]).is_some());
+}
+
+#[test]
+fn elementwise_chains_become_one_fused_op() {
+    let mut rng = Rng(46);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[8]);
+    let y = g.add_input("y", ir::TensorType::new(ir::DType::F32, ir::Shape(vec![ir::Dim::Batch, ir::Dim::Fixed(8)])));
+    let two = g.add_constant("two", Tensor::scalar(2.0));
+    let v = g.add_constant("v", rng.tensor(&[8]));
+    let a = g.add("relu", Op::Unary(UnaryOp::Relu), &[x]).unwrap();
+    let a = g.add("mul", Op::Binary(BinaryOp::Mul), &[a, two]).unwrap();
+    let a = g.add("add", Op::Binary(BinaryOp::Add), &[a, y]).unwrap();
+    let a = g.add("sub", Op::Binary(BinaryOp::Sub), &[a, v]).unwrap();
+    let z = g.add("sig", Op::Unary(UnaryOp::Sigmoid), &[a]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &OptimizeOptions::default(), &mut rng);
+    assert_eq!(ops(&out), ["Fused"]);
+    let Op::Fused(e) = &out.nodes()[0].op else { unreachable!() };
+    assert_eq!(e.render(), "sigmoid(sub(add(mul(relu(in0), 2), in1), in2))");
+}
+
+#[test]
+fn a_value_read_twice_ends_a_fused_chain() {
+    let mut rng = Rng(47);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[8]);
+    let a = g.add("exp", Op::Unary(UnaryOp::Exp), &[x]).unwrap();
+    let b = g.add("neg", Op::Unary(UnaryOp::Neg), &[a]).unwrap();
+    let c = g.add("sum", Op::Reduce { kind: ir::ReduceKind::Sum, axes: vec![1], keepdims: true }, &[a]).unwrap();
+    let z = g.add("div", Op::Binary(BinaryOp::Div), &[b, c]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &OptimizeOptions::default(), &mut rng);
+    assert_eq!(ops(&out), ["Fused", "ReduceSum", "Fused"]);
+}
+
+#[test]
+fn ill_typed_terms_are_refused() {
+    use optimizer::egraph::{TensorAnalysis, TensorEGraph, TensorLang};
+    use optimizer::rules::{add_build, Build};
+    let mut a = TensorAnalysis::default();
+    a.inputs = vec![ir::TensorType::new(ir::DType::F32, ir::Shape::fixed(&[2, 3]))];
+    let mut eg = TensorEGraph::new(a);
+    let x = eg.add(TensorLang::Input(0));
+    let bad = Build::Op(Op::MatMul { transpose_a: false, transpose_b: false }, vec![Build::Class(x), Build::Class(x)]);
+    assert!(add_build(&mut eg, &bad).is_none());
+    let good = Build::Op(Op::MatMul { transpose_a: false, transpose_b: true }, vec![Build::Class(x), Build::Class(x)]);
+    assert!(add_build(&mut eg, &good).is_some());
+}
+
+#[test]
+fn runner_limits_are_reported() {
+    let mut rng = Rng(48);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[4, 4, 2]);
+    let y = conv(&mut g, &mut rng, x, 2, 2, true);
+    let z = batchnorm(&mut g, &mut rng, y, 2);
+    let z = g.add("relu", Op::Unary(UnaryOp::Relu), &[z]).unwrap();
+    g.set_outputs(vec![z]);
+    let opts = OptimizeOptions { iter_limit: 1, ..Default::default() };
+    let out = optimizer::optimize(&g, &opts).unwrap();
+    assert_eq!(out.report.egraph.stop_reason, "iteration limit (1)");
+    let out = optimizer::optimize(&g, &OptimizeOptions::default()).unwrap();
+    assert_eq!(out.report.egraph.stop_reason, "saturated");
+    assert!(out.report.count("fold-batchnorm-into-linear") > 0);
+    assert_eq!(ops(&out.graph), ["FusedConv2D"]);
+}
+
+#[test]
+fn extraction_counts_a_shared_subgraph_once() {
+    use optimizer::egraph::{convert, extract};
+    let mut rng = Rng(49);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[4, 4, 2]);
+    let y = conv(&mut g, &mut rng, x, 2, 2, true);
+    let a = g.add("a", Op::Unary(UnaryOp::Relu), &[y]).unwrap();
+    let b = g.add("b", Op::Unary(UnaryOp::Tanh), &[y]).unwrap();
+    g.set_outputs(vec![a, b]);
+    let loaded = convert::load(&g).unwrap();
+    let ex = extract::extract(&loaded.egraph, &loaded.roots);
+    let mut want = 0.0;
+    for c in loaded.egraph.classes() {
+        want += extract::node_cost(&loaded.egraph, c.id, &ex.choice[&c.id]);
+    }
+    assert!((ex.cost - want).abs() < 1e-6, "{} vs {}", ex.cost, want);
+    let conv_cost = extract::node_cost(&loaded.egraph, loaded.egraph.find(loaded.roots[0]), &ex.choice[&loaded.egraph.find(loaded.roots[0])]);
+    assert!(ex.cost < want + conv_cost);
+}
