@@ -110,7 +110,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compile { model, emit, out, batch } => compile(&model, emit, out.as_deref(), batch),
         Command::Bench { model, device, batch, warmup, runs, profile, json, report, seed } => {
             let device = pick_device(device.as_deref())?;
-            let opts = kerasc::bench::BenchOptions { device, batch: batch.max(1), warmup, runs: runs.max(1), profile: profile || report.is_some(), seed };
+            let opts = kerasc::bench::BenchOptions {
+                device,
+                batch: batch.max(1),
+                warmup,
+                runs: runs.max(1),
+                profile: profile || report.is_some(),
+                seed,
+            };
             bench(&model, &opts, json, profile, report.as_deref())
         }
         Command::Devices => {
@@ -241,8 +248,8 @@ fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Optio
         let session = Session::new(model.graph, options).context("cannot prepare the model")?;
         (session.run(&tensors)?, session.graph().clone())
     } else {
-        let (session, _) = kerasc::compile(&model.graph, &OptimizeOptions::default(), options)
-            .context("cannot compile the model")?;
+        let (session, _) =
+            kerasc::compile(&model.graph, &OptimizeOptions::default(), options).context("cannot compile the model")?;
         (session.run(&tensors)?, session.graph().clone())
     };
     if outputs.is_empty() {

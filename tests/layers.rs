@@ -1,6 +1,8 @@
 //! Layers the dev set does not exercise: small `.keras` models built here, run through the
 //! library, and checked against computations written independently in this file.
 
+#![allow(clippy::type_complexity)]
+
 mod common;
 
 use common::{keras_archive, LayerWeights};
@@ -161,6 +163,7 @@ fn conv2d_transpose_same_stride2() {
     assert_close(&run1(&s, x), &[1, oh, ow, f], &want, Tolerance::REDUCTION);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn simple_rnn_ref(
     x: &[f64],
     n: usize,

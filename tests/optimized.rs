@@ -32,3 +32,29 @@ fn optimized_plan_matches_naive_and_keras_on_every_dev_model() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn arena_is_near_the_lower_bound_and_saturation_finishes() {
+    let mut lines = Vec::new();
+    for name in DEV_MODELS {
+        let model = kerasc::load(&models_dir().join(format!("{name}.keras"))).unwrap();
+        let opt = kerasc::optimizer::optimize(&model.graph, &OptimizeOptions::default()).unwrap();
+        assert_eq!(opt.report.egraph.stop_reason, "saturated", "{name}");
+        for batch in [1, 32] {
+            let p = kerasc::optimizer::plan(&opt.graph, batch).unwrap();
+            let ratio = p.arena_bytes as f64 / p.lower_bound_bytes.max(1) as f64;
+            lines.push(format!(
+                "{name} b{batch}: arena {} lower bound {} naive {}",
+                p.arena_bytes, p.lower_bound_bytes, p.naive_bytes
+            ));
+            assert!(
+                ratio <= 1.10,
+                "{name} at batch {batch}: arena {} vs lower bound {}",
+                p.arena_bytes,
+                p.lower_bound_bytes
+            );
+            assert!(p.arena_bytes <= p.naive_bytes, "{name}");
+        }
+    }
+    println!("{}", lines.join("\n"));
+}

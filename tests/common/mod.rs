@@ -1,5 +1,5 @@
 //! Shared helpers of the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::type_complexity)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

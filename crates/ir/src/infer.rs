@@ -78,6 +78,7 @@ fn conv(op: &Op, a: &ConvAttrs, x: &TensorType, w: &TensorType) -> R {
         return err(op, format!("{} filters not divisible by {} groups", ws[r + 1], a.groups));
     }
     let mut dims = vec![x.shape.0[0]];
+    #[allow(clippy::needless_range_loop)] // `i` indexes five parallel per-axis lists
     for i in 0..r {
         dims.push(spatial_out(op, x.shape.0[i + 1], ws[i], a.strides[i], a.dilations[i], a.pads[i])?);
     }
@@ -102,6 +103,7 @@ fn conv_transpose(op: &Op, a: &ConvTransposeAttrs, x: &TensorType, w: &TensorTyp
         }
     }
     let mut dims = vec![x.shape.0[0]];
+    #[allow(clippy::needless_range_loop)] // `i` indexes the input, kernel and attributes
     for i in 0..r {
         dims.push(match x.shape.0[i + 1] {
             Dim::Batch => Dim::Batch,
@@ -123,6 +125,7 @@ fn pool(op: &Op, a: &PoolAttrs, x: &TensorType) -> R {
         }
     }
     let mut dims = vec![x.shape.0[0]];
+    #[allow(clippy::needless_range_loop)] // `i` indexes five parallel per-axis lists
     for i in 0..r {
         dims.push(spatial_out(op, x.shape.0[i + 1], a.window[i], a.strides[i], 1, a.pads[i])?);
     }
@@ -177,7 +180,7 @@ pub fn reshape_dims(op: &Op, input: &Shape, target: &[i64]) -> Result<Shape, IrE
     let out_batch = others.filter(|d| d.fixed().is_none()).count();
     match infer_at {
         Some(i) if in_batch == out_batch => {
-            if out_fixed == 0 || in_fixed % out_fixed != 0 {
+            if out_fixed == 0 || !in_fixed.is_multiple_of(out_fixed) {
                 return err(op, format!("cannot reshape {input} to {target:?}"));
             }
             dims[i] = Dim::Fixed(in_fixed / out_fixed);
@@ -540,9 +543,8 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             let mut shape = tys[0].shape.clone();
             for t in tys {
                 float_only(op, t)?;
-                shape = broadcast(&shape, &t.shape).ok_or_else(|| {
-                    IrError::shape(op.name(), format!("cannot broadcast {shape} with {}", t.shape))
-                })?;
+                shape = broadcast(&shape, &t.shape)
+                    .ok_or_else(|| IrError::shape(op.name(), format!("cannot broadcast {shape} with {}", t.shape)))?;
             }
             if expr.nodes.is_empty() {
                 return err(op, "empty expression");
@@ -630,7 +632,7 @@ mod tests {
         let op = Op::Reshape { shape: vec![0, -1, 4] };
         let x = TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Fixed(8), Dim::Fixed(2)]));
         assert_eq!(
-            infer_types(&op, &[x.clone()]).unwrap()[0].shape,
+            infer_types(&op, std::slice::from_ref(&x)).unwrap()[0].shape,
             Shape(vec![Dim::Batch, Dim::Fixed(4), Dim::Fixed(4)])
         );
         assert!(infer_types(&Op::Reshape { shape: vec![0, 3, 5] }, &[x]).is_err());

@@ -389,7 +389,6 @@ impl Op {
         matches!(self, Op::Unary(_) | Op::Binary(_) | Op::BiasAdd { .. } | Op::Fused(_))
     }
 
-
     /// The op's name as printed in reports and errors.
     pub fn name(&self) -> String {
         match self {

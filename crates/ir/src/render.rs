@@ -85,7 +85,11 @@ fn dot_escape(s: &str) -> String {
 /// The graph in Graphviz DOT: a box per node, an ellipse per input, weights omitted.
 pub fn to_dot(g: &Graph) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\"];", dot_escape(&g.name));
+    let _ = writeln!(
+        s,
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"Helvetica\"];",
+        dot_escape(&g.name)
+    );
     for &v in g.inputs() {
         let val = g.value(v);
         let _ = writeln!(s, "  v{} [shape=ellipse, label=\"{}\\n{}\"];", v.0, dot_escape(&val.name), val.ty);

@@ -14,9 +14,8 @@ pub fn fold_constants(g: &Graph) -> Result<(Graph, usize), OptError> {
     let mut folded = 0;
     for (node, _) in g.nodes().iter().zip(&live).filter(|(_, &l)| l) {
         let ins = node.inputs.iter().map(|&v| c.get(v)).collect::<Result<Vec<_>, _>>()?;
-        let small = node.outputs.iter().all(|&o| {
-            g.value(o).ty.shape.num_elements().is_some_and(|n| n <= MAX_FOLDED_ELEMENTS)
-        });
+        let small =
+            node.outputs.iter().all(|&o| g.value(o).ty.shape.num_elements().is_some_and(|n| n <= MAX_FOLDED_ELEMENTS));
         let consts: Option<Vec<_>> = ins.iter().map(|&v| c.constant(v)).collect();
         if let (Some(consts), true, false) = (consts, small, ins.is_empty()) {
             if let Ok(outs) = runtime::cpu::run_op(&node.op, &consts) {

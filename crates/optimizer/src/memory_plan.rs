@@ -79,8 +79,11 @@ pub fn plan(g: &Graph, batch: usize) -> Result<MemoryPlan, OptError> {
     }
     let by_size = place(&buffers, |a, b| b.bytes.cmp(&a.bytes).then(a.start.cmp(&b.start)));
     let by_time = place(&buffers, |a, b| a.start.cmp(&b.start).then(b.bytes.cmp(&a.bytes)));
-    let (offsets, heuristic) =
-        if size_of(&buffers, &by_time) < size_of(&buffers, &by_size) { (by_time, "first-fit in execution order") } else { (by_size, "greedy by size, best fit") };
+    let (offsets, heuristic) = if size_of(&buffers, &by_time) < size_of(&buffers, &by_size) {
+        (by_time, "first-fit in execution order")
+    } else {
+        (by_size, "greedy by size, best fit")
+    };
     let arena_bytes = size_of(&buffers, &offsets);
     for (v, b) in buffer_of.iter().enumerate() {
         if let Some(b) = *b {

@@ -1,13 +1,16 @@
 //! Random small graphs through the whole optimizer: the optimized plan must compute what the
 //! naive one does, at two batch sizes, and its memory plan must be sound.
 
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 mod common;
 
 use common::*;
 use ir::{BinaryOp, Graph, Op, Placement, Tensor, UnaryOp, ValueId};
 use optimizer::OptimizeOptions;
 
-const ACTS: [UnaryOp; 6] = [UnaryOp::Relu, UnaryOp::Relu6, UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::Silu, UnaryOp::Gelu];
+const ACTS: [UnaryOp; 6] =
+    [UnaryOp::Relu, UnaryOp::Relu6, UnaryOp::Sigmoid, UnaryOp::Tanh, UnaryOp::Silu, UnaryOp::Gelu];
 
 /// A random chain over a (N, 5, 5, C) feature map with side branches, residuals and layout ops.
 fn random_graph(rng: &mut Rng) -> Graph {
@@ -46,7 +49,8 @@ fn random_graph(rng: &mut Rng) -> Graph {
                 g.add("r2", Op::Reshape { shape: vec![0, 5, 5, c as i64] }, &[y]).unwrap()
             }
             7 => {
-                let p = g.add("pad", Op::Pad { pads: vec![(0, 0), (1, 1), (1, 1), (0, 0)], value: 0.0 }, &[cur]).unwrap();
+                let p =
+                    g.add("pad", Op::Pad { pads: vec![(0, 0), (1, 1), (1, 1), (0, 0)], value: 0.0 }, &[cur]).unwrap();
                 let (k, f) = (c, 1 + rng.below(3));
                 c = f;
                 conv(&mut g, rng, p, k, f, false)

@@ -1,5 +1,6 @@
 //! One start ⇒ goal test per rewrite rule and pass: the start graph, the rule(s) alone, the ops
 //! the result must have, and the same numbers as the naive run.
+#![allow(clippy::panic)]
 
 mod common;
 
@@ -339,6 +340,10 @@ fn extraction_counts_a_shared_subgraph_once() {
         want += extract::node_cost(&loaded.egraph, c.id, &ex.choice[&c.id]);
     }
     assert!((ex.cost - want).abs() < 1e-6, "{} vs {}", ex.cost, want);
-    let conv_cost = extract::node_cost(&loaded.egraph, loaded.egraph.find(loaded.roots[0]), &ex.choice[&loaded.egraph.find(loaded.roots[0])]);
+    let conv_cost = extract::node_cost(
+        &loaded.egraph,
+        loaded.egraph.find(loaded.roots[0]),
+        &ex.choice[&loaded.egraph.find(loaded.roots[0])],
+    );
     assert!(ex.cost < want + conv_cost);
 }

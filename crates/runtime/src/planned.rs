@@ -85,10 +85,13 @@ impl PlannedSession {
         let mut separate: Vec<Option<Tensor>> = vec![None; self.graph.values().len()];
         for step in 0..state.plan.order.len() {
             let nid = state.plan.order[step];
-            let node = self.graph.nodes().get(nid.0).ok_or_else(|| RuntimeError::Plan("plan names a missing node".into()))?;
+            let node =
+                self.graph.nodes().get(nid.0).ok_or_else(|| RuntimeError::Plan("plan names a missing node".into()))?;
             let t0 = Instant::now();
             self.step(node, inputs, state, &mut separate).map_err(|e| match e {
-                RuntimeError::Kernel { op, message, .. } => RuntimeError::Kernel { op, node: node.name.clone(), message },
+                RuntimeError::Kernel { op, message, .. } => {
+                    RuntimeError::Kernel { op, node: node.name.clone(), message }
+                }
                 other => other,
             })?;
             if let Some(t) = times.as_deref_mut() {
@@ -135,11 +138,8 @@ impl PlannedSession {
         state: &mut ArenaState,
         separate: &mut [Option<Tensor>],
     ) -> Result<(), RuntimeError> {
-        let srcs = node
-            .inputs
-            .iter()
-            .map(|v| self.source(v.0, inputs, state, separate))
-            .collect::<Result<Vec<_>, _>>()?;
+        let srcs =
+            node.inputs.iter().map(|v| self.source(v.0, inputs, state, separate)).collect::<Result<Vec<_>, _>>()?;
         let out_place = match node.outputs.as_slice() {
             [o] => match state.plan.placements.get(o.0) {
                 Some(Placement::Arena { offset, bytes }) => Some((offset / 4, bytes / 4, o.0)),
@@ -161,7 +161,12 @@ impl PlannedSession {
             }
             let fast = matches!(
                 node.op,
-                Op::Conv(_) | Op::FusedConv { .. } | Op::MatMul { .. } | Op::FusedMatMul { .. } | Op::Fused(_) | Op::Reshape { .. }
+                Op::Conv(_)
+                    | Op::FusedConv { .. }
+                    | Op::MatMul { .. }
+                    | Op::FusedMatMul { .. }
+                    | Op::Fused(_)
+                    | Op::Reshape { .. }
             );
             if fast {
                 let shapes: Vec<&[usize]> = node
@@ -183,7 +188,9 @@ impl PlannedSession {
                         Src::Arena(o, n) if o + n <= off => Some(&lo[*o..*o + *n]),
                         Src::Arena(o, n) if *o >= off + len => Some(&hi[*o - off - len..*o - off - len + *n]),
                         Src::Arena(o, n) if *o == off && *n == len => None,
-                        Src::Arena(..) => return Err(RuntimeError::Plan(format!("'{}' overlaps its output", node.name))),
+                        Src::Arena(..) => {
+                            return Err(RuntimeError::Plan(format!("'{}' overlaps its output", node.name)))
+                        }
                     });
                 }
                 let out_shape = state.shapes[ov].as_slice();
@@ -245,11 +252,8 @@ fn fast_kernel(
             Ok(())
         }
         Op::Fused(expr) => {
-            let operands: Vec<fused::Operand> = views
-                .iter()
-                .zip(shapes)
-                .map(|(v, s)| fused::Operand { data: *v, shape: s })
-                .collect();
+            let operands: Vec<fused::Operand> =
+                views.iter().zip(shapes).map(|(v, s)| fused::Operand { data: *v, shape: s }).collect();
             fused::eval(expr, &operands, out, out_shape);
             Ok(())
         }

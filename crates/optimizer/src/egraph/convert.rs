@@ -84,7 +84,8 @@ pub fn rebuild(
         let val = original.value(v);
         inputs.push(g.add_input(val.name.clone(), val.ty.clone()));
     }
-    let mut b = Builder { egraph, choice, names, inputs, loaded, memo: HashMap::new(), visiting: HashSet::new(), g, fresh: 0 };
+    let mut b =
+        Builder { egraph, choice, names, inputs, loaded, memo: HashMap::new(), visiting: HashSet::new(), g, fresh: 0 };
     let mut outs = Vec::new();
     for &r in &loaded.roots {
         let vals = b.value(egraph.find(r))?;
@@ -124,10 +125,9 @@ impl Builder<'_> {
         let node =
             self.choice.get(&id).ok_or_else(|| OptError::Graph(format!("no node chosen for class {id}")))?.clone();
         let vals = match &node {
-            TensorLang::Input(i) => vec![*self
-                .inputs
-                .get(*i as usize)
-                .ok_or_else(|| OptError::Graph(format!("input {i} out of range")))?],
+            TensorLang::Input(i) => {
+                vec![*self.inputs.get(*i as usize).ok_or_else(|| OptError::Graph(format!("input {i} out of range")))?]
+            }
             TensorLang::Weight(k) => {
                 let t = self
                     .egraph

@@ -28,7 +28,9 @@ pub(crate) fn linears(eg: &TensorEGraph, id: Id) -> Vec<Linear> {
                 && weight_only(eg, c[1])
                 && match op {
                     Op::Conv(_) => true,
-                    Op::MatMul { transpose_a: false, transpose_b: false } => ty(eg, c[1]).is_some_and(|t| t.shape.rank() == 2),
+                    Op::MatMul { transpose_a: false, transpose_b: false } => {
+                        ty(eg, c[1]).is_some_and(|t| t.shape.rank() == 2)
+                    }
                     _ => false,
                 }
         })

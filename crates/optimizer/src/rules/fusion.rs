@@ -17,7 +17,9 @@ fn fusable(eg: &TensorEGraph, id: Id) -> Vec<(Op, Epilogue, Vec<Id>)> {
     let mut out = Vec::new();
     for (op, c) in ops_in(eg, id) {
         let item = match op {
-            Op::Conv(a) => Some((Op::FusedConv { conv: a.clone(), epilogue: Epilogue::default() }, Epilogue::default())),
+            Op::Conv(a) => {
+                Some((Op::FusedConv { conv: a.clone(), epilogue: Epilogue::default() }, Epilogue::default()))
+            }
             Op::MatMul { transpose_a, transpose_b } => Some((
                 Op::FusedMatMul { transpose_a: *transpose_a, transpose_b: *transpose_b, epilogue: Epilogue::default() },
                 Epilogue::default(),

@@ -5,10 +5,8 @@ use crate::egraph::TensorEGraph;
 use egg::Id;
 use ir::{Dim, Op, TensorType};
 
-pub const RULES: [FnRule; 2] = [
-    FnRule { name: "reshape-chain", find: reshape_chain },
-    FnRule { name: "transpose-chain", find: transpose_chain },
-];
+pub const RULES: [FnRule; 2] =
+    [FnRule { name: "reshape-chain", find: reshape_chain }, FnRule { name: "transpose-chain", find: transpose_chain }];
 
 /// A reshape target that maps `from` to `to` without reference to any intermediate shape.
 fn reshape_target(from: &TensorType, to: &TensorType) -> Option<Vec<i64>> {

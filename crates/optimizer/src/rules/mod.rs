@@ -30,7 +30,12 @@ pub struct FnRule {
 }
 
 impl Searcher<TensorLang, TensorAnalysis> for FnRule {
-    fn search_eclass_with_limit(&self, eg: &TensorEGraph, eclass: Id, limit: usize) -> Option<SearchMatches<'_, TensorLang>> {
+    fn search_eclass_with_limit(
+        &self,
+        eg: &TensorEGraph,
+        eclass: Id,
+        limit: usize,
+    ) -> Option<SearchMatches<'_, TensorLang>> {
         if limit == 0 || (self.find)(eg, eclass).is_empty() {
             return None;
         }

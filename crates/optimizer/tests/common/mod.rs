@@ -1,6 +1,6 @@
 //! Helpers shared by the optimizer's tests: a seeded generator, graph building, and running a
 //! graph naive and optimized on the same input.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::panic)]
 
 use ir::{ConvAttrs, DType, Dim, Graph, Op, Shape, Tensor, TensorType, Tolerance, ValueId};
 use optimizer::{optimize, OptimizeOptions};
@@ -80,7 +80,12 @@ pub fn optimize_and_check(g: &Graph, options: &OptimizeOptions, rng: &mut Rng) -
         for (a, b) in got.iter().zip(&want) {
             assert_eq!(a.shape(), b.shape());
             let c = Tolerance::REDUCTION.compare(&a.to_f64_vec(), &b.to_f64_vec());
-            assert!(c.passed(), "optimized differs from naive: {c}\nbefore:\n{}\nafter:\n{}", ir::render::to_text(g), ir::render::to_text(&opt.graph));
+            assert!(
+                c.passed(),
+                "optimized differs from naive: {c}\nbefore:\n{}\nafter:\n{}",
+                ir::render::to_text(g),
+                ir::render::to_text(&opt.graph)
+            );
         }
     }
     opt.graph
@@ -93,5 +98,9 @@ pub fn ops(g: &Graph) -> Vec<String> {
 
 /// Options that run only the named rewrite rules.
 pub fn only(rules: &[&str]) -> OptimizeOptions {
-    OptimizeOptions { rules: rules.iter().map(|s| s.to_string()).collect(), no_elementwise_fusion: true, ..Default::default() }
+    OptimizeOptions {
+        rules: rules.iter().map(|s| s.to_string()).collect(),
+        no_elementwise_fusion: true,
+        ..Default::default()
+    }
 }

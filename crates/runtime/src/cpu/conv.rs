@@ -1,5 +1,5 @@
-use super::matmul::sgemm;
 use super::fused::EpilogueArgs;
+use super::matmul::sgemm;
 use super::{f32s, tensor};
 use crate::RuntimeError;
 use ir::{ConvAttrs, ConvTransposeAttrs, Op, Tensor};

@@ -264,7 +264,7 @@ mod tests {
         );
         close(unary_scalar(UnaryOp::HardSigmoid, 1.0), 4.0 / 6.0);
         close(unary_scalar(UnaryOp::HardSigmoidLegacy, 1.0), 0.7);
-        close(unary_scalar(UnaryOp::HardSilu, -1.0), -1.0 * 2.0 / 6.0);
+        close(unary_scalar(UnaryOp::HardSilu, -1.0), -2.0 / 6.0);
         close(unary_scalar(UnaryOp::Mish, 1.0), 1.0 * ((1.0 + 1.0f64.exp()).ln()).tanh());
         close(unary_scalar(UnaryOp::Softsign, 3.0), 0.75);
         close(unary_scalar(UnaryOp::Elu { alpha: 0.5 }, -2.0), 0.5 * ((-2.0f64).exp() - 1.0));

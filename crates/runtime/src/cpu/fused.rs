@@ -240,9 +240,9 @@ mod tests {
                 ExprNode::Unary(UnaryOp::Relu, 4),
             ],
         };
-        let x = [1.0, -2.0, 3.0, -4.0, 5.0, -6.0];
-        let s = [2.0];
-        let b = [0.5, 1.0, -10.0];
+        let x = [1.0f32, -2.0, 3.0, -4.0, 5.0, -6.0];
+        let s = [2.0f32];
+        let b = [0.5f32, 1.0, -10.0];
         let want: Vec<f32> = x.iter().enumerate().map(|(i, &v)| (v * 2.0 + b[i % 3]).max(0.0)).collect();
         let mut out = vec![0.0; 6];
         let ops = [
@@ -261,9 +261,10 @@ mod tests {
 
     #[test]
     fn strided_broadcast_over_a_middle_axis() {
-        let expr = FusedExpr { nodes: vec![ExprNode::Input(0), ExprNode::Input(1), ExprNode::Binary(BinaryOp::Sub, 0, 1)] };
+        let expr =
+            FusedExpr { nodes: vec![ExprNode::Input(0), ExprNode::Input(1), ExprNode::Binary(BinaryOp::Sub, 0, 1)] };
         let x: Vec<f32> = (0..12).map(|i| i as f32).collect();
-        let m = [100.0, 200.0];
+        let m = [100.0f32, 200.0];
         let mut out = vec![0.0; 12];
         let ops = [Operand { data: Some(&x), shape: &[2, 2, 3] }, Operand { data: Some(&m), shape: &[2, 1] }];
         eval(&expr, &ops, &mut out, &[2, 2, 3]);

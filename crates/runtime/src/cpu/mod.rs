@@ -75,7 +75,15 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> 
             let epi = epilogue_args(op, epilogue, &inputs[2..])?;
             let (a, b) = (inputs[0], inputs[1]);
             let (ta, tb) = (*transpose_a, *transpose_b);
-            matmul::matmul_into((f32s(op, a)?, a.shape()), (f32s(op, b)?, b.shape()), ta, tb, &mut out, &shape, Some(&epi));
+            matmul::matmul_into(
+                (f32s(op, a)?, a.shape()),
+                (f32s(op, b)?, b.shape()),
+                ta,
+                tb,
+                &mut out,
+                &shape,
+                Some(&epi),
+            );
             one(tensor(&shape, out)?)
         }
         Op::Fused(expr) => {

@@ -1,0 +1,102 @@
+//! `kerasc compile` and `kerasc bench` from the command line.
+
+mod common;
+
+use common::{kerasc, models_dir, tmpdir};
+
+fn model(name: &str) -> String {
+    models_dir().join(name).to_str().unwrap().to_string()
+}
+
+#[test]
+fn compile_emits_every_stage() {
+    let m = model("resnet_block.keras");
+    let ir = kerasc(&["compile", &m, "--emit", "ir"]);
+    assert!(ir.status.success(), "{}", String::from_utf8_lossy(&ir.stderr));
+    let ir = String::from_utf8_lossy(&ir.stdout).to_string();
+    assert!(ir.contains("BatchNorm(") && ir.contains("Conv2D("), "{ir}");
+    let opt = String::from_utf8_lossy(&kerasc(&["compile", &m, "--emit", "optimized"]).stdout).to_string();
+    assert!(opt.contains("FusedConv2D(") && !opt.contains("BatchNorm("), "{opt}");
+    assert!(opt.contains("egraph-rewrite") && opt.contains("stopped: saturated"), "{opt}");
+    let plan = String::from_utf8_lossy(&kerasc(&["compile", &m, "--emit", "plan", "--batch", "4"]).stdout).to_string();
+    assert!(plan.contains("memory plan at batch 4") && plan.contains("lower bound"), "{plan}");
+    let dot = String::from_utf8_lossy(&kerasc(&["compile", &m, "--emit", "dot"]).stdout).to_string();
+    assert_eq!(dot.matches("digraph").count(), 2, "{dot}");
+    let dir = tmpdir("compile-out");
+    let out = kerasc(&["compile", &m, "--out", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    for f in ["ir.txt", "optimized.txt", "plan.txt", "before.dot", "after.dot"] {
+        assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 0, "{f}");
+    }
+}
+
+#[test]
+fn bench_json_has_the_documented_fields() {
+    let out = kerasc(&["bench", &model("cnn_mnist.keras"), "--json", "--runs", "3", "--warmup", "1", "--batch", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for path in [
+        "/model",
+        "/device",
+        "/batch",
+        "/naive/median_ms",
+        "/optimized/median_ms",
+        "/speedup",
+        "/memory/naive_bytes",
+        "/memory/arena_bytes",
+        "/memory/lower_bound_bytes",
+        "/max_abs_diff",
+        "/optimizer/seconds",
+        "/optimizer/stop_reason",
+    ] {
+        assert!(v.pointer(path).is_some(), "missing {path} in {v}");
+    }
+    assert_eq!(v["batch"], 2);
+    assert_eq!(v["device"], "/CPU:0");
+    assert!(v["max_abs_diff"].as_f64().unwrap() < 1e-4);
+    assert!(v["memory"]["arena_bytes"].as_u64().unwrap() <= v["memory"]["naive_bytes"].as_u64().unwrap());
+    assert!(v["optimized"]["kernels"].as_u64().unwrap() < v["naive"]["kernels"].as_u64().unwrap());
+}
+
+#[test]
+fn bench_text_profile_and_report() {
+    let dir = tmpdir("bench-report");
+    let report = dir.join("r.html");
+    let out = kerasc(&[
+        "bench",
+        &model("text_embed.keras"),
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--profile",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for s in ["naive", "optimized", "speedup", "arena", "top ops, naive:", "top ops, optimized:"] {
+        assert!(text.contains(s), "missing {s} in {text}");
+    }
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.matches("<svg").count() == 3, "report");
+}
+
+#[test]
+fn bench_and_compile_refuse_bad_input_cleanly() {
+    let dir = tmpdir("bench-bad");
+    let junk = dir.join("junk.keras");
+    std::fs::write(&junk, b"not a model").unwrap();
+    for args in [
+        vec!["bench", junk.to_str().unwrap()],
+        vec!["compile", junk.to_str().unwrap()],
+        vec!["bench", &model("mlp.keras"), "--device", "/GPU:0"],
+        vec!["bench", &model("mlp.keras"), "--device", "/TPU:0"],
+    ] {
+        let out = kerasc(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("error:") || err.contains("\nerror:"), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
