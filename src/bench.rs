@@ -179,7 +179,8 @@ pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchR
     }
     let mut nt = time(options.warmup, options.runs, || naive.run(&inputs).map(|_| ()))?;
     let mut ot = time(options.warmup, options.runs, || planned.run(&inputs).map(|_| ()))?;
-    let plan = planned.plan_for(options.batch)?;
+    let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+    let plan = planned.plan_for(&shapes)?;
     nt.kernels = graph.nodes().len();
     ot.kernels = planned.graph().nodes().len() - plan.aliases;
     if options.profile {

@@ -21,8 +21,8 @@ pub fn load(path: &Path) -> Result<Model, FrontendError> {
 }
 
 /// The memory planner the planned executor uses.
-pub fn planner(g: &ir::Graph, batch: usize) -> Result<ir::MemoryPlan, String> {
-    optimizer::plan(g, batch).map_err(|e| e.to_string())
+pub fn planner(g: &ir::Graph, input_shapes: &[Vec<usize>]) -> Result<ir::MemoryPlan, String> {
+    optimizer::plan_for_shapes(g, input_shapes).map_err(|e| e.to_string())
 }
 
 /// Optimizes a graph and binds it to a device, ready to run from one arena.

@@ -18,7 +18,7 @@ pub enum Placement {
 /// An execution order and an arena offset for every float32 intermediate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MemoryPlan {
-    /// The batch size the plan is laid out for.
+    /// The leading size of the first input (the batch size) the plan is laid out for.
     pub batch: usize,
     /// Nodes in execution order.
     pub order: Vec<NodeId>,
@@ -36,4 +36,6 @@ pub struct MemoryPlan {
     pub lower_bound_bytes: usize,
     /// The offset heuristic that gave the smaller arena.
     pub heuristic: String,
+    /// The concrete shape of every value.
+    pub shapes: Vec<Vec<usize>>,
 }

@@ -18,14 +18,51 @@ struct Buffer {
     end: usize,
 }
 
-/// Byte size of a value at a given batch size.
-fn value_bytes(g: &Graph, v: ir::ValueId, batch: usize) -> usize {
-    let ty = &g.value(v).ty;
-    ty.shape.dims().iter().map(|d| d.fixed().unwrap_or(batch)).product::<usize>() * ty.dtype.size()
+/// The concrete shape of every value when the inputs have `input_shapes`.
+pub fn concrete_shapes(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>, OptError> {
+    let mut shapes: Vec<Option<Vec<usize>>> = vec![None; g.values().len()];
+    if input_shapes.len() != g.inputs().len() {
+        return Err(OptError::Graph(format!("{} input shapes for {} inputs", input_shapes.len(), g.inputs().len())));
+    }
+    for (&v, s) in g.inputs().iter().zip(input_shapes) {
+        shapes[v.0] = Some(s.clone());
+    }
+    for (&v, t) in g.constants() {
+        shapes[v.0] = Some(t.shape().to_vec());
+    }
+    for node in g.nodes() {
+        let mut tys = Vec::with_capacity(node.inputs.len());
+        for v in &node.inputs {
+            let s = shapes[v.0].as_ref().ok_or_else(|| OptError::Graph(format!("'{}' reads an undefined value", node.name)))?;
+            tys.push(ir::TensorType::new(g.value(*v).ty.dtype, ir::Shape::fixed(s)));
+        }
+        let outs = ir::infer_types(&node.op, &tys)?;
+        for (&o, t) in node.outputs.iter().zip(outs) {
+            let s = t.shape.as_fixed().ok_or_else(|| OptError::Graph(format!("'{}' has no concrete shape", node.name)))?;
+            shapes[o.0] = Some(s);
+        }
+    }
+    Ok(shapes.into_iter().map(Option::unwrap_or_default).collect())
 }
 
-/// Plans the arena for running `g` at batch size `batch`.
+/// Plans the arena for running `g` at batch size `batch` (every symbolic axis of the inputs
+/// taken as `batch`).
 pub fn plan(g: &Graph, batch: usize) -> Result<MemoryPlan, OptError> {
+    let inputs: Vec<Vec<usize>> = g
+        .inputs()
+        .iter()
+        .map(|&v| g.value(v).ty.shape.dims().iter().map(|d| d.fixed().unwrap_or(batch)).collect())
+        .collect();
+    plan_for_shapes(g, &inputs)
+}
+
+/// Plans the arena for running `g` on inputs of the given shapes.
+pub fn plan_for_shapes(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<MemoryPlan, OptError> {
+    let shapes = concrete_shapes(g, input_shapes)?;
+    let batch = input_shapes.first().and_then(|s| s.first()).copied().unwrap_or(1);
+    let value_bytes = |_: &Graph, v: ir::ValueId, _: usize| -> usize {
+        shapes[v.0].iter().product::<usize>() * g.value(v).ty.dtype.size()
+    };
     let n = g.nodes().len();
     let nv = g.values().len();
     let mut last_use = vec![0usize; nv];
@@ -105,6 +142,7 @@ pub fn plan(g: &Graph, batch: usize) -> Result<MemoryPlan, OptError> {
         naive_bytes,
         lower_bound_bytes,
         heuristic: heuristic.to_string(),
+        shapes,
     })
 }
 

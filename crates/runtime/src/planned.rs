@@ -1,22 +1,52 @@
 //! The planned executor: runs an optimized graph from one arena laid out by a memory plan.
-//! The arena is allocated when a batch size is first seen and reused by every later run; the
-//! hot kernels (convolutions, matmuls, fused expressions, reshapes) read and write it in place.
+//! The arena and the per-step operand table are built when an input shape is first seen and
+//! reused by every later run; convolutions, matmuls, fused expressions and reshapes read and
+//! write the arena in place, other ops run through their allocating kernel and are copied in.
 
 use crate::cpu::{self, fused, run_op};
 use crate::executor::check_inputs;
 use crate::{Device, RuntimeError, SessionOptions};
-use ir::{Graph, MemoryPlan, Node, Op, Placement, Tensor, TensorData};
+use ir::{Graph, MemoryPlan, Op, Placement, Tensor, TensorData, ValueId};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Lays out the arena for a graph at a batch size (the optimizer's memory planner).
-pub type Planner = fn(&Graph, usize) -> Result<MemoryPlan, String>;
+/// Lays out the arena for a graph given its input shapes (the optimizer's memory planner).
+pub type Planner = fn(&Graph, &[Vec<usize>]) -> Result<MemoryPlan, String>;
+
+/// Operands of one fast step are held on the stack up to this many.
+const MAX_FAST_OPERANDS: usize = 16;
+
+#[derive(Debug, Clone, Copy)]
+enum Loc {
+    Arena(usize, usize),
+    Input(usize),
+    Const(ValueId),
+    Separate(ValueId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// A reshape that shares its input's buffer: nothing to do.
+    Alias,
+    /// An in-arena kernel.
+    Fast,
+    /// The allocating kernel, copied into place.
+    Fallback,
+}
+
+#[derive(Debug)]
+struct Step {
+    node: usize,
+    ins: Vec<Loc>,
+    out: Option<(usize, usize)>,
+    kind: Kind,
+}
 
 struct ArenaState {
+    input_shapes: Vec<Vec<usize>>,
     plan: MemoryPlan,
     arena: Vec<f32>,
-    /// Concrete shape of every value at the plan's batch size.
-    shapes: Vec<Vec<usize>>,
+    steps: Vec<Step>,
 }
 
 /// A graph bound to a device and run from a planned arena.
@@ -27,9 +57,13 @@ pub struct PlannedSession {
     state: Mutex<Option<ArenaState>>,
 }
 
-enum Src<'a> {
-    Arena(usize, usize),
-    Tensor(&'a Tensor),
+fn loc(plan: &MemoryPlan, v: ValueId) -> Loc {
+    match plan.placements.get(v.0) {
+        Some(Placement::Arena { offset, bytes }) => Loc::Arena(offset / 4, bytes / 4),
+        Some(Placement::Input(i)) => Loc::Input(*i),
+        Some(Placement::Constant) => Loc::Const(v),
+        _ => Loc::Separate(v),
+    }
 }
 
 impl PlannedSession {
@@ -50,9 +84,9 @@ impl PlannedSession {
         &self.graph
     }
 
-    /// The memory plan for a batch size (computing it if it is not the current one).
-    pub fn plan_for(&self, batch: usize) -> Result<MemoryPlan, RuntimeError> {
-        (self.planner)(&self.graph, batch).map_err(RuntimeError::Plan)
+    /// The memory plan for inputs of the given shapes.
+    pub fn plan_for(&self, input_shapes: &[Vec<usize>]) -> Result<MemoryPlan, RuntimeError> {
+        (self.planner)(&self.graph, input_shapes).map_err(RuntimeError::Plan)
     }
 
     /// Runs the graph on `inputs` and returns the outputs in order.
@@ -67,99 +101,25 @@ impl PlannedSession {
         Ok((outs, times))
     }
 
-    fn run_timed(&self, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
-        let batch = check_inputs(&self.graph, inputs)?.unwrap_or(1);
-        let mut guard = self.state.lock().map_err(|_| RuntimeError::Plan("arena lock poisoned".into()))?;
-        if guard.as_ref().is_none_or(|s| s.plan.batch != batch) {
-            let plan = self.plan_for(batch)?;
-            let shapes = self
+    fn prepare(&self, input_shapes: Vec<Vec<usize>>) -> Result<ArenaState, RuntimeError> {
+        let plan = self.plan_for(&input_shapes)?;
+        let mut steps = Vec::with_capacity(plan.order.len());
+        for nid in &plan.order {
+            let node = self
                 .graph
-                .values()
-                .iter()
-                .map(|v| v.ty.shape.dims().iter().map(|d| d.fixed().unwrap_or(batch)).collect())
-                .collect();
-            let arena = vec![0f32; plan.arena_bytes.div_ceil(4)];
-            *guard = Some(ArenaState { plan, arena, shapes });
-        }
-        let state = guard.as_mut().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
-        let mut separate: Vec<Option<Tensor>> = vec![None; self.graph.values().len()];
-        for step in 0..state.plan.order.len() {
-            let nid = state.plan.order[step];
-            let node =
-                self.graph.nodes().get(nid.0).ok_or_else(|| RuntimeError::Plan("plan names a missing node".into()))?;
-            let t0 = Instant::now();
-            self.step(node, inputs, state, &mut separate).map_err(|e| match e {
-                RuntimeError::Kernel { op, message, .. } => {
-                    RuntimeError::Kernel { op, node: node.name.clone(), message }
-                }
-                other => other,
-            })?;
-            if let Some(t) = times.as_deref_mut() {
-                t[nid.0] = t0.elapsed().as_secs_f64();
-            }
-        }
-        self.graph
-            .outputs()
-            .iter()
-            .map(|&v| {
-                let src = self.source(v.0, inputs, state, &separate)?;
-                self.materialize(&src, &state.shapes[v.0], &state.arena)
-            })
-            .collect()
-    }
-
-    fn source<'a>(
-        &'a self,
-        v: usize,
-        inputs: &'a [Tensor],
-        state: &ArenaState,
-        separate: &'a [Option<Tensor>],
-    ) -> Result<Src<'a>, RuntimeError> {
-        let missing = || RuntimeError::Plan(format!("value '{}' is not available", self.graph.values()[v].name));
-        match state.plan.placements.get(v).copied().ok_or_else(missing)? {
-            Placement::Arena { offset, bytes } => Ok(Src::Arena(offset / 4, bytes / 4)),
-            Placement::Input(i) => inputs.get(i).map(Src::Tensor).ok_or_else(missing),
-            Placement::Constant => self.graph.constant(ir::ValueId(v)).map(Src::Tensor).ok_or_else(missing),
-            Placement::Separate => separate[v].as_ref().map(Src::Tensor).ok_or_else(missing),
-        }
-    }
-
-    fn materialize(&self, src: &Src, shape: &[usize], arena: &[f32]) -> Result<Tensor, RuntimeError> {
-        match src {
-            Src::Tensor(t) => Ok((*t).clone()),
-            Src::Arena(o, n) => Ok(Tensor::from_f32(shape, arena[*o..*o + *n].to_vec())?),
-        }
-    }
-
-    fn step(
-        &self,
-        node: &Node,
-        inputs: &[Tensor],
-        state: &mut ArenaState,
-        separate: &mut [Option<Tensor>],
-    ) -> Result<(), RuntimeError> {
-        let srcs =
-            node.inputs.iter().map(|v| self.source(v.0, inputs, state, separate)).collect::<Result<Vec<_>, _>>()?;
-        let out_place = match node.outputs.as_slice() {
-            [o] => match state.plan.placements.get(o.0) {
-                Some(Placement::Arena { offset, bytes }) => Some((offset / 4, bytes / 4, o.0)),
+                .nodes()
+                .get(nid.0)
+                .ok_or_else(|| RuntimeError::Plan("the plan names a missing node".into()))?;
+            let ins: Vec<Loc> = node.inputs.iter().map(|&v| loc(&plan, v)).collect();
+            let out = match node.outputs.as_slice() {
+                [o] => match loc(&plan, *o) {
+                    Loc::Arena(off, len) => Some((off, len)),
+                    _ => None,
+                },
                 _ => None,
-            },
-            _ => None,
-        };
-        let all_f32 = srcs.iter().all(|s| match s {
-            Src::Arena(..) => true,
-            Src::Tensor(t) => t.as_f32().is_some(),
-        });
-        if let (Some((off, len, ov)), true) = (out_place, all_f32) {
-            if matches!(node.op, Op::Reshape { .. }) {
-                if let Src::Arena(o, _) = srcs[0] {
-                    if o == off {
-                        return Ok(());
-                    }
-                }
-            }
-            let fast = matches!(
+            };
+            let f32_in = node.inputs.iter().all(|&v| self.graph.value(v).ty.dtype == ir::DType::F32);
+            let fast_op = matches!(
                 node.op,
                 Op::Conv(_)
                     | Op::FusedConv { .. }
@@ -167,55 +127,132 @@ impl PlannedSession {
                     | Op::FusedMatMul { .. }
                     | Op::Fused(_)
                     | Op::Reshape { .. }
+                    | Op::Pool(_)
             );
-            if fast {
-                let shapes: Vec<&[usize]> = node
-                    .inputs
-                    .iter()
-                    .zip(&srcs)
-                    .map(|(v, s)| match s {
-                        Src::Tensor(t) => t.shape(),
-                        Src::Arena(..) => state.shapes[v.0].as_slice(),
-                    })
-                    .collect();
-                let (lo, rest) = state.arena.split_at_mut(off);
-                let (out, hi) = rest.split_at_mut(len);
-                let (lo, hi): (&[f32], &[f32]) = (lo, hi);
-                let mut views: Vec<Option<&[f32]>> = Vec::with_capacity(srcs.len());
-                for s in &srcs {
-                    views.push(match s {
-                        Src::Tensor(t) => t.as_f32(),
-                        Src::Arena(o, n) if o + n <= off => Some(&lo[*o..*o + *n]),
-                        Src::Arena(o, n) if *o >= off + len => Some(&hi[*o - off - len..*o - off - len + *n]),
-                        Src::Arena(o, n) if *o == off && *n == len => None,
-                        Src::Arena(..) => {
-                            return Err(RuntimeError::Plan(format!("'{}' overlaps its output", node.name)))
-                        }
-                    });
+            let kind = match (out, ins.first()) {
+                (Some((off, _)), Some(Loc::Arena(i, _))) if matches!(node.op, Op::Reshape { .. }) && *i == off => {
+                    Kind::Alias
                 }
-                let out_shape = state.shapes[ov].as_slice();
-                return fast_kernel(&node.op, &views, &shapes, out, out_shape);
+                (Some(_), _) if fast_op && f32_in && ins.len() <= MAX_FAST_OPERANDS => Kind::Fast,
+                _ => Kind::Fallback,
+            };
+            steps.push(Step { node: nid.0, ins, out, kind });
+        }
+        let arena = vec![0f32; plan.arena_bytes.div_ceil(4)];
+        Ok(ArenaState { input_shapes, plan, arena, steps })
+    }
+
+    fn run_timed(&self, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
+        check_inputs(&self.graph, inputs)?;
+        let mut guard = self.state.lock().map_err(|_| RuntimeError::Plan("arena lock poisoned".into()))?;
+        let same = guard.as_ref().is_some_and(|s| {
+            s.input_shapes.len() == inputs.len() && s.input_shapes.iter().zip(inputs).all(|(a, t)| a == t.shape())
+        });
+        if !same {
+            *guard = Some(self.prepare(inputs.iter().map(|t| t.shape().to_vec()).collect())?);
+        }
+        let state = guard.as_mut().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
+        let mut separate: Vec<(ValueId, Tensor)> = Vec::new();
+        for step in &state.steps {
+            let node = &self.graph.nodes()[step.node];
+            let t0 = Instant::now();
+            let res = match step.kind {
+                Kind::Alias => Ok(()),
+                Kind::Fast => self.fast(step, inputs, &state.plan, &mut state.arena),
+                Kind::Fallback => self.fallback(step, inputs, &state.plan, &mut state.arena, &mut separate),
+            };
+            res.map_err(|e| match e {
+                RuntimeError::Kernel { op, message, .. } => RuntimeError::Kernel { op, node: node.name.clone(), message },
+                other => other,
+            })?;
+            if let Some(t) = times.as_deref_mut() {
+                t[step.node] = t0.elapsed().as_secs_f64();
             }
         }
-        // Every other op runs through the allocating kernel and is copied into its place.
-        let args: Vec<Tensor> = node
-            .inputs
+        self.graph
+            .outputs()
             .iter()
-            .zip(&srcs)
-            .map(|(v, s)| self.materialize(s, &state.shapes[v.0], &state.arena))
-            .collect::<Result<_, _>>()?;
-        let refs: Vec<&Tensor> = args.iter().collect();
-        let outs = run_op(&node.op, &refs)?;
-        for (&o, t) in node.outputs.iter().zip(outs) {
-            match state.plan.placements.get(o.0) {
-                Some(Placement::Arena { offset, bytes }) => {
-                    let (o4, n4) = (offset / 4, bytes / 4);
-                    match t.data() {
-                        TensorData::F32(d) if d.len() == n4 => state.arena[o4..o4 + n4].copy_from_slice(d),
-                        _ => return Err(RuntimeError::kernel(&node.op, "output does not fit its planned buffer")),
-                    }
+            .map(|&v| self.materialize(loc(&state.plan, v), &state.plan.shapes[v.0], inputs, &state.arena, &separate))
+            .collect()
+    }
+
+    fn materialize(
+        &self,
+        l: Loc,
+        shape: &[usize],
+        inputs: &[Tensor],
+        arena: &[f32],
+        separate: &[(ValueId, Tensor)],
+    ) -> Result<Tensor, RuntimeError> {
+        let missing = || RuntimeError::Plan("a value is not available".into());
+        match l {
+            Loc::Arena(o, n) => Ok(Tensor::from_f32(shape, arena[o..o + n].to_vec())?),
+            Loc::Input(i) => inputs.get(i).cloned().ok_or_else(missing),
+            Loc::Const(v) => self.graph.constant(v).cloned().ok_or_else(missing),
+            Loc::Separate(v) => separate.iter().find(|(k, _)| *k == v).map(|(_, t)| t.clone()).ok_or_else(missing),
+        }
+    }
+
+    fn fast(&self, step: &Step, inputs: &[Tensor], plan: &MemoryPlan, arena: &mut [f32]) -> Result<(), RuntimeError> {
+        let node = &self.graph.nodes()[step.node];
+        let (off, len) = step.out.ok_or_else(|| RuntimeError::Plan("fast step without a slot".into()))?;
+        let (lo, rest) = arena.split_at_mut(off);
+        let (out, hi) = rest.split_at_mut(len);
+        let (lo, hi): (&[f32], &[f32]) = (lo, hi);
+        let mut views: [Option<&[f32]>; MAX_FAST_OPERANDS] = [None; MAX_FAST_OPERANDS];
+        let mut shapes: [&[usize]; MAX_FAST_OPERANDS] = [&[]; MAX_FAST_OPERANDS];
+        for (k, (l, v)) in step.ins.iter().zip(&node.inputs).enumerate() {
+            shapes[k] = &plan.shapes[v.0];
+            views[k] = match *l {
+                Loc::Arena(o, n) if o + n <= off => Some(&lo[o..o + n]),
+                Loc::Arena(o, n) if o >= off + len => Some(&hi[o - off - len..o - off - len + n]),
+                Loc::Arena(o, n) if o == off && n == len => None,
+                Loc::Arena(..) => return Err(RuntimeError::Plan(format!("'{}' overlaps its output", node.name))),
+                Loc::Input(i) => inputs.get(i).and_then(|t| t.as_f32()),
+                Loc::Const(c) => self.graph.constant(c).and_then(|t| t.as_f32()),
+                Loc::Separate(_) => return Err(RuntimeError::Plan("fast step reads a separate value".into())),
+            };
+        }
+        let n = step.ins.len();
+        fast_kernel(&node.op, &views[..n], &shapes[..n], out, &plan.shapes[node.outputs[0].0])
+    }
+
+    fn fallback(
+        &self,
+        step: &Step,
+        inputs: &[Tensor],
+        plan: &MemoryPlan,
+        arena: &mut [f32],
+        separate: &mut Vec<(ValueId, Tensor)>,
+    ) -> Result<(), RuntimeError> {
+        let node = &self.graph.nodes()[step.node];
+        let mut owned: Vec<Tensor> = Vec::new();
+        let mut which: Vec<Result<usize, &Tensor>> = Vec::with_capacity(step.ins.len());
+        for (l, v) in step.ins.iter().zip(&node.inputs) {
+            which.push(match *l {
+                Loc::Input(i) => Err(inputs.get(i).ok_or_else(|| RuntimeError::Plan("input missing".into()))?),
+                Loc::Const(c) => Err(self.graph.constant(c).ok_or_else(|| RuntimeError::Plan("weight missing".into()))?),
+                _ => {
+                    owned.push(self.materialize(*l, &plan.shapes[v.0], inputs, arena, separate)?);
+                    Ok(owned.len() - 1)
                 }
-                _ => separate[o.0] = Some(t),
+            });
+        }
+        let args: Vec<&Tensor> = which
+            .iter()
+            .map(|w| match w {
+                Ok(i) => &owned[*i],
+                Err(t) => *t,
+            })
+            .collect();
+        let outs = run_op(&node.op, &args)?;
+        for (&o, t) in node.outputs.iter().zip(outs) {
+            match loc(plan, o) {
+                Loc::Arena(off, n) => match t.data() {
+                    TensorData::F32(d) if d.len() == n => arena[off..off + n].copy_from_slice(d),
+                    _ => return Err(RuntimeError::kernel(&node.op, "output does not fit its planned buffer")),
+                },
+                _ => separate.push((o, t)),
             }
         }
         Ok(())
@@ -252,15 +289,18 @@ fn fast_kernel(
             Ok(())
         }
         Op::Fused(expr) => {
-            let operands: Vec<fused::Operand> =
-                views.iter().zip(shapes).map(|(v, s)| fused::Operand { data: *v, shape: s }).collect();
-            fused::eval(expr, &operands, out, out_shape);
+            let mut operands = [fused::Operand { data: None, shape: &[] }; MAX_FAST_OPERANDS];
+            for (k, (v, s)) in views.iter().zip(shapes).enumerate() {
+                operands[k] = fused::Operand { data: *v, shape: s };
+            }
+            fused::eval(expr, &operands[..views.len()], out, out_shape);
             Ok(())
         }
         Op::Reshape { .. } => {
             out.copy_from_slice(need(0)?.0);
             Ok(())
         }
+        Op::Pool(a) => cpu::pool::pool_into(op, a, need(0)?, out, out_shape),
         _ => Err(RuntimeError::kernel(op, "no in-arena kernel")),
     }
 }

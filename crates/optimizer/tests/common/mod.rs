@@ -64,8 +64,8 @@ pub fn random_input(g: &Graph, rng: &mut Rng, batch: usize) -> Vec<Tensor> {
         .collect()
 }
 
-fn planner(g: &Graph, batch: usize) -> Result<ir::MemoryPlan, String> {
-    optimizer::plan(g, batch).map_err(|e| e.to_string())
+fn planner(g: &Graph, shapes: &[Vec<usize>]) -> Result<ir::MemoryPlan, String> {
+    optimizer::plan_for_shapes(g, shapes).map_err(|e| e.to_string())
 }
 
 /// Optimizes with `options`, then checks the result against the naive run at two batch sizes.

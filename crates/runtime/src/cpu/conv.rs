@@ -28,6 +28,11 @@ fn lift(v: &[usize], fill: usize) -> [usize; 3] {
 
 const ROW_CHUNK: usize = 1024;
 
+thread_local! {
+    /// Each thread's im2col buffer, grown once and reused by every later convolution.
+    static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Convolution: direct for depthwise, a plain GEMM for 1x1, im2col + GEMM otherwise.
 pub fn conv(op: &Op, a: &ConvAttrs, x: &Tensor, w: &Tensor, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
     let mut out = vec![0f32; out_shape.iter().product()];
@@ -89,11 +94,17 @@ pub fn conv_into(
     out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().for_each(|(chunk, dst)| {
         let row0 = chunk * ROW_CHUNK;
         let nrows = dst.len() / g.f;
-        let mut col = vec![0f32; nrows * kc];
-        for grp in 0..groups {
-            im2col(&g, xs, row0, nrows, grp * cg, cg, &mut col);
-            sgemm(nrows, fg, kc, &mut dst[grp * fg..], g.f, &col, kc, 1, &ws[grp * fg..], g.f, 1, false, 1);
-        }
+        COLUMNS.with(|c| {
+            let mut col = c.borrow_mut();
+            if col.len() < nrows * kc {
+                col.resize(nrows * kc, 0.0);
+            }
+            let col = &mut col[..nrows * kc];
+            for grp in 0..groups {
+                im2col(&g, xs, row0, nrows, grp * cg, cg, col);
+                sgemm(nrows, fg, kc, &mut dst[grp * fg..], g.f, col, kc, 1, &ws[grp * fg..], g.f, 1, false, 1);
+            }
+        });
         if let Some(e) = epi {
             e.apply(dst, row0 * g.f, g.f);
         }
@@ -145,7 +156,8 @@ fn im2col(g: &Geo, x: &[f32], row0: usize, nrows: usize, c0: usize, cg: usize, c
 fn depthwise(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], dm: usize, epi: Option<&EpilogueArgs>) {
     let [od, oh, ow] = g.out;
     let f = g.f;
-    out.par_chunks_mut(f).enumerate().for_each(|(row, dst)| {
+    let per_task = (8192 / (f * g.k.iter().product::<usize>()).max(1)).max(1);
+    out.par_chunks_mut(f).with_min_len(per_task).enumerate().for_each(|(row, dst)| {
         dst.fill(0.0);
         let ox = row % ow;
         let oy = (row / ow) % oh;

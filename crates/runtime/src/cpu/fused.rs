@@ -31,8 +31,9 @@ enum Access {
     Splat(f32),
     /// Varies along the last axis only: element `i % n`.
     Row(usize),
-    /// Anything else: per-axis broadcast strides.
-    Strided(Vec<usize>),
+    /// Anything else: per-axis broadcast strides (up to 8 axes on the stack).
+    Strided([usize; 8]),
+    StridedLong(Vec<usize>),
 }
 
 fn access(op: &Operand, out_shape: &[usize]) -> Access {
@@ -48,7 +49,18 @@ fn access(op: &Operand, out_shape: &[usize]) -> Access {
     if op.shape.last() == Some(&last) && n == last {
         return Access::Row(last);
     }
-    Access::Strided(broadcast_strides(op.shape, out_shape))
+    let r = out_shape.len();
+    if r > 8 || op.shape.len() > r {
+        return Access::StridedLong(broadcast_strides(op.shape, out_shape));
+    }
+    // Row-major strides of the operand, zero along broadcast axes, aligned to the output's.
+    let mut a = [0usize; 8];
+    let mut step = 1;
+    for (i, &d) in op.shape.iter().enumerate().rev() {
+        a[r - op.shape.len() + i] = if d == 1 { 0 } else { step };
+        step *= d;
+    }
+    Access::Strided(a)
 }
 
 /// Applies `u` to every element of `src` into `dst`, with the common cases unswitched.
@@ -80,7 +92,17 @@ thread_local! {
 
 /// Evaluates `expr` into `out` (shape `out_shape`), `BLOCK` elements at a time.
 pub fn eval(expr: &FusedExpr, operands: &[Operand], out: &mut [f32], out_shape: &[usize]) {
-    let acc: Vec<Access> = operands.iter().map(|o| access(o, out_shape)).collect();
+    let mut stack: [Access; 16] = std::array::from_fn(|_| Access::Full);
+    let heap: Vec<Access>;
+    let acc: &[Access] = if operands.len() <= stack.len() {
+        for (a, o) in stack.iter_mut().zip(operands) {
+            *a = access(o, out_shape);
+        }
+        &stack[..operands.len()]
+    } else {
+        heap = operands.iter().map(|o| access(o, out_shape)).collect();
+        &heap
+    };
     let task = |base: usize, chunk: &mut [f32]| {
         SCRATCH.with(|s| {
             let mut regs = s.borrow_mut();
@@ -91,7 +113,7 @@ pub fn eval(expr: &FusedExpr, operands: &[Operand], out: &mut [f32], out_shape: 
             let mut start = 0;
             while start < chunk.len() {
                 let len = BLOCK.min(chunk.len() - start);
-                eval_block(expr, operands, &acc, out_shape, base + start, &mut chunk[start..start + len], &mut regs);
+                eval_block(expr, operands, acc, out_shape, base + start, &mut chunk[start..start + len], &mut regs);
                 start += len;
             }
         })
@@ -130,7 +152,12 @@ fn eval_block(
                             *x = d[(base + j) % n];
                         }
                     }
-                    Access::Strided(st) => {
+                    Access::Strided(_) | Access::StridedLong(_) => {
+                        let st: &[usize] = match a {
+                            Access::Strided(s) => s,
+                            Access::StridedLong(s) => s,
+                            _ => &[],
+                        };
                         let d = op.data.unwrap_or(&[]);
                         for (j, x) in r.iter_mut().enumerate() {
                             let mut rem = base + j;

@@ -6,7 +6,7 @@ mod elementwise;
 pub mod fused;
 pub(crate) mod matmul;
 mod norm;
-mod pool;
+pub(crate) mod pool;
 mod reduce;
 mod rnn;
 mod shape_ops;

@@ -11,23 +11,35 @@ fn lift(v: &[usize], fill: usize) -> [usize; 3] {
 
 /// Max or average pooling; padded cells are skipped (max) or excluded from the count (avg).
 pub fn pool(op: &Op, a: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
-    let xs = f32s(op, x)?;
+    let mut res = vec![0f32; out_shape.iter().product()];
+    pool_into(op, a, (f32s(op, x)?, x.shape()), &mut res, out_shape)?;
+    tensor(out_shape, res)
+}
+
+/// Pooling into `out` (any prior contents).
+pub fn pool_into(
+    op: &Op,
+    a: &PoolAttrs,
+    (xs, sh): (&[f32], &[usize]),
+    res: &mut [f32],
+    out_shape: &[usize],
+) -> Result<(), RuntimeError> {
     let r = a.window.len();
     if r > 3 {
         return Err(RuntimeError::kernel(op, "pooling of rank > 3 is not supported"));
     }
-    let sh = x.shape();
     let inp = lift(&sh[1..=r], 1);
     let out = lift(&out_shape[1..=r], 1);
     let k = lift(&a.window, 1);
     let s = lift(&a.strides, 1);
     let pad = lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0);
     let c = sh[r + 1];
-    let mut res = vec![0f32; out_shape.iter().product()];
     if c == 0 {
-        return tensor(out_shape, res);
+        return Ok(());
     }
-    res.par_chunks_mut(c).enumerate().for_each(|(row, dst)| {
+    // Enough output pixels per task that scheduling does not dominate.
+    let per_task = (8192 / (c * k.iter().product::<usize>()).max(1)).max(1);
+    res.par_chunks_mut(c).with_min_len(per_task).enumerate().for_each(|(row, dst)| {
         let ox = row % out[2];
         let oy = (row / out[2]) % out[1];
         let oz = (row / (out[2] * out[1])) % out[0];
@@ -65,7 +77,7 @@ pub fn pool(op: &Op, a: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> Result<T
             dst.iter_mut().for_each(|d| *d *= inv);
         }
     });
-    tensor(out_shape, res)
+    Ok(())
 }
 
 #[cfg(test)]
