@@ -33,12 +33,15 @@ pub fn concrete_shapes(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec
     for node in g.nodes() {
         let mut tys = Vec::with_capacity(node.inputs.len());
         for v in &node.inputs {
-            let s = shapes[v.0].as_ref().ok_or_else(|| OptError::Graph(format!("'{}' reads an undefined value", node.name)))?;
+            let s = shapes[v.0]
+                .as_ref()
+                .ok_or_else(|| OptError::Graph(format!("'{}' reads an undefined value", node.name)))?;
             tys.push(ir::TensorType::new(g.value(*v).ty.dtype, ir::Shape::fixed(s)));
         }
         let outs = ir::infer_types(&node.op, &tys)?;
         for (&o, t) in node.outputs.iter().zip(outs) {
-            let s = t.shape.as_fixed().ok_or_else(|| OptError::Graph(format!("'{}' has no concrete shape", node.name)))?;
+            let s =
+                t.shape.as_fixed().ok_or_else(|| OptError::Graph(format!("'{}' has no concrete shape", node.name)))?;
             shapes[o.0] = Some(s);
         }
     }

@@ -129,11 +129,13 @@ impl PlannedSession {
                     | Op::Reshape { .. }
                     | Op::Pool(_)
             );
+            let in_shapes: Vec<&[usize]> = node.inputs.iter().map(|v| plan.shapes[v.0].as_slice()).collect();
+            let arena_op = cpu::arena_ops::supports(&node.op, &in_shapes);
             let kind = match (out, ins.first()) {
                 (Some((off, _)), Some(Loc::Arena(i, _))) if matches!(node.op, Op::Reshape { .. }) && *i == off => {
                     Kind::Alias
                 }
-                (Some(_), _) if fast_op && f32_in && ins.len() <= MAX_FAST_OPERANDS => Kind::Fast,
+                (Some(_), _) if (fast_op || arena_op) && f32_in && ins.len() <= MAX_FAST_OPERANDS => Kind::Fast,
                 _ => Kind::Fallback,
             };
             steps.push(Step { node: nid.0, ins, out, kind });
@@ -162,7 +164,9 @@ impl PlannedSession {
                 Kind::Fallback => self.fallback(step, inputs, &state.plan, &mut state.arena, &mut separate),
             };
             res.map_err(|e| match e {
-                RuntimeError::Kernel { op, message, .. } => RuntimeError::Kernel { op, node: node.name.clone(), message },
+                RuntimeError::Kernel { op, message, .. } => {
+                    RuntimeError::Kernel { op, node: node.name.clone(), message }
+                }
                 other => other,
             })?;
             if let Some(t) = times.as_deref_mut() {
@@ -231,7 +235,9 @@ impl PlannedSession {
         for (l, v) in step.ins.iter().zip(&node.inputs) {
             which.push(match *l {
                 Loc::Input(i) => Err(inputs.get(i).ok_or_else(|| RuntimeError::Plan("input missing".into()))?),
-                Loc::Const(c) => Err(self.graph.constant(c).ok_or_else(|| RuntimeError::Plan("weight missing".into()))?),
+                Loc::Const(c) => {
+                    Err(self.graph.constant(c).ok_or_else(|| RuntimeError::Plan("weight missing".into()))?)
+                }
                 _ => {
                     owned.push(self.materialize(*l, &plan.shapes[v.0], inputs, arena, separate)?);
                     Ok(owned.len() - 1)
@@ -301,6 +307,14 @@ fn fast_kernel(
             Ok(())
         }
         Op::Pool(a) => cpu::pool::pool_into(op, a, need(0)?, out, out_shape),
+        _ if cpu::arena_ops::supports(op, shapes) => {
+            let mut ins: [&[f32]; MAX_FAST_OPERANDS] = [&[]; MAX_FAST_OPERANDS];
+            for (k, v) in views.iter().enumerate() {
+                ins[k] = v.ok_or_else(|| RuntimeError::kernel(op, "cannot run in place"))?;
+            }
+            cpu::arena_ops::run_into(op, &ins[..views.len()], shapes, out, out_shape);
+            Ok(())
+        }
         _ => Err(RuntimeError::kernel(op, "no in-arena kernel")),
     }
 }

@@ -1,6 +1,7 @@
 //! The CPU executor's kernels: one for every [`ir::Op`], on row-major host tensors. They are the
 //! executor a user gets without a GPU and the oracle the other backends are tested against.
 
+pub mod arena_ops;
 pub(crate) mod conv;
 mod elementwise;
 pub mod fused;

@@ -1,0 +1,92 @@
+//! The planned executor allocates nothing per run beyond the output tensors it returns (and
+//! the GEMM library's own scratch), counted by a wrapping global allocator.
+
+mod common;
+
+use common::models_dir;
+use kerasc::{npy, OptimizeOptions, SessionOptions};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Serializes the tests: the counter is process-wide.
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn count<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    ALLOCS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    let out = f();
+    COUNTING.store(false, Ordering::SeqCst);
+    (out, ALLOCS.load(Ordering::SeqCst))
+}
+
+#[test]
+fn a_planned_run_without_gemm_allocates_only_its_outputs() {
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    use kerasc::ir::{BinaryOp, DType, Dim, Graph, Op, PoolAttrs, PoolKind, Shape, Tensor, TensorType, UnaryOp};
+    let mut g = Graph::new("t");
+    let x = g.add_input(
+        "x",
+        TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Fixed(8), Dim::Fixed(8), Dim::Fixed(4)])),
+    );
+    let pool = PoolAttrs { kind: PoolKind::Max, window: vec![2, 2], strides: vec![2, 2], pads: vec![(0, 0), (0, 0)] };
+    let p = g.add("pool", Op::Pool(pool), &[x]).unwrap();
+    let t = g.add("t", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[p]).unwrap();
+    let r = g.add("r", Op::Reshape { shape: vec![0, 4, 16] }, &[t]).unwrap();
+    let s = g.add("softmax", Op::Softmax { axes: vec![2] }, &[r]).unwrap();
+    let gamma = g.add_constant("gamma", Tensor::full(&[16], 1.5));
+    let beta = g.add_constant("beta", Tensor::full(&[16], 0.1));
+    let n = g.add("ln", Op::LayerNorm { axes: vec![2], epsilon: 1e-3 }, &[s, gamma, beta]).unwrap();
+    let two = g.add_constant("two", Tensor::scalar(2.0));
+    let a = g.add("mul", Op::Binary(BinaryOp::Mul), &[n, two]).unwrap();
+    let a = g.add("tanh", Op::Unary(UnaryOp::Tanh), &[a]).unwrap();
+    let c = g.add("concat", Op::Concat { axis: 1 }, &[a, r]).unwrap();
+    g.set_outputs(vec![c]);
+    let (s, _) = kerasc::compile(&g, &OptimizeOptions::default(), SessionOptions::default()).unwrap();
+    let xs = vec![Tensor::from_f32(&[2, 8, 8, 4], (0..512).map(|i| (i as f32 * 0.37).sin()).collect()).unwrap()];
+    let want = kerasc::Session::new(g.clone(), SessionOptions::default()).unwrap().run(&xs).unwrap();
+    s.run(&xs).unwrap();
+    let (out, n) = count(|| s.run(&xs).unwrap());
+    assert_eq!(out[0].as_f32(), want[0].as_f32());
+    // The returned Vec, the output's shape and data, and at most one for the thread pool's
+    // job queue when a parallel kernel hands it work.
+    assert!(n <= 4, "{n} allocations in a run of {} nodes", s.graph().nodes().len());
+}
+
+#[test]
+fn planned_runs_allocate_far_less_than_naive_ones() {
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // The GEMM library allocates its own packing scratch per call; everything else is in the arena.
+    for name in ["cnn_mnist", "mobilenetv2", "resnet_block", "transformer"] {
+        let dir = models_dir();
+        let model = kerasc::load(&dir.join(format!("{name}.keras"))).unwrap();
+        let x = vec![npy::read(&dir.join(format!("{name}.input.npy"))).unwrap()];
+        let naive = kerasc::Session::new(model.graph.clone(), SessionOptions::default()).unwrap();
+        let (s, _) = kerasc::compile(&model.graph, &OptimizeOptions::default(), SessionOptions::default()).unwrap();
+        naive.run(&x).unwrap();
+        s.run(&x).unwrap();
+        let (_, n_naive) = count(|| naive.run(&x).unwrap());
+        let (_, n_planned) = count(|| s.run(&x).unwrap());
+        println!("{name}: {n_planned} allocations planned, {n_naive} naive");
+        assert!(n_planned * 3 <= n_naive, "{name}: {n_planned} allocations planned vs {n_naive} naive");
+    }
+}
