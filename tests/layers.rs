@@ -7,7 +7,7 @@ mod common;
 
 use common::{keras_archive, LayerWeights};
 use kerasc::ir::{Tensor, TensorData, Tolerance};
-use kerasc::{Session, SessionOptions};
+use kerasc::{OptimizeOptions, PlannedSession, RuntimeError, Session, SessionOptions};
 use serde_json::{json, Value};
 
 fn seq(n: usize, s: f64) -> Vec<f32> {
@@ -25,7 +25,7 @@ fn lw(key: &str, name: &str, vars: Vec<(Vec<usize>, Vec<f32>)>) -> LayerWeights 
 }
 
 /// A Sequential model of one layer on an input of `shape` (without batch).
-fn one_layer(class: &str, cfg: Value, shape: &[usize], weights: Vec<LayerWeights>) -> Session {
+fn one_layer(class: &str, cfg: Value, shape: &[usize], weights: Vec<LayerWeights>) -> Both {
     let mut cfg = cfg;
     cfg["name"] = json!("layer");
     let config = json!({"class_name": "Sequential", "config": {"name": "t", "layers": [
@@ -33,13 +33,35 @@ fn one_layer(class: &str, cfg: Value, shape: &[usize], weights: Vec<LayerWeights
     session(&config, &weights)
 }
 
-fn session(config: &Value, weights: &[LayerWeights]) -> Session {
-    let bytes = keras_archive(config, weights);
-    let model = kerasc::load_bytes(bytes, "test.keras").unwrap_or_else(|e| panic!("{e}"));
-    Session::new(model.graph, SessionOptions::default()).unwrap()
+/// The model run both ways: the frontend's graph op by op, and optimized from an arena. Every
+/// run checks that the two agree and returns the optimized result.
+struct Both {
+    naive: Session,
+    planned: PlannedSession,
 }
 
-fn run1(s: &Session, x: Tensor) -> Tensor {
+impl Both {
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        let want = self.naive.run(inputs)?;
+        let got = self.planned.run(inputs)?;
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.shape(), w.shape());
+            let c = Tolerance::REDUCTION.compare(&g.to_f64_vec(), &w.to_f64_vec());
+            assert!(c.passed(), "optimized vs naive: {c}\n{}", kerasc::ir::render::to_text(self.planned.graph()));
+        }
+        Ok(got)
+    }
+}
+
+fn session(config: &Value, weights: &[LayerWeights]) -> Both {
+    let bytes = keras_archive(config, weights);
+    let model = kerasc::load_bytes(bytes, "test.keras").unwrap_or_else(|e| panic!("{e}"));
+    let (planned, _) =
+        kerasc::compile(&model.graph, &OptimizeOptions::default(), SessionOptions::default()).unwrap();
+    Both { naive: Session::new(model.graph, SessionOptions::default()).unwrap(), planned }
+}
+
+fn run1(s: &Both, x: Tensor) -> Tensor {
     s.run(&[x]).unwrap_or_else(|e| panic!("{e}")).remove(0)
 }
 
