@@ -56,8 +56,7 @@ impl Both {
 fn session(config: &Value, weights: &[LayerWeights]) -> Both {
     let bytes = keras_archive(config, weights);
     let model = kerasc::load_bytes(bytes, "test.keras").unwrap_or_else(|e| panic!("{e}"));
-    let (planned, _) =
-        kerasc::compile(&model.graph, &OptimizeOptions::default(), SessionOptions::default()).unwrap();
+    let (planned, _) = kerasc::compile(&model.graph, &OptimizeOptions::default(), SessionOptions::default()).unwrap();
     Both { naive: Session::new(model.graph, SessionOptions::default()).unwrap(), planned }
 }
 
