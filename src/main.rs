@@ -281,7 +281,7 @@ fn plan_text(g: &ir::Graph, plan: &ir::MemoryPlan) -> String {
     let _ = writeln!(s, "memory plan at batch {} ({})", plan.batch, plan.heuristic);
     let _ = writeln!(
         s,
-        "arena {} · naive {} · lower bound {} · {} in place · {} reshapes aliased",
+        "arena {} · one buffer per tensor {} · lower bound {} · {} in place · {} reshapes aliased",
         human_bytes(plan.arena_bytes),
         human_bytes(plan.naive_bytes),
         human_bytes(plan.lower_bound_bytes),

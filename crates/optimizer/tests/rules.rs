@@ -347,3 +347,40 @@ fn extraction_counts_a_shared_subgraph_once() {
     );
     assert!(ex.cost < want + conv_cost);
 }
+
+#[test]
+fn a_scale_moves_through_layout_ops_into_the_weights() {
+    let mut rng = Rng(50);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[4, 6]);
+    let w = g.add_constant("w", rng.tensor(&[6, 6]));
+    let b = g.add_constant("b", rng.tensor(&[6]));
+    let y = g.add("mm", Op::MatMul { transpose_a: false, transpose_b: false }, &[x, w]).unwrap();
+    let y = g.add("bias", Op::BiasAdd { axis: 2 }, &[y, b]).unwrap();
+    let y = g.add("split", Op::Reshape { shape: vec![0, 4, 2, 3] }, &[y]).unwrap();
+    let y = g.add("heads", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[y]).unwrap();
+    let z = g.add("scale", Op::Unary(UnaryOp::Affine { scale: 0.25, offset: 0.0 }), &[y]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["unary-through-layout", "fold-scale-into-linear"]), &mut rng);
+    assert_eq!(ops(&out), ["MatMul", "BiasAdd", "Reshape", "Transpose"]);
+}
+
+#[test]
+fn a_constant_scale_after_a_conv_folds_into_its_weights() {
+    let mut rng = Rng(51);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[5, 5, 2]);
+    let y = conv(&mut g, &mut rng, x, 2, 3, true);
+    let z = g.add("affine", Op::Unary(UnaryOp::Affine { scale: -1.5, offset: 0.0 }), &[y]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &only(&["fold-scale-into-linear"]), &mut rng);
+    assert_eq!(ops(&out), ["Conv2D"]);
+    // With an offset the bias it becomes and the affine cost the same; either is correct.
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[5, 5, 2]);
+    let y = conv(&mut g, &mut rng, x, 2, 3, true);
+    let z = g.add("affine", Op::Unary(UnaryOp::Affine { scale: -1.5, offset: 0.5 }), &[y]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &OptimizeOptions::default(), &mut rng);
+    assert_eq!(ops(&out), ["FusedConv2D"]);
+}

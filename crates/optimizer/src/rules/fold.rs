@@ -91,11 +91,18 @@ fn fold_batchnorm(eg: &TensorEGraph, id: Id) -> Vec<Build> {
     out
 }
 
-/// `linear(x, W) · s → linear(x, W·s)` for a per-output-channel constant `s`.
+/// `linear(x, W) · s → linear(x, W·s)` for a per-output-channel constant `s`, and
+/// `affine(linear(x, W), s, o) → linear(x, W·s) + o`.
 fn fold_scale(eg: &TensorEGraph, id: Id) -> Vec<Build> {
     let mut out = Vec::new();
     let Some(t) = ty(eg, id).cloned() else { return out };
     for (op, c) in ops_in(eg, id) {
+        if let Op::Unary(UnaryOp::Affine { scale, offset }) = op {
+            let Some(f) = t.shape.dims().last().and_then(|d| d.fixed()) else { continue };
+            let shift = (*offset != 0.0).then(|| Build::Weight(Tensor::full(&[f], *offset)));
+            out.extend(scaled(eg, c[0], &Build::Weight(Tensor::scalar(*scale)), shift));
+            continue;
+        }
         let Op::Binary(BinaryOp::Mul) = op else { continue };
         for (y, s) in [(c[0], c[1]), (c[1], c[0])] {
             if weight_only(eg, y) {
