@@ -194,7 +194,7 @@ impl EpilogueArgs<'_> {
     /// Applies the epilogue to `dst`, the output elements starting at flat index `base`, where
     /// the last axis has `channels` elements.
     pub fn apply(&self, dst: &mut [f32], base: usize, channels: usize) {
-        if channels > 0 && base % channels == 0 && dst.len() % channels == 0 {
+        if channels > 0 && base.is_multiple_of(channels) && dst.len().is_multiple_of(channels) {
             // Whole rows: one pass per row while it is in L1, with vectorisable inner loops.
             for (i, row) in dst.chunks_exact_mut(channels).enumerate() {
                 self.apply_row(row, base + i * channels);
