@@ -152,8 +152,65 @@ fn im2col(g: &Geo, x: &[f32], row0: usize, nrows: usize, c0: usize, cg: usize, c
     }
 }
 
+/// Depthwise convolution with unit stride along the width, one output row at a time: for each
+/// kernel tap, the valid span of the row is one contiguous multiply-add against the tap's
+/// weights tiled across the row.
+fn depthwise_rows(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
+    let [od, oh, ow] = g.out;
+    let c = g.c;
+    let row_len = ow * c;
+    let taps = g.k.iter().product::<usize>();
+    if row_len == 0 {
+        return;
+    }
+    let tiled: Vec<f32> = (0..taps).flat_map(|t| w[t * c..(t + 1) * c].repeat(ow)).collect();
+    let per_task = (16384 / (row_len * taps).max(1)).max(1);
+    out.par_chunks_mut(row_len).with_min_len(per_task).enumerate().for_each(|(r, dst)| {
+        dst.fill(0.0);
+        let oy = r % oh;
+        let oz = (r / oh) % od;
+        let n = r / (oh * od);
+        for kz in 0..g.k[0] {
+            let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
+            if iz < 0 || iz as usize >= g.inp[0] {
+                continue;
+            }
+            for ky in 0..g.k[1] {
+                let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
+                if iy < 0 || iy as usize >= g.inp[1] {
+                    continue;
+                }
+                let xrow = ((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2] * c;
+                for kx in 0..g.k[2] {
+                    // Output columns whose input column `ox + kx·d − pad` lies inside the row.
+                    let shift = (kx * g.d[2]) as isize - g.pad[2] as isize;
+                    let lo = (-shift).clamp(0, ow as isize) as usize;
+                    let hi = (g.inp[2] as isize - shift).clamp(0, ow as isize) as usize;
+                    if lo >= hi {
+                        continue;
+                    }
+                    let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
+                    let xs = (xrow as isize + (lo as isize + shift) * c as isize) as usize;
+                    let src = &x[xs..xs + (hi - lo) * c];
+                    let wt = &tiled[tap * row_len + lo * c..tap * row_len + hi * c];
+                    for ((d, &xv), &wv) in dst[lo * c..hi * c].iter_mut().zip(src).zip(wt) {
+                        *d += xv * wv;
+                    }
+                }
+            }
+        }
+        if let Some(e) = epi {
+            e.apply(dst, r * row_len, c);
+        }
+    });
+}
+
 /// Depthwise convolution (one input channel per group, `dm` outputs per channel).
 fn depthwise(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], dm: usize, epi: Option<&EpilogueArgs>) {
+    if dm == 1 && g.s[2] == 1 {
+        depthwise_rows(g, x, w, out, epi);
+        return;
+    }
     let [od, oh, ow] = g.out;
     let f = g.f;
     let per_task = (8192 / (f * g.k.iter().product::<usize>()).max(1)).max(1);
@@ -372,6 +429,22 @@ mod tests {
             [1, 1, 3, 5],
             ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(0, 0), (0, 0)], groups: 1 },
         );
+    }
+
+    #[test]
+    fn depthwise_rows_match_reference() {
+        // Unit width stride takes the row kernel: pads wider than the kernel's reach, dilation,
+        // a height stride, and a row narrower than the kernel.
+        for (xs, k, strides, dil, pads) in [
+            ([2, 6, 7, 4], 3, [1, 1], [1, 1], [(1, 1), (1, 1)]),
+            ([1, 5, 8, 3], 3, [2, 1], [1, 2], [(0, 2), (3, 2)]),
+            ([1, 4, 2, 2], 3, [1, 1], [1, 1], [(1, 1), (2, 2)]),
+            ([1, 3, 9, 5], 1, [1, 1], [1, 1], [(0, 0), (0, 0)]),
+        ] {
+            let c = xs[3];
+            let a = ConvAttrs { strides: strides.to_vec(), dilations: dil.to_vec(), pads: pads.to_vec(), groups: c };
+            check(xs, [k, k, 1, c], a);
+        }
     }
 
     #[test]
