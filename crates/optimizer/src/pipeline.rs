@@ -100,11 +100,18 @@ pub fn optimize(g: &Graph, options: &OptimizeOptions) -> Result<Optimized, OptEr
                 let (g2, n) = fold::fold_constants(&graph)?;
                 (g2, vec![("folded".to_string(), n)])
             }
-            "egraph-rewrite" => {
-                let (g2, stats, applied) = rewrite(&graph, options)?;
-                report.egraph = stats;
-                (g2, applied)
-            }
+            "egraph-rewrite" => match rewrite(&graph, options) {
+                Ok((g2, stats, applied)) => {
+                    report.egraph = stats;
+                    (g2, applied)
+                }
+                // Rewriting is an optimization: when it cannot finish, the graph goes on as it was,
+                // and the report says why.
+                Err(e) => {
+                    report.egraph.stop_reason = format!("failed, graph left unrewritten: {e}");
+                    (graph.clone(), Vec::new())
+                }
+            },
             _ => {
                 let (g2, s) = fusion::fuse_elementwise(&graph)?;
                 (g2, vec![("fused groups".to_string(), s.groups), ("fused ops".to_string(), s.ops)])

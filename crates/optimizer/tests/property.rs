@@ -132,3 +132,21 @@ fn random_graphs_keep_their_meaning() {
         }
     }
 }
+
+#[test]
+fn a_deep_chain_optimizes_without_exhausting_the_stack() {
+    let mut rng = Rng(7);
+    let mut g = Graph::new("deep");
+    let mut cur = input(&mut g, &[4]);
+    for i in 0..1500 {
+        let w = g.add_constant(format!("w{i}"), rng.tensor(&[4, 4]));
+        let y = g.add(format!("mm{i}"), Op::MatMul { transpose_a: false, transpose_b: false }, &[cur, w]).unwrap();
+        cur = g.add(format!("tanh{i}"), Op::Unary(UnaryOp::Tanh), &[y]).unwrap();
+    }
+    g.set_outputs(vec![cur]);
+    let t0 = std::time::Instant::now();
+    let out = optimizer::optimize(&g, &OptimizeOptions::default()).unwrap();
+    println!("1500-layer chain optimized in {:.2} s", t0.elapsed().as_secs_f64());
+    assert_eq!(out.graph.nodes().len(), 1500);
+    assert!(out.graph.nodes().iter().all(|n| matches!(n.op, Op::FusedMatMul { .. })));
+}

@@ -4,7 +4,7 @@
 use super::analysis::{TensorAnalysis, TensorEGraph};
 use super::lang::TensorLang;
 use crate::OptError;
-use egg::Id;
+use egg::{Id, Language};
 use ir::{Graph, Producer, ValueId};
 use std::collections::{HashMap, HashSet};
 
@@ -114,17 +114,38 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn value(&mut self, id: Id) -> Result<Vec<ValueId>, OptError> {
-        let id = self.egraph.find(id);
-        if let Some(v) = self.memo.get(&id) {
-            return Ok(v.clone());
+    /// The values of a class, building its chosen node and everything below it (iteratively,
+    /// so deep graphs cannot exhaust the stack).
+    fn value(&mut self, root: Id) -> Result<Vec<ValueId>, OptError> {
+        let mut stack = vec![(self.egraph.find(root), false)];
+        while let Some((id, expanded)) = stack.pop() {
+            let id = self.egraph.find(id);
+            if self.memo.contains_key(&id) {
+                continue;
+            }
+            let node =
+                self.choice.get(&id).ok_or_else(|| OptError::Graph(format!("no node chosen for class {id}")))?.clone();
+            if !expanded {
+                if !self.visiting.insert(id) {
+                    return Err(OptError::Graph(format!("extraction chose a cycle through class {id}")));
+                }
+                stack.push((id, true));
+                stack.extend(node.children().iter().map(|&c| (c, false)));
+                continue;
+            }
+            let vals = self.build(id, &node)?;
+            self.visiting.remove(&id);
+            self.memo.insert(id, vals);
         }
-        if !self.visiting.insert(id) {
-            return Err(OptError::Graph(format!("extraction chose a cycle through class {id}")));
-        }
-        let node =
-            self.choice.get(&id).ok_or_else(|| OptError::Graph(format!("no node chosen for class {id}")))?.clone();
-        let vals = match &node {
+        self.memo.get(&self.egraph.find(root)).cloned().ok_or_else(|| OptError::Graph("root not built".into()))
+    }
+
+    /// Adds one chosen node whose operands are all built.
+    fn build(&mut self, id: Id, node: &TensorLang) -> Result<Vec<ValueId>, OptError> {
+        let built = |b: &Self, c: Id| -> Result<Vec<ValueId>, OptError> {
+            b.memo.get(&b.egraph.find(c)).cloned().ok_or_else(|| OptError::Graph(format!("class {c} not built")))
+        };
+        Ok(match node {
             TensorLang::Input(i) => {
                 vec![*self.inputs.get(*i as usize).ok_or_else(|| OptError::Graph(format!("input {i} out of range")))?]
             }
@@ -147,7 +168,7 @@ impl Builder<'_> {
             TensorLang::Apply(op, children) => {
                 let mut ins = Vec::with_capacity(children.len());
                 for &c in children {
-                    let v = self.value(c)?;
+                    let v = built(self, c)?;
                     ins.push(*v.first().ok_or_else(|| OptError::Graph("operand without value".into()))?);
                 }
                 let op = self
@@ -167,12 +188,9 @@ impl Builder<'_> {
                 self.g.add_node(name, op, &ins)?
             }
             TensorLang::Project(k, [c]) => {
-                let v = self.value(*c)?;
+                let v = built(self, *c)?;
                 vec![*v.get(*k as usize).ok_or_else(|| OptError::Graph(format!("output {k} missing")))?]
             }
-        };
-        self.visiting.remove(&id);
-        self.memo.insert(id, vals.clone());
-        Ok(vals)
+        })
     }
 }

@@ -6,7 +6,7 @@ use super::analysis::{class_type, TensorEGraph};
 use super::cost::op_cost;
 use super::lang::TensorLang;
 use egg::Id;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 
 struct Best {
@@ -44,48 +44,61 @@ pub fn node_cost(eg: &TensorEGraph, id: Id, node: &TensorLang) -> f64 {
 }
 
 /// Picks one node per class, minimising the DAG cost of everything reachable from `roots`.
+/// A worklist revisits a class's parents whenever its best solution improves, so the work
+/// follows the graph's depth in one sweep rather than in rounds.
 pub fn extract(eg: &TensorEGraph, roots: &[Id]) -> Extraction {
     let mut best: HashMap<Id, Best> = HashMap::new();
-    let classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
-    for _round in 0..200 {
-        let mut changed = false;
-        for &cid in &classes {
-            for node in &eg[cid].nodes {
-                if eg[cid].data.tys.is_empty() {
-                    continue;
-                }
-                let own = node_cost(eg, cid, node);
-                if !own.is_finite() {
-                    continue;
-                }
-                let mut uses: BTreeMap<Id, f64> = BTreeMap::new();
-                let mut ready = true;
-                for &c in node.children() {
-                    match best.get(&eg.find(c)) {
-                        Some(b) => uses.extend(b.uses.iter().map(|(k, v)| (*k, *v))),
-                        None => {
-                            ready = false;
-                            break;
-                        }
+    let mut queue: VecDeque<Id> = eg.classes().map(|c| c.id).collect();
+    let mut queued: HashSet<Id> = queue.iter().copied().collect();
+    // Costs only decrease, so this bound is never reached on a sane e-graph; it guards the loop.
+    let mut budget = 64 * eg.total_number_of_nodes() + 1024;
+    while let Some(cid) = queue.pop_front() {
+        queued.remove(&cid);
+        if budget == 0 {
+            break;
+        }
+        budget -= 1;
+        if eg[cid].data.tys.is_empty() {
+            continue;
+        }
+        let mut improved = false;
+        for node in &eg[cid].nodes {
+            let own = node_cost(eg, cid, node);
+            if !own.is_finite() {
+                continue;
+            }
+            let mut uses: BTreeMap<Id, f64> = BTreeMap::new();
+            let mut ready = true;
+            for &c in node.children() {
+                match best.get(&eg.find(c)) {
+                    Some(b) => uses.extend(b.uses.iter().map(|(k, v)| (*k, *v))),
+                    None => {
+                        ready = false;
+                        break;
                     }
                 }
-                if !ready || uses.contains_key(&cid) {
-                    continue;
-                }
-                uses.insert(cid, own);
-                let total: f64 = uses.values().sum();
-                let better = match best.get(&cid) {
-                    None => true,
-                    Some(b) => total < b.total - 1e-9 * b.total.abs().max(1.0),
-                };
-                if better {
-                    best.insert(cid, Best { node: node.clone(), total, uses: Rc::new(uses) });
-                    changed = true;
-                }
+            }
+            if !ready || uses.contains_key(&cid) {
+                continue;
+            }
+            uses.insert(cid, own);
+            let total: f64 = uses.values().sum();
+            let better = match best.get(&cid) {
+                None => true,
+                Some(b) => total < b.total - 1e-9 * b.total.abs().max(1.0),
+            };
+            if better {
+                best.insert(cid, Best { node: node.clone(), total, uses: Rc::new(uses) });
+                improved = true;
             }
         }
-        if !changed {
-            break;
+        if improved {
+            for p in eg[cid].parents() {
+                let pc = eg.find(p);
+                if queued.insert(pc) {
+                    queue.push_back(pc);
+                }
+            }
         }
     }
     let mut all: BTreeMap<Id, f64> = BTreeMap::new();
