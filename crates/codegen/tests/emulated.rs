@@ -1,0 +1,342 @@
+//! The generated CUDA, run by the CPU emulator, against the CPU executor: one graph per op
+//! family with awkward shapes, and the whole optimized plan of the dev models.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use ir::{
+    BinaryOp, ConvAttrs, ConvTransposeAttrs, DType, Dim, Epilogue, Graph, Op, PaddingMode, PoolAttrs, PoolKind,
+    ReduceKind, ResizeMode, RnnAttrs, RnnKind, Shape, Tensor, TensorData, TensorType, Tolerance, UnaryOp, ValueId,
+};
+use runtime::{Session, SessionOptions};
+
+fn seq(shape: &[usize], s: f32) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_f32(shape, (0..n).map(|i| ((i as f32) * s + 0.1).sin()).collect()).unwrap()
+}
+
+fn input(g: &mut Graph, name: &str, dims: &[usize]) -> ValueId {
+    let mut d = vec![Dim::Batch];
+    d.extend(dims.iter().map(|&n| Dim::Fixed(n)));
+    g.add_input(name, TensorType::new(DType::F32, Shape(d)))
+}
+
+/// Emits every node of `g` (no optimization) and compares the emulated run with the CPU.
+fn check(g: &Graph, inputs: Vec<Tensor>, tag: &str) {
+    if !common::have_compiler() {
+        eprintln!("skipped: no g++ to build the CUDA emulator");
+        return;
+    }
+    let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+    let plan = optimizer::plan_for_shapes(g, &shapes).unwrap();
+    let steps = codegen::cuda::emit_plan(g, &plan).unwrap();
+    let got = common::run(g, &steps, &plan.shapes, &inputs, tag);
+    let want = Session::new(g.clone(), SessionOptions::default()).unwrap().run(&inputs).unwrap();
+    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(a.shape(), b.shape(), "{tag}: output {k}");
+        let c = Tolerance::REDUCTION.compare(&a.to_f64_vec(), &b.to_f64_vec());
+        assert!(c.passed(), "{tag}: output {k}: {c}\n{}", ir::render::to_text(g));
+    }
+}
+
+#[test]
+fn elementwise_and_activations() {
+    let mut g = Graph::new("t");
+    let x = input(&mut g, "x", &[3, 5]);
+    let y = input(&mut g, "y", &[1, 5]);
+    let acts = [
+        UnaryOp::Relu,
+        UnaryOp::Relu6,
+        UnaryOp::ReluClip { max_value: Some(0.5), negative_slope: 0.1, threshold: 0.2 },
+        UnaryOp::LeakyRelu { alpha: 0.3 },
+        UnaryOp::Elu { alpha: 0.7 },
+        UnaryOp::Selu,
+        UnaryOp::Sigmoid,
+        UnaryOp::HardSigmoid,
+        UnaryOp::HardSigmoidLegacy,
+        UnaryOp::HardSilu,
+        UnaryOp::Tanh,
+        UnaryOp::Softplus,
+        UnaryOp::Softsign,
+        UnaryOp::Gelu,
+        UnaryOp::GeluTanh,
+        UnaryOp::Silu,
+        UnaryOp::Mish,
+        UnaryOp::Exp,
+        UnaryOp::Abs,
+        UnaryOp::Sign,
+        UnaryOp::Square,
+        UnaryOp::Affine { scale: 2.0, offset: -0.5 },
+        UnaryOp::Clip { lo: -0.3, hi: 0.4 },
+    ];
+    let mut outs = Vec::new();
+    for a in acts {
+        outs.push(g.add("act", Op::Unary(a), &[x]).unwrap());
+    }
+    let b = g.add_constant("b", seq(&[5], 0.3));
+    let m = g.add_constant("m", seq(&[3, 1], 0.9));
+    outs.push(g.add("sub", Op::Binary(BinaryOp::Sub), &[x, y]).unwrap());
+    outs.push(g.add("max", Op::Binary(BinaryOp::Max), &[m, x]).unwrap());
+    outs.push(g.add("bias", Op::BiasAdd { axis: 2 }, &[x, b]).unwrap());
+    let p = g.add_constant("p", seq(&[3], 0.4));
+    outs.push(g.add("bias1", Op::BiasAdd { axis: 1 }, &[x, p]).unwrap());
+    let gam = g.add_constant("gamma", seq(&[5], 0.2));
+    let var = g.add_constant("var", Tensor::full(&[5], 0.7));
+    outs.push(g.add("bn", Op::BatchNorm { axis: 2, epsilon: 1e-3 }, &[x, gam, b, b, var]).unwrap());
+    g.set_outputs(outs);
+    check(&g, vec![seq(&[2, 3, 5], 0.37), seq(&[2, 1, 5], 0.11)], "elementwise");
+}
+
+#[test]
+fn fused_expressions_after_optimization() {
+    let mut g = Graph::new("t");
+    let x = input(&mut g, "x", &[4, 6]);
+    let two = g.add_constant("two", Tensor::scalar(2.0));
+    let v = g.add_constant("v", seq(&[6], 0.5));
+    let a = g.add("relu", Op::Unary(UnaryOp::Relu), &[x]).unwrap();
+    let a = g.add("mul", Op::Binary(BinaryOp::Mul), &[a, two]).unwrap();
+    let a = g.add("sub", Op::Binary(BinaryOp::Sub), &[a, v]).unwrap();
+    let z = g.add("tanh", Op::Unary(UnaryOp::Tanh), &[a]).unwrap();
+    g.set_outputs(vec![z]);
+    let opt = optimizer::optimize(&g, &optimizer::OptimizeOptions::default()).unwrap().graph;
+    assert!(matches!(opt.nodes()[0].op, Op::Fused(_)));
+    check(&opt, vec![seq(&[3, 4, 6], 0.21)], "fused");
+}
+
+#[test]
+fn integer_arithmetic_and_casts() {
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", TensorType::new(DType::I32, Shape(vec![Dim::Batch, Dim::Fixed(4)])));
+    let k = g.add_constant("k", Tensor::new(vec![4], TensorData::I32(vec![3, -2, 5, 1])).unwrap());
+    let d = g.add("div", Op::Binary(BinaryOp::Div), &[x, k]).unwrap();
+    let s = g.add("add", Op::Binary(BinaryOp::Add), &[d, k]).unwrap();
+    let f = g.add("cast", Op::Cast { to: DType::F32 }, &[s]).unwrap();
+    g.set_outputs(vec![f]);
+    let xs = Tensor::new(vec![2, 4], TensorData::I32(vec![7, -7, 0, 9, -3, 4, 11, -1])).unwrap();
+    check(&g, vec![xs], "ints");
+}
+
+#[test]
+fn data_movement() {
+    let mut g = Graph::new("t");
+    let x = input(&mut g, "x", &[3, 4, 2]);
+    let y = input(&mut g, "y", &[3, 1, 2]);
+    let t = g.add("t", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[x]).unwrap();
+    let c = g.add("c", Op::Concat { axis: 2 }, &[x, y]).unwrap();
+    let p = g.add("p", Op::Pad { pads: vec![(0, 0), (1, 0), (2, 1), (0, 1)], value: -1.5 }, &[x]).unwrap();
+    let s = g
+        .add("s", Op::Slice { axes: vec![1, 2], starts: vec![-1, 0], ends: vec![-4, 4], steps: vec![-1, 2] }, &[x])
+        .unwrap();
+    let r = g.add("r", Op::RepeatInterleave { axis: 2, repeats: 3 }, &[x]).unwrap();
+    let tl = g.add("tile", Op::Tile { repeats: vec![1, 2, 1, 3] }, &[x]).unwrap();
+    let rs = g.add("reshape", Op::Reshape { shape: vec![0, 24] }, &[t]).unwrap();
+    g.set_outputs(vec![t, c, p, s, r, tl, rs]);
+    check(&g, vec![seq(&[2, 3, 4, 2], 0.3), seq(&[2, 3, 1, 2], 0.7)], "movement");
+}
+
+#[test]
+fn resize_and_gather() {
+    let mut g = Graph::new("t");
+    let x = input(&mut g, "x", &[3, 4, 2]);
+    let n = g.add("near", Op::Resize { sizes: vec![6, 8], mode: ResizeMode::Nearest }, &[x]).unwrap();
+    let b = g.add("bil", Op::Resize { sizes: vec![7, 4], mode: ResizeMode::Bilinear }, &[x]).unwrap();
+    let b2 = g.add("bil2", Op::Resize { sizes: vec![5, 9], mode: ResizeMode::Bilinear }, &[x]).unwrap();
+    let ids = g.add_input("ids", TensorType::new(DType::I32, Shape(vec![Dim::Batch, Dim::Fixed(3)])));
+    let emb = g.add_constant("emb", seq(&[5, 4], 0.9));
+    let e = g.add("emb", Op::Gather { axis: 0 }, &[emb, ids]).unwrap();
+    g.set_outputs(vec![n, b, b2, e]);
+    let idx = Tensor::new(vec![2, 3], TensorData::I32(vec![4, 0, 2, 1, 1, 3])).unwrap();
+    check(&g, vec![seq(&[2, 3, 4, 2], 0.3), idx], "resize");
+}
+
+#[test]
+fn matmuls_with_batches_transposes_and_epilogues() {
+    let mut g = Graph::new("t");
+    let a = input(&mut g, "a", &[2, 70, 9]);
+    let b = input(&mut g, "b", &[1, 67, 9]);
+    let m = g.add("mm", Op::MatMul { transpose_a: false, transpose_b: true }, &[a, b]).unwrap();
+    let w = g.add_constant("w", seq(&[9, 5], 0.3));
+    let bias = g.add_constant("bias", seq(&[5], 0.8));
+    let res = g.add("res", Op::MatMul { transpose_a: false, transpose_b: false }, &[a, w]).unwrap();
+    let e =
+        Epilogue { bias: true, activation: Some(UnaryOp::Gelu), residual: true, post_activation: Some(UnaryOp::Tanh) };
+    let f = g
+        .add("fused", Op::FusedMatMul { transpose_a: false, transpose_b: false, epilogue: e }, &[a, w, bias, res])
+        .unwrap();
+    let at = g.add("at", Op::Transpose { perm: vec![0, 1, 3, 2] }, &[a]).unwrap();
+    let t = g.add("ta", Op::MatMul { transpose_a: true, transpose_b: false }, &[at, w]).unwrap();
+    g.set_outputs(vec![m, f, t]);
+    check(&g, vec![seq(&[3, 2, 70, 9], 0.13), seq(&[3, 1, 67, 9], 0.29)], "matmul");
+}
+
+#[test]
+fn convolutions() {
+    let mut g = Graph::new("t");
+    let x = input(&mut g, "x", &[9, 8, 4]);
+    let conv = |g: &mut Graph, x, k: [usize; 4], s: [usize; 2], d: [usize; 2], p: [(usize, usize); 2], groups| {
+        let w = g.add_constant("w", seq(&k, 0.17));
+        let a = ConvAttrs { strides: s.to_vec(), dilations: d.to_vec(), pads: p.to_vec(), groups };
+        g.add("conv", Op::Conv(a), &[x, w]).unwrap()
+    };
+    let c1 = conv(&mut g, x, [3, 3, 4, 6], [1, 1], [1, 1], [(1, 1), (1, 1)], 1);
+    let c2 = conv(&mut g, x, [3, 2, 2, 6], [2, 3], [1, 1], [(0, 1), (1, 0)], 2);
+    let c3 = conv(&mut g, x, [3, 3, 4, 5], [1, 1], [2, 2], [(2, 2), (0, 0)], 1);
+    let dw = conv(&mut g, x, [3, 3, 1, 8], [2, 1], [1, 2], [(1, 1), (2, 2)], 4);
+    let w = g.add_constant("w", seq(&[1, 1, 4, 4], 0.23));
+    let b = g.add_constant("b", seq(&[4], 0.6));
+    let e =
+        Epilogue { bias: true, activation: Some(UnaryOp::Relu6), residual: true, post_activation: Some(UnaryOp::Relu) };
+    let a = ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(0, 0), (0, 0)], groups: 1 };
+    let f = g.add("fused", Op::FusedConv { conv: a, epilogue: e.clone() }, &[x, w, b, x]).unwrap();
+    let wd = g.add_constant("wd", seq(&[3, 3, 1, 4], 0.31));
+    let ad = ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 4 };
+    let fd = g.add("fused_dw", Op::FusedConv { conv: ad, epilogue: e }, &[x, wd, b, x]).unwrap();
+    let wt = g.add_constant("wt", seq(&[3, 3, 5, 4], 0.19));
+    let ta = ConvTransposeAttrs {
+        strides: vec![2, 2],
+        dilations: vec![1, 1],
+        padding: PaddingMode::Same,
+        output_padding: None,
+    };
+    let tc = g.add("convt", Op::ConvTranspose(ta), &[x, wt]).unwrap();
+    let tv = ConvTransposeAttrs {
+        strides: vec![2, 1],
+        dilations: vec![1, 1],
+        padding: PaddingMode::Valid,
+        output_padding: None,
+    };
+    let tc2 = g.add("convt2", Op::ConvTranspose(tv), &[x, wt]).unwrap();
+    g.set_outputs(vec![c1, c2, c3, dw, f, fd, tc, tc2]);
+    check(&g, vec![seq(&[2, 9, 8, 4], 0.37)], "conv");
+}
+
+#[test]
+fn conv_1d_and_3d() {
+    let mut g = Graph::new("t");
+    let x = input(&mut g, "x", &[11, 3]);
+    let w = g.add_constant("w", seq(&[3, 3, 4], 0.17));
+    let a = ConvAttrs { strides: vec![2], dilations: vec![1], pads: vec![(2, 0)], groups: 1 };
+    let c = g.add("c1", Op::Conv(a), &[x, w]).unwrap();
+    let v = input(&mut g, "v", &[4, 3, 5, 2]);
+    let w3 = g.add_constant("w3", seq(&[2, 2, 3, 2, 3], 0.13));
+    let a3 =
+        ConvAttrs { strides: vec![1, 2, 1], dilations: vec![1, 1, 2], pads: vec![(0, 1), (1, 0), (1, 1)], groups: 1 };
+    let c3 = g.add("c3", Op::Conv(a3), &[v, w3]).unwrap();
+    g.set_outputs(vec![c, c3]);
+    check(&g, vec![seq(&[2, 11, 3], 0.41), seq(&[2, 4, 3, 5, 2], 0.23)], "conv13");
+}
+
+#[test]
+fn pooling_reductions_and_normalizations() {
+    let mut g = Graph::new("t");
+    let x = input(&mut g, "x", &[5, 6, 4]);
+    let pool = |kind| PoolAttrs { kind, window: vec![3, 2], strides: vec![2, 2], pads: vec![(1, 1), (0, 1)] };
+    let mp = g.add("max", Op::Pool(pool(PoolKind::Max)), &[x]).unwrap();
+    let ap = g.add("avg", Op::Pool(pool(PoolKind::Avg)), &[x]).unwrap();
+    let mut outs = vec![mp, ap];
+    for (kind, axes, keep) in [
+        (ReduceKind::Mean, vec![1, 2], false),
+        (ReduceKind::Sum, vec![3], true),
+        (ReduceKind::Max, vec![1], false),
+        (ReduceKind::Min, vec![0, 2], true),
+        (ReduceKind::Prod, vec![3], false),
+    ] {
+        outs.push(g.add("red", Op::Reduce { kind, axes, keepdims: keep }, &[x]).unwrap());
+    }
+    outs.push(g.add("sm", Op::Softmax { axes: vec![3] }, &[x]).unwrap());
+    outs.push(g.add("sm2", Op::Softmax { axes: vec![1, 2] }, &[x]).unwrap());
+    outs.push(g.add("lsm", Op::LogSoftmax { axis: 2 }, &[x]).unwrap());
+    let gam = g.add_constant("g", seq(&[4], 0.7));
+    let bet = g.add_constant("b", seq(&[4], 0.2));
+    outs.push(g.add("ln", Op::LayerNorm { axes: vec![3], epsilon: 1e-3 }, &[x, gam, bet]).unwrap());
+    let g2 = g.add_constant("g2", seq(&[6, 4], 0.5));
+    outs.push(g.add("ln2", Op::LayerNorm { axes: vec![2, 3], epsilon: 1e-5 }, &[x, g2, g2]).unwrap());
+    outs.push(g.add("gn", Op::GroupNorm { groups: 2, axis: 3, epsilon: 1e-3 }, &[x, gam, bet]).unwrap());
+    outs.push(g.add("l2", Op::L2Normalize { axes: vec![3], epsilon: 1e-12 }, &[x]).unwrap());
+    g.set_outputs(outs);
+    check(&g, vec![seq(&[2, 5, 6, 4], 0.33)], "reduce");
+}
+
+#[test]
+fn recurrent_layers() {
+    for (kind, units, gates, bias_rows, back, seqs) in [
+        (RnnKind::Simple, 5, 1, 1, false, true),
+        (RnnKind::Lstm, 6, 4, 1, true, false),
+        (RnnKind::Lstm, 40, 4, 0, false, true),
+        (RnnKind::Gru { reset_after: true }, 5, 3, 2, false, true),
+        (RnnKind::Gru { reset_after: false }, 7, 3, 1, true, false),
+    ] {
+        let mut g = Graph::new("t");
+        let x = input(&mut g, "x", &[4, 3]);
+        let w = g.add_constant("w", seq(&[3, gates * units], 0.31));
+        let r = g.add_constant("r", seq(&[units, gates * units], 0.17));
+        let mut ins = vec![x, w, r];
+        if bias_rows > 0 {
+            let shape = if bias_rows == 2 { vec![2, gates * units] } else { vec![gates * units] };
+            ins.push(g.add_constant("b", seq(&shape, 0.5)));
+        }
+        let a = RnnAttrs {
+            kind,
+            units,
+            activation: UnaryOp::Tanh,
+            recurrent_activation: UnaryOp::Sigmoid,
+            return_sequences: seqs,
+            go_backwards: back,
+        };
+        let outs = g.add_node("rnn", Op::Rnn(a), &ins).unwrap();
+        g.set_outputs(outs);
+        check(&g, vec![seq(&[3, 4, 3], 0.29)], &format!("rnn{units}"));
+    }
+}
+
+#[test]
+fn dev_models_whole_plans() {
+    if !common::have_compiler() {
+        eprintln!("skipped: no g++ to build the CUDA emulator");
+        return;
+    }
+    for name in [
+        "mlp",
+        "cnn_mnist",
+        "resnet_block",
+        "sepconv",
+        "text_embed",
+        "lstm",
+        "gru",
+        "conv1d",
+        "activations",
+        "pool_pad_up",
+        "reshape_ln",
+        "transformer",
+        "long_names",
+    ] {
+        let dir = common::models_dir();
+        let model = frontend::load(&dir.join(format!("{name}.keras")), &frontend::LoadOptions::default()).unwrap();
+        let opt = optimizer::optimize(&model.graph, &optimizer::OptimizeOptions::default()).unwrap().graph;
+        let npy = std::fs::read(dir.join(format!("{name}.input.npy"))).unwrap();
+        let x = npy_f32_or_int(&npy);
+        let x = if x.dtype() != opt.value(opt.inputs()[0]).ty.dtype {
+            x.cast(opt.value(opt.inputs()[0]).ty.dtype)
+        } else {
+            x
+        };
+        check(&opt, vec![x], name);
+    }
+}
+
+/// A minimal .npy reader for the committed inputs (little-endian f4, i4 or i8, C order).
+fn npy_f32_or_int(b: &[u8]) -> Tensor {
+    let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+    let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
+    let shape_s = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape_s.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let data = &b[10 + hl..];
+    let t = if header.contains("<f4") {
+        TensorData::F32(data.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+    } else if header.contains("<i4") {
+        TensorData::I32(data.chunks(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect())
+    } else {
+        TensorData::I64(data.chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
+    };
+    Tensor::new(shape, t).unwrap()
+}
