@@ -7,9 +7,11 @@ pub mod bench;
 pub mod npy;
 pub mod report;
 
+pub use codegen;
 pub use frontend::{load_bytes, FrontendError, LoadOptions, Model, ModelFormat, ModelInfo};
 pub use ir;
 pub use optimizer::{self, OptimizeOptions, OptimizeReport};
+pub use runtime;
 pub use runtime::{available_devices, Device, PlannedSession, RuntimeError, Session, SessionOptions};
 
 use std::io::Write;

@@ -15,6 +15,9 @@ pub enum RuntimeError {
     /// A kernel failed (bad indices, unsupported dtype, ...).
     #[error("{op} in '{node}': {message}")]
     Kernel { op: String, node: String, message: String },
+    /// NVRTC could not compile a generated kernel (or is not available).
+    #[error("cannot compile kernel {kernel}: {log}")]
+    Compile { kernel: String, log: String },
     /// The memory plan could not be made or does not fit the graph.
     #[error("memory plan: {0}")]
     Plan(String),

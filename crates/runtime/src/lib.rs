@@ -1,6 +1,7 @@
 //! kerasc's runtime: devices, the CPU executor (a kernel for every op) and sessions.
 
 pub mod cpu;
+pub mod cuda;
 mod device;
 mod error;
 mod executor;

@@ -1,0 +1,9 @@
+//! The CUDA side of the runtime: finding the driver, the GPUs and NVRTC at run time (nothing
+//! is linked: a machine without them still runs everything else), and compiling generated
+//! kernels to PTX with a disk cache.
+
+mod discover;
+mod nvrtc;
+
+pub use discover::{probe, CudaStatus, GpuInfo};
+pub use nvrtc::{compile_ptx, default_nvrtc_dirs, nvrtc_version, preload_nvrtc, PtxCache};
