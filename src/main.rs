@@ -54,6 +54,12 @@ enum Command {
         /// Batch size the memory plan is laid out for
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// `cuda`: write every generated kernel as OUT/<kernel>.cu (and .ptx when NVRTC is present)
+        #[arg(long)]
+        target: Option<Target>,
+        /// GPU architecture of the PTX (with --target cuda)
+        #[arg(long, default_value = "sm_90")]
+        arch: String,
     },
     /// Time the naive plan against the optimized plan, side by side
     Bench {
@@ -86,6 +92,11 @@ enum Command {
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Target {
+    Cuda,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum Emit {
     Ir,
     Optimized,
@@ -107,7 +118,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run { model, inputs, outputs, device, naive } => {
             run_model(&model, &inputs, &outputs, device.as_deref(), naive)
         }
-        Command::Compile { model, emit, out, batch } => compile(&model, emit, out.as_deref(), batch),
+        Command::Compile { model, emit: _, out, batch, target: Some(Target::Cuda), arch } => {
+            let out = out.context("--target cuda needs --out DIR")?;
+            compile_cuda(&model, &out, batch, &arch)
+        }
+        Command::Compile { model, emit, out, batch, target: None, .. } => compile(&model, emit, out.as_deref(), batch),
         Command::Bench { model, device, batch, warmup, runs, profile, json, report, seed } => {
             let device = pick_device(device.as_deref())?;
             let opts = kerasc::bench::BenchOptions {
@@ -444,6 +459,51 @@ fn bench(path: &Path, opts: &BenchOptions, as_json: bool, profile: bool, report:
                 println!("    {ms:>9.3} ms  {o:<16} {n}");
             }
         }
+    }
+    Ok(())
+}
+
+/// The architectures NVRTC is asked for (it takes a `'static` name).
+fn arch_name(arch: &str) -> Result<&'static str> {
+    const ARCHS: [&str; 8] = ["sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120"];
+    ARCHS.iter().copied().find(|a| *a == arch).with_context(|| format!("unknown architecture '{arch}'; one of {}", ARCHS.join(", ")))
+}
+
+fn compile_cuda(path: &Path, out: &Path, batch: usize, arch: &str) -> Result<()> {
+    let arch = arch_name(arch)?;
+    let model = kerasc::load(path)?;
+    let opt = kerasc::optimizer::optimize(&model.graph, &OptimizeOptions::default()).context("optimizer failed")?;
+    let plan = kerasc::optimizer::plan(&opt.graph, batch.max(1)).context("memory planner failed")?;
+    let steps = kerasc::codegen::cuda::emit_plan(&opt.graph, &plan)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let dirs = kerasc::runtime::cuda::default_nvrtc_dirs();
+    let nvrtc = kerasc::runtime::cuda::nvrtc_version(&dirs);
+    let mut manifest = Vec::new();
+    let mut n = 0;
+    for step in &steps {
+        let node = &opt.graph.nodes()[step.node.0];
+        for k in &step.kernels {
+            kerasc::write_atomic(&out.join(format!("{}.cu", k.name)), k.source.as_bytes())?;
+            if nvrtc.is_ok() {
+                let ptx = kerasc::runtime::cuda::compile_ptx(&k.name, &k.source, arch, &dirs)?;
+                kerasc::write_atomic(&out.join(format!("{}.ptx", k.name)), ptx.as_bytes())?;
+            }
+            manifest.push(json!({
+                "kernel": k.name,
+                "node": node.name,
+                "op": node.op.name(),
+                "grid": k.launch.grid,
+                "block": k.launch.block,
+                "args": k.args.iter().map(|a| json!({"value": opt.graph.value(a.value).name, "output": a.output})).collect::<Vec<_>>(),
+            }));
+            n += 1;
+        }
+    }
+    let manifest = json!({"model": path.display().to_string(), "batch": batch.max(1), "arch": arch, "kernels": manifest});
+    kerasc::write_atomic(&out.join("kernels.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    match nvrtc {
+        Ok((a, b)) => eprintln!("wrote {n} kernels (.cu and .ptx for {arch}, NVRTC {a}.{b}) and kernels.json to {}", out.display()),
+        Err(why) => eprintln!("wrote {n} kernels (.cu only: {why}) and kernels.json to {}", out.display()),
     }
     Ok(())
 }
