@@ -2,8 +2,8 @@
 //! passes) and the optimized plan, on the same device and the same random input, in one process.
 
 use crate::ir::{DType, Dim, Graph, Op, Producer, Tensor, TensorData};
-use crate::{compile, OptimizeOptions, OptimizeReport, PlannedSession, Session, SessionOptions};
-use crate::{CompileError, Device, RuntimeError};
+use crate::optimizer;
+use crate::{CompileError, Device, Executor, ExecutorOptions, OptimizeOptions, OptimizeReport, RuntimeError};
 use std::time::Instant;
 
 /// What to measure.
@@ -15,6 +15,8 @@ pub struct BenchOptions {
     pub runs: usize,
     pub profile: bool,
     pub seed: u64,
+    /// Where compiled PTX is cached (GPU runs).
+    pub ptx_cache: std::path::PathBuf,
 }
 
 /// Timings of one plan, in milliseconds.
@@ -164,11 +166,49 @@ pub fn naive_bytes(g: &Graph, batch: usize) -> usize {
         .sum()
 }
 
+/// Times one executor: CUDA events around the kernels on a GPU, wall clock on the CPU.
+fn time_exec(e: &Executor, inputs: &[Tensor], warmup: usize, runs: usize) -> Result<Timing, RuntimeError> {
+    match e {
+        Executor::Cuda(s) => {
+            for _ in 0..warmup {
+                s.run(inputs)?;
+            }
+            let mut ms = Vec::with_capacity(runs);
+            for _ in 0..runs.max(1) {
+                ms.push(s.run_timed(inputs)?.1);
+            }
+            ms.sort_by(f64::total_cmp);
+            Ok(Timing {
+                median_ms: ms[ms.len() / 2],
+                min_ms: ms[0],
+                mean_ms: ms.iter().sum::<f64>() / ms.len() as f64,
+                ..Default::default()
+            })
+        }
+        _ => time(warmup, runs, || e.run(inputs).map(|_| ())),
+    }
+}
+
+fn profile_of(e: &Executor, inputs: &[Tensor]) -> Result<Vec<(String, String, f64)>, RuntimeError> {
+    Ok(match e {
+        Executor::Cpu(s) => profile_rows(s.graph(), &s.run_profiled(inputs)?.1),
+        Executor::CpuNaive(s) => profile_rows(s.graph(), &s.run_profiled(inputs)?.1),
+        // Per-kernel times on the GPU are not measured yet.
+        Executor::Cuda(_) => Vec::new(),
+    })
+}
+
 /// Runs the benchmark.
 pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchResult, BenchError> {
-    let session = SessionOptions { device: Some(options.device) };
-    let naive = Session::new(graph.clone(), session.clone())?;
-    let (planned, report): (PlannedSession, OptimizeReport) = compile(graph, &OptimizeOptions::default(), session)?;
+    let exec_opts = |naive| ExecutorOptions {
+        device: options.device,
+        naive,
+        optimize: OptimizeOptions::default(),
+        ptx_cache: options.ptx_cache.clone(),
+    };
+    let (naive, _) = Executor::new(graph, &exec_opts(true))?;
+    let (planned, report) = Executor::new(graph, &exec_opts(false))?;
+    let report = report.unwrap_or_default();
     let inputs = random_inputs(graph, options.batch, options.seed)?;
     let want = naive.run(&inputs)?;
     let got = planned.run(&inputs)?;
@@ -179,17 +219,15 @@ pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchR
             max_abs_diff = if d.is_nan() { f64::NAN } else { max_abs_diff.max(d) };
         }
     }
-    let mut nt = time(options.warmup, options.runs, || naive.run(&inputs).map(|_| ()))?;
-    let mut ot = time(options.warmup, options.runs, || planned.run(&inputs).map(|_| ()))?;
+    let mut nt = time_exec(&naive, &inputs, options.warmup, options.runs)?;
+    let mut ot = time_exec(&planned, &inputs, options.warmup, options.runs)?;
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-    let plan = planned.plan_for(&shapes)?;
+    let plan = optimizer::plan_for_shapes(planned.graph(), &shapes).map_err(|e| BenchError::Compile(e.to_string()))?;
     nt.kernels = graph.nodes().len();
     ot.kernels = planned.graph().nodes().len() - plan.aliases;
     if options.profile {
-        let (_, t) = naive.run_profiled(&inputs)?;
-        nt.profile = profile_rows(graph, &t);
-        let (_, t) = planned.run_profiled(&inputs)?;
-        ot.profile = profile_rows(planned.graph(), &t);
+        nt.profile = profile_of(&naive, &inputs)?;
+        ot.profile = profile_of(&planned, &inputs)?;
     }
     Ok(BenchResult {
         model: name.to_string(),

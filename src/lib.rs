@@ -38,6 +38,78 @@ pub fn compile(
     Ok((s, opt.report))
 }
 
+/// The naive memory layout (one buffer per tensor), for the naive plan on a GPU.
+pub fn naive_planner(g: &ir::Graph, input_shapes: &[Vec<usize>]) -> Result<ir::MemoryPlan, String> {
+    optimizer::naive_plan_for_shapes(g, input_shapes).map_err(|e| e.to_string())
+}
+
+/// How to build an [`Executor`].
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    pub device: Device,
+    /// Run the frontend's graph op by op, one buffer per tensor, no passes.
+    pub naive: bool,
+    pub optimize: OptimizeOptions,
+    /// Where compiled PTX is cached.
+    pub ptx_cache: std::path::PathBuf,
+}
+
+/// A model bound to a device: the planned CPU executor, the naive CPU executor, or a GPU.
+pub enum Executor {
+    Cpu(PlannedSession),
+    CpuNaive(Session),
+    Cuda(runtime::cuda::CudaSession),
+}
+
+impl Executor {
+    /// Optimizes (unless naive) and binds the graph to the device.
+    pub fn new(
+        graph: &ir::Graph,
+        options: &ExecutorOptions,
+    ) -> Result<(Executor, Option<OptimizeReport>), CompileError> {
+        let cpu = SessionOptions { device: Some(Device::Cpu) };
+        let (g, report) = if options.naive {
+            (graph.clone(), None)
+        } else {
+            let o = optimizer::optimize(graph, &options.optimize)?;
+            (o.graph, Some(o.report))
+        };
+        let exec = match (options.device, options.naive) {
+            (Device::Cpu, true) => Executor::CpuNaive(Session::new(g, cpu)?),
+            (Device::Cpu, false) => Executor::Cpu(PlannedSession::new(g, cpu, planner)?),
+            (Device::Cuda(ordinal), naive) => {
+                let cuda = runtime::cuda::CudaOptions {
+                    ordinal,
+                    cache_dir: options.ptx_cache.clone(),
+                    nvrtc_dirs: runtime::cuda::default_nvrtc_dirs(),
+                    cuda_graph: !naive,
+                };
+                let p: runtime::Planner = if naive { naive_planner } else { planner };
+                Executor::Cuda(runtime::cuda::CudaSession::new(g, p, cuda)?)
+            }
+        };
+        Ok((exec, report))
+    }
+
+    /// Runs the model on `inputs` (graph input order) and returns the outputs in order.
+    pub fn run(&self, inputs: &[ir::Tensor]) -> Result<Vec<ir::Tensor>, RuntimeError> {
+        match self {
+            Executor::Cpu(s) => s.run(inputs),
+            Executor::CpuNaive(s) => s.run(inputs),
+            Executor::Cuda(s) => s.run(inputs),
+        }
+    }
+
+    /// The graph being run.
+    pub fn graph(&self) -> &ir::Graph {
+        match self {
+            Executor::Cpu(s) => s.graph(),
+            Executor::CpuNaive(s) => s.graph(),
+            Executor::Cuda(s) => s.graph(),
+        }
+    }
+}
+
 /// Errors of [`compile`].
 #[derive(Debug)]
 pub enum CompileError {

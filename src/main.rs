@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use kerasc::bench::{BenchOptions, BenchResult};
-use kerasc::{ir, npy, Device, OptimizeOptions, Session, SessionOptions};
+use kerasc::{ir, npy, Device, OptimizeOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -40,6 +40,12 @@ enum Command {
         /// Run the frontend's graph op by op, without the optimizer
         #[arg(long)]
         naive: bool,
+        /// If the requested GPU is not usable, run on the CPU instead (with a warning)
+        #[arg(long)]
+        soft_placement: bool,
+        /// Arithmetic precision on the GPU: fp32 (tf32, bf16 and fp16 are not implemented yet)
+        #[arg(long, default_value = "fp32")]
+        precision: String,
     },
     /// Show each compilation stage: the IR, the optimized graph, the memory plan, Graphviz DOT
     Compile {
@@ -115,8 +121,10 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model, json } => inspect(&model, json),
-        Command::Run { model, inputs, outputs, device, naive } => {
-            run_model(&model, &inputs, &outputs, device.as_deref(), naive)
+        Command::Run { model, inputs, outputs, device, naive, soft_placement, precision } => {
+            check_precision(&precision)?;
+            let device = pick_device(device.as_deref(), soft_placement)?;
+            run_model(&model, &inputs, &outputs, device, naive)
         }
         Command::Compile { model, emit: _, out, batch, target: Some(Target::Cuda), arch } => {
             let out = out.context("--target cuda needs --out DIR")?;
@@ -124,7 +132,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Compile { model, emit, out, batch, target: None, .. } => compile(&model, emit, out.as_deref(), batch),
         Command::Bench { model, device, batch, warmup, runs, profile, json, report, seed } => {
-            let device = pick_device(device.as_deref())?;
+            let device = pick_device(device.as_deref(), false)?;
             let opts = kerasc::bench::BenchOptions {
                 device,
                 batch: batch.max(1),
@@ -132,14 +140,12 @@ fn run(cli: Cli) -> Result<()> {
                 runs: runs.max(1),
                 profile: profile || report.is_some(),
                 seed,
+                ptx_cache: ptx_cache_dir(),
             };
             bench(&model, &opts, json, profile, report.as_deref())
         }
         Command::Devices => {
-            for d in kerasc::available_devices() {
-                println!("{}  {}  ({} threads)", d.device, d.name, d.threads);
-            }
-            println!("no GPU: this build has no CUDA backend yet");
+            devices();
             Ok(())
         }
     }
@@ -232,18 +238,91 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-fn pick_device(requested: Option<&str>) -> Result<Device> {
+/// Where compiled PTX is cached: `$XDG_CACHE_HOME/kerasc/ptx`, else `~/.cache/kerasc/ptx`.
+fn ptx_cache_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("kerasc").join("ptx")
+}
+
+fn check_precision(p: &str) -> Result<()> {
+    match p {
+        "fp32" => Ok(()),
+        "tf32" | "bf16" | "fp16" => bail!("--precision {p} is not implemented yet (tensor-core kernels); use fp32"),
+        other => bail!("unknown precision '{other}': one of fp32, tf32, bf16, fp16"),
+    }
+}
+
+fn describe(device: Device) -> String {
+    match device {
+        Device::Cpu => match &kerasc::runtime::cuda_status().why_no_gpu {
+            Some(why) => format!("no GPU: {why}"),
+            None => format!("{} threads", kerasc::runtime::available_devices()[0].threads),
+        },
+        Device::Cuda(i) => kerasc::available_devices()
+            .into_iter()
+            .find(|d| d.device == Device::Cuda(i))
+            .map(|d| format!("{}, {:.0} GiB", d.name, d.memory_bytes as f64 / (1u64 << 30) as f64))
+            .unwrap_or_default(),
+    }
+}
+
+/// The device to run on: the requested one, or the lowest visible GPU, else the CPU; printed
+/// once. With soft placement an unusable GPU falls back to the CPU, loudly.
+fn pick_device(requested: Option<&str>, soft_placement: bool) -> Result<Device> {
+    if let Some(dir) = std::env::var_os("KERASC_NVRTC_DIR") {
+        kerasc::runtime::cuda::preload_nvrtc(&[PathBuf::from(dir)]);
+    }
     let device = match requested {
         Some(s) => Device::parse(s)?,
         None => Device::default_device(),
     };
-    let device = device.ensure_available()?;
-    let why = if requested.is_some() { "as requested" } else { "no GPU backend in this build" };
-    eprintln!("running on {device} ({why})");
+    let device = match device.ensure_available() {
+        Ok(d) => d,
+        Err(e) if soft_placement => {
+            eprintln!("warning: {e}; soft placement: running on /CPU:0 instead");
+            Device::Cpu
+        }
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!("running on {device} ({})", describe(device));
     Ok(device)
 }
 
-fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Option<&str>, naive: bool) -> Result<()> {
+fn devices() {
+    let st = kerasc::runtime::cuda_status();
+    for d in kerasc::available_devices() {
+        let kind = if d.device == Device::Cpu { "CPU" } else { "GPU" };
+        let idx = match d.device {
+            Device::Cpu => 0,
+            Device::Cuda(i) => i,
+        };
+        let detail = match d.compute_capability {
+            Some((a, b)) => format!(
+                "{}, {:.1} GiB, compute capability {a}.{b}",
+                d.name,
+                d.memory_bytes as f64 / (1u64 << 30) as f64
+            ),
+            None => format!("{} threads", d.threads),
+        };
+        println!("PhysicalDevice(name='/physical_device:{kind}:{idx}', device_type='{kind}')  {detail}");
+    }
+    match st.driver_version {
+        Some(v) => println!("CUDA driver {}.{}", v / 1000, (v % 1000) / 10),
+        None => println!("CUDA driver: not found"),
+    }
+    match st.nvrtc_version {
+        Some((a, b)) => println!("NVRTC {a}.{b}"),
+        None => println!("NVRTC: not found"),
+    }
+    if let Some(why) = &st.why_no_gpu {
+        println!("no GPU: {why}");
+    }
+}
+
+fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Device, naive: bool) -> Result<()> {
     let model = kerasc::load(path)?;
     let n_out = model.graph.outputs().len();
     if !outputs.is_empty() && outputs.len() != n_out {
@@ -257,16 +336,11 @@ fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Optio
         let t = if t.dtype() != want && (t.dtype().is_float() == want.is_float()) { t.cast(want) } else { t };
         tensors.push(t);
     }
-    let device = pick_device(device)?;
-    let options = SessionOptions { device: Some(device) };
-    let (results, graph) = if naive {
-        let session = Session::new(model.graph, options).context("cannot prepare the model")?;
-        (session.run(&tensors)?, session.graph().clone())
-    } else {
-        let (session, _) =
-            kerasc::compile(&model.graph, &OptimizeOptions::default(), options).context("cannot compile the model")?;
-        (session.run(&tensors)?, session.graph().clone())
-    };
+    let options =
+        kerasc::ExecutorOptions { device, naive, optimize: OptimizeOptions::default(), ptx_cache: ptx_cache_dir() };
+    let (exec, _) = kerasc::Executor::new(&model.graph, &options).context("cannot prepare the model")?;
+    let results = exec.run(&tensors)?;
+    let graph = exec.graph();
     if outputs.is_empty() {
         for (i, t) in results.iter().enumerate() {
             let vals = t.to_f64_vec();
@@ -466,7 +540,11 @@ fn bench(path: &Path, opts: &BenchOptions, as_json: bool, profile: bool, report:
 /// The architectures NVRTC is asked for (it takes a `'static` name).
 fn arch_name(arch: &str) -> Result<&'static str> {
     const ARCHS: [&str; 8] = ["sm_70", "sm_75", "sm_80", "sm_86", "sm_89", "sm_90", "sm_100", "sm_120"];
-    ARCHS.iter().copied().find(|a| *a == arch).with_context(|| format!("unknown architecture '{arch}'; one of {}", ARCHS.join(", ")))
+    ARCHS
+        .iter()
+        .copied()
+        .find(|a| *a == arch)
+        .with_context(|| format!("unknown architecture '{arch}'; one of {}", ARCHS.join(", ")))
 }
 
 fn compile_cuda(path: &Path, out: &Path, batch: usize, arch: &str) -> Result<()> {
@@ -499,10 +577,14 @@ fn compile_cuda(path: &Path, out: &Path, batch: usize, arch: &str) -> Result<()>
             n += 1;
         }
     }
-    let manifest = json!({"model": path.display().to_string(), "batch": batch.max(1), "arch": arch, "kernels": manifest});
+    let manifest =
+        json!({"model": path.display().to_string(), "batch": batch.max(1), "arch": arch, "kernels": manifest});
     kerasc::write_atomic(&out.join("kernels.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
     match nvrtc {
-        Ok((a, b)) => eprintln!("wrote {n} kernels (.cu and .ptx for {arch}, NVRTC {a}.{b}) and kernels.json to {}", out.display()),
+        Ok((a, b)) => eprintln!(
+            "wrote {n} kernels (.cu and .ptx for {arch}, NVRTC {a}.{b}) and kernels.json to {}",
+            out.display()
+        ),
         Err(why) => eprintln!("wrote {n} kernels (.cu only: {why}) and kernels.json to {}", out.display()),
     }
     Ok(())

@@ -10,7 +10,7 @@ pub mod pipeline;
 pub mod rules;
 
 pub use fold::fold_constants;
-pub use memory_plan::{concrete_shapes, plan, plan_for_shapes};
+pub use memory_plan::{concrete_shapes, naive_plan_for_shapes, plan, plan_for_shapes};
 pub use pipeline::{optimize, EGraphStats, OptimizeOptions, OptimizeReport, Optimized, PassReport, PASSES};
 
 /// Errors of the optimizer.

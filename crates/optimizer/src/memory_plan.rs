@@ -59,6 +59,43 @@ pub fn plan(g: &Graph, batch: usize) -> Result<MemoryPlan, OptError> {
     plan_for_shapes(g, &inputs)
 }
 
+/// The naive layout: one buffer per tensor, nothing shared or reused (what `bench` measures
+/// the plan against on a GPU).
+pub fn naive_plan_for_shapes(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<MemoryPlan, OptError> {
+    let shapes = concrete_shapes(g, input_shapes)?;
+    let mut placements = vec![Placement::Separate; g.values().len()];
+    for (i, &v) in g.inputs().iter().enumerate() {
+        placements[v.0] = Placement::Input(i);
+    }
+    for v in g.constants().keys() {
+        placements[v.0] = Placement::Constant;
+    }
+    let mut top = 0;
+    let mut naive_bytes = 0;
+    for node in g.nodes() {
+        for &o in &node.outputs {
+            let bytes = shapes[o.0].iter().product::<usize>() * g.value(o).ty.dtype.size();
+            naive_bytes += bytes;
+            if g.value(o).ty.dtype == DType::F32 {
+                placements[o.0] = Placement::Arena { offset: top, bytes };
+                top += align(bytes);
+            }
+        }
+    }
+    Ok(MemoryPlan {
+        batch: input_shapes.first().and_then(|s| s.first()).copied().unwrap_or(1),
+        order: (0..g.nodes().len()).map(NodeId).collect(),
+        placements,
+        in_place: Vec::new(),
+        aliases: 0,
+        arena_bytes: top,
+        naive_bytes,
+        lower_bound_bytes: top,
+        heuristic: "none: one buffer per tensor".into(),
+        shapes,
+    })
+}
+
 /// Plans the arena for running `g` on inputs of the given shapes.
 pub fn plan_for_shapes(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<MemoryPlan, OptError> {
     let shapes = concrete_shapes(g, input_shapes)?;

@@ -1,5 +1,7 @@
+use crate::cuda::CudaStatus;
 use crate::RuntimeError;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// Where a plan runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,22 +51,30 @@ impl Device {
         }
     }
 
-    /// Checks that the device exists and can run plans in this build.
+    /// Checks that the device exists and can run plans here.
     pub fn ensure_available(self) -> Result<Device, RuntimeError> {
         match self {
             Device::Cpu => Ok(self),
-            Device::Cuda(_) => Err(RuntimeError::Unavailable {
-                requested: self.to_string(),
-                reason: "this build of kerasc has no CUDA backend yet (GPU execution is not implemented)".into(),
-                available: describe_available(),
-            }),
+            Device::Cuda(i) => {
+                let st = cuda_status();
+                let reason = match &st.why_no_gpu {
+                    Some(why) => why.clone(),
+                    None if i >= st.gpus.len() => format!("this machine has {} visible GPU(s)", st.gpus.len()),
+                    None => return Ok(self),
+                };
+                Err(RuntimeError::Unavailable { requested: self.to_string(), reason, available: describe_available() })
+            }
         }
     }
 
-    /// The default device: the lowest-numbered visible GPU when GPU execution is available,
-    /// else the CPU.
+    /// The default device: the lowest-numbered visible GPU when one can run plans, else the CPU.
     pub fn default_device() -> Device {
-        Device::Cpu
+        let st = cuda_status();
+        if st.why_no_gpu.is_none() && !st.gpus.is_empty() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }
     }
 }
 
@@ -82,12 +92,43 @@ impl fmt::Display for Device {
 pub struct DeviceInfo {
     pub device: Device,
     pub name: String,
+    /// CPU worker threads (0 for a GPU).
     pub threads: usize,
+    /// GPU memory in bytes (0 for the CPU).
+    pub memory_bytes: usize,
+    /// GPU compute capability.
+    pub compute_capability: Option<(i32, i32)>,
 }
 
-/// The devices plans can run on in this build.
+/// What this machine offers for CUDA, probed once per process (NVRTC searched in
+/// [`crate::cuda::default_nvrtc_dirs`] besides the loader's path).
+pub fn cuda_status() -> &'static CudaStatus {
+    static STATUS: OnceLock<CudaStatus> = OnceLock::new();
+    STATUS.get_or_init(|| crate::cuda::probe(&crate::cuda::default_nvrtc_dirs()))
+}
+
+/// The devices plans can run on here: the CPU, then every usable GPU.
 pub fn available_devices() -> Vec<DeviceInfo> {
-    vec![DeviceInfo { device: Device::Cpu, name: "CPU".into(), threads: rayon::current_num_threads() }]
+    let mut v = vec![DeviceInfo {
+        device: Device::Cpu,
+        name: "CPU".into(),
+        threads: rayon::current_num_threads(),
+        memory_bytes: 0,
+        compute_capability: None,
+    }];
+    let st = cuda_status();
+    if st.why_no_gpu.is_none() {
+        for g in &st.gpus {
+            v.push(DeviceInfo {
+                device: Device::Cuda(g.ordinal),
+                name: g.name.clone(),
+                threads: 0,
+                memory_bytes: g.memory_bytes,
+                compute_capability: Some(g.compute_capability),
+            });
+        }
+    }
+    v
 }
 
 fn describe_available() -> String {
@@ -118,8 +159,14 @@ mod tests {
     }
 
     #[test]
-    fn gpu_without_backend_is_a_clear_error() {
-        let e = Device::Cuda(0).ensure_available().unwrap_err().to_string();
-        assert!(e.contains("/GPU:0") && e.contains("/CPU:0"), "{e}");
+    fn a_gpu_that_is_not_there_is_a_clear_error() {
+        let n = cuda_status().gpus.len();
+        let e = Device::Cuda(n + 7).ensure_available().unwrap_err().to_string();
+        assert!(e.contains(&format!("/GPU:{}", n + 7)) && e.contains("/CPU:0"), "{e}");
+        if cuda_status().why_no_gpu.is_some() {
+            assert_eq!(Device::default_device(), Device::Cpu);
+            let why = Device::Cuda(0).ensure_available().unwrap_err().to_string();
+            assert!(why.contains(cuda_status().why_no_gpu.as_deref().unwrap_or("?")), "{why}");
+        }
     }
 }

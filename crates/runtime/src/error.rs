@@ -18,6 +18,9 @@ pub enum RuntimeError {
     /// NVRTC could not compile a generated kernel (or is not available).
     #[error("cannot compile kernel {kernel}: {log}")]
     Compile { kernel: String, log: String },
+    /// The CUDA driver reported an error.
+    #[error("CUDA: {0}")]
+    Cuda(String),
     /// The memory plan could not be made or does not fit the graph.
     #[error("memory plan: {0}")]
     Plan(String),

@@ -5,7 +5,7 @@ use ir::{Graph, Producer, Tensor, ValueId};
 /// Options of a [`Session`].
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
-    /// Where to run; `None` picks [`Device::default_device`].
+    /// Where to run: the CPU executors take `None` or `/CPU:0`.
     pub device: Option<Device>,
 }
 
@@ -21,7 +21,7 @@ impl Session {
     /// Validates the graph and binds it to a device.
     pub fn new(graph: Graph, options: SessionOptions) -> Result<Session, RuntimeError> {
         graph.validate()?;
-        let device = options.device.unwrap_or_else(Device::default_device).ensure_available()?;
+        let device = cpu_only(options.device)?;
         let mut last_use = vec![0usize; graph.values().len()];
         for (i, node) in graph.nodes().iter().enumerate() {
             for v in &node.inputs {
@@ -115,6 +115,18 @@ impl Session {
                 })
             })
             .collect()
+    }
+}
+
+/// The device of a CPU executor: the CPU, whatever the default; asking it for a GPU is an error.
+pub(crate) fn cpu_only(requested: Option<Device>) -> Result<Device, RuntimeError> {
+    match requested {
+        None | Some(Device::Cpu) => Ok(Device::Cpu),
+        Some(d) => Err(RuntimeError::Unavailable {
+            requested: d.to_string(),
+            reason: "this executor runs on the CPU; use the CUDA session for a GPU".into(),
+            available: "/CPU:0".into(),
+        }),
     }
 }
 

@@ -7,7 +7,7 @@ mod error;
 mod executor;
 mod planned;
 
-pub use device::{available_devices, Device, DeviceInfo};
+pub use device::{available_devices, cuda_status, Device, DeviceInfo};
 pub use error::RuntimeError;
 pub use executor::{check_inputs, Session, SessionOptions};
 pub use planned::{PlannedSession, Planner};

@@ -4,7 +4,7 @@
 //! write the arena in place, other ops run through their allocating kernel and are copied in.
 
 use crate::cpu::{self, fused, run_op};
-use crate::executor::check_inputs;
+use crate::executor::{check_inputs, cpu_only};
 use crate::{Device, RuntimeError, SessionOptions};
 use ir::{Graph, MemoryPlan, Op, Placement, Tensor, TensorData, ValueId};
 use std::sync::Mutex;
@@ -70,7 +70,7 @@ impl PlannedSession {
     /// Validates the graph and binds it to a device.
     pub fn new(graph: Graph, options: SessionOptions, planner: Planner) -> Result<PlannedSession, RuntimeError> {
         graph.validate()?;
-        let device = options.device.unwrap_or_else(Device::default_device).ensure_available()?;
+        let device = cpu_only(options.device)?;
         Ok(PlannedSession { graph, device, planner, state: Mutex::new(None) })
     }
 

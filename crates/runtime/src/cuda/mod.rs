@@ -4,6 +4,8 @@
 
 mod discover;
 mod nvrtc;
+mod session;
 
 pub use discover::{probe, CudaStatus, GpuInfo};
 pub use nvrtc::{compile_ptx, default_nvrtc_dirs, nvrtc_version, preload_nvrtc, PtxCache};
+pub use session::{CudaOptions, CudaSession};

@@ -1,0 +1,298 @@
+//! The CUDA executor: generated kernels compiled with NVRTC for the device's own architecture
+//! (cached on disk), one device arena laid out by the memory plan, weights uploaded once, and
+//! the whole plan captured as a CUDA graph and replayed on every run.
+
+use super::nvrtc::PtxCache;
+use crate::executor::check_inputs;
+use crate::planned::Planner;
+use crate::RuntimeError;
+use codegen::cuda::emit_plan;
+use cudarc::driver::{
+    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+};
+use ir::{DType, Graph, MemoryPlan, Placement, Tensor, TensorData, ValueId};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// How a [`CudaSession`] runs.
+#[derive(Debug, Clone)]
+pub struct CudaOptions {
+    /// The visible device's ordinal.
+    pub ordinal: usize,
+    /// Where compiled PTX is cached.
+    pub cache_dir: PathBuf,
+    /// Where to look for NVRTC if it is not on the loader's path.
+    pub nvrtc_dirs: Vec<PathBuf>,
+    /// Capture the launches as a CUDA graph and replay it (else launch one by one).
+    pub cuda_graph: bool,
+}
+
+fn err(what: &str, e: impl std::fmt::Debug) -> RuntimeError {
+    RuntimeError::Cuda(format!("{what}: {e:?}"))
+}
+
+/// A device buffer of any element type, by its raw bytes.
+struct DevBuf {
+    bytes: CudaSlice<u8>,
+}
+
+impl DevBuf {
+    fn ptr(&self, stream: &Arc<CudaStream>) -> u64 {
+        let (p, _sync) = self.bytes.device_ptr(stream);
+        p
+    }
+}
+
+fn tensor_bytes(t: &Tensor) -> Vec<u8> {
+    match t.data() {
+        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
+        TensorData::U8(v) => v.clone(),
+        TensorData::F16(v) | TensorData::BF16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    }
+}
+
+fn tensor_from_bytes(d: DType, shape: &[usize], b: &[u8]) -> Result<Tensor, RuntimeError> {
+    let take4 = |c: &[u8]| [c[0], c[1], c[2], c[3]];
+    let data = match d {
+        DType::F32 => TensorData::F32(b.chunks_exact(4).map(|c| f32::from_le_bytes(take4(c))).collect()),
+        DType::I32 => TensorData::I32(b.chunks_exact(4).map(|c| i32::from_le_bytes(take4(c))).collect()),
+        DType::I64 => TensorData::I64(
+            b.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
+        ),
+        DType::Bool => TensorData::Bool(b.iter().map(|&x| x != 0).collect()),
+        DType::U8 => TensorData::U8(b.to_vec()),
+        DType::F16 => TensorData::F16(b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
+        DType::BF16 => TensorData::BF16(b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
+    };
+    Ok(Tensor::new(shape.to_vec(), data)?)
+}
+
+struct Launch {
+    func: CudaFunction,
+    cfg: LaunchConfig,
+    args: Vec<u64>,
+}
+
+struct GpuState {
+    input_shapes: Vec<Vec<usize>>,
+    plan: MemoryPlan,
+    arena: DevBuf,
+    inputs: Vec<DevBuf>,
+    separate: HashMap<ValueId, DevBuf>,
+    launches: Vec<Launch>,
+    graph: Option<CudaGraph>,
+}
+
+/// A graph bound to one GPU.
+pub struct CudaSession {
+    graph: Graph,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    arch: &'static str,
+    planner: Planner,
+    options: CudaOptions,
+    weights: HashMap<ValueId, DevBuf>,
+    state: Mutex<Option<GpuState>>,
+}
+
+fn arch_of(cc: (i32, i32)) -> Result<&'static str, RuntimeError> {
+    Ok(match cc {
+        (7, 0) => "sm_70",
+        (7, 5) => "sm_75",
+        (8, 0) => "sm_80",
+        (8, 6) => "sm_86",
+        (8, 9) => "sm_89",
+        (9, 0) => "sm_90",
+        (10, 0) => "sm_100",
+        (12, 0) => "sm_120",
+        other => return Err(RuntimeError::Cuda(format!("compute capability {other:?} is not supported"))),
+    })
+}
+
+impl CudaSession {
+    /// Opens the device, validates the graph and uploads its weights.
+    pub fn new(graph: Graph, planner: Planner, options: CudaOptions) -> Result<CudaSession, RuntimeError> {
+        graph.validate()?;
+        let status = super::probe(&options.nvrtc_dirs);
+        if let Some(why) = &status.why_no_gpu {
+            return Err(RuntimeError::Cuda(why.clone()));
+        }
+        let info = status
+            .gpus
+            .get(options.ordinal)
+            .ok_or_else(|| RuntimeError::Cuda(format!("no visible GPU {}", options.ordinal)))?;
+        let arch = arch_of(info.compute_capability)?;
+        let ctx = CudaContext::new(options.ordinal).map_err(|e| err("cannot open the device", e))?;
+        // One stream carries all work, so cudarc's cross-stream event tracking is not needed.
+        // SAFETY: no buffer of this context is used from another stream.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let mut weights = HashMap::new();
+        for (&v, t) in graph.constants() {
+            let bytes = tensor_bytes(t);
+            let buf = stream.clone_htod(&bytes[..]).map_err(|e| err("cannot upload weights", e))?;
+            weights.insert(v, DevBuf { bytes: buf });
+        }
+        Ok(CudaSession { graph, ctx, stream, arch, planner, options, weights, state: Mutex::new(None) })
+    }
+
+    /// The graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The device's name.
+    pub fn device_name(&self) -> String {
+        self.ctx.name().unwrap_or_else(|_| "GPU".into())
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<DevBuf, RuntimeError> {
+        let b = self.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| err("out of device memory", e))?;
+        Ok(DevBuf { bytes: b })
+    }
+
+    fn prepare(&self, input_shapes: Vec<Vec<usize>>) -> Result<GpuState, RuntimeError> {
+        let plan = (self.planner)(&self.graph, &input_shapes).map_err(RuntimeError::Plan)?;
+        let steps = emit_plan(&self.graph, &plan).map_err(|e| RuntimeError::Cuda(e.to_string()))?;
+        let arena = self.alloc(plan.arena_bytes)?;
+        let mut inputs = Vec::new();
+        for (i, &v) in self.graph.inputs().iter().enumerate() {
+            let n: usize = input_shapes[i].iter().product();
+            inputs.push(self.alloc(n * self.graph.value(v).ty.dtype.size())?);
+        }
+        let mut separate = HashMap::new();
+        for (i, p) in plan.placements.iter().enumerate() {
+            if let (Placement::Separate, ir::Producer::Node(..)) = (p, self.graph.values()[i].producer) {
+                let n: usize = plan.shapes[i].iter().product();
+                separate.insert(ValueId(i), self.alloc(n * self.graph.values()[i].ty.dtype.size())?);
+            }
+        }
+        let cache = PtxCache { dir: self.options.cache_dir.clone() };
+        let arena_base = arena.ptr(&self.stream);
+        let mut launches = Vec::new();
+        for step in &steps {
+            for k in &step.kernels {
+                let ptx = cache.get(&k.name, &k.source, self.arch, &self.options.nvrtc_dirs)?;
+                let module = self
+                    .ctx
+                    .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                    .map_err(|e| err(&format!("cannot load kernel {}", k.name), e))?;
+                let func = module.load_function(&k.name).map_err(|e| err(&format!("no entry {}", k.name), e))?;
+                let mut args = Vec::with_capacity(k.args.len());
+                for a in &k.args {
+                    let v = a.value;
+                    let p = match plan.placements.get(v.0) {
+                        Some(Placement::Arena { offset, .. }) => arena_base + *offset as u64,
+                        Some(Placement::Input(i)) => inputs[*i].ptr(&self.stream),
+                        Some(Placement::Constant) => self
+                            .weights
+                            .get(&v)
+                            .ok_or_else(|| RuntimeError::Cuda("weight not uploaded".into()))?
+                            .ptr(&self.stream),
+                        _ => separate
+                            .get(&v)
+                            .ok_or_else(|| RuntimeError::Cuda("buffer missing".into()))?
+                            .ptr(&self.stream),
+                    };
+                    args.push(p);
+                }
+                let l = k.launch;
+                let cfg = LaunchConfig {
+                    grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
+                    block_dim: (l.block[0], l.block[1], l.block[2]),
+                    shared_mem_bytes: l.shared_bytes,
+                };
+                launches.push(Launch { func, cfg, args });
+            }
+        }
+        Ok(GpuState { input_shapes, plan, arena, inputs, separate, launches, graph: None })
+    }
+
+    fn launch_all(&self, st: &GpuState) -> Result<(), RuntimeError> {
+        for l in &st.launches {
+            let mut b = self.stream.launch_builder(&l.func);
+            for a in &l.args {
+                b.arg(a);
+            }
+            // SAFETY: every pointer argument addresses a live buffer of this context sized by the
+            // plan for these input shapes, and the kernel's parameters are exactly these pointers.
+            unsafe { b.launch(l.cfg) }.map_err(|e| err("kernel launch failed", e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the graph and returns the outputs in order.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        self.run_timed(inputs).map(|(o, _)| o)
+    }
+
+    /// Runs the graph; also returns the milliseconds between CUDA events around the kernels.
+    pub fn run_timed(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, f64), RuntimeError> {
+        check_inputs(&self.graph, inputs)?;
+        let mut guard = self.state.lock().map_err(|_| RuntimeError::Plan("state lock poisoned".into()))?;
+        let same = guard.as_ref().is_some_and(|s| s.input_shapes.iter().zip(inputs).all(|(a, t)| a == t.shape()));
+        if !same {
+            *guard = Some(self.prepare(inputs.iter().map(|t| t.shape().to_vec()).collect())?);
+        }
+        let st = guard.as_mut().ok_or_else(|| RuntimeError::Plan("no state".into()))?;
+        for (buf, t) in st.inputs.iter_mut().zip(inputs) {
+            let bytes = tensor_bytes(t);
+            self.stream.memcpy_htod(&bytes[..], &mut buf.bytes).map_err(|e| err("input upload", e))?;
+        }
+        let start = self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| err("event", e))?;
+        let end = self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| err("event", e))?;
+        start.record(&self.stream).map_err(|e| err("event", e))?;
+        if self.options.cuda_graph {
+            if st.graph.is_none() {
+                self.stream
+                    .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                    .map_err(|e| err("graph capture", e))?;
+                let launched = self.launch_all(st);
+                let g =
+                    self.stream.end_capture(sys::CUgraphInstantiate_flags(0)).map_err(|e| err("graph capture", e))?;
+                launched?;
+                st.graph = g;
+            }
+            match &st.graph {
+                Some(g) => g.launch().map_err(|e| err("graph launch", e))?,
+                None => self.launch_all(st)?,
+            }
+        } else {
+            self.launch_all(st)?;
+        }
+        end.record(&self.stream).map_err(|e| err("event", e))?;
+        self.stream.synchronize().map_err(|e| err("kernel execution failed", e))?;
+        let ms = start.elapsed_ms(&end).map_err(|e| err("event", e))? as f64;
+        let mut outs = Vec::new();
+        for &o in self.graph.outputs() {
+            let val = self.graph.value(o);
+            let shape = &st.plan.shapes[o.0];
+            let t = match st.plan.placements.get(o.0) {
+                Some(Placement::Arena { offset, bytes }) => {
+                    let mut host = vec![0u8; *bytes];
+                    let view = st.arena.bytes.slice(*offset..*offset + *bytes);
+                    self.stream.memcpy_dtoh(&view, &mut host[..]).map_err(|e| err("output download", e))?;
+                    tensor_from_bytes(val.ty.dtype, shape, &host)?
+                }
+                Some(Placement::Input(i)) => inputs[*i].clone(),
+                Some(Placement::Constant) => {
+                    self.graph.constant(o).cloned().ok_or_else(|| RuntimeError::Plan("weight".into()))?
+                }
+                _ => {
+                    let buf = st.separate.get(&o).ok_or_else(|| RuntimeError::Plan("output buffer".into()))?;
+                    let mut host = vec![0u8; shape.iter().product::<usize>() * val.ty.dtype.size()];
+                    let view = buf.bytes.slice(0..host.len());
+                    self.stream.memcpy_dtoh(&view, &mut host[..]).map_err(|e| err("output download", e))?;
+                    tensor_from_bytes(val.ty.dtype, shape, &host)?
+                }
+            };
+            outs.push(t);
+        }
+        self.stream.synchronize().map_err(|e| err("download", e))?;
+        Ok((outs, ms))
+    }
+}
