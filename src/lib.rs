@@ -55,10 +55,11 @@ pub struct ExecutorOptions {
 }
 
 /// A model bound to a device: the planned CPU executor, the naive CPU executor, or a GPU.
+#[allow(clippy::large_enum_variant)] // one per process; boxing buys nothing
 pub enum Executor {
     Cpu(PlannedSession),
     CpuNaive(Session),
-    Cuda(runtime::cuda::CudaSession),
+    Cuda(Box<runtime::cuda::CudaSession>),
 }
 
 impl Executor {
@@ -85,7 +86,7 @@ impl Executor {
                     cuda_graph: !naive,
                 };
                 let p: runtime::Planner = if naive { naive_planner } else { planner };
-                Executor::Cuda(runtime::cuda::CudaSession::new(g, p, cuda)?)
+                Executor::Cuda(Box::new(runtime::cuda::CudaSession::new(g, p, cuda)?))
             }
         };
         Ok((exec, report))

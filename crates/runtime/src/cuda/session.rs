@@ -130,7 +130,8 @@ impl CudaSession {
         // One stream carries all work, so cudarc's cross-stream event tracking is not needed.
         // SAFETY: no buffer of this context is used from another stream.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
+        // A stream of its own: the legacy default stream cannot be captured into a graph.
+        let stream = ctx.new_stream().map_err(|e| err("cannot create a stream", e))?;
         let mut weights = HashMap::new();
         for (&v, t) in graph.constants() {
             let bytes = tensor_bytes(t);
@@ -267,32 +268,39 @@ impl CudaSession {
         end.record(&self.stream).map_err(|e| err("event", e))?;
         self.stream.synchronize().map_err(|e| err("kernel execution failed", e))?;
         let ms = start.elapsed_ms(&end).map_err(|e| err("event", e))? as f64;
-        let mut outs = Vec::new();
+        // Copy every output to the host, wait for the copies, then build the tensors.
+        let mut hosts: Vec<Result<Vec<u8>, Tensor>> = Vec::new();
         for &o in self.graph.outputs() {
             let val = self.graph.value(o);
             let shape = &st.plan.shapes[o.0];
-            let t = match st.plan.placements.get(o.0) {
+            hosts.push(match st.plan.placements.get(o.0) {
                 Some(Placement::Arena { offset, bytes }) => {
                     let mut host = vec![0u8; *bytes];
                     let view = st.arena.bytes.slice(*offset..*offset + *bytes);
                     self.stream.memcpy_dtoh(&view, &mut host[..]).map_err(|e| err("output download", e))?;
-                    tensor_from_bytes(val.ty.dtype, shape, &host)?
+                    Ok(host)
                 }
-                Some(Placement::Input(i)) => inputs[*i].clone(),
+                Some(Placement::Input(i)) => Err(inputs[*i].clone()),
                 Some(Placement::Constant) => {
-                    self.graph.constant(o).cloned().ok_or_else(|| RuntimeError::Plan("weight".into()))?
+                    Err(self.graph.constant(o).cloned().ok_or_else(|| RuntimeError::Plan("weight".into()))?)
                 }
                 _ => {
                     let buf = st.separate.get(&o).ok_or_else(|| RuntimeError::Plan("output buffer".into()))?;
                     let mut host = vec![0u8; shape.iter().product::<usize>() * val.ty.dtype.size()];
                     let view = buf.bytes.slice(0..host.len());
                     self.stream.memcpy_dtoh(&view, &mut host[..]).map_err(|e| err("output download", e))?;
-                    tensor_from_bytes(val.ty.dtype, shape, &host)?
+                    Ok(host)
                 }
-            };
-            outs.push(t);
+            });
         }
         self.stream.synchronize().map_err(|e| err("download", e))?;
+        let mut outs = Vec::with_capacity(hosts.len());
+        for (h, &o) in hosts.into_iter().zip(self.graph.outputs()) {
+            outs.push(match h {
+                Ok(bytes) => tensor_from_bytes(self.graph.value(o).ty.dtype, &st.plan.shapes[o.0], &bytes)?,
+                Err(t) => t,
+            });
+        }
         Ok((outs, ms))
     }
 }

@@ -1,0 +1,70 @@
+//! On a machine with a GPU: every dev model on /GPU:0 (optimized with a CUDA graph, and naive)
+//! against Keras's outputs and the CPU executor. Elsewhere each test prints why it is skipped.
+//! Models are read from KERASC_MODELS when set (the device machine's bundle), else tests/models.
+
+mod common;
+
+use common::DEV_MODELS;
+use kerasc::ir::Tolerance;
+use kerasc::{npy, Device, Executor, ExecutorOptions, OptimizeOptions};
+use std::path::PathBuf;
+
+fn models() -> PathBuf {
+    std::env::var_os("KERASC_MODELS").map(PathBuf::from).unwrap_or_else(common::models_dir)
+}
+
+fn gpu() -> Option<Device> {
+    match Device::Cuda(0).ensure_available() {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn dev_models_on_the_gpu_match_keras_and_the_cpu() {
+    let Some(device) = gpu() else { return };
+    let cache = std::env::temp_dir().join("kerasc-test-ptx");
+    let mut failures = Vec::new();
+    for name in DEV_MODELS {
+        let dir = models();
+        let model = kerasc::load(&dir.join(format!("{name}.keras"))).unwrap();
+        let x = npy::read(&dir.join(format!("{name}.input.npy"))).unwrap();
+        let want_dtype = model.graph.value(model.graph.inputs()[0]).ty.dtype;
+        let x = if x.dtype() != want_dtype { x.cast(want_dtype) } else { x };
+        let expected = npy::read(&dir.join(format!("{name}.expected.npy"))).unwrap();
+        for naive in [false, true] {
+            let opts =
+                ExecutorOptions { device, naive, optimize: OptimizeOptions::default(), ptx_cache: cache.clone() };
+            let (exec, _) = match Executor::new(&model.graph, &opts) {
+                Ok(e) => e,
+                Err(e) => {
+                    failures.push(format!("{name} (naive={naive}): {e}"));
+                    continue;
+                }
+            };
+            // Twice: the second run replays the captured CUDA graph.
+            for run in 0..2 {
+                match exec.run(std::slice::from_ref(&x)) {
+                    Ok(got) => {
+                        let c = Tolerance::MODEL.compare(&got[0].to_f64_vec(), &expected.to_f64_vec());
+                        if !c.passed() || got[0].shape() != expected.shape() {
+                            failures.push(format!("{name} (naive={naive}, run {run}): {c}"));
+                        }
+                    }
+                    Err(e) => failures.push(format!("{name} (naive={naive}, run {run}): {e}")),
+                }
+            }
+        }
+        println!("{name}: ok on {device}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_gpu_that_does_not_exist_lists_the_devices() {
+    let e = Device::Cuda(97).ensure_available().unwrap_err().to_string();
+    assert!(e.contains("/GPU:97") && e.contains("available devices: /CPU:0"), "{e}");
+}
