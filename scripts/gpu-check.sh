@@ -12,7 +12,8 @@ export XDG_CACHE_HOME=/tmp/kerasc-cache
 echo "== GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv 2>&1 | head -3
 echo "== libnvrtc"; find / -name 'libnvrtc.so.13*' 2>/dev/null | head -3
 echo "== kerasc devices"; "$B/kerasc" devices
-echo "== GPU tests"; KERASC_MODELS="$B/models" timeout 300 "$B/gpu-tests" --nocapture --test-threads 1 2>&1 | tail -25
+echo "== GPU op tests (CPU vs GPU per op family)"; KERASC_MODELS="$B/models" timeout 240 "$B/gpu-op-tests" --test-threads 1 2>&1 | grep -E "GPU|test result|panicked|FAILED" | tail -20
+echo "== GPU model tests"; KERASC_MODELS="$B/models" timeout 240 "$B/gpu-tests" --nocapture --test-threads 1 2>&1 | tail -25
 field() { grep -o "\"$1\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
 printf '\n%-14s %-8s %12s %12s %12s %12s\n' model gpu_run naive_b1 opt_b1 naive_b64 opt_b64
 for m in $(ls "$B"/models/*.keras | xargs -n1 basename | sed 's/.keras$//'); do

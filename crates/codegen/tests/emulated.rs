@@ -1,5 +1,6 @@
-//! The generated CUDA, run by the CPU emulator, against the CPU executor: one graph per op
-//! family with awkward shapes, and the whole optimized plan of the dev models.
+//! The generated CUDA against the CPU executor, run by the CPU emulator and, where there is a GPU,
+//! on the GPU: one graph per op family with awkward shapes, and the whole optimized plan of the
+//! dev models. Models are read from KERASC_MODELS when set (the device bundle).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
@@ -21,21 +22,46 @@ fn input(g: &mut Graph, name: &str, dims: &[usize]) -> ValueId {
     g.add_input(name, TensorType::new(DType::F32, Shape(d)))
 }
 
-/// Emits every node of `g` (no optimization) and compares the emulated run with the CPU.
-fn check(g: &Graph, inputs: Vec<Tensor>, tag: &str) {
-    if !common::have_compiler() {
-        eprintln!("skipped: no g++ to build the CUDA emulator");
-        return;
-    }
-    let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-    let plan = optimizer::plan_for_shapes(g, &shapes).unwrap();
-    let steps = codegen::cuda::emit_plan(g, &plan).unwrap();
-    let got = common::run(g, &steps, &plan.shapes, &inputs, tag);
-    let want = Session::new(g.clone(), SessionOptions::default()).unwrap().run(&inputs).unwrap();
-    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(a.shape(), b.shape(), "{tag}: output {k}");
+fn planner(g: &Graph, shapes: &[Vec<usize>]) -> Result<ir::MemoryPlan, String> {
+    optimizer::plan_for_shapes(g, shapes).map_err(|e| e.to_string())
+}
+
+fn compare(tag: &str, what: &str, g: &Graph, got: &[Tensor], want: &[Tensor]) {
+    for (k, (a, b)) in got.iter().zip(want).enumerate() {
+        assert_eq!(a.shape(), b.shape(), "{tag} ({what}): output {k}");
         let c = Tolerance::REDUCTION.compare(&a.to_f64_vec(), &b.to_f64_vec());
-        assert!(c.passed(), "{tag}: output {k}: {c}\n{}", ir::render::to_text(g));
+        assert!(c.passed(), "{tag} ({what}): output {k}: {c}\n{}", ir::render::to_text(g));
+    }
+}
+
+/// Emits every node of `g` (no optimization) and compares, against the CPU executor, the
+/// emulated run (where g++ is) and the run on GPU 0 (where there is one).
+fn check(g: &Graph, inputs: Vec<Tensor>, tag: &str) {
+    let want = Session::new(g.clone(), SessionOptions::default()).unwrap().run(&inputs).unwrap();
+    if common::have_compiler() {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let plan = optimizer::plan_for_shapes(g, &shapes).unwrap();
+        let steps = codegen::cuda::emit_plan(g, &plan).unwrap();
+        let got = common::run(g, &steps, &plan.shapes, &inputs, tag);
+        compare(tag, "emulated", g, &got, &want);
+    } else {
+        eprintln!("{tag}: emulation skipped: no g++ to build the CUDA emulator");
+    }
+    match runtime::Device::Cuda(0).ensure_available() {
+        Ok(_) => {
+            let opts = runtime::cuda::CudaOptions {
+                ordinal: 0,
+                cache_dir: std::env::temp_dir().join("kerasc-test-ptx"),
+                nvrtc_dirs: runtime::cuda::default_nvrtc_dirs(),
+                cuda_graph: true,
+            };
+            let s = runtime::cuda::CudaSession::new(g.clone(), planner, opts).unwrap();
+            for run in 0..2 {
+                let got = s.run(&inputs).unwrap_or_else(|e| panic!("{tag} on the GPU: {e}"));
+                compare(tag, &format!("GPU run {run}"), g, &got, &want);
+            }
+        }
+        Err(e) => eprintln!("{tag}: GPU run skipped: {e}"),
     }
 }
 
@@ -291,10 +317,6 @@ fn recurrent_layers() {
 
 #[test]
 fn dev_models_whole_plans() {
-    if !common::have_compiler() {
-        eprintln!("skipped: no g++ to build the CUDA emulator");
-        return;
-    }
     for name in [
         "mlp",
         "cnn_mnist",

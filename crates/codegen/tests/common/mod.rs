@@ -181,6 +181,8 @@ pub fn have_compiler() -> bool {
     Command::new("g++").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
-pub fn models_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/models"))
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("KERASC_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/models")).to_path_buf())
 }
