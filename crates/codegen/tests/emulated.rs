@@ -278,6 +278,12 @@ fn pooling_reductions_and_normalizations() {
     let g2 = g.add_constant("g2", seq(&[6, 4], 0.5));
     outs.push(g.add("ln2", Op::LayerNorm { axes: vec![2, 3], epsilon: 1e-5 }, &[x, g2, g2]).unwrap());
     outs.push(g.add("gn", Op::GroupNorm { groups: 2, axis: 3, epsilon: 1e-3 }, &[x, gam, bet]).unwrap());
+    // Rows long enough for a block per row.
+    let wide = g.add("wide", Op::Reshape { shape: vec![0, 1, 120] }, &[x]).unwrap();
+    outs.push(g.add("sm_wide", Op::Softmax { axes: vec![2] }, &[wide]).unwrap());
+    outs.push(g.add("lsm_wide", Op::LogSoftmax { axis: 2 }, &[wide]).unwrap());
+    let gw = g.add_constant("gw", seq(&[120], 0.3));
+    outs.push(g.add("ln_wide", Op::LayerNorm { axes: vec![2], epsilon: 1e-3 }, &[wide, gw, gw]).unwrap());
     outs.push(g.add("l2", Op::L2Normalize { axes: vec![3], epsilon: 1e-12 }, &[x]).unwrap());
     g.set_outputs(outs);
     check(&g, vec![seq(&[2, 5, 6, 4], 0.33)], "reduce");

@@ -832,9 +832,63 @@ KC_DEV float kc_load_b(long long k, long long n, long long z, const float* __res
         Ok(self.kernel(Self::grid_loop(rows, &body), launch_1d(rows), true, ""))
     }
 
+    /// A kernel with one 128-thread block per row of the last axis (grid-stride over rows);
+    /// `body` uses `row`, `t` and the block-wide reductions `kc_block_max`/`kc_block_sum`.
+    fn row_blocks(&self, rows: usize, body: &str) -> KernelSource {
+        let helpers = "KC_DEV float kc_block_sum(float v, float* red) {
+  const int t = threadIdx.x;
+  red[t] = v;
+  __syncthreads();
+  for (int s = 64; s > 0; s >>= 1) { if (t < s) red[t] += red[t + s]; __syncthreads(); }
+  const float r = red[0];
+  __syncthreads();
+  return r;
+}
+KC_DEV float kc_block_max(float v, float* red) {
+  const int t = threadIdx.x;
+  red[t] = v;
+  __syncthreads();
+  for (int s = 64; s > 0; s >>= 1) { if (t < s) red[t] = fmaxf(red[t], red[t + s]); __syncthreads(); }
+  const float r = red[0];
+  __syncthreads();
+  return r;
+}
+";
+        let src = format!(
+            "  __shared__ float red[128];\n  const int t = threadIdx.x;\n  for (long long row = blockIdx.x; row < {rows}LL; row += gridDim.x) {{\n{body}  }}\n"
+        );
+        let launch = Launch { grid: [rows.clamp(1, 1 << 16) as u32, 1, 1], block: [128, 1, 1], shared_bytes: 0 };
+        self.kernel(src, launch, true, helpers)
+    }
+
+    /// Rows and row length when a reduction over `axes` is over the last axis only, with rows
+    /// long enough for a block each.
+    fn long_last_axis(&self, axes: &[usize]) -> Option<(usize, usize)> {
+        let x = self.ishape(0);
+        let last = x.len().checked_sub(1)?;
+        let c = *x.last()?;
+        (axes == [last] && c >= 64).then(|| (numel(x) / c.max(1), c))
+    }
+
     fn softmax(&self, axes: &[usize], log: bool) -> Result<KernelSource, CodegenError> {
         if self.ity(0) != DType::F32 {
             return Err(self.unsupported("only float32 softmax"));
+        }
+        if let Some((rows, c)) = self.long_last_axis(axes) {
+            let fin = if log { "in0[base + j] - mx - logf(s)" } else { "expf(in0[base + j] - mx) * inv" };
+            let body = format!(
+                "    const long long base = row * {c}LL;
+    float m = -__int_as_float(0x7f800000);
+    for (long long j = t; j < {c}; j += 128) m = fmaxf(m, in0[base + j]);
+    const float mx = kc_block_max(m, red);
+    float a = 0.f;
+    for (long long j = t; j < {c}; j += 128) a += expf(in0[base + j] - mx);
+    const float s = kc_block_sum(a, red);
+    const float inv = 1.f / s; (void)inv;
+    for (long long j = t; j < {c}; j += 128) out0[base + j] = {fin};
+"
+            );
+            return Ok(self.row_blocks(rows, &body));
         }
         let (rows, red, base, off) = self.rows(axes);
         let fin = if log {
@@ -875,6 +929,29 @@ KC_DEV float kc_load_b(long long k, long long n, long long z, const float* __res
     fn layer_norm(&self, axes: &[usize], eps: f32) -> Result<KernelSource, CodegenError> {
         if self.ity(0) != DType::F32 {
             return Err(self.unsupported("only float32 layer normalization"));
+        }
+        if let Some((rows, c)) = self.long_last_axis(axes) {
+            let body = format!(
+                "    const long long base = row * {c}LL;
+    float a = 0.f;
+    for (long long j = t; j < {c}; j += 128) a += in0[base + j];
+    const float mean = kc_block_sum(a, red) / {n};
+    float q = 0.f;
+    for (long long j = t; j < {c}; j += 128) {{ const float dv = in0[base + j] - mean; q += dv * dv; }}
+    const float var = kc_block_sum(q, red) / {n};
+    const float rs = 1.f / sqrtf(var + {eps});
+    for (long long j = t; j < {c}; j += 128) {{
+      const long long p = base + j;
+      const float inv = rs * in1[{g}];
+      out0[p] = in0[p] * inv + (in2[{b}] - mean * inv);
+    }}
+",
+                n = expr::lit(c as f32),
+                eps = expr::lit(eps),
+                g = self.param_offset(1, "p"),
+                b = self.param_offset(2, "p"),
+            );
+            return Ok(self.row_blocks(rows, &body));
         }
         let (rows, red, base, off) = self.rows(axes);
         let n = expr::lit(red.max(1) as f32);
