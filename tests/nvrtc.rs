@@ -18,25 +18,40 @@ fn every_dev_model_kernel_compiles_for_sm_90() {
             return;
         }
     }
-    let mut compiled = 0;
-    let mut failures = Vec::new();
+    let mut kernels = Vec::new();
     for name in DEV_MODELS {
         let model = kerasc::load(&models_dir().join(format!("{name}.keras"))).unwrap();
         let opt = kerasc::optimizer::optimize(&model.graph, &kerasc::OptimizeOptions::default()).unwrap();
         for batch in [1, 64] {
             let plan = kerasc::optimizer::plan(&opt.graph, batch).unwrap();
             let steps = kerasc::codegen::cuda::emit_plan(&opt.graph, &plan).unwrap();
-            for k in steps.iter().flat_map(|s| &s.kernels) {
-                match cuda::compile_ptx(&k.name, &k.source, "sm_90", &dirs) {
-                    Ok(ptx) => {
-                        assert!(ptx.contains(&format!(".entry {}", k.name)), "{name}: {} has no entry", k.name);
-                        compiled += 1;
-                    }
-                    Err(e) => failures.push(format!("{name} (batch {batch}): {e}")),
-                }
-            }
+            kernels.extend(steps.into_iter().flat_map(|s| s.kernels).map(|k| (format!("{name} (batch {batch})"), k)));
         }
     }
+    // NVRTC is thread-safe: compile on every core.
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let results: Vec<Result<(), String>> = std::thread::scope(|sc| {
+        let chunks: Vec<_> = kernels.chunks(kernels.len().div_ceil(threads).max(1)).collect();
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let dirs = &dirs;
+                sc.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(what, k)| match cuda::compile_ptx(&k.name, &k.source, "sm_90", dirs) {
+                            Ok(ptx) if ptx.contains(&format!(".entry {}", k.name)) => Ok(()),
+                            Ok(_) => Err(format!("{what}: {} has no entry point", k.name)),
+                            Err(e) => Err(format!("{what}: {e}")),
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let compiled = results.iter().filter(|r| r.is_ok()).count();
+    let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     println!("{compiled} kernels compiled for sm_90");
     assert!(compiled > 100);
