@@ -100,3 +100,53 @@ fn bench_and_compile_refuse_bad_input_cleanly() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn devices_and_placement_say_what_they_do() {
+    let out = kerasc(&["devices"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("PhysicalDevice(name='/physical_device:CPU:0', device_type='CPU')"), "{text}");
+    let gpu = kerasc::runtime::cuda_status();
+    if let Some(why) = &gpu.why_no_gpu {
+        assert!(text.contains(&format!("no GPU: {why}")), "{text}");
+        let m = model("mlp.keras");
+        let x = models_dir().join("mlp.input.npy");
+        let x = x.to_str().unwrap();
+        let run = kerasc(&["run", &m, "-i", x]);
+        assert!(run.status.success());
+        assert!(String::from_utf8_lossy(&run.stderr).contains("running on /CPU:0 (no GPU:"));
+        let hard = kerasc(&["run", &m, "-i", x, "--device", "/GPU:0"]);
+        assert_eq!(hard.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&hard.stderr).contains("available devices: /CPU:0"));
+        let soft = kerasc(&["run", &m, "-i", x, "--device", "/GPU:0", "--soft-placement"]);
+        assert!(soft.status.success());
+        assert!(String::from_utf8_lossy(&soft.stderr).contains("soft placement: running on /CPU:0 instead"));
+    }
+    let m = model("mlp.keras");
+    let x = models_dir().join("mlp.input.npy");
+    let bf16 = kerasc(&["run", &m, "-i", x.to_str().unwrap(), "--precision", "bf16"]);
+    assert_eq!(bf16.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bf16.stderr).contains("not implemented yet"));
+}
+
+#[test]
+fn compile_for_cuda_writes_every_kernel() {
+    let dir = tmpdir("cuda-out");
+    let out = kerasc(&["compile", &model("transformer.keras"), "--target", "cuda", "--out", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("kernels.json")).unwrap()).unwrap();
+    let kernels = manifest["kernels"].as_array().unwrap();
+    assert!(kernels.len() > 10);
+    let with_ptx = kerasc::runtime::cuda::nvrtc_version(&kerasc::runtime::cuda::default_nvrtc_dirs()).is_ok();
+    for k in kernels {
+        let name = k["kernel"].as_str().unwrap();
+        let cu = std::fs::read_to_string(dir.join(format!("{name}.cu"))).unwrap();
+        assert!(cu.contains("extern \"C\" __global__ void ") && cu.contains(&format!(" {name}(")), "{name}");
+        assert!(!cu.contains("#include"), "{name} is not self-contained");
+        assert_eq!(dir.join(format!("{name}.ptx")).exists(), with_ptx, "{name}");
+    }
+    let bad = kerasc(&["compile", &model("mlp.keras"), "--target", "cuda"]);
+    assert_eq!(bad.status.code(), Some(1));
+}
