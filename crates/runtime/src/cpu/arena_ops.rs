@@ -20,6 +20,7 @@ pub fn supports(op: &Op, shapes: &[&[usize]]) -> bool {
                 && shapes[1..].iter().all(|s| s.iter().product::<usize>() == c && s.last() == Some(&c))
         }
         Op::Concat { .. } => true,
+        Op::Reduce { axes, .. } => super::reduce::middle_axes(shapes.first().copied().unwrap_or(&[]), axes).is_some(),
         Op::Transpose { perm } => perm.len() <= 8,
         _ => false,
     }
@@ -34,6 +35,11 @@ pub fn run_into(op: &Op, ins: &[&[f32]], shapes: &[&[usize]], out: &mut [f32], o
             layer_norm_last(ins[0], ins[1], ins[2], shapes[0].last().copied().unwrap_or(1), *epsilon, out)
         }
         Op::Concat { axis } => concat(ins, shapes, *axis, out, out_shape),
+        Op::Reduce { kind, axes, .. } => {
+            if let Some(dims) = super::reduce::middle_axes(shapes[0], axes) {
+                super::reduce::reduce_middle(*kind, ins[0], dims, out);
+            }
+        }
         Op::Transpose { perm } => transpose(ins[0], shapes[0], perm, out, out_shape),
         _ => {}
     }
@@ -167,5 +173,10 @@ mod tests {
         check(Op::Concat { axis: 0 }, vec![seq(&[1, 3], 0.1), seq(&[2, 3], 0.4)]);
         check(Op::Transpose { perm: vec![0, 2, 3, 1] }, vec![seq(&[2, 3, 4, 5], 0.3)]);
         check(Op::Transpose { perm: vec![1, 0] }, vec![seq(&[3, 7], 0.3)]);
+        check(
+            Op::Reduce { kind: ir::ReduceKind::Mean, axes: vec![1, 2], keepdims: false },
+            vec![seq(&[2, 3, 4, 5], 0.3)],
+        );
+        check(Op::Reduce { kind: ir::ReduceKind::Max, axes: vec![1], keepdims: true }, vec![seq(&[2, 3, 4], 0.7)]);
     }
 }

@@ -152,9 +152,9 @@ fn im2col(g: &Geo, x: &[f32], row0: usize, nrows: usize, c0: usize, cg: usize, c
     }
 }
 
-/// Depthwise convolution with unit stride along the width, one output row at a time: for each
-/// kernel tap, the valid span of the row is one contiguous multiply-add against the tap's
-/// weights tiled across the row.
+/// Depthwise convolution one output row at a time: for each kernel tap, the valid span of the
+/// row is one contiguous multiply-add against the tap's weights tiled across the row (unit
+/// width stride), or one multiply-add of channel vectors per output column (other strides).
 fn depthwise_rows(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
     let [od, oh, ow] = g.out;
     let c = g.c;
@@ -163,7 +163,8 @@ fn depthwise_rows(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&E
     if row_len == 0 {
         return;
     }
-    let tiled: Vec<f32> = (0..taps).flat_map(|t| w[t * c..(t + 1) * c].repeat(ow)).collect();
+    let tiled: Vec<f32> =
+        if g.s[2] == 1 { (0..taps).flat_map(|t| w[t * c..(t + 1) * c].repeat(ow)).collect() } else { Vec::new() };
     let per_task = (16384 / (row_len * taps).max(1)).max(1);
     out.par_chunks_mut(row_len).with_min_len(per_task).enumerate().for_each(|(r, dst)| {
         dst.fill(0.0);
@@ -182,19 +183,31 @@ fn depthwise_rows(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&E
                 }
                 let xrow = ((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2] * c;
                 for kx in 0..g.k[2] {
-                    // Output columns whose input column `ox + kx·d − pad` lies inside the row.
+                    // Output columns whose input column `ox·s + kx·d − pad` lies inside the row.
                     let shift = (kx * g.d[2]) as isize - g.pad[2] as isize;
-                    let lo = (-shift).clamp(0, ow as isize) as usize;
-                    let hi = (g.inp[2] as isize - shift).clamp(0, ow as isize) as usize;
+                    let sx = g.s[2] as isize;
+                    let lo = ((-shift + sx - 1).div_euclid(sx)).clamp(0, ow as isize) as usize;
+                    let hi = ((g.inp[2] as isize - shift + sx - 1).div_euclid(sx)).clamp(0, ow as isize) as usize;
                     if lo >= hi {
                         continue;
                     }
                     let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
-                    let xs = (xrow as isize + (lo as isize + shift) * c as isize) as usize;
-                    let src = &x[xs..xs + (hi - lo) * c];
-                    let wt = &tiled[tap * row_len + lo * c..tap * row_len + hi * c];
-                    for ((d, &xv), &wv) in dst[lo * c..hi * c].iter_mut().zip(src).zip(wt) {
-                        *d += xv * wv;
+                    if sx == 1 {
+                        // Unit stride: the whole span is one contiguous multiply-add.
+                        let xs = (xrow as isize + (lo as isize + shift) * c as isize) as usize;
+                        let src = &x[xs..xs + (hi - lo) * c];
+                        let wt = &tiled[tap * row_len + lo * c..tap * row_len + hi * c];
+                        for ((d, &xv), &wv) in dst[lo * c..hi * c].iter_mut().zip(src).zip(wt) {
+                            *d += xv * wv;
+                        }
+                    } else {
+                        let wt = &w[tap * c..(tap + 1) * c];
+                        for ox in lo..hi {
+                            let xs = (xrow as isize + (ox as isize * sx + shift) * c as isize) as usize;
+                            for ((d, &xv), &wv) in dst[ox * c..(ox + 1) * c].iter_mut().zip(&x[xs..xs + c]).zip(wt) {
+                                *d += xv * wv;
+                            }
+                        }
                     }
                 }
             }
@@ -207,7 +220,7 @@ fn depthwise_rows(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&E
 
 /// Depthwise convolution (one input channel per group, `dm` outputs per channel).
 fn depthwise(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], dm: usize, epi: Option<&EpilogueArgs>) {
-    if dm == 1 && g.s[2] == 1 {
+    if dm == 1 {
         depthwise_rows(g, x, w, out, epi);
         return;
     }
@@ -440,6 +453,8 @@ mod tests {
             ([1, 5, 8, 3], 3, [2, 1], [1, 2], [(0, 2), (3, 2)]),
             ([1, 4, 2, 2], 3, [1, 1], [1, 1], [(1, 1), (2, 2)]),
             ([1, 3, 9, 5], 1, [1, 1], [1, 1], [(0, 0), (0, 0)]),
+            ([2, 7, 9, 3], 3, [2, 2], [1, 1], [(0, 1), (0, 1)]),
+            ([1, 6, 11, 2], 3, [1, 3], [1, 2], [(1, 1), (2, 3)]),
         ] {
             let c = xs[3];
             let a = ConvAttrs { strides: strides.to_vec(), dilations: dil.to_vec(), pads: pads.to_vec(), groups: c };

@@ -8,7 +8,7 @@ pub mod fused;
 pub(crate) mod matmul;
 mod norm;
 pub(crate) mod pool;
-mod reduce;
+pub(crate) mod reduce;
 mod rnn;
 mod shape_ops;
 

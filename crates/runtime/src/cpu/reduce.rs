@@ -24,6 +24,46 @@ pub(crate) fn reduction_offsets(shape: &[usize], axes: &[usize]) -> (Vec<usize>,
     (enumerate(&kept), enumerate(&red))
 }
 
+/// `(outer, reduced, inner)` sizes when `axes` are consecutive and at least one axis is kept
+/// after them (global pooling: a reduction over the spatial axes of `(N, H, W, C)`).
+pub fn middle_axes(shape: &[usize], axes: &[usize]) -> Option<(usize, usize, usize)> {
+    let (&first, &last) = (axes.first()?, axes.last()?);
+    let consecutive = axes.windows(2).all(|w| w[1] == w[0] + 1);
+    if !consecutive || last + 1 >= shape.len() {
+        return None;
+    }
+    Some((shape[..first].iter().product(), shape[first..=last].iter().product(), shape[last + 1..].iter().product()))
+}
+
+/// A reduction over the middle of `(outer, reduced, inner)`, accumulating whole inner rows at a
+/// time (vectorisable) into `out` (`outer × inner`).
+pub fn reduce_middle(kind: ReduceKind, x: &[f32], (outer, mid, inner): (usize, usize, usize), out: &mut [f32]) {
+    let init = match kind {
+        ReduceKind::Sum | ReduceKind::Mean => 0.0,
+        ReduceKind::Max => f32::NEG_INFINITY,
+        ReduceKind::Min => f32::INFINITY,
+        ReduceKind::Prod => 1.0,
+    };
+    for o in 0..outer {
+        let dst = &mut out[o * inner..(o + 1) * inner];
+        dst.fill(init);
+        for m in 0..mid {
+            let src = &x[(o * mid + m) * inner..(o * mid + m + 1) * inner];
+            let pairs = dst.iter_mut().zip(src);
+            match kind {
+                ReduceKind::Sum | ReduceKind::Mean => pairs.for_each(|(d, &v)| *d += v),
+                ReduceKind::Max => pairs.for_each(|(d, &v)| *d = d.max(v)),
+                ReduceKind::Min => pairs.for_each(|(d, &v)| *d = d.min(v)),
+                ReduceKind::Prod => pairs.for_each(|(d, &v)| *d *= v),
+            }
+        }
+        if kind == ReduceKind::Mean {
+            let inv = if mid == 0 { f32::NAN } else { 1.0 / mid as f32 };
+            dst.iter_mut().for_each(|d| *d *= inv);
+        }
+    }
+}
+
 /// Reductions over `axes`; the output is laid out in the kept axes' order.
 pub fn reduce(
     op: &Op,
@@ -33,6 +73,11 @@ pub fn reduce(
     out_shape: &[usize],
 ) -> Result<Tensor, RuntimeError> {
     let xs = f32s(op, x)?;
+    if let Some((outer, mid, inner)) = middle_axes(x.shape(), axes) {
+        let mut out = vec![0f32; outer * inner];
+        reduce_middle(kind, xs, (outer, mid, inner), &mut out);
+        return tensor(out_shape, out);
+    }
     let (bases, red) = reduction_offsets(x.shape(), axes);
     let n = red.len();
     let out: Vec<f32> = bases
@@ -105,6 +150,30 @@ fn softmax_row(src: impl Iterator<Item = f32> + Clone, dst: &mut [f32], log: boo
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn middle_axis_fast_path_matches_the_general_reduction() {
+        let shape = [2usize, 3, 4, 5];
+        let x: Vec<f32> = (0..120).map(|i| ((i as f32) * 0.37).sin()).collect();
+        for (axes, kind) in [(vec![1, 2], ReduceKind::Mean), (vec![1], ReduceKind::Max), (vec![2], ReduceKind::Prod)] {
+            let dims = middle_axes(&shape, &axes).unwrap();
+            let mut fast = vec![0f32; dims.0 * dims.2];
+            reduce_middle(kind, &x, dims, &mut fast);
+            let (bases, red) = reduction_offsets(&shape, &axes);
+            for (k, &b) in bases.iter().enumerate() {
+                let it = red.iter().map(|&o| x[b + o]);
+                let want = match kind {
+                    ReduceKind::Mean => it.sum::<f32>() / red.len() as f32,
+                    ReduceKind::Max => it.fold(f32::NEG_INFINITY, f32::max),
+                    _ => it.product(),
+                };
+                assert!((fast[k] - want).abs() <= 1e-6, "{axes:?} {kind:?} at {k}: {} vs {want}", fast[k]);
+            }
+        }
+        assert!(middle_axes(&shape, &[3]).is_none());
+        assert!(middle_axes(&shape, &[1, 3]).is_none());
+    }
+
     use super::*;
 
     #[test]
