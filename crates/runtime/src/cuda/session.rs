@@ -8,7 +8,8 @@ use crate::planned::Planner;
 use crate::RuntimeError;
 use codegen::cuda::emit_plan;
 use cudarc::driver::{
-    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice,
+    PushKernelArg,
 };
 use ir::{DType, Graph, MemoryPlan, Placement, Tensor, TensorData, ValueId};
 use std::collections::HashMap;
@@ -85,6 +86,9 @@ struct GpuState {
     separate: HashMap<ValueId, DevBuf>,
     launches: Vec<Launch>,
     graph: Option<CudaGraph>,
+    /// Page-locked staging buffers: one per input (write-combined) and per device-side output.
+    pinned_in: Vec<PinnedHostSlice<u8>>,
+    pinned_out: Vec<Option<PinnedHostSlice<u8>>>,
 }
 
 /// A graph bound to one GPU.
@@ -210,7 +214,28 @@ impl CudaSession {
                 launches.push(Launch { func, cfg, args });
             }
         }
-        Ok(GpuState { input_shapes, plan, arena, inputs, separate, launches, graph: None })
+        let mut pinned_in = Vec::new();
+        for (i, &v) in self.graph.inputs().iter().enumerate() {
+            let n = input_shapes[i].iter().product::<usize>() * self.graph.value(v).ty.dtype.size();
+            // SAFETY: the buffer is filled before any copy reads it.
+            pinned_in.push(unsafe { self.ctx.alloc_pinned::<u8>(n.max(4)) }.map_err(|e| err("pinned memory", e))?);
+        }
+        let mut pinned_out = Vec::new();
+        for &o in self.graph.outputs() {
+            let on_device =
+                matches!(plan.placements.get(o.0), Some(Placement::Arena { .. }) | Some(Placement::Separate));
+            pinned_out.push(if on_device {
+                let n = plan.shapes[o.0].iter().product::<usize>() * self.graph.value(o).ty.dtype.size();
+                // SAFETY: the buffer is written by the download before it is read.
+                Some(
+                    unsafe { self.ctx.alloc_pinned_with_flags::<u8>(n.max(4), 0) }
+                        .map_err(|e| err("pinned memory", e))?,
+                )
+            } else {
+                None
+            });
+        }
+        Ok(GpuState { input_shapes, plan, arena, inputs, separate, launches, graph: None, pinned_in, pinned_out })
     }
 
     fn launch_all(&self, st: &GpuState) -> Result<(), RuntimeError> {
@@ -240,9 +265,11 @@ impl CudaSession {
             *guard = Some(self.prepare(inputs.iter().map(|t| t.shape().to_vec()).collect())?);
         }
         let st = guard.as_mut().ok_or_else(|| RuntimeError::Plan("no state".into()))?;
-        for (buf, t) in st.inputs.iter_mut().zip(inputs) {
+        for ((buf, pin), t) in st.inputs.iter_mut().zip(st.pinned_in.iter_mut()).zip(inputs) {
             let bytes = tensor_bytes(t);
-            self.stream.memcpy_htod(&bytes[..], &mut buf.bytes).map_err(|e| err("input upload", e))?;
+            let staged = pin.as_mut_slice().map_err(|e| err("pinned memory", e))?;
+            staged[..bytes.len()].copy_from_slice(&bytes);
+            self.stream.memcpy_htod(&*pin, &mut buf.bytes).map_err(|e| err("input upload", e))?;
         }
         let start = self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| err("event", e))?;
         let end = self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|e| err("event", e))?;
@@ -268,37 +295,31 @@ impl CudaSession {
         end.record(&self.stream).map_err(|e| err("event", e))?;
         self.stream.synchronize().map_err(|e| err("kernel execution failed", e))?;
         let ms = start.elapsed_ms(&end).map_err(|e| err("event", e))? as f64;
-        // Copy every output to the host, wait for the copies, then build the tensors.
-        let mut hosts: Vec<Result<Vec<u8>, Tensor>> = Vec::new();
-        for &o in self.graph.outputs() {
-            let val = self.graph.value(o);
-            let shape = &st.plan.shapes[o.0];
-            hosts.push(match st.plan.placements.get(o.0) {
-                Some(Placement::Arena { offset, bytes }) => {
-                    let mut host = vec![0u8; *bytes];
-                    let view = st.arena.bytes.slice(*offset..*offset + *bytes);
-                    self.stream.memcpy_dtoh(&view, &mut host[..]).map_err(|e| err("output download", e))?;
-                    Ok(host)
-                }
-                Some(Placement::Input(i)) => Err(inputs[*i].clone()),
-                Some(Placement::Constant) => {
-                    Err(self.graph.constant(o).cloned().ok_or_else(|| RuntimeError::Plan("weight".into()))?)
-                }
-                _ => {
-                    let buf = st.separate.get(&o).ok_or_else(|| RuntimeError::Plan("output buffer".into()))?;
-                    let mut host = vec![0u8; shape.iter().product::<usize>() * val.ty.dtype.size()];
-                    let view = buf.bytes.slice(0..host.len());
-                    self.stream.memcpy_dtoh(&view, &mut host[..]).map_err(|e| err("output download", e))?;
-                    Ok(host)
-                }
-            });
+        // Copy every device-side output into its pinned buffer, wait, then build the tensors.
+        for (k, &o) in self.graph.outputs().iter().enumerate() {
+            let Some(Some(pin)) = st.pinned_out.get_mut(k) else { continue };
+            let n = st.plan.shapes[o.0].iter().product::<usize>() * self.graph.value(o).ty.dtype.size();
+            let view = match st.plan.placements.get(o.0) {
+                Some(Placement::Arena { offset, .. }) => st.arena.bytes.slice(*offset..*offset + n),
+                _ => st.separate.get(&o).ok_or_else(|| RuntimeError::Plan("output buffer".into()))?.bytes.slice(0..n),
+            };
+            self.stream.memcpy_dtoh(&view, pin).map_err(|e| err("output download", e))?;
         }
         self.stream.synchronize().map_err(|e| err("download", e))?;
-        let mut outs = Vec::with_capacity(hosts.len());
-        for (h, &o) in hosts.into_iter().zip(self.graph.outputs()) {
-            outs.push(match h {
-                Ok(bytes) => tensor_from_bytes(self.graph.value(o).ty.dtype, &st.plan.shapes[o.0], &bytes)?,
-                Err(t) => t,
+        let mut outs = Vec::with_capacity(self.graph.outputs().len());
+        for (k, &o) in self.graph.outputs().iter().enumerate() {
+            let val = self.graph.value(o);
+            let shape = &st.plan.shapes[o.0];
+            outs.push(match (st.plan.placements.get(o.0), st.pinned_out.get(k)) {
+                (_, Some(Some(pin))) => {
+                    let n = shape.iter().product::<usize>() * val.ty.dtype.size();
+                    let host = pin.as_slice().map_err(|e| err("pinned memory", e))?;
+                    tensor_from_bytes(val.ty.dtype, shape, &host[..n])?
+                }
+                (Some(Placement::Input(i)), _) => inputs[*i].clone(),
+                _ => {
+                    self.graph.constant(o).cloned().ok_or_else(|| RuntimeError::Plan("output not available".into()))?
+                }
             });
         }
         Ok((outs, ms))
