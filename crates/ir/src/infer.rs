@@ -562,6 +562,86 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             }
             Ok(vec![TensorType::new(tys[0].dtype, shape)])
         }
+        Op::BroadcastTo => {
+            arity(op, tys, 2, 2)?;
+            let b = broadcast(&tys[0].shape, &tys[1].shape);
+            if b.as_ref() != Some(&tys[1].shape) {
+                return err(op, format!("{} does not broadcast to {}", tys[0].shape, tys[1].shape));
+            }
+            Ok(vec![TensorType::new(tys[0].dtype, tys[1].shape.clone())])
+        }
+        Op::UnaryGrad(_) => {
+            arity(op, tys, 2, 2)?;
+            float_only(op, &tys[0])?;
+            if tys[0].shape != tys[1].shape {
+                return err(op, format!("x {} and dy {} differ", tys[0].shape, tys[1].shape));
+            }
+            Ok(vec![tys[1].clone()])
+        }
+        Op::BinaryGrad { op: b, wrt } => {
+            arity(op, tys, 3, 3)?;
+            if *wrt > 1 {
+                return err(op, "wrt must be 0 or 1");
+            }
+            let out = infer_types(&Op::Binary(*b), &tys[..2])?;
+            if out[0].shape != tys[2].shape {
+                return err(op, format!("dy {} is not the output shape {}", tys[2].shape, out[0].shape));
+            }
+            Ok(out)
+        }
+        Op::ConvInputGrad { conv: a, input_dims } => {
+            arity(op, tys, 2, 2)?;
+            float_only(op, &tys[0])?;
+            let mut dims = vec![tys[0].shape.0.first().copied().unwrap_or(Dim::Batch)];
+            dims.extend(input_dims.iter().map(|&d| Dim::Fixed(d)));
+            let x = TensorType::new(tys[0].dtype, Shape(dims));
+            let y = conv(op, a, &x, &tys[1])?;
+            if y[0].shape != tys[0].shape {
+                return err(op, format!("dy {} is not the convolution's output {}", tys[0].shape, y[0].shape));
+            }
+            Ok(vec![x])
+        }
+        Op::ConvFilterGrad { conv: a, kernel_dims } => {
+            arity(op, tys, 2, 2)?;
+            float_only(op, &tys[0])?;
+            let w = TensorType::new(tys[0].dtype, Shape::fixed(kernel_dims));
+            let y = conv(op, a, &tys[0], &w)?;
+            if y[0].shape != tys[1].shape {
+                return err(op, format!("dy {} is not the convolution's output {}", tys[1].shape, y[0].shape));
+            }
+            Ok(vec![w])
+        }
+        Op::PoolGrad(a) => {
+            arity(op, tys, 2, 2)?;
+            float_only(op, &tys[0])?;
+            let y = pool(op, a, &tys[0])?;
+            if y[0].shape != tys[1].shape {
+                return err(op, format!("dy {} is not the pooling's output {}", tys[1].shape, y[0].shape));
+            }
+            Ok(vec![tys[0].clone()])
+        }
+        Op::SoftmaxCrossEntropy { sparse } | Op::SoftmaxCrossEntropyGrad { sparse } => {
+            let grad = matches!(op, Op::SoftmaxCrossEntropyGrad { .. });
+            arity(op, tys, 2 + usize::from(grad), 2 + usize::from(grad))?;
+            float_only(op, &tys[0])?;
+            let r = tys[0].shape.rank();
+            if r == 0 {
+                return err(op, "logits need a class axis");
+            }
+            let rows = Shape(tys[0].shape.0[..r - 1].to_vec());
+            let want = if *sparse { rows.clone() } else { tys[0].shape.clone() };
+            if tys[1].shape != want {
+                return err(op, format!("labels {} do not fit logits {}", tys[1].shape, tys[0].shape));
+            }
+            if grad {
+                if tys[2].shape != rows {
+                    return err(op, format!("dloss {} is not one per row {}", tys[2].shape, rows));
+                }
+                Ok(vec![tys[0].clone()])
+            } else {
+                Ok(vec![TensorType::new(tys[0].dtype, rows)])
+            }
+        }
         Op::Rnn(a) => {
             arity(op, tys, 3, 4)?;
             float_only(op, &tys[0])?;

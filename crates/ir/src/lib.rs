@@ -3,6 +3,7 @@
 
 mod dtype;
 mod error;
+pub mod grad;
 mod graph;
 mod infer;
 mod op;

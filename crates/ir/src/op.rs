@@ -380,6 +380,28 @@ pub enum Op {
     FusedMatMul { transpose_a: bool, transpose_b: bool, epilogue: Epilogue },
     /// `[x...]`: an element-wise expression over broadcast inputs (optimizer only).
     Fused(FusedExpr),
+    /// `[v, like]`: `v` broadcast to the shape of `like` (training).
+    BroadcastTo,
+    /// `[x, dy]`: `dy · f'(x)` for the unary function `f` (training).
+    UnaryGrad(UnaryOp),
+    /// `[a, b, dy]`: the gradient of `op(a, b)` with respect to operand `wrt` (0 or 1), in the
+    /// broadcast output shape (training).
+    BinaryGrad { op: BinaryOp, wrt: usize },
+    /// `[dy, kernel]`: the gradient of a convolution with respect to its input, whose
+    /// non-batch dimensions are `input_dims` (training).
+    ConvInputGrad { conv: ConvAttrs, input_dims: Vec<usize> },
+    /// `[x, dy]`: the gradient of a convolution with respect to its kernel of shape
+    /// `kernel_dims` (training).
+    ConvFilterGrad { conv: ConvAttrs, kernel_dims: Vec<usize> },
+    /// `[x, dy]`: the gradient of pooling with respect to its input (max: to the first maximum;
+    /// average: spread over the window's cells inside the input) (training).
+    PoolGrad(PoolAttrs),
+    /// `[logits (..., C), labels]`: per-row cross-entropy of `softmax(logits)`; `labels` are class
+    /// ids `(...)` when `sparse`, else probabilities `(..., C)` (training).
+    SoftmaxCrossEntropy { sparse: bool },
+    /// `[logits, labels, dloss (...)]`: the gradient of [`Op::SoftmaxCrossEntropy`] with respect
+    /// to the logits, `(softmax(logits) − onehot) · dloss` (training).
+    SoftmaxCrossEntropyGrad { sparse: bool },
 }
 
 impl Op {
@@ -419,6 +441,14 @@ impl Op {
             Op::FusedConv { conv, .. } => format!("FusedConv{}D", conv.strides.len()),
             Op::FusedMatMul { .. } => "FusedMatMul".into(),
             Op::Fused(_) => "Fused".into(),
+            Op::BroadcastTo => "BroadcastTo".into(),
+            Op::UnaryGrad(u) => format!("{}_grad", u.name()),
+            Op::BinaryGrad { op, wrt } => format!("{}_grad{wrt}", op.name()),
+            Op::ConvInputGrad { conv, .. } => format!("Conv{}DInputGrad", conv.strides.len()),
+            Op::ConvFilterGrad { conv, .. } => format!("Conv{}DFilterGrad", conv.strides.len()),
+            Op::PoolGrad(p) => format!("{:?}Pool{}DGrad", p.kind, p.window.len()),
+            Op::SoftmaxCrossEntropy { .. } => "SoftmaxCrossEntropy".into(),
+            Op::SoftmaxCrossEntropyGrad { .. } => "SoftmaxCrossEntropyGrad".into(),
             Op::Rnn(r) => match r.kind {
                 RnnKind::Simple => "SimpleRnn",
                 RnnKind::Lstm => "Lstm",

@@ -97,6 +97,14 @@ pub fn emit_node(
         Op::GroupNorm { groups, axis, epsilon } => c.group_norm(*groups, *axis, *epsilon)?,
         Op::L2Normalize { axes, epsilon } => c.l2_normalize(axes, *epsilon)?,
         Op::Rnn(a) => c.rnn(a)?,
+        Op::BroadcastTo
+        | Op::UnaryGrad(_)
+        | Op::BinaryGrad { .. }
+        | Op::ConvInputGrad { .. }
+        | Op::ConvFilterGrad { .. }
+        | Op::PoolGrad(_)
+        | Op::SoftmaxCrossEntropy { .. }
+        | Op::SoftmaxCrossEntropyGrad { .. } => return Err(c.unsupported("training ops have no CUDA kernel yet")),
     };
     Ok(vec![k])
 }

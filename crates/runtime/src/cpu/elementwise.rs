@@ -3,11 +3,11 @@ use crate::RuntimeError;
 use ir::{BinaryOp, Op, Tensor, TensorData, UnaryOp};
 use rayon::prelude::*;
 
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const SELU_ALPHA: f32 = 1.673_263_2;
-const SELU_SCALE: f32 = 1.050_701;
+pub(crate) const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+pub(crate) const SELU_ALPHA: f32 = 1.673_263_2;
+pub(crate) const SELU_SCALE: f32 = 1.050_701;
 
-fn sigmoid(x: f32) -> f32 {
+pub(crate) fn sigmoid(x: f32) -> f32 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
     } else {
@@ -16,7 +16,7 @@ fn sigmoid(x: f32) -> f32 {
     }
 }
 
-fn softplus(x: f32) -> f32 {
+pub(crate) fn softplus(x: f32) -> f32 {
     (-x.abs()).exp().ln_1p() + x.max(0.0)
 }
 

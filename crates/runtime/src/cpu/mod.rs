@@ -4,6 +4,7 @@
 pub mod arena_ops;
 pub(crate) mod conv;
 mod elementwise;
+pub mod grad;
 pub mod fused;
 pub(crate) mod matmul;
 mod norm;
@@ -87,6 +88,14 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> 
             );
             one(tensor(&shape, out)?)
         }
+        Op::BroadcastTo
+        | Op::UnaryGrad(_)
+        | Op::BinaryGrad { .. }
+        | Op::ConvInputGrad { .. }
+        | Op::ConvFilterGrad { .. }
+        | Op::PoolGrad(_)
+        | Op::SoftmaxCrossEntropy { .. }
+        | Op::SoftmaxCrossEntropyGrad { .. } => one(grad::run_grad_op(op, inputs, &out_shape(0)?)?),
         Op::Fused(expr) => {
             let shape = out_shape(0)?;
             let mut out = vec![0f32; shape.iter().product()];

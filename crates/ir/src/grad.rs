@@ -1,0 +1,277 @@
+//! Reverse-mode differentiation on the IR: the gradient of a scalar with respect to chosen
+//! values, appended to the graph as ordinary nodes, so any executor runs the backward pass.
+//! One rule per op; an op without a rule is an error naming it.
+
+use crate::{
+    BinaryOp, Dim, Graph, IrError, Op, ReduceKind, Shape, Tensor, TensorType, UnaryOp, ValueId,
+};
+use std::collections::HashMap;
+
+fn unsupported(op: &Op, why: &str) -> IrError {
+    IrError::Graph(format!("the gradient of {} is not implemented yet{why}", op.name()))
+}
+
+fn fixed_dims(s: &Shape, what: &str) -> Result<Vec<usize>, IrError> {
+    s.dims().iter().map(|d| d.fixed().ok_or_else(|| IrError::Graph(format!("{what} needs fixed dimensions, got {s}")))).collect()
+}
+
+/// A reshape target from `from` to `to` (batch axes kept by position or inferred once).
+fn reshape_target(from: &Shape, to: &Shape) -> Result<Vec<i64>, IrError> {
+    let mut inferred = false;
+    to.dims()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match d {
+            Dim::Fixed(n) => Ok(*n as i64),
+            Dim::Batch if from.dims().get(i) == Some(&Dim::Batch) => Ok(0),
+            Dim::Batch if !inferred => {
+                inferred = true;
+                Ok(-1)
+            }
+            Dim::Batch => Err(IrError::Graph(format!("cannot reshape {from} to {to}: two symbolic axes"))),
+        })
+        .collect()
+}
+
+struct Builder<'a> {
+    g: &'a mut Graph,
+    n: usize,
+}
+
+impl Builder<'_> {
+    fn add(&mut self, op: Op, ins: &[ValueId]) -> Result<ValueId, IrError> {
+        self.n += 1;
+        self.g.add(format!("grad/{}", self.n), op, ins)
+    }
+
+    fn ty(&self, v: ValueId) -> TensorType {
+        self.g.value(v).ty.clone()
+    }
+
+    /// Sums a gradient of a broadcast result down to `target`'s shape.
+    fn unbroadcast(&mut self, grad: ValueId, target: &TensorType) -> Result<ValueId, IrError> {
+        let s = self.ty(grad).shape;
+        if s == target.shape {
+            return Ok(grad);
+        }
+        let (r, rt) = (s.rank(), target.shape.rank());
+        let mut cur = grad;
+        if r > rt {
+            cur = self.add(Op::Reduce { kind: ReduceKind::Sum, axes: (0..r - rt).collect(), keepdims: false }, &[cur])?;
+        }
+        let now = self.ty(cur).shape;
+        let axes: Vec<usize> = (0..rt)
+            .filter(|&i| target.shape.dims()[i] == Dim::Fixed(1) && now.dims()[i] != Dim::Fixed(1))
+            .collect();
+        if !axes.is_empty() {
+            cur = self.add(Op::Reduce { kind: ReduceKind::Sum, axes, keepdims: true }, &[cur])?;
+        }
+        Ok(cur)
+    }
+
+    fn reshape_to(&mut self, v: ValueId, to: &Shape) -> Result<ValueId, IrError> {
+        let from = self.ty(v).shape;
+        if &from == to {
+            return Ok(v);
+        }
+        let shape = reshape_target(&from, to)?;
+        self.add(Op::Reshape { shape }, &[v])
+    }
+
+    /// The gradients of one node's inputs (None where an input gets none).
+    fn rule(&mut self, node: usize, dys: &[Option<ValueId>]) -> Result<Vec<Option<ValueId>>, IrError> {
+        let nd = self.g.nodes()[node].clone();
+        let op = nd.op.clone();
+        let x = |i: usize| nd.inputs[i];
+        let Some(dy) = dys.first().copied().flatten() else { return Ok(vec![None; nd.inputs.len()]) };
+        if dys.len() > 1 {
+            return Err(unsupported(&op, " for ops with several outputs"));
+        }
+        let y = nd.outputs[0];
+        Ok(match &op {
+            Op::Unary(u) => vec![Some(self.add(Op::UnaryGrad(*u), &[x(0), dy])?)],
+            Op::Binary(b) => {
+                let mut out = Vec::new();
+                for wrt in 0..2 {
+                    let gfull = self.add(Op::BinaryGrad { op: *b, wrt }, &[x(0), x(1), dy])?;
+                    let t = self.ty(x(wrt));
+                    out.push(Some(self.unbroadcast(gfull, &t)?));
+                }
+                out
+            }
+            Op::MatMul { transpose_a: ta, transpose_b: tb } => {
+                let (ta, tb) = (*ta, *tb);
+                let da = if ta {
+                    self.add(Op::MatMul { transpose_a: tb, transpose_b: true }, &[x(1), dy])?
+                } else {
+                    self.add(Op::MatMul { transpose_a: false, transpose_b: !tb }, &[dy, x(1)])?
+                };
+                let db = if tb {
+                    self.add(Op::MatMul { transpose_a: true, transpose_b: ta }, &[dy, x(0)])?
+                } else {
+                    self.add(Op::MatMul { transpose_a: !ta, transpose_b: false }, &[x(0), dy])?
+                };
+                let (ta_ty, tb_ty) = (self.ty(x(0)), self.ty(x(1)));
+                vec![Some(self.unbroadcast(da, &ta_ty)?), Some(self.unbroadcast(db, &tb_ty)?)]
+            }
+            Op::BiasAdd { axis } => {
+                let r = self.ty(dy).shape.rank();
+                let axes: Vec<usize> = (0..r).filter(|a| a != axis).collect();
+                let db = if axes.is_empty() {
+                    dy
+                } else {
+                    self.add(Op::Reduce { kind: ReduceKind::Sum, axes, keepdims: false }, &[dy])?
+                };
+                vec![Some(dy), Some(db)]
+            }
+            Op::Conv(a) => {
+                let xs = self.ty(x(0)).shape;
+                let input_dims = fixed_dims(&Shape(xs.dims()[1..].to_vec()), "a convolution's input")?;
+                let kernel_dims = fixed_dims(&self.ty(x(1)).shape, "a convolution's kernel")?;
+                let dx = self.add(Op::ConvInputGrad { conv: a.clone(), input_dims }, &[dy, x(1)])?;
+                let dw = self.add(Op::ConvFilterGrad { conv: a.clone(), kernel_dims }, &[x(0), dy])?;
+                vec![Some(dx), Some(dw)]
+            }
+            Op::Pool(a) => vec![Some(self.add(Op::PoolGrad(a.clone()), &[x(0), dy])?)],
+            Op::BroadcastTo => {
+                let t = self.ty(x(0));
+                vec![Some(self.unbroadcast(dy, &t)?), None]
+            }
+            Op::Reshape { .. } => {
+                let to = self.ty(x(0)).shape;
+                vec![Some(self.reshape_to(dy, &to)?)]
+            }
+            Op::Transpose { perm } => {
+                let mut inv = vec![0; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inv[p] = i;
+                }
+                vec![Some(self.add(Op::Transpose { perm: inv }, &[dy])?)]
+            }
+            Op::Softmax { axes } => {
+                let t = self.add(Op::Binary(BinaryOp::Mul), &[dy, y])?;
+                let s = self.add(Op::Reduce { kind: ReduceKind::Sum, axes: axes.clone(), keepdims: true }, &[t])?;
+                let d = self.add(Op::Binary(BinaryOp::Sub), &[dy, s])?;
+                vec![Some(self.add(Op::Binary(BinaryOp::Mul), &[y, d])?)]
+            }
+            Op::LogSoftmax { axis } => {
+                let s = self.add(Op::Reduce { kind: ReduceKind::Sum, axes: vec![*axis], keepdims: true }, &[dy])?;
+                let e = self.add(Op::Unary(UnaryOp::Exp), &[y])?;
+                let t = self.add(Op::Binary(BinaryOp::Mul), &[e, s])?;
+                vec![Some(self.add(Op::Binary(BinaryOp::Sub), &[dy, t])?)]
+            }
+            Op::Reduce { kind: kind @ (ReduceKind::Sum | ReduceKind::Mean), axes, keepdims } => {
+                let xs = self.ty(x(0)).shape;
+                let mut kept = xs.dims().to_vec();
+                for &a in axes {
+                    kept[a] = Dim::Fixed(1);
+                }
+                let dyk = if *keepdims { dy } else { self.reshape_to(dy, &Shape(kept))? };
+                let mut dx = self.add(Op::BroadcastTo, &[dyk, x(0)])?;
+                if *kind == ReduceKind::Mean {
+                    let n: usize = fixed_dims(&Shape(axes.iter().map(|&a| xs.dims()[a]).collect()), "a mean")?
+                        .iter()
+                        .product();
+                    dx = self.add(Op::Unary(UnaryOp::Affine { scale: 1.0 / n.max(1) as f32, offset: 0.0 }), &[dx])?;
+                }
+                vec![Some(dx)]
+            }
+            Op::Concat { axis } => {
+                let mut start = 0i64;
+                let mut out = Vec::new();
+                for &v in &nd.inputs {
+                    let len = self.ty(v).shape.dims()[*axis]
+                        .fixed()
+                        .ok_or_else(|| unsupported(&op, " along a symbolic axis"))? as i64;
+                    let s = Op::Slice { axes: vec![*axis], starts: vec![start], ends: vec![start + len], steps: vec![1] };
+                    out.push(Some(self.add(s, &[dy])?));
+                    start += len;
+                }
+                out
+            }
+            Op::Pad { pads, .. } => {
+                let xs = self.ty(x(0)).shape;
+                let mut axes = Vec::new();
+                let (mut starts, mut ends) = (Vec::new(), Vec::new());
+                for (a, &(b, _)) in pads.iter().enumerate() {
+                    if pads[a] == (0, 0) {
+                        continue;
+                    }
+                    let n = xs.dims()[a].fixed().ok_or_else(|| unsupported(&op, " along a symbolic axis"))?;
+                    axes.push(a);
+                    starts.push(b as i64);
+                    ends.push((b + n) as i64);
+                }
+                let steps = vec![1; axes.len()];
+                vec![Some(self.add(Op::Slice { axes, starts, ends, steps }, &[dy])?)]
+            }
+            Op::Cast { .. } if self.ty(x(0)).dtype.is_float() => {
+                let to = self.ty(x(0)).dtype;
+                vec![Some(self.add(Op::Cast { to }, &[dy])?)]
+            }
+            Op::SoftmaxCrossEntropy { sparse } => {
+                vec![Some(self.add(Op::SoftmaxCrossEntropyGrad { sparse: *sparse }, &[x(0), x(1), dy])?), None]
+            }
+            other => return Err(unsupported(other, "")),
+        })
+    }
+}
+
+/// Appends to `g` the gradient of the scalar `loss` with respect to each of `wrt` and returns
+/// the gradient values in that order (zeros for a value the loss does not depend on).
+pub fn append_backward(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<Vec<ValueId>, IrError> {
+    if g.value(loss).ty.shape.rank() != 0 {
+        return Err(IrError::Graph(format!("the loss must be a scalar, got {}", g.value(loss).ty.shape)));
+    }
+    let nv = g.values().len();
+    let mut needs = vec![false; nv];
+    for &w in wrt {
+        needs[w.0] = true;
+    }
+    let forward = g.nodes().len();
+    for node in &g.nodes()[..forward] {
+        if node.inputs.iter().any(|v| needs[v.0]) {
+            for o in &node.outputs {
+                needs[o.0] = true;
+            }
+        }
+    }
+    let mut grads: HashMap<ValueId, ValueId> = HashMap::new();
+    let one = g.add_constant("grad/seed", Tensor::scalar(1.0));
+    grads.insert(loss, one);
+    let mut b = Builder { g, n: 0 };
+    for ni in (0..forward).rev() {
+        let node = b.g.nodes()[ni].clone();
+        if !node.inputs.iter().any(|v| needs[v.0]) {
+            continue;
+        }
+        let dys: Vec<Option<ValueId>> = node.outputs.iter().map(|o| grads.get(o).copied()).collect();
+        if dys.iter().all(Option::is_none) {
+            continue;
+        }
+        let dxs = b.rule(ni, &dys).map_err(|e| match e {
+            IrError::Graph(m) => IrError::Graph(format!("{m} (node '{}')", node.name)),
+            other => other,
+        })?;
+        for (&v, dx) in node.inputs.iter().zip(dxs) {
+            let (Some(dx), true) = (dx, needs[v.0]) else { continue };
+            let acc = match grads.get(&v) {
+                Some(&prev) => b.add(Op::Binary(BinaryOp::Add), &[prev, dx])?,
+                None => dx,
+            };
+            grads.insert(v, acc);
+        }
+    }
+    let mut out = Vec::new();
+    for &w in wrt {
+        out.push(match grads.get(&w) {
+            Some(&gv) => gv,
+            None => {
+                let ty = b.ty(w);
+                let dims = fixed_dims(&ty.shape, "a gradient that is zero")?;
+                b.g.add_constant(format!("grad/zero_{}", w.0), Tensor::zeros(&dims))
+            }
+        });
+    }
+    Ok(out)
+}
