@@ -158,3 +158,28 @@ mod tests {
         assert_eq!(parse(&to_bytes(&i), "x").unwrap(), i);
     }
 }
+
+/// The arrays of an `.npz` file (a zip of `.npy` members), by member name without `.npy`.
+/// Members that are not numeric arrays (such as string arrays) are skipped.
+pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, NpyError> {
+    use std::io::Read;
+    let origin = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| NpyError(format!("{origin}: {e}")))?;
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| NpyError(format!("{origin}: not a valid .npz (zip) file: {e}")))?;
+    let mut out = Vec::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).map_err(|e| NpyError(format!("{origin}: {e}")))?;
+        let name = f.name().map(|n| n.trim_end_matches(".npy").to_string()).unwrap_or_default();
+        // Sizes come from the file: refuse a member that claims more than the whole archive could hold.
+        if f.size() > (1 << 34) {
+            return Err(NpyError(format!("{origin}: member '{name}' is implausibly large")));
+        }
+        let mut data = Vec::new();
+        f.read_to_end(&mut data).map_err(|e| NpyError(format!("{origin}: member '{name}': {e}")))?;
+        if let Ok(t) = parse(&data, &format!("{origin}:{name}")) {
+            out.push((name, t));
+        }
+    }
+    Ok(out)
+}

@@ -2,9 +2,7 @@
 //! values, appended to the graph as ordinary nodes, so any executor runs the backward pass.
 //! One rule per op; an op without a rule is an error naming it.
 
-use crate::{
-    BinaryOp, Dim, Graph, IrError, Op, ReduceKind, Shape, Tensor, TensorType, UnaryOp, ValueId,
-};
+use crate::{BinaryOp, Dim, Graph, IrError, Op, ReduceKind, Shape, Tensor, TensorType, UnaryOp, ValueId};
 use std::collections::HashMap;
 
 fn unsupported(op: &Op, why: &str) -> IrError {
@@ -12,7 +10,10 @@ fn unsupported(op: &Op, why: &str) -> IrError {
 }
 
 fn fixed_dims(s: &Shape, what: &str) -> Result<Vec<usize>, IrError> {
-    s.dims().iter().map(|d| d.fixed().ok_or_else(|| IrError::Graph(format!("{what} needs fixed dimensions, got {s}")))).collect()
+    s.dims()
+        .iter()
+        .map(|d| d.fixed().ok_or_else(|| IrError::Graph(format!("{what} needs fixed dimensions, got {s}"))))
+        .collect()
 }
 
 /// A reshape target from `from` to `to` (batch axes kept by position or inferred once).
@@ -57,12 +58,12 @@ impl Builder<'_> {
         let (r, rt) = (s.rank(), target.shape.rank());
         let mut cur = grad;
         if r > rt {
-            cur = self.add(Op::Reduce { kind: ReduceKind::Sum, axes: (0..r - rt).collect(), keepdims: false }, &[cur])?;
+            cur =
+                self.add(Op::Reduce { kind: ReduceKind::Sum, axes: (0..r - rt).collect(), keepdims: false }, &[cur])?;
         }
         let now = self.ty(cur).shape;
-        let axes: Vec<usize> = (0..rt)
-            .filter(|&i| target.shape.dims()[i] == Dim::Fixed(1) && now.dims()[i] != Dim::Fixed(1))
-            .collect();
+        let axes: Vec<usize> =
+            (0..rt).filter(|&i| target.shape.dims()[i] == Dim::Fixed(1) && now.dims()[i] != Dim::Fixed(1)).collect();
         if !axes.is_empty() {
             cur = self.add(Op::Reduce { kind: ReduceKind::Sum, axes, keepdims: true }, &[cur])?;
         }
@@ -137,6 +138,7 @@ impl Builder<'_> {
                 let t = self.ty(x(0));
                 vec![Some(self.unbroadcast(dy, &t)?), None]
             }
+            Op::MeanGrad { .. } => return Err(unsupported(&op, " (second derivatives)")),
             Op::Reshape { .. } => {
                 let to = self.ty(x(0)).shape;
                 vec![Some(self.reshape_to(dy, &to)?)]
@@ -167,13 +169,11 @@ impl Builder<'_> {
                     kept[a] = Dim::Fixed(1);
                 }
                 let dyk = if *keepdims { dy } else { self.reshape_to(dy, &Shape(kept))? };
-                let mut dx = self.add(Op::BroadcastTo, &[dyk, x(0)])?;
-                if *kind == ReduceKind::Mean {
-                    let n: usize = fixed_dims(&Shape(axes.iter().map(|&a| xs.dims()[a]).collect()), "a mean")?
-                        .iter()
-                        .product();
-                    dx = self.add(Op::Unary(UnaryOp::Affine { scale: 1.0 / n.max(1) as f32, offset: 0.0 }), &[dx])?;
-                }
+                let dx = if *kind == ReduceKind::Mean {
+                    self.add(Op::MeanGrad { axes: axes.clone() }, &[dyk, x(0)])?
+                } else {
+                    self.add(Op::BroadcastTo, &[dyk, x(0)])?
+                };
                 vec![Some(dx)]
             }
             Op::Concat { axis } => {
@@ -182,8 +182,10 @@ impl Builder<'_> {
                 for &v in &nd.inputs {
                     let len = self.ty(v).shape.dims()[*axis]
                         .fixed()
-                        .ok_or_else(|| unsupported(&op, " along a symbolic axis"))? as i64;
-                    let s = Op::Slice { axes: vec![*axis], starts: vec![start], ends: vec![start + len], steps: vec![1] };
+                        .ok_or_else(|| unsupported(&op, " along a symbolic axis"))?
+                        as i64;
+                    let s =
+                        Op::Slice { axes: vec![*axis], starts: vec![start], ends: vec![start + len], steps: vec![1] };
                     out.push(Some(self.add(s, &[dy])?));
                     start += len;
                 }

@@ -562,6 +562,15 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             }
             Ok(vec![TensorType::new(tys[0].dtype, shape)])
         }
+        Op::MeanGrad { axes } => {
+            arity(op, tys, 2, 2)?;
+            check_axes(op, axes, tys[1].shape.rank())?;
+            let b = broadcast(&tys[0].shape, &tys[1].shape);
+            if b.as_ref() != Some(&tys[1].shape) {
+                return err(op, format!("{} does not broadcast to {}", tys[0].shape, tys[1].shape));
+            }
+            Ok(vec![TensorType::new(tys[0].dtype, tys[1].shape.clone())])
+        }
         Op::BroadcastTo => {
             arity(op, tys, 2, 2)?;
             let b = broadcast(&tys[0].shape, &tys[1].shape);

@@ -382,6 +382,10 @@ pub enum Op {
     Fused(FusedExpr),
     /// `[v, like]`: `v` broadcast to the shape of `like` (training).
     BroadcastTo,
+    /// `[dy, like]`: the gradient of a mean over `axes` of `like`: `dy` (with those axes kept as
+    /// 1) broadcast to `like`'s shape and divided by the number of elements averaged, known only
+    /// at run time when an axis is the batch (training).
+    MeanGrad { axes: Vec<usize> },
     /// `[x, dy]`: `dy · f'(x)` for the unary function `f` (training).
     UnaryGrad(UnaryOp),
     /// `[a, b, dy]`: the gradient of `op(a, b)` with respect to operand `wrt` (0 or 1), in the
@@ -442,6 +446,7 @@ impl Op {
             Op::FusedMatMul { .. } => "FusedMatMul".into(),
             Op::Fused(_) => "Fused".into(),
             Op::BroadcastTo => "BroadcastTo".into(),
+            Op::MeanGrad { .. } => "MeanGrad".into(),
             Op::UnaryGrad(u) => format!("{}_grad", u.name()),
             Op::BinaryGrad { op, wrt } => format!("{}_grad{wrt}", op.name()),
             Op::ConvInputGrad { conv, .. } => format!("Conv{}DInputGrad", conv.strides.len()),

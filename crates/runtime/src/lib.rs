@@ -6,6 +6,7 @@ mod device;
 mod error;
 mod executor;
 mod planned;
+pub mod training;
 
 pub use device::{available_devices, cuda_status, Device, DeviceInfo};
 pub use error::RuntimeError;

@@ -37,7 +37,8 @@ fn check_first(name: &str, inputs: Vec<Tensor>, k: usize, f: impl Fn(&mut Graph,
     let r = g.add_constant("r", rng.tensor(&ys, -1.0, 1.0));
     let p = g.add("p", Op::Binary(BinaryOp::Mul), &[y, r]).unwrap();
     let rank = ys.len();
-    let loss = g.add("loss", Op::Reduce { kind: ReduceKind::Sum, axes: (0..rank).collect(), keepdims: false }, &[p]).unwrap();
+    let loss =
+        g.add("loss", Op::Reduce { kind: ReduceKind::Sum, axes: (0..rank).collect(), keepdims: false }, &[p]).unwrap();
     let wrt: Vec<ValueId> = vs.iter().copied().filter(|v| g.value(*v).ty.dtype == DType::F32).take(k).collect();
     let grads = ir::grad::append_backward(&mut g, loss, &wrt).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut outs = vec![loss];
@@ -141,10 +142,26 @@ fn matmuls() {
 fn convolutions() {
     let mut rng = Rng(6);
     for (x, w, a) in [
-        (vec![2, 5, 6, 3], vec![3, 3, 3, 4], ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 }),
-        (vec![1, 7, 6, 4], vec![2, 3, 2, 6], ConvAttrs { strides: vec![2, 1], dilations: vec![1, 2], pads: vec![(0, 1), (2, 0)], groups: 2 }),
-        (vec![2, 9, 2], vec![3, 2, 3], ConvAttrs { strides: vec![2], dilations: vec![1], pads: vec![(2, 0)], groups: 1 }),
-        (vec![1, 5, 5, 3], vec![3, 3, 1, 3], ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 3 }),
+        (
+            vec![2, 5, 6, 3],
+            vec![3, 3, 3, 4],
+            ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 },
+        ),
+        (
+            vec![1, 7, 6, 4],
+            vec![2, 3, 2, 6],
+            ConvAttrs { strides: vec![2, 1], dilations: vec![1, 2], pads: vec![(0, 1), (2, 0)], groups: 2 },
+        ),
+        (
+            vec![2, 9, 2],
+            vec![3, 2, 3],
+            ConvAttrs { strides: vec![2], dilations: vec![1], pads: vec![(2, 0)], groups: 1 },
+        ),
+        (
+            vec![1, 5, 5, 3],
+            vec![3, 3, 1, 3],
+            ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 3 },
+        ),
     ] {
         check("conv", vec![rng.tensor(&x, -1.0, 1.0), rng.tensor(&w, -1.0, 1.0)], op1(Op::Conv(a)));
     }
@@ -160,7 +177,9 @@ fn pooling_and_reductions() {
         let a = PoolAttrs { kind, window: vec![2, 3], strides: vec![2, 1], pads: vec![(0, 1), (1, 1)] };
         check(&format!("{kind:?} pool"), vec![x.clone()], op1(Op::Pool(a)));
     }
-    for (kind, axes, keep) in [(ReduceKind::Sum, vec![1, 2], false), (ReduceKind::Mean, vec![3], true), (ReduceKind::Mean, vec![0, 2], false)] {
+    for (kind, axes, keep) in
+        [(ReduceKind::Sum, vec![1, 2], false), (ReduceKind::Mean, vec![3], true), (ReduceKind::Mean, vec![0, 2], false)]
+    {
         check("reduce", vec![x.clone()], op1(Op::Reduce { kind, axes, keepdims: keep }));
     }
     check("softmax", vec![x.clone()], op1(Op::Softmax { axes: vec![2] }));

@@ -98,6 +98,7 @@ pub fn emit_node(
         Op::L2Normalize { axes, epsilon } => c.l2_normalize(axes, *epsilon)?,
         Op::Rnn(a) => c.rnn(a)?,
         Op::BroadcastTo
+        | Op::MeanGrad { .. }
         | Op::UnaryGrad(_)
         | Op::BinaryGrad { .. }
         | Op::ConvInputGrad { .. }

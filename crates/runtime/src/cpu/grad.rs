@@ -153,6 +153,13 @@ pub fn run_grad_op(op: &Op, inputs: &[&Tensor], out_shape: &[usize]) -> Result<T
             let idx = broadcast_index(inputs[0].shape(), out_shape);
             tensor(out_shape, (0..n).map(|i| v[idx(i)]).collect())
         }
+        Op::MeanGrad { axes } => {
+            let v = f32s(op, inputs[0])?;
+            let idx = broadcast_index(inputs[0].shape(), out_shape);
+            let count: usize = axes.iter().map(|&a| out_shape[a]).product();
+            let inv = 1.0 / count.max(1) as f32;
+            tensor(out_shape, (0..n).map(|i| v[idx(i)] * inv).collect())
+        }
         Op::UnaryGrad(u) => {
             let (x, dy) = (f32s(op, inputs[0])?, f32s(op, inputs[1])?);
             tensor(out_shape, x.iter().zip(dy).map(|(&x, &d)| d * unary_derivative(*u, x)).collect())
@@ -262,7 +269,13 @@ fn conv_input_grad(op: &Op, a: &ConvAttrs, dy: &Tensor, w: &Tensor, x_shape: &[u
     tensor(x_shape, dx)
 }
 
-fn conv_filter_grad(op: &Op, a: &ConvAttrs, x: &Tensor, dy: &Tensor, w_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+fn conv_filter_grad(
+    op: &Op,
+    a: &ConvAttrs,
+    x: &Tensor,
+    dy: &Tensor,
+    w_shape: &[usize],
+) -> Result<Tensor, RuntimeError> {
     let (xs, dys) = (f32s(op, x)?, f32s(op, dy)?);
     let g = geo(a, x.shape(), w_shape, dy.shape());
     let mut dw = vec![0f32; w_shape.iter().product()];
@@ -383,4 +396,3 @@ fn cross_entropy(
     }
     tensor(out_shape, out)
 }
-

@@ -4,8 +4,8 @@
 pub mod arena_ops;
 pub(crate) mod conv;
 mod elementwise;
-pub mod grad;
 pub mod fused;
+pub mod grad;
 pub(crate) mod matmul;
 mod norm;
 pub(crate) mod pool;
@@ -89,6 +89,7 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> 
             one(tensor(&shape, out)?)
         }
         Op::BroadcastTo
+        | Op::MeanGrad { .. }
         | Op::UnaryGrad(_)
         | Op::BinaryGrad { .. }
         | Op::ConvInputGrad { .. }

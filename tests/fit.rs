@@ -1,0 +1,120 @@
+//! Fine-tuning against Keras's own trace: the dev `mlp` and `cnn_mnist` (SGD 0.01, batch 16,
+//! 2 epochs, no shuffle, sparse categorical cross-entropy; cnn_mnist without dropout, as its
+//! reference was made): every step's loss, the weights after the first step and after the run.
+
+mod common;
+
+use common::models_dir;
+use kerasc::ir::{DType, Tensor, TensorData, Tolerance};
+use kerasc::runtime::training::{Loss, Optimizer, Sgd, TrainStep};
+use std::collections::HashMap;
+use std::io::Read;
+
+/// String members of an .npz (numpy `<U` arrays of one element), by member name.
+fn npz_strings(path: &std::path::Path) -> HashMap<String, String> {
+    let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
+    let mut out = HashMap::new();
+    for i in 0..z.len() {
+        let mut f = z.by_index(i).unwrap();
+        let name = f.name().unwrap().trim_end_matches(".npy").to_string();
+        let mut b = Vec::new();
+        f.read_to_end(&mut b).unwrap();
+        let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+        let header = String::from_utf8_lossy(&b[10..10 + hl]).to_string();
+        if header.contains("<U") {
+            let s: String = b[10 + hl..]
+                .chunks(4)
+                .filter_map(|c| char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect();
+            out.insert(name, s.trim_end_matches('\0').to_string());
+        }
+    }
+    out
+}
+
+fn rows(t: &Tensor, start: usize, end: usize) -> Tensor {
+    let per: usize = t.shape()[1..].iter().product();
+    let mut shape = t.shape().to_vec();
+    shape[0] = end - start;
+    let data = match t.data() {
+        TensorData::F32(v) => TensorData::F32(v[start * per..end * per].to_vec()),
+        TensorData::I32(v) => TensorData::I32(v[start * per..end * per].to_vec()),
+        TensorData::I64(v) => TensorData::I64(v[start * per..end * per].to_vec()),
+        other => panic!("unexpected data {:?}", other.dtype()),
+    };
+    Tensor::new(shape, data).unwrap()
+}
+
+fn close(what: &str, got: &Tensor, want: &Tensor, tol: Tolerance) {
+    assert_eq!(got.shape(), want.shape(), "{what}");
+    let c = tol.compare(&got.to_f64_vec(), &want.to_f64_vec());
+    assert!(c.passed(), "{what}: {c}");
+}
+
+fn fine_tune(name: &str) {
+    let dir = models_dir();
+    let model = kerasc::load(&dir.join(format!("{name}.h5"))).unwrap();
+    let g = &model.graph;
+    let trainable: Vec<_> = g.constants().keys().copied().collect();
+    let step =
+        TrainStep::new(g, Loss::SparseCategoricalCrossentropy { from_logits: false }, &trainable, DType::I32).unwrap();
+    let mut weights: Vec<Tensor> = trainable.iter().map(|v| g.constant(*v).unwrap().clone()).collect();
+    let data: HashMap<String, Tensor> =
+        kerasc::npy::read_npz(&dir.join(format!("{name}.finetune.npz"))).unwrap().into_iter().collect();
+    let (x, y) = (&data["x_train"], &data["y_train"]);
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.finetune_losses.json"))).unwrap()).unwrap();
+    let step_loss: Vec<f64> = trace["step_loss"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let epoch_loss: Vec<f64> = trace["epoch_loss"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let mut sgd = Sgd::new(0.01, 0.0, false);
+    let n = x.shape()[0];
+    let mut k = 0;
+    for epoch in 0..2 {
+        let mut sum = 0.0;
+        let mut count = 0;
+        for start in (0..n).step_by(16) {
+            let end = (start + 16).min(n);
+            let (loss, grads, _) = step.run(&[rows(x, start, end)], &rows(y, start, end), &weights).unwrap();
+            let want = step_loss[k];
+            assert!(((loss as f64) - want).abs() <= 1e-4 * want.abs(), "{name} step {k}: loss {loss} vs Keras {want}");
+            sum += loss as f64;
+            count += 1;
+            sgd.apply(&mut weights, &grads).unwrap();
+            k += 1;
+            if k == 1 {
+                let path = dir.join(format!("{name}.finetune_after_step1.npz"));
+                let names = npz_strings(&path);
+                let arrays: HashMap<String, Tensor> = kerasc::npy::read_npz(&path).unwrap().into_iter().collect();
+                for (key, full) in &names {
+                    let w = &arrays[&key.replace("name", "w")];
+                    let i = step.weights.iter().position(|(_, n)| full.ends_with(&format!("/{n}"))).unwrap();
+                    close(&format!("{name} after step 1: {full}"), &weights[i], w, Tolerance { atol: 1e-5, rtol: 0.0 });
+                }
+            }
+        }
+        let mean = sum / count as f64;
+        assert!(
+            (mean - epoch_loss[epoch]).abs() <= 1e-4 * epoch_loss[epoch],
+            "{name} epoch {epoch}: {mean} vs {}",
+            epoch_loss[epoch]
+        );
+    }
+    assert_eq!(k, step_loss.len());
+    assert_eq!(sgd.iterations(), k as u64);
+    let done = kerasc::load(&dir.join(format!("{name}.finetuned.h5"))).unwrap();
+    for ((v, wname), w) in step.weights.iter().zip(&weights) {
+        let _ = v;
+        let want = done.graph.constants().iter().find(|(c, _)| done.graph.value(**c).name == *wname).unwrap().1;
+        close(&format!("{name} final {wname}"), w, want, Tolerance { atol: 1e-5, rtol: 0.0 });
+    }
+}
+
+#[test]
+fn mlp_fine_tunes_like_keras() {
+    fine_tune("mlp");
+}
+
+#[test]
+fn cnn_mnist_fine_tunes_like_keras() {
+    fine_tune("cnn_mnist");
+}
