@@ -382,9 +382,9 @@ pub enum Op {
     Fused(FusedExpr),
     /// `[v, like]`: `v` broadcast to the shape of `like` (training).
     BroadcastTo,
-    /// `[dy, like]`: the gradient of a mean over `axes` of `like`: `dy` (with those axes kept as
-    /// 1) broadcast to `like`'s shape and divided by the number of elements averaged, known only
-    /// at run time when an axis is the batch (training).
+    /// `[dy, like]`: the gradient of a mean over `axes` of `like`: `dy` (those axes kept as 1)
+    /// broadcast to `like`'s shape, divided by the count averaged, known only at run time when
+    /// an axis is the batch (training).
     MeanGrad { axes: Vec<usize> },
     /// `[x, dy]`: `dy · f'(x)` for the unary function `f` (training).
     UnaryGrad(UnaryOp),

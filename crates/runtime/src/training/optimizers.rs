@@ -78,12 +78,12 @@ mod tests {
         let g = Tensor::from_f32(&[1], vec![0.5]).unwrap();
         let mut w = vec![Tensor::from_f32(&[1], vec![1.0]).unwrap()];
         let mut sgd = Sgd::new(0.1, 0.9, false);
-        sgd.apply(&mut w, &[g.clone()]).unwrap(); // v = -0.05, w = 0.95
-        sgd.apply(&mut w, &[g.clone()]).unwrap(); // v = -0.095, w = 0.855
+        sgd.apply(&mut w, std::slice::from_ref(&g)).unwrap(); // v = -0.05, w = 0.95
+        sgd.apply(&mut w, std::slice::from_ref(&g)).unwrap(); // v = -0.095, w = 0.855
         assert!((w[0].as_f32().unwrap()[0] - 0.855).abs() < 1e-6);
         let mut w = vec![Tensor::from_f32(&[1], vec![1.0]).unwrap()];
         let mut nes = Sgd::new(0.1, 0.9, true);
-        nes.apply(&mut w, &[g.clone()]).unwrap(); // v = -0.05, w += 0.9·-0.05 − 0.05 = -0.095
+        nes.apply(&mut w, std::slice::from_ref(&g)).unwrap(); // v = -0.05, w += 0.9·-0.05 − 0.05 = -0.095
         assert!((w[0].as_f32().unwrap()[0] - 0.905).abs() < 1e-6);
         let mut w = vec![Tensor::from_f32(&[1], vec![1.0]).unwrap()];
         let mut plain = Sgd::new(0.1, 0.0, false);
