@@ -142,23 +142,6 @@ pub fn write(path: &Path, t: &Tensor) -> Result<(), NpyError> {
     crate::write_atomic(path, &to_bytes(t)).map_err(|e| NpyError(format!("{}: {e}", path.display())))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trip_and_truncation() {
-        let t = Tensor::from_f32(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
-        let b = to_bytes(&t);
-        assert_eq!((b.len() - 6 * 4) % 64, 0);
-        assert_eq!(parse(&b, "x").unwrap(), t);
-        assert!(parse(&b[..b.len() - 3], "x").is_err());
-        assert!(parse(b"hello world", "x").is_err());
-        let i = Tensor::new(vec![3], TensorData::I32(vec![1, -2, 3])).unwrap();
-        assert_eq!(parse(&to_bytes(&i), "x").unwrap(), i);
-    }
-}
-
 /// The arrays of an `.npz` file (a zip of `.npy` members), by member name without `.npy`.
 /// Members that are not numeric arrays (such as string arrays) are skipped.
 pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, NpyError> {
@@ -182,4 +165,21 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, NpyError> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_truncation() {
+        let t = Tensor::from_f32(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        let b = to_bytes(&t);
+        assert_eq!((b.len() - 6 * 4) % 64, 0);
+        assert_eq!(parse(&b, "x").unwrap(), t);
+        assert!(parse(&b[..b.len() - 3], "x").is_err());
+        assert!(parse(b"hello world", "x").is_err());
+        let i = Tensor::new(vec![3], TensorData::I32(vec![1, -2, 3])).unwrap();
+        assert_eq!(parse(&to_bytes(&i), "x").unwrap(), i);
+    }
 }

@@ -69,7 +69,7 @@ fn fine_tune(name: &str) {
     let mut sgd = Sgd::new(0.01, 0.0, false);
     let n = x.shape()[0];
     let mut k = 0;
-    for epoch in 0..2 {
+    for (epoch, &want_epoch) in epoch_loss.iter().enumerate() {
         let mut sum = 0.0;
         let mut count = 0;
         for start in (0..n).step_by(16) {
