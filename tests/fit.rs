@@ -93,11 +93,7 @@ fn fine_tune(name: &str) {
             }
         }
         let mean = sum / count as f64;
-        assert!(
-            (mean - epoch_loss[epoch]).abs() <= 1e-4 * epoch_loss[epoch],
-            "{name} epoch {epoch}: {mean} vs {}",
-            epoch_loss[epoch]
-        );
+        assert!((mean - want_epoch).abs() <= 1e-4 * want_epoch, "{name} epoch {epoch}: {mean} vs {want_epoch}");
     }
     assert_eq!(k, step_loss.len());
     assert_eq!(sgd.iterations(), k as u64);
