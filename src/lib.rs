@@ -8,7 +8,7 @@ pub mod npy;
 pub mod report;
 
 pub use codegen;
-pub use frontend::{load_bytes, FrontendError, LoadOptions, Model, ModelFormat, ModelInfo};
+pub use frontend::{self, load_bytes, FrontendError, LoadOptions, Model, ModelFormat, ModelInfo};
 pub use ir;
 pub use optimizer::{self, OptimizeOptions, OptimizeReport};
 pub use runtime;

@@ -14,6 +14,9 @@ use std::path::Path;
 pub struct Model {
     pub graph: ir::Graph,
     pub info: ModelInfo,
+    /// For each weight constant stored unchanged in the file: the HDF5 dataset it came from
+    /// (in the `.h5` file, or in a `.keras` archive's `model.weights.h5`).
+    pub weight_sources: std::collections::HashMap<ir::ValueId, String>,
 }
 
 /// Options of [`load`].

@@ -60,8 +60,10 @@ pub(crate) fn build(
     let total_params = layers_summary.iter().map(|l| l.params).sum();
     let trainable_params = layers_summary.iter().map(|l| l.trainable_params).sum();
     let graph = ctx.g;
+    let weight_sources = ctx.sources;
     Ok(Model {
         graph,
+        weight_sources,
         info: ModelInfo {
             name: spec.name.clone(),
             model_class: spec.class.clone(),

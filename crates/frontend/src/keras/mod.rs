@@ -6,6 +6,7 @@ pub mod config;
 pub mod h5;
 pub mod layers;
 mod weights;
+pub mod save;
 
 use crate::{FrontendError, Model};
 use serde_json::Value;

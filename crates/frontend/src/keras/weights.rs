@@ -55,8 +55,9 @@ impl WeightStore {
         WeightStore::Archive { file, len, origin: origin.into() }
     }
 
-    /// The weights of the layer at `path` (top-level first), in `layer.weights` order.
-    pub fn layer_weights(&self, path: &[PathLink], class: &str) -> Result<Vec<Tensor>, FrontendError> {
+    /// The weights of the layer at `path` (top-level first), in `layer.weights` order, each with
+    /// the path of the HDF5 dataset it was read from.
+    pub fn layer_weights(&self, path: &[PathLink], class: &str) -> Result<Vec<(Tensor, String)>, FrontendError> {
         match self {
             WeightStore::Legacy { layers } => {
                 let Some(first) = path.first() else { return Ok(Vec::new()) };
@@ -75,7 +76,7 @@ impl WeightStore {
                         .collect();
                     list = filtered;
                 }
-                Ok(list.into_iter().map(|(_, t)| t.clone()).collect())
+                Ok(list.into_iter().map(|(wn, t)| (t.clone(), format!("model_weights/{}/{wn}", first.name))).collect())
             }
             WeightStore::Archive { file, len, origin } => {
                 let mut gpath = String::new();
@@ -137,7 +138,7 @@ fn collect_vars(
     class: &str,
     len: usize,
     origin: &str,
-    out: &mut Vec<Tensor>,
+    out: &mut Vec<(Tensor, String)>,
     depth: usize,
 ) -> Result<(), FrontendError> {
     if depth > 16 {
@@ -157,7 +158,8 @@ fn collect_vars(
         names.sort();
         for (_, n) in names {
             let ds = vars.dataset(&n).map_err(|e| fmt(format!("{gpath}/vars/{n}: {e}")))?;
-            out.push(h5::read_tensor(&ds, len, origin, &format!("{gpath}/vars/{n}"))?);
+            let at = format!("{gpath}/vars/{n}");
+            out.push((h5::read_tensor(&ds, len, origin, &at)?, at));
         }
     }
     let g = file.group(gpath).map_err(|e| fmt(format!("{gpath}: {e}")))?;

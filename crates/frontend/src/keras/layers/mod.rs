@@ -27,6 +27,8 @@ pub(crate) struct LayerCall<'a> {
     pub inputs: Vec<ValueId>,
     pub kw_inputs: Vec<(String, ValueId)>,
     pub weights: Vec<Tensor>,
+    /// Where each weight was read from (dataset paths in the weights file).
+    pub weight_paths: Vec<String>,
     /// Unique key of the layer (its path), for caching its constants.
     pub key: String,
 }
@@ -138,7 +140,9 @@ pub(crate) struct Ctx {
     pub keras2: bool,
     store: WeightStore,
     consts: HashMap<String, ValueId>,
-    weights_cache: HashMap<String, Vec<Tensor>>,
+    weights_cache: HashMap<String, Vec<(Tensor, String)>>,
+    /// For constants that are a file weight as stored, the dataset it came from.
+    pub sources: HashMap<ValueId, String>,
     /// Per top-level layer: (params, trainable params).
     params: HashMap<String, (usize, usize)>,
     pub summaries: Vec<LayerSummary>,
@@ -154,6 +158,7 @@ impl Ctx {
             store,
             consts: HashMap::new(),
             weights_cache: HashMap::new(),
+            sources: HashMap::new(),
             params: HashMap::new(),
             summaries: Vec::new(),
             recorded: Default::default(),
@@ -188,7 +193,17 @@ impl Ctx {
         if let Some(&v) = self.consts.get(&key) {
             return v;
         }
+        // A constant that is one of the layer's file weights unchanged can be written back.
+        let source = lc
+            .weights
+            .iter()
+            .zip(&lc.weight_paths)
+            .find(|(w, _)| w.shape() == t.shape() && w.data() == t.data())
+            .map(|(_, p)| p.clone());
         let v = self.g.add_constant(format!("{}/{}", lc.name, what), t);
+        if let Some(p) = source {
+            self.sources.insert(v, p);
+        }
         self.consts.insert(key, v);
         v
     }
@@ -244,12 +259,13 @@ impl Ctx {
         key: &str,
         class: &str,
         config: &Value,
-    ) -> Result<Vec<Tensor>, FrontendError> {
+    ) -> Result<Vec<(Tensor, String)>, FrontendError> {
         if let Some(w) = self.weights_cache.get(key) {
             return Ok(w.clone());
         }
         let w = self.store.layer_weights(path, class)?;
-        self.count_params(path, class, config, &w);
+        let tensors: Vec<Tensor> = w.iter().map(|(t, _)| t.clone()).collect();
+        self.count_params(path, class, config, &tensors);
         self.weights_cache.insert(key.to_string(), w.clone());
         Ok(w)
     }
@@ -306,8 +322,19 @@ pub(crate) fn lower_layer(
         layers: vec![format!("{} '{}' is not supported", l.class, l.name)],
     })?;
     let key = path.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("/");
-    let weights = ctx.layer_weights(path, &key, &l.class, &l.config)?;
-    let lc = LayerCall { class: &l.class, name: &l.name, config: &l.config, call, inputs, kw_inputs, weights, key };
+    let (weights, weight_paths): (Vec<Tensor>, Vec<String>) =
+        ctx.layer_weights(path, &key, &l.class, &l.config)?.into_iter().unzip();
+    let lc = LayerCall {
+        class: &l.class,
+        name: &l.name,
+        config: &l.config,
+        call,
+        inputs,
+        kw_inputs,
+        weights,
+        weight_paths,
+        key,
+    };
     if lc.inputs.is_empty() {
         return Err(ctx.err(&lc, "called without inputs"));
     }

@@ -154,6 +154,7 @@ pub(super) fn time_distributed(ctx: &mut Ctx, lc: &LayerCall) -> R {
         inputs: vec![xm],
         kw_inputs: Vec::new(),
         weights: lc.weights.clone(),
+        weight_paths: lc.weight_paths.clone(),
         key: format!("{}/inner", lc.key),
     };
     let ys = f(ctx, &ilc)?;
