@@ -4,6 +4,7 @@
 //! to a device with [`Session`], run it.
 
 pub mod bench;
+pub mod fit;
 pub mod npy;
 pub mod report;
 

@@ -93,6 +93,52 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Fine-tune a model on the CPU and write it in the input's format (Keras loads it back)
+    Fit {
+        /// A Keras model file (.h5 or .keras)
+        model: PathBuf,
+        /// Training data: .npz with x_train/y_train (or x/y), optionally x_val/y_val
+        #[arg(long)]
+        data: PathBuf,
+        /// Where to write the trained model
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// Optimizer (default: the file's training_config); sgd for now
+        #[arg(long)]
+        optimizer: Option<String>,
+        #[arg(long)]
+        learning_rate: Option<f32>,
+        #[arg(long)]
+        momentum: Option<f32>,
+        #[arg(long)]
+        nesterov: bool,
+        /// Loss (default: the file's training_config)
+        #[arg(long)]
+        loss: Option<String>,
+        /// The model outputs logits
+        #[arg(long)]
+        from_logits: bool,
+        /// Keep the data's order (default: shuffle every epoch, seeded by --seed)
+        #[arg(long)]
+        no_shuffle: bool,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Train with dropout and noise layers off
+        #[arg(long)]
+        no_dropout: bool,
+        /// Write Keras's history.history (and each step's loss) as JSON
+        #[arg(long)]
+        history: Option<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        verbose: u8,
+        /// Only the CPU trains for now
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// List the devices plans can run on
     Devices,
 }
@@ -146,6 +192,57 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Devices => {
             devices();
+            Ok(())
+        }
+        Command::Fit {
+            model,
+            data,
+            output,
+            epochs,
+            batch_size,
+            optimizer,
+            learning_rate,
+            momentum,
+            nesterov,
+            loss,
+            from_logits,
+            no_shuffle,
+            seed,
+            no_dropout,
+            history,
+            verbose,
+            device,
+        } => {
+            if let Some(d) = device.as_deref() {
+                if Device::parse(d)? != Device::Cpu {
+                    bail!("training on the GPU is not implemented yet; use --device /CPU:0");
+                }
+            }
+            let m = kerasc::load(&model)?;
+            let opts = kerasc::fit::FitOptions {
+                data,
+                output: output.clone(),
+                epochs,
+                batch_size,
+                optimizer,
+                learning_rate,
+                momentum,
+                nesterov,
+                loss,
+                from_logits,
+                shuffle: !no_shuffle,
+                seed,
+                no_dropout,
+                history,
+                verbose,
+            };
+            let h = kerasc::fit::fit(&m, &model, &opts)?;
+            eprintln!(
+                "wrote {} ({} steps, final loss {:.4})",
+                output.display(),
+                h.step_loss.len(),
+                h.loss.last().copied().unwrap_or(f64::NAN)
+            );
             Ok(())
         }
     }

@@ -141,14 +141,11 @@ fn fine_tune_from(name: &str, ext: &str) {
     // Written back in the input's format, loaded again: the trained weights, Keras's layout.
     let out_dir = common::tmpdir(&format!("fit-{name}-{ext}"));
     let out = out_dir.join(format!("trained.{ext}"));
-    let updates: Vec<(String, Tensor)> = step
-        .weights
-        .iter()
-        .zip(&weights)
-        .map(|((v, _), w)| (model.weight_sources[v].clone(), w.clone()))
-        .collect();
+    let updates: Vec<(String, Tensor)> =
+        step.weights.iter().zip(&weights).map(|((v, _), w)| (model.weight_sources[v].clone(), w.clone())).collect();
     let state = kerasc::frontend::keras::save::OptimizerState { iterations: k as i64, learning_rate: 0.01 };
-    kerasc::frontend::keras::save::save_trained(&dir.join(format!("{name}.{ext}")), &out, &updates, Some(state)).unwrap();
+    kerasc::frontend::keras::save::save_trained(&dir.join(format!("{name}.{ext}")), &out, &updates, Some(state))
+        .unwrap();
     let again = kerasc::load(&out).unwrap();
     for ((v, wname), w) in step.weights.iter().zip(&weights) {
         let _ = v;
@@ -178,4 +175,112 @@ fn mlp_fine_tunes_like_keras() {
 #[test]
 fn cnn_mnist_fine_tunes_like_keras() {
     fine_tune("cnn_mnist");
+}
+
+#[test]
+fn fit_from_the_command_line_writes_keras_history_and_a_model() {
+    let dir = models_dir();
+    let out_dir = common::tmpdir("fit-cli");
+    let out = out_dir.join("mlp_trained.h5");
+    let hist = out_dir.join("history.json");
+    let m = dir.join("mlp.h5");
+    let data = dir.join("mlp.finetune.npz");
+    let r = common::kerasc(&[
+        "fit",
+        m.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--no-shuffle",
+        "--history",
+        hist.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("Epoch 1/2") && err.contains("val_loss"), "{err}");
+    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&hist).unwrap()).unwrap();
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("mlp.finetune_losses.json")).unwrap()).unwrap();
+    for (ours, keras) in [
+        ("loss", "epoch_loss"),
+        ("accuracy", "epoch_accuracy"),
+        ("val_loss", "epoch_val_loss"),
+        ("val_accuracy", "epoch_val_accuracy"),
+        ("step_loss", "step_loss"),
+    ] {
+        let a: Vec<f64> = h[ours].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let b: Vec<f64> = trace[keras].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert_eq!(a.len(), b.len(), "{ours}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-4 * y.abs().max(1e-3), "{ours}: {x} vs Keras {y}");
+        }
+    }
+    // The written model runs and gives the trained model's predictions.
+    let pred = out_dir.join("pred.npy");
+    let r = common::kerasc(&[
+        "run",
+        out.to_str().unwrap(),
+        "-i",
+        dir.join("mlp.input.npy").to_str().unwrap(),
+        "-o",
+        pred.to_str().unwrap(),
+    ]);
+    assert!(r.status.success());
+    let keras_model = kerasc::load(&dir.join("mlp.finetuned.h5")).unwrap();
+    let s = kerasc::Session::new(keras_model.graph, kerasc::SessionOptions::default()).unwrap();
+    let want = s.run(&[kerasc::npy::read(&dir.join("mlp.input.npy")).unwrap()]).unwrap();
+    close("predictions of the written model", &kerasc::npy::read(&pred).unwrap(), &want[0], Tolerance::MODEL);
+}
+
+#[test]
+fn fit_refuses_what_it_cannot_do_and_leaves_outputs_alone() {
+    let dir = models_dir();
+    let out_dir = common::tmpdir("fit-bad");
+    let out = out_dir.join("keep.h5");
+    std::fs::write(&out, b"precious").unwrap();
+    let data = dir.join("mlp.finetune.npz");
+    let base = |model: &str| {
+        vec![
+            "fit".to_string(),
+            dir.join(model).to_str().unwrap().to_string(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--output".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        ([base("mlp.h5"), vec!["--optimizer".into(), "lion".into()]].concat(), "not implemented yet"),
+        ([base("mlp.h5"), vec!["--loss".into(), "cosine_similarity".into()]].concat(), "not implemented yet"),
+        ([base("cnn_mnist.h5")].concat(), "--no-dropout"),
+        (
+            [base("mlp.h5"), vec!["--learning-rate".into(), "1e30".into(), "--no-shuffle".into()]].concat(),
+            "nothing was written",
+        ),
+        ([base("mlp.h5"), vec!["--device".into(), "/GPU:0".into()]].concat(), "not implemented yet"),
+        (
+            vec![
+                "fit".into(),
+                dir.join("mlp.h5").to_str().unwrap().into(),
+                "--data".into(),
+                dir.join("mlp.input.npy").to_str().unwrap().into(),
+                "--output".into(),
+                out.to_str().unwrap().into(),
+            ],
+            "zip",
+        ),
+    ];
+    for (args, want) in cases {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = common::kerasc(&a);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{a:?}: {err}");
+        assert!(err.contains(want) && !err.contains("panicked"), "{a:?}: {err}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"precious", "{a:?} touched the output");
+    }
 }

@@ -5,8 +5,8 @@ mod build;
 pub mod config;
 pub mod h5;
 pub mod layers;
-mod weights;
 pub mod save;
+mod weights;
 
 use crate::{FrontendError, Model};
 use serde_json::Value;

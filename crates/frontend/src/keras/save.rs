@@ -34,7 +34,8 @@ fn patch_h5(
     updates: &[(String, Tensor)],
     opt: Option<OptimizerState>,
 ) -> Result<Vec<u8>, FrontendError> {
-    let f = hdf5_pure::File::from_bytes(bytes.clone()).map_err(|e| werr(origin, format!("not a readable HDF5 file: {e}")))?;
+    let f = hdf5_pure::File::from_bytes(bytes.clone())
+        .map_err(|e| werr(origin, format!("not a readable HDF5 file: {e}")))?;
     let mut patches: Vec<(usize, Vec<u8>, String)> = Vec::new();
     let mut region = |at: &str, data: Vec<u8>| -> Result<(), FrontendError> {
         let ds = f.dataset(at).map_err(|e| werr(origin, format!("{at}: {e}")))?;

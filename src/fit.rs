@@ -1,0 +1,291 @@
+//! `kerasc fit`: fine-tuning a saved model on the CPU with Keras's numbers, writing a file
+//! Keras loads back.
+
+use crate::frontend::keras::save::{save_trained, OptimizerState};
+use crate::ir::{DType, Tensor, TensorData};
+use crate::runtime::training::{Loss, Optimizer, Sgd, TrainStep};
+use crate::Model;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Everything `fit` needs.
+#[derive(Debug, Clone)]
+pub struct FitOptions {
+    pub data: PathBuf,
+    pub output: PathBuf,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Optimizer name; `None` takes the file's `training_config`.
+    pub optimizer: Option<String>,
+    pub learning_rate: Option<f32>,
+    pub momentum: Option<f32>,
+    pub nesterov: bool,
+    /// Loss name; `None` takes the file's `training_config`.
+    pub loss: Option<String>,
+    pub from_logits: bool,
+    pub shuffle: bool,
+    pub seed: u64,
+    /// Dropout and noise layers off (they are identities in the compiled graph).
+    pub no_dropout: bool,
+    pub history: Option<PathBuf>,
+    /// 0: silent, 1 or 2: one line per epoch.
+    pub verbose: u8,
+}
+
+/// What Keras's `history.history` holds, plus each batch's loss before its update.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub loss: Vec<f64>,
+    pub accuracy: Vec<f64>,
+    pub val_loss: Vec<f64>,
+    pub val_accuracy: Vec<f64>,
+    pub step_loss: Vec<f64>,
+}
+
+/// Errors of `fit`, each saying what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Runtime(#[from] crate::RuntimeError),
+    #[error(transparent)]
+    Frontend(#[from] crate::FrontendError),
+    #[error(transparent)]
+    Npy(#[from] crate::npy::NpyError),
+}
+
+fn invalid(m: impl Into<String>) -> FitError {
+    FitError::Invalid(m.into())
+}
+
+fn rows(t: &Tensor, idx: &[usize]) -> Result<Tensor, FitError> {
+    let per: usize = t.shape()[1..].iter().product();
+    let mut shape = t.shape().to_vec();
+    shape[0] = idx.len();
+    fn pick<T: Copy>(v: &[T], idx: &[usize], per: usize) -> Vec<T> {
+        idx.iter().flat_map(|&i| v[i * per..(i + 1) * per].iter().copied()).collect()
+    }
+    let data = match t.data() {
+        TensorData::F32(v) => TensorData::F32(pick(v, idx, per)),
+        TensorData::I32(v) => TensorData::I32(pick(v, idx, per)),
+        TensorData::I64(v) => TensorData::I64(pick(v, idx, per)),
+        TensorData::U8(v) => TensorData::U8(pick(v, idx, per)),
+        _ => return Err(invalid("training data must be float32, int32, int64 or uint8")),
+    };
+    Tensor::new(shape, data).map_err(|e| invalid(e.to_string()))
+}
+
+/// Sparse categorical accuracy: how many rows' argmax equals the label.
+fn correct(pred: &Tensor, labels: &Tensor) -> usize {
+    let p = pred.to_f32_vec();
+    let c = *pred.shape().last().unwrap_or(&1);
+    let y = labels.to_f64_vec();
+    p.chunks(c.max(1))
+        .zip(&y)
+        .filter(|(row, &lab)| {
+            let best =
+                row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+            best.0 as f64 == lab
+        })
+        .count()
+}
+
+/// SplitMix64 for the per-epoch shuffle (seeded; not Keras's own order).
+fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut s = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = || {
+        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        idx.swap(i, j);
+    }
+    idx
+}
+
+/// Trains `model` (loaded from `source`) as `options` say; writes the result and returns the
+/// history.
+pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History, FitError> {
+    let tc = model.info.training_config.as_ref();
+    // The loss: flag, else the file's training_config (a name or a serialized object).
+    let loss_name = match &options.loss {
+        Some(l) => l.clone(),
+        None => match tc.and_then(|c| c.get("loss")) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(obj) => obj
+                .get("config")
+                .and_then(|c| c.get("name"))
+                .or_else(|| obj.get("class_name"))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| invalid("the file's training_config has a loss kerasc cannot read; pass --loss"))?,
+            None => return Err(invalid("no loss: the file was saved without compile(); pass --loss")),
+        },
+    };
+    let from_logits = options.from_logits
+        || tc.and_then(|c| c.pointer("/loss/config/from_logits")).and_then(|v| v.as_bool()).unwrap_or(false);
+    let loss = Loss::from_name(&loss_name, from_logits).ok_or_else(|| {
+        invalid(format!(
+            "loss '{loss_name}' is not implemented yet (sparse_categorical_crossentropy and categorical_crossentropy are)"
+        ))
+    })?;
+    let opt_cfg = tc.and_then(|c| c.get("optimizer_config"));
+    let opt_name = match &options.optimizer {
+        Some(o) => o.to_lowercase(),
+        None => opt_cfg
+            .and_then(|o| o.get("class_name"))
+            .and_then(|v| v.as_str())
+            .map(str::to_lowercase)
+            .ok_or_else(|| invalid("no optimizer: the file was saved without compile(); pass --optimizer"))?,
+    };
+    let cfg_f32 =
+        |k: &str| opt_cfg.and_then(|o| o.pointer(&format!("/config/{k}"))).and_then(|v| v.as_f64()).map(|v| v as f32);
+    let lr = options.learning_rate.or_else(|| cfg_f32("learning_rate")).unwrap_or(0.01);
+    let mut optimizer: Box<dyn Optimizer> = match opt_name.as_str() {
+        "sgd" => Box::new(Sgd::new(
+            lr,
+            options.momentum.or_else(|| cfg_f32("momentum")).unwrap_or(0.0),
+            options.nesterov
+                || opt_cfg.and_then(|o| o.pointer("/config/nesterov")).and_then(|v| v.as_bool()).unwrap_or(false),
+        )),
+        other => return Err(invalid(format!("optimizer '{other}' is not implemented yet (sgd is)"))),
+    };
+    let noisy: Vec<&str> = model
+        .info
+        .layers
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.class.as_str(),
+                "Dropout"
+                    | "SpatialDropout1D"
+                    | "SpatialDropout2D"
+                    | "SpatialDropout3D"
+                    | "GaussianNoise"
+                    | "GaussianDropout"
+                    | "AlphaDropout"
+            )
+        })
+        .map(|l| l.name.as_str())
+        .collect();
+    if !noisy.is_empty() && !options.no_dropout {
+        return Err(invalid(format!(
+            "dropout and noise layers ({}) are not active in training yet: pass --no-dropout to train with them off",
+            noisy.join(", ")
+        )));
+    }
+    let g = &model.graph;
+    if g.inputs().len() != 1 {
+        return Err(invalid("fit takes models with one input for now"));
+    }
+    let trainable: Vec<_> = g.constants().keys().copied().filter(|v| model.weight_sources.contains_key(v)).collect();
+    let labels_dtype = DType::I32;
+    // Data: x_train/y_train (or x/y), and x_val/y_val when present.
+    let arrays: std::collections::HashMap<String, Tensor> = crate::npy::read_npz(&options.data)?.into_iter().collect();
+    let get = |a: &str, b: &str| arrays.get(a).or_else(|| arrays.get(b)).cloned();
+    let x =
+        get("x_train", "x").ok_or_else(|| invalid(format!("{}: no x_train (or x) array", options.data.display())))?;
+    let y =
+        get("y_train", "y").ok_or_else(|| invalid(format!("{}: no y_train (or y) array", options.data.display())))?;
+    let val = match (arrays.get("x_val"), arrays.get("y_val")) {
+        (Some(a), Some(b)) => Some((a.clone(), b.clone())),
+        _ => None,
+    };
+    let want = g.value(g.inputs()[0]).ty.dtype;
+    let x = if x.dtype() != want { x.cast(want) } else { x };
+    let y = match y.dtype() {
+        DType::I32 => y,
+        d if d.is_float() || d == DType::I64 => y.cast(DType::I32),
+        d => return Err(invalid(format!("labels of dtype {d} are not supported"))),
+    };
+    let n = x.shape().first().copied().unwrap_or(0);
+    if n == 0 || y.shape().first() != Some(&n) {
+        return Err(invalid(format!("x has {n} samples but y has {:?}", y.shape().first())));
+    }
+    let step = TrainStep::new(g, loss, &trainable, labels_dtype)?;
+    let mut weights: Vec<Tensor> = trainable.iter().filter_map(|v| g.constant(*v).cloned()).collect();
+    let bs = options.batch_size.max(1);
+    let mut hist = History::default();
+    let steps = n.div_ceil(bs);
+    for epoch in 0..options.epochs {
+        let order: Vec<usize> = if options.shuffle { shuffled(n, options.seed, epoch) } else { (0..n).collect() };
+        let t0 = std::time::Instant::now();
+        let (mut loss_sum, mut seen, mut hits) = (0.0f64, 0usize, 0usize);
+        for b in 0..steps {
+            let idx = &order[b * bs..((b + 1) * bs).min(n)];
+            let (xb, yb) = (rows(&x, idx)?, rows(&y, idx)?);
+            let (l, grads, pred) = step.run(std::slice::from_ref(&xb), &yb, &weights)?;
+            if !l.is_finite() {
+                return Err(invalid(format!(
+                    "the loss became {l} at epoch {}, step {}: stopping; nothing was written",
+                    epoch + 1,
+                    b + 1
+                )));
+            }
+            hist.step_loss.push(l as f64);
+            // Keras's epoch loss is the mean of the batch losses.
+            loss_sum += l as f64;
+            seen += idx.len();
+            hits += correct(&pred, &yb);
+            optimizer.apply(&mut weights, &grads)?;
+        }
+        hist.loss.push(loss_sum / steps as f64);
+        hist.accuracy.push(hits as f64 / seen.max(1) as f64);
+        let mut line = format!(
+            "Epoch {}/{} - {steps}/{steps} - {:.0}ms - loss: {:.4} - accuracy: {:.4}",
+            epoch + 1,
+            options.epochs,
+            t0.elapsed().as_secs_f64() * 1e3,
+            hist.loss[epoch],
+            hist.accuracy[epoch]
+        );
+        if let Some((xv, yv)) = &val {
+            let nv = xv.shape()[0];
+            let (mut vl, mut vh) = (0.0f64, 0usize);
+            let mut vsteps = 0;
+            for s in (0..nv).step_by(bs) {
+                let idx: Vec<usize> = (s..(s + bs).min(nv)).collect();
+                let yb = rows(&yv.cast(DType::I32), &idx)?;
+                let (l, _, pred) = step.run(&[rows(&xv.cast(want), &idx)?], &yb, &weights)?;
+                vl += l as f64 * idx.len() as f64;
+                vh += correct(&pred, &yb);
+                vsteps += idx.len();
+            }
+            hist.val_loss.push(vl / vsteps.max(1) as f64);
+            hist.val_accuracy.push(vh as f64 / vsteps.max(1) as f64);
+            let _ = write!(
+                line,
+                " - val_loss: {:.4} - val_accuracy: {:.4}",
+                hist.val_loss[epoch], hist.val_accuracy[epoch]
+            );
+        }
+        if options.verbose > 0 {
+            eprintln!("{line}");
+        }
+    }
+    let updates: Vec<(String, Tensor)> = trainable
+        .iter()
+        .zip(&weights)
+        .filter_map(|(v, w)| model.weight_sources.get(v).map(|p| (p.clone(), w.clone())))
+        .collect();
+    let state = OptimizerState { iterations: optimizer.iterations() as i64, learning_rate: optimizer.learning_rate() };
+    save_trained(source, &options.output, &updates, Some(state))?;
+    if let Some(h) = &options.history {
+        let j = serde_json::json!({
+            "loss": hist.loss,
+            "accuracy": hist.accuracy,
+            "val_loss": hist.val_loss,
+            "val_accuracy": hist.val_accuracy,
+            "step_loss": hist.step_loss,
+        });
+        let text = serde_json::to_string_pretty(&j).map_err(|e| invalid(e.to_string()))?;
+        crate::write_atomic(h, text.as_bytes()).map_err(|e| invalid(format!("{}: {e}", h.display())))?;
+    }
+    Ok(hist)
+}
