@@ -3,7 +3,7 @@
 
 use crate::frontend::keras::save::{save_trained, OptimizerState};
 use crate::ir::{DType, Tensor, TensorData};
-use crate::runtime::training::{Loss, Optimizer, Sgd, TrainStep};
+use crate::runtime::training::{KerasOptimizer, Kind, Loss, Optimizer, Schedule, TrainStep};
 use crate::Model;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,14 @@ pub struct FitOptions {
     pub learning_rate: Option<f32>,
     pub momentum: Option<f32>,
     pub nesterov: bool,
+    pub beta_1: Option<f32>,
+    pub beta_2: Option<f32>,
+    pub epsilon: Option<f32>,
+    pub rho: Option<f32>,
+    pub weight_decay: Option<f32>,
+    pub clipnorm: Option<f32>,
+    pub clipvalue: Option<f32>,
+    pub global_clipnorm: Option<f32>,
     /// Loss name; `None` takes the file's `training_config`.
     pub loss: Option<String>,
     pub from_logits: bool,
@@ -109,6 +117,90 @@ fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     idx
 }
 
+/// A learning rate from a Keras config: a number, or a serialized schedule.
+fn schedule_from(v: &serde_json::Value) -> Result<Schedule, FitError> {
+    if let Some(x) = v.as_f64() {
+        return Ok(Schedule::Constant(x as f32));
+    }
+    let class = v.get("class_name").and_then(|c| c.as_str()).unwrap_or("");
+    let c = v.get("config").cloned().unwrap_or_default();
+    let f = |k: &str, d: f64| c.get(k).and_then(|x| x.as_f64()).unwrap_or(d) as f32;
+    let list = |k: &str| -> Vec<f32> {
+        c.get(k)
+            .and_then(|x| x.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect())
+            .unwrap_or_default()
+    };
+    Ok(match class {
+        "ExponentialDecay" => Schedule::ExponentialDecay {
+            initial: f("initial_learning_rate", 0.01),
+            decay_steps: f("decay_steps", 1.0),
+            decay_rate: f("decay_rate", 1.0),
+            staircase: c.get("staircase").and_then(|x| x.as_bool()).unwrap_or(false),
+        },
+        "CosineDecay" if c.get("warmup_target").is_none_or(|x| x.is_null()) => Schedule::CosineDecay {
+            initial: f("initial_learning_rate", 0.01),
+            decay_steps: f("decay_steps", 1.0),
+            alpha: f("alpha", 0.0),
+        },
+        "PiecewiseConstantDecay" => {
+            Schedule::PiecewiseConstantDecay { boundaries: list("boundaries"), values: list("values") }
+        }
+        other => {
+            return Err(invalid(format!(
+                "learning-rate schedule '{other}' is not implemented yet; pass --learning-rate"
+            )))
+        }
+    })
+}
+
+/// The optimizer: Keras's defaults for `name`, then the file's config, then the flags.
+fn build_optimizer(name: &str, cfg: Option<&serde_json::Value>, o: &FitOptions) -> Result<KerasOptimizer, FitError> {
+    let (mut kind, default_decay) = Kind::default_for(name).ok_or_else(|| {
+        invalid(format!("optimizer '{name}' is not implemented yet (sgd, adam, adamw, rmsprop, adagrad and nadam are)"))
+    })?;
+    let num = |k: &str| cfg.and_then(|c| c.get(k)).and_then(|v| v.as_f64()).map(|v| v as f32);
+    let flag = |k: &str| cfg.and_then(|c| c.get(k)).and_then(|v| v.as_bool());
+    match &mut kind {
+        Kind::Sgd { momentum, nesterov } => {
+            *momentum = o.momentum.or(num("momentum")).unwrap_or(*momentum);
+            *nesterov = o.nesterov || flag("nesterov").unwrap_or(*nesterov);
+        }
+        Kind::Adam { beta_1, beta_2, epsilon, amsgrad } => {
+            *beta_1 = o.beta_1.or(num("beta_1")).unwrap_or(*beta_1);
+            *beta_2 = o.beta_2.or(num("beta_2")).unwrap_or(*beta_2);
+            *epsilon = o.epsilon.or(num("epsilon")).unwrap_or(*epsilon);
+            *amsgrad = flag("amsgrad").unwrap_or(*amsgrad);
+        }
+        Kind::RmsProp { rho, momentum, epsilon, centered } => {
+            *rho = o.rho.or(num("rho")).unwrap_or(*rho);
+            *momentum = o.momentum.or(num("momentum")).unwrap_or(*momentum);
+            *epsilon = o.epsilon.or(num("epsilon")).unwrap_or(*epsilon);
+            *centered = flag("centered").unwrap_or(*centered);
+        }
+        Kind::Adagrad { initial_accumulator_value, epsilon } => {
+            *initial_accumulator_value = num("initial_accumulator_value").unwrap_or(*initial_accumulator_value);
+            *epsilon = o.epsilon.or(num("epsilon")).unwrap_or(*epsilon);
+        }
+        Kind::Nadam { beta_1, beta_2, epsilon } => {
+            *beta_1 = o.beta_1.or(num("beta_1")).unwrap_or(*beta_1);
+            *beta_2 = o.beta_2.or(num("beta_2")).unwrap_or(*beta_2);
+            *epsilon = o.epsilon.or(num("epsilon")).unwrap_or(*epsilon);
+        }
+    }
+    let schedule = match (o.learning_rate, cfg.and_then(|c| c.get("learning_rate"))) {
+        (Some(lr), _) => Schedule::Constant(lr),
+        (None, Some(v)) => schedule_from(v)?,
+        (None, None) => Schedule::Constant(if name == "sgd" { 0.01 } else { 0.001 }),
+    };
+    let mut opt = KerasOptimizer::new(kind, schedule);
+    opt.weight_decay = o.weight_decay.or(num("weight_decay")).or(default_decay).filter(|&w| w != 0.0);
+    opt.clipnorm = o.clipnorm.or(num("clipnorm"));
+    opt.clipvalue = o.clipvalue.or(num("clipvalue"));
+    opt.global_clipnorm = o.global_clipnorm.or(num("global_clipnorm"));
+    Ok(opt)
+}
+
 /// Trains `model` (loaded from `source`) as `options` say; writes the result and returns the
 /// history.
 pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History, FitError> {
@@ -144,18 +236,11 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             .map(str::to_lowercase)
             .ok_or_else(|| invalid("no optimizer: the file was saved without compile(); pass --optimizer"))?,
     };
-    let cfg_f32 =
-        |k: &str| opt_cfg.and_then(|o| o.pointer(&format!("/config/{k}"))).and_then(|v| v.as_f64()).map(|v| v as f32);
-    let lr = options.learning_rate.or_else(|| cfg_f32("learning_rate")).unwrap_or(0.01);
-    let mut optimizer: Box<dyn Optimizer> = match opt_name.as_str() {
-        "sgd" => Box::new(Sgd::new(
-            lr,
-            options.momentum.or_else(|| cfg_f32("momentum")).unwrap_or(0.0),
-            options.nesterov
-                || opt_cfg.and_then(|o| o.pointer("/config/nesterov")).and_then(|v| v.as_bool()).unwrap_or(false),
-        )),
-        other => return Err(invalid(format!("optimizer '{other}' is not implemented yet (sgd is)"))),
-    };
+    let cfg = opt_cfg.filter(|o| {
+        o.get("class_name").and_then(|v| v.as_str()).map(str::to_lowercase).as_deref() == Some(opt_name.as_str())
+    });
+    let mut optimizer: Box<dyn Optimizer> =
+        Box::new(build_optimizer(&opt_name, cfg.and_then(|o| o.get("config")), options)?);
     let noisy: Vec<&str> = model
         .info
         .layers

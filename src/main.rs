@@ -107,7 +107,7 @@ enum Command {
         epochs: usize,
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
-        /// Optimizer (default: the file's training_config); sgd for now
+        /// Optimizer: sgd, adam, adamw, rmsprop, adagrad, nadam (default: the file's training_config)
         #[arg(long)]
         optimizer: Option<String>,
         #[arg(long)]
@@ -116,6 +116,23 @@ enum Command {
         momentum: Option<f32>,
         #[arg(long)]
         nesterov: bool,
+        #[arg(long)]
+        beta_1: Option<f32>,
+        #[arg(long)]
+        beta_2: Option<f32>,
+        #[arg(long)]
+        epsilon: Option<f32>,
+        #[arg(long)]
+        rho: Option<f32>,
+        /// Decoupled weight decay (AdamW's, or any optimizer's)
+        #[arg(long)]
+        weight_decay: Option<f32>,
+        #[arg(long)]
+        clipnorm: Option<f32>,
+        #[arg(long)]
+        clipvalue: Option<f32>,
+        #[arg(long)]
+        global_clipnorm: Option<f32>,
         /// Loss (default: the file's training_config)
         #[arg(long)]
         loss: Option<String>,
@@ -204,6 +221,14 @@ fn run(cli: Cli) -> Result<()> {
             learning_rate,
             momentum,
             nesterov,
+            beta_1,
+            beta_2,
+            epsilon,
+            rho,
+            weight_decay,
+            clipnorm,
+            clipvalue,
+            global_clipnorm,
             loss,
             from_logits,
             no_shuffle,
@@ -228,6 +253,14 @@ fn run(cli: Cli) -> Result<()> {
                 learning_rate,
                 momentum,
                 nesterov,
+                beta_1,
+                beta_2,
+                epsilon,
+                rho,
+                weight_decay,
+                clipnorm,
+                clipvalue,
+                global_clipnorm,
                 loss,
                 from_logits,
                 shuffle: !no_shuffle,

@@ -5,5 +5,5 @@
 mod optimizers;
 mod step;
 
-pub use optimizers::{Optimizer, Sgd};
+pub use optimizers::{KerasOptimizer, Kind, Optimizer, Schedule, Sgd};
 pub use step::{Loss, TrainStep};

@@ -1,4 +1,7 @@
-//! Optimizers with Keras 3's update rules, applied to host tensors.
+//! Optimizers with Keras 3's update rules, applied to host tensors in Keras's order: clip the
+//! gradients (clipnorm, else global_clipnorm, else clipvalue), decay the weights
+//! (`w −= w·wd·lr`), update, count the iteration. The learning rate is the schedule's value at
+//! the iteration count before the update.
 
 use crate::RuntimeError;
 use ir::Tensor;
@@ -9,50 +12,255 @@ pub trait Optimizer {
     fn apply(&mut self, weights: &mut [Tensor], grads: &[Tensor]) -> Result<(), RuntimeError>;
     /// Updates applied so far (Keras's `iterations`).
     fn iterations(&self) -> u64;
-    /// The current learning rate.
+    /// The learning rate the next update uses.
     fn learning_rate(&self) -> f32;
 }
 
-/// Keras's SGD: `v = momentum·v − lr·g; w += v` (Nesterov: `w += momentum·v − lr·g`); plain
-/// `w −= lr·g` without momentum.
-#[derive(Debug, Clone)]
-pub struct Sgd {
-    pub learning_rate: f32,
-    pub momentum: f32,
-    pub nesterov: bool,
-    velocity: Vec<Vec<f32>>,
-    iterations: u64,
+/// A learning rate, constant or a Keras schedule of the iteration count.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    Constant(f32),
+    /// `initial · rate^(step / decay_steps)` (the exponent floored when `staircase`).
+    ExponentialDecay {
+        initial: f32,
+        decay_steps: f32,
+        decay_rate: f32,
+        staircase: bool,
+    },
+    /// `initial · ((1 − alpha)·½(1 + cos(π·min(step, decay_steps)/decay_steps)) + alpha)`.
+    CosineDecay {
+        initial: f32,
+        decay_steps: f32,
+        alpha: f32,
+    },
+    /// `values[0]` up to and including `boundaries[0]`, ..., `values[n]` after the last.
+    PiecewiseConstantDecay {
+        boundaries: Vec<f32>,
+        values: Vec<f32>,
+    },
 }
 
-impl Sgd {
-    /// An SGD optimizer.
-    pub fn new(learning_rate: f32, momentum: f32, nesterov: bool) -> Sgd {
-        Sgd { learning_rate, momentum, nesterov, velocity: Vec::new(), iterations: 0 }
+impl Schedule {
+    /// The learning rate at `step`.
+    pub fn at(&self, step: u64) -> f32 {
+        let s = step as f32;
+        match self {
+            Schedule::Constant(lr) => *lr,
+            Schedule::ExponentialDecay { initial, decay_steps, decay_rate, staircase } => {
+                let mut p = s / decay_steps;
+                if *staircase {
+                    p = p.floor();
+                }
+                initial * decay_rate.powf(p)
+            }
+            Schedule::CosineDecay { initial, decay_steps, alpha } => {
+                let frac = s.min(*decay_steps) / decay_steps;
+                let cos = 0.5 * (1.0 + (std::f32::consts::PI * frac).cos());
+                initial * ((1.0 - alpha) * cos + alpha)
+            }
+            Schedule::PiecewiseConstantDecay { boundaries, values } => {
+                let i = boundaries.iter().position(|&b| s <= b).unwrap_or(boundaries.len());
+                values.get(i).or_else(|| values.last()).copied().unwrap_or(0.0)
+            }
+        }
     }
 }
 
-impl Optimizer for Sgd {
+/// The update rule and its hyper-parameters (Keras 3's defaults in [`Kind::default_for`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Sgd { momentum: f32, nesterov: bool },
+    Adam { beta_1: f32, beta_2: f32, epsilon: f32, amsgrad: bool },
+    RmsProp { rho: f32, momentum: f32, epsilon: f32, centered: bool },
+    Adagrad { initial_accumulator_value: f32, epsilon: f32 },
+    Nadam { beta_1: f32, beta_2: f32, epsilon: f32 },
+}
+
+impl Kind {
+    /// Keras's defaults for an optimizer name (`adamw` is Adam with weight decay 0.004).
+    pub fn default_for(name: &str) -> Option<(Kind, Option<f32>)> {
+        Some(match name.to_lowercase().as_str() {
+            "sgd" => (Kind::Sgd { momentum: 0.0, nesterov: false }, None),
+            "adam" => (Kind::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false }, None),
+            "adamw" => (Kind::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false }, Some(0.004)),
+            "rmsprop" => (Kind::RmsProp { rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: false }, None),
+            "adagrad" => (Kind::Adagrad { initial_accumulator_value: 0.1, epsilon: 1e-7 }, None),
+            "nadam" => (Kind::Nadam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 }, None),
+            _ => return None,
+        })
+    }
+}
+
+/// One optimizer with Keras's gradient clipping and weight decay.
+#[derive(Debug, Clone)]
+pub struct KerasOptimizer {
+    pub kind: Kind,
+    pub schedule: Schedule,
+    pub clipnorm: Option<f32>,
+    pub global_clipnorm: Option<f32>,
+    pub clipvalue: Option<f32>,
+    pub weight_decay: Option<f32>,
+    /// Per weight: the optimizer's slot variables (momentum, velocity, ...).
+    slots: Vec<Vec<Vec<f32>>>,
+    iterations: u64,
+    /// Nadam's running product of momentum factors.
+    u_product: f32,
+}
+
+/// Keras's SGD.
+pub struct Sgd;
+
+impl Sgd {
+    /// SGD with a constant learning rate.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(learning_rate: f32, momentum: f32, nesterov: bool) -> KerasOptimizer {
+        KerasOptimizer::new(Kind::Sgd { momentum, nesterov }, Schedule::Constant(learning_rate))
+    }
+}
+
+fn err(m: impl Into<String>) -> RuntimeError {
+    RuntimeError::Plan(m.into())
+}
+
+impl KerasOptimizer {
+    /// An optimizer without clipping or weight decay.
+    pub fn new(kind: Kind, schedule: Schedule) -> KerasOptimizer {
+        KerasOptimizer {
+            kind,
+            schedule,
+            clipnorm: None,
+            global_clipnorm: None,
+            clipvalue: None,
+            weight_decay: None,
+            slots: Vec::new(),
+            iterations: 0,
+            u_product: 1.0,
+        }
+    }
+
+    fn clip(&self, grads: &mut [Vec<f32>]) {
+        if let Some(c) = self.clipnorm.filter(|&c| c > 0.0) {
+            for g in grads.iter_mut() {
+                let norm = g.iter().map(|v| v * v).sum::<f32>().sqrt();
+                let denom = norm.max(c);
+                g.iter_mut().for_each(|v| *v = *v * c / denom);
+            }
+        } else if let Some(c) = self.global_clipnorm.filter(|&c| c > 0.0) {
+            let norm = grads.iter().flatten().map(|v| v * v).sum::<f32>().sqrt();
+            // Keras: clip·min(1/norm, 1/clip), NaN when the norm is not finite.
+            let scale = c * (1.0 / norm).min(1.0 / c) + (norm - norm);
+            grads.iter_mut().flatten().for_each(|v| *v *= scale);
+        } else if let Some(c) = self.clipvalue.filter(|&c| c > 0.0) {
+            grads.iter_mut().flatten().for_each(|v| *v = v.clamp(-c, c));
+        }
+    }
+}
+
+impl Optimizer for KerasOptimizer {
     fn apply(&mut self, weights: &mut [Tensor], grads: &[Tensor]) -> Result<(), RuntimeError> {
         if weights.len() != grads.len() {
-            return Err(RuntimeError::Plan(format!("{} weights but {} gradients", weights.len(), grads.len())));
+            return Err(err(format!("{} weights but {} gradients", weights.len(), grads.len())));
         }
-        if self.velocity.len() != weights.len() {
-            self.velocity = weights.iter().map(|w| vec![0.0; w.len()]).collect();
+        let mut gs: Vec<Vec<f32>> = Vec::with_capacity(grads.len());
+        for (w, g) in weights.iter().zip(grads) {
+            let v = g.as_f32().ok_or_else(|| err("gradient is not float32"))?;
+            if v.len() != w.len() {
+                return Err(err("gradient and weight sizes differ"));
+            }
+            gs.push(v.to_vec());
         }
-        let lr = self.learning_rate;
-        for ((w, g), v) in weights.iter_mut().zip(grads).zip(&mut self.velocity) {
-            let gs = g.as_f32().ok_or_else(|| RuntimeError::Plan("gradient is not float32".into()))?;
-            let ws = w.as_f32_mut().ok_or_else(|| RuntimeError::Plan("weight is not float32".into()))?;
-            if gs.len() != ws.len() {
-                return Err(RuntimeError::Plan("gradient and weight sizes differ".into()));
+        self.clip(&mut gs);
+        let lr = self.schedule.at(self.iterations);
+        if self.slots.len() != weights.len() {
+            let n_slots = match self.kind {
+                Kind::Sgd { .. } | Kind::Adagrad { .. } => 1,
+                Kind::Adam { amsgrad, .. } => 2 + usize::from(amsgrad),
+                Kind::RmsProp { .. } => 3,
+                Kind::Nadam { .. } => 2,
+            };
+            let init = match self.kind {
+                Kind::Adagrad { initial_accumulator_value, .. } => initial_accumulator_value,
+                _ => 0.0,
+            };
+            self.slots = weights.iter().map(|w| vec![vec![init; w.len()]; n_slots]).collect();
+        }
+        let t = (self.iterations + 1) as f32;
+        if let Kind::Nadam { beta_1, .. } = self.kind {
+            self.u_product *= beta_1 * (1.0 - 0.5 * 0.96f32.powf(t));
+        }
+        for ((w, g), slots) in weights.iter_mut().zip(&gs).zip(&mut self.slots) {
+            let ws = w.as_f32_mut().ok_or_else(|| err("weight is not float32"))?;
+            if let Some(wd) = self.weight_decay {
+                ws.iter_mut().for_each(|v| *v -= *v * wd * lr);
             }
-            if self.momentum == 0.0 {
-                ws.iter_mut().zip(gs).for_each(|(w, &g)| *w -= lr * g);
-                continue;
-            }
-            for ((w, &g), v) in ws.iter_mut().zip(gs).zip(v.iter_mut()) {
-                *v = self.momentum * *v - lr * g;
-                *w += if self.nesterov { self.momentum * *v - lr * g } else { *v };
+            match self.kind {
+                Kind::Sgd { momentum, nesterov } => {
+                    if momentum == 0.0 {
+                        ws.iter_mut().zip(g).for_each(|(w, &g)| *w -= g * lr);
+                    } else {
+                        for ((w, &g), m) in ws.iter_mut().zip(g).zip(slots[0].iter_mut()) {
+                            *m = -g * lr + *m * momentum;
+                            *w += if nesterov { -g * lr + *m * momentum } else { *m };
+                        }
+                    }
+                }
+                Kind::Adam { beta_1, beta_2, epsilon, amsgrad } => {
+                    let alpha = lr * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t));
+                    let (m, rest) = slots.split_at_mut(1);
+                    let (v, vhat) = rest.split_at_mut(1);
+                    for i in 0..ws.len() {
+                        m[0][i] += (g[i] - m[0][i]) * (1.0 - beta_1);
+                        v[0][i] += (g[i] * g[i] - v[0][i]) * (1.0 - beta_2);
+                        let vv = if amsgrad {
+                            vhat[0][i] = vhat[0][i].max(v[0][i]);
+                            vhat[0][i]
+                        } else {
+                            v[0][i]
+                        };
+                        ws[i] -= m[0][i] * alpha / (vv.sqrt() + epsilon);
+                    }
+                }
+                Kind::RmsProp { rho, momentum, epsilon, centered } => {
+                    let (vel, rest) = slots.split_at_mut(1);
+                    let (mom, avg) = rest.split_at_mut(1);
+                    for i in 0..ws.len() {
+                        vel[0][i] = rho * vel[0][i] + (1.0 - rho) * g[i] * g[i];
+                        let denom = if centered {
+                            avg[0][i] = rho * avg[0][i] + (1.0 - rho) * g[i];
+                            vel[0][i] - avg[0][i] * avg[0][i] + epsilon
+                        } else {
+                            vel[0][i] + epsilon
+                        };
+                        let inc = lr * g[i] / denom.sqrt();
+                        if momentum > 0.0 {
+                            mom[0][i] = momentum * mom[0][i] + inc;
+                            ws[i] -= mom[0][i];
+                        } else {
+                            ws[i] -= inc;
+                        }
+                    }
+                }
+                Kind::Adagrad { epsilon, .. } => {
+                    for ((w, &g), acc) in ws.iter_mut().zip(g).zip(slots[0].iter_mut()) {
+                        *acc += g * g;
+                        *w -= lr * g / (*acc + epsilon).sqrt();
+                    }
+                }
+                Kind::Nadam { beta_1, beta_2, epsilon } => {
+                    let u_t = beta_1 * (1.0 - 0.5 * 0.96f32.powf(t));
+                    let u_t_1 = beta_1 * (1.0 - 0.5 * 0.96f32.powf(t + 1.0));
+                    let u_product_t = self.u_product;
+                    let u_product_t_1 = u_product_t * u_t_1;
+                    let b2p = beta_2.powf(t);
+                    let (m, v) = slots.split_at_mut(1);
+                    for i in 0..ws.len() {
+                        m[0][i] += (g[i] - m[0][i]) * (1.0 - beta_1);
+                        v[0][i] += (g[i] * g[i] - v[0][i]) * (1.0 - beta_2);
+                        let m_hat = u_t_1 * m[0][i] / (1.0 - u_product_t_1) + (1.0 - u_t) * g[i] / (1.0 - u_product_t);
+                        let v_hat = v[0][i] / (1.0 - b2p);
+                        ws[i] -= m_hat * lr / (v_hat.sqrt() + epsilon);
+                    }
+                }
             }
         }
         self.iterations += 1;
@@ -64,7 +272,7 @@ impl Optimizer for Sgd {
     }
 
     fn learning_rate(&self) -> f32 {
-        self.learning_rate
+        self.schedule.at(self.iterations)
     }
 }
 
@@ -72,23 +280,152 @@ impl Optimizer for Sgd {
 mod tests {
     use super::*;
 
+    fn run(mut opt: KerasOptimizer, w0: &[f32], grads: &[&[f32]]) -> Vec<f32> {
+        let mut w = vec![Tensor::from_f32(&[w0.len()], w0.to_vec()).unwrap()];
+        for g in grads {
+            let gt = Tensor::from_f32(&[g.len()], g.to_vec()).unwrap();
+            opt.apply(&mut w, std::slice::from_ref(&gt)).unwrap();
+        }
+        w[0].as_f32().unwrap().to_vec()
+    }
+
+    fn close(got: &[f32], want: &[f64]) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((*g as f64 - w).abs() <= 1e-6 * w.abs().max(1.0), "{got:?} vs {want:?}");
+        }
+    }
+
+    // Each expected value below is worked out by hand from Keras 3's update formula.
+
     #[test]
-    fn sgd_momentum_and_nesterov_follow_keras() {
-        // Hand-computed: w = 1, g = 0.5 twice, lr 0.1, momentum 0.9.
-        let g = Tensor::from_f32(&[1], vec![0.5]).unwrap();
-        let mut w = vec![Tensor::from_f32(&[1], vec![1.0]).unwrap()];
-        let mut sgd = Sgd::new(0.1, 0.9, false);
-        sgd.apply(&mut w, std::slice::from_ref(&g)).unwrap(); // v = -0.05, w = 0.95
-        sgd.apply(&mut w, std::slice::from_ref(&g)).unwrap(); // v = -0.095, w = 0.855
-        assert!((w[0].as_f32().unwrap()[0] - 0.855).abs() < 1e-6);
-        let mut w = vec![Tensor::from_f32(&[1], vec![1.0]).unwrap()];
-        let mut nes = Sgd::new(0.1, 0.9, true);
-        nes.apply(&mut w, std::slice::from_ref(&g)).unwrap(); // v = -0.05, w += 0.9·-0.05 − 0.05 = -0.095
-        assert!((w[0].as_f32().unwrap()[0] - 0.905).abs() < 1e-6);
-        let mut w = vec![Tensor::from_f32(&[1], vec![1.0]).unwrap()];
-        let mut plain = Sgd::new(0.1, 0.0, false);
-        plain.apply(&mut w, &[g]).unwrap();
-        assert!((w[0].as_f32().unwrap()[0] - 0.95).abs() < 1e-7);
-        assert_eq!(plain.iterations(), 1);
+    fn sgd_plain_momentum_nesterov() {
+        // w = 1, g = 0.5 twice, lr 0.1. Momentum 0.9: m = -0.05, w = 0.95; m = -0.095, w = 0.855.
+        close(&run(Sgd::new(0.1, 0.0, false), &[1.0], &[&[0.5]]), &[0.95]);
+        close(&run(Sgd::new(0.1, 0.9, false), &[1.0], &[&[0.5], &[0.5]]), &[0.855]);
+        // Nesterov, one step: m = -0.05, w += -0.05 + 0.9·(-0.05) = -0.095.
+        close(&run(Sgd::new(0.1, 0.9, true), &[1.0], &[&[0.5]]), &[0.905]);
+    }
+
+    #[test]
+    fn adam_and_amsgrad() {
+        // Step 1, g = 0.5: m = 0.05, v = 0.00025, alpha = 0.1·√0.001/0.1 = √0.001,
+        // w = 1 − 0.05·√0.001/(√0.00025 + 1e-7).
+        let adam = || {
+            KerasOptimizer::new(
+                Kind::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false },
+                Schedule::Constant(0.1),
+            )
+        };
+        let w1 = 1.0 - 0.05 * 0.001f64.sqrt() / (0.00025f64.sqrt() + 1e-7);
+        close(&run(adam(), &[1.0], &[&[0.5]]), &[w1]);
+        // Step 2, g = -0.2: m = 0.045 − 0.02 = 0.025, v = 0.00024975 + 0.00004 = 0.00028975,
+        // alpha = 0.1·√(1 − 0.999²)/(1 − 0.81).
+        let alpha2 = 0.1 * (1.0 - 0.999f64.powi(2)).sqrt() / (1.0 - 0.81);
+        let w2 = w1 - 0.025 * alpha2 / (0.00028975f64.sqrt() + 1e-7);
+        close(&run(adam(), &[1.0], &[&[0.5], &[-0.2]]), &[w2]);
+        // AMSGrad with a shrinking second moment keeps the maximum: g = 1 then 0.
+        let ams = KerasOptimizer::new(
+            Kind::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: true },
+            Schedule::Constant(0.1),
+        );
+        let v1 = 0.001f64;
+        let wa1 = 1.0 - 0.1 * 0.001f64.sqrt() / (v1.sqrt() + 1e-7);
+        let (m2, v2) = (0.09f64, 0.000999f64);
+        let a2 = 0.1 * (1.0 - 0.999f64.powi(2)).sqrt() / (1.0 - 0.81);
+        let wa2 = wa1 - m2 * a2 / (v1.max(v2).sqrt() + 1e-7);
+        close(&run(ams, &[1.0], &[&[1.0], &[0.0]]), &[wa2]);
+    }
+
+    #[test]
+    fn adamw_decays_before_the_update() {
+        // w = 2, g = 0: decay 2 − 2·0.004·0.1, Adam step is zero (m = 0).
+        let mut o = KerasOptimizer::new(
+            Kind::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false },
+            Schedule::Constant(0.1),
+        );
+        o.weight_decay = Some(0.004);
+        close(&run(o, &[2.0], &[&[0.0]]), &[2.0 - 2.0 * 0.004 * 0.1]);
+    }
+
+    #[test]
+    fn rmsprop_plain_centered_momentum() {
+        // v = 0.1·0.25 = 0.025; w = 1 − 0.1·0.5/√(0.025 + 1e-7).
+        let plain = KerasOptimizer::new(
+            Kind::RmsProp { rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: false },
+            Schedule::Constant(0.1),
+        );
+        close(&run(plain, &[1.0], &[&[0.5]]), &[1.0 - 0.05 / (0.025f64 + 1e-7).sqrt()]);
+        // Centered: avg = 0.05, denominator = 0.025 − 0.0025 + 1e-7.
+        let cen = KerasOptimizer::new(
+            Kind::RmsProp { rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: true },
+            Schedule::Constant(0.1),
+        );
+        close(&run(cen, &[1.0], &[&[0.5]]), &[1.0 - 0.05 / (0.0225f64 + 1e-7).sqrt()]);
+        // Momentum 0.5 over two equal steps: inc1 = 0.05/√0.025, inc2 = 0.05/√0.0475.
+        let mom = KerasOptimizer::new(
+            Kind::RmsProp { rho: 0.9, momentum: 0.5, epsilon: 1e-7, centered: false },
+            Schedule::Constant(0.1),
+        );
+        let i1 = 0.05 / (0.025f64 + 1e-7).sqrt();
+        let i2 = 0.05 / (0.0475f64 + 1e-7).sqrt();
+        close(&run(mom, &[1.0], &[&[0.5], &[0.5]]), &[1.0 - i1 - (0.5 * i1 + i2)]);
+    }
+
+    #[test]
+    fn adagrad_and_nadam() {
+        // Accumulator 0.1 + 0.25 = 0.35; w = 1 − 0.1·0.5/√(0.35 + 1e-7).
+        let ada = KerasOptimizer::new(
+            Kind::Adagrad { initial_accumulator_value: 0.1, epsilon: 1e-7 },
+            Schedule::Constant(0.1),
+        );
+        close(&run(ada, &[1.0], &[&[0.5]]), &[1.0 - 0.05 / (0.35f64 + 1e-7).sqrt()]);
+        // Nadam step 1, g = 0.5: u1 = 0.9(1 − 0.5·0.96), u2 = 0.9(1 − 0.5·0.96²), product = u1,
+        // m = 0.05, v = 0.00025, m̂ = u2·m/(1 − u1·u2) + (1 − u1)·g/(1 − u1), v̂ = v/0.001.
+        let u1 = 0.9 * (1.0 - 0.5 * 0.96f64);
+        let u2 = 0.9 * (1.0 - 0.5 * 0.96f64 * 0.96);
+        let mh = u2 * 0.05 / (1.0 - u1 * u2) + (1.0 - u1) * 0.5 / (1.0 - u1);
+        let vh: f64 = 0.00025 / (1.0 - 0.999);
+        let nad =
+            KerasOptimizer::new(Kind::Nadam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 }, Schedule::Constant(0.1));
+        close(&run(nad, &[1.0], &[&[0.5]]), &[1.0 - mh * 0.1 / (vh.sqrt() + 1e-7)]);
+    }
+
+    #[test]
+    fn clipping() {
+        // clipnorm 1 on g = (3, 4): scaled by 1/5. global_clipnorm 1 over two weights (3), (4): 1/5.
+        let mut o = Sgd::new(1.0, 0.0, false);
+        o.clipnorm = Some(1.0);
+        close(&run(o, &[0.0, 0.0], &[&[3.0, 4.0]]), &[-0.6, -0.8]);
+        let mut o = Sgd::new(1.0, 0.0, false);
+        o.global_clipnorm = Some(1.0);
+        let mut w = vec![Tensor::from_f32(&[1], vec![0.0]).unwrap(), Tensor::from_f32(&[1], vec![0.0]).unwrap()];
+        let g = [Tensor::from_f32(&[1], vec![3.0]).unwrap(), Tensor::from_f32(&[1], vec![4.0]).unwrap()];
+        o.apply(&mut w, &g).unwrap();
+        close(&[w[0].as_f32().unwrap()[0], w[1].as_f32().unwrap()[0]], &[-0.6, -0.8]);
+        let mut o = Sgd::new(1.0, 0.0, false);
+        o.clipvalue = Some(0.5);
+        close(&run(o, &[0.0, 0.0], &[&[3.0, -0.25]]), &[-0.5, 0.25]);
+    }
+
+    #[test]
+    fn schedules() {
+        let e = Schedule::ExponentialDecay { initial: 0.1, decay_steps: 10.0, decay_rate: 0.5, staircase: false };
+        assert!((e.at(5) - 0.1 * 0.5f32.powf(0.5)).abs() < 1e-7);
+        let s = Schedule::ExponentialDecay { initial: 0.1, decay_steps: 10.0, decay_rate: 0.5, staircase: true };
+        assert!((s.at(15) - 0.05).abs() < 1e-7);
+        let c = Schedule::CosineDecay { initial: 0.1, decay_steps: 10.0, alpha: 0.2 };
+        assert!((c.at(5) - 0.1 * (0.8 * 0.5 + 0.2)).abs() < 1e-7);
+        assert!((c.at(50) - 0.1 * 0.2).abs() < 1e-7);
+        let p = Schedule::PiecewiseConstantDecay { boundaries: vec![10.0, 20.0], values: vec![1.0, 0.5, 0.1] };
+        assert_eq!((p.at(10), p.at(11), p.at(20), p.at(21)), (1.0, 0.5, 0.5, 0.1));
+        // The schedule is read at the iteration count before each update.
+        let mut o = KerasOptimizer::new(Kind::Sgd { momentum: 0.0, nesterov: false }, p);
+        assert_eq!(o.learning_rate(), 1.0);
+        let mut w = vec![Tensor::from_f32(&[1], vec![0.0]).unwrap()];
+        for _ in 0..11 {
+            o.apply(&mut w, &[Tensor::from_f32(&[1], vec![1.0]).unwrap()]).unwrap();
+        }
+        assert_eq!(o.learning_rate(), 0.5);
+        close(w[0].as_f32().unwrap(), &[-11.0]);
     }
 }
