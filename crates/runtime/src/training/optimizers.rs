@@ -148,7 +148,7 @@ impl KerasOptimizer {
         } else if let Some(c) = self.global_clipnorm.filter(|&c| c > 0.0) {
             let norm = grads.iter().flatten().map(|v| v * v).sum::<f32>().sqrt();
             // Keras: clip·min(1/norm, 1/clip), NaN when the norm is not finite.
-            let scale = c * (1.0 / norm).min(1.0 / c) + (norm - norm);
+            let scale = if norm.is_finite() { c * (1.0 / norm).min(1.0 / c) } else { f32::NAN };
             grads.iter_mut().flatten().for_each(|v| *v *= scale);
         } else if let Some(c) = self.clipvalue.filter(|&c| c > 0.0) {
             grads.iter_mut().flatten().for_each(|v| *v = v.clamp(-c, c));
