@@ -30,6 +30,8 @@ pub struct FitOptions {
     pub global_clipnorm: Option<f32>,
     /// Loss name; `None` takes the file's `training_config`.
     pub loss: Option<String>,
+    /// Metric names; `None` takes the file's `training_config`.
+    pub metrics: Option<Vec<String>>,
     pub from_logits: bool,
     pub shuffle: bool,
     pub seed: u64,
@@ -40,14 +42,80 @@ pub struct FitOptions {
     pub verbose: u8,
 }
 
-/// What Keras's `history.history` holds, plus each batch's loss before its update.
+/// What Keras's `history.history` holds (`loss`, each metric, their `val_` forms, per epoch),
+/// plus `step_loss`: each batch's loss before its update.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    pub loss: Vec<f64>,
-    pub accuracy: Vec<f64>,
-    pub val_loss: Vec<f64>,
-    pub val_accuracy: Vec<f64>,
+    /// `(key, values per epoch)` in Keras's order.
+    pub series: Vec<(String, Vec<f64>)>,
     pub step_loss: Vec<f64>,
+}
+
+impl History {
+    /// The values of one key.
+    pub fn get(&self, key: &str) -> Option<&[f64]> {
+        self.series.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+    }
+
+    fn push(&mut self, key: &str, v: f64) {
+        match self.series.iter_mut().find(|(k, _)| k == key) {
+            Some((_, vals)) => vals.push(v),
+            None => self.series.push((key.to_string(), vec![v])),
+        }
+    }
+}
+
+/// A metric, resolved the way Keras resolves the names given to `compile`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Metric {
+    SparseCategoricalAccuracy,
+    CategoricalAccuracy,
+    BinaryAccuracy,
+    MeanAbsoluteError,
+    MeanSquaredError,
+}
+
+impl Metric {
+    fn resolve(name: &str, loss: Loss, classes: usize) -> Result<Metric, FitError> {
+        Ok(match name {
+            "accuracy" | "acc" => match loss {
+                Loss::SparseCategoricalCrossentropy { .. } => Metric::SparseCategoricalAccuracy,
+                Loss::BinaryCrossentropy { .. } => Metric::BinaryAccuracy,
+                _ if classes == 1 => Metric::BinaryAccuracy,
+                _ => Metric::CategoricalAccuracy,
+            },
+            "sparse_categorical_accuracy" => Metric::SparseCategoricalAccuracy,
+            "categorical_accuracy" => Metric::CategoricalAccuracy,
+            "binary_accuracy" => Metric::BinaryAccuracy,
+            "mae" | "mean_absolute_error" => Metric::MeanAbsoluteError,
+            "mse" | "mean_squared_error" => Metric::MeanSquaredError,
+            other => return Err(invalid(format!("metric '{other}' is not implemented yet (accuracy, mae, mse are)"))),
+        })
+    }
+
+    /// The metric summed over the batch's samples.
+    fn sum(&self, pred: &Tensor, labels: &Tensor) -> f64 {
+        let p = pred.to_f64_vec();
+        let y = labels.to_f64_vec();
+        let c = pred.shape().last().copied().unwrap_or(1).max(1);
+        let argmax = |row: &[f64]| {
+            row.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
+        };
+        match self {
+            Metric::SparseCategoricalAccuracy => {
+                p.chunks(c).zip(&y).filter(|(row, &lab)| argmax(row) as f64 == lab).count() as f64
+            }
+            Metric::CategoricalAccuracy => {
+                p.chunks(c).zip(y.chunks(c)).filter(|(a, b)| argmax(a) == argmax(b)).count() as f64
+            }
+            Metric::BinaryAccuracy => {
+                let hits = p.iter().zip(&y).filter(|(&a, &b)| f64::from(u8::from(a > 0.5)) == b).count() as f64;
+                hits / c as f64
+            }
+            Metric::MeanAbsoluteError => p.iter().zip(&y).map(|(a, b)| (a - b).abs()).sum::<f64>() / c as f64,
+            Metric::MeanSquaredError => p.iter().zip(&y).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / c as f64,
+        }
+    }
 }
 
 /// Errors of `fit`, each saying what to change.
@@ -82,21 +150,6 @@ fn rows(t: &Tensor, idx: &[usize]) -> Result<Tensor, FitError> {
         _ => return Err(invalid("training data must be float32, int32, int64 or uint8")),
     };
     Tensor::new(shape, data).map_err(|e| invalid(e.to_string()))
-}
-
-/// Sparse categorical accuracy: how many rows' argmax equals the label.
-fn correct(pred: &Tensor, labels: &Tensor) -> usize {
-    let p = pred.to_f32_vec();
-    let c = *pred.shape().last().unwrap_or(&1);
-    let y = labels.to_f64_vec();
-    p.chunks(c.max(1))
-        .zip(&y)
-        .filter(|(row, &lab)| {
-            let best =
-                row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
-            best.0 as f64 == lab
-        })
-        .count()
 }
 
 /// SplitMix64 for the per-epoch shuffle (seeded; not Keras's own order).
@@ -222,7 +275,14 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     };
     let from_logits = options.from_logits
         || tc.and_then(|c| c.pointer("/loss/config/from_logits")).and_then(|v| v.as_bool()).unwrap_or(false);
-    let loss = Loss::from_name(&loss_name, from_logits).ok_or_else(|| {
+    let loss = Loss::from_name(&loss_name, from_logits).map(|l| match l {
+        // Keras 3 does not serialize Huber's delta: the default 1.0 unless the config has one.
+        Loss::Huber { .. } => Loss::Huber {
+            delta: tc.and_then(|c| c.pointer("/loss/config/delta")).and_then(|v| v.as_f64()).unwrap_or(1.0) as f32,
+        },
+        other => other,
+    });
+    let loss = loss.ok_or_else(|| {
         invalid(format!(
             "loss '{loss_name}' is not implemented yet (sparse_categorical_crossentropy and categorical_crossentropy are)"
         ))
@@ -270,7 +330,20 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         return Err(invalid("fit takes models with one input for now"));
     }
     let trainable: Vec<_> = g.constants().keys().copied().filter(|v| model.weight_sources.contains_key(v)).collect();
-    let labels_dtype = DType::I32;
+    let labels_dtype = if loss.sparse() { DType::I32 } else { DType::F32 };
+    let classes = g.value(g.outputs()[0]).ty.shape.dims().last().and_then(|d| d.fixed()).unwrap_or(1);
+    let metric_names: Vec<String> = match &options.metrics {
+        Some(m) => m.clone(),
+        None => tc
+            .and_then(|c| c.get("metrics"))
+            .and_then(|m| m.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+    };
+    let metrics: Vec<(String, Metric)> = metric_names
+        .iter()
+        .map(|n| Metric::resolve(n, loss, classes).map(|m| (n.clone(), m)))
+        .collect::<Result<_, _>>()?;
     // Data: x_train/y_train (or x/y), and x_val/y_val when present.
     let arrays: std::collections::HashMap<String, Tensor> = crate::npy::read_npz(&options.data)?.into_iter().collect();
     let get = |a: &str, b: &str| arrays.get(a).or_else(|| arrays.get(b)).cloned();
@@ -278,21 +351,25 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         get("x_train", "x").ok_or_else(|| invalid(format!("{}: no x_train (or x) array", options.data.display())))?;
     let y =
         get("y_train", "y").ok_or_else(|| invalid(format!("{}: no y_train (or y) array", options.data.display())))?;
+    let want = g.value(g.inputs()[0]).ty.dtype;
+    let prep = |x: Tensor, y: Tensor| -> Result<(Tensor, Tensor), FitError> {
+        let x = if x.dtype() != want { x.cast(want) } else { x };
+        if !(y.dtype().is_float() || matches!(y.dtype(), DType::I32 | DType::I64 | DType::U8 | DType::Bool)) {
+            return Err(invalid(format!("labels of dtype {} are not supported", y.dtype())));
+        }
+        let y = if y.dtype() != labels_dtype { y.cast(labels_dtype) } else { y };
+        let n = x.shape().first().copied().unwrap_or(0);
+        if n == 0 || y.shape().first() != Some(&n) {
+            return Err(invalid(format!("x has {n} samples but y has {:?}", y.shape().first())));
+        }
+        Ok((x, y))
+    };
+    let (x, y) = prep(x, y)?;
     let val = match (arrays.get("x_val"), arrays.get("y_val")) {
-        (Some(a), Some(b)) => Some((a.clone(), b.clone())),
+        (Some(a), Some(b)) => Some(prep(a.clone(), b.clone())?),
         _ => None,
     };
-    let want = g.value(g.inputs()[0]).ty.dtype;
-    let x = if x.dtype() != want { x.cast(want) } else { x };
-    let y = match y.dtype() {
-        DType::I32 => y,
-        d if d.is_float() || d == DType::I64 => y.cast(DType::I32),
-        d => return Err(invalid(format!("labels of dtype {d} are not supported"))),
-    };
-    let n = x.shape().first().copied().unwrap_or(0);
-    if n == 0 || y.shape().first() != Some(&n) {
-        return Err(invalid(format!("x has {n} samples but y has {:?}", y.shape().first())));
-    }
+    let n = x.shape()[0];
     let step = TrainStep::new(g, loss, &trainable, labels_dtype)?;
     let mut weights: Vec<Tensor> = trainable.iter().filter_map(|v| g.constant(*v).cloned()).collect();
     let bs = options.batch_size.max(1);
@@ -301,7 +378,9 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     for epoch in 0..options.epochs {
         let order: Vec<usize> = if options.shuffle { shuffled(n, options.seed, epoch) } else { (0..n).collect() };
         let t0 = std::time::Instant::now();
-        let (mut loss_sum, mut seen, mut hits) = (0.0f64, 0usize, 0usize);
+        let mut loss_sum = 0.0f64;
+        let mut seen = 0usize;
+        let mut sums = vec![0.0f64; metrics.len()];
         for b in 0..steps {
             let idx = &order[b * bs..((b + 1) * bs).min(n)];
             let (xb, yb) = (rows(&x, idx)?, rows(&y, idx)?);
@@ -314,41 +393,48 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                 )));
             }
             hist.step_loss.push(l as f64);
-            // Keras's epoch loss is the mean of the batch losses.
+            // Keras's epoch loss is the mean of the batch losses; metrics are means over samples.
             loss_sum += l as f64;
             seen += idx.len();
-            hits += correct(&pred, &yb);
+            for (s, (_, m)) in sums.iter_mut().zip(&metrics) {
+                *s += m.sum(&pred, &yb);
+            }
             optimizer.apply(&mut weights, &grads)?;
         }
-        hist.loss.push(loss_sum / steps as f64);
-        hist.accuracy.push(hits as f64 / seen.max(1) as f64);
+        hist.push("loss", loss_sum / steps as f64);
         let mut line = format!(
-            "Epoch {}/{} - {steps}/{steps} - {:.0}ms - loss: {:.4} - accuracy: {:.4}",
+            "Epoch {}/{} - {steps}/{steps} - {:.0}ms - loss: {:.4}",
             epoch + 1,
             options.epochs,
             t0.elapsed().as_secs_f64() * 1e3,
-            hist.loss[epoch],
-            hist.accuracy[epoch]
+            loss_sum / steps as f64
         );
+        for (s, (name, _)) in sums.iter().zip(&metrics) {
+            let v = s / seen.max(1) as f64;
+            hist.push(name, v);
+            let _ = write!(line, " - {name}: {v:.4}");
+        }
         if let Some((xv, yv)) = &val {
             let nv = xv.shape()[0];
-            let (mut vl, mut vh) = (0.0f64, 0usize);
-            let mut vsteps = 0;
+            let mut vl = 0.0f64;
+            let mut vsums = vec![0.0f64; metrics.len()];
             for s in (0..nv).step_by(bs) {
                 let idx: Vec<usize> = (s..(s + bs).min(nv)).collect();
-                let yb = rows(&yv.cast(DType::I32), &idx)?;
-                let (l, _, pred) = step.run(&[rows(&xv.cast(want), &idx)?], &yb, &weights)?;
+                let yb = rows(yv, &idx)?;
+                let (l, _, pred) = step.run(&[rows(xv, &idx)?], &yb, &weights)?;
                 vl += l as f64 * idx.len() as f64;
-                vh += correct(&pred, &yb);
-                vsteps += idx.len();
+                for (s, (_, m)) in vsums.iter_mut().zip(&metrics) {
+                    *s += m.sum(&pred, &yb);
+                }
             }
-            hist.val_loss.push(vl / vsteps.max(1) as f64);
-            hist.val_accuracy.push(vh as f64 / vsteps.max(1) as f64);
-            let _ = write!(
-                line,
-                " - val_loss: {:.4} - val_accuracy: {:.4}",
-                hist.val_loss[epoch], hist.val_accuracy[epoch]
-            );
+            let v = vl / nv.max(1) as f64;
+            hist.push("val_loss", v);
+            let _ = write!(line, " - val_loss: {v:.4}");
+            for (s, (name, _)) in vsums.iter().zip(&metrics) {
+                let v = s / nv.max(1) as f64;
+                hist.push(&format!("val_{name}"), v);
+                let _ = write!(line, " - val_{name}: {v:.4}");
+            }
         }
         if options.verbose > 0 {
             eprintln!("{line}");
@@ -362,14 +448,12 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     let state = OptimizerState { iterations: optimizer.iterations() as i64, learning_rate: optimizer.learning_rate() };
     save_trained(source, &options.output, &updates, Some(state))?;
     if let Some(h) = &options.history {
-        let j = serde_json::json!({
-            "loss": hist.loss,
-            "accuracy": hist.accuracy,
-            "val_loss": hist.val_loss,
-            "val_accuracy": hist.val_accuracy,
-            "step_loss": hist.step_loss,
-        });
-        let text = serde_json::to_string_pretty(&j).map_err(|e| invalid(e.to_string()))?;
+        let mut j = serde_json::Map::new();
+        for (k, v) in &hist.series {
+            j.insert(k.clone(), serde_json::json!(v));
+        }
+        j.insert("step_loss".into(), serde_json::json!(hist.step_loss));
+        let text = serde_json::to_string_pretty(&serde_json::Value::Object(j)).map_err(|e| invalid(e.to_string()))?;
         crate::write_atomic(h, text.as_bytes()).map_err(|e| invalid(format!("{}: {e}", h.display())))?;
     }
     Ok(hist)

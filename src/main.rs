@@ -139,6 +139,9 @@ enum Command {
         /// The model outputs logits
         #[arg(long)]
         from_logits: bool,
+        /// Metrics, comma-separated: accuracy, mae, mse (default: the file's training_config)
+        #[arg(long, value_delimiter = ',')]
+        metrics: Option<Vec<String>>,
         /// Keep the data's order (default: shuffle every epoch, seeded by --seed)
         #[arg(long)]
         no_shuffle: bool,
@@ -231,6 +234,7 @@ fn run(cli: Cli) -> Result<()> {
             global_clipnorm,
             loss,
             from_logits,
+            metrics,
             no_shuffle,
             seed,
             no_dropout,
@@ -263,6 +267,7 @@ fn run(cli: Cli) -> Result<()> {
                 global_clipnorm,
                 loss,
                 from_logits,
+                metrics,
                 shuffle: !no_shuffle,
                 seed,
                 no_dropout,
@@ -274,7 +279,7 @@ fn run(cli: Cli) -> Result<()> {
                 "wrote {} ({} steps, final loss {:.4})",
                 output.display(),
                 h.step_loss.len(),
-                h.loss.last().copied().unwrap_or(f64::NAN)
+                h.get("loss").and_then(|l| l.last()).copied().unwrap_or(f64::NAN)
             );
             Ok(())
         }

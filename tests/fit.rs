@@ -284,3 +284,58 @@ fn fit_refuses_what_it_cannot_do_and_leaves_outputs_alone() {
         assert_eq!(std::fs::read(&out).unwrap(), b"precious", "{a:?} touched the output");
     }
 }
+
+/// Models compiled with each loss and optimizer family and trained by Keras itself
+/// (`scripts/make-train-fixtures.py`): `kerasc fit` with the files' own training_config must
+/// end at Keras's weights and history.
+#[test]
+fn losses_and_optimizers_train_like_keras() {
+    let dir = models_dir().join("train");
+    for name in ["reg_mse_adam", "reg_mae_rmsprop", "reg_huber_nadam", "bin_bce_adagrad", "bin_bce_adamw_sched"] {
+        let data = if name.starts_with("reg") { "regression.npz" } else { "binary.npz" };
+        let out_dir = common::tmpdir(&format!("fixture-{name}"));
+        let out = out_dir.join("out.h5");
+        let hist = out_dir.join("h.json");
+        let m = dir.join(format!("{name}.h5"));
+        let r = common::kerasc(&[
+            "fit",
+            m.to_str().unwrap(),
+            "--data",
+            dir.join(data).to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--no-shuffle",
+            "--verbose",
+            "0",
+            "--history",
+            hist.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{name}: {}", String::from_utf8_lossy(&r.stderr));
+        let ours = kerasc::load(&out).unwrap();
+        let keras = kerasc::load(&dir.join(format!("{name}.trained.h5"))).unwrap();
+        for (v, t) in ours.graph.constants() {
+            let wname = &ours.graph.value(*v).name;
+            let want = keras.graph.constants().iter().find(|(c, _)| keras.graph.value(**c).name == *wname).unwrap().1;
+            close(&format!("{name}: {wname}"), t, want, Tolerance { atol: 1e-5, rtol: 1e-4 });
+        }
+        let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&hist).unwrap()).unwrap();
+        let k: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.history.json"))).unwrap()).unwrap();
+        for (key, vals) in k.as_object().unwrap() {
+            let ours: Vec<f64> = h[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: no {key}"))
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            for (a, b) in ours.iter().zip(vals.as_array().unwrap()) {
+                let b = b.as_f64().unwrap();
+                assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-2), "{name} {key}: {a} vs Keras {b}");
+            }
+        }
+    }
+}

@@ -12,6 +12,15 @@ pub enum Loss {
     SparseCategoricalCrossentropy { from_logits: bool },
     /// One-hot (or soft) labels against class scores, likewise.
     CategoricalCrossentropy { from_logits: bool },
+    /// 0/1 (or soft) labels against probabilities: from a sigmoid output Keras uses its
+    /// logits; otherwise probabilities clipped to [1e-7, 1 − 1e-7].
+    BinaryCrossentropy { from_logits: bool },
+    /// `mean((y − t)²)` over the last axis, then over the batch.
+    MeanSquaredError,
+    /// `mean(|y − t|)` over the last axis, then over the batch.
+    MeanAbsoluteError,
+    /// Huber with threshold `delta`, averaged likewise.
+    Huber { delta: f32 },
 }
 
 impl Loss {
@@ -24,9 +33,105 @@ impl Loss {
             "categorical_crossentropy" | "CategoricalCrossentropy" => {
                 Some(Loss::CategoricalCrossentropy { from_logits })
             }
+            "binary_crossentropy" | "BinaryCrossentropy" => Some(Loss::BinaryCrossentropy { from_logits }),
+            "mean_squared_error" | "mse" | "MeanSquaredError" => Some(Loss::MeanSquaredError),
+            "mean_absolute_error" | "mae" | "MeanAbsoluteError" => Some(Loss::MeanAbsoluteError),
+            "huber" | "huber_loss" | "Huber" => Some(Loss::Huber { delta: 1.0 }),
             _ => None,
         }
     }
+}
+
+impl Loss {
+    /// Whether labels are class ids (integers) rather than values shaped like the output.
+    pub fn sparse(&self) -> bool {
+        matches!(self, Loss::SparseCategoricalCrossentropy { .. })
+    }
+}
+
+/// The input of the activation that produced `v`, when that activation is `pick`.
+fn pre_activation(g: &Graph, v: ValueId, pick: impl Fn(&Op) -> bool) -> Option<ValueId> {
+    match g.value(v).producer {
+        Producer::Node(n, 0) => {
+            let node = &g.nodes()[n.0];
+            pick(&node.op).then(|| node.inputs[0])
+        }
+        _ => None,
+    }
+}
+
+/// Per-sample losses (the output's shape without its last axis) for `pred` against `labels`.
+fn per_sample(g: &mut Graph, loss: Loss, pred: ValueId, labels: ValueId) -> Result<ValueId, RuntimeError> {
+    use ir::{BinaryOp, UnaryOp};
+    let r = g.value(pred).ty.shape.rank();
+    let last = r.saturating_sub(1);
+    let mean_last = |g: &mut Graph, v: ValueId, name: &str| -> Result<ValueId, RuntimeError> {
+        Ok(g.add(name, Op::Reduce { kind: ReduceKind::Mean, axes: vec![last], keepdims: false }, &[v])?)
+    };
+    let konst = |g: &mut Graph, name: &str, x: f32| g.add_constant(name, Tensor::scalar(x));
+    Ok(match loss {
+        Loss::SparseCategoricalCrossentropy { from_logits } | Loss::CategoricalCrossentropy { from_logits } => {
+            let sparse = loss.sparse();
+            // Keras computes cross-entropy from a softmax output's logits.
+            let logits = if from_logits {
+                pred
+            } else {
+                pre_activation(g, pred, |op| matches!(op, Op::Softmax { axes } if axes.as_slice() == [last]))
+                    .ok_or_else(|| err("cross-entropy on an output that is not a softmax needs from_logits=true (probability clipping is not implemented yet)"))?
+            };
+            g.add("loss/per_sample", Op::SoftmaxCrossEntropy { sparse }, &[logits, labels])?
+        }
+        Loss::BinaryCrossentropy { from_logits } => {
+            let logits = if from_logits {
+                Some(pred)
+            } else {
+                pre_activation(g, pred, |op| matches!(op, Op::Unary(UnaryOp::Sigmoid)))
+            };
+            let elems = match logits {
+                // softplus(z) − z·t, the stable form of the sigmoid cross-entropy.
+                Some(z) => {
+                    let sp = g.add("loss/softplus", Op::Unary(UnaryOp::Softplus), &[z])?;
+                    let zt = g.add("loss/zt", Op::Binary(BinaryOp::Mul), &[z, labels])?;
+                    g.add("loss/bce", Op::Binary(BinaryOp::Sub), &[sp, zt])?
+                }
+                // −(t·log p + (1 − t)·log(1 − p)) with p clipped away from 0 and 1.
+                None => {
+                    let p = g.add("loss/clip", Op::Unary(UnaryOp::Clip { lo: 1e-7, hi: 1.0 - 1e-7 }), &[pred])?;
+                    let lp = g.add("loss/log_p", Op::Unary(UnaryOp::Log), &[p])?;
+                    let q = g.add("loss/one_minus_p", Op::Unary(UnaryOp::Affine { scale: -1.0, offset: 1.0 }), &[p])?;
+                    let lq = g.add("loss/log_q", Op::Unary(UnaryOp::Log), &[q])?;
+                    let u =
+                        g.add("loss/one_minus_t", Op::Unary(UnaryOp::Affine { scale: -1.0, offset: 1.0 }), &[labels])?;
+                    let a = g.add("loss/t_log_p", Op::Binary(BinaryOp::Mul), &[labels, lp])?;
+                    let b = g.add("loss/u_log_q", Op::Binary(BinaryOp::Mul), &[u, lq])?;
+                    let s = g.add("loss/sum", Op::Binary(BinaryOp::Add), &[a, b])?;
+                    g.add("loss/bce", Op::Unary(UnaryOp::Neg), &[s])?
+                }
+            };
+            mean_last(g, elems, "loss/per_sample")?
+        }
+        Loss::MeanSquaredError | Loss::MeanAbsoluteError | Loss::Huber { .. } => {
+            let d = g.add("loss/error", Op::Binary(BinaryOp::Sub), &[pred, labels])?;
+            let e = match loss {
+                Loss::MeanSquaredError => g.add("loss/square", Op::Unary(UnaryOp::Square), &[d])?,
+                Loss::MeanAbsoluteError => g.add("loss/abs", Op::Unary(UnaryOp::Abs), &[d])?,
+                Loss::Huber { delta } => {
+                    // ½·q² + δ·(|x| − q) with q = min(|x|, δ): ½x² inside δ, δ|x| − ½δ² beyond.
+                    let a = g.add("loss/abs", Op::Unary(UnaryOp::Abs), &[d])?;
+                    let dc = konst(g, "loss/delta", delta);
+                    let q = g.add("loss/q", Op::Binary(BinaryOp::Min), &[a, dc])?;
+                    let q2 = g.add("loss/q2", Op::Unary(UnaryOp::Square), &[q])?;
+                    let half = g.add("loss/half_q2", Op::Unary(UnaryOp::Affine { scale: 0.5, offset: 0.0 }), &[q2])?;
+                    let lin = g.add("loss/beyond", Op::Binary(BinaryOp::Sub), &[a, q])?;
+                    let lin =
+                        g.add("loss/delta_beyond", Op::Unary(UnaryOp::Affine { scale: delta, offset: 0.0 }), &[lin])?;
+                    g.add("loss/huber", Op::Binary(BinaryOp::Add), &[half, lin])?
+                }
+                _ => d,
+            };
+            mean_last(g, e, "loss/per_sample")?
+        }
+    })
 }
 
 /// A model's training step: inputs are the model inputs, the labels, then the trained weights;
@@ -95,29 +200,7 @@ impl TrainStep {
             }
         }
         let pred = get(&mut g, &mut map, out);
-        let from_logits = match loss {
-            Loss::SparseCategoricalCrossentropy { from_logits } | Loss::CategoricalCrossentropy { from_logits } => {
-                from_logits
-            }
-        };
-        // Keras computes cross-entropy from a softmax output's logits.
-        let logits = if from_logits {
-            pred
-        } else {
-            let producer = match g.value(pred).producer {
-                Producer::Node(n, 0) => Some(g.nodes()[n.0].clone()),
-                _ => None,
-            };
-            match producer {
-                Some(n) if matches!(&n.op, Op::Softmax { axes } if axes.as_slice() == [r - 1]) => n.inputs[0],
-                _ => {
-                    return Err(err(
-                        "cross-entropy on an output that is not a softmax needs from_logits=true (probability clipping is not implemented yet)",
-                    ))
-                }
-            }
-        };
-        let rows = g.add("loss/per_sample", Op::SoftmaxCrossEntropy { sparse }, &[logits, labels])?;
+        let rows = per_sample(&mut g, loss, pred, labels)?;
         let rank = g.value(rows).ty.shape.rank();
         let mean = g.add(
             "loss/mean",
@@ -152,5 +235,101 @@ impl TrainStep {
         let loss =
             outs.first().and_then(|t| t.as_f32()).and_then(|v| v.first()).copied().ok_or_else(|| err("no loss"))?;
         Ok((loss, outs.split_off(1), pred))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ir::{Dim, Shape, UnaryOp};
+
+    /// `y = act(x·W)` for x (2, 3) and W (3, 3); returns the step's loss for `labels`.
+    fn loss_of(loss: Loss, act: Option<Op>, labels: Tensor) -> (f32, Vec<f64>) {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Fixed(3)])));
+        let w =
+            g.add_constant("w", Tensor::from_f32(&[3, 3], (0..9).map(|i| (i as f32 * 0.7).sin()).collect()).unwrap());
+        let mut y = g.add("mm", Op::MatMul { transpose_a: false, transpose_b: false }, &[x, w]).unwrap();
+        if let Some(a) = act {
+            y = g.add("act", a, &[y]).unwrap();
+        }
+        g.set_outputs(vec![y]);
+        let step = TrainStep::new(&g, loss, &[w], labels.dtype()).unwrap();
+        let xs = Tensor::from_f32(&[2, 3], vec![0.5, -1.0, 2.0, 1.5, 0.25, -0.75]).unwrap();
+        let wt = g.constant(w).unwrap().clone();
+        let (l, _, pred) = step.run(&[xs], &labels, &[wt]).unwrap();
+        (l, pred.to_f64_vec())
+    }
+
+    fn near(a: f32, b: f64) {
+        assert!((a as f64 - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+    }
+
+    #[test]
+    fn regression_losses_follow_keras() {
+        let t = vec![0.3, -0.2, 1.0, 2.0, 0.0, -1.0];
+        let labels = Tensor::from_f32(&[2, 3], t.iter().map(|&v| v as f32).collect()).unwrap();
+        let (l, p) = loss_of(Loss::MeanSquaredError, None, labels.clone());
+        near(l, p.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / 6.0);
+        let (l, p) = loss_of(Loss::MeanAbsoluteError, None, labels.clone());
+        near(l, p.iter().zip(&t).map(|(a, b)| (a - b).abs()).sum::<f64>() / 6.0);
+        let huber = |e: f64, d: f64| if e.abs() <= d { 0.5 * e * e } else { d * e.abs() - 0.5 * d * d };
+        let (l, p) = loss_of(Loss::Huber { delta: 0.5 }, None, labels);
+        near(l, p.iter().zip(&t).map(|(a, b)| huber(a - b, 0.5)).sum::<f64>() / 6.0);
+    }
+
+    #[test]
+    fn binary_crossentropy_from_a_sigmoid_and_from_probabilities() {
+        let t = vec![1.0, 0.0, 1.0, 0.0, 0.0, 1.0];
+        let labels = Tensor::from_f32(&[2, 3], t.iter().map(|&v| v as f32).collect()).unwrap();
+        let bce = |p: &[f64]| -> f64 {
+            p.iter()
+                .zip(&t)
+                .map(|(&p, &t)| {
+                    let p = p.clamp(1e-7, 1.0 - 1e-7);
+                    -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())
+                })
+                .sum::<f64>()
+                / 6.0
+        };
+        // From the sigmoid's logits (Keras's TensorFlow path): the same value without clipping.
+        let (l, p) =
+            loss_of(Loss::BinaryCrossentropy { from_logits: false }, Some(Op::Unary(UnaryOp::Sigmoid)), labels.clone());
+        near(l, bce(&p));
+        // From probabilities that no sigmoid produced: clipped.
+        let (l, p) = loss_of(
+            Loss::BinaryCrossentropy { from_logits: false },
+            Some(Op::Unary(UnaryOp::HardSigmoid)),
+            labels.clone(),
+        );
+        near(l, bce(&p));
+        // From logits.
+        let (l, z) = loss_of(Loss::BinaryCrossentropy { from_logits: true }, None, labels);
+        let sig: Vec<f64> = z.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect();
+        near(l, bce(&sig));
+    }
+
+    #[test]
+    fn cross_entropies_from_softmax_and_logits() {
+        let ids = Tensor::new(vec![2], ir::TensorData::I32(vec![2, 0])).unwrap();
+        let (l, p) = loss_of(
+            Loss::SparseCategoricalCrossentropy { from_logits: false },
+            Some(Op::Softmax { axes: vec![1] }),
+            ids,
+        );
+        near(l, -(p[2].ln() + p[3].ln()) / 2.0);
+        let onehot = Tensor::from_f32(&[2, 3], vec![0.0, 1.0, 0.0, 0.2, 0.3, 0.5]).unwrap();
+        let (l, z) = loss_of(Loss::CategoricalCrossentropy { from_logits: true }, None, onehot);
+        let lse = |r: &[f64]| r.iter().map(|v| v.exp()).sum::<f64>().ln();
+        let want = ((lse(&z[..3]) - z[1]) + (lse(&z[3..]) - (0.2 * z[3] + 0.3 * z[4] + 0.5 * z[5]))) / 2.0;
+        near(l, want);
+        // Cross-entropy on an output that is not a softmax, without from_logits: a clear error.
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Fixed(3)])));
+        let w = g.add_constant("w", Tensor::zeros(&[3, 3]));
+        let y = g.add("mm", Op::MatMul { transpose_a: false, transpose_b: false }, &[x, w]).unwrap();
+        g.set_outputs(vec![y]);
+        let e = TrainStep::new(&g, Loss::SparseCategoricalCrossentropy { from_logits: false }, &[w], DType::I32);
+        assert!(e.err().is_some_and(|e| e.to_string().contains("from_logits")));
     }
 }
