@@ -1,9 +1,9 @@
 //! `kerasc fit`: fine-tuning a saved model on the CPU with Keras's numbers, writing a file
 //! Keras loads back.
 
-use crate::frontend::keras::save::{save_trained, OptimizerState};
+use crate::frontend::keras::save::{save_trained, OptimizerState as SavedOptimizer};
 use crate::ir::{DType, Tensor, TensorData};
-use crate::runtime::training::{KerasOptimizer, Kind, Loss, Optimizer, Schedule, TrainStep};
+use crate::runtime::training::{KerasOptimizer, Kind, Loss, Optimizer, OptimizerState, Schedule, TrainStep};
 use crate::Model;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -40,6 +40,20 @@ pub struct FitOptions {
     pub history: Option<PathBuf>,
     /// 0: silent, 1 or 2: one line per epoch.
     pub verbose: u8,
+    /// Layers whose weights stay as they are.
+    pub freeze: Vec<String>,
+    /// Freeze every layer before this one.
+    pub trainable_from: Option<String>,
+    /// Hold out this last fraction of the data for validation (when the data has no x_val).
+    pub validation_split: Option<f32>,
+    /// Stop after this many epochs without improvement of val_loss (or loss).
+    pub early_stopping: Option<usize>,
+    /// Write a checkpoint here after every epoch.
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint in `checkpoint`.
+    pub resume: bool,
+    /// Test hook: abort the process before this (0-based, counted over the run) step.
+    pub abort_after_steps: Option<usize>,
 }
 
 /// What Keras's `history.history` holds (`loss`, each metric, their `val_` forms, per epoch),
@@ -168,6 +182,195 @@ fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
         idx.swap(i, j);
     }
     idx
+}
+
+/// Keras's EarlyStopping(patience) on the monitored loss (min_delta 0, no best-weight restore).
+#[derive(Debug, Clone, PartialEq)]
+struct EarlyStopping {
+    patience: Option<usize>,
+    best: f64,
+    wait: usize,
+    stopped: bool,
+}
+
+impl EarlyStopping {
+    fn new(patience: Option<usize>) -> EarlyStopping {
+        EarlyStopping { patience, best: f64::INFINITY, wait: 0, stopped: false }
+    }
+
+    fn update(&mut self, value: f64) {
+        let Some(p) = self.patience else { return };
+        if value < self.best {
+            self.best = value;
+            self.wait = 0;
+        } else {
+            self.wait += 1;
+            if self.wait >= p {
+                self.stopped = true;
+            }
+        }
+    }
+}
+
+/// The weights to train: those read from the file as stored, minus frozen layers (the
+/// config's `trainable: false`, `--freeze`, and everything before `--trainable-from`).
+fn trainable_weights(model: &Model, o: &FitOptions) -> Result<Vec<crate::ir::ValueId>, FitError> {
+    let layers: Vec<&str> = model.info.layers.iter().map(|l| l.name.as_str()).collect();
+    let mut frozen: std::collections::HashSet<String> =
+        model.info.layers.iter().filter(|l| l.params > 0 && l.trainable_params == 0).map(|l| l.name.clone()).collect();
+    for f in &o.freeze {
+        if !layers.contains(&f.as_str()) {
+            return Err(invalid(format!("--freeze: no layer '{f}' (layers: {})", layers.join(", "))));
+        }
+        frozen.insert(f.clone());
+    }
+    if let Some(t) = &o.trainable_from {
+        let i = layers
+            .iter()
+            .position(|l| l == t)
+            .ok_or_else(|| invalid(format!("--trainable-from: no layer '{t}' (layers: {})", layers.join(", "))))?;
+        frozen.extend(layers[..i].iter().map(|l| l.to_string()));
+    }
+    let g = &model.graph;
+    Ok(g.constants()
+        .keys()
+        .copied()
+        .filter(|v| model.weight_sources.contains_key(v))
+        .filter(|v| {
+            let name = &g.value(*v).name;
+            !frozen.contains(name.split('/').next().unwrap_or(name))
+        })
+        .collect())
+}
+
+struct Checkpoint {
+    epoch: usize,
+    weights: Vec<Tensor>,
+    optimizer: OptimizerState,
+    history: History,
+    stopper: EarlyStopping,
+}
+
+fn ckpt_ext(source: &Path) -> String {
+    source.extension().map(|e| e.to_string_lossy().to_string()).unwrap_or_else(|| "h5".into())
+}
+
+/// After each epoch: the model in the input's format, and `state.json` + `optimizer.npz` with
+/// what a resumed run needs. Each file is written atomically; `state.json` last.
+#[allow(clippy::too_many_arguments)]
+fn write_checkpoint(
+    dir: &Path,
+    source: &Path,
+    model: &Model,
+    trainable: &[crate::ir::ValueId],
+    weights: &[Tensor],
+    opt: &KerasOptimizer,
+    hist: &History,
+    stopper: &EarlyStopping,
+    epoch: usize,
+) -> Result<(), FitError> {
+    std::fs::create_dir_all(dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
+    let updates: Vec<(String, Tensor)> = trainable
+        .iter()
+        .zip(weights)
+        .filter_map(|(v, w)| model.weight_sources.get(v).map(|p| (p.clone(), w.clone())))
+        .collect();
+    let st = opt.state();
+    let saved = SavedOptimizer { iterations: st.iterations as i64, learning_rate: opt.learning_rate() };
+    save_trained(source, &dir.join(format!("checkpoint.{}", ckpt_ext(source))), &updates, Some(saved))?;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let zo = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (i, slots) in st.slots.iter().enumerate() {
+        for (j, s) in slots.iter().enumerate() {
+            let t = Tensor::from_f32(&[s.len()], s.clone()).map_err(|e| invalid(e.to_string()))?;
+            z.start_file(format!("w{i}_s{j}.npy"), zo).map_err(|e| invalid(e.to_string()))?;
+            std::io::Write::write_all(&mut z, &crate::npy::to_bytes(&t)).map_err(|e| invalid(e.to_string()))?;
+        }
+    }
+    let bytes = z.finish().map_err(|e| invalid(e.to_string()))?.into_inner();
+    crate::write_atomic(&dir.join("optimizer.npz"), &bytes).map_err(|e| invalid(e.to_string()))?;
+    let mut h = serde_json::Map::new();
+    for (k, v) in &hist.series {
+        h.insert(k.clone(), serde_json::json!(v));
+    }
+    let state = serde_json::json!({
+        "epoch": epoch,
+        "iterations": st.iterations,
+        "u_product": st.u_product,
+        "slots": st.slots.iter().map(|s| s.len()).collect::<Vec<_>>(),
+        "history": h,
+        "step_loss": hist.step_loss,
+        "early_stopping": {"best": if stopper.best.is_finite() { serde_json::json!(stopper.best) } else { serde_json::Value::Null }, "wait": stopper.wait, "stopped": stopper.stopped},
+    });
+    let text = serde_json::to_string_pretty(&state).map_err(|e| invalid(e.to_string()))?;
+    crate::write_atomic(&dir.join("state.json"), text.as_bytes()).map_err(|e| invalid(e.to_string()))
+}
+
+fn read_checkpoint(
+    dir: &Path,
+    source: &Path,
+    trainable: &[crate::ir::ValueId],
+    model: &Model,
+) -> Result<Checkpoint, FitError> {
+    let bad = |m: String| invalid(format!("{}: cannot resume: {m}", dir.display()));
+    let text = std::fs::read(dir.join("state.json")).map_err(|e| bad(format!("state.json: {e}")))?;
+    let st: serde_json::Value = serde_json::from_slice(&text).map_err(|e| bad(format!("state.json: {e}")))?;
+    let ck = crate::load(&dir.join(format!("checkpoint.{}", ckpt_ext(source))))?;
+    let mut weights = Vec::new();
+    for v in trainable {
+        let name = &model.graph.value(*v).name;
+        let t = ck
+            .graph
+            .constants()
+            .iter()
+            .find(|(c, _)| ck.graph.value(**c).name == *name)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| bad(format!("the checkpoint has no weight {name}")))?;
+        weights.push(t);
+    }
+    let arrays: std::collections::HashMap<String, Tensor> =
+        crate::npy::read_npz(&dir.join("optimizer.npz"))?.into_iter().collect();
+    let counts: Vec<usize> = st["slots"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect())
+        .unwrap_or_default();
+    let mut slots = Vec::new();
+    for (i, &k) in counts.iter().enumerate() {
+        let mut per = Vec::new();
+        for j in 0..k {
+            let t = arrays.get(&format!("w{i}_s{j}")).ok_or_else(|| bad(format!("optimizer.npz lacks w{i}_s{j}")))?;
+            per.push(t.to_f32_vec());
+        }
+        slots.push(per);
+    }
+    let mut history = History::default();
+    if let Some(h) = st["history"].as_object() {
+        for (k, v) in h {
+            history.series.push((
+                k.clone(),
+                v.as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default(),
+            ));
+        }
+    }
+    history.step_loss =
+        st["step_loss"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
+    let es = &st["early_stopping"];
+    Ok(Checkpoint {
+        epoch: st["epoch"].as_u64().ok_or_else(|| bad("state.json has no epoch".into()))? as usize,
+        weights,
+        optimizer: OptimizerState {
+            iterations: st["iterations"].as_u64().unwrap_or(0),
+            u_product: st["u_product"].as_f64().unwrap_or(1.0) as f32,
+            slots,
+        },
+        history,
+        stopper: EarlyStopping {
+            patience: None,
+            best: es["best"].as_f64().unwrap_or(f64::INFINITY),
+            wait: es["wait"].as_u64().unwrap_or(0) as usize,
+            stopped: es["stopped"].as_bool().unwrap_or(false),
+        },
+    })
 }
 
 /// A learning rate from a Keras config: a number, or a serialized schedule.
@@ -299,8 +502,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     let cfg = opt_cfg.filter(|o| {
         o.get("class_name").and_then(|v| v.as_str()).map(str::to_lowercase).as_deref() == Some(opt_name.as_str())
     });
-    let mut optimizer: Box<dyn Optimizer> =
-        Box::new(build_optimizer(&opt_name, cfg.and_then(|o| o.get("config")), options)?);
+    let mut optimizer = build_optimizer(&opt_name, cfg.and_then(|o| o.get("config")), options)?;
     let noisy: Vec<&str> = model
         .info
         .layers
@@ -329,7 +531,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     if g.inputs().len() != 1 {
         return Err(invalid("fit takes models with one input for now"));
     }
-    let trainable: Vec<_> = g.constants().keys().copied().filter(|v| model.weight_sources.contains_key(v)).collect();
+    let trainable = trainable_weights(model, options)?;
     let labels_dtype = if loss.sparse() { DType::I32 } else { DType::F32 };
     let classes = g.value(g.outputs()[0]).ty.shape.dims().last().and_then(|d| d.fixed()).unwrap_or(1);
     let metric_names: Vec<String> = match &options.metrics {
@@ -365,34 +567,68 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         Ok((x, y))
     };
     let (x, y) = prep(x, y)?;
-    let val = match (arrays.get("x_val"), arrays.get("y_val")) {
-        (Some(a), Some(b)) => Some(prep(a.clone(), b.clone())?),
-        _ => None,
+    let (x, y, val) = match (arrays.get("x_val"), arrays.get("y_val"), options.validation_split) {
+        (Some(a), Some(b), _) => (x, y, Some(prep(a.clone(), b.clone())?)),
+        // Keras's validation_split: the last fraction of the data, taken before any shuffling.
+        (_, _, Some(f)) if f > 0.0 && f < 1.0 => {
+            let n = x.shape()[0];
+            let nv = ((n as f64) * f as f64).floor() as usize;
+            if nv == 0 || nv >= n {
+                return Err(invalid(format!("--validation-split {f} leaves no training or no validation data")));
+            }
+            let (tr, va): (Vec<usize>, Vec<usize>) = ((0..n - nv).collect(), (n - nv..n).collect());
+            (rows(&x, &tr)?, rows(&y, &tr)?, Some((rows(&x, &va)?, rows(&y, &va)?)))
+        }
+        (_, _, Some(f)) if f != 0.0 => return Err(invalid(format!("--validation-split must be in (0, 1), got {f}"))),
+        _ => (x, y, None),
     };
     let n = x.shape()[0];
     let step = TrainStep::new(g, loss, &trainable, labels_dtype)?;
     let mut weights: Vec<Tensor> = trainable.iter().filter_map(|v| g.constant(*v).cloned()).collect();
     let bs = options.batch_size.max(1);
     let mut hist = History::default();
+    let mut start_epoch = 0;
+    let mut stopper = EarlyStopping::new(options.early_stopping);
+    if options.resume {
+        let dir = options.checkpoint.as_ref().ok_or_else(|| invalid("--resume needs --checkpoint DIR"))?;
+        let ck = read_checkpoint(dir, source, &trainable, model)?;
+        weights = ck.weights;
+        optimizer.restore(ck.optimizer);
+        hist = ck.history;
+        stopper = EarlyStopping { patience: options.early_stopping, ..ck.stopper };
+        start_epoch = ck.epoch;
+        if options.verbose > 0 {
+            eprintln!("resuming after epoch {start_epoch} from {}", dir.display());
+        }
+    }
     let steps = n.div_ceil(bs);
-    for epoch in 0..options.epochs {
+    let mut total_steps = hist.step_loss.len();
+    for epoch in start_epoch..options.epochs {
+        if stopper.stopped {
+            break;
+        }
         let order: Vec<usize> = if options.shuffle { shuffled(n, options.seed, epoch) } else { (0..n).collect() };
         let t0 = std::time::Instant::now();
         let mut loss_sum = 0.0f64;
         let mut seen = 0usize;
         let mut sums = vec![0.0f64; metrics.len()];
         for b in 0..steps {
+            if options.abort_after_steps == Some(total_steps) {
+                // Test hook: die like a killed process, mid-epoch, without any cleanup.
+                std::process::abort();
+            }
             let idx = &order[b * bs..((b + 1) * bs).min(n)];
             let (xb, yb) = (rows(&x, idx)?, rows(&y, idx)?);
             let (l, grads, pred) = step.run(std::slice::from_ref(&xb), &yb, &weights)?;
             if !l.is_finite() {
                 return Err(invalid(format!(
-                    "the loss became {l} at epoch {}, step {}: stopping; nothing was written",
+                    "the loss became {l} at epoch {}, step {}: stopping; nothing was written (the last checkpoint, if any, holds the last good weights)",
                     epoch + 1,
                     b + 1
                 )));
             }
             hist.step_loss.push(l as f64);
+            total_steps += 1;
             // Keras's epoch loss is the mean of the batch losses; metrics are means over samples.
             loss_sum += l as f64;
             seen += idx.len();
@@ -414,6 +650,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             hist.push(name, v);
             let _ = write!(line, " - {name}: {v:.4}");
         }
+        let mut monitored = loss_sum / steps as f64;
         if let Some((xv, yv)) = &val {
             let nv = xv.shape()[0];
             let mut vl = 0.0f64;
@@ -428,6 +665,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                 }
             }
             let v = vl / nv.max(1) as f64;
+            monitored = v;
             hist.push("val_loss", v);
             let _ = write!(line, " - val_loss: {v:.4}");
             for (s, (name, _)) in vsums.iter().zip(&metrics) {
@@ -439,13 +677,20 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         if options.verbose > 0 {
             eprintln!("{line}");
         }
+        stopper.update(monitored);
+        if let Some(dir) = &options.checkpoint {
+            write_checkpoint(dir, source, model, &trainable, &weights, &optimizer, &hist, &stopper, epoch + 1)?;
+        }
+        if stopper.stopped && options.verbose > 0 {
+            eprintln!("early stopping: no improvement for {} epoch(s)", stopper.wait);
+        }
     }
     let updates: Vec<(String, Tensor)> = trainable
         .iter()
         .zip(&weights)
         .filter_map(|(v, w)| model.weight_sources.get(v).map(|p| (p.clone(), w.clone())))
         .collect();
-    let state = OptimizerState { iterations: optimizer.iterations() as i64, learning_rate: optimizer.learning_rate() };
+    let state = SavedOptimizer { iterations: optimizer.iterations() as i64, learning_rate: optimizer.learning_rate() };
     save_trained(source, &options.output, &updates, Some(state))?;
     if let Some(h) = &options.history {
         let mut j = serde_json::Map::new();

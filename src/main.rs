@@ -155,6 +155,26 @@ enum Command {
         history: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
         verbose: u8,
+        /// Keep these layers' weights (comma-separated layer names)
+        #[arg(long, value_delimiter = ',')]
+        freeze: Vec<String>,
+        /// Freeze every layer before this one
+        #[arg(long)]
+        trainable_from: Option<String>,
+        /// Hold out this last fraction of the data for validation
+        #[arg(long)]
+        validation_split: Option<f32>,
+        /// Stop after PATIENCE epochs without improvement of val_loss (or loss)
+        #[arg(long, value_name = "PATIENCE")]
+        early_stopping: Option<usize>,
+        /// Write a checkpoint to DIR after every epoch
+        #[arg(long, value_name = "DIR")]
+        checkpoint: Option<PathBuf>,
+        /// Continue from the last checkpoint in --checkpoint DIR
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, hide = true)]
+        abort_after_steps: Option<usize>,
         /// Only the CPU trains for now
         #[arg(long)]
         device: Option<String>,
@@ -240,6 +260,13 @@ fn run(cli: Cli) -> Result<()> {
             no_dropout,
             history,
             verbose,
+            freeze,
+            trainable_from,
+            validation_split,
+            early_stopping,
+            checkpoint,
+            resume,
+            abort_after_steps,
             device,
         } => {
             if let Some(d) = device.as_deref() {
@@ -273,6 +300,13 @@ fn run(cli: Cli) -> Result<()> {
                 no_dropout,
                 history,
                 verbose,
+                freeze,
+                trainable_from,
+                validation_split,
+                early_stopping,
+                checkpoint,
+                resume,
+                abort_after_steps,
             };
             let h = kerasc::fit::fit(&m, &model, &opts)?;
             eprintln!(

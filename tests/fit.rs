@@ -339,3 +339,130 @@ fn losses_and_optimizers_train_like_keras() {
         }
     }
 }
+
+fn fit_args(model: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let data = models_dir().join("mlp.finetune.npz");
+    let mut a: Vec<String> = vec![
+        "fit".into(),
+        model.to_str().unwrap().into(),
+        "--data".into(),
+        data.to_str().unwrap().into(),
+        "--output".into(),
+        out.to_str().unwrap().into(),
+        "--batch-size".into(),
+        "16".into(),
+        "--verbose".into(),
+        "0".into(),
+        "--optimizer".into(),
+        "adam".into(),
+    ];
+    if !extra.contains(&"--learning-rate") {
+        a.extend(["--learning-rate".to_string(), "0.01".to_string()]);
+    }
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn run_fit(args: &[String]) -> std::process::Output {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::kerasc(&a)
+}
+
+fn weights_of(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let m = kerasc::load(path).unwrap();
+    m.graph.constants().iter().map(|(v, t)| (m.graph.value(*v).name.clone(), t.to_f32_vec())).collect()
+}
+
+#[test]
+fn a_killed_run_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does() {
+    let dir = common::tmpdir("fit-resume");
+    let m = models_dir().join("mlp.h5");
+    let whole = dir.join("whole.h5");
+    let r = run_fit(&fit_args(&m, &whole, &["--epochs", "3", "--seed", "5"]));
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let ck = dir.join("ck");
+    let resumed = dir.join("resumed.h5");
+    // Killed in the middle of the second epoch (step 20 of 16 per epoch).
+    let ck_s = ck.to_str().unwrap().to_string();
+    let killed = run_fit(&fit_args(
+        &m,
+        &resumed,
+        &["--epochs", "3", "--seed", "5", "--checkpoint", &ck_s, "--abort-after-steps", "20"],
+    ));
+    assert!(!killed.status.success());
+    assert!(!resumed.exists(), "a killed run must not leave the output");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(ck.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["epoch"], 1);
+    let r = run_fit(&fit_args(&m, &resumed, &["--epochs", "3", "--seed", "5", "--checkpoint", &ck_s, "--resume"]));
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(weights_of(&resumed), weights_of(&whole), "resumed weights differ from the uninterrupted run's");
+}
+
+#[test]
+fn frozen_layers_keep_their_weights() {
+    let dir = common::tmpdir("fit-freeze");
+    let m = models_dir().join("mlp.h5");
+    let before = weights_of(&m);
+    for (flags, frozen) in
+        [(vec!["--freeze", "dense"], vec!["dense/"]), (vec!["--trainable-from", "dense_2"], vec!["dense/", "dense_1/"])]
+    {
+        let out = dir.join("out.h5");
+        let mut extra = vec!["--epochs", "1"];
+        extra.extend(flags.iter().copied());
+        let r = run_fit(&fit_args(&m, &out, &extra));
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        for ((name, w0), (_, w1)) in before.iter().zip(weights_of(&out)) {
+            let is_frozen = frozen.iter().any(|p| name.starts_with(p));
+            assert_eq!(w0 == &w1, is_frozen, "{flags:?}: {name} frozen={is_frozen}");
+        }
+    }
+    let r = run_fit(&fit_args(&m, &dir.join("x.h5"), &["--freeze", "nope"]));
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no layer 'nope'"));
+}
+
+#[test]
+fn validation_split_and_early_stopping() {
+    let dir = common::tmpdir("fit-split");
+    let m = models_dir().join("mlp.h5");
+    // The data file has x_val; a split applies only without it, so train on x/y of a copy.
+    let arrays = kerasc::npy::read_npz(&models_dir().join("mlp.finetune.npz")).unwrap();
+    let npz = dir.join("xy.npz");
+    {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&npz).unwrap());
+        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, t) in arrays.iter().filter(|(n, _)| n == "x_train" || n == "y_train") {
+            use std::io::Write;
+            z.start_file(format!("{}.npy", &name[..1]), o).unwrap();
+            z.write_all(&kerasc::npy::to_bytes(t)).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    let hist = dir.join("h.json");
+    let args: Vec<String> = fit_args(
+        &m,
+        &dir.join("o.h5"),
+        &[
+            "--epochs",
+            "6",
+            "--validation-split",
+            "0.25",
+            "--early-stopping",
+            "1",
+            "--learning-rate",
+            "0",
+            "--history",
+            hist.to_str().unwrap(),
+        ],
+    )
+    .into_iter()
+    .map(|a| if a.ends_with("mlp.finetune.npz") { npz.to_str().unwrap().to_string() } else { a })
+    .collect();
+    // A zero learning rate never improves val_loss: stopped after the epoch following the best.
+    let r = run_fit(&args);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&hist).unwrap()).unwrap();
+    assert_eq!(h["val_loss"].as_array().unwrap().len(), 2, "{h}");
+    // 256 samples, a quarter held out, batches of 16: 12 steps per epoch.
+    assert_eq!(h["step_loss"].as_array().unwrap().len(), 24);
+}

@@ -5,5 +5,5 @@
 mod optimizers;
 mod step;
 
-pub use optimizers::{KerasOptimizer, Kind, Optimizer, Schedule, Sgd};
+pub use optimizers::{KerasOptimizer, Kind, Optimizer, OptimizerState, Schedule, Sgd};
 pub use step::{Loss, TrainStep};

@@ -122,7 +122,28 @@ fn err(m: impl Into<String>) -> RuntimeError {
     RuntimeError::Plan(m.into())
 }
 
+/// Everything an optimizer carries between steps, for checkpoints.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OptimizerState {
+    pub iterations: u64,
+    pub u_product: f32,
+    /// Per weight, its slot variables.
+    pub slots: Vec<Vec<Vec<f32>>>,
+}
+
 impl KerasOptimizer {
+    /// The state to checkpoint.
+    pub fn state(&self) -> OptimizerState {
+        OptimizerState { iterations: self.iterations, u_product: self.u_product, slots: self.slots.clone() }
+    }
+
+    /// Continues from a checkpointed state.
+    pub fn restore(&mut self, s: OptimizerState) {
+        self.iterations = s.iterations;
+        self.u_product = s.u_product;
+        self.slots = s.slots;
+    }
+
     /// An optimizer without clipping or weight decay.
     pub fn new(kind: Kind, schedule: Schedule) -> KerasOptimizer {
         KerasOptimizer {
