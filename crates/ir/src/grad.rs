@@ -138,7 +138,73 @@ impl Builder<'_> {
                 let t = self.ty(x(0));
                 vec![Some(self.unbroadcast(dy, &t)?), None]
             }
-            Op::MeanGrad { .. } => return Err(unsupported(&op, " (second derivatives)")),
+            Op::MeanGrad { .. } | Op::GatherGrad { .. } => return Err(unsupported(&op, " (second derivatives)")),
+            Op::Gather { axis } => {
+                let data_dims = fixed_dims(&self.ty(x(0)).shape, "an embedding table")?;
+                vec![Some(self.add(Op::GatherGrad { axis: *axis, data_dims }, &[x(1), dy])?), None]
+            }
+            Op::Slice { axes, starts, ends, steps } if steps.iter().all(|&s| s == 1) => {
+                // The gradient of a unit-step slice is the slice padded back with zeros.
+                let xs = self.ty(x(0)).shape;
+                let mut pads = vec![(0usize, 0usize); xs.rank()];
+                for (k, &a) in axes.iter().enumerate() {
+                    let n = xs.dims()[a].fixed().ok_or_else(|| unsupported(&op, " along a symbolic axis"))?;
+                    let (b, e) = crate::slice_bounds(n, starts[k], ends[k], 1);
+                    let (b, e) = (b.max(0) as usize, (e.max(b)) as usize);
+                    pads[a] = (b, n.saturating_sub(e));
+                }
+                vec![Some(self.add(Op::Pad { pads, value: 0.0 }, &[dy])?)]
+            }
+            Op::BatchNorm { axis, epsilon } => {
+                // Inference arithmetic with fixed statistics (a frozen or inference-mode layer):
+                // y = (x − μ)·s + β with s = γ/√(σ² + ε).
+                let r = self.ty(x(0)).shape.rank();
+                let mut shape = vec![1i64; r];
+                let c =
+                    self.ty(x(1)).shape.dims()[0].fixed().ok_or_else(|| unsupported(&op, " with symbolic channels"))?;
+                shape[*axis] = c as i64;
+                let eps = self.g.add_constant(format!("grad/eps_{}", self.n), Tensor::scalar(*epsilon));
+                let v = self.add(Op::Binary(BinaryOp::Add), &[x(4), eps])?;
+                let rs = self.add(Op::Unary(UnaryOp::Rsqrt), &[v])?;
+                let s = self.add(Op::Binary(BinaryOp::Mul), &[x(1), rs])?;
+                let s_b = self.add(Op::Reshape { shape: shape.clone() }, &[s])?;
+                let dx = self.add(Op::Binary(BinaryOp::Mul), &[dy, s_b])?;
+                let mu_b = self.add(Op::Reshape { shape: shape.clone() }, &[x(3)])?;
+                let rs_b = self.add(Op::Reshape { shape }, &[rs])?;
+                let xc = self.add(Op::Binary(BinaryOp::Sub), &[x(0), mu_b])?;
+                let xhat = self.add(Op::Binary(BinaryOp::Mul), &[xc, rs_b])?;
+                let gx = self.add(Op::Binary(BinaryOp::Mul), &[dy, xhat])?;
+                let others: Vec<usize> = (0..r).filter(|a| a != axis).collect();
+                let dgamma =
+                    self.add(Op::Reduce { kind: ReduceKind::Sum, axes: others.clone(), keepdims: false }, &[gx])?;
+                let dbeta = self.add(Op::Reduce { kind: ReduceKind::Sum, axes: others, keepdims: false }, &[dy])?;
+                vec![Some(dx), Some(dgamma), Some(dbeta), None, None]
+            }
+            Op::LayerNorm { axes, epsilon } => {
+                // x̂ = (x − mean)·rs; dx = rs·(g − mean(g) − x̂·mean(g·x̂)) with g = dy·γ.
+                let mean = |b: &mut Self, v: ValueId| {
+                    b.add(Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keepdims: true }, &[v])
+                };
+                let mu = mean(self, x(0))?;
+                let xc = self.add(Op::Binary(BinaryOp::Sub), &[x(0), mu])?;
+                let sq = self.add(Op::Unary(UnaryOp::Square), &[xc])?;
+                let var = mean(self, sq)?;
+                let eps = self.g.add_constant(format!("grad/eps_{}", self.n), Tensor::scalar(*epsilon));
+                let ve = self.add(Op::Binary(BinaryOp::Add), &[var, eps])?;
+                let rs = self.add(Op::Unary(UnaryOp::Rsqrt), &[ve])?;
+                let xhat = self.add(Op::Binary(BinaryOp::Mul), &[xc, rs])?;
+                let g = self.add(Op::Binary(BinaryOp::Mul), &[dy, x(1)])?;
+                let mg = mean(self, g)?;
+                let gx = self.add(Op::Binary(BinaryOp::Mul), &[g, xhat])?;
+                let mgx = mean(self, gx)?;
+                let t = self.add(Op::Binary(BinaryOp::Mul), &[xhat, mgx])?;
+                let d1 = self.add(Op::Binary(BinaryOp::Sub), &[g, mg])?;
+                let d2 = self.add(Op::Binary(BinaryOp::Sub), &[d1, t])?;
+                let dx = self.add(Op::Binary(BinaryOp::Mul), &[rs, d2])?;
+                let dyx = self.add(Op::Binary(BinaryOp::Mul), &[dy, xhat])?;
+                let (gt, bt) = (self.ty(x(1)), self.ty(x(2)));
+                vec![Some(dx), Some(self.unbroadcast(dyx, &gt)?), Some(self.unbroadcast(dy, &bt)?)]
+            }
             Op::Reshape { .. } => {
                 let to = self.ty(x(0)).shape;
                 vec![Some(self.reshape_to(dy, &to)?)]

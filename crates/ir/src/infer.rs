@@ -562,6 +562,15 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             }
             Ok(vec![TensorType::new(tys[0].dtype, shape)])
         }
+        Op::GatherGrad { axis, data_dims } => {
+            arity(op, tys, 2, 2)?;
+            let data = TensorType::new(tys[1].dtype, Shape::fixed(data_dims));
+            let fwd = infer_types(&Op::Gather { axis: *axis }, &[data.clone(), tys[0].clone()])?;
+            if fwd[0].shape != tys[1].shape {
+                return err(op, format!("dy {} is not the gather's output {}", tys[1].shape, fwd[0].shape));
+            }
+            Ok(vec![data])
+        }
         Op::MeanGrad { axes } => {
             arity(op, tys, 2, 2)?;
             check_axes(op, axes, tys[1].shape.rank())?;

@@ -386,6 +386,9 @@ pub enum Op {
     /// broadcast to `like`'s shape, divided by the count averaged, known only at run time when
     /// an axis is the batch (training).
     MeanGrad { axes: Vec<usize> },
+    /// `[indices, dy]`: the gradient of `Gather { axis }` with respect to its data, whose shape
+    /// is `data_dims`: `dy`'s rows added into the rows the indices picked (training).
+    GatherGrad { axis: usize, data_dims: Vec<usize> },
     /// `[x, dy]`: `dy · f'(x)` for the unary function `f` (training).
     UnaryGrad(UnaryOp),
     /// `[a, b, dy]`: the gradient of `op(a, b)` with respect to operand `wrt` (0 or 1), in the
@@ -447,6 +450,7 @@ impl Op {
             Op::Fused(_) => "Fused".into(),
             Op::BroadcastTo => "BroadcastTo".into(),
             Op::MeanGrad { .. } => "MeanGrad".into(),
+            Op::GatherGrad { .. } => "GatherGrad".into(),
             Op::UnaryGrad(u) => format!("{}_grad", u.name()),
             Op::BinaryGrad { op, wrt } => format!("{}_grad{wrt}", op.name()),
             Op::ConvInputGrad { conv, .. } => format!("Conv{}DInputGrad", conv.strides.len()),

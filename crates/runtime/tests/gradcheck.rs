@@ -198,6 +198,44 @@ fn data_movement() {
 }
 
 #[test]
+fn normalizations_embedding_and_slices() {
+    let mut rng = Rng(10);
+    let x = rng.tensor(&[2, 3, 4], -1.0, 1.0);
+    check_first(
+        "layer norm",
+        vec![x.clone(), rng.tensor(&[4], 0.5, 1.5), rng.tensor(&[4], -0.5, 0.5)],
+        3,
+        op1(Op::LayerNorm { axes: vec![2], epsilon: 1e-3 }),
+    );
+    check_first(
+        "layer norm over two axes",
+        vec![x.clone(), rng.tensor(&[3, 4], 0.5, 1.5), rng.tensor(&[3, 4], -0.5, 0.5)],
+        3,
+        op1(Op::LayerNorm { axes: vec![1, 2], epsilon: 1e-3 }),
+    );
+    // Batch norm with fixed statistics: gradients for x, gamma and beta (mean, variance are data).
+    check_first(
+        "batch norm (inference)",
+        vec![
+            x.clone(),
+            rng.tensor(&[4], 0.5, 1.5),
+            rng.tensor(&[4], -0.5, 0.5),
+            rng.tensor(&[4], -0.2, 0.2),
+            rng.tensor(&[4], 0.5, 1.0),
+        ],
+        3,
+        op1(Op::BatchNorm { axis: 2, epsilon: 1e-3 }),
+    );
+    let ids = Tensor::new(vec![2, 3], TensorData::I32(vec![1, 4, 1, 0, 2, 4])).unwrap();
+    check("embedding", vec![rng.tensor(&[5, 3], -1.0, 1.0), ids], op1(Op::Gather { axis: 0 }));
+    check(
+        "slice",
+        vec![x],
+        op1(Op::Slice { axes: vec![1, 2], starts: vec![1, -3], ends: vec![3, 4], steps: vec![1, 1] }),
+    );
+}
+
+#[test]
 fn softmax_cross_entropy() {
     let mut rng = Rng(9);
     let logits = rng.tensor(&[4, 5], -2.0, 2.0);

@@ -99,6 +99,7 @@ pub fn emit_node(
         Op::Rnn(a) => c.rnn(a)?,
         Op::BroadcastTo
         | Op::MeanGrad { .. }
+        | Op::GatherGrad { .. }
         | Op::UnaryGrad(_)
         | Op::BinaryGrad { .. }
         | Op::ConvInputGrad { .. }

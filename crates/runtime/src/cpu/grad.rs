@@ -153,6 +153,27 @@ pub fn run_grad_op(op: &Op, inputs: &[&Tensor], out_shape: &[usize]) -> Result<T
             let idx = broadcast_index(inputs[0].shape(), out_shape);
             tensor(out_shape, (0..n).map(|i| v[idx(i)]).collect())
         }
+        Op::GatherGrad { axis, .. } => {
+            let ids: Vec<i64> = inputs[0].to_f64_vec().iter().map(|&v| v as i64).collect();
+            let dy = f32s(op, inputs[1])?;
+            let (outer, d, inner) = (
+                out_shape[..*axis].iter().product::<usize>(),
+                out_shape[*axis],
+                out_shape[*axis + 1..].iter().product::<usize>(),
+            );
+            let mut dx = vec![0f32; n];
+            for o in 0..outer {
+                for (k, &i) in ids.iter().enumerate() {
+                    if i < 0 || i as usize >= d {
+                        return Err(RuntimeError::kernel(op, format!("index {i} is out of range [0, {d})")));
+                    }
+                    let src = &dy[(o * ids.len() + k) * inner..(o * ids.len() + k + 1) * inner];
+                    let dst = &mut dx[(o * d + i as usize) * inner..(o * d + i as usize + 1) * inner];
+                    dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
+                }
+            }
+            tensor(out_shape, dx)
+        }
         Op::MeanGrad { axes } => {
             let v = f32s(op, inputs[0])?;
             let idx = broadcast_index(inputs[0].shape(), out_shape);

@@ -90,6 +90,7 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> 
         }
         Op::BroadcastTo
         | Op::MeanGrad { .. }
+        | Op::GatherGrad { .. }
         | Op::UnaryGrad(_)
         | Op::BinaryGrad { .. }
         | Op::ConvInputGrad { .. }
