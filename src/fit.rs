@@ -3,7 +3,9 @@
 
 use crate::frontend::keras::save::{save_trained, OptimizerState as SavedOptimizer};
 use crate::ir::{DType, Tensor, TensorData};
-use crate::runtime::training::{KerasOptimizer, Kind, Loss, Optimizer, OptimizerState, Schedule, TrainStep};
+use crate::runtime::training::{
+    KerasOptimizer, Kind, Loss, Noise, Optimizer, OptimizerState, Schedule, TrainOptions, TrainStep,
+};
 use crate::Model;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -166,19 +168,12 @@ fn rows(t: &Tensor, idx: &[usize]) -> Result<Tensor, FitError> {
     Tensor::new(shape, data).map_err(|e| invalid(e.to_string()))
 }
 
-/// SplitMix64 for the per-epoch shuffle (seeded; not Keras's own order).
+/// The per-epoch shuffle (seeded; not Keras's own order).
 fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut s = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut next = || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    let mut rng = SplitMix(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut idx: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
+        let j = (rng.next() % (i as u64 + 1)) as usize;
         idx.swap(i, j);
     }
     idx
@@ -212,9 +207,9 @@ impl EarlyStopping {
     }
 }
 
-/// The weights to train: those read from the file as stored, minus frozen layers (the
-/// config's `trainable: false`, `--freeze`, and everything before `--trainable-from`).
-fn trainable_weights(model: &Model, o: &FitOptions) -> Result<Vec<crate::ir::ValueId>, FitError> {
+/// Layers that get no updates: the config's `trainable: false`, `--freeze`, and everything
+/// before `--trainable-from`.
+fn frozen_layers(model: &Model, o: &FitOptions) -> Result<std::collections::HashSet<String>, FitError> {
     let layers: Vec<&str> = model.info.layers.iter().map(|l| l.name.as_str()).collect();
     let mut frozen: std::collections::HashSet<String> =
         model.info.layers.iter().filter(|l| l.params > 0 && l.trainable_params == 0).map(|l| l.name.clone()).collect();
@@ -231,16 +226,175 @@ fn trainable_weights(model: &Model, o: &FitOptions) -> Result<Vec<crate::ir::Val
             .ok_or_else(|| invalid(format!("--trainable-from: no layer '{t}' (layers: {})", layers.join(", "))))?;
         frozen.extend(layers[..i].iter().map(|l| l.to_string()));
     }
+    Ok(frozen)
+}
+
+fn layer_of(name: &str) -> &str {
+    name.split('/').next().unwrap_or(name)
+}
+
+/// Weights Keras never trains (its non-trainable variables): batch-norm moving statistics and
+/// the statistics of a Normalization layer.
+fn never_trained(model: &Model, v: crate::ir::ValueId) -> bool {
+    let name = &model.graph.value(v).name;
+    name.ends_with("/moving_mean")
+        || name.ends_with("/moving_variance")
+        || model.info.layer_configs.get(layer_of(name)).is_some_and(|(class, _)| class == "Normalization")
+}
+
+/// The weights to train: those read from the file, minus frozen layers and non-trainable
+/// variables.
+fn trainable_weights(
+    model: &Model,
+    frozen: &std::collections::HashSet<String>,
+) -> Result<Vec<crate::ir::ValueId>, FitError> {
     let g = &model.graph;
     Ok(g.constants()
         .keys()
         .copied()
         .filter(|v| model.weight_sources.contains_key(v))
-        .filter(|v| {
-            let name = &g.value(*v).name;
-            !frozen.contains(name.split('/').next().unwrap_or(name))
-        })
+        .filter(|v| !frozen.contains(layer_of(&g.value(*v).name)) && !never_trained(model, *v))
         .collect())
+}
+
+/// Training-mode layers: batch normalizations that are not frozen (batch statistics; their
+/// moving statistics become step state, updated with the layer's momentum), and the active
+/// noise layers with their data format.
+struct TrainingMode {
+    options: TrainOptions,
+    /// Per state tensor: the momentum of its layer.
+    momentum: Vec<f32>,
+    /// Per noise layer (TrainOptions order): the channel axis for spatial dropout.
+    channels_first: Vec<bool>,
+}
+
+fn training_mode(
+    model: &Model,
+    frozen: &std::collections::HashSet<String>,
+    no_dropout: bool,
+) -> Result<TrainingMode, FitError> {
+    let g = &model.graph;
+    let mut m = TrainingMode { options: TrainOptions::default(), momentum: Vec::new(), channels_first: Vec::new() };
+    let mut refused = Vec::new();
+    for node in g.nodes() {
+        let cfg = model.info.layer_configs.get(&node.name);
+        let f = |k: &str, d: f64| cfg.and_then(|(_, c)| c.get(k)).and_then(|v| v.as_f64()).unwrap_or(d) as f32;
+        match &node.op {
+            crate::ir::Op::BatchNorm { .. } if !frozen.contains(layer_of(&node.name)) => {
+                let stats = [node.inputs.get(3), node.inputs.get(4)];
+                if stats.iter().any(|s| s.is_none_or(|v| g.constant(*v).is_none())) {
+                    return Err(invalid(format!("batch normalization '{}' has no moving statistics", node.name)));
+                }
+                m.options.batch_norm.push(node.name.clone());
+                for s in stats.into_iter().flatten() {
+                    m.options.state.push(*s);
+                    m.momentum.push(f("momentum", 0.99));
+                }
+            }
+            crate::ir::Op::Unary(crate::ir::UnaryOp::Identity) if !no_dropout => {
+                let Some((class, c)) = cfg else { continue };
+                let rate = f("rate", 0.0);
+                let kind = match class.as_str() {
+                    "Dropout" | "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D"
+                        if c.get("noise_shape").is_some_and(|v| !v.is_null()) =>
+                    {
+                        refused.push(format!("{} (Dropout with a noise_shape)", node.name));
+                        continue;
+                    }
+                    "Dropout" => Noise::Dropout { rate },
+                    "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D" => Noise::SpatialDropout { rate },
+                    "GaussianNoise" => Noise::GaussianNoise { stddev: f("stddev", 0.0) },
+                    "GaussianDropout" => Noise::GaussianDropout { rate },
+                    "AlphaDropout" => {
+                        refused.push(format!("{} (AlphaDropout)", node.name));
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let off = match kind {
+                    Noise::GaussianNoise { stddev } => stddev == 0.0,
+                    Noise::Dropout { rate } | Noise::SpatialDropout { rate } | Noise::GaussianDropout { rate } => {
+                        rate == 0.0
+                    }
+                };
+                if off {
+                    continue;
+                }
+                if !(0.0..1.0).contains(&rate) {
+                    return Err(invalid(format!("{}: rate {rate} is outside [0, 1)", node.name)));
+                }
+                m.options.noise.push((node.name.clone(), kind));
+                m.channels_first.push(c.get("data_format").and_then(|v| v.as_str()) == Some("channels_first"));
+            }
+            _ => {}
+        }
+    }
+    if !refused.is_empty() {
+        return Err(invalid(format!(
+            "noise layers kerasc cannot train with yet: {}; pass --no-dropout to train with them off",
+            refused.join(", ")
+        )));
+    }
+    Ok(m)
+}
+
+/// SplitMix64: the generator behind shuffling and the noise layers (seeded; not Keras's).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn new(seed: u64, stream: u64) -> SplitMix {
+        SplitMix(seed ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED03))
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform();
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// One noise tensor of `shape` for `kind`: a mask to multiply by, or noise to add.
+fn noise_tensor(kind: Noise, shape: &[usize], channels_first: bool, rng: &mut SplitMix) -> Result<Tensor, FitError> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = match kind {
+        Noise::Dropout { rate } => {
+            let keep = 1.0 / (1.0 - rate);
+            (0..n).map(|_| if rng.uniform() >= rate as f64 { keep } else { 0.0 }).collect()
+        }
+        Noise::SpatialDropout { rate } => {
+            // One draw per (sample, channel), broadcast over the spatial positions.
+            let keep = 1.0 / (1.0 - rate);
+            let b = shape.first().copied().unwrap_or(1);
+            let c = if channels_first { shape.get(1) } else { shape.last() }.copied().unwrap_or(1);
+            let draws: Vec<f32> = (0..b * c).map(|_| if rng.uniform() >= rate as f64 { keep } else { 0.0 }).collect();
+            let inner: usize = if channels_first { shape.iter().skip(2).product() } else { 1 };
+            let per_sample = n / b.max(1);
+            (0..n)
+                .map(|i| {
+                    let (s, r) = (i / per_sample.max(1), i % per_sample.max(1));
+                    let ch = if channels_first { r / inner.max(1) } else { r % c.max(1) };
+                    draws[s * c + ch]
+                })
+                .collect()
+        }
+        Noise::GaussianNoise { stddev } => (0..n).map(|_| (rng.normal() * stddev as f64) as f32).collect(),
+        Noise::GaussianDropout { rate } => {
+            let sd = (rate as f64 / (1.0 - rate as f64)).sqrt();
+            (0..n).map(|_| (1.0 + rng.normal() * sd) as f32).collect()
+        }
+    };
+    Tensor::from_f32(shape, v).map_err(|e| invalid(e.to_string()))
 }
 
 struct Checkpoint {
@@ -503,35 +657,13 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         o.get("class_name").and_then(|v| v.as_str()).map(str::to_lowercase).as_deref() == Some(opt_name.as_str())
     });
     let mut optimizer = build_optimizer(&opt_name, cfg.and_then(|o| o.get("config")), options)?;
-    let noisy: Vec<&str> = model
-        .info
-        .layers
-        .iter()
-        .filter(|l| {
-            matches!(
-                l.class.as_str(),
-                "Dropout"
-                    | "SpatialDropout1D"
-                    | "SpatialDropout2D"
-                    | "SpatialDropout3D"
-                    | "GaussianNoise"
-                    | "GaussianDropout"
-                    | "AlphaDropout"
-            )
-        })
-        .map(|l| l.name.as_str())
-        .collect();
-    if !noisy.is_empty() && !options.no_dropout {
-        return Err(invalid(format!(
-            "dropout and noise layers ({}) are not active in training yet: pass --no-dropout to train with them off",
-            noisy.join(", ")
-        )));
-    }
     let g = &model.graph;
     if g.inputs().len() != 1 {
         return Err(invalid("fit takes models with one input for now"));
     }
-    let trainable = trainable_weights(model, options)?;
+    let frozen = frozen_layers(model, options)?;
+    let trainable = trainable_weights(model, &frozen)?;
+    let mode = training_mode(model, &frozen, options.no_dropout)?;
     let labels_dtype = if loss.sparse() { DType::I32 } else { DType::F32 };
     let classes = g.value(g.outputs()[0]).ty.shape.dims().last().and_then(|d| d.fixed()).unwrap_or(1);
     let metric_names: Vec<String> = match &options.metrics {
@@ -583,16 +715,28 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         _ => (x, y, None),
     };
     let n = x.shape()[0];
-    let step = TrainStep::new(g, loss, &trainable, labels_dtype)?;
+    let step = TrainStep::with_options(g, loss, &trainable, labels_dtype, &mode.options)?;
+    // Validation runs in inference mode (moving statistics, no noise).
+    let eval_step = if mode.options.batch_norm.is_empty() && mode.options.noise.is_empty() {
+        None
+    } else {
+        let o = TrainOptions { state: mode.options.state.clone(), ..TrainOptions::default() };
+        Some(TrainStep::with_options(g, loss, &trainable, labels_dtype, &o)?)
+    };
     let mut weights: Vec<Tensor> = trainable.iter().filter_map(|v| g.constant(*v).cloned()).collect();
+    let mut state: Vec<Tensor> = mode.options.state.iter().filter_map(|v| g.constant(*v).cloned()).collect();
+    // What is saved: the trained weights, then the moving statistics.
+    let saved: Vec<crate::ir::ValueId> = trainable.iter().chain(&mode.options.state).copied().collect();
     let bs = options.batch_size.max(1);
     let mut hist = History::default();
     let mut start_epoch = 0;
     let mut stopper = EarlyStopping::new(options.early_stopping);
     if options.resume {
         let dir = options.checkpoint.as_ref().ok_or_else(|| invalid("--resume needs --checkpoint DIR"))?;
-        let ck = read_checkpoint(dir, source, &trainable, model)?;
-        weights = ck.weights;
+        let ck = read_checkpoint(dir, source, &saved, model)?;
+        let mut all = ck.weights;
+        state = all.split_off(trainable.len());
+        weights = all;
         optimizer.restore(ck.optimizer);
         hist = ck.history;
         stopper = EarlyStopping { patience: options.early_stopping, ..ck.stopper };
@@ -619,7 +763,17 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             }
             let idx = &order[b * bs..((b + 1) * bs).min(n)];
             let (xb, yb) = (rows(&x, idx)?, rows(&y, idx)?);
-            let (l, grads, pred) = step.run(std::slice::from_ref(&xb), &yb, &weights)?;
+            let mut noise = Vec::with_capacity(step.noise.len());
+            if !step.noise.is_empty() {
+                let shapes = step.noise_shapes(&[xb.shape().to_vec()], yb.shape())?;
+                for (k, ((_, kind), shape)) in step.noise.iter().zip(&shapes).enumerate() {
+                    // One stream per (seed, step, layer): a resumed run draws the same noise.
+                    let mut rng = SplitMix::new(options.seed, ((total_steps as u64) << 16) ^ k as u64 ^ 0x5EED);
+                    noise.push(noise_tensor(*kind, shape, mode.channels_first[k], &mut rng)?);
+                }
+            }
+            let out = step.run_full(std::slice::from_ref(&xb), &yb, &weights, &state, &noise)?;
+            let (l, grads, pred) = (out.loss, out.grads, out.pred);
             if !l.is_finite() {
                 return Err(invalid(format!(
                     "the loss became {l} at epoch {}, step {}: stopping; nothing was written (the last checkpoint, if any, holds the last good weights)",
@@ -636,6 +790,14 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                 *s += m.sum(&pred, &yb);
             }
             optimizer.apply(&mut weights, &grads)?;
+            // Keras: moving = moving * momentum + batch * (1 - momentum).
+            for (i, batch) in &out.batch_stats {
+                let m = mode.momentum[*i];
+                let keep = (1.0 - m as f64) as f32;
+                let b = batch.to_f32_vec();
+                let mv: Vec<f32> = state[*i].to_f32_vec().iter().zip(&b).map(|(s, x)| s * m + x * keep).collect();
+                state[*i] = Tensor::from_f32(state[*i].shape(), mv).map_err(|e| invalid(e.to_string()))?;
+            }
         }
         hist.push("loss", loss_sum / steps as f64);
         let mut line = format!(
@@ -658,7 +820,16 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             for s in (0..nv).step_by(bs) {
                 let idx: Vec<usize> = (s..(s + bs).min(nv)).collect();
                 let yb = rows(yv, &idx)?;
-                let (l, _, pred) = step.run(&[rows(xv, &idx)?], &yb, &weights)?;
+                let (l, pred) = match &eval_step {
+                    Some(e) => {
+                        let o = e.run_full(&[rows(xv, &idx)?], &yb, &weights, &state, &[])?;
+                        (o.loss, o.pred)
+                    }
+                    None => {
+                        let (l, _, pred) = step.run(&[rows(xv, &idx)?], &yb, &weights)?;
+                        (l, pred)
+                    }
+                };
                 vl += l as f64 * idx.len() as f64;
                 for (s, (_, m)) in vsums.iter_mut().zip(&metrics) {
                     *s += m.sum(&pred, &yb);
@@ -679,15 +850,16 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         }
         stopper.update(monitored);
         if let Some(dir) = &options.checkpoint {
-            write_checkpoint(dir, source, model, &trainable, &weights, &optimizer, &hist, &stopper, epoch + 1)?;
+            let all: Vec<Tensor> = weights.iter().chain(&state).cloned().collect();
+            write_checkpoint(dir, source, model, &saved, &all, &optimizer, &hist, &stopper, epoch + 1)?;
         }
         if stopper.stopped && options.verbose > 0 {
             eprintln!("early stopping: no improvement for {} epoch(s)", stopper.wait);
         }
     }
-    let updates: Vec<(String, Tensor)> = trainable
+    let updates: Vec<(String, Tensor)> = saved
         .iter()
-        .zip(&weights)
+        .zip(weights.iter().chain(&state))
         .filter_map(|(v, w)| model.weight_sources.get(v).map(|p| (p.clone(), w.clone())))
         .collect();
     let state = SavedOptimizer { iterations: optimizer.iterations() as i64, learning_rate: optimizer.learning_rate() };
@@ -702,4 +874,71 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         crate::write_atomic(h, text.as_bytes()).map_err(|e| invalid(format!("{}: {e}", h.display())))?;
     }
     Ok(hist)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(v: &[f32]) -> (f64, f64) {
+        let n = v.len() as f64;
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        (mean, var.sqrt())
+    }
+
+    #[test]
+    fn dropout_masks_keep_the_expected_fraction_and_the_mean() {
+        let mut rng = SplitMix::new(1, 2);
+        let t = noise_tensor(Noise::Dropout { rate: 0.3 }, &[100, 1000], false, &mut rng).unwrap();
+        let v = t.to_f32_vec();
+        let zeros = v.iter().filter(|&&x| x == 0.0).count() as f64 / v.len() as f64;
+        assert!((zeros - 0.3).abs() < 0.01, "dropped {zeros}");
+        assert!(v.iter().all(|&x| x == 0.0 || (x - 1.0 / 0.7).abs() < 1e-6));
+        assert!((stats(&v).0 - 1.0).abs() < 0.02);
+    }
+
+    #[test]
+    fn spatial_dropout_drops_whole_channels() {
+        let mut rng = SplitMix::new(3, 4);
+        // channels_last (batch 4, 5x6 positions, 16 channels) and channels_first (4, 16, 30).
+        for (shape, cf) in [(vec![4usize, 5, 6, 16], false), (vec![4, 16, 30], true)] {
+            let v = noise_tensor(Noise::SpatialDropout { rate: 0.5 }, &shape, cf, &mut rng).unwrap().to_f32_vec();
+            let per = v.len() / 4;
+            let mut dropped = 0;
+            for s in 0..4 {
+                for c in 0..16 {
+                    let at: Vec<f32> = (0..per)
+                        .filter(|r| if cf { r / 30 == c } else { r % 16 == c })
+                        .map(|r| v[s * per + r])
+                        .collect();
+                    assert!(at.iter().all(|&x| x == at[0]), "channel {c} of sample {s} is not one draw");
+                    dropped += usize::from(at[0] == 0.0);
+                }
+            }
+            assert!(dropped > 10 && dropped < 54, "{dropped} of 64 channels dropped");
+        }
+    }
+
+    #[test]
+    fn gaussian_noise_and_dropout_have_keras_moments() {
+        let mut rng = SplitMix::new(5, 6);
+        let v = noise_tensor(Noise::GaussianNoise { stddev: 0.5 }, &[200_000], false, &mut rng).unwrap().to_f32_vec();
+        let (m, s) = stats(&v);
+        assert!(m.abs() < 0.01 && (s - 0.5).abs() < 0.01, "mean {m} std {s}");
+        let v = noise_tensor(Noise::GaussianDropout { rate: 0.2 }, &[200_000], false, &mut rng).unwrap().to_f32_vec();
+        let (m, s) = stats(&v);
+        assert!((m - 1.0).abs() < 0.01 && (s - 0.5).abs() < 0.01, "mean {m} std {s} (want 1, sqrt(0.2/0.8))");
+    }
+
+    #[test]
+    fn the_generator_is_seeded() {
+        let draw = |seed, stream| {
+            let mut r = SplitMix::new(seed, stream);
+            (0..4).map(|_| r.next()).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(1, 2), draw(1, 2));
+        assert_ne!(draw(1, 2), draw(1, 3));
+        assert_ne!(draw(1, 2), draw(2, 2));
+    }
 }

@@ -257,7 +257,6 @@ fn fit_refuses_what_it_cannot_do_and_leaves_outputs_alone() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         ([base("mlp.h5"), vec!["--optimizer".into(), "lion".into()]].concat(), "not implemented yet"),
         ([base("mlp.h5"), vec!["--loss".into(), "cosine_similarity".into()]].concat(), "not implemented yet"),
-        ([base("cnn_mnist.h5")].concat(), "--no-dropout"),
         (
             [base("mlp.h5"), vec!["--learning-rate".into(), "1e30".into(), "--no-shuffle".into()]].concat(),
             "nothing was written",
@@ -291,15 +290,22 @@ fn fit_refuses_what_it_cannot_do_and_leaves_outputs_alone() {
 #[test]
 fn losses_and_optimizers_train_like_keras() {
     let dir = models_dir().join("train");
-    for name in ["reg_mse_adam", "reg_mae_rmsprop", "reg_huber_nadam", "bin_bce_adagrad", "bin_bce_adamw_sched"] {
+    for name in
+        ["reg_mse_adam", "reg_mae_rmsprop", "reg_huber_nadam", "bin_bce_adagrad", "bin_bce_adamw_sched", "reg_bn_sgd"]
+    {
         let data = if name.starts_with("reg") { "regression.npz" } else { "binary.npz" };
         let out_dir = common::tmpdir(&format!("fixture-{name}"));
         let out = out_dir.join("out.h5");
         let hist = out_dir.join("h.json");
         let m = dir.join(format!("{name}.h5"));
+        // The batch-norm fixture was trained with validation_split=0.25 (validation in
+        // inference mode, training with batch statistics).
+        let split = if name.contains("_bn_") { "0.25" } else { "0" };
         let r = common::kerasc(&[
             "fit",
             m.to_str().unwrap(),
+            "--validation-split",
+            split,
             "--data",
             dir.join(data).to_str().unwrap(),
             "--output",
@@ -465,4 +471,72 @@ fn validation_split_and_early_stopping() {
     assert_eq!(h["val_loss"].as_array().unwrap().len(), 2, "{h}");
     // 256 samples, a quarter held out, batches of 16: 12 steps per epoch.
     assert_eq!(h["step_loss"].as_array().unwrap().len(), 24);
+}
+
+/// cnn_mnist has a Dropout layer: active by default, seeded, and off with --no-dropout.
+#[test]
+fn dropout_is_active_seeded_and_resumable() {
+    let dir = common::tmpdir("fit-dropout");
+    let m = models_dir().join("cnn_mnist.h5");
+    let data = models_dir().join("cnn_mnist.finetune.npz");
+    let args = |out: &str, extra: &[&str]| {
+        let mut a = vec![
+            "fit".to_string(),
+            m.to_str().unwrap().into(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--output".into(),
+            dir.join(out).to_str().unwrap().into(),
+            "--epochs".into(),
+            "2".into(),
+            "--verbose".into(),
+            "0".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let fit = |out: &str, extra: &[&str]| {
+        let r = run_fit(&args(out, extra));
+        assert!(r.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&r.stderr));
+        weights_of(&dir.join(out))
+    };
+    let a = fit("a.h5", &["--seed", "1"]);
+    assert_eq!(a, fit("b.h5", &["--seed", "1"]), "the same seed must give the same run");
+    assert_ne!(a, fit("c.h5", &["--seed", "2"]), "another seed must draw other dropout masks");
+    assert_ne!(a, fit("d.h5", &["--seed", "1", "--no-dropout"]), "--no-dropout must turn dropout off");
+    // Killed mid-run (step 11 of 16) and resumed: the same masks as the uninterrupted run.
+    let ck = dir.join("ck");
+    let ck_s = ck.to_str().unwrap();
+    let killed = run_fit(&args("e.h5", &["--seed", "1", "--checkpoint", ck_s, "--abort-after-steps", "11"]));
+    assert!(!killed.status.success());
+    assert_eq!(a, fit("e.h5", &["--seed", "1", "--checkpoint", ck_s, "--resume"]), "resumed run differs");
+}
+
+/// A frozen BatchNormalization runs in inference mode, as in Keras: neither gamma/beta nor the
+/// moving statistics change, while the other layers train.
+#[test]
+fn a_frozen_batch_norm_keeps_its_statistics() {
+    let dir = common::tmpdir("fit-frozen-bn");
+    let train = models_dir().join("train");
+    let m = train.join("reg_bn_sgd.h5");
+    let out = dir.join("o.h5");
+    let r = run_fit(
+        &[
+            "fit",
+            m.to_str().unwrap(),
+            "--data",
+            train.join("regression.npz").to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--freeze",
+            "bn",
+            "--verbose",
+            "0",
+        ]
+        .map(String::from),
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for ((name, w0), (_, w1)) in weights_of(&m).iter().zip(weights_of(&out)) {
+        assert_eq!(w0 == &w1, name.starts_with("bn/"), "{name}");
+    }
 }

@@ -151,6 +151,44 @@ impl Graph {
         }
     }
 
+    /// The concrete shape of every value when the inputs have `input_shapes` (shape inference
+    /// with every dimension known).
+    pub fn concrete_shapes(&self, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>, IrError> {
+        let mut shapes: Vec<Option<Vec<usize>>> = vec![None; self.values.len()];
+        if input_shapes.len() != self.inputs.len() {
+            return Err(IrError::Graph(format!(
+                "{} input shapes for {} inputs",
+                input_shapes.len(),
+                self.inputs.len()
+            )));
+        }
+        for (&v, s) in self.inputs.iter().zip(input_shapes) {
+            shapes[v.0] = Some(s.clone());
+        }
+        for (&v, t) in &self.constants {
+            shapes[v.0] = Some(t.shape().to_vec());
+        }
+        for node in &self.nodes {
+            let mut tys = Vec::with_capacity(node.inputs.len());
+            for v in &node.inputs {
+                let s = shapes
+                    .get(v.0)
+                    .and_then(|s| s.as_ref())
+                    .ok_or_else(|| IrError::Graph(format!("'{}' reads an undefined value", node.name)))?;
+                tys.push(TensorType::new(self.values[v.0].ty.dtype, crate::Shape::fixed(s)));
+            }
+            let outs = infer_types(&node.op, &tys)?;
+            for (&o, t) in node.outputs.iter().zip(outs) {
+                let s = t
+                    .shape
+                    .as_fixed()
+                    .ok_or_else(|| IrError::Graph(format!("'{}' has no concrete shape", node.name)))?;
+                shapes[o.0] = Some(s);
+            }
+        }
+        Ok(shapes.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
     /// Checks the invariants: every edge points to an existing earlier value, producers agree
     /// with node outputs, constants match their types, types re-infer to what is stored.
     pub fn validate(&self) -> Result<(), IrError> {

@@ -20,32 +20,7 @@ struct Buffer {
 
 /// The concrete shape of every value when the inputs have `input_shapes`.
 pub fn concrete_shapes(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<Vec<Vec<usize>>, OptError> {
-    let mut shapes: Vec<Option<Vec<usize>>> = vec![None; g.values().len()];
-    if input_shapes.len() != g.inputs().len() {
-        return Err(OptError::Graph(format!("{} input shapes for {} inputs", input_shapes.len(), g.inputs().len())));
-    }
-    for (&v, s) in g.inputs().iter().zip(input_shapes) {
-        shapes[v.0] = Some(s.clone());
-    }
-    for (&v, t) in g.constants() {
-        shapes[v.0] = Some(t.shape().to_vec());
-    }
-    for node in g.nodes() {
-        let mut tys = Vec::with_capacity(node.inputs.len());
-        for v in &node.inputs {
-            let s = shapes[v.0]
-                .as_ref()
-                .ok_or_else(|| OptError::Graph(format!("'{}' reads an undefined value", node.name)))?;
-            tys.push(ir::TensorType::new(g.value(*v).ty.dtype, ir::Shape::fixed(s)));
-        }
-        let outs = ir::infer_types(&node.op, &tys)?;
-        for (&o, t) in node.outputs.iter().zip(outs) {
-            let s =
-                t.shape.as_fixed().ok_or_else(|| OptError::Graph(format!("'{}' has no concrete shape", node.name)))?;
-            shapes[o.0] = Some(s);
-        }
-    }
-    Ok(shapes.into_iter().map(Option::unwrap_or_default).collect())
+    Ok(g.concrete_shapes(input_shapes)?)
 }
 
 /// Plans the arena for running `g` at batch size `batch` (every symbolic axis of the inputs

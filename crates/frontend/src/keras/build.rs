@@ -76,6 +76,7 @@ pub(crate) fn build(
             training_config,
             input_names,
             output_names,
+            layer_configs: spec.layers.iter().map(|l| (l.name.clone(), (l.class.clone(), l.config.clone()))).collect(),
         },
     })
 }

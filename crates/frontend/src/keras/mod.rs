@@ -61,6 +61,8 @@ pub struct ModelInfo {
     pub trainable_params: usize,
     pub training_config: Option<Value>,
     pub input_names: Vec<String>,
+    /// Each top-level layer's config, by layer name (what training needs: rates, momentum).
+    pub layer_configs: std::collections::BTreeMap<String, (String, Value)>,
     pub output_names: Vec<String>,
 }
 

@@ -57,8 +57,18 @@ fn patch_h5(
     }
     if let Some(o) = opt {
         for group in ["optimizer_weights/sgd", "optimizer_weights/SGD"] {
-            if f.dataset(&format!("{group}/iteration")).is_ok() {
-                region(&format!("{group}/iteration"), o.iterations.to_le_bytes().to_vec())?;
+            if let Ok(ds) = f.dataset(&format!("{group}/iteration")) {
+                // int64 under TensorFlow, int32 under JAX (without x64).
+                let four = matches!(ds.layout(), Ok(hdf5_pure::Layout::Contiguous { size: 4, .. }));
+                let it = if four {
+                    i32::try_from(o.iterations)
+                        .map_err(|_| werr(origin, "the iteration count does not fit the file's int32"))?
+                        .to_le_bytes()
+                        .to_vec()
+                } else {
+                    o.iterations.to_le_bytes().to_vec()
+                };
+                region(&format!("{group}/iteration"), it)?;
             }
             if f.dataset(&format!("{group}/learning_rate")).is_ok() {
                 region(&format!("{group}/learning_rate"), o.learning_rate.to_le_bytes().to_vec())?;

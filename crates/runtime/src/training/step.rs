@@ -134,13 +134,54 @@ fn per_sample(g: &mut Graph, loss: Loss, pred: ValueId, labels: ValueId) -> Resu
     })
 }
 
-/// A model's training step: inputs are the model inputs, the labels, then the trained weights;
-/// outputs are the mean loss, one gradient per trained weight, then the model outputs.
+/// A noise layer made active for training.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Noise {
+    /// Keep each element with probability `1 − rate`, scaled by `1/(1 − rate)`.
+    Dropout { rate: f32 },
+    /// Like `Dropout`, one draw per channel for all spatial positions.
+    SpatialDropout { rate: f32 },
+    /// Add `N(0, stddev²)`.
+    GaussianNoise { stddev: f32 },
+    /// Multiply by `N(1, rate/(1 − rate))`.
+    GaussianDropout { rate: f32 },
+}
+
+/// Training-mode behaviour of a step.
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Constants passed in each step without being trained (batch-norm moving statistics).
+    pub state: Vec<ValueId>,
+    /// Batch normalizations (by layer name) that use the batch's statistics and report them.
+    pub batch_norm: Vec<String>,
+    /// Noise layers (by layer name) that are active; each takes a noise tensor per step.
+    pub noise: Vec<(String, Noise)>,
+}
+
+/// What one step computed.
+#[derive(Debug, Clone)]
+pub struct StepOutput {
+    pub loss: f32,
+    /// One per trained weight, in [`TrainStep::weights`] order.
+    pub grads: Vec<Tensor>,
+    pub pred: Tensor,
+    /// `(index into TrainOptions::state, the batch's statistic for it)`.
+    pub batch_stats: Vec<(usize, Tensor)>,
+}
+
+/// A model's training step: inputs are the model inputs, the labels, the trained weights, the
+/// state constants and the noise tensors; outputs are the mean loss, one gradient per trained
+/// weight, the model's output, and the batch statistics.
 pub struct TrainStep {
     session: Session,
     /// The trained weights: the model's constant each came from, and its name.
     pub weights: Vec<(ValueId, String)>,
+    /// The noise layers, in the order their tensors are passed.
+    pub noise: Vec<(String, Noise)>,
     n_inputs: usize,
+    n_state: usize,
+    /// For each batch-statistic output, the state index it updates.
+    stat_targets: Vec<usize>,
 }
 
 fn err(m: impl Into<String>) -> RuntimeError {
@@ -148,13 +189,26 @@ fn err(m: impl Into<String>) -> RuntimeError {
 }
 
 impl TrainStep {
-    /// Builds the step for `model` (single output), training the constants `trainable`.
+    /// The step for `model` (single output) training the constants `trainable`, in inference
+    /// mode otherwise.
     pub fn new(
         model: &Graph,
         loss: Loss,
         trainable: &[ValueId],
         label_dtype: DType,
     ) -> Result<TrainStep, RuntimeError> {
+        TrainStep::with_options(model, loss, trainable, label_dtype, &TrainOptions::default())
+    }
+
+    /// The step with training-mode batch normalization and noise as `opts` says.
+    pub fn with_options(
+        model: &Graph,
+        loss: Loss,
+        trainable: &[ValueId],
+        label_dtype: DType,
+        opts: &TrainOptions,
+    ) -> Result<TrainStep, RuntimeError> {
+        use ir::{BinaryOp, UnaryOp};
         if model.outputs().len() != 1 {
             return Err(err("training a model with several outputs is not implemented yet"));
         }
@@ -167,7 +221,7 @@ impl TrainStep {
         let out = model.outputs()[0];
         let out_ty = model.value(out).ty.clone();
         let r = out_ty.shape.rank();
-        let sparse = matches!(loss, Loss::SparseCategoricalCrossentropy { .. });
+        let sparse = loss.sparse();
         let label_shape =
             if sparse { ir::Shape(out_ty.shape.dims()[..r.saturating_sub(1)].to_vec()) } else { out_ty.shape.clone() };
         let labels = g.add_input("labels", TensorType::new(label_dtype, label_shape));
@@ -183,6 +237,14 @@ impl TrainStep {
             weights.push((c, val.name.clone()));
             params.push(p);
         }
+        for &c in &opts.state {
+            let val = model.value(c);
+            if val.producer != Producer::Constant {
+                return Err(err(format!("'{}' is not a weight", val.name)));
+            }
+            map.insert(c, g.add_input(val.name.clone(), val.ty.clone()));
+        }
+        let state_index: HashMap<ValueId, usize> = opts.state.iter().enumerate().map(|(i, &v)| (v, i)).collect();
         let get = |g: &mut Graph, map: &mut HashMap<ValueId, ValueId>, v: ValueId| -> ValueId {
             if let Some(&m) = map.get(&v) {
                 return m;
@@ -192,12 +254,70 @@ impl TrainStep {
             map.insert(v, n);
             n
         };
+        let mut noise = Vec::new();
+        let mut stats: Vec<(usize, ValueId)> = Vec::new();
         for node in model.nodes() {
             let ins: Vec<ValueId> = node.inputs.iter().map(|&v| get(&mut g, &mut map, v)).collect();
-            let outs = g.add_node(node.name.clone(), node.op.clone(), &ins)?;
+            let nm = &node.name;
+            let replaced = match &node.op {
+                Op::BatchNorm { axis, epsilon } if opts.batch_norm.contains(nm) => {
+                    let (x, gamma, beta) = (ins[0], ins[1], ins[2]);
+                    let xr = g.value(x).ty.shape.rank();
+                    let others: Vec<usize> = (0..xr).filter(|a| a != axis).collect();
+                    let c = g.value(gamma).ty.shape.dims()[0].fixed().ok_or_else(|| err("symbolic channels"))?;
+                    let mut bshape = vec![1i64; xr];
+                    bshape[*axis] = c as i64;
+                    let red = |others: &Vec<usize>| Op::Reduce {
+                        kind: ReduceKind::Mean,
+                        axes: others.clone(),
+                        keepdims: true,
+                    };
+                    let mean = g.add(format!("{nm}/batch_mean"), red(&others), &[x])?;
+                    let xc = g.add(format!("{nm}/centered"), Op::Binary(BinaryOp::Sub), &[x, mean])?;
+                    let sq = g.add(format!("{nm}/squared"), Op::Unary(UnaryOp::Square), &[xc])?;
+                    let var = g.add(format!("{nm}/batch_variance"), red(&others), &[sq])?;
+                    let eps = g.add_constant(format!("{nm}/epsilon"), Tensor::scalar(*epsilon));
+                    let ve = g.add(format!("{nm}/var_eps"), Op::Binary(BinaryOp::Add), &[var, eps])?;
+                    let rs = g.add(format!("{nm}/rsqrt"), Op::Unary(UnaryOp::Rsqrt), &[ve])?;
+                    let gb = g.add(format!("{nm}/gamma"), Op::Reshape { shape: bshape.clone() }, &[gamma])?;
+                    let inv = g.add(format!("{nm}/inv"), Op::Binary(BinaryOp::Mul), &[rs, gb])?;
+                    let bb = g.add(format!("{nm}/beta"), Op::Reshape { shape: bshape }, &[beta])?;
+                    let mi = g.add(format!("{nm}/mean_inv"), Op::Binary(BinaryOp::Mul), &[mean, inv])?;
+                    let res = g.add(format!("{nm}/shift"), Op::Binary(BinaryOp::Sub), &[bb, mi])?;
+                    let xi = g.add(format!("{nm}/scaled"), Op::Binary(BinaryOp::Mul), &[x, inv])?;
+                    let y = g.add(nm.clone(), Op::Binary(BinaryOp::Add), &[xi, res])?;
+                    for (k, stat) in [(3usize, mean), (4usize, var)] {
+                        if let Some(&si) = node.inputs.get(k).and_then(|v| state_index.get(v)) {
+                            let flat =
+                                g.add(format!("{nm}/stat{k}"), Op::Reshape { shape: vec![c as i64] }, &[stat])?;
+                            stats.push((si, flat));
+                        }
+                    }
+                    Some(vec![y])
+                }
+                Op::Unary(UnaryOp::Identity) => match opts.noise.iter().find(|(n, _)| n == nm) {
+                    Some((_, kind)) => {
+                        let ty = g.value(ins[0]).ty.clone();
+                        let m = g.add_input(format!("noise/{nm}"), ty);
+                        noise.push((nm.clone(), *kind));
+                        let op =
+                            if matches!(kind, Noise::GaussianNoise { .. }) { BinaryOp::Add } else { BinaryOp::Mul };
+                        Some(vec![g.add(nm.clone(), Op::Binary(op), &[ins[0], m])?])
+                    }
+                    None => None,
+                },
+                _ => None,
+            };
+            let outs = match replaced {
+                Some(o) => o,
+                None => g.add_node(node.name.clone(), node.op.clone(), &ins)?,
+            };
             for (&o, n) in node.outputs.iter().zip(outs) {
                 map.insert(o, n);
             }
+        }
+        if let Some(missing) = opts.noise.iter().find(|(n, _)| !noise.iter().any(|(m, _)| m == n)) {
+            return Err(err(format!("no noise layer '{}' in the graph", missing.0)));
         }
         let pred = get(&mut g, &mut map, out);
         let rows = per_sample(&mut g, loss, pred, labels)?;
@@ -211,30 +331,103 @@ impl TrainStep {
         let mut outs = vec![mean];
         outs.extend(&grads);
         outs.push(pred);
+        outs.extend(stats.iter().map(|(_, v)| *v));
         g.set_outputs(outs);
-        let n_inputs = model.inputs().len();
-        Ok(TrainStep { session: Session::new(g, SessionOptions::default())?, weights, n_inputs })
+        Ok(TrainStep {
+            session: Session::new(g, SessionOptions::default())?,
+            weights,
+            noise,
+            n_inputs: model.inputs().len(),
+            n_state: opts.state.len(),
+            stat_targets: stats.iter().map(|(i, _)| *i).collect(),
+        })
     }
 
-    /// Runs one step: returns the mean loss, the gradients (in [`TrainStep::weights`] order) and
-    /// the model's predictions, without changing `weights`.
+    /// The shape of each noise tensor for model inputs of the given shapes (the shape of the
+    /// noise layer's input).
+    pub fn noise_shapes(
+        &self,
+        input_shapes: &[Vec<usize>],
+        label_shape: &[usize],
+    ) -> Result<Vec<Vec<usize>>, RuntimeError> {
+        let g = self.session.graph();
+        let mut shapes: Vec<Vec<usize>> = input_shapes.to_vec();
+        shapes.push(label_shape.to_vec());
+        let first_weight = self.n_inputs + 1;
+        for &v in &g.inputs()[first_weight..] {
+            let ty = &g.value(v).ty;
+            if g.value(v).name.starts_with("noise/") {
+                // Filled in below from inference; a placeholder keeps positions.
+                shapes.push(ty.shape.dims().iter().map(|d| d.fixed().unwrap_or(1)).collect());
+            } else {
+                shapes.push(ty.shape.as_fixed().ok_or_else(|| err("a weight with a symbolic shape"))?);
+            }
+        }
+        let all = g.concrete_shapes(&shapes)?;
+        let noise_inputs: Vec<ValueId> =
+            g.inputs().iter().copied().filter(|v| g.value(*v).name.starts_with("noise/")).collect();
+        // The noise tensor has the shape of the value it multiplies or adds to: the other operand.
+        let mut out = Vec::new();
+        for m in noise_inputs {
+            let node = g
+                .nodes()
+                .iter()
+                .find(|n| n.inputs.len() == 2 && n.inputs[1] == m)
+                .ok_or_else(|| err("noise input without its node"))?;
+            out.push(all[node.inputs[0].0].clone());
+        }
+        Ok(out)
+    }
+
+    /// Runs one step without state or noise: the mean loss, the gradients (in
+    /// [`TrainStep::weights`] order) and the model's predictions; `weights` are unchanged.
     pub fn run(
         &self,
         inputs: &[Tensor],
         labels: &Tensor,
         weights: &[Tensor],
     ) -> Result<(f32, Vec<Tensor>, Tensor), RuntimeError> {
+        let o = self.run_full(inputs, labels, weights, &[], &[])?;
+        Ok((o.loss, o.grads, o.pred))
+    }
+
+    /// Runs one step with the state constants and one noise tensor per noise layer.
+    pub fn run_full(
+        &self,
+        inputs: &[Tensor],
+        labels: &Tensor,
+        weights: &[Tensor],
+        state: &[Tensor],
+        noise: &[Tensor],
+    ) -> Result<StepOutput, RuntimeError> {
         if inputs.len() != self.n_inputs {
             return Err(err(format!("the model takes {} input(s), {} given", self.n_inputs, inputs.len())));
+        }
+        if state.len() != self.n_state || noise.len() != self.noise.len() {
+            return Err(err(format!(
+                "the step takes {} state and {} noise tensor(s), {} and {} given",
+                self.n_state,
+                self.noise.len(),
+                state.len(),
+                noise.len()
+            )));
         }
         let mut all = inputs.to_vec();
         all.push(labels.clone());
         all.extend(weights.iter().cloned());
+        all.extend(state.iter().cloned());
+        all.extend(noise.iter().cloned());
         let mut outs = self.session.run(&all)?;
+        let stats: Vec<Tensor> = outs.split_off(outs.len() - self.stat_targets.len());
         let pred = outs.pop().ok_or_else(|| err("no prediction"))?;
         let loss =
             outs.first().and_then(|t| t.as_f32()).and_then(|v| v.first()).copied().ok_or_else(|| err("no loss"))?;
-        Ok((loss, outs.split_off(1), pred))
+        Ok(StepOutput {
+            loss,
+            grads: outs.split_off(1),
+            pred,
+            batch_stats: self.stat_targets.iter().copied().zip(stats).collect(),
+        })
     }
 }
 

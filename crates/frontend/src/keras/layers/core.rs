@@ -86,6 +86,16 @@ pub(super) fn identity(_ctx: &mut Ctx, lc: &LayerCall) -> R {
     Ok(lc.inputs.clone())
 }
 
+/// Dropout and the noise layers: the identity at inference, kept as a named `identity` node so
+/// training can put the layer's randomness there (the optimizer removes it for inference).
+pub(super) fn noise(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let mut out = Vec::with_capacity(lc.inputs.len());
+    for &x in &lc.inputs {
+        out.push(ctx.unary(lc, "", UnaryOp::Identity, x)?);
+    }
+    Ok(out)
+}
+
 fn channels_first(lc: &LayerCall) -> bool {
     cfg_str(lc.config, "data_format", "channels_last") == "channels_first"
 }

@@ -41,15 +41,9 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "Activation" => core::activation_layer,
         "ReLU" | "LeakyReLU" | "ELU" | "ThresholdedReLU" | "Softmax" => core::activation_class,
         "PReLU" => core::prelu,
-        "Dropout"
-        | "SpatialDropout1D"
-        | "SpatialDropout2D"
-        | "SpatialDropout3D"
-        | "GaussianNoise"
-        | "GaussianDropout"
-        | "AlphaDropout"
-        | "ActivityRegularization"
-        | "Masking" => core::identity,
+        "Dropout" | "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D" | "GaussianNoise"
+        | "GaussianDropout" | "AlphaDropout" => core::noise,
+        "ActivityRegularization" | "Masking" => core::identity,
         "Flatten" => core::flatten,
         "Reshape" => core::reshape,
         "Permute" => core::permute,
@@ -143,6 +137,8 @@ pub(crate) struct Ctx {
     weights_cache: HashMap<String, Vec<(Tensor, String)>>,
     /// For constants that are a file weight as stored, the dataset it came from.
     pub sources: HashMap<ValueId, String>,
+    /// File weights already attributed to a constant.
+    used_paths: std::collections::HashSet<String>,
     /// Per top-level layer: (params, trainable params).
     params: HashMap<String, (usize, usize)>,
     pub summaries: Vec<LayerSummary>,
@@ -159,6 +155,7 @@ impl Ctx {
             consts: HashMap::new(),
             weights_cache: HashMap::new(),
             sources: HashMap::new(),
+            used_paths: Default::default(),
             params: HashMap::new(),
             summaries: Vec::new(),
             recorded: Default::default(),
@@ -194,12 +191,23 @@ impl Ctx {
             return v;
         }
         // A constant that is one of the layer's file weights unchanged can be written back.
-        let source = lc
+        // Equal values are common (a fresh batch norm's gamma and variance are both ones): the
+        // weight named `what` wins, else the first equal one not yet taken, in file order.
+        let candidates: Vec<&String> = lc
             .weights
             .iter()
             .zip(&lc.weight_paths)
-            .find(|(w, _)| w.shape() == t.shape() && w.data() == t.data())
-            .map(|(_, p)| p.clone());
+            .filter(|(w, p)| w.shape() == t.shape() && w.data() == t.data() && !self.used_paths.contains(*p))
+            .map(|(_, p)| p)
+            .collect();
+        let named = candidates.iter().find(|p| {
+            let last = p.rsplit('/').next().unwrap_or(p);
+            last.split(':').next() == Some(what)
+        });
+        let source = named.or(candidates.first()).map(|p| (*p).clone());
+        if let Some(p) = &source {
+            self.used_paths.insert(p.clone());
+        }
         let v = self.g.add_constant(format!("{}/{}", lc.name, what), t);
         if let Some(p) = source {
             self.sources.insert(v, p);
