@@ -13,7 +13,13 @@ use std::path::{Path, PathBuf};
 /// Everything `fit` needs.
 #[derive(Debug, Clone)]
 pub struct FitOptions {
-    pub data: PathBuf,
+    /// `.npz` (x_train/y_train or x/y, optional x_val/y_val) or `.csv` (with `label_column`).
+    pub data: Option<PathBuf>,
+    /// Inputs and labels as two `.npy` files (instead of `data`).
+    pub x: Option<PathBuf>,
+    pub y: Option<PathBuf>,
+    /// The label column of a CSV file: its header name or 0-based index.
+    pub label_column: Option<String>,
     pub output: PathBuf,
     pub epochs: usize,
     pub batch_size: usize,
@@ -611,6 +617,87 @@ fn build_optimizer(name: &str, cfg: Option<&serde_json::Value>, o: &FitOptions) 
     Ok(opt)
 }
 
+/// The training data as named arrays (`x`/`y` or `x_train`/`y_train`, `x_val`/`y_val`), and
+/// what it was read from, for messages.
+fn load_data(o: &FitOptions) -> Result<(String, std::collections::HashMap<String, Tensor>), FitError> {
+    match (&o.data, &o.x, &o.y) {
+        (Some(d), None, None) => {
+            let is_csv = d.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            let arrays = if is_csv {
+                let col = o.label_column.as_deref().ok_or_else(|| {
+                    invalid(format!("{}: a CSV file needs --label-column NAME (or its 0-based index)", d.display()))
+                })?;
+                let text = std::fs::read_to_string(d).map_err(|e| invalid(format!("{}: {e}", d.display())))?;
+                let (x, y) = read_csv(&text, col).map_err(|m| invalid(format!("{}: {m}", d.display())))?;
+                [("x".to_string(), x), ("y".to_string(), y)].into_iter().collect()
+            } else {
+                if o.label_column.is_some() {
+                    return Err(invalid("--label-column applies to CSV data only"));
+                }
+                crate::npy::read_npz(d)?.into_iter().collect()
+            };
+            Ok((d.display().to_string(), arrays))
+        }
+        (None, Some(x), Some(y)) => {
+            let arrays = [("x".to_string(), crate::npy::read(x)?), ("y".to_string(), crate::npy::read(y)?)];
+            Ok((format!("{} and {}", x.display(), y.display()), arrays.into()))
+        }
+        (None, None, None) => Err(invalid("no training data: pass --data DATA.npz|DATA.csv, or --x X.npy --y Y.npy")),
+        (Some(_), _, _) => Err(invalid("pass either --data or --x/--y, not both")),
+        _ => Err(invalid("--x and --y go together")),
+    }
+}
+
+/// A numeric CSV: an optional header row, one sample per line; the label column (by header name
+/// or 0-based index) becomes y `[n]`, the other columns x `[n, k]`.
+fn read_csv(text: &str, label: &str) -> Result<(Tensor, Tensor), String> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).peekable();
+    let split = |l: &str| -> Vec<String> { l.split(',').map(|c| c.trim().trim_matches('"').to_string()).collect() };
+    let first = lines.peek().map(|(_, l)| split(l)).ok_or("the file has no rows")?;
+    let header = first.iter().any(|c| c.parse::<f64>().is_err());
+    if header {
+        lines.next();
+    }
+    let width = first.len();
+    let li = match label.parse::<usize>() {
+        Ok(i) if !header || !first.iter().any(|c| c == label) => i,
+        _ => first.iter().position(|c| c == label).ok_or_else(|| {
+            format!(
+                "no column '{label}'{}",
+                if header { format!(" (columns: {})", first.join(", ")) } else { String::new() }
+            )
+        })?,
+    };
+    if li >= width {
+        return Err(format!("label column {li} is out of range: rows have {width} columns"));
+    }
+    if width < 2 {
+        return Err("the file needs at least one feature column besides the label".into());
+    }
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for (n, l) in lines {
+        let cells = split(l);
+        if cells.len() != width {
+            return Err(format!("line {}: {} columns, the first row has {width}", n + 1, cells.len()));
+        }
+        for (i, c) in cells.iter().enumerate() {
+            let v: f32 = c.parse().map_err(|_| format!("line {}, column {}: '{c}' is not a number", n + 1, i + 1))?;
+            if i == li {
+                ys.push(v);
+            } else {
+                xs.push(v);
+            }
+        }
+    }
+    let rows = ys.len();
+    if rows == 0 {
+        return Err("the file has no data rows".into());
+    }
+    let x = Tensor::from_f32(&[rows, width - 1], xs).map_err(|e| e.to_string())?;
+    let y = Tensor::from_f32(&[rows], ys).map_err(|e| e.to_string())?;
+    Ok((x, y))
+}
+
 /// Trains `model` (loaded from `source`) as `options` say; writes the result and returns the
 /// history.
 pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History, FitError> {
@@ -679,19 +766,29 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         .map(|n| Metric::resolve(n, loss, classes).map(|m| (n.clone(), m)))
         .collect::<Result<_, _>>()?;
     // Data: x_train/y_train (or x/y), and x_val/y_val when present.
-    let arrays: std::collections::HashMap<String, Tensor> = crate::npy::read_npz(&options.data)?.into_iter().collect();
+    let (what, arrays) = load_data(options)?;
     let get = |a: &str, b: &str| arrays.get(a).or_else(|| arrays.get(b)).cloned();
-    let x =
-        get("x_train", "x").ok_or_else(|| invalid(format!("{}: no x_train (or x) array", options.data.display())))?;
-    let y =
-        get("y_train", "y").ok_or_else(|| invalid(format!("{}: no y_train (or y) array", options.data.display())))?;
+    let x = get("x_train", "x").ok_or_else(|| invalid(format!("{what}: no x_train (or x) array")))?;
+    let y = get("y_train", "y").ok_or_else(|| invalid(format!("{what}: no y_train (or y) array")))?;
     let want = g.value(g.inputs()[0]).ty.dtype;
+    let out_shape = g.value(g.outputs()[0]).ty.shape.clone();
+    let (out_rank, out_last) = (out_shape.rank(), out_shape.dims().last().and_then(|d| d.fixed()));
     let prep = |x: Tensor, y: Tensor| -> Result<(Tensor, Tensor), FitError> {
         let x = if x.dtype() != want { x.cast(want) } else { x };
         if !(y.dtype().is_float() || matches!(y.dtype(), DType::I32 | DType::I64 | DType::U8 | DType::Bool)) {
             return Err(invalid(format!("labels of dtype {} are not supported", y.dtype())));
         }
         let y = if y.dtype() != labels_dtype { y.cast(labels_dtype) } else { y };
+        // As Keras does: sparse labels of shape [n, 1] are squeezed; labels of shape [n] for an
+        // output of shape [n, 1] get the unit axis.
+        let ys = y.shape().to_vec();
+        let y = if labels_dtype == DType::I32 && ys.len() == 2 && ys[1] == 1 {
+            y.reshape(&ys[..1]).map_err(|e| invalid(e.to_string()))?
+        } else if labels_dtype != DType::I32 && ys.len() + 1 == out_rank && out_last == Some(1) {
+            y.reshape(&[ys, vec![1]].concat()).map_err(|e| invalid(e.to_string()))?
+        } else {
+            y
+        };
         let n = x.shape().first().copied().unwrap_or(0);
         if n == 0 || y.shape().first() != Some(&n) {
             return Err(invalid(format!("x has {n} samples but y has {:?}", y.shape().first())));
@@ -756,6 +853,21 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         let mut loss_sum = 0.0f64;
         let mut seen = 0usize;
         let mut sums = vec![0.0f64; metrics.len()];
+        // Keras's verbose=1: a live bar with steps, elapsed, ETA and the running loss and metrics
+        // (drawn only on a terminal); verbose=2: the epoch line alone.
+        let bar = (options.verbose == 1).then(|| {
+            let pb = indicatif::ProgressBar::with_draw_target(
+                Some(steps as u64),
+                indicatif::ProgressDrawTarget::stderr_with_hz(10),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "Epoch {prefix} {pos}/{len} [{bar:30}] {elapsed} ETA {eta} {msg}",
+            ) {
+                pb.set_style(style.progress_chars("━╸ "));
+            }
+            pb.set_prefix(format!("{}/{}", epoch + 1, options.epochs));
+            pb
+        });
         for b in 0..steps {
             if options.abort_after_steps == Some(total_steps) {
                 // Test hook: die like a killed process, mid-epoch, without any cleanup.
@@ -790,6 +902,14 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                 *s += m.sum(&pred, &yb);
             }
             optimizer.apply(&mut weights, &grads)?;
+            if let Some(pb) = &bar {
+                let mut msg = format!("loss: {:.4}", loss_sum / (b + 1) as f64);
+                for (s, (name, _)) in sums.iter().zip(&metrics) {
+                    let _ = write!(msg, " - {name}: {:.4}", s / seen.max(1) as f64);
+                }
+                pb.set_message(msg);
+                pb.inc(1);
+            }
             // Keras: moving = moving * momentum + batch * (1 - momentum).
             for (i, batch) in &out.batch_stats {
                 let m = mode.momentum[*i];
@@ -798,6 +918,9 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                 let mv: Vec<f32> = state[*i].to_f32_vec().iter().zip(&b).map(|(s, x)| s * m + x * keep).collect();
                 state[*i] = Tensor::from_f32(state[*i].shape(), mv).map_err(|e| invalid(e.to_string()))?;
             }
+        }
+        if let Some(pb) = bar {
+            pb.finish_and_clear();
         }
         hist.push("loss", loss_sum / steps as f64);
         let mut line = format!(

@@ -98,9 +98,19 @@ enum Command {
     Fit {
         /// A Keras model file (.h5 or .keras)
         model: PathBuf,
-        /// Training data: .npz with x_train/y_train (or x/y), optionally x_val/y_val
+        /// Training data: .npz with x_train/y_train (or x/y), optionally x_val/y_val; or a
+        /// numeric .csv with --label-column
+        #[arg(long, required_unless_present = "x")]
+        data: Option<PathBuf>,
+        /// Inputs as one .npy file (with --y, instead of --data)
+        #[arg(long, requires = "y", conflicts_with = "data")]
+        x: Option<PathBuf>,
+        /// Labels as one .npy file (with --x)
+        #[arg(long, requires = "x")]
+        y: Option<PathBuf>,
+        /// The label column of CSV data: its header name or 0-based index
         #[arg(long)]
-        data: PathBuf,
+        label_column: Option<String>,
         /// Where to write the trained model
         #[arg(long)]
         output: PathBuf,
@@ -144,8 +154,11 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         metrics: Option<Vec<String>>,
         /// Keep the data's order (default: shuffle every epoch, seeded by --seed)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "shuffle")]
         no_shuffle: bool,
+        /// Shuffle the training data every epoch (the default)
+        #[arg(long)]
+        shuffle: bool,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Train with dropout and noise layers off
@@ -238,6 +251,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fit {
             model,
             data,
+            x,
+            y,
+            label_column,
             output,
             epochs,
             batch_size,
@@ -257,6 +273,7 @@ fn run(cli: Cli) -> Result<()> {
             from_logits,
             metrics,
             no_shuffle,
+            shuffle: _,
             seed,
             no_dropout,
             history,
@@ -278,6 +295,9 @@ fn run(cli: Cli) -> Result<()> {
             let m = kerasc::load(&model)?;
             let opts = kerasc::fit::FitOptions {
                 data,
+                x,
+                y,
+                label_column,
                 output: output.clone(),
                 epochs,
                 batch_size,

@@ -540,3 +540,71 @@ fn a_frozen_batch_norm_keeps_its_statistics() {
         assert_eq!(w0 == &w1, name.starts_with("bn/"), "{name}");
     }
 }
+
+/// The same data as .npz, as two .npy files (--x/--y) and as CSV (--label-column, by name and
+/// by index) trains to the same weights; malformed CSV is a clear error.
+#[test]
+fn data_from_npy_pairs_and_csv_trains_the_same() {
+    let dir = common::tmpdir("fit-data");
+    let train = models_dir().join("train");
+    let m = train.join("bin_bce_adagrad.h5");
+    let arrays: HashMap<String, Tensor> =
+        kerasc::npy::read_npz(&train.join("binary.npz")).unwrap().into_iter().collect();
+    let (x, y) = (&arrays["x"], &arrays["y"]);
+    kerasc::npy::write(&dir.join("x.npy"), x).unwrap();
+    kerasc::npy::write(&dir.join("y.npy"), y).unwrap();
+    let (xv, yv) = (x.to_f32_vec(), y.to_f32_vec());
+    // Label in the middle column, to check it is taken out of the features.
+    let mut csv = String::from("f0,f1,label,f2,f3\n");
+    for i in 0..yv.len() {
+        let r = &xv[i * 4..i * 4 + 4];
+        // Rust's shortest round-trip formatting: parsing gives back the same f32.
+        csv += &format!("{},{},{},{},{}\n", r[0], r[1], yv[i], r[2], r[3]);
+    }
+    std::fs::write(dir.join("d.csv"), &csv).unwrap();
+    let fit = |out: &str, data: &[&str]| {
+        let o = dir.join(out);
+        let mut a: Vec<String> = [
+            "fit",
+            m.to_str().unwrap(),
+            "--output",
+            o.to_str().unwrap(),
+            "--no-shuffle",
+            "--epochs",
+            "2",
+            "--verbose",
+            "0",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(data.iter().map(|s| s.to_string()));
+        let r = run_fit(&a);
+        (r.status.code(), String::from_utf8_lossy(&r.stderr).to_string(), o)
+    };
+    let (c, e, npz) = fit("npz.h5", &["--data", train.join("binary.npz").to_str().unwrap()]);
+    assert_eq!(c, Some(0), "{e}");
+    let want = weights_of(&npz);
+    let (xs, ys) = (dir.join("x.npy"), dir.join("y.npy"));
+    let (c, e, o) = fit("npy.h5", &["--x", xs.to_str().unwrap(), "--y", ys.to_str().unwrap()]);
+    assert_eq!(c, Some(0), "{e}");
+    assert_eq!(weights_of(&o), want, "--x/--y");
+    let csv_path = dir.join("d.csv");
+    for col in ["label", "2"] {
+        let (c, e, o) = fit("csv.h5", &["--data", csv_path.to_str().unwrap(), "--label-column", col]);
+        assert_eq!(c, Some(0), "{e}");
+        assert_eq!(weights_of(&o), want, "CSV with --label-column {col}");
+    }
+    std::fs::write(dir.join("bad.csv"), "a,b,label\n1,2,0\n1,x,1\n").unwrap();
+    let bad = dir.join("bad.csv");
+    for (args, want) in [
+        (vec!["--data", csv_path.to_str().unwrap()], "--label-column"),
+        (vec!["--data", csv_path.to_str().unwrap(), "--label-column", "nope"], "no column 'nope'"),
+        (vec!["--data", bad.to_str().unwrap(), "--label-column", "label"], "line 3, column 2"),
+        (vec!["--x", xs.to_str().unwrap()], "--y"),
+    ] {
+        let (c, e, _) = fit("never.h5", &args);
+        assert_ne!(c, Some(0), "{args:?} succeeded");
+        assert!(e.contains(want) && !e.contains("panicked"), "{args:?}: {e}");
+    }
+    assert!(!dir.join("never.h5").exists());
+}
