@@ -71,7 +71,14 @@ impl Executor {
     ) -> Result<(Executor, Option<OptimizeReport>), CompileError> {
         let cpu = SessionOptions { device: Some(Device::Cpu) };
         let (g, report) = if options.naive {
-            (graph.clone(), None)
+            // CUDA kernels are channels-last: a channels-first op becomes transposes around one
+            // (a lowering, not an optimization; the CPU runs channels-first ops as they are).
+            let g = if matches!(options.device, Device::Cuda(_)) {
+                optimizer::layout::lower_channels_first(graph)?.0
+            } else {
+                graph.clone()
+            };
+            (g, None)
         } else {
             let o = optimizer::optimize(graph, &options.optimize)?;
             (o.graph, Some(o.report))

@@ -87,7 +87,7 @@ fn truncated_and_foreign_files() {
     }
     let text = dir.join("notes.h5");
     std::fs::write(&text, "just some text, not a model").unwrap();
-    assert_clean_failure(&["inspect", text.to_str().unwrap()], &["not a Keras model"]);
+    assert_clean_failure(&["inspect", text.to_str().unwrap()], &["not a model kerasc reads"]);
     let empty = dir.join("empty.keras");
     std::fs::write(&empty, "").unwrap();
     assert_clean_failure(&["run", empty.to_str().unwrap(), "--input", "x.npy"], &["empty"]);

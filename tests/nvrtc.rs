@@ -1,4 +1,4 @@
-//! Every kernel generated for every dev model compiles with NVRTC 13.0 to PTX for sm_90 (no GPU
+//! Every kernel generated for every dev model (Keras and ONNX) compiles with NVRTC 13.0 to PTX for sm_90 (no GPU
 //! needed). `scripts/setup-test-deps.sh` installs NVRTC into `target/nvrtc`; without it the test
 //! says why it is skipped, unless KERASC_REQUIRE_NVRTC is set (CI), when that is a failure.
 
@@ -19,13 +19,16 @@ fn every_dev_model_kernel_compiles_for_sm_90() {
         }
     }
     let mut kernels = Vec::new();
-    for name in DEV_MODELS {
-        let model = kerasc::load(&models_dir().join(format!("{name}.keras"))).unwrap();
+    // Keras archives and their ONNX exports (the ONNX graphs optimize to other kernels).
+    for (name, ext) in DEV_MODELS.iter().flat_map(|n| [(n, "keras"), (n, "onnx")]) {
+        let model = kerasc::load(&models_dir().join(format!("{name}.{ext}"))).unwrap();
         let opt = kerasc::optimizer::optimize(&model.graph, &kerasc::OptimizeOptions::default()).unwrap();
         for batch in [1, 64] {
             let plan = kerasc::optimizer::plan(&opt.graph, batch).unwrap();
             let steps = kerasc::codegen::cuda::emit_plan(&opt.graph, &plan).unwrap();
-            kernels.extend(steps.into_iter().flat_map(|s| s.kernels).map(|k| (format!("{name} (batch {batch})"), k)));
+            kernels.extend(
+                steps.into_iter().flat_map(|s| s.kernels).map(|k| (format!("{name}.{ext} (batch {batch})"), k)),
+            );
         }
     }
     // NVRTC is thread-safe: compile on every core.

@@ -156,7 +156,14 @@ fn data_movement() {
     let r = g.add("r", Op::RepeatInterleave { axis: 2, repeats: 3 }, &[x]).unwrap();
     let tl = g.add("tile", Op::Tile { repeats: vec![1, 2, 1, 3] }, &[x]).unwrap();
     let rs = g.add("reshape", Op::Reshape { shape: vec![0, 24] }, &[t]).unwrap();
-    g.set_outputs(vec![t, c, p, s, r, tl, rs]);
+    // numpy broadcasting of a lower-rank value against `like` (ONNX Expand / batch fills).
+    let bc = g.add("bcast", Op::BroadcastTo, &[y, x]).unwrap();
+    let row = g
+        .add("row", Op::Slice { axes: vec![0, 1], starts: vec![0, 0], ends: vec![1, 1], steps: vec![1, 1] }, &[y])
+        .unwrap();
+    let row = g.add("row3", Op::Reshape { shape: vec![1, 2] }, &[row]).unwrap();
+    let bc2 = g.add("bcast2", Op::BroadcastTo, &[row, x]).unwrap();
+    g.set_outputs(vec![t, c, p, s, r, tl, rs, bc, bc2]);
     check(&g, vec![seq(&[2, 3, 4, 2], 0.3), seq(&[2, 3, 1, 2], 0.7)], "movement");
 }
 

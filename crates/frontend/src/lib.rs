@@ -1,8 +1,9 @@
-//! kerasc's model readers: Keras `.h5` (Keras 2 and Keras 3 legacy HDF5) and `.keras` (Keras 3
-//! zip) into one [`ir::Graph`], with a Keras-style summary of the layers.
+//! kerasc's model readers: Keras `.h5` (Keras 2 and Keras 3 legacy HDF5), `.keras` (Keras 3
+//! zip) and ONNX `.onnx` into one [`ir::Graph`], with a Keras-style summary of the layers.
 
 mod error;
 pub mod keras;
+pub mod onnx;
 
 pub use error::FrontendError;
 pub use keras::{LayerSummary, ModelFormat, ModelInfo};
@@ -27,7 +28,12 @@ pub struct LoadOptions {}
 pub fn load(path: &Path, _options: &LoadOptions) -> Result<Model, FrontendError> {
     let bytes = std::fs::read(path)
         .map_err(|e| FrontendError::Io { path: path.display().to_string(), message: e.to_string() })?;
-    load_bytes(bytes, &path.display().to_string())
+    let origin = path.display().to_string();
+    let is_onnx = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    if is_onnx || (!bytes.starts_with(b"\x89HDF") && !bytes.starts_with(b"PK") && onnx::looks_like_onnx(&bytes)) {
+        return onnx::load_onnx(&bytes, &origin, path.parent());
+    }
+    load_bytes(bytes, &origin)
 }
 
 /// Loads a model from its bytes; `origin` names it in errors.
@@ -36,12 +42,14 @@ pub fn load_bytes(bytes: Vec<u8>, origin: &str) -> Result<Model, FrontendError> 
         keras::load_h5(bytes, origin)
     } else if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         keras::load_keras_archive(&bytes, origin)
+    } else if onnx::looks_like_onnx(&bytes) {
+        onnx::load_onnx(&bytes, origin, None)
     } else if bytes.is_empty() {
         Err(FrontendError::Format { file: origin.into(), message: "the file is empty".into() })
     } else {
         Err(FrontendError::Format {
             file: origin.into(),
-            message: "not a Keras model: neither HDF5 (.h5) nor a zip archive (.keras)".into(),
+            message: "not a model kerasc reads: neither HDF5 (.h5), a zip archive (.keras) nor ONNX (.onnx)".into(),
         })
     }
 }

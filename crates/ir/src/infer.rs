@@ -581,12 +581,12 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             Ok(vec![TensorType::new(tys[0].dtype, tys[1].shape.clone())])
         }
         Op::BroadcastTo => {
+            // numpy's broadcast of both shapes: `like` gives the sizes `x` lacks.
             arity(op, tys, 2, 2)?;
-            let b = broadcast(&tys[0].shape, &tys[1].shape);
-            if b.as_ref() != Some(&tys[1].shape) {
-                return err(op, format!("{} does not broadcast to {}", tys[0].shape, tys[1].shape));
-            }
-            Ok(vec![TensorType::new(tys[0].dtype, tys[1].shape.clone())])
+            let b = broadcast(&tys[0].shape, &tys[1].shape).ok_or_else(|| {
+                IrError::shape(op.name(), format!("{} and {} do not broadcast", tys[0].shape, tys[1].shape))
+            })?;
+            Ok(vec![TensorType::new(tys[0].dtype, b)])
         }
         Op::UnaryGrad(_) => {
             arity(op, tys, 2, 2)?;
@@ -628,6 +628,27 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
                 return err(op, format!("dy {} is not the convolution's output {}", tys[1].shape, y[0].shape));
             }
             Ok(vec![w])
+        }
+        Op::ChannelsFirst(inner) => {
+            if !matches!(**inner, Op::Conv(_) | Op::ConvTranspose(_) | Op::Pool(_) | Op::Resize { .. }) {
+                return err(op, "only convolutions, pooling and resizing take a channels-first layout");
+            }
+            let x = tys.first().ok_or_else(|| IrError::Arity { op: op.name(), expected: ">= 1".into(), got: 0 })?;
+            let r = x.shape.rank();
+            if r < 3 {
+                return err(op, format!("a channels-first input needs rank >= 3, got {}", x.shape));
+            }
+            let (to_last, to_first) = Op::channels_last_perm(r);
+            let mut inner_tys = tys.to_vec();
+            inner_tys[0] = TensorType::new(x.dtype, Shape(to_last.iter().map(|&p| x.shape.0[p]).collect()));
+            let outs = infer_types(inner, &inner_tys)?;
+            Ok(outs
+                .into_iter()
+                .map(|t| {
+                    let s = Shape(to_first.iter().map(|&p| t.shape.0[p]).collect());
+                    TensorType::new(t.dtype, s)
+                })
+                .collect())
         }
         Op::PoolGrad(a) => {
             arity(op, tys, 2, 2)?;

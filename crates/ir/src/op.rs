@@ -380,7 +380,8 @@ pub enum Op {
     FusedMatMul { transpose_a: bool, transpose_b: bool, epilogue: Epilogue },
     /// `[x...]`: an element-wise expression over broadcast inputs (optimizer only).
     Fused(FusedExpr),
-    /// `[v, like]`: `v` broadcast to the shape of `like` (training).
+    /// `[v, like]`: `v` broadcast with `like` (numpy broadcasting of both shapes; `like`'s values
+    /// are not read).
     BroadcastTo,
     /// `[dy, like]`: the gradient of a mean over `axes` of `like`: `dy` (those axes kept as 1)
     /// broadcast to `like`'s shape, divided by the count averaged, known only at run time when
@@ -409,9 +410,23 @@ pub enum Op {
     /// `[logits, labels, dloss (...)]`: the gradient of [`Op::SoftmaxCrossEntropy`] with respect
     /// to the logits, `(softmax(logits) − onehot) · dloss` (training).
     SoftmaxCrossEntropyGrad { sparse: bool },
+    /// `[x, rest...]`: the inner op (a convolution, pooling or resize, written for
+    /// channels-last tensors) applied to a channels-first `x` `(N, C, spatial...)`, giving a
+    /// channels-first output: ONNX's layout kept as an attribute. The optimizer's first pass
+    /// lowers it to the inner op between two transposes, which then cancel against their
+    /// neighbours.
+    ChannelsFirst(Box<Op>),
 }
 
 impl Op {
+    /// The permutation from channels-first to channels-last for a tensor of rank `r`
+    /// (`(N, C, s...)` → `(N, s..., C)`), and its inverse.
+    pub fn channels_last_perm(r: usize) -> (Vec<usize>, Vec<usize>) {
+        let to_last: Vec<usize> = std::iter::once(0).chain(2..r).chain(std::iter::once(1)).collect();
+        let to_first: Vec<usize> = std::iter::once(0).chain(std::iter::once(r - 1)).chain(1..r - 1).collect();
+        (to_last, to_first)
+    }
+
     /// Whether the op maps each output element from the same-index elements of its
     /// (broadcast) inputs.
     pub fn is_elementwise(&self) -> bool {
@@ -458,6 +473,7 @@ impl Op {
             Op::PoolGrad(p) => format!("{:?}Pool{}DGrad", p.kind, p.window.len()),
             Op::SoftmaxCrossEntropy { .. } => "SoftmaxCrossEntropy".into(),
             Op::SoftmaxCrossEntropyGrad { .. } => "SoftmaxCrossEntropyGrad".into(),
+            Op::ChannelsFirst(inner) => format!("{}[NCHW]", inner.name()),
             Op::Rnn(r) => match r.kind {
                 RnnKind::Simple => "SimpleRnn",
                 RnnKind::Lstm => "Lstm",

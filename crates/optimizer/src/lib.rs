@@ -5,6 +5,7 @@ mod copy;
 pub mod egraph;
 mod fold;
 pub mod fusion;
+pub mod layout;
 pub mod memory_plan;
 pub mod pipeline;
 pub mod rules;

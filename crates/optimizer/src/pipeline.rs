@@ -8,7 +8,8 @@ use ir::Graph;
 use std::time::{Duration, Instant};
 
 /// The passes, in order.
-pub const PASSES: [&str; 4] = ["fold-constants", "egraph-rewrite", "fold-constants", "fuse-elementwise"];
+pub const PASSES: [&str; 5] =
+    ["lower-layout", "fold-constants", "egraph-rewrite", "fold-constants", "fuse-elementwise"];
 
 /// Limits and switches of the optimizer.
 #[derive(Debug, Clone)]
@@ -96,6 +97,10 @@ pub fn optimize(g: &Graph, options: &OptimizeOptions) -> Result<Optimized, OptEr
         let t0 = Instant::now();
         let before = graph.nodes().len();
         let (next, changes) = match name {
+            "lower-layout" => {
+                let (g2, n) = crate::layout::lower_channels_first(&graph)?;
+                (g2, vec![("channels-first ops".to_string(), n)])
+            }
             "fold-constants" => {
                 let (g2, n) = fold::fold_constants(&graph)?;
                 (g2, vec![("folded".to_string(), n)])

@@ -97,8 +97,15 @@ pub fn emit_node(
         Op::GroupNorm { groups, axis, epsilon } => c.group_norm(*groups, *axis, *epsilon)?,
         Op::L2Normalize { axes, epsilon } => c.l2_normalize(axes, *epsilon)?,
         Op::Rnn(a) => c.rnn(a)?,
-        Op::BroadcastTo
-        | Op::MeanGrad { .. }
+        Op::BroadcastTo => {
+            // numpy broadcasting: input axes align with the output's from the right.
+            let off = c.oshape(0).len().saturating_sub(c.ishape(0).len());
+            c.remap(|c, ax| {
+                let d = c.ishape(0)[ax];
+                Some((if d == 1 { "0".to_string() } else { format!("c{}", ax + off) }, d))
+            })?
+        }
+        Op::MeanGrad { .. }
         | Op::GatherGrad { .. }
         | Op::UnaryGrad(_)
         | Op::BinaryGrad { .. }
@@ -107,6 +114,9 @@ pub fn emit_node(
         | Op::PoolGrad(_)
         | Op::SoftmaxCrossEntropy { .. }
         | Op::SoftmaxCrossEntropyGrad { .. } => return Err(c.unsupported("training ops have no CUDA kernel yet")),
+        Op::ChannelsFirst(_) => {
+            return Err(c.unsupported("channels-first ops are lowered first (optimizer::layout::lower_channels_first)"))
+        }
     };
     Ok(vec![k])
 }

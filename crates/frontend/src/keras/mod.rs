@@ -22,6 +22,8 @@ pub enum ModelFormat {
     Keras2H5,
     /// Keras 3 `model.save("x.keras")`.
     KerasArchive,
+    /// An ONNX model.
+    Onnx,
 }
 
 impl ModelFormat {
@@ -31,6 +33,7 @@ impl ModelFormat {
             ModelFormat::Keras3H5 => "Keras 3 legacy HDF5 (.h5)",
             ModelFormat::Keras2H5 => "Keras 2 legacy HDF5 (.h5)",
             ModelFormat::KerasArchive => "Keras 3 archive (.keras)",
+            ModelFormat::Onnx => "ONNX (.onnx)",
         }
     }
 }

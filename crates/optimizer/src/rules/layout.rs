@@ -1,19 +1,26 @@
 //! Layout rules: chains of reshapes and transposes collapse to one (or none), and element-wise
 //! functions move through them towards the op that produced their input.
 
-use super::{ops_in, ty, Build, FnRule};
+use super::{ops_in, ty, weight_only, Build, FnRule};
 use crate::egraph::TensorEGraph;
 use egg::Id;
 use ir::{Dim, Op, TensorType};
 
-pub const RULES: [FnRule; 3] = [
+pub const RULES: [FnRule; 6] = [
     FnRule { name: "reshape-chain", find: reshape_chain },
     FnRule { name: "transpose-chain", find: transpose_chain },
     FnRule { name: "unary-through-layout", find: unary_through_layout },
+    FnRule { name: "binary-through-transpose", find: binary_through_transpose },
+    FnRule { name: "bias-through-transpose", find: bias_through_transpose },
+    FnRule { name: "transpose-as-reshape", find: transpose_as_reshape },
 ];
 
 /// A reshape target that maps `from` to `to` without reference to any intermediate shape.
 fn reshape_target(from: &TensorType, to: &TensorType) -> Option<Vec<i64>> {
+    // One batch-sized axis: -1 (right whatever multiple of the batch it holds at run time).
+    if to.shape.dims().iter().filter(|d| **d == Dim::Batch).count() == 1 {
+        return Some(to.shape.dims().iter().map(|d| d.fixed().map_or(-1, |n| n as i64)).collect());
+    }
     let mut inferred = false;
     let mut target = Vec::with_capacity(to.shape.rank());
     for (i, d) in to.shape.dims().iter().enumerate() {
@@ -74,6 +81,109 @@ fn unary_through_layout(eg: &TensorEGraph, id: Id) -> Vec<Build> {
             if matches!(inner, Op::Reshape { .. } | Op::Transpose { .. }) {
                 let moved = Build::Op(Op::Unary(*u), vec![Build::Class(ic[0])]);
                 out.push(Build::Op(inner.clone(), vec![moved]));
+            }
+        }
+    }
+    out
+}
+
+fn inverse(p: &[usize]) -> Vec<usize> {
+    let mut q = vec![0; p.len()];
+    for (i, &v) in p.iter().enumerate() {
+        if let Some(slot) = q.get_mut(v) {
+            *slot = i;
+        }
+    }
+    q
+}
+
+/// A weight broadcast against `transpose(x, p)`, laid out to broadcast against `x` instead.
+fn relayout(eg: &TensorEGraph, v: Id, p: &[usize]) -> Option<Build> {
+    let dims = ty(eg, v)?.shape.as_fixed()?;
+    let r = p.len();
+    if dims.len() > r {
+        return None;
+    }
+    if dims.iter().all(|&d| d == 1) {
+        return Some(Build::Class(v));
+    }
+    let mut b = Build::Class(v);
+    if dims.len() < r {
+        let full: Vec<i64> = std::iter::repeat_n(1, r - dims.len()).chain(dims.iter().map(|&d| d as i64)).collect();
+        b = Build::Op(Op::Reshape { shape: full }, vec![b]);
+    }
+    Some(Build::Op(Op::Transpose { perm: inverse(p) }, vec![b]))
+}
+
+/// `transpose(a, p) ⊕ transpose(b, p) → transpose(a ⊕ b, p)` and `transpose(x, p) ⊕ w →
+/// transpose(x ⊕ w', p)` (w' the weight laid out like x): element-wise binaries move through
+/// layout changes, so that transposes meet and cancel (ONNX's channels-first convolutions
+/// followed by a bias, a batch norm's scale or a residual add).
+fn binary_through_transpose(eg: &TensorEGraph, id: Id) -> Vec<Build> {
+    let mut out = Vec::new();
+    for (op, c) in ops_in(eg, id) {
+        let Op::Binary(b) = op else { continue };
+        let (a, bb) = (c[0], c[1]);
+        for (side, (t, other)) in [(a, bb), (bb, a)].into_iter().enumerate() {
+            for (inner, ic) in ops_in(eg, t) {
+                let Op::Transpose { perm } = inner else { continue };
+                let moved = |x: Build, y: Build| -> Build {
+                    let (l, r) = if side == 0 { (x, y) } else { (y, x) };
+                    Build::Op(Op::Transpose { perm: perm.clone() }, vec![Build::Op(Op::Binary(*b), vec![l, r])])
+                };
+                if side == 0 {
+                    for (o, oc) in ops_in(eg, other) {
+                        if matches!(o, Op::Transpose { perm: q } if q == perm) {
+                            out.push(moved(Build::Class(ic[0]), Build::Class(oc[0])));
+                        }
+                    }
+                }
+                if weight_only(eg, other) {
+                    if let Some(w) = relayout(eg, other, perm) {
+                        out.push(moved(Build::Class(ic[0]), w));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `bias_add(transpose(x, p), b, axis) → transpose(bias_add(x, b, p[axis]), p)`, and the same
+/// for a batch normalization's channel axis.
+fn bias_through_transpose(eg: &TensorEGraph, id: Id) -> Vec<Build> {
+    let mut out = Vec::new();
+    for (op, c) in ops_in(eg, id) {
+        let axis = match op {
+            Op::BiasAdd { axis } | Op::BatchNorm { axis, .. } => *axis,
+            _ => continue,
+        };
+        for (inner, ic) in ops_in(eg, c[0]) {
+            let Op::Transpose { perm } = inner else { continue };
+            let Some(&a) = perm.get(axis) else { continue };
+            let moved_op = match op {
+                Op::BatchNorm { epsilon, .. } => Op::BatchNorm { axis: a, epsilon: *epsilon },
+                _ => Op::BiasAdd { axis: a },
+            };
+            let args = std::iter::once(Build::Class(ic[0])).chain(c[1..].iter().map(|&k| Build::Class(k))).collect();
+            out.push(Build::Op(Op::Transpose { perm: perm.clone() }, vec![Build::Op(moved_op, args)]));
+        }
+    }
+    out
+}
+
+/// A transpose that moves only unit axes (the order of the others kept) is a reshape, which
+/// then merges with its neighbours (`(N, 28, 28, 1) → (N, 1, 28, 28) → (N, 28, 28, 1)`).
+fn transpose_as_reshape(eg: &TensorEGraph, id: Id) -> Vec<Build> {
+    let mut out = Vec::new();
+    let Some(to) = ty(eg, id) else { return out };
+    for (op, c) in ops_in(eg, id) {
+        let Op::Transpose { perm } = op else { continue };
+        let Some(from) = ty(eg, c[0]) else { continue };
+        let big: Vec<usize> = perm.iter().copied().filter(|&p| from.shape.dims()[p] != Dim::Fixed(1)).collect();
+        if big.windows(2).all(|w| w[0] < w[1]) {
+            if let Some(shape) = reshape_target(from, to) {
+                out.push(Build::Op(Op::Reshape { shape }, vec![Build::Class(c[0])]));
             }
         }
     }

@@ -62,6 +62,13 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> 
         Op::Resize { sizes, mode } => one(shape_ops::resize(op, inputs[0], sizes, *mode)?),
         Op::Gather { axis } => one(shape_ops::gather(op, inputs[0], inputs[1], *axis)?),
         Op::Cast { to } => one(inputs[0].cast(*to)),
+        Op::ChannelsFirst(inner) => {
+            let (to_last, to_first) = Op::channels_last_perm(inputs[0].shape().len());
+            let x = shape_ops::transpose(inputs[0], &to_last);
+            let mut ins: Vec<&Tensor> = inputs.to_vec();
+            ins[0] = &x;
+            Ok(run_op(inner, &ins)?.iter().map(|t| shape_ops::transpose(t, &to_first)).collect())
+        }
         Op::Rnn(a) => rnn::rnn(op, a, inputs),
         Op::FusedConv { conv: a, epilogue } => {
             let shape = out_shape(0)?;

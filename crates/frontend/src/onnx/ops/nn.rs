@@ -1,0 +1,399 @@
+//! Matmul, convolution, pooling, normalization, softmax and reductions.
+
+use crate::onnx::proto::NodeProto;
+use crate::onnx::{attr, attr_f, attr_i, attr_ints, attr_s, Ctx, Lowered, Val, S};
+use ir::{
+    BinaryOp, ConvAttrs, ConvTransposeAttrs, Op, PaddingMode, PoolAttrs, PoolKind, ReduceKind, Tensor, UnaryOp, ValueId,
+};
+
+/// MatMul with numpy semantics (1-D operands get a unit axis, removed afterwards).
+pub fn matmul(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let a = ctx.req(node, 0)?;
+    let b = ctx.req(node, 1)?;
+    let (sa, sb) = (ctx.shape_of(&a), ctx.shape_of(&b));
+    let (mut ai, mut bi) = (ctx.ir(&a)?, ctx.ir(&b)?);
+    if sa.len() == 1 {
+        ai = {
+            let nm = ctx.fresh(name);
+            ctx.reshape_to(&nm, ai, &[S::N(1.0), sa[0]])?
+        };
+    }
+    if sb.len() == 1 {
+        bi = {
+            let nm = ctx.fresh(name);
+            ctx.reshape_to(&nm, bi, &[sb[0], S::N(1.0)])?
+        };
+    }
+    let mut y = ctx.add(name, Op::MatMul { transpose_a: false, transpose_b: false }, &[ai, bi])?;
+    if sa.len() == 1 || sb.len() == 1 {
+        let mut s = ctx.shape_of(&Val::Ir(y));
+        let r = s.len();
+        if sb.len() == 1 {
+            s.remove(r - 1);
+        }
+        if sa.len() == 1 {
+            s.remove(s.len() - 1);
+        }
+        y = {
+            let nm = ctx.fresh(name);
+            ctx.reshape_to(&nm, y, &s)?
+        };
+    }
+    Ok(vec![Val::Ir(y)])
+}
+
+/// Gemm: alpha·op(A)·op(B) + beta·C.
+pub fn gemm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let a = ctx.ir(&ctx.req(node, 0)?)?;
+    let b = ctx.ir(&ctx.req(node, 1)?)?;
+    let (ta, tb) = (attr_i(node, "transA", 0) != 0, attr_i(node, "transB", 0) != 0);
+    let (alpha, beta) = (attr_f(node, "alpha", 1.0), attr_f(node, "beta", 1.0));
+    let mut y = ctx.tmp(name, Op::MatMul { transpose_a: ta, transpose_b: tb }, &[a, b])?;
+    if alpha != 1.0 {
+        y = ctx.tmp(name, Op::Unary(UnaryOp::Affine { scale: alpha, offset: 0.0 }), &[y])?;
+    }
+    if let Some(c) = ctx.input(node, 2) {
+        let cs = ctx.shape_of(&c);
+        let c = match (beta, ctx.constant(&c)) {
+            (b, _) if b == 1.0 => ctx.ir(&c)?,
+            (b, Some(t)) => {
+                let v: Vec<f32> = t.to_f32_vec().iter().map(|x| x * b).collect();
+                let t = Tensor::from_f32(t.shape(), v).map_err(|e| e.to_string())?;
+                let n = ctx.fresh(name);
+                ctx.g.add_constant(n, t)
+            }
+            (b, None) => {
+                let ci = ctx.ir(&c)?;
+                ctx.tmp(name, Op::Unary(UnaryOp::Affine { scale: b, offset: 0.0 }), &[ci])?
+            }
+        };
+        y = if cs.len() == 1 && matches!(cs[0], S::N(n) if n > 1.0) {
+            ctx.add(name, Op::BiasAdd { axis: 1 }, &[y, c])?
+        } else {
+            ctx.add(name, Op::Binary(BinaryOp::Add), &[y, c])?
+        };
+    }
+    Ok(vec![Val::Ir(y)])
+}
+
+/// Fixed spatial sizes of a channels-first input.
+fn spatial(ctx: &Ctx, x: &Val) -> Result<Vec<usize>, String> {
+    ctx.shape_of(x)[2..]
+        .iter()
+        .map(|s| match s {
+            S::N(n) => Ok(*n as usize),
+            S::B(_) => Err("spatial sizes must be fixed".to_string()),
+        })
+        .collect()
+}
+
+/// Explicit (before, after) pads from `pads` or `auto_pad`.
+fn pads_for(
+    node: &NodeProto,
+    input: &[usize],
+    window: &[usize],
+    strides: &[usize],
+    dilations: &[usize],
+) -> Result<Vec<(usize, usize)>, String> {
+    let n = input.len();
+    match attr_s(node, "auto_pad", "NOTSET").as_str() {
+        "NOTSET" => {
+            let p = attr_ints(node, "pads").unwrap_or_else(|| vec![0; 2 * n]);
+            if p.len() != 2 * n || p.iter().any(|&v| v < 0) {
+                return Err(format!("pads {p:?} for {n} spatial axes"));
+            }
+            Ok((0..n).map(|i| (p[i] as usize, p[i + n] as usize)).collect())
+        }
+        "VALID" => Ok(vec![(0, 0); n]),
+        mode @ ("SAME_UPPER" | "SAME_LOWER") => Ok((0..n)
+            .map(|i| {
+                let out = input[i].div_ceil(strides[i]);
+                let span = (window[i] - 1) * dilations[i] + 1;
+                let total = ((out - 1) * strides[i] + span).saturating_sub(input[i]);
+                let small = total / 2;
+                if mode == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                }
+            })
+            .collect()),
+        other => Err(format!("auto_pad '{other}'")),
+    }
+}
+
+fn usizes(node: &NodeProto, name: &str, n: usize, default: usize) -> Result<Vec<usize>, String> {
+    match attr_ints(node, name) {
+        Some(v) if v.len() == n && v.iter().all(|&x| x > 0) => Ok(v.iter().map(|&x| x as usize).collect()),
+        Some(v) => Err(format!("{name} {v:?} for {n} spatial axes")),
+        None => Ok(vec![default; n]),
+    }
+}
+
+/// Conv (channels-first, kept as a layout attribute) + bias.
+pub fn conv(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let w = ctx.req(node, 1)?;
+    let wt = ctx.constant(&w).ok_or("convolution weights computed at run time are not supported")?;
+    let ws = wt.shape().to_vec();
+    let r = ctx.rank(&x);
+    if r < 3 || ws.len() != r {
+        return Err(format!("input rank {r} and weights {ws:?} do not fit a convolution"));
+    }
+    let n = r - 2;
+    let input = spatial(ctx, &x)?;
+    let window = ws[2..].to_vec();
+    let strides = usizes(node, "strides", n, 1)?;
+    let dilations = usizes(node, "dilations", n, 1)?;
+    let groups = attr_i(node, "group", 1).max(1) as usize;
+    let pads = pads_for(node, &input, &window, &strides, &dilations)?;
+    // (F, C/g, k...) → (k..., C/g, F).
+    let perm: Vec<usize> = (2..r).chain([1, 0]).collect();
+    let kernel = permute(&wt, &perm)?;
+    let wname = format!("{name}/kernel");
+    let k = ctx.g.add_constant(wname, kernel);
+    let xi = ctx.ir(&x)?;
+    let op = Op::ChannelsFirst(Box::new(Op::Conv(ConvAttrs { strides, dilations, pads, groups })));
+    let has_bias = ctx.input(node, 2).is_some();
+    let conv_name = if has_bias { ctx.fresh(name) } else { name.to_string() };
+    let mut y = ctx.add(&conv_name, op, &[xi, k])?;
+    if let Some(b) = ctx.input(node, 2) {
+        let b = ctx.ir(&b)?;
+        y = ctx.add(name, Op::BiasAdd { axis: 1 }, &[y, b])?;
+    }
+    Ok(vec![Val::Ir(y)])
+}
+
+/// A constant transposed at import.
+pub fn permute(t: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
+    let s = t.shape();
+    let r = s.len();
+    let v = t.to_f32_vec();
+    let out_shape: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
+    let mut st = vec![1usize; r];
+    for i in (0..r.saturating_sub(1)).rev() {
+        st[i] = st[i + 1] * s[i + 1];
+    }
+    let mut ost = vec![1usize; r];
+    for i in (0..r.saturating_sub(1)).rev() {
+        ost[i] = ost[i + 1] * out_shape[i + 1];
+    }
+    let n = v.len();
+    let out: Vec<f32> = (0..n)
+        .map(|o| (0..r).map(|d| ((o / ost[d]) % out_shape[d]) * st[perm[d]]).sum::<usize>())
+        .map(|i| v[i])
+        .collect();
+    Tensor::from_f32(&out_shape, out).map_err(|e| e.to_string())
+}
+
+/// ConvTranspose without padding (Keras's 'valid'), channels-first.
+pub fn conv_transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let w = ctx.req(node, 1)?;
+    let wt = ctx.constant(&w).ok_or("convolution weights computed at run time are not supported")?;
+    let ws = wt.shape().to_vec();
+    let r = ctx.rank(&x);
+    if r < 3 || ws.len() != r {
+        return Err(format!("input rank {r} and weights {ws:?} do not fit a transposed convolution"));
+    }
+    let n = r - 2;
+    if attr_i(node, "group", 1) != 1 {
+        return Err("grouped transposed convolution is not supported".into());
+    }
+    let pads = attr_ints(node, "pads").unwrap_or_default();
+    let op_pad = attr_ints(node, "output_padding").unwrap_or_default();
+    let auto = attr_s(node, "auto_pad", "NOTSET");
+    if pads.iter().any(|&p| p != 0)
+        || op_pad.iter().any(|&p| p != 0)
+        || attr(node, "output_shape").is_some()
+        || !matches!(auto.as_str(), "NOTSET" | "VALID")
+    {
+        return Err(
+            "transposed convolution with padding, output_padding or output_shape is not supported (only 'valid')"
+                .into(),
+        );
+    }
+    let strides = usizes(node, "strides", n, 1)?;
+    let dilations = usizes(node, "dilations", n, 1)?;
+    // (C, F, k...) → (k..., F, C).
+    let perm: Vec<usize> = (2..r).chain([1, 0]).collect();
+    let kernel = permute(&wt, &perm)?;
+    let k = ctx.g.add_constant(format!("{name}/kernel"), kernel);
+    let xi = ctx.ir(&x)?;
+    let op = Op::ChannelsFirst(Box::new(Op::ConvTranspose(ConvTransposeAttrs {
+        strides,
+        dilations,
+        padding: PaddingMode::Valid,
+        output_padding: None,
+    })));
+    let has_bias = ctx.input(node, 2).is_some();
+    let conv_name = if has_bias { ctx.fresh(name) } else { name.to_string() };
+    let mut y = ctx.add(&conv_name, op, &[xi, k])?;
+    if let Some(b) = ctx.input(node, 2) {
+        let b = ctx.ir(&b)?;
+        y = ctx.add(name, Op::BiasAdd { axis: 1 }, &[y, b])?;
+    }
+    Ok(vec![Val::Ir(y)])
+}
+
+/// MaxPool / AveragePool (padding excluded from averages, as kerasc's pooling computes).
+pub fn pool(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let max = node.op_type.as_deref() == Some("MaxPool");
+    if node.output.len() > 1 && node.output.get(1).is_some_and(|o| !o.is_empty()) {
+        return Err("MaxPool's indices output is not supported".into());
+    }
+    let x = ctx.req(node, 0)?;
+    let r = ctx.rank(&x);
+    if r < 3 {
+        return Err(format!("pooling needs rank >= 3, got {r}"));
+    }
+    let n = r - 2;
+    let window = usizes(node, "kernel_shape", n, 0)?;
+    if window.contains(&0) {
+        return Err("no kernel_shape".into());
+    }
+    let strides = usizes(node, "strides", n, 1)?;
+    if usizes(node, "dilations", n, 1)?.iter().any(|&d| d != 1) {
+        return Err("dilated pooling is not supported".into());
+    }
+    let input = spatial(ctx, &x)?;
+    let pads = pads_for(node, &input, &window, &strides, &vec![1; n])?;
+    if !max && attr_i(node, "count_include_pad", 0) != 0 && pads.iter().any(|&(a, b)| a + b > 0) {
+        return Err("AveragePool with count_include_pad=1 and padding is not supported".into());
+    }
+    if attr_i(node, "ceil_mode", 0) != 0 {
+        for i in 0..n {
+            let span = input[i] + pads[i].0 + pads[i].1 - window[i];
+            if span % strides[i] != 0 {
+                return Err("ceil_mode=1 with a partial last window is not supported".into());
+            }
+        }
+    }
+    let kind = if max { PoolKind::Max } else { PoolKind::Avg };
+    let xi = ctx.ir(&x)?;
+    let op = Op::ChannelsFirst(Box::new(Op::Pool(PoolAttrs { kind, window, strides, pads })));
+    Ok(vec![Val::Ir(ctx.add(name, op, &[xi])?)])
+}
+
+/// GlobalAveragePool / GlobalMaxPool: a reduction over every axis after the channels.
+pub fn global_pool(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let r = ctx.rank(&x);
+    if r < 3 {
+        return Err(format!("global pooling needs rank >= 3, got {r}"));
+    }
+    let kind = if node.op_type.as_deref() == Some("GlobalMaxPool") { ReduceKind::Max } else { ReduceKind::Mean };
+    let xi = ctx.ir(&x)?;
+    Ok(vec![Val::Ir(ctx.add(name, Op::Reduce { kind, axes: (2..r).collect(), keepdims: true }, &[xi])?)])
+}
+
+fn only_first_output(node: &NodeProto) -> Result<(), String> {
+    if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err("only the first output is supported (inference)".into());
+    }
+    Ok(())
+}
+
+/// BatchNormalization in inference mode.
+pub fn batch_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    if attr_i(node, "training_mode", 0) != 0 {
+        return Err("BatchNormalization in training mode is not supported".into());
+    }
+    only_first_output(node)?;
+    let ins: Vec<ValueId> = (0..5).map(|i| ctx.req(node, i).and_then(|v| ctx.ir(&v))).collect::<Result<_, _>>()?;
+    let eps = attr_f(node, "epsilon", 1e-5);
+    Ok(vec![Val::Ir(ctx.add(name, Op::BatchNorm { axis: 1, epsilon: eps }, &ins)?)])
+}
+
+/// InstanceNormalization: a group normalization with one channel per group.
+pub fn instance_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let c = match ctx.shape_of(&x).get(1) {
+        Some(S::N(c)) => *c as usize,
+        _ => return Err("the channel count must be fixed".into()),
+    };
+    let ins: Vec<ValueId> = (0..3).map(|i| ctx.req(node, i).and_then(|v| ctx.ir(&v))).collect::<Result<_, _>>()?;
+    let eps = attr_f(node, "epsilon", 1e-5);
+    Ok(vec![Val::Ir(ctx.add(name, Op::GroupNorm { groups: c, axis: 1, epsilon: eps }, &ins)?)])
+}
+
+/// LayerNormalization over the axes from `axis` on.
+pub fn layer_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    only_first_output(node)?;
+    let x = ctx.req(node, 0)?;
+    let r = ctx.rank(&x);
+    let axis = ctx.axis(attr_i(node, "axis", -1), r)?;
+    let scale = ctx.req(node, 1)?;
+    let s = ctx.ir(&scale)?;
+    let b = match ctx.input(node, 2) {
+        Some(b) => ctx.ir(&b)?,
+        None => {
+            let shape: Vec<usize> = ctx.g.value(s).ty.shape.as_fixed().ok_or("the scale's shape must be fixed")?;
+            let n = ctx.fresh(name);
+            ctx.g.add_constant(n, Tensor::zeros(&shape))
+        }
+    };
+    let xi = ctx.ir(&x)?;
+    let eps = attr_f(node, "epsilon", 1e-5);
+    Ok(vec![Val::Ir(ctx.add(name, Op::LayerNorm { axes: (axis..r).collect(), epsilon: eps }, &[xi, s, b])?)])
+}
+
+/// Softmax / LogSoftmax: one axis (opset ≥ 13) or every axis from `axis` on (older opsets).
+pub fn softmax(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let r = ctx.rank(&x);
+    let new = ctx.opset >= 13;
+    let axis = ctx.axis(attr_i(node, "axis", if new { -1 } else { 1 }), r)?;
+    let axes: Vec<usize> = if new { vec![axis] } else { (axis..r).collect() };
+    let xi = ctx.ir(&x)?;
+    let op = if node.op_type.as_deref() == Some("LogSoftmax") {
+        if axes.len() != 1 {
+            return Err("LogSoftmax over several axes is not supported".into());
+        }
+        Op::LogSoftmax { axis: axes[0] }
+    } else {
+        Op::Softmax { axes }
+    };
+    Ok(vec![Val::Ir(ctx.add(name, op, &[xi])?)])
+}
+
+/// Reduce{Mean,Sum,Max,Min,Prod,SumSquare,L1,L2}: axes from the attribute or the input.
+pub fn reduce(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let op = node.op_type.clone().unwrap_or_default();
+    let x = ctx.req(node, 0)?;
+    let r = ctx.rank(&x);
+    let axes: Vec<i64> = match ctx.input(node, 1) {
+        Some(a) => ctx.ints(&a, "reduction axes")?,
+        None => attr_ints(node, "axes").unwrap_or_default(),
+    };
+    let keep = attr_i(node, "keepdims", 1) != 0;
+    let mut xi = ctx.ir(&x)?;
+    if axes.is_empty() && attr_i(node, "noop_with_empty_axes", 0) != 0 {
+        return Ok(vec![Val::Ir(xi)]);
+    }
+    let mut ax: Vec<usize> = if axes.is_empty() {
+        (0..r).collect()
+    } else {
+        axes.iter().map(|&a| ctx.axis(a, r)).collect::<Result<_, _>>()?
+    };
+    ax.sort_unstable();
+    ax.dedup();
+    let kind = match op.as_str() {
+        "ReduceMean" => ReduceKind::Mean,
+        "ReduceMax" => ReduceKind::Max,
+        "ReduceMin" => ReduceKind::Min,
+        "ReduceProd" => ReduceKind::Prod,
+        _ => ReduceKind::Sum,
+    };
+    match op.as_str() {
+        "ReduceSumSquare" | "ReduceL2" => xi = ctx.tmp(name, Op::Unary(UnaryOp::Square), &[xi])?,
+        "ReduceL1" => xi = ctx.tmp(name, Op::Unary(UnaryOp::Abs), &[xi])?,
+        _ => {}
+    }
+    let red_name = if op == "ReduceL2" { ctx.fresh(name) } else { name.to_string() };
+    let mut y = ctx.add(&red_name, Op::Reduce { kind, axes: ax, keepdims: keep }, &[xi])?;
+    if op == "ReduceL2" {
+        y = ctx.add(name, Op::Unary(UnaryOp::Sqrt), &[y])?;
+    }
+    Ok(vec![Val::Ir(y)])
+}

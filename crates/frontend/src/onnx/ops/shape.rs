@@ -1,0 +1,461 @@
+//! Layout and shape ops: transpose, reshape, flatten, (un)squeeze, concat, split, slice,
+//! gather, pad, resize, tile, expand, fills.
+
+use crate::onnx::eval::show;
+use crate::onnx::proto::NodeProto;
+use crate::onnx::{attr_f, attr_i, attr_ints, attr_s, Ctx, Lowered, Val, S};
+use ir::{DType, Op, ResizeMode, Tensor};
+
+/// Transpose (the reversed axes by default).
+pub fn transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let r = ctx.rank(&x);
+    let perm: Vec<usize> = match attr_ints(node, "perm") {
+        Some(p) => p.iter().map(|&a| ctx.axis(a, r)).collect::<Result<_, _>>()?,
+        None => (0..r).rev().collect(),
+    };
+    let xi = ctx.ir(&x)?;
+    let y = ctx.add(name, Op::Transpose { perm }, &[xi])?;
+    Ok(vec![keep_bool(ctx, xi, y)])
+}
+
+fn keep_bool(ctx: &mut Ctx, from: ir::ValueId, to: ir::ValueId) -> Val {
+    if ctx.dtype(&Val::Ir(from)) == DType::Bool {
+        ctx.mark_bool(to)
+    } else {
+        Val::Ir(to)
+    }
+}
+
+/// The output shape of an ONNX reshape of `input` to `target` (0 copies, −1 inferred).
+fn resolve(input: &[S], target: &[S], allowzero: bool) -> Result<Vec<S>, String> {
+    let mut out = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        match t {
+            S::N(v) if v == -1.0 => {
+                if infer.replace(i).is_some() {
+                    return Err("more than one -1 in a reshape target".into());
+                }
+                out.push(S::N(1.0));
+            }
+            S::N(v) if v == 0.0 && !allowzero => out.push(*input.get(i).ok_or("0 refers past the input's rank")?),
+            S::N(v) if v < 0.0 => return Err(format!("invalid size {v}")),
+            s => out.push(s),
+        }
+    }
+    if let Some(i) = infer {
+        // total(input) / total(others): numbers and batch multiples.
+        let total = |s: &[S]| -> (f64, f64) {
+            s.iter().fold((1.0, 0.0), |(n, b), d| match d {
+                S::N(x) => (n * x, b),
+                S::B(k) => (n * k, b + 1.0),
+            })
+        };
+        let (ni, bi) = total(input);
+        let others: Vec<S> = out.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, d)| *d).collect();
+        let (no, bo) = total(&others);
+        if no == 0.0 {
+            return Err("cannot infer -1 next to a zero size".into());
+        }
+        out[i] = match (bi - bo) as i64 {
+            0 => S::N(ni / no),
+            1 => S::B(ni / no),
+            _ => return Err(format!("cannot reshape {} to {}", show(input), show(target))),
+        };
+    }
+    Ok(out)
+}
+
+/// Reshape to a target known at import (possibly batch-dependent).
+pub fn reshape(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let t = ctx.req(node, 1)?;
+    let k = ctx.known(&t).ok_or("the reshape target must be computable when the model is loaded")?;
+    let target = resolve(&ctx.shape_of(&x), &k.data, attr_i(node, "allowzero", 0) != 0)?;
+    if let Val::Splat { value, dtype, .. } = x {
+        return Ok(vec![Val::Splat { value, dtype, shape: target }]);
+    }
+    let xi = ctx.ir(&x)?;
+    Ok(vec![Val::Ir(ctx.reshape_to(name, xi, &target)?)])
+}
+
+fn product(s: &[S]) -> Result<S, String> {
+    let (mut n, mut b) = (1.0, 0);
+    let mut k = 1.0;
+    for d in s {
+        match d {
+            S::N(x) => n *= x,
+            S::B(m) => {
+                b += 1;
+                k *= m
+            }
+        }
+    }
+    match b {
+        0 => Ok(S::N(n)),
+        1 => Ok(S::B(n * k)),
+        _ => Err("a product of several batch-dependent sizes".into()),
+    }
+}
+
+/// Flatten to 2-D at `axis`.
+pub fn flatten(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let s = ctx.shape_of(&x);
+    let r = s.len() as i64;
+    let a = attr_i(node, "axis", 1);
+    let a = if a < 0 { a + r } else { a };
+    if a < 0 || a > r {
+        return Err(format!("axis {a} for rank {r}"));
+    }
+    let a = a as usize;
+    let target = [product(&s[..a])?, product(&s[a..])?];
+    let xi = ctx.ir(&x)?;
+    Ok(vec![Val::Ir(ctx.reshape_to(name, xi, &target)?)])
+}
+
+/// Squeeze / Unsqueeze as reshapes (axes from the attribute or, opset ≥ 13, the input).
+pub fn squeeze(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let axes: Vec<i64> = match ctx.input(node, 1) {
+        Some(a) => ctx.ints(&a, "axes")?,
+        None => attr_ints(node, "axes").unwrap_or_default(),
+    };
+    let mut s = ctx.shape_of(&x);
+    if node.op_type.as_deref() == Some("Unsqueeze") {
+        let r = s.len() + axes.len();
+        let mut ax: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, r)).collect::<Result<_, _>>()?;
+        ax.sort_unstable();
+        for a in ax {
+            s.insert(a, S::N(1.0));
+        }
+    } else if axes.is_empty() {
+        s.retain(|d| *d != S::N(1.0));
+    } else {
+        let r = s.len();
+        let ax: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, r)).collect::<Result<_, _>>()?;
+        for &a in &ax {
+            if s[a] != S::N(1.0) {
+                return Err(format!("cannot squeeze axis {a} of size {}", show(&s[a..a + 1])));
+            }
+        }
+        s = s.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, d)| *d).collect();
+    }
+    if let Val::Splat { value, dtype, .. } = x {
+        return Ok(vec![Val::Splat { value, dtype, shape: s }]);
+    }
+    let xi = ctx.ir(&x)?;
+    let y = ctx.reshape_to(name, xi, &s)?;
+    Ok(vec![Val::Ir(y)])
+}
+
+/// Concat along an axis.
+pub fn concat(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let first = ctx.req(node, 0)?;
+    let r = ctx.rank(&first);
+    let axis = ctx.axis(attr_i(node, "axis", 0), r)?;
+    let mut ins = Vec::new();
+    for i in 0..node.input.len() {
+        if let Some(v) = ctx.input(node, i) {
+            ins.push(ctx.ir(&v)?);
+        }
+    }
+    let y = ctx.add(name, Op::Concat { axis }, &ins)?;
+    Ok(vec![keep_bool(ctx, ins[0], y)])
+}
+
+/// Split into slices along an axis (sizes from the input, the attribute, or equal parts).
+pub fn split(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let s = ctx.shape_of(&x);
+    let axis = ctx.axis(attr_i(node, "axis", 0), s.len())?;
+    let S::N(total) = s[axis] else { return Err("cannot split the batch axis".into()) };
+    let total = total as i64;
+    let outs = node.output.len();
+    let sizes: Vec<i64> = match ctx.input(node, 1) {
+        Some(v) => ctx.ints(&v, "split sizes")?,
+        None => match attr_ints(node, "split") {
+            Some(v) => v,
+            None => {
+                let parts = attr_i(node, "num_outputs", outs as i64).max(1);
+                let each = (total + parts - 1) / parts;
+                (0..parts).map(|i| each.min(total - i * each).max(0)).collect()
+            }
+        },
+    };
+    if sizes.iter().sum::<i64>() != total || sizes.len() != outs {
+        return Err(format!("split sizes {sizes:?} for size {total} and {outs} outputs"));
+    }
+    let xi = ctx.ir(&x)?;
+    let mut start = 0;
+    let mut vals = Vec::new();
+    for (i, &n) in sizes.iter().enumerate() {
+        let nm = node.output.get(i).cloned().unwrap_or_else(|| ctx.fresh(name));
+        let op = Op::Slice { axes: vec![axis], starts: vec![start], ends: vec![start + n], steps: vec![1] };
+        vals.push(Val::Ir(ctx.add(&nm, op, &[xi])?));
+        start += n;
+    }
+    Ok(vals)
+}
+
+/// Slice with bounds known at import.
+pub fn slice(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let r = ctx.rank(&x);
+    let (starts, ends, axes, steps) = if ctx.opset >= 10 && ctx.input(node, 1).is_some() {
+        let get = |ctx: &Ctx, i: usize, what: &str| -> Result<Option<Vec<i64>>, String> {
+            ctx.input(node, i).map(|v| ctx.ints(&v, what)).transpose()
+        };
+        (
+            get(ctx, 1, "slice starts")?.unwrap_or_default(),
+            get(ctx, 2, "slice ends")?.ok_or("no ends")?,
+            get(ctx, 3, "slice axes")?,
+            get(ctx, 4, "slice steps")?,
+        )
+    } else {
+        (
+            attr_ints(node, "starts").unwrap_or_default(),
+            attr_ints(node, "ends").unwrap_or_default(),
+            attr_ints(node, "axes"),
+            None,
+        )
+    };
+    let axes: Vec<usize> = match axes {
+        Some(a) => a.iter().map(|&v| ctx.axis(v, r)).collect::<Result<_, _>>()?,
+        None => (0..starts.len()).collect(),
+    };
+    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() || steps.contains(&0) {
+        return Err("inconsistent slice bounds".into());
+    }
+    // INT64_MAX/MIN sentinels as the IR's clamped bounds.
+    let clamp = |v: i64| v.clamp(-(1 << 40), 1 << 40);
+    let xi = ctx.ir(&x)?;
+    let op = Op::Slice {
+        axes,
+        starts: starts.into_iter().map(clamp).collect(),
+        ends: ends.into_iter().map(clamp).collect(),
+        steps,
+    };
+    let y = ctx.add(name, op, &[xi])?;
+    Ok(vec![keep_bool(ctx, xi, y)])
+}
+
+/// Gather along an axis (constant negative indices wrapped).
+pub fn gather(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let idx = ctx.req(node, 1)?;
+    let s = ctx.shape_of(&x);
+    let axis = ctx.axis(attr_i(node, "axis", 0), s.len())?;
+    let idx = match (ctx.known(&idx), s[axis]) {
+        (Some(k), S::N(n)) => {
+            let v: Vec<f64> = k.nums("gather indices")?;
+            if let Some(bad) = v.iter().find(|&&i| i < -n || i >= n) {
+                return Err(format!("index {bad} is out of range for size {n}"));
+            }
+            let t = Tensor::new(
+                k.shape.clone(),
+                ir::TensorData::I64(v.iter().map(|&i| if i < 0.0 { (i + n) as i64 } else { i as i64 }).collect()),
+            )
+            .map_err(|e| e.to_string())?;
+            let nm = ctx.fresh(name);
+            ctx.g.add_constant(nm, t)
+        }
+        _ => ctx.ir(&idx)?,
+    };
+    let xi = ctx.ir(&x)?;
+    let y = ctx.add(name, Op::Gather { axis }, &[xi, idx])?;
+    Ok(vec![keep_bool(ctx, xi, y)])
+}
+
+/// Pad (constant mode) with pads known at import.
+pub fn pad(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let r = ctx.rank(&x);
+    let mode = attr_s(node, "mode", "constant");
+    if mode != "constant" {
+        return Err(format!("Pad mode '{mode}' is not supported (only constant)"));
+    }
+    let pads: Vec<i64> = match ctx.input(node, 1) {
+        Some(p) => ctx.ints(&p, "pads")?,
+        None => attr_ints(node, "pads").unwrap_or_default(),
+    };
+    let value = match ctx.input(node, 2) {
+        Some(v) => ctx
+            .known(&v)
+            .ok_or("the pad value must be a constant")?
+            .nums("the pad value")?
+            .first()
+            .copied()
+            .unwrap_or(0.0) as f32,
+        None => attr_f(node, "value", 0.0),
+    };
+    let axes: Vec<usize> = match ctx.input(node, 3) {
+        Some(a) => ctx.ints(&a, "pad axes")?.iter().map(|&v| ctx.axis(v, r)).collect::<Result<_, _>>()?,
+        None => (0..r).collect(),
+    };
+    let n = axes.len();
+    if pads.len() != 2 * n || pads.iter().any(|&p| p < 0) {
+        return Err(format!("pads {pads:?} for {n} axes (negative pads are not supported)"));
+    }
+    let mut per = vec![(0usize, 0usize); r];
+    for (k, &a) in axes.iter().enumerate() {
+        per[a] = (pads[k] as usize, pads[k + n] as usize);
+    }
+    let xi = ctx.ir(&x)?;
+    Ok(vec![Val::Ir(ctx.add(name, Op::Pad { pads: per, value }, &[xi])?)])
+}
+
+/// Resize / Upsample of the spatial axes: bilinear (half-pixel) or nearest (integer factors),
+/// channels-first as a layout attribute, or channels-last.
+pub fn resize(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let s = ctx.shape_of(&x);
+    let r = s.len();
+    let fixed = |d: &S| if let S::N(n) = d { Some(*n) } else { None };
+    // Output sizes: `sizes` input, else `scales` × input.
+    let upsample = node.op_type.as_deref() == Some("Upsample");
+    let scales_at = if upsample { 1 } else { 2 };
+    let mut out: Vec<Option<f64>> = s.iter().map(fixed).collect();
+    let mut scales = vec![1.0; r];
+    if let Some(sz) = ctx.input(node, 3).filter(|_| !upsample) {
+        let v = ctx.ints(&sz, "resize sizes")?;
+        if v.len() != r {
+            return Err(format!("{} sizes for rank {r}", v.len()));
+        }
+        for i in 0..r {
+            if let Some(n) = out[i] {
+                scales[i] = v[i] as f64 / n;
+            }
+            out[i] = Some(v[i] as f64);
+        }
+    } else if let Some(sc) = ctx.input(node, scales_at) {
+        let k = ctx.known(&sc).ok_or("resize scales must be constants")?;
+        let v = k.nums("resize scales")?;
+        if v.len() != r {
+            return Err(format!("{} scales for rank {r}", v.len()));
+        }
+        for i in 0..r {
+            scales[i] = v[i];
+            out[i] = out[i].map(|n| (n * v[i]).floor());
+        }
+    } else {
+        return Err("Resize without scales or sizes".into());
+    }
+    // Which axes change: N and C must not.
+    let changed: Vec<usize> = (0..r).filter(|&i| scales[i] != 1.0).collect();
+    let channels_first = changed.iter().all(|&i| i >= 2);
+    let channels_last = changed.iter().all(|&i| i >= 1 && i + 1 < r);
+    if !(channels_first || channels_last) || r < 3 {
+        return Err("only the spatial axes may be resized".into());
+    }
+    let mode = attr_s(node, "mode", "nearest");
+    let ct = attr_s(node, "coordinate_transformation_mode", if upsample { "asymmetric" } else { "half_pixel" });
+    let rmode = match mode.as_str() {
+        "linear" | "bilinear" if ct == "half_pixel" || ct == "pytorch_half_pixel" => ResizeMode::Bilinear,
+        "nearest" => {
+            if changed.iter().any(|&i| scales[i].fract() != 0.0 || scales[i] < 1.0) {
+                return Err("nearest resizing by a non-integer factor is not supported".into());
+            }
+            let nm = attr_s(node, "nearest_mode", "round_prefer_floor");
+            let ok = (ct == "asymmetric" && nm == "floor")
+                || (ct == "half_pixel" && nm != "ceil")
+                || ct == "tf_half_pixel_for_nn";
+            if !ok {
+                return Err(format!("nearest resizing with '{ct}' and '{nm}' is not supported"));
+            }
+            ResizeMode::Nearest
+        }
+        other => return Err(format!("Resize mode '{other}' with '{ct}' is not supported")),
+    };
+    let xi = ctx.ir(&x)?;
+    let axes: Vec<usize> = if channels_first { (2..r).collect() } else { (1..r - 1).collect() };
+    let sizes: Vec<usize> = axes
+        .iter()
+        .map(|&i| out[i].map(|v| v as usize).ok_or("resized axes must have fixed sizes".to_string()))
+        .collect::<Result<_, _>>()?;
+    let op = Op::Resize { sizes, mode: rmode };
+    let op = if channels_first { Op::ChannelsFirst(Box::new(op)) } else { op };
+    Ok(vec![Val::Ir(ctx.add(name, op, &[xi])?)])
+}
+
+/// Tile by repeats known at import.
+pub fn tile(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let reps = ctx.ints(&ctx.req(node, 1)?, "tile repeats")?;
+    if reps.iter().any(|&r| r < 1) {
+        return Err(format!("repeats {reps:?}"));
+    }
+    let xi = ctx.ir(&x)?;
+    let y = ctx.add(name, Op::Tile { repeats: reps.iter().map(|&r| r as usize).collect() }, &[xi])?;
+    Ok(vec![keep_bool(ctx, xi, y)])
+}
+
+/// Expand: numpy broadcasting to a shape known at import (the batch allowed).
+pub fn expand(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let target = ctx.known(&ctx.req(node, 1)?).ok_or("the expand shape must be computable at load time")?;
+    let xs = ctx.shape_of(&x);
+    let r = xs.len().max(target.data.len());
+    let pad = |s: &[S]| -> Vec<S> { std::iter::repeat_n(S::N(1.0), r - s.len()).chain(s.iter().copied()).collect() };
+    let (a, b) = (pad(&xs), pad(&target.data));
+    let mut out = Vec::with_capacity(r);
+    for i in 0..r {
+        out.push(match (a[i], b[i]) {
+            (p, q) if p == q => p,
+            (S::N(v), q) if v == 1.0 => q,
+            (p, S::N(v)) if v == 1.0 => p,
+            (p, q) => return Err(format!("{} does not expand to {}", show(&[p]), show(&[q]))),
+        });
+    }
+    // A known scalar-like value: a fill.
+    if let Some(k) = ctx.known(&x) {
+        if let [v] = k.nums("an expanded value")?[..] {
+            return Ok(vec![Val::Splat { value: v, dtype: k.dtype, shape: out }]);
+        }
+    }
+    let xi = ctx.ir(&x)?;
+    let dtype = ctx.g.value(xi).ty.dtype;
+    // Broadcast with a constant holding the fixed sizes, then with the batch.
+    let fixed: Vec<usize> = out.iter().map(|d| if let S::N(n) = d { *n as usize } else { 1 }).collect();
+    let n = ctx.fresh(name);
+    let like = ctx.g.add_constant(n, Tensor::zeros(&fixed).cast(dtype));
+    let mut y = ctx.tmp(name, Op::BroadcastTo, &[xi, like])?;
+    let fill = ctx.ir(&Val::Splat {
+        value: 0.0,
+        dtype,
+        shape: out.iter().map(|d| if let S::B(k) = d { S::B(*k) } else { S::N(1.0) }).collect(),
+    });
+    if out.iter().any(|d| matches!(d, S::B(_))) {
+        let like_b = fill?;
+        y = ctx.add(name, Op::BroadcastTo, &[y, like_b])?;
+    }
+    Ok(vec![keep_bool(ctx, xi, y)])
+}
+
+/// ConstantOfShape: a fill (known when small and batch-free).
+pub fn constant_of_shape(ctx: &mut Ctx, node: &NodeProto, _name: &str) -> Lowered {
+    let shape = ctx.known(&ctx.req(node, 0)?).ok_or("the shape must be computable at load time")?;
+    let (value, dtype) = match crate::onnx::attr(node, "value").and_then(|a| a.t.as_ref()) {
+        Some(t) => {
+            let t = crate::onnx::tensor::to_tensor(t, None)?;
+            (t.to_f64_vec().first().copied().unwrap_or(0.0), t.dtype())
+        }
+        None => (0.0, DType::F32),
+    };
+    let dims = shape.data.clone();
+    if let Ok(n) = shape.nums("a shape") {
+        let total: f64 = n.iter().product();
+        if total <= crate::onnx::eval::MAX_KNOWN as f64 {
+            let dims: Vec<usize> = n.iter().map(|&d| d as usize).collect();
+            return Ok(vec![Val::Known(crate::onnx::KVal::new(dtype, dims, vec![S::N(value); total as usize]))]);
+        }
+    }
+    Ok(vec![Val::Splat { value, dtype, shape: dims }])
+}
+
+/// Shape, Size and Range are evaluated at import; reaching here means they could not be.
+pub fn folded_only(_ctx: &mut Ctx, node: &NodeProto, _name: &str) -> Lowered {
+    Err(format!("{} must be computable when the model is loaded", node.op_type.as_deref().unwrap_or("")))
+}
