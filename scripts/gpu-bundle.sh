@@ -17,5 +17,6 @@ cp "$op_bin" gpu-bundle/gpu-op-tests && strip gpu-bundle/gpu-op-tests
 for f in tests/models/*.keras; do
   m=$(basename "$f" .keras)
   [ -f "tests/models/$m.input.npy" ] && cp "$f" "tests/models/$m.input.npy" "tests/models/$m.expected.npy" gpu-bundle/models/
+  [ -f "tests/models/$m.onnx" ] && cp "tests/models/$m.onnx" gpu-bundle/models/
 done
 du -sh gpu-bundle

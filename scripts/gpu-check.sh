@@ -15,12 +15,13 @@ echo "== kerasc devices"; "$B/kerasc" devices
 echo "== GPU op tests (CPU vs GPU per op family)"; KERASC_MODELS="$B/models" timeout 240 "$B/gpu-op-tests" --test-threads 1 2>&1 | grep -E "GPU|test result|panicked|FAILED" | tail -20
 echo "== GPU model tests"; KERASC_MODELS="$B/models" timeout 240 "$B/gpu-tests" --nocapture --test-threads 1 2>&1 | tail -25
 field() { grep -o "\"$1\":[0-9.e+-]*" | head -1 | cut -d: -f2; }
-printf '\n%-14s %-8s %12s %12s %12s %12s\n' model gpu_run naive_b1 opt_b1 naive_b64 opt_b64
-for m in $(ls "$B"/models/*.keras | xargs -n1 basename | sed 's/.keras$//'); do
-  if timeout 60 "$B/kerasc" run "$B/models/$m.keras" -i "$B/models/$m.input.npy" -o "/tmp/$m.out.npy" --device /GPU:0 >/dev/null 2>&1; then st=ok; else st=FAIL; fi
-  b1=$(timeout 60 "$B/kerasc" bench "$B/models/$m.keras" --device /GPU:0 --batch 1 --runs 20 --json 2>/dev/null)
-  b64=$(timeout 60 "$B/kerasc" bench "$B/models/$m.keras" --device /GPU:0 --batch 64 --runs 20 --json 2>/dev/null)
-  printf '%-14s %-8s %12.3f %12.3f %12.3f %12.3f\n' "$m" "$st" \
+printf '\n%-20s %-8s %12s %12s %12s %12s\n' model gpu_run naive_b1 opt_b1 naive_b64 opt_b64
+for f in $(ls "$B"/models/*.keras "$B"/models/*.onnx | xargs -n1 basename); do
+  m=${f%.*}
+  if timeout 60 "$B/kerasc" run "$B/models/$f" -i "$B/models/$m.input.npy" -o "/tmp/$m.out.npy" --device /GPU:0 >/dev/null 2>&1; then st=ok; else st=FAIL; fi
+  b1=$(timeout 60 "$B/kerasc" bench "$B/models/$f" --device /GPU:0 --batch 1 --runs 20 --json 2>/dev/null)
+  b64=$(timeout 60 "$B/kerasc" bench "$B/models/$f" --device /GPU:0 --batch 64 --runs 20 --json 2>/dev/null)
+  printf '%-20s %-8s %12.3f %12.3f %12.3f %12.3f\n' "$f" "$st" \
     "$(echo "$b1" | grep -o '"naive":{[^}]*' | field median_ms)" "$(echo "$b1" | grep -o '"optimized":{[^}]*' | field median_ms)" \
     "$(echo "$b64" | grep -o '"naive":{[^}]*' | field median_ms)" "$(echo "$b64" | grep -o '"optimized":{[^}]*' | field median_ms)"
 done

@@ -396,13 +396,13 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
-        "Model: \"{}\"  ({}, {}, Keras {})",
-        info.name,
-        info.model_class,
-        info.format.describe(),
-        info.keras_version
-    );
+    // For ONNX the version field holds the opset and the producer.
+    let version = if info.format == kerasc::ModelFormat::Onnx {
+        info.keras_version.clone()
+    } else {
+        format!("Keras {}", info.keras_version)
+    };
+    println!("Model: \"{}\"  ({}, {}, {version})", info.name, info.model_class, info.format.describe());
     let w0 = info.layers.iter().map(|l| l.name.len() + l.class.len() + 3).max().unwrap_or(10).clamp(14, 60);
     let w1 = info.layers.iter().flat_map(|l| l.output_shapes.iter().map(String::len)).max().unwrap_or(12).max(12);
     let line = |c: char| c.to_string().repeat(w0 + w1 + 18);

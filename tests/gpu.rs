@@ -28,9 +28,13 @@ fn dev_models_on_the_gpu_match_keras_and_the_cpu() {
     let Some(device) = gpu() else { return };
     let cache = std::env::temp_dir().join("kerasc-test-ptx");
     let mut failures = Vec::new();
-    for name in DEV_MODELS {
+    // The Keras archives and their ONNX exports.
+    for (name, ext) in DEV_MODELS.iter().flat_map(|n| [(n, "keras"), (n, "onnx")]) {
         let dir = models();
-        let model = kerasc::load(&dir.join(format!("{name}.keras"))).unwrap();
+        let Ok(model) = kerasc::load(&dir.join(format!("{name}.{ext}"))) else {
+            failures.push(format!("{name}.{ext}: not in the bundle or unreadable"));
+            continue;
+        };
         let x = npy::read(&dir.join(format!("{name}.input.npy"))).unwrap();
         let want_dtype = model.graph.value(model.graph.inputs()[0]).ty.dtype;
         let x = if x.dtype() != want_dtype { x.cast(want_dtype) } else { x };
@@ -41,7 +45,7 @@ fn dev_models_on_the_gpu_match_keras_and_the_cpu() {
             let (exec, _) = match Executor::new(&model.graph, &opts) {
                 Ok(e) => e,
                 Err(e) => {
-                    failures.push(format!("{name} (naive={naive}): {e}"));
+                    failures.push(format!("{name}.{ext} (naive={naive}): {e}"));
                     continue;
                 }
             };
@@ -51,14 +55,14 @@ fn dev_models_on_the_gpu_match_keras_and_the_cpu() {
                     Ok(got) => {
                         let c = Tolerance::MODEL.compare(&got[0].to_f64_vec(), &expected.to_f64_vec());
                         if !c.passed() || got[0].shape() != expected.shape() {
-                            failures.push(format!("{name} (naive={naive}, run {run}): {c}"));
+                            failures.push(format!("{name}.{ext} (naive={naive}, run {run}): {c}"));
                         }
                     }
-                    Err(e) => failures.push(format!("{name} (naive={naive}, run {run}): {e}")),
+                    Err(e) => failures.push(format!("{name}.{ext} (naive={naive}, run {run}): {e}")),
                 }
             }
         }
-        println!("{name}: ok on {device}");
+        println!("{name}.{ext}: done on {device}");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -384,3 +384,87 @@ fn a_constant_scale_after_a_conv_folds_into_its_weights() {
     let out = optimize_and_check(&g, &OptimizeOptions::default(), &mut rng);
     assert_eq!(ops(&out), ["FusedConv2D"]);
 }
+
+/// A channels-first graph as the ONNX frontend imports it: conv → bias → batch norm → relu →
+/// pad → depthwise conv → residual add → mean, all on NCHW tensors between NHWC transposes.
+fn nchw_block(rng: &mut Rng) -> Graph {
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[6, 6, 3]);
+    let to_cf = g.add("to_cf", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[x]).unwrap();
+    let w = g.add_constant("w", rng.tensor(&[3, 3, 3, 4]));
+    let conv = ir::ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 };
+    let c = g.add("conv", Op::ChannelsFirst(Box::new(Op::Conv(conv))), &[to_cf, w]).unwrap();
+    let b = g.add_constant("b", rng.tensor(&[4]));
+    let c = g.add("bias", Op::BiasAdd { axis: 1 }, &[c, b]).unwrap();
+    let stats: Vec<_> = (0..4).map(|i| g.add_constant(format!("s{i}"), rng.positive(&[4]))).collect();
+    let bn =
+        g.add("bn", Op::BatchNorm { axis: 1, epsilon: 1e-3 }, &[c, stats[0], stats[1], stats[2], stats[3]]).unwrap();
+    let r = g.add("relu", Op::Unary(UnaryOp::Relu), &[bn]).unwrap();
+    let p = g.add("pad", Op::Pad { pads: vec![(0, 0), (0, 0), (1, 1), (1, 1)], value: 0.0 }, &[r]).unwrap();
+    let dw = g.add_constant("dw", rng.tensor(&[3, 3, 1, 4]));
+    let dconv = ir::ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(0, 0), (0, 0)], groups: 4 };
+    let d = g.add("dconv", Op::ChannelsFirst(Box::new(Op::Conv(dconv))), &[p, dw]).unwrap();
+    let scale = g.add_constant("scale", rng.tensor(&[1, 4, 1, 1]));
+    let d = g.add("scale", Op::Binary(BinaryOp::Mul), &[d, scale]).unwrap();
+    let sum = g.add("residual", Op::Binary(BinaryOp::Add), &[d, r]).unwrap();
+    let m = g.add("mean", Op::Reduce { kind: ir::ReduceKind::Mean, axes: vec![2, 3], keepdims: true }, &[sum]).unwrap();
+    g.set_outputs(vec![m]);
+    g
+}
+
+#[test]
+fn channels_first_ops_lower_and_their_transposes_cancel() {
+    let mut rng = Rng(60);
+    let g = nchw_block(&mut rng);
+    // Only the layout pass and transpose cancelling: the conv sits between two transposes.
+    let out = optimize_and_check(&g, &only(&["transpose-chain", "remove-identity"]), &mut rng);
+    assert!(!ops(&out).iter().any(|o| o.contains("NCHW")), "{:?}", ops(&out));
+    // With the through-transpose rules every transpose goes (the last, over unit axes, is a
+    // reshape), the batch norm and scale fold into the convolutions, the pad into the
+    // depthwise one, bias, relu and the residual add into their epilogues.
+    let out = optimize_and_check(&g, &OptimizeOptions { no_elementwise_fusion: true, ..Default::default() }, &mut rng);
+    assert_eq!(ops(&out), ["FusedConv2D", "FusedConv2D", "ReduceMean", "Reshape"]);
+}
+
+#[test]
+fn binaries_bias_batchnorm_pad_and_reductions_move_through_transposes() {
+    let mut rng = Rng(61);
+    for rule in ["binary-through-transpose", "bias-through-transpose", "pad-reduce-through-transpose"] {
+        let mut g = Graph::new("t");
+        let x = input(&mut g, &[4, 5, 3]);
+        let t = g.add("t", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[x]).unwrap();
+        let y = match rule {
+            "binary-through-transpose" => {
+                let c = g.add_constant("c", rng.tensor(&[3, 1, 1]));
+                let t2 = g.add("t2", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[x]).unwrap();
+                let a = g.add("add", Op::Binary(BinaryOp::Add), &[t, c]).unwrap();
+                g.add("mul", Op::Binary(BinaryOp::Mul), &[a, t2]).unwrap()
+            }
+            "bias-through-transpose" => {
+                let b = g.add_constant("b", rng.tensor(&[3]));
+                g.add("bias", Op::BiasAdd { axis: 1 }, &[t, b]).unwrap()
+            }
+            _ => {
+                let p = g.add("pad", Op::Pad { pads: vec![(0, 0), (0, 0), (1, 0), (0, 2)], value: 0.5 }, &[t]).unwrap();
+                g.add("max", Op::Reduce { kind: ir::ReduceKind::Max, axes: vec![1, 3], keepdims: true }, &[p]).unwrap()
+            }
+        };
+        let back = g.add("back", Op::Transpose { perm: vec![0, 2, 3, 1] }, &[y]).unwrap();
+        g.set_outputs(vec![back]);
+        let out = optimize_and_check(&g, &only(&[rule, "transpose-chain", "remove-identity"]), &mut rng);
+        assert!(!ops(&out).iter().any(|o| o == "Transpose"), "{rule}: {:?}", ops(&out));
+    }
+}
+
+#[test]
+fn transposes_of_unit_axes_are_reshapes() {
+    let mut rng = Rng(62);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[28, 28, 1]);
+    let r = g.add("r", Op::Reshape { shape: vec![-1, 1, 28, 28] }, &[x]).unwrap();
+    let t = g.add("t", Op::Transpose { perm: vec![0, 2, 3, 1] }, &[r]).unwrap();
+    let y = g.add("neg", Op::Unary(UnaryOp::Neg), &[t]).unwrap();
+    g.set_outputs(vec![y]);
+    let out = optimize_and_check(&g, &only(&["transpose-as-reshape", "reshape-chain", "remove-identity"]), &mut rng);
+    assert_eq!(ops(&out), ["neg"]);
+}

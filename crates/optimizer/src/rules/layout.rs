@@ -6,13 +6,14 @@ use crate::egraph::TensorEGraph;
 use egg::Id;
 use ir::{Dim, Op, TensorType};
 
-pub const RULES: [FnRule; 6] = [
+pub const RULES: [FnRule; 7] = [
     FnRule { name: "reshape-chain", find: reshape_chain },
     FnRule { name: "transpose-chain", find: transpose_chain },
     FnRule { name: "unary-through-layout", find: unary_through_layout },
     FnRule { name: "binary-through-transpose", find: binary_through_transpose },
     FnRule { name: "bias-through-transpose", find: bias_through_transpose },
     FnRule { name: "transpose-as-reshape", find: transpose_as_reshape },
+    FnRule { name: "pad-reduce-through-transpose", find: pad_reduce_through_transpose },
 ];
 
 /// A reshape target that maps `from` to `to` without reference to any intermediate shape.
@@ -185,6 +186,38 @@ fn transpose_as_reshape(eg: &TensorEGraph, id: Id) -> Vec<Build> {
             if let Some(shape) = reshape_target(from, to) {
                 out.push(Build::Op(Op::Reshape { shape }, vec![Build::Class(c[0])]));
             }
+        }
+    }
+    out
+}
+
+/// `pad(transpose(x, p)) → transpose(pad'(x), p)` and, for reductions that keep their axes,
+/// `reduce(transpose(x, p), axes) → transpose(reduce(x, p[axes]), p)`: the padding then meets
+/// the convolution it can fold into, the reduction the producer's layout.
+fn pad_reduce_through_transpose(eg: &TensorEGraph, id: Id) -> Vec<Build> {
+    let mut out = Vec::new();
+    for (op, c) in ops_in(eg, id) {
+        for (inner, ic) in ops_in(eg, c[0]) {
+            let Op::Transpose { perm } = inner else { continue };
+            let moved = match op {
+                Op::Pad { pads, value } if pads.len() == perm.len() => {
+                    let mut p2 = vec![(0, 0); pads.len()];
+                    for (i, &pi) in perm.iter().enumerate() {
+                        p2[pi] = pads[i];
+                    }
+                    Op::Pad { pads: p2, value: *value }
+                }
+                Op::Reduce { kind, axes, keepdims: true } if axes.iter().all(|&a| a < perm.len()) => {
+                    let mut a2: Vec<usize> = axes.iter().map(|&a| perm[a]).collect();
+                    a2.sort_unstable();
+                    Op::Reduce { kind: *kind, axes: a2, keepdims: true }
+                }
+                _ => continue,
+            };
+            out.push(Build::Op(
+                Op::Transpose { perm: perm.clone() },
+                vec![Build::Op(moved, vec![Build::Class(ic[0])])],
+            ));
         }
     }
     out
