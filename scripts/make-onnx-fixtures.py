@@ -194,3 +194,14 @@ save("convt_external", [
 ], [inp("x", T.FLOAT, ["N", 3, 10])], [inp("y", T.FLOAT, None)],
     [w("cw", 8, 3, 3), w("cb", 8), i64("ax", [3]), w("tw", 8, 4, 3, 1), w("tb", 4)], feeds={"x": x1},
     external=True)
+
+# 8. Transposed convolutions with PyTorch-style padding (pads 1, output_padding 1, stride 2),
+#    SAME_UPPER, and an explicit output_shape.
+xt = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+save("convt_pads", [
+    h.make_node("ConvTranspose", ["x", "w1", "b1"], ["a"], strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1]),
+    h.make_node("ConvTranspose", ["a", "w2"], ["b"], strides=[2, 1], auto_pad="SAME_UPPER"),
+    h.make_node("ConvTranspose", ["x", "w3"], ["y1"], strides=[3, 2], output_shape=[16, 13], dilations=[1, 2]),
+    h.make_node("Relu", ["b"], ["y0"]),
+], [inp("x", T.FLOAT, ["N", 3, 5, 6])], [inp("y0", T.FLOAT, None), inp("y1", T.FLOAT, None)],
+    [w("w1", 3, 4, 3, 3), w("b1", 4), w("w2", 4, 2, 3, 3), w("w3", 3, 2, 3, 3)], feeds={"x": xt})

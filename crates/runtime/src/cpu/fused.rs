@@ -148,8 +148,13 @@ fn eval_block(
                     Access::Splat(v) => r.fill(*v),
                     Access::Row(n) => {
                         let d = op.data.unwrap_or(&[]);
-                        for (j, x) in r.iter_mut().enumerate() {
-                            *x = d[(base + j) % n];
+                        let mut k = base % n;
+                        for x in r.iter_mut() {
+                            *x = d[k];
+                            k += 1;
+                            if k == *n {
+                                k = 0;
+                            }
                         }
                     }
                     Access::Strided(_) | Access::StridedLong(_) => {
@@ -158,17 +163,7 @@ fn eval_block(
                             Access::StridedLong(s) => s,
                             _ => &[],
                         };
-                        let d = op.data.unwrap_or(&[]);
-                        for (j, x) in r.iter_mut().enumerate() {
-                            let mut rem = base + j;
-                            let mut off = 0;
-                            for ax in (0..out_shape.len()).rev() {
-                                let n = out_shape[ax].max(1);
-                                off += (rem % n) * st[ax];
-                                rem /= n;
-                            }
-                            *x = d[off];
-                        }
+                        strided_gather(op.data.unwrap_or(&[]), st, out_shape, base, r);
                     }
                 }
             }
@@ -179,6 +174,56 @@ fn eval_block(
     }
     if let Some(last) = expr.nodes.len().checked_sub(1) {
         dst.copy_from_slice(&regs[last * BLOCK..last * BLOCK + len]);
+    }
+}
+
+/// `r[j] = d[offset of output element base + j]`: the output coordinates are found once, then
+/// stepped like an odometer, so each element costs an add instead of a division per axis.
+fn strided_gather(d: &[f32], st: &[usize], out_shape: &[usize], base: usize, r: &mut [f32]) {
+    let rank = out_shape.len();
+    if rank == 0 {
+        r.fill(d.first().copied().unwrap_or(0.0));
+        return;
+    }
+    let mut coord = [0usize; 8];
+    let mut long = Vec::new();
+    let coord: &mut [usize] = if rank <= 8 {
+        &mut coord[..rank]
+    } else {
+        long.resize(rank, 0);
+        &mut long
+    };
+    let mut rem = base;
+    let mut off = 0;
+    for ax in (0..rank).rev() {
+        let n = out_shape[ax].max(1);
+        coord[ax] = rem % n;
+        off += coord[ax] * st[ax];
+        rem /= n;
+    }
+    let last = rank - 1;
+    let (n_last, s_last) = (out_shape[last].max(1), st[last]);
+    for x in r.iter_mut() {
+        *x = d.get(off).copied().unwrap_or(0.0);
+        coord[last] += 1;
+        off += s_last;
+        if coord[last] < n_last {
+            continue;
+        }
+        // Carry into the slower axes.
+        off -= s_last * n_last;
+        coord[last] = 0;
+        let mut ax = last;
+        while ax > 0 {
+            ax -= 1;
+            coord[ax] += 1;
+            off += st[ax];
+            if coord[ax] < out_shape[ax].max(1) {
+                break;
+            }
+            off -= st[ax] * out_shape[ax].max(1);
+            coord[ax] = 0;
+        }
     }
 }
 

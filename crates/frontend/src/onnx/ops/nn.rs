@@ -1,7 +1,7 @@
 //! Matmul, convolution, pooling, normalization, softmax and reductions.
 
 use crate::onnx::proto::NodeProto;
-use crate::onnx::{attr, attr_f, attr_i, attr_ints, attr_s, Ctx, Lowered, Val, S};
+use crate::onnx::{attr_f, attr_i, attr_ints, attr_s, Ctx, Lowered, Val, S};
 use ir::{
     BinaryOp, ConvAttrs, ConvTransposeAttrs, Op, PaddingMode, PoolAttrs, PoolKind, ReduceKind, Tensor, UnaryOp, ValueId,
 };
@@ -186,7 +186,8 @@ pub fn permute(t: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
     Tensor::from_f32(&out_shape, out).map_err(|e| e.to_string())
 }
 
-/// ConvTranspose without padding (Keras's 'valid'), channels-first.
+/// ConvTranspose: the full ('valid') transposed convolution, channels-first, then its padding
+/// cropped and `output_padding` appended (zeros, before the bias), as ONNX defines the output.
 pub fn conv_transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     let w = ctx.req(node, 1)?;
@@ -200,21 +201,47 @@ pub fn conv_transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     if attr_i(node, "group", 1) != 1 {
         return Err("grouped transposed convolution is not supported".into());
     }
-    let pads = attr_ints(node, "pads").unwrap_or_default();
-    let op_pad = attr_ints(node, "output_padding").unwrap_or_default();
-    let auto = attr_s(node, "auto_pad", "NOTSET");
-    if pads.iter().any(|&p| p != 0)
-        || op_pad.iter().any(|&p| p != 0)
-        || attr(node, "output_shape").is_some()
-        || !matches!(auto.as_str(), "NOTSET" | "VALID")
-    {
-        return Err(
-            "transposed convolution with padding, output_padding or output_shape is not supported (only 'valid')"
-                .into(),
-        );
-    }
+    let input = spatial(ctx, &x)?;
     let strides = usizes(node, "strides", n, 1)?;
     let dilations = usizes(node, "dilations", n, 1)?;
+    let window = ws[2..].to_vec();
+    let full: Vec<usize> = (0..n).map(|i| strides[i] * (input[i] - 1) + (window[i] - 1) * dilations[i] + 1).collect();
+    let op_pad: Vec<usize> = match attr_ints(node, "output_padding") {
+        Some(v) if v.len() == n && v.iter().all(|&p| p >= 0) => v.iter().map(|&p| p as usize).collect(),
+        Some(v) => return Err(format!("output_padding {v:?}")),
+        None => vec![0; n],
+    };
+    // Signed (begin, end) padding per axis: positive crops the full output, negative adds zeros.
+    let mut pads: Vec<(i64, i64)> = match attr_ints(node, "pads") {
+        Some(p) if p.len() == 2 * n && p.iter().all(|&v| v >= 0) => (0..n).map(|i| (p[i], p[i + n])).collect(),
+        Some(p) => return Err(format!("pads {p:?}")),
+        None => vec![(0, 0); n],
+    };
+    let auto = attr_s(node, "auto_pad", "NOTSET");
+    let target: Option<Vec<i64>> = match attr_ints(node, "output_shape") {
+        Some(os) => Some(os[os.len().saturating_sub(n)..].to_vec()),
+        None if auto == "SAME_UPPER" || auto == "SAME_LOWER" => {
+            Some(input.iter().zip(&strides).map(|(i, s)| (i * s) as i64).collect())
+        }
+        None if auto == "NOTSET" || auto == "VALID" => None,
+        None => return Err(format!("auto_pad '{auto}'")),
+    };
+    if let Some(t) = target {
+        // ONNX: total = full + output_padding − target; SAME_UPPER puts the larger half at the
+        // end, otherwise at the beginning (halves rounded down, as ONNX Runtime does when the
+        // target is larger than the full output and zeros are added).
+        pads = (0..n)
+            .map(|i| {
+                let total = (full[i] + op_pad[i]) as i64 - t[i];
+                let half = total.div_euclid(2);
+                if auto == "SAME_UPPER" {
+                    (half, total - half)
+                } else {
+                    (total - half, half)
+                }
+            })
+            .collect();
+    }
     // (C, F, k...) → (k..., F, C).
     let perm: Vec<usize> = (2..r).chain([1, 0]).collect();
     let kernel = permute(&wt, &perm)?;
@@ -226,9 +253,30 @@ pub fn conv_transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         padding: PaddingMode::Valid,
         output_padding: None,
     })));
-    let has_bias = ctx.input(node, 2).is_some();
-    let conv_name = if has_bias { ctx.fresh(name) } else { name.to_string() };
-    let mut y = ctx.add(&conv_name, op, &[xi, k])?;
+    let mut y = ctx.tmp(name, op, &[xi, k])?;
+    // Crop the padding (the end less output_padding), then add zeros where it is negative.
+    let (mut axes, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+    let mut extra = vec![(0usize, 0usize); r];
+    for i in 0..n {
+        let (b, e) = (pads[i].0, pads[i].1 - op_pad[i] as i64);
+        let (cb, ce) = (b.max(0) as usize, e.max(0) as usize);
+        extra[i + 2] = ((-b).max(0) as usize, (-e).max(0) as usize);
+        if cb > 0 || ce > 0 {
+            if cb + ce >= full[i] {
+                return Err("the padding crops the whole output".into());
+            }
+            axes.push(i + 2);
+            starts.push(cb as i64);
+            ends.push((full[i] - ce) as i64);
+        }
+    }
+    if !axes.is_empty() {
+        let steps = vec![1; axes.len()];
+        y = ctx.tmp(name, Op::Slice { axes, starts, ends, steps }, &[y])?;
+    }
+    if extra.iter().any(|&(b, e)| b + e > 0) {
+        y = ctx.tmp(name, Op::Pad { pads: extra, value: 0.0 }, &[y])?;
+    }
     if let Some(b) = ctx.input(node, 2) {
         let b = ctx.ir(&b)?;
         y = ctx.add(name, Op::BiasAdd { axis: 1 }, &[y, b])?;
