@@ -387,6 +387,7 @@ fn a_constant_scale_after_a_conv_folds_into_its_weights() {
 
 /// A channels-first graph as the ONNX frontend imports it: conv → bias → batch norm → relu →
 /// pad → depthwise conv → residual add → mean, all on NCHW tensors between NHWC transposes.
+#[allow(clippy::unwrap_used)]
 fn nchw_block(rng: &mut Rng) -> Graph {
     let mut g = Graph::new("t");
     let x = input(&mut g, &[6, 6, 3]);
