@@ -6,6 +6,7 @@ use std::fmt::Write;
 /// A short attribute summary of an op, shown after its name.
 pub fn op_detail(op: &Op) -> String {
     match op {
+        Op::ChannelsFirst(inner) => op_detail(inner),
         Op::Conv(a) | Op::FusedConv { conv: a, .. } => {
             let mut s = format!("strides={:?} dil={:?} pads={:?}", a.strides, a.dilations, a.pads);
             if a.groups != 1 {

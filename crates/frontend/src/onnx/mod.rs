@@ -58,6 +58,8 @@ pub struct Ctx<'a> {
     /// A graph input with the batch on an axis: the source of batch-sized shapes.
     batch_source: Option<(ValueId, usize)>,
     counter: usize,
+    /// Node names used so far (kept unique).
+    names: HashSet<String>,
 }
 
 /// What a lowering function returns: one value per node output.
@@ -107,7 +109,8 @@ impl<'a> Ctx<'a> {
 
     /// Adds a node with several outputs.
     pub fn add_multi(&mut self, name: &str, op: Op, ins: &[ValueId]) -> Result<Vec<ValueId>, String> {
-        let name = if self.g.values().iter().any(|v| v.name == name) { self.fresh(name) } else { name.to_string() };
+        let name = if self.names.contains(name) { self.fresh(name) } else { name.to_string() };
+        self.names.insert(name.clone());
         let outs = self.g.add_node(name, op.clone(), ins).map_err(|e| e.to_string())?;
         for &o in &outs {
             let m = self.infer_mult(&op, ins, o);
@@ -385,6 +388,7 @@ pub fn load_onnx(bytes: &[u8], origin: &str, dir: Option<&Path>) -> Result<Model
         materialized: HashMap::new(),
         batch_source: None,
         counter: 0,
+        names: HashSet::new(),
     };
     // Initializers first: small ones stay known (shape arithmetic folds at import), the rest are
     // weights in the graph.
