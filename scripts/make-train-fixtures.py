@@ -17,6 +17,11 @@ data = {
 }
 for kind, y in data.items():
     np.savez(f"{OUT}/{kind}.npz", x=x, y=y)
+# Sequences (64, 5 steps, 4 features) for the recurrent model: class = sign pattern of a sum.
+xs = rng.standard_normal((64, 5, 4)).astype("float32")
+ys = (xs[:, :, 0].sum(1) > 0).astype("int32") + (xs[:, -1, 1] > 0.5).astype("int32")
+if not sys.argv[1:] or "seq_rnn_adam" in sys.argv[1:]:
+    np.savez(f"{OUT}/sequence.npz", x=xs, y=ys)
 O = keras.optimizers
 cases = {
     "reg_mse_adam": ("regression", "mse", lambda: O.Adam(0.01)),
@@ -29,11 +34,19 @@ cases = {
     # Batch normalization in training mode: batch statistics, moving statistics updated with
     # momentum 0.9; validation in inference mode.
     "reg_bn_sgd": ("regression", "mse", lambda: O.SGD(0.05, momentum=0.9)),
+    # Recurrent layers trained through time: GRU (reset_after) returning sequences, then LSTM.
+    "seq_rnn_adam": ("sequence", "sparse_categorical_crossentropy", lambda: O.Adam(0.01)),
 }
 
 
 def model(kind, bn=False):
     keras.utils.set_random_seed(3)
+    if kind == "sequence":
+        i = keras.Input((5, 4), name="x")
+        h = keras.layers.GRU(6, return_sequences=True, name="gru")(i)
+        h = keras.layers.LSTM(5, name="lstm")(h)
+        o = keras.layers.Dense(3, activation="softmax", name="out")(h)
+        return keras.Model(i, o, name=kind)
     i = keras.Input((4,), name="x")
     h = keras.layers.Dense(8, activation="tanh", name="hidden")(i)
     if bn:
@@ -48,9 +61,11 @@ for name, (kind, loss, opt) in cases.items():
         continue
     m = model(kind, bn="_bn_" in name)
     m.compile(optimizer=opt(), loss=loss, metrics=["mae"] if kind == "regression" else ["accuracy"])
+    xk = xs if kind == "sequence" else x
+    yk = ys if kind == "sequence" else data[kind]
     m.save(f"{OUT}/{name}.h5")
     split = 0.25 if "_bn_" in name else 0.0
-    h = m.fit(x, data[kind], batch_size=16, epochs=3, shuffle=False, verbose=0, validation_split=split)
+    h = m.fit(xk, yk, batch_size=16, epochs=3, shuffle=False, verbose=0, validation_split=split)
     m.save(f"{OUT}/{name}.trained.h5")
     with open(f"{OUT}/{name}.history.json", "w") as f:
         json.dump({k: [float(v) for v in vs] for k, vs in h.history.items()}, f)

@@ -84,6 +84,9 @@ impl Builder<'_> {
         let nd = self.g.nodes()[node].clone();
         let op = nd.op.clone();
         let x = |i: usize| nd.inputs[i];
+        if let Op::Rnn(a) = &op {
+            return self.rnn_through_time(&nd, a, dys);
+        }
         let Some(dy) = dys.first().copied().flatten() else { return Ok(vec![None; nd.inputs.len()]) };
         if dys.len() > 1 {
             return Err(unsupported(&op, " for ops with several outputs"));
@@ -280,8 +283,337 @@ impl Builder<'_> {
             Op::SoftmaxCrossEntropy { sparse } => {
                 vec![Some(self.add(Op::SoftmaxCrossEntropyGrad { sparse: *sparse }, &[x(0), x(1), dy])?), None]
             }
+            Op::ConvTranspose(a) => {
+                // y = Aᵀx for the convolution A with the same strides, dilations and leading
+                // padding: dx = A·dy, and dw is that convolution's filter gradient with dy as
+                // its input and x as its output gradient (the kernel layouts coincide).
+                let xs = self.ty(x(0)).shape;
+                let r = a.strides.len();
+                let spatial = fixed_dims(&Shape(xs.dims()[1..=r].to_vec()), "a transposed convolution's input")?;
+                let ks = fixed_dims(&self.ty(x(1)).shape, "a transposed convolution's kernel")?;
+                let mut pads = Vec::with_capacity(r);
+                for i in 0..r {
+                    let (out, before) = a.geometry(i, spatial[i], ks[i]);
+                    let k_eff = (ks[i] - 1) * a.dilations[i] + 1;
+                    let after = ((spatial[i] - 1) * a.strides[i] + k_eff).saturating_sub(out + before);
+                    pads.push((before, after));
+                }
+                let conv =
+                    crate::ConvAttrs { strides: a.strides.clone(), dilations: a.dilations.clone(), pads, groups: 1 };
+                let dx = self.add(Op::Conv(conv.clone()), &[dy, x(1)])?;
+                if self.ty(dx).shape != xs {
+                    return Err(unsupported(&op, " for this output padding"));
+                }
+                let dw = self.add(Op::ConvFilterGrad { conv, kernel_dims: ks }, &[dy, x(0)])?;
+                vec![Some(dx), Some(dw)]
+            }
+            Op::Reduce { kind: ReduceKind::Max | ReduceKind::Min, axes, keepdims } => {
+                // The gradient goes to the extreme elements, split evenly between ties (as
+                // TensorFlow does).
+                let xs = self.ty(x(0)).shape;
+                let mut kept = xs.dims().to_vec();
+                for &a in axes {
+                    kept[a] = Dim::Fixed(1);
+                }
+                let (yk, dyk) = if *keepdims {
+                    (y, dy)
+                } else {
+                    (self.reshape_to(y, &Shape(kept.clone()))?, self.reshape_to(dy, &Shape(kept))?)
+                };
+                let diff = self.add(Op::Binary(BinaryOp::Sub), &[x(0), yk])?;
+                let a = self.add(Op::Unary(UnaryOp::Abs), &[diff])?;
+                let sg = self.add(Op::Unary(UnaryOp::Sign), &[a])?;
+                let mask = self.add(Op::Unary(UnaryOp::Affine { scale: -1.0, offset: 1.0 }), &[sg])?;
+                let cnt =
+                    self.add(Op::Reduce { kind: ReduceKind::Sum, axes: axes.clone(), keepdims: true }, &[mask])?;
+                let w = self.add(Op::Binary(BinaryOp::Div), &[mask, cnt])?;
+                vec![Some(self.add(Op::Binary(BinaryOp::Mul), &[w, dyk])?)]
+            }
+            Op::Tile { repeats } => {
+                // dy viewed as (r0, d0, r1, d1, ...), summed over the repeats.
+                let xs = self.ty(x(0)).shape;
+                let mut target = Vec::new();
+                let mut sum_axes = Vec::new();
+                for (i, d) in xs.dims().iter().enumerate() {
+                    if repeats[i] != 1 {
+                        sum_axes.push(target.len());
+                        target.push(repeats[i] as i64);
+                    }
+                    target.push(d.fixed().map_or(-1, |n| n as i64));
+                }
+                let v = self.add(Op::Reshape { shape: target }, &[dy])?;
+                let s = self.add(Op::Reduce { kind: ReduceKind::Sum, axes: sum_axes, keepdims: false }, &[v])?;
+                vec![Some(self.reshape_to(s, &xs)?)]
+            }
+            Op::RepeatInterleave { axis, repeats } => {
+                let xs = self.ty(x(0)).shape;
+                let mut target: Vec<i64> = xs.dims().iter().map(|d| d.fixed().map_or(-1, |n| n as i64)).collect();
+                target.insert(axis + 1, *repeats as i64);
+                let v = self.add(Op::Reshape { shape: target }, &[dy])?;
+                let s = self.add(Op::Reduce { kind: ReduceKind::Sum, axes: vec![axis + 1], keepdims: false }, &[v])?;
+                vec![Some(self.reshape_to(s, &xs)?)]
+            }
+            Op::Resize { sizes, mode: crate::ResizeMode::Nearest } => {
+                // Integer upscaling: each input cell feeds a block of outputs.
+                let xs = self.ty(x(0)).shape;
+                let spatial = fixed_dims(&Shape(xs.dims()[1..=sizes.len()].to_vec()), "a resize's input")?;
+                let mut target: Vec<i64> = vec![xs.dims()[0].fixed().map_or(-1, |n| n as i64)];
+                let mut sum_axes = Vec::new();
+                for (i, (&o, &n)) in sizes.iter().zip(&spatial).enumerate() {
+                    if n == 0 || o % n != 0 {
+                        return Err(unsupported(&op, " for non-integer scale factors"));
+                    }
+                    target.push(n as i64);
+                    target.push((o / n) as i64);
+                    sum_axes.push(2 * i + 2);
+                }
+                let c = xs
+                    .dims()
+                    .last()
+                    .and_then(|d| d.fixed())
+                    .ok_or_else(|| unsupported(&op, " with symbolic channels"))?;
+                target.push(c as i64);
+                let v = self.add(Op::Reshape { shape: target }, &[dy])?;
+                vec![Some(self.add(Op::Reduce { kind: ReduceKind::Sum, axes: sum_axes, keepdims: false }, &[v])?)]
+            }
+            Op::L2Normalize { axes, epsilon } => {
+                // y = x·r, r = 1/sqrt(max(Σx², ε)): dx = r·dy − [Σx² > ε]·x·r³·Σ(x·dy).
+                let sum = |b: &mut Self, v: ValueId| {
+                    b.add(Op::Reduce { kind: ReduceKind::Sum, axes: axes.clone(), keepdims: true }, &[v])
+                };
+                let sq = self.add(Op::Unary(UnaryOp::Square), &[x(0)])?;
+                let ss = sum(self, sq)?;
+                let eps = self.g.add_constant(format!("grad/eps_{}", self.n), Tensor::scalar(*epsilon));
+                let m = self.add(Op::Binary(BinaryOp::Max), &[ss, eps])?;
+                let r = self.add(Op::Unary(UnaryOp::Rsqrt), &[m])?;
+                let d = self.add(Op::Binary(BinaryOp::Sub), &[ss, eps])?;
+                let sg = self.add(Op::Unary(UnaryOp::Sign), &[d])?;
+                let above = self.add(Op::Unary(UnaryOp::Relu), &[sg])?;
+                let xdy = self.add(Op::Binary(BinaryOp::Mul), &[x(0), dy])?;
+                let t = sum(self, xdy)?;
+                let r2 = self.add(Op::Unary(UnaryOp::Square), &[r])?;
+                let r3 = self.add(Op::Binary(BinaryOp::Mul), &[r2, r])?;
+                let k = self.add(Op::Binary(BinaryOp::Mul), &[r3, t])?;
+                let k = self.add(Op::Binary(BinaryOp::Mul), &[k, above])?;
+                let xk = self.add(Op::Binary(BinaryOp::Mul), &[x(0), k])?;
+                let rdy = self.add(Op::Binary(BinaryOp::Mul), &[r, dy])?;
+                vec![Some(self.add(Op::Binary(BinaryOp::Sub), &[rdy, xk])?)]
+            }
+            Op::GroupNorm { groups, axis, epsilon } => {
+                // The layer-norm formula over each group: x viewed as (N, ..., G, C/G),
+                // normalized over every axis but the batch and the group.
+                let xs = self.ty(x(0)).shape;
+                let r = xs.rank();
+                if *axis + 1 != r {
+                    return Err(unsupported(&op, " over a channel axis other than the last"));
+                }
+                let c = xs.dims()[*axis].fixed().ok_or_else(|| unsupported(&op, " with symbolic channels"))?;
+                let mut gshape = xs.dims()[..r - 1].to_vec();
+                gshape.push(Dim::Fixed(*groups));
+                gshape.push(Dim::Fixed(c / groups));
+                let gshape = Shape(gshape);
+                let red: Vec<usize> = (1..=r).filter(|&a| a != r - 1).collect();
+                let mean = |b: &mut Self, v: ValueId| {
+                    b.add(Op::Reduce { kind: ReduceKind::Mean, axes: red.clone(), keepdims: true }, &[v])
+                };
+                let xg = self.reshape_to(x(0), &gshape)?;
+                let mu = mean(self, xg)?;
+                let xc = self.add(Op::Binary(BinaryOp::Sub), &[xg, mu])?;
+                let sq = self.add(Op::Unary(UnaryOp::Square), &[xc])?;
+                let var = mean(self, sq)?;
+                let eps = self.g.add_constant(format!("grad/eps_{}", self.n), Tensor::scalar(*epsilon));
+                let ve = self.add(Op::Binary(BinaryOp::Add), &[var, eps])?;
+                let rs = self.add(Op::Unary(UnaryOp::Rsqrt), &[ve])?;
+                let xhat = self.add(Op::Binary(BinaryOp::Mul), &[xc, rs])?;
+                let gdy = self.add(Op::Binary(BinaryOp::Mul), &[dy, x(1)])?;
+                let g = self.reshape_to(gdy, &gshape)?;
+                let mg = mean(self, g)?;
+                let gx = self.add(Op::Binary(BinaryOp::Mul), &[g, xhat])?;
+                let mgx = mean(self, gx)?;
+                let t = self.add(Op::Binary(BinaryOp::Mul), &[xhat, mgx])?;
+                let d1 = self.add(Op::Binary(BinaryOp::Sub), &[g, mg])?;
+                let d2 = self.add(Op::Binary(BinaryOp::Sub), &[d1, t])?;
+                let dxg = self.add(Op::Binary(BinaryOp::Mul), &[rs, d2])?;
+                let dx = self.reshape_to(dxg, &xs)?;
+                let xh = self.reshape_to(xhat, &xs)?;
+                let dyx = self.add(Op::Binary(BinaryOp::Mul), &[dy, xh])?;
+                let others: Vec<usize> = (0..r - 1).collect();
+                let dgamma =
+                    self.add(Op::Reduce { kind: ReduceKind::Sum, axes: others.clone(), keepdims: false }, &[dyx])?;
+                let dbeta = self.add(Op::Reduce { kind: ReduceKind::Sum, axes: others, keepdims: false }, &[dy])?;
+                vec![Some(dx), Some(dgamma), Some(dbeta)]
+            }
             other => return Err(unsupported(other, "")),
         })
+    }
+}
+
+impl Builder<'_> {
+    /// Backpropagation through time: the layer is recomputed unrolled into primitive ops
+    /// (matmuls, slices, activations) and its gradients are those ops' gradients, by the rules
+    /// above.
+    fn rnn_through_time(
+        &mut self,
+        nd: &crate::Node,
+        a: &crate::RnnAttrs,
+        dys: &[Option<ValueId>],
+    ) -> Result<Vec<Option<ValueId>>, IrError> {
+        use crate::RnnKind;
+        let op = nd.op.clone();
+        let (x, w, rk) = (nd.inputs[0], nd.inputs[1], nd.inputs[2]);
+        let bias = nd.inputs.get(3).copied();
+        let xs = self.ty(x).shape;
+        let t = xs.dims()[1].fixed().ok_or_else(|| unsupported(&op, " over a symbolic number of steps"))?;
+        let u = a.units;
+        let gates = match a.kind {
+            RnnKind::Simple => 1,
+            RnnKind::Lstm => 4,
+            RnnKind::Gru { .. } => 3,
+        };
+        let gu = gates * u;
+        let start = self.g.nodes().len();
+        let bin = |b: &mut Self, o: BinaryOp, p: ValueId, q: ValueId| b.add(Op::Binary(o), &[p, q]);
+        let un = |b: &mut Self, o: UnaryOp, p: ValueId| b.add(Op::Unary(o), &[p]);
+        let cols = |b: &mut Self, v: ValueId, from: usize, to: usize| {
+            b.add(Op::Slice { axes: vec![1], starts: vec![from as i64], ends: vec![to as i64], steps: vec![1] }, &[v])
+        };
+        // Input projection for every step, with the input bias.
+        let mut xp = self.add(Op::MatMul { transpose_a: false, transpose_b: false }, &[x, w])?;
+        let (in_bias, rec_bias) = match (a.kind, bias) {
+            (RnnKind::Gru { reset_after: true }, Some(b)) => {
+                let ib = self.add(Op::Slice { axes: vec![0], starts: vec![0], ends: vec![1], steps: vec![1] }, &[b])?;
+                let rb = self.add(Op::Slice { axes: vec![0], starts: vec![1], ends: vec![2], steps: vec![1] }, &[b])?;
+                let ib = self.add(Op::Reshape { shape: vec![gu as i64] }, &[ib])?;
+                let rb = self.add(Op::Reshape { shape: vec![gu as i64] }, &[rb])?;
+                (Some(ib), Some(rb))
+            }
+            (_, b) => (b, None),
+        };
+        if let Some(b) = in_bias {
+            xp = bin(self, BinaryOp::Add, xp, b)?;
+        }
+        // Zero initial state of the batch's size: zeros (1, U) broadcast with a (N, 1) slice.
+        let like =
+            self.add(Op::Slice { axes: vec![1, 2], starts: vec![0, 0], ends: vec![1, 1], steps: vec![1, 1] }, &[x])?;
+        let like = self.add(Op::Reshape { shape: vec![-1, 1] }, &[like])?;
+        let zeros = self.g.add_constant(format!("grad/rnn_zeros_{}", self.n), Tensor::zeros(&[1, u]));
+        let mut h = self.add(Op::BroadcastTo, &[zeros, like])?;
+        let mut c = h;
+        let mut seq = Vec::with_capacity(t);
+        for step in 0..t {
+            let ti = if a.go_backwards { t - 1 - step } else { step };
+            let xt = self.add(
+                Op::Slice { axes: vec![1], starts: vec![ti as i64], ends: vec![ti as i64 + 1], steps: vec![1] },
+                &[xp],
+            )?;
+            let xt = self.add(Op::Reshape { shape: vec![-1, gu as i64] }, &[xt])?;
+            let gate = |b: &mut Self, v: ValueId, k: usize| cols(b, v, k * u, (k + 1) * u);
+            match a.kind {
+                RnnKind::Gru { reset_after: false } => {
+                    let rzr = cols(self, rk, 0, 2 * u)?;
+                    let hp = self.add(Op::MatMul { transpose_a: false, transpose_b: false }, &[h, rzr])?;
+                    let (xz, xr, xh) = (gate(self, xt, 0)?, gate(self, xt, 1)?, gate(self, xt, 2)?);
+                    let (hz, hr) = (gate(self, hp, 0)?, gate(self, hp, 1)?);
+                    let z = bin(self, BinaryOp::Add, xz, hz)?;
+                    let z = un(self, a.recurrent_activation, z)?;
+                    let r = bin(self, BinaryOp::Add, xr, hr)?;
+                    let r = un(self, a.recurrent_activation, r)?;
+                    let rh = bin(self, BinaryOp::Mul, r, h)?;
+                    let rc = cols(self, rk, 2 * u, 3 * u)?;
+                    let cand = self.add(Op::MatMul { transpose_a: false, transpose_b: false }, &[rh, rc])?;
+                    let hh = bin(self, BinaryOp::Add, xh, cand)?;
+                    let hh = un(self, a.activation, hh)?;
+                    let zh = bin(self, BinaryOp::Mul, z, h)?;
+                    let nz = un(self, UnaryOp::Affine { scale: -1.0, offset: 1.0 }, z)?;
+                    let nzh = bin(self, BinaryOp::Mul, nz, hh)?;
+                    h = bin(self, BinaryOp::Add, zh, nzh)?;
+                }
+                _ => {
+                    let mut hp = self.add(Op::MatMul { transpose_a: false, transpose_b: false }, &[h, rk])?;
+                    if let Some(rb) = rec_bias {
+                        hp = bin(self, BinaryOp::Add, hp, rb)?;
+                    }
+                    match a.kind {
+                        RnnKind::Simple => {
+                            let s = bin(self, BinaryOp::Add, xt, hp)?;
+                            h = un(self, a.activation, s)?;
+                        }
+                        RnnKind::Lstm => {
+                            let s = bin(self, BinaryOp::Add, xt, hp)?;
+                            let i = gate(self, s, 0)?;
+                            let i = un(self, a.recurrent_activation, i)?;
+                            let f = gate(self, s, 1)?;
+                            let f = un(self, a.recurrent_activation, f)?;
+                            let g = gate(self, s, 2)?;
+                            let g = un(self, a.activation, g)?;
+                            let o = gate(self, s, 3)?;
+                            let o = un(self, a.recurrent_activation, o)?;
+                            let fc = bin(self, BinaryOp::Mul, f, c)?;
+                            let ig = bin(self, BinaryOp::Mul, i, g)?;
+                            c = bin(self, BinaryOp::Add, fc, ig)?;
+                            let ac = un(self, a.activation, c)?;
+                            h = bin(self, BinaryOp::Mul, o, ac)?;
+                        }
+                        _ => {
+                            let (xz, xr, xh) = (gate(self, xt, 0)?, gate(self, xt, 1)?, gate(self, xt, 2)?);
+                            let (hz, hr, hn) = (gate(self, hp, 0)?, gate(self, hp, 1)?, gate(self, hp, 2)?);
+                            let z = bin(self, BinaryOp::Add, xz, hz)?;
+                            let z = un(self, a.recurrent_activation, z)?;
+                            let r = bin(self, BinaryOp::Add, xr, hr)?;
+                            let r = un(self, a.recurrent_activation, r)?;
+                            let rn = bin(self, BinaryOp::Mul, r, hn)?;
+                            let hh = bin(self, BinaryOp::Add, xh, rn)?;
+                            let hh = un(self, a.activation, hh)?;
+                            let zh = bin(self, BinaryOp::Mul, z, h)?;
+                            let nz = un(self, UnaryOp::Affine { scale: -1.0, offset: 1.0 }, z)?;
+                            let nzh = bin(self, BinaryOp::Mul, nz, hh)?;
+                            h = bin(self, BinaryOp::Add, zh, nzh)?;
+                        }
+                    }
+                }
+            }
+            if a.return_sequences {
+                seq.push(self.add(Op::Reshape { shape: vec![-1, 1, u as i64] }, &[h])?);
+            }
+        }
+        let y = if a.return_sequences {
+            if seq.len() == 1 {
+                seq[0]
+            } else {
+                self.add(Op::Concat { axis: 1 }, &seq)?
+            }
+        } else {
+            h
+        };
+        let end = self.g.nodes().len();
+        // The unrolled outputs get the layer's output gradients; then backwards through them.
+        let mut grads: HashMap<ValueId, ValueId> = HashMap::new();
+        let outs = [Some(y), Some(h), (a.kind == RnnKind::Lstm).then_some(c)];
+        for (o, dy) in outs.iter().zip(dys) {
+            let (Some(o), Some(dy)) = (o, dy) else { continue };
+            let acc = match grads.get(o) {
+                Some(&prev) => self.add(Op::Binary(BinaryOp::Add), &[prev, *dy])?,
+                None => *dy,
+            };
+            grads.insert(*o, acc);
+        }
+        for ni in (start..end).rev() {
+            let node = self.g.nodes()[ni].clone();
+            let ndys: Vec<Option<ValueId>> = node.outputs.iter().map(|o| grads.get(o).copied()).collect();
+            if ndys.iter().all(Option::is_none) {
+                continue;
+            }
+            let dxs = self.rule(ni, &ndys)?;
+            for (&v, dx) in node.inputs.iter().zip(dxs) {
+                let Some(dx) = dx else { continue };
+                let acc = match grads.get(&v) {
+                    Some(&prev) => self.add(Op::Binary(BinaryOp::Add), &[prev, dx])?,
+                    None => dx,
+                };
+                grads.insert(v, acc);
+            }
+        }
+        Ok(nd.inputs.iter().map(|v| grads.get(v).copied()).collect())
     }
 }
 

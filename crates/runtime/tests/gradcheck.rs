@@ -256,3 +256,114 @@ fn ops_without_a_rule_say_so() {
     let e = ir::grad::append_backward(&mut g, y, &[x]).unwrap_err().to_string();
     assert!(e.contains("ReduceProd") && e.contains("not implemented"), "{e}");
 }
+
+#[test]
+fn transposed_convolutions() {
+    use ir::{ConvTransposeAttrs, PaddingMode};
+    let mut rng = Rng(9);
+    for (x, w, a) in [
+        (
+            vec![2, 4, 3, 3],
+            vec![3, 3, 2, 3],
+            ConvTransposeAttrs {
+                strides: vec![2, 2],
+                dilations: vec![1, 1],
+                padding: PaddingMode::Same,
+                output_padding: None,
+            },
+        ),
+        (
+            vec![1, 3, 4, 2],
+            vec![3, 2, 4, 2],
+            ConvTransposeAttrs {
+                strides: vec![1, 2],
+                dilations: vec![1, 1],
+                padding: PaddingMode::Valid,
+                output_padding: None,
+            },
+        ),
+        (
+            vec![2, 5, 2],
+            vec![3, 3, 2],
+            ConvTransposeAttrs {
+                strides: vec![2],
+                dilations: vec![2],
+                padding: PaddingMode::Valid,
+                output_padding: None,
+            },
+        ),
+    ] {
+        check("conv_transpose", vec![rng.tensor(&x, -1.0, 1.0), rng.tensor(&w, -1.0, 1.0)], op1(Op::ConvTranspose(a)));
+    }
+}
+
+#[test]
+fn max_min_tile_repeat_resize_and_norms() {
+    let mut rng = Rng(10);
+    let x = || Rng(11).tensor(&[2, 3, 4], -1.0, 1.0);
+    // Distinct values 0.1 apart, so that a finite step never changes which element is extreme.
+    let spread = Tensor::from_f32(&[2, 3, 4], (0..24).map(|k| ((k * 7) % 24) as f32 * 0.1 - 1.2).collect()).unwrap();
+    for (kind, keep) in [(ReduceKind::Max, false), (ReduceKind::Min, true)] {
+        check("reduce_extreme", vec![spread.clone()], op1(Op::Reduce { kind, axes: vec![1, 2], keepdims: keep }));
+        check("reduce_extreme_axis", vec![spread.clone()], op1(Op::Reduce { kind, axes: vec![0], keepdims: keep }));
+    }
+    check("tile", vec![x()], op1(Op::Tile { repeats: vec![1, 2, 3] }));
+    check("repeat_interleave", vec![x()], op1(Op::RepeatInterleave { axis: 1, repeats: 2 }));
+    check(
+        "resize_nearest",
+        vec![rng.tensor(&[2, 2, 3, 2], -1.0, 1.0)],
+        op1(Op::Resize { sizes: vec![4, 9], mode: ir::ResizeMode::Nearest }),
+    );
+    check("l2_normalize", vec![x()], op1(Op::L2Normalize { axes: vec![2], epsilon: 1e-12 }));
+    check(
+        "group_norm",
+        vec![rng.tensor(&[2, 3, 2, 6], -1.0, 1.0), rng.tensor(&[6], 0.5, 1.5), rng.tensor(&[6], -0.5, 0.5)],
+        op1(Op::GroupNorm { groups: 3, axis: 3, epsilon: 1e-3 }),
+    );
+}
+
+/// Backpropagation through time: every cell kind, both directions, sequences and last outputs,
+/// and the final states.
+#[test]
+fn recurrent_layers_through_time() {
+    use ir::{RnnAttrs, RnnKind};
+    let mut rng = Rng(12);
+    let (n, t, f, u) = (2, 4, 3, 2);
+    for (kind, gates) in [
+        (RnnKind::Simple, 1),
+        (RnnKind::Lstm, 4),
+        (RnnKind::Gru { reset_after: true }, 3),
+        (RnnKind::Gru { reset_after: false }, 3),
+    ] {
+        for (seq, back) in [(true, false), (false, true)] {
+            let a = RnnAttrs {
+                kind,
+                units: u,
+                activation: UnaryOp::Tanh,
+                recurrent_activation: UnaryOp::Sigmoid,
+                return_sequences: seq,
+                go_backwards: back,
+            };
+            let bshape = if kind == (RnnKind::Gru { reset_after: true }) { vec![2, 3 * u] } else { vec![gates * u] };
+            let inputs = vec![
+                rng.tensor(&[n, t, f], -1.0, 1.0),
+                rng.tensor(&[f, gates * u], -0.8, 0.8),
+                rng.tensor(&[u, gates * u], -0.8, 0.8),
+                rng.tensor(&bshape, -0.5, 0.5),
+            ];
+            let name = format!("{kind:?} seq={seq} backwards={back}");
+            // The loss reads the output and the final state (and the cell state for LSTM).
+            check(&name, inputs, move |g, v| {
+                let outs = g.add_node("rnn", Op::Rnn(a.clone()), v).unwrap();
+                let y = if seq {
+                    g.add("flat", Op::Reshape { shape: vec![-1, (t * u) as i64] }, &[outs[0]]).unwrap()
+                } else {
+                    outs[0]
+                };
+                let mut parts = vec![y, outs[1]];
+                parts.extend(outs.get(2));
+                g.add("all", Op::Concat { axis: 1 }, &parts).unwrap()
+            });
+        }
+    }
+}
