@@ -375,3 +375,93 @@ fn npy_f32_or_int(b: &[u8]) -> Tensor {
     };
     Tensor::new(shape, t).unwrap()
 }
+
+fn fixed_input(g: &mut Graph, name: &str, dims: &[usize], dtype: DType) -> ValueId {
+    g.add_input(name, TensorType::new(dtype, Shape::fixed(dims)))
+}
+
+/// The backward kernels: a training step's graph (forward, loss, `ir::grad::append_backward`)
+/// for a small CNN — convolutions with padding, stride and groups, max and average pooling,
+/// activations, a dense layer, sparse softmax cross-entropy — every gradient against the CPU.
+#[test]
+fn training_step_cnn() {
+    let mut g = Graph::new("train_cnn");
+    let x = fixed_input(&mut g, "x", &[3, 7, 6, 2], DType::F32);
+    let labels = fixed_input(&mut g, "labels", &[3], DType::I32);
+    let w1 = fixed_input(&mut g, "w1", &[3, 3, 2, 4], DType::F32);
+    let b1 = fixed_input(&mut g, "b1", &[4], DType::F32);
+    let w2 = fixed_input(&mut g, "w2", &[2, 3, 2, 6], DType::F32);
+    let wd = fixed_input(&mut g, "wd", &[24, 5], DType::F32);
+    let c1 = ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 };
+    let h = g.add("conv1", Op::Conv(c1), &[x, w1]).unwrap();
+    let h = g.add("bias1", Op::BiasAdd { axis: 3 }, &[h, b1]).unwrap();
+    let h = g.add("act1", Op::Unary(UnaryOp::Elu { alpha: 0.7 }), &[h]).unwrap();
+    let pool = PoolAttrs { kind: PoolKind::Max, window: vec![2, 2], strides: vec![2, 2], pads: vec![(0, 1), (0, 0)] };
+    let h = g.add("maxpool", Op::Pool(pool), &[h]).unwrap();
+    let c2 = ConvAttrs { strides: vec![2, 1], dilations: vec![1, 1], pads: vec![(0, 1), (1, 1)], groups: 2 };
+    let h = g.add("conv2", Op::Conv(c2), &[h, w2]).unwrap();
+    let h = g.add("act2", Op::Unary(UnaryOp::Silu), &[h]).unwrap();
+    let avg = PoolAttrs { kind: PoolKind::Avg, window: vec![2, 2], strides: vec![1, 2], pads: vec![(0, 1), (0, 1)] };
+    let h = g.add("avgpool", Op::Pool(avg), &[h]).unwrap();
+    let h = g.add("flat", Op::Reshape { shape: vec![3, -1] }, &[h]).unwrap();
+    let logits = g.add("dense", Op::MatMul { transpose_a: false, transpose_b: false }, &[h, wd]).unwrap();
+    let ce = g.add("ce", Op::SoftmaxCrossEntropy { sparse: true }, &[logits, labels]).unwrap();
+    let loss = g.add("loss", Op::Reduce { kind: ReduceKind::Mean, axes: vec![0], keepdims: false }, &[ce]).unwrap();
+    let grads = ir::grad::append_backward(&mut g, loss, &[x, w1, b1, w2, wd]).unwrap();
+    let mut outs = vec![loss];
+    outs.extend(grads);
+    g.set_outputs(outs);
+    let ids = Tensor::new(vec![3], TensorData::I32(vec![4, 0, 2])).unwrap();
+    let inputs = vec![
+        seq(&[3, 7, 6, 2], 0.37),
+        ids,
+        seq(&[3, 3, 2, 4], 0.53),
+        seq(&[4], 0.9),
+        seq(&[2, 3, 2, 6], 0.71),
+        seq(&[24, 5], 0.29),
+    ];
+    check(&g, inputs, "training_step_cnn");
+}
+
+/// The element-wise and lookup backward kernels: every activation's derivative, binary
+/// partials under broadcasting, means, embeddings and dense-label cross-entropy.
+#[test]
+fn training_step_elementwise_and_embedding() {
+    let mut g = Graph::new("train_ew");
+    let ids = fixed_input(&mut g, "ids", &[4, 3], DType::I32);
+    let table = fixed_input(&mut g, "table", &[6, 5], DType::F32);
+    let s = fixed_input(&mut g, "s", &[1, 5], DType::F32);
+    let probs = fixed_input(&mut g, "probs", &[4, 5], DType::F32);
+    let e = g.add("embed", Op::Gather { axis: 0 }, &[table, ids]).unwrap();
+    let e = g.add("mean", Op::Reduce { kind: ReduceKind::Mean, axes: vec![1], keepdims: false }, &[e]).unwrap();
+    let mut h = e;
+    for (k, u) in [
+        UnaryOp::Tanh,
+        UnaryOp::Gelu,
+        UnaryOp::GeluTanh,
+        UnaryOp::Mish,
+        UnaryOp::Softplus,
+        UnaryOp::Selu,
+        UnaryOp::LeakyRelu { alpha: 0.2 },
+        UnaryOp::HardSilu,
+        UnaryOp::Softsign,
+        UnaryOp::Sigmoid,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        h = g.add(format!("act{k}"), Op::Unary(u), &[h]).unwrap();
+        let op = [BinaryOp::Mul, BinaryOp::Add, BinaryOp::Max, BinaryOp::Div, BinaryOp::Sub][k % 5];
+        h = g.add(format!("bin{k}"), Op::Binary(op), &[h, s]).unwrap();
+    }
+    let ce = g.add("ce", Op::SoftmaxCrossEntropy { sparse: false }, &[h, probs]).unwrap();
+    let loss = g.add("loss", Op::Reduce { kind: ReduceKind::Sum, axes: vec![0], keepdims: false }, &[ce]).unwrap();
+    let grads = ir::grad::append_backward(&mut g, loss, &[table, s]).unwrap();
+    let mut outs = vec![loss];
+    outs.extend(grads);
+    g.set_outputs(outs);
+    let ids_t = Tensor::new(vec![4, 3], TensorData::I32(vec![0, 5, 2, 2, 2, 1, 3, 4, 0, 5, 5, 5])).unwrap();
+    let p = Tensor::from_f32(&[4, 5], (0..20).map(|i| ((i % 5) as f32 + 1.0) / 15.0).collect()).unwrap();
+    let sv = Tensor::from_f32(&[1, 5], vec![1.3, 0.8, 1.1, 1.7, 0.9]).unwrap();
+    check(&g, vec![ids_t, seq(&[6, 5], 0.41), sv, p], "training_step_elementwise");
+}

@@ -105,15 +105,29 @@ pub fn emit_node(
                 Some((if d == 1 { "0".to_string() } else { format!("c{}", ax + off) }, d))
             })?
         }
-        Op::MeanGrad { .. }
-        | Op::GatherGrad { .. }
-        | Op::UnaryGrad(_)
-        | Op::BinaryGrad { .. }
-        | Op::ConvInputGrad { .. }
-        | Op::ConvFilterGrad { .. }
-        | Op::PoolGrad(_)
-        | Op::SoftmaxCrossEntropy { .. }
-        | Op::SoftmaxCrossEntropyGrad { .. } => return Err(c.unsupported("training ops have no CUDA kernel yet")),
+        Op::UnaryGrad(u) => c.pointwise_f32(|c| {
+            format!("    const float xv = {};\n    out0[i] = {} * {};\n", c.read(0), c.read(1), expr::unary_derivative(*u, "xv"))
+        })?,
+        Op::BinaryGrad { op: b, wrt } => c.pointwise_f32(|c| {
+            format!(
+                "    const float xv = {}, yv = {};\n    out0[i] = {} * {};\n",
+                c.read(0),
+                c.read(1),
+                c.read(2),
+                expr::binary_partial(*b, *wrt, "xv", "yv")
+            )
+        })?,
+        Op::MeanGrad { axes } => {
+            let count: usize = axes.iter().map(|&a| c.oshape(0).get(a).copied().unwrap_or(1)).product();
+            let inv = expr::lit(1.0 / count.max(1) as f32);
+            c.pointwise_f32(|c| format!("    out0[i] = {} * {inv};\n", c.read(0)))?
+        }
+        Op::GatherGrad { axis, .. } => c.gather_grad(*axis)?,
+        Op::ConvInputGrad { conv, .. } => c.conv_input_grad(conv)?,
+        Op::ConvFilterGrad { conv, .. } => c.conv_filter_grad(conv)?,
+        Op::PoolGrad(a) => c.pool_grad(a)?,
+        Op::SoftmaxCrossEntropy { sparse } => c.cross_entropy(*sparse, false)?,
+        Op::SoftmaxCrossEntropyGrad { sparse } => c.cross_entropy(*sparse, true)?,
         Op::ChannelsFirst(_) => {
             return Err(c.unsupported("channels-first ops are lowered first (optimizer::layout::lower_channels_first)"))
         }
@@ -746,6 +760,264 @@ KC_DEV float kc_load_b(long long k, long long n, long long z, const float* __res
         Ok(self.kernel(Self::grid_loop(n, &body), launch_1d(n), true, ""))
     }
 
+    /// The gradient of an embedding lookup: each table element sums the output gradients of
+    /// the ids that pick it (a gather over the ids, no atomics).
+    fn gather_grad(&self, axis: usize) -> Result<KernelSource, CodegenError> {
+        if self.ity(1) != DType::F32 || self.oty(0) != DType::F32 {
+            return Err(self.unsupported("only float32 gradients"));
+        }
+        let out = self.oshape(0).to_vec();
+        let d = out[axis];
+        let inner: usize = out[axis + 1..].iter().product();
+        let k = numel(self.ishape(0));
+        let body = format!(
+            "    const kc_idx in_ = i % {inner}, di = (i / {inner}) % {d}, o = i / ({inner} * {d});
+    float acc = 0.f;
+    for (kc_idx k = 0; k < {k}; ++k) {{
+      if ((long long)in0[k] == (long long)di) acc += in1[(o * {k} + k) * {inner} + in_];
+    }}
+    out0[i] = acc;
+",
+            inner = inner.max(1),
+            d = d.max(1),
+        );
+        let n = numel(&out);
+        Ok(self.kernel(Self::grid_loop(n, &body), launch_1d(n), true, ""))
+    }
+
+    /// Convolution geometry lifted to three spatial axes: (input, output, kernel, strides,
+    /// dilations, leading pads, channels in, channels out, groups).
+    #[allow(clippy::type_complexity)]
+    fn conv_geometry(
+        a: &ConvAttrs,
+        x: &[usize],
+        w: &[usize],
+        y: &[usize],
+    ) -> ([usize; 3], [usize; 3], [usize; 3], [usize; 3], [usize; 3], [usize; 3], usize, usize, usize) {
+        let r = a.strides.len();
+        let lift = |v: &[usize], fill: usize| -> [usize; 3] {
+            let mut o = [fill; 3];
+            o[3 - v.len()..].copy_from_slice(v);
+            o
+        };
+        (
+            lift(&x[1..=r], 1),
+            lift(&y[1..=r], 1),
+            lift(&w[..r], 1),
+            lift(&a.strides, 1),
+            lift(&a.dilations, 1),
+            lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
+            x[r + 1],
+            w[r + 1],
+            a.groups.max(1),
+        )
+    }
+
+    /// dx of a convolution: each input element gathers the output gradients of the taps that
+    /// read it.
+    fn conv_input_grad(&self, a: &ConvAttrs) -> Result<KernelSource, CodegenError> {
+        if a.strides.len() > 3 || self.oty(0) != DType::F32 {
+            return Err(self.unsupported("float32 convolutions of rank 1 to 3"));
+        }
+        let (dy, w, x) = (self.ishape(0).to_vec(), self.ishape(1).to_vec(), self.oshape(0).to_vec());
+        let (inp, out, k, s, d, p, c, f, groups) = Self::conv_geometry(a, &x, &w, &dy);
+        let (cg, fg) = (c / groups, f / groups);
+        let body = format!(
+            "    const kc_idx ch = i % {c}, m = i / {c};
+    const long long ix = m % {iw}, iy = (m / {iw}) % {ih}, iz = (m / {ihw}) % {id}, nb = m / {idhw};
+    const long long grp = ch / {cg}, cc = ch % {cg};
+    float acc = 0.f;
+    for (int kz = 0; kz < {kd}; ++kz) {{
+      const long long tz = iz + {pz} - kz * {dz};
+      if (tz < 0 || tz % {sz} != 0 || tz / {sz} >= {od}) continue;
+      const long long oz = tz / {sz};
+      for (int ky = 0; ky < {kh}; ++ky) {{
+        const long long ty = iy + {py} - ky * {dy_};
+        if (ty < 0 || ty % {sy} != 0 || ty / {sy} >= {oh}) continue;
+        const long long oy = ty / {sy};
+        for (int kx = 0; kx < {kw}; ++kx) {{
+          const long long tx = ix + {px} - kx * {dx};
+          if (tx < 0 || tx % {sx} != 0 || tx / {sx} >= {ow}) continue;
+          const long long ox = tx / {sx};
+          const long long tap = ((long long)kz * {kh} + ky) * {kw} + kx;
+          const float* g = in0 + (((nb * {od} + oz) * {oh} + oy) * {ow} + ox) * {f} + grp * {fg};
+          const float* wr = in1 + (tap * {cg} + cc) * {f} + grp * {fg};
+          for (int fo = 0; fo < {fg}; ++fo) acc += g[fo] * wr[fo];
+        }}
+      }}
+    }}
+    out0[i] = acc;
+",
+            iw = inp[2], ih = inp[1], id = inp[0], ihw = inp[1] * inp[2], idhw = inp.iter().product::<usize>(),
+            ow = out[2], oh = out[1], od = out[0],
+            kd = k[0], kh = k[1], kw = k[2],
+            sz = s[0], sy = s[1], sx = s[2],
+            dz = d[0], dy_ = d[1], dx = d[2],
+            pz = p[0], py = p[1], px = p[2],
+        );
+        let n = numel(&x);
+        Ok(self.kernel(Self::grid_loop(n, &body), launch_1d(n), true, ""))
+    }
+
+    /// dw of a convolution: each kernel element sums input × output gradient over the batch and
+    /// every output position.
+    fn conv_filter_grad(&self, a: &ConvAttrs) -> Result<KernelSource, CodegenError> {
+        if a.strides.len() > 3 || self.oty(0) != DType::F32 {
+            return Err(self.unsupported("float32 convolutions of rank 1 to 3"));
+        }
+        let (x, dy, w) = (self.ishape(0).to_vec(), self.ishape(1).to_vec(), self.oshape(0).to_vec());
+        let (inp, out, k, s, d, p, c, f, groups) = Self::conv_geometry(a, &x, &w, &dy);
+        let (cg, fg) = (c / groups, f / groups);
+        let body = format!(
+            "    const kc_idx fo = i % {f}, cc = (i / {f}) % {cg}, tap = i / ({f} * {cg});
+    const long long kx = tap % {kw}, ky = (tap / {kw}) % {kh}, kz = tap / ({kw} * {kh});
+    const long long grp = fo / {fg};
+    float acc = 0.f;
+    for (long long nb = 0; nb < {nn}; ++nb)
+    for (long long oz = 0; oz < {od}; ++oz) {{
+      const long long iz = oz * {sz} + kz * {dz} - {pz};
+      if (iz < 0 || iz >= {id}) continue;
+      for (long long oy = 0; oy < {oh}; ++oy) {{
+        const long long iy = oy * {sy} + ky * {dy_} - {py};
+        if (iy < 0 || iy >= {ih}) continue;
+        for (long long ox = 0; ox < {ow}; ++ox) {{
+          const long long ix = ox * {sx} + kx * {dx} - {px};
+          if (ix < 0 || ix >= {iw}) continue;
+          acc += in0[(((nb * {id} + iz) * {ih} + iy) * {iw} + ix) * {c} + grp * {cg} + cc]
+               * in1[(((nb * {od} + oz) * {oh} + oy) * {ow} + ox) * {f} + fo];
+        }}
+      }}
+    }}
+    out0[i] = acc;
+",
+            nn = x[0],
+            iw = inp[2], ih = inp[1], id = inp[0],
+            ow = out[2], oh = out[1], od = out[0],
+            kh = k[1], kw = k[2],
+            sz = s[0], sy = s[1], sx = s[2],
+            dz = d[0], dy_ = d[1], dx = d[2],
+            pz = p[0], py = p[1], px = p[2],
+        );
+        let n = numel(&w);
+        Ok(self.kernel(Self::grid_loop(n, &body), launch_1d(n), true, ""))
+    }
+
+    /// dx of pooling: each input element collects from the windows that contain it (max: only
+    /// where it is the window's first maximum; average: an equal share of the cells inside).
+    fn pool_grad(&self, a: &PoolAttrs) -> Result<KernelSource, CodegenError> {
+        let (x, dy) = (self.ishape(0).to_vec(), self.ishape(1).to_vec());
+        let r = a.window.len();
+        if r > 3 || self.ity(0) != DType::F32 {
+            return Err(self.unsupported("float32 pooling of rank 1 to 3"));
+        }
+        let lift = |v: &[usize], fill: usize| -> [usize; 3] {
+            let mut o = [fill; 3];
+            o[3 - v.len()..].copy_from_slice(v);
+            o
+        };
+        let (inp, outp, k, s, p) = (
+            lift(&x[1..=r], 1),
+            lift(&dy[1..=r], 1),
+            lift(&a.window, 1),
+            lift(&a.strides, 1),
+            lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
+        );
+        let c = x[r + 1];
+        let share = match a.kind {
+            PoolKind::Max => "
+        // This element takes the gradient if it is the window's first maximum.
+        long long best = -1; float bv = 0.f;
+        for (int kz = 0; kz < KD; ++kz) { const long long jz = oz * SZ + kz - PZ; if (jz < 0 || jz >= ID) continue;
+        for (int ky = 0; ky < KH; ++ky) { const long long jy = oy * SY + ky - PY; if (jy < 0 || jy >= IH) continue;
+        for (int kx = 0; kx < KW; ++kx) { const long long jx = ox * SX + kx - PX; if (jx < 0 || jx >= IW) continue;
+          const long long j = (((nb * ID + jz) * IH + jy) * IW + jx) * C + ch;
+          if (best < 0 || in0[j] > bv) { best = j; bv = in0[j]; } } } }
+        if (best == (long long)i) acc += g;
+",
+            PoolKind::Avg => "
+        int cnt = 0;
+        for (int kz = 0; kz < KD; ++kz) { const long long jz = oz * SZ + kz - PZ; if (jz < 0 || jz >= ID) continue;
+        for (int ky = 0; ky < KH; ++ky) { const long long jy = oy * SY + ky - PY; if (jy < 0 || jy >= IH) continue;
+        for (int kx = 0; kx < KW; ++kx) { const long long jx = ox * SX + kx - PX; if (jx < 0 || jx >= IW) continue; ++cnt; } } }
+        acc += g / (float)(cnt > 0 ? cnt : 1);
+",
+        };
+        let template = "    const long long ch = i % C, m = i / C;
+    const long long ix = m % IW, iy = (m / IW) % IH, iz = (m / (IW * IH)) % ID, nb = m / (IW * IH * ID);
+    float acc = 0.f;
+    for (long long oz = 0; oz < OD; ++oz) { const long long kz0 = iz + PZ - oz * SZ; if (kz0 < 0 || kz0 >= KD) continue;
+    for (long long oy = 0; oy < OH; ++oy) { const long long ky0 = iy + PY - oy * SY; if (ky0 < 0 || ky0 >= KH) continue;
+    for (long long ox = 0; ox < OW; ++ox) { const long long kx0 = ix + PX - ox * SX; if (kx0 < 0 || kx0 >= KW) continue;
+        const float g = in1[(((nb * OD + oz) * OH + oy) * OW + ox) * C + ch];SHARE    } } }
+    out0[i] = acc;
+";
+        let mut body = template.replace("SHARE", share);
+        for (name, v) in [
+            ("C", c),
+            ("IW", inp[2]),
+            ("IH", inp[1]),
+            ("ID", inp[0]),
+            ("OW", outp[2]),
+            ("OH", outp[1]),
+            ("OD", outp[0]),
+            ("KW", k[2]),
+            ("KH", k[1]),
+            ("KD", k[0]),
+            ("SX", s[2]),
+            ("SY", s[1]),
+            ("SZ", s[0]),
+            ("PX", p[2]),
+            ("PY", p[1]),
+            ("PZ", p[0]),
+        ] {
+            body = replace_word(&body, name, &format!("{v}LL"));
+        }
+        let n = numel(&x);
+        Ok(self.kernel(Self::grid_loop(n, &body), launch_1d(n), true, ""))
+    }
+
+    /// Softmax cross-entropy from logits: the per-row loss, or (with the loss gradient as a third
+    /// input) its gradient `(Σp·softmax − p)·dl`.
+    fn cross_entropy(&self, sparse: bool, grad: bool) -> Result<KernelSource, CodegenError> {
+        let z = self.ishape(0).to_vec();
+        let c = *z.last().unwrap_or(&1);
+        let rows = numel(&z) / c.max(1);
+        let label = if sparse { "(long long)in1[r]".to_string() } else { String::new() };
+        let row = format!(
+            "    const float* zr = in0 + r * {c};
+    float m = zr[0];
+    for (int j = 1; j < {c}; ++j) m = fmaxf(m, zr[j]);
+    float s = 0.f;
+    for (int j = 0; j < {c}; ++j) s += expf(zr[j] - m);
+    const float lse = m + logf(s);
+"
+        );
+        let (n, body) = if !grad {
+            let loss = if sparse {
+                format!("    const long long lab = {label};\n    out0[r] = (lab < 0 || lab >= {c}) ? __int_as_float(0x7fc00000) : lse - zr[lab];\n")
+            } else {
+                format!("    float t = 0.f;\n    for (int j = 0; j < {c}; ++j) t += in1[r * {c} + j] * (zr[j] - lse);\n    out0[r] = -t;\n")
+            };
+            (rows, format!("    const kc_idx r = i;\n{row}{loss}"))
+        } else {
+            let (mass, target) = if sparse {
+                ("1.f".to_string(), format!("({label} == (long long)j ? 1.f : 0.f)"))
+            } else {
+                (
+                    format!("0.f; for (int q = 0; q < {c}; ++q) mass += in1[r * {c} + q]"),
+                    format!("in1[r * {c} + j]"),
+                )
+            };
+            (
+                numel(&z),
+                format!(
+                    "    const kc_idx r = i / {c}, j = i % {c};\n{row}    float mass = {mass};\n    out0[i] = (mass * expf(zr[j] - lse) - {target}) * in2[r];\n"
+                ),
+            )
+        };
+        Ok(self.kernel(Self::grid_loop(n, &body), launch_1d(n), true, ""))
+    }
+
     fn pool(&self, a: &PoolAttrs) -> Result<KernelSource, CodegenError> {
         let (x, out) = (self.ishape(0).to_vec(), self.oshape(0).to_vec());
         let r = a.window.len();
@@ -1156,4 +1428,26 @@ KC_DEV float kc_dot_h(const float* h, const float* __restrict__ ucol) {{ float s
         let launch = Launch { grid: [nb.max(1) as u32, 1, 1], block: [threads as u32, 1, 1], shared_bytes: 0 };
         Ok(self.kernel(body, launch, true, &helpers))
     }
+}
+
+/// `text` with whole-word occurrences of `word` replaced.
+fn replace_word(text: &str, word: &str, with: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    while i < text.len() {
+        if text[i..].starts_with(word)
+            && (i == 0 || !is_ident(bytes[i - 1]))
+            && bytes.get(i + word.len()).is_none_or(|&b| !is_ident(b))
+        {
+            out.push_str(with);
+            i += word.len();
+        } else {
+            let ch = text[i..].chars().next().unwrap_or(' ');
+            out.push(ch);
+            i += ch.len_utf8();
+        }
+    }
+    out
 }

@@ -89,3 +89,80 @@ pub fn fused(e: &FusedExpr, input: impl Fn(usize) -> String) -> (String, String)
     }
     (s, format!("e{}", e.nodes.len().saturating_sub(1)))
 }
+
+/// `f'(x)` of `u` as C, for a plain variable `x` (subgradient 0 at kinks, as the CPU kernels
+/// and TensorFlow); the backward table of [`unary`].
+pub fn unary_derivative(u: UnaryOp, x: &str) -> String {
+    match u {
+        UnaryOp::Identity => "1.f".into(),
+        UnaryOp::Neg => "-1.f".into(),
+        UnaryOp::Abs => format!("kc_sign({x})"),
+        UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Sign => "0.f".into(),
+        UnaryOp::Exp => format!("expf({x})"),
+        UnaryOp::Log => format!("(1.f / {x})"),
+        UnaryOp::Sqrt => format!("(0.5f / sqrtf({x}))"),
+        UnaryOp::Rsqrt => format!("(-0.5f / ({x} * sqrtf({x})))"),
+        UnaryOp::Square => format!("(2.f * {x})"),
+        UnaryOp::Reciprocal => format!("(-1.f / ({x} * {x}))"),
+        UnaryOp::Erf => format!("(1.1283792f * expf(-{x} * {x}))"),
+        UnaryOp::Sin => format!("cosf({x})"),
+        UnaryOp::Cos => format!("(-sinf({x}))"),
+        UnaryOp::Relu => format!("({x} > 0.f ? 1.f : 0.f)"),
+        UnaryOp::Relu6 => format!("({x} > 0.f && {x} < 6.f ? 1.f : 0.f)"),
+        UnaryOp::ReluClip { max_value, negative_slope, threshold } => {
+            let above = if threshold != 0.0 { format!("{x} > {}", lit(threshold)) } else { format!("{x} > 0.f") };
+            let capped = match max_value {
+                Some(m) => format!("{x} >= {}", lit(m)),
+                None => "false".into(),
+            };
+            let leak = if negative_slope != 0.0 {
+                format!(" + ({x} < {} ? {} : 0.f)", lit(threshold), lit(negative_slope))
+            } else {
+                String::new()
+            };
+            format!("((({above}) && !({capped}) ? 1.f : 0.f){leak})")
+        }
+        UnaryOp::LeakyRelu { alpha } => format!("({x} >= 0.f ? 1.f : {})", lit(alpha)),
+        UnaryOp::Elu { alpha } => format!("({x} > 0.f ? 1.f : {} * expf({x}))", lit(alpha)),
+        UnaryOp::Selu => format!("({x} > 0.f ? 1.050701f : 1.7580993f * expf({x}))"),
+        UnaryOp::ThresholdedRelu { theta } => format!("({x} > {} ? 1.f : 0.f)", lit(theta)),
+        UnaryOp::Sigmoid => format!("(kc_sigmoid({x}) * (1.f - kc_sigmoid({x})))"),
+        UnaryOp::HardSigmoid => format!("({x} > -3.f && {x} < 3.f ? 0.16666667f : 0.f)"),
+        UnaryOp::HardSigmoidLegacy => format!("({x} > -2.5f && {x} < 2.5f ? 0.2f : 0.f)"),
+        UnaryOp::HardSilu => format!("({x} < -3.f ? 0.f : ({x} > 3.f ? 1.f : (2.f * {x} + 3.f) / 6.f))"),
+        UnaryOp::Tanh => format!("(1.f - tanhf({x}) * tanhf({x}))"),
+        UnaryOp::Softplus => format!("kc_sigmoid({x})"),
+        UnaryOp::Softsign => format!("(1.f / ((1.f + fabsf({x})) * (1.f + fabsf({x}))))"),
+        UnaryOp::Gelu => format!(
+            "(0.5f * (1.f + erff({x} * 0.70710677f)) + {x} * expf(-0.5f * {x} * {x}) * 0.39894228f)"
+        ),
+        UnaryOp::GeluTanh => format!(
+            "(0.5f * (1.f + tanhf(0.7978846f * ({x} + 0.044715f * {x} * {x} * {x}))) + 0.5f * {x} * (1.f - tanhf(0.7978846f * ({x} + 0.044715f * {x} * {x} * {x})) * tanhf(0.7978846f * ({x} + 0.044715f * {x} * {x} * {x}))) * 0.7978846f * (1.f + 0.134145f * {x} * {x}))"
+        ),
+        UnaryOp::Silu => format!("(kc_sigmoid({x}) * (1.f + {x} * (1.f - kc_sigmoid({x}))))"),
+        UnaryOp::Mish => format!(
+            "(tanhf(kc_softplus({x})) + {x} * (1.f - tanhf(kc_softplus({x})) * tanhf(kc_softplus({x}))) * kc_sigmoid({x}))"
+        ),
+        UnaryOp::Affine { scale, .. } => lit(scale),
+        UnaryOp::Clip { lo, hi } => format!("({x} > {} && {x} < {} ? 1.f : 0.f)", lit(lo), lit(hi)),
+    }
+}
+
+/// ∂(x ∘ y)/∂(operand `wrt`) as C, for plain variables `x` and `y`.
+pub fn binary_partial(b: BinaryOp, wrt: usize, x: &str, y: &str) -> String {
+    match (b, wrt) {
+        (BinaryOp::Add, _) => "1.f".into(),
+        (BinaryOp::Sub, 0) => "1.f".into(),
+        (BinaryOp::Sub, _) => "-1.f".into(),
+        (BinaryOp::Mul, 0) => y.into(),
+        (BinaryOp::Mul, _) => x.into(),
+        (BinaryOp::Div, 0) => format!("(1.f / {y})"),
+        (BinaryOp::Div, _) => format!("(-{x} / ({y} * {y}))"),
+        (BinaryOp::Max, 0) => format!("({x} >= {y} ? 1.f : 0.f)"),
+        (BinaryOp::Max, _) => format!("({y} > {x} ? 1.f : 0.f)"),
+        (BinaryOp::Min, 0) => format!("({x} <= {y} ? 1.f : 0.f)"),
+        (BinaryOp::Min, _) => format!("({y} < {x} ? 1.f : 0.f)"),
+        (BinaryOp::Pow, 0) => format!("({y} * powf({x}, {y} - 1.f))"),
+        (BinaryOp::Pow, _) => format!("(powf({x}, {y}) * logf({x}))"),
+    }
+}
