@@ -18,5 +18,7 @@ for f in tests/models/*.keras; do
   m=$(basename "$f" .keras)
   [ -f "tests/models/$m.input.npy" ] && cp "$f" "tests/models/$m.input.npy" "tests/models/$m.expected.npy" gpu-bundle/models/
   [ -f "tests/models/$m.onnx" ] && cp "tests/models/$m.onnx" gpu-bundle/models/
+  # The fine-tuning references, for training on the GPU.
+  [ -f "tests/models/$m.finetune.npz" ] && cp "tests/models/$m.h5" "tests/models/$m.finetune.npz" "tests/models/$m.finetuned.h5" gpu-bundle/models/
 done
 du -sh gpu-bundle

@@ -62,6 +62,9 @@ pub struct FitOptions {
     pub resume: bool,
     /// Test hook: abort the process before this (0-based, counted over the run) step.
     pub abort_after_steps: Option<usize>,
+    /// Run each step's forward and backward pass on this GPU (the optimizer updates on the
+    /// host); `None`: the CPU.
+    pub cuda: Option<crate::runtime::training::CudaTarget>,
 }
 
 /// What Keras's `history.history` holds (`loss`, each metric, their `val_` forms, per epoch),
@@ -750,7 +753,8 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     }
     let frozen = frozen_layers(model, options)?;
     let trainable = trainable_weights(model, &frozen)?;
-    let mode = training_mode(model, &frozen, options.no_dropout)?;
+    let mut mode = training_mode(model, &frozen, options.no_dropout)?;
+    mode.options.cuda = options.cuda.clone();
     let labels_dtype = if loss.sparse() { DType::I32 } else { DType::F32 };
     let classes = g.value(g.outputs()[0]).ty.shape.dims().last().and_then(|d| d.fixed()).unwrap_or(1);
     let metric_names: Vec<String> = match &options.metrics {
@@ -817,7 +821,11 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     let eval_step = if mode.options.batch_norm.is_empty() && mode.options.noise.is_empty() {
         None
     } else {
-        let o = TrainOptions { state: mode.options.state.clone(), ..TrainOptions::default() };
+        let o = TrainOptions {
+            state: mode.options.state.clone(),
+            cuda: mode.options.cuda.clone(),
+            ..TrainOptions::default()
+        };
         Some(TrainStep::with_options(g, loss, &trainable, labels_dtype, &o)?)
     };
     let mut weights: Vec<Tensor> = trainable.iter().filter_map(|v| g.constant(*v).cloned()).collect();

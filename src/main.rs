@@ -189,7 +189,8 @@ enum Command {
         resume: bool,
         #[arg(long, hide = true)]
         abort_after_steps: Option<usize>,
-        /// Only the CPU trains for now
+        /// Device to train on (TensorFlow names: /GPU:0, /CPU:0; default: the lowest GPU, else
+        /// the CPU). On a GPU each step's forward and backward pass runs there.
         #[arg(long)]
         device: Option<String>,
     },
@@ -287,11 +288,19 @@ fn run(cli: Cli) -> Result<()> {
             abort_after_steps,
             device,
         } => {
-            if let Some(d) = device.as_deref() {
-                if Device::parse(d)? != Device::Cpu {
-                    bail!("training on the GPU is not implemented yet; use --device /CPU:0");
-                }
-            }
+            // Like `run`: the requested device, else the lowest visible GPU, else the CPU.
+            let cuda = match pick_device(device.as_deref(), false)? {
+                Device::Cpu => None,
+                Device::Cuda(ordinal) => Some(kerasc::runtime::training::CudaTarget {
+                    options: kerasc::runtime::cuda::CudaOptions {
+                        ordinal,
+                        cache_dir: ptx_cache_dir(),
+                        nvrtc_dirs: kerasc::runtime::cuda::default_nvrtc_dirs(),
+                        cuda_graph: true,
+                    },
+                    planner: kerasc::planner,
+                }),
+            };
             let m = kerasc::load(&model)?;
             let opts = kerasc::fit::FitOptions {
                 data,
@@ -328,6 +337,7 @@ fn run(cli: Cli) -> Result<()> {
                 checkpoint,
                 resume,
                 abort_after_steps,
+                cuda,
             };
             let h = kerasc::fit::fit(&m, &model, &opts)?;
             eprintln!(

@@ -261,7 +261,7 @@ fn fit_refuses_what_it_cannot_do_and_leaves_outputs_alone() {
             [base("mlp.h5"), vec!["--learning-rate".into(), "1e30".into(), "--no-shuffle".into()]].concat(),
             "nothing was written",
         ),
-        ([base("mlp.h5"), vec!["--device".into(), "/GPU:0".into()]].concat(), "not implemented yet"),
+        ([base("mlp.h5"), vec!["--device".into(), "/GPU:0".into()]].concat(), "not available"),
         (
             vec![
                 "fit".into(),

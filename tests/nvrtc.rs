@@ -1,4 +1,5 @@
-//! Every kernel generated for every dev model (Keras and ONNX) compiles with NVRTC 13.0 to PTX for sm_90 (no GPU
+//! Every kernel generated for every dev model (Keras and ONNX, and the training steps of mlp and
+//! cnn_mnist) compiles with NVRTC 13.0 to PTX for sm_90 (no GPU
 //! needed). `scripts/setup-test-deps.sh` installs NVRTC into `target/nvrtc`; without it the test
 //! says why it is skipped, unless KERASC_REQUIRE_NVRTC is set (CI), when that is a failure.
 
@@ -30,6 +31,19 @@ fn every_dev_model_kernel_compiles_for_sm_90() {
                 steps.into_iter().flat_map(|s| s.kernels).map(|k| (format!("{name}.{ext} (batch {batch})"), k)),
             );
         }
+    }
+    // The training steps `fit` runs on a GPU (forward, loss, backward kernels), batch 16.
+    for (name, x) in [("mlp", vec![16, 20]), ("cnn_mnist", vec![16, 28, 28, 1])] {
+        let model = kerasc::load(&models_dir().join(format!("{name}.h5"))).unwrap();
+        let g = &model.graph;
+        let trainable: Vec<_> = g.constants().keys().copied().collect();
+        let loss = kerasc::runtime::training::Loss::from_name("sparse_categorical_crossentropy", false).unwrap();
+        let step = kerasc::runtime::training::TrainStep::new(g, loss, &trainable, kerasc::ir::DType::I32).unwrap();
+        let mut shapes = vec![x, vec![16]];
+        shapes.extend(trainable.iter().map(|v| g.constant(*v).unwrap().shape().to_vec()));
+        let plan = kerasc::optimizer::plan_for_shapes(step.graph(), &shapes).unwrap();
+        let steps = kerasc::codegen::cuda::emit_plan(step.graph(), &plan).unwrap();
+        kernels.extend(steps.into_iter().flat_map(|s| s.kernels).map(|k| (format!("{name} training step"), k)));
     }
     // NVRTC is thread-safe: compile on every core.
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);

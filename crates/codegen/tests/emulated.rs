@@ -465,3 +465,23 @@ fn training_step_elementwise_and_embedding() {
     let sv = Tensor::from_f32(&[1, 5], vec![1.3, 0.8, 1.1, 1.7, 0.9]).unwrap();
     check(&g, vec![ids_t, seq(&[6, 5], 0.41), sv, p], "training_step_elementwise");
 }
+
+/// The training steps `kerasc fit` runs on a GPU: mlp and cnn_mnist (softmax output, sparse
+/// cross-entropy, every weight trained) as `TrainStep` builds them, emulated against the CPU.
+#[test]
+fn dev_model_training_steps() {
+    for (name, x_shape) in [("mlp", vec![5, 20]), ("cnn_mnist", vec![3, 28, 28, 1])] {
+        let dir = common::models_dir();
+        let model = frontend::load(&dir.join(format!("{name}.h5")), &frontend::LoadOptions::default()).unwrap();
+        let g = &model.graph;
+        let trainable: Vec<ValueId> = g.constants().keys().copied().collect();
+        let loss = runtime::training::Loss::from_name("sparse_categorical_crossentropy", false).unwrap();
+        let step = runtime::training::TrainStep::new(g, loss, &trainable, DType::I32).unwrap();
+        let sg = step.graph().clone();
+        let n = x_shape[0];
+        let mut inputs = vec![seq(&x_shape, 0.13)];
+        inputs.push(Tensor::new(vec![n], TensorData::I32((0..n as i32).map(|i| (i * 7) % 3).collect())).unwrap());
+        inputs.extend(trainable.iter().map(|v| g.constant(*v).unwrap().clone()));
+        check(&sg, inputs, &format!("{name} training step"));
+    }
+}

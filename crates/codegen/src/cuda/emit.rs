@@ -848,12 +848,26 @@ KC_DEV float kc_load_b(long long k, long long n, long long z, const float* __res
     }}
     out0[i] = acc;
 ",
-            iw = inp[2], ih = inp[1], id = inp[0], ihw = inp[1] * inp[2], idhw = inp.iter().product::<usize>(),
-            ow = out[2], oh = out[1], od = out[0],
-            kd = k[0], kh = k[1], kw = k[2],
-            sz = s[0], sy = s[1], sx = s[2],
-            dz = d[0], dy_ = d[1], dx = d[2],
-            pz = p[0], py = p[1], px = p[2],
+            iw = inp[2],
+            ih = inp[1],
+            id = inp[0],
+            ihw = inp[1] * inp[2],
+            idhw = inp.iter().product::<usize>(),
+            ow = out[2],
+            oh = out[1],
+            od = out[0],
+            kd = k[0],
+            kh = k[1],
+            kw = k[2],
+            sz = s[0],
+            sy = s[1],
+            sx = s[2],
+            dz = d[0],
+            dy_ = d[1],
+            dx = d[2],
+            pz = p[0],
+            py = p[1],
+            px = p[2],
         );
         let n = numel(&x);
         Ok(self.kernel(Self::grid_loop(n, &body), launch_1d(n), true, ""))
@@ -891,12 +905,23 @@ KC_DEV float kc_load_b(long long k, long long n, long long z, const float* __res
     out0[i] = acc;
 ",
             nn = x[0],
-            iw = inp[2], ih = inp[1], id = inp[0],
-            ow = out[2], oh = out[1], od = out[0],
-            kh = k[1], kw = k[2],
-            sz = s[0], sy = s[1], sx = s[2],
-            dz = d[0], dy_ = d[1], dx = d[2],
-            pz = p[0], py = p[1], px = p[2],
+            iw = inp[2],
+            ih = inp[1],
+            id = inp[0],
+            ow = out[2],
+            oh = out[1],
+            od = out[0],
+            kh = k[1],
+            kw = k[2],
+            sz = s[0],
+            sy = s[1],
+            sx = s[2],
+            dz = d[0],
+            dy_ = d[1],
+            dx = d[2],
+            pz = p[0],
+            py = p[1],
+            px = p[2],
         );
         let n = numel(&w);
         Ok(self.kernel(Self::grid_loop(n, &body), launch_1d(n), true, ""))
@@ -1003,10 +1028,7 @@ KC_DEV float kc_load_b(long long k, long long n, long long z, const float* __res
             let (mass, target) = if sparse {
                 ("1.f".to_string(), format!("({label} == (long long)j ? 1.f : 0.f)"))
             } else {
-                (
-                    format!("0.f; for (int q = 0; q < {c}; ++q) mass += in1[r * {c} + q]"),
-                    format!("in1[r * {c} + j]"),
-                )
+                (format!("0.f; for (int q = 0; q < {c}; ++q) mass += in1[r * {c} + q]"), format!("in1[r * {c} + j]"))
             };
             (
                 numel(&z),

@@ -156,6 +156,37 @@ pub struct TrainOptions {
     pub batch_norm: Vec<String>,
     /// Noise layers (by layer name) that are active; each takes a noise tensor per step.
     pub noise: Vec<(String, Noise)>,
+    /// Run the step (forward and backward) on this GPU instead of the CPU.
+    pub cuda: Option<CudaTarget>,
+}
+
+/// A GPU to run training steps on: the session options and the memory planner.
+#[derive(Debug, Clone)]
+pub struct CudaTarget {
+    pub options: crate::cuda::CudaOptions,
+    pub planner: crate::Planner,
+}
+
+/// The executor of a step's graph.
+enum StepExec {
+    Cpu(Session),
+    Cuda(Box<crate::cuda::CudaSession>),
+}
+
+impl StepExec {
+    fn graph(&self) -> &Graph {
+        match self {
+            StepExec::Cpu(s) => s.graph(),
+            StepExec::Cuda(s) => s.graph(),
+        }
+    }
+
+    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        match self {
+            StepExec::Cpu(s) => s.run(inputs),
+            StepExec::Cuda(s) => s.run(inputs),
+        }
+    }
 }
 
 /// What one step computed.
@@ -173,7 +204,7 @@ pub struct StepOutput {
 /// state constants and the noise tensors; outputs are the mean loss, one gradient per trained
 /// weight, the model's output, and the batch statistics.
 pub struct TrainStep {
-    session: Session,
+    session: StepExec,
     /// The trained weights: the model's constant each came from, and its name.
     pub weights: Vec<(ValueId, String)>,
     /// The noise layers, in the order their tensors are passed.
@@ -333,14 +364,23 @@ impl TrainStep {
         outs.push(pred);
         outs.extend(stats.iter().map(|(_, v)| *v));
         g.set_outputs(outs);
+        let session = match &opts.cuda {
+            None => StepExec::Cpu(Session::new(g, SessionOptions::default())?),
+            Some(t) => StepExec::Cuda(Box::new(crate::cuda::CudaSession::new(g, t.planner, t.options.clone())?)),
+        };
         Ok(TrainStep {
-            session: Session::new(g, SessionOptions::default())?,
+            session,
             weights,
             noise,
             n_inputs: model.inputs().len(),
             n_state: opts.state.len(),
             stat_targets: stats.iter().map(|(i, _)| *i).collect(),
         })
+    }
+
+    /// The step's graph (model, loss, backward pass), e.g. to compile it for another device.
+    pub fn graph(&self) -> &Graph {
+        self.session.graph()
     }
 
     /// The shape of each noise tensor for model inputs of the given shapes (the shape of the
