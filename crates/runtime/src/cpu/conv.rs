@@ -27,6 +27,10 @@ fn lift(v: &[usize], fill: usize) -> [usize; 3] {
 }
 
 const ROW_CHUNK: usize = 1024;
+/// The direct kernel takes convolutions whose reduction (taps × channels) and filter count are
+/// at most these.
+const DIRECT_MAX_K: usize = 32;
+const DIRECT_MAX_F: usize = 64;
 
 thread_local! {
     /// Each thread's im2col buffer, grown once and reused by every later convolution.
@@ -91,6 +95,10 @@ pub fn conv_into(
         return Ok(());
     }
     let kc = kprod * cg;
+    if groups == 1 && kc <= DIRECT_MAX_K && g.f <= DIRECT_MAX_F {
+        direct(&g, xs, ws, out, epi);
+        return Ok(());
+    }
     out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().for_each(|(chunk, dst)| {
         let row0 = chunk * ROW_CHUNK;
         let nrows = dst.len() / g.f;
@@ -110,6 +118,89 @@ pub fn conv_into(
         }
     });
     Ok(())
+}
+
+/// Direct convolution for a short reduction (few input channels × taps) and few filters, where
+/// im2col + GEMM spends its time copying: one output row at a time, each tap adding
+/// `x · w[tap]` to the valid span of the row, the filters of a pixel accumulated in registers
+/// (the filter count a compile-time constant for the common sizes).
+fn direct(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
+    match g.f {
+        4 => direct_f::<4>(g, x, w, out, epi),
+        8 => direct_f::<8>(g, x, w, out, epi),
+        16 => direct_f::<16>(g, x, w, out, epi),
+        32 => direct_f::<32>(g, x, w, out, epi),
+        _ => direct_f::<0>(g, x, w, out, epi),
+    }
+}
+
+/// The valid output columns `[lo, hi)` of a tap at offset `off` (input column = ox·s + off).
+fn valid_span(ow: usize, s: usize, off: isize, width: usize) -> (usize, usize) {
+    let s = s as isize;
+    let lo = if off >= 0 { 0 } else { ((-off) + s - 1) / s };
+    let hi = if width as isize - off <= 0 { 0 } else { ((width as isize - off + s - 1) / s).min(ow as isize) };
+    (lo as usize, (hi.max(lo)) as usize)
+}
+
+/// [`direct`] with `F` filters (0: any count, not unrolled).
+fn direct_f<const F: usize>(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
+    let [od, oh, ow] = g.out;
+    let f = g.f;
+    let c = g.c;
+    let row_len = ow * f;
+    let per_task = (8192 / (row_len * g.k.iter().product::<usize>() * c).max(1)).max(1);
+    out.par_chunks_mut(row_len).with_min_len(per_task).enumerate().for_each(|(r, dst)| {
+        dst.fill(0.0);
+        let oy = r % oh;
+        let oz = (r / oh) % od;
+        let n = r / (oh * od);
+        for kz in 0..g.k[0] {
+            let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
+            if iz < 0 || iz as usize >= g.inp[0] {
+                continue;
+            }
+            for ky in 0..g.k[1] {
+                let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
+                if iy < 0 || iy as usize >= g.inp[1] {
+                    continue;
+                }
+                let xrow = ((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2];
+                for kx in 0..g.k[2] {
+                    let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
+                    let wt = &w[tap * c * f..(tap + 1) * c * f];
+                    let off = (kx * g.d[2]) as isize - g.pad[2] as isize;
+                    let (lo, hi) = valid_span(ow, g.s[2], off, g.inp[2]);
+                    for ox in lo..hi {
+                        let ix = (ox * g.s[2]) as isize + off;
+                        let xb = (xrow + ix as usize) * c;
+                        let acc = &mut dst[ox * f..(ox + 1) * f];
+                        for ci in 0..c {
+                            let v = x[xb + ci];
+                            let wr = &wt[ci * f..(ci + 1) * f];
+                            if F > 0 {
+                                let acc: &mut [f32; F] = match acc.try_into() {
+                                    Ok(a) => a,
+                                    Err(_) => return,
+                                };
+                                let wr: &[f32; F] = match wr.try_into() {
+                                    Ok(a) => a,
+                                    Err(_) => return,
+                                };
+                                for j in 0..F {
+                                    acc[j] += v * wr[j];
+                                }
+                            } else {
+                                acc.iter_mut().zip(wr).for_each(|(a, &b)| *a += v * b);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(e) = epi {
+            e.apply(dst, r * row_len, f);
+        }
+    });
 }
 
 /// Fills `col[row, (kd, kh, kw, c)]` for output rows `row0..row0+nrows`, channels `c0..c0+cg`.
@@ -441,6 +532,23 @@ mod tests {
             [2, 4, 4, 3],
             [1, 1, 3, 5],
             ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(0, 0), (0, 0)], groups: 1 },
+        );
+        // The direct kernel's unrolled filter counts (8, 16) with padding wider than the reach
+        // of some taps, and the im2col path (a reduction over more than 32 elements).
+        check(
+            [2, 5, 7, 1],
+            [3, 3, 1, 8],
+            ConvAttrs { strides: vec![1, 2], dilations: vec![1, 1], pads: vec![(2, 1), (1, 2)], groups: 1 },
+        );
+        check(
+            [1, 6, 5, 3],
+            [2, 3, 3, 16],
+            ConvAttrs { strides: vec![2, 1], dilations: vec![2, 1], pads: vec![(1, 0), (0, 1)], groups: 1 },
+        );
+        check(
+            [1, 6, 6, 8],
+            [3, 3, 8, 16],
+            ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 },
         );
     }
 
