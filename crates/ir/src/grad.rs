@@ -376,6 +376,76 @@ impl Builder<'_> {
                 let v = self.add(Op::Reshape { shape: target }, &[dy])?;
                 vec![Some(self.add(Op::Reduce { kind: ReduceKind::Sum, axes: sum_axes, keepdims: false }, &[v])?)]
             }
+            Op::Resize { sizes, mode: crate::ResizeMode::Bilinear } => {
+                // Bilinear resizing is linear and separable: along each spatial axis
+                // y = R·x with R (out × in) holding the two interpolation weights of each output
+                // (half-pixel centres, as the kernels compute them); dx applies Rᵀ per axis.
+                let xs = self.ty(x(0)).shape;
+                let r = xs.rank();
+                let spatial = fixed_dims(&Shape(xs.dims()[1..=sizes.len()].to_vec()), "a resize's input")?;
+                let mut g = dy;
+                for (k, (&size, &inn)) in sizes.iter().zip(&spatial).enumerate().rev() {
+                    if size == inn {
+                        continue;
+                    }
+                    let ax = k + 1;
+                    let scale = inn as f32 / size as f32;
+                    let mut m = vec![0f32; size * inn];
+                    for i in 0..size {
+                        let f = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+                        let lo = (f.floor() as usize).min(inn - 1);
+                        let hi = (lo + 1).min(inn - 1);
+                        let t = f - lo as f32;
+                        m[i * inn + lo] += 1.0 - t;
+                        m[i * inn + hi] += t;
+                    }
+                    let mt = Tensor::from_f32(&[size, inn], m)?;
+                    let mv = self.g.add_constant(format!("grad/resize_{}_{k}", self.n), mt);
+                    // Move the axis last, contract with R, move it back.
+                    let perm: Vec<usize> = (0..r).filter(|&a| a != ax).chain(std::iter::once(ax)).collect();
+                    let mut inv = vec![0; r];
+                    for (i, &p) in perm.iter().enumerate() {
+                        inv[p] = i;
+                    }
+                    let t = self.add(Op::Transpose { perm }, &[g])?;
+                    let c = self.add(Op::MatMul { transpose_a: false, transpose_b: false }, &[t, mv])?;
+                    g = self.add(Op::Transpose { perm: inv }, &[c])?;
+                }
+                vec![Some(g)]
+            }
+            Op::Reduce { kind: ReduceKind::Prod, axes, keepdims } => {
+                // ∂/∂x_i Π x = Π_{j≠i} x_j, exact with zeros: with z zeros among the factors,
+                // it is Π(non-zeros)/x_i where z = 0, Π(non-zeros) at the zero where z = 1, else 0.
+                let xs = self.ty(x(0)).shape;
+                let mut kept = xs.dims().to_vec();
+                for &a in axes {
+                    kept[a] = Dim::Fixed(1);
+                }
+                let dyk = if *keepdims { dy } else { self.reshape_to(dy, &Shape(kept))? };
+                let red = |b: &mut Self, kind: ReduceKind, v: ValueId| {
+                    b.add(Op::Reduce { kind, axes: axes.clone(), keepdims: true }, &[v])
+                };
+                let is_zero = |b: &mut Self, v: ValueId| -> Result<ValueId, IrError> {
+                    let s = b.add(Op::Unary(UnaryOp::Sign), &[v])?;
+                    let a = b.add(Op::Unary(UnaryOp::Abs), &[s])?;
+                    b.add(Op::Unary(UnaryOp::Affine { scale: -1.0, offset: 1.0 }), &[a])
+                };
+                let zero = is_zero(self, x(0))?;
+                let safe = self.add(Op::Binary(BinaryOp::Add), &[x(0), zero])?;
+                let p = red(self, ReduceKind::Prod, safe)?;
+                let cnt = red(self, ReduceKind::Sum, zero)?;
+                let none = is_zero(self, cnt)?;
+                let c1 = self.add(Op::Unary(UnaryOp::Affine { scale: 1.0, offset: -1.0 }), &[cnt])?;
+                let one = is_zero(self, c1)?;
+                let nonzero = self.add(Op::Unary(UnaryOp::Affine { scale: -1.0, offset: 1.0 }), &[zero])?;
+                let q = self.add(Op::Binary(BinaryOp::Div), &[p, safe])?;
+                let t1 = self.add(Op::Binary(BinaryOp::Mul), &[q, nonzero])?;
+                let t1 = self.add(Op::Binary(BinaryOp::Mul), &[t1, none])?;
+                let t2 = self.add(Op::Binary(BinaryOp::Mul), &[p, zero])?;
+                let t2 = self.add(Op::Binary(BinaryOp::Mul), &[t2, one])?;
+                let d = self.add(Op::Binary(BinaryOp::Add), &[t1, t2])?;
+                vec![Some(self.add(Op::Binary(BinaryOp::Mul), &[d, dyk])?)]
+            }
             Op::L2Normalize { axes, epsilon } => {
                 // y = x·r, r = 1/sqrt(max(Σx², ε)): dx = r·dy − [Σx² > ε]·x·r³·Σ(x·dy).
                 let sum = |b: &mut Self, v: ValueId| {

@@ -250,11 +250,41 @@ fn softmax_cross_entropy() {
 
 #[test]
 fn ops_without_a_rule_say_so() {
+    // The optimizer's fused ops are made after training graphs are built: no rule.
     let mut g = Graph::new("t");
     let x = g.add_input("x", TensorType::new(DType::F32, Shape::fixed(&[2, 3])));
-    let y = g.add("sort", Op::Reduce { kind: ReduceKind::Prod, axes: vec![0, 1], keepdims: false }, &[x]).unwrap();
-    let e = ir::grad::append_backward(&mut g, y, &[x]).unwrap_err().to_string();
-    assert!(e.contains("ReduceProd") && e.contains("not implemented"), "{e}");
+    let w = g.add_input("w", TensorType::new(DType::F32, Shape::fixed(&[3, 2])));
+    let op = Op::FusedMatMul { transpose_a: false, transpose_b: false, epilogue: Default::default() };
+    let y = g.add("fused", op, &[x, w]).unwrap();
+    let l = g.add("l", Op::Reduce { kind: ReduceKind::Sum, axes: vec![0, 1], keepdims: false }, &[y]).unwrap();
+    let e = ir::grad::append_backward(&mut g, l, &[x]).unwrap_err().to_string();
+    assert!(e.contains("FusedMatMul") && e.contains("not implemented"), "{e}");
+}
+
+#[test]
+fn products_and_bilinear_resizing() {
+    let mut rng = Rng(13);
+    // Products with no zero, one zero and two zeros in a row.
+    let x = Tensor::from_f32(&[3, 4], vec![0.5, -1.2, 0.8, 1.5, 0.0, 0.7, -0.9, 1.1, 0.0, 0.6, 0.0, -1.3]).unwrap();
+    for keep in [false, true] {
+        check(
+            "reduce_prod",
+            vec![x.clone()],
+            op1(Op::Reduce { kind: ReduceKind::Prod, axes: vec![1], keepdims: keep }),
+        );
+    }
+    check(
+        "reduce_prod_all",
+        vec![rng.tensor(&[2, 3], 0.5, 1.5)],
+        op1(Op::Reduce { kind: ReduceKind::Prod, axes: vec![0, 1], keepdims: false }),
+    );
+    for sizes in [vec![5, 7], vec![2, 3], vec![4, 2]] {
+        check(
+            "resize_bilinear",
+            vec![rng.tensor(&[2, 3, 4, 2], -1.0, 1.0)],
+            op1(Op::Resize { sizes, mode: ir::ResizeMode::Bilinear }),
+        );
+    }
 }
 
 #[test]
