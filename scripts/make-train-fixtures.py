@@ -70,3 +70,28 @@ for name, (kind, loss, opt) in cases.items():
     with open(f"{OUT}/{name}.history.json", "w") as f:
         json.dump({k: [float(v) for v in vs] for k, vs in h.history.items()}, f)
     print(name, {k: [round(float(v), 5) for v in vs] for k, vs in h.history.items()})
+
+# Two inputs and two outputs, a loss and metrics per output (by name): Keras's total loss is
+# the sum, its history has <output>_loss and <output>_<metric>.
+if not sys.argv[1:] or "multi_io_adam" in sys.argv[1:]:
+    mrng = np.random.default_rng(21)
+    a = mrng.standard_normal((48, 4)).astype("float32")
+    b = mrng.standard_normal((48, 3)).astype("float32")
+    cls = ((a[:, 0] + b[:, 1]) > 0).astype("int32") + (a[:, 2] > 0.8).astype("int32")
+    reg = np.stack([a[:, 1] * b[:, 0], a[:, 3] - b[:, 2]], 1).astype("float32")
+    np.savez(f"{OUT}/multi_io.npz", x_left=a, x_right=b, y_cls=cls, y_reg=reg)
+    keras.utils.set_random_seed(5)
+    ia = keras.Input((4,), name="left")
+    ib = keras.Input((3,), name="right")
+    h = keras.layers.Concatenate(name="cat")([keras.layers.Dense(6, activation="relu", name="da")(ia),
+                                             keras.layers.Dense(6, activation="tanh", name="db")(ib)])
+    m = keras.Model([ia, ib], [keras.layers.Dense(3, activation="softmax", name="cls")(h),
+                               keras.layers.Dense(2, name="reg")(h)], name="multi_io")
+    m.compile(optimizer=O.Adam(0.01), loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
+              metrics={"cls": ["accuracy"], "reg": ["mae"]})
+    m.save(f"{OUT}/multi_io_adam.h5")
+    h = m.fit({"left": a, "right": b}, {"cls": cls, "reg": reg}, batch_size=16, epochs=3, shuffle=False, verbose=0)
+    m.save(f"{OUT}/multi_io_adam.trained.h5")
+    with open(f"{OUT}/multi_io_adam.history.json", "w") as f:
+        json.dump({k: [float(v) for v in vs] for k, vs in h.history.items()}, f)
+    print("multi_io_adam", {k: [round(float(v), 5) for v in vs] for k, vs in h.history.items()})

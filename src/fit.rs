@@ -701,39 +701,134 @@ fn read_csv(text: &str, label: &str) -> Result<(Tensor, Tensor), String> {
     Ok((x, y))
 }
 
+/// A loss from a Keras config value: a name or a serialized loss object.
+fn loss_from(v: &serde_json::Value, from_logits_flag: bool) -> Result<Loss, FitError> {
+    let name = match v {
+        serde_json::Value::String(s) => s.clone(),
+        obj => obj
+            .get("config")
+            .and_then(|c| c.get("name"))
+            .or_else(|| obj.get("class_name"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| invalid("the file's training_config has a loss kerasc cannot read; pass --loss"))?,
+    };
+    let from_logits = from_logits_flag || v.pointer("/config/from_logits").and_then(|v| v.as_bool()).unwrap_or(false);
+    let loss = Loss::from_name(&name, from_logits).map(|l| match l {
+        // Keras 3 does not serialize Huber's delta: the default 1.0 unless the config has one.
+        Loss::Huber { .. } => {
+            Loss::Huber { delta: v.pointer("/config/delta").and_then(|v| v.as_f64()).unwrap_or(1.0) as f32 }
+        }
+        other => other,
+    });
+    loss.ok_or_else(|| {
+        invalid(format!(
+            "loss '{name}' is not implemented yet (sparse/categorical/binary cross-entropy, mse, mae and huber are)"
+        ))
+    })
+}
+
+/// One loss per output: `--loss` (one name for every output, or one per output, comma-separated),
+/// else the file's training_config (one loss, a list, or a dict by output name).
+fn resolve_losses(model: &Model, options: &FitOptions) -> Result<Vec<Loss>, FitError> {
+    let outs = &model.info.output_names;
+    let n = model.graph.outputs().len();
+    let per_output = |vals: Vec<serde_json::Value>| -> Result<Vec<Loss>, FitError> {
+        match vals.len() {
+            1 => Ok(vec![loss_from(&vals[0], options.from_logits)?; n]),
+            k if k == n => vals.iter().map(|v| loss_from(v, options.from_logits)).collect(),
+            k => Err(invalid(format!("{k} losses for {n} outputs"))),
+        }
+    };
+    if let Some(l) = &options.loss {
+        return per_output(l.split(',').map(|s| serde_json::Value::String(s.trim().to_string())).collect());
+    }
+    let tc = model.info.training_config.as_ref();
+    match tc.and_then(|c| c.get("loss")) {
+        None | Some(serde_json::Value::Null) => {
+            Err(invalid("no loss: the file was saved without compile(); pass --loss"))
+        }
+        Some(serde_json::Value::Array(a)) => per_output(a.clone()),
+        Some(serde_json::Value::Object(o)) if !o.contains_key("class_name") => outs
+            .iter()
+            .map(|name| {
+                o.get(name)
+                    .ok_or_else(|| invalid(format!("the training_config has no loss for output '{name}'; pass --loss")))
+                    .and_then(|v| loss_from(v, options.from_logits))
+            })
+            .collect(),
+        Some(v) => per_output(vec![v.clone()]),
+    }
+}
+
+/// Metric names per output: `--metrics` for every output, else the training_config's (a list
+/// for every output, a list per output, or a dict by output name).
+fn resolve_metric_names(model: &Model, options: &FitOptions) -> Vec<Vec<String>> {
+    let outs = &model.info.output_names;
+    let n = model.graph.outputs().len();
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        match v {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        }
+    };
+    if let Some(m) = &options.metrics {
+        return vec![m.clone(); n];
+    }
+    match model.info.training_config.as_ref().and_then(|c| c.get("metrics")) {
+        Some(serde_json::Value::Object(o)) => {
+            outs.iter().map(|name| o.get(name).map(names).unwrap_or_default()).collect()
+        }
+        Some(serde_json::Value::Array(a)) if n > 1 && a.len() == n && a.iter().all(|x| x.is_array() || x.is_null()) => {
+            a.iter().map(names).collect()
+        }
+        Some(v) => vec![names(v); n],
+        None => vec![Vec::new(); n],
+    }
+}
+
+/// Casts labels to the loss's dtype and shapes them as Keras does: sparse labels `[n, 1]` are
+/// squeezed; labels `[n]` for an output `[n, 1]` get the unit axis.
+fn prep_labels(y: Tensor, dtype: DType, out_shape: &crate::ir::Shape) -> Result<Tensor, FitError> {
+    if !(y.dtype().is_float() || matches!(y.dtype(), DType::I32 | DType::I64 | DType::U8 | DType::Bool)) {
+        return Err(invalid(format!("labels of dtype {} are not supported", y.dtype())));
+    }
+    let y = if y.dtype() != dtype { y.cast(dtype) } else { y };
+    let ys = y.shape().to_vec();
+    let (rank, last) = (out_shape.rank(), out_shape.dims().last().and_then(|d| d.fixed()));
+    if dtype == DType::I32 && ys.len() == 2 && ys[1] == 1 {
+        y.reshape(&ys[..1]).map_err(|e| invalid(e.to_string()))
+    } else if dtype != DType::I32 && ys.len() + 1 == rank && last == Some(1) {
+        y.reshape(&[ys, vec![1]].concat()).map_err(|e| invalid(e.to_string()))
+    } else {
+        Ok(y)
+    }
+}
+
+fn rows_all(ts: &[Tensor], idx: &[usize]) -> Result<Vec<Tensor>, FitError> {
+    ts.iter().map(|t| rows(t, idx)).collect()
+}
+
 /// Trains `model` (loaded from `source`) as `options` say; writes the result and returns the
 /// history.
 pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History, FitError> {
     let tc = model.info.training_config.as_ref();
-    // The loss: flag, else the file's training_config (a name or a serialized object).
-    let loss_name = match &options.loss {
-        Some(l) => l.clone(),
-        None => match tc.and_then(|c| c.get("loss")) {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(obj) => obj
-                .get("config")
-                .and_then(|c| c.get("name"))
-                .or_else(|| obj.get("class_name"))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| invalid("the file's training_config has a loss kerasc cannot read; pass --loss"))?,
-            None => return Err(invalid("no loss: the file was saved without compile(); pass --loss")),
-        },
-    };
-    let from_logits = options.from_logits
-        || tc.and_then(|c| c.pointer("/loss/config/from_logits")).and_then(|v| v.as_bool()).unwrap_or(false);
-    let loss = Loss::from_name(&loss_name, from_logits).map(|l| match l {
-        // Keras 3 does not serialize Huber's delta: the default 1.0 unless the config has one.
-        Loss::Huber { .. } => Loss::Huber {
-            delta: tc.and_then(|c| c.pointer("/loss/config/delta")).and_then(|v| v.as_f64()).unwrap_or(1.0) as f32,
-        },
-        other => other,
+    let g = &model.graph;
+    let (n_in, n_out) = (g.inputs().len(), g.outputs().len());
+    let losses = resolve_losses(model, options)?;
+    let weighted = tc.and_then(|c| c.get("loss_weights")).filter(|w| !w.is_null()).is_some_and(|w| {
+        let vals: Vec<f64> = match w {
+            serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_f64()).collect(),
+            serde_json::Value::Object(o) => o.values().filter_map(|v| v.as_f64()).collect(),
+            other => other.as_f64().into_iter().collect(),
+        };
+        vals.iter().any(|&v| v != 1.0)
     });
-    let loss = loss.ok_or_else(|| {
-        invalid(format!(
-            "loss '{loss_name}' is not implemented yet (sparse_categorical_crossentropy and categorical_crossentropy are)"
-        ))
-    })?;
+    if weighted {
+        return Err(invalid("loss_weights other than 1 are not implemented yet"));
+    }
+    let label_dtypes: Vec<DType> = losses.iter().map(|l| if l.sparse() { DType::I32 } else { DType::F32 }).collect();
     let opt_cfg = tc.and_then(|c| c.get("optimizer_config"));
     let opt_name = match &options.optimizer {
         Some(o) => o.to_lowercase(),
@@ -747,76 +842,108 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         o.get("class_name").and_then(|v| v.as_str()).map(str::to_lowercase).as_deref() == Some(opt_name.as_str())
     });
     let mut optimizer = build_optimizer(&opt_name, cfg.and_then(|o| o.get("config")), options)?;
-    let g = &model.graph;
-    if g.inputs().len() != 1 {
-        return Err(invalid("fit takes models with one input for now"));
-    }
     let frozen = frozen_layers(model, options)?;
     let trainable = trainable_weights(model, &frozen)?;
     let mut mode = training_mode(model, &frozen, options.no_dropout)?;
     mode.options.cuda = options.cuda.clone();
-    let labels_dtype = if loss.sparse() { DType::I32 } else { DType::F32 };
-    let classes = g.value(g.outputs()[0]).ty.shape.dims().last().and_then(|d| d.fixed()).unwrap_or(1);
-    let metric_names: Vec<String> = match &options.metrics {
-        Some(m) => m.clone(),
-        None => tc
-            .and_then(|c| c.get("metrics"))
-            .and_then(|m| m.as_array())
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-            .unwrap_or_default(),
-    };
-    let metrics: Vec<(String, Metric)> = metric_names
-        .iter()
-        .map(|n| Metric::resolve(n, loss, classes).map(|m| (n.clone(), m)))
-        .collect::<Result<_, _>>()?;
-    // Data: x_train/y_train (or x/y), and x_val/y_val when present.
+    // Metrics per output; with several outputs Keras names them `<output>_<metric>`.
+    let out_names: Vec<String> =
+        (0..n_out).map(|k| model.info.output_names.get(k).cloned().unwrap_or_else(|| format!("output_{k}"))).collect();
+    let mut metrics: Vec<(usize, String, Metric)> = Vec::new();
+    for (k, names) in resolve_metric_names(model, options).into_iter().enumerate() {
+        let classes = g.value(g.outputs()[k]).ty.shape.dims().last().and_then(|d| d.fixed()).unwrap_or(1);
+        for n in names {
+            let m = Metric::resolve(&n, losses[k], classes)?;
+            let key = if n_out > 1 { format!("{}_{n}", out_names[k]) } else { n };
+            metrics.push((k, key, m));
+        }
+    }
+    // Data: one input x (x_train/x) and one output y (y_train/y); with several, named
+    // x_<input>/y_<output> (x_train_<input>, ...); validation x_val/y_val likewise.
     let (what, arrays) = load_data(options)?;
-    let get = |a: &str, b: &str| arrays.get(a).or_else(|| arrays.get(b)).cloned();
-    let x = get("x_train", "x").ok_or_else(|| invalid(format!("{what}: no x_train (or x) array")))?;
-    let y = get("y_train", "y").ok_or_else(|| invalid(format!("{what}: no y_train (or y) array")))?;
-    let want = g.value(g.inputs()[0]).ty.dtype;
-    let out_shape = g.value(g.outputs()[0]).ty.shape.clone();
-    let (out_rank, out_last) = (out_shape.rank(), out_shape.dims().last().and_then(|d| d.fixed()));
-    let prep = |x: Tensor, y: Tensor| -> Result<(Tensor, Tensor), FitError> {
-        let x = if x.dtype() != want { x.cast(want) } else { x };
-        if !(y.dtype().is_float() || matches!(y.dtype(), DType::I32 | DType::I64 | DType::U8 | DType::Bool)) {
-            return Err(invalid(format!("labels of dtype {} are not supported", y.dtype())));
-        }
-        let y = if y.dtype() != labels_dtype { y.cast(labels_dtype) } else { y };
-        // As Keras does: sparse labels of shape [n, 1] are squeezed; labels of shape [n] for an
-        // output of shape [n, 1] get the unit axis.
-        let ys = y.shape().to_vec();
-        let y = if labels_dtype == DType::I32 && ys.len() == 2 && ys[1] == 1 {
-            y.reshape(&ys[..1]).map_err(|e| invalid(e.to_string()))?
-        } else if labels_dtype != DType::I32 && ys.len() + 1 == out_rank && out_last == Some(1) {
-            y.reshape(&[ys, vec![1]].concat()).map_err(|e| invalid(e.to_string()))?
-        } else {
-            y
+    let in_names: Vec<String> = (0..n_in)
+        .map(|k| model.info.input_names.get(k).cloned().unwrap_or_else(|| g.value(g.inputs()[k]).name.clone()))
+        .collect();
+    let pick = |prefix: &str, names: &[String], single: bool, val: bool| -> Option<Result<Vec<Tensor>, FitError>> {
+        let keys = |name: Option<&str>| -> Vec<String> {
+            let base: Vec<String> =
+                if val { vec![format!("{prefix}_val")] } else { vec![format!("{prefix}_train"), prefix.to_string()] };
+            match name {
+                None => base,
+                Some(n) => base.iter().map(|b| format!("{b}_{n}")).collect(),
+            }
         };
-        let n = x.shape().first().copied().unwrap_or(0);
-        if n == 0 || y.shape().first() != Some(&n) {
-            return Err(invalid(format!("x has {n} samples but y has {:?}", y.shape().first())));
+        let find = |ks: Vec<String>| ks.iter().find_map(|k| arrays.get(k)).cloned();
+        if single {
+            return find(keys(None)).map(|t| Ok(vec![t]));
         }
-        Ok((x, y))
+        let found: Vec<Option<Tensor>> = names.iter().map(|n| find(keys(Some(n)))).collect();
+        if found.iter().all(Option::is_none) {
+            return None;
+        }
+        Some(
+            found
+                .into_iter()
+                .zip(names)
+                .map(|(t, n)| t.ok_or_else(|| invalid(format!("{what}: no {} array", keys(Some(n))[0]))))
+                .collect(),
+        )
     };
+    let want: Vec<DType> = g.inputs().iter().map(|&v| g.value(v).ty.dtype).collect();
+    let out_shapes: Vec<crate::ir::Shape> = g.outputs().iter().map(|&v| g.value(v).ty.shape.clone()).collect();
+    let prep = |xs: Vec<Tensor>, ys: Vec<Tensor>| -> Result<(Vec<Tensor>, Vec<Tensor>), FitError> {
+        let xs: Vec<Tensor> =
+            xs.into_iter().zip(&want).map(|(x, &d)| if x.dtype() != d { x.cast(d) } else { x }).collect();
+        let ys: Vec<Tensor> = ys
+            .into_iter()
+            .enumerate()
+            .map(|(k, y)| prep_labels(y, label_dtypes[k], &out_shapes[k]))
+            .collect::<Result<_, _>>()?;
+        let n = xs[0].shape().first().copied().unwrap_or(0);
+        for t in xs.iter().chain(&ys) {
+            if n == 0 || t.shape().first() != Some(&n) {
+                return Err(invalid(format!("{what}: arrays of {n} and {:?} samples", t.shape().first())));
+            }
+        }
+        Ok((xs, ys))
+    };
+    let missing = |which: &str, names: &[String]| {
+        if names.len() == 1 {
+            invalid(format!("{what}: no {which}_train (or {which}) array"))
+        } else {
+            invalid(format!(
+                "{what}: the model has {} {}s; name the arrays {}",
+                names.len(),
+                if which == "x" { "input" } else { "output" },
+                names.iter().map(|n| format!("{which}_{n}")).collect::<Vec<_>>().join(", ")
+            ))
+        }
+    };
+    let x = pick("x", &in_names, n_in == 1, false).ok_or_else(|| missing("x", &in_names))??;
+    let y = pick("y", &out_names, n_out == 1, false).ok_or_else(|| missing("y", &out_names))??;
     let (x, y) = prep(x, y)?;
-    let (x, y, val) = match (arrays.get("x_val"), arrays.get("y_val"), options.validation_split) {
-        (Some(a), Some(b), _) => (x, y, Some(prep(a.clone(), b.clone())?)),
+    let given_val = match (pick("x", &in_names, n_in == 1, true), pick("y", &out_names, n_out == 1, true)) {
+        (Some(a), Some(b)) => Some(prep(a?, b?)?),
+        _ => None,
+    };
+    let (x, y, val) = match (given_val, options.validation_split) {
+        (Some(v), _) => (x, y, Some(v)),
         // Keras's validation_split: the last fraction of the data, taken before any shuffling.
-        (_, _, Some(f)) if f > 0.0 && f < 1.0 => {
-            let n = x.shape()[0];
+        (None, Some(f)) if f > 0.0 && f < 1.0 => {
+            let n = x[0].shape()[0];
             let nv = ((n as f64) * f as f64).floor() as usize;
             if nv == 0 || nv >= n {
                 return Err(invalid(format!("--validation-split {f} leaves no training or no validation data")));
             }
             let (tr, va): (Vec<usize>, Vec<usize>) = ((0..n - nv).collect(), (n - nv..n).collect());
-            (rows(&x, &tr)?, rows(&y, &tr)?, Some((rows(&x, &va)?, rows(&y, &va)?)))
+            (rows_all(&x, &tr)?, rows_all(&y, &tr)?, Some((rows_all(&x, &va)?, rows_all(&y, &va)?)))
         }
-        (_, _, Some(f)) if f != 0.0 => return Err(invalid(format!("--validation-split must be in (0, 1), got {f}"))),
+        (None, Some(f)) if f != 0.0 => return Err(invalid(format!("--validation-split must be in (0, 1), got {f}"))),
         _ => (x, y, None),
     };
-    let n = x.shape()[0];
-    let step = TrainStep::with_options(g, loss, &trainable, labels_dtype, &mode.options)?;
+    let n = x[0].shape()[0];
+    let loss_spec: Vec<(Loss, DType)> = losses.iter().copied().zip(label_dtypes.iter().copied()).collect();
+    let step = TrainStep::with_losses(g, &loss_spec, &trainable, &mode.options)?;
     // Validation runs in inference mode (moving statistics, no noise).
     let eval_step = if mode.options.batch_norm.is_empty() && mode.options.noise.is_empty() {
         None
@@ -826,7 +953,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             cuda: mode.options.cuda.clone(),
             ..TrainOptions::default()
         };
-        Some(TrainStep::with_options(g, loss, &trainable, labels_dtype, &o)?)
+        Some(TrainStep::with_losses(g, &loss_spec, &trainable, &o)?)
     };
     let mut weights: Vec<Tensor> = trainable.iter().filter_map(|v| g.constant(*v).cloned()).collect();
     let mut state: Vec<Tensor> = mode.options.state.iter().filter_map(|v| g.constant(*v).cloned()).collect();
@@ -859,6 +986,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         let order: Vec<usize> = if options.shuffle { shuffled(n, options.seed, epoch) } else { (0..n).collect() };
         let t0 = std::time::Instant::now();
         let mut loss_sum = 0.0f64;
+        let mut out_loss_sums = vec![0.0f64; n_out];
         let mut seen = 0usize;
         let mut sums = vec![0.0f64; metrics.len()];
         // Keras's verbose=1: a live bar with steps, elapsed, ETA and the running loss and metrics
@@ -882,18 +1010,20 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                 std::process::abort();
             }
             let idx = &order[b * bs..((b + 1) * bs).min(n)];
-            let (xb, yb) = (rows(&x, idx)?, rows(&y, idx)?);
+            let (xb, yb) = (rows_all(&x, idx)?, rows_all(&y, idx)?);
             let mut noise = Vec::with_capacity(step.noise.len());
             if !step.noise.is_empty() {
-                let shapes = step.noise_shapes(&[xb.shape().to_vec()], yb.shape())?;
+                let xs: Vec<Vec<usize>> = xb.iter().map(|t| t.shape().to_vec()).collect();
+                let ys: Vec<Vec<usize>> = yb.iter().map(|t| t.shape().to_vec()).collect();
+                let shapes = step.noise_shapes(&xs, &ys)?;
                 for (k, ((_, kind), shape)) in step.noise.iter().zip(&shapes).enumerate() {
                     // One stream per (seed, step, layer): a resumed run draws the same noise.
                     let mut rng = SplitMix::new(options.seed, ((total_steps as u64) << 16) ^ k as u64 ^ 0x5EED);
                     noise.push(noise_tensor(*kind, shape, mode.channels_first[k], &mut rng)?);
                 }
             }
-            let out = step.run_full(std::slice::from_ref(&xb), &yb, &weights, &state, &noise)?;
-            let (l, grads, pred) = (out.loss, out.grads, out.pred);
+            let out = step.run_full(&xb, &yb, &weights, &state, &noise)?;
+            let l = out.loss;
             if !l.is_finite() {
                 return Err(invalid(format!(
                     "the loss became {l} at epoch {}, step {}: stopping; nothing was written (the last checkpoint, if any, holds the last good weights)",
@@ -905,14 +1035,17 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             total_steps += 1;
             // Keras's epoch loss is the mean of the batch losses; metrics are means over samples.
             loss_sum += l as f64;
-            seen += idx.len();
-            for (s, (_, m)) in sums.iter_mut().zip(&metrics) {
-                *s += m.sum(&pred, &yb);
+            for (s, &v) in out_loss_sums.iter_mut().zip(&out.losses) {
+                *s += v as f64;
             }
-            optimizer.apply(&mut weights, &grads)?;
+            seen += idx.len();
+            for (s, (k, _, m)) in sums.iter_mut().zip(&metrics) {
+                *s += m.sum(&out.preds[*k], &yb[*k]);
+            }
+            optimizer.apply(&mut weights, &out.grads)?;
             if let Some(pb) = &bar {
                 let mut msg = format!("loss: {:.4}", loss_sum / (b + 1) as f64);
-                for (s, (name, _)) in sums.iter().zip(&metrics) {
+                for (s, (_, name, _)) in sums.iter().zip(&metrics) {
                     let _ = write!(msg, " - {name}: {:.4}", s / seen.max(1) as f64);
                 }
                 pb.set_message(msg);
@@ -938,39 +1071,51 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             t0.elapsed().as_secs_f64() * 1e3,
             loss_sum / steps as f64
         );
-        for (s, (name, _)) in sums.iter().zip(&metrics) {
+        if n_out > 1 {
+            for (name, s) in out_names.iter().zip(&out_loss_sums) {
+                let v = s / steps as f64;
+                hist.push(&format!("{name}_loss"), v);
+                let _ = write!(line, " - {name}_loss: {v:.4}");
+            }
+        }
+        for (s, (_, name, _)) in sums.iter().zip(&metrics) {
             let v = s / seen.max(1) as f64;
             hist.push(name, v);
             let _ = write!(line, " - {name}: {v:.4}");
         }
         let mut monitored = loss_sum / steps as f64;
         if let Some((xv, yv)) = &val {
-            let nv = xv.shape()[0];
+            let nv = xv[0].shape()[0];
             let mut vl = 0.0f64;
+            let mut vouts = vec![0.0f64; n_out];
             let mut vsums = vec![0.0f64; metrics.len()];
             for s in (0..nv).step_by(bs) {
                 let idx: Vec<usize> = (s..(s + bs).min(nv)).collect();
-                let yb = rows(yv, &idx)?;
-                let (l, pred) = match &eval_step {
-                    Some(e) => {
-                        let o = e.run_full(&[rows(xv, &idx)?], &yb, &weights, &state, &[])?;
-                        (o.loss, o.pred)
-                    }
-                    None => {
-                        let (l, _, pred) = step.run(&[rows(xv, &idx)?], &yb, &weights)?;
-                        (l, pred)
-                    }
+                let (xb, yb) = (rows_all(xv, &idx)?, rows_all(yv, &idx)?);
+                let o = match &eval_step {
+                    Some(e) => e.run_full(&xb, &yb, &weights, &state, &[])?,
+                    None => step.run_full(&xb, &yb, &weights, &state, &[])?,
                 };
-                vl += l as f64 * idx.len() as f64;
-                for (s, (_, m)) in vsums.iter_mut().zip(&metrics) {
-                    *s += m.sum(&pred, &yb);
+                vl += o.loss as f64 * idx.len() as f64;
+                for (acc, &v) in vouts.iter_mut().zip(&o.losses) {
+                    *acc += v as f64 * idx.len() as f64;
+                }
+                for (s, (k, _, m)) in vsums.iter_mut().zip(&metrics) {
+                    *s += m.sum(&o.preds[*k], &yb[*k]);
                 }
             }
             let v = vl / nv.max(1) as f64;
             monitored = v;
             hist.push("val_loss", v);
             let _ = write!(line, " - val_loss: {v:.4}");
-            for (s, (name, _)) in vsums.iter().zip(&metrics) {
+            if n_out > 1 {
+                for (name, s) in out_names.iter().zip(&vouts) {
+                    let v = s / nv.max(1) as f64;
+                    hist.push(&format!("val_{name}_loss"), v);
+                    let _ = write!(line, " - val_{name}_loss: {v:.4}");
+                }
+            }
+            for (s, (_, name, _)) in vsums.iter().zip(&metrics) {
                 let v = s / nv.max(1) as f64;
                 hist.push(&format!("val_{name}"), v);
                 let _ = write!(line, " - val_{name}: {v:.4}");

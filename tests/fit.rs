@@ -608,3 +608,26 @@ fn data_from_npy_pairs_and_csv_trains_the_same() {
     }
     assert!(!dir.join("never.h5").exists());
 }
+
+/// A model with several inputs and outputs takes its arrays by name, and says which it needs.
+#[test]
+fn several_inputs_and_outputs_need_named_arrays() {
+    let dir = common::tmpdir("fit-multi-io");
+    let train = models_dir().join("train");
+    let out = dir.join("o.h5");
+    let r = run_fit(
+        &[
+            "fit",
+            train.join("multi_io_adam.h5").to_str().unwrap(),
+            "--data",
+            train.join("binary.npz").to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("x_left") && err.contains("x_right") && !err.contains("panicked"), "{err}");
+    assert!(!out.exists());
+}

@@ -192,10 +192,16 @@ impl StepExec {
 /// What one step computed.
 #[derive(Debug, Clone)]
 pub struct StepOutput {
+    /// The training loss: the sum of the outputs' losses.
     pub loss: f32,
+    /// Each output's loss (one entry for a single output).
+    pub losses: Vec<f32>,
     /// One per trained weight, in [`TrainStep::weights`] order.
     pub grads: Vec<Tensor>,
+    /// The first output's predictions.
     pub pred: Tensor,
+    /// Every output's predictions.
+    pub preds: Vec<Tensor>,
     /// `(index into TrainOptions::state, the batch's statistic for it)`.
     pub batch_stats: Vec<(usize, Tensor)>,
 }
@@ -210,6 +216,7 @@ pub struct TrainStep {
     /// The noise layers, in the order their tensors are passed.
     pub noise: Vec<(String, Noise)>,
     n_inputs: usize,
+    n_outputs: usize,
     n_state: usize,
     /// For each batch-statistic output, the state index it updates.
     stat_targets: Vec<usize>,
@@ -231,7 +238,8 @@ impl TrainStep {
         TrainStep::with_options(model, loss, trainable, label_dtype, &TrainOptions::default())
     }
 
-    /// The step with training-mode batch normalization and noise as `opts` says.
+    /// The step with training-mode batch normalization and noise as `opts` says; `loss` for
+    /// every output.
     pub fn with_options(
         model: &Graph,
         loss: Loss,
@@ -239,9 +247,21 @@ impl TrainStep {
         label_dtype: DType,
         opts: &TrainOptions,
     ) -> Result<TrainStep, RuntimeError> {
+        let n = model.outputs().len();
+        TrainStep::with_losses(model, &vec![(loss, label_dtype); n], trainable, opts)
+    }
+
+    /// The step for a model with one `(loss, label dtype)` per output: the training loss is
+    /// their sum (Keras's total loss with unit loss weights).
+    pub fn with_losses(
+        model: &Graph,
+        losses: &[(Loss, DType)],
+        trainable: &[ValueId],
+        opts: &TrainOptions,
+    ) -> Result<TrainStep, RuntimeError> {
         use ir::{BinaryOp, UnaryOp};
-        if model.outputs().len() != 1 {
-            return Err(err("training a model with several outputs is not implemented yet"));
+        if losses.len() != model.outputs().len() || losses.is_empty() {
+            return Err(err(format!("{} loss(es) for {} output(s)", losses.len(), model.outputs().len())));
         }
         let mut g = Graph::new(format!("{}_train", model.name));
         let mut map: HashMap<ValueId, ValueId> = HashMap::new();
@@ -249,13 +269,19 @@ impl TrainStep {
             let val = model.value(v);
             map.insert(v, g.add_input(val.name.clone(), val.ty.clone()));
         }
-        let out = model.outputs()[0];
-        let out_ty = model.value(out).ty.clone();
-        let r = out_ty.shape.rank();
-        let sparse = loss.sparse();
-        let label_shape =
-            if sparse { ir::Shape(out_ty.shape.dims()[..r.saturating_sub(1)].to_vec()) } else { out_ty.shape.clone() };
-        let labels = g.add_input("labels", TensorType::new(label_dtype, label_shape));
+        let n_out = losses.len();
+        let mut labels = Vec::with_capacity(n_out);
+        for (k, (&out, &(loss, label_dtype))) in model.outputs().iter().zip(losses).enumerate() {
+            let out_ty = model.value(out).ty.clone();
+            let r = out_ty.shape.rank();
+            let label_shape = if loss.sparse() {
+                ir::Shape(out_ty.shape.dims()[..r.saturating_sub(1)].to_vec())
+            } else {
+                out_ty.shape.clone()
+            };
+            let name = if n_out == 1 { "labels".to_string() } else { format!("labels/{k}") };
+            labels.push(g.add_input(name, TensorType::new(label_dtype, label_shape)));
+        }
         let mut weights = Vec::new();
         let mut params = Vec::new();
         for &c in trainable {
@@ -350,18 +376,32 @@ impl TrainStep {
         if let Some(missing) = opts.noise.iter().find(|(n, _)| !noise.iter().any(|(m, _)| m == n)) {
             return Err(err(format!("no noise layer '{}' in the graph", missing.0)));
         }
-        let pred = get(&mut g, &mut map, out);
-        let rows = per_sample(&mut g, loss, pred, labels)?;
-        let rank = g.value(rows).ty.shape.rank();
-        let mean = g.add(
-            "loss/mean",
-            Op::Reduce { kind: ReduceKind::Mean, axes: (0..rank).collect(), keepdims: false },
-            &[rows],
-        )?;
-        let grads = ir::grad::append_backward(&mut g, mean, &params)?;
-        let mut outs = vec![mean];
+        let mut preds = Vec::with_capacity(n_out);
+        let mut means = Vec::with_capacity(n_out);
+        for (k, (&out, &(loss, _))) in model.outputs().iter().zip(losses).enumerate() {
+            let pred = get(&mut g, &mut map, out);
+            let rows = per_sample(&mut g, loss, pred, labels[k])?;
+            let rank = g.value(rows).ty.shape.rank();
+            let name = if n_out == 1 { "loss/mean".to_string() } else { format!("loss/mean{k}") };
+            let mean = g.add(
+                name,
+                Op::Reduce { kind: ReduceKind::Mean, axes: (0..rank).collect(), keepdims: false },
+                &[rows],
+            )?;
+            preds.push(pred);
+            means.push(mean);
+        }
+        let mut total = means[0];
+        for &m in &means[1..] {
+            total = g.add(format!("loss/total{}", g.nodes().len()), Op::Binary(BinaryOp::Add), &[total, m])?;
+        }
+        let grads = ir::grad::append_backward(&mut g, total, &params)?;
+        let mut outs = vec![total];
         outs.extend(&grads);
-        outs.push(pred);
+        outs.extend(&preds);
+        if n_out > 1 {
+            outs.extend(&means);
+        }
         outs.extend(stats.iter().map(|(_, v)| *v));
         g.set_outputs(outs);
         let session = match &opts.cuda {
@@ -373,6 +413,7 @@ impl TrainStep {
             weights,
             noise,
             n_inputs: model.inputs().len(),
+            n_outputs: n_out,
             n_state: opts.state.len(),
             stat_targets: stats.iter().map(|(i, _)| *i).collect(),
         })
@@ -388,12 +429,12 @@ impl TrainStep {
     pub fn noise_shapes(
         &self,
         input_shapes: &[Vec<usize>],
-        label_shape: &[usize],
+        label_shapes: &[Vec<usize>],
     ) -> Result<Vec<Vec<usize>>, RuntimeError> {
         let g = self.session.graph();
         let mut shapes: Vec<Vec<usize>> = input_shapes.to_vec();
-        shapes.push(label_shape.to_vec());
-        let first_weight = self.n_inputs + 1;
+        shapes.extend(label_shapes.iter().cloned());
+        let first_weight = self.n_inputs + self.n_outputs;
         for &v in &g.inputs()[first_weight..] {
             let ty = &g.value(v).ty;
             if g.value(v).name.starts_with("noise/") {
@@ -427,21 +468,29 @@ impl TrainStep {
         labels: &Tensor,
         weights: &[Tensor],
     ) -> Result<(f32, Vec<Tensor>, Tensor), RuntimeError> {
-        let o = self.run_full(inputs, labels, weights, &[], &[])?;
+        let o = self.run_full(inputs, std::slice::from_ref(labels), weights, &[], &[])?;
         Ok((o.loss, o.grads, o.pred))
     }
 
-    /// Runs one step with the state constants and one noise tensor per noise layer.
+    /// Runs one step with one label tensor per output, the state constants and one noise tensor
+    /// per noise layer.
     pub fn run_full(
         &self,
         inputs: &[Tensor],
-        labels: &Tensor,
+        labels: &[Tensor],
         weights: &[Tensor],
         state: &[Tensor],
         noise: &[Tensor],
     ) -> Result<StepOutput, RuntimeError> {
         if inputs.len() != self.n_inputs {
             return Err(err(format!("the model takes {} input(s), {} given", self.n_inputs, inputs.len())));
+        }
+        if labels.len() != self.n_outputs {
+            return Err(err(format!(
+                "the model has {} output(s), {} label tensor(s) given",
+                self.n_outputs,
+                labels.len()
+            )));
         }
         if state.len() != self.n_state || noise.len() != self.noise.len() {
             return Err(err(format!(
@@ -453,19 +502,24 @@ impl TrainStep {
             )));
         }
         let mut all = inputs.to_vec();
-        all.push(labels.clone());
+        all.extend(labels.iter().cloned());
         all.extend(weights.iter().cloned());
         all.extend(state.iter().cloned());
         all.extend(noise.iter().cloned());
         let mut outs = self.session.run(&all)?;
+        let scalar = |t: &Tensor| t.as_f32().and_then(|v| v.first()).copied().ok_or_else(|| err("no loss"));
         let stats: Vec<Tensor> = outs.split_off(outs.len() - self.stat_targets.len());
-        let pred = outs.pop().ok_or_else(|| err("no prediction"))?;
-        let loss =
-            outs.first().and_then(|t| t.as_f32()).and_then(|v| v.first()).copied().ok_or_else(|| err("no loss"))?;
+        let means: Vec<Tensor> =
+            if self.n_outputs > 1 { outs.split_off(outs.len() - self.n_outputs) } else { Vec::new() };
+        let preds: Vec<Tensor> = outs.split_off(outs.len() - self.n_outputs);
+        let loss = scalar(outs.first().ok_or_else(|| err("no loss"))?)?;
+        let losses = if means.is_empty() { vec![loss] } else { means.iter().map(scalar).collect::<Result<_, _>>()? };
         Ok(StepOutput {
             loss,
+            losses,
             grads: outs.split_off(1),
-            pred,
+            pred: preds.first().cloned().ok_or_else(|| err("no prediction"))?,
+            preds,
             batch_stats: self.stat_targets.iter().copied().zip(stats).collect(),
         })
     }
