@@ -25,3 +25,11 @@ for f in $(ls "$B"/models/*.keras "$B"/models/*.onnx | xargs -n1 basename); do
     "$(echo "$b1" | grep -o '"naive":{[^}]*' | field median_ms)" "$(echo "$b1" | grep -o '"optimized":{[^}]*' | field median_ms)" \
     "$(echo "$b64" | grep -o '"naive":{[^}]*' | field median_ms)" "$(echo "$b64" | grep -o '"optimized":{[^}]*' | field median_ms)"
 done
+# Tensor cores: the optimized plan in each precision against the fp32 naive plan (batch 64).
+printf '\n%-20s %-6s %12s %14s\n' model prec opt_b64_ms rel_l2_vs_fp32
+for f in mobilenetv2.keras resnet_block.keras transformer.keras; do
+  for p in fp32 tf32 bf16 fp16; do
+    j=$(timeout 60 "$B/kerasc" bench "$B/models/$f" --device /GPU:0 --batch 64 --runs 20 --precision "$p" --json 2>/dev/null)
+    printf '%-20s %-6s %12.3f %14s\n' "$f" "$p" "$(echo "$j" | grep -o '"optimized":{[^}]*' | field median_ms)" "$(echo "$j" | field rel_l2_diff)"
+  done
+done

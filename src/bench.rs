@@ -17,6 +17,9 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Where compiled PTX is cached (GPU runs).
     pub ptx_cache: std::path::PathBuf,
+    /// The optimized plan's matrix arithmetic on a GPU (the naive plan stays float32, so the
+    /// difference between them is the precision's error).
+    pub precision: codegen::cuda::Precision,
 }
 
 /// Timings of one plan, in milliseconds.
@@ -43,6 +46,9 @@ pub struct BenchResult {
     pub arena_bytes: usize,
     pub lower_bound_bytes: usize,
     pub max_abs_diff: f64,
+    /// ‖optimized − naive‖ / ‖naive‖ over every output.
+    pub rel_l2_diff: f64,
+    pub precision: codegen::cuda::Precision,
     pub optimizer: OptimizeReport,
     pub naive_graph: Graph,
     pub optimized_graph: Graph,
@@ -200,11 +206,12 @@ fn profile_of(e: &Executor, inputs: &[Tensor]) -> Result<Vec<(String, String, f6
 
 /// Runs the benchmark.
 pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchResult, BenchError> {
-    let exec_opts = |naive| ExecutorOptions {
+    let exec_opts = |naive: bool| ExecutorOptions {
         device: options.device,
         naive,
         optimize: OptimizeOptions::default(),
         ptx_cache: options.ptx_cache.clone(),
+        precision: if naive { codegen::cuda::Precision::Fp32 } else { options.precision },
     };
     let (naive, _) = Executor::new(graph, &exec_opts(true))?;
     let (planned, report) = Executor::new(graph, &exec_opts(false))?;
@@ -213,12 +220,16 @@ pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchR
     let want = naive.run(&inputs)?;
     let got = planned.run(&inputs)?;
     let mut max_abs_diff = 0f64;
+    let (mut num, mut den) = (0f64, 0f64);
     for (a, b) in got.iter().zip(&want) {
         for (x, y) in a.to_f64_vec().iter().zip(b.to_f64_vec()) {
             let d = (x - y).abs();
             max_abs_diff = if d.is_nan() { f64::NAN } else { max_abs_diff.max(d) };
+            num += d * d;
+            den += y * y;
         }
     }
+    let rel_l2_diff = if den > 0.0 { (num / den).sqrt() } else { num.sqrt() };
     let mut nt = time_exec(&naive, &inputs, options.warmup, options.runs)?;
     let mut ot = time_exec(&planned, &inputs, options.warmup, options.runs)?;
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
@@ -239,6 +250,8 @@ pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchR
         arena_bytes: plan.arena_bytes,
         lower_bound_bytes: plan.lower_bound_bytes,
         max_abs_diff,
+        rel_l2_diff,
+        precision: options.precision,
         optimizer: report,
         naive_graph: graph.clone(),
         optimized_graph: planned.graph().clone(),

@@ -53,6 +53,8 @@ pub struct ExecutorOptions {
     pub optimize: OptimizeOptions,
     /// Where compiled PTX is cached.
     pub ptx_cache: std::path::PathBuf,
+    /// Matrix products and convolutions on a GPU: float32, or tensor cores (tf32/bf16/fp16).
+    pub precision: codegen::cuda::Precision,
 }
 
 /// A model bound to a device: the planned CPU executor, the naive CPU executor, or a GPU.
@@ -92,6 +94,7 @@ impl Executor {
                     cache_dir: options.ptx_cache.clone(),
                     nvrtc_dirs: runtime::cuda::default_nvrtc_dirs(),
                     cuda_graph: !naive,
+                    precision: options.precision,
                 };
                 let p: runtime::Planner = if naive { naive_planner } else { planner };
                 Executor::Cuda(Box::new(runtime::cuda::CudaSession::new(g, p, cuda)?))

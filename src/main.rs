@@ -44,7 +44,8 @@ enum Command {
         /// If the requested GPU is not usable, run on the CPU instead (with a warning)
         #[arg(long)]
         soft_placement: bool,
-        /// Arithmetic precision on the GPU: fp32 (tf32, bf16 and fp16 are not implemented yet)
+        /// Matrix products and convolutions on a GPU: fp32, or the tensor cores with tf32, bf16
+        /// or fp16 operands (float32 accumulation)
         #[arg(long, default_value = "fp32")]
         precision: String,
     },
@@ -67,6 +68,9 @@ enum Command {
         /// GPU architecture of the PTX (with --target cuda)
         #[arg(long, default_value = "sm_90")]
         arch: String,
+        /// Matrix products and convolutions in the CUDA kernels: fp32, tf32, bf16, fp16
+        #[arg(long, default_value = "fp32")]
+        precision: String,
     },
     /// Time the naive plan against the optimized plan, side by side
     Bench {
@@ -93,6 +97,10 @@ enum Command {
         /// Seed of the random input
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// The optimized plan's matrix arithmetic on a GPU (fp32, tf32, bf16, fp16); the naive
+        /// plan stays fp32, so max_abs_diff is the precision's error
+        #[arg(long, default_value = "fp32")]
+        precision: String,
     },
     /// Fine-tune a model on the CPU and write it in the input's format (Keras loads it back)
     Fit {
@@ -223,17 +231,20 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model, json } => inspect(&model, json),
         Command::Run { model, inputs, outputs, device, naive, soft_placement, precision } => {
-            check_precision(&precision)?;
+            let precision = parse_precision(&precision)?;
             let device = pick_device(device.as_deref(), soft_placement)?;
-            run_model(&model, &inputs, &outputs, device, naive)
+            check_precision_device(precision, device)?;
+            run_model(&model, &inputs, &outputs, device, naive, precision)
         }
-        Command::Compile { model, emit: _, out, batch, target: Some(Target::Cuda), arch } => {
+        Command::Compile { model, emit: _, out, batch, target: Some(Target::Cuda), arch, precision } => {
             let out = out.context("--target cuda needs --out DIR")?;
-            compile_cuda(&model, &out, batch, &arch)
+            compile_cuda(&model, &out, batch, &arch, parse_precision(&precision)?)
         }
         Command::Compile { model, emit, out, batch, target: None, .. } => compile(&model, emit, out.as_deref(), batch),
-        Command::Bench { model, device, batch, warmup, runs, profile, json, report, seed } => {
+        Command::Bench { model, device, batch, warmup, runs, profile, json, report, seed, precision } => {
+            let precision = parse_precision(&precision)?;
             let device = pick_device(device.as_deref(), false)?;
+            check_precision_device(precision, device)?;
             let opts = kerasc::bench::BenchOptions {
                 device,
                 batch: batch.max(1),
@@ -242,6 +253,7 @@ fn run(cli: Cli) -> Result<()> {
                 profile: profile || report.is_some(),
                 seed,
                 ptx_cache: ptx_cache_dir(),
+                precision,
             };
             bench(&model, &opts, json, profile, report.as_deref())
         }
@@ -297,6 +309,7 @@ fn run(cli: Cli) -> Result<()> {
                         cache_dir: ptx_cache_dir(),
                         nvrtc_dirs: kerasc::runtime::cuda::default_nvrtc_dirs(),
                         cuda_graph: true,
+                        precision: Default::default(),
                     },
                     planner: kerasc::planner,
                 }),
@@ -447,12 +460,17 @@ fn ptx_cache_dir() -> PathBuf {
     base.join("kerasc").join("ptx")
 }
 
-fn check_precision(p: &str) -> Result<()> {
-    match p {
-        "fp32" => Ok(()),
-        "tf32" | "bf16" | "fp16" => bail!("--precision {p} is not implemented yet (tensor-core kernels); use fp32"),
-        other => bail!("unknown precision '{other}': one of fp32, tf32, bf16, fp16"),
+fn parse_precision(p: &str) -> Result<kerasc::codegen::cuda::Precision> {
+    kerasc::codegen::cuda::Precision::parse(p)
+        .with_context(|| format!("unknown precision '{p}': one of fp32, tf32, bf16, fp16"))
+}
+
+/// tf32, bf16 and fp16 are the GPU's tensor-core formats; the CPU computes in float32.
+fn check_precision_device(p: kerasc::codegen::cuda::Precision, device: Device) -> Result<()> {
+    if p != kerasc::codegen::cuda::Precision::Fp32 && device == Device::Cpu {
+        bail!("--precision {} runs on a GPU's tensor cores; on the CPU kerasc computes in fp32", p.name());
     }
+    Ok(())
 }
 
 fn describe(device: Device) -> String {
@@ -522,7 +540,14 @@ fn devices() {
     }
 }
 
-fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Device, naive: bool) -> Result<()> {
+fn run_model(
+    path: &Path,
+    inputs: &[PathBuf],
+    outputs: &[PathBuf],
+    device: Device,
+    naive: bool,
+    precision: kerasc::codegen::cuda::Precision,
+) -> Result<()> {
     let model = kerasc::load(path)?;
     let n_out = model.graph.outputs().len();
     if !outputs.is_empty() && outputs.len() != n_out {
@@ -536,8 +561,13 @@ fn run_model(path: &Path, inputs: &[PathBuf], outputs: &[PathBuf], device: Devic
         let t = if t.dtype() != want && (t.dtype().is_float() == want.is_float()) { t.cast(want) } else { t };
         tensors.push(t);
     }
-    let options =
-        kerasc::ExecutorOptions { device, naive, optimize: OptimizeOptions::default(), ptx_cache: ptx_cache_dir() };
+    let options = kerasc::ExecutorOptions {
+        device,
+        naive,
+        optimize: OptimizeOptions::default(),
+        ptx_cache: ptx_cache_dir(),
+        precision,
+    };
     let (exec, _) = kerasc::Executor::new(&model.graph, &options).context("cannot prepare the model")?;
     let results = exec.run(&tensors)?;
     let graph = exec.graph();
@@ -687,6 +717,8 @@ fn bench_json(r: &BenchResult) -> serde_json::Value {
             "lower_bound_bytes": r.lower_bound_bytes,
         },
         "max_abs_diff": r.max_abs_diff,
+        "rel_l2_diff": r.rel_l2_diff,
+        "precision": r.precision.name(),
         "optimizer": {
             "seconds": r.optimizer.seconds,
             "stop_reason": e.stop_reason,
@@ -724,7 +756,16 @@ fn bench(path: &Path, opts: &BenchOptions, as_json: bool, profile: bool, report:
         human_bytes(r.lower_bound_bytes),
         r.arena_bytes as f64 / r.lower_bound_bytes.max(1) as f64
     );
-    println!("  max |optimized - naive| = {:.3e}", r.max_abs_diff);
+    if r.precision == kerasc::codegen::cuda::Precision::Fp32 {
+        println!("  max |optimized - naive| = {:.3e}", r.max_abs_diff);
+    } else {
+        println!(
+            "  precision {} (tensor cores) vs fp32 naive: max |diff| = {:.3e}, relative L2 = {:.3e}",
+            r.precision.name(),
+            r.max_abs_diff,
+            r.rel_l2_diff
+        );
+    }
     print!("{}", report_text(&r.optimizer));
     if profile {
         for (label, t) in [("naive", &r.naive), ("optimized", &r.optimized)] {
@@ -747,12 +788,18 @@ fn arch_name(arch: &str) -> Result<&'static str> {
         .with_context(|| format!("unknown architecture '{arch}'; one of {}", ARCHS.join(", ")))
 }
 
-fn compile_cuda(path: &Path, out: &Path, batch: usize, arch: &str) -> Result<()> {
+fn compile_cuda(
+    path: &Path,
+    out: &Path,
+    batch: usize,
+    arch: &str,
+    precision: kerasc::codegen::cuda::Precision,
+) -> Result<()> {
     let arch = arch_name(arch)?;
     let model = kerasc::load(path)?;
     let opt = kerasc::optimizer::optimize(&model.graph, &OptimizeOptions::default()).context("optimizer failed")?;
     let plan = kerasc::optimizer::plan(&opt.graph, batch.max(1)).context("memory planner failed")?;
-    let steps = kerasc::codegen::cuda::emit_plan(&opt.graph, &plan)?;
+    let steps = kerasc::codegen::cuda::emit_plan_with(&opt.graph, &plan, precision)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let dirs = kerasc::runtime::cuda::default_nvrtc_dirs();
     let nvrtc = kerasc::runtime::cuda::nvrtc_version(&dirs);

@@ -125,9 +125,42 @@ fn devices_and_placement_say_what_they_do() {
     }
     let m = model("mlp.keras");
     let x = models_dir().join("mlp.input.npy");
-    let bf16 = kerasc(&["run", &m, "-i", x.to_str().unwrap(), "--precision", "bf16"]);
+    let bf16 = kerasc(&["run", &m, "-i", x.to_str().unwrap(), "--precision", "bf16", "--device", "/CPU:0"]);
     assert_eq!(bf16.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bf16.stderr).contains("not implemented yet"));
+    assert!(String::from_utf8_lossy(&bf16.stderr).contains("tensor cores"));
+    let bad = kerasc(&["run", &m, "-i", x.to_str().unwrap(), "--precision", "fp8"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown precision 'fp8'"));
+}
+
+/// `compile --target cuda --precision tf32|bf16|fp16` writes tensor-core GEMMs (mma.sync).
+#[test]
+fn compile_for_cuda_in_tensor_core_precisions() {
+    for p in ["tf32", "bf16", "fp16"] {
+        let dir = tmpdir(&format!("cuda-{p}"));
+        let out = kerasc(&[
+            "compile",
+            &model("resnet_block.keras"),
+            "--target",
+            "cuda",
+            "--precision",
+            p,
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{p}: {}", String::from_utf8_lossy(&out.stderr));
+        let mma = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cu"))
+            .filter(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap()
+                    .contains(&format!(".{}", if p == "fp16" { "f16" } else { p }))
+            })
+            .count();
+        assert!(mma >= 4, "{p}: {mma} tensor-core kernels");
+    }
 }
 
 #[test]

@@ -40,8 +40,13 @@ fn dev_models_on_the_gpu_match_keras_and_the_cpu() {
         let x = if x.dtype() != want_dtype { x.cast(want_dtype) } else { x };
         let expected = npy::read(&dir.join(format!("{name}.expected.npy"))).unwrap();
         for naive in [false, true] {
-            let opts =
-                ExecutorOptions { device, naive, optimize: OptimizeOptions::default(), ptx_cache: cache.clone() };
+            let opts = ExecutorOptions {
+                device,
+                naive,
+                optimize: OptimizeOptions::default(),
+                ptx_cache: cache.clone(),
+                precision: Default::default(),
+            };
             let (exec, _) = match Executor::new(&model.graph, &opts) {
                 Ok(e) => e,
                 Err(e) => {
@@ -128,6 +133,7 @@ fn fit_on_the_gpu_matches_keras() {
                     cache_dir: std::env::temp_dir().join("kerasc-test-ptx"),
                     nvrtc_dirs: kerasc::runtime::cuda::default_nvrtc_dirs(),
                     cuda_graph: true,
+                    precision: Default::default(),
                 },
                 planner: kerasc::planner,
             }),
@@ -150,6 +156,48 @@ fn fit_on_the_gpu_matches_keras() {
             }
         }
         println!("{name}: trained on /GPU:{ordinal}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The tensor-core precisions on /GPU:0: every dev model against Keras within the precision's
+/// error (relative L2: tf32 and fp16 3e-3, bf16 2e-2).
+#[test]
+fn tensor_core_precisions_on_the_gpu() {
+    use kerasc::codegen::cuda::Precision;
+    let Some(device) = gpu() else { return };
+    let cache = std::env::temp_dir().join("kerasc-test-ptx");
+    let mut failures = Vec::new();
+    for (p, tol) in [(Precision::Tf32, 3e-3), (Precision::Fp16, 3e-3), (Precision::Bf16, 2e-2)] {
+        for name in DEV_MODELS {
+            let dir = models();
+            let Ok(model) = kerasc::load(&dir.join(format!("{name}.keras"))) else { continue };
+            let x = npy::read(&dir.join(format!("{name}.input.npy"))).unwrap();
+            let want_dtype = model.graph.value(model.graph.inputs()[0]).ty.dtype;
+            let x = if x.dtype() != want_dtype { x.cast(want_dtype) } else { x };
+            let expected = npy::read(&dir.join(format!("{name}.expected.npy"))).unwrap().to_f64_vec();
+            let opts = ExecutorOptions {
+                device,
+                naive: false,
+                optimize: OptimizeOptions::default(),
+                ptx_cache: cache.clone(),
+                precision: p,
+            };
+            let got = match Executor::new(&model.graph, &opts).and_then(|(e, _)| Ok(e.run(std::slice::from_ref(&x))?)) {
+                Ok(o) => o[0].to_f64_vec(),
+                Err(e) => {
+                    failures.push(format!("{name} {}: {e:?}", p.name()));
+                    continue;
+                }
+            };
+            let num: f64 = got.iter().zip(&expected).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+            let den: f64 = expected.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12);
+            let rel = num / den;
+            println!("{name} {}: relative L2 {rel:.2e}", p.name());
+            if !(rel <= tol) {
+                failures.push(format!("{name} {}: relative L2 {rel:e} > {tol:e}", p.name()));
+            }
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -32,6 +32,27 @@ fn every_dev_model_kernel_compiles_for_sm_90() {
             );
         }
     }
+    // Tensor-core GEMMs (inline mma.sync PTX) in every precision, on models with convolutions
+    // and matmuls.
+    for name in ["resnet_block", "transformer"] {
+        let model = kerasc::load(&models_dir().join(format!("{name}.keras"))).unwrap();
+        let opt = kerasc::optimizer::optimize(&model.graph, &kerasc::OptimizeOptions::default()).unwrap();
+        let plan = kerasc::optimizer::plan(&opt.graph, 8).unwrap();
+        for p in [
+            kerasc::codegen::cuda::Precision::Tf32,
+            kerasc::codegen::cuda::Precision::Bf16,
+            kerasc::codegen::cuda::Precision::Fp16,
+        ] {
+            let steps = kerasc::codegen::cuda::emit_plan_with(&opt.graph, &plan, p).unwrap();
+            kernels.extend(
+                steps
+                    .into_iter()
+                    .flat_map(|s| s.kernels)
+                    .filter(|k| k.source.contains("mma.sync"))
+                    .map(|k| (format!("{name} ({})", p.name()), k)),
+            );
+        }
+    }
     // The training steps `fit` runs on a GPU (forward, loss, backward kernels), batch 16.
     for (name, x) in [("mlp", vec![16, 20]), ("cnn_mnist", vec![16, 28, 28, 1])] {
         let model = kerasc::load(&models_dir().join(format!("{name}.h5"))).unwrap();

@@ -54,6 +54,7 @@ fn check(g: &Graph, inputs: Vec<Tensor>, tag: &str) {
                 cache_dir: std::env::temp_dir().join("kerasc-test-ptx"),
                 nvrtc_dirs: runtime::cuda::default_nvrtc_dirs(),
                 cuda_graph: true,
+                precision: Default::default(),
             };
             let s = runtime::cuda::CudaSession::new(g.clone(), planner, opts).unwrap();
             for run in 0..2 {
@@ -483,5 +484,62 @@ fn dev_model_training_steps() {
         inputs.push(Tensor::new(vec![n], TensorData::I32((0..n as i32).map(|i| (i * 7) % 3).collect())).unwrap());
         inputs.extend(trainable.iter().map(|v| g.constant(*v).unwrap().clone()));
         check(&sg, inputs, &format!("{name} training step"));
+    }
+}
+
+/// The tensor-core GEMM (matmuls, batched matmuls with an epilogue, implicit-GEMM
+/// convolutions) in tf32, bf16 and fp16 on the emulator (the PTX fragment layouts of
+/// mma.sync, the hardware's roundings), against the float32 CPU executor: the relative error
+/// is that of the precision — small, but not zero for the 16-bit formats.
+#[test]
+fn tensor_core_gemms() {
+    if !common::have_compiler() {
+        eprintln!("tensor_core_gemms: emulation skipped: no g++ to build the CUDA emulator");
+        return;
+    }
+    let mut g = Graph::new("tc");
+    let a = fixed_input(&mut g, "a", &[37, 45], DType::F32);
+    let b = fixed_input(&mut g, "b", &[45, 70], DType::F32);
+    let ba = fixed_input(&mut g, "ba", &[3, 20, 33], DType::F32);
+    let bb = fixed_input(&mut g, "bb", &[3, 18, 33], DType::F32);
+    let bias = fixed_input(&mut g, "bias", &[18], DType::F32);
+    let x = fixed_input(&mut g, "x", &[2, 9, 8, 5], DType::F32);
+    let w = fixed_input(&mut g, "w", &[3, 3, 5, 12], DType::F32);
+    let mm = g.add("mm", Op::MatMul { transpose_a: false, transpose_b: false }, &[a, b]).unwrap();
+    let e = Epilogue { bias: true, activation: Some(UnaryOp::Relu), residual: false, post_activation: None };
+    let fm = g
+        .add("fused_mm", Op::FusedMatMul { transpose_a: false, transpose_b: true, epilogue: e }, &[ba, bb, bias])
+        .unwrap();
+    let conv = ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 };
+    let c = g.add("conv", Op::Conv(conv), &[x, w]).unwrap();
+    g.set_outputs(vec![mm, fm, c]);
+    let inputs = vec![
+        seq(&[37, 45], 0.31),
+        seq(&[45, 70], 0.17),
+        seq(&[3, 20, 33], 0.23),
+        seq(&[3, 18, 33], 0.41),
+        seq(&[18], 0.7),
+        seq(&[2, 9, 8, 5], 0.13),
+        seq(&[3, 3, 5, 12], 0.29),
+    ];
+    let want = Session::new(g.clone(), SessionOptions::default()).unwrap().run(&inputs).unwrap();
+    let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+    let plan = optimizer::plan_for_shapes(&g, &shapes).unwrap();
+    for (p, tol) in [
+        (codegen::cuda::Precision::Tf32, 2e-3),
+        (codegen::cuda::Precision::Fp16, 2e-3),
+        (codegen::cuda::Precision::Bf16, 1e-2),
+    ] {
+        let steps = codegen::cuda::emit_plan_with(&g, &plan, p).unwrap();
+        assert!(steps.iter().flat_map(|s| &s.kernels).any(|k| k.source.contains("mma.sync")), "{p:?}: no mma");
+        let got = common::run(&g, &steps, &plan.shapes, &inputs, &format!("tc_{}", p.name()));
+        for (k, (o, w)) in got.iter().zip(&want).enumerate() {
+            let (o, w) = (o.to_f64_vec(), w.to_f64_vec());
+            let num: f64 = o.iter().zip(&w).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+            let den: f64 = w.iter().map(|b| b * b).sum::<f64>().sqrt();
+            let rel = num / den;
+            assert!(rel <= tol && rel > 0.0, "{p:?} output {k}: relative error {rel:e} (tolerance {tol:e})");
+            println!("{p:?} output {k}: relative error {rel:e}");
+        }
     }
 }

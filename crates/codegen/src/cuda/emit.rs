@@ -10,9 +10,48 @@ use std::fmt::Write;
 
 const BLOCK: u32 = 256;
 const GEMM_TEMPLATE: &str = include_str!("templates/gemm.cu");
+const GEMM_TC_TEMPLATE: &str = include_str!("templates/gemm_tc.cu");
 
-/// The kernels of every step of a plan, in execution order.
+/// The arithmetic of matrix products and convolutions: float32 on the CUDA cores, or the
+/// tensor cores with tf32, bf16 or fp16 operands (float32 accumulation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Tf32,
+    Bf16,
+    Fp16,
+}
+
+impl Precision {
+    /// Parses `fp32`, `tf32`, `bf16`, `fp16`.
+    pub fn parse(s: &str) -> Option<Precision> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "fp32" | "float32" => Precision::Fp32,
+            "tf32" => Precision::Tf32,
+            "bf16" | "bfloat16" => Precision::Bf16,
+            "fp16" | "float16" | "half" => Precision::Fp16,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+}
+
+/// The kernels of every step of a plan, in execution order (float32).
 pub fn emit_plan(g: &Graph, plan: &MemoryPlan) -> Result<Vec<StepKernels>, CodegenError> {
+    emit_plan_with(g, plan, Precision::Fp32)
+}
+
+/// [`emit_plan`] with matrix products and convolutions in `precision`.
+pub fn emit_plan_with(g: &Graph, plan: &MemoryPlan, precision: Precision) -> Result<Vec<StepKernels>, CodegenError> {
     let mut steps = Vec::with_capacity(plan.order.len());
     for (i, &nid) in plan.order.iter().enumerate() {
         let node = g.nodes().get(nid.0).ok_or_else(|| CodegenError::Plan(format!("node {} missing", nid.0)))?;
@@ -22,7 +61,7 @@ pub fn emit_plan(g: &Graph, plan: &MemoryPlan) -> Result<Vec<StepKernels>, Codeg
                 (Some(Placement::Arena { offset: a, .. }), Some(Placement::Arena { offset: b, .. })) => a == b,
                 _ => false,
             };
-        let kernels = if aliased { Vec::new() } else { emit_node(g, nid, i, &plan.shapes)? };
+        let kernels = if aliased { Vec::new() } else { emit_node_with(g, nid, i, &plan.shapes, precision)? };
         steps.push(StepKernels { node: nid, kernels });
     }
     Ok(steps)
@@ -36,13 +75,24 @@ pub fn emit_node(
     index: usize,
     shapes: &[Vec<usize>],
 ) -> Result<Vec<KernelSource>, CodegenError> {
+    emit_node_with(g, nid, index, shapes, Precision::Fp32)
+}
+
+/// [`emit_node`] with matrix products and convolutions in `precision`.
+pub fn emit_node_with(
+    g: &Graph,
+    nid: NodeId,
+    index: usize,
+    shapes: &[Vec<usize>],
+    precision: Precision,
+) -> Result<Vec<KernelSource>, CodegenError> {
     let node = g.nodes().get(nid.0).ok_or_else(|| CodegenError::Plan(format!("node {} missing", nid.0)))?;
     for v in node.inputs.iter().chain(&node.outputs) {
         if shapes.get(v.0).is_none_or(|s| s.len() != g.value(*v).ty.shape.rank()) {
             return Err(CodegenError::Plan(format!("no concrete shape for a value of '{}'", node.name)));
         }
     }
-    let c = Ctx { g, node, index, shapes };
+    let c = Ctx { g, node, index, shapes, precision };
     let k = match &node.op {
         Op::Unary(u) => c.pointwise_f32(|c| format!("    out0[i] = {};\n", expr::unary(*u, &c.read(0))))?,
         Op::Binary(b) => c.binary(*b)?,
@@ -167,6 +217,7 @@ struct Ctx<'a> {
     g: &'a Graph,
     node: &'a Node,
     index: usize,
+    precision: Precision,
     shapes: &'a [Vec<usize>],
 }
 
@@ -506,7 +557,9 @@ impl Ctx<'_> {
         if gy > 65_535 || batches > 65_535 || gx > (1 << 31) - 1 {
             return Err(self.unsupported(format!("GEMM grid too large ({m}x{n}, {batches} batches)")));
         }
-        let body = GEMM_TEMPLATE
+        let template = if self.precision == Precision::Fp32 { GEMM_TEMPLATE } else { GEMM_TC_TEMPLATE };
+        let body = template
+            .replace("KC_MMA", &Self::mma_steps(self.precision))
             .replace("KC_NAME", &self.name())
             .replace("KC_PARAMS", &self.params(true))
             .replace("KC_OFFSETS", &offsets)
@@ -523,6 +576,46 @@ impl Ctx<'_> {
             shared_bytes: 0,
         };
         Ok(KernelSource { name: self.name(), source, launch, args: self.args() })
+    }
+
+    /// One 16-deep slice of the tile on the tensor cores: the warp's A fragment, then one mma
+    /// per 8-column accumulator (fragment layouts of PTX's m16n8k8 .tf32 and m16n8k16
+    /// .f16/.bf16: lane = 4·g + q holds rows g and g+8, columns q and q+4, or pairs 2q, 2q+1
+    /// and 2q+8, 2q+9).
+    fn mma_steps(p: Precision) -> String {
+        let (pack, mma) = match p {
+            Precision::Bf16 => ("kc_pack_bf16", "kc_mma_bf16"),
+            _ => ("kc_pack_f16", "kc_mma_f16"),
+        };
+        if p == Precision::Tf32 {
+            "#pragma unroll
+    for (int ks = 0; ks < 16; ks += 8) {
+      const unsigned a[4] = {kc_tf32(As[ks + tq][wm + g]), kc_tf32(As[ks + tq][wm + g + 8]),
+                             kc_tf32(As[ks + tq + 4][wm + g]), kc_tf32(As[ks + tq + 4][wm + g + 8])};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int nn = wn + j * 8 + g;
+        const unsigned b[2] = {kc_tf32(Bs[ks + tq][nn]), kc_tf32(Bs[ks + tq + 4][nn])};
+        kc_mma_tf32(acc[j], a, b);
+      }
+    }"
+            .to_string()
+        } else {
+            format!(
+                "{{
+      const unsigned a[4] = {{{pack}(As[2 * tq][wm + g], As[2 * tq + 1][wm + g]),
+                             {pack}(As[2 * tq][wm + g + 8], As[2 * tq + 1][wm + g + 8]),
+                             {pack}(As[2 * tq + 8][wm + g], As[2 * tq + 9][wm + g]),
+                             {pack}(As[2 * tq + 8][wm + g + 8], As[2 * tq + 9][wm + g + 8])}};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {{
+        const int nn = wn + j * 8 + g;
+        const unsigned b[2] = {{{pack}(Bs[2 * tq][nn], Bs[2 * tq + 1][nn]), {pack}(Bs[2 * tq + 8][nn], Bs[2 * tq + 9][nn])}};
+        {mma}(acc[j], a, b);
+      }}
+    }}"
+            )
+        }
     }
 
     fn matmul(&self, ta: bool, tb: bool, e: &Epilogue) -> Result<KernelSource, CodegenError> {

@@ -8,7 +8,7 @@
 mod emit;
 mod expr;
 
-pub use emit::{ctype, emit_node, emit_plan};
+pub use emit::{ctype, emit_node, emit_node_with, emit_plan, emit_plan_with, Precision};
 pub use expr::{binary, lit, unary};
 
 use ir::{NodeId, ValueId};

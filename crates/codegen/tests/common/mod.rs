@@ -32,6 +32,51 @@ static std::barrier<>* kc_barrier;
 #define __shared__ static
 inline void __syncthreads() { kc_barrier->arrive_and_wait(); }
 inline float __int_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline unsigned kc_bits(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+// Tensor-core emulation: the conversions as the hardware rounds (tf32: nearest, ties away;
+// f16/bf16: nearest even), and mma.sync as a block-wide exchange of the warp's fragments
+// (the kernels call it from every thread together), each lane computing its own outputs from
+// the fragment layouts of PTX's m16n8k8 .tf32 and m16n8k16 .f16/.bf16.
+#define KC_EMULATOR 1
+inline unsigned kc_tf32(float x) {
+  unsigned u = kc_bits(x);
+  if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;
+  return u & 0xffffe000u;
+}
+inline unsigned short kc_f16_bits(float x) {
+  unsigned u = kc_bits(x), sign = (u >> 16) & 0x8000u;
+  int e = (int)((u >> 23) & 0xff) - 127 + 15;
+  unsigned m = u & 0x7fffffu;
+  if (((u >> 23) & 0xff) == 0xff) return (unsigned short)(sign | 0x7c00u | (m ? 0x200u : 0u));
+  if (e >= 31) return (unsigned short)(sign | 0x7c00u);
+  if (e <= 0) {
+    if (e < -10) return (unsigned short)sign;
+    m |= 0x800000u;
+    unsigned shift = (unsigned)(14 - e), half = 1u << (shift - 1), rest = m & ((1u << shift) - 1);
+    unsigned r = m >> shift;
+    if (rest > half || (rest == half && (r & 1u))) ++r;
+    return (unsigned short)(sign | r);
+  }
+  unsigned r = ((unsigned)e << 10) | (m >> 13), rest = m & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (r & 1u))) ++r;
+  return (unsigned short)(sign | r);
+}
+inline float kc_f16_val(unsigned short h) {
+  unsigned sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ffu;
+  if (e == 0) { float f = std::ldexp((float)m, -24); return sign ? -f : f; }
+  if (e == 31) return __int_as_float(sign | 0x7f800000u | (m << 13));
+  return __int_as_float(sign | ((e - 15 + 127) << 23) | (m << 13));
+}
+inline unsigned short kc_bf16_bits(float x) {
+  unsigned u = kc_bits(x);
+  if ((u & 0x7f800000u) == 0x7f800000u) return (unsigned short)((u >> 16) | ((u & 0xffffu) ? 0x40u : 0u));
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (unsigned short)(u >> 16);
+}
+inline unsigned kc_pack_f16(float lo, float hi) { return (unsigned)kc_f16_bits(lo) | ((unsigned)kc_f16_bits(hi) << 16); }
+inline unsigned kc_pack_bf16(float lo, float hi) { return (unsigned)kc_bf16_bits(lo) | ((unsigned)kc_bf16_bits(hi) << 16); }
+static unsigned kc_mma_regs[1024][6];
+
 template <class F> void kc_launch(kc_dim3 g, kc_dim3 b, F f) {
   gridDim = g; blockDim = b;
   const unsigned n = b.x * b.y * b.z;
@@ -47,6 +92,45 @@ template <class F> void kc_launch(kc_dim3 g, kc_dim3 b, F f) {
     for (auto& t : ts) t.join();
   }
 }
+inline unsigned kc_tid() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z); }
+template <int KIND> void kc_mma(float* d, const unsigned* a, const unsigned* b) {
+  const unsigned t = kc_tid();
+  for (int i = 0; i < 4; ++i) kc_mma_regs[t][i] = a[i];
+  kc_mma_regs[t][4] = b[0];
+  kc_mma_regs[t][5] = b[1];
+  __syncthreads();
+  const unsigned w0 = t - t % 32, lane = t % 32, g = lane >> 2, q = lane & 3;
+  const int K = KIND == 0 ? 8 : 16;
+  float A[16][16], B[16][8];
+  auto lo = [](unsigned r) { return KIND == 1 ? kc_f16_val((unsigned short)(r & 0xffffu)) : __int_as_float((r & 0xffffu) << 16); };
+  auto hi = [](unsigned r) { return KIND == 1 ? kc_f16_val((unsigned short)(r >> 16)) : __int_as_float(r & 0xffff0000u); };
+  for (unsigned l = 0; l < 32; ++l) {
+    const unsigned gg = l >> 2, tt = l & 3;
+    const unsigned* r = kc_mma_regs[w0 + l];
+    if (KIND == 0) {
+      A[gg][tt] = __int_as_float(r[0]); A[gg + 8][tt] = __int_as_float(r[1]);
+      A[gg][tt + 4] = __int_as_float(r[2]); A[gg + 8][tt + 4] = __int_as_float(r[3]);
+      B[tt][gg] = __int_as_float(r[4]); B[tt + 4][gg] = __int_as_float(r[5]);
+    } else {
+      A[gg][2 * tt] = lo(r[0]); A[gg][2 * tt + 1] = hi(r[0]);
+      A[gg + 8][2 * tt] = lo(r[1]); A[gg + 8][2 * tt + 1] = hi(r[1]);
+      A[gg][2 * tt + 8] = lo(r[2]); A[gg][2 * tt + 9] = hi(r[2]);
+      A[gg + 8][2 * tt + 8] = lo(r[3]); A[gg + 8][2 * tt + 9] = hi(r[3]);
+      B[2 * tt][gg] = lo(r[4]); B[2 * tt + 1][gg] = hi(r[4]);
+      B[2 * tt + 8][gg] = lo(r[5]); B[2 * tt + 9][gg] = hi(r[5]);
+    }
+  }
+  for (int i = 0; i < 4; ++i) {
+    const unsigned row = g + (i >= 2 ? 8 : 0), col = 2 * q + (i & 1);
+    float s = 0.f;
+    for (int k = 0; k < K; ++k) s += A[row][k] * B[k][col];
+    d[i] += s;
+  }
+  __syncthreads();
+}
+inline void kc_mma_tf32(float* d, const unsigned* a, const unsigned* b) { kc_mma<0>(d, a, b); }
+inline void kc_mma_f16(float* d, const unsigned* a, const unsigned* b) { kc_mma<1>(d, a, b); }
+inline void kc_mma_bf16(float* d, const unsigned* a, const unsigned* b) { kc_mma<2>(d, a, b); }
 static std::vector<char> kc_read(const char* p) {
   FILE* f = std::fopen(p, "rb"); if (!f) { std::perror(p); std::exit(2); }
   std::fseek(f, 0, SEEK_END); long n = std::ftell(f); std::fseek(f, 0, SEEK_SET);

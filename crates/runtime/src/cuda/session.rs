@@ -6,7 +6,7 @@ use super::nvrtc::PtxCache;
 use crate::executor::check_inputs;
 use crate::planned::Planner;
 use crate::RuntimeError;
-use codegen::cuda::emit_plan;
+use codegen::cuda::emit_plan_with;
 use cudarc::driver::{
     sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice,
     PushKernelArg,
@@ -27,6 +27,8 @@ pub struct CudaOptions {
     pub nvrtc_dirs: Vec<PathBuf>,
     /// Capture the launches as a CUDA graph and replay it (else launch one by one).
     pub cuda_graph: bool,
+    /// Arithmetic of matrix products and convolutions (tensor cores for tf32/bf16/fp16).
+    pub precision: codegen::cuda::Precision,
 }
 
 fn err(what: &str, e: impl std::fmt::Debug) -> RuntimeError {
@@ -162,7 +164,8 @@ impl CudaSession {
 
     fn prepare(&self, input_shapes: Vec<Vec<usize>>) -> Result<GpuState, RuntimeError> {
         let plan = (self.planner)(&self.graph, &input_shapes).map_err(RuntimeError::Plan)?;
-        let steps = emit_plan(&self.graph, &plan).map_err(|e| RuntimeError::Cuda(e.to_string()))?;
+        let steps = emit_plan_with(&self.graph, &plan, self.options.precision)
+            .map_err(|e| RuntimeError::Cuda(e.to_string()))?;
         let arena = self.alloc(plan.arena_bytes)?;
         let mut inputs = Vec::new();
         for (i, &v) in self.graph.inputs().iter().enumerate() {
