@@ -813,6 +813,11 @@ fn rows_all(ts: &[Tensor], idx: &[usize]) -> Result<Vec<Tensor>, FitError> {
 /// Trains `model` (loaded from `source`) as `options` say; writes the result and returns the
 /// history.
 pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History, FitError> {
+    if model.info.format == crate::ModelFormat::Onnx {
+        return Err(invalid(
+            "fine-tuning ONNX models is not implemented yet: kerasc fit trains Keras .h5 and .keras files",
+        ));
+    }
     let tc = model.info.training_config.as_ref();
     let g = &model.graph;
     let (n_in, n_out) = (g.inputs().len(), g.outputs().len());

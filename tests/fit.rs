@@ -262,6 +262,7 @@ fn fit_refuses_what_it_cannot_do_and_leaves_outputs_alone() {
             "nothing was written",
         ),
         ([base("mlp.h5"), vec!["--device".into(), "/GPU:0".into()]].concat(), "not available"),
+        ([base("mlp.onnx"), vec!["--loss".into(), "mse".into(), "--optimizer".into(), "sgd".into()]].concat(), "ONNX"),
         (
             vec![
                 "fit".into(),
