@@ -205,3 +205,41 @@ save("convt_pads", [
     h.make_node("Relu", ["b"], ["y0"]),
 ], [inp("x", T.FLOAT, ["N", 3, 5, 6])], [inp("y0", T.FLOAT, None), inp("y1", T.FLOAT, None)],
     [w("w1", 3, 4, 3, 3), w("b1", 4), w("w2", 4, 2, 3, 3), w("w3", 3, 2, 3, 3)], feeds={"x": xt})
+
+# 9. A PyTorch-style text encoder with a symbolic sequence length besides the batch: token and
+#    position embeddings (Shape → Gather → Range), a padding mask (Equal → Where), single-head
+#    attention (MatMul, Div by sqrt(d), Softmax), LayerNormalization, GELU by Erf, mean pooling
+#    and a Gemm head; int64 token ids.
+D, V, P = 8, 11, 16
+ids = np.array([[3, 5, 7, 1, 0, 0, 0], [2, 9, 4, 4, 6, 8, 0]], dtype=np.int64)
+save("dynamic_seq", [
+    h.make_node("Gather", ["emb", "ids"], ["tok"], axis=0),
+    h.make_node("Shape", ["ids"], ["shp"]),
+    h.make_node("Gather", ["shp", "one"], ["seq"], axis=0),
+    h.make_node("Range", ["zero", "seq", "one"], ["pos_ids"]),
+    h.make_node("Gather", ["pos", "pos_ids"], ["pe"], axis=0),
+    h.make_node("Add", ["tok", "pe"], ["x"]),
+    h.make_node("LayerNormalization", ["x", "ln_g", "ln_b"], ["xn"], axis=-1, epsilon=1e-5),
+    h.make_node("MatMul", ["xn", "wq"], ["q"]),
+    h.make_node("MatMul", ["xn", "wk"], ["k"]),
+    h.make_node("MatMul", ["xn", "wv"], ["v"]),
+    h.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]),
+    h.make_node("MatMul", ["q", "kt"], ["s0"]),
+    h.make_node("Div", ["s0", "sqrt_d"], ["s1"]),
+    h.make_node("Equal", ["ids", "zero"], ["pad"]),
+    h.make_node("Unsqueeze", ["pad", "one_ax"], ["pad3"]),
+    h.make_node("Where", ["pad3", "neg", "s1"], ["s2"]),
+    h.make_node("Softmax", ["s2"], ["att"], axis=-1),
+    h.make_node("MatMul", ["att", "v"], ["ctx"]),
+    h.make_node("Mul", ["ctx", "half_sqrt2"], ["g0"]),
+    h.make_node("Erf", ["g0"], ["g1"]),
+    h.make_node("Add", ["g1", "onef"], ["g2"]),
+    h.make_node("Mul", ["ctx", "g2"], ["g3"]),
+    h.make_node("Mul", ["g3", "halff"], ["gelu"]),
+    h.make_node("ReduceMean", ["gelu", "one_ax"], ["pooled"], keepdims=0),
+    h.make_node("Gemm", ["pooled", "wo", "bo"], ["y"], transB=1),
+], [inp("ids", T.INT64, ["batch", "seq"])], [inp("y", T.FLOAT, None)],
+    [w("emb", V, D), w("pos", P, D), i64("one", 1), i64("zero", 0), i64("one_ax", [1]), w("ln_g", D), w("ln_b", D),
+     w("wq", D, D), w("wk", D, D), w("wv", D, D), f32("sqrt_d", np.sqrt(D)), f32("neg", -1e9),
+     f32("half_sqrt2", 0.70710677), f32("onef", 1.0), f32("halff", 0.5), w("wo", 3, D), w("bo", 3)],
+    opset=18, feeds={"ids": ids})

@@ -23,6 +23,11 @@ pub fn load(path: &Path) -> Result<Model, FrontendError> {
     frontend::load(path, &LoadOptions::default())
 }
 
+/// [`load`] for inputs of known shapes (sizes an ONNX model's symbolic non-batch dimensions).
+pub fn load_for_inputs(path: &Path, input_shapes: &[Vec<usize>]) -> Result<Model, FrontendError> {
+    frontend::load(path, &LoadOptions { input_shapes: Some(input_shapes.to_vec()) })
+}
+
 /// The memory planner the planned executor uses.
 pub fn planner(g: &ir::Graph, input_shapes: &[Vec<usize>]) -> Result<ir::MemoryPlan, String> {
     optimizer::plan_for_shapes(g, input_shapes).map_err(|e| e.to_string())

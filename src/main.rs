@@ -548,14 +548,16 @@ fn run_model(
     naive: bool,
     precision: kerasc::codegen::cuda::Precision,
 ) -> Result<()> {
-    let model = kerasc::load(path)?;
+    let raw: Vec<ir::Tensor> = inputs.iter().map(|p| npy::read(p)).collect::<Result<_, _>>()?;
+    // An ONNX model's symbolic dimensions other than the batch take the inputs' sizes.
+    let shapes: Vec<Vec<usize>> = raw.iter().map(|t| t.shape().to_vec()).collect();
+    let model = kerasc::load_for_inputs(path, &shapes)?;
     let n_out = model.graph.outputs().len();
     if !outputs.is_empty() && outputs.len() != n_out {
         bail!("the model has {n_out} output(s) but {} --output path(s) were given", outputs.len());
     }
     let mut tensors = Vec::new();
-    for (i, p) in inputs.iter().enumerate() {
-        let t = npy::read(p)?;
+    for (i, t) in raw.into_iter().enumerate() {
         let want = model.graph.value(model.graph.inputs().get(i).copied().unwrap_or(ir::ValueId(0))).ty.dtype;
         // Token ids may come as int32 or int64, and float inputs as float64: convert like Keras.
         let t = if t.dtype() != want && (t.dtype().is_float() == want.is_float()) { t.cast(want) } else { t };

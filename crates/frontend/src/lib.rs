@@ -22,16 +22,21 @@ pub struct Model {
 
 /// Options of [`load`].
 #[derive(Debug, Clone, Default)]
-pub struct LoadOptions {}
+pub struct LoadOptions {
+    /// The shapes of the inputs the model will run on (model input order): an ONNX model's
+    /// symbolic dimensions other than the batch (a sequence length) take their sizes from
+    /// them.
+    pub input_shapes: Option<Vec<Vec<usize>>>,
+}
 
 /// Loads a model file, picking the reader from the file's content (HDF5 signature or zip).
-pub fn load(path: &Path, _options: &LoadOptions) -> Result<Model, FrontendError> {
+pub fn load(path: &Path, options: &LoadOptions) -> Result<Model, FrontendError> {
     let bytes = std::fs::read(path)
         .map_err(|e| FrontendError::Io { path: path.display().to_string(), message: e.to_string() })?;
     let origin = path.display().to_string();
     let is_onnx = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
     if is_onnx || (!bytes.starts_with(b"\x89HDF") && !bytes.starts_with(b"PK") && onnx::looks_like_onnx(&bytes)) {
-        return onnx::load_onnx(&bytes, &origin, path.parent());
+        return onnx::load_onnx_with(&bytes, &origin, path.parent(), options.input_shapes.as_deref());
     }
     load_bytes(bytes, &origin)
 }

@@ -361,6 +361,17 @@ pub fn looks_like_onnx(bytes: &[u8]) -> bool {
 
 /// Reads an ONNX model; `dir` is the model's folder, for external data.
 pub fn load_onnx(bytes: &[u8], origin: &str, dir: Option<&Path>) -> Result<Model, FrontendError> {
+    load_onnx_with(bytes, origin, dir, None)
+}
+
+/// [`load_onnx`] with the shapes of the inputs it will run on: symbolic dimensions other than
+/// the batch take their sizes from them.
+pub fn load_onnx_with(
+    bytes: &[u8],
+    origin: &str,
+    dir: Option<&Path>,
+    input_shapes: Option<&[Vec<usize>]>,
+) -> Result<Model, FrontendError> {
     let m = proto::ModelProto::decode(bytes)
         .map_err(|e| ferr(origin, format!("not a valid ONNX model (protobuf: {e}); truncated or corrupt?")))?;
     let graph = m.graph.as_ref().ok_or_else(|| ferr(origin, "the ONNX model has no graph"))?;
@@ -413,7 +424,8 @@ pub fn load_onnx(bytes: &[u8], origin: &str, dir: Option<&Path>) -> Result<Model
         if ctx.lookup(&iname).is_some() {
             continue; // an initializer also listed as an input (IR version < 4)
         }
-        let ty = input_type(vi).map_err(|m| ferr(origin, format!("input '{iname}': {m}")))?;
+        let given = input_shapes.and_then(|s| s.get(input_names.len()));
+        let ty = input_type(vi, given).map_err(|m| ferr(origin, format!("input '{iname}': {m}")))?;
         let batch_axis = ty.shape.dims().iter().position(|d| *d == Dim::Batch);
         let is_bool = ty.dtype == DType::Bool;
         let ty = if is_bool { TensorType::new(DType::F32, ty.shape) } else { ty };
@@ -469,8 +481,9 @@ pub fn load_onnx(bytes: &[u8], origin: &str, dir: Option<&Path>) -> Result<Model
     Ok(Model { graph: ctx.g, info, weight_sources: HashMap::new() })
 }
 
-/// The IR type of a graph input: its element type and shape, a symbolic first axis as the batch.
-fn input_type(vi: &ValueInfoProto) -> Result<TensorType, String> {
+/// The IR type of a graph input: its element type and shape, a symbolic first axis as the batch,
+/// other symbolic axes sized from `given` (the shape of the input it will run on).
+fn input_type(vi: &ValueInfoProto, given: Option<&Vec<usize>>) -> Result<TensorType, String> {
     use proto::type_proto::Value as TV;
     let tt = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(TV::TensorType(t)) => t,
@@ -485,9 +498,12 @@ fn input_type(vi: &ValueInfoProto) -> Result<TensorType, String> {
             Some(DV::DimValue(n)) if *n > 0 && *n <= 1 << 31 => dims.push(Dim::Fixed(*n as usize)),
             Some(DV::DimValue(n)) if *n > 0 => return Err(format!("dimension {n} is too large")),
             _ if i == 0 => dims.push(Dim::Batch),
+            _ if given.and_then(|g| g.get(i)).is_some_and(|&n| n > 0) => {
+                dims.push(Dim::Fixed(given.and_then(|g| g.get(i)).copied().unwrap_or(1)))
+            }
             Some(DV::DimParam(p)) => {
                 return Err(format!(
-                    "symbolic dimension '{p}' at axis {i}: only the first (batch) axis may be symbolic"
+                    "symbolic dimension '{p}' at axis {i}: only the batch may stay symbolic (`kerasc run` sizes the others from its inputs)"
                 ))
             }
             _ => return Err(format!("axis {i} has no size: only the first (batch) axis may be symbolic")),
