@@ -285,6 +285,24 @@ fn hostile_and_unsupported_onnx_files_give_clear_errors() {
         &write(&dir, "dangling.onnx", &model(vec![node("Add", "a", &["x", "ghost"], &["y"])], vec![], 17)),
         &["'ghost'", "nothing defines"],
     );
+    // Fills, tiles and pads to absurd sizes are refused before anything is allocated.
+    let i64t = |name: &str, v: Vec<i64>| TensorProto {
+        name: Some(name.into()),
+        dims: vec![v.len() as i64],
+        data_type: Some(7),
+        int64_data: v,
+        ..Default::default()
+    };
+    let fill = model(
+        vec![node("ConstantOfShape", "fill", &["shape"], &["f"]), node("Add", "add", &["x", "f"], &["y"])],
+        vec![i64t("shape", vec![1 << 40, 1 << 40])],
+        17,
+    );
+    refused(&write(&dir, "fill.onnx", &fill), &["too large"]);
+    let tile = model(vec![node("Tile", "tile", &["x", "reps"], &["y"])], vec![i64t("reps", vec![1, 1 << 40])], 17);
+    refused(&write(&dir, "tile.onnx", &tile), &["tile"]);
+    let pad = model(vec![node("Pad", "pad", &["x", "pads"], &["y"])], vec![i64t("pads", vec![0, 0, 0, 1 << 40])], 17);
+    refused(&write(&dir, "pad.onnx", &pad), &["pad"]);
     // An output nothing computes.
     refused(&write(&dir, "no_output.onnx", &model(vec![relu("x", "z")], vec![], 17)), &["'y'"]);
     // Every unsupported op listed at once, with node names.

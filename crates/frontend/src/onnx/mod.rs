@@ -26,6 +26,10 @@ use proto::{AttributeProto, GraphProto, NodeProto, ValueInfoProto};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+/// Most elements any tensor of an imported model may hold per sample (2^31): a larger shape
+/// is taken as hostile, refused before anything that size is allocated.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
 /// Oldest and newest default-domain opsets accepted.
 pub const OPSETS: (i64, i64) = (11, 21);
 
@@ -270,7 +274,8 @@ impl<'a> Ctx<'a> {
     fn splat(&mut self, value: f64, dtype: DType, shape: &[S]) -> Result<ValueId, String> {
         let fixed: Vec<usize> = shape.iter().map(|s| if let S::N(n) = s { *n as usize } else { 1 }).collect();
         let irt = if dtype == DType::Bool { DType::F32 } else { dtype };
-        let n: usize = fixed.iter().product();
+        let n = fixed.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS);
+        let n = n.ok_or_else(|| format!("a fill of shape {} is too large", eval::show(shape)))?;
         let t = Tensor::from_f32(&fixed, vec![value as f32; n]).map_err(|e| e.to_string())?.cast(irt);
         let name = self.fresh("fill");
         let c = self.g.add_constant(name, t);
@@ -307,6 +312,9 @@ impl<'a> Ctx<'a> {
 
     /// A reshape of `x` to a symbolic target: the one batch-dependent size becomes -1.
     pub fn reshape_to(&mut self, name: &str, x: ValueId, target: &[S]) -> Result<ValueId, String> {
+        if target.iter().any(|s| matches!(s, S::N(n) if *n > MAX_ELEMENTS as f64)) {
+            return Err(format!("a reshape to {} is too large", eval::show(target)));
+        }
         let sym = target.iter().filter(|s| matches!(s, S::B(_))).count();
         if sym > 1 {
             return Err(format!("a reshape to {} has several batch-dependent sizes", eval::show(target)));
@@ -459,6 +467,13 @@ pub fn load_onnx_with(
     }
     ctx.g.set_outputs(outs);
     ctx.g.validate().map_err(|e| ferr(origin, format!("the imported graph is inconsistent: {e}")))?;
+    // No tensor may be absurdly large (huge pads, tiles or fills in a hostile file).
+    for v in ctx.g.values() {
+        let n = v.ty.shape.dims().iter().filter_map(|d| d.fixed()).try_fold(1usize, |a, d| a.checked_mul(d));
+        if n.is_none_or(|n| n > MAX_ELEMENTS) {
+            return Err(ferr(origin, format!("tensor '{}' of shape {} is too large", v.name, v.ty.shape)));
+        }
+    }
     let producer = format!(
         "{} {}",
         m.producer_name.clone().unwrap_or_else(|| "unknown producer".into()),

@@ -296,7 +296,7 @@ pub fn pad(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         None => (0..r).collect(),
     };
     let n = axes.len();
-    if pads.len() != 2 * n || pads.iter().any(|&p| p < 0) {
+    if pads.len() != 2 * n || pads.iter().any(|&p| p < 0 || p > crate::onnx::MAX_ELEMENTS as i64) {
         return Err(format!("pads {pads:?} for {n} axes (negative pads are not supported)"));
     }
     let mut per = vec![(0usize, 0usize); r];
@@ -384,7 +384,7 @@ pub fn resize(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
 pub fn tile(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     let reps = ctx.ints(&ctx.req(node, 1)?, "tile repeats")?;
-    if reps.iter().any(|&r| r < 1) {
+    if reps.iter().any(|&r| r < 1 || r > crate::onnx::MAX_ELEMENTS as i64) {
         return Err(format!("repeats {reps:?}"));
     }
     let xi = ctx.ir(&x)?;
@@ -419,6 +419,9 @@ pub fn expand(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let dtype = ctx.g.value(xi).ty.dtype;
     // Broadcast with a constant holding the fixed sizes, then with the batch.
     let fixed: Vec<usize> = out.iter().map(|d| if let S::N(n) = d { *n as usize } else { 1 }).collect();
+    if fixed.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > crate::onnx::MAX_ELEMENTS) {
+        return Err(format!("expanding to {} is too large", show(&out)));
+    }
     let n = ctx.fresh(name);
     let like = ctx.g.add_constant(n, Tensor::zeros(&fixed).cast(dtype));
     let mut y = ctx.tmp(name, Op::BroadcastTo, &[xi, like])?;
