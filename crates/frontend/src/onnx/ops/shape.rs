@@ -297,7 +297,7 @@ pub fn pad(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     };
     let n = axes.len();
     if pads.len() != 2 * n || pads.iter().any(|&p| p < 0 || p > crate::onnx::MAX_ELEMENTS as i64) {
-        return Err(format!("pads {pads:?} for {n} axes (negative pads are not supported)"));
+        return Err(format!("pads {pads:?} for {n} axes (each must be between 0 and 2^31)"));
     }
     let mut per = vec![(0usize, 0usize); r];
     for (k, &a) in axes.iter().enumerate() {
