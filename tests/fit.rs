@@ -324,6 +324,17 @@ fn losses_and_optimizers_train_like_keras() {
         assert!(r.status.success(), "{name}: {}", String::from_utf8_lossy(&r.stderr));
         let ours = kerasc::load(&out).unwrap();
         let keras = kerasc::load(&dir.join(format!("{name}.trained.h5"))).unwrap();
+        // The optimizer's iteration count as Keras wrote it after training.
+        let iteration = |p: &std::path::Path| -> Option<Vec<u8>> {
+            let f = hdf5_pure::File::from_bytes(std::fs::read(p).unwrap()).ok()?;
+            let g = f.group("optimizer_weights").ok()?.groups().ok()?.into_iter().next()?;
+            f.dataset(&format!("optimizer_weights/{g}/iteration")).ok()?.read_raw().ok()
+        };
+        assert_eq!(
+            iteration(&out),
+            iteration(&dir.join(format!("{name}.trained.h5"))),
+            "{name}: the iteration count differs from Keras's"
+        );
         for (v, t) in ours.graph.constants() {
             let wname = &ours.graph.value(*v).name;
             let want = keras.graph.constants().iter().find(|(c, _)| keras.graph.value(**c).name == *wname).unwrap().1;

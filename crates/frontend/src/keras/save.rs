@@ -56,7 +56,13 @@ fn patch_h5(
         region(at, data.iter().flat_map(|x| x.to_le_bytes()).collect())?;
     }
     if let Some(o) = opt {
-        for group in ["optimizer_weights/sgd", "optimizer_weights/SGD"] {
+        // The optimizer's group (named after it: sgd, adam, rmsprop, ...), where Keras keeps
+        // the iteration count and learning rate.
+        let groups: Vec<String> = match f.group("optimizer_weights").and_then(|g| g.groups()) {
+            Ok(names) => names.into_iter().map(|n| format!("optimizer_weights/{n}")).collect(),
+            Err(_) => Vec::new(),
+        };
+        for group in &groups {
             if let Ok(ds) = f.dataset(&format!("{group}/iteration")) {
                 // int64 under TensorFlow, int32 under JAX (without x64).
                 let four = matches!(ds.layout(), Ok(hdf5_pure::Layout::Contiguous { size: 4, .. }));
