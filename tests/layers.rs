@@ -649,6 +649,23 @@ fn group_and_unit_normalization_and_embedding() {
         }
     }
     assert_close(&run1(&s, x.clone()), &[2, 3, 4], &want, Tolerance::REDUCTION);
+    // LayerNormalization(rms_scaling=True), Keras 3: x · rsqrt(var(x) + ε) · γ, no beta.
+    let s = one_layer(
+        "LayerNormalization",
+        json!({"axis": -1, "epsilon": 1e-3, "rms_scaling": true}),
+        &[3, 4],
+        vec![lw("layer_normalization", "layer", vec![(vec![4], g.clone())])],
+    );
+    let want: Vec<f64> = v
+        .chunks(4)
+        .flat_map(|r| {
+            let m = r.iter().sum::<f64>() / 4.0;
+            let var = r.iter().map(|a| (a - m).powi(2)).sum::<f64>() / 4.0;
+            let g = g.clone();
+            r.iter().enumerate().map(move |(c, a)| a / (var + 1e-3).sqrt() * g[c] as f64).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_close(&run1(&s, x.clone()), &[2, 3, 4], &want, Tolerance::REDUCTION);
     let s = one_layer("UnitNormalization", json!({"axis": -1}), &[3, 4], vec![]);
     let want: Vec<f64> = v
         .chunks(4)

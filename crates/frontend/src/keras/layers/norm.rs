@@ -59,9 +59,7 @@ pub(super) fn layer_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let dims = ctx.dims(x);
     let r = dims.len();
     let axes = cfg_axes(lc.config, "axis", -1, r).ok_or_else(|| ctx.err(lc, "bad axis"))?;
-    if cfg_bool(lc.config, "rms_scaling", false) {
-        return Err(ctx.err(lc, "rms_scaling=True is not supported yet"));
-    }
+    let rms = cfg_bool(lc.config, "rms_scaling", false);
     let mut pshape = vec![1usize; r];
     let mut wshape = Vec::new();
     for &a in &axes {
@@ -70,7 +68,8 @@ pub(super) fn layer_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
         wshape.push(d);
     }
     let scale = cfg_bool(lc.config, "scale", true);
-    let center = cfg_bool(lc.config, "center", true);
+    // With rms_scaling Keras creates no beta.
+    let center = cfg_bool(lc.config, "center", true) && !rms;
     let n = scale as usize + center as usize;
     if lc.weights.len() != n {
         return Err(ctx.werr(lc, format!("expected {n} weight tensors, the file holds {}", lc.weights.len())));
@@ -85,9 +84,24 @@ pub(super) fn layer_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
         t.reshape(&pshape).map_err(|e| ctx.err(lc, e.to_string()))
     };
     let gamma = if scale { get(ctx, 0, "gamma")? } else { Tensor::full(&pshape, 1.0) };
+    let eps = cfg_f32(lc.config, "epsilon", 1e-3);
+    if rms {
+        // Keras 3: x · rsqrt(var(x) + ε) · γ — scaled by the variance, not re-centred.
+        use ir::{BinaryOp, ReduceKind, UnaryOp};
+        let red = |axes: &Vec<usize>| Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keepdims: true };
+        let mean = ctx.node(lc, "mean", red(&axes), &[x])?;
+        let xc = ctx.binary(lc, "centered", BinaryOp::Sub, x, mean)?;
+        let sq = ctx.unary(lc, "squared", UnaryOp::Square, xc)?;
+        let var = ctx.node(lc, "variance", red(&axes), &[sq])?;
+        let e = ctx.konst(lc, "epsilon", Tensor::scalar(eps));
+        let ve = ctx.binary(lc, "var_eps", BinaryOp::Add, var, e)?;
+        let rs = ctx.unary(lc, "rsqrt", UnaryOp::Rsqrt, ve)?;
+        let xs = ctx.binary(lc, "scaled", BinaryOp::Mul, x, rs)?;
+        let gk = ctx.konst(lc, "gamma", gamma);
+        return Ok(vec![ctx.binary(lc, "", BinaryOp::Mul, xs, gk)?]);
+    }
     let beta = if center { get(ctx, scale as usize, "beta")? } else { Tensor::zeros(&pshape) };
     let ins = [x, ctx.konst(lc, "gamma", gamma), ctx.konst(lc, "beta", beta)];
-    let eps = cfg_f32(lc.config, "epsilon", 1e-3);
     Ok(vec![ctx.node(lc, "", Op::LayerNorm { axes, epsilon: eps }, &ins)?])
 }
 
