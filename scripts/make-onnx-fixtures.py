@@ -243,3 +243,22 @@ save("dynamic_seq", [
      w("wq", D, D), w("wk", D, D), w("wv", D, D), f32("sqrt_d", np.sqrt(D)), f32("neg", -1e9),
      f32("half_sqrt2", 0.70710677), f32("onef", 1.0), f32("halff", 0.5), w("wo", 3, D), w("bo", 3)],
     opset=18, feeds={"ids": ids})
+
+# 10. Recurrent ops started from states computed at run time (initial_h / initial_c).
+xs2 = rng.standard_normal((2, 5, 4)).astype(np.float32)
+H2 = 3
+save("rnn_states", [
+    h.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2]),
+    h.make_node("ReduceMean", ["x", "ax1"], ["xm"], keepdims=0),
+    h.make_node("MatMul", ["xm", "wh"], ["h0a"]),
+    h.make_node("Tanh", ["h0a"], ["h0b"]),
+    h.make_node("Unsqueeze", ["h0b", "ax0"], ["h0"]),
+    h.make_node("MatMul", ["xm", "wc"], ["c0a"]),
+    h.make_node("Unsqueeze", ["c0a", "ax0"], ["c0"]),
+    h.make_node("LSTM", ["xt", "lw", "lr", "lb", "", "h0", "c0"], ["ly", "lh", "lc"], hidden_size=H2),
+    h.make_node("GRU", ["xt", "gw", "gr", "", "", "h0"], ["gy"], hidden_size=H2, linear_before_reset=1),
+    h.make_node("Add", ["ly", "gy"], ["y0"]),
+    h.make_node("Concat", ["lh", "lc"], ["y1"], axis=0),
+], [inp("x", T.FLOAT, ["N", 5, 4])], [inp("y0", T.FLOAT, None), inp("y1", T.FLOAT, None)],
+    [i64("ax1", [1]), i64("ax0", [0]), w("wh", 4, H2), w("wc", 4, H2), w("lw", 1, 4 * H2, 4), w("lr", 1, 4 * H2, H2),
+     w("lb", 1, 8 * H2), w("gw", 1, 3 * H2, 4), w("gr", 1, 3 * H2, H2)], opset=18, feeds={"x": xs2})

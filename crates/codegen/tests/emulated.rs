@@ -315,6 +315,16 @@ fn recurrent_layers() {
             let shape = if bias_rows == 2 { vec![2, gates * units] } else { vec![gates * units] };
             ins.push(g.add_constant("b", seq(&shape, 0.5)));
         }
+        // Every other case starts from given states (h, and c for an LSTM).
+        let initial_state = units % 2 == 1 || kind == RnnKind::Lstm;
+        let mut inputs = vec![seq(&[3, 4, 3], 0.29)];
+        if initial_state {
+            let n = if kind == RnnKind::Lstm { 2 } else { 1 };
+            for k in 0..n {
+                ins.push(input(&mut g, &format!("s{k}"), &[units]));
+                inputs.push(seq(&[3, units], 0.11 + k as f32 * 0.2));
+            }
+        }
         let a = RnnAttrs {
             kind,
             units,
@@ -322,10 +332,11 @@ fn recurrent_layers() {
             recurrent_activation: UnaryOp::Sigmoid,
             return_sequences: seqs,
             go_backwards: back,
+            initial_state,
         };
         let outs = g.add_node("rnn", Op::Rnn(a), &ins).unwrap();
         g.set_outputs(outs);
-        check(&g, vec![seq(&[3, 4, 3], 0.29)], &format!("rnn{units}"));
+        check(&g, inputs, &format!("rnn{units}"));
     }
 }
 

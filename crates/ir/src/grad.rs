@@ -531,7 +531,7 @@ impl Builder<'_> {
         use crate::RnnKind;
         let op = nd.op.clone();
         let (x, w, rk) = (nd.inputs[0], nd.inputs[1], nd.inputs[2]);
-        let bias = nd.inputs.get(3).copied();
+        let bias = nd.inputs.get(3).copied().filter(|_| a.has_bias(nd.inputs.len()));
         let xs = self.ty(x).shape;
         let t = xs.dims()[1].fixed().ok_or_else(|| unsupported(&op, " over a symbolic number of steps"))?;
         let u = a.units;
@@ -569,6 +569,13 @@ impl Builder<'_> {
         let zeros = self.g.add_constant(format!("grad/rnn_zeros_{}", self.n), Tensor::zeros(&[1, u]));
         let mut h = self.add(Op::BroadcastTo, &[zeros, like])?;
         let mut c = h;
+        if a.initial_state {
+            let k = nd.inputs.len() - a.n_states();
+            h = nd.inputs[k];
+            if a.kind == RnnKind::Lstm {
+                c = nd.inputs[k + 1];
+            }
+        }
         let mut seq = Vec::with_capacity(t);
         for step in 0..t {
             let ti = if a.go_backwards { t - 1 - step } else { step };

@@ -222,7 +222,14 @@ fn rnn(op: &Op, a: &RnnAttrs, tys: &[TensorType]) -> R {
     if rk != [u, gates * u] {
         return err(op, format!("recurrent kernel {} should be ({u}, {})", tys[2].shape, gates * u));
     }
-    if let Some(b) = tys.get(3) {
+    let st = if a.initial_state { a.n_states() } else { 0 };
+    for s in &tys[tys.len() - st..] {
+        let ok = s.shape.rank() == 2 && s.shape.0[1] == Dim::Fixed(u);
+        if !ok {
+            return err(op, format!("an initial state {} should be (batch, {u})", s.shape));
+        }
+    }
+    if let Some(b) = tys.get(3).filter(|_| a.has_bias(tys.len())) {
         let bs = b.shape.as_fixed().unwrap_or_default();
         let ok = match a.kind {
             RnnKind::Gru { reset_after: true } => bs == [2, 3 * u],
@@ -682,7 +689,8 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             }
         }
         Op::Rnn(a) => {
-            arity(op, tys, 3, 4)?;
+            let st = if a.initial_state { a.n_states() } else { 0 };
+            arity(op, tys, 3 + st, 4 + st)?;
             float_only(op, &tys[0])?;
             rnn(op, a, tys)
         }

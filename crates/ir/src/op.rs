@@ -248,6 +248,25 @@ pub struct RnnAttrs {
     pub recurrent_activation: UnaryOp,
     pub return_sequences: bool,
     pub go_backwards: bool,
+    /// The last inputs are the initial state (`h`, then `c` for an LSTM), each `(N, units)`;
+    /// otherwise the state starts at zero.
+    pub initial_state: bool,
+}
+
+impl RnnAttrs {
+    /// Number of state tensors (`h`, and `c` for an LSTM).
+    pub fn n_states(&self) -> usize {
+        if self.kind == RnnKind::Lstm {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Whether the inputs of a node with `n_inputs` inputs include a bias (input 3).
+    pub fn has_bias(&self, n_inputs: usize) -> bool {
+        n_inputs - if self.initial_state { self.n_states() } else { 0 } > 3
+    }
 }
 
 /// What a fused Conv or MatMul applies to each output element `y`, in this order:

@@ -365,7 +365,7 @@ fn recurrent_layers_through_time() {
         (RnnKind::Gru { reset_after: true }, 3),
         (RnnKind::Gru { reset_after: false }, 3),
     ] {
-        for (seq, back) in [(true, false), (false, true)] {
+        for (seq, back, init) in [(true, false, false), (false, true, false), (true, true, true)] {
             let a = RnnAttrs {
                 kind,
                 units: u,
@@ -373,15 +373,22 @@ fn recurrent_layers_through_time() {
                 recurrent_activation: UnaryOp::Sigmoid,
                 return_sequences: seq,
                 go_backwards: back,
+                initial_state: init,
             };
             let bshape = if kind == (RnnKind::Gru { reset_after: true }) { vec![2, 3 * u] } else { vec![gates * u] };
-            let inputs = vec![
+            let mut inputs = vec![
                 rng.tensor(&[n, t, f], -1.0, 1.0),
                 rng.tensor(&[f, gates * u], -0.8, 0.8),
                 rng.tensor(&[u, gates * u], -0.8, 0.8),
                 rng.tensor(&bshape, -0.5, 0.5),
             ];
-            let name = format!("{kind:?} seq={seq} backwards={back}");
+            if init {
+                // The gradient reaches the initial states too.
+                for _ in 0..a.n_states() {
+                    inputs.push(rng.tensor(&[n, u], -0.9, 0.9));
+                }
+            }
+            let name = format!("{kind:?} seq={seq} backwards={back} initial_state={init}");
             // The loss reads the output and the final state (and the cell state for LSTM).
             check(&name, inputs, move |g, v| {
                 let outs = g.add_node("rnn", Op::Rnn(a.clone()), v).unwrap();

@@ -1444,7 +1444,7 @@ KC_DEV float kc_block_max(float v, float* red) {
             RnnKind::Gru { .. } => 3,
         };
         let gu = gates * u;
-        let has_bias = self.node.inputs.len() > 3;
+        let has_bias = a.has_bias(self.node.inputs.len());
         let reset_after = matches!(a.kind, RnnKind::Gru { reset_after: true });
         let act = |v: &str| expr::unary(a.activation, v);
         let ract = |v: &str| expr::unary(a.recurrent_activation, v);
@@ -1517,6 +1517,14 @@ KC_DEV float kc_block_max(float v, float* red) {
         let c_out =
             if a.kind == RnnKind::Lstm { format!("    out2[(long long)b * {u} + j] = c[j];\n") } else { String::new() };
         let ti = if a.go_backwards { format!("{} - step", t.saturating_sub(1)) } else { "step".into() };
+        let (h0, c0) = if a.initial_state {
+            let k = self.node.inputs.len() - a.n_states();
+            let c0 =
+                if a.kind == RnnKind::Lstm { format!("in{}[(long long)b * {u} + j]", k + 1) } else { "0.f".into() };
+            (format!("in{k}[(long long)b * {u} + j]"), c0)
+        } else {
+            ("0.f".to_string(), "0.f".to_string())
+        };
         let helpers = format!(
             "KC_DEV float kc_dot_x(const float* __restrict__ xr, const float* __restrict__ wcol) {{ float s = 0.f; for (int q = 0; q < {f}; ++q) s += xr[q] * wcol[(long long)q * {gu}]; return s; }}
 KC_DEV float kc_dot_h(const float* h, const float* __restrict__ ucol) {{ float s = 0.f; for (int q = 0; q < {u}; ++q) s += h[q] * ucol[(long long)q * {gu}]; return s; }}
@@ -1527,7 +1535,7 @@ KC_DEV float kc_dot_h(const float* h, const float* __restrict__ ucol) {{ float s
   (void)zs; (void)rh; (void)c; (void)cn;
   const int b = blockIdx.x;
   if (b >= {nb}) return;
-  for (int j = threadIdx.x; j < {u}; j += blockDim.x) {{ h[j] = 0.f; c[j] = 0.f; }}
+  for (int j = threadIdx.x; j < {u}; j += blockDim.x) {{ h[j] = {h0}; c[j] = {c0}; }}
   __syncthreads();
   for (int step = 0; step < {t}; ++step) {{
       const int ti = {ti}; (void)ti;

@@ -10,7 +10,7 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
     let x = f32s(op, inputs[0])?;
     let w = f32s(op, inputs[1])?;
     let rk = f32s(op, inputs[2])?;
-    let bias = match inputs.get(3) {
+    let bias = match inputs.get(3).filter(|_| a.has_bias(inputs.len())) {
         Some(b) => Some(f32s(op, b)?),
         None => None,
     };
@@ -38,6 +38,13 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
     let ract = |v: f32| unary_scalar(a.recurrent_activation, v);
     let mut h = vec![0f32; n * u];
     let mut c = vec![0f32; n * u];
+    if a.initial_state {
+        let k = inputs.len() - a.n_states();
+        h.copy_from_slice(f32s(op, inputs[k])?);
+        if a.kind == RnnKind::Lstm {
+            c.copy_from_slice(f32s(op, inputs[k + 1])?);
+        }
+    }
     let mut hp = vec![0f32; n * gu];
     // Scratch of the reset-before GRU step, allocated once.
     let (mut rh, mut zs, mut cand) = (vec![0f32; n * u], vec![0f32; n * u], vec![0f32; n * u]);
@@ -132,6 +139,7 @@ mod tests {
             recurrent_activation: UnaryOp::Sigmoid,
             return_sequences: true,
             go_backwards: false,
+            initial_state: false,
         };
         let out = rnn(&Op::Rnn(a.clone()), &a, &[&x, &w, &r]).unwrap();
         let h1 = 0.5f32.tanh();
@@ -155,6 +163,7 @@ mod tests {
             recurrent_activation: UnaryOp::Sigmoid,
             return_sequences: false,
             go_backwards: false,
+            initial_state: false,
         };
         let a = mk(true);
         let b = mk(false);

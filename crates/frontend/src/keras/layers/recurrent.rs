@@ -18,7 +18,17 @@ fn unary_act(ctx: &Ctx, lc: &LayerCall, cfg: &Value, key: &str, default: &str) -
 
 /// Lowers one recurrent layer with `cfg` and `weights` on `x`; returns Keras's outputs
 /// (`[y]` or `[y, states...]` with return_state).
-fn lower_rnn(ctx: &mut Ctx, lc: &LayerCall, class: &str, cfg: &Value, weights: &[Tensor], x: ValueId, tag: &str) -> R {
+#[allow(clippy::too_many_arguments)]
+fn lower_rnn(
+    ctx: &mut Ctx,
+    lc: &LayerCall,
+    class: &str,
+    cfg: &Value,
+    weights: &[Tensor],
+    x: ValueId,
+    tag: &str,
+    states: &[ValueId],
+) -> R {
     let units = cfg.get("units").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no units"))? as usize;
     if cfg_bool(cfg, "time_major", false) {
         return Err(ctx.err(lc, "time_major=True is not supported"));
@@ -35,7 +45,11 @@ fn lower_rnn(ctx: &mut Ctx, lc: &LayerCall, class: &str, cfg: &Value, weights: &
         recurrent_activation: unary_act(ctx, lc, cfg, "recurrent_activation", "sigmoid")?,
         return_sequences: cfg_bool(cfg, "return_sequences", false),
         go_backwards: cfg_bool(cfg, "go_backwards", false),
+        initial_state: !states.is_empty(),
     };
+    if !states.is_empty() && states.len() != attrs.n_states() {
+        return Err(ctx.err(lc, format!("{class} takes {} initial state(s), {} given", attrs.n_states(), states.len())));
+    }
     let use_bias = cfg_bool(cfg, "use_bias", true);
     let n = if use_bias { 3 } else { 2 };
     if weights.len() != n {
@@ -46,6 +60,7 @@ fn lower_rnn(ctx: &mut Ctx, lc: &LayerCall, class: &str, cfg: &Value, weights: &
         let what = ["kernel", "recurrent_kernel", "bias"][i];
         ins.push(ctx.konst(lc, &format!("{tag}{what}"), w.cast(ir::DType::F32)));
     }
+    ins.extend_from_slice(states);
     let outs = ctx.nodes(lc, tag.trim_end_matches('/'), Op::Rnn(attrs), &ins)?;
     if cfg_bool(cfg, "return_state", false) {
         Ok(outs)
@@ -54,21 +69,25 @@ fn lower_rnn(ctx: &mut Ctx, lc: &LayerCall, class: &str, cfg: &Value, weights: &
     }
 }
 
-fn no_initial_state(ctx: &Ctx, lc: &LayerCall) -> Result<(), FrontendError> {
-    if lc.inputs.len() > 1 || lc.kw_inputs.iter().any(|(k, _)| k == "initial_state") {
-        return Err(ctx.err(lc, "an initial_state argument is not supported yet"));
+/// The initial states passed to a recurrent layer: extra positional inputs (Keras 2) or the
+/// `initial_state` keyword (Keras 3), in order.
+fn initial_states(ctx: &Ctx, lc: &LayerCall) -> Result<Vec<ValueId>, FrontendError> {
+    if lc.kw_inputs.iter().any(|(k, _)| k != "initial_state") {
+        return Err(ctx.err(lc, "tensor arguments other than initial_state (masks, constants) are not supported"));
     }
-    Ok(())
+    let mut s: Vec<ValueId> = lc.inputs[1..].to_vec();
+    s.extend(lc.kw_inputs.iter().map(|(_, v)| *v));
+    Ok(s)
 }
 
 pub(super) fn rnn(ctx: &mut Ctx, lc: &LayerCall) -> R {
-    no_initial_state(ctx, lc)?;
+    let states = initial_states(ctx, lc)?;
     let w = lc.weights.clone();
-    lower_rnn(ctx, lc, lc.class, lc.config, &w, lc.inputs[0], "")
+    lower_rnn(ctx, lc, lc.class, lc.config, &w, lc.inputs[0], "", &states)
 }
 
 pub(super) fn bidirectional(ctx: &mut Ctx, lc: &LayerCall) -> R {
-    no_initial_state(ctx, lc)?;
+    let states = initial_states(ctx, lc)?;
     let x = lc.inputs[0];
     let inner = lc.config.get("layer").ok_or_else(|| ctx.err(lc, "no wrapped layer"))?;
     let fclass = inner.get("class_name").and_then(Value::as_str).unwrap_or("");
@@ -98,8 +117,10 @@ pub(super) fn bidirectional(ctx: &mut Ctx, lc: &LayerCall) -> R {
     }
     let (wf, wb) = lc.weights.split_at(nf);
     let (wf, wb) = (wf.to_vec(), wb.to_vec());
-    let fo = lower_rnn(ctx, lc, fclass, &fcfg, &wf, x, "forward/")?;
-    let bo = lower_rnn(ctx, lc, &bclass, &bcfg, &wb, x, "backward/")?;
+    // Keras splits the initial states: the first half for the forward layer.
+    let (sf, sb) = states.split_at(states.len() / 2);
+    let fo = lower_rnn(ctx, lc, fclass, &fcfg, &wf, x, "forward/", sf)?;
+    let bo = lower_rnn(ctx, lc, &bclass, &bcfg, &wb, x, "backward/", sb)?;
     let return_sequences = cfg_bool(&fcfg, "return_sequences", false);
     let mut yb = bo[0];
     if return_sequences {

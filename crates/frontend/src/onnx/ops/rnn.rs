@@ -42,14 +42,11 @@ fn reorder(v: &[f32], h: usize, order: &[usize]) -> Vec<f32> {
     order.iter().flat_map(|&ob| v[ob * h..(ob + 1) * h].iter().copied()).collect()
 }
 
-fn zero_state(ctx: &Ctx, v: Option<Val>, what: &str) -> Result<(), String> {
+/// Whether an initial state is all zeros (a zero fill or zero constant).
+fn is_zero_state(ctx: &Ctx, v: &Val) -> bool {
     match v {
-        None => Ok(()),
-        Some(Val::Splat { value, .. }) if value == 0.0 => Ok(()),
-        Some(v) => match ctx.known(&v).map(|k| k.nums(what)) {
-            Some(Ok(n)) if n.iter().all(|&x| x == 0.0) => Ok(()),
-            _ => Err(format!("a nonzero {what} is not supported")),
-        },
+        Val::Splat { value, .. } => *value == 0.0,
+        v => ctx.known(v).and_then(|k| k.nums("a state").ok()).is_some_and(|n| n.iter().all(|&x| x == 0.0)),
     }
 }
 
@@ -79,8 +76,30 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         "GRU" => (RnnKind::Gru { reset_after: attr_i(node, "linear_before_reset", 0) != 0 }, 3, vec![0, 1, 2]),
         _ => (RnnKind::Simple, 1, vec![0]),
     };
-    zero_state(ctx, ctx.input(node, 5), "initial_h")?;
-    zero_state(ctx, ctx.input(node, 6), "initial_c")?;
+    // Initial states: none when absent or all zeros (the IR's default), else inputs.
+    let mut states: Vec<Option<ValueId>> = Vec::new();
+    for i in [5, 6] {
+        let v = ctx.input(node, i);
+        states.push(match v {
+            Some(v) if !is_zero_state(ctx, &v) => Some(ctx.ir(&v)?),
+            _ => None,
+        });
+    }
+    if states.iter().all(Option::is_none) {
+        states.clear();
+    } else if kind == RnnKind::Lstm {
+        // One nonzero: the other as explicit zeros.
+        for (k, i) in [(0usize, 5usize), (1, 6)] {
+            if states[k].is_none() {
+                let z = ctx.input(node, i).unwrap_or(Val::Splat {
+                    value: 0.0,
+                    dtype: ir::DType::F32,
+                    shape: ctx.shape_of(&ctx.req(node, 5 + (1 - k))?),
+                });
+                states[k] = Some(ctx.ir(&z)?);
+            }
+        }
+    }
     if ctx.input(node, 7).is_some() {
         return Err("LSTM peepholes are not supported".into());
     }
@@ -164,6 +183,22 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         if let Some(bt) = bias {
             ins.push(ctx.g.add_constant(format!("{name}/bias{d}"), bt));
         }
+        // Nonzero initial states: direction d's (N, H) slice of each (D, N, H) input.
+        let mut init = Vec::new();
+        for v in states.iter().take(if kind == RnnKind::Lstm { 2 } else { 1 }) {
+            let Some(v) = v else { continue };
+            let s = ctx.tmp(
+                name,
+                Op::Slice { axes: vec![0], starts: vec![d as i64], ends: vec![d as i64 + 1], steps: vec![1] },
+                &[*v],
+            )?;
+            let nm = ctx.fresh(name);
+            init.push(ctx.reshape_to(&nm, s, &[xs[1], S::N(h as f64)])?);
+        }
+        if !init.is_empty() && init.len() != if kind == RnnKind::Lstm { 2 } else { 1 } {
+            return Err("an LSTM needs both initial_h and initial_c, or neither".into());
+        }
+        ins.extend(&init);
         let attrs = RnnAttrs {
             kind,
             units: h,
@@ -171,6 +206,7 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
             recurrent_activation: recurrent,
             return_sequences: true,
             go_backwards: backwards,
+            initial_state: !init.is_empty(),
         };
         let outs = ctx.add_multi(&format!("{name}/dir{d}"), Op::Rnn(attrs), &ins)?;
         // Keras returns a backwards sequence reversed; ONNX keeps time order.

@@ -1,0 +1,43 @@
+//! Keras models written by Keras itself for cases the dev set lacks (`tests/models/extra`, made
+//! by scripts/make-extra-models.py with Keras's outputs): each format through `kerasc run`,
+//! optimized and naive, against Keras.
+
+mod common;
+
+use common::{kerasc, models_dir, tmpdir};
+use kerasc::{ir::Tolerance, npy};
+
+/// An encoder-decoder: LSTM states passed as `initial_state` to a decoder LSTM, a GRU started
+/// from a Dense projection, a Bidirectional LSTM with four initial states.
+#[test]
+fn recurrent_layers_with_initial_states_match_keras() {
+    let dir = models_dir().join("extra");
+    let tmp = tmpdir("extra-seq2seq");
+    let want = npy::read(&dir.join("seq2seq.expected.npy")).unwrap();
+    for ext in ["keras", "h5"] {
+        for naive in [false, true] {
+            let out = tmp.join(format!("{ext}-{naive}.npy"));
+            let m = dir.join(format!("seq2seq.{ext}"));
+            let (i0, i1) = (dir.join("seq2seq.input0.npy"), dir.join("seq2seq.input1.npy"));
+            let mut args = vec![
+                "run",
+                m.to_str().unwrap(),
+                "--input",
+                i0.to_str().unwrap(),
+                "--input",
+                i1.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ];
+            if naive {
+                args.push("--naive");
+            }
+            let r = kerasc(&args);
+            assert!(r.status.success(), "{ext}: {}", String::from_utf8_lossy(&r.stderr));
+            let got = npy::read(&out).unwrap();
+            assert_eq!(got.shape(), want.shape());
+            let c = Tolerance::MODEL.compare(&got.to_f64_vec(), &want.to_f64_vec());
+            assert!(c.passed(), "{ext} (naive={naive}): {c}");
+        }
+    }
+}
