@@ -548,8 +548,15 @@ fn run_model(
     naive: bool,
     precision: kerasc::codegen::cuda::Precision,
 ) -> Result<()> {
-    let raw: Vec<ir::Tensor> = inputs.iter().map(|p| npy::read(p)).collect::<Result<_, _>>()?;
-    // An ONNX model's symbolic dimensions other than the batch take the inputs' sizes.
+    // An ONNX model's symbolic dimensions other than the batch take the inputs' sizes; a
+    // broken model is reported before a broken input.
+    let raw = match inputs.iter().map(|p| npy::read(p)).collect::<Result<Vec<ir::Tensor>, _>>() {
+        Ok(r) => r,
+        Err(e) => {
+            kerasc::load(path)?;
+            return Err(e.into());
+        }
+    };
     let shapes: Vec<Vec<usize>> = raw.iter().map(|t| t.shape().to_vec()).collect();
     let model = kerasc::load_for_inputs(path, &shapes)?;
     let n_out = model.graph.outputs().len();
