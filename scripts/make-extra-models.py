@@ -29,3 +29,23 @@ for k, x in enumerate(xs):
     np.save(f"{OUT}/seq2seq.input{k}.npy", x)
 np.save(f"{OUT}/seq2seq.expected.npy", y)
 print("seq2seq", y.shape)
+
+# MultiHeadAttention with an attention_mask input (padding-style, some rows fully masked) and
+# the causal mask on top.
+keras.utils.set_random_seed(10)
+x_in = keras.Input((5, 8), name="x")
+m_in = keras.Input((5, 5), name="mask", dtype="int32")
+a = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(x_in, x_in, attention_mask=m_in,
+                                                                         use_causal_mask=True)
+b = keras.layers.MultiHeadAttention(num_heads=1, key_dim=3, name="mha2")(a, x_in, attention_mask=m_in)
+m2 = keras.Model([x_in, m_in], keras.layers.Add(name="add")([a, b]), name="mha_mask")
+xm = rng.standard_normal((2, 5, 8)).astype("float32")
+mask = (rng.uniform(size=(2, 5, 5)) > 0.3).astype("int32")
+mask[1, 2, :] = 0  # a query that attends to nothing
+y2 = np.asarray(m2([xm, mask], training=False))
+m2.save(f"{OUT}/mha_mask.keras")
+m2.save(f"{OUT}/mha_mask.h5")
+np.save(f"{OUT}/mha_mask.input0.npy", xm)
+np.save(f"{OUT}/mha_mask.input1.npy", mask)
+np.save(f"{OUT}/mha_mask.expected.npy", y2)
+print("mha_mask", y2.shape)

@@ -11,14 +11,25 @@ use kerasc::{ir::Tolerance, npy};
 /// from a Dense projection, a Bidirectional LSTM with four initial states.
 #[test]
 fn recurrent_layers_with_initial_states_match_keras() {
+    matches_keras("seq2seq");
+}
+
+/// MultiHeadAttention with an `attention_mask` input (one query attending to nothing) and the
+/// causal mask combined with it.
+#[test]
+fn attention_masks_match_keras() {
+    matches_keras("mha_mask");
+}
+
+fn matches_keras(name: &str) {
     let dir = models_dir().join("extra");
-    let tmp = tmpdir("extra-seq2seq");
-    let want = npy::read(&dir.join("seq2seq.expected.npy")).unwrap();
+    let tmp = tmpdir(&format!("extra-{name}"));
+    let want = npy::read(&dir.join(format!("{name}.expected.npy"))).unwrap();
     for ext in ["keras", "h5"] {
         for naive in [false, true] {
             let out = tmp.join(format!("{ext}-{naive}.npy"));
-            let m = dir.join(format!("seq2seq.{ext}"));
-            let (i0, i1) = (dir.join("seq2seq.input0.npy"), dir.join("seq2seq.input1.npy"));
+            let m = dir.join(format!("{name}.{ext}"));
+            let (i0, i1) = (dir.join(format!("{name}.input0.npy")), dir.join(format!("{name}.input1.npy")));
             let mut args = vec![
                 "run",
                 m.to_str().unwrap(),

@@ -33,20 +33,53 @@ fn seq_len(ctx: &Ctx, lc: &LayerCall, v: ValueId) -> Result<usize, FrontendError
     ctx.dims(v).get(1).and_then(|d| d.fixed()).ok_or_else(|| ctx.err(lc, "sequence lengths must be known"))
 }
 
-/// Softmax of attention `scores` over their last axis, after Keras's additive causal mask when
-/// the call asks for one (`query` and `value` give the mask's sizes).
+/// Softmax of attention `scores` over their last axis, masked as Keras does: the attention mask
+/// (`(B, T, S)`, non-zero = attend, given to MultiHeadAttention) and the causal mask combined
+/// by logical and, then `(1 − keep) · −1e9` added to the scores (`query` and `value` give the
+/// causal mask's sizes).
 fn masked_softmax(
     ctx: &mut Ctx,
     lc: &LayerCall,
     scores: ValueId,
     query: ValueId,
     value: ValueId,
+    attention_mask: Option<ValueId>,
 ) -> Result<ValueId, FrontendError> {
     let mut scores = scores;
-    if kw_bool(lc, "use_causal_mask") {
-        let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
-        let m = ctx.konst(lc, "causal_mask", causal_mask(t, s));
-        scores = ctx.binary(lc, "mask", BinaryOp::Add, scores, m)?;
+    let causal = kw_bool(lc, "use_causal_mask");
+    match attention_mask {
+        None if causal => {
+            let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
+            let m = ctx.konst(lc, "causal_mask", causal_mask(t, s));
+            scores = ctx.binary(lc, "mask", BinaryOp::Add, scores, m)?;
+        }
+        None => {}
+        Some(mask) => {
+            // keep ∈ {0, 1}: the mask as float (any non-zero attends), with a heads axis.
+            let mut keep = ctx.node(lc, "mask/float", Op::Cast { to: ir::DType::F32 }, &[mask])?;
+            keep = ctx.unary(lc, "mask/nonzero", UnaryOp::Abs, keep)?;
+            keep = ctx.unary(lc, "mask/sign", UnaryOp::Sign, keep)?;
+            if ctx.rank(scores) == 4 {
+                let d = ctx.dims(mask);
+                let (t, s) = match (d[1].fixed(), d[2].fixed()) {
+                    (Some(t), Some(s)) => (t as i64, s as i64),
+                    _ => return Err(ctx.err(lc, "attention_mask sizes must be known")),
+                };
+                keep = ctx.node(lc, "mask/heads", Op::Reshape { shape: vec![-1, 1, t, s] }, &[keep])?;
+            }
+            if causal {
+                let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
+                let lower = causal_mask(t, s).to_f32_vec().iter().map(|&v| f32::from(v == 0.0)).collect();
+                let c = ctx.konst(
+                    lc,
+                    "causal_keep",
+                    Tensor::from_f32(&[t, s], lower).map_err(|e| ctx.err(lc, e.to_string()))?,
+                );
+                keep = ctx.binary(lc, "mask/and_causal", BinaryOp::Mul, keep, c)?;
+            }
+            let adder = ctx.unary(lc, "mask/adder", UnaryOp::Affine { scale: 1e9, offset: -1e9 }, keep)?;
+            scores = ctx.binary(lc, "mask", BinaryOp::Add, scores, adder)?;
+        }
     }
     let last = ctx.rank(scores) - 1;
     ctx.node(lc, "softmax", Op::Softmax { axes: vec![last] }, &[scores])
@@ -93,8 +126,17 @@ pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let value =
         lc.inputs.get(1).copied().or_else(|| kw_tensor(lc, "value")).ok_or_else(|| ctx.err(lc, "no value input"))?;
     let key = lc.inputs.get(2).copied().or_else(|| kw_tensor(lc, "key")).unwrap_or(value);
-    if kw_tensor(lc, "attention_mask").is_some() || kw_tensor(lc, "query_mask").is_some() {
-        return Err(ctx.err(lc, "attention masks are not supported yet"));
+    if kw_tensor(lc, "query_mask").is_some()
+        || kw_tensor(lc, "value_mask").is_some()
+        || kw_tensor(lc, "key_mask").is_some()
+    {
+        return Err(ctx.err(lc, "query/value/key masks are not supported yet (attention_mask is)"));
+    }
+    let attention_mask = kw_tensor(lc, "attention_mask");
+    if let Some(m) = attention_mask {
+        if ctx.rank(m) != 3 {
+            return Err(ctx.err(lc, "attention_mask must be (batch, query length, key length)"));
+        }
     }
     if ctx.rank(query) != 3 || ctx.rank(value) != 3 || ctx.rank(key) != 3 {
         return Err(ctx.err(lc, "only (batch, sequence, features) inputs are supported"));
@@ -114,7 +156,7 @@ pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let v = project(ctx, lc, "value", value, &mut idx, use_bias, h, vd)?;
     let q = ctx.unary(lc, "scale", UnaryOp::Affine { scale: 1.0 / (kd as f32).sqrt(), offset: 0.0 }, q)?;
     let scores = ctx.node(lc, "scores", Op::MatMul { transpose_a: false, transpose_b: true }, &[q, k])?;
-    let probs = masked_softmax(ctx, lc, scores, query, value)?;
+    let probs = masked_softmax(ctx, lc, scores, query, value, attention_mask)?;
     let o = ctx.node(lc, "attend", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
     let o = ctx.node(lc, "heads_last", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[o])?;
     let o = ctx.node(lc, "merge_heads", Op::Reshape { shape: vec![0, 0, (h * vd) as i64] }, &[o])?;
@@ -180,7 +222,10 @@ pub(super) fn attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
         }
         other => return Err(ctx.err(lc, format!("score_mode '{other}' is not supported"))),
     };
-    let probs = masked_softmax(ctx, lc, scores, q, v)?;
+    if lc.kw_inputs.iter().any(|(k, _)| k == "mask") {
+        return Err(ctx.err(lc, "Attention masks are not supported yet"));
+    }
+    let probs = masked_softmax(ctx, lc, scores, q, v, None)?;
     let y = ctx.node(lc, "", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
     if kw_bool(lc, "return_attention_scores") {
         return Ok(vec![y, probs]);
