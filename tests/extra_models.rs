@@ -52,3 +52,12 @@ fn matches_keras(name: &str) {
         }
     }
 }
+
+/// The attention-mask model once drove the e-graph to 1.8 million nodes (nested bias-adds over
+/// a class equal to its own `x + 0`): the optimizer must stay small and fast on it.
+#[test]
+fn the_optimizer_stays_bounded_on_the_attention_mask_model() {
+    let m = kerasc::load(&models_dir().join("extra/mha_mask.keras")).unwrap();
+    let o = kerasc::optimizer::optimize(&m.graph, &Default::default()).unwrap();
+    assert!(o.report.egraph.nodes < 10_000 && o.report.seconds < 1.0, "{:?}", o.report.egraph);
+}

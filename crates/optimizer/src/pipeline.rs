@@ -163,6 +163,15 @@ pub fn rewrite(g: &Graph, options: &OptimizeOptions) -> Result<Rewritten, OptErr
         .with_time_limit(options.time_limit)
         .run(&rewrites);
     let eg: &TensorEGraph = &runner.egraph;
+    // An e-graph far past the node limit (grown within one iteration) would take longer to
+    // extract from than it could ever save: keep the graph as it was.
+    if eg.total_number_of_nodes() > 2 * options.node_limit {
+        return Err(OptError::Graph(format!(
+            "the e-graph grew to {} nodes (limit {})",
+            eg.total_number_of_nodes(),
+            options.node_limit
+        )));
+    }
     let mut applied: Vec<(String, usize)> = rules::all().iter().map(|r| (r.name.to_string(), 0)).collect();
     for it in &runner.iterations {
         for (rule, n) in &it.applied {

@@ -135,6 +135,11 @@ fn shift_to_bias(eg: &TensorEGraph, id: Id) -> Vec<Build> {
             }
             Op::BiasAdd { axis: a } if *a == axis && weight_only(eg, c[1]) => {
                 for (inner, ic) in ops_in(eg, c[0]) {
+                    // A class equal to its own bias-add (x ≡ x + 0 after neutral-element) would
+                    // otherwise grow sums of sums without end.
+                    if eg.find(ic[0]) == eg.find(c[0]) || eg.find(ic[0]) == eg.find(id) {
+                        continue;
+                    }
                     if matches!(inner, Op::BiasAdd { axis: b } if *b == axis) && weight_only(eg, ic[1]) {
                         let sum = bin(BinaryOp::Add, Build::Class(ic[1]), Build::Class(c[1]));
                         out.push(Build::Op(Op::BiasAdd { axis }, vec![Build::Class(ic[0]), sum]));

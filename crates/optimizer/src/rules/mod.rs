@@ -19,6 +19,10 @@ pub enum Build {
     Weight(Tensor),
 }
 
+/// Most e-nodes a rule application may leave (the runner's own limit applies between
+/// iterations; this one stops a single iteration's growth).
+pub const MAX_NODES_IN_ITERATION: usize = 200_000;
+
 /// A rule's matcher: every equivalent term it can build for the class.
 pub type FindFn = fn(&TensorEGraph, Id) -> Vec<Build>;
 
@@ -56,6 +60,11 @@ impl Applier<TensorLang, TensorAnalysis> for FnRule {
         _ast: Option<&PatternAst<TensorLang>>,
         _rule: Symbol,
     ) -> Vec<Id> {
+        // Egg checks the node limit between iterations only: a rule must not blow an e-graph up
+        // within one.
+        if eg.total_number_of_nodes() > MAX_NODES_IN_ITERATION {
+            return Vec::new();
+        }
         let want = eg[eclass].data.tys.clone();
         let mut changed = Vec::new();
         for b in (self.find)(eg, eclass) {
