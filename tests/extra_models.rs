@@ -29,17 +29,15 @@ fn matches_keras(name: &str) {
         for naive in [false, true] {
             let out = tmp.join(format!("{ext}-{naive}.npy"));
             let m = dir.join(format!("{name}.{ext}"));
-            let (i0, i1) = (dir.join(format!("{name}.input0.npy")), dir.join(format!("{name}.input1.npy")));
-            let mut args = vec![
-                "run",
-                m.to_str().unwrap(),
-                "--input",
-                i0.to_str().unwrap(),
-                "--input",
-                i1.to_str().unwrap(),
-                "--output",
-                out.to_str().unwrap(),
-            ];
+            let inputs: Vec<String> = (0..4)
+                .map(|k| dir.join(format!("{name}.input{k}.npy")))
+                .filter(|p| p.exists())
+                .map(|p| p.to_str().unwrap().to_string())
+                .collect();
+            let mut args = vec!["run", m.to_str().unwrap(), "--output", out.to_str().unwrap()];
+            for i in &inputs {
+                args.extend(["--input", i.as_str()]);
+            }
             if naive {
                 args.push("--naive");
             }
@@ -51,6 +49,25 @@ fn matches_keras(name: &str) {
             assert!(c.passed(), "{ext} (naive={naive}): {c}");
         }
     }
+}
+
+/// Keras's implicit masks: Embedding(mask_zero=True) through Dense and LayerNormalization into
+/// MultiHeadAttention (query and key masks) and GlobalAveragePooling1D (with the mask argument
+/// Keras records, computed by NotEqual/LogicalOr op layers); Masking into a masked mean.
+#[test]
+fn implicit_masks_match_keras() {
+    matches_keras("masked_text");
+    matches_keras("masking_seq");
+}
+
+/// A masked sequence into an LSTM is refused, not run unmasked.
+#[test]
+fn a_masked_sequence_into_an_lstm_is_a_clear_error() {
+    let m = models_dir().join("extra/masked_lstm.keras");
+    let r = kerasc(&["inspect", m.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("'lstm'") && err.contains("masked input"), "{err}");
 }
 
 /// The attention-mask model once drove the e-graph to 1.8 million nodes (nested bias-adds over

@@ -15,6 +15,8 @@ pub struct TensorRef {
 #[derive(Debug, Clone, Default)]
 pub struct Call {
     pub args: Vec<TensorRef>,
+    /// The positional arguments as written (tensors and literals), Keras 3 configs only.
+    pub raw_args: Vec<Value>,
     pub tensor_kwargs: Vec<(String, TensorRef)>,
     pub kwargs: serde_json::Map<String, Value>,
 }
@@ -124,7 +126,12 @@ fn collect_tensors(v: &Value, out: &mut Vec<TensorRef>) {
 fn parse_call_k3(node: &Value) -> Result<Call, String> {
     let mut call = Call::default();
     match node.get("args") {
-        Some(args) => collect_tensors(args, &mut call.args),
+        Some(args) => {
+            collect_tensors(args, &mut call.args);
+            if let Value::Array(a) = args {
+                call.raw_args = a.clone();
+            }
+        }
         None => return Err("inbound node without 'args'".into()),
     }
     if let Some(Value::Object(kw)) = node.get("kwargs") {

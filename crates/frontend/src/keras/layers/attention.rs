@@ -132,10 +132,38 @@ pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     {
         return Err(ctx.err(lc, "query/value/key masks are not supported yet (attention_mask is)"));
     }
-    let attention_mask = kw_tensor(lc, "attention_mask");
+    let mut attention_mask = kw_tensor(lc, "attention_mask");
     if let Some(m) = attention_mask {
         if ctx.rank(m) != 3 {
             return Err(ctx.err(lc, "attention_mask must be (batch, query length, key length)"));
+        }
+    }
+    // Keras's implicit masks (from Embedding(mask_zero=True) or Masking): query (B, T, 1),
+    // value and key (B, 1, S), combined with the explicit mask by logical and.
+    let implicit: Vec<(ValueId, Vec<i64>)> = [(query, vec![0, -1, 1]), (value, vec![0, 1, -1]), (key, vec![0, 1, -1])]
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (v, _))| *i < 2 || *v != value)
+        .filter_map(|(_, (v, shape))| ctx.masks.get(&v).map(|&m| (m, shape)))
+        .collect();
+    for (k, (m, shape)) in implicit.into_iter().enumerate() {
+        let m = ctx.node(lc, &format!("implicit_mask{k}"), Op::Reshape { shape }, &[m])?;
+        attention_mask = Some(match attention_mask {
+            None => m,
+            Some(a) => {
+                let af = ctx.node(lc, &format!("implicit_mask{k}/float"), Op::Cast { to: ir::DType::F32 }, &[a])?;
+                ctx.binary(lc, &format!("implicit_mask{k}/and"), BinaryOp::Mul, af, m)?
+            }
+        });
+    }
+    if let Some(m) = attention_mask {
+        // A (B, T, 1) or (B, 1, S) mask alone: broadcast to (B, T, S).
+        let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
+        let d = ctx.dims(m);
+        if d[1] != ir::Dim::Fixed(t) || d[2] != ir::Dim::Fixed(s) {
+            let ones = ctx.konst(lc, "mask_ones", Tensor::full(&[t, s], 1.0));
+            let mf = ctx.node(lc, "mask_full/float", Op::Cast { to: ir::DType::F32 }, &[m])?;
+            attention_mask = Some(ctx.binary(lc, "mask_full", BinaryOp::Mul, mf, ones)?);
         }
     }
     if ctx.rank(query) != 3 || ctx.rank(value) != 3 || ctx.rank(key) != 3 {

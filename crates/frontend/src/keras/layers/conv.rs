@@ -232,6 +232,25 @@ pub(super) fn global_pool(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let axes: Vec<usize> = if channels_first(lc) { (2..rank).collect() } else { (1..rank - 1).collect() };
     let kind = if lc.class.starts_with("GlobalMax") { ReduceKind::Max } else { ReduceKind::Mean };
     let keepdims = cfg_bool(lc.config, "keepdims", false);
+    // GlobalAveragePooling1D of a masked sequence: the mean over the unmasked steps (Keras).
+    // An explicit `mask` argument (Keras 3 records it) wins over the implicit one.
+    let mask = lc.kw_inputs.iter().find(|(k, _)| k == "mask").map(|(_, v)| *v).or_else(|| ctx.masks.get(&x).copied());
+    if let (Some(m), "GlobalAveragePooling1D" | "GlobalAvgPool1D", 3) = (mask, lc.class, rank) {
+        let m = if ctx.g.value(m).ty.dtype == ir::DType::F32 {
+            m
+        } else {
+            ctx.node(lc, "mask/float", Op::Cast { to: ir::DType::F32 }, &[m])?
+        };
+        let shape = if channels_first(lc) { vec![0, 1, -1] } else { vec![0, -1, 1] };
+        let m = ctx.node(lc, "mask/expand", Op::Reshape { shape }, &[m])?;
+        let xm = ctx.binary(lc, "masked", ir::BinaryOp::Mul, x, m)?;
+        let sum = |ctx: &mut Ctx, v: ValueId, what: &str| {
+            ctx.node(lc, what, Op::Reduce { kind: ReduceKind::Sum, axes: axes.clone(), keepdims }, &[v])
+        };
+        let num = sum(ctx, xm, "masked_sum")?;
+        let den = sum(ctx, m, "mask_count")?;
+        return Ok(vec![ctx.binary(lc, "", ir::BinaryOp::Div, num, den)?]);
+    }
     Ok(vec![ctx.node(lc, "", Op::Reduce { kind, axes, keepdims }, &[x])?])
 }
 

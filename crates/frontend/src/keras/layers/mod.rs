@@ -43,7 +43,12 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "PReLU" => core::prelu,
         "Dropout" | "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D" | "GaussianNoise"
         | "GaussianDropout" | "AlphaDropout" => core::noise,
-        "ActivityRegularization" | "Masking" => core::identity,
+        "ActivityRegularization" => core::identity,
+        // Keras 3 records `keras.ops` calls made on symbolic tensors (mask computations) as
+        // layers named after the op.
+        "NotEqual" | "Equal" | "Greater" | "GreaterEqual" | "Less" | "LessEqual" | "LogicalOr" | "LogicalAnd"
+        | "LogicalNot" | "Any" | "All" => core::keras_op,
+        "Masking" => core::masking,
         "Flatten" => core::flatten,
         "Reshape" => core::reshape,
         "Permute" => core::permute,
@@ -143,6 +148,11 @@ pub(crate) struct Ctx {
     params: HashMap<String, (usize, usize)>,
     pub summaries: Vec<LayerSummary>,
     recorded: std::collections::HashSet<String>,
+    /// Keras's implicit masks: for a value that carries one, its `(batch, time)` keep mask as
+    /// float 0/1 (from Embedding(mask_zero=True) or Masking, propagated as Keras does).
+    pub masks: HashMap<ValueId, ValueId>,
+    /// The masks of the current call's positional inputs (for layers that read them).
+    pub call_masks: Vec<Option<ValueId>>,
 }
 
 impl Ctx {
@@ -159,6 +169,8 @@ impl Ctx {
             params: HashMap::new(),
             summaries: Vec::new(),
             recorded: Default::default(),
+            masks: HashMap::new(),
+            call_masks: Vec::new(),
         }
     }
 
@@ -346,8 +358,91 @@ pub(crate) fn lower_layer(
     if lc.inputs.is_empty() {
         return Err(ctx.err(&lc, "called without inputs"));
     }
-    f(ctx, &lc)
+    let in_masks: Vec<Option<ValueId>> = lc.inputs.iter().map(|v| ctx.masks.get(v).copied()).collect();
+    let masked = in_masks.iter().any(Option::is_some);
+    let class = lc.class;
+    if masked {
+        // Layers whose computation Keras changes for a masked input.
+        let inner = lc.config.get("layer").and_then(|l| l.get("class_name")).and_then(Value::as_str).unwrap_or("");
+        let consumes = match class {
+            "GlobalAveragePooling1D" | "MultiHeadAttention" => false,
+            "TimeDistributed" => !MASK_PASS.contains(&inner),
+            "LSTM"
+            | "GRU"
+            | "SimpleRNN"
+            | "Bidirectional"
+            | "Attention"
+            | "AdditiveAttention"
+            | "Softmax"
+            | "GroupQueryAttention"
+            | "Dot" => true,
+            _ => false,
+        };
+        if consumes {
+            return Err(ctx.err(
+                &lc,
+                "a masked input (from Embedding(mask_zero=True) or Masking) is not supported by this layer yet",
+            ));
+        }
+    }
+    ctx.call_masks = in_masks.clone();
+    let outs = f(ctx, &lc)?;
+    ctx.call_masks.clear();
+    // The output's mask, as Keras computes it.
+    let out_mask = match class {
+        "Embedding" if cfg_bool(lc.config, "mask_zero", false) => {
+            let ids = lc.inputs[0];
+            let f = ctx.node(&lc, "mask/float", Op::Cast { to: ir::DType::F32 }, &[ids])?;
+            let a = ctx.unary(&lc, "mask/abs", UnaryOp::Abs, f)?;
+            Some(ctx.unary(&lc, "mask", UnaryOp::Sign, a)?)
+        }
+        "Masking" => ctx.masks.get(&outs[0]).copied(),
+        "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" | "Concatenate" if masked => {
+            // Logical and of the inputs' masks (an input without one masks nothing).
+            let mut acc: Option<ValueId> = None;
+            for m in in_masks.iter().flatten() {
+                acc = Some(match acc {
+                    None => *m,
+                    Some(a) => ctx.binary(&lc, "mask/and", BinaryOp::Mul, a, *m)?,
+                });
+            }
+            acc
+        }
+        c if MASK_PASS.contains(&c) || c == "MultiHeadAttention" || c == "TimeDistributed" => in_masks[0],
+        _ => None,
+    };
+    if let Some(m) = out_mask {
+        ctx.masks.insert(outs[0], m);
+    }
+    Ok(outs)
 }
+
+/// Layers that pass a mask through unchanged (Keras's `supports_masking` without using it).
+const MASK_PASS: &[&str] = &[
+    "Dense",
+    "EinsumDense",
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "PReLU",
+    "ELU",
+    "ThresholdedReLU",
+    "Dropout",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "ActivityRegularization",
+    "LayerNormalization",
+    "GroupNormalization",
+    "BatchNormalization",
+    "UnitNormalization",
+    "Rescaling",
+    "Normalization",
+    "Identity",
+];
 
 // ---- config helpers -------------------------------------------------------------------------
 
