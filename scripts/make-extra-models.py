@@ -86,8 +86,22 @@ np.save(f"{OUT}/masking_seq.input0.npy", xs4)
 np.save(f"{OUT}/masking_seq.expected.npy", y4)
 print("masking_seq", y4.shape)
 
-# A masked sequence into an LSTM (masked steps skipped): not supported yet, a clear error.
+# Masked sequences into recurrent layers: an LSTM returning sequences (masked steps repeat the
+# previous output), a GRU on its masked output, a Bidirectional LSTM (zeros at masked steps),
+# a SimpleRNN going backwards, all from Embedding(mask_zero=True) with padding at either end.
 keras.utils.set_random_seed(13)
-i5 = keras.Input((4,), dtype="int32", name="ids")
-l5 = keras.layers.LSTM(3, name="lstm")(keras.layers.Embedding(6, 2, mask_zero=True, name="emb")(i5))
-keras.Model(i5, l5, name="masked_lstm").save(f"{OUT}/masked_lstm.keras")
+i5 = keras.Input((7,), dtype="int32", name="ids")
+e5 = keras.layers.Embedding(10, 4, mask_zero=True, name="emb")(i5)
+l5 = keras.layers.LSTM(5, return_sequences=True, name="lstm")(e5)
+g5 = keras.layers.GRU(3, name="gru")(l5)
+b5 = keras.layers.Bidirectional(keras.layers.LSTM(2, return_sequences=True), name="bi")(e5)
+p5 = keras.layers.GlobalAveragePooling1D(name="gap")(b5)
+s5 = keras.layers.SimpleRNN(3, go_backwards=True, name="srnn")(e5)
+m5 = keras.Model(i5, keras.layers.Concatenate(name="cat")([g5, p5, s5]), name="masked_rnn")
+ids5 = np.array([[3, 5, 7, 0, 0, 0, 0], [0, 0, 2, 9, 4, 4, 6], [1, 2, 0, 3, 4, 0, 5]], dtype="int32")
+y5 = np.asarray(m5(ids5, training=False))
+m5.save(f"{OUT}/masked_rnn.keras")
+m5.save(f"{OUT}/masked_rnn.h5")
+np.save(f"{OUT}/masked_rnn.input0.npy", ids5)
+np.save(f"{OUT}/masked_rnn.expected.npy", y5)
+print("masked_rnn", y5.shape)

@@ -315,8 +315,9 @@ fn recurrent_layers() {
             let shape = if bias_rows == 2 { vec![2, gates * units] } else { vec![gates * units] };
             ins.push(g.add_constant("b", seq(&shape, 0.5)));
         }
-        // Every other case starts from given states (h, and c for an LSTM).
+        // Every other case starts from given states (h, and c for an LSTM); some are masked.
         let initial_state = units % 2 == 1 || kind == RnnKind::Lstm;
+        let masked = units != 40;
         let mut inputs = vec![seq(&[3, 4, 3], 0.29)];
         if initial_state {
             let n = if kind == RnnKind::Lstm { 2 } else { 1 };
@@ -324,6 +325,10 @@ fn recurrent_layers() {
                 ins.push(input(&mut g, &format!("s{k}"), &[units]));
                 inputs.push(seq(&[3, units], 0.11 + k as f32 * 0.2));
             }
+        }
+        if masked {
+            ins.push(input(&mut g, "mask", &[4]));
+            inputs.push(Tensor::from_f32(&[3, 4], vec![1., 1., 0., 0., 0., 1., 1., 0., 1., 1., 1., 1.]).unwrap());
         }
         let a = RnnAttrs {
             kind,
@@ -333,6 +338,8 @@ fn recurrent_layers() {
             return_sequences: seqs,
             go_backwards: back,
             initial_state,
+            masked,
+            zero_output_for_mask: masked && back,
         };
         let outs = g.add_node("rnn", Op::Rnn(a), &ins).unwrap();
         g.set_outputs(outs);

@@ -569,16 +569,21 @@ impl Builder<'_> {
         let zeros = self.g.add_constant(format!("grad/rnn_zeros_{}", self.n), Tensor::zeros(&[1, u]));
         let mut h = self.add(Op::BroadcastTo, &[zeros, like])?;
         let mut c = h;
+        let zero_state = h;
         if a.initial_state {
-            let k = nd.inputs.len() - a.n_states();
+            let k = a.state_index(nd.inputs.len());
             h = nd.inputs[k];
             if a.kind == RnnKind::Lstm {
                 c = nd.inputs[k + 1];
             }
         }
+        // With a mask: the output of the last kept step (zeros before the first).
+        let mask = a.masked.then(|| nd.inputs[nd.inputs.len() - 1]);
+        let mut prev_out = zero_state;
         let mut seq = Vec::with_capacity(t);
         for step in 0..t {
             let ti = if a.go_backwards { t - 1 - step } else { step };
+            let (h_old, c_old) = (h, c);
             let xt = self.add(
                 Op::Slice { axes: vec![1], starts: vec![ti as i64], ends: vec![ti as i64 + 1], steps: vec![1] },
                 &[xp],
@@ -649,8 +654,34 @@ impl Builder<'_> {
                     }
                 }
             }
+            let mut out_t = h;
+            if let Some(m) = mask {
+                // keep ∈ {0, 1} per sample: h = h_old + keep·(h_new − h_old), likewise c; the
+                // output is h_new where kept, else the previous output (or zeros).
+                let k = self.add(
+                    Op::Slice { axes: vec![1], starts: vec![ti as i64], ends: vec![ti as i64 + 1], steps: vec![1] },
+                    &[m],
+                )?;
+                let k = self.add(Op::Reshape { shape: vec![-1, 1] }, &[k])?;
+                let blend = |b: &mut Self, new: ValueId, old: ValueId| -> Result<ValueId, IrError> {
+                    let d = b.add(Op::Binary(BinaryOp::Sub), &[new, old])?;
+                    let kd = b.add(Op::Binary(BinaryOp::Mul), &[k, d])?;
+                    b.add(Op::Binary(BinaryOp::Add), &[old, kd])
+                };
+                let h_new = h;
+                out_t = if a.zero_output_for_mask {
+                    self.add(Op::Binary(BinaryOp::Mul), &[k, h_new])?
+                } else {
+                    blend(self, h_new, prev_out)?
+                };
+                h = blend(self, h_new, h_old)?;
+                if a.kind == RnnKind::Lstm {
+                    c = blend(self, c, c_old)?;
+                }
+                prev_out = out_t;
+            }
             if a.return_sequences {
-                seq.push(self.add(Op::Reshape { shape: vec![-1, 1, u as i64] }, &[h])?);
+                seq.push(self.add(Op::Reshape { shape: vec![-1, 1, u as i64] }, &[out_t])?);
             }
         }
         let y = if a.return_sequences {
@@ -659,6 +690,8 @@ impl Builder<'_> {
             } else {
                 self.add(Op::Concat { axis: 1 }, &seq)?
             }
+        } else if a.masked {
+            prev_out
         } else {
             h
         };

@@ -223,7 +223,14 @@ fn rnn(op: &Op, a: &RnnAttrs, tys: &[TensorType]) -> R {
         return err(op, format!("recurrent kernel {} should be ({u}, {})", tys[2].shape, gates * u));
     }
     let st = if a.initial_state { a.n_states() } else { 0 };
-    for s in &tys[tys.len() - st..] {
+    if a.masked {
+        let m = &tys[tys.len() - 1];
+        if m.shape.rank() != 2 || m.shape.0[1] != x.shape.0[1] {
+            return err(op, format!("the mask {} should be (batch, {})", m.shape, x.shape.0[1]));
+        }
+    }
+    let si = a.state_index(tys.len());
+    for s in &tys[si..si + st] {
         let ok = s.shape.rank() == 2 && s.shape.0[1] == Dim::Fixed(u);
         if !ok {
             return err(op, format!("an initial state {} should be (batch, {u})", s.shape));
@@ -689,7 +696,7 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             }
         }
         Op::Rnn(a) => {
-            let st = if a.initial_state { a.n_states() } else { 0 };
+            let st = if a.initial_state { a.n_states() } else { 0 } + usize::from(a.masked);
             arity(op, tys, 3 + st, 4 + st)?;
             float_only(op, &tys[0])?;
             rnn(op, a, tys)

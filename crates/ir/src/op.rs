@@ -251,6 +251,10 @@ pub struct RnnAttrs {
     /// The last inputs are the initial state (`h`, then `c` for an LSTM), each `(N, units)`;
     /// otherwise the state starts at zero.
     pub initial_state: bool,
+    /// A `(N, T)` keep mask (float 0/1) is the very last input: at a masked step the state is
+    /// unchanged and the output is the previous output (zeros with `zero_output_for_mask`).
+    pub masked: bool,
+    pub zero_output_for_mask: bool,
 }
 
 impl RnnAttrs {
@@ -265,7 +269,12 @@ impl RnnAttrs {
 
     /// Whether the inputs of a node with `n_inputs` inputs include a bias (input 3).
     pub fn has_bias(&self, n_inputs: usize) -> bool {
-        n_inputs - if self.initial_state { self.n_states() } else { 0 } > 3
+        n_inputs - if self.initial_state { self.n_states() } else { 0 } - usize::from(self.masked) > 3
+    }
+
+    /// Index of the first initial-state input.
+    pub fn state_index(&self, n_inputs: usize) -> usize {
+        n_inputs - usize::from(self.masked) - if self.initial_state { self.n_states() } else { 0 }
     }
 }
 

@@ -374,6 +374,8 @@ fn recurrent_layers_through_time() {
                 return_sequences: seq,
                 go_backwards: back,
                 initial_state: init,
+                masked: false,
+                zero_output_for_mask: false,
             };
             let bshape = if kind == (RnnKind::Gru { reset_after: true }) { vec![2, 3 * u] } else { vec![gates * u] };
             let mut inputs = vec![
@@ -391,6 +393,53 @@ fn recurrent_layers_through_time() {
             let name = format!("{kind:?} seq={seq} backwards={back} initial_state={init}");
             // The loss reads the output and the final state (and the cell state for LSTM).
             check(&name, inputs, move |g, v| {
+                let outs = g.add_node("rnn", Op::Rnn(a.clone()), v).unwrap();
+                let y = if seq {
+                    g.add("flat", Op::Reshape { shape: vec![-1, (t * u) as i64] }, &[outs[0]]).unwrap()
+                } else {
+                    outs[0]
+                };
+                let mut parts = vec![y, outs[1]];
+                parts.extend(outs.get(2));
+                g.add("all", Op::Concat { axis: 1 }, &parts).unwrap()
+            });
+        }
+    }
+}
+
+/// Masked sequences through time: at a masked step the state holds and the output repeats
+/// (or is zero); the gradient reaches the weights and the input through the kept steps only.
+#[test]
+fn masked_recurrent_layers_through_time() {
+    use ir::{RnnAttrs, RnnKind};
+    let mut rng = Rng(14);
+    let (n, t, f, u) = (3, 5, 2, 2);
+    // Sample 0 keeps every step, sample 1 masks the end, sample 2 masks the start and a middle step.
+    let mask = Tensor::from_f32(&[n, t], vec![1., 1., 1., 1., 1., 1., 1., 1., 0., 0., 0., 1., 0., 1., 1.]).unwrap();
+    for (kind, gates) in [(RnnKind::Lstm, 4), (RnnKind::Gru { reset_after: true }, 3), (RnnKind::Simple, 1)] {
+        for (seq, back, zero) in [(true, false, false), (false, true, false), (true, true, true)] {
+            let a = RnnAttrs {
+                kind,
+                units: u,
+                activation: UnaryOp::Tanh,
+                recurrent_activation: UnaryOp::Sigmoid,
+                return_sequences: seq,
+                go_backwards: back,
+                initial_state: false,
+                masked: true,
+                zero_output_for_mask: zero,
+            };
+            let bshape = if kind == (RnnKind::Gru { reset_after: true }) { vec![2, 3 * u] } else { vec![gates * u] };
+            let inputs = vec![
+                rng.tensor(&[n, t, f], -1.0, 1.0),
+                rng.tensor(&[f, gates * u], -0.8, 0.8),
+                rng.tensor(&[u, gates * u], -0.8, 0.8),
+                rng.tensor(&bshape, -0.5, 0.5),
+                mask.clone(),
+            ];
+            let name = format!("masked {kind:?} seq={seq} backwards={back} zero={zero}");
+            // The mask is data: the gradient is checked for the first four inputs.
+            check_first(&name, inputs, 4, move |g, v| {
                 let outs = g.add_node("rnn", Op::Rnn(a.clone()), v).unwrap();
                 let y = if seq {
                     g.add("flat", Op::Reshape { shape: vec![-1, (t * u) as i64] }, &[outs[0]]).unwrap()

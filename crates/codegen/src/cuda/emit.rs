@@ -1435,8 +1435,9 @@ KC_DEV float kc_block_max(float v, float* red) {
         let x = self.ishape(0).to_vec();
         let (nb, t, f) = (x[0], x[1], x[2]);
         let u = a.units;
-        if u > 2048 || self.ity(0) != DType::F32 {
-            return Err(self.unsupported("float32 recurrent layers of at most 2048 units"));
+        // Seven (units)-long shared arrays must fit in 48 KB of static shared memory.
+        if u > 1536 || self.ity(0) != DType::F32 {
+            return Err(self.unsupported("float32 recurrent layers of at most 1536 units"));
         }
         let gates = match a.kind {
             RnnKind::Simple => 1,
@@ -1507,18 +1508,33 @@ KC_DEV float kc_block_max(float v, float* red) {
                 hh = act(&format!("{} + kc_dot_h(rh, in2 + {} + j)", xw(format!("{} + j", 2 * u)), 2 * u)),
             ),
         };
+        // With a mask: `po` holds the output of the last kept step (zeros before it).
+        let outv = if a.masked { "po" } else { "h" };
+        let commit = if a.masked {
+            let m = self.node.inputs.len() - 1;
+            let masked_out = if a.zero_output_for_mask { "0.f" } else { "po[j]" };
+            format!(
+                "      const float keep = in{m}[(long long)b * {t} + ti];
+      for (int j = threadIdx.x; j < {u}; j += blockDim.x) {{
+        if (keep != 0.f) {{ h[j] = hn[j]; c[j] = cn[j]; po[j] = hn[j]; }} else {{ po[j] = {masked_out}; }}
+      }}
+"
+            )
+        } else {
+            format!("      for (int j = threadIdx.x; j < {u}; j += blockDim.x) {{ h[j] = hn[j]; c[j] = cn[j]; }}\n")
+        };
         let seq_out = if a.return_sequences {
-            format!("      for (int j = threadIdx.x; j < {u}; j += blockDim.x) out0[((long long)b * {t} + step) * {u} + j] = h[j];\n")
+            format!("      for (int j = threadIdx.x; j < {u}; j += blockDim.x) out0[((long long)b * {t} + step) * {u} + j] = {outv}[j];\n")
         } else {
             String::new()
         };
         let last_out =
-            if a.return_sequences { String::new() } else { format!("    out0[(long long)b * {u} + j] = h[j];\n") };
+            if a.return_sequences { String::new() } else { format!("    out0[(long long)b * {u} + j] = {outv}[j];\n") };
         let c_out =
             if a.kind == RnnKind::Lstm { format!("    out2[(long long)b * {u} + j] = c[j];\n") } else { String::new() };
         let ti = if a.go_backwards { format!("{} - step", t.saturating_sub(1)) } else { "step".into() };
         let (h0, c0) = if a.initial_state {
-            let k = self.node.inputs.len() - a.n_states();
+            let k = a.state_index(self.node.inputs.len());
             let c0 =
                 if a.kind == RnnKind::Lstm { format!("in{}[(long long)b * {u} + j]", k + 1) } else { "0.f".into() };
             (format!("in{k}[(long long)b * {u} + j]"), c0)
@@ -1531,17 +1547,16 @@ KC_DEV float kc_dot_h(const float* h, const float* __restrict__ ucol) {{ float s
 "
         );
         let body = format!(
-            "  __shared__ float h[{u}], hn[{u}], c[{u}], cn[{u}], zs[{u}], rh[{u}];
-  (void)zs; (void)rh; (void)c; (void)cn;
+            "  __shared__ float h[{u}], hn[{u}], c[{u}], cn[{u}], zs[{u}], rh[{u}], po[{u}];
+  (void)zs; (void)rh; (void)c; (void)cn; (void)po;
   const int b = blockIdx.x;
   if (b >= {nb}) return;
-  for (int j = threadIdx.x; j < {u}; j += blockDim.x) {{ h[j] = {h0}; c[j] = {c0}; }}
+  for (int j = threadIdx.x; j < {u}; j += blockDim.x) {{ h[j] = {h0}; c[j] = {c0}; po[j] = 0.f; }}
   __syncthreads();
   for (int step = 0; step < {t}; ++step) {{
       const int ti = {ti}; (void)ti;
 {step}      __syncthreads();
-      for (int j = threadIdx.x; j < {u}; j += blockDim.x) {{ h[j] = hn[j]; c[j] = cn[j]; }}
-      __syncthreads();
+{commit}      __syncthreads();
 {seq_out}  }}
   for (int j = threadIdx.x; j < {u}; j += blockDim.x) {{
 {last_out}    out1[(long long)b * {u} + j] = h[j];

@@ -39,7 +39,7 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
     let mut h = vec![0f32; n * u];
     let mut c = vec![0f32; n * u];
     if a.initial_state {
-        let k = inputs.len() - a.n_states();
+        let k = a.state_index(inputs.len());
         h.copy_from_slice(f32s(op, inputs[k])?);
         if a.kind == RnnKind::Lstm {
             c.copy_from_slice(f32s(op, inputs[k + 1])?);
@@ -49,8 +49,16 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
     // Scratch of the reset-before GRU step, allocated once.
     let (mut rh, mut zs, mut cand) = (vec![0f32; n * u], vec![0f32; n * u], vec![0f32; n * u]);
     let mut seq = if a.return_sequences { vec![0f32; n * t * u] } else { Vec::new() };
+    let mask = if a.masked { Some(f32s(op, inputs[inputs.len() - 1])?) } else { None };
+    // With a mask: the previous step's output (zeros before the first) and state.
+    let mut prev_out = vec![0f32; n * u];
+    let (mut h_old, mut c_old) = (Vec::new(), Vec::new());
     for step in 0..t {
         let ti = if a.go_backwards { t - 1 - step } else { step };
+        if mask.is_some() {
+            h_old.clone_from(&h);
+            c_old.clone_from(&c);
+        }
         match a.kind {
             RnnKind::Gru { reset_after: false } => {
                 // z and r use h·U[:, :2u]; the candidate uses (r∘h)·U[:, 2u:].
@@ -107,13 +115,29 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
                 }
             }
         }
-        if a.return_sequences {
+        if let Some(m) = mask {
             for b in 0..n {
-                seq[(b * t + step) * u..(b * t + step + 1) * u].copy_from_slice(&h[b * u..(b + 1) * u]);
+                let row = b * u..(b + 1) * u;
+                if m[b * t + ti] == 0.0 {
+                    h[row.clone()].copy_from_slice(&h_old[row.clone()]);
+                    c[row.clone()].copy_from_slice(&c_old[row.clone()]);
+                    if a.zero_output_for_mask {
+                        prev_out[row].fill(0.0);
+                    }
+                } else {
+                    prev_out[row.clone()].copy_from_slice(&h[row]);
+                }
+            }
+        }
+        if a.return_sequences {
+            let src = if mask.is_some() { &prev_out } else { &h };
+            for b in 0..n {
+                seq[(b * t + step) * u..(b * t + step + 1) * u].copy_from_slice(&src[b * u..(b + 1) * u]);
             }
         }
     }
-    let y = if a.return_sequences { tensor(&[n, t, u], seq)? } else { tensor(&[n, u], h.clone())? };
+    let last = if mask.is_some() { prev_out } else { h.clone() };
+    let y = if a.return_sequences { tensor(&[n, t, u], seq)? } else { tensor(&[n, u], last)? };
     let mut out = vec![y, tensor(&[n, u], h)?];
     if a.kind == RnnKind::Lstm {
         out.push(tensor(&[n, u], c)?);
@@ -140,6 +164,8 @@ mod tests {
             return_sequences: true,
             go_backwards: false,
             initial_state: false,
+            masked: false,
+            zero_output_for_mask: false,
         };
         let out = rnn(&Op::Rnn(a.clone()), &a, &[&x, &w, &r]).unwrap();
         let h1 = 0.5f32.tanh();
@@ -164,6 +190,8 @@ mod tests {
             return_sequences: false,
             go_backwards: false,
             initial_state: false,
+            masked: false,
+            zero_output_for_mask: false,
         };
         let a = mk(true);
         let b = mk(false);

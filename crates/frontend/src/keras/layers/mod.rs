@@ -367,15 +367,7 @@ pub(crate) fn lower_layer(
         let consumes = match class {
             "GlobalAveragePooling1D" | "MultiHeadAttention" => false,
             "TimeDistributed" => !MASK_PASS.contains(&inner),
-            "LSTM"
-            | "GRU"
-            | "SimpleRNN"
-            | "Bidirectional"
-            | "Attention"
-            | "AdditiveAttention"
-            | "Softmax"
-            | "GroupQueryAttention"
-            | "Dot" => true,
+            "Attention" | "AdditiveAttention" | "Softmax" | "GroupQueryAttention" | "Dot" => true,
             _ => false,
         };
         if consumes {
@@ -409,6 +401,17 @@ pub(crate) fn lower_layer(
             acc
         }
         c if MASK_PASS.contains(&c) || c == "MultiHeadAttention" || c == "TimeDistributed" => in_masks[0],
+        // A recurrent layer returning sequences keeps the sequence's mask.
+        "LSTM" | "GRU" | "SimpleRNN" if cfg_bool(lc.config, "return_sequences", false) => in_masks[0],
+        "Bidirectional"
+            if lc
+                .config
+                .get("layer")
+                .and_then(|l| l.get("config"))
+                .is_some_and(|c| cfg_bool(c, "return_sequences", false)) =>
+        {
+            in_masks[0]
+        }
         _ => None,
     };
     if let Some(m) = out_mask {

@@ -28,6 +28,7 @@ fn lower_rnn(
     x: ValueId,
     tag: &str,
     states: &[ValueId],
+    mask: Option<(ValueId, bool)>,
 ) -> R {
     let units = cfg.get("units").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no units"))? as usize;
     if cfg_bool(cfg, "time_major", false) {
@@ -46,6 +47,9 @@ fn lower_rnn(
         return_sequences: cfg_bool(cfg, "return_sequences", false),
         go_backwards: cfg_bool(cfg, "go_backwards", false),
         initial_state: !states.is_empty(),
+        masked: mask.is_some(),
+        zero_output_for_mask: mask.is_some_and(|(_, z)| z)
+            || (mask.is_some() && cfg_bool(cfg, "zero_output_for_mask", false)),
     };
     if !states.is_empty() && states.len() != attrs.n_states() {
         return Err(ctx.err(lc, format!("{class} takes {} initial state(s), {} given", attrs.n_states(), states.len())));
@@ -61,6 +65,9 @@ fn lower_rnn(
         ins.push(ctx.konst(lc, &format!("{tag}{what}"), w.cast(ir::DType::F32)));
     }
     ins.extend_from_slice(states);
+    if let Some((m, _)) = mask {
+        ins.push(m);
+    }
     let outs = ctx.nodes(lc, tag.trim_end_matches('/'), Op::Rnn(attrs), &ins)?;
     if cfg_bool(cfg, "return_state", false) {
         Ok(outs)
@@ -72,22 +79,39 @@ fn lower_rnn(
 /// The initial states passed to a recurrent layer: extra positional inputs (Keras 2) or the
 /// `initial_state` keyword (Keras 3), in order.
 fn initial_states(ctx: &Ctx, lc: &LayerCall) -> Result<Vec<ValueId>, FrontendError> {
-    if lc.kw_inputs.iter().any(|(k, _)| k != "initial_state") {
-        return Err(ctx.err(lc, "tensor arguments other than initial_state (masks, constants) are not supported"));
+    if lc.kw_inputs.iter().any(|(k, _)| k != "initial_state" && k != "mask") {
+        return Err(ctx.err(lc, "tensor arguments other than initial_state and mask (constants) are not supported"));
     }
     let mut s: Vec<ValueId> = lc.inputs[1..].to_vec();
-    s.extend(lc.kw_inputs.iter().map(|(_, v)| *v));
+    s.extend(lc.kw_inputs.iter().filter(|(k, _)| k == "initial_state").map(|(_, v)| *v));
     Ok(s)
+}
+
+/// The sequence's keep mask `(N, T)` as float: the `mask` argument, else Keras's implicit mask.
+fn sequence_mask(ctx: &mut Ctx, lc: &LayerCall) -> Result<Option<ValueId>, FrontendError> {
+    let m = match lc.kw_inputs.iter().find(|(k, _)| k == "mask") {
+        Some((_, v)) => *v,
+        None => match ctx.masks.get(&lc.inputs[0]) {
+            Some(&m) => m,
+            None => return Ok(None),
+        },
+    };
+    if ctx.g.value(m).ty.dtype == ir::DType::F32 {
+        return Ok(Some(m));
+    }
+    Ok(Some(ctx.node(lc, "mask/float", Op::Cast { to: ir::DType::F32 }, &[m])?))
 }
 
 pub(super) fn rnn(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let states = initial_states(ctx, lc)?;
+    let mask = sequence_mask(ctx, lc)?.map(|m| (m, false));
     let w = lc.weights.clone();
-    lower_rnn(ctx, lc, lc.class, lc.config, &w, lc.inputs[0], "", &states)
+    lower_rnn(ctx, lc, lc.class, lc.config, &w, lc.inputs[0], "", &states, mask)
 }
 
 pub(super) fn bidirectional(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let states = initial_states(ctx, lc)?;
+    let mask = sequence_mask(ctx, lc)?;
     let x = lc.inputs[0];
     let inner = lc.config.get("layer").ok_or_else(|| ctx.err(lc, "no wrapped layer"))?;
     let fclass = inner.get("class_name").and_then(Value::as_str).unwrap_or("");
@@ -119,8 +143,10 @@ pub(super) fn bidirectional(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let (wf, wb) = (wf.to_vec(), wb.to_vec());
     // Keras splits the initial states: the first half for the forward layer.
     let (sf, sb) = states.split_at(states.len() / 2);
-    let fo = lower_rnn(ctx, lc, fclass, &fcfg, &wf, x, "forward/", sf)?;
-    let bo = lower_rnn(ctx, lc, &bclass, &bcfg, &wb, x, "backward/", sb)?;
+    // Keras's Bidirectional zeroes masked outputs when returning sequences.
+    let zero = cfg_bool(&fcfg, "return_sequences", false);
+    let fo = lower_rnn(ctx, lc, fclass, &fcfg, &wf, x, "forward/", sf, mask.map(|m| (m, zero)))?;
+    let bo = lower_rnn(ctx, lc, &bclass, &bcfg, &wb, x, "backward/", sb, mask.map(|m| (m, zero)))?;
     let return_sequences = cfg_bool(&fcfg, "return_sequences", false);
     let mut yb = bo[0];
     if return_sequences {

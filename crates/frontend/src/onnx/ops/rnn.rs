@@ -207,6 +207,8 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
             return_sequences: true,
             go_backwards: backwards,
             initial_state: !init.is_empty(),
+            masked: false,
+            zero_output_for_mask: false,
         };
         let outs = ctx.add_multi(&format!("{name}/dir{d}"), Op::Rnn(attrs), &ins)?;
         // Keras returns a backwards sequence reversed; ONNX keeps time order.
