@@ -146,17 +146,29 @@ impl Builder<'_> {
                 let data_dims = fixed_dims(&self.ty(x(0)).shape, "an embedding table")?;
                 vec![Some(self.add(Op::GatherGrad { axis: *axis, data_dims }, &[x(1), dy])?), None]
             }
-            Op::Slice { axes, starts, ends, steps } if steps.iter().all(|&s| s == 1) => {
-                // The gradient of a unit-step slice is the slice padded back with zeros.
+            Op::Slice { axes, starts, ends, steps } if steps.iter().all(|&s| s == 1 || s == -1) => {
+                // A unit-step slice's gradient is dy padded back with zeros; a reversing one
+                // (step −1) first reverses dy along that axis.
                 let xs = self.ty(x(0)).shape;
                 let mut pads = vec![(0usize, 0usize); xs.rank()];
+                let mut g = dy;
                 for (k, &a) in axes.iter().enumerate() {
                     let n = xs.dims()[a].fixed().ok_or_else(|| unsupported(&op, " along a symbolic axis"))?;
-                    let (b, e) = crate::slice_bounds(n, starts[k], ends[k], 1);
-                    let (b, e) = (b.max(0) as usize, (e.max(b)) as usize);
-                    pads[a] = (b, n.saturating_sub(e));
+                    let (b, e) = crate::slice_bounds(n, starts[k], ends[k], steps[k]);
+                    // The covered range [lo, hi).
+                    let (lo, hi) = if steps[k] == 1 {
+                        (b.max(0) as usize, e.max(b) as usize)
+                    } else {
+                        ((e + 1).max(0) as usize, (b + 1).max(e + 1) as usize)
+                    };
+                    pads[a] = (lo, n.saturating_sub(hi));
+                    if steps[k] == -1 && hi > lo {
+                        let rev =
+                            Op::Slice { axes: vec![a], starts: vec![-1], ends: vec![i64::MIN / 2], steps: vec![-1] };
+                        g = self.add(rev, &[g])?;
+                    }
                 }
-                vec![Some(self.add(Op::Pad { pads, value: 0.0 }, &[dy])?)]
+                vec![Some(self.add(Op::Pad { pads, value: 0.0 }, &[g])?)]
             }
             Op::BatchNorm { axis, epsilon } => {
                 // Inference arithmetic with fixed statistics (a frozen or inference-mode layer):

@@ -453,3 +453,20 @@ fn masked_recurrent_layers_through_time() {
         }
     }
 }
+
+#[test]
+fn reversing_slices() {
+    let mut rng = Rng(15);
+    let x = rng.tensor(&[2, 5, 3], -1.0, 1.0);
+    // Whole-axis reverse (Bidirectional's), and a reversed middle span.
+    check(
+        "reverse",
+        vec![x.clone()],
+        op1(Op::Slice { axes: vec![1], starts: vec![-1], ends: vec![i64::MIN], steps: vec![-1] }),
+    );
+    check(
+        "reverse_span",
+        vec![x],
+        op1(Op::Slice { axes: vec![1, 2], starts: vec![3, 0], ends: vec![0, 2], steps: vec![-1, 1] }),
+    );
+}
