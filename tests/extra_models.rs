@@ -58,6 +58,8 @@ fn matches_keras(name: &str) {
 fn implicit_masks_match_keras() {
     matches_keras("masked_text");
     matches_keras("masking_seq");
+    // Luong Attention: value mask on the scores, query mask on the outputs, causal mask.
+    matches_keras("masked_attention");
 }
 
 /// Masked sequences into recurrent layers (Embedding(mask_zero=True), padding at either end and

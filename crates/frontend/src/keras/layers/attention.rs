@@ -250,11 +250,26 @@ pub(super) fn attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
         }
         other => return Err(ctx.err(lc, format!("score_mode '{other}' is not supported"))),
     };
-    if lc.kw_inputs.iter().any(|(k, _)| k == "mask") {
-        return Err(ctx.err(lc, "Attention masks are not supported yet"));
+    // Masks: [query_mask, value_mask] given, else the inputs' implicit masks.
+    let given: Vec<ValueId> = lc.kw_inputs.iter().filter(|(k, _)| k == "mask").map(|(_, v)| *v).collect();
+    let (q_mask, v_mask) = match given.len() {
+        0 => (ctx.masks.get(&q).copied(), ctx.masks.get(&v).copied()),
+        2 => (Some(given[0]), Some(given[1])),
+        _ => return Err(ctx.err(lc, "a mask argument other than [query_mask, value_mask] is not supported")),
+    };
+    let scores_mask = match v_mask {
+        // Keras subtracts 1e9 from the scores of masked values: (B, Tv) → (B, 1, Tv).
+        Some(m) => Some(ctx.node(lc, "value_mask", Op::Reshape { shape: vec![0, 1, -1] }, &[m])?),
+        None => None,
+    };
+    let probs = masked_softmax(ctx, lc, scores, q, v, scores_mask)?;
+    let mut y = ctx.node(lc, "attend", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
+    if let Some(m) = q_mask {
+        // Outputs of masked queries are zero.
+        let mf = ctx.node(lc, "query_mask/float", Op::Cast { to: ir::DType::F32 }, &[m])?;
+        let me = ctx.node(lc, "query_mask", Op::Reshape { shape: vec![0, -1, 1] }, &[mf])?;
+        y = ctx.binary(lc, "", BinaryOp::Mul, y, me)?;
     }
-    let probs = masked_softmax(ctx, lc, scores, q, v, None)?;
-    let y = ctx.node(lc, "", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
     if kw_bool(lc, "return_attention_scores") {
         return Ok(vec![y, probs]);
     }

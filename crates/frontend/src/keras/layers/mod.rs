@@ -48,6 +48,7 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         // layers named after the op.
         "NotEqual" | "Equal" | "Greater" | "GreaterEqual" | "Less" | "LessEqual" | "LogicalOr" | "LogicalAnd"
         | "LogicalNot" | "Any" | "All" => core::keras_op,
+        "ConvertToTensor" => core::identity,
         "Masking" => core::masking,
         "Flatten" => core::flatten,
         "Reshape" => core::reshape,
@@ -367,7 +368,7 @@ pub(crate) fn lower_layer(
         let consumes = match class {
             "GlobalAveragePooling1D" | "MultiHeadAttention" => false,
             "TimeDistributed" => !MASK_PASS.contains(&inner),
-            "Attention" | "AdditiveAttention" | "Softmax" | "GroupQueryAttention" | "Dot" => true,
+            "AdditiveAttention" | "Softmax" | "GroupQueryAttention" | "Dot" => true,
             _ => false,
         };
         if consumes {
@@ -400,7 +401,9 @@ pub(crate) fn lower_layer(
             }
             acc
         }
-        c if MASK_PASS.contains(&c) || c == "MultiHeadAttention" || c == "TimeDistributed" => in_masks[0],
+        c if MASK_PASS.contains(&c) || c == "MultiHeadAttention" || c == "TimeDistributed" || c == "Attention" => {
+            in_masks[0]
+        }
         // A recurrent layer returning sequences keeps the sequence's mask.
         "LSTM" | "GRU" | "SimpleRNN" if cfg_bool(lc.config, "return_sequences", false) => in_masks[0],
         "Bidirectional"
