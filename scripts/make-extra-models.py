@@ -119,3 +119,53 @@ m6.save(f"{OUT}/masked_attention.h5")
 np.save(f"{OUT}/masked_attention.input0.npy", ids6)
 np.save(f"{OUT}/masked_attention.expected.npy", y6)
 print("masked_attention", y6.shape)
+
+# keras.ops calls recorded as layers of a functional model (arithmetic with Python numbers and
+# constant tensors, reductions, indexing, shape ops, einsum, where/take/split/stack, nn ops) and
+# EinsumDense layers; every piece is flattened into one output.
+keras.utils.set_random_seed(15)
+from keras import ops
+x7 = keras.Input((6, 8), name="x")
+ids7 = keras.Input((3,), dtype="int32", name="ids")
+h = (x7 / 4.0 + 1.0) * 0.5
+h = 1.0 - h
+pieces = []
+ed = keras.layers.EinsumDense("abc,cd->abd", output_shape=(6, 5), bias_axes="d", activation="relu", name="ed1")(h)
+ed2 = keras.layers.EinsumDense("abc,cde->abde", output_shape=(6, 2, 3), bias_axes="de", name="ed2")(x7)
+ed3 = keras.layers.EinsumDense("abc,cd->ad", output_shape=(4,), bias_axes=None, name="ed3")(x7)
+pieces += [ed, ed2, ed3]
+scores = ops.einsum("bij,bkj->bik", ed, ed) / ops.sqrt(5.0)
+causal = ops.convert_to_tensor(np.tril(np.ones((6, 6), dtype="float32")))
+scores = ops.where(causal > 0, scores, -np.inf)
+att = ops.softmax(scores, axis=-1)
+pieces += [att, ops.matmul(att, ed), ops.log_softmax(ed, axis=1)]
+pieces += [h[:, -1], h[..., :3], h[:, None, ::2, 1], h[:, ::-1, 2:5:2], ops.squeeze(h[:, :1], 1)]
+pieces += [ops.mean(h, axis=1, keepdims=True), ops.sum(h, axis=[1, 2]), ops.max(x7, axis=-1), ops.min(x7, axis=1),
+           ops.var(x7, axis=-1), ops.std(x7, axis=1), ops.prod(h[:, :2, :3], axis=1)]
+pieces += [ops.take(x7, ids7, axis=1), ops.stack([ed3, ed3 * 2.0], axis=1), ops.split(x7, 2, axis=-1)[1],
+           ops.split(x7, [1, 4], axis=1)[2], ops.transpose(x7, (0, 2, 1)), ops.swapaxes(ed2, 2, 3),
+           ops.moveaxis(ed2, 1, 3), ops.tile(ed3[:, None], (1, 2, 1)), ops.repeat(ed3, 2, axis=1),
+           ops.flip(x7, axis=1), ops.expand_dims(ed3, -1), ops.reshape(x7, (-1, 4, 12))]
+pieces += [ops.clip(x7, -0.5, 0.7), ops.maximum(x7, 0.1), ops.minimum(x7, ed3[:, :1, None]), x7 ** 2,
+           ops.abs(x7) ** 0.5, -x7, x7 // 0.5, x7 % 0.75, ops.log1p(ops.abs(x7)), ops.expm1(x7),
+           ops.exp(-ops.square(x7)), ops.log(ops.abs(x7) + 1e-3), ops.rsqrt(ops.abs(x7) + 1.0), ops.erf(x7),
+           ops.sign(x7), ops.floor(x7 * 3.0), ops.ceil(x7 * 3.0), ops.sin(x7), ops.cos(x7), ops.tanh(x7),
+           ops.reciprocal(ops.abs(x7) + 1.0)]
+pieces += [ops.relu(x7), ops.relu6(x7 * 8.0), ops.sigmoid(x7), ops.silu(x7), ops.gelu(x7), ops.gelu(x7, approximate=False),
+           ops.leaky_relu(x7, 0.1), ops.elu(x7), ops.selu(x7), ops.softplus(x7), ops.softsign(x7),
+           ops.hard_sigmoid(x7), ops.hard_silu(x7), ops.log_sigmoid(x7)]
+pieces += [ops.cast(ops.cast(x7 * 3.0, "int32"), "float32"), ops.zeros_like(x7) + ops.ones_like(x7),
+           ops.cast(ops.logical_and(x7 > 0, x7 < 0.5), "float32"), ops.cast(ops.not_equal(x7, x7[:, :1]), "float32"),
+           ops.cast(ops.any(x7 > 1.0, axis=-1), "float32"), ops.dot(x7, ops.ones((8, 2)) * 0.5),
+           ops.concatenate([x7, ed], axis=-1), ops.where(x7 > 0, x7, 0.5 * x7)]
+flat = [keras.layers.Flatten(name=f"flat{k}")(p) if len(p.shape) > 2 else
+        (p if len(p.shape) == 2 else keras.layers.Reshape((1,), name=f"col{k}")(p)) for k, p in enumerate(pieces)]
+m7 = keras.Model([x7, ids7], ops.concatenate(flat, axis=-1), name="ops_model")
+xs7 = [rng.standard_normal((2, 6, 8)).astype("float32"), np.array([[0, 5, 2], [3, 3, 1]], dtype="int32")]
+y7 = np.asarray(m7(xs7, training=False))
+m7.save(f"{OUT}/ops_model.keras")
+m7.save(f"{OUT}/ops_model.h5")
+for k, x in enumerate(xs7):
+    np.save(f"{OUT}/ops_model.input{k}.npy", x)
+np.save(f"{OUT}/ops_model.expected.npy", y7)
+print("ops_model", y7.shape)

@@ -78,3 +78,11 @@ fn the_optimizer_stays_bounded_on_the_attention_mask_model() {
     let o = kerasc::optimizer::optimize(&m.graph, &Default::default()).unwrap();
     assert!(o.report.egraph.nodes < 10_000 && o.report.seconds < 1.0, "{:?}", o.report.egraph);
 }
+
+/// `keras.ops` calls recorded as layers (arithmetic with numbers and constant tensors, `where`
+/// with -inf, reductions, indexing, split/stack/take, shape ops, einsum, nn functions, casts) and
+/// EinsumDense layers, in a model Keras wrote (.keras, and .h5, which drops the ops' module).
+#[test]
+fn keras_ops_layers_and_einsum_dense_match_keras() {
+    matches_keras("ops_model");
+}

@@ -378,6 +378,24 @@ fn dev_models_whole_plans() {
     }
 }
 
+/// The models Keras wrote for cases the dev set lacks (`tests/models/extra`: `keras.ops` layers
+/// and EinsumDense, masked recurrent layers, attention masks, initial states), optimized.
+#[test]
+fn extra_models_whole_plans() {
+    for name in ["ops_model", "masked_rnn", "mha_mask", "seq2seq"] {
+        let dir = common::models_dir().join("extra");
+        let model = frontend::load(&dir.join(format!("{name}.keras")), &frontend::LoadOptions::default()).unwrap();
+        let opt = optimizer::optimize(&model.graph, &optimizer::OptimizeOptions::default()).unwrap().graph;
+        let mut xs = Vec::new();
+        for (k, &v) in opt.inputs().iter().enumerate() {
+            let x = npy_f32_or_int(&std::fs::read(dir.join(format!("{name}.input{k}.npy"))).unwrap());
+            let want = opt.value(v).ty.dtype;
+            xs.push(if x.dtype() != want { x.cast(want) } else { x });
+        }
+        check(&opt, xs, name);
+    }
+}
+
 /// A minimal .npy reader for the committed inputs (little-endian f4, i4 or i8, C order).
 fn npy_f32_or_int(b: &[u8]) -> Tensor {
     let hl = u16::from_le_bytes([b[8], b[9]]) as usize;

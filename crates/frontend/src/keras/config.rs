@@ -199,10 +199,12 @@ pub fn parse_model(v: &Value, keras2: bool) -> Result<ModelSpec, String> {
             .or_else(|| lcfg.get("name").and_then(Value::as_str))
             .ok_or_else(|| format!("a {lclass} layer has no name"))?
             .to_string();
-        let base = snake_case(&lclass);
-        let n = counters.entry(base.clone()).or_insert(0);
-        let archive_key = if *n == 0 { base.clone() } else { format!("{base}_{n}") };
-        *n += 1;
+        let module = l
+            .get("registered_name")
+            .and_then(Value::as_str)
+            .filter(|r| r.contains('>'))
+            .or_else(|| l.get("module").and_then(Value::as_str))
+            .map(str::to_string);
         let mut calls = Vec::new();
         if let Some(Value::Array(nodes)) = l.get("inbound_nodes") {
             for node in nodes {
@@ -210,13 +212,19 @@ pub fn parse_model(v: &Value, keras2: bool) -> Result<ModelSpec, String> {
                 calls.push(call.map_err(|e| format!("layer '{lname}': {e}"))?);
             }
         }
+        // Keras 3's legacy .h5 drops the module of `keras.ops` entries.
+        let module = module.or_else(|| legacy_op_entry(&lclass, &lcfg, calls.first()).then(|| "keras.src.ops".into()));
+        // `keras.ops` entries are operations, not layers: the weights file does not count them.
+        let archive_key = if is_ops_module(module.as_deref()) {
+            snake_case(&lclass)
+        } else {
+            let base = snake_case(&lclass);
+            let n = counters.entry(base.clone()).or_insert(0);
+            let key = if *n == 0 { base.clone() } else { format!("{base}_{n}") };
+            *n += 1;
+            key
+        };
         let model = if is_model_class(&lclass) { Some(Box::new(parse_model(l, keras2)?)) } else { None };
-        let module = l
-            .get("registered_name")
-            .and_then(Value::as_str)
-            .filter(|r| r.contains('>'))
-            .or_else(|| l.get("module").and_then(Value::as_str))
-            .map(str::to_string);
         layers.push(LayerSpec { class: lclass, name: lname, config: lcfg, calls, archive_key, model, module });
     }
     Ok(ModelSpec {
@@ -231,6 +239,32 @@ pub fn parse_model(v: &Value, keras2: bool) -> Result<ModelSpec, String> {
             .cloned()
             .or_else(|| v.get("build_config").and_then(|b| b.get("input_shape")).cloned()),
     })
+}
+
+/// Whether a layer entry's module is one of Keras 3's op modules (`keras.src.ops.numpy`, ...):
+/// a `keras.ops` call recorded in a functional model.
+pub fn is_ops_module(module: Option<&str>) -> bool {
+    module.is_some_and(|m| m.starts_with("keras.src.ops") || m.starts_with("keras.ops"))
+}
+
+/// Whether an entry without a module (Keras 3's legacy .h5) is a `keras.ops` call: its config
+/// has no `trainable` (every layer's has), and its class is an op's — for names shared with
+/// layers, called the way ops are (`Add` on two arguments rather than a list, `Reshape` to a
+/// `newshape`).
+fn legacy_op_entry(class: &str, config: &Value, call: Option<&Call>) -> bool {
+    if !config.is_object() || config.get("trainable").is_some() || class == "InputLayer" || is_model_class(class) {
+        return false;
+    }
+    if !super::layers::is_op_class(class) {
+        return false;
+    }
+    if !super::layers::is_layer_class(class) {
+        return true;
+    }
+    match class {
+        "Reshape" => config.get("newshape").is_some(),
+        _ => call.and_then(|c| c.raw_args.first()).is_some_and(|a| !a.is_array()),
+    }
 }
 
 /// Model classes that nest as layers.

@@ -78,7 +78,60 @@ impl ModelInfo {
 
 fn parse_json(text: &str, origin: &str, what: &str) -> Result<Value, FrontendError> {
     serde_json::from_str(text)
+        .or_else(|e| match python_json(text) {
+            Some(fixed) => serde_json::from_str(&fixed).map_err(|_| e),
+            None => Err(e),
+        })
         .map_err(|e| FrontendError::Config { file: origin.into(), message: format!("{what} is not valid JSON: {e}") })
+}
+
+/// Python's `json.dumps` writes `NaN`, `Infinity` and `-Infinity` (a constant of `-inf` in a
+/// `keras.ops.where`, say): as standard JSON, the infinities become ±f64::MAX (infinite once
+/// narrowed to float32) and NaN becomes null. `None` when the text has none of them.
+fn python_json(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 64);
+    let (mut in_str, mut esc, mut changed) = (false, false, false);
+    let mut i = 0;
+    let mut last = 0;
+    while i < b.len() {
+        let c = b[i];
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        let rest = &b[i..];
+        let rep = if c == b'"' {
+            in_str = true;
+            None
+        } else if rest.starts_with(b"-Infinity") {
+            Some((9, "-1.7976931348623157e308"))
+        } else if rest.starts_with(b"Infinity") {
+            Some((8, "1.7976931348623157e308"))
+        } else if rest.starts_with(b"NaN") {
+            Some((3, "null"))
+        } else {
+            None
+        };
+        match rep {
+            Some((n, r)) => {
+                out.push_str(&text[last..i]);
+                out.push_str(r);
+                i += n;
+                last = i;
+                changed = true;
+            }
+            None => i += 1,
+        }
+    }
+    out.push_str(&text[last..]);
+    changed.then_some(out)
 }
 
 /// Reads a legacy HDF5 model (Keras 2 or Keras 3).

@@ -34,6 +34,27 @@ pub(super) fn dense(ctx: &mut Ctx, lc: &LayerCall) -> R {
     Ok(vec![layer_activation(ctx, lc, y)?])
 }
 
+/// EinsumDense: `einsum(equation, x, kernel)`, plus a bias over `bias_axes`, then the activation.
+pub(super) fn einsum_dense(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let eq = lc.config.get("equation").and_then(Value::as_str).ok_or_else(|| ctx.err(lc, "no 'equation'"))?;
+    if lc.config.get("lora_rank").is_some_and(|v| !v.is_null()) {
+        return Err(ctx.err(lc, "EinsumDense with LoRA weights is not supported"));
+    }
+    let bias = lc.config.get("bias_axes").and_then(Value::as_str).is_some_and(|b| !b.is_empty());
+    expect_weights(ctx, lc, if bias { 2 } else { 1 })?;
+    let k = weight(ctx, lc, 0, "kernel", None)?;
+    let kv = ctx.konst(lc, "kernel", k);
+    let mut y = super::ops::einsum(ctx, lc, eq, &[x, kv])?;
+    if bias {
+        // Keras stores the bias with the output's trailing dims (1 where an axis has no bias).
+        let b = weight(ctx, lc, 1, "bias", None)?;
+        let bv = ctx.konst(lc, "bias", b);
+        y = ctx.binary(lc, "bias", BinaryOp::Add, y, bv)?;
+    }
+    Ok(vec![layer_activation(ctx, lc, y)?])
+}
+
 pub(super) fn activation_layer(ctx: &mut Ctx, lc: &LayerCall) -> R {
     Ok(vec![layer_activation(ctx, lc, lc.inputs[0])?])
 }
@@ -305,92 +326,5 @@ pub(super) fn masking(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let y = ctx.binary(lc, "", BinaryOp::Mul, x, keep)?;
     let bt = ctx.node(lc, "mask", Op::Reshape { shape: vec![0, -1] }, &[keep])?;
     ctx.masks.insert(y, bt);
-    Ok(vec![y])
-}
-
-/// The `i`th positional argument of a Keras-ops layer: a tensor, or a number made a constant.
-fn op_arg(ctx: &mut Ctx, lc: &LayerCall, i: usize) -> Result<ValueId, FrontendError> {
-    let raw = lc.call.map(|c| c.raw_args.clone()).unwrap_or_default();
-    let mut tensor_index = 0;
-    for (k, a) in raw.iter().enumerate() {
-        let is_tensor = a.get("class_name").and_then(Value::as_str) == Some("__keras_tensor__");
-        if k == i {
-            return if is_tensor {
-                lc.inputs.get(tensor_index).copied().ok_or_else(|| ctx.err(lc, "missing tensor argument"))
-            } else {
-                let v = a
-                    .as_f64()
-                    .or_else(|| a.as_bool().map(f64::from))
-                    .ok_or_else(|| ctx.err(lc, format!("argument {i} is not a number")))?;
-                Ok(ctx.konst(lc, &format!("arg{i}"), Tensor::scalar(v as f32)))
-            };
-        }
-        if is_tensor {
-            tensor_index += 1;
-        }
-    }
-    lc.inputs.get(i).copied().ok_or_else(|| ctx.err(lc, format!("no argument {i}")))
-}
-
-/// As f32 (booleans as 0/1).
-fn as_f32(ctx: &mut Ctx, lc: &LayerCall, v: ValueId, what: &str) -> Result<ValueId, FrontendError> {
-    if ctx.g.value(v).ty.dtype == DType::F32 {
-        return Ok(v);
-    }
-    ctx.node(lc, what, Op::Cast { to: DType::F32 }, &[v])
-}
-
-/// Comparisons and logic from `keras.ops` (NotEqual, LogicalOr, Any, ...) as arithmetic on
-/// float 0/1: `a != b` is `|sign(a − b)|`.
-pub(super) fn keras_op(ctx: &mut Ctx, lc: &LayerCall) -> R {
-    let a = op_arg(ctx, lc, 0)?;
-    let a = as_f32(ctx, lc, a, "a")?;
-    let not = UnaryOp::Affine { scale: -1.0, offset: 1.0 };
-    let y = match lc.class {
-        "LogicalNot" => ctx.unary(lc, "", not, a)?,
-        "Any" | "All" => {
-            let r = ctx.rank(a);
-            let axes: Vec<usize> = match lc.config.get("axis").or_else(|| lc.call.and_then(|c| c.kwargs.get("axis"))) {
-                Some(Value::Number(n)) => {
-                    let ax = n.as_i64().unwrap_or(-1);
-                    vec![if ax < 0 { (ax + r as i64) as usize } else { ax as usize }]
-                }
-                _ => (0..r).collect(),
-            };
-            let keepdims = cfg_bool(lc.config, "keepdims", false)
-                || lc.call.and_then(|c| c.kwargs.get("keepdims")).and_then(Value::as_bool).unwrap_or(false);
-            let s = ctx.unary(lc, "nonzero", UnaryOp::Abs, a)?;
-            let s = ctx.unary(lc, "nonzero_sign", UnaryOp::Sign, s)?;
-            let kind = if lc.class == "Any" { ReduceKind::Max } else { ReduceKind::Min };
-            ctx.node(lc, "", Op::Reduce { kind, axes, keepdims }, &[s])?
-        }
-        _ => {
-            let b = op_arg(ctx, lc, 1)?;
-            let b = as_f32(ctx, lc, b, "b")?;
-            match lc.class {
-                "LogicalOr" => ctx.binary(lc, "", BinaryOp::Max, a, b)?,
-                "LogicalAnd" => ctx.binary(lc, "", BinaryOp::Mul, a, b)?,
-                _ => {
-                    // d > 0 exactly when the relation holds.
-                    let (x, y) = if matches!(lc.class, "Less" | "GreaterEqual") { (b, a) } else { (a, b) };
-                    let d = ctx.binary(lc, "diff", BinaryOp::Sub, x, y)?;
-                    let s = ctx.unary(lc, "sign", UnaryOp::Sign, d)?;
-                    match lc.class {
-                        "Greater" | "Less" => ctx.unary(lc, "", UnaryOp::Relu, s)?,
-                        "NotEqual" => ctx.unary(lc, "", UnaryOp::Abs, s)?,
-                        "Equal" => {
-                            let m = ctx.unary(lc, "abs", UnaryOp::Abs, s)?;
-                            ctx.unary(lc, "", not, m)?
-                        }
-                        // a >= b: not (a < b); a <= b: not (a > b).
-                        _ => {
-                            let gt = ctx.unary(lc, "strict", UnaryOp::Relu, s)?;
-                            ctx.unary(lc, "", not, gt)?
-                        }
-                    }
-                }
-            }
-        }
-    };
     Ok(vec![y])
 }

@@ -4,10 +4,11 @@ mod attention;
 mod conv;
 mod core;
 mod norm;
+mod ops;
 mod recurrent;
 
 use super::build::keras_shape;
-use super::config::{Call, LayerSpec};
+use super::config::{is_ops_module, Call, LayerSpec};
 use super::weights::PathLink;
 use super::{LayerSummary, WeightStore};
 use crate::FrontendError;
@@ -37,18 +38,13 @@ pub(crate) struct LayerCall<'a> {
 pub(crate) fn registry(class: &str) -> Option<LowerFn> {
     Some(match class {
         "Dense" => core::dense,
-        "EinsumDense" => return None,
+        "EinsumDense" => core::einsum_dense,
         "Activation" => core::activation_layer,
         "ReLU" | "LeakyReLU" | "ELU" | "ThresholdedReLU" | "Softmax" => core::activation_class,
         "PReLU" => core::prelu,
         "Dropout" | "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D" | "GaussianNoise"
         | "GaussianDropout" | "AlphaDropout" => core::noise,
         "ActivityRegularization" => core::identity,
-        // Keras 3 records `keras.ops` calls made on symbolic tensors (mask computations) as
-        // layers named after the op.
-        "NotEqual" | "Equal" | "Greater" | "GreaterEqual" | "Less" | "LessEqual" | "LogicalOr" | "LogicalAnd"
-        | "LogicalNot" | "Any" | "All" => core::keras_op,
-        "ConvertToTensor" => core::identity,
         "Masking" => core::masking,
         "Flatten" => core::flatten,
         "Reshape" => core::reshape,
@@ -100,6 +96,27 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
     })
 }
 
+/// The lowering of a layer entry: Keras 3 records `keras.ops` calls made on symbolic tensors
+/// (`x + 1`, `ops.mean`, `x[:, 0]`) as entries of an ops module, whose class names overlap the
+/// layers' (`Add`, `Reshape`, `Softmax`).
+pub(crate) fn lowering(class: &str, module: Option<&str>) -> Option<LowerFn> {
+    if is_ops_module(module) {
+        ops::registry(class)
+    } else {
+        registry(class)
+    }
+}
+
+/// Whether `keras.ops` has a supported op of this class name.
+pub(crate) fn is_op_class(class: &str) -> bool {
+    ops::registry(class).is_some()
+}
+
+/// Whether a layer of this class name is supported.
+pub(crate) fn is_layer_class(class: &str) -> bool {
+    registry(class).is_some()
+}
+
 /// Records every reason a layer (and any layer it wraps) cannot be loaded.
 pub(crate) fn check_layer(class: &str, name: &str, config: &Value, module: Option<&str>, out: &mut Vec<String>) {
     if class == "InputLayer" {
@@ -109,7 +126,11 @@ pub(crate) fn check_layer(class: &str, name: &str, config: &Value, module: Optio
         out.push(format!("{class} '{name}' holds Python code that cannot be loaded outside Python"));
         return;
     }
-    if registry(class).is_none() {
+    if lowering(class, module).is_none() {
+        if is_ops_module(module) {
+            out.push(format!("keras.ops.{} '{name}' is not supported", super::config::snake_case(class)));
+            return;
+        }
         let custom_module =
             module.is_some_and(|m| m.contains('>') || !(m.starts_with("keras") || m.starts_with("tf_keras")));
         if class.contains('>') || custom_module {
@@ -338,7 +359,8 @@ pub(crate) fn lower_layer(
     inputs: Vec<ValueId>,
     kw_inputs: Vec<(String, ValueId)>,
 ) -> Result<Vec<ValueId>, FrontendError> {
-    let f = registry(&l.class).ok_or_else(|| FrontendError::Unsupported {
+    let is_op = is_ops_module(l.module.as_deref());
+    let f = lowering(&l.class, l.module.as_deref()).ok_or_else(|| FrontendError::Unsupported {
         file: ctx.origin.clone(),
         layers: vec![format!("{} '{}' is not supported", l.class, l.name)],
     })?;
@@ -360,7 +382,7 @@ pub(crate) fn lower_layer(
         return Err(ctx.err(&lc, "called without inputs"));
     }
     let in_masks: Vec<Option<ValueId>> = lc.inputs.iter().map(|v| ctx.masks.get(v).copied()).collect();
-    let masked = in_masks.iter().any(Option::is_some);
+    let masked = !is_op && in_masks.iter().any(Option::is_some);
     let class = lc.class;
     if masked {
         // Layers whose computation Keras changes for a masked input.
@@ -383,6 +405,8 @@ pub(crate) fn lower_layer(
     ctx.call_masks.clear();
     // The output's mask, as Keras computes it.
     let out_mask = match class {
+        // Keras does not carry masks through `keras.ops` calls.
+        _ if is_op => None,
         "Embedding" if cfg_bool(lc.config, "mask_zero", false) => {
             let ids = lc.inputs[0];
             let f = ctx.node(&lc, "mask/float", Op::Cast { to: ir::DType::F32 }, &[ids])?;
