@@ -22,10 +22,14 @@ fn attention_masks_match_keras() {
 }
 
 fn matches_keras(name: &str) {
+    matches_keras_in(name, &["keras", "h5"]);
+}
+
+fn matches_keras_in(name: &str, exts: &[&str]) {
     let dir = models_dir().join("extra");
     let tmp = tmpdir(&format!("extra-{name}"));
     let want = npy::read(&dir.join(format!("{name}.expected.npy"))).unwrap();
-    for ext in ["keras", "h5"] {
+    for &ext in exts {
         for naive in [false, true] {
             let out = tmp.join(format!("{ext}-{naive}.npy"));
             let m = dir.join(format!("{name}.{ext}"));
@@ -85,4 +89,13 @@ fn the_optimizer_stays_bounded_on_the_attention_mask_model() {
 #[test]
 fn keras_ops_layers_and_einsum_dense_match_keras() {
     matches_keras("ops_model");
+}
+
+/// Keras 2's TensorFlow calls on symbolic tensors (`TFOpLambda`, `SlicingOpLambda`: operators with
+/// numbers, tf.math/tf.nn functions, reductions, reshapes, concat/stack/split/tile/gather, casts,
+/// where, matmul with a constant, slicing with steps, negative indices and new axes), in a model
+/// tf-keras wrote.
+#[test]
+fn keras2_tensorflow_op_layers_match_keras() {
+    matches_keras_in("tf_ops", &["k2.h5"]);
 }

@@ -206,10 +206,28 @@ pub fn parse_model(v: &Value, keras2: bool) -> Result<ModelSpec, String> {
             .or_else(|| l.get("module").and_then(Value::as_str))
             .map(str::to_string);
         let mut calls = Vec::new();
-        if let Some(Value::Array(nodes)) = l.get("inbound_nodes") {
+        let tf_op = lclass == "TFOpLambda" || lclass == "SlicingOpLambda";
+        if let Some(Value::Array(nodes)) = l.get("inbound_nodes").filter(|_| !tf_op) {
             for node in nodes {
                 let call = if node.is_object() { parse_call_k3(node) } else { parse_call_k2(node) };
                 calls.push(call.map_err(|e| format!("layer '{lname}': {e}"))?);
+            }
+        }
+        // Keras 2's TensorFlow function calls, as the `keras.ops` entries Keras 3 would write.
+        let (mut lclass, mut lcfg, mut module) = (lclass, lcfg, module);
+        if lclass == "TFOpLambda" || lclass == "SlicingOpLambda" {
+            calls.clear();
+            let function = lcfg.get("function").and_then(Value::as_str).unwrap_or("").to_string();
+            let nodes = l.get("inbound_nodes").and_then(Value::as_array).cloned().unwrap_or_default();
+            let t: Option<Vec<(String, Value, Value)>> =
+                nodes.iter().map(|n| super::tf_op::translate(&function, n)).collect();
+            if let Some((class, mut cfg, _)) = t.as_ref().and_then(|t| t.first()).cloned() {
+                for (_, _, node) in t.iter().flatten() {
+                    calls.push(parse_call_k3(node).map_err(|e| format!("layer '{lname}': {e}"))?);
+                }
+                cfg["name"] = Value::String(lname.clone());
+                cfg["function"] = Value::String(function);
+                (lclass, lcfg, module) = (class, cfg, Some("keras.src.ops".into()));
             }
         }
         // Keras 3's legacy .h5 drops the module of `keras.ops` entries.

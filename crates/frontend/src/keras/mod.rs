@@ -6,6 +6,7 @@ pub mod config;
 pub mod h5;
 pub mod layers;
 pub mod save;
+mod tf_op;
 mod weights;
 
 use crate::{FrontendError, Model};

@@ -122,7 +122,12 @@ pub(crate) fn check_layer(class: &str, name: &str, config: &Value, module: Optio
     if class == "InputLayer" {
         return;
     }
-    if class == "Lambda" || class == "TFOpLambda" || class == "SlicingOpLambda" {
+    if class == "TFOpLambda" || class == "SlicingOpLambda" {
+        let f = config.get("function").and_then(Value::as_str).unwrap_or("?");
+        out.push(format!("{class} '{name}' calls tf.{f}, which is not supported"));
+        return;
+    }
+    if class == "Lambda" {
         out.push(format!("{class} '{name}' holds Python code that cannot be loaded outside Python"));
         return;
     }
