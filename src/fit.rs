@@ -64,7 +64,7 @@ pub struct FitOptions {
     pub abort_after_steps: Option<usize>,
     /// Run each step's forward and backward pass on this GPU (the optimizer updates on the
     /// host); `None`: the CPU.
-    pub cuda: Option<crate::runtime::training::CudaTarget>,
+    pub cuda: Option<crate::runtime::cuda::CudaOptions>,
 }
 
 /// What Keras's `history.history` holds (`loss`, each metric, their `val_` forms, per epoch),

@@ -28,11 +28,6 @@ pub fn load_for_inputs(path: &Path, input_shapes: &[Vec<usize>]) -> Result<Model
     frontend::load(path, &LoadOptions { input_shapes: Some(input_shapes.to_vec()) })
 }
 
-/// The memory planner the planned executor uses.
-pub fn planner(g: &ir::Graph, input_shapes: &[Vec<usize>]) -> Result<ir::MemoryPlan, String> {
-    optimizer::plan_for_shapes(g, input_shapes).map_err(|e| e.to_string())
-}
-
 /// Optimizes a graph and binds it to a device, ready to run from one arena.
 pub fn compile(
     graph: &ir::Graph,
@@ -40,13 +35,8 @@ pub fn compile(
     session: SessionOptions,
 ) -> Result<(PlannedSession, OptimizeReport), CompileError> {
     let opt = optimizer::optimize(graph, options)?;
-    let s = PlannedSession::new(opt.graph, session, planner)?;
+    let s = PlannedSession::new(opt.graph, session)?;
     Ok((s, opt.report))
-}
-
-/// The naive memory layout (one buffer per tensor), for the naive plan on a GPU.
-pub fn naive_planner(g: &ir::Graph, input_shapes: &[Vec<usize>]) -> Result<ir::MemoryPlan, String> {
-    optimizer::naive_plan_for_shapes(g, input_shapes).map_err(|e| e.to_string())
 }
 
 /// How to build an [`Executor`].
@@ -92,17 +82,15 @@ impl Executor {
         };
         let exec = match (options.device, options.naive) {
             (Device::Cpu, true) => Executor::CpuNaive(Session::new(g, cpu)?),
-            (Device::Cpu, false) => Executor::Cpu(PlannedSession::new(g, cpu, planner)?),
+            (Device::Cpu, false) => Executor::Cpu(PlannedSession::new(g, cpu)?),
             (Device::Cuda(ordinal), naive) => {
                 let cuda = runtime::cuda::CudaOptions {
-                    ordinal,
-                    cache_dir: options.ptx_cache.clone(),
-                    nvrtc_dirs: runtime::cuda::default_nvrtc_dirs(),
                     cuda_graph: !naive,
                     precision: options.precision,
+                    layout: if naive { runtime::Layout::Naive } else { runtime::Layout::Planned },
+                    ..runtime::cuda::CudaOptions::new(ordinal, options.ptx_cache.clone())
                 };
-                let p: runtime::Planner = if naive { naive_planner } else { planner };
-                Executor::Cuda(Box::new(runtime::cuda::CudaSession::new(g, p, cuda)?))
+                Executor::Cuda(Box::new(runtime::cuda::CudaSession::new(g, cuda)?))
             }
         };
         Ok((exec, report))

@@ -303,16 +303,7 @@ fn run(cli: Cli) -> Result<()> {
             // Like `run`: the requested device, else the lowest visible GPU, else the CPU.
             let cuda = match pick_device(device.as_deref(), false)? {
                 Device::Cpu => None,
-                Device::Cuda(ordinal) => Some(kerasc::runtime::training::CudaTarget {
-                    options: kerasc::runtime::cuda::CudaOptions {
-                        ordinal,
-                        cache_dir: ptx_cache_dir(),
-                        nvrtc_dirs: kerasc::runtime::cuda::default_nvrtc_dirs(),
-                        cuda_graph: true,
-                        precision: Default::default(),
-                    },
-                    planner: kerasc::planner,
-                }),
+                Device::Cuda(ordinal) => Some(kerasc::runtime::cuda::CudaOptions::new(ordinal, ptx_cache_dir())),
             };
             let m = kerasc::load(&model)?;
             let opts = kerasc::fit::FitOptions {

@@ -127,16 +127,7 @@ fn fit_on_the_gpu_matches_keras() {
             checkpoint: None,
             resume: false,
             abort_after_steps: None,
-            cuda: Some(kerasc::runtime::training::CudaTarget {
-                options: kerasc::runtime::cuda::CudaOptions {
-                    ordinal,
-                    cache_dir: std::env::temp_dir().join("kerasc-test-ptx"),
-                    nvrtc_dirs: kerasc::runtime::cuda::default_nvrtc_dirs(),
-                    cuda_graph: true,
-                    precision: Default::default(),
-                },
-                planner: kerasc::planner,
-            }),
+            cuda: Some(kerasc::runtime::cuda::CudaOptions::new(ordinal, std::env::temp_dir().join("kerasc-test-ptx"))),
         };
         if let Err(e) = kerasc::fit::fit(&model, &source, &opts) {
             failures.push(format!("{name}: {e}"));

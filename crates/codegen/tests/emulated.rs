@@ -22,10 +22,6 @@ fn input(g: &mut Graph, name: &str, dims: &[usize]) -> ValueId {
     g.add_input(name, TensorType::new(DType::F32, Shape(d)))
 }
 
-fn planner(g: &Graph, shapes: &[Vec<usize>]) -> Result<ir::MemoryPlan, String> {
-    optimizer::plan_for_shapes(g, shapes).map_err(|e| e.to_string())
-}
-
 fn compare(tag: &str, what: &str, g: &Graph, got: &[Tensor], want: &[Tensor]) {
     for (k, (a, b)) in got.iter().zip(want).enumerate() {
         assert_eq!(a.shape(), b.shape(), "{tag} ({what}): output {k}");
@@ -49,14 +45,8 @@ fn check(g: &Graph, inputs: Vec<Tensor>, tag: &str) {
     }
     match runtime::Device::Cuda(0).ensure_available() {
         Ok(_) => {
-            let opts = runtime::cuda::CudaOptions {
-                ordinal: 0,
-                cache_dir: std::env::temp_dir().join("kerasc-test-ptx"),
-                nvrtc_dirs: runtime::cuda::default_nvrtc_dirs(),
-                cuda_graph: true,
-                precision: Default::default(),
-            };
-            let s = runtime::cuda::CudaSession::new(g.clone(), planner, opts).unwrap();
+            let opts = runtime::cuda::CudaOptions::new(0, std::env::temp_dir().join("kerasc-test-ptx"));
+            let s = runtime::cuda::CudaSession::new(g.clone(), opts).unwrap();
             for run in 0..2 {
                 let got = s.run(&inputs).unwrap_or_else(|e| panic!("{tag} on the GPU: {e}"));
                 compare(tag, &format!("GPU run {run}"), g, &got, &want);

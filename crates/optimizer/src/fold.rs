@@ -1,4 +1,5 @@
-//! Constant folding: every node whose operands are all weights is evaluated once, on the CPU.
+//! Constant folding: every node whose operands are all weights is evaluated once, by the ops'
+//! reference evaluator (the `kernels` crate).
 
 use crate::copy::{live_nodes, Copier};
 use crate::OptError;
@@ -18,13 +19,12 @@ pub fn fold_constants(g: &Graph) -> Result<(Graph, usize), OptError> {
             node.outputs.iter().all(|&o| g.value(o).ty.shape.num_elements().is_some_and(|n| n <= MAX_FOLDED_ELEMENTS));
         let consts: Option<Vec<_>> = ins.iter().map(|&v| c.constant(v)).collect();
         if let (Some(consts), true, false) = (consts, small, ins.is_empty()) {
-            if let Ok(outs) = runtime::cpu::run_op(&node.op, &consts) {
-                for (&o, t) in node.outputs.iter().zip(outs) {
-                    c.set_constant(o, t);
-                }
-                folded += 1;
-                continue;
+            let outs = kernels::run_op(&node.op, &consts).map_err(|e| OptError::Fold(e.at(&node.name)))?;
+            for (&o, t) in node.outputs.iter().zip(outs) {
+                c.set_constant(o, t);
             }
+            folded += 1;
+            continue;
         }
         let outs = c.dst.add_node(node.name.clone(), node.op.clone(), &ins)?;
         for (&o, n) in node.outputs.iter().zip(outs) {

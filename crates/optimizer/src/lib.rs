@@ -23,4 +23,7 @@ pub enum OptError {
     Graph(String),
     #[error("pass '{pass}' produced an invalid graph: {message}")]
     Pass { pass: String, message: String },
+    /// Evaluating a node whose operands are all constants failed (the error names the node).
+    #[error("constant folding: {0}")]
+    Fold(kernels::KernelError),
 }

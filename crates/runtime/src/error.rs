@@ -34,3 +34,12 @@ impl RuntimeError {
         RuntimeError::Kernel { op: op.name(), node: String::new(), message: message.into() }
     }
 }
+
+impl From<kernels::KernelError> for RuntimeError {
+    fn from(e: kernels::KernelError) -> Self {
+        match e {
+            kernels::KernelError::Kernel { op, node, message } => RuntimeError::Kernel { op, node, message },
+            kernels::KernelError::Ir(e) => RuntimeError::Ir(e),
+        }
+    }
+}

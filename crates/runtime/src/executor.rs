@@ -1,6 +1,5 @@
-use crate::cpu::{run_op, shape_matches};
 use crate::{Device, RuntimeError};
-use ir::{Graph, Producer, Tensor, ValueId};
+use ir::{Graph, Shape, Tensor};
 
 /// Options of a [`Session`].
 #[derive(Debug, Clone, Default)]
@@ -13,8 +12,6 @@ pub struct SessionOptions {
 pub struct Session {
     graph: Graph,
     device: Device,
-    /// For each value, the index of the last node that reads it (graph outputs never die).
-    last_use: Vec<usize>,
 }
 
 impl Session {
@@ -22,16 +19,7 @@ impl Session {
     pub fn new(graph: Graph, options: SessionOptions) -> Result<Session, RuntimeError> {
         graph.validate()?;
         let device = cpu_only(options.device)?;
-        let mut last_use = vec![0usize; graph.values().len()];
-        for (i, node) in graph.nodes().iter().enumerate() {
-            for v in &node.inputs {
-                last_use[v.0] = i;
-            }
-        }
-        for v in graph.outputs() {
-            last_use[v.0] = usize::MAX;
-        }
-        Ok(Session { graph, device, last_use })
+        Ok(Session { graph, device })
     }
 
     /// The device this session runs on.
@@ -64,57 +52,33 @@ impl Session {
 
     fn run_timed(&self, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
         self.check_inputs(inputs)?;
-        let g = &self.graph;
-        let mut vals: Vec<Option<Tensor>> = vec![None; g.values().len()];
-        for (i, &v) in g.inputs().iter().enumerate() {
-            vals[v.0] = Some(inputs[i].clone());
-        }
-        for (ni, node) in g.nodes().iter().enumerate() {
-            let mut args = Vec::with_capacity(node.inputs.len());
-            for &v in &node.inputs {
-                let t = match g.value(v).producer {
-                    Producer::Constant => g.constant(v),
-                    _ => vals[v.0].as_ref(),
-                };
-                args.push(t.ok_or_else(|| RuntimeError::Kernel {
-                    op: node.op.name(),
-                    node: node.name.clone(),
-                    message: format!("input value {} is not available", v.0),
-                })?);
-            }
-            let t0 = std::time::Instant::now();
-            let outs = run_op(&node.op, &args).map_err(|e| match e {
-                RuntimeError::Kernel { op, message, .. } => {
-                    RuntimeError::Kernel { op, node: node.name.clone(), message }
-                }
-                other => other,
-            })?;
+        let outs = kernels::evaluate(&self.graph, inputs, |node, seconds| {
             if let Some(t) = times.as_deref_mut() {
-                t[ni] = t0.elapsed().as_secs_f64();
+                t[node] = seconds;
             }
-            for (&o, t) in node.outputs.iter().zip(outs) {
-                vals[o.0] = Some(t);
-            }
-            for &v in &node.inputs {
-                if self.last_use[v.0] == ni {
-                    vals[v.0] = None;
-                }
-            }
+        })?;
+        Ok(outs)
+    }
+}
+
+/// How a session lays out the tensors between its ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// The optimizer's memory plan: one arena, buffers shared by values whose lives do not overlap.
+    #[default]
+    Planned,
+    /// One buffer per tensor (the naive plan).
+    Naive,
+}
+
+impl Layout {
+    /// The memory plan of `graph` for inputs of these shapes.
+    pub fn plan(self, graph: &Graph, input_shapes: &[Vec<usize>]) -> Result<ir::MemoryPlan, RuntimeError> {
+        match self {
+            Layout::Planned => optimizer::plan_for_shapes(graph, input_shapes),
+            Layout::Naive => optimizer::naive_plan_for_shapes(graph, input_shapes),
         }
-        g.outputs()
-            .iter()
-            .map(|&v: &ValueId| {
-                match g.value(v).producer {
-                    Producer::Constant => g.constant(v).cloned(),
-                    _ => vals[v.0].clone(),
-                }
-                .ok_or_else(|| RuntimeError::Kernel {
-                    op: "output".into(),
-                    node: g.value(v).name.clone(),
-                    message: "not computed".into(),
-                })
-            })
-            .collect()
+        .map_err(|e| RuntimeError::Plan(e.to_string()))
     }
 }
 
@@ -164,4 +128,9 @@ pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<Option<usize>, R
         }
     }
     Ok(batch)
+}
+
+/// Whether a concrete shape fits a static one (same rank, equal fixed sizes).
+fn shape_matches(expected: &Shape, got: &[usize]) -> bool {
+    expected.rank() == got.len() && expected.dims().iter().zip(got).all(|(d, &g)| d.fixed().is_none_or(|n| n == g))
 }

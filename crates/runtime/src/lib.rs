@@ -1,6 +1,6 @@
-//! kerasc's runtime: devices, the CPU executor (a kernel for every op) and sessions.
+//! kerasc's runtime: devices, the CPU executors (naive and planned, over the `kernels` crate),
+//! the CUDA session, and training steps.
 
-pub mod cpu;
 pub mod cuda;
 mod device;
 mod error;
@@ -10,5 +10,5 @@ pub mod training;
 
 pub use device::{available_devices, cuda_status, Device, DeviceInfo};
 pub use error::RuntimeError;
-pub use executor::{check_inputs, Session, SessionOptions};
-pub use planned::{PlannedSession, Planner};
+pub use executor::{check_inputs, Layout, Session, SessionOptions};
+pub use planned::PlannedSession;

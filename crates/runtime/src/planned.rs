@@ -3,18 +3,13 @@
 //! reused by every later run; convolutions, matmuls, fused expressions and reshapes read and
 //! write the arena in place, other ops run through their allocating kernel and are copied in.
 
-use crate::cpu::{self, fused, run_op};
 use crate::executor::{check_inputs, cpu_only};
-use crate::{Device, RuntimeError, SessionOptions};
+use crate::{Device, Layout, RuntimeError, SessionOptions};
 use ir::{Graph, MemoryPlan, Op, Placement, Tensor, TensorData, ValueId};
+use kernels::arena::{self, MAX_OPERANDS};
+use kernels::run_op;
 use std::sync::Mutex;
 use std::time::Instant;
-
-/// Lays out the arena for a graph given its input shapes (the optimizer's memory planner).
-pub type Planner = fn(&Graph, &[Vec<usize>]) -> Result<MemoryPlan, String>;
-
-/// Operands of one fast step are held on the stack up to this many.
-const MAX_FAST_OPERANDS: usize = 16;
 
 #[derive(Debug, Clone, Copy)]
 enum Loc {
@@ -53,7 +48,6 @@ struct ArenaState {
 pub struct PlannedSession {
     graph: Graph,
     device: Device,
-    planner: Planner,
     state: Mutex<Option<ArenaState>>,
 }
 
@@ -68,10 +62,10 @@ fn loc(plan: &MemoryPlan, v: ValueId) -> Loc {
 
 impl PlannedSession {
     /// Validates the graph and binds it to a device.
-    pub fn new(graph: Graph, options: SessionOptions, planner: Planner) -> Result<PlannedSession, RuntimeError> {
+    pub fn new(graph: Graph, options: SessionOptions) -> Result<PlannedSession, RuntimeError> {
         graph.validate()?;
         let device = cpu_only(options.device)?;
-        Ok(PlannedSession { graph, device, planner, state: Mutex::new(None) })
+        Ok(PlannedSession { graph, device, state: Mutex::new(None) })
     }
 
     /// The device this session runs on.
@@ -86,7 +80,7 @@ impl PlannedSession {
 
     /// The memory plan for inputs of the given shapes.
     pub fn plan_for(&self, input_shapes: &[Vec<usize>]) -> Result<MemoryPlan, RuntimeError> {
-        (self.planner)(&self.graph, input_shapes).map_err(RuntimeError::Plan)
+        Layout::Planned.plan(&self.graph, input_shapes)
     }
 
     /// Runs the graph on `inputs` and returns the outputs in order.
@@ -119,23 +113,12 @@ impl PlannedSession {
                 _ => None,
             };
             let f32_in = node.inputs.iter().all(|&v| self.graph.value(v).ty.dtype == ir::DType::F32);
-            let fast_op = matches!(
-                node.op,
-                Op::Conv(_)
-                    | Op::FusedConv { .. }
-                    | Op::MatMul { .. }
-                    | Op::FusedMatMul { .. }
-                    | Op::Fused(_)
-                    | Op::Reshape { .. }
-                    | Op::Pool(_)
-            );
             let in_shapes: Vec<&[usize]> = node.inputs.iter().map(|v| plan.shapes[v.0].as_slice()).collect();
-            let arena_op = cpu::arena_ops::supports(&node.op, &in_shapes);
             let kind = match (out, ins.first()) {
                 (Some((off, _)), Some(Loc::Arena(i, _))) if matches!(node.op, Op::Reshape { .. }) && *i == off => {
                     Kind::Alias
                 }
-                (Some(_), _) if (fast_op || arena_op) && f32_in && ins.len() <= MAX_FAST_OPERANDS => Kind::Fast,
+                (Some(_), _) if f32_in && arena::supports(&node.op, &in_shapes) => Kind::Fast,
                 _ => Kind::Fallback,
             };
             steps.push(Step { node: nid.0, ins, out, kind });
@@ -203,8 +186,8 @@ impl PlannedSession {
         let (lo, rest) = arena.split_at_mut(off);
         let (out, hi) = rest.split_at_mut(len);
         let (lo, hi): (&[f32], &[f32]) = (lo, hi);
-        let mut views: [Option<&[f32]>; MAX_FAST_OPERANDS] = [None; MAX_FAST_OPERANDS];
-        let mut shapes: [&[usize]; MAX_FAST_OPERANDS] = [&[]; MAX_FAST_OPERANDS];
+        let mut views: [Option<&[f32]>; MAX_OPERANDS] = [None; MAX_OPERANDS];
+        let mut shapes: [&[usize]; MAX_OPERANDS] = [&[]; MAX_OPERANDS];
         for (k, (l, v)) in step.ins.iter().zip(&node.inputs).enumerate() {
             shapes[k] = &plan.shapes[v.0];
             views[k] = match *l {
@@ -218,7 +201,7 @@ impl PlannedSession {
             };
         }
         let n = step.ins.len();
-        fast_kernel(&node.op, &views[..n], &shapes[..n], out, &plan.shapes[node.outputs[0].0])
+        Ok(arena::run_into(&node.op, &views[..n], &shapes[..n], out, &plan.shapes[node.outputs[0].0])?)
     }
 
     fn fallback(
@@ -263,82 +246,4 @@ impl PlannedSession {
         }
         Ok(())
     }
-}
-
-/// The in-arena kernels. A `None` view is the output buffer itself (in place).
-fn fast_kernel(
-    op: &Op,
-    views: &[Option<&[f32]>],
-    shapes: &[&[usize]],
-    out: &mut [f32],
-    out_shape: &[usize],
-) -> Result<(), RuntimeError> {
-    let need = |i: usize| -> Result<(&[f32], &[usize]), RuntimeError> {
-        match (views.get(i).copied().flatten(), shapes.get(i)) {
-            (Some(v), Some(s)) => Ok((v, *s)),
-            _ => Err(RuntimeError::kernel(op, format!("operand {i} is not readable here"))),
-        }
-    };
-    match op {
-        Op::Conv(a) => cpu::conv::conv_into(op, a, need(0)?, need(1)?, out, out_shape, None),
-        Op::FusedConv { conv, epilogue: e } => {
-            let epi = epilogue_views(op, e, views)?;
-            cpu::conv::conv_into(op, conv, need(0)?, need(1)?, out, out_shape, Some(&epi))
-        }
-        Op::MatMul { transpose_a, transpose_b } => {
-            cpu::matmul::matmul_into(need(0)?, need(1)?, *transpose_a, *transpose_b, out, out_shape, None);
-            Ok(())
-        }
-        Op::FusedMatMul { transpose_a, transpose_b, epilogue: e } => {
-            let epi = epilogue_views(op, e, views)?;
-            cpu::matmul::matmul_into(need(0)?, need(1)?, *transpose_a, *transpose_b, out, out_shape, Some(&epi));
-            Ok(())
-        }
-        Op::Fused(expr) => {
-            let mut operands = [fused::Operand { data: None, shape: &[] }; MAX_FAST_OPERANDS];
-            for (k, (v, s)) in views.iter().zip(shapes).enumerate() {
-                operands[k] = fused::Operand { data: *v, shape: s };
-            }
-            fused::eval(expr, &operands[..views.len()], out, out_shape);
-            Ok(())
-        }
-        Op::Reshape { .. } => {
-            out.copy_from_slice(need(0)?.0);
-            Ok(())
-        }
-        Op::Pool(a) => cpu::pool::pool_into(op, a, need(0)?, out, out_shape),
-        _ if cpu::arena_ops::supports(op, shapes) => {
-            let mut ins: [&[f32]; MAX_FAST_OPERANDS] = [&[]; MAX_FAST_OPERANDS];
-            for (k, v) in views.iter().enumerate() {
-                ins[k] = v.ok_or_else(|| RuntimeError::kernel(op, "cannot run in place"))?;
-            }
-            cpu::arena_ops::run_into(op, &ins[..views.len()], shapes, out, out_shape);
-            Ok(())
-        }
-        _ => Err(RuntimeError::kernel(op, "no in-arena kernel")),
-    }
-}
-
-/// The bias and residual views of an epilogue (operands 2 and on).
-fn epilogue_views<'a>(
-    op: &Op,
-    e: &'a ir::Epilogue,
-    views: &[Option<&'a [f32]>],
-) -> Result<fused::EpilogueArgs<'a>, RuntimeError> {
-    let mut k = 2;
-    let mut next = |on: bool| -> Result<Option<&'a [f32]>, RuntimeError> {
-        if !on {
-            return Ok(None);
-        }
-        k += 1;
-        views
-            .get(k - 1)
-            .copied()
-            .flatten()
-            .map(Some)
-            .ok_or_else(|| RuntimeError::kernel(op, "epilogue operand is not readable here"))
-    };
-    let bias = next(e.bias)?;
-    let residual = next(e.residual)?;
-    Ok(fused::EpilogueArgs { epilogue: e, bias, residual })
 }

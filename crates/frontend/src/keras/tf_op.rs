@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 /// call of a TF function, or `None` when the function is not one kerasc knows.
 pub(crate) fn translate(function: &str, node: &Value) -> Option<(String, Value, Value)> {
     let (first, kwargs) = first_arg(node)?;
-    let kw = |k: &str| kwargs.get(k).filter(|v| !v.is_null()).map(|v| tensor_refs(v));
+    let kw = |k: &str| kwargs.get(k).filter(|v| !v.is_null()).map(tensor_refs);
     let f = function.strip_prefix("compat.v1.").unwrap_or(function);
     let mut config = Map::new();
     let mut args = vec![first];

@@ -4,7 +4,6 @@
 
 use super::nvrtc::PtxCache;
 use crate::executor::check_inputs;
-use crate::planned::Planner;
 use crate::RuntimeError;
 use codegen::cuda::emit_plan_with;
 use cudarc::driver::{
@@ -29,6 +28,23 @@ pub struct CudaOptions {
     pub cuda_graph: bool,
     /// Arithmetic of matrix products and convolutions (tensor cores for tf32/bf16/fp16).
     pub precision: codegen::cuda::Precision,
+    /// The arena's layout: the optimizer's memory plan, or one buffer per tensor.
+    pub layout: crate::Layout,
+}
+
+impl CudaOptions {
+    /// GPU `ordinal` with the defaults: NVRTC found where [`super::default_nvrtc_dirs`] looks,
+    /// CUDA-graph replay, float32 arithmetic, the optimizer's memory plan.
+    pub fn new(ordinal: usize, cache_dir: PathBuf) -> CudaOptions {
+        CudaOptions {
+            ordinal,
+            cache_dir,
+            nvrtc_dirs: super::default_nvrtc_dirs(),
+            cuda_graph: true,
+            precision: Default::default(),
+            layout: Default::default(),
+        }
+    }
 }
 
 fn err(what: &str, e: impl std::fmt::Debug) -> RuntimeError {
@@ -99,7 +115,6 @@ pub struct CudaSession {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     arch: &'static str,
-    planner: Planner,
     options: CudaOptions,
     weights: HashMap<ValueId, DevBuf>,
     state: Mutex<Option<GpuState>>,
@@ -121,7 +136,7 @@ fn arch_of(cc: (i32, i32)) -> Result<&'static str, RuntimeError> {
 
 impl CudaSession {
     /// Opens the device, validates the graph and uploads its weights.
-    pub fn new(graph: Graph, planner: Planner, options: CudaOptions) -> Result<CudaSession, RuntimeError> {
+    pub fn new(graph: Graph, options: CudaOptions) -> Result<CudaSession, RuntimeError> {
         graph.validate()?;
         let status = super::probe(&options.nvrtc_dirs);
         if let Some(why) = &status.why_no_gpu {
@@ -144,7 +159,7 @@ impl CudaSession {
             let buf = stream.clone_htod(&bytes[..]).map_err(|e| err("cannot upload weights", e))?;
             weights.insert(v, DevBuf { bytes: buf });
         }
-        Ok(CudaSession { graph, ctx, stream, arch, planner, options, weights, state: Mutex::new(None) })
+        Ok(CudaSession { graph, ctx, stream, arch, options, weights, state: Mutex::new(None) })
     }
 
     /// The graph.
@@ -163,7 +178,7 @@ impl CudaSession {
     }
 
     fn prepare(&self, input_shapes: Vec<Vec<usize>>) -> Result<GpuState, RuntimeError> {
-        let plan = (self.planner)(&self.graph, &input_shapes).map_err(RuntimeError::Plan)?;
+        let plan = self.options.layout.plan(&self.graph, &input_shapes)?;
         let steps = emit_plan_with(&self.graph, &plan, self.options.precision)
             .map_err(|e| RuntimeError::Cuda(e.to_string()))?;
         let arena = self.alloc(plan.arena_bytes)?;

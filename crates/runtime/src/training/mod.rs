@@ -6,4 +6,4 @@ mod optimizers;
 mod step;
 
 pub use optimizers::{KerasOptimizer, Kind, Optimizer, OptimizerState, Schedule, Sgd};
-pub use step::{CudaTarget, Loss, Noise, StepOutput, TrainOptions, TrainStep};
+pub use step::{Loss, Noise, StepOutput, TrainOptions, TrainStep};

@@ -157,14 +157,7 @@ pub struct TrainOptions {
     /// Noise layers (by layer name) that are active; each takes a noise tensor per step.
     pub noise: Vec<(String, Noise)>,
     /// Run the step (forward and backward) on this GPU instead of the CPU.
-    pub cuda: Option<CudaTarget>,
-}
-
-/// A GPU to run training steps on: the session options and the memory planner.
-#[derive(Debug, Clone)]
-pub struct CudaTarget {
-    pub options: crate::cuda::CudaOptions,
-    pub planner: crate::Planner,
+    pub cuda: Option<crate::cuda::CudaOptions>,
 }
 
 /// The executor of a step's graph.
@@ -406,7 +399,7 @@ impl TrainStep {
         g.set_outputs(outs);
         let session = match &opts.cuda {
             None => StepExec::Cpu(Session::new(g, SessionOptions::default())?),
-            Some(t) => StepExec::Cuda(Box::new(crate::cuda::CudaSession::new(g, t.planner, t.options.clone())?)),
+            Some(o) => StepExec::Cuda(Box::new(crate::cuda::CudaSession::new(g, o.clone())?)),
         };
         Ok(TrainStep {
             session,

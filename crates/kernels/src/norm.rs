@@ -1,10 +1,12 @@
-use super::reduce::reduction_offsets;
-use super::{f32s, map_per_channel, strides, tensor};
-use crate::RuntimeError;
+//! Normalizations: batch (inference), layer, group and L2.
+
+use crate::reduce::reduction_offsets;
+use crate::util::{f32s, map_per_channel, rows_par, strides, tensor};
+use crate::KernelError;
 use ir::{Op, Tensor};
 
 /// Inference batch normalization along `axis`, as `tf.nn.batch_normalization` computes it.
-pub fn batch_norm(op: &Op, inputs: &[&Tensor], axis: usize, eps: f32) -> Result<Tensor, RuntimeError> {
+pub fn batch_norm(op: &Op, inputs: &[&Tensor], axis: usize, eps: f32) -> Result<Tensor, KernelError> {
     let xs = f32s(op, inputs[0])?;
     let gamma = f32s(op, inputs[1])?;
     let beta = f32s(op, inputs[2])?;
@@ -18,7 +20,7 @@ pub fn batch_norm(op: &Op, inputs: &[&Tensor], axis: usize, eps: f32) -> Result<
 
 /// Layer normalization over `axes` with broadcastable gamma and beta (Keras's arithmetic:
 /// `x·inv + (beta − mean·inv)` with `inv = gamma / sqrt(var + eps)`).
-pub fn layer_norm(op: &Op, inputs: &[&Tensor], axes: &[usize], eps: f32) -> Result<Tensor, RuntimeError> {
+pub fn layer_norm(op: &Op, inputs: &[&Tensor], axes: &[usize], eps: f32) -> Result<Tensor, KernelError> {
     let x = inputs[0];
     let xs = f32s(op, x)?;
     let gamma = f32s(op, inputs[1])?;
@@ -55,7 +57,7 @@ pub fn layer_norm(op: &Op, inputs: &[&Tensor], axes: &[usize], eps: f32) -> Resu
 }
 
 /// Group normalization: statistics per sample and channel group over all other axes.
-pub fn group_norm(op: &Op, inputs: &[&Tensor], groups: usize, axis: usize, eps: f32) -> Result<Tensor, RuntimeError> {
+pub fn group_norm(op: &Op, inputs: &[&Tensor], groups: usize, axis: usize, eps: f32) -> Result<Tensor, KernelError> {
     let x = inputs[0];
     let xs = f32s(op, x)?;
     let gamma = f32s(op, inputs[1])?;
@@ -87,7 +89,7 @@ pub fn group_norm(op: &Op, inputs: &[&Tensor], groups: usize, axis: usize, eps: 
 }
 
 /// `x · rsqrt(max(sum(x²), eps))` over `axes`.
-pub fn l2_normalize(op: &Op, x: &Tensor, axes: &[usize], eps: f32) -> Result<Tensor, RuntimeError> {
+pub fn l2_normalize(op: &Op, x: &Tensor, axes: &[usize], eps: f32) -> Result<Tensor, KernelError> {
     let xs = f32s(op, x)?;
     let (bases, red) = reduction_offsets(x.shape(), axes);
     let mut out = vec![0f32; xs.len()];
@@ -99,6 +101,22 @@ pub fn l2_normalize(op: &Op, x: &Tensor, axes: &[usize], eps: f32) -> Result<Ten
         }
     }
     tensor(x.shape(), out)
+}
+
+/// Layer normalization of each row of `c` elements with per-element gamma and beta, in
+/// Keras's arithmetic (`x·inv + (beta − mean·inv)`).
+pub(crate) fn layer_norm_last(x: &[f32], gamma: &[f32], beta: &[f32], c: usize, eps: f32, out: &mut [f32]) {
+    let n = c as f32;
+    rows_par(out, c, |i, dst| {
+        let src = &x[i * c..(i + 1) * c];
+        let mean = src.iter().sum::<f32>() / n;
+        let var = src.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let rs = 1.0 / (var + eps).sqrt();
+        for (k, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
+            let inv = rs * gamma[k];
+            *d = v * inv + (beta[k] - mean * inv);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -1,16 +1,12 @@
-use super::{f32s, tensor};
-use crate::RuntimeError;
+//! Max and average pooling over 1-3 spatial axes, and the pooling gradient.
+
+use crate::util::{f32s, lift, tensor};
+use crate::KernelError;
 use ir::{Op, PoolAttrs, PoolKind, Tensor};
 use rayon::prelude::*;
 
-fn lift(v: &[usize], fill: usize) -> [usize; 3] {
-    let mut r = [fill; 3];
-    r[3 - v.len()..].copy_from_slice(v);
-    r
-}
-
 /// Max or average pooling; padded cells are skipped (max) or excluded from the count (avg).
-pub fn pool(op: &Op, a: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+pub fn pool(op: &Op, a: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> Result<Tensor, KernelError> {
     let mut res = vec![0f32; out_shape.iter().product()];
     pool_into(op, a, (f32s(op, x)?, x.shape()), &mut res, out_shape)?;
     tensor(out_shape, res)
@@ -23,10 +19,10 @@ pub fn pool_into(
     (xs, sh): (&[f32], &[usize]),
     res: &mut [f32],
     out_shape: &[usize],
-) -> Result<(), RuntimeError> {
+) -> Result<(), KernelError> {
     let r = a.window.len();
     if r > 3 {
-        return Err(RuntimeError::kernel(op, "pooling of rank > 3 is not supported"));
+        return Err(KernelError::new(op, "pooling of rank > 3 is not supported"));
     }
     let inp = lift(&sh[1..=r], 1);
     let out = lift(&out_shape[1..=r], 1);
@@ -78,6 +74,74 @@ pub fn pool_into(
         }
     });
     Ok(())
+}
+
+/// The gradient of pooling with respect to its input: to the first maximum, or spread over
+/// the window's cells inside the input.
+pub fn pool_grad(op: &Op, a: &PoolAttrs, x: &Tensor, dy: &Tensor) -> Result<Tensor, KernelError> {
+    let (xs, dys) = (f32s(op, x)?, f32s(op, dy)?);
+    let r = a.window.len();
+    let (sh, ysh) = (x.shape(), dy.shape());
+    let (inp, out, k, s, p) = (
+        lift(&sh[1..=r], 1),
+        lift(&ysh[1..=r], 1),
+        lift(&a.window, 1),
+        lift(&a.strides, 1),
+        lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
+    );
+    let c = sh[r + 1];
+    let mut dx = vec![0f32; xs.len()];
+    for n in 0..sh[0] {
+        for o in 0..out.iter().product::<usize>() {
+            let (oz, oy, ox) = (o / (out[1] * out[2]), (o / out[2]) % out[1], o % out[2]);
+            for ch in 0..c {
+                let mut cells = Vec::new();
+                for kz in 0..k[0] {
+                    let iz = (oz * s[0] + kz) as isize - p[0] as isize;
+                    for ky in 0..k[1] {
+                        let iy = (oy * s[1] + ky) as isize - p[1] as isize;
+                        for kx in 0..k[2] {
+                            let ix = (ox * s[2] + kx) as isize - p[2] as isize;
+                            let inside = iz >= 0
+                                && iy >= 0
+                                && ix >= 0
+                                && (iz as usize) < inp[0]
+                                && (iy as usize) < inp[1]
+                                && (ix as usize) < inp[2];
+                            if inside {
+                                let xi = (((n * inp[0] + iz as usize) * inp[1] + iy as usize) * inp[2] + ix as usize)
+                                    * c
+                                    + ch;
+                                cells.push(xi);
+                            }
+                        }
+                    }
+                }
+                let g = dys[(n * out.iter().product::<usize>() + o) * c + ch];
+                match a.kind {
+                    PoolKind::Max => {
+                        // The first maximum takes the gradient.
+                        let mut best: Option<usize> = None;
+                        for &xi in &cells {
+                            if best.is_none_or(|b| xs[xi] > xs[b]) {
+                                best = Some(xi);
+                            }
+                        }
+                        if let Some(b) = best {
+                            dx[b] += g;
+                        }
+                    }
+                    PoolKind::Avg => {
+                        let share = g / cells.len().max(1) as f32;
+                        for &xi in &cells {
+                            dx[xi] += share;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tensor(sh, dx)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-use super::{f32s, strides, tensor};
-use crate::RuntimeError;
+//! Reductions (sum, mean, max, min, prod), softmax and log-softmax, and the mean's gradient.
+
+use crate::util::{broadcast_index, f32s, rows_par, strides, tensor};
+use crate::KernelError;
 use ir::{Op, ReduceKind, Tensor};
 
 /// Splits a shape into (outer, reduced, inner) index maps: for every kept position the base
@@ -71,7 +73,7 @@ pub fn reduce(
     x: &Tensor,
     axes: &[usize],
     out_shape: &[usize],
-) -> Result<Tensor, RuntimeError> {
+) -> Result<Tensor, KernelError> {
     let xs = f32s(op, x)?;
     if let Some((outer, mid, inner)) = middle_axes(x.shape(), axes) {
         let mut out = vec![0f32; outer * inner];
@@ -103,7 +105,7 @@ pub fn reduce(
 }
 
 /// Softmax (or log-softmax) over `axes`, numerically stabilised by the maximum.
-pub fn softmax(op: &Op, x: &Tensor, axes: &[usize], log: bool) -> Result<Tensor, RuntimeError> {
+pub fn softmax(op: &Op, x: &Tensor, axes: &[usize], log: bool) -> Result<Tensor, KernelError> {
     let xs = f32s(op, x)?;
     let mut out = vec![0f32; xs.len()];
     let last = x.rank().saturating_sub(1);
@@ -146,6 +148,37 @@ fn softmax_row(src: impl Iterator<Item = f32> + Clone, dst: &mut [f32], log: boo
             *d *= inv;
         }
     }
+}
+
+/// The gradient of a mean over `axes`: `dy` broadcast to `out_shape` and divided by the count
+/// averaged.
+pub fn mean_grad(op: &Op, dy: &Tensor, axes: &[usize], out_shape: &[usize]) -> Result<Tensor, KernelError> {
+    let n: usize = out_shape.iter().product();
+    let v = f32s(op, dy)?;
+    let idx = broadcast_index(dy.shape(), out_shape);
+    let count: usize = axes.iter().map(|&a| out_shape[a]).product();
+    let inv = 1.0 / count.max(1) as f32;
+    tensor(out_shape, (0..n).map(|i| v[idx(i)] * inv).collect())
+}
+
+/// Softmax or log-softmax of each row of `c` elements, stabilised by the row maximum.
+pub(crate) fn softmax_last(x: &[f32], c: usize, out: &mut [f32], log: bool) {
+    rows_par(out, c, |i, dst| {
+        let src = &x[i * c..(i + 1) * c];
+        let m = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = (v - m).exp();
+            sum += *d;
+        }
+        if log {
+            let ls = sum.ln();
+            dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v - m - ls);
+        } else {
+            let inv = 1.0 / sum;
+            dst.iter_mut().for_each(|d| *d *= inv);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
-use super::fused::EpilogueArgs;
-use super::matmul::sgemm;
-use super::{f32s, tensor};
-use crate::RuntimeError;
-use ir::{ConvAttrs, ConvTransposeAttrs, Op, Tensor};
+//! Convolutions: direct, depthwise, 1x1 and im2col + GEMM forms, with a fused epilogue;
+//! transposed convolution; and the gradients with respect to the input and the kernel.
+
+use crate::fused::EpilogueArgs;
+use crate::matmul::sgemm;
+use crate::util::{f32s, lift, tensor};
+use crate::KernelError;
+use ir::{ConvAttrs, ConvTransposeAttrs, Epilogue, Op, Tensor};
 use rayon::prelude::*;
 
 /// A spatial geometry lifted to three axes (leading 1s for 1-D and 2-D).
@@ -19,13 +22,6 @@ struct Geo {
     f: usize,
 }
 
-fn lift(v: &[usize], fill: usize) -> [usize; 3] {
-    let mut r = [fill; 3];
-    let off = 3 - v.len();
-    r[off..].copy_from_slice(v);
-    r
-}
-
 const ROW_CHUNK: usize = 1024;
 /// The direct kernel takes convolutions whose reduction (taps × channels) and filter count are
 /// at most these.
@@ -38,9 +34,24 @@ thread_local! {
 }
 
 /// Convolution: direct for depthwise, a plain GEMM for 1x1, im2col + GEMM otherwise.
-pub fn conv(op: &Op, a: &ConvAttrs, x: &Tensor, w: &Tensor, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+pub fn conv(op: &Op, a: &ConvAttrs, x: &Tensor, w: &Tensor, out_shape: &[usize]) -> Result<Tensor, KernelError> {
     let mut out = vec![0f32; out_shape.iter().product()];
     conv_into(op, a, (f32s(op, x)?, x.shape()), (f32s(op, w)?, w.shape()), &mut out, out_shape, None)?;
+    tensor(out_shape, out)
+}
+
+/// A convolution with its epilogue: `inputs` are `[x, kernel, (bias), (residual)]`.
+pub fn fused_conv(
+    op: &Op,
+    a: &ConvAttrs,
+    epilogue: &Epilogue,
+    inputs: &[&Tensor],
+    out_shape: &[usize],
+) -> Result<Tensor, KernelError> {
+    let mut out = vec![0f32; out_shape.iter().product()];
+    let epi = EpilogueArgs::from_tensors(op, epilogue, &inputs[2..])?;
+    let (x, w) = (inputs[0], inputs[1]);
+    conv_into(op, a, (f32s(op, x)?, x.shape()), (f32s(op, w)?, w.shape()), &mut out, out_shape, Some(&epi))?;
     tensor(out_shape, out)
 }
 
@@ -53,10 +64,10 @@ pub fn conv_into(
     out: &mut [f32],
     out_shape: &[usize],
     epi: Option<&EpilogueArgs>,
-) -> Result<(), RuntimeError> {
+) -> Result<(), KernelError> {
     let r = a.strides.len();
     if r > 3 {
-        return Err(RuntimeError::kernel(op, "convolutions of rank > 3 are not supported"));
+        return Err(KernelError::new(op, "convolutions of rank > 3 are not supported"));
     }
     let g = Geo {
         n: sh[0],
@@ -84,22 +95,22 @@ pub fn conv_into(
     let pointwise = kprod == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0];
     if pointwise && groups == 1 {
         // A plain GEMM over row blocks, each finished by the epilogue while in cache.
-        out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().for_each(|(chunk, dst)| {
+        return out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().try_for_each(|(chunk, dst)| {
             let row0 = chunk * ROW_CHUNK;
             let nrows = dst.len() / g.f;
-            sgemm(nrows, g.f, g.c, dst, g.f, &xs[row0 * g.c..], g.c, 1, ws, g.f, 1, false, 1);
+            sgemm(nrows, g.f, g.c, dst, g.f, &xs[row0 * g.c..], g.c, 1, ws, g.f, 1, false, 1)?;
             if let Some(e) = epi {
                 e.apply(dst, row0 * g.f, g.f);
             }
+            Ok(())
         });
-        return Ok(());
     }
     let kc = kprod * cg;
     if groups == 1 && kc <= DIRECT_MAX_K && g.f <= DIRECT_MAX_F {
         direct(&g, xs, ws, out, epi);
         return Ok(());
     }
-    out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().for_each(|(chunk, dst)| {
+    out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().try_for_each(|(chunk, dst)| {
         let row0 = chunk * ROW_CHUNK;
         let nrows = dst.len() / g.f;
         COLUMNS.with(|c| {
@@ -110,14 +121,15 @@ pub fn conv_into(
             let col = &mut col[..nrows * kc];
             for grp in 0..groups {
                 im2col(&g, xs, row0, nrows, grp * cg, cg, col);
-                sgemm(nrows, fg, kc, &mut dst[grp * fg..], g.f, col, kc, 1, &ws[grp * fg..], g.f, 1, false, 1);
+                sgemm(nrows, fg, kc, &mut dst[grp * fg..], g.f, col, kc, 1, &ws[grp * fg..], g.f, 1, false, 1)?;
             }
-        });
+            Ok::<(), KernelError>(())
+        })?;
         if let Some(e) = epi {
             e.apply(dst, row0 * g.f, g.f);
         }
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Direct convolution for a short reduction (few input channels × taps) and few filters, where
@@ -370,12 +382,12 @@ pub fn conv_transpose(
     x: &Tensor,
     w: &Tensor,
     out_shape: &[usize],
-) -> Result<Tensor, RuntimeError> {
+) -> Result<Tensor, KernelError> {
     let xs = f32s(op, x)?;
     let ws = f32s(op, w)?;
     let r = a.strides.len();
     if r > 3 {
-        return Err(RuntimeError::kernel(op, "transposed convolutions of rank > 3 are not supported"));
+        return Err(KernelError::new(op, "transposed convolutions of rank > 3 are not supported"));
     }
     let sh = x.shape();
     let ksh = w.shape();
@@ -411,9 +423,9 @@ pub fn conv_transpose(
     if in_pos == 0 || out_pos == 0 {
         return tensor(out_shape, out);
     }
-    out.par_chunks_mut(out_pos * g.f).enumerate().for_each(|(n, dst)| {
+    out.par_chunks_mut(out_pos * g.f).enumerate().try_for_each(|(n, dst)| {
         let mut col = vec![0f32; in_pos * kf];
-        sgemm(in_pos, kf, g.c, &mut col, kf, &xs[n * in_pos * g.c..], g.c, 1, &wmat, kf, 1, false, 1);
+        sgemm(in_pos, kf, g.c, &mut col, kf, &xs[n * in_pos * g.c..], g.c, 1, &wmat, kf, 1, false, 1)?;
         for p in 0..in_pos {
             let ix = p % g.inp[2];
             let iy = (p / g.inp[2]) % g.inp[1];
@@ -443,8 +455,113 @@ pub fn conv_transpose(
                 }
             }
         }
-    });
+        Ok::<(), KernelError>(())
+    })?;
     tensor(out_shape, out)
+}
+
+/// Convolution geometry lifted to three spatial axes, for the backward passes.
+struct TapGeo {
+    n: usize,
+    inp: [usize; 3],
+    out: [usize; 3],
+    k: [usize; 3],
+    s: [usize; 3],
+    d: [usize; 3],
+    p: [usize; 3],
+    c: usize,
+    f: usize,
+    groups: usize,
+}
+
+fn tap_geo(a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize]) -> TapGeo {
+    let r = a.strides.len();
+    TapGeo {
+        n: x[0],
+        inp: lift(&x[1..=r], 1),
+        out: lift(&y[1..=r], 1),
+        k: lift(&w[..r], 1),
+        s: lift(&a.strides, 1),
+        d: lift(&a.dilations, 1),
+        p: lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
+        c: x[r + 1],
+        f: w[r + 1],
+        groups: a.groups.max(1),
+    }
+}
+
+/// Calls `f(x_offset, w_offset, y_offset)` for every multiply-add of the convolution.
+fn conv_taps(g: &TapGeo, mut f: impl FnMut(usize, usize, usize)) {
+    let (cg, fg) = (g.c / g.groups, g.f / g.groups);
+    for n in 0..g.n {
+        for oz in 0..g.out[0] {
+            for oy in 0..g.out[1] {
+                for ox in 0..g.out[2] {
+                    let yb = (((n * g.out[0] + oz) * g.out[1] + oy) * g.out[2] + ox) * g.f;
+                    for kz in 0..g.k[0] {
+                        let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.p[0] as isize;
+                        if iz < 0 || iz as usize >= g.inp[0] {
+                            continue;
+                        }
+                        for ky in 0..g.k[1] {
+                            let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.p[1] as isize;
+                            if iy < 0 || iy as usize >= g.inp[1] {
+                                continue;
+                            }
+                            for kx in 0..g.k[2] {
+                                let ix = (ox * g.s[2] + kx * g.d[2]) as isize - g.p[2] as isize;
+                                if ix < 0 || ix as usize >= g.inp[2] {
+                                    continue;
+                                }
+                                let xb = (((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2]
+                                    + ix as usize)
+                                    * g.c;
+                                let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
+                                for grp in 0..g.groups {
+                                    for c in 0..cg {
+                                        let wb = (tap * cg + c) * g.f + grp * fg;
+                                        for fo in 0..fg {
+                                            f(xb + grp * cg + c, wb + fo, yb + grp * fg + fo);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The gradient of a convolution with respect to its input (of shape `x_shape`).
+pub fn conv_input_grad(
+    op: &Op,
+    a: &ConvAttrs,
+    dy: &Tensor,
+    w: &Tensor,
+    x_shape: &[usize],
+) -> Result<Tensor, KernelError> {
+    let (dys, ws) = (f32s(op, dy)?, f32s(op, w)?);
+    let g = tap_geo(a, x_shape, w.shape(), dy.shape());
+    let mut dx = vec![0f32; x_shape.iter().product()];
+    conv_taps(&g, |xo, wo, yo| dx[xo] += dys[yo] * ws[wo]);
+    tensor(x_shape, dx)
+}
+
+/// The gradient of a convolution with respect to its kernel (of shape `w_shape`).
+pub fn conv_filter_grad(
+    op: &Op,
+    a: &ConvAttrs,
+    x: &Tensor,
+    dy: &Tensor,
+    w_shape: &[usize],
+) -> Result<Tensor, KernelError> {
+    let (xs, dys) = (f32s(op, x)?, f32s(op, dy)?);
+    let g = tap_geo(a, x.shape(), w_shape, dy.shape());
+    let mut dw = vec![0f32; w_shape.iter().product()];
+    conv_taps(&g, |xo, wo, yo| dw[wo] += xs[xo] * dys[yo]);
+    tensor(w_shape, dw)
 }
 
 #[cfg(test)]

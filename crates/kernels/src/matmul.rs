@@ -1,14 +1,15 @@
-use super::fused::EpilogueArgs;
-use super::{f32s, strides, tensor};
-use crate::RuntimeError;
-use ir::{Op, Tensor};
+//! Matrix products: the strided GEMM every family builds on (through `gemm`), batched matmul
+//! with broadcast batch axes, and the optimizer's matmul with a fused epilogue.
+
+use crate::fused::EpilogueArgs;
+use crate::util::{f32s, strides, tensor};
+use crate::KernelError;
+use ir::{Epilogue, Op, Tensor};
 use rayon::prelude::*;
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]` with explicit (row, column) strides, through `gemm`.
 ///
-/// # Safety-relevant contract
-/// The slices must cover every element the strides address; callers derive the strides from
-/// the slices' own shapes.
+/// Fails, computing nothing, unless each slice covers every element its strides address.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm(
     m: usize,
@@ -24,9 +25,9 @@ pub(crate) fn sgemm(
     rhs_cs: usize,
     accumulate: bool,
     threads: usize,
-) {
+) -> Result<(), KernelError> {
     if m == 0 || n == 0 {
-        return;
+        return Ok(());
     }
     if k == 0 {
         if !accumulate {
@@ -34,14 +35,27 @@ pub(crate) fn sgemm(
                 dst[i * dst_rs..i * dst_rs + n].iter_mut().for_each(|v| *v = 0.0);
             }
         }
-        return;
+        return Ok(());
     }
-    debug_assert!(dst.len() > (m - 1) * dst_rs + n - 1);
-    debug_assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
-    debug_assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // The offset of a matrix's last element, which must lie inside its slice.
+    let covers = |len: usize, rows: usize, rs: usize, cols: usize, cs: usize| {
+        let last = (rows - 1).checked_mul(rs).zip((cols - 1).checked_mul(cs)).and_then(|(a, b)| a.checked_add(b));
+        last.is_some_and(|l| l < len)
+    };
+    if !(covers(dst.len(), m, dst_rs, n, 1)
+        && covers(lhs.len(), m, lhs_rs, k, lhs_cs)
+        && covers(rhs.len(), k, rhs_rs, n, rhs_cs))
+    {
+        return Err(KernelError::Kernel {
+            op: "gemm".into(),
+            node: String::new(),
+            message: format!("operands too short for a ({m}, {k}) x ({k}, {n}) product"),
+        });
+    }
     let par =
         if threads > 1 && m * n * k >= 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the asserts above (guaranteed by every caller) keep all addressed elements in bounds.
+    // SAFETY: checked just above: every element the strides address lies inside its slice, and
+    // `dst` is borrowed mutably, so it overlaps neither operand.
     unsafe {
         gemm::gemm(
             m,
@@ -65,19 +79,28 @@ pub(crate) fn sgemm(
             par,
         );
     }
+    Ok(())
 }
 
 /// Batched matrix product with broadcast batch axes.
-pub fn matmul(
-    op: &Op,
-    a: &Tensor,
-    b: &Tensor,
-    ta: bool,
-    tb: bool,
-    out_shape: &[usize],
-) -> Result<Tensor, RuntimeError> {
+pub fn matmul(op: &Op, a: &Tensor, b: &Tensor, ta: bool, tb: bool, out_shape: &[usize]) -> Result<Tensor, KernelError> {
     let mut out = vec![0f32; out_shape.iter().product()];
-    matmul_into((f32s(op, a)?, a.shape()), (f32s(op, b)?, b.shape()), ta, tb, &mut out, out_shape, None);
+    matmul_into((f32s(op, a)?, a.shape()), (f32s(op, b)?, b.shape()), ta, tb, &mut out, out_shape, None)?;
+    tensor(out_shape, out)
+}
+
+/// A matmul with its epilogue: `inputs` are `[a, b, (bias), (residual)]`.
+pub fn fused_matmul(
+    op: &Op,
+    (ta, tb): (bool, bool),
+    epilogue: &Epilogue,
+    inputs: &[&Tensor],
+    out_shape: &[usize],
+) -> Result<Tensor, KernelError> {
+    let mut out = vec![0f32; out_shape.iter().product()];
+    let epi = EpilogueArgs::from_tensors(op, epilogue, &inputs[2..])?;
+    let (a, b) = (inputs[0], inputs[1]);
+    matmul_into((f32s(op, a)?, a.shape()), (f32s(op, b)?, b.shape()), ta, tb, &mut out, out_shape, Some(&epi))?;
     tensor(out_shape, out)
 }
 
@@ -90,7 +113,7 @@ pub fn matmul_into(
     out: &mut [f32],
     out_shape: &[usize],
     epi: Option<&EpilogueArgs>,
-) {
+) -> Result<(), KernelError> {
     let (ar, br) = (ash.len(), bsh.len());
     let (m, k) = if ta { (ash[ar - 1], ash[ar - 2]) } else { (ash[ar - 2], ash[ar - 1]) };
     let n = if tb { bsh[br - 2] } else { bsh[br - 1] };
@@ -101,11 +124,11 @@ pub fn matmul_into(
     let batches: usize = batch_shape.iter().product();
     if br == 2 && !ta && batches > 0 {
         // The common Dense case: fold every batch axis of `a` into the rows.
-        sgemm(batches * m, n, k, out, n, x, k, 1, y, b_rs, b_cs, false, threads);
+        sgemm(batches * m, n, k, out, n, x, k, 1, y, b_rs, b_cs, false, threads)?;
         if let Some(e) = epi {
             e.apply_all(out, n);
         }
-        return;
+        return Ok(());
     }
     let off = |shape: &[usize], bi: &[usize]| -> usize {
         let r = shape.len() - 2;
@@ -118,18 +141,19 @@ pub fn matmul_into(
         let bi: Vec<usize> = bstr.iter().zip(batch_shape).map(|(&s, &d)| (bidx / s) % d.max(1)).collect();
         let ao = off(ash, &bi);
         let bo = off(bsh, &bi);
-        sgemm(m, n, k, dst, n, &x[ao..], a_rs, a_cs, &y[bo..], b_rs, b_cs, false, 1);
+        sgemm(m, n, k, dst, n, &x[ao..], a_rs, a_cs, &y[bo..], b_rs, b_cs, false, 1)
     };
     if m * n > 0 {
         if batches > 1 && m * n * k * batches >= 1 << 16 {
-            out.par_chunks_mut(m * n).enumerate().for_each(|(i, d)| work(i, d));
+            out.par_chunks_mut(m * n).enumerate().try_for_each(|(i, d)| work(i, d))?;
         } else {
-            out.chunks_mut(m * n).enumerate().for_each(|(i, d)| work(i, d));
+            out.chunks_mut(m * n).enumerate().try_for_each(|(i, d)| work(i, d))?;
         }
     }
     if let Some(e) = epi {
         e.apply_all(out, n);
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
-use super::{f32s, gather_elements, is_int, strides, tensor};
-use crate::RuntimeError;
+//! Data movement: transpose, concat, pad, slice, repeat, tile, resize, gather, broadcast, and
+//! the gather's gradient.
+
+use crate::util::{broadcast_index, f32s, gather_elements, is_int, strides, tensor};
+use crate::KernelError;
 use ir::{Op, ResizeMode, Tensor, TensorData};
 
 /// For every output element, the flat source index given a per-axis source-coordinate map.
@@ -64,12 +67,12 @@ pub fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
 }
 
 /// Concatenation along `axis`.
-pub fn concat(op: &Op, xs: &[&Tensor], axis: usize, out_shape: &[usize]) -> Result<Tensor, RuntimeError> {
+pub fn concat(op: &Op, xs: &[&Tensor], axis: usize, out_shape: &[usize]) -> Result<Tensor, KernelError> {
     let outer: usize = out_shape[..axis].iter().product();
     let inner: usize = out_shape[axis + 1..].iter().product();
     let dtype = xs[0].dtype();
     if xs.iter().any(|t| t.dtype() != dtype) {
-        return Err(RuntimeError::kernel(op, "inputs have different dtypes"));
+        return Err(KernelError::new(op, "inputs have different dtypes"));
     }
     if dtype == ir::DType::F32 {
         let mut out = Vec::with_capacity(out_shape.iter().product());
@@ -94,7 +97,7 @@ pub fn pad(
     pads: &[(usize, usize)],
     value: f32,
     out_shape: &[usize],
-) -> Result<Tensor, RuntimeError> {
+) -> Result<Tensor, KernelError> {
     let xs = f32s(op, x)?;
     let sh = x.shape().to_vec();
     let map = index_map(out_shape, &sh, |ax, i| {
@@ -137,7 +140,7 @@ pub fn tile(x: &Tensor, _repeats: &[usize], out_shape: &[usize]) -> Tensor {
 /// Spatial resize of a channels-last tensor: nearest (floor of the scaled index, as TensorFlow's
 /// `resize(..., 'nearest')` with half-pixel centres) or bilinear with half-pixel centres,
 /// applied axis by axis.
-pub fn resize(op: &Op, x: &Tensor, sizes: &[usize], mode: ResizeMode) -> Result<Tensor, RuntimeError> {
+pub fn resize(op: &Op, x: &Tensor, sizes: &[usize], mode: ResizeMode) -> Result<Tensor, KernelError> {
     let mut cur = x.clone();
     for (k, &size) in sizes.iter().enumerate() {
         let ax = k + 1;
@@ -181,7 +184,7 @@ pub fn resize(op: &Op, x: &Tensor, sizes: &[usize], mode: ResizeMode) -> Result<
 }
 
 /// `take(data, indices, axis)`; an index outside the axis is an error.
-pub fn gather(op: &Op, data: &Tensor, indices: &Tensor, axis: usize) -> Result<Tensor, RuntimeError> {
+pub fn gather(op: &Op, data: &Tensor, indices: &Tensor, axis: usize) -> Result<Tensor, KernelError> {
     let idx: Vec<i64> = if is_int(indices.dtype()) || matches!(indices.data(), TensorData::Bool(_)) {
         indices.to_i64_vec()
     } else {
@@ -199,13 +202,94 @@ pub fn gather(op: &Op, data: &Tensor, indices: &Tensor, axis: usize) -> Result<T
     for o in 0..outer {
         for &i in &idx {
             if i < 0 || i as usize >= d {
-                return Err(RuntimeError::kernel(op, format!("index {i} is out of range [0, {d})")));
+                return Err(KernelError::new(op, format!("index {i} is out of range [0, {d})")));
             }
             let base = (o * d + i as usize) * inner;
             src.extend(base..base + inner);
         }
     }
     Ok(gather_elements(data, &out_shape, &src))
+}
+
+/// `v` broadcast to `out_shape` (numpy broadcasting).
+pub fn broadcast_to(op: &Op, v: &Tensor, out_shape: &[usize]) -> Result<Tensor, KernelError> {
+    let n: usize = out_shape.iter().product();
+    let data = f32s(op, v)?;
+    let idx = broadcast_index(v.shape(), out_shape);
+    tensor(out_shape, (0..n).map(|i| data[idx(i)]).collect())
+}
+
+/// The gradient of a gather along `axis` with respect to its data (shape `out_shape`): the
+/// rows of `dy` added into the rows the indices picked.
+pub fn gather_grad(
+    op: &Op,
+    indices: &Tensor,
+    dy: &Tensor,
+    axis: usize,
+    out_shape: &[usize],
+) -> Result<Tensor, KernelError> {
+    let n: usize = out_shape.iter().product();
+    let ids: Vec<i64> = indices.to_f64_vec().iter().map(|&v| v as i64).collect();
+    let dy = f32s(op, dy)?;
+    let (outer, d, inner) =
+        (out_shape[..axis].iter().product::<usize>(), out_shape[axis], out_shape[axis + 1..].iter().product::<usize>());
+    let mut dx = vec![0f32; n];
+    for o in 0..outer {
+        for (k, &i) in ids.iter().enumerate() {
+            if i < 0 || i as usize >= d {
+                return Err(KernelError::new(op, format!("index {i} is out of range [0, {d})")));
+            }
+            let src = &dy[(o * ids.len() + k) * inner..(o * ids.len() + k + 1) * inner];
+            let dst = &mut dx[(o * d + i as usize) * inner..(o * d + i as usize + 1) * inner];
+            dst.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
+        }
+    }
+    tensor(out_shape, dx)
+}
+
+/// Concatenation: for each outer index, each input's block in turn.
+pub(crate) fn concat_into(ins: &[&[f32]], shapes: &[&[usize]], axis: usize, out: &mut [f32], out_shape: &[usize]) {
+    let outer: usize = out_shape[..axis].iter().product();
+    let inner: usize = out_shape[axis + 1..].iter().product();
+    let row = out_shape.get(axis).copied().unwrap_or(1) * inner;
+    for o in 0..outer {
+        let mut at = o * row;
+        for (x, s) in ins.iter().zip(shapes) {
+            let blk = s.get(axis).copied().unwrap_or(1) * inner;
+            out[at..at + blk].copy_from_slice(&x[o * blk..(o + 1) * blk]);
+            at += blk;
+        }
+    }
+}
+
+/// Transposition by walking the output in order with an odometer over its coordinates.
+pub(crate) fn transpose_into(x: &[f32], shape: &[usize], perm: &[usize], out: &mut [f32], out_shape: &[usize]) {
+    let r = perm.len();
+    let mut in_strides = [0usize; 8];
+    let mut acc = 1;
+    for i in (0..r).rev() {
+        in_strides[i] = acc;
+        acc *= shape[i];
+    }
+    // Stride in the input of a step along each output axis.
+    let mut step = [0usize; 8];
+    for (i, &p) in perm.iter().enumerate() {
+        step[i] = in_strides[p];
+    }
+    let mut idx = [0usize; 8];
+    let mut src = 0usize;
+    for d in out.iter_mut() {
+        *d = x[src];
+        for ax in (0..r).rev() {
+            idx[ax] += 1;
+            src += step[ax];
+            if idx[ax] < out_shape[ax] {
+                break;
+            }
+            src -= step[ax] * idx[ax];
+            idx[ax] = 0;
+        }
+    }
 }
 
 #[cfg(test)]

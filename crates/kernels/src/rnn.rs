@@ -1,12 +1,14 @@
-use super::elementwise::unary_scalar;
-use super::matmul::sgemm;
-use super::{f32s, tensor};
-use crate::RuntimeError;
+//! Recurrent layers (SimpleRNN, LSTM, GRU) over a whole sequence, with initial states and masks.
+
+use crate::matmul::sgemm;
+use crate::scalar::unary_scalar;
+use crate::util::{f32s, tensor};
+use crate::KernelError;
 use ir::{Op, RnnAttrs, RnnKind, Tensor};
 
 /// Runs a recurrent layer with zero initial state, the input projection done for all steps in
 /// one GEMM. Outputs follow [`ir::RnnAttrs`].
-pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, KernelError> {
     let x = f32s(op, inputs[0])?;
     let w = f32s(op, inputs[1])?;
     let rk = f32s(op, inputs[2])?;
@@ -24,7 +26,7 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
     };
     let gu = gates * u;
     let mut xp = vec![0f32; n * t * gu];
-    sgemm(n * t, gu, f, &mut xp, gu, x, f, 1, w, gu, 1, false, rayon::current_num_threads());
+    sgemm(n * t, gu, f, &mut xp, gu, x, f, 1, w, gu, 1, false, rayon::current_num_threads())?;
     let (in_bias, rec_bias): (Option<&[f32]>, Option<&[f32]>) = match (a.kind, bias) {
         (RnnKind::Gru { reset_after: true }, Some(b)) => (Some(&b[..gu]), Some(&b[gu..])),
         (_, b) => (b, None),
@@ -62,7 +64,7 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
         match a.kind {
             RnnKind::Gru { reset_after: false } => {
                 // z and r use h·U[:, :2u]; the candidate uses (r∘h)·U[:, 2u:].
-                sgemm(n, 2 * u, u, &mut hp, gu, &h, u, 1, rk, gu, 1, false, 1);
+                sgemm(n, 2 * u, u, &mut hp, gu, &h, u, 1, rk, gu, 1, false, 1)?;
                 for b in 0..n {
                     let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];
                     for j in 0..u {
@@ -72,7 +74,7 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
                         rh[b * u + j] = r * h[b * u + j];
                     }
                 }
-                sgemm(n, u, u, &mut cand, u, &rh, u, 1, &rk[2 * u..], gu, 1, false, 1);
+                sgemm(n, u, u, &mut cand, u, &rh, u, 1, &rk[2 * u..], gu, 1, false, 1)?;
                 for b in 0..n {
                     let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];
                     for j in 0..u {
@@ -83,7 +85,7 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Run
                 }
             }
             _ => {
-                sgemm(n, gu, u, &mut hp, gu, &h, u, 1, rk, gu, 1, false, 1);
+                sgemm(n, gu, u, &mut hp, gu, &h, u, 1, rk, gu, 1, false, 1)?;
                 if let Some(rb) = rec_bias {
                     for row in hp.chunks_mut(gu) {
                         row.iter_mut().zip(rb).for_each(|(v, &bb)| *v += bb);

@@ -2,9 +2,10 @@
 //! the output, block by block, with no intermediate tensors; and the epilogue of a fused Conv or
 //! MatMul applied to each output row while it is still in cache.
 
-use super::elementwise::{apply_f32, broadcast_strides, unary_scalar};
-use super::PAR_THRESHOLD;
-use ir::{BinaryOp, Epilogue, ExprNode, FusedExpr, UnaryOp};
+use crate::scalar::{in_place_unary, map_binary, map_unary};
+use crate::util::{broadcast_strides, f32s, PAR_THRESHOLD};
+use crate::KernelError;
+use ir::{Epilogue, ExprNode, FusedExpr, Op, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -61,29 +62,6 @@ fn access(op: &Operand, out_shape: &[usize]) -> Access {
         step *= d;
     }
     Access::Strided(a)
-}
-
-/// Applies `u` to every element of `src` into `dst`, with the common cases unswitched.
-pub fn map_unary(u: UnaryOp, src: &[f32], dst: &mut [f32]) {
-    match simplified(u) {
-        UnaryOp::Clip { lo, hi } => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.clamp(lo, hi)),
-        UnaryOp::Relu => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.max(0.0)),
-        UnaryOp::Relu6 => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x.clamp(0.0, 6.0)),
-        UnaryOp::Identity => dst.copy_from_slice(src),
-        UnaryOp::Neg => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = -x),
-        UnaryOp::Affine { scale, offset } => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * scale + offset),
-        _ => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = unary_scalar(u, x)),
-    }
-}
-
-fn map_binary(b: BinaryOp, x: &[f32], y: &[f32], dst: &mut [f32]) {
-    let it = dst.iter_mut().zip(x.iter().zip(y));
-    match b {
-        BinaryOp::Add => it.for_each(|(d, (&p, &q))| *d = p + q),
-        BinaryOp::Sub => it.for_each(|(d, (&p, &q))| *d = p - q),
-        BinaryOp::Mul => it.for_each(|(d, (&p, &q))| *d = p * q),
-        _ => it.for_each(|(d, (&p, &q))| *d = apply_f32(b, p, q)),
-    }
 }
 
 thread_local! {
@@ -235,7 +213,44 @@ pub struct EpilogueArgs<'a> {
     pub residual: Option<&'a [f32]>,
 }
 
-impl EpilogueArgs<'_> {
+impl<'a> EpilogueArgs<'a> {
+    /// The bias and residual operands of an epilogue from a node's inputs after the two
+    /// operands, in input order.
+    pub fn from_tensors(op: &Op, epilogue: &'a Epilogue, extra: &[&'a Tensor]) -> Result<Self, KernelError> {
+        let mut rest = extra.iter();
+        let mut next = |on: bool| -> Result<Option<&'a [f32]>, KernelError> {
+            if !on {
+                return Ok(None);
+            }
+            let t = rest.next().ok_or_else(|| KernelError::new(op, "missing epilogue operand"))?;
+            Ok(Some(f32s(op, t)?))
+        };
+        let bias = next(epilogue.bias)?;
+        let residual = next(epilogue.residual)?;
+        Ok(EpilogueArgs { epilogue, bias, residual })
+    }
+
+    /// The bias and residual operands of an epilogue from a node's operand views (operands 2
+    /// and on; `None` is a view that cannot be read).
+    pub fn from_views(op: &Op, epilogue: &'a Epilogue, views: &[Option<&'a [f32]>]) -> Result<Self, KernelError> {
+        let mut k = 2;
+        let mut next = |on: bool| -> Result<Option<&'a [f32]>, KernelError> {
+            if !on {
+                return Ok(None);
+            }
+            k += 1;
+            views
+                .get(k - 1)
+                .copied()
+                .flatten()
+                .map(Some)
+                .ok_or_else(|| KernelError::new(op, "epilogue operand is not readable here"))
+        };
+        let bias = next(epilogue.bias)?;
+        let residual = next(epilogue.residual)?;
+        Ok(EpilogueArgs { epilogue, bias, residual })
+    }
+
     /// Applies the epilogue to `dst`, the output elements starting at flat index `base`, where
     /// the last axis has `channels` elements.
     pub fn apply(&self, dst: &mut [f32], base: usize, channels: usize) {
@@ -302,30 +317,10 @@ impl EpilogueArgs<'_> {
     }
 }
 
-/// The same function in a form with a fast loop, where one exists.
-fn simplified(u: UnaryOp) -> UnaryOp {
-    match u {
-        UnaryOp::ReluClip { max_value: None, negative_slope: 0.0, threshold: 0.0 } => UnaryOp::Relu,
-        UnaryOp::ReluClip { max_value: Some(m), negative_slope: 0.0, threshold: 0.0 } if m >= 0.0 => {
-            UnaryOp::Clip { lo: 0.0, hi: m }
-        }
-        UnaryOp::Relu6 => UnaryOp::Clip { lo: 0.0, hi: 6.0 },
-        other => other,
-    }
-}
-
-fn in_place_unary(u: UnaryOp, v: &mut [f32]) {
-    match simplified(u) {
-        UnaryOp::Clip { lo, hi } => v.iter_mut().for_each(|x| *x = x.clamp(lo, hi)),
-        UnaryOp::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
-        UnaryOp::Relu6 => v.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
-        _ => v.iter_mut().for_each(|x| *x = unary_scalar(u, *x)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ir::{BinaryOp, UnaryOp};
 
     #[test]
     fn expression_with_broadcasts_and_in_place() {

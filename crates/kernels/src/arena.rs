@@ -1,0 +1,112 @@
+//! Kernels that write one float32 output into a caller's buffer without allocating: the planned
+//! executor runs these ops in place in its arena. Each covers the common form of its op; the
+//! executor sends other forms through the allocating kernel ([`crate::run_op`]).
+
+use crate::fused::{self, EpilogueArgs, Operand};
+use crate::{conv, matmul, norm, pool, reduce, shape_ops, KernelError};
+use ir::Op;
+
+/// The most operands an in-arena kernel takes (they are held on the stack).
+pub const MAX_OPERANDS: usize = 16;
+
+/// Whether [`run_into`] handles this op with these operand shapes (float32 operands).
+pub fn supports(op: &Op, shapes: &[&[usize]]) -> bool {
+    let rank = shapes.first().map(|s| s.len()).unwrap_or(0);
+    let last = rank.saturating_sub(1);
+    shapes.len() <= MAX_OPERANDS
+        && match op {
+            Op::Conv(_)
+            | Op::FusedConv { .. }
+            | Op::MatMul { .. }
+            | Op::FusedMatMul { .. }
+            | Op::Fused(_)
+            | Op::Reshape { .. }
+            | Op::Pool(_)
+            | Op::Concat { .. } => true,
+            Op::Softmax { axes } => rank > 0 && axes.as_slice() == [last],
+            Op::LogSoftmax { axis } => rank > 0 && *axis == last,
+            Op::LayerNorm { axes, .. } => {
+                let c = shapes.first().and_then(|s| s.last()).copied().unwrap_or(0);
+                rank > 0
+                    && axes.as_slice() == [last]
+                    && shapes[1..].iter().all(|s| s.iter().product::<usize>() == c && s.last() == Some(&c))
+            }
+            Op::Reduce { axes, .. } => reduce::middle_axes(shapes.first().copied().unwrap_or(&[]), axes).is_some(),
+            Op::Transpose { perm } => perm.len() <= 8,
+            _ => false,
+        }
+}
+
+/// Runs a supported op into `out` (shape `out_shape`). `views` are the operands; a `None` view
+/// is the output buffer itself, which only a fused expression may read (it runs in place).
+pub fn run_into(
+    op: &Op,
+    views: &[Option<&[f32]>],
+    shapes: &[&[usize]],
+    out: &mut [f32],
+    out_shape: &[usize],
+) -> Result<(), KernelError> {
+    let need = |i: usize| -> Result<(&[f32], &[usize]), KernelError> {
+        match (views.get(i).copied().flatten(), shapes.get(i)) {
+            (Some(v), Some(s)) => Ok((v, *s)),
+            _ => Err(KernelError::new(op, format!("operand {i} is not readable here"))),
+        }
+    };
+    if views.len() > MAX_OPERANDS || shapes.len() < views.len() {
+        return Err(KernelError::new(op, "too many operands for an in-arena kernel"));
+    }
+    match op {
+        Op::Conv(a) => conv::conv_into(op, a, need(0)?, need(1)?, out, out_shape, None),
+        Op::FusedConv { conv, epilogue: e } => {
+            let epi = EpilogueArgs::from_views(op, e, views)?;
+            conv::conv_into(op, conv, need(0)?, need(1)?, out, out_shape, Some(&epi))
+        }
+        Op::MatMul { transpose_a, transpose_b } => {
+            matmul::matmul_into(need(0)?, need(1)?, *transpose_a, *transpose_b, out, out_shape, None)
+        }
+        Op::FusedMatMul { transpose_a, transpose_b, epilogue: e } => {
+            let epi = EpilogueArgs::from_views(op, e, views)?;
+            matmul::matmul_into(need(0)?, need(1)?, *transpose_a, *transpose_b, out, out_shape, Some(&epi))
+        }
+        Op::Fused(expr) => {
+            let mut operands = [Operand { data: None, shape: &[] }; MAX_OPERANDS];
+            for (k, (v, s)) in views.iter().zip(shapes).enumerate() {
+                operands[k] = Operand { data: *v, shape: s };
+            }
+            fused::eval(expr, &operands[..views.len()], out, out_shape);
+            Ok(())
+        }
+        Op::Reshape { .. } => {
+            let (x, _) = need(0)?;
+            if x.len() != out.len() {
+                return Err(KernelError::new(op, "operand and output sizes differ"));
+            }
+            out.copy_from_slice(x);
+            Ok(())
+        }
+        Op::Pool(a) => pool::pool_into(op, a, need(0)?, out, out_shape),
+        _ if supports(op, shapes) => {
+            let mut ins: [&[f32]; MAX_OPERANDS] = [&[]; MAX_OPERANDS];
+            for (k, v) in views.iter().enumerate() {
+                ins[k] = v.ok_or_else(|| KernelError::new(op, "cannot run in place"))?;
+            }
+            let ins = &ins[..views.len()];
+            let c = shapes[0].last().copied().unwrap_or(1);
+            match op {
+                Op::Softmax { .. } => reduce::softmax_last(ins[0], c, out, false),
+                Op::LogSoftmax { .. } => reduce::softmax_last(ins[0], c, out, true),
+                Op::LayerNorm { epsilon, .. } => norm::layer_norm_last(ins[0], ins[1], ins[2], c, *epsilon, out),
+                Op::Concat { axis } => shape_ops::concat_into(ins, shapes, *axis, out, out_shape),
+                Op::Reduce { kind, axes, .. } => {
+                    if let Some(dims) = reduce::middle_axes(shapes[0], axes) {
+                        reduce::reduce_middle(*kind, ins[0], dims, out);
+                    }
+                }
+                Op::Transpose { perm } => shape_ops::transpose_into(ins[0], shapes[0], perm, out, out_shape),
+                _ => {}
+            }
+            Ok(())
+        }
+        _ => Err(KernelError::new(op, "no in-arena kernel")),
+    }
+}

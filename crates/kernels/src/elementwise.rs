@@ -1,0 +1,178 @@
+//! Element-wise ops: unary functions, binary ops with broadcasting, bias adds, the optimizer's
+//! fused expressions, and the derivatives of the unary and binary ops.
+
+use crate::fused::{self, Operand};
+use crate::scalar::{apply_f32, binary_partial, map_unary, unary_derivative};
+use crate::util::{broadcast_index, broadcast_strides, f32s, map_per_channel, tensor, PAR_THRESHOLD};
+use crate::KernelError;
+use ir::{BinaryOp, FusedExpr, Op, Tensor, TensorData, UnaryOp};
+use rayon::prelude::*;
+
+/// Applies a unary op element-wise.
+pub fn unary(op: UnaryOp, x: &[f32], shape: &[usize]) -> Result<Tensor, KernelError> {
+    let mut out = vec![0f32; x.len()];
+    if x.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(4096).zip(x.par_chunks(4096)).for_each(|(d, s)| map_unary(op, s, d));
+    } else {
+        map_unary(op, x, &mut out);
+    }
+    tensor(shape, out)
+}
+
+fn apply_i64(op: BinaryOp, a: i64, b: i64) -> i64 {
+    match op {
+        BinaryOp::Add => a.wrapping_add(b),
+        BinaryOp::Sub => a.wrapping_sub(b),
+        BinaryOp::Mul => a.wrapping_mul(b),
+        BinaryOp::Div => {
+            if b == 0 {
+                0
+            } else {
+                a.div_euclid(b)
+            }
+        }
+        BinaryOp::Max => a.max(b),
+        BinaryOp::Min => a.min(b),
+        BinaryOp::Pow => a.wrapping_pow(b.clamp(0, u32::MAX as i64) as u32),
+    }
+}
+
+/// Generic broadcast driver: calls `f(out_index_base, a_off, b_off, inner_len, a_inner_stride, b_inner_stride)` per row.
+fn for_rows(
+    out_shape: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+    mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
+) {
+    let r = out_shape.len();
+    if r == 0 {
+        f(0, 0, 0, 1, 0, 0);
+        return;
+    }
+    let inner = out_shape[r - 1];
+    let rows: usize = out_shape[..r - 1].iter().product();
+    let mut idx = vec![0usize; r.saturating_sub(1)];
+    for row in 0..rows {
+        let mut ao = 0;
+        let mut bo = 0;
+        for (k, &i) in idx.iter().enumerate() {
+            ao += i * sa[k];
+            bo += i * sb[k];
+        }
+        f(row * inner, ao, bo, inner, sa[r - 1], sb[r - 1]);
+        for k in (0..idx.len()).rev() {
+            idx[k] += 1;
+            if idx[k] < out_shape[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+}
+
+/// Element-wise binary op with numpy broadcasting.
+pub fn binary(op_: &Op, op: BinaryOp, a: &Tensor, b: &Tensor, out_shape: &[usize]) -> Result<Tensor, KernelError> {
+    let sa = broadcast_strides(a.shape(), out_shape);
+    let sb = broadcast_strides(b.shape(), out_shape);
+    let n: usize = out_shape.iter().product();
+    match (a.data(), b.data()) {
+        (TensorData::F32(x), TensorData::F32(y)) => {
+            let mut out = vec![0f32; n];
+            if a.shape() == out_shape && b.shape() == out_shape {
+                if n >= PAR_THRESHOLD {
+                    out.par_iter_mut()
+                        .zip(x.par_iter().zip(y.par_iter()))
+                        .for_each(|(o, (&p, &q))| *o = apply_f32(op, p, q));
+                } else {
+                    for ((o, &p), &q) in out.iter_mut().zip(x).zip(y) {
+                        *o = apply_f32(op, p, q);
+                    }
+                }
+            } else {
+                for_rows(out_shape, &sa, &sb, |base, ao, bo, len, sai, sbi| {
+                    let dst = &mut out[base..base + len];
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = apply_f32(op, x[ao + j * sai], y[bo + j * sbi]);
+                    }
+                });
+            }
+            tensor(out_shape, out)
+        }
+        (TensorData::I32(_) | TensorData::I64(_), TensorData::I32(_) | TensorData::I64(_)) => {
+            let x = a.to_i64_vec();
+            let y = b.to_i64_vec();
+            let mut out = vec![0i64; n];
+            for_rows(out_shape, &sa, &sb, |base, ao, bo, len, sai, sbi| {
+                for j in 0..len {
+                    out[base + j] = apply_i64(op, x[ao + j * sai], y[bo + j * sbi]);
+                }
+            });
+            let t = Tensor::new(out_shape.to_vec(), TensorData::I64(out))?;
+            Ok(t.cast(a.dtype()))
+        }
+        _ => Err(KernelError::new(op_, format!("unsupported dtypes {} and {}", a.dtype(), b.dtype()))),
+    }
+}
+
+/// A fused element-wise expression over broadcast inputs.
+pub fn fused(op: &Op, expr: &FusedExpr, inputs: &[&Tensor], out_shape: &[usize]) -> Result<Tensor, KernelError> {
+    let mut out = vec![0f32; out_shape.iter().product()];
+    let operands = inputs
+        .iter()
+        .map(|t| Ok(Operand { data: Some(f32s(op, t)?), shape: t.shape() }))
+        .collect::<Result<Vec<_>, KernelError>>()?;
+    fused::eval(expr, &operands, &mut out, out_shape);
+    tensor(out_shape, out)
+}
+
+/// Adds a 1-D bias along `axis`.
+pub fn bias_add(op: &Op, x: &Tensor, bias: &Tensor, axis: usize) -> Result<Tensor, KernelError> {
+    let b = f32s(op, bias)?;
+    tensor(x.shape(), map_per_channel(f32s(op, x)?, x.shape(), axis, |c, v| v + b[c]))
+}
+
+/// `dy · f'(x)` for the unary function `f`.
+pub fn unary_grad(op: &Op, u: UnaryOp, x: &Tensor, dy: &Tensor, out_shape: &[usize]) -> Result<Tensor, KernelError> {
+    let (x, dy) = (f32s(op, x)?, f32s(op, dy)?);
+    tensor(out_shape, x.iter().zip(dy).map(|(&x, &d)| d * unary_derivative(u, x)).collect())
+}
+
+/// The gradient of `b(a, bb)` with respect to operand `wrt`, in the broadcast output shape.
+pub fn binary_grad(
+    op: &Op,
+    b: BinaryOp,
+    wrt: usize,
+    inputs: &[&Tensor],
+    out_shape: &[usize],
+) -> Result<Tensor, KernelError> {
+    let n: usize = out_shape.iter().product();
+    let (a, bb, dy) = (f32s(op, inputs[0])?, f32s(op, inputs[1])?, f32s(op, inputs[2])?);
+    let ia = broadcast_index(inputs[0].shape(), out_shape);
+    let ib = broadcast_index(inputs[1].shape(), out_shape);
+    tensor(out_shape, (0..n).map(|i| dy[i] * binary_partial(b, wrt, a[ia(i)], bb[ib(i)])).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcasting_binary() {
+        let op = Op::Binary(BinaryOp::Sub);
+        let a = Tensor::from_f32(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        let b = Tensor::from_f32(&[2, 1], vec![1.0, 10.0]).unwrap();
+        let c = binary(&op, BinaryOp::Sub, &a, &b, &[2, 3]).unwrap();
+        assert_eq!(c.as_f32().unwrap(), &[0.0, 1.0, 2.0, -6.0, -5.0, -4.0]);
+        let d = Tensor::from_f32(&[3], vec![1.0, 0.0, -1.0]).unwrap();
+        let e = binary(&op, BinaryOp::Mul, &b, &d, &[2, 3]).unwrap();
+        assert_eq!(e.as_f32().unwrap(), &[1.0, 0.0, -1.0, 10.0, 0.0, -10.0]);
+    }
+
+    #[test]
+    fn bias_add_on_middle_axis() {
+        let op = Op::BiasAdd { axis: 1 };
+        let x = Tensor::zeros(&[1, 2, 2]);
+        let b = Tensor::from_f32(&[2], vec![1.0, 2.0]).unwrap();
+        assert_eq!(bias_add(&op, &x, &b, 1).unwrap().as_f32().unwrap(), &[1.0, 1.0, 2.0, 2.0]);
+    }
+}

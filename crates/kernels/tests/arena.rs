@@ -1,0 +1,38 @@
+//! The in-arena kernels write what the allocating kernels return.
+#![allow(clippy::unwrap_used)]
+
+use ir::{Op, Tensor};
+use kernels::arena::{run_into, supports};
+use kernels::run_op;
+
+fn check(op: Op, inputs: Vec<Tensor>) {
+    let refs: Vec<&Tensor> = inputs.iter().collect();
+    let want = run_op(&op, &refs).unwrap().remove(0);
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+    assert!(supports(&op, &shapes), "{op:?}");
+    let ins: Vec<&[f32]> = inputs.iter().map(|t| t.as_f32().unwrap()).collect();
+    let mut out = vec![f32::NAN; want.len()];
+    let views: Vec<Option<&[f32]>> = ins.iter().map(|v| Some(*v)).collect();
+    run_into(&op, &views, &shapes, &mut out, want.shape()).unwrap();
+    for (a, b) in out.iter().zip(want.as_f32().unwrap()) {
+        assert!((a - b).abs() <= 1e-6 + 1e-5 * b.abs(), "{op:?}: {a} vs {b}");
+    }
+}
+
+fn seq(shape: &[usize], s: f32) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::from_f32(shape, (0..n).map(|i| ((i as f32) * s).sin()).collect()).unwrap()
+}
+
+#[test]
+fn match_the_allocating_kernels() {
+    check(Op::Softmax { axes: vec![2] }, vec![seq(&[2, 3, 5], 0.7)]);
+    check(Op::LogSoftmax { axis: 1 }, vec![seq(&[4, 6], 0.3)]);
+    check(Op::LayerNorm { axes: vec![2], epsilon: 1e-3 }, vec![seq(&[2, 3, 4], 0.9), seq(&[4], 0.2), seq(&[4], 0.5)]);
+    check(Op::Concat { axis: 1 }, vec![seq(&[2, 3, 2], 0.1), seq(&[2, 1, 2], 0.4), seq(&[2, 2, 2], 0.8)]);
+    check(Op::Concat { axis: 0 }, vec![seq(&[1, 3], 0.1), seq(&[2, 3], 0.4)]);
+    check(Op::Transpose { perm: vec![0, 2, 3, 1] }, vec![seq(&[2, 3, 4, 5], 0.3)]);
+    check(Op::Transpose { perm: vec![1, 0] }, vec![seq(&[3, 7], 0.3)]);
+    check(Op::Reduce { kind: ir::ReduceKind::Mean, axes: vec![1, 2], keepdims: false }, vec![seq(&[2, 3, 4, 5], 0.3)]);
+    check(Op::Reduce { kind: ir::ReduceKind::Max, axes: vec![1], keepdims: true }, vec![seq(&[2, 3, 4], 0.7)]);
+}
