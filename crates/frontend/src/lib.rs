@@ -3,22 +3,13 @@
 
 mod error;
 pub mod keras;
+mod model;
 pub mod onnx;
 
 pub use error::FrontendError;
-pub use keras::{LayerSummary, ModelFormat, ModelInfo};
+pub use model::{LayerSummary, Model, ModelFormat, ModelInfo};
 
 use std::path::Path;
-
-/// A loaded model: its graph and what `inspect` shows.
-#[derive(Debug, Clone)]
-pub struct Model {
-    pub graph: ir::Graph,
-    pub info: ModelInfo,
-    /// For each weight constant stored unchanged in the file: the HDF5 dataset it came from
-    /// (in the `.h5` file, or in a `.keras` archive's `model.weights.h5`).
-    pub weight_sources: std::collections::HashMap<ir::ValueId, String>,
-}
 
 /// Options of [`load`].
 #[derive(Debug, Clone, Default)]

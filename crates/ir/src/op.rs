@@ -446,7 +446,102 @@ pub enum Op {
     ChannelsFirst(Box<Op>),
 }
 
+/// The op families. An op's whole story — its CPU kernel, its CUDA kernel and its gradient
+/// rule — lives in a file named after its family in every stage: `kernels/src/<family>.rs`,
+/// `codegen/src/cuda/<family>.rs` and `ir/src/grad/<family>.rs`. An op's backward ops
+/// (`ConvInputGrad`, `PoolGrad`, …) belong to its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpFamily {
+    /// Unary and binary ops, bias adds, casts, the optimizer's fused expressions.
+    Elementwise,
+    /// Matrix products, plain and with a fused epilogue.
+    MatMul,
+    /// Convolutions of every kind, plain, fused, transposed, and their gradients.
+    Conv,
+    /// Max and average pooling and its gradient.
+    Pool,
+    /// Reductions, softmax and log-softmax.
+    Reduce,
+    /// Batch, layer, group and L2 normalization.
+    Norm,
+    /// Data movement: reshape, transpose, concat, pad, slice, repeat, tile, resize, gather,
+    /// broadcast, layout changes.
+    ShapeOps,
+    /// Recurrent layers.
+    Rnn,
+    /// Losses computed as one op.
+    Loss,
+}
+
+impl OpFamily {
+    /// Every family.
+    pub const ALL: [OpFamily; 9] = [
+        OpFamily::Elementwise,
+        OpFamily::MatMul,
+        OpFamily::Conv,
+        OpFamily::Pool,
+        OpFamily::Reduce,
+        OpFamily::Norm,
+        OpFamily::ShapeOps,
+        OpFamily::Rnn,
+        OpFamily::Loss,
+    ];
+
+    /// The name of the family's file in every stage (without `.rs`).
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            OpFamily::Elementwise => "elementwise",
+            OpFamily::MatMul => "matmul",
+            OpFamily::Conv => "conv",
+            OpFamily::Pool => "pool",
+            OpFamily::Reduce => "reduce",
+            OpFamily::Norm => "norm",
+            OpFamily::ShapeOps => "shape_ops",
+            OpFamily::Rnn => "rnn",
+            OpFamily::Loss => "loss",
+        }
+    }
+}
+
 impl Op {
+    /// The family whose files hold this op's kernels and gradient rule.
+    pub fn family(&self) -> OpFamily {
+        match self {
+            Op::Unary(_)
+            | Op::Binary(_)
+            | Op::BiasAdd { .. }
+            | Op::Cast { .. }
+            | Op::Fused(_)
+            | Op::UnaryGrad(_)
+            | Op::BinaryGrad { .. } => OpFamily::Elementwise,
+            Op::MatMul { .. } | Op::FusedMatMul { .. } => OpFamily::MatMul,
+            Op::Conv(_)
+            | Op::ConvTranspose(_)
+            | Op::FusedConv { .. }
+            | Op::ConvInputGrad { .. }
+            | Op::ConvFilterGrad { .. } => OpFamily::Conv,
+            Op::Pool(_) | Op::PoolGrad(_) => OpFamily::Pool,
+            Op::Reduce { .. } | Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::MeanGrad { .. } => OpFamily::Reduce,
+            Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::GroupNorm { .. } | Op::L2Normalize { .. } => {
+                OpFamily::Norm
+            }
+            Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Concat { .. }
+            | Op::Pad { .. }
+            | Op::Slice { .. }
+            | Op::RepeatInterleave { .. }
+            | Op::Tile { .. }
+            | Op::Resize { .. }
+            | Op::Gather { .. }
+            | Op::GatherGrad { .. }
+            | Op::BroadcastTo
+            | Op::ChannelsFirst(_) => OpFamily::ShapeOps,
+            Op::Rnn(_) => OpFamily::Rnn,
+            Op::SoftmaxCrossEntropy { .. } | Op::SoftmaxCrossEntropyGrad { .. } => OpFamily::Loss,
+        }
+    }
+
     /// The permutation from channels-first to channels-last for a tensor of rank `r`
     /// (`(N, C, s...)` → `(N, s..., C)`), and its inverse.
     pub fn channels_last_perm(r: usize) -> (Vec<usize>, Vec<usize>) {

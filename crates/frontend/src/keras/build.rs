@@ -3,8 +3,9 @@
 use super::config::{self, Call, LayerSpec, ModelSpec, TensorRef};
 use super::layers::{self, Ctx};
 use super::weights::PathLink;
-use super::{LayerSummary, ModelFormat, ModelInfo, WeightStore};
-use crate::{FrontendError, Model};
+use super::WeightStore;
+use crate::model::{keras_shape, LayerSummary, Model, ModelFormat, ModelInfo};
+use crate::FrontendError;
 use ir::{DType, Dim, Shape, TensorType, ValueId};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -19,8 +20,8 @@ pub(crate) fn build(
     training_config: Option<Value>,
 ) -> Result<Model, FrontendError> {
     let keras2 = format == ModelFormat::Keras2H5;
-    let spec =
-        config::parse_model(config, keras2).map_err(|m| FrontendError::Config { file: origin.into(), message: m })?;
+    let spec = config::parse_model(config, keras2, layers::KNOWN_CLASSES)
+        .map_err(|m| FrontendError::Config { file: origin.into(), message: m })?;
     let mut unsupported = Vec::new();
     check_supported(&spec, &mut unsupported);
     if !unsupported.is_empty() {
@@ -79,11 +80,6 @@ pub(crate) fn build(
             layer_configs: spec.layers.iter().map(|l| (l.name.clone(), (l.class.clone(), l.config.clone()))).collect(),
         },
     })
-}
-
-/// Keras's shape string: `(None, 16, 16, 8)`.
-pub(crate) fn keras_shape(s: &Shape) -> String {
-    s.to_string()
 }
 
 fn check_supported(spec: &ModelSpec, out: &mut Vec<String>) {

@@ -175,8 +175,16 @@ fn parse_call_k2(node: &Value) -> Result<Call, String> {
     Ok(call)
 }
 
+/// The class names the lowering registry supports, as `keras.ops` entries and as layers: Keras
+/// 3's legacy `.h5` does not say which entries are op calls, so parsing asks.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownClasses {
+    pub is_op: fn(&str) -> bool,
+    pub is_layer: fn(&str) -> bool,
+}
+
 /// Parses `{"class_name": ..., "config": ...}` of a model.
-pub fn parse_model(v: &Value, keras2: bool) -> Result<ModelSpec, String> {
+pub fn parse_model(v: &Value, keras2: bool, known: KnownClasses) -> Result<ModelSpec, String> {
     let class = v.get("class_name").and_then(Value::as_str).ok_or("model config has no class_name")?.to_string();
     let cfg = v.get("config").ok_or("model config has no 'config'")?;
     let name = cfg.get("name").and_then(Value::as_str).unwrap_or("model").to_string();
@@ -231,7 +239,8 @@ pub fn parse_model(v: &Value, keras2: bool) -> Result<ModelSpec, String> {
             }
         }
         // Keras 3's legacy .h5 drops the module of `keras.ops` entries.
-        let module = module.or_else(|| legacy_op_entry(&lclass, &lcfg, calls.first()).then(|| "keras.src.ops".into()));
+        let module =
+            module.or_else(|| legacy_op_entry(&lclass, &lcfg, calls.first(), known).then(|| "keras.src.ops".into()));
         // `keras.ops` entries are operations, not layers: the weights file does not count them.
         let archive_key = if is_ops_module(module.as_deref()) {
             snake_case(&lclass)
@@ -242,7 +251,7 @@ pub fn parse_model(v: &Value, keras2: bool) -> Result<ModelSpec, String> {
             *n += 1;
             key
         };
-        let model = if is_model_class(&lclass) { Some(Box::new(parse_model(l, keras2)?)) } else { None };
+        let model = if is_model_class(&lclass) { Some(Box::new(parse_model(l, keras2, known)?)) } else { None };
         layers.push(LayerSpec { class: lclass, name: lname, config: lcfg, calls, archive_key, model, module });
     }
     Ok(ModelSpec {
@@ -269,14 +278,14 @@ pub fn is_ops_module(module: Option<&str>) -> bool {
 /// has no `trainable` (every layer's has), and its class is an op's — for names shared with
 /// layers, called the way ops are (`Add` on two arguments rather than a list, `Reshape` to a
 /// `newshape`).
-fn legacy_op_entry(class: &str, config: &Value, call: Option<&Call>) -> bool {
+fn legacy_op_entry(class: &str, config: &Value, call: Option<&Call>, known: KnownClasses) -> bool {
     if !config.is_object() || config.get("trainable").is_some() || class == "InputLayer" || is_model_class(class) {
         return false;
     }
-    if !super::layers::is_op_class(class) {
+    if !(known.is_op)(class) {
         return false;
     }
-    if !super::layers::is_layer_class(class) {
+    if !(known.is_layer)(class) {
         return true;
     }
     match class {

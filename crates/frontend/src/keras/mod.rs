@@ -9,73 +9,11 @@ pub mod save;
 mod tf_op;
 mod weights;
 
-use crate::{FrontendError, Model};
+use crate::model::{Model, ModelFormat};
+use crate::FrontendError;
 use serde_json::Value;
 
 pub use weights::WeightStore;
-
-/// The file format a model came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelFormat {
-    /// Keras 3 `model.save("x.h5")`.
-    Keras3H5,
-    /// Keras 2 / tf.keras `model.save("x.h5")`.
-    Keras2H5,
-    /// Keras 3 `model.save("x.keras")`.
-    KerasArchive,
-    /// An ONNX model.
-    Onnx,
-}
-
-impl ModelFormat {
-    /// A human-readable description.
-    pub fn describe(self) -> &'static str {
-        match self {
-            ModelFormat::Keras3H5 => "Keras 3 legacy HDF5 (.h5)",
-            ModelFormat::Keras2H5 => "Keras 2 legacy HDF5 (.h5)",
-            ModelFormat::KerasArchive => "Keras 3 archive (.keras)",
-            ModelFormat::Onnx => "ONNX (.onnx)",
-        }
-    }
-}
-
-/// One row of the layer summary, as Keras's `model.summary()` prints it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerSummary {
-    pub name: String,
-    pub class: String,
-    /// Output shapes of the layer's first call, Keras-formatted (`(None, 16, 16, 8)`).
-    pub output_shapes: Vec<String>,
-    pub params: usize,
-    pub trainable_params: usize,
-    /// Layers whose outputs this layer reads (first call).
-    pub connected_to: Vec<String>,
-}
-
-/// What `inspect` shows about a model.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelInfo {
-    pub name: String,
-    pub model_class: String,
-    pub format: ModelFormat,
-    pub keras_version: String,
-    pub backend: Option<String>,
-    pub layers: Vec<LayerSummary>,
-    pub total_params: usize,
-    pub trainable_params: usize,
-    pub training_config: Option<Value>,
-    pub input_names: Vec<String>,
-    /// Each top-level layer's config, by layer name (what training needs: rates, momentum).
-    pub layer_configs: std::collections::BTreeMap<String, (String, Value)>,
-    pub output_names: Vec<String>,
-}
-
-impl ModelInfo {
-    /// Parameters that training does not update.
-    pub fn non_trainable_params(&self) -> usize {
-        self.total_params - self.trainable_params
-    }
-}
 
 fn parse_json(text: &str, origin: &str, what: &str) -> Result<Value, FrontendError> {
     serde_json::from_str(text)

@@ -1,6 +1,6 @@
 //! Identities: `x·1`, `x+0`, `x−0`, `x/1`, and ops that return their input unchanged.
 
-use super::{is_splat, ops_in, ty, Build, FnRule};
+use super::rule::{is_splat, ops_in, ty, Build, FnRule};
 use crate::egraph::TensorEGraph;
 use egg::Id;
 use ir::{BinaryOp, Op, UnaryOp};

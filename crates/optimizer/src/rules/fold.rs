@@ -2,7 +2,7 @@
 //! normalization, scales and shifts, and explicit zero padding into the conv's own padding.
 //! The folded weights are weight-only terms that constant folding evaluates once.
 
-use super::{as_vector, bin, channel_vector, ops_in, ty, weight_only, Build, FnRule};
+use super::rule::{as_vector, bin, channel_vector, ops_in, ty, weight_only, Build, FnRule};
 use crate::egraph::TensorEGraph;
 use egg::Id;
 use ir::{BinaryOp, Op, Tensor, UnaryOp};

@@ -1,7 +1,7 @@
 //! Conv / MatMul fusion: a bias, an activation, a residual add and a second activation become
 //! the epilogue of one fused op.
 
-use super::{ops_in, ty, Build, FnRule};
+use super::rule::{ops_in, ty, Build, FnRule};
 use crate::egraph::TensorEGraph;
 use egg::Id;
 use ir::{BinaryOp, Epilogue, Op, UnaryOp};

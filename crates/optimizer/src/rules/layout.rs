@@ -1,7 +1,7 @@
 //! Layout rules: chains of reshapes and transposes collapse to one (or none), and element-wise
 //! functions move through them towards the op that produced their input.
 
-use super::{ops_in, ty, weight_only, Build, FnRule};
+use super::rule::{ops_in, ty, weight_only, Build, FnRule};
 use crate::egraph::TensorEGraph;
 use egg::Id;
 use ir::{Dim, Op, TensorType};

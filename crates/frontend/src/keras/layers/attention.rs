@@ -1,6 +1,6 @@
 //! MultiHeadAttention and (Luong) Attention, lowered to matmuls, reshapes and a softmax.
 
-use super::{cfg_bool, cfg_str, weight, Ctx, LayerCall};
+use super::ctx::{cfg_bool, cfg_str, weight, Ctx, LayerCall};
 use crate::FrontendError;
 use ir::{BinaryOp, Op, ReduceKind, Tensor, UnaryOp, ValueId};
 use serde_json::Value;

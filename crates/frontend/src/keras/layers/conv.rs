@@ -1,7 +1,7 @@
 //! Convolution, pooling, padding, cropping and upsampling layers (channels-last; channels-first
 //! inputs are transposed in and out).
 
-use super::{cfg_bool, cfg_ints, cfg_str, expect_weights, layer_activation, weight, Ctx, LayerCall};
+use super::ctx::{cfg_bool, cfg_ints, cfg_str, expect_weights, layer_activation, weight, Ctx, LayerCall};
 use crate::FrontendError;
 use ir::{ConvAttrs, ConvTransposeAttrs, Op, PaddingMode, PoolAttrs, PoolKind, ReduceKind, ResizeMode, ValueId};
 use serde_json::Value;

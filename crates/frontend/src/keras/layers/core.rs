@@ -1,6 +1,6 @@
 //! Dense, activations, reshaping, merging, embedding and preprocessing layers.
 
-use super::{
+use super::ctx::{
     cfg_axes, cfg_bool, cfg_f32, cfg_str, expect_weights, layer_activation, norm_axis, weight, Ctx, LayerCall,
 };
 use crate::FrontendError;

@@ -1,6 +1,6 @@
 //! Normalization layers.
 
-use super::{cfg_axes, cfg_bool, cfg_f32, weight, Ctx, LayerCall};
+use super::ctx::{cfg_axes, cfg_bool, cfg_f32, weight, Ctx, LayerCall};
 use crate::FrontendError;
 use ir::{Op, Tensor, ValueId};
 use serde_json::Value;

@@ -1,6 +1,6 @@
 //! Recurrent layers and the wrappers (Bidirectional, TimeDistributed).
 
-use super::{cfg_bool, parse_activation, registry, Act, Ctx, LayerCall};
+use super::ctx::{cfg_bool, parse_activation, Act, Ctx, LayerCall};
 use crate::FrontendError;
 use ir::{BinaryOp, Op, RnnAttrs, RnnKind, Tensor, UnaryOp, ValueId};
 use serde_json::Value;
@@ -174,45 +174,5 @@ pub(super) fn bidirectional(ctx: &mut Ctx, lc: &LayerCall) -> R {
     };
     outs.extend_from_slice(&fo[1..]);
     outs.extend_from_slice(&bo[1..]);
-    Ok(outs)
-}
-
-pub(super) fn time_distributed(ctx: &mut Ctx, lc: &LayerCall) -> R {
-    let x = lc.inputs[0];
-    let inner = lc.config.get("layer").ok_or_else(|| ctx.err(lc, "no wrapped layer"))?;
-    let class = inner.get("class_name").and_then(Value::as_str).unwrap_or("").to_string();
-    let cfg = inner.get("config").cloned().unwrap_or(Value::Null);
-    let f = registry(&class).ok_or_else(|| ctx.err(lc, format!("TimeDistributed over {class} is not supported")))?;
-    let dims = ctx.dims(x);
-    if dims.len() < 3 {
-        return Err(ctx.err(lc, "TimeDistributed needs a (batch, time, ...) input"));
-    }
-    let t = dims[1].fixed().ok_or_else(|| ctx.err(lc, "the time axis must have a known size"))? as i64;
-    let mut merged = vec![-1i64];
-    for d in &dims[2..] {
-        merged.push(d.fixed().ok_or_else(|| ctx.err(lc, "inner axes must have known sizes"))? as i64);
-    }
-    let xm = ctx.node(lc, "merge_time", Op::Reshape { shape: merged }, &[x])?;
-    let ilc = LayerCall {
-        class: &class,
-        name: lc.name,
-        config: &cfg,
-        call: None,
-        inputs: vec![xm],
-        kw_inputs: Vec::new(),
-        weights: lc.weights.clone(),
-        weight_paths: lc.weight_paths.clone(),
-        key: format!("{}/inner", lc.key),
-    };
-    let ys = f(ctx, &ilc)?;
-    let mut outs = Vec::new();
-    for y in ys {
-        let yd = ctx.dims(y);
-        let mut shape = vec![-1i64, t];
-        for d in &yd[1..] {
-            shape.push(d.fixed().ok_or_else(|| ctx.err(lc, "inner output sizes must be known"))? as i64);
-        }
-        outs.push(ctx.node(lc, "split_time", Op::Reshape { shape }, &[y])?);
-    }
     Ok(outs)
 }

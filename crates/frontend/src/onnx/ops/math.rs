@@ -1,7 +1,8 @@
 //! Element-wise ops, comparisons and logic (bools held as f32 0/1), casts, constants.
 
+use crate::onnx::ctx::{attr_f, attr_i, attr_s, Ctx, Lowered};
 use crate::onnx::proto::NodeProto;
-use crate::onnx::{attr_f, attr_i, attr_s, Ctx, Lowered, Val};
+use crate::onnx::value::Val;
 use ir::{BinaryOp, DType, Op, UnaryOp, ValueId};
 
 fn op_of(op: &str) -> BinaryOp {

@@ -1,13 +1,12 @@
 //! ONNX op type → lowering function: the same registry shape as the Keras frontend's.
 
-mod control;
 mod math;
 mod nn;
 mod rnn;
 mod shape;
 
+use super::ctx::{Ctx, Lowered};
 use super::proto::NodeProto;
-use super::{Ctx, Lowered};
 
 /// A lowering: the node's inputs from `ctx`, IR nodes added, one value per output.
 pub type LowerFn = fn(&mut Ctx, &NodeProto, &str) -> Lowered;
@@ -53,8 +52,6 @@ pub fn registry(op: &str) -> Option<LowerFn> {
         "ConstantOfShape" => shape::constant_of_shape,
         "Shape" | "Size" | "Range" => shape::folded_only,
         "LSTM" | "GRU" | "RNN" => rnn::rnn,
-        "Loop" => control::loop_,
-        "If" => control::if_,
         _ => return None,
     })
 }

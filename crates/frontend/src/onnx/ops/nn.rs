@@ -1,7 +1,8 @@
 //! Matmul, convolution, pooling, normalization, softmax and reductions.
 
+use crate::onnx::ctx::{attr_f, attr_i, attr_ints, attr_s, Ctx, Lowered};
 use crate::onnx::proto::NodeProto;
-use crate::onnx::{attr_f, attr_i, attr_ints, attr_s, Ctx, Lowered, Val, S};
+use crate::onnx::value::{Val, S};
 use ir::{
     BinaryOp, ConvAttrs, ConvTransposeAttrs, Op, PaddingMode, PoolAttrs, PoolKind, ReduceKind, Tensor, UnaryOp, ValueId,
 };

@@ -1,7 +1,8 @@
 //! LSTM, GRU and RNN as the IR's recurrent op (Keras's gate order), one per direction.
 
+use crate::onnx::ctx::{attr_i, attr_s, Ctx, Lowered};
 use crate::onnx::proto::NodeProto;
-use crate::onnx::{attr_i, attr_s, Ctx, Lowered, Val, S};
+use crate::onnx::value::{Val, S};
 use ir::{Op, RnnAttrs, RnnKind, Tensor, UnaryOp, ValueId};
 
 fn act(name: &str) -> Result<UnaryOp, String> {
@@ -55,7 +56,7 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     if attr_i(node, "layout", 0) != 0 {
         return Err("layout=1 (batch-first) is not supported".into());
     }
-    if crate::onnx::attr(node, "clip").is_some() || attr_i(node, "input_forget", 0) != 0 {
+    if crate::onnx::ctx::attr(node, "clip").is_some() || attr_i(node, "input_forget", 0) != 0 {
         return Err("clip and input_forget are not supported".into());
     }
     let x = ctx.req(node, 0)?;
@@ -107,7 +108,7 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     if h == 0 {
         return Err("no hidden_size".into());
     }
-    let acts: Vec<String> = crate::onnx::attr(node, "activations")
+    let acts: Vec<String> = crate::onnx::ctx::attr(node, "activations")
         .map(|a| a.strings.iter().map(|s| String::from_utf8_lossy(s).to_string()).collect())
         .unwrap_or_default();
     let defaults: &[&str] = match kind {

@@ -1,9 +1,10 @@
 //! Layout and shape ops: transpose, reshape, flatten, (un)squeeze, concat, split, slice,
 //! gather, pad, resize, tile, expand, fills.
 
-use crate::onnx::eval::show;
+use crate::onnx::ctx::{attr_f, attr_i, attr_ints, attr_s, Ctx, Lowered};
 use crate::onnx::proto::NodeProto;
-use crate::onnx::{attr_f, attr_i, attr_ints, attr_s, Ctx, Lowered, Val, S};
+use crate::onnx::value::show;
+use crate::onnx::value::{Val, S};
 use ir::{DType, Op, ResizeMode, Tensor};
 
 /// Transpose (the reversed axes by default).
@@ -440,7 +441,7 @@ pub fn expand(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
 /// ConstantOfShape: a fill (known when small and batch-free).
 pub fn constant_of_shape(ctx: &mut Ctx, node: &NodeProto, _name: &str) -> Lowered {
     let shape = ctx.known(&ctx.req(node, 0)?).ok_or("the shape must be computable at load time")?;
-    let (value, dtype) = match crate::onnx::attr(node, "value").and_then(|a| a.t.as_ref()) {
+    let (value, dtype) = match crate::onnx::ctx::attr(node, "value").and_then(|a| a.t.as_ref()) {
         Some(t) => {
             let t = crate::onnx::tensor::to_tensor(t, None)?;
             (t.to_f64_vec().first().copied().unwrap_or(0.0), t.dtype())
@@ -450,7 +451,7 @@ pub fn constant_of_shape(ctx: &mut Ctx, node: &NodeProto, _name: &str) -> Lowere
     let dims = shape.data.clone();
     if let Ok(n) = shape.nums("a shape") {
         let total: f64 = n.iter().product();
-        if total <= crate::onnx::eval::MAX_KNOWN as f64 {
+        if total <= crate::onnx::value::MAX_KNOWN as f64 {
             let dims: Vec<usize> = n.iter().map(|&d| d as usize).collect();
             return Ok(vec![Val::Known(crate::onnx::KVal::new(dtype, dims, vec![S::N(value); total as usize]))]);
         }

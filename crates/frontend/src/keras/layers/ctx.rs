@@ -1,0 +1,381 @@
+//! What every layer lowering shares: the lowering state ([`Ctx`]: the graph being built, the
+//! weights, the summary, the masks), one layer call ([`LayerCall`]), and config helpers.
+
+use crate::keras::config::{Call, LayerSpec};
+use crate::keras::weights::PathLink;
+use crate::keras::WeightStore;
+use crate::model::{keras_shape, LayerSummary};
+use crate::FrontendError;
+use ir::{BinaryOp, Graph, Op, Tensor, UnaryOp, ValueId};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A layer lowering: from the call's inputs and the layer's weights to its outputs.
+pub(crate) type LowerFn = fn(&mut Ctx, &LayerCall) -> Result<Vec<ValueId>, FrontendError>;
+
+/// One call of a layer being lowered.
+pub(crate) struct LayerCall<'a> {
+    pub class: &'a str,
+    pub name: &'a str,
+    pub config: &'a Value,
+    pub call: Option<&'a Call>,
+    pub inputs: Vec<ValueId>,
+    pub kw_inputs: Vec<(String, ValueId)>,
+    pub weights: Vec<Tensor>,
+    /// Where each weight was read from (dataset paths in the weights file).
+    pub weight_paths: Vec<String>,
+    /// Unique key of the layer (its path), for caching its constants.
+    pub key: String,
+}
+
+/// Lowering state: the graph under construction, the weights and the summary.
+pub(crate) struct Ctx {
+    pub g: Graph,
+    pub origin: String,
+    pub keras2: bool,
+    store: WeightStore,
+    consts: HashMap<String, ValueId>,
+    weights_cache: HashMap<String, Vec<(Tensor, String)>>,
+    /// For constants that are a file weight as stored, the dataset it came from.
+    pub sources: HashMap<ValueId, String>,
+    /// File weights already attributed to a constant.
+    used_paths: std::collections::HashSet<String>,
+    /// Per top-level layer: (params, trainable params).
+    params: HashMap<String, (usize, usize)>,
+    pub summaries: Vec<LayerSummary>,
+    recorded: std::collections::HashSet<String>,
+    /// Keras's implicit masks: for a value that carries one, its `(batch, time)` keep mask as
+    /// float 0/1 (from Embedding(mask_zero=True) or Masking, propagated as Keras does).
+    pub masks: HashMap<ValueId, ValueId>,
+    /// The masks of the current call's positional inputs (for layers that read them).
+    pub call_masks: Vec<Option<ValueId>>,
+}
+
+impl Ctx {
+    pub fn new(origin: &str, store: WeightStore, keras2: bool, name: &str) -> Ctx {
+        Ctx {
+            g: Graph::new(name),
+            origin: origin.into(),
+            keras2,
+            store,
+            consts: HashMap::new(),
+            weights_cache: HashMap::new(),
+            sources: HashMap::new(),
+            used_paths: Default::default(),
+            params: HashMap::new(),
+            summaries: Vec::new(),
+            recorded: Default::default(),
+            masks: HashMap::new(),
+            call_masks: Vec::new(),
+        }
+    }
+
+    pub fn config_err(&self, message: String) -> FrontendError {
+        FrontendError::Config { file: self.origin.clone(), message }
+    }
+
+    pub fn err(&self, lc: &LayerCall, message: impl Into<String>) -> FrontendError {
+        FrontendError::Layer {
+            file: self.origin.clone(),
+            layer: lc.name.into(),
+            class: lc.class.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn werr(&self, lc: &LayerCall, message: impl Into<String>) -> FrontendError {
+        FrontendError::Weights {
+            file: self.origin.clone(),
+            layer: lc.name.into(),
+            class: lc.class.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A constant of layer `lc`, created once per layer (shared layers reuse it).
+    pub fn konst(&mut self, lc: &LayerCall, what: &str, t: Tensor) -> ValueId {
+        let key = format!("{}#{}", lc.key, what);
+        if let Some(&v) = self.consts.get(&key) {
+            return v;
+        }
+        // A constant that is one of the layer's file weights unchanged can be written back.
+        // Equal values are common (a fresh batch norm's gamma and variance are both ones): the
+        // weight named `what` wins, else the first equal one not yet taken, in file order.
+        let candidates: Vec<&String> = lc
+            .weights
+            .iter()
+            .zip(&lc.weight_paths)
+            .filter(|(w, p)| w.shape() == t.shape() && w.data() == t.data() && !self.used_paths.contains(*p))
+            .map(|(_, p)| p)
+            .collect();
+        let named = candidates.iter().find(|p| {
+            let last = p.rsplit('/').next().unwrap_or(p);
+            last.split(':').next() == Some(what)
+        });
+        let source = named.or(candidates.first()).map(|p| (*p).clone());
+        if let Some(p) = &source {
+            self.used_paths.insert(p.clone());
+        }
+        let v = self.g.add_constant(format!("{}/{}", lc.name, what), t);
+        if let Some(p) = source {
+            self.sources.insert(v, p);
+        }
+        self.consts.insert(key, v);
+        v
+    }
+
+    /// Adds a single-output node, attributing shape errors to the layer.
+    pub fn node(&mut self, lc: &LayerCall, part: &str, op: Op, inputs: &[ValueId]) -> Result<ValueId, FrontendError> {
+        let name = if part.is_empty() { lc.name.to_string() } else { format!("{}/{}", lc.name, part) };
+        self.g.add(name, op, inputs).map_err(|e| self.err(lc, e.to_string()))
+    }
+
+    /// Adds a multi-output node.
+    pub fn nodes(
+        &mut self,
+        lc: &LayerCall,
+        part: &str,
+        op: Op,
+        inputs: &[ValueId],
+    ) -> Result<Vec<ValueId>, FrontendError> {
+        let name = if part.is_empty() { lc.name.to_string() } else { format!("{}/{}", lc.name, part) };
+        self.g.add_node(name, op, inputs).map_err(|e| self.err(lc, e.to_string()))
+    }
+
+    pub fn unary(&mut self, lc: &LayerCall, part: &str, u: UnaryOp, x: ValueId) -> Result<ValueId, FrontendError> {
+        self.node(lc, part, Op::Unary(u), &[x])
+    }
+
+    pub fn binary(
+        &mut self,
+        lc: &LayerCall,
+        part: &str,
+        b: BinaryOp,
+        x: ValueId,
+        y: ValueId,
+    ) -> Result<ValueId, FrontendError> {
+        self.node(lc, part, Op::Binary(b), &[x, y])
+    }
+
+    /// Rank of a value.
+    pub fn rank(&self, v: ValueId) -> usize {
+        self.g.value(v).ty.shape.rank()
+    }
+
+    /// Static dims of a value.
+    pub fn dims(&self, v: ValueId) -> Vec<ir::Dim> {
+        self.g.value(v).ty.shape.0.clone()
+    }
+
+    /// The weights of the layer at `path` (cache key `key`), read once per layer; the first read
+    /// also adds them to the parameter counts, so shared layers count once.
+    pub(super) fn layer_weights(
+        &mut self,
+        path: &[PathLink],
+        key: &str,
+        class: &str,
+        config: &Value,
+    ) -> Result<Vec<(Tensor, String)>, FrontendError> {
+        if let Some(w) = self.weights_cache.get(key) {
+            return Ok(w.clone());
+        }
+        let w = self.store.layer_weights(path, class)?;
+        let tensors: Vec<Tensor> = w.iter().map(|(t, _)| t.clone()).collect();
+        self.count_params(path, class, config, &tensors);
+        self.weights_cache.insert(key.to_string(), w.clone());
+        Ok(w)
+    }
+
+    /// Adds a layer's parameter counts to its top-level layer's summary.
+    fn count_params(&mut self, path: &[PathLink], class: &str, config: &Value, weights: &[Tensor]) {
+        let Some(top) = path.first() else { return };
+        let sizes: Vec<usize> = weights.iter().map(|t| t.len()).collect();
+        let total: usize = sizes.iter().sum();
+        let frozen = config.get("trainable").and_then(Value::as_bool) == Some(false);
+        let non_trainable: usize = if frozen {
+            total
+        } else {
+            match class {
+                "BatchNormalization" => sizes.iter().rev().take(2).sum(),
+                "Normalization" => total,
+                _ => 0,
+            }
+        };
+        let e = self.params.entry(top.name.clone()).or_insert((0, 0));
+        e.0 += total;
+        e.1 += total - non_trainable;
+    }
+
+    /// Records the summary row of a top-level layer (its first call).
+    pub fn record_summary(&mut self, l: &LayerSpec, outs: &[ValueId], connected_to: Vec<String>) {
+        if !self.recorded.insert(l.name.clone()) {
+            return;
+        }
+        let (params, trainable) = self.params.get(&l.name).copied().unwrap_or((0, 0));
+        let frozen = l.config.get("trainable").and_then(Value::as_bool) == Some(false);
+        self.summaries.push(LayerSummary {
+            name: l.name.clone(),
+            class: l.class.clone(),
+            output_shapes: outs.iter().map(|&v| keras_shape(&self.g.value(v).ty.shape)).collect(),
+            params,
+            trainable_params: if frozen { 0 } else { trainable },
+            connected_to,
+        });
+    }
+}
+
+/// A config value as f32.
+pub(crate) fn cfg_f32(c: &Value, k: &str, default: f32) -> f32 {
+    c.get(k).and_then(Value::as_f64).map(|v| v as f32).unwrap_or(default)
+}
+
+/// A config value as bool.
+pub(crate) fn cfg_bool(c: &Value, k: &str, default: bool) -> bool {
+    c.get(k).and_then(Value::as_bool).unwrap_or(default)
+}
+
+/// A config value as string.
+pub(crate) fn cfg_str<'a>(c: &'a Value, k: &str, default: &'a str) -> &'a str {
+    c.get(k).and_then(Value::as_str).unwrap_or(default)
+}
+
+/// An int or list-of-ints config value expanded to `n` entries.
+pub(crate) fn cfg_ints(c: &Value, k: &str, n: usize, default: usize) -> Option<Vec<usize>> {
+    match c.get(k) {
+        None | Some(Value::Null) => Some(vec![default; n]),
+        Some(Value::Number(x)) => Some(vec![x.as_u64()? as usize; n]),
+        Some(Value::Array(a)) if a.len() == n => a.iter().map(|v| v.as_u64().map(|x| x as usize)).collect(),
+        Some(Value::Array(a)) if a.len() == 1 => Some(vec![a[0].as_u64()? as usize; n]),
+        _ => None,
+    }
+}
+
+/// Normalizes a possibly negative axis.
+pub(crate) fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a as usize >= rank {
+        None
+    } else {
+        Some(a as usize)
+    }
+}
+
+/// An int or list-of-ints axis config, normalized.
+pub(crate) fn cfg_axes(c: &Value, k: &str, default: i64, rank: usize) -> Option<Vec<usize>> {
+    match c.get(k) {
+        None | Some(Value::Null) => Some(vec![norm_axis(default, rank)?]),
+        Some(Value::Number(x)) => Some(vec![norm_axis(x.as_i64()?, rank)?]),
+        Some(Value::Array(a)) => {
+            let mut v: Vec<usize> = a.iter().map(|x| norm_axis(x.as_i64()?, rank)).collect::<Option<_>>()?;
+            v.sort();
+            v.dedup();
+            Some(v)
+        }
+        _ => None,
+    }
+}
+
+/// An activation: element-wise, or a softmax over the last axis.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Act {
+    Unary(UnaryOp),
+    Softmax,
+    LogSoftmax,
+    Linear,
+}
+
+/// Parses a Keras activation (a name, or a serialized function object).
+pub(crate) fn parse_activation(v: Option<&Value>, keras2: bool) -> Result<Act, String> {
+    let name = match v {
+        None | Some(Value::Null) => return Ok(Act::Linear),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Object(o)) => {
+            let inner = o
+                .get("config")
+                .and_then(|c| c.as_str().map(str::to_string).or_else(|| c.get("name")?.as_str().map(str::to_string)));
+            match inner.or_else(|| o.get("class_name").and_then(Value::as_str).map(str::to_string)) {
+                Some(n) => n,
+                None => return Err("unreadable activation".into()),
+            }
+        }
+        Some(other) => return Err(format!("unreadable activation {other}")),
+    };
+    let u = match name.as_str() {
+        "linear" | "identity" => return Ok(Act::Linear),
+        "softmax" => return Ok(Act::Softmax),
+        "log_softmax" => return Ok(Act::LogSoftmax),
+        "relu" => UnaryOp::Relu,
+        "relu6" => UnaryOp::Relu6,
+        "sigmoid" => UnaryOp::Sigmoid,
+        "hard_sigmoid" => {
+            if keras2 {
+                UnaryOp::HardSigmoidLegacy
+            } else {
+                UnaryOp::HardSigmoid
+            }
+        }
+        "hard_silu" | "hard_swish" => UnaryOp::HardSilu,
+        "tanh" => UnaryOp::Tanh,
+        "softplus" => UnaryOp::Softplus,
+        "softsign" => UnaryOp::Softsign,
+        "elu" => UnaryOp::Elu { alpha: 1.0 },
+        "selu" => UnaryOp::Selu,
+        "gelu" => UnaryOp::Gelu,
+        "silu" | "swish" => UnaryOp::Silu,
+        "mish" => UnaryOp::Mish,
+        "exponential" => UnaryOp::Exp,
+        "leaky_relu" => UnaryOp::LeakyRelu { alpha: 0.2 },
+        other => return Err(format!("activation '{other}' is not supported")),
+    };
+    Ok(Act::Unary(u))
+}
+
+/// Applies an activation to `x` (softmax over the last axis).
+pub(crate) fn apply_act(
+    ctx: &mut Ctx,
+    lc: &LayerCall,
+    part: &str,
+    act: Act,
+    x: ValueId,
+) -> Result<ValueId, FrontendError> {
+    let last = ctx.rank(x).saturating_sub(1);
+    match act {
+        Act::Linear => Ok(x),
+        Act::Unary(u) => ctx.unary(lc, part, u, x),
+        Act::Softmax => ctx.node(lc, part, Op::Softmax { axes: vec![last] }, &[x]),
+        Act::LogSoftmax => ctx.node(lc, part, Op::LogSoftmax { axis: last }, &[x]),
+    }
+}
+
+/// The layer's own activation config, applied.
+pub(crate) fn layer_activation(ctx: &mut Ctx, lc: &LayerCall, x: ValueId) -> Result<ValueId, FrontendError> {
+    let act = parse_activation(lc.config.get("activation"), ctx.keras2).map_err(|m| ctx.err(lc, m))?;
+    apply_act(ctx, lc, "activation", act, x)
+}
+
+/// Takes the `i`-th weight, checking its shape when `expect` is given.
+pub(crate) fn weight(
+    ctx: &Ctx,
+    lc: &LayerCall,
+    i: usize,
+    what: &str,
+    expect: Option<&[usize]>,
+) -> Result<Tensor, FrontendError> {
+    let t = lc.weights.get(i).cloned().ok_or_else(|| {
+        ctx.werr(lc, format!("{what} is missing (the file holds {} weight(s) for this layer)", lc.weights.len()))
+    })?;
+    if let Some(e) = expect {
+        if t.shape() != e {
+            return Err(ctx.werr(lc, format!("{what} has shape {:?} but the config implies {:?}", t.shape(), e)));
+        }
+    }
+    Ok(t.cast(ir::DType::F32))
+}
+
+/// Fails when the layer holds a different number of weights than its config implies.
+pub(crate) fn expect_weights(ctx: &Ctx, lc: &LayerCall, n: usize) -> Result<(), FrontendError> {
+    if lc.weights.len() != n {
+        return Err(ctx.werr(lc, format!("expected {n} weight tensor(s), the file holds {}", lc.weights.len())));
+    }
+    Ok(())
+}
