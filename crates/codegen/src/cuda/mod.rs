@@ -5,10 +5,21 @@
 //! convolution and tiled matmul with fused epilogues; direct depthwise and transposed
 //! convolution; pooling, reductions, softmax and normalizations; data movement; recurrent layers.
 
+mod context;
+mod conv;
+mod elementwise;
 mod emit;
 mod expr;
+mod loss;
+mod matmul;
+mod norm;
+mod pool;
+mod reduce;
+mod rnn;
+mod shape_ops;
 
-pub use emit::{ctype, emit_node, emit_node_with, emit_plan, emit_plan_with, Precision};
+pub use context::{ctype, Precision};
+pub use emit::{emit_node, emit_node_with, emit_plan, emit_plan_with};
 pub use expr::{binary, lit, unary};
 
 use ir::{NodeId, ValueId};
