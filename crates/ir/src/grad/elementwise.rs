@@ -1,0 +1,44 @@
+//! Gradients of the element-wise ops: unary functions, binary ops (summed back over broadcast
+//! axes), bias adds, casts.
+
+use super::builder::{unsupported, Builder, Grads};
+use crate::{BinaryOp, Node, Op, ReduceKind, UnaryOp, ValueId};
+
+impl Builder<'_> {
+    pub(super) fn unary(&mut self, nd: &Node, dy: ValueId, u: UnaryOp) -> Grads {
+        let x = |i: usize| nd.inputs[i];
+        Ok(vec![Some(self.add(Op::UnaryGrad(u), &[x(0), dy])?)])
+    }
+
+    pub(super) fn binary(&mut self, nd: &Node, dy: ValueId, bop: BinaryOp) -> Grads {
+        let x = |i: usize| nd.inputs[i];
+        let _op = &nd.op;
+        let mut out = Vec::new();
+        for wrt in 0..2 {
+            let gfull = self.add(Op::BinaryGrad { op: bop, wrt }, &[x(0), x(1), dy])?;
+            let t = self.ty(x(wrt));
+            out.push(Some(self.unbroadcast(gfull, &t)?));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn bias_add(&mut self, _nd: &Node, dy: ValueId, axis: usize) -> Grads {
+        let r = self.ty(dy).shape.rank();
+        let axes: Vec<usize> = (0..r).filter(|&a| a != axis).collect();
+        let db = if axes.is_empty() {
+            dy
+        } else {
+            self.add(Op::Reduce { kind: ReduceKind::Sum, axes, keepdims: false }, &[dy])?
+        };
+        Ok(vec![Some(dy), Some(db)])
+    }
+
+    pub(super) fn cast(&mut self, nd: &Node, dy: ValueId) -> Grads {
+        if !self.ty(nd.inputs[0]).dtype.is_float() {
+            return Err(unsupported(&nd.op, " from an integer type"));
+        }
+        let x = |i: usize| nd.inputs[i];
+        let to = self.ty(x(0)).dtype;
+        Ok(vec![Some(self.add(Op::Cast { to }, &[dy])?)])
+    }
+}
