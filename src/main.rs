@@ -106,97 +106,8 @@ enum Command {
     Fit {
         /// A Keras model file (.h5 or .keras)
         model: PathBuf,
-        /// Training data: .npz with x_train/y_train (or x/y), optionally x_val/y_val; or a
-        /// numeric .csv with --label-column
-        #[arg(long, required_unless_present = "x")]
-        data: Option<PathBuf>,
-        /// Inputs as one .npy file (with --y, instead of --data)
-        #[arg(long, requires = "y", conflicts_with = "data")]
-        x: Option<PathBuf>,
-        /// Labels as one .npy file (with --x)
-        #[arg(long, requires = "x")]
-        y: Option<PathBuf>,
-        /// The label column of CSV data: its header name or 0-based index
-        #[arg(long)]
-        label_column: Option<String>,
-        /// Where to write the trained model
-        #[arg(long)]
-        output: PathBuf,
-        #[arg(long, default_value_t = 1)]
-        epochs: usize,
-        #[arg(long, default_value_t = 32)]
-        batch_size: usize,
-        /// Optimizer: sgd, adam, adamw, rmsprop, adagrad, nadam (default: the file's training_config)
-        #[arg(long)]
-        optimizer: Option<String>,
-        #[arg(long)]
-        learning_rate: Option<f32>,
-        #[arg(long)]
-        momentum: Option<f32>,
-        #[arg(long)]
-        nesterov: bool,
-        #[arg(long)]
-        beta_1: Option<f32>,
-        #[arg(long)]
-        beta_2: Option<f32>,
-        #[arg(long)]
-        epsilon: Option<f32>,
-        #[arg(long)]
-        rho: Option<f32>,
-        /// Decoupled weight decay (AdamW's, or any optimizer's)
-        #[arg(long)]
-        weight_decay: Option<f32>,
-        #[arg(long)]
-        clipnorm: Option<f32>,
-        #[arg(long)]
-        clipvalue: Option<f32>,
-        #[arg(long)]
-        global_clipnorm: Option<f32>,
-        /// Loss (default: the file's training_config)
-        #[arg(long)]
-        loss: Option<String>,
-        /// The model outputs logits
-        #[arg(long)]
-        from_logits: bool,
-        /// Metrics, comma-separated: accuracy, mae, mse (default: the file's training_config)
-        #[arg(long, value_delimiter = ',')]
-        metrics: Option<Vec<String>>,
-        /// Keep the data's order (default: shuffle every epoch, seeded by --seed)
-        #[arg(long, conflicts_with = "shuffle")]
-        no_shuffle: bool,
-        /// Shuffle the training data every epoch (the default)
-        #[arg(long)]
-        shuffle: bool,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Train with dropout and noise layers off
-        #[arg(long)]
-        no_dropout: bool,
-        /// Write Keras's history.history (and each step's loss) as JSON
-        #[arg(long)]
-        history: Option<PathBuf>,
-        #[arg(long, default_value_t = 1)]
-        verbose: u8,
-        /// Keep these layers' weights (comma-separated layer names)
-        #[arg(long, value_delimiter = ',')]
-        freeze: Vec<String>,
-        /// Freeze every layer before this one
-        #[arg(long)]
-        trainable_from: Option<String>,
-        /// Hold out this last fraction of the data for validation
-        #[arg(long)]
-        validation_split: Option<f32>,
-        /// Stop after PATIENCE epochs without improvement of val_loss (or loss)
-        #[arg(long, value_name = "PATIENCE")]
-        early_stopping: Option<usize>,
-        /// Write a checkpoint to DIR after every epoch
-        #[arg(long, value_name = "DIR")]
-        checkpoint: Option<PathBuf>,
-        /// Continue from the last checkpoint in --checkpoint DIR
-        #[arg(long)]
-        resume: bool,
-        #[arg(long, hide = true)]
-        abort_after_steps: Option<usize>,
+        #[command(flatten)]
+        options: kerasc::fit::FitOptions,
         /// Device to train on (TensorFlow names: /GPU:0, /CPU:0; default: the lowest GPU, else
         /// the CPU). On a GPU each step's forward and backward pass runs there.
         #[arg(long)]
@@ -261,92 +172,17 @@ fn run(cli: Cli) -> Result<()> {
             devices();
             Ok(())
         }
-        Command::Fit {
-            model,
-            data,
-            x,
-            y,
-            label_column,
-            output,
-            epochs,
-            batch_size,
-            optimizer,
-            learning_rate,
-            momentum,
-            nesterov,
-            beta_1,
-            beta_2,
-            epsilon,
-            rho,
-            weight_decay,
-            clipnorm,
-            clipvalue,
-            global_clipnorm,
-            loss,
-            from_logits,
-            metrics,
-            no_shuffle,
-            shuffle: _,
-            seed,
-            no_dropout,
-            history,
-            verbose,
-            freeze,
-            trainable_from,
-            validation_split,
-            early_stopping,
-            checkpoint,
-            resume,
-            abort_after_steps,
-            device,
-        } => {
+        Command::Fit { model, mut options, device } => {
             // Like `run`: the requested device, else the lowest visible GPU, else the CPU.
-            let cuda = match pick_device(device.as_deref(), false)? {
+            options.cuda = match pick_device(device.as_deref(), false)? {
                 Device::Cpu => None,
                 Device::Cuda(ordinal) => Some(kerasc::runtime::cuda::CudaOptions::new(ordinal, ptx_cache_dir())),
             };
             let m = kerasc::load(&model)?;
-            let opts = kerasc::fit::FitOptions {
-                data,
-                x,
-                y,
-                label_column,
-                output: output.clone(),
-                epochs,
-                batch_size,
-                optimizer,
-                learning_rate,
-                momentum,
-                nesterov,
-                beta_1,
-                beta_2,
-                epsilon,
-                rho,
-                weight_decay,
-                clipnorm,
-                clipvalue,
-                global_clipnorm,
-                loss,
-                from_logits,
-                metrics,
-                shuffle: !no_shuffle,
-                seed,
-                no_dropout,
-                history,
-                verbose,
-                freeze,
-                trainable_from,
-                validation_split,
-                early_stopping,
-                checkpoint,
-                resume,
-                abort_after_steps,
-                cuda,
-            };
-            let h = kerasc::fit::fit(&m, &model, &opts)?;
+            let h = kerasc::fit::fit(&m, &model, &options)?;
             eprintln!(
                 "wrote {} ({} steps, final loss {:.4})",
-                output.display(),
+                options.output.display(),
                 h.step_loss.len(),
                 h.get("loss").and_then(|l| l.last()).copied().unwrap_or(f64::NAN)
             );

@@ -92,43 +92,24 @@ fn fit_on_the_gpu_matches_keras() {
         let source = dir.join(format!("{name}.h5"));
         let model = kerasc::load(&source).unwrap();
         let out = tmp.join(format!("{name}.h5"));
-        let opts = kerasc::fit::FitOptions {
-            data: Some(dir.join(format!("{name}.finetune.npz"))),
-            x: None,
-            y: None,
-            label_column: None,
-            output: out.clone(),
-            epochs: 2,
-            batch_size: 16,
-            optimizer: Some("sgd".into()),
-            learning_rate: Some(0.01),
-            momentum: None,
-            nesterov: false,
-            beta_1: None,
-            beta_2: None,
-            epsilon: None,
-            rho: None,
-            weight_decay: None,
-            clipnorm: None,
-            clipvalue: None,
-            global_clipnorm: None,
-            loss: Some("sparse_categorical_crossentropy".into()),
-            metrics: None,
-            from_logits: false,
-            shuffle: false,
-            seed: 0,
-            no_dropout: true,
-            history: None,
-            verbose: 0,
-            freeze: Vec::new(),
-            trainable_from: None,
-            validation_split: None,
-            early_stopping: None,
-            checkpoint: None,
-            resume: false,
-            abort_after_steps: None,
-            cuda: Some(kerasc::runtime::cuda::CudaOptions::new(ordinal, std::env::temp_dir().join("kerasc-test-ptx"))),
-        };
+        let data = dir.join(format!("{name}.finetune.npz"));
+        let mut opts = kerasc::fit::FitOptions::from_flags([
+            "--data",
+            data.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--epochs=2",
+            "--batch-size=16",
+            "--optimizer=sgd",
+            "--learning-rate=0.01",
+            "--loss=sparse_categorical_crossentropy",
+            "--no-shuffle",
+            "--no-dropout",
+            "--verbose=0",
+        ])
+        .unwrap();
+        opts.cuda =
+            Some(kerasc::runtime::cuda::CudaOptions::new(ordinal, std::env::temp_dir().join("kerasc-test-ptx")));
         if let Err(e) = kerasc::fit::fit(&model, &source, &opts) {
             failures.push(format!("{name}: {e}"));
             continue;

@@ -7,6 +7,7 @@ pub mod h5;
 pub mod layers;
 pub mod save;
 mod tf_op;
+pub mod training_config;
 mod weights;
 
 use crate::model::{Model, ModelFormat};

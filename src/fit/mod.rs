@@ -1,0 +1,354 @@
+//! `kerasc fit`: fine-tuning a saved model with Keras's numbers, writing a file Keras loads
+//! back.
+//!
+//! [`fit`] reads top to bottom: the run's configuration from the file and the flags
+//! (`config`), the data (`data`), the training step; then each epoch: its steps
+//! ([`Trainer::train_epoch`]), validation ([`Trainer::validate`]), the epoch's line and history
+//! (`history`), a checkpoint (`checkpoint`); at the end the trained file and the history.
+
+mod checkpoint;
+mod config;
+mod data;
+mod error;
+mod history;
+mod metrics;
+mod options;
+mod random;
+
+pub use error::FitError;
+pub use history::History;
+pub use options::{DataOptions, FitOptions, OptimizerFlags};
+
+use crate::frontend::keras::save::{save_trained, OptimizerState as SavedOptimizer};
+use crate::frontend::keras::training_config::TrainingConfig;
+use crate::ir::{DType, Shape, Tensor, ValueId};
+use crate::runtime::training::{KerasOptimizer, Loss, Optimizer, TrainOptions, TrainStep};
+use crate::Model;
+use config::TrainingMode;
+use error::invalid;
+use history::EarlyStopping;
+use metrics::Metric;
+use random::SplitMix;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Trains `model` (loaded from `source`) as `options` say; writes the result and returns the
+/// history.
+pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History, FitError> {
+    if model.info.format == crate::ModelFormat::Onnx {
+        return Err(invalid(
+            "fine-tuning ONNX models is not implemented yet: kerasc fit trains Keras .h5 and .keras files",
+        ));
+    }
+    let tc = TrainingConfig::from_value(model.info.training_config.as_ref());
+    let g = &model.graph;
+    let (n_in, n_out) = (g.inputs().len(), g.outputs().len());
+    let out_names: Vec<String> =
+        (0..n_out).map(|k| model.info.output_names.get(k).cloned().unwrap_or_else(|| format!("output_{k}"))).collect();
+    let losses = config::losses(&tc, &out_names, options)?;
+    if tc.weighted_losses {
+        return Err(invalid("loss_weights other than 1 are not implemented yet"));
+    }
+    let label_dtypes: Vec<DType> = losses.iter().map(|l| if l.sparse() { DType::I32 } else { DType::F32 }).collect();
+    let optimizer = config::optimizer(&tc, &options.optimizer)?;
+    let frozen = config::frozen_layers(model, options)?;
+    let trainable = config::trainable_weights(model, &frozen);
+    let mut mode = config::training_mode(model, &frozen, options.no_dropout)?;
+    mode.options.cuda = options.cuda.clone();
+    let metrics = config::metrics(model, &tc, &out_names, &losses, options)?;
+
+    let (what, arrays) = data::load_data(&options.data)?;
+    let inputs: Vec<(String, DType)> = (0..n_in)
+        .map(|k| {
+            let v = g.inputs()[k];
+            (model.info.input_names.get(k).cloned().unwrap_or_else(|| g.value(v).name.clone()), g.value(v).ty.dtype)
+        })
+        .collect();
+    let outputs: Vec<(String, DType, Shape)> = out_names
+        .iter()
+        .zip(&label_dtypes)
+        .zip(g.outputs())
+        .map(|((n, &d), &v)| (n.clone(), d, g.value(v).ty.shape.clone()))
+        .collect();
+    let data = data::training_data(&what, &arrays, &inputs, &outputs, options.validation_split)?;
+
+    let loss_spec: Vec<(Loss, DType)> = losses.iter().copied().zip(label_dtypes.iter().copied()).collect();
+    let step = TrainStep::with_losses(g, &loss_spec, &trainable, &mode.options)?;
+    // Validation runs in inference mode (moving statistics, no noise).
+    let eval_step = if mode.options.batch_norm.is_empty() && mode.options.noise.is_empty() {
+        None
+    } else {
+        let o = TrainOptions {
+            state: mode.options.state.clone(),
+            cuda: mode.options.cuda.clone(),
+            ..TrainOptions::default()
+        };
+        Some(TrainStep::with_losses(g, &loss_spec, &trainable, &o)?)
+    };
+    // What is saved: the trained weights, then the moving statistics.
+    let saved: Vec<ValueId> = trainable.iter().chain(&mode.options.state).copied().collect();
+    let mut t = Trainer {
+        step,
+        eval_step,
+        metrics,
+        mode,
+        n_out,
+        weights: trainable.iter().filter_map(|v| g.constant(*v).cloned()).collect(),
+        state: Vec::new(),
+        optimizer,
+        hist: History::default(),
+        total_steps: 0,
+    };
+    t.state = t.mode.options.state.iter().filter_map(|v| g.constant(*v).cloned()).collect();
+    let mut start_epoch = 0;
+    let mut stopper = EarlyStopping::new(options.early_stopping);
+    if options.resume {
+        let dir = options.checkpoint.as_ref().ok_or_else(|| invalid("--resume needs --checkpoint DIR"))?;
+        let ck = checkpoint::read_checkpoint(dir, source, &saved, model)?;
+        let mut all = ck.weights;
+        t.state = all.split_off(trainable.len());
+        t.weights = all;
+        t.optimizer.restore(ck.optimizer);
+        t.hist = ck.history;
+        stopper = EarlyStopping { patience: options.early_stopping, ..ck.stopper };
+        start_epoch = ck.epoch;
+        if options.verbose > 0 {
+            eprintln!("resuming after epoch {start_epoch} from {}", dir.display());
+        }
+    }
+    t.total_steps = t.hist.step_loss.len();
+
+    for epoch in start_epoch..options.epochs {
+        if stopper.stopped {
+            break;
+        }
+        let t0 = std::time::Instant::now();
+        let e = t.train_epoch(&data.x, &data.y, epoch, options)?;
+        let steps = e.steps as f64;
+        t.hist.push("loss", e.loss / steps);
+        let mut line = format!(
+            "Epoch {}/{} - {}/{} - {:.0}ms - loss: {:.4}",
+            epoch + 1,
+            options.epochs,
+            e.steps,
+            e.steps,
+            t0.elapsed().as_secs_f64() * 1e3,
+            e.loss / steps
+        );
+        if n_out > 1 {
+            for (name, s) in out_names.iter().zip(&e.output_losses) {
+                t.record(&mut line, &format!("{name}_loss"), s / steps);
+            }
+        }
+        for (i, s) in e.metrics.iter().enumerate() {
+            let name = t.metrics[i].1.clone();
+            t.record(&mut line, &name, s / e.samples.max(1) as f64);
+        }
+        let mut monitored = e.loss / steps;
+        if let Some((xv, yv)) = &data.val {
+            let v = t.validate(xv, yv, options.batch_size.max(1))?;
+            let nv = v.samples.max(1) as f64;
+            monitored = v.loss / nv;
+            t.record(&mut line, "val_loss", v.loss / nv);
+            if n_out > 1 {
+                for (name, s) in out_names.iter().zip(&v.output_losses) {
+                    t.record(&mut line, &format!("val_{name}_loss"), s / nv);
+                }
+            }
+            for (i, s) in v.metrics.iter().enumerate() {
+                let name = format!("val_{}", t.metrics[i].1);
+                t.record(&mut line, &name, s / nv);
+            }
+        }
+        if options.verbose > 0 {
+            eprintln!("{line}");
+        }
+        stopper.update(monitored);
+        if let Some(dir) = &options.checkpoint {
+            let all: Vec<Tensor> = t.weights.iter().chain(&t.state).cloned().collect();
+            checkpoint::write_checkpoint(dir, source, model, &saved, &all, &t.optimizer, &t.hist, &stopper, epoch + 1)?;
+        }
+        if stopper.stopped && options.verbose > 0 {
+            eprintln!("early stopping: no improvement for {} epoch(s)", stopper.wait);
+        }
+    }
+
+    let updates: Vec<(String, Tensor)> = saved
+        .iter()
+        .zip(t.weights.iter().chain(&t.state))
+        .filter_map(|(v, w)| model.weight_sources.get(v).map(|p| (p.clone(), w.clone())))
+        .collect();
+    let state =
+        SavedOptimizer { iterations: t.optimizer.iterations() as i64, learning_rate: t.optimizer.learning_rate() };
+    save_trained(source, &options.output, &updates, Some(state))?;
+    if let Some(h) = &options.history {
+        let text = serde_json::to_string_pretty(&t.hist.to_json()).map_err(|e| invalid(e.to_string()))?;
+        crate::write_atomic(h, text.as_bytes()).map_err(|e| invalid(format!("{}: {e}", h.display())))?;
+    }
+    Ok(t.hist)
+}
+
+/// Sums over the batches of one pass: the loss (per batch for training, per sample for
+/// validation), each output's loss, and each metric over samples.
+struct Totals {
+    steps: usize,
+    samples: usize,
+    loss: f64,
+    output_losses: Vec<f64>,
+    metrics: Vec<f64>,
+}
+
+/// The state a run carries from step to step.
+struct Trainer {
+    step: TrainStep,
+    eval_step: Option<TrainStep>,
+    metrics: Vec<(usize, String, Metric)>,
+    mode: TrainingMode,
+    n_out: usize,
+    weights: Vec<Tensor>,
+    /// Batch normalizations' moving statistics.
+    state: Vec<Tensor>,
+    optimizer: KerasOptimizer,
+    hist: History,
+    total_steps: usize,
+}
+
+impl Trainer {
+    /// One epoch of training steps over `x`/`y` (shuffled unless `--no-shuffle`), each followed by
+    /// the optimizer's update and the moving statistics' update.
+    fn train_epoch(
+        &mut self,
+        x: &[Tensor],
+        y: &[Tensor],
+        epoch: usize,
+        options: &FitOptions,
+    ) -> Result<Totals, FitError> {
+        let n = x[0].shape()[0];
+        let bs = options.batch_size.max(1);
+        let steps = n.div_ceil(bs);
+        let order: Vec<usize> =
+            if options.shuffles() { random::shuffled(n, options.seed, epoch) } else { (0..n).collect() };
+        let mut tot = Totals {
+            steps,
+            samples: 0,
+            loss: 0.0,
+            output_losses: vec![0.0; self.n_out],
+            metrics: vec![0.0; self.metrics.len()],
+        };
+        let bar = (options.verbose == 1).then(|| progress_bar(steps, epoch, options.epochs));
+        for b in 0..steps {
+            if options.abort_after_steps == Some(self.total_steps) {
+                // Test hook: die like a killed process, mid-epoch, without any cleanup.
+                std::process::abort();
+            }
+            let idx = &order[b * bs..((b + 1) * bs).min(n)];
+            let (xb, yb) = (data::rows_all(x, idx)?, data::rows_all(y, idx)?);
+            let noise = self.noise(&xb, &yb, options.seed)?;
+            let out = self.step.run_full(&xb, &yb, &self.weights, &self.state, &noise)?;
+            let l = out.loss;
+            if !l.is_finite() {
+                return Err(invalid(format!(
+                    "the loss became {l} at epoch {}, step {}: stopping; nothing was written (the last checkpoint, if any, holds the last good weights)",
+                    epoch + 1,
+                    b + 1
+                )));
+            }
+            self.hist.step_loss.push(l as f64);
+            self.total_steps += 1;
+            // Keras's epoch loss is the mean of the batch losses; metrics are means over samples.
+            tot.loss += l as f64;
+            for (s, &v) in tot.output_losses.iter_mut().zip(&out.losses) {
+                *s += v as f64;
+            }
+            tot.samples += idx.len();
+            for (s, (k, _, m)) in tot.metrics.iter_mut().zip(&self.metrics) {
+                *s += m.sum(&out.preds[*k], &yb[*k]);
+            }
+            self.optimizer.apply(&mut self.weights, &out.grads)?;
+            if let Some(pb) = &bar {
+                let mut msg = format!("loss: {:.4}", tot.loss / (b + 1) as f64);
+                for (s, (_, name, _)) in tot.metrics.iter().zip(&self.metrics) {
+                    let _ = write!(msg, " - {name}: {:.4}", s / tot.samples.max(1) as f64);
+                }
+                pb.set_message(msg);
+                pb.inc(1);
+            }
+            // Keras: moving = moving * momentum + batch * (1 - momentum).
+            for (i, batch) in &out.batch_stats {
+                let m = self.mode.momentum[*i];
+                let keep = (1.0 - m as f64) as f32;
+                let b = batch.to_f32_vec();
+                let mv: Vec<f32> = self.state[*i].to_f32_vec().iter().zip(&b).map(|(s, x)| s * m + x * keep).collect();
+                self.state[*i] = Tensor::from_f32(self.state[*i].shape(), mv).map_err(|e| invalid(e.to_string()))?;
+            }
+        }
+        if let Some(pb) = bar {
+            pb.finish_and_clear();
+        }
+        Ok(tot)
+    }
+
+    /// The noise tensors of the step's active noise layers for one batch: one stream per
+    /// (seed, step, layer), so a resumed run draws the same noise.
+    fn noise(&self, xb: &[Tensor], yb: &[Tensor], seed: u64) -> Result<Vec<Tensor>, FitError> {
+        let mut noise = Vec::with_capacity(self.step.noise.len());
+        if self.step.noise.is_empty() {
+            return Ok(noise);
+        }
+        let xs: Vec<Vec<usize>> = xb.iter().map(|t| t.shape().to_vec()).collect();
+        let ys: Vec<Vec<usize>> = yb.iter().map(|t| t.shape().to_vec()).collect();
+        let shapes = self.step.noise_shapes(&xs, &ys)?;
+        for (k, ((_, kind), shape)) in self.step.noise.iter().zip(&shapes).enumerate() {
+            let mut rng = SplitMix::new(seed, ((self.total_steps as u64) << 16) ^ k as u64 ^ 0x5EED);
+            noise.push(random::noise_tensor(*kind, shape, self.mode.channels_first[k], &mut rng)?);
+        }
+        Ok(noise)
+    }
+
+    /// The validation data in batches of `bs`, in inference mode; losses and metrics summed over
+    /// samples.
+    fn validate(&self, xv: &[Tensor], yv: &[Tensor], bs: usize) -> Result<Totals, FitError> {
+        let nv = xv[0].shape()[0];
+        let mut tot = Totals {
+            steps: nv.div_ceil(bs),
+            samples: nv,
+            loss: 0.0,
+            output_losses: vec![0.0; self.n_out],
+            metrics: vec![0.0; self.metrics.len()],
+        };
+        for s in (0..nv).step_by(bs) {
+            let idx: Vec<usize> = (s..(s + bs).min(nv)).collect();
+            let (xb, yb) = (data::rows_all(xv, &idx)?, data::rows_all(yv, &idx)?);
+            let o =
+                self.eval_step.as_ref().unwrap_or(&self.step).run_full(&xb, &yb, &self.weights, &self.state, &[])?;
+            tot.loss += o.loss as f64 * idx.len() as f64;
+            for (acc, &v) in tot.output_losses.iter_mut().zip(&o.losses) {
+                *acc += v as f64 * idx.len() as f64;
+            }
+            for (s, (k, _, m)) in tot.metrics.iter_mut().zip(&self.metrics) {
+                *s += m.sum(&o.preds[*k], &yb[*k]);
+            }
+        }
+        Ok(tot)
+    }
+
+    /// Appends `key: value` to the epoch's history and its line.
+    fn record(&mut self, line: &mut String, key: &str, value: f64) {
+        self.hist.push(key, value);
+        let _ = write!(line, " - {key}: {value:.4}");
+    }
+}
+
+/// Keras's verbose=1: a live bar with steps, elapsed, ETA and the running loss and metrics
+/// (drawn only on a terminal); verbose=2 prints the epoch line alone.
+fn progress_bar(steps: usize, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
+    let pb =
+        indicatif::ProgressBar::with_draw_target(Some(steps as u64), indicatif::ProgressDrawTarget::stderr_with_hz(10));
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("Epoch {prefix} {pos}/{len} [{bar:30}] {elapsed} ETA {eta} {msg}")
+    {
+        pb.set_style(style.progress_chars("━╸ "));
+    }
+    pb.set_prefix(format!("{}/{}", epoch + 1, epochs));
+    pb
+}
