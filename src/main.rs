@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use kerasc::bench::{BenchOptions, BenchResult};
+use kerasc::bench::BenchOptions;
 use kerasc::{ir, npy, Device, OptimizeOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -191,93 +191,6 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn group(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn human_bytes(n: usize) -> String {
-    let b = n as f64;
-    if b < 1024.0 {
-        format!("{b:.2} B")
-    } else if b < 1024.0 * 1024.0 {
-        format!("{:.2} KB", b / 1024.0)
-    } else if b < 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.2} MB", b / 1024.0 / 1024.0)
-    } else {
-        format!("{:.2} GB", b / 1024.0 / 1024.0 / 1024.0)
-    }
-}
-
-fn inspect(path: &Path, as_json: bool) -> Result<()> {
-    let model = kerasc::load(path)?;
-    let info = &model.info;
-    if as_json {
-        let layers: Vec<_> = info
-            .layers
-            .iter()
-            .map(|l| {
-                json!({
-                    "name": l.name, "class": l.class,
-                    "output_shape": if l.output_shapes.len() == 1 { json!(l.output_shapes[0]) } else { json!(l.output_shapes) },
-                    "params": l.params, "trainable_params": l.trainable_params, "connected_to": l.connected_to,
-                })
-            })
-            .collect();
-        let g = &model.graph;
-        let io = |ids: &[ir::ValueId]| -> Vec<_> {
-            ids.iter().map(|&v| json!({"name": g.value(v).name, "shape": g.value(v).ty.shape.to_string(), "dtype": g.value(v).ty.dtype.name()})).collect()
-        };
-        let out = json!({
-            "model": info.name, "class": info.model_class, "format": info.format.describe(),
-            "keras_version": info.keras_version, "backend": info.backend,
-            "layers": layers, "total_params": info.total_params, "trainable_params": info.trainable_params,
-            "non_trainable_params": info.non_trainable_params(),
-            "inputs": io(g.inputs()), "outputs": io(g.outputs()),
-            "training_config": info.training_config, "ir_nodes": g.nodes().len(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    // For ONNX the version field holds the opset and the producer.
-    let version = if info.format == kerasc::ModelFormat::Onnx {
-        info.keras_version.clone()
-    } else {
-        format!("Keras {}", info.keras_version)
-    };
-    println!("Model: \"{}\"  ({}, {}, {version})", info.name, info.model_class, info.format.describe());
-    let w0 = info.layers.iter().map(|l| l.name.len() + l.class.len() + 3).max().unwrap_or(10).clamp(14, 60);
-    let w1 = info.layers.iter().flat_map(|l| l.output_shapes.iter().map(String::len)).max().unwrap_or(12).max(12);
-    let line = |c: char| c.to_string().repeat(w0 + w1 + 18);
-    println!("{}", line('━'));
-    println!("{:<w0$}  {:<w1$}  {:>12}", "Layer (type)", "Output Shape", "Param #");
-    println!("{}", line('━'));
-    for l in &info.layers {
-        let mut label = format!("{} ({})", l.name, l.class);
-        if label.len() > w0 {
-            label = format!("{}…", &label.chars().take(w0 - 1).collect::<String>());
-        }
-        let first = l.output_shapes.first().cloned().unwrap_or_default();
-        println!("{:<w0$}  {:<w1$}  {:>12}", label, first, group(l.params));
-        for s in l.output_shapes.iter().skip(1) {
-            println!("{:<w0$}  {:<w1$}", "", s);
-        }
-    }
-    println!("{}", line('━'));
-    let nt = info.non_trainable_params();
-    println!(" Total params: {} ({})", group(info.total_params), human_bytes(info.total_params * 4));
-    println!(" Trainable params: {} ({})", group(info.trainable_params), human_bytes(info.trainable_params * 4));
-    println!(" Non-trainable params: {} ({})", group(nt), human_bytes(nt * 4));
-    Ok(())
-}
-
 /// Where compiled PTX is cached: `$XDG_CACHE_HOME/kerasc/ptx`, else `~/.cache/kerasc/ptx`.
 fn ptx_cache_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
@@ -367,6 +280,32 @@ fn devices() {
     }
 }
 
+fn inspect(path: &Path, as_json: bool) -> Result<()> {
+    let model = kerasc::load(path)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&kerasc::report::json::inspect(&model))?);
+    } else {
+        print!("{}", kerasc::report::text::inspect(&model));
+    }
+    Ok(())
+}
+
+fn bench(path: &Path, opts: &BenchOptions, as_json: bool, profile: bool, report: Option<&Path>) -> Result<()> {
+    let model = kerasc::load(path)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let r = kerasc::bench::bench(&name, &model.graph, opts)?;
+    if let Some(p) = report {
+        kerasc::write_atomic(p, kerasc::report::html(&r).as_bytes())?;
+        eprintln!("wrote the report to {}", p.display());
+    }
+    if as_json {
+        println!("{}", kerasc::report::json::bench(&r));
+    } else {
+        print!("{}", kerasc::report::text::bench(&r, opts, profile));
+    }
+    Ok(())
+}
+
 fn run_model(
     path: &Path,
     inputs: &[PathBuf],
@@ -430,66 +369,13 @@ fn run_model(
     Ok(())
 }
 
-fn plan_text(g: &ir::Graph, plan: &ir::MemoryPlan) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(s, "memory plan at batch {} ({})", plan.batch, plan.heuristic);
-    let _ = writeln!(
-        s,
-        "arena {} · one buffer per tensor {} · lower bound {} · {} in place · {} reshapes aliased",
-        human_bytes(plan.arena_bytes),
-        human_bytes(plan.naive_bytes),
-        human_bytes(plan.lower_bound_bytes),
-        plan.in_place.len(),
-        plan.aliases
-    );
-    let _ = writeln!(s, "{:>4}  {:<28} {:<16} {:>12} {:>12}", "step", "node", "op", "offset", "bytes");
-    for (step, nid) in plan.order.iter().enumerate() {
-        let node = &g.nodes()[nid.0];
-        for o in &node.outputs {
-            let (off, bytes) = match plan.placements[o.0] {
-                ir::Placement::Arena { offset, bytes } => (offset.to_string(), bytes.to_string()),
-                other => (format!("{other:?}"), String::new()),
-            };
-            let mark = if plan.in_place.contains(nid) { " (in place)" } else { "" };
-            let _ = writeln!(s, "{step:>4}  {:<28} {:<16} {off:>12} {bytes:>12}{mark}", node.name, node.op.name());
-        }
-    }
-    s
-}
-
-fn report_text(r: &kerasc::OptimizeReport) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(s, "optimizer: {:.3} s", r.seconds);
-    for p in &r.passes {
-        let changes: Vec<String> = p.changes.iter().filter(|(_, n)| *n > 0).map(|(w, n)| format!("{w} {n}")).collect();
-        let _ = writeln!(
-            s,
-            "  {:<18} {:>4} -> {:<4} nodes  {:>7.1} ms  {}",
-            p.name,
-            p.nodes_before,
-            p.nodes_after,
-            p.seconds * 1e3,
-            changes.join(", ")
-        );
-    }
-    let e = &r.egraph;
-    let _ = writeln!(
-        s,
-        "  e-graph: {} iterations, {} nodes, {} classes, stopped: {}; cost {:.0} -> {:.0}",
-        e.iterations, e.nodes, e.classes, e.stop_reason, e.cost_before, e.cost_after
-    );
-    s
-}
-
 fn compile(path: &Path, emit: Emit, out: Option<&Path>, batch: usize) -> Result<()> {
     let model = kerasc::load(path)?;
     let opt = kerasc::optimizer::optimize(&model.graph, &OptimizeOptions::default()).context("optimizer failed")?;
     let plan = kerasc::optimizer::plan(&opt.graph, batch.max(1)).context("memory planner failed")?;
     let ir_text = ir::render::to_text(&model.graph);
-    let opt_text = format!("{}\n{}", report_text(&opt.report), ir::render::to_text(&opt.graph));
-    let plan_txt = plan_text(&opt.graph, &plan);
+    let opt_text = format!("{}\n{}", kerasc::report::text::optimizer(&opt.report), ir::render::to_text(&opt.graph));
+    let plan_txt = kerasc::report::text::plan(&opt.graph, &plan);
     let before = ir::render::to_dot(&model.graph);
     let after = ir::render::to_dot(&opt.graph);
     match out {
@@ -512,104 +398,6 @@ fn compile(path: &Path, emit: Emit, out: Option<&Path>, batch: usize) -> Result<
             Emit::Plan => print!("{plan_txt}"),
             Emit::Dot => print!("{before}{after}"),
         },
-    }
-    Ok(())
-}
-
-fn top_ops(rows: &[(String, String, f64)]) -> Vec<&(String, String, f64)> {
-    let mut v: Vec<&(String, String, f64)> = rows.iter().collect();
-    v.sort_by(|a, b| b.2.total_cmp(&a.2));
-    v.truncate(10);
-    v
-}
-
-fn bench_json(r: &BenchResult) -> serde_json::Value {
-    let timing = |t: &kerasc::bench::Timing| {
-        json!({
-            "median_ms": t.median_ms,
-            "min_ms": t.min_ms,
-            "mean_ms": t.mean_ms,
-            "kernels": t.kernels,
-            "top_ops": top_ops(&t.profile).iter().map(|(n, o, ms)| json!({"node": n, "op": o, "ms": ms})).collect::<Vec<_>>(),
-        })
-    };
-    let e = &r.optimizer.egraph;
-    let rules: serde_json::Map<String, serde_json::Value> = r
-        .optimizer
-        .passes
-        .iter()
-        .flat_map(|p| p.changes.iter().map(move |(w, n)| (format!("{}/{}", p.name, w), json!(n))))
-        .collect();
-    json!({
-        "model": r.model,
-        "device": r.device,
-        "batch": r.batch,
-        "naive": timing(&r.naive),
-        "optimized": timing(&r.optimized),
-        "speedup": r.speedup(),
-        "memory": {
-            "naive_bytes": r.naive_bytes,
-            "arena_bytes": r.arena_bytes,
-            "lower_bound_bytes": r.lower_bound_bytes,
-        },
-        "max_abs_diff": r.max_abs_diff,
-        "rel_l2_diff": r.rel_l2_diff,
-        "precision": r.precision.name(),
-        "optimizer": {
-            "seconds": r.optimizer.seconds,
-            "stop_reason": e.stop_reason,
-            "iterations": e.iterations,
-            "egraph_nodes": e.nodes,
-            "egraph_classes": e.classes,
-            "cost_before": e.cost_before,
-            "cost_after": e.cost_after,
-            "changes": rules,
-        },
-    })
-}
-
-fn bench(path: &Path, opts: &BenchOptions, as_json: bool, profile: bool, report: Option<&Path>) -> Result<()> {
-    let model = kerasc::load(path)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let r = kerasc::bench::bench(&name, &model.graph, opts)?;
-    if let Some(p) = report {
-        kerasc::write_atomic(p, kerasc::report::html(&r).as_bytes())?;
-        eprintln!("wrote the report to {}", p.display());
-    }
-    if as_json {
-        println!("{}", bench_json(&r));
-        return Ok(());
-    }
-    println!("{}  on {}  batch {}  ({} warm-up, {} timed runs)", r.model, r.device, r.batch, opts.warmup, opts.runs);
-    println!("              median ms    min ms   kernels");
-    println!("  naive      {:>10.3} {:>9.3} {:>9}", r.naive.median_ms, r.naive.min_ms, r.naive.kernels);
-    println!("  optimized  {:>10.3} {:>9.3} {:>9}", r.optimized.median_ms, r.optimized.min_ms, r.optimized.kernels);
-    println!("  speedup    {:>10.2}x", r.speedup());
-    println!(
-        "  memory     naive {} · arena {} · lower bound {} (arena/bound {:.2})",
-        human_bytes(r.naive_bytes),
-        human_bytes(r.arena_bytes),
-        human_bytes(r.lower_bound_bytes),
-        r.arena_bytes as f64 / r.lower_bound_bytes.max(1) as f64
-    );
-    if r.precision == kerasc::codegen::cuda::Precision::Fp32 {
-        println!("  max |optimized - naive| = {:.3e}", r.max_abs_diff);
-    } else {
-        println!(
-            "  precision {} (tensor cores) vs fp32 naive: max |diff| = {:.3e}, relative L2 = {:.3e}",
-            r.precision.name(),
-            r.max_abs_diff,
-            r.rel_l2_diff
-        );
-    }
-    print!("{}", report_text(&r.optimizer));
-    if profile {
-        for (label, t) in [("naive", &r.naive), ("optimized", &r.optimized)] {
-            println!("  top ops, {label}:");
-            for (n, o, ms) in top_ops(&t.profile) {
-                println!("    {ms:>9.3} ms  {o:<16} {n}");
-            }
-        }
     }
     Ok(())
 }
