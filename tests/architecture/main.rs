@@ -82,7 +82,9 @@ fn the_checker_sees_a_circle() {
     let dir = std::env::temp_dir().join(format!("kerasc-arch-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("src/a")).unwrap();
     let w = |p: &str, s: &str| std::fs::write(dir.join(p), s).unwrap();
-    w("src/lib.rs", "mod a;\nmod b;\npub use a::Thing;\n/// Doc: crate::b::Other.\npub struct Root;\n");
+    std::fs::create_dir_all(dir.join("src/elsewhere")).unwrap();
+    w("src/lib.rs", "mod a;\nmod b;\n#[path = \"elsewhere/c.rs\"]\nmod c;\npub use a::Thing;\n/// Doc: crate::b::Other.\npub struct Root;\n");
+    w("src/elsewhere/c.rs", "pub fn f() -> crate::b::Other { crate::b::Other }\n");
     w("src/a.rs", "mod inner;\nuse crate::b::helper;\npub struct Thing;\nfn f() { helper(); }\n");
     w("src/a/inner.rs", "pub(crate) fn g() -> super::Thing { super::Thing }\n");
     w("src/b.rs", "pub fn helper() { let _ = crate::Thing; let _s = \"crate::a::nothing\"; }\npub struct Other;\n");
@@ -94,6 +96,8 @@ fn the_checker_sees_a_circle() {
     // name nothing.
     assert!(edges[&dir.join("src/a/inner.rs")].contains_key(&dir.join("src/a.rs")));
     assert!(edges[&dir.join("src/lib.rs")].is_empty(), "{:?}", edges[&dir.join("src/lib.rs")]);
+    // A module at a #[path].
+    assert!(edges[&dir.join("src/elsewhere/c.rs")].contains_key(&dir.join("src/b.rs")));
     std::fs::remove_dir_all(&dir).ok();
 }
 

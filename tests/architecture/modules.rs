@@ -14,6 +14,8 @@ enum Tok {
     Punct(char),
     /// `::`
     Sep,
+    /// A string literal's text, escapes left as written.
+    Str(String),
 }
 
 /// Tokens of a Rust source with comments, strings and character literals dropped.
@@ -46,9 +48,11 @@ fn lex(src: &str) -> Vec<Tok> {
             }
         } else if c == '"' || ((c == 'b' || c == 'c') && next == Some('"')) {
             i += if c == '"' { 1 } else { 2 };
+            let s = i;
             while i < b.len() && b[i] != '"' {
                 i += if b[i] == '\\' { 2 } else { 1 };
             }
+            out.push(Tok::Str(b[s..i.min(b.len())].iter().collect()));
             i += 1;
         } else if (c == 'r' || (c == 'b' && next == Some('r'))) && (i == 0 || !is_ident(b[i - 1])) && {
             let s = if c == 'r' { i + 1 } else { i + 2 };
@@ -161,9 +165,13 @@ impl Crates {
         let dir = path.parent().unwrap_or(Path::new("."));
         let base =
             if parent.is_none() || ["lib", "main", "mod"].contains(&stem) { dir.to_path_buf() } else { dir.join(stem) };
-        for (owner, name) in files {
+        for (owner, name, at) in files {
             let a = base.join(format!("{name}.rs"));
-            let f = if a.exists() { a } else { base.join(&name).join("mod.rs") };
+            let f = match at {
+                Some(p) => dir.join(p),
+                None if a.exists() => a,
+                None => base.join(&name).join("mod.rs"),
+            };
             let child = self.load_file(&f, Some(owner));
             self.modules[owner].children.insert(name, child);
         }
@@ -177,7 +185,7 @@ impl Crates {
 
     /// Walks a file's tokens: `mod` declarations (file ones returned in `files`), inline
     /// modules, item definitions at module level, `use` trees and code paths.
-    fn parse(&mut self, t: &[Tok], file_module: usize, files: &mut Vec<(usize, String)>) {
+    fn parse(&mut self, t: &[Tok], file_module: usize, files: &mut Vec<(usize, String, Option<String>)>) {
         let ident = |i: usize| match t.get(i) {
             Some(Tok::Ident(s)) => Some(s.as_str()),
             _ => None,
@@ -199,7 +207,7 @@ impl Crates {
                 Tok::Ident(k) if k == "mod" => {
                     if let Some(name) = ident(i + 1) {
                         match t.get(i + 2) {
-                            Some(Tok::Punct(';')) => files.push((module, name.to_string())),
+                            Some(Tok::Punct(';')) => files.push((module, name.to_string(), path_attr(t, i))),
                             Some(Tok::Punct('{')) => {
                                 let file = self.modules[module].file.clone();
                                 let m = self.new_module(&file, Some(module));
@@ -388,6 +396,18 @@ impl Crates {
             }
         }
         out
+    }
+}
+
+/// The file of a `#[path = "..."]` attribute right before the `mod` at token `i`.
+fn path_attr(t: &[Tok], i: usize) -> Option<String> {
+    match t.get(i.checked_sub(6)?..i)? {
+        [Tok::Punct('#'), Tok::Punct('['), Tok::Ident(k), Tok::Punct('='), Tok::Str(p), Tok::Punct(']')]
+            if k == "path" =>
+        {
+            Some(p.clone())
+        }
+        _ => None,
     }
 }
 
