@@ -12,6 +12,8 @@ export XDG_CACHE_HOME=/tmp/kerasc-cache
 echo "== GPU"; nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv 2>&1 | head -3
 echo "== libnvrtc"; find / -name 'libnvrtc.so.13*' 2>/dev/null | head -3
 echo "== kerasc devices"; "$B/kerasc" devices
+# The GPU tests must run here: KERASC_REQUIRE_GPU turns "no GPU" into a failure.
+export KERASC_REQUIRE_GPU=1
 echo "== GPU op tests (CPU vs GPU per op family)"; KERASC_MODELS="$B/models" timeout 240 "$B/gpu-op-tests" --test-threads 1 2>&1 | grep -E "GPU|test result|panicked|FAILED" | tail -20
 echo "== GPU model tests"; KERASC_MODELS="$B/models" timeout 240 "$B/gpu-tests" --nocapture --test-threads 1 2>&1 | tail -25
 field() { grep -o "\"$1\":[0-9.e+-]*" | head -1 | cut -d: -f2; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs on a fresh machine, inside the repo (nothing system-wide):
-# NVRTC 13.0 from the nvidia-cuda-nvrtc wheel into target/nvrtc, so the tests can compile every
-# generated CUDA kernel to PTX for sm_90 without a GPU. HDF5 and zip are read by pure-Rust code.
+# Installs what the test suite needs on a fresh machine: NVRTC 13.0 from the nvidia-cuda-nvrtc
+# wheel into target/nvrtc (inside the repo), so the tests can compile every generated CUDA kernel
+# to PTX for sm_90 without a GPU; and g++, which builds the CPU emulator of the generated CUDA
+# (Debian's package, only when missing). HDF5 and zip are read by pure-Rust code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
@@ -10,3 +11,7 @@ if [ ! -e target/nvrtc/nvidia/cu13/lib/libnvrtc.so.13 ]; then
   python3 -m pip install --quiet --disable-pip-version-check --no-deps --target target/nvrtc "nvidia-cuda-nvrtc==13.0.*"
 fi
 echo "NVRTC: $(ls target/nvrtc/nvidia/cu13/lib/libnvrtc.so.13)"
+if ! command -v g++ >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends g++; else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends g++; fi
+fi
+echo "emulator compiler: $(g++ --version | head -1)"

@@ -350,6 +350,7 @@ fn losses_and_optimizers_train_like_keras() {
                 .iter()
                 .map(|v| v.as_f64().unwrap())
                 .collect();
+            assert_eq!(ours.len(), vals.as_array().unwrap().len(), "{name} {key}");
             for (a, b) in ours.iter().zip(vals.as_array().unwrap()) {
                 let b = b.as_f64().unwrap();
                 assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-2), "{name} {key}: {a} vs Keras {b}");
@@ -429,7 +430,9 @@ fn frozen_layers_keep_their_weights() {
         extra.extend(flags.iter().copied());
         let r = run_fit(&fit_args(&m, &out, &extra));
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        for ((name, w0), (_, w1)) in before.iter().zip(weights_of(&out)) {
+        let after = weights_of(&out);
+        assert_eq!(before.len(), after.len());
+        for ((name, w0), (_, w1)) in before.iter().zip(after) {
             let is_frozen = frozen.iter().any(|p| name.starts_with(p));
             assert_eq!(w0 == &w1, is_frozen, "{flags:?}: {name} frozen={is_frozen}");
         }
@@ -548,7 +551,9 @@ fn a_frozen_batch_norm_keeps_its_statistics() {
         .map(String::from),
     );
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    for ((name, w0), (_, w1)) in weights_of(&m).iter().zip(weights_of(&out)) {
+    let (before, after) = (weights_of(&m), weights_of(&out));
+    assert_eq!(before.len(), after.len());
+    for ((name, w0), (_, w1)) in before.iter().zip(after) {
         assert_eq!(w0 == &w1, name.starts_with("bn/"), "{name}");
     }
 }

@@ -1,5 +1,6 @@
 //! On a machine with a GPU: every dev model on /GPU:0 (optimized with a CUDA graph, and naive)
-//! against Keras's outputs and the CPU executor. Elsewhere each test prints why it is skipped.
+//! against Keras's outputs and the CPU executor. Elsewhere each test prints why it is skipped,
+//! or fails when KERASC_REQUIRE_GPU is set (scripts/gpu-check.sh sets it).
 //! Models are read from KERASC_MODELS when set (the device machine's bundle), else tests/models.
 
 mod common;
@@ -17,7 +18,7 @@ fn gpu() -> Option<Device> {
     match Device::Cuda(0).ensure_available() {
         Ok(d) => Some(d),
         Err(e) => {
-            eprintln!("skipped: {e}");
+            common::cannot_run("KERASC_REQUIRE_GPU", &e.to_string());
             None
         }
     }
@@ -162,6 +163,10 @@ fn tensor_core_precisions_on_the_gpu() {
                     continue;
                 }
             };
+            if got.len() != expected.len() {
+                failures.push(format!("{name} {}: {} values, expected {}", p.name(), got.len(), expected.len()));
+                continue;
+            }
             let num: f64 = got.iter().zip(&expected).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
             let den: f64 = expected.iter().map(|b| b * b).sum::<f64>().sqrt().max(1e-12);
             let rel = num / den;

@@ -33,6 +33,9 @@ fn run_and_compare(model: &Path, inputs: &[PathBuf], expected: &[PathBuf], extra
     if !r.status.success() {
         return Err(format!("{}: {}", model.display(), String::from_utf8_lossy(&r.stderr)));
     }
+    if outs.len() != expected.len() {
+        return Err(format!("{}: {} outputs compared, {} expected", model.display(), outs.len(), expected.len()));
+    }
     for (o, e) in outs.iter().zip(expected) {
         let (got, want) = (npy::read(o).unwrap(), npy::read(e).unwrap());
         if got.shape() != want.shape() {

@@ -1,7 +1,7 @@
 //! The shape of the code, checked: no crate's modules import each other in a circle, no source
 //! file is over 800 lines (the generated ONNX protobuf types aside), every op family has a file
-//! of its name in `kernels`, `codegen/src/cuda` and `ir/src/grad`, and the optimizer depends on
-//! neither the runtime nor cudarc.
+//! of its name in `kernels`, `codegen/src/cuda` and `ir/src/grad`, the optimizer depends on
+//! neither the runtime nor cudarc, and CI requires the tests that would otherwise skip.
 
 mod modules;
 
@@ -149,4 +149,17 @@ fn the_optimizer_depends_on_neither_the_runtime_nor_cudarc() {
     for dep in ["runtime v", "cudarc v"] {
         assert!(!text.lines().any(|l| l.starts_with(dep)), "optimizer depends on {dep}:\n{text}");
     }
+}
+
+#[test]
+fn ci_requires_the_tests_that_could_skip() {
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    for var in ["KERASC_REQUIRE_NVRTC", "KERASC_REQUIRE_EMULATOR"] {
+        assert!(ci.lines().any(|l| l.trim() == format!("export {var}=1")), ".ci/run does not set {var}");
+    }
+    let gpu = std::fs::read_to_string(root().join("scripts/gpu-check.sh")).unwrap();
+    assert!(
+        gpu.lines().any(|l| l.trim() == "export KERASC_REQUIRE_GPU=1"),
+        "gpu-check.sh does not set KERASC_REQUIRE_GPU"
+    );
 }

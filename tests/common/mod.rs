@@ -106,3 +106,11 @@ pub fn keras_archive(config: &serde_json::Value, layers: &[LayerWeights]) -> Vec
     out.write_all(&weights).unwrap();
     out.finish().unwrap().into_inner()
 }
+
+/// For a test that cannot run on this machine: a failure when the `KERASC_REQUIRE_*` variable
+/// `var` is set (CI requires NVRTC and the emulator, the device script the GPU), else a line on
+/// stderr saying why, after which the caller returns.
+pub fn cannot_run(var: &str, why: &str) {
+    assert!(std::env::var_os(var).is_none(), "{var} is set, but this test cannot run here: {why}");
+    eprintln!("skipped: {why} (set {var}=1 to make this a failure)");
+}

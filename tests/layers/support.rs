@@ -40,6 +40,7 @@ impl Both {
     pub(crate) fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
         let want = self.naive.run(inputs)?;
         let got = self.planned.run(inputs)?;
+        assert_eq!(got.len(), want.len(), "outputs");
         for (g, w) in got.iter().zip(&want) {
             assert_eq!(g.shape(), w.shape());
             let c = Tolerance::REDUCTION.compare(&g.to_f64_vec(), &w.to_f64_vec());

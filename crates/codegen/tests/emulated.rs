@@ -1,6 +1,8 @@
 //! The generated CUDA against the CPU executor, run by the CPU emulator and, where there is a GPU,
 //! on the GPU: one graph per op family with awkward shapes, and the whole optimized plan of the
-//! dev models. Models are read from KERASC_MODELS when set (the device bundle).
+//! dev models. Models are read from KERASC_MODELS when set (the device bundle). A check that
+//! cannot run here (no g++ for the emulator, no GPU) says so, or fails when
+//! KERASC_REQUIRE_EMULATOR or KERASC_REQUIRE_GPU asks for it.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
@@ -23,6 +25,7 @@ fn input(g: &mut Graph, name: &str, dims: &[usize]) -> ValueId {
 }
 
 fn compare(tag: &str, what: &str, g: &Graph, got: &[Tensor], want: &[Tensor]) {
+    assert_eq!(got.len(), want.len(), "{tag} ({what}): outputs");
     for (k, (a, b)) in got.iter().zip(want).enumerate() {
         assert_eq!(a.shape(), b.shape(), "{tag} ({what}): output {k}");
         let c = Tolerance::REDUCTION.compare(&a.to_f64_vec(), &b.to_f64_vec());
@@ -41,7 +44,7 @@ fn check(g: &Graph, inputs: Vec<Tensor>, tag: &str) {
         let got = common::run(g, &steps, &plan.shapes, &inputs, tag);
         compare(tag, "emulated", g, &got, &want);
     } else {
-        eprintln!("{tag}: emulation skipped: no g++ to build the CUDA emulator");
+        common::cannot_run("KERASC_REQUIRE_EMULATOR", &format!("{tag}: no g++ to build the CUDA emulator"));
     }
     match runtime::Device::Cuda(0).ensure_available() {
         Ok(_) => {
@@ -52,7 +55,7 @@ fn check(g: &Graph, inputs: Vec<Tensor>, tag: &str) {
                 compare(tag, &format!("GPU run {run}"), g, &got, &want);
             }
         }
-        Err(e) => eprintln!("{tag}: GPU run skipped: {e}"),
+        Err(e) => common::cannot_run("KERASC_REQUIRE_GPU", &format!("{tag}: {e}")),
     }
 }
 
@@ -520,7 +523,7 @@ fn dev_model_training_steps() {
 #[test]
 fn tensor_core_gemms() {
     if !common::have_compiler() {
-        eprintln!("tensor_core_gemms: emulation skipped: no g++ to build the CUDA emulator");
+        common::cannot_run("KERASC_REQUIRE_EMULATOR", "tensor_core_gemms: no g++ to build the CUDA emulator");
         return;
     }
     let mut g = Graph::new("tc");
@@ -559,8 +562,10 @@ fn tensor_core_gemms() {
         let steps = codegen::cuda::emit_plan_with(&g, &plan, p).unwrap();
         assert!(steps.iter().flat_map(|s| &s.kernels).any(|k| k.source.contains("mma.sync")), "{p:?}: no mma");
         let got = common::run(&g, &steps, &plan.shapes, &inputs, &format!("tc_{}", p.name()));
+        assert_eq!(got.len(), want.len(), "{p:?}: outputs");
         for (k, (o, w)) in got.iter().zip(&want).enumerate() {
             let (o, w) = (o.to_f64_vec(), w.to_f64_vec());
+            assert_eq!(o.len(), w.len(), "{p:?}: output {k}");
             let num: f64 = o.iter().zip(&w).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
             let den: f64 = w.iter().map(|b| b * b).sum::<f64>().sqrt();
             let rel = num / den;

@@ -187,6 +187,7 @@ mod tests {
         let bv = b.as_f32().unwrap();
         let mut want = naive(&av[..m * k], bv, m, k, n);
         want.extend(naive(&av[m * k..], bv, m, k, n));
+        assert_eq!(c.len(), want.len());
         for (x, y) in c.as_f32().unwrap().iter().zip(&want) {
             assert!((x - y).abs() < 1e-5);
         }
@@ -194,6 +195,7 @@ mod tests {
         let bt: Vec<f32> = (0..n * k).map(|i| bv[(i % k) * n + i / k]).collect();
         let btt = Tensor::from_f32(&[1, n, k], bt).unwrap();
         let c2 = matmul(&op, &a, &btt, false, true, &[2, m, n]).unwrap();
+        assert_eq!(c2.len(), want.len());
         for (x, y) in c2.as_f32().unwrap().iter().zip(&want) {
             assert!((x - y).abs() < 1e-5);
         }

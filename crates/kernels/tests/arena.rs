@@ -14,6 +14,7 @@ fn check(op: Op, inputs: Vec<Tensor>) {
     let mut out = vec![f32::NAN; want.len()];
     let views: Vec<Option<&[f32]>> = ins.iter().map(|v| Some(*v)).collect();
     run_into(&op, &views, &shapes, &mut out, want.shape()).unwrap();
+    assert_eq!(out.len(), want.as_f32().unwrap().len());
     for (a, b) in out.iter().zip(want.as_f32().unwrap()) {
         assert!((a - b).abs() <= 1e-6 + 1e-5 * b.abs(), "{op:?}: {a} vs {b}");
     }

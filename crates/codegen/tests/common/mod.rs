@@ -265,6 +265,13 @@ pub fn have_compiler() -> bool {
     Command::new("g++").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
+/// For a check that cannot run on this machine: a failure when the `KERASC_REQUIRE_*` variable
+/// `var` is set (CI requires the emulator, the device script the GPU), else a line on stderr.
+pub fn cannot_run(var: &str, why: &str) {
+    assert!(std::env::var_os(var).is_none(), "{var} is set, but this check cannot run here: {why}");
+    eprintln!("skipped: {why} (set {var}=1 to make this a failure)");
+}
+
 pub fn models_dir() -> PathBuf {
     std::env::var_os("KERASC_MODELS")
         .map(PathBuf::from)

@@ -106,6 +106,7 @@ pub fn optimize_and_check(g: &Graph, options: &OptimizeOptions, rng: &mut Rng) -
         let x = random_input(g, rng, batch);
         let want = kernels::evaluate(g, &x, |_, _| {}).unwrap();
         let got = run_planned(&opt.graph, &x);
+        assert_eq!(got.len(), want.len(), "outputs");
         for (a, b) in got.iter().zip(&want) {
             assert_eq!(a.shape(), b.shape());
             let c = Tolerance::REDUCTION.compare(&a.to_f64_vec(), &b.to_f64_vec());
