@@ -22,6 +22,25 @@ struct Geo {
     f: usize,
 }
 
+impl Geo {
+    /// The geometry of a convolution with attributes `a` of an input `x` by a kernel `w`
+    /// (`(k..., C/groups, F)`) giving `y` (all channels-last shapes).
+    fn of(a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize]) -> Geo {
+        let r = a.strides.len();
+        Geo {
+            n: x[0],
+            inp: lift(&x[1..=r], 1),
+            out: lift(&y[1..=r], 1),
+            k: lift(&w[..r], 1),
+            s: lift(&a.strides, 1),
+            d: lift(&a.dilations, 1),
+            pad: lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
+            c: x[r + 1],
+            f: w[r + 1],
+        }
+    }
+}
+
 const ROW_CHUNK: usize = 1024;
 /// The direct kernel takes convolutions whose reduction (taps × channels) and filter count are
 /// at most these.
@@ -33,25 +52,19 @@ thread_local! {
     static COLUMNS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Convolution: direct for depthwise, a plain GEMM for 1x1, im2col + GEMM otherwise.
-pub fn conv(op: &Op, a: &ConvAttrs, x: &Tensor, w: &Tensor, out_shape: &[usize]) -> Result<Tensor, KernelError> {
-    let mut out = vec![0f32; out_shape.iter().product()];
-    conv_into(op, a, (f32s(op, x)?, x.shape()), (f32s(op, w)?, w.shape()), &mut out, out_shape, None)?;
-    tensor(out_shape, out)
-}
-
-/// A convolution with its epilogue: `inputs` are `[x, kernel, (bias), (residual)]`.
-pub fn fused_conv(
+/// Convolution (direct for depthwise, a plain GEMM for 1x1, im2col + GEMM otherwise), with the
+/// optimizer's epilogue when one is given: `inputs` are `[x, kernel, (bias), (residual)]`.
+pub fn conv(
     op: &Op,
     a: &ConvAttrs,
-    epilogue: &Epilogue,
+    epilogue: Option<&Epilogue>,
     inputs: &[&Tensor],
     out_shape: &[usize],
 ) -> Result<Tensor, KernelError> {
-    let mut out = vec![0f32; out_shape.iter().product()];
-    let epi = EpilogueArgs::from_tensors(op, epilogue, &inputs[2..])?;
+    let epi = epilogue.map(|e| EpilogueArgs::from_tensors(op, e, &inputs[2..])).transpose()?;
     let (x, w) = (inputs[0], inputs[1]);
-    conv_into(op, a, (f32s(op, x)?, x.shape()), (f32s(op, w)?, w.shape()), &mut out, out_shape, Some(&epi))?;
+    let mut out = vec![0f32; out_shape.iter().product()];
+    conv_into(op, a, (f32s(op, x)?, x.shape()), (f32s(op, w)?, w.shape()), &mut out, out_shape, epi.as_ref())?;
     tensor(out_shape, out)
 }
 
@@ -69,17 +82,7 @@ pub fn conv_into(
     if r > 3 {
         return Err(KernelError::new(op, "convolutions of rank > 3 are not supported"));
     }
-    let g = Geo {
-        n: sh[0],
-        inp: lift(&sh[1..=r], 1),
-        out: lift(&out_shape[1..=r], 1),
-        k: lift(&ksh[..r], 1),
-        s: lift(&a.strides, 1),
-        d: lift(&a.dilations, 1),
-        pad: lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
-        c: sh[r + 1],
-        f: ksh[r + 1],
-    };
+    let g = Geo::of(a, sh, ksh, out_shape);
     let groups = a.groups;
     let cg = g.c / groups;
     let fg = g.f / groups;
@@ -460,56 +463,27 @@ pub fn conv_transpose(
     tensor(out_shape, out)
 }
 
-/// Convolution geometry lifted to three spatial axes, for the backward passes.
-struct TapGeo {
-    n: usize,
-    inp: [usize; 3],
-    out: [usize; 3],
-    k: [usize; 3],
-    s: [usize; 3],
-    d: [usize; 3],
-    p: [usize; 3],
-    c: usize,
-    f: usize,
-    groups: usize,
-}
-
-fn tap_geo(a: &ConvAttrs, x: &[usize], w: &[usize], y: &[usize]) -> TapGeo {
-    let r = a.strides.len();
-    TapGeo {
-        n: x[0],
-        inp: lift(&x[1..=r], 1),
-        out: lift(&y[1..=r], 1),
-        k: lift(&w[..r], 1),
-        s: lift(&a.strides, 1),
-        d: lift(&a.dilations, 1),
-        p: lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
-        c: x[r + 1],
-        f: w[r + 1],
-        groups: a.groups.max(1),
-    }
-}
-
 /// Calls `f(x_offset, w_offset, y_offset)` for every multiply-add of the convolution.
-fn conv_taps(g: &TapGeo, mut f: impl FnMut(usize, usize, usize)) {
-    let (cg, fg) = (g.c / g.groups, g.f / g.groups);
+fn conv_taps(g: &Geo, groups: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let groups = groups.max(1);
+    let (cg, fg) = (g.c / groups, g.f / groups);
     for n in 0..g.n {
         for oz in 0..g.out[0] {
             for oy in 0..g.out[1] {
                 for ox in 0..g.out[2] {
                     let yb = (((n * g.out[0] + oz) * g.out[1] + oy) * g.out[2] + ox) * g.f;
                     for kz in 0..g.k[0] {
-                        let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.p[0] as isize;
+                        let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
                         if iz < 0 || iz as usize >= g.inp[0] {
                             continue;
                         }
                         for ky in 0..g.k[1] {
-                            let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.p[1] as isize;
+                            let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
                             if iy < 0 || iy as usize >= g.inp[1] {
                                 continue;
                             }
                             for kx in 0..g.k[2] {
-                                let ix = (ox * g.s[2] + kx * g.d[2]) as isize - g.p[2] as isize;
+                                let ix = (ox * g.s[2] + kx * g.d[2]) as isize - g.pad[2] as isize;
                                 if ix < 0 || ix as usize >= g.inp[2] {
                                     continue;
                                 }
@@ -517,7 +491,7 @@ fn conv_taps(g: &TapGeo, mut f: impl FnMut(usize, usize, usize)) {
                                     + ix as usize)
                                     * g.c;
                                 let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
-                                for grp in 0..g.groups {
+                                for grp in 0..groups {
                                     for c in 0..cg {
                                         let wb = (tap * cg + c) * g.f + grp * fg;
                                         for fo in 0..fg {
@@ -543,9 +517,9 @@ pub fn conv_input_grad(
     x_shape: &[usize],
 ) -> Result<Tensor, KernelError> {
     let (dys, ws) = (f32s(op, dy)?, f32s(op, w)?);
-    let g = tap_geo(a, x_shape, w.shape(), dy.shape());
+    let g = Geo::of(a, x_shape, w.shape(), dy.shape());
     let mut dx = vec![0f32; x_shape.iter().product()];
-    conv_taps(&g, |xo, wo, yo| dx[xo] += dys[yo] * ws[wo]);
+    conv_taps(&g, a.groups, |xo, wo, yo| dx[xo] += dys[yo] * ws[wo]);
     tensor(x_shape, dx)
 }
 
@@ -558,9 +532,9 @@ pub fn conv_filter_grad(
     w_shape: &[usize],
 ) -> Result<Tensor, KernelError> {
     let (xs, dys) = (f32s(op, x)?, f32s(op, dy)?);
-    let g = tap_geo(a, x.shape(), w_shape, dy.shape());
+    let g = Geo::of(a, x.shape(), w_shape, dy.shape());
     let mut dw = vec![0f32; w_shape.iter().product()];
-    conv_taps(&g, |xo, wo, yo| dw[wo] += xs[xo] * dys[yo]);
+    conv_taps(&g, a.groups, |xo, wo, yo| dw[wo] += xs[xo] * dys[yo]);
     tensor(w_shape, dw)
 }
 
@@ -611,7 +585,7 @@ mod tests {
         let w = Tensor::from_f32(&ws, seq(ws.iter().product(), 0.11)).unwrap();
         let op = Op::Conv(a.clone());
         let os = infer_types(&op, &[x.tensor_type(), w.tensor_type()]).unwrap()[0].shape.as_fixed().unwrap();
-        let got = conv(&op, &a, &x, &w, &os).unwrap();
+        let got = conv(&op, &a, None, &[&x, &w], &os).unwrap();
         let want = reference(x.as_f32().unwrap(), xs, w.as_f32().unwrap(), ws, &a, &os);
         let cmp =
             ir::Tolerance::REDUCTION.compare(&got.to_f64_vec(), &want.iter().map(|&v| v as f64).collect::<Vec<_>>());
@@ -733,7 +707,7 @@ mod tests {
             let cop = Op::Conv(ca.clone());
             let cs = infer_types(&cop, &[y.tensor_type(), wf.tensor_type()]).unwrap()[0].shape.as_fixed().unwrap();
             assert_eq!(cs, xs.to_vec(), "geometry for stride {stride} {pad_mode:?}");
-            let cy = conv(&cop, &ca, &y, &wf, &cs).unwrap();
+            let cy = conv(&cop, &ca, None, &[&y, &wf], &cs).unwrap();
             let lhs: f64 = cy.to_f64_vec().iter().zip(x.to_f64_vec()).map(|(a, b)| a * b).sum();
             let rhs: f64 = y_t.to_f64_vec().iter().zip(y.to_f64_vec()).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} vs {rhs}");

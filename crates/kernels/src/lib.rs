@@ -48,13 +48,13 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, KernelError> {
         Op::BinaryGrad { op: b, wrt } => one(elementwise::binary_grad(op, *b, *wrt, inputs, &out_shape(0)?)?),
         Op::Cast { to } => one(inputs[0].cast(*to)),
         Op::MatMul { transpose_a, transpose_b } => {
-            one(matmul::matmul(op, inputs[0], inputs[1], *transpose_a, *transpose_b, &out_shape(0)?)?)
+            one(matmul::matmul(op, (*transpose_a, *transpose_b), None, inputs, &out_shape(0)?)?)
         }
         Op::FusedMatMul { transpose_a, transpose_b, epilogue } => {
-            one(matmul::fused_matmul(op, (*transpose_a, *transpose_b), epilogue, inputs, &out_shape(0)?)?)
+            one(matmul::matmul(op, (*transpose_a, *transpose_b), Some(epilogue), inputs, &out_shape(0)?)?)
         }
-        Op::Conv(a) => one(conv::conv(op, a, inputs[0], inputs[1], &out_shape(0)?)?),
-        Op::FusedConv { conv: a, epilogue } => one(conv::fused_conv(op, a, epilogue, inputs, &out_shape(0)?)?),
+        Op::Conv(a) => one(conv::conv(op, a, None, inputs, &out_shape(0)?)?),
+        Op::FusedConv { conv: a, epilogue } => one(conv::conv(op, a, Some(epilogue), inputs, &out_shape(0)?)?),
         Op::ConvTranspose(a) => one(conv::conv_transpose(op, a, inputs[0], inputs[1], &out_shape(0)?)?),
         Op::ConvInputGrad { conv: a, .. } => one(conv::conv_input_grad(op, a, inputs[0], inputs[1], &out_shape(0)?)?),
         Op::ConvFilterGrad { conv: a, .. } => one(conv::conv_filter_grad(op, a, inputs[0], inputs[1], &out_shape(0)?)?),

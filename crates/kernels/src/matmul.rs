@@ -82,25 +82,20 @@ pub(crate) fn sgemm(
     Ok(())
 }
 
-/// Batched matrix product with broadcast batch axes.
-pub fn matmul(op: &Op, a: &Tensor, b: &Tensor, ta: bool, tb: bool, out_shape: &[usize]) -> Result<Tensor, KernelError> {
-    let mut out = vec![0f32; out_shape.iter().product()];
-    matmul_into((f32s(op, a)?, a.shape()), (f32s(op, b)?, b.shape()), ta, tb, &mut out, out_shape, None)?;
-    tensor(out_shape, out)
-}
-
-/// A matmul with its epilogue: `inputs` are `[a, b, (bias), (residual)]`.
-pub fn fused_matmul(
+/// Batched matrix product with broadcast batch axes (`ta`/`tb`: the last two axes of `a`/`b`
+/// transposed), with the optimizer's epilogue when one is given: `inputs` are `[a, b, (bias),
+/// (residual)]`.
+pub fn matmul(
     op: &Op,
     (ta, tb): (bool, bool),
-    epilogue: &Epilogue,
+    epilogue: Option<&Epilogue>,
     inputs: &[&Tensor],
     out_shape: &[usize],
 ) -> Result<Tensor, KernelError> {
-    let mut out = vec![0f32; out_shape.iter().product()];
-    let epi = EpilogueArgs::from_tensors(op, epilogue, &inputs[2..])?;
+    let epi = epilogue.map(|e| EpilogueArgs::from_tensors(op, e, &inputs[2..])).transpose()?;
     let (a, b) = (inputs[0], inputs[1]);
-    matmul_into((f32s(op, a)?, a.shape()), (f32s(op, b)?, b.shape()), ta, tb, &mut out, out_shape, Some(&epi))?;
+    let mut out = vec![0f32; out_shape.iter().product()];
+    matmul_into((f32s(op, a)?, a.shape()), (f32s(op, b)?, b.shape()), ta, tb, &mut out, out_shape, epi.as_ref())?;
     tensor(out_shape, out)
 }
 
@@ -182,7 +177,7 @@ mod tests {
         let (m, k, n) = (5, 7, 3);
         let a = Tensor::from_f32(&[2, m, k], seq(2 * m * k, 0.3)).unwrap();
         let b = Tensor::from_f32(&[k, n], seq(k * n, 0.7)).unwrap();
-        let c = matmul(&op, &a, &b, false, false, &[2, m, n]).unwrap();
+        let c = matmul(&op, (false, false), None, &[&a, &b], &[2, m, n]).unwrap();
         let av = a.as_f32().unwrap();
         let bv = b.as_f32().unwrap();
         let mut want = naive(&av[..m * k], bv, m, k, n);
@@ -194,7 +189,7 @@ mod tests {
         // transpose_b over a batched rhs
         let bt: Vec<f32> = (0..n * k).map(|i| bv[(i % k) * n + i / k]).collect();
         let btt = Tensor::from_f32(&[1, n, k], bt).unwrap();
-        let c2 = matmul(&op, &a, &btt, false, true, &[2, m, n]).unwrap();
+        let c2 = matmul(&op, (false, true), None, &[&a, &btt], &[2, m, n]).unwrap();
         assert_eq!(c2.len(), want.len());
         for (x, y) in c2.as_f32().unwrap().iter().zip(&want) {
             assert!((x - y).abs() < 1e-5);
