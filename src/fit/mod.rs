@@ -87,6 +87,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     };
     // What is saved: the trained weights, then the moving statistics.
     let saved: Vec<ValueId> = trainable.iter().chain(&mode.options.state).copied().collect();
+    let state = mode.options.state.iter().filter_map(|v| g.constant(*v).cloned()).collect();
     let mut t = Trainer {
         step,
         eval_step,
@@ -94,12 +95,11 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         mode,
         n_out,
         weights: trainable.iter().filter_map(|v| g.constant(*v).cloned()).collect(),
-        state: Vec::new(),
+        state,
         optimizer,
         hist: History::default(),
         total_steps: 0,
     };
-    t.state = t.mode.options.state.iter().filter_map(|v| g.constant(*v).cloned()).collect();
     let mut start_epoch = 0;
     let mut stopper = EarlyStopping::new(options.early_stopping);
     if options.resume {

@@ -33,3 +33,29 @@ pub fn fold_constants(g: &Graph) -> Result<(Graph, usize), OptError> {
     }
     Ok((c.finish()?, folded))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use ir::{Op, Tensor, TensorData};
+
+    #[test]
+    fn a_kernel_that_fails_while_folding_is_an_error_naming_the_node() {
+        let mut g = Graph::new("t");
+        let table = g.add_constant("table", Tensor::from_f32(&[3, 2], vec![0.0; 6]).unwrap());
+        let ids = g.add_constant("ids", Tensor::new(vec![1], TensorData::I32(vec![7])).unwrap());
+        let y = g.add("lookup", Op::Gather { axis: 0 }, &[table, ids]).unwrap();
+        g.set_outputs(vec![y]);
+        let e = fold_constants(&g).unwrap_err().to_string();
+        assert!(e.contains("'lookup'") && e.contains("out of range"), "{e}");
+        // In range, the node folds into a constant.
+        let mut g = Graph::new("t");
+        let table = g.add_constant("table", Tensor::from_f32(&[3, 2], vec![1.0; 6]).unwrap());
+        let ids = g.add_constant("ids", Tensor::new(vec![1], TensorData::I32(vec![2])).unwrap());
+        let y = g.add("lookup", Op::Gather { axis: 0 }, &[table, ids]).unwrap();
+        g.set_outputs(vec![y]);
+        let (folded, n) = fold_constants(&g).unwrap();
+        assert_eq!((n, folded.nodes().len()), (1, 0));
+    }
+}
