@@ -20,6 +20,8 @@ pub struct BenchOptions {
     /// The optimized plan's matrix arithmetic on a GPU (the naive plan stays float32, so the
     /// difference between them is the precision's error).
     pub precision: codegen::cuda::Precision,
+    /// The most bytes the runs' tensors may take; `None`: what the machine or device has.
+    pub memory_limit: Option<usize>,
 }
 
 /// Timings of one plan, in milliseconds.
@@ -124,9 +126,20 @@ fn index_limit(g: &Graph, input: usize) -> usize {
 pub fn random_inputs(g: &Graph, batch: usize, seed: u64) -> Result<Vec<Tensor>, RuntimeError> {
     let mut rng = Rng::new(seed);
     let mut out = Vec::new();
-    for (i, &v) in g.inputs().iter().enumerate() {
+    let shapes: Vec<Vec<usize>> = g
+        .inputs()
+        .iter()
+        .map(|&v| g.value(v).ty.shape.dims().iter().map(|d| d.fixed().unwrap_or(batch)).collect())
+        .collect();
+    // The inputs are allocated here: they must fit before anything else is checked.
+    let bytes = shapes.iter().zip(g.inputs()).try_fold(0usize, |acc, (s, &v)| {
+        let n = s.iter().try_fold(g.value(v).ty.dtype.size(), |a, &d| a.checked_mul(d))?;
+        acc.checked_add(n)
+    });
+    let machine = runtime::memory::available_memory().map(|m| (m, "available on this machine"));
+    runtime::memory::check(bytes.unwrap_or(usize::MAX), None, machine)?;
+    for (i, (&v, shape)) in g.inputs().iter().zip(shapes).enumerate() {
         let ty = &g.value(v).ty;
-        let shape: Vec<usize> = ty.shape.dims().iter().map(|d| d.fixed().unwrap_or(batch)).collect();
         let n: usize = shape.iter().product();
         let t = if ty.dtype.is_float() {
             Tensor::from_f32(&shape, (0..n).map(|_| rng.uniform()).collect())?.cast(ty.dtype)
@@ -212,6 +225,7 @@ pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchR
         optimize: OptimizeOptions::default(),
         ptx_cache: options.ptx_cache.clone(),
         precision: if naive { codegen::cuda::Precision::Fp32 } else { options.precision },
+        memory_limit: options.memory_limit,
     };
     let (naive, _) = Executor::new(graph, &exec_opts(true))?;
     let (planned, report) = Executor::new(graph, &exec_opts(false))?;

@@ -50,6 +50,8 @@ pub struct ExecutorOptions {
     pub ptx_cache: std::path::PathBuf,
     /// Matrix products and convolutions on a GPU: float32, or tensor cores (tf32/bf16/fp16).
     pub precision: codegen::cuda::Precision,
+    /// The most bytes the run's tensors may take; `None`: what the machine or device has.
+    pub memory_limit: Option<usize>,
 }
 
 /// A model bound to a device: the planned CPU executor, the naive CPU executor, or a GPU.
@@ -66,7 +68,7 @@ impl Executor {
         graph: &ir::Graph,
         options: &ExecutorOptions,
     ) -> Result<(Executor, Option<OptimizeReport>), CompileError> {
-        let cpu = SessionOptions { device: Some(Device::Cpu) };
+        let cpu = SessionOptions { device: Some(Device::Cpu), memory_limit: options.memory_limit };
         let (g, report) = if options.naive {
             // CUDA kernels are channels-last: a channels-first op becomes transposes around one
             // (a lowering, not an optimization; the CPU runs channels-first ops as they are).
@@ -88,6 +90,7 @@ impl Executor {
                     cuda_graph: !naive,
                     precision: options.precision,
                     layout: if naive { runtime::Layout::Naive } else { runtime::Layout::Planned },
+                    memory_limit: options.memory_limit,
                     ..runtime::cuda::CudaOptions::new(ordinal, options.ptx_cache.clone())
                 };
                 Executor::Cuda(Box::new(runtime::cuda::CudaSession::new(g, cuda)?))

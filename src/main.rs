@@ -48,6 +48,13 @@ enum Command {
         /// or fp16 operands (float32 accumulation)
         #[arg(long, default_value = "fp32")]
         precision: String,
+        /// The most memory the run's tensors may take (bytes, or with KiB/MiB/GiB/KB/MB/GB);
+        /// default: what the machine (or the GPU) has
+        #[arg(long, value_parser = parse_bytes)]
+        memory_limit: Option<usize>,
+        /// Say which device runs the model before running it (else only once it succeeded)
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Show each compilation stage: the IR, the optimized graph, the memory plan, Graphviz DOT
     Compile {
@@ -60,7 +67,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Batch size the memory plan is laid out for
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = parse_positive)]
         batch: usize,
         /// `cuda`: write every generated kernel as OUT/<kernel>.cu (and .ptx when NVRTC is present)
         #[arg(long)]
@@ -79,11 +86,14 @@ enum Command {
         /// Device: /CPU:0, /GPU:0, cpu, gpu:1 ... (default: the best available)
         #[arg(long)]
         device: Option<String>,
-        #[arg(long, default_value_t = 1)]
+        /// Batch size of the random input
+        #[arg(long, default_value_t = 1, value_parser = parse_positive)]
         batch: usize,
+        /// Untimed runs first
         #[arg(long, default_value_t = 5)]
         warmup: usize,
-        #[arg(long, default_value_t = 30)]
+        /// Timed runs of each plan
+        #[arg(long, default_value_t = 30, value_parser = parse_positive)]
         runs: usize,
         /// Add the ten most expensive ops of each plan
         #[arg(long)]
@@ -101,8 +111,15 @@ enum Command {
         /// plan stays fp32, so max_abs_diff is the precision's error
         #[arg(long, default_value = "fp32")]
         precision: String,
+        /// The most memory the runs' tensors may take (bytes, or with KiB/MiB/GiB/KB/MB/GB);
+        /// default: what the machine (or the GPU) has
+        #[arg(long, value_parser = parse_bytes)]
+        memory_limit: Option<usize>,
+        /// Say which device runs the model before running it (else only once it succeeded)
+        #[arg(long, short)]
+        verbose: bool,
     },
-    /// Fine-tune a model on the CPU and write it in the input's format (Keras loads it back)
+    /// Fine-tune a model (on the lowest GPU, else the CPU) and write it in the input's format (Keras loads it back)
     Fit {
         /// A Keras model file (.h5 or .keras)
         model: PathBuf,
@@ -141,45 +158,71 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Inspect { model, json } => inspect(&model, json),
-        Command::Run { model, inputs, outputs, device, naive, soft_placement, precision } => {
+        Command::Run { model, inputs, outputs, device, naive, soft_placement, precision, memory_limit, verbose } => {
+            let mut notes = Notes::new(verbose);
             let precision = parse_precision(&precision)?;
-            let device = pick_device(device.as_deref(), soft_placement)?;
+            let device = pick_device(device.as_deref(), soft_placement, &mut notes)?;
             check_precision_device(precision, device)?;
-            run_model(&model, &inputs, &outputs, device, naive, precision)
+            let options = kerasc::ExecutorOptions {
+                device,
+                naive,
+                optimize: OptimizeOptions::default(),
+                ptx_cache: ptx_cache_dir(),
+                precision,
+                memory_limit,
+            };
+            run_model(&model, &inputs, &outputs, &options, &mut notes)
         }
         Command::Compile { model, emit: _, out, batch, target: Some(Target::Cuda), arch, precision } => {
             let out = out.context("--target cuda needs --out DIR")?;
             compile_cuda(&model, &out, batch, &arch, parse_precision(&precision)?)
         }
         Command::Compile { model, emit, out, batch, target: None, .. } => compile(&model, emit, out.as_deref(), batch),
-        Command::Bench { model, device, batch, warmup, runs, profile, json, report, seed, precision } => {
+        Command::Bench {
+            model,
+            device,
+            batch,
+            warmup,
+            runs,
+            profile,
+            json,
+            report,
+            seed,
+            precision,
+            memory_limit,
+            verbose,
+        } => {
+            let mut notes = Notes::new(verbose);
             let precision = parse_precision(&precision)?;
-            let device = pick_device(device.as_deref(), false)?;
+            let device = pick_device(device.as_deref(), false, &mut notes)?;
             check_precision_device(precision, device)?;
             let opts = kerasc::bench::BenchOptions {
                 device,
-                batch: batch.max(1),
+                batch,
                 warmup,
-                runs: runs.max(1),
+                runs,
                 profile: profile || report.is_some(),
                 seed,
                 ptx_cache: ptx_cache_dir(),
                 precision,
+                memory_limit,
             };
-            bench(&model, &opts, json, profile, report.as_deref())
+            bench(&model, &opts, json, profile, report.as_deref(), &mut notes)
         }
         Command::Devices => {
             devices();
             Ok(())
         }
         Command::Fit { model, mut options, device } => {
+            let mut notes = Notes::new(false);
             // Like `run`: the requested device, else the lowest visible GPU, else the CPU.
-            options.cuda = match pick_device(device.as_deref(), false)? {
+            options.cuda = match pick_device(device.as_deref(), false, &mut notes)? {
                 Device::Cpu => None,
                 Device::Cuda(ordinal) => Some(kerasc::runtime::cuda::CudaOptions::new(ordinal, ptx_cache_dir())),
             };
             let m = kerasc::load(&model)?;
             let h = kerasc::fit::fit(&m, &model, &options)?;
+            notes.flush();
             eprintln!(
                 "wrote {} ({} steps, final loss {:.4})",
                 options.output.display(),
@@ -227,9 +270,38 @@ fn describe(device: Device) -> String {
     }
 }
 
-/// The device to run on: the requested one, or the lowest visible GPU, else the CPU; printed
-/// once. With soft placement an unusable GPU falls back to the CPU, loudly.
-fn pick_device(requested: Option<&str>, soft_placement: bool) -> Result<Device> {
+/// Lines about how a command ran (the device, a fallback to the CPU): printed on stderr once the
+/// command has succeeded, so that a failing command prints its error alone; at once with
+/// `--verbose`.
+struct Notes {
+    lines: Vec<String>,
+    verbose: bool,
+}
+
+impl Notes {
+    fn new(verbose: bool) -> Notes {
+        Notes { lines: Vec::new(), verbose }
+    }
+
+    fn add(&mut self, line: String) {
+        if self.verbose {
+            eprintln!("{line}");
+        } else {
+            self.lines.push(line);
+        }
+    }
+
+    /// Prints what was held back (the command succeeded).
+    fn flush(&mut self) {
+        for l in self.lines.drain(..) {
+            eprintln!("{l}");
+        }
+    }
+}
+
+/// The device to run on: the requested one, or the lowest visible GPU, else the CPU. With soft
+/// placement an unusable GPU falls back to the CPU, with a warning.
+fn pick_device(requested: Option<&str>, soft_placement: bool, notes: &mut Notes) -> Result<Device> {
     if let Some(dir) = std::env::var_os("KERASC_NVRTC_DIR") {
         kerasc::runtime::cuda::preload_nvrtc(&[PathBuf::from(dir)]);
     }
@@ -240,12 +312,12 @@ fn pick_device(requested: Option<&str>, soft_placement: bool) -> Result<Device> 
     let device = match device.ensure_available() {
         Ok(d) => d,
         Err(e) if soft_placement => {
-            eprintln!("warning: {e}; soft placement: running on /CPU:0 instead");
+            notes.add(format!("warning: {e}; soft placement: running on /CPU:0 instead"));
             Device::Cpu
         }
         Err(e) => return Err(e.into()),
     };
-    eprintln!("running on {device} ({})", describe(device));
+    notes.add(format!("running on {device} ({})", describe(device)));
     Ok(device)
 }
 
@@ -290,14 +362,22 @@ fn inspect(path: &Path, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-fn bench(path: &Path, opts: &BenchOptions, as_json: bool, profile: bool, report: Option<&Path>) -> Result<()> {
+fn bench(
+    path: &Path,
+    opts: &BenchOptions,
+    as_json: bool,
+    profile: bool,
+    report: Option<&Path>,
+    notes: &mut Notes,
+) -> Result<()> {
     let model = kerasc::load(path)?;
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let r = kerasc::bench::bench(&name, &model.graph, opts)?;
     if let Some(p) = report {
         kerasc::write_atomic(p, kerasc::report::html(&r).as_bytes())?;
-        eprintln!("wrote the report to {}", p.display());
+        notes.add(format!("wrote the report to {}", p.display()));
     }
+    notes.flush();
     if as_json {
         println!("{}", kerasc::report::json::bench(&r));
     } else {
@@ -310,9 +390,8 @@ fn run_model(
     path: &Path,
     inputs: &[PathBuf],
     outputs: &[PathBuf],
-    device: Device,
-    naive: bool,
-    precision: kerasc::codegen::cuda::Precision,
+    options: &kerasc::ExecutorOptions,
+    notes: &mut Notes,
 ) -> Result<()> {
     // An ONNX model's symbolic dimensions other than the batch take the inputs' sizes; a
     // broken model is reported before a broken input.
@@ -336,16 +415,14 @@ fn run_model(
         let t = if t.dtype() != want && (t.dtype().is_float() == want.is_float()) { t.cast(want) } else { t };
         tensors.push(t);
     }
-    let options = kerasc::ExecutorOptions {
-        device,
-        naive,
-        optimize: OptimizeOptions::default(),
-        ptx_cache: ptx_cache_dir(),
-        precision,
-    };
-    let (exec, _) = kerasc::Executor::new(&model.graph, &options).context("cannot prepare the model")?;
+    let (exec, _) = kerasc::Executor::new(&model.graph, options).context("cannot prepare the model")?;
     let results = exec.run(&tensors)?;
     let graph = exec.graph();
+    for (t, p) in results.iter().zip(outputs) {
+        npy::write(p, t)?;
+        notes.add(format!("wrote {} {:?} to {}", t.dtype(), t.shape(), p.display()));
+    }
+    notes.flush();
     if outputs.is_empty() {
         for (i, t) in results.iter().enumerate() {
             let vals = t.to_f64_vec();
@@ -360,11 +437,6 @@ fn run_model(
                 more
             );
         }
-    } else {
-        for (t, p) in results.iter().zip(outputs) {
-            npy::write(p, t)?;
-            eprintln!("wrote {} {:?} to {}", t.dtype(), t.shape(), p.display());
-        }
     }
     Ok(())
 }
@@ -372,7 +444,7 @@ fn run_model(
 fn compile(path: &Path, emit: Emit, out: Option<&Path>, batch: usize) -> Result<()> {
     let model = kerasc::load(path)?;
     let opt = kerasc::optimizer::optimize(&model.graph, &OptimizeOptions::default()).context("optimizer failed")?;
-    let plan = kerasc::optimizer::plan(&opt.graph, batch.max(1)).context("memory planner failed")?;
+    let plan = kerasc::optimizer::plan(&opt.graph, batch).context("memory planner failed")?;
     let ir_text = ir::render::to_text(&model.graph);
     let opt_text = format!("{}\n{}", kerasc::report::text::optimizer(&opt.report), ir::render::to_text(&opt.graph));
     let plan_txt = kerasc::report::text::plan(&opt.graph, &plan);
@@ -459,4 +531,37 @@ fn compile_cuda(
         Err(why) => eprintln!("wrote {n} kernels (.cu only: {why}) and kernels.json to {}", out.display()),
     }
     Ok(())
+}
+
+/// A count that must be at least 1.
+fn parse_positive(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A size in bytes: a number, optionally with KiB, MiB, GiB (powers of 1024) or KB, MB, GB
+/// (powers of 1000).
+fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = (t[..split].trim(), t[split..].trim());
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        other => return Err(format!("unknown unit '{other}' (use bytes, KiB, MiB, GiB, KB, MB or GB)")),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a size"))?;
+    let bytes = v * scale as f64;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < usize::MAX as f64) {
+        return Err(format!("'{s}' is not a usable size"));
+    }
+    Ok(bytes as usize)
 }

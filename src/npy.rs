@@ -145,21 +145,28 @@ pub fn write(path: &Path, t: &Tensor) -> Result<(), NpyError> {
 /// The arrays of an `.npz` file (a zip of `.npy` members), by member name without `.npy`.
 /// Members that are not numeric arrays (such as string arrays) are skipped.
 pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, NpyError> {
-    use std::io::Read;
     let origin = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| NpyError(format!("{origin}: {e}")))?;
+    parse_npz(bytes, &origin)
+}
+
+/// [`read_npz`] of the file's bytes; `origin` names it in errors.
+pub fn parse_npz(bytes: Vec<u8>, origin: &str) -> Result<Vec<(String, Tensor)>, NpyError> {
+    use std::io::Read;
     let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| NpyError(format!("{origin}: not a valid .npz (zip) file: {e}")))?;
     let mut out = Vec::new();
     for i in 0..z.len() {
-        let mut f = z.by_index(i).map_err(|e| NpyError(format!("{origin}: {e}")))?;
+        let f = z.by_index(i).map_err(|e| NpyError(format!("{origin}: {e}")))?;
         let name = f.name().map(|n| n.trim_end_matches(".npy").to_string()).unwrap_or_default();
-        // Sizes come from the file: refuse a member that claims more than the whole archive could hold.
-        if f.size() > (1 << 34) {
-            return Err(NpyError(format!("{origin}: member '{name}' is implausibly large")));
+        // Sizes come from the file: a member may not claim more than its compressed bytes can
+        // expand to (deflate's ratio is at most 1032:1), and is read no further than it claims.
+        let (size, packed) = (f.size(), f.compressed_size());
+        if size > packed.saturating_mul(1032).saturating_add(1 << 16) || size > (1 << 34) {
+            return Err(NpyError(format!("{origin}: member '{name}' claims an implausible size ({size} bytes)")));
         }
         let mut data = Vec::new();
-        f.read_to_end(&mut data).map_err(|e| NpyError(format!("{origin}: member '{name}': {e}")))?;
+        f.take(size).read_to_end(&mut data).map_err(|e| NpyError(format!("{origin}: member '{name}': {e}")))?;
         if let Ok(t) = parse(&data, &format!("{origin}:{name}")) {
             out.push((name, t));
         }

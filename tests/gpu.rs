@@ -47,6 +47,7 @@ fn dev_models_on_the_gpu_match_keras_and_the_cpu() {
                 optimize: OptimizeOptions::default(),
                 ptx_cache: cache.clone(),
                 precision: Default::default(),
+                memory_limit: None,
             };
             let (exec, _) = match Executor::new(&model.graph, &opts) {
                 Ok(e) => e,
@@ -155,6 +156,7 @@ fn tensor_core_precisions_on_the_gpu() {
                 optimize: OptimizeOptions::default(),
                 ptx_cache: cache.clone(),
                 precision: p,
+                memory_limit: None,
             };
             let got = match Executor::new(&model.graph, &opts).and_then(|(e, _)| Ok(e.run(std::slice::from_ref(&x))?)) {
                 Ok(o) => o[0].to_f64_vec(),

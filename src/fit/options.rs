@@ -29,37 +29,37 @@ pub struct OptimizerFlags {
     #[arg(long)]
     pub optimizer: Option<String>,
     /// A constant learning rate (replacing the file's, schedule included).
-    #[arg(long, help = None)]
+    #[arg(long)]
     pub learning_rate: Option<f32>,
     /// SGD's and RMSprop's momentum.
-    #[arg(long, help = None)]
+    #[arg(long)]
     pub momentum: Option<f32>,
     /// SGD with Nesterov momentum.
-    #[arg(long, help = None)]
+    #[arg(long)]
     pub nesterov: bool,
     /// Adam's, AdamW's and Nadam's first-moment decay.
-    #[arg(long, help = None)]
+    #[arg(long)]
     pub beta_1: Option<f32>,
     /// Adam's, AdamW's and Nadam's second-moment decay.
-    #[arg(long, help = None)]
+    #[arg(long)]
     pub beta_2: Option<f32>,
     /// The optimizer's epsilon.
-    #[arg(long, help = None)]
+    #[arg(long)]
     pub epsilon: Option<f32>,
     /// RMSprop's decay.
-    #[arg(long, help = None)]
+    #[arg(long)]
     pub rho: Option<f32>,
     /// Decoupled weight decay (AdamW's, or any optimizer's)
     #[arg(long)]
     pub weight_decay: Option<f32>,
     /// Clip each gradient to this norm.
-    #[arg(long, help = None)]
+    #[arg(long)]
     pub clipnorm: Option<f32>,
     /// Clip each gradient element to ±this.
-    #[arg(long, help = None)]
+    #[arg(long)]
     pub clipvalue: Option<f32>,
     /// Clip all gradients together to this norm.
-    #[arg(long, help = None)]
+    #[arg(long)]
     pub global_clipnorm: Option<f32>,
 }
 
@@ -72,10 +72,10 @@ pub struct FitOptions {
     #[arg(long)]
     pub output: PathBuf,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 1, help = None)]
+    #[arg(long, default_value_t = 1)]
     pub epochs: usize,
     /// Samples per training step.
-    #[arg(long, default_value_t = 32, help = None)]
+    #[arg(long, default_value_t = 32, value_parser = positive)]
     pub batch_size: usize,
     #[command(flatten)]
     pub optimizer: OptimizerFlags,
@@ -95,7 +95,7 @@ pub struct FitOptions {
     #[arg(long)]
     pub shuffle: bool,
     /// Seeds the shuffle and the noise layers.
-    #[arg(long, default_value_t = 0, help = None)]
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Train with dropout and noise layers off
     #[arg(long)]
@@ -104,7 +104,7 @@ pub struct FitOptions {
     #[arg(long)]
     pub history: Option<PathBuf>,
     /// 0: silent; 1: a progress bar per epoch, then the epoch's line; 2: the line alone.
-    #[arg(long, default_value_t = 1, help = None)]
+    #[arg(long, default_value_t = 1)]
     pub verbose: u8,
     /// Keep these layers' weights (comma-separated layer names)
     #[arg(long, value_delimiter = ',')]
@@ -131,6 +131,15 @@ pub struct FitOptions {
     /// host); `None`: the CPU.
     #[arg(skip)]
     pub cuda: Option<crate::runtime::cuda::CudaOptions>,
+}
+
+/// A count that must be at least 1.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl FitOptions {

@@ -3,6 +3,7 @@
 
 use crate::bench::BenchResult;
 use crate::ir::{Graph, Producer};
+use crate::runtime::memory::human_bytes;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -10,12 +11,18 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// Width in pixels of `text` at the graph's 13-pixel font (an estimate: 7.4 px a character).
+fn text_width(text: &str) -> usize {
+    text.chars().count() * 74 / 10
+}
+
 /// The graph as an SVG: one box per node in layers by depth, inputs on top, edges as lines.
+/// Every box is as wide as its longest label (op and node name, output type), so nothing is
+/// clipped; the SVG scales to the width of its container (`viewBox`).
 pub fn graph_svg(g: &Graph, color: &str) -> String {
-    const W: usize = 170;
-    const H: usize = 40;
-    const GAP_X: usize = 20;
-    const GAP_Y: usize = 28;
+    const H: usize = 48;
+    const GAP_X: usize = 24;
+    const GAP_Y: usize = 30;
     let mut layer_of_value: Vec<usize> = vec![0; g.values().len()];
     let mut layers: Vec<Vec<(String, String)>> = vec![Vec::new()];
     let mut pos_of_value: Vec<Option<(usize, usize)>> = vec![None; g.values().len()];
@@ -44,13 +51,16 @@ pub fn graph_svg(g: &Graph, color: &str) -> String {
         }
         node_pos.push(p);
     }
-    let width = layers.iter().map(|l| l.len()).max().unwrap_or(1) * (W + GAP_X) + GAP_X;
+    // One width for every box (the widest label), so the columns line up.
+    let w = layers.iter().flatten().map(|(l, t)| text_width(l).max(text_width(t))).max().unwrap_or(100).clamp(120, 460)
+        + 16;
+    let width = layers.iter().map(|l| l.len()).max().unwrap_or(1) * (w + GAP_X) + GAP_X;
     let height = layers.len() * (H + GAP_Y) + GAP_Y;
-    let xy = |(d, i): (usize, usize)| (GAP_X + i * (W + GAP_X), GAP_Y + d * (H + GAP_Y));
+    let xy = |(d, i): (usize, usize)| (GAP_X + i * (w + GAP_X), GAP_Y + d * (H + GAP_Y));
     let mut s = String::new();
     let _ = write!(
         s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"Helvetica,Arial,sans-serif\" font-size=\"10\">"
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" width=\"100%\" style=\"max-width:{width}px\" font-family=\"Helvetica,Arial,sans-serif\" font-size=\"13\">"
     );
     for (n, &p) in g.nodes().iter().zip(&node_pos) {
         let (x2, y2) = xy(p);
@@ -62,10 +72,10 @@ pub fn graph_svg(g: &Graph, color: &str) -> String {
                 let (x1, y1) = xy(q);
                 let _ = write!(
                     s,
-                    "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\" stroke-width=\"1\"/>",
-                    x1 + W / 2,
+                    "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\" stroke-width=\"1.2\"/>",
+                    x1 + w / 2,
                     y1 + H,
-                    x2 + W / 2,
+                    x2 + w / 2,
                     y2
                 );
             }
@@ -75,16 +85,16 @@ pub fn graph_svg(g: &Graph, color: &str) -> String {
         for (i, (label, ty)) in layer.iter().enumerate() {
             let (x, y) = xy((d, i));
             let fill = if d == 0 { "#eee" } else { color };
-            let short: String = label.chars().take(30).collect();
+            let short: String = label.chars().take(60).collect();
             let _ = write!(
                 s,
-                "<g><title>{}</title><rect x=\"{x}\" y=\"{y}\" width=\"{W}\" height=\"{H}\" rx=\"4\" fill=\"{fill}\" stroke=\"#555\"/><text x=\"{}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" fill=\"#444\">{}</text></g>",
+                "<g><title>{}</title><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{H}\" rx=\"5\" fill=\"{fill}\" stroke=\"#555\"/><text x=\"{}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" fill=\"#444\">{}</text></g>",
                 esc(label),
-                x + 5,
-                y + 16,
+                x + 8,
+                y + 19,
                 esc(&short),
-                x + 5,
-                y + 31,
+                x + 8,
+                y + 38,
                 esc(ty)
             );
         }
@@ -114,12 +124,13 @@ pub fn bars_svg(naive: &[(String, String, f64)], optimized: &[(String, String, f
         fy.total_cmp(&fx)
     });
     let max = a.values().chain(b.values()).copied().fold(1e-9, f64::max);
-    let (label_w, bar_w, row_h) = (170.0, 480.0, 30.0);
+    let label_w = kinds.iter().map(|k| text_width(k)).max().unwrap_or(100).max(120) as f64 + 16.0;
+    let (bar_w, row_h) = (560.0, 32.0);
     let height = 40.0 + kinds.len() as f64 * row_h;
     let mut s = String::new();
     let _ = write!(
         s,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"Helvetica,Arial,sans-serif\" font-size=\"11\">",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"Helvetica,Arial,sans-serif\" font-size=\"12\">",
         label_w + bar_w + 120.0
     );
     let _ = write!(
@@ -154,7 +165,7 @@ pub fn html(r: &BenchResult) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>kerasc bench: {m}</title><style>body{{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}th{{background:#f4f4f4}}.graphs{{display:flex;gap:24px;align-items:flex-start}}.graph{{overflow:auto;max-height:900px;border:1px solid #ddd}}</style></head><body>",
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>kerasc bench: {m}</title><style>body{{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}th{{background:#f4f4f4}}.graphs{{display:grid;grid-template-columns:1fr 1fr;gap:24px;align-items:start}}.graph{{overflow:auto;max-height:1400px;border:1px solid #ddd;padding:4px}}</style></head><body>",
         m = esc(&r.model)
     );
     let _ = write!(
@@ -173,11 +184,11 @@ pub fn html(r: &BenchResult) -> String {
     );
     let _ = write!(
         s,
-        "<p><b>speedup {:.2}×</b> · memory: naive {} B, arena {} B, lower bound {} B · max |diff| {:.3e}</p>",
+        "<p><b>speedup {:.2}×</b> · memory: naive {}, arena {}, lower bound {} · max |diff| {:.3e}</p>",
         r.speedup(),
-        r.naive_bytes,
-        r.arena_bytes,
-        r.lower_bound_bytes,
+        human_bytes(r.naive_bytes),
+        human_bytes(r.arena_bytes),
+        human_bytes(r.lower_bound_bytes),
         r.max_abs_diff
     );
     s.push_str("<h2>Time per op kind</h2>");

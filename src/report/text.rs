@@ -5,6 +5,7 @@ use super::{group, human_bytes, top_ops};
 use crate::bench::{BenchOptions, BenchResult};
 use crate::codegen::cuda::Precision;
 use crate::ir::{Graph, MemoryPlan, Placement};
+use crate::runtime::memory::human_bytes as iec;
 use crate::{Model, ModelFormat, OptimizeReport};
 use std::fmt::Write;
 
@@ -53,9 +54,9 @@ pub fn plan(g: &Graph, plan: &MemoryPlan) -> String {
     let _ = writeln!(
         s,
         "arena {} · one buffer per tensor {} · lower bound {} · {} in place · {} reshapes aliased",
-        human_bytes(plan.arena_bytes),
-        human_bytes(plan.naive_bytes),
-        human_bytes(plan.lower_bound_bytes),
+        iec(plan.arena_bytes),
+        iec(plan.naive_bytes),
+        iec(plan.lower_bound_bytes),
         plan.in_place.len(),
         plan.aliases
     );
@@ -120,9 +121,9 @@ pub fn bench(r: &BenchResult, opts: &BenchOptions, profile: bool) -> String {
     let _ = writeln!(
         s,
         "  memory     naive {} · arena {} · lower bound {} (arena/bound {:.2})",
-        human_bytes(r.naive_bytes),
-        human_bytes(r.arena_bytes),
-        human_bytes(r.lower_bound_bytes),
+        iec(r.naive_bytes),
+        iec(r.arena_bytes),
+        iec(r.lower_bound_bytes),
         r.arena_bytes as f64 / r.lower_bound_bytes.max(1) as f64
     );
     if r.precision == Precision::Fp32 {

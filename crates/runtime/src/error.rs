@@ -12,6 +12,9 @@ pub enum RuntimeError {
     /// The inputs given do not fit the model.
     #[error("input {index} ('{name}'): {message}")]
     Input { index: usize, name: String, message: String },
+    /// Not as many inputs as the model takes.
+    #[error("the model takes {expected} input(s), {given} given (its inputs: {names})")]
+    InputCount { expected: usize, given: usize, names: String },
     /// A kernel failed (bad indices, unsupported dtype, ...).
     #[error("{op} in '{node}': {message}")]
     Kernel { op: String, node: String, message: String },
@@ -24,6 +27,9 @@ pub enum RuntimeError {
     /// The memory plan could not be made or does not fit the graph.
     #[error("memory plan: {0}")]
     Plan(String),
+    /// The run's tensors would not fit in the memory it may use (refused before allocating).
+    #[error("the run needs {needed} for its tensors at these input shapes, more than {available}; use a smaller batch, or raise --memory-limit")]
+    Memory { needed: String, available: String },
     /// An IR-level error surfaced while running.
     #[error(transparent)]
     Ir(#[from] ir::IrError),

@@ -6,12 +6,17 @@ use ir::{Graph, Shape, Tensor};
 pub struct SessionOptions {
     /// Where to run: the CPU executors take `None` or `/CPU:0`.
     pub device: Option<Device>,
+    /// The most bytes the run's tensors may take; `None`: what the machine has available.
+    pub memory_limit: Option<usize>,
 }
 
 /// A graph bound to a device, ready to run many times.
 pub struct Session {
     graph: Graph,
     device: Device,
+    memory_limit: Option<usize>,
+    /// The input shapes whose memory need was last checked.
+    checked: std::sync::Mutex<Vec<Vec<usize>>>,
 }
 
 impl Session {
@@ -19,7 +24,7 @@ impl Session {
     pub fn new(graph: Graph, options: SessionOptions) -> Result<Session, RuntimeError> {
         graph.validate()?;
         let device = cpu_only(options.device)?;
-        Ok(Session { graph, device })
+        Ok(Session { graph, device, memory_limit: options.memory_limit, checked: Default::default() })
     }
 
     /// The device this session runs on.
@@ -52,12 +57,30 @@ impl Session {
 
     fn run_timed(&self, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
         self.check_inputs(inputs)?;
+        self.check_memory(inputs)?;
         let outs = kernels::evaluate(&self.graph, inputs, |node, seconds| {
             if let Some(t) = times.as_deref_mut() {
                 t[node] = seconds;
             }
         })?;
         Ok(outs)
+    }
+}
+
+impl Session {
+    /// Refuses inputs whose tensors would not fit in the memory the run may use (once per
+    /// input shape).
+    fn check_memory(&self, inputs: &[Tensor]) -> Result<(), RuntimeError> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let mut checked = self.checked.lock().map_err(|_| RuntimeError::Plan("lock poisoned".into()))?;
+        if *checked != shapes {
+            let concrete = self.graph.concrete_shapes(&shapes)?;
+            let needed = crate::memory::naive_peak_bytes(&self.graph, &concrete);
+            let machine = crate::memory::available_memory().map(|m| (m, "available on this machine"));
+            crate::memory::check(needed, self.memory_limit, machine)?;
+            *checked = shapes;
+        }
+        Ok(())
     }
 }
 
@@ -99,11 +122,8 @@ pub(crate) fn cpu_only(requested: Option<Device>) -> Result<Device, RuntimeError
 pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<Option<usize>, RuntimeError> {
     let ins = graph.inputs();
     if inputs.len() != ins.len() {
-        return Err(RuntimeError::Input {
-            index: inputs.len().min(ins.len()),
-            name: String::new(),
-            message: format!("the model takes {} input(s), {} given", ins.len(), inputs.len()),
-        });
+        let names: Vec<String> = ins.iter().map(|&v| format!("'{}'", graph.value(v).name)).collect();
+        return Err(RuntimeError::InputCount { expected: ins.len(), given: inputs.len(), names: names.join(", ") });
     }
     let mut batch = None;
     for (i, (t, &v)) in inputs.iter().zip(ins).enumerate() {

@@ -5,6 +5,7 @@ pub mod cuda;
 mod device;
 mod error;
 mod executor;
+pub mod memory;
 mod planned;
 pub mod training;
 

@@ -48,6 +48,7 @@ struct ArenaState {
 pub struct PlannedSession {
     graph: Graph,
     device: Device,
+    memory_limit: Option<usize>,
     state: Mutex<Option<ArenaState>>,
 }
 
@@ -65,7 +66,7 @@ impl PlannedSession {
     pub fn new(graph: Graph, options: SessionOptions) -> Result<PlannedSession, RuntimeError> {
         graph.validate()?;
         let device = cpu_only(options.device)?;
-        Ok(PlannedSession { graph, device, state: Mutex::new(None) })
+        Ok(PlannedSession { graph, device, memory_limit: options.memory_limit, state: Mutex::new(None) })
     }
 
     /// The device this session runs on.
@@ -97,6 +98,8 @@ impl PlannedSession {
 
     fn prepare(&self, input_shapes: Vec<Vec<usize>>) -> Result<ArenaState, RuntimeError> {
         let plan = self.plan_for(&input_shapes)?;
+        let machine = crate::memory::available_memory().map(|m| (m, "available on this machine"));
+        crate::memory::check(crate::memory::planned_bytes(&self.graph, &plan), self.memory_limit, machine)?;
         let mut steps = Vec::with_capacity(plan.order.len());
         for nid in &plan.order {
             let node = self

@@ -17,7 +17,13 @@ impl<'a> Archive<'a> {
     pub fn open(bytes: &'a [u8], origin: &str) -> Result<Archive<'a>, FrontendError> {
         let zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| FrontendError::Format {
             file: origin.into(),
-            message: format!("cannot read zip archive: {e}"),
+            message: match e {
+                // The directory sits at the end of a zip: without it the file was cut short.
+                zip::result::ZipError::InvalidArchive(m) if m.contains("EOCD") => {
+                    "the zip archive is truncated (its central directory, at the end of the file, is missing): an interrupted download or copy?".into()
+                }
+                e => format!("cannot read zip archive: {e}"),
+            },
         })?;
         Ok(Archive { zip, origin: origin.into() })
     }
@@ -32,8 +38,9 @@ impl<'a> Archive<'a> {
             Err(e) => return Err(bad(e.to_string())),
         };
         let size = f.size();
-        if size > MAX_MEMBER {
-            return Err(bad(format!("member claims {size} bytes")));
+        // Deflate expands at most 1032:1: a larger claim is a broken or hostile header.
+        if size > MAX_MEMBER || size > f.compressed_size().saturating_mul(1032).saturating_add(1 << 16) {
+            return Err(bad(format!("member claims {size} bytes from {} compressed", f.compressed_size())));
         }
         let mut out = Vec::with_capacity(size.min(1 << 26) as usize);
         (&mut f).take(size + 1).read_to_end(&mut out).map_err(|e| bad(format!("cannot decompress: {e}")))?;

@@ -8,8 +8,44 @@ use std::collections::HashMap;
 
 /// Opens HDF5 bytes; a corrupt or truncated file is an error naming `origin`.
 pub fn open(bytes: Vec<u8>, origin: &str) -> Result<File, FrontendError> {
+    if let Some(eof) = declared_len(&bytes).filter(|&e| e > bytes.len() as u64) {
+        return Err(FrontendError::Format {
+            file: origin.into(),
+            message: format!(
+                "the file is truncated: it has {} of the {eof} bytes its HDF5 header declares (an interrupted download or copy?)",
+                bytes.len()
+            ),
+        });
+    }
     File::from_bytes(bytes)
         .map_err(|e| FrontendError::Format { file: origin.into(), message: format!("cannot read HDF5: {e}") })
+}
+
+/// The file length an HDF5 superblock at offset 0 declares (its base address plus its
+/// end-of-file address), when the bytes hold one.
+pub fn declared_len(b: &[u8]) -> Option<u64> {
+    if !b.starts_with(b"\x89HDF\r\n\x1a\n") {
+        return None;
+    }
+    let version = *b.get(8)?;
+    let (size_of_offsets, base_at) = match version {
+        0 => (*b.get(13)?, 24),
+        1 => (*b.get(13)?, 28),
+        2 | 3 => (*b.get(9)?, 12),
+        _ => return None,
+    };
+    let o = usize::from(size_of_offsets);
+    if !matches!(o, 2 | 4 | 8) {
+        return None;
+    }
+    let read = |at: usize| -> Option<u64> {
+        let bytes = b.get(at..at + o)?;
+        Some(bytes.iter().rev().fold(0u64, |a, &x| (a << 8) | u64::from(x)))
+    };
+    // v0/v1: base, free-space, end-of-file, driver; v2/v3: base, extension, end-of-file, root.
+    let base = read(base_at)?;
+    let eof = read(base_at + 2 * o)?;
+    (eof != u64::MAX >> (64 - 8 * o as u32)).then(|| base.saturating_add(eof))
 }
 
 /// A string attribute in any of Keras's encodings (vlen ASCII/UTF-8, fixed-length, bytes).

@@ -84,8 +84,18 @@ pub fn rebuild(
         let val = original.value(v);
         inputs.push(g.add_input(val.name.clone(), val.ty.clone()));
     }
-    let mut b =
-        Builder { egraph, choice, names, inputs, loaded, memo: HashMap::new(), visiting: HashSet::new(), g, fresh: 0 };
+    let mut b = Builder {
+        egraph,
+        choice,
+        names,
+        inputs,
+        loaded,
+        memo: HashMap::new(),
+        visiting: HashSet::new(),
+        g,
+        fresh: 0,
+        used: HashSet::new(),
+    };
     let mut outs = Vec::new();
     for &r in &loaded.roots {
         let vals = b.value(egraph.find(r))?;
@@ -111,6 +121,8 @@ struct Builder<'a> {
     visiting: HashSet<Id>,
     g: Graph,
     fresh: usize,
+    /// Names given to the nodes rules made.
+    used: HashSet<String>,
 }
 
 impl Builder<'_> {
@@ -180,9 +192,19 @@ impl Builder<'_> {
                     .clone();
                 let name = match self.names.get(&id) {
                     Some(n) => n.clone(),
+                    // A node a rule made is named after the value it derives from (a folded
+                    // batch norm's scaled kernel: `conv/kernel/mul`), so folded weights keep
+                    // their layer's name.
                     None => {
-                        self.fresh += 1;
-                        format!("{}_{}", op.name().to_lowercase(), self.fresh)
+                        let base = ins.first().map(|&v| self.g.value(v).name.clone()).unwrap_or_default();
+                        let base = base.strip_prefix('@').unwrap_or(&base).to_string();
+                        let stem = format!("{base}/{}", op.name().to_lowercase());
+                        let mut name = stem.clone();
+                        while !self.used.insert(name.clone()) {
+                            self.fresh += 1;
+                            name = format!("{stem}_{}", self.fresh);
+                        }
+                        name
                     }
                 };
                 self.g.add_node(name, op, &ins)?

@@ -30,6 +30,8 @@ pub struct CudaOptions {
     pub precision: codegen::cuda::Precision,
     /// The arena's layout: the optimizer's memory plan, or one buffer per tensor.
     pub layout: crate::Layout,
+    /// The most bytes the run's tensors may take on the device; `None`: the device's memory.
+    pub memory_limit: Option<usize>,
 }
 
 impl CudaOptions {
@@ -43,6 +45,7 @@ impl CudaOptions {
             cuda_graph: true,
             precision: Default::default(),
             layout: Default::default(),
+            memory_limit: None,
         }
     }
 }
@@ -115,6 +118,8 @@ pub struct CudaSession {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     arch: &'static str,
+    /// The device's memory in bytes.
+    device_memory: usize,
     options: CudaOptions,
     weights: HashMap<ValueId, DevBuf>,
     state: Mutex<Option<GpuState>>,
@@ -147,6 +152,7 @@ impl CudaSession {
             .get(options.ordinal)
             .ok_or_else(|| RuntimeError::Cuda(format!("no visible GPU {}", options.ordinal)))?;
         let arch = arch_of(info.compute_capability)?;
+        let device_memory = info.memory_bytes;
         let ctx = CudaContext::new(options.ordinal).map_err(|e| err("cannot open the device", e))?;
         // One stream carries all work, so cudarc's cross-stream event tracking is not needed.
         // SAFETY: no buffer of this context is used from another stream.
@@ -159,7 +165,7 @@ impl CudaSession {
             let buf = stream.clone_htod(&bytes[..]).map_err(|e| err("cannot upload weights", e))?;
             weights.insert(v, DevBuf { bytes: buf });
         }
-        Ok(CudaSession { graph, ctx, stream, arch, options, weights, state: Mutex::new(None) })
+        Ok(CudaSession { graph, ctx, stream, arch, device_memory, options, weights, state: Mutex::new(None) })
     }
 
     /// The graph.
@@ -179,6 +185,8 @@ impl CudaSession {
 
     fn prepare(&self, input_shapes: Vec<Vec<usize>>) -> Result<GpuState, RuntimeError> {
         let plan = self.options.layout.plan(&self.graph, &input_shapes)?;
+        let device = (self.device_memory > 0).then_some((self.device_memory, "the device's memory"));
+        crate::memory::check(crate::memory::planned_bytes(&self.graph, &plan), self.options.memory_limit, device)?;
         let steps = emit_plan_with(&self.graph, &plan, self.options.precision)
             .map_err(|e| RuntimeError::Cuda(e.to_string()))?;
         let arena = self.alloc(plan.arena_bytes)?;

@@ -1,6 +1,6 @@
 //! MultiHeadAttention and (Luong) Attention, lowered to matmuls, reshapes and a softmax.
 
-use super::ctx::{cfg_bool, cfg_str, weight, Ctx, LayerCall};
+use super::ctx::{cfg_bool, cfg_count, cfg_str, weight, Ctx, LayerCall};
 use crate::FrontendError;
 use ir::{BinaryOp, Op, ReduceKind, Tensor, UnaryOp, ValueId};
 use serde_json::Value;
@@ -118,9 +118,9 @@ fn project(
 
 pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let c = lc.config;
-    let h = c.get("num_heads").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no num_heads"))? as usize;
-    let kd = c.get("key_dim").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no key_dim"))? as usize;
-    let vd = c.get("value_dim").and_then(Value::as_u64).map(|v| v as usize).unwrap_or(kd);
+    let h = cfg_count(c, "num_heads", None, 1).map_err(|m| ctx.err(lc, m))?;
+    let kd = cfg_count(c, "key_dim", None, 1).map_err(|m| ctx.err(lc, m))?;
+    let vd = cfg_count(c, "value_dim", Some(kd), 1).map_err(|m| ctx.err(lc, m))?;
     let use_bias = cfg_bool(c, "use_bias", true);
     let query = lc.inputs[0];
     let value =

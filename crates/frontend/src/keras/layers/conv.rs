@@ -1,7 +1,9 @@
 //! Convolution, pooling, padding, cropping and upsampling layers (channels-last; channels-first
 //! inputs are transposed in and out).
 
-use super::ctx::{cfg_bool, cfg_ints, cfg_str, expect_weights, layer_activation, weight, Ctx, LayerCall};
+use super::ctx::{
+    cfg_bool, cfg_count, cfg_ints, cfg_str, expect_weights, layer_activation, weight, Ctx, LayerCall, MAX_ATTR,
+};
 use crate::FrontendError;
 use ir::{ConvAttrs, ConvTransposeAttrs, Op, PaddingMode, PoolAttrs, PoolKind, ReduceKind, ResizeMode, ValueId};
 use serde_json::Value;
@@ -44,8 +46,14 @@ fn to_first(ctx: &mut Ctx, lc: &LayerCall, x: ValueId) -> Result<ValueId, Fronte
     ctx.node(lc, "to_channels_first", Op::Transpose { perm }, &[x])
 }
 
+/// A per-axis size attribute, each entry at least 1.
 fn ints(ctx: &Ctx, lc: &LayerCall, key: &str, n: usize, default: usize) -> Result<Vec<usize>, FrontendError> {
-    cfg_ints(lc.config, key, n, default).ok_or_else(|| ctx.err(lc, format!("bad '{key}'")))
+    cfg_ints(lc.config, key, n, default, 1).map_err(|m| ctx.err(lc, m))
+}
+
+/// A count attribute of at least 1 (`filters`, `depth_multiplier`, `groups`).
+fn count(ctx: &Ctx, lc: &LayerCall, key: &str, default: Option<usize>) -> Result<usize, FrontendError> {
+    cfg_count(lc.config, key, default, 1).map_err(|m| ctx.err(lc, m))
 }
 
 /// TensorFlow's explicit pads for `padding` on each spatial axis of a channels-last input.
@@ -119,11 +127,11 @@ fn conv_setup(ctx: &mut Ctx, lc: &LayerCall, with_bias: usize) -> Result<ConvSet
 }
 
 fn filters(ctx: &Ctx, lc: &LayerCall) -> Result<usize, FrontendError> {
-    Ok(lc.config.get("filters").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no filters"))? as usize)
+    count(ctx, lc, "filters", None)
 }
 
-fn depth_multiplier(lc: &LayerCall) -> usize {
-    lc.config.get("depth_multiplier").and_then(Value::as_u64).unwrap_or(1) as usize
+fn depth_multiplier(ctx: &Ctx, lc: &LayerCall) -> Result<usize, FrontendError> {
+    count(ctx, lc, "depth_multiplier", Some(1))
 }
 
 /// A convolution node over `cs.x` with the layer's padding.
@@ -151,7 +159,7 @@ fn depthwise_kernel(ctx: &mut Ctx, lc: &LayerCall, cs: &ConvSetup, dm: usize) ->
 pub(super) fn conv(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let cs = conv_setup(ctx, lc, 2)?;
     let filters = filters(ctx, lc)?;
-    let groups = lc.config.get("groups").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
+    let groups = count(ctx, lc, "groups", Some(1))?;
     if cs.cin % groups != 0 {
         return Err(ctx.err(lc, format!("{} input channels not divisible into {groups} groups", cs.cin)));
     }
@@ -165,7 +173,7 @@ pub(super) fn conv(ctx: &mut Ctx, lc: &LayerCall) -> R {
 
 pub(super) fn depthwise(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let cs = conv_setup(ctx, lc, 2)?;
-    let dm = depth_multiplier(lc);
+    let dm = depth_multiplier(ctx, lc)?;
     let kv = depthwise_kernel(ctx, lc, &cs, dm)?;
     let y = conv_node(ctx, lc, "depthwise", &cs, cs.cin, kv)?;
     let y = bias_act(ctx, lc, y, 1, cs.cin * dm)?;
@@ -175,7 +183,7 @@ pub(super) fn depthwise(ctx: &mut Ctx, lc: &LayerCall) -> R {
 pub(super) fn separable(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let cs = conv_setup(ctx, lc, 3)?;
     let filters = filters(ctx, lc)?;
-    let dm = depth_multiplier(lc);
+    let dm = depth_multiplier(ctx, lc)?;
     let dkv = depthwise_kernel(ctx, lc, &cs, dm)?;
     let pshape: Vec<usize> = std::iter::repeat_n(1, cs.r).chain([cs.cin * dm, filters]).collect();
     let pk = weight(ctx, lc, 1, "pointwise_kernel", Some(&pshape))?;
@@ -198,7 +206,7 @@ pub(super) fn conv_transpose(ctx: &mut Ctx, lc: &LayerCall) -> R {
     };
     let output_padding = match lc.config.get("output_padding") {
         None | Some(Value::Null) => None,
-        Some(_) => Some(ints(ctx, lc, "output_padding", cs.r, 0)?),
+        Some(_) => Some(cfg_ints(lc.config, "output_padding", cs.r, 0, 0).map_err(|m| ctx.err(lc, m))?),
     };
     let kshape: Vec<usize> = cs.k.iter().copied().chain([filters, cs.cin]).collect();
     let kernel = weight(ctx, lc, 0, "kernel", Some(&kshape))?;
@@ -254,9 +262,27 @@ pub(super) fn global_pool(ctx: &mut Ctx, lc: &LayerCall) -> R {
     Ok(vec![ctx.node(lc, "", Op::Reduce { kind, axes, keepdims }, &[x])?])
 }
 
-/// `(before, after)` pairs from an int, a list of ints or a list of pairs.
+/// `(before, after)` pairs from an int, a list of ints or a list of pairs, each at most 2^31.
 fn pairs(ctx: &Ctx, lc: &LayerCall, key: &str, r: usize, default: usize) -> Result<Vec<(usize, usize)>, FrontendError> {
-    let bad = || ctx.err(lc, format!("bad '{key}'"));
+    let p = pairs_unchecked(ctx, lc, key, r, default)?;
+    if p.iter().any(|&(a, b)| a as u64 > MAX_ATTR || b as u64 > MAX_ATTR) {
+        let v = lc.config.get(key).cloned().unwrap_or_default();
+        return Err(ctx.err(lc, format!("'{key}' must be integers from 0 to 2^31, got {v}")));
+    }
+    Ok(p)
+}
+
+fn pairs_unchecked(
+    ctx: &Ctx,
+    lc: &LayerCall,
+    key: &str,
+    r: usize,
+    default: usize,
+) -> Result<Vec<(usize, usize)>, FrontendError> {
+    let bad = || {
+        let v = lc.config.get(key).cloned().unwrap_or_default();
+        ctx.err(lc, format!("'{key}' must be integers from 0 to 2^31, one or a (before, after) pair per axis, got {v}"))
+    };
     match lc.config.get(key) {
         None | Some(Value::Null) => Ok(vec![(default, default); r]),
         Some(Value::Number(n)) => {

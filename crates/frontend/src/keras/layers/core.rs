@@ -1,7 +1,8 @@
 //! Dense, activations, reshaping, merging, embedding and preprocessing layers.
 
 use super::ctx::{
-    cfg_axes, cfg_bool, cfg_f32, cfg_str, expect_weights, layer_activation, norm_axis, weight, Ctx, LayerCall,
+    cfg_axes, cfg_bool, cfg_count, cfg_f32, cfg_str, expect_weights, layer_activation, norm_axis, weight, Ctx,
+    LayerCall,
 };
 use crate::FrontendError;
 use ir::{BinaryOp, DType, Op, ReduceKind, Tensor, UnaryOp, ValueId};
@@ -18,7 +19,7 @@ fn last_dim(ctx: &Ctx, lc: &LayerCall, x: ValueId) -> Result<usize, FrontendErro
 
 pub(super) fn dense(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let x = lc.inputs[0];
-    let units = lc.config.get("units").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no 'units'"))? as usize;
+    let units = cfg_count(lc.config, "units", None, 1).map_err(|m| ctx.err(lc, m))?;
     let fin = last_dim(ctx, lc, x)?;
     let use_bias = cfg_bool(lc.config, "use_bias", true);
     expect_weights(ctx, lc, if use_bias { 2 } else { 1 })?;
@@ -65,6 +66,9 @@ pub(super) fn activation_class(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let u = match lc.class {
         "ReLU" => {
             let max_value = c.get("max_value").and_then(Value::as_f64).map(|v| v as f32);
+            if let Some(m) = max_value.filter(|m| m.is_nan() || *m < 0.0) {
+                return Err(ctx.err(lc, format!("'max_value' must be at least 0, got {m}")));
+            }
             let negative_slope = cfg_f32(c, "negative_slope", 0.0);
             let threshold = cfg_f32(c, "threshold", 0.0);
             if max_value.is_none() && negative_slope == 0.0 && threshold == 0.0 {
@@ -160,7 +164,7 @@ pub(super) fn permute(ctx: &mut Ctx, lc: &LayerCall) -> R {
 }
 
 pub(super) fn repeat_vector(ctx: &mut Ctx, lc: &LayerCall) -> R {
-    let n = lc.config.get("n").and_then(Value::as_u64).ok_or_else(|| ctx.err(lc, "no n"))? as usize;
+    let n = cfg_count(lc.config, "n", None, 1).map_err(|m| ctx.err(lc, m))?;
     let x = ctx.node(lc, "expand", Op::Reshape { shape: vec![0, 1, -1] }, &[lc.inputs[0]])?;
     Ok(vec![ctx.node(lc, "", Op::Tile { repeats: vec![1, n, 1] }, &[x])?])
 }

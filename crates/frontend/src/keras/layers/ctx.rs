@@ -239,20 +239,48 @@ pub(crate) fn cfg_str<'a>(c: &'a Value, k: &str, default: &'a str) -> &'a str {
     c.get(k).and_then(Value::as_str).unwrap_or(default)
 }
 
-/// An int or list-of-ints config value expanded to `n` entries.
-pub(crate) fn cfg_ints(c: &Value, k: &str, n: usize, default: usize) -> Option<Vec<usize>> {
+/// The largest size, count or padding a layer attribute may give: a tensor of more than 2^31
+/// elements per sample is refused anyway, so larger values come from a broken or hostile file.
+pub(crate) const MAX_ATTR: u64 = 1 << 31;
+
+/// One integer attribute value within `min..=MAX_ATTR`.
+fn attr_int(k: &str, v: &Value, min: u64) -> Result<usize, String> {
+    match v.as_u64() {
+        Some(x) if (min..=MAX_ATTR).contains(&x) => Ok(x as usize),
+        _ if min == 0 => Err(format!("'{k}' must be an integer from 0 to 2^31, got {v}")),
+        _ => Err(format!("'{k}' must be an integer from {min} to 2^31, got {v}")),
+    }
+}
+
+/// A per-axis integer attribute (`kernel_size`, `strides`, `pool_size`, ...): one int for every
+/// one of `n` axes, or one per axis, each at least `min` (`default` when absent). The error
+/// names the attribute and the value.
+pub(crate) fn cfg_ints(c: &Value, k: &str, n: usize, default: usize, min: u64) -> Result<Vec<usize>, String> {
+    let whole = |v: &Value| format!("'{k}' must be integers from {min} to 2^31, got {v}");
     match c.get(k) {
-        None | Some(Value::Null) => Some(vec![default; n]),
-        Some(Value::Number(x)) => Some(vec![x.as_u64()? as usize; n]),
-        Some(Value::Array(a)) if a.len() == n => a.iter().map(|v| v.as_u64().map(|x| x as usize)).collect(),
-        Some(Value::Array(a)) if a.len() == 1 => Some(vec![a[0].as_u64()? as usize; n]),
-        _ => None,
+        None | Some(Value::Null) => Ok(vec![default; n]),
+        Some(v @ Value::Array(a)) if a.len() == n => {
+            a.iter().map(|e| attr_int(k, e, min).map_err(|_| whole(v))).collect()
+        }
+        Some(v @ Value::Array(a)) if a.len() == 1 => Ok(vec![attr_int(k, &a[0], min).map_err(|_| whole(v))?; n]),
+        Some(v @ Value::Array(_)) => Err(format!("'{k}' must have {n} entries, got {v}")),
+        Some(v) => Ok(vec![attr_int(k, v, min)?; n]),
+    }
+}
+
+/// A count attribute (`units`, `filters`, `n`, ...) of at least `min`; `default` when absent
+/// (`None`: required).
+pub(crate) fn cfg_count(c: &Value, k: &str, default: Option<usize>, min: u64) -> Result<usize, String> {
+    match (c.get(k), default) {
+        (None | Some(Value::Null), Some(d)) => Ok(d),
+        (None | Some(Value::Null), None) => Err(format!("no '{k}'")),
+        (Some(v), _) => attr_int(k, v, min),
     }
 }
 
 /// Normalizes a possibly negative axis.
 pub(crate) fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
-    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    let a = if axis < 0 { axis.checked_add(rank as i64)? } else { axis };
     if a < 0 || a as usize >= rank {
         None
     } else {

@@ -1,9 +1,8 @@
 //! Normalization layers.
 
-use super::ctx::{cfg_axes, cfg_bool, cfg_f32, weight, Ctx, LayerCall};
+use super::ctx::{cfg_axes, cfg_bool, cfg_count, cfg_f32, weight, Ctx, LayerCall};
 use crate::FrontendError;
 use ir::{Op, Tensor, ValueId};
-use serde_json::Value;
 
 type R = Result<Vec<ValueId>, FrontendError>;
 
@@ -111,8 +110,10 @@ pub(super) fn group_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let axes = cfg_axes(lc.config, "axis", -1, r).ok_or_else(|| ctx.err(lc, "bad axis"))?;
     let axis = axes[0];
     let c = ctx.dims(x)[axis].fixed().ok_or_else(|| ctx.err(lc, "the channel axis must have a known size"))?;
-    let groups = lc.config.get("groups").and_then(Value::as_i64).unwrap_or(32);
-    let groups = if groups == -1 { c } else { groups.max(1) as usize };
+    let groups = match lc.config.get("groups") {
+        Some(g) if g.as_i64() == Some(-1) => c,
+        _ => cfg_count(lc.config, "groups", Some(32), 1).map_err(|m| ctx.err(lc, m))?,
+    };
     let scale = cfg_bool(lc.config, "scale", true);
     let center = cfg_bool(lc.config, "center", true);
     let n = scale as usize + center as usize;

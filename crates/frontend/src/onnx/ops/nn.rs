@@ -100,17 +100,18 @@ fn pads_for(
     match attr_s(node, "auto_pad", "NOTSET").as_str() {
         "NOTSET" => {
             let p = attr_ints(node, "pads").unwrap_or_else(|| vec![0; 2 * n]);
-            if p.len() != 2 * n || p.iter().any(|&v| v < 0) {
-                return Err(format!("pads {p:?} for {n} spatial axes"));
+            if p.len() != 2 * n || p.iter().any(|&v| !(0..=MAX_ATTR).contains(&v)) {
+                return Err(format!("pads {p:?} for {n} spatial axes (each from 0 to 2^31)"));
             }
             Ok((0..n).map(|i| (p[i] as usize, p[i + n] as usize)).collect())
         }
         "VALID" => Ok(vec![(0, 0); n]),
         mode @ ("SAME_UPPER" | "SAME_LOWER") => Ok((0..n)
             .map(|i| {
-                let out = input[i].div_ceil(strides[i]);
-                let span = (window[i] - 1) * dilations[i] + 1;
-                let total = ((out - 1) * strides[i] + span).saturating_sub(input[i]);
+                // Every factor is at most 2^31 (checked by `usizes`), so no product overflows.
+                let out = input[i].div_ceil(strides[i].max(1));
+                let span = window[i].saturating_sub(1) * dilations[i] + 1;
+                let total = (out.saturating_sub(1) * strides[i] + span).saturating_sub(input[i]);
                 let small = total / 2;
                 if mode == "SAME_UPPER" {
                     (small, total - small)
@@ -123,10 +124,17 @@ fn pads_for(
     }
 }
 
+/// The largest size, stride or padding an attribute may give (larger ones come from a broken or
+/// hostile file: no tensor may hold 2^31 elements per sample anyway).
+const MAX_ATTR: i64 = 1 << 31;
+
+/// A per-axis attribute of `n` entries, each from 1 to 2^31.
 fn usizes(node: &NodeProto, name: &str, n: usize, default: usize) -> Result<Vec<usize>, String> {
     match attr_ints(node, name) {
-        Some(v) if v.len() == n && v.iter().all(|&x| x > 0) => Ok(v.iter().map(|&x| x as usize).collect()),
-        Some(v) => Err(format!("{name} {v:?} for {n} spatial axes")),
+        Some(v) if v.len() == n && v.iter().all(|&x| (1..=MAX_ATTR).contains(&x)) => {
+            Ok(v.iter().map(|&x| x as usize).collect())
+        }
+        Some(v) => Err(format!("{name} {v:?} for {n} spatial axes (each from 1 to 2^31)")),
         None => Ok(vec![default; n]),
     }
 }
@@ -146,7 +154,10 @@ pub fn conv(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let window = ws[2..].to_vec();
     let strides = usizes(node, "strides", n, 1)?;
     let dilations = usizes(node, "dilations", n, 1)?;
-    let groups = attr_i(node, "group", 1).max(1) as usize;
+    let groups = match attr_i(node, "group", 1) {
+        g @ 1..=MAX_ATTR => g as usize,
+        g => return Err(format!("group {g} must be from 1 to 2^31")),
+    };
     let pads = pads_for(node, &input, &window, &strides, &dilations)?;
     // (F, C/g, k...) → (k..., C/g, F).
     let perm: Vec<usize> = (2..r).chain([1, 0]).collect();
@@ -206,21 +217,35 @@ pub fn conv_transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let strides = usizes(node, "strides", n, 1)?;
     let dilations = usizes(node, "dilations", n, 1)?;
     let window = ws[2..].to_vec();
+    if input.iter().chain(&window).any(|&d| d == 0 || d as i64 > MAX_ATTR) {
+        return Err(format!("input sizes {input:?} and kernel sizes {window:?} must be from 1 to 2^31"));
+    }
+    // Each factor is at most 2^31: the sizes fit in 64 bits.
     let full: Vec<usize> = (0..n).map(|i| strides[i] * (input[i] - 1) + (window[i] - 1) * dilations[i] + 1).collect();
+    if full.iter().any(|&f| f as i64 > MAX_ATTR) {
+        return Err(format!("the transposed convolution's output {full:?} is too large"));
+    }
     let op_pad: Vec<usize> = match attr_ints(node, "output_padding") {
-        Some(v) if v.len() == n && v.iter().all(|&p| p >= 0) => v.iter().map(|&p| p as usize).collect(),
-        Some(v) => return Err(format!("output_padding {v:?}")),
+        Some(v) if v.len() == n && v.iter().all(|&p| (0..=MAX_ATTR).contains(&p)) => {
+            v.iter().map(|&p| p as usize).collect()
+        }
+        Some(v) => return Err(format!("output_padding {v:?} (each from 0 to 2^31)")),
         None => vec![0; n],
     };
     // Signed (begin, end) padding per axis: positive crops the full output, negative adds zeros.
     let mut pads: Vec<(i64, i64)> = match attr_ints(node, "pads") {
-        Some(p) if p.len() == 2 * n && p.iter().all(|&v| v >= 0) => (0..n).map(|i| (p[i], p[i + n])).collect(),
-        Some(p) => return Err(format!("pads {p:?}")),
+        Some(p) if p.len() == 2 * n && p.iter().all(|&v| (0..=MAX_ATTR).contains(&v)) => {
+            (0..n).map(|i| (p[i], p[i + n])).collect()
+        }
+        Some(p) => return Err(format!("pads {p:?} (each from 0 to 2^31)")),
         None => vec![(0, 0); n],
     };
     let auto = attr_s(node, "auto_pad", "NOTSET");
     let target: Option<Vec<i64>> = match attr_ints(node, "output_shape") {
-        Some(os) => Some(os[os.len().saturating_sub(n)..].to_vec()),
+        Some(os) if os.len() >= n && os[os.len() - n..].iter().all(|&d| (1..=MAX_ATTR).contains(&d)) => {
+            Some(os[os.len() - n..].to_vec())
+        }
+        Some(os) => return Err(format!("output_shape {os:?} for {n} spatial axes (each from 1 to 2^31)")),
         None if auto == "SAME_UPPER" || auto == "SAME_LOWER" => {
             Some(input.iter().zip(&strides).map(|(i, s)| (i * s) as i64).collect())
         }
@@ -312,7 +337,8 @@ pub fn pool(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     }
     if attr_i(node, "ceil_mode", 0) != 0 {
         for i in 0..n {
-            let span = input[i] + pads[i].0 + pads[i].1 - window[i];
+            let padded = input[i] + pads[i].0 + pads[i].1;
+            let span = padded.checked_sub(window[i]).ok_or("the window is larger than the padded input")?;
             if span % strides[i] != 0 {
                 return Err("ceil_mode=1 with a partial last window is not supported".into());
             }

@@ -1,30 +1,17 @@
 //! Static shape and type inference, one rule per op. Every mismatch is an error, never a panic.
 
-use crate::{
-    ConvAttrs, ConvTransposeAttrs, DType, Dim, Epilogue, ExprNode, IrError, Op, PoolAttrs, RnnAttrs, RnnKind, Shape,
-    TensorType,
-};
+mod checks;
+mod conv;
+mod rnn;
+
+pub use checks::MAX_ELEMENTS_PER_SAMPLE;
+
+use crate::{DType, Dim, Epilogue, ExprNode, IrError, Op, Shape, TensorType};
+use checks::{add, arity, bounded, check_axes, err, float_only, mul, per_channel, positive, unary_params};
+use conv::{conv, conv_transpose, pool};
+use rnn::rnn;
 
 type R = Result<Vec<TensorType>, IrError>;
-
-fn arity(op: &Op, tys: &[TensorType], lo: usize, hi: usize) -> Result<(), IrError> {
-    if tys.len() < lo || tys.len() > hi {
-        let expected = if lo == hi { lo.to_string() } else { format!("{lo}..={hi}") };
-        return Err(IrError::Arity { op: op.name(), expected, got: tys.len() });
-    }
-    Ok(())
-}
-
-fn err<T>(op: &Op, msg: impl Into<String>) -> Result<T, IrError> {
-    Err(IrError::shape(op.name(), msg))
-}
-
-fn float_only(op: &Op, t: &TensorType) -> Result<(), IrError> {
-    if !t.dtype.is_float() {
-        return Err(IrError::DType { op: op.name(), dtype: t.dtype.to_string() });
-    }
-    Ok(())
-}
 
 /// Broadcasts two shapes numpy-style.
 pub fn broadcast(a: &Shape, b: &Shape) -> Option<Shape> {
@@ -43,115 +30,6 @@ pub fn broadcast(a: &Shape, b: &Shape) -> Option<Shape> {
         out.push(d);
     }
     Some(Shape(out))
-}
-
-fn spatial_out(op: &Op, input: Dim, k: usize, s: usize, d: usize, pads: (usize, usize)) -> Result<Dim, IrError> {
-    match input {
-        Dim::Batch => Ok(Dim::Batch),
-        Dim::Fixed(n) => {
-            let k_eff = (k.max(1) - 1) * d + 1;
-            let padded = n + pads.0 + pads.1;
-            if padded < k_eff || s == 0 {
-                return err(op, format!("window {k_eff} larger than padded input {padded}"));
-            }
-            Ok(Dim::Fixed((padded - k_eff) / s + 1))
-        }
-    }
-}
-
-fn conv(op: &Op, a: &ConvAttrs, x: &TensorType, w: &TensorType) -> R {
-    let r = a.strides.len();
-    if x.shape.rank() != r + 2 || w.shape.rank() != r + 2 || a.dilations.len() != r || a.pads.len() != r {
-        return err(op, format!("input {} and kernel {} do not fit a {r}-D convolution", x.shape, w.shape));
-    }
-    let ws = w.shape.as_fixed().ok_or_else(|| IrError::shape(op.name(), "kernel shape must be known"))?;
-    let cin = x.shape.0[r + 1];
-    if a.groups == 0 {
-        return err(op, "groups must be positive");
-    }
-    if let Dim::Fixed(c) = cin {
-        if c != ws[r] * a.groups {
-            return err(op, format!("input has {c} channels, kernel expects {} x {} groups", ws[r], a.groups));
-        }
-    }
-    if !ws[r + 1].is_multiple_of(a.groups) {
-        return err(op, format!("{} filters not divisible by {} groups", ws[r + 1], a.groups));
-    }
-    let mut dims = vec![x.shape.0[0]];
-    #[allow(clippy::needless_range_loop)] // `i` indexes five parallel per-axis lists
-    for i in 0..r {
-        dims.push(spatial_out(op, x.shape.0[i + 1], ws[i], a.strides[i], a.dilations[i], a.pads[i])?);
-    }
-    dims.push(Dim::Fixed(ws[r + 1]));
-    Ok(vec![TensorType::new(x.dtype, Shape(dims))])
-}
-
-fn conv_transpose(op: &Op, a: &ConvTransposeAttrs, x: &TensorType, w: &TensorType) -> R {
-    let r = a.strides.len();
-    if x.shape.rank() != r + 2 || w.shape.rank() != r + 2 || a.dilations.len() != r {
-        return err(op, format!("input {} and kernel {} do not fit a {r}-D transposed convolution", x.shape, w.shape));
-    }
-    let ws = w.shape.as_fixed().ok_or_else(|| IrError::shape(op.name(), "kernel shape must be known"))?;
-    if let Dim::Fixed(c) = x.shape.0[r + 1] {
-        if c != ws[r + 1] {
-            return err(op, format!("input has {c} channels, kernel expects {}", ws[r + 1]));
-        }
-    }
-    if let Some(p) = &a.output_padding {
-        if p.len() != r {
-            return err(op, "output_padding rank mismatch");
-        }
-    }
-    let mut dims = vec![x.shape.0[0]];
-    #[allow(clippy::needless_range_loop)] // `i` indexes the input, kernel and attributes
-    for i in 0..r {
-        dims.push(match x.shape.0[i + 1] {
-            Dim::Batch => Dim::Batch,
-            Dim::Fixed(n) => Dim::Fixed(a.geometry(i, n, ws[i]).0),
-        });
-    }
-    dims.push(Dim::Fixed(ws[r]));
-    Ok(vec![TensorType::new(x.dtype, Shape(dims))])
-}
-
-fn pool(op: &Op, a: &PoolAttrs, x: &TensorType) -> R {
-    let r = a.window.len();
-    if x.shape.rank() != r + 2 || a.strides.len() != r || a.pads.len() != r {
-        return err(op, format!("input {} does not fit a {r}-D pooling", x.shape));
-    }
-    for i in 0..r {
-        if a.pads[i].0 >= a.window[i] || a.pads[i].1 >= a.window[i] {
-            return err(op, "padding must be smaller than the window");
-        }
-    }
-    let mut dims = vec![x.shape.0[0]];
-    #[allow(clippy::needless_range_loop)] // `i` indexes five parallel per-axis lists
-    for i in 0..r {
-        dims.push(spatial_out(op, x.shape.0[i + 1], a.window[i], a.strides[i], 1, a.pads[i])?);
-    }
-    dims.push(x.shape.0[r + 1]);
-    Ok(vec![TensorType::new(x.dtype, Shape(dims))])
-}
-
-fn check_axes(op: &Op, axes: &[usize], rank: usize) -> Result<(), IrError> {
-    for &a in axes {
-        if a >= rank {
-            return err(op, format!("axis {a} out of range for rank {rank}"));
-        }
-    }
-    Ok(())
-}
-
-fn per_channel(op: &Op, x: &Shape, axis: usize, p: &TensorType, what: &str) -> Result<(), IrError> {
-    if p.shape.rank() != 1 {
-        return err(op, format!("{what} must be 1-D, got {}", p.shape));
-    }
-    if let (Dim::Fixed(c), Dim::Fixed(n)) = (x.0[axis], p.shape.0[0]) {
-        if c != n {
-            return err(op, format!("{what} has {n} entries for {c} channels"));
-        }
-    }
-    Ok(())
 }
 
 /// Reshape target resolution shared by inference and the executors: 0 copies the input's
@@ -173,10 +51,17 @@ pub fn reshape_dims(op: &Op, input: &Shape, target: &[i64]) -> Result<Shape, IrE
             n => return err(op, format!("invalid target size {n}")),
         }
     }
-    let in_fixed: usize = input.0.iter().filter_map(|d| d.fixed()).product();
+    let product = |it: &mut dyn Iterator<Item = usize>| -> Result<usize, IrError> {
+        let mut acc = Some(1usize);
+        for d in it {
+            acc = acc.and_then(|a| a.checked_mul(d));
+        }
+        acc.ok_or_else(|| IrError::shape(op.name(), format!("reshape to {target:?}: too many elements")))
+    };
+    let in_fixed = product(&mut input.0.iter().filter_map(|d| d.fixed()))?;
     let in_batch = input.0.iter().filter(|d| d.fixed().is_none()).count();
     let others = dims.iter().enumerate().filter(|(i, _)| Some(*i) != infer_at).map(|(_, d)| *d);
-    let out_fixed: usize = others.clone().filter_map(|d| d.fixed()).product();
+    let out_fixed = product(&mut others.clone().filter_map(|d| d.fixed()))?;
     let out_batch = others.filter(|d| d.fixed().is_none()).count();
     match infer_at {
         Some(i) if in_batch == out_batch => {
@@ -198,66 +83,11 @@ pub fn reshape_dims(op: &Op, input: &Shape, target: &[i64]) -> Result<Shape, IrE
     Ok(Shape(dims))
 }
 
-fn rnn(op: &Op, a: &RnnAttrs, tys: &[TensorType]) -> R {
-    let x = &tys[0];
-    if x.shape.rank() != 3 {
-        return err(op, format!("expects (batch, time, features), got {}", x.shape));
-    }
-    let gates = match a.kind {
-        RnnKind::Simple => 1,
-        RnnKind::Lstm => 4,
-        RnnKind::Gru { .. } => 3,
-    };
-    let u = a.units;
-    let k = tys[1].shape.as_fixed().unwrap_or_default();
-    let rk = tys[2].shape.as_fixed().unwrap_or_default();
-    if k.len() != 2 || k[1] != gates * u {
-        return err(op, format!("kernel {} should be (features, {})", tys[1].shape, gates * u));
-    }
-    if let Dim::Fixed(f) = x.shape.0[2] {
-        if f != k[0] {
-            return err(op, format!("input has {f} features, kernel expects {}", k[0]));
-        }
-    }
-    if rk != [u, gates * u] {
-        return err(op, format!("recurrent kernel {} should be ({u}, {})", tys[2].shape, gates * u));
-    }
-    let st = if a.initial_state { a.n_states() } else { 0 };
-    if a.masked {
-        let m = &tys[tys.len() - 1];
-        if m.shape.rank() != 2 || m.shape.0[1] != x.shape.0[1] {
-            return err(op, format!("the mask {} should be (batch, {})", m.shape, x.shape.0[1]));
-        }
-    }
-    let si = a.state_index(tys.len());
-    for s in &tys[si..si + st] {
-        let ok = s.shape.rank() == 2 && s.shape.0[1] == Dim::Fixed(u);
-        if !ok {
-            return err(op, format!("an initial state {} should be (batch, {u})", s.shape));
-        }
-    }
-    if let Some(b) = tys.get(3).filter(|_| a.has_bias(tys.len())) {
-        let bs = b.shape.as_fixed().unwrap_or_default();
-        let ok = match a.kind {
-            RnnKind::Gru { reset_after: true } => bs == [2, 3 * u],
-            _ => bs == [gates * u],
-        };
-        if !ok {
-            return err(op, format!("bias shape {} does not fit {} units", b.shape, u));
-        }
-    }
-    let n = x.shape.0[0];
-    let y =
-        if a.return_sequences { Shape(vec![n, x.shape.0[1], Dim::Fixed(u)]) } else { Shape(vec![n, Dim::Fixed(u)]) };
-    let mut out = vec![TensorType::new(x.dtype, y), TensorType::new(x.dtype, Shape(vec![n, Dim::Fixed(u)]))];
-    if a.kind == RnnKind::Lstm {
-        out.push(TensorType::new(x.dtype, Shape(vec![n, Dim::Fixed(u)])));
-    }
-    Ok(out)
-}
-
-/// Infers the output types of `op` applied to inputs of types `tys`.
+/// The bias and residual operands of an epilogue fit the output; its activations make sense.
 fn epilogue_inputs(op: &Op, e: &Epilogue, out: &TensorType, extra: &[TensorType]) -> Result<(), IrError> {
+    for u in e.activation.iter().chain(&e.post_activation) {
+        unary_params(op, u)?;
+    }
     let mut rest = extra.iter();
     if e.bias {
         if let Some(b) = rest.next() {
@@ -274,11 +104,23 @@ fn epilogue_inputs(op: &Op, e: &Epilogue, out: &TensorType, extra: &[TensorType]
     Ok(())
 }
 
+/// Infers the output types of `op` applied to inputs of types `tys`, checking every operand's
+/// shape and every attribute against them; no output may hold more than
+/// [`MAX_ELEMENTS_PER_SAMPLE`] elements per sample.
 pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
+    let out = infer(op, tys)?;
+    for t in &out {
+        bounded(op, t)?;
+    }
+    Ok(out)
+}
+
+fn infer(op: &Op, tys: &[TensorType]) -> R {
     match op {
-        Op::Unary(_) => {
+        Op::Unary(u) => {
             arity(op, tys, 1, 1)?;
             float_only(op, &tys[0])?;
+            unary_params(op, u)?;
             Ok(vec![tys[0].clone()])
         }
         Op::Binary(_) => {
@@ -452,7 +294,7 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
                     }
                 }
                 total = match (total, t.shape.0[*axis]) {
-                    (Some(s), Dim::Fixed(n)) => Some(s + n),
+                    (Some(s), Dim::Fixed(n)) => Some(add(op, s, n)?),
                     _ => None,
                 };
             }
@@ -466,10 +308,10 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
                 return err(op, "one (before, after) pair per axis expected");
             }
             let dims = tys[0].shape.0.iter().zip(pads).map(|(d, p)| match d {
-                Dim::Fixed(n) => Dim::Fixed(n + p.0 + p.1),
-                Dim::Batch => Dim::Batch,
+                Dim::Fixed(n) => Ok(Dim::Fixed(add(op, add(op, *n, p.0)?, p.1)?)),
+                Dim::Batch => Ok(Dim::Batch),
             });
-            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims.collect()))])
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims.collect::<Result<_, IrError>>()?))])
         }
         Op::Slice { axes, starts, ends, steps } => {
             arity(op, tys, 1, 1)?;
@@ -493,7 +335,7 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             check_axes(op, &[*axis], tys[0].shape.rank())?;
             let mut dims = tys[0].shape.0.clone();
             if let Dim::Fixed(n) = dims[*axis] {
-                dims[*axis] = Dim::Fixed(n * repeats);
+                dims[*axis] = Dim::Fixed(mul(op, n, *repeats)?);
             }
             Ok(vec![TensorType::new(tys[0].dtype, Shape(dims))])
         }
@@ -503,10 +345,10 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
                 return err(op, "one repeat count per axis expected");
             }
             let dims = tys[0].shape.0.iter().zip(repeats).map(|(d, &r)| match d {
-                Dim::Fixed(n) => Dim::Fixed(n * r),
-                Dim::Batch => Dim::Batch,
+                Dim::Fixed(n) => Ok(Dim::Fixed(mul(op, *n, r)?)),
+                Dim::Batch => Ok(Dim::Batch),
             });
-            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims.collect()))])
+            Ok(vec![TensorType::new(tys[0].dtype, Shape(dims.collect::<Result<_, IrError>>()?))])
         }
         Op::Resize { sizes, .. } => {
             arity(op, tys, 1, 1)?;
@@ -514,6 +356,10 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             let r = tys[0].shape.rank();
             if r != sizes.len() + 2 {
                 return err(op, format!("{} sizes for an input of rank {r}", sizes.len()));
+            }
+            positive(op, "sizes", sizes)?;
+            if tys[0].shape.0[1..r - 1].contains(&Dim::Fixed(0)) {
+                return err(op, format!("cannot resize an empty input {}", tys[0].shape));
             }
             let mut dims = tys[0].shape.0.clone();
             for (i, &s) in sizes.iter().enumerate() {
@@ -564,6 +410,9 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
                 return err(op, "empty expression");
             }
             for (i, n) in expr.nodes.iter().enumerate() {
+                if let ExprNode::Unary(u, _) = n {
+                    unary_params(op, u)?;
+                }
                 let ok = match *n {
                     ExprNode::Input(k) => k < tys.len(),
                     ExprNode::Const(_) => true,
@@ -602,9 +451,10 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
             })?;
             Ok(vec![TensorType::new(tys[0].dtype, b)])
         }
-        Op::UnaryGrad(_) => {
+        Op::UnaryGrad(u) => {
             arity(op, tys, 2, 2)?;
             float_only(op, &tys[0])?;
+            unary_params(op, u)?;
             if tys[0].shape != tys[1].shape {
                 return err(op, format!("x {} and dy {} differ", tys[0].shape, tys[1].shape));
             }
@@ -707,24 +557,22 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
 /// Number of elements numpy's `x[start:end:step]` selects from an axis of size `n`.
 pub fn slice_len(n: usize, start: i64, end: i64, step: i64) -> usize {
     let (s, e) = slice_bounds(n, start, end, step);
-    if step > 0 {
-        if e > s {
-            ((e - s + step - 1) / step) as usize
-        } else {
-            0
-        }
-    } else if s > e {
-        ((s - e + (-step) - 1) / (-step)) as usize
+    let (s, e, step) = (s as i128, e as i128, step as i128);
+    let len = if step > 0 && e > s {
+        (e - s + step - 1) / step
+    } else if step < 0 && s > e {
+        (s - e - step - 1) / -step
     } else {
         0
-    }
+    };
+    len as usize
 }
 
 /// numpy's clamped (start, end) for a slice of an axis of size `n`.
 pub fn slice_bounds(n: usize, start: i64, end: i64, step: i64) -> (i64, i64) {
-    let n = n as i64;
+    let n = n.min(i64::MAX as usize) as i64;
     let norm = |v: i64, lo: i64, hi: i64| {
-        let v = if v < 0 { v + n } else { v };
+        let v = if v < 0 { v.saturating_add(n) } else { v };
         v.clamp(lo, hi)
     };
     if step > 0 {
@@ -737,7 +585,7 @@ pub fn slice_bounds(n: usize, start: i64, end: i64, step: i64) -> (i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{PoolKind, UnaryOp};
+    use crate::{ConvAttrs, PoolAttrs, PoolKind, UnaryOp};
 
     fn t(dims: &[usize]) -> TensorType {
         TensorType::new(DType::F32, Shape::fixed(dims))

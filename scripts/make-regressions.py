@@ -1,0 +1,91 @@
+"""Makes tests/regressions/: model files that once crashed or hung kerasc (found by the fuzzers
+and by hand), each derived from a test model by one meaning-level edit, and expected.json with
+the command each goes through and the words its clean error must contain. tests/regressions.rs
+runs them. Files the fuzzers found are copied in by hand and listed in EXTRA below.
+usage: python -m venv /tmp/venv && /tmp/venv/bin/pip install numpy onnx==1.17.0
+       /tmp/venv/bin/python scripts/make-regressions.py
+"""
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import onnx
+from onnx import helper
+
+M = "tests/models"
+OUT = "tests/regressions"
+os.makedirs(OUT, exist_ok=True)
+cases = []
+
+
+def keras_edit(src, name, edit, expect, command="run", input_=None):
+    """A .keras archive whose config.json is changed by `edit` (a function of the config)."""
+    zin = zipfile.ZipFile(f"{M}/{src}.keras")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "config.json":
+                cfg = json.loads(data)
+                edit(cfg)
+                data = json.dumps(cfg).encode()
+            zout.writestr(zipfile.ZipInfo(item.filename, date_time=(2026, 1, 1, 0, 0, 0)), data)
+    open(f"{OUT}/{name}.keras", "wb").write(buf.getvalue())
+    cases.append({"file": f"{name}.keras", "command": command, "input": input_ or f"../models/{src}.input.npy", "expect": expect})
+
+
+def layer(cfg, cls, k=0):
+    return [l for l in cfg["config"]["layers"] if l["class_name"] == cls][k]["config"]
+
+
+def h5_edit(src, name, old, new, expect, command="run"):
+    """A .h5 model whose JSON config has `old` replaced by `new` (padded to the same length)."""
+    data = open(f"{M}/{src}", "rb").read()
+    assert data.count(old.encode()) >= 1, (src, old)
+    assert len(new) <= len(old)
+    data = data.replace(old.encode(), new.encode().ljust(len(old)), 1)
+    open(f"{OUT}/{name}.h5", "wb").write(data)
+    stem = src.split(".")[0]
+    cases.append({"file": f"{name}.h5", "command": command, "input": f"../models/{stem}.input.npy", "expect": expect})
+
+
+# The issue's list: a zero stride, a negative ReLU cap, a padding of 2^63-1, a pool of 2^63.
+keras_edit("cnn_mnist", "conv_stride_zero", lambda c: layer(c, "Conv2D").update(strides=[0, 1]), ["conv2d", "'strides'", "[0,1]"])
+keras_edit("activations", "relu_negative_cap",
+           lambda c: [l["config"].update(max_value=-99.0) for l in c["config"]["layers"] if l["class_name"] == "ReLU"][:1],
+           ["ReLU", "max_value", "-99"])
+keras_edit("pool_pad_up", "zero_padding_huge", lambda c: layer(c, "ZeroPadding2D").update(padding=[[2**63 - 1, 1], [1, 1]]),
+           ["ZeroPadding2D", "'padding'"])
+keras_edit("cnn_mnist", "pool_size_huge", lambda c: layer(c, "MaxPooling2D").update(pool_size=[2**63, 2]),
+           ["MaxPooling2D", "'pool_size'"])
+keras_edit("cnn_mnist", "pool_larger_than_input", lambda c: layer(c, "MaxPooling2D").update(pool_size=[99, 99]),
+           ["max_pooling2d", "window", "larger than"])
+keras_edit("mlp", "dense_units_huge", lambda c: layer(c, "Dense").update(units=2**40), ["dense", "'units'"], command="inspect")
+keras_edit("pool_pad_up", "upsampling_size_zero", lambda c: layer(c, "UpSampling2D").update(size=[0, 2]),
+           ["UpSampling2D", "'size'"])
+h5_edit("cnn_mnist.k2.h5", "conv_dilation_zero_k2", '"dilation_rate": [1, 1]', '"dilation_rate":[0,1]',
+        ["'dilation_rate'"])
+
+# ONNX: an LSTM whose initial cell state is a constant of another batch size than the input's
+# (produced by a different op than the exporter's: a Constant, not the computed state).
+m = onnx.load(f"{M}/onnx/rnn_states.onnx")
+g = m.graph
+g.initializer.append(onnx.numpy_helper.from_array(np.zeros((1, 7, 3), "float32"), "c0_wrong"))
+lstm = next(n for n in g.node if n.op_type == "LSTM")
+lstm.input[6] = "c0_wrong"
+onnx.save(m, f"{OUT}/onnx_lstm_state_batch.onnx")
+cases.append({"file": "onnx_lstm_state_batch.onnx", "command": "run", "input": "../models/onnx/rnn_states.input0.npy",
+              "expect": ["initial state", "(7, 3)"]})
+# ONNX ConvTranspose with an output_shape shorter than its spatial axes.
+m = onnx.load(f"{M}/onnx/convt_pads.onnx")
+n = next(n for n in m.graph.node if n.op_type == "ConvTranspose")
+del n.attribute[:]
+n.attribute.append(helper.make_attribute("output_shape", [5]))
+onnx.save(m, f"{OUT}/onnx_convt_output_shape.onnx")
+cases.append({"file": "onnx_convt_output_shape.onnx", "command": "run", "input": "../models/onnx/convt_pads.input0.npy",
+              "expect": ["ConvTranspose", "output_shape"]})
+
+json.dump(cases, open(f"{OUT}/expected.json", "w"), indent=1)
+print(len(cases), "cases")
