@@ -87,5 +87,14 @@ onnx.save(m, f"{OUT}/onnx_convt_output_shape.onnx")
 cases.append({"file": "onnx_convt_output_shape.onnx", "command": "run", "input": "../models/onnx/convt_pads.input0.npy",
               "expect": ["ConvTranspose", "output_shape"]})
 
+# Files the fuzzers found (scripts/fuzz.sh), copied in by hand from fuzz/artifacts/TARGET/.
+EXTRA = [
+    # A constant-folded Concat whose inputs the mutator made scalars (index out of bounds).
+    {"file": "fuzz_onnx_concat_scalars.onnx", "command": "inspect", "expect": ["Concat", "cannot concatenate scalars"]},
+]
+for e in EXTRA:
+    assert os.path.exists(f"{OUT}/{e['file']}"), e["file"]
+cases += EXTRA
+
 json.dump(cases, open(f"{OUT}/expected.json", "w"), indent=1)
 print(len(cases), "cases")

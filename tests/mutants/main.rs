@@ -5,7 +5,7 @@
 //!
 //! `KERASC_MUTANT_SEED` picks other mutants (default 1), `KERASC_MUTANTS` how many (default
 //! 600); `scripts/fuzz.sh` runs many seeds. A failing mutant is kept (its path is printed) to be
-//! reproduced with the command shown.
+//! reproduced with the command shown; `KERASC_MUTANT_KEEP=1` keeps them all.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
@@ -57,7 +57,8 @@ fn cases() -> Vec<Case> {
 
 /// What one command did.
 enum Outcome {
-    Clean,
+    Success,
+    Error,
     Bad(String),
 }
 
@@ -106,8 +107,8 @@ fn run(args: &[String]) -> (Outcome, Duration) {
         None => Outcome::Bad(format!("hang (killed after {TIMEOUT:?})")),
         Some(s) if s.code().is_none() => Outcome::Bad(format!("killed by a signal ({s}): {}", tail())),
         Some(_) if err.contains("panicked") => Outcome::Bad(format!("panic: {}", tail())),
-        Some(s) if s.code() == Some(0) => Outcome::Clean,
-        Some(s) if s.code() == Some(1) && err.lines().any(|l| l.starts_with("error: ")) => Outcome::Clean,
+        Some(s) if s.code() == Some(0) => Outcome::Success,
+        Some(s) if s.code() == Some(1) && err.lines().any(|l| l.starts_with("error: ")) => Outcome::Error,
         Some(s) => Outcome::Bad(format!("exit {s} without an error line: {}", tail())),
     };
     (outcome, took)
@@ -156,14 +157,16 @@ fn mutants_end_in_a_clean_error_or_success() {
     assert!(cases.len() > 60, "{} cases", cases.len());
     let dir = std::env::temp_dir().join(format!("kerasc-mutants-{seed}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let keep_all = std::env::var_os("KERASC_MUTANT_KEEP").is_some();
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(4);
     let t0 = Instant::now();
-    let results: Vec<(Vec<String>, usize, Duration, String)> = std::thread::scope(|sc| {
+    let results: Vec<(Vec<String>, usize, Duration, String, usize)> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
                 let (cases, dir) = (&cases, &dir);
                 sc.spawn(move || {
                     let (mut bad, mut runs, mut slowest) = (Vec::new(), 0usize, (Duration::ZERO, String::new()));
+                    let mut succeeded = 0usize;
                     for i in (w..n).step_by(workers) {
                         let Some((what, model, inputs)) = mutant(seed, i, cases, dir) else { continue };
                         let out = dir.join(format!("m{i}.out.npy"));
@@ -174,16 +177,20 @@ fn mutants_end_in_a_clean_error_or_success() {
                         }
                         r.extend(["--output".to_string(), out.display().to_string()]);
                         commands.push(r);
-                        let mut keep = false;
+                        let mut keep = keep_all;
                         for c in &commands {
                             let (o, took) = run(c);
                             runs += 1;
                             if took > slowest.0 {
                                 slowest = (took, format!("{what}: kerasc {}", c.join(" ")));
                             }
-                            if let Outcome::Bad(why) = o {
-                                bad.push(format!("mutant {i} of {what}: {why}\n  kerasc {}", c.join(" ")));
-                                keep = true;
+                            match o {
+                                Outcome::Bad(why) => {
+                                    bad.push(format!("mutant {i} of {what}: {why}\n  kerasc {}", c.join(" ")));
+                                    keep = true;
+                                }
+                                Outcome::Success => succeeded += 1,
+                                Outcome::Error => {}
                             }
                         }
                         if !keep {
@@ -194,17 +201,18 @@ fn mutants_end_in_a_clean_error_or_success() {
                             }
                         }
                     }
-                    (bad, runs, slowest.0, slowest.1)
+                    (bad, runs, slowest.0, slowest.1, succeeded)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let runs: usize = results.iter().map(|r| r.1).sum();
+    let succeeded: usize = results.iter().map(|r| r.4).sum();
     let slowest = results.iter().max_by_key(|r| r.2).map(|r| format!("{:.2} s, {}", r.2.as_secs_f64(), r.3));
     let bad: Vec<String> = results.into_iter().flat_map(|r| r.0).collect();
     println!(
-        "seed {seed}: {n} mutants, {runs} commands in {:.0} s; slowest {}",
+        "seed {seed}: {n} mutants, {runs} commands ({succeeded} succeeded, the rest clean errors) in {:.0} s; slowest {}",
         t0.elapsed().as_secs_f64(),
         slowest.unwrap_or_default()
     );
@@ -215,5 +223,7 @@ fn mutants_end_in_a_clean_error_or_success() {
         dir.display(),
         bad.join("\n")
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    if !keep_all {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -104,9 +104,11 @@ fn odd_value(rng: &mut Rng, old: &Value) -> Value {
     }
 }
 
-/// Every path (object keys and array indices) to a value in a JSON tree.
-fn paths(v: &Value, at: &mut Vec<Value>, out: &mut Vec<Vec<Value>>) {
-    out.push(at.clone());
+/// Every path (object keys and array indices) to a value in a JSON tree, each with whether the
+/// value is a number or a list of numbers.
+fn paths(v: &Value, at: &mut Vec<Value>, out: &mut Vec<(Vec<Value>, bool)>) {
+    let numeric = v.is_number() || v.as_array().is_some_and(|a| a.iter().all(|e| e.is_number()));
+    out.push((at.clone(), numeric));
     match v {
         Value::Object(o) => {
             for (k, x) in o {
@@ -145,18 +147,11 @@ pub fn json(rng: &mut Rng, v: &Value) -> Value {
     for _ in 0..1 + rng.below(3) {
         let mut all = Vec::new();
         paths(&v, &mut Vec::new(), &mut all);
-        let numeric: Vec<&Vec<Value>> = all
-            .iter()
-            .filter(|p| {
-                let mut c = v.clone();
-                at_path(&mut c, p)
-                    .is_some_and(|x| x.is_number() || x.as_array().is_some_and(|a| a.iter().all(|e| e.is_number())))
-            })
-            .collect();
+        let numeric: Vec<&Vec<Value>> = all.iter().filter(|p| p.1).map(|p| &p.0).collect();
         let path = if !numeric.is_empty() && rng.below(4) != 0 {
             numeric[rng.below(numeric.len())].clone()
         } else {
-            all[rng.below(all.len())].clone()
+            all[rng.below(all.len())].0.clone()
         };
         let Some(target) = at_path(&mut v, &path) else { continue };
         *target = match (&*target, rng.below(3)) {

@@ -198,11 +198,12 @@ pub fn fold(ctx: &Ctx, node: &NodeProto) -> Option<Lowered> {
                         n => return Err(format!("invalid size {n}")),
                     }
                 }
+                let product = |s: &[usize]| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
                 if let Some(i) = infer {
-                    let rest: usize = shape.iter().product();
+                    let rest = product(&shape).ok_or("a reshape target too large")?;
                     shape[i] = x.data.len().checked_div(rest).ok_or("cannot infer -1")?;
                 }
-                if shape.iter().product::<usize>() != x.data.len() {
+                if product(&shape) != Some(x.data.len()) {
                     return Err(format!("cannot reshape {:?} to {t:?}", x.shape));
                 }
                 KVal::new(x.dtype, shape, x.data.clone())
@@ -232,7 +233,16 @@ pub fn fold(ctx: &Ctx, node: &NodeProto) -> Option<Lowered> {
             "Concat" => {
                 let parts: Vec<&KVal> = ins.iter().flatten().collect();
                 let r = x.shape.len();
-                let axis = ctx.axis(attr_i(node, "axis", 0), r.max(1))?;
+                if r == 0 {
+                    return Err("cannot concatenate scalars".into());
+                }
+                let axis = ctx.axis(attr_i(node, "axis", 0), r)?;
+                for p in &parts {
+                    let same = p.shape.len() == r && (0..r).all(|d| d == axis || p.shape[d] == x.shape[d]);
+                    if !same {
+                        return Err(format!("cannot concatenate {:?} with {:?} on axis {axis}", x.shape, p.shape));
+                    }
+                }
                 let outer: usize = x.shape[..axis].iter().product();
                 let mut shape = x.shape.clone();
                 shape[axis] = parts.iter().map(|p| p.shape.get(axis).copied().unwrap_or(0)).sum();
@@ -285,6 +295,9 @@ pub fn fold(ctx: &Ctx, node: &NodeProto) -> Option<Lowered> {
                     None => (0..starts.len()).collect(),
                 };
                 let steps = get(4)?.unwrap_or_else(|| vec![1; starts.len()]);
+                if axes.len() > starts.len() {
+                    return Err(format!("{} axes but {} starts", axes.len(), starts.len()));
+                }
                 let mut idx: Vec<Vec<usize>> = x.shape.iter().map(|&n| (0..n).collect()).collect();
                 for (k, &a) in axes.iter().enumerate() {
                     let n = x.shape[a];

@@ -5,7 +5,14 @@ use crate::{ConvAttrs, ConvTransposeAttrs, Dim, IrError, Op, PoolAttrs, Shape, T
 
 type R = Result<Vec<TensorType>, IrError>;
 
-pub(super) fn spatial_out(op: &Op, input: Dim, k: usize, s: usize, d: usize, pads: (usize, usize)) -> Result<Dim, IrError> {
+pub(super) fn spatial_out(
+    op: &Op,
+    input: Dim,
+    k: usize,
+    s: usize,
+    d: usize,
+    pads: (usize, usize),
+) -> Result<Dim, IrError> {
     if k == 0 || s == 0 || d == 0 {
         return err(op, format!("window {k}, stride {s} and dilation {d} must be at least 1"));
     }
