@@ -87,6 +87,32 @@ onnx.save(m, f"{OUT}/onnx_convt_output_shape.onnx")
 cases.append({"file": "onnx_convt_output_shape.onnx", "command": "run", "input": "../models/onnx/convt_pads.input0.npy",
               "expect": ["ConvTranspose", "output_shape"]})
 
+# Attributes of the wrong type or range: the error names the layer, the attribute and the value.
+keras_edit("activations", "leaky_slope_string", lambda c: layer(c, "LeakyReLU").update(negative_slope="nan"),
+           ["leaky_re_lu", "'negative_slope'", '"nan"'])
+keras_edit("activations", "softmax_axis_out_of_range", lambda c: layer(c, "Softmax").update(axis=99),
+           ["softmax", "'axis'", "99"])
+keras_edit("mlp", "dense_units_fraction", lambda c: layer(c, "Dense").update(units=2.5), ["dense", "'units'", "2.5"],
+           command="inspect")
+# ONNX: a NaN resize scale, a reshape whose -1 cannot be whole, a folded Gather index out of range.
+def onnx_case(name, nodes, inits, expect):
+    from onnx import TensorProto as T
+    g = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", T.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", T.FLOAT, None)],
+                          [onnx.numpy_helper.from_array(np.array(v, dtype=d), n) for n, v, d in inits])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), f"{OUT}/{name}.onnx")
+    cases.append({"file": f"{name}.onnx", "command": "inspect", "expect": expect})
+
+
+shape4 = ("sh", [1, 1, 2, 2], "int64")
+to4 = helper.make_node("Reshape", ["x", "sh"], ["x4"])
+onnx_case("onnx_resize_nan_scale", [to4, helper.make_node("Resize", ["x4", "", "sc"], ["y"], mode="nearest")],
+          [shape4, ("sc", [1, 1, float("nan"), 1], "float32")], ["Resize", "scale", "NaN"])
+onnx_case("onnx_reshape_fraction", [helper.make_node("Reshape", ["x", "t"], ["y"])], [("t", [2**40, -1], "int64")],
+          ["Reshape", "1099511627776, -1"])
+onnx_case("onnx_gather_index", [helper.make_node("Gather", ["c", "i"], ["g"]), helper.make_node("Add", ["x", "g"], ["y"])],
+          [("c", [1.0, 2.0, 3.0, 4.0], "float32"), ("i", [-99], "int64")], ["Gather", "index -99", "size 4"])
+
 # Files the fuzzers found (scripts/fuzz.sh), copied in by hand from fuzz/artifacts/TARGET/.
 EXTRA = [
     # A constant-folded Concat whose inputs the mutator made scalars (index out of bounds).

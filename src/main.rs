@@ -50,7 +50,7 @@ enum Command {
         precision: String,
         /// The most memory the run's tensors may take (bytes, or with KiB/MiB/GiB/KB/MB/GB);
         /// default: what the machine (or the GPU) has
-        #[arg(long, value_parser = parse_bytes)]
+        #[arg(long, value_parser = runtime::memory::parse_bytes)]
         memory_limit: Option<usize>,
         /// Say which device runs the model before running it (else only once it succeeded)
         #[arg(long, short)]
@@ -113,7 +113,7 @@ enum Command {
         precision: String,
         /// The most memory the runs' tensors may take (bytes, or with KiB/MiB/GiB/KB/MB/GB);
         /// default: what the machine (or the GPU) has
-        #[arg(long, value_parser = parse_bytes)]
+        #[arg(long, value_parser = runtime::memory::parse_bytes)]
         memory_limit: Option<usize>,
         /// Say which device runs the model before running it (else only once it succeeded)
         #[arg(long, short)]
@@ -218,7 +218,10 @@ fn run(cli: Cli) -> Result<()> {
             // Like `run`: the requested device, else the lowest visible GPU, else the CPU.
             options.cuda = match pick_device(device.as_deref(), false, &mut notes)? {
                 Device::Cpu => None,
-                Device::Cuda(ordinal) => Some(kerasc::runtime::cuda::CudaOptions::new(ordinal, ptx_cache_dir())),
+                Device::Cuda(ordinal) => Some(kerasc::runtime::cuda::CudaOptions {
+                    memory_limit: options.memory_limit,
+                    ..kerasc::runtime::cuda::CudaOptions::new(ordinal, ptx_cache_dir())
+                }),
             };
             let m = kerasc::load(&model)?;
             let h = kerasc::fit::fit(&m, &model, &options)?;
@@ -540,28 +543,4 @@ fn parse_positive(s: &str) -> std::result::Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
-}
-
-/// A size in bytes: a number, optionally with KiB, MiB, GiB (powers of 1024) or KB, MB, GB
-/// (powers of 1000).
-fn parse_bytes(s: &str) -> std::result::Result<usize, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = (t[..split].trim(), t[split..].trim());
-    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "ki" | "kib" => 1 << 10,
-        "mi" | "mib" => 1 << 20,
-        "gi" | "gib" => 1 << 30,
-        other => return Err(format!("unknown unit '{other}' (use bytes, KiB, MiB, GiB, KB, MB or GB)")),
-    };
-    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a size"))?;
-    let bytes = v * scale as f64;
-    if !(bytes.is_finite() && bytes >= 1.0 && bytes < usize::MAX as f64) {
-        return Err(format!("'{s}' is not a usable size"));
-    }
-    Ok(bytes as usize)
 }

@@ -111,6 +111,34 @@ fn a_memory_limit_refuses_a_run_before_it_allocates() {
 }
 
 #[test]
+fn a_memory_limit_refuses_a_fit_and_writes_nothing() {
+    let m = models_dir();
+    let out = std::env::temp_dir().join(format!("kerasc-fit-limit-{}.keras", std::process::id()));
+    let (model, data) = (m.join("cnn_mnist.keras"), m.join("cnn_mnist.finetune.npz"));
+    let args = [
+        "fit",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--memory-limit",
+        "100KiB",
+        "--optimizer",
+        "sgd",
+        "--loss",
+        "sparse_categorical_crossentropy",
+        "--verbose",
+        "0",
+    ];
+    let (code, err) = stderr_of(&args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("needs") && err.contains("100.0 KiB") && err.contains("memory limit"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
 fn every_fit_option_is_described() {
     let out = kerasc(&["fit", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);

@@ -1,6 +1,7 @@
-//! Files that once crashed or hung kerasc (`tests/regressions/`, made by
-//! scripts/make-regressions.py or found by the fuzzers): each now ends, within two seconds, in
-//! one clean error naming what is wrong. `expected.json` lists the command and the words.
+//! Files that once crashed or hung kerasc, and attributes of the wrong type or range
+//! (`tests/regressions/`, made by scripts/make-regressions.py or found by the fuzzers): each now
+//! ends, within two seconds, in one clean error naming the layer, the attribute and the value.
+//! `expected.json` lists the command and the words.
 
 mod common;
 

@@ -55,6 +55,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     let trainable = config::trainable_weights(model, &frozen);
     let mut mode = config::training_mode(model, &frozen, options.no_dropout)?;
     mode.options.cuda = options.cuda.clone();
+    mode.options.memory_limit = options.memory_limit;
     let metrics = config::metrics(model, &tc, &out_names, &losses, options)?;
 
     let (what, arrays) = data::load_data(&options.data)?;
@@ -81,6 +82,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         let o = TrainOptions {
             state: mode.options.state.clone(),
             cuda: mode.options.cuda.clone(),
+            memory_limit: mode.options.memory_limit,
             ..TrainOptions::default()
         };
         Some(TrainStep::with_losses(g, &loss_spec, &trainable, &o)?)

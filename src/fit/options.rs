@@ -124,6 +124,10 @@ pub struct FitOptions {
     /// Continue from the last checkpoint in --checkpoint DIR
     #[arg(long)]
     pub resume: bool,
+    /// The most memory a training step's tensors may take (bytes, or with KiB/MiB/GiB/KB/MB/GB);
+    /// default: what the machine (or the GPU) has
+    #[arg(long, value_parser = crate::runtime::memory::parse_bytes)]
+    pub memory_limit: Option<usize>,
     /// Test hook: abort the process before this (0-based, counted over the run) step.
     #[arg(long, hide = true)]
     pub abort_after_steps: Option<usize>,

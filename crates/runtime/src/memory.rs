@@ -18,6 +18,30 @@ pub fn human_bytes(n: usize) -> String {
     }
 }
 
+/// A size in bytes: a number, optionally with KiB, MiB, GiB (powers of 1024) or KB, MB, GB
+/// (powers of 1000).
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = (t[..split].trim(), t[split..].trim());
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        other => return Err(format!("unknown unit '{other}' (use bytes, KiB, MiB, GiB, KB, MB or GB)")),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a size"))?;
+    let bytes = v * scale as f64;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < usize::MAX as f64) {
+        return Err(format!("'{s}' is not a usable size"));
+    }
+    Ok(bytes as usize)
+}
+
 /// What this machine has available now (`MemAvailable` of `/proc/meminfo`), where it says.
 pub fn available_memory() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -88,4 +112,39 @@ pub fn naive_peak_bytes(g: &Graph, shapes: &[Vec<usize>]) -> usize {
         }
     }
     peak
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_both_unit_systems_and_refuse_nonsense() {
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert_eq!(parse_bytes("4KiB"), Ok(4096));
+        assert_eq!(parse_bytes("1.5 MiB"), Ok(1_572_864));
+        assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("3 mb"), Ok(3_000_000));
+        for bad in ["0", "-1MiB", "abc", "1 parsec", "1e400", "NaN"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn byte_counts_print_in_iec_units() {
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes(5 << 30), "5.00 GiB");
+    }
+
+    #[test]
+    fn the_limit_wins_over_the_machine_and_names_both_figures() {
+        assert!(check(100, Some(100), Some((10, "machine"))).is_ok());
+        let e = check(2048, Some(1024), None).unwrap_err().to_string();
+        assert!(e.contains("2.0 KiB") && e.contains("1.0 KiB") && e.contains("memory limit"), "{e}");
+        let e = check(4096, None, Some((1024, "available on this machine"))).unwrap_err().to_string();
+        assert!(e.contains("available on this machine"), "{e}");
+        assert!(check(usize::MAX, None, None).is_ok());
+    }
 }

@@ -265,10 +265,10 @@ pub fn fold(ctx: &Ctx, node: &NodeProto) -> Option<Lowered> {
                 let ids = idx.nums("gather indices")?;
                 let mut data = Vec::new();
                 for o in 0..outer {
-                    for &i in &ids {
-                        let i = if i < 0.0 { i + n as f64 } else { i };
-                        if i < 0.0 || i >= n as f64 {
-                            return Err(format!("index {i} is out of range for size {n}"));
+                    for &given in &ids {
+                        let i = if given < 0.0 { given + n as f64 } else { given };
+                        if !(0.0..n as f64).contains(&i) {
+                            return Err(format!("index {given} is out of range for size {n}"));
                         }
                         let i = i as usize;
                         data.extend_from_slice(&x.data[(o * n + i) * inner..(o * n + i + 1) * inner]);
@@ -357,7 +357,8 @@ pub fn fold(ctx: &Ctx, node: &NodeProto) -> Option<Lowered> {
                 }
                 let n = ((l - s) / d).ceil().max(0.0) as usize;
                 if n > MAX_KNOWN {
-                    return Err("too large to evaluate".into());
+                    // No run-time Range: the values must be known when the model is loaded.
+                    return Err(format!("a range of {n} values, more than the {MAX_KNOWN} evaluated at load"));
                 }
                 KVal::new(x.dtype, vec![n], (0..n).map(|i| S::N(round_to(x.dtype, s + i as f64 * d))).collect())
             }

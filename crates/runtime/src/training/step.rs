@@ -158,6 +158,9 @@ pub struct TrainOptions {
     pub noise: Vec<(String, Noise)>,
     /// Run the step (forward and backward) on this GPU instead of the CPU.
     pub cuda: Option<crate::cuda::CudaOptions>,
+    /// The most bytes a step's tensors may take on the CPU; `None`: what the machine has
+    /// available (on a GPU, `cuda`'s own limit applies).
+    pub memory_limit: Option<usize>,
 }
 
 /// The executor of a step's graph.
@@ -398,7 +401,7 @@ impl TrainStep {
         outs.extend(stats.iter().map(|(_, v)| *v));
         g.set_outputs(outs);
         let session = match &opts.cuda {
-            None => StepExec::Cpu(Session::new(g, SessionOptions::default())?),
+            None => StepExec::Cpu(Session::new(g, SessionOptions { device: None, memory_limit: opts.memory_limit })?),
             Some(o) => StepExec::Cuda(Box::new(crate::cuda::CudaSession::new(g, o.clone())?)),
         };
         Ok(TrainStep {

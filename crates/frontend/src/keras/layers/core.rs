@@ -1,8 +1,8 @@
 //! Dense, activations, reshaping, merging, embedding and preprocessing layers.
 
 use super::ctx::{
-    cfg_axes, cfg_bool, cfg_count, cfg_f32, cfg_str, expect_weights, layer_activation, norm_axis, weight, Ctx,
-    LayerCall,
+    cfg_axes, cfg_bool, cfg_count, cfg_f32, cfg_opt_f32, cfg_str, expect_weights, layer_activation, norm_axis, weight,
+    Ctx, LayerCall,
 };
 use crate::FrontendError;
 use ir::{BinaryOp, DType, Op, ReduceKind, Tensor, UnaryOp, ValueId};
@@ -65,12 +65,12 @@ pub(super) fn activation_class(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let c = lc.config;
     let u = match lc.class {
         "ReLU" => {
-            let max_value = c.get("max_value").and_then(Value::as_f64).map(|v| v as f32);
-            if let Some(m) = max_value.filter(|m| m.is_nan() || *m < 0.0) {
+            let max_value = cfg_opt_f32(c, "max_value").map_err(|e| ctx.err(lc, e))?;
+            if let Some(m) = max_value.filter(|m| *m < 0.0) {
                 return Err(ctx.err(lc, format!("'max_value' must be at least 0, got {m}")));
             }
-            let negative_slope = cfg_f32(c, "negative_slope", 0.0);
-            let threshold = cfg_f32(c, "threshold", 0.0);
+            let negative_slope = cfg_f32(c, "negative_slope", 0.0).map_err(|e| ctx.err(lc, e))?;
+            let threshold = cfg_f32(c, "threshold", 0.0).map_err(|e| ctx.err(lc, e))?;
             if max_value.is_none() && negative_slope == 0.0 && threshold == 0.0 {
                 UnaryOp::Relu
             } else {
@@ -78,13 +78,14 @@ pub(super) fn activation_class(ctx: &mut Ctx, lc: &LayerCall) -> R {
             }
         }
         "LeakyReLU" => {
-            let a = c.get("negative_slope").or_else(|| c.get("alpha")).and_then(Value::as_f64).unwrap_or(0.3);
-            UnaryOp::LeakyRelu { alpha: a as f32 }
+            // Keras 3 calls it negative_slope, Keras 2 alpha.
+            let k = if c.get("negative_slope").is_some() { "negative_slope" } else { "alpha" };
+            UnaryOp::LeakyRelu { alpha: cfg_f32(c, k, 0.3).map_err(|e| ctx.err(lc, e))? }
         }
-        "ELU" => UnaryOp::Elu { alpha: cfg_f32(c, "alpha", 1.0) },
-        "ThresholdedReLU" => UnaryOp::ThresholdedRelu { theta: cfg_f32(c, "theta", 1.0) },
+        "ELU" => UnaryOp::Elu { alpha: cfg_f32(c, "alpha", 1.0).map_err(|e| ctx.err(lc, e))? },
+        "ThresholdedReLU" => UnaryOp::ThresholdedRelu { theta: cfg_f32(c, "theta", 1.0).map_err(|e| ctx.err(lc, e))? },
         _ => {
-            let axes = cfg_axes(c, "axis", -1, ctx.rank(x)).ok_or_else(|| ctx.err(lc, "bad softmax axis"))?;
+            let axes = cfg_axes(c, "axis", -1, ctx.rank(x)).map_err(|e| ctx.err(lc, e))?;
             return Ok(vec![ctx.node(lc, "", Op::Softmax { axes }, &[x])?]);
         }
     };
@@ -198,8 +199,10 @@ pub(super) fn merge(ctx: &mut Ctx, lc: &LayerCall) -> R {
 
 pub(super) fn concatenate(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let r = ctx.rank(lc.inputs[0]);
-    let axis = lc.config.get("axis").and_then(Value::as_i64).unwrap_or(-1);
-    let axis = norm_axis(axis, r).ok_or_else(|| ctx.err(lc, format!("axis {axis} out of range")))?;
+    let axes = cfg_axes(lc.config, "axis", -1, r).map_err(|e| ctx.err(lc, e))?;
+    let [axis] = axes[..] else {
+        return Err(ctx.err(lc, format!("'axis' must be one axis, got {}", lc.config["axis"])));
+    };
     Ok(vec![ctx.node(lc, "", Op::Concat { axis }, &lc.inputs)?])
 }
 
@@ -209,13 +212,15 @@ pub(super) fn dot(ctx: &mut Ctx, lc: &LayerCall) -> R {
     }
     let (mut a, mut b) = (lc.inputs[0], lc.inputs[1]);
     let (ra, rb) = (ctx.rank(a), ctx.rank(b));
-    let axes: Vec<i64> = match lc.config.get("axes") {
-        Some(Value::Number(n)) => vec![n.as_i64().unwrap_or(-1); 2],
-        Some(Value::Array(v)) if v.len() == 2 => v.iter().map(|x| x.as_i64().unwrap_or(-1)).collect(),
-        _ => return Err(ctx.err(lc, "bad axes")),
+    let given = lc.config.get("axes").cloned().unwrap_or(Value::Null);
+    let bad = || ctx.err(lc, format!("'axes' must be an axis of each input (ranks {ra} and {rb}), got {given}"));
+    let axes: Vec<i64> = match &given {
+        Value::Number(n) => vec![n.as_i64().ok_or_else(bad)?; 2],
+        Value::Array(v) if v.len() == 2 => v.iter().map(|x| x.as_i64().ok_or_else(bad)).collect::<Result<_, _>>()?,
+        _ => return Err(bad()),
     };
-    let ax = norm_axis(axes[0], ra).ok_or_else(|| ctx.err(lc, "bad axes"))?;
-    let bx = norm_axis(axes[1], rb).ok_or_else(|| ctx.err(lc, "bad axes"))?;
+    let ax = norm_axis(axes[0], ra).ok_or_else(bad)?;
+    let bx = norm_axis(axes[1], rb).ok_or_else(bad)?;
     if cfg_bool(lc.config, "normalize", false) {
         a = ctx.node(lc, "l2norm_a", Op::L2Normalize { axes: vec![ax], epsilon: 1e-12 }, &[a])?;
         b = ctx.node(lc, "l2norm_b", Op::L2Normalize { axes: vec![bx], epsilon: 1e-12 }, &[b])?;
@@ -241,7 +246,16 @@ pub(super) fn embedding(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let vocab = lc.config.get("input_dim").and_then(Value::as_u64).map(|v| v as usize);
     let e = weight(ctx, lc, 0, "embeddings", None)?;
     if e.rank() != 2 || dim.is_some_and(|d| d != e.shape()[1]) || vocab.is_some_and(|v| v != e.shape()[0]) {
-        return Err(ctx.werr(lc, format!("embeddings have shape {:?}, config says ({vocab:?}, {dim:?})", e.shape())));
+        let show = |d: Option<usize>| d.map_or("?".to_string(), |d| d.to_string());
+        return Err(ctx.werr(
+            lc,
+            format!(
+                "embeddings have shape {:?}, the config says input_dim {} and output_dim {}",
+                e.shape(),
+                show(vocab),
+                show(dim)
+            ),
+        ));
     }
     let ev = ctx.konst(lc, "embeddings", e);
     if ctx.g.value(ids).ty.dtype.is_float() {
@@ -250,18 +264,28 @@ pub(super) fn embedding(ctx: &mut Ctx, lc: &LayerCall) -> R {
     Ok(vec![ctx.node(lc, "", Op::Gather { axis: 0 }, &[ev, ids])?])
 }
 
-fn float_list(v: Option<&Value>) -> Option<Vec<f32>> {
-    match v? {
-        Value::Number(n) => Some(vec![n.as_f64()? as f32]),
-        Value::Array(a) => a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect(),
-        _ => None,
+/// A number or a list of numbers (`None` when absent).
+fn opt_float_list(c: &Value, k: &str) -> Result<Option<Vec<f32>>, String> {
+    let finite = |x: &Value| x.as_f64().map(|f| f as f32).filter(|f| f.is_finite());
+    let bad = |v: &Value| format!("'{k}' must be a finite number or a list of them, got {v}");
+    match c.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Array(a)) if !a.is_empty() => {
+            Ok(Some(a.iter().map(finite).collect::<Option<_>>().ok_or_else(|| bad(v))?))
+        }
+        Some(v) => Ok(Some(vec![finite(v).ok_or_else(|| bad(v))?])),
     }
+}
+
+/// A number or a list of numbers (`default` when absent).
+fn float_list(c: &Value, k: &str, default: f32) -> Result<Vec<f32>, String> {
+    Ok(opt_float_list(c, k)?.unwrap_or_else(|| vec![default]))
 }
 
 pub(super) fn rescaling(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let x = lc.inputs[0];
-    let scale = float_list(lc.config.get("scale")).unwrap_or_else(|| vec![1.0]);
-    let offset = float_list(lc.config.get("offset")).unwrap_or_else(|| vec![0.0]);
+    let scale = float_list(lc.config, "scale", 1.0).map_err(|e| ctx.err(lc, e))?;
+    let offset = float_list(lc.config, "offset", 0.0).map_err(|e| ctx.err(lc, e))?;
     if scale.len() == 1 && offset.len() == 1 {
         return Ok(vec![ctx.unary(lc, "", UnaryOp::Affine { scale: scale[0], offset: offset[0] }, x)?]);
     }
@@ -277,13 +301,15 @@ pub(super) fn normalization(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let x = lc.inputs[0];
     let dims = ctx.dims(x);
     let r = dims.len();
-    let axes = cfg_axes(lc.config, "axis", -1, r).ok_or_else(|| ctx.err(lc, "bad axis"))?;
+    let axes = cfg_axes(lc.config, "axis", -1, r).map_err(|e| ctx.err(lc, e))?;
     let mut bshape = vec![1usize; r];
     for &a in &axes {
         bshape[a] = dims[a].fixed().ok_or_else(|| ctx.err(lc, "normalized axes must have known sizes"))?;
     }
     let n: usize = bshape.iter().product();
-    let (mean, var) = match (float_list(lc.config.get("mean")), float_list(lc.config.get("variance"))) {
+    let mean = opt_float_list(lc.config, "mean").map_err(|e| ctx.err(lc, e))?;
+    let variance = opt_float_list(lc.config, "variance").map_err(|e| ctx.err(lc, e))?;
+    let (mean, var) = match (mean, variance) {
         (Some(m), Some(v)) => {
             let exp = |v: Vec<f32>| if v.len() == 1 { vec![v[0]; n] } else { v };
             (exp(m), exp(v))
@@ -315,7 +341,7 @@ pub(super) fn normalization(ctx: &mut Ctx, lc: &LayerCall) -> R {
 /// the layers after it) and zeroed, as Keras computes it.
 pub(super) fn masking(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let x = lc.inputs[0];
-    let v = cfg_f32(lc.config, "mask_value", 0.0);
+    let v = cfg_f32(lc.config, "mask_value", 0.0).map_err(|e| ctx.err(lc, e))?;
     let r = ctx.rank(x);
     if r < 2 {
         return Err(ctx.err(lc, "Masking needs (batch, time, ...) inputs"));

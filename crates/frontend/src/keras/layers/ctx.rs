@@ -224,9 +224,21 @@ impl Ctx {
     }
 }
 
-/// A config value as f32.
-pub(crate) fn cfg_f32(c: &Value, k: &str, default: f32) -> f32 {
-    c.get(k).and_then(Value::as_f64).map(|v| v as f32).unwrap_or(default)
+/// A number attribute as f32 (`default` when absent); anything but a finite number is an error
+/// naming the attribute and the value.
+pub(crate) fn cfg_f32(c: &Value, k: &str, default: f32) -> Result<f32, String> {
+    Ok(cfg_opt_f32(c, k)?.unwrap_or(default))
+}
+
+/// An optional number attribute as f32 (`None` when absent or null).
+pub(crate) fn cfg_opt_f32(c: &Value, k: &str) -> Result<Option<f32>, String> {
+    match c.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_f64().map(|x| x as f32) {
+            Some(x) if x.is_finite() => Ok(Some(x)),
+            _ => Err(format!("'{k}' must be a finite number, got {v}")),
+        },
+    }
 }
 
 /// A config value as bool.
@@ -288,18 +300,23 @@ pub(crate) fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
     }
 }
 
-/// An int or list-of-ints axis config, normalized.
-pub(crate) fn cfg_axes(c: &Value, k: &str, default: i64, rank: usize) -> Option<Vec<usize>> {
+/// An int or list-of-ints axis config, normalized (sorted, without repeats); an axis outside the
+/// rank is an error naming the attribute and the value.
+pub(crate) fn cfg_axes(c: &Value, k: &str, default: i64, rank: usize) -> Result<Vec<usize>, String> {
+    let bad = |v: &Value| {
+        format!("'{k}' must be axes of a rank-{rank} tensor (from -{rank} to {}), got {v}", rank as i64 - 1)
+    };
+    let one = |x: &Value| x.as_i64().and_then(|a| norm_axis(a, rank));
     match c.get(k) {
-        None | Some(Value::Null) => Some(vec![norm_axis(default, rank)?]),
-        Some(Value::Number(x)) => Some(vec![norm_axis(x.as_i64()?, rank)?]),
-        Some(Value::Array(a)) => {
-            let mut v: Vec<usize> = a.iter().map(|x| norm_axis(x.as_i64()?, rank)).collect::<Option<_>>()?;
-            v.sort();
-            v.dedup();
-            Some(v)
+        None | Some(Value::Null) => Ok(vec![norm_axis(default, rank).ok_or_else(|| bad(&Value::from(default)))?]),
+        Some(v @ Value::Number(_)) => Ok(vec![one(v).ok_or_else(|| bad(v))?]),
+        Some(v @ Value::Array(a)) => {
+            let mut out: Vec<usize> = a.iter().map(one).collect::<Option<_>>().ok_or_else(|| bad(v))?;
+            out.sort_unstable();
+            out.dedup();
+            Ok(out)
         }
-        _ => None,
+        Some(v) => Err(bad(v)),
     }
 }
 

@@ -9,7 +9,7 @@ type R = Result<Vec<ValueId>, FrontendError>;
 pub(super) fn batch_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let x = lc.inputs[0];
     let r = ctx.rank(x);
-    let axes = cfg_axes(lc.config, "axis", -1, r).ok_or_else(|| ctx.err(lc, "bad axis"))?;
+    let axes = cfg_axes(lc.config, "axis", -1, r).map_err(|e| ctx.err(lc, e))?;
     if axes.len() != 1 {
         return Err(ctx.err(lc, "normalizing over several axes is not supported"));
     }
@@ -49,7 +49,7 @@ pub(super) fn batch_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
         ctx.konst(lc, "moving_mean", mean),
         ctx.konst(lc, "moving_variance", var),
     ];
-    let eps = cfg_f32(lc.config, "epsilon", 1e-3);
+    let eps = cfg_f32(lc.config, "epsilon", 1e-3).map_err(|e| ctx.err(lc, e))?;
     Ok(vec![ctx.node(lc, "", Op::BatchNorm { axis, epsilon: eps }, &ins)?])
 }
 
@@ -57,7 +57,7 @@ pub(super) fn layer_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let x = lc.inputs[0];
     let dims = ctx.dims(x);
     let r = dims.len();
-    let axes = cfg_axes(lc.config, "axis", -1, r).ok_or_else(|| ctx.err(lc, "bad axis"))?;
+    let axes = cfg_axes(lc.config, "axis", -1, r).map_err(|e| ctx.err(lc, e))?;
     let rms = cfg_bool(lc.config, "rms_scaling", false);
     let mut pshape = vec![1usize; r];
     let mut wshape = Vec::new();
@@ -83,7 +83,7 @@ pub(super) fn layer_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
         t.reshape(&pshape).map_err(|e| ctx.err(lc, e.to_string()))
     };
     let gamma = if scale { get(ctx, 0, "gamma")? } else { Tensor::full(&pshape, 1.0) };
-    let eps = cfg_f32(lc.config, "epsilon", 1e-3);
+    let eps = cfg_f32(lc.config, "epsilon", 1e-3).map_err(|e| ctx.err(lc, e))?;
     if rms {
         // Keras 3: x · rsqrt(var(x) + ε) · γ — scaled by the variance, not re-centred.
         use ir::{BinaryOp, ReduceKind, UnaryOp};
@@ -107,7 +107,7 @@ pub(super) fn layer_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
 pub(super) fn group_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let x = lc.inputs[0];
     let r = ctx.rank(x);
-    let axes = cfg_axes(lc.config, "axis", -1, r).ok_or_else(|| ctx.err(lc, "bad axis"))?;
+    let axes = cfg_axes(lc.config, "axis", -1, r).map_err(|e| ctx.err(lc, e))?;
     let axis = axes[0];
     let c = ctx.dims(x)[axis].fixed().ok_or_else(|| ctx.err(lc, "the channel axis must have a known size"))?;
     let groups = match lc.config.get("groups") {
@@ -123,12 +123,12 @@ pub(super) fn group_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let gamma = if scale { weight(ctx, lc, 0, "gamma", Some(&[c]))? } else { Tensor::full(&[c], 1.0) };
     let beta = if center { weight(ctx, lc, scale as usize, "beta", Some(&[c]))? } else { Tensor::zeros(&[c]) };
     let ins = [x, ctx.konst(lc, "gamma", gamma), ctx.konst(lc, "beta", beta)];
-    let eps = cfg_f32(lc.config, "epsilon", 1e-3);
+    let eps = cfg_f32(lc.config, "epsilon", 1e-3).map_err(|e| ctx.err(lc, e))?;
     Ok(vec![ctx.node(lc, "", Op::GroupNorm { groups, axis, epsilon: eps }, &ins)?])
 }
 
 pub(super) fn unit_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let x = lc.inputs[0];
-    let axes = cfg_axes(lc.config, "axis", -1, ctx.rank(x)).ok_or_else(|| ctx.err(lc, "bad axis"))?;
+    let axes = cfg_axes(lc.config, "axis", -1, ctx.rank(x)).map_err(|e| ctx.err(lc, e))?;
     Ok(vec![ctx.node(lc, "", Op::L2Normalize { axes, epsilon: 1e-12 }, &[x])?])
 }

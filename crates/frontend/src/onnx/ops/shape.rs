@@ -59,6 +59,9 @@ fn resolve(input: &[S], target: &[S], allowzero: bool) -> Result<Vec<S>, String>
         if no == 0.0 {
             return Err("cannot infer -1 next to a zero size".into());
         }
+        if (ni / no).fract() != 0.0 {
+            return Err(format!("cannot reshape {} to {}", show(input), show(target)));
+        }
         out[i] = match (bi - bo) as i64 {
             0 => S::N(ni / no),
             1 => S::B(ni / no),
@@ -325,6 +328,9 @@ pub fn resize(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         if v.len() != r {
             return Err(format!("{} sizes for rank {r}", v.len()));
         }
+        if let Some(bad) = v.iter().find(|&&n| n < 1) {
+            return Err(format!("resize sizes {v:?}: a size of {bad} (each must be at least 1)"));
+        }
         for i in 0..r {
             if let Some(n) = out[i] {
                 scales[i] = v[i] as f64 / n;
@@ -336,6 +342,9 @@ pub fn resize(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         let v = k.nums("resize scales")?;
         if v.len() != r {
             return Err(format!("{} scales for rank {r}", v.len()));
+        }
+        if let Some(bad) = v.iter().find(|&&x| !(x.is_finite() && x > 0.0)) {
+            return Err(format!("resize scales {v:?}: a scale of {bad} (each must be positive and finite)"));
         }
         for i in 0..r {
             scales[i] = v[i];

@@ -9,8 +9,9 @@ use serde_json::Value;
 
 type R = Result<Vec<ValueId>, FrontendError>;
 
-pub(super) fn unary_op(class: &str, c: &Value) -> Option<UnaryOp> {
-    Some(match class {
+/// The element-wise op of a `keras.ops` class (`None`: not one); a bad parameter is an error.
+pub(super) fn unary_op(class: &str, c: &Value) -> Result<Option<UnaryOp>, String> {
+    Ok(Some(match class {
         "Negative" => UnaryOp::Neg,
         "Absolute" | "Abs" => UnaryOp::Abs,
         "Exp" => UnaryOp::Exp,
@@ -36,8 +37,8 @@ pub(super) fn unary_op(class: &str, c: &Value) -> Option<UnaryOp> {
         "Softsign" => UnaryOp::Softsign,
         "Selu" => UnaryOp::Selu,
         "Mish" => UnaryOp::Mish,
-        "Elu" => UnaryOp::Elu { alpha: cfg_f32(c, "alpha", 1.0) },
-        "LeakyRelu" => UnaryOp::LeakyRelu { alpha: cfg_f32(c, "negative_slope", 0.2) },
+        "Elu" => UnaryOp::Elu { alpha: cfg_f32(c, "alpha", 1.0)? },
+        "LeakyRelu" => UnaryOp::LeakyRelu { alpha: cfg_f32(c, "negative_slope", 0.2)? },
         "Gelu" => {
             if cfg_bool(c, "approximate", true) {
                 UnaryOp::GeluTanh
@@ -47,8 +48,8 @@ pub(super) fn unary_op(class: &str, c: &Value) -> Option<UnaryOp> {
         }
         // Composites, lowered in `unary`.
         "Log1p" | "Expm1" | "LogSigmoid" => UnaryOp::Identity,
-        _ => return None,
-    })
+        _ => return Ok(None),
+    }))
 }
 
 pub(super) fn unary(ctx: &mut Ctx, lc: &LayerCall) -> R {
@@ -69,7 +70,9 @@ pub(super) fn unary(ctx: &mut Ctx, lc: &LayerCall) -> R {
             ctx.unary(lc, "", UnaryOp::Neg, s)?
         }
         c => {
-            let u = unary_op(c, lc.config).ok_or_else(|| ctx.err(lc, "not an element-wise op"))?;
+            let u = unary_op(c, lc.config)
+                .map_err(|e| ctx.err(lc, e))?
+                .ok_or_else(|| ctx.err(lc, "not an element-wise op"))?;
             ctx.unary(lc, "", u, x)?
         }
     };

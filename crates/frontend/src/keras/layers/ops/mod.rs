@@ -41,7 +41,7 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "Matmul" | "Dot" => matmul,
         "Einsum" => einsum_layer,
         "Softmax" | "LogSoftmax" => softmax,
-        c if unary_op(c, &Value::Null).is_some() => unary,
+        c if unary_op(c, &Value::Null).is_ok_and(|u| u.is_some()) => unary,
         _ => return None,
     })
 }

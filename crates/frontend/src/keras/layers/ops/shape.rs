@@ -114,7 +114,9 @@ pub(super) fn concatenate(ctx: &mut Ctx, lc: &LayerCall) -> R {
     }
     let axis = match lc.config.get("axis") {
         Some(Value::Null) => return Err(ctx.err(lc, "concatenate with axis=None (flattened) is not supported")),
-        _ => one_axis(ctx, lc, "axis", r).or_else(|_| norm_axis(0, r).ok_or_else(|| ctx.err(lc, "bad axis")))?,
+        // keras.ops.concatenate's default axis is 0.
+        None => norm_axis(0, r).ok_or_else(|| ctx.err(lc, "cannot concatenate scalars"))?,
+        Some(_) => one_axis(ctx, lc, "axis", r)?,
     };
     Ok(vec![ctx.node(lc, "", Op::Concat { axis }, &vs)?])
 }
