@@ -113,6 +113,20 @@ onnx_case("onnx_reshape_fraction", [helper.make_node("Reshape", ["x", "t"], ["y"
 onnx_case("onnx_gather_index", [helper.make_node("Gather", ["c", "i"], ["g"]), helper.make_node("Add", ["x", "g"], ["y"])],
           [("c", [1.0, 2.0, 3.0, 4.0], "float32"), ("i", [-99], "int64")], ["Gather", "index -99", "size 4"])
 
+# Two nested Loops of 4000 iterations each: 16 million iterations to unroll (it hung).
+def loop_body(inner=None):
+    from onnx import TensorProto as T
+    step = helper.make_node("Add", ["v_in", "one"], ["v_out"]) if inner is None else \
+        helper.make_node("Loop", ["M", "", "v_in"], ["v_out"], body=inner)
+    return helper.make_graph([helper.make_node("Identity", ["cond_in"], ["cond_out"]), step], "body",
+                             [helper.make_tensor_value_info("i", T.INT64, []), helper.make_tensor_value_info("cond_in", T.BOOL, []),
+                              helper.make_tensor_value_info("v_in", T.FLOAT, [1, 4])],
+                             [helper.make_tensor_value_info("cond_out", T.BOOL, []), helper.make_tensor_value_info("v_out", T.FLOAT, [1, 4])])
+
+
+onnx_case("onnx_nested_loops", [helper.make_node("Loop", ["M", "", "x"], ["y"], body=loop_body(loop_body()))],
+          [("M", 4000, "int64"), ("one", np.ones((1, 4)), "float32")], ["Loop", "unroll to more than"])
+
 # Files the fuzzers found (scripts/fuzz.sh), copied in by hand from fuzz/artifacts/TARGET/.
 EXTRA = [
     # A constant-folded Concat whose inputs the mutator made scalars (index out of bounds).

@@ -32,6 +32,8 @@ pub struct Ctx<'a> {
     counter: usize,
     /// Node names used so far (kept unique).
     names: HashSet<String>,
+    /// Nodes walked in loop bodies so far, over all loops and nesting levels (bounded).
+    pub(crate) unrolled: usize,
 }
 
 /// What a lowering function returns: one value per node output.
@@ -52,6 +54,7 @@ impl<'a> Ctx<'a> {
             batch_source: None,
             counter: 0,
             names: HashSet::new(),
+            unrolled: 0,
         }
     }
 

@@ -201,7 +201,12 @@ pub(crate) fn run_subgraph(ctx: &mut Ctx, body: &GraphProto, bindings: Vec<(Stri
     }
     ctx.scopes.push(scope);
     let mut summary = Vec::new();
-    let r = run_graph(ctx, body, &mut summary).map_err(|e| e.to_string());
+    // The error is wrapped by the outer node's, which names the file.
+    let origin = format!("{}: ", ctx.origin);
+    let r = run_graph(ctx, body, &mut summary).map_err(|e| {
+        let m = e.to_string();
+        m.strip_prefix(&origin).map(str::to_string).unwrap_or(m)
+    });
     let outs = r.and_then(|_| {
         body.output
             .iter()
@@ -215,8 +220,10 @@ pub(crate) fn run_subgraph(ctx: &mut Ctx, body: &GraphProto, bindings: Vec<(Stri
     outs
 }
 
-/// Most iterations unrolled.
+/// Most iterations of one loop unrolled.
 const MAX_ITERATIONS: usize = 4096;
+/// Most nodes walked in loop bodies, over all loops of a model (nested loops multiply).
+const MAX_UNROLLED: usize = 1 << 17;
 
 fn truth(ctx: &Ctx, v: &Val, what: &str) -> Result<bool, String> {
     let k = ctx.known(v).ok_or_else(|| {
@@ -248,6 +255,12 @@ pub fn loop_(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     while i < limit && cond {
         if i >= MAX_ITERATIONS {
             return Err(format!("more than {MAX_ITERATIONS} iterations"));
+        }
+        ctx.unrolled = ctx.unrolled.saturating_add(body.node.len().max(1));
+        if ctx.unrolled > MAX_UNROLLED {
+            return Err(format!(
+                "the model's loops unroll to more than {MAX_UNROLLED} nodes (nested loops multiply their iterations)"
+            ));
         }
         let mut bind = vec![
             (names[0].clone(), Val::Known(KVal::new(DType::I64, vec![], vec![S::N(i as f64)]))),
