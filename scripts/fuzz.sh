@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-600}
 TARGETS=${2:-"h5 keras onnx npy load_run"}
-MUTANT_SEEDS=${MUTANT_SEEDS:-$(seq 10 19)}
+MUTANT_SEEDS=${MUTANT_SEEDS-$(seq 10 19)}
 command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked"; exit 1; }
 
 # The seeds: every test model under 400 KB of the target's format (and the .npy inputs).
