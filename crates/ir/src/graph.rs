@@ -177,7 +177,7 @@ impl Graph {
                     .ok_or_else(|| IrError::Graph(format!("'{}' reads an undefined value", node.name)))?;
                 tys.push(TensorType::new(self.values[v.0].ty.dtype, crate::Shape::fixed(s)));
             }
-            let outs = infer_types(&node.op, &tys)?;
+            let outs = crate::infer::infer_concrete_types(&node.op, &tys)?;
             for (&o, t) in node.outputs.iter().zip(outs) {
                 let s = t
                     .shape

@@ -31,7 +31,7 @@ use util::f32s;
 /// Runs one op on concrete inputs.
 pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, KernelError> {
     let tys: Vec<_> = inputs.iter().map(|t| t.tensor_type()).collect();
-    let out_tys = ir::infer_types(op, &tys)?;
+    let out_tys = ir::infer_concrete_types(op, &tys)?;
     let out_shape = |i: usize| -> Result<Vec<usize>, KernelError> {
         out_tys
             .get(i)

@@ -78,6 +78,12 @@ pub fn plan_for_shapes(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<MemoryP
     let value_bytes = |_: &Graph, v: ir::ValueId, _: usize| -> usize {
         shapes[v.0].iter().product::<usize>() * g.value(v).ty.dtype.size()
     };
+    // Every value's bytes are addressable (concrete shape inference checks it); their sum bounds
+    // every offset the placement computes, so it must be too.
+    let total = (0..shapes.len()).try_fold(0usize, |t, v| t.checked_add(align(value_bytes(g, ir::ValueId(v), batch))));
+    if total.is_none_or(|t| t > isize::MAX as usize) {
+        return Err(OptError::Graph(format!("the tensors at input shapes {input_shapes:?} are too large to address")));
+    }
     let n = g.nodes().len();
     let nv = g.values().len();
     let mut last_use = vec![0usize; nv];

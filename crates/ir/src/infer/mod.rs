@@ -115,6 +115,20 @@ pub fn infer_types(op: &Op, tys: &[TensorType]) -> R {
     Ok(out)
 }
 
+/// [`infer_types`] for the concrete shapes of a run (the batch is a fixed axis there): the
+/// per-sample bound was checked on the graph's symbolic types, so here only the bytes must be
+/// addressable.
+pub fn infer_concrete_types(op: &Op, tys: &[TensorType]) -> R {
+    let out = infer(op, tys)?;
+    for t in &out {
+        let bytes = t.shape.0.iter().filter_map(|d| d.fixed()).try_fold(t.dtype.size(), |a, d| a.checked_mul(d));
+        if bytes.is_none_or(|b| b > isize::MAX as usize) {
+            return err(op, format!("an output of shape {} is too large to address", t.shape));
+        }
+    }
+    Ok(out)
+}
+
 fn infer(op: &Op, tys: &[TensorType]) -> R {
     match op {
         Op::Unary(u) => {
@@ -392,7 +406,7 @@ fn infer(op: &Op, tys: &[TensorType]) -> R {
         Op::FusedMatMul { transpose_a, transpose_b, epilogue } => {
             arity(op, tys, 2 + epilogue.extra_inputs(), 2 + epilogue.extra_inputs())?;
             let plain = Op::MatMul { transpose_a: *transpose_a, transpose_b: *transpose_b };
-            let out = infer_types(&plain, &tys[..2])?;
+            let out = infer(&plain, &tys[..2])?;
             epilogue_inputs(op, epilogue, &out[0], &tys[2..])?;
             Ok(out)
         }
@@ -428,7 +442,7 @@ fn infer(op: &Op, tys: &[TensorType]) -> R {
         Op::GatherGrad { axis, data_dims } => {
             arity(op, tys, 2, 2)?;
             let data = TensorType::new(tys[1].dtype, Shape::fixed(data_dims));
-            let fwd = infer_types(&Op::Gather { axis: *axis }, &[data.clone(), tys[0].clone()])?;
+            let fwd = infer(&Op::Gather { axis: *axis }, &[data.clone(), tys[0].clone()])?;
             if fwd[0].shape != tys[1].shape {
                 return err(op, format!("dy {} is not the gather's output {}", tys[1].shape, fwd[0].shape));
             }
@@ -465,7 +479,7 @@ fn infer(op: &Op, tys: &[TensorType]) -> R {
             if *wrt > 1 {
                 return err(op, "wrt must be 0 or 1");
             }
-            let out = infer_types(&Op::Binary(*b), &tys[..2])?;
+            let out = infer(&Op::Binary(*b), &tys[..2])?;
             if out[0].shape != tys[2].shape {
                 return err(op, format!("dy {} is not the output shape {}", tys[2].shape, out[0].shape));
             }
@@ -505,7 +519,7 @@ fn infer(op: &Op, tys: &[TensorType]) -> R {
             let (to_last, to_first) = Op::channels_last_perm(r);
             let mut inner_tys = tys.to_vec();
             inner_tys[0] = TensorType::new(x.dtype, Shape(to_last.iter().map(|&p| x.shape.0[p]).collect()));
-            let outs = infer_types(inner, &inner_tys)?;
+            let outs = infer(inner, &inner_tys)?;
             Ok(outs
                 .into_iter()
                 .map(|t| {
@@ -589,6 +603,18 @@ mod tests {
 
     fn t(dims: &[usize]) -> TensorType {
         TensorType::new(DType::F32, Shape::fixed(dims))
+    }
+
+    #[test]
+    fn the_per_sample_bound_leaves_the_batch_out_of_a_runs_shapes() {
+        let relu = Op::Unary(UnaryOp::Relu);
+        let per_sample = |n: usize| TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Fixed(n)]));
+        assert!(infer_types(&relu, &[per_sample(1 << 20)]).is_ok());
+        assert!(infer_types(&relu, &[per_sample((1 << 31) + 1)]).is_err());
+        // At a run's batch of 4096: 2^32 elements, which the symbolic type allowed.
+        assert!(infer_concrete_types(&relu, &[t(&[4096, 1 << 20])]).is_ok());
+        let too_large = infer_concrete_types(&relu, &[t(&[1 << 62, 8])]).unwrap_err().to_string();
+        assert!(too_large.contains("too large to address"), "{too_large}");
     }
 
     #[test]
