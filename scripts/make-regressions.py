@@ -94,6 +94,8 @@ keras_edit("activations", "softmax_axis_out_of_range", lambda c: layer(c, "Softm
            ["softmax", "'axis'", "99"])
 keras_edit("mlp", "dense_units_fraction", lambda c: layer(c, "Dense").update(units=2.5), ["dense", "'units'", "2.5"],
            command="inspect")
+keras_edit("transformer", "attention_long_sequence", lambda c: layer(c, "InputLayer").update(batch_shape=[None, 2**20, 16]),
+           ["mha", "scores", "2^31 elements per sample"], command="inspect")
 # ONNX: a NaN resize scale, a reshape whose -1 cannot be whole, a folded Gather index out of range.
 def onnx_case(name, nodes, inits, expect):
     from onnx import TensorProto as T
@@ -131,6 +133,13 @@ onnx_case("onnx_nested_loops", [helper.make_node("Loop", ["M", "", "x"], ["y"], 
 EXTRA = [
     # A constant-folded Concat whose inputs the mutator made scalars (index out of bounds).
     {"file": "fuzz_onnx_concat_scalars.onnx", "command": "inspect", "expect": ["Concat", "cannot concatenate scalars"]},
+    # An input whose batch axis was made a fixed 2^20: its zero initial LSTM state was a fill
+    # constant of its full size, transposed and copied (10 GB, 30 s); large fills now tile at run time.
+    {"file": "fuzz_onnx_fixed_batch_fill.onnx", "command": "inspect", "expect": ["LSTM", "cannot reshape"]},
+    # An input of 2^31 - 1 steps into MultiHeadAttention: a (T, S) mask of 2^62 positions
+    # (capacity overflow); inputs are now bounded like every value, and so are masks.
+    {"file": "fuzz_keras_attention_huge_sequence.keras", "command": "inspect",
+     "expect": ["input 'x'", "2147483647", "2^31 elements per sample"]},
 ]
 for e in EXTRA:
     assert os.path.exists(f"{OUT}/{e['file']}"), e["file"]

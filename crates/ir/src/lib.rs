@@ -17,7 +17,8 @@ pub use dtype::DType;
 pub use error::IrError;
 pub use graph::{Graph, Node, NodeId, Producer, Value, ValueId};
 pub use infer::{
-    broadcast, infer_concrete_types, infer_types, reshape_dims, slice_bounds, slice_len, MAX_ELEMENTS_PER_SAMPLE,
+    broadcast, elements_per_sample, infer_concrete_types, infer_types, reshape_dims, slice_bounds, slice_len,
+    MAX_ELEMENTS_PER_SAMPLE,
 };
 pub use op::*;
 pub use plan::{MemoryPlan, Placement};

@@ -126,6 +126,7 @@ fn make_inputs(ctx: &mut Ctx, spec: &ModelSpec) -> Result<Vec<ValueId>, Frontend
             })
             .ok_or_else(|| cfg_err("the Sequential model declares no input shape".into()))?;
         let name = if first.class == "InputLayer" { first.name.clone() } else { "input".to_string() };
+        bounded_input(&name, &ty).map_err(cfg_err)?;
         return Ok(vec![ctx.g.add_input(name, ty)]);
     }
     let mut out = Vec::new();
@@ -136,6 +137,7 @@ fn make_inputs(ctx: &mut Ctx, spec: &ModelSpec) -> Result<Vec<ValueId>, Frontend
             .find(|l| l.name == r.layer)
             .ok_or_else(|| cfg_err(format!("input layer '{}' is not among the layers", r.layer)))?;
         let ty = input_type(l).ok_or_else(|| cfg_err(format!("input layer '{}' has no shape", l.name)))?;
+        bounded_input(&l.name, &ty).map_err(cfg_err)?;
         out.push(ctx.g.add_input(l.name.clone(), ty));
     }
     if out.is_empty() {
@@ -271,4 +273,12 @@ fn apply_layer(
         return run_model(ctx, m, &p, &ins, false);
     }
     layers::lower_layer(ctx, l, &p, call, inputs, kw_inputs)
+}
+
+/// An input of at most 2^31 elements per sample, like every value of the graph.
+fn bounded_input(name: &str, ty: &TensorType) -> Result<(), String> {
+    match ir::elements_per_sample(&ty.shape) {
+        Some(_) => Ok(()),
+        None => Err(format!("input '{name}' of shape {} holds more than 2^31 elements per sample", ty.shape)),
+    }
 }

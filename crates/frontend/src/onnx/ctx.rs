@@ -11,6 +11,8 @@ use std::path::Path;
 /// Most elements any tensor of an imported model may hold per sample (2^31): a larger shape
 /// is taken as hostile, refused before anything that size is allocated.
 pub const MAX_ELEMENTS: usize = 1 << 31;
+/// The largest fill kept as a constant of its size (larger ones are tiled at run time).
+const MAX_FILL_CONSTANT: usize = 1 << 20;
 
 /// The import state: the graph being built, the values in scope, and what went wrong.
 pub struct Ctx<'a> {
@@ -266,10 +268,16 @@ impl<'a> Ctx<'a> {
         let irt = if dtype == DType::Bool { DType::F32 } else { dtype };
         let n = fixed.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS);
         let n = n.ok_or_else(|| format!("a fill of shape {} is too large", show(shape)))?;
-        let t = Tensor::from_f32(&fixed, vec![value as f32; n]).map_err(|e| e.to_string())?.cast(irt);
+        // A large fill is one value tiled when the model runs (bounded by the run's memory check),
+        // not a constant of its size in the file's graph.
+        let tiled = n > MAX_FILL_CONSTANT;
+        let one = vec![1; fixed.len()];
+        let t = Tensor::from_f32(if tiled { &one } else { &fixed }, vec![value as f32; if tiled { 1 } else { n }])
+            .map_err(|e| e.to_string())?
+            .cast(irt);
         let name = self.fresh("fill");
         let c = self.g.add_constant(name, t);
-        let mut out = c;
+        let mut out = if tiled { self.tmp("fill/tile", Op::Tile { repeats: fixed.clone() }, &[c])? } else { c };
         for (pos, s) in shape.iter().enumerate() {
             let S::B(k) = s else { continue };
             if *k != 1.0 {

@@ -95,6 +95,10 @@ pub fn load_onnx_with(
         }
         let given = input_shapes.and_then(|s| s.get(input_names.len()));
         let ty = input_type(vi, given).map_err(|m| ferr(origin, format!("input '{iname}': {m}")))?;
+        if ir::elements_per_sample(&ty.shape).is_none() {
+            let m = format!("input '{iname}' of shape {} holds more than 2^31 elements per sample", ty.shape);
+            return Err(ferr(origin, m));
+        }
         let batch_axis = ty.shape.dims().iter().position(|d| *d == Dim::Batch);
         let is_bool = ty.dtype == DType::Bool;
         let ty = if is_bool { TensorType::new(DType::F32, ty.shape) } else { ty };

@@ -57,12 +57,22 @@ pub(super) fn unary_params(op: &Op, u: &UnaryOp) -> Result<(), IrError> {
     }
 }
 
-/// The elements per sample of a shape (its fixed axes), refused past [`MAX_ELEMENTS_PER_SAMPLE`].
+/// The elements per sample of a shape (the product of its fixed axes), `None` past
+/// [`MAX_ELEMENTS_PER_SAMPLE`]: every value of a graph, its inputs included, stays within it.
+pub fn elements_per_sample(shape: &Shape) -> Option<usize> {
+    shape
+        .0
+        .iter()
+        .filter_map(|d| d.fixed())
+        .try_fold(1usize, |a, d| a.checked_mul(d))
+        .filter(|&n| n <= MAX_ELEMENTS_PER_SAMPLE)
+}
+
+/// An output within [`MAX_ELEMENTS_PER_SAMPLE`] elements per sample.
 pub(super) fn bounded(op: &Op, t: &TensorType) -> Result<(), IrError> {
-    let n = t.shape.0.iter().filter_map(|d| d.fixed()).try_fold(1usize, |a, d| a.checked_mul(d));
-    match n {
-        Some(n) if n <= MAX_ELEMENTS_PER_SAMPLE => Ok(()),
-        _ => err(op, format!("an output of shape {} holds more than 2^31 elements per sample", t.shape)),
+    match elements_per_sample(&t.shape) {
+        Some(_) => Ok(()),
+        None => err(op, format!("an output of shape {} holds more than 2^31 elements per sample", t.shape)),
     }
 }
 

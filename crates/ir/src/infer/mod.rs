@@ -4,7 +4,7 @@ mod checks;
 mod conv;
 mod rnn;
 
-pub use checks::MAX_ELEMENTS_PER_SAMPLE;
+pub use checks::{elements_per_sample, MAX_ELEMENTS_PER_SAMPLE};
 
 use crate::{DType, Dim, Epilogue, ExprNode, IrError, Op, Shape, TensorType};
 use checks::{add, arity, bounded, check_axes, err, float_only, mul, per_channel, positive, unary_params};

@@ -15,6 +15,19 @@ fn kw_tensor(lc: &LayerCall, k: &str) -> Option<ValueId> {
     lc.kw_inputs.iter().find(|(n, _)| n == k).map(|(_, v)| *v)
 }
 
+/// The most query × key positions of a mask built when the model loads (1 GiB of float32).
+const MAX_MASK_POSITIONS: usize = 1 << 28;
+
+/// Checks that a `(T, S)` mask of `t` queries over `s` keys can be built when the model loads.
+fn positions(ctx: &Ctx, lc: &LayerCall, t: usize, s: usize) -> Result<usize, FrontendError> {
+    t.checked_mul(s).filter(|&n| n <= MAX_MASK_POSITIONS).ok_or_else(|| {
+        ctx.err(
+            lc,
+            format!("an attention mask of {t} queries over {s} keys is more than the 2^28 positions kerasc builds"),
+        )
+    })
+}
+
 /// Additive causal mask `(T, S)`: 0 where key j ≤ query i (aligned to the end), -1e9 elsewhere.
 fn causal_mask(t: usize, s: usize) -> Tensor {
     let mut m = vec![0f32; t * s];
@@ -50,6 +63,7 @@ fn masked_softmax(
     match attention_mask {
         None if causal => {
             let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
+            positions(ctx, lc, t, s)?;
             let m = ctx.konst(lc, "causal_mask", causal_mask(t, s));
             scores = ctx.binary(lc, "mask", BinaryOp::Add, scores, m)?;
         }
@@ -69,6 +83,7 @@ fn masked_softmax(
             }
             if causal {
                 let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
+                positions(ctx, lc, t, s)?;
                 let lower = causal_mask(t, s).to_f32_vec().iter().map(|&v| f32::from(v == 0.0)).collect();
                 let c = ctx.konst(
                     lc,
@@ -159,6 +174,7 @@ pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     if let Some(m) = attention_mask {
         // A (B, T, 1) or (B, 1, S) mask alone: broadcast to (B, T, S).
         let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
+        positions(ctx, lc, t, s)?;
         let d = ctx.dims(m);
         if d[1] != ir::Dim::Fixed(t) || d[2] != ir::Dim::Fixed(s) {
             let ones = ctx.konst(lc, "mask_ones", Tensor::full(&[t, s], 1.0));

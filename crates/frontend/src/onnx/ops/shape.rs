@@ -432,8 +432,8 @@ pub fn expand(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     if fixed.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > crate::onnx::MAX_ELEMENTS) {
         return Err(format!("expanding to {} is too large", show(&out)));
     }
-    let n = ctx.fresh(name);
-    let like = ctx.g.add_constant(n, Tensor::zeros(&fixed).cast(dtype));
+    // A zero fill of the fixed sizes gives the shape (a large one is tiled at run time).
+    let like = ctx.ir(&Val::Splat { value: 0.0, dtype, shape: fixed.iter().map(|&d| S::N(d as f64)).collect() })?;
     let mut y = ctx.tmp(name, Op::BroadcastTo, &[xi, like])?;
     let fill = ctx.ir(&Val::Splat {
         value: 0.0,
