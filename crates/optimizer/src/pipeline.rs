@@ -181,14 +181,16 @@ pub fn rewrite(g: &Graph, options: &OptimizeOptions) -> Result<Rewritten, OptErr
         }
     }
     let ex = extract::extract(eg, &loaded.roots);
-    let graph = convert::rebuild(g, &loaded, eg, &ex.choice)?;
+    // Extraction is greedy: where what it found costs more than the input, keep the input.
+    let graph = if ex.cost <= before { convert::rebuild(g, &loaded, eg, &ex.choice)? } else { g.clone() };
+    let cost_after = ex.cost.min(before);
     let stats = EGraphStats {
         iterations: runner.iterations.len(),
         nodes: eg.total_number_of_nodes(),
         classes: eg.number_of_classes(),
         stop_reason: stop_reason(&runner.stop_reason),
         cost_before: before,
-        cost_after: ex.cost,
+        cost_after,
     };
     Ok((graph, stats, applied))
 }

@@ -469,3 +469,52 @@ fn transposes_of_unit_axes_are_reshapes() {
     let out = optimize_and_check(&g, &only(&["transpose-as-reshape", "reshape-chain", "remove-identity"]), &mut rng);
     assert_eq!(ops(&out), ["neg"]);
 }
+
+#[test]
+fn prelu_after_a_convolution_keeps_one_convolution() {
+    let mut rng = Rng(77);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[8, 8, 4]);
+    let y = conv(&mut g, &mut rng, x, 4, 8, true);
+    let b = g.add_constant("b", rng.tensor(&[8]));
+    let y = g.add("bias", Op::BiasAdd { axis: 3 }, &[y, b]).unwrap();
+    let alpha = g.add_constant("alpha", rng.tensor(&[8, 8, 8]));
+    let pos = g.add("pos", Op::Unary(UnaryOp::Relu), &[y]).unwrap();
+    let nx = g.add("negx", Op::Unary(UnaryOp::Neg), &[y]).unwrap();
+    let rn = g.add("relu_negx", Op::Unary(UnaryOp::Relu), &[nx]).unwrap();
+    let neg = g.add("neg", Op::Binary(BinaryOp::Mul), &[alpha, rn]).unwrap();
+    let z = g.add("prelu", Op::Binary(BinaryOp::Sub), &[pos, neg]).unwrap();
+    g.set_outputs(vec![z]);
+    let out = optimize_and_check(&g, &OptimizeOptions::default(), &mut rng);
+    let convs: Vec<String> = ops(&out).into_iter().filter(|o| o.contains("Conv")).collect();
+    // One convolution, with the bias fused; the PReLU after it is one element-wise kernel.
+    assert_eq!(convs, ["FusedConv2D"], "{}", ir::render::to_text(&out));
+    let e = optimizer::optimize(&g, &OptimizeOptions::default()).unwrap().report.egraph;
+    assert!(e.cost_after < e.cost_before, "{} -> {}", e.cost_before, e.cost_after);
+}
+
+#[test]
+fn prelu_after_a_channels_first_convolution_keeps_one_convolution() {
+    let mut rng = Rng(78);
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[8, 8, 4]);
+    let to_cf = g.add("to_cf", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[x]).unwrap();
+    let w = g.add_constant("w", rng.tensor(&[3, 3, 4, 8]));
+    let a = ir::ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 };
+    let y = g.add("conv", Op::ChannelsFirst(Box::new(Op::Conv(a))), &[to_cf, w]).unwrap();
+    let b = g.add_constant("b", rng.tensor(&[8]));
+    let y = g.add("bias", Op::BiasAdd { axis: 1 }, &[y, b]).unwrap();
+    let alpha = g.add_constant("alpha", rng.tensor(&[8, 1, 1]));
+    let pos = g.add("pos", Op::Unary(UnaryOp::Relu), &[y]).unwrap();
+    let nx = g.add("negx", Op::Unary(UnaryOp::Neg), &[y]).unwrap();
+    let rn = g.add("relu_negx", Op::Unary(UnaryOp::Relu), &[nx]).unwrap();
+    let neg = g.add("neg", Op::Binary(BinaryOp::Mul), &[alpha, rn]).unwrap();
+    let z = g.add("prelu", Op::Binary(BinaryOp::Sub), &[pos, neg]).unwrap();
+    let back = g.add("to_cl", Op::Transpose { perm: vec![0, 2, 3, 1] }, &[z]).unwrap();
+    g.set_outputs(vec![back]);
+    let out = optimize_and_check(&g, &OptimizeOptions::default(), &mut rng);
+    let opt = optimizer::optimize(&g, &OptimizeOptions::default()).unwrap();
+    let convs = out.nodes().iter().filter(|n| n.op.name().contains("Conv")).count();
+    assert_eq!(convs, 1, "{}", ir::render::to_text(&out));
+    assert!(opt.report.egraph.cost_after <= opt.report.egraph.cost_before);
+}

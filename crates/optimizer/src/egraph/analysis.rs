@@ -23,6 +23,9 @@ pub struct TensorAnalysis {
     pub weights: Vec<Tensor>,
     weight_keys: HashMap<String, u32>,
     pub inputs: Vec<TensorType>,
+    /// The classes of the input graph's values that are read more than once or are outputs
+    /// (possibly non-canonical): fusing an epilogue into one of them would compute it twice.
+    pub shared: Vec<egg::Id>,
 }
 
 impl TensorAnalysis {

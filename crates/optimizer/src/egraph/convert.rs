@@ -63,6 +63,12 @@ pub fn load(g: &Graph) -> Result<Loaded, OptError> {
         .iter()
         .map(|v| class_of.get(v).copied().ok_or_else(|| OptError::Graph("graph output undefined".into())))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut uses: HashMap<ValueId, usize> = HashMap::new();
+    for v in g.nodes().iter().flat_map(|n| n.inputs.iter()).chain(g.outputs()) {
+        *uses.entry(*v).or_default() += 1;
+    }
+    eg.analysis.shared = uses.iter().filter(|(_, &n)| n > 1).filter_map(|(v, _)| class_of.get(v).copied()).collect();
+    eg.analysis.shared.extend(&roots);
     eg.rebuild();
     Ok(Loaded { egraph: eg, roots, names, weight_names })
 }

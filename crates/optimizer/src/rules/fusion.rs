@@ -1,7 +1,7 @@
 //! Conv / MatMul fusion: a bias, an activation, a residual add and a second activation become
 //! the epilogue of one fused op.
 
-use super::rule::{ops_in, ty, Build, FnRule};
+use super::rule::{ops_in, single_consumer, ty, Build, FnRule};
 use crate::egraph::TensorEGraph;
 use egg::Id;
 use ir::{BinaryOp, Epilogue, Op, UnaryOp};
@@ -12,9 +12,13 @@ pub const RULES: [FnRule; 3] = [
     FnRule { name: "fuse-linear-residual", find: fuse_residual },
 ];
 
-/// A Conv, MatMul or already-fused op in `id`, as (fused op with `epilogue`, operands).
+/// A Conv, MatMul or already-fused op in `id`, as (fused op with `epilogue`, operands); none
+/// when the value of `id` is read elsewhere too (fusing would compute the op twice).
 fn fusable(eg: &TensorEGraph, id: Id) -> Vec<(Op, Epilogue, Vec<Id>)> {
     let mut out = Vec::new();
+    if !single_consumer(eg, id) {
+        return out;
+    }
     for (op, c) in ops_in(eg, id) {
         let item = match op {
             Op::Conv(a) => {

@@ -60,11 +60,21 @@ impl Applier<TensorLang, TensorAnalysis> for FnRule {
             return Vec::new();
         }
         let want = eg[eclass].data.tys.clone();
+        let shared = !single_consumer(eg, eclass);
         let mut changed = Vec::new();
         for b in (self.find)(eg, eclass) {
             if let Some(id) = add_build(eg, &b) {
                 if eg[id].data.tys == want && eg.union(eclass, id) {
                     changed.push(id);
+                }
+                // A shared value rebuilt as a layout change of another (a transpose pushed
+                // through it): that other value is read as often.
+                if let (true, Build::Op(Op::Transpose { .. } | Op::Reshape { .. }, inner)) = (shared, &b) {
+                    if let Some(c) = inner.first().and_then(|c| add_build(eg, c)) {
+                        if single_consumer(eg, c) {
+                            eg.analysis.shared.push(c);
+                        }
+                    }
                 }
             }
         }
@@ -150,4 +160,11 @@ pub(crate) fn bin(op: ir::BinaryOp, a: Build, b: Build) -> Build {
 /// Whether the class holds a weight whose every element equals `x`.
 pub(crate) fn is_splat(eg: &TensorEGraph, id: Id, x: f32) -> bool {
     weight_in(eg, id).and_then(|t| t.as_f32()).is_some_and(|v| !v.is_empty() && v.iter().all(|&e| e == x))
+}
+
+/// Whether the value of class `id` is read by one consumer only: in the input graph it was not
+/// read twice nor an output. Fusing it into that consumer then computes it once, not twice.
+pub fn single_consumer(eg: &TensorEGraph, id: Id) -> bool {
+    let id = eg.find(id);
+    !eg.analysis.shared.iter().any(|&s| eg.find(s) == id)
 }
