@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads for the kernels (default: KERASC_NUM_THREADS, else every core)
+    #[arg(long, global = true, value_parser = parse_positive)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -149,10 +152,21 @@ enum Emit {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli) {
+    if let Err(e) = set_threads(cli.threads).and_then(|()| run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Sizes the kernels' thread pool: `--threads`, else `KERASC_NUM_THREADS`, else every core.
+fn set_threads(flag: Option<usize>) -> Result<()> {
+    let n = match (flag, std::env::var("KERASC_NUM_THREADS")) {
+        (Some(n), _) => n,
+        (None, Ok(v)) => parse_positive(&v).map_err(|e| anyhow::anyhow!("KERASC_NUM_THREADS='{v}': {e}"))?,
+        (None, Err(_)) => return Ok(()),
+    };
+    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the number of threads")?;
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {

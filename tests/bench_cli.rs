@@ -183,3 +183,40 @@ fn compile_for_cuda_writes_every_kernel() {
     let bad = kerasc(&["compile", &model("mlp.keras"), "--target", "cuda"]);
     assert_eq!(bad.status.code(), Some(1));
 }
+
+#[test]
+fn threads_are_set_by_flag_or_environment_and_do_not_change_results() {
+    let dir = models_dir();
+    let (m, x) = (dir.join("cnn_mnist.keras"), dir.join("cnn_mnist.input.npy"));
+    let out = common::tmpdir("threads");
+    let mut results = Vec::new();
+    for (flag, env) in [(None, None), (Some("1"), None), (Some("2"), None), (None, Some("1"))] {
+        let y = out.join(format!("y{}.npy", results.len()));
+        let mut args = vec!["run", m.to_str().unwrap(), "--input", x.to_str().unwrap(), "-o", y.to_str().unwrap()];
+        if let Some(n) = flag {
+            args.extend(["--threads", n]);
+        }
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kerasc"));
+        cmd.args(&args);
+        if let Some(n) = env {
+            cmd.env("KERASC_NUM_THREADS", n);
+        }
+        let r = cmd.output().unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        results.push(std::fs::read(&y).unwrap());
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "outputs differ with the thread count");
+    for (args, env) in [(vec!["--threads", "0", "devices"], None), (vec!["devices"], Some("many"))] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kerasc"));
+        cmd.args(&args);
+        if let Some(v) = env {
+            cmd.env("KERASC_NUM_THREADS", v);
+        }
+        let r = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            !r.status.success() && (err.contains("must be at least 1") || err.contains("KERASC_NUM_THREADS")),
+            "{err}"
+        );
+    }
+}

@@ -56,7 +56,8 @@ pub fn layer_norm(op: &Op, inputs: &[&Tensor], axes: &[usize], eps: f32) -> Resu
     tensor(shape, out)
 }
 
-/// Group normalization: statistics per sample and channel group over all other axes.
+/// Group normalization: statistics per sample and channel group over all other axes, in
+/// linear passes over each sample laid out as (outer, channels, inner).
 pub fn group_norm(op: &Op, inputs: &[&Tensor], groups: usize, axis: usize, eps: f32) -> Result<Tensor, KernelError> {
     let x = inputs[0];
     let xs = f32s(op, x)?;
@@ -64,27 +65,43 @@ pub fn group_norm(op: &Op, inputs: &[&Tensor], groups: usize, axis: usize, eps: 
     let beta = f32s(op, inputs[2])?;
     let shape = x.shape();
     let c = shape[axis];
-    let cg = c / groups.max(1);
-    let st = strides(shape);
+    let groups = groups.max(1);
+    let cg = c / groups;
+    let inner: usize = shape[axis + 1..].iter().product();
     let per_sample: usize = shape[1..].iter().product();
     let mut out = vec![0f32; xs.len()];
-    if per_sample == 0 || cg == 0 {
+    if per_sample == 0 || cg == 0 || gamma.len() < c || beta.len() < c {
         return tensor(shape, out);
     }
-    for (src, dst) in xs.chunks(per_sample).zip(out.chunks_mut(per_sample)) {
-        let chan = |i: usize| (i / st[axis]) % c;
-        for g in 0..groups {
-            let members = (0..per_sample).filter(|&i| chan(i) / cg == g);
-            let cnt = members.clone().count().max(1) as f32;
-            let mean = members.clone().map(|i| src[i]).sum::<f32>() / cnt;
-            let var = members.clone().map(|i| (src[i] - mean).powi(2)).sum::<f32>() / cnt;
-            let inv = 1.0 / (var + eps).sqrt();
-            for i in members {
-                let ch = chan(i);
-                dst[i] = ((src[i] - mean) * inv) * gamma[ch] + beta[ch];
+    let outer = per_sample / (c * inner);
+    let group_of = |ch: usize| (ch / cg).min(groups - 1);
+    let count = (per_sample / groups) as f64;
+    let each = |f: &mut dyn FnMut(usize, usize)| {
+        for o in 0..outer {
+            for ch in 0..c {
+                let base = (o * c + ch) * inner;
+                for i in base..base + inner {
+                    f(i, ch);
+                }
             }
         }
-    }
+    };
+    rows_par(&mut out, per_sample, |n, dst| {
+        let src = &xs[n * per_sample..(n + 1) * per_sample];
+        let mut sum = vec![0f64; groups];
+        each(&mut |i, ch| sum[group_of(ch)] += f64::from(src[i]));
+        let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
+        let mut sq = vec![0f64; groups];
+        each(&mut |i, ch| {
+            let d = src[i] - mean[group_of(ch)];
+            sq[group_of(ch)] += f64::from(d * d);
+        });
+        let inv: Vec<f32> = sq.iter().map(|v| 1.0 / ((v / count) as f32 + eps).sqrt()).collect();
+        each(&mut |i, ch| {
+            let g = group_of(ch);
+            dst[i] = ((src[i] - mean[g]) * inv[g]) * gamma[ch] + beta[ch];
+        });
+    });
     tensor(shape, out)
 }
 
@@ -144,6 +161,35 @@ mod tests {
             let m: f32 = row.iter().sum::<f32>() / 4.0;
             let v: f32 = row.iter().map(|a| (a - m) * (a - m)).sum::<f32>() / 4.0;
             assert!(m.abs() < 1e-6 && (v - 1.0).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn group_norm_matches_the_definition_on_either_channel_axis() {
+        let data: Vec<f32> = (0..2 * 4 * 3 * 2).map(|i| (i as f32 * 0.37).cos() * 3.0).collect();
+        let x = Tensor::from_f32(&[2, 4, 3, 2], data.clone()).unwrap();
+        let g = Tensor::from_f32(&[4], vec![1.0, 2.0, 0.5, -1.0]).unwrap();
+        let b = Tensor::from_f32(&[4], vec![0.0, 1.0, 0.0, -1.0]).unwrap();
+        for axis in [1, 3] {
+            let c = x.shape()[axis];
+            let op = Op::GroupNorm { groups: 2, axis, epsilon: 1e-3 };
+            let y = group_norm(&op, &[&x, &g, &b], 2, axis, 1e-3).unwrap().to_f64_vec();
+            // The definition: per sample, the elements of each channel group, by index.
+            let st = strides(x.shape());
+            let (gv, bv) = (g.to_f64_vec(), b.to_f64_vec());
+            for n in 0..2 {
+                let idx: Vec<usize> = (n * 24..(n + 1) * 24).collect();
+                let chan = |i: usize| (i / st[axis]) % c;
+                for grp in 0..2 {
+                    let m: Vec<usize> = idx.iter().copied().filter(|&i| chan(i) / (c / 2) == grp).collect();
+                    let mean = m.iter().map(|&i| f64::from(data[i])).sum::<f64>() / m.len() as f64;
+                    let var = m.iter().map(|&i| (f64::from(data[i]) - mean).powi(2)).sum::<f64>() / m.len() as f64;
+                    for &i in &m {
+                        let want = (f64::from(data[i]) - mean) / (var + 1e-3).sqrt() * gv[chan(i)] + bv[chan(i)];
+                        assert!((y[i] - want).abs() < 1e-4, "axis {axis} index {i}: {} vs {want}", y[i]);
+                    }
+                }
+            }
         }
     }
 

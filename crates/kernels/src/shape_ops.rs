@@ -115,6 +115,16 @@ pub fn pad(
 /// numpy-style slicing.
 pub fn slice(x: &Tensor, axes: &[usize], starts: &[i64], ends: &[i64], steps: &[i64], out_shape: &[usize]) -> Tensor {
     let sh = x.shape().to_vec();
+    if let (Some(data), true) = (x.as_f32(), steps.iter().all(|&s| s == 1) && out_shape.len() == sh.len()) {
+        // A box (every step 1): copy its contiguous rows.
+        let mut first = vec![0usize; sh.len()];
+        for (k, &a) in axes.iter().enumerate() {
+            first[a] = ir::slice_bounds(sh[a], starts[k], ends[k], steps[k]).0.max(0) as usize;
+        }
+        if let Some(out) = copy_box(data, &sh, &first, out_shape) {
+            return Tensor::from_f32(out_shape, out).unwrap_or_else(|_| Tensor::zeros(out_shape));
+        }
+    }
     remap(x, out_shape, |ax, i| match axes.iter().position(|&a| a == ax) {
         None => Some(i),
         Some(k) => {
@@ -122,6 +132,41 @@ pub fn slice(x: &Tensor, axes: &[usize], starts: &[i64], ends: &[i64], steps: &[
             Some((s + i as i64 * steps[k]) as usize)
         }
     })
+}
+
+/// The box of `out_shape` starting at `first` in a row-major `shape`, copied row by row (a row
+/// runs from the last axis the box does not span whole); `None` if the box leaves the tensor.
+fn copy_box(data: &[f32], shape: &[usize], first: &[usize], out_shape: &[usize]) -> Option<Vec<f32>> {
+    let r = shape.len();
+    if (0..r).any(|a| first[a] + out_shape[a] > shape[a]) {
+        return None;
+    }
+    let st = strides(shape);
+    let k = (0..r).rev().find(|&a| out_shape[a] != shape[a]).unwrap_or(0);
+    let row: usize = out_shape[k..].iter().product();
+    let n: usize = out_shape.iter().product();
+    let mut out = Vec::with_capacity(n);
+    if row == 0 || n == 0 {
+        return Some(out);
+    }
+    let base: usize = (0..r).map(|a| first[a] * st[a]).sum();
+    let mut idx = vec![0usize; k];
+    loop {
+        let off = base + idx.iter().enumerate().map(|(a, &i)| i * st[a]).sum::<usize>();
+        out.extend_from_slice(data.get(off..off + row)?);
+        let mut a = k;
+        loop {
+            if a == 0 {
+                return Some(out);
+            }
+            a -= 1;
+            idx[a] += 1;
+            if idx[a] < out_shape[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
 }
 
 /// Repeats each element along `axis`.
@@ -298,6 +343,38 @@ mod tests {
 
     fn t(shape: &[usize]) -> Tensor {
         Tensor::from_f32(shape, (0..shape.iter().product::<usize>()).map(|v| v as f32).collect()).unwrap()
+    }
+
+    #[test]
+    fn box_slices_copy_rows_like_the_index_definition() {
+        let x = t(&[2, 5, 4, 3]);
+        let st = strides(x.shape());
+        // (axes, starts, ends): crops, a negative start, an end past the size, whole axes.
+        let cases: [(&[usize], &[i64], &[i64]); 5] = [
+            (&[1, 2], &[1, 1], &[4, 3]),
+            (&[2], &[-2], &[i64::MAX]),
+            (&[0, 3], &[1, 0], &[2, 2]),
+            (&[1], &[0], &[5]),
+            (&[3], &[1], &[2]),
+        ];
+        for (axes, starts, ends) in cases {
+            let steps = vec![1; axes.len()];
+            let mut first = [0usize; 4];
+            let mut out_shape = x.shape().to_vec();
+            for (k, &a) in axes.iter().enumerate() {
+                let (s, e) = ir::slice_bounds(x.shape()[a], starts[k], ends[k], 1);
+                first[a] = s as usize;
+                out_shape[a] = (e - s).max(0) as usize;
+            }
+            let y = slice(&x, axes, starts, ends, &steps, &out_shape);
+            assert_eq!(y.shape(), &out_shape[..]);
+            let got = y.as_f32().unwrap();
+            let ost = strides(&out_shape);
+            for (j, &v) in got.iter().enumerate() {
+                let src: usize = (0..4).map(|a| (j / ost[a] % out_shape[a] + first[a]) * st[a]).sum();
+                assert_eq!(v, src as f32, "{axes:?} {starts:?} {ends:?} at {j}");
+            }
+        }
     }
 
     #[test]
