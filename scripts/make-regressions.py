@@ -140,6 +140,14 @@ EXTRA = [
     # (capacity overflow); inputs are now bounded like every value, and so are masks.
     {"file": "fuzz_keras_attention_huge_sequence.keras", "command": "inspect",
      "expect": ["input 'x'", "2147483647", "2^31 elements per sample"]},
+    # Unsqueeze with an axis named twice: inserting a 1 at each sorted axis went past the end.
+    {"file": "fuzz_onnx_unsqueeze_repeated_axes.onnx", "command": "inspect",
+     "expect": ["Unsqueeze", "name axis 0 twice"]},
+    # An LSTM whose input the mutator made a scalar: its steps axis was read before its rank.
+    {"file": "fuzz_onnx_lstm_scalar_input.onnx", "command": "inspect",
+     "expect": ["LSTM", "must be [steps, batch, features], not rank 0"]},
+    # A constant-folded Slice of a scalar with default axes: axis 0 of rank 0.
+    {"file": "fuzz_onnx_slice_scalar.onnx", "command": "inspect", "expect": ["Slice", "1 slice starts for rank 0"]},
 ]
 for e in EXTRA:
     assert os.path.exists(f"{OUT}/{e['file']}"), e["file"]

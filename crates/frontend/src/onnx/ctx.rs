@@ -334,6 +334,18 @@ impl<'a> Ctx<'a> {
         }
         Ok(n as usize)
     }
+
+    /// Normalizes a list of axes for rank `r`, each in range and none repeated (ONNX's rule for
+    /// Squeeze, Unsqueeze, Slice, Pad and Transpose's perm).
+    pub fn axes(&self, list: &[i64], r: usize) -> Result<Vec<usize>, String> {
+        let ax: Vec<usize> = list.iter().map(|&a| self.axis(a, r)).collect::<Result<_, _>>()?;
+        for (i, a) in ax.iter().enumerate() {
+            if ax[..i].contains(a) {
+                return Err(format!("axes {list:?} name axis {a} twice (rank {r})"));
+            }
+        }
+        Ok(ax)
+    }
 }
 
 /// Attribute accessors.

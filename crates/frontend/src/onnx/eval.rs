@@ -216,7 +216,7 @@ pub fn fold(ctx: &Ctx, node: &NodeProto) -> Option<Lowered> {
                 let mut shape = x.shape.clone();
                 if op == "Unsqueeze" {
                     let r = shape.len() + axes.len();
-                    let mut ax: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, r)).collect::<Result<_, _>>()?;
+                    let mut ax: Vec<usize> = ctx.axes(&axes, r)?;
                     ax.sort_unstable();
                     for a in ax {
                         shape.insert(a, 1);
@@ -225,7 +225,7 @@ pub fn fold(ctx: &Ctx, node: &NodeProto) -> Option<Lowered> {
                     shape.retain(|&d| d != 1);
                 } else {
                     let r = shape.len();
-                    let ax: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, r)).collect::<Result<_, _>>()?;
+                    let ax: Vec<usize> = ctx.axes(&axes, r)?;
                     shape = shape.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, &d)| d).collect();
                 }
                 KVal::new(x.dtype, shape, x.data.clone())
@@ -291,8 +291,9 @@ pub fn fold(ctx: &Ctx, node: &NodeProto) -> Option<Lowered> {
                 let ends = get(2)?.ok_or("no ends")?;
                 let r = x.shape.len();
                 let axes: Vec<usize> = match get(3)? {
-                    Some(a) => a.iter().map(|&v| ctx.axis(v, r)).collect::<Result<_, _>>()?,
-                    None => (0..starts.len()).collect(),
+                    Some(a) => ctx.axes(&a.iter().map(|&v| v as i64).collect::<Vec<_>>(), r)?,
+                    None if starts.len() <= r => (0..starts.len()).collect(),
+                    None => return Err(format!("{} slice starts for rank {r}", starts.len())),
                 };
                 let steps = get(4)?.unwrap_or_else(|| vec![1; starts.len()]);
                 if axes.len() > starts.len() {

@@ -79,7 +79,9 @@ pub fn gemm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
 
 /// Fixed spatial sizes of a channels-first input.
 fn spatial(ctx: &Ctx, x: &Val) -> Result<Vec<usize>, String> {
-    ctx.shape_of(x)[2..]
+    let s = ctx.shape_of(x);
+    s.get(2..)
+        .ok_or_else(|| format!("a channels-first input of rank {} (needs batch, channels and space)", s.len()))?
         .iter()
         .map(|s| match s {
             S::N(n) => Ok(*n as usize),

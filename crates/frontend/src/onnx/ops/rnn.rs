@@ -60,6 +60,9 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         return Err("clip and input_forget are not supported".into());
     }
     let x = ctx.req(node, 0)?;
+    if ctx.rank(&x) != 3 {
+        return Err(format!("the input must be [steps, batch, features], not rank {}", ctx.rank(&x)));
+    }
     let w = ctx.constant(&ctx.req(node, 1)?).ok_or("recurrent weights must be constants")?;
     let r = ctx.constant(&ctx.req(node, 2)?).ok_or("recurrent weights must be constants")?;
     let b = ctx.input(node, 3).map(|v| ctx.constant(&v).ok_or("recurrent biases must be constants")).transpose()?;

@@ -12,7 +12,8 @@ pub fn transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     let r = ctx.rank(&x);
     let perm: Vec<usize> = match attr_ints(node, "perm") {
-        Some(p) => p.iter().map(|&a| ctx.axis(a, r)).collect::<Result<_, _>>()?,
+        Some(p) if p.len() == r => ctx.axes(&p, r)?,
+        Some(p) => return Err(format!("perm {p:?} for rank {r}")),
         None => (0..r).rev().collect(),
     };
     let xi = ctx.ir(&x)?;
@@ -129,7 +130,7 @@ pub fn squeeze(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let mut s = ctx.shape_of(&x);
     if node.op_type.as_deref() == Some("Unsqueeze") {
         let r = s.len() + axes.len();
-        let mut ax: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, r)).collect::<Result<_, _>>()?;
+        let mut ax: Vec<usize> = ctx.axes(&axes, r)?;
         ax.sort_unstable();
         for a in ax {
             s.insert(a, S::N(1.0));
@@ -138,7 +139,7 @@ pub fn squeeze(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         s.retain(|d| *d != S::N(1.0));
     } else {
         let r = s.len();
-        let ax: Vec<usize> = axes.iter().map(|&a| ctx.axis(a, r)).collect::<Result<_, _>>()?;
+        let ax: Vec<usize> = ctx.axes(&axes, r)?;
         for &a in &ax {
             if s[a] != S::N(1.0) {
                 return Err(format!("cannot squeeze axis {a} of size {}", show(&s[a..a + 1])));
@@ -226,8 +227,9 @@ pub fn slice(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         )
     };
     let axes: Vec<usize> = match axes {
-        Some(a) => a.iter().map(|&v| ctx.axis(v, r)).collect::<Result<_, _>>()?,
-        None => (0..starts.len()).collect(),
+        Some(a) => ctx.axes(&a, r)?,
+        None if starts.len() <= r => (0..starts.len()).collect(),
+        None => return Err(format!("{} slice starts for rank {r}", starts.len())),
     };
     let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
     if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() || steps.contains(&0) {
@@ -296,7 +298,7 @@ pub fn pad(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         None => attr_f(node, "value", 0.0),
     };
     let axes: Vec<usize> = match ctx.input(node, 3) {
-        Some(a) => ctx.ints(&a, "pad axes")?.iter().map(|&v| ctx.axis(v, r)).collect::<Result<_, _>>()?,
+        Some(a) => ctx.axes(&ctx.ints(&a, "pad axes")?, r)?,
         None => (0..r).collect(),
     };
     let n = axes.len();
