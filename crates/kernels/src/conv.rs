@@ -8,19 +8,7 @@ use crate::KernelError;
 use ir::{ConvAttrs, ConvTransposeAttrs, Epilogue, Op, Tensor};
 use rayon::prelude::*;
 
-/// A spatial geometry lifted to three axes (leading 1s for 1-D and 2-D).
-#[derive(Clone, Copy, Debug)]
-struct Geo {
-    n: usize,
-    inp: [usize; 3],
-    out: [usize; 3],
-    k: [usize; 3],
-    s: [usize; 3],
-    d: [usize; 3],
-    pad: [usize; 3],
-    c: usize,
-    f: usize,
-}
+use crate::conv_simd::Geo;
 
 impl Geo {
     /// The geometry of a convolution with attributes `a` of an input `x` by a kernel `w`
@@ -42,10 +30,6 @@ impl Geo {
 }
 
 const ROW_CHUNK: usize = 1024;
-/// The direct kernel takes convolutions whose reduction (taps × channels) and filter count are
-/// at most these.
-const DIRECT_MAX_K: usize = 32;
-const DIRECT_MAX_F: usize = 64;
 
 thread_local! {
     /// Each thread's im2col buffer, grown once and reused by every later convolution.
@@ -92,7 +76,7 @@ pub fn conv_into(
         return Ok(());
     }
     if groups > 1 && cg == 1 {
-        depthwise(&g, xs, ws, out, fg, epi);
+        crate::conv_simd::depthwise(crate::simd::isa(), &g, xs, ws, fg, out, epi);
         return Ok(());
     }
     let pointwise = kprod == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0];
@@ -109,8 +93,8 @@ pub fn conv_into(
         });
     }
     let kc = kprod * cg;
-    if groups == 1 && kc <= DIRECT_MAX_K && g.f <= DIRECT_MAX_F {
-        direct(&g, xs, ws, out, epi);
+    if groups == 1 {
+        crate::conv_simd::direct(crate::simd::isa(), &g, xs, ws, out, epi);
         return Ok(());
     }
     out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().try_for_each(|(chunk, dst)| {
@@ -133,89 +117,6 @@ pub fn conv_into(
         }
         Ok(())
     })
-}
-
-/// Direct convolution for a short reduction (few input channels × taps) and few filters, where
-/// im2col + GEMM spends its time copying: one output row at a time, each tap adding
-/// `x · w[tap]` to the valid span of the row, the filters of a pixel accumulated in registers
-/// (the filter count a compile-time constant for the common sizes).
-fn direct(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
-    match g.f {
-        4 => direct_f::<4>(g, x, w, out, epi),
-        8 => direct_f::<8>(g, x, w, out, epi),
-        16 => direct_f::<16>(g, x, w, out, epi),
-        32 => direct_f::<32>(g, x, w, out, epi),
-        _ => direct_f::<0>(g, x, w, out, epi),
-    }
-}
-
-/// The valid output columns `[lo, hi)` of a tap at offset `off` (input column = ox·s + off).
-fn valid_span(ow: usize, s: usize, off: isize, width: usize) -> (usize, usize) {
-    let s = s as isize;
-    let lo = if off >= 0 { 0 } else { ((-off) + s - 1) / s };
-    let hi = if width as isize - off <= 0 { 0 } else { ((width as isize - off + s - 1) / s).min(ow as isize) };
-    (lo as usize, (hi.max(lo)) as usize)
-}
-
-/// [`direct`] with `F` filters (0: any count, not unrolled).
-fn direct_f<const F: usize>(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
-    let [od, oh, ow] = g.out;
-    let f = g.f;
-    let c = g.c;
-    let row_len = ow * f;
-    let per_task = (8192 / (row_len * g.k.iter().product::<usize>() * c).max(1)).max(1);
-    out.par_chunks_mut(row_len).with_min_len(per_task).enumerate().for_each(|(r, dst)| {
-        dst.fill(0.0);
-        let oy = r % oh;
-        let oz = (r / oh) % od;
-        let n = r / (oh * od);
-        for kz in 0..g.k[0] {
-            let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
-            if iz < 0 || iz as usize >= g.inp[0] {
-                continue;
-            }
-            for ky in 0..g.k[1] {
-                let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
-                if iy < 0 || iy as usize >= g.inp[1] {
-                    continue;
-                }
-                let xrow = ((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2];
-                for kx in 0..g.k[2] {
-                    let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
-                    let wt = &w[tap * c * f..(tap + 1) * c * f];
-                    let off = (kx * g.d[2]) as isize - g.pad[2] as isize;
-                    let (lo, hi) = valid_span(ow, g.s[2], off, g.inp[2]);
-                    for ox in lo..hi {
-                        let ix = (ox * g.s[2]) as isize + off;
-                        let xb = (xrow + ix as usize) * c;
-                        let acc = &mut dst[ox * f..(ox + 1) * f];
-                        for ci in 0..c {
-                            let v = x[xb + ci];
-                            let wr = &wt[ci * f..(ci + 1) * f];
-                            if F > 0 {
-                                let acc: &mut [f32; F] = match acc.try_into() {
-                                    Ok(a) => a,
-                                    Err(_) => return,
-                                };
-                                let wr: &[f32; F] = match wr.try_into() {
-                                    Ok(a) => a,
-                                    Err(_) => return,
-                                };
-                                for j in 0..F {
-                                    acc[j] += v * wr[j];
-                                }
-                            } else {
-                                acc.iter_mut().zip(wr).for_each(|(a, &b)| *a += v * b);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(e) = epi {
-            e.apply(dst, r * row_len, f);
-        }
-    });
 }
 
 /// Fills `col[row, (kd, kh, kw, c)]` for output rows `row0..row0+nrows`, channels `c0..c0+cg`.
@@ -256,126 +157,6 @@ fn im2col(g: &Geo, x: &[f32], row0: usize, nrows: usize, c0: usize, cg: usize, c
             }
         }
     }
-}
-
-/// Depthwise convolution one output row at a time: for each kernel tap, the valid span of the
-/// row is one contiguous multiply-add against the tap's weights tiled across the row (unit
-/// width stride), or one multiply-add of channel vectors per output column (other strides).
-fn depthwise_rows(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
-    let [od, oh, ow] = g.out;
-    let c = g.c;
-    let row_len = ow * c;
-    let taps = g.k.iter().product::<usize>();
-    if row_len == 0 {
-        return;
-    }
-    let tiled: Vec<f32> =
-        if g.s[2] == 1 { (0..taps).flat_map(|t| w[t * c..(t + 1) * c].repeat(ow)).collect() } else { Vec::new() };
-    let per_task = (16384 / (row_len * taps).max(1)).max(1);
-    out.par_chunks_mut(row_len).with_min_len(per_task).enumerate().for_each(|(r, dst)| {
-        dst.fill(0.0);
-        let oy = r % oh;
-        let oz = (r / oh) % od;
-        let n = r / (oh * od);
-        for kz in 0..g.k[0] {
-            let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
-            if iz < 0 || iz as usize >= g.inp[0] {
-                continue;
-            }
-            for ky in 0..g.k[1] {
-                let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
-                if iy < 0 || iy as usize >= g.inp[1] {
-                    continue;
-                }
-                let xrow = ((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2] * c;
-                for kx in 0..g.k[2] {
-                    // Output columns whose input column `ox·s + kx·d − pad` lies inside the row.
-                    let shift = (kx * g.d[2]) as isize - g.pad[2] as isize;
-                    let sx = g.s[2] as isize;
-                    let lo = ((-shift + sx - 1).div_euclid(sx)).clamp(0, ow as isize) as usize;
-                    let hi = ((g.inp[2] as isize - shift + sx - 1).div_euclid(sx)).clamp(0, ow as isize) as usize;
-                    if lo >= hi {
-                        continue;
-                    }
-                    let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
-                    if sx == 1 {
-                        // Unit stride: the whole span is one contiguous multiply-add.
-                        let xs = (xrow as isize + (lo as isize + shift) * c as isize) as usize;
-                        let src = &x[xs..xs + (hi - lo) * c];
-                        let wt = &tiled[tap * row_len + lo * c..tap * row_len + hi * c];
-                        for ((d, &xv), &wv) in dst[lo * c..hi * c].iter_mut().zip(src).zip(wt) {
-                            *d += xv * wv;
-                        }
-                    } else {
-                        let wt = &w[tap * c..(tap + 1) * c];
-                        for ox in lo..hi {
-                            let xs = (xrow as isize + (ox as isize * sx + shift) * c as isize) as usize;
-                            for ((d, &xv), &wv) in dst[ox * c..(ox + 1) * c].iter_mut().zip(&x[xs..xs + c]).zip(wt) {
-                                *d += xv * wv;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(e) = epi {
-            e.apply(dst, r * row_len, c);
-        }
-    });
-}
-
-/// Depthwise convolution (one input channel per group, `dm` outputs per channel).
-fn depthwise(g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], dm: usize, epi: Option<&EpilogueArgs>) {
-    if dm == 1 {
-        depthwise_rows(g, x, w, out, epi);
-        return;
-    }
-    let [od, oh, ow] = g.out;
-    let f = g.f;
-    let per_task = (8192 / (f * g.k.iter().product::<usize>()).max(1)).max(1);
-    out.par_chunks_mut(f).with_min_len(per_task).enumerate().for_each(|(row, dst)| {
-        dst.fill(0.0);
-        let ox = row % ow;
-        let oy = (row / ow) % oh;
-        let oz = (row / (ow * oh)) % od;
-        let n = row / (ow * oh * od);
-        for kz in 0..g.k[0] {
-            let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
-            if iz < 0 || iz as usize >= g.inp[0] {
-                continue;
-            }
-            for ky in 0..g.k[1] {
-                let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
-                if iy < 0 || iy as usize >= g.inp[1] {
-                    continue;
-                }
-                for kx in 0..g.k[2] {
-                    let ix = (ox * g.s[2] + kx * g.d[2]) as isize - g.pad[2] as isize;
-                    if ix < 0 || ix as usize >= g.inp[2] {
-                        continue;
-                    }
-                    let xb = (((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2] + ix as usize) * g.c;
-                    let wb = ((kz * g.k[1] + ky) * g.k[2] + kx) * f;
-                    let xv = &x[xb..xb + g.c];
-                    let wv = &w[wb..wb + f];
-                    if dm == 1 {
-                        for ((d, &xi), &wi) in dst.iter_mut().zip(xv).zip(wv) {
-                            *d += xi * wi;
-                        }
-                    } else {
-                        for (c, &xi) in xv.iter().enumerate() {
-                            for m in 0..dm {
-                                dst[c * dm + m] += xi * wv[c * dm + m];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(e) = epi {
-            e.apply(dst, row * f, f);
-        }
-    });
 }
 
 /// Transposed convolution: `X · Wᵀ` per kernel tap through one GEMM, then a scatter-add.

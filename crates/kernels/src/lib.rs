@@ -9,6 +9,7 @@
 
 pub mod arena;
 mod conv;
+mod conv_simd;
 mod elementwise;
 mod error;
 pub mod fused;
@@ -20,6 +21,7 @@ mod reduce;
 mod rnn;
 mod scalar;
 mod shape_ops;
+pub mod simd;
 mod util;
 
 pub use error::KernelError;

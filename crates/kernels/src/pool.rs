@@ -1,9 +1,8 @@
 //! Max and average pooling over 1-3 spatial axes, and the pooling gradient.
 
-use crate::util::{f32s, lift, tensor};
+use crate::util::{f32s, for_rows, lift, tensor};
 use crate::KernelError;
 use ir::{Op, PoolAttrs, PoolKind, Tensor};
-use rayon::prelude::*;
 
 /// Max or average pooling; padded cells are skipped (max) or excluded from the count (avg).
 pub fn pool(op: &Op, a: &PoolAttrs, x: &Tensor, out_shape: &[usize]) -> Result<Tensor, KernelError> {
@@ -33,47 +32,79 @@ pub fn pool_into(
     if c == 0 {
         return Ok(());
     }
-    // Enough output pixels per task that scheduling does not dominate.
-    let per_task = (8192 / (c * k.iter().product::<usize>()).max(1)).max(1);
-    res.par_chunks_mut(c).with_min_len(per_task).enumerate().for_each(|(row, dst)| {
-        let ox = row % out[2];
-        let oy = (row / out[2]) % out[1];
-        let oz = (row / (out[2] * out[1])) % out[0];
-        let n = row / (out[2] * out[1] * out[0]);
-        let init = if a.kind == PoolKind::Max { f32::NEG_INFINITY } else { 0.0 };
-        dst.iter_mut().for_each(|v| *v = init);
-        let mut count = 0usize;
-        for kz in 0..k[0] {
-            let iz = (oz * s[0] + kz) as isize - pad[0] as isize;
-            if iz < 0 || iz as usize >= inp[0] {
-                continue;
-            }
-            for ky in 0..k[1] {
-                let iy = (oy * s[1] + ky) as isize - pad[1] as isize;
-                if iy < 0 || iy as usize >= inp[1] {
-                    continue;
-                }
-                for kx in 0..k[2] {
-                    let ix = (ox * s[2] + kx) as isize - pad[2] as isize;
-                    if ix < 0 || ix as usize >= inp[2] {
-                        continue;
-                    }
-                    count += 1;
-                    let b = (((n * inp[0] + iz as usize) * inp[1] + iy as usize) * inp[2] + ix as usize) * c;
-                    let src = &xs[b..b + c];
-                    match a.kind {
-                        PoolKind::Max => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = d.max(v)),
-                        PoolKind::Avg => dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v),
-                    }
-                }
-            }
-        }
-        if a.kind == PoolKind::Avg && count > 0 {
-            let inv = 1.0 / count as f32;
-            dst.iter_mut().for_each(|d| *d *= inv);
-        }
-    });
+    let g = PoolGeo { inp, out, k, s, pad, c, max: a.kind == PoolKind::Max };
+    let row_len = out[2] * c;
+    let per_task = (1 << 15) / (row_len * k.iter().product::<usize>()).max(1);
+    let isa = crate::simd::isa_for_width(crate::simd::isa(), c);
+    for_rows(res, row_len, per_task.max(1), |r, dst| crate::simd::dispatch(isa, PoolRow { g: &g, x: xs, r, dst }));
     Ok(())
+}
+
+/// A pooling's geometry lifted to three spatial axes.
+struct PoolGeo {
+    inp: [usize; 3],
+    out: [usize; 3],
+    k: [usize; 3],
+    s: [usize; 3],
+    pad: [usize; 3],
+    c: usize,
+    max: bool,
+}
+
+/// The window's cells along one axis inside the input: `[lo, hi)` of the taps of output `o`.
+#[inline(always)]
+fn taps_inside(o: usize, s: usize, pad: usize, k: usize, n: usize) -> (usize, usize) {
+    let start = (o * s) as isize - pad as isize;
+    let lo = (-start).clamp(0, k as isize) as usize;
+    let hi = (n as isize - start).clamp(0, k as isize) as usize;
+    (lo, hi.max(lo))
+}
+
+/// One output row `(n, z, y)` of a pooling: each pixel's channels in vectors, over the cells
+/// of its window inside the input (ranges computed once per axis, no per-cell checks).
+struct PoolRow<'a> {
+    g: &'a PoolGeo,
+    x: &'a [f32],
+    r: usize,
+    dst: &'a mut [f32],
+}
+
+impl crate::simd::Kernel for PoolRow<'_> {
+    #[inline(always)]
+    fn run<S: crate::simd::Simd>(self) {
+        let g = self.g;
+        let [od, oh, ow] = g.out;
+        let (n, oz, oy) = (self.r / (oh * od), (self.r / oh) % od, self.r % oh);
+        let (z0, z1) = taps_inside(oz, g.s[0], g.pad[0], g.k[0], g.inp[0]);
+        let (y0, y1) = taps_inside(oy, g.s[1], g.pad[1], g.k[1], g.inp[1]);
+        let c = g.c;
+        for ox in 0..ow {
+            let (x0, x1) = taps_inside(ox, g.s[2], g.pad[2], g.k[2], g.inp[2]);
+            let count = (z1 - z0) * (y1 - y0) * (x1 - x0);
+            let ix0 = (ox * g.s[2] + x0) - g.pad[2];
+            let mut cb = 0;
+            while cb < c {
+                let nl = S::L.min(c - cb);
+                let mut acc = if g.max { S::splat(f32::NEG_INFINITY) } else { S::zero() };
+                for kz in z0..z1 {
+                    let iz = oz * g.s[0] + kz - g.pad[0];
+                    for ky in y0..y1 {
+                        let iy = oy * g.s[1] + ky - g.pad[1];
+                        let base = (((n * g.inp[0] + iz) * g.inp[1] + iy) * g.inp[2] + ix0) * c + cb;
+                        for t in 0..x1 - x0 {
+                            let v = S::load_part(&self.x[base + t * c..], nl);
+                            acc = if g.max { S::max(acc, v) } else { S::add(acc, v) };
+                        }
+                    }
+                }
+                if !g.max && count > 0 {
+                    acc = S::mul(acc, S::splat(1.0 / count as f32));
+                }
+                S::store_part(acc, &mut self.dst[ox * c + cb..], nl);
+                cb += S::L;
+            }
+        }
+    }
 }
 
 /// The gradient of pooling with respect to its input: to the first maximum, or spread over
@@ -157,5 +188,59 @@ mod tests {
         let m = PoolAttrs { kind: PoolKind::Max, ..a };
         let y = pool(&Op::Pool(m.clone()), &m, &x, &[1, 2, 2, 1]).unwrap();
         assert_eq!(y.as_f32().unwrap(), &[5.0, 6.0, 8.0, 9.0]);
+    }
+
+    /// Every instruction set against the cell-by-cell definition, on windows with padding on
+    /// every side, strides, channel counts below, at and past a vector, and NaN inputs (skipped
+    /// by max as `f32::max` does).
+    #[test]
+    fn pool_rows_match_the_definition_on_every_instruction_set() {
+        for (c, k, st, pad) in [(3usize, 3usize, 1usize, 1usize), (16, 2, 2, 0), (20, 3, 2, 1), (33, 2, 1, 1)] {
+            let (h, w) = (7usize, 9usize);
+            let xs: Vec<f32> = (0..2 * h * w * c)
+                .map(|i| if i % 37 == 5 { f32::NAN } else { ((i * 7919) % 101) as f32 - 50.0 })
+                .collect();
+            let (oh, ow) = ((h + 2 * pad - k) / st + 1, (w + 2 * pad - k) / st + 1);
+            for max in [true, false] {
+                let g = PoolGeo {
+                    inp: [1, h, w],
+                    out: [1, oh, ow],
+                    k: [1, k, k],
+                    s: [1, st, st],
+                    pad: [0, pad, pad],
+                    c,
+                    max,
+                };
+                let mut want = vec![0f32; 2 * oh * ow * c];
+                for (i, v) in want.iter_mut().enumerate() {
+                    let (ch, ox, oy, n) = (i % c, (i / c) % ow, (i / (c * ow)) % oh, i / (c * ow * oh));
+                    let mut cells = Vec::new();
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (iy, ix) =
+                                ((oy * st + ky) as isize - pad as isize, (ox * st + kx) as isize - pad as isize);
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                cells.push(xs[((n * h + iy as usize) * w + ix as usize) * c + ch]);
+                            }
+                        }
+                    }
+                    *v = if max {
+                        cells.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+                    } else {
+                        cells.iter().sum::<f32>() * (1.0 / cells.len() as f32)
+                    };
+                }
+                for isa in crate::simd::Isa::available() {
+                    let mut got = vec![0f32; want.len()];
+                    for (r, dst) in got.chunks_mut(ow * c).enumerate() {
+                        crate::simd::dispatch(isa, PoolRow { g: &g, x: &xs, r, dst });
+                    }
+                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                        let same = a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-4 * (1.0 + b.abs());
+                        assert!(same, "{isa:?} c {c} k {k} s {st} pad {pad} max {max}: element {i}: {a} vs {b}");
+                    }
+                }
+            }
+        }
     }
 }

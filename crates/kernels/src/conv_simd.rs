@@ -1,0 +1,601 @@
+//! Convolution micro-kernels without im2col, compiled per instruction set ([`crate::simd`]).
+//!
+//! Both work on channels-last data, one output row `(n, z, y)` at a time, and keep a block of
+//! output pixels × output channels in registers across every tap and input channel:
+//! - [`direct`] (every group count 1 convolution): `P` pixels × `V` vectors of `L` output
+//!   channels; for each tap and input channel, the `V` weight vectors are loaded once and each
+//!   pixel's input value is broadcast against them. The kernel `(taps, C, F)` is already laid out
+//!   as the kernel reads it when `F` is a multiple of `L`; otherwise it is repacked once per call
+//!   into `(taps, C, F rounded up to L)`, zeros in the padding (the weights are small next to the
+//!   work: a packed weight is read once per output pixel).
+//! - [`depthwise`] (one input channel per group): `P` pixels × one vector of `L` channels; a
+//!   depth multiplier above 1 first repeats each input channel that many times, so that output
+//!   channel `o` reads input channel `o` and every load is contiguous.
+//!
+//! Taps outside the input (padding) read a row of zeros, so the inner loops have no branch.
+//! The epilogue (bias, activation, residual) runs on each finished row while it is in cache.
+
+// `seq!` unrolls loops into literal indices, where `0 * c` and `1 * c` are the point.
+#![allow(clippy::erasing_op, clippy::identity_op)]
+
+use crate::fused::EpilogueArgs;
+use crate::simd::{dispatch, Isa, Kernel, Simd};
+use crate::util::for_rows;
+use seq_macro::seq;
+
+/// A convolution's geometry lifted to three spatial axes (leading 1s for 1-D and 2-D).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geo {
+    pub n: usize,
+    pub inp: [usize; 3],
+    pub out: [usize; 3],
+    pub k: [usize; 3],
+    pub s: [usize; 3],
+    pub d: [usize; 3],
+    pub pad: [usize; 3],
+    pub c: usize,
+    pub f: usize,
+}
+
+impl Geo {
+    fn taps(&self) -> usize {
+        self.k.iter().product()
+    }
+
+    /// The position `(n, z, y)` of output row `r`.
+    #[inline(always)]
+    fn row_pos(&self, r: usize) -> (usize, usize, usize) {
+        let [od, oh, _] = self.out;
+        (r / (oh * od), (r / oh) % od, r % oh)
+    }
+
+    /// The input row `(n, z, y)` read by tap row `(kz, ky)` of the output row at `pos`, if inside.
+    #[inline(always)]
+    fn input_row(&self, (n, oz, oy): (usize, usize, usize), kz: usize, ky: usize) -> Option<usize> {
+        let iz = (oz * self.s[0] + kz * self.d[0]).checked_sub(self.pad[0])?;
+        let iy = (oy * self.s[1] + ky * self.d[1]).checked_sub(self.pad[1])?;
+        (iz < self.inp[0] && iy < self.inp[1]).then(|| (n * self.inp[0] + iz) * self.inp[1] + iy)
+    }
+
+    /// The input column read by tap column `kx` of output column `ox`, if inside.
+    #[inline(always)]
+    fn input_col(&self, ox: usize, kx: usize) -> Option<usize> {
+        let ix = (ox * self.s[2] + kx * self.d[2]).checked_sub(self.pad[2])?;
+        (ix < self.inp[2]).then_some(ix)
+    }
+}
+
+/// Work (multiply-adds) below which a task is not split further: splitting costs a few
+/// microseconds of scheduling, which a task this size (~10 µs on one core) pays for.
+const MIN_TASK_MACS: usize = 1 << 16;
+
+/// Output rows per task for rows of `macs_per_row` multiply-adds each.
+fn rows_per_task(macs_per_row: usize) -> usize {
+    (MIN_TASK_MACS / macs_per_row.max(1)).max(1)
+}
+
+/// Direct convolution (group count 1) into `out` (`(n, od, oh, ow, F)`), then the epilogue.
+pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
+    let isa = crate::simd::isa_for_width(isa, g.f);
+    let lanes = if isa == Isa::Avx512 { 16 } else { 8 };
+    let fp = g.f.div_ceil(lanes) * lanes;
+    let taps = g.taps();
+    let packed;
+    let w = if fp == g.f {
+        w
+    } else {
+        let mut p = vec![0f32; taps * g.c * fp];
+        for (dst, src) in p.chunks_exact_mut(fp).zip(w.chunks_exact(g.f)) {
+            dst[..g.f].copy_from_slice(src);
+        }
+        packed = p;
+        &packed
+    };
+    let ow = g.out[2];
+    let row_len = ow * g.f;
+    let per_task = rows_per_task(ow * g.f * taps * g.c);
+    for_rows(out, row_len, per_task, |r, dst| {
+        SCRATCH.with(|s| {
+            let (mut scratch, mut row) = (s.0.borrow_mut(), s.1.borrow_mut());
+            if fp == g.f {
+                dispatch(isa, DirectRow { g, x, w, fp, r, dst, scratch: &mut scratch });
+            } else {
+                row.resize(ow * fp, 0.0);
+                dispatch(isa, DirectRow { g, x, w, fp, r, dst: &mut row, scratch: &mut scratch });
+                for (d, s) in dst.chunks_exact_mut(g.f).zip(row.chunks_exact(fp)) {
+                    d.copy_from_slice(&s[..g.f]);
+                }
+            }
+        });
+        if let Some(e) = epi {
+            e.apply(dst, r * row_len, g.f);
+        }
+    });
+}
+
+type Buffers = (std::cell::RefCell<Vec<f32>>, std::cell::RefCell<Vec<f32>>);
+
+thread_local! {
+    /// Each thread's buffers: the zero-padded input spans of the pixels at the borders, and a
+    /// padded output row for filter counts that are not a multiple of the lanes.
+    static SCRATCH: Buffers = const { (std::cell::RefCell::new(Vec::new()), std::cell::RefCell::new(Vec::new())) };
+}
+
+/// One output row of [`direct`]: `dst` is `ow × fp`.
+///
+/// The reduction runs over segments of contiguous input: with a width dilation of 1, the taps of
+/// one kernel row read `kw · C` consecutive values for each pixel (and the kernel's rows for
+/// them are consecutive too), so each segment is one pointer per pixel and a straight loop;
+/// otherwise one segment per tap. A pixel whose segment crosses the border reads a zero-padded
+/// copy of it.
+struct DirectRow<'a> {
+    g: &'a Geo,
+    x: &'a [f32],
+    w: &'a [f32],
+    fp: usize,
+    r: usize,
+    dst: &'a mut [f32],
+    scratch: &'a mut Vec<f32>,
+}
+
+impl Kernel for DirectRow<'_> {
+    #[inline(always)]
+    fn run<S: Simd>(mut self) {
+        let mut fb = 0;
+        let l = S::L;
+        // The widest register block that fits the filters left: 4, 2 or 1 vectors, with as many
+        // pixels as leave registers for the weights (32 registers with AVX-512, 16 otherwise).
+        let wide = l == 16;
+        while fb < self.fp {
+            let left = (self.fp - fb) / l;
+            if left >= 4 && wide {
+                self.block_6x4::<S>(fb);
+                fb += 4 * l;
+            } else if left >= 2 && wide {
+                self.block_12x2::<S>(fb);
+                fb += 2 * l;
+            } else if left >= 2 {
+                self.block_6x2::<S>(fb);
+                fb += 2 * l;
+            } else if wide {
+                self.block_16x1::<S>(fb);
+                fb += l;
+            } else {
+                self.block_12x1::<S>(fb);
+                fb += l;
+            }
+        }
+    }
+}
+
+/// `acc[p][v] += xp[p][i] · wt[i][fb + v·L..]` over the rows `i` of `wt` (`fp` wide).
+macro_rules! fma_rows {
+    ($S:ident, $P:literal, $V:literal, $xp:ident, $wt:ident, $fp:ident, $fb:ident, $acc:ident) => {
+        for (i, wrow) in $wt.chunks_exact($fp).enumerate() {
+            let wrow = &wrow[$fb..$fb + $V * $S::L];
+            let wv: [$S::V; $V] = std::array::from_fn(|v| $S::load(&wrow[v * $S::L..]));
+            seq!(p in 0..$P {
+                // SAFETY: every `xp[p]` holds as many values as `wt` has rows.
+                let xv = $S::splat(unsafe { *$xp[p].get_unchecked(i) });
+                seq!(v in 0..$V {
+                    $acc[p][v] = $S::fma(xv, wv[v], $acc[p][v]);
+                });
+            });
+        }
+    };
+}
+
+/// Defines `DirectRow::$name`, the block of `$P` pixels × `$V` vectors, its loops over the block
+/// unrolled in the source (`seq!`) so that the accumulators are registers from the start.
+macro_rules! direct_block {
+    ($name:ident, $P:literal, $V:literal) => {
+    /// Output channels `fb..fb + V·L` of the row, `P` pixels at a time.
+        #[inline(always)]
+        fn $name<S: Simd>(&mut self, fb: usize) {
+            const P: usize = $P;
+            const V: usize = $V;
+            let g = self.g;
+            let l = S::L;
+            let (c, fp, ow) = (g.c, self.fp, g.out[2]);
+            let joined = g.d[2] == 1;
+            // Columns and values per segment; segments per kernel row.
+            let cols = if joined { g.k[2] } else { 1 };
+            let seg = cols * c;
+            let segs = g.k[2] / cols;
+            // Border pixels' zero-padded segments, then one segment of zeros for the pixels
+            // past the end of the row.
+            if self.scratch.len() < (P + 1) * seg {
+                self.scratch.resize((P + 1) * seg, 0.0);
+            }
+            self.scratch[P * seg..(P + 1) * seg].fill(0.0);
+            let pos = g.row_pos(self.r);
+            let mut ox0 = 0;
+            while ox0 < ow {
+                let mut acc = [[S::zero(); V]; P];
+                for kz in 0..g.k[0] {
+                    for ky in 0..g.k[1] {
+                        let Some(row) = g.input_row(pos, kz, ky) else { continue };
+                        let xrow = row * g.inp[2];
+                        for j in 0..segs {
+                            // Input column of each pixel's segment; inside or not.
+                            let mut start = [0usize; P];
+                            let mut inside = [false; P];
+                            let col0 = (ox0 * g.s[2] + j * g.d[2]) as isize - g.pad[2] as isize;
+                            if col0 >= 0 && ox0 + P <= ow && col0 as usize + (P - 1) * g.s[2] + cols <= g.inp[2] {
+                                // The whole block inside: no per-pixel checks.
+                                let b = (xrow + col0 as usize) * c;
+                                let xp: [&[f32]; P] = std::array::from_fn(|p| &self.x[b + p * g.s[2] * c..][..seg]);
+                                let w0 = ((kz * g.k[1] + ky) * g.k[2] + j) * c * fp;
+                                let wt = &self.w[w0..w0 + seg * fp];
+                                fma_rows!(S, $P, $V, xp, wt, fp, fb, acc);
+                                continue;
+                            }
+                            for p in 0..P {
+                                let col = ((ox0 + p) * g.s[2] + j * g.d[2]) as isize - g.pad[2] as isize;
+                                if ox0 + p >= ow {
+                                    start[p] = P * seg;
+                                } else if col >= 0 && col as usize + cols <= g.inp[2] {
+                                    start[p] = (xrow + col as usize) * c;
+                                    inside[p] = true;
+                                } else {
+                                    let pad = &mut self.scratch[p * seg..(p + 1) * seg];
+                                    for t in 0..cols {
+                                        let ic = col + t as isize;
+                                        let cell = &mut pad[t * c..(t + 1) * c];
+                                        if ic >= 0 && (ic as usize) < g.inp[2] {
+                                            let from = (xrow + ic as usize) * c;
+                                            cell.copy_from_slice(&self.x[from..from + c]);
+                                        } else {
+                                            cell.fill(0.0);
+                                        }
+                                    }
+                                    start[p] = p * seg;
+                                }
+                            }
+                            let scratch = &self.scratch[..];
+                            let xp: [&[f32]; P] = std::array::from_fn(|p| {
+                                if inside[p] {
+                                    &self.x[start[p]..start[p] + seg]
+                                } else {
+                                    &scratch[start[p]..start[p] + seg]
+                                }
+                            });
+                            let w0 = ((kz * g.k[1] + ky) * g.k[2] + j) * c * fp;
+                            let wt = &self.w[w0..w0 + seg * fp];
+                            fma_rows!(S, $P, $V, xp, wt, fp, fb, acc);
+                        }
+                    }
+                }
+                // A full unroll over the block (constant indices), so `acc` stays in registers.
+                let n = ow - ox0;
+                seq!(p in 0..$P {
+                    if p < n {
+                        seq!(v in 0..$V {
+                            S::store(acc[p][v], &mut self.dst[(ox0 + p) * fp + fb + v * l..]);
+                        });
+                    }
+                });
+                ox0 += P;
+            }
+        }
+
+    };
+}
+
+impl DirectRow<'_> {
+    direct_block!(block_6x4, 6, 4);
+    direct_block!(block_12x2, 12, 2);
+    direct_block!(block_6x2, 6, 2);
+    direct_block!(block_16x1, 16, 1);
+    direct_block!(block_12x1, 12, 1);
+}
+
+/// Depthwise convolution (`C` groups of one input channel, `F = C · dm` outputs) into `out`,
+/// then the epilogue.
+pub(crate) fn depthwise(
+    isa: Isa,
+    g: &Geo,
+    x: &[f32],
+    w: &[f32],
+    dm: usize,
+    out: &mut [f32],
+    epi: Option<&EpilogueArgs>,
+) {
+    let repeated;
+    let (x, g) = if dm == 1 {
+        (x, *g)
+    } else {
+        let mut r = Vec::with_capacity(x.len() * dm);
+        for &v in x {
+            r.extend(std::iter::repeat_n(v, dm));
+        }
+        repeated = r;
+        (&repeated[..], Geo { c: g.f, ..*g })
+    };
+    let isa = crate::simd::isa_for_width(isa, g.f);
+    let ow = g.out[2];
+    let row_len = ow * g.f;
+    let per_task = rows_per_task(row_len * g.taps());
+    for_rows(out, row_len, per_task, |r, dst| {
+        dispatch(isa, DepthwiseRow { g: &g, x, w, r, dst });
+        if let Some(e) = epi {
+            e.apply(dst, r * row_len, g.f);
+        }
+    });
+}
+
+/// One output row of [`depthwise`]: `dst` is `ow × C`.
+struct DepthwiseRow<'a> {
+    g: &'a Geo,
+    x: &'a [f32],
+    w: &'a [f32],
+    r: usize,
+    dst: &'a mut [f32],
+}
+
+impl Kernel for DepthwiseRow<'_> {
+    #[inline(always)]
+    fn run<S: Simd>(self) {
+        let g = self.g;
+        let (c, ow, l) = (g.c, g.out[2], S::L);
+        // The pixels whose taps all lie inside the row: blocks of them need no checks.
+        let (kw, s2, d2, pad) = (g.k[2], g.s[2], g.d[2], g.pad[2]);
+        let first = pad.div_ceil(s2);
+        let reach = (kw - 1) * d2;
+        let last = if g.inp[2] + pad > reach { ((g.inp[2] + pad - reach - 1) / s2 + 1).min(ow) } else { 0 };
+        let pos = g.row_pos(self.r);
+        let mut cb = 0;
+        while cb < c {
+            let nl = l.min(c - cb);
+            let mut ox0 = 0;
+            while ox0 < ow {
+                if ox0 >= first && ox0 + DW_P <= last && nl == l {
+                    let acc = match (s2, d2, kw) {
+                        (1, 1, 3) => self.tile_unit_3::<S>(pos, ox0, cb),
+                        (1, 1, 5) => self.tile_unit_5::<S>(pos, ox0, cb),
+                        _ => self.tile_inside::<S>(pos, ox0, cb),
+                    };
+                    let row = &mut self.dst[ox0 * c + cb..];
+                    seq!(p in 0..8 {
+                        S::store(acc[p], &mut row[p * c..]);
+                    });
+                    ox0 += DW_P;
+                } else {
+                    let acc = self.pixel_edge::<S>(pos, ox0, cb, nl);
+                    S::store_part(acc, &mut self.dst[ox0 * c + cb..], nl);
+                    ox0 += 1;
+                }
+            }
+            cb += l;
+        }
+    }
+}
+
+/// Pixels per depthwise block (the `seq!` bounds below).
+const DW_P: usize = 8;
+
+/// Defines `DepthwiseRow::$name`: [`DepthwiseRow::tile_inside`] for unit stride and dilation
+/// along the row and a kernel `$K` wide, where the `8 + $K − 1` input vectors of a kernel row
+/// are loaded once and each feeds the `$K` pixels that read it.
+macro_rules! depthwise_unit_tile {
+    ($name:ident, $K:literal, $J:literal) => {
+        #[inline(always)]
+        #[allow(unused_assignments)] // the step after the last load
+        fn $name<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize) -> [S::V; DW_P] {
+            let g = self.g;
+            let c = g.c;
+            let mut acc = [S::zero(); DW_P];
+            for kz in 0..g.k[0] {
+                for ky in 0..g.k[1] {
+                    let Some(row) = g.input_row(pos, kz, ky) else { continue };
+                    let tap0 = (kz * g.k[1] + ky) * $K;
+                    let wv: [S::V; $K] = std::array::from_fn(|kx| S::load(&self.w[(tap0 + kx) * c + cb..]));
+                    let x0 = (row * g.inp[2] + ox0 - g.pad[2]) * c + cb;
+                    let mut xs = &self.x[x0..x0 + ($J - 1) * c + S::L];
+                    seq!(j in 0..$J {
+                        let xv = S::load(xs);
+                        seq!(kx in 0..$K {
+                            if let Some(a) = acc.get_mut((j as usize).wrapping_sub(kx)) {
+                                *a = S::fma(xv, wv[kx], *a);
+                            }
+                        });
+                        if j < $J - 1 {
+                            xs = &xs[c..];
+                        }
+                    });
+                }
+            }
+            acc
+        }
+    };
+}
+
+impl DepthwiseRow<'_> {
+    depthwise_unit_tile!(tile_unit_3, 3, 10);
+    depthwise_unit_tile!(tile_unit_5, 5, 12);
+
+    /// Pixels `ox0..ox0 + 8` × channels `cb..cb + L`, every tap inside the input row.
+    #[inline(always)]
+    fn tile_inside<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize) -> [S::V; DW_P] {
+        let g = self.g;
+        let (c, l, s2) = (g.c, S::L, g.s[2]);
+        let mut acc = [S::zero(); DW_P];
+        for kz in 0..g.k[0] {
+            for ky in 0..g.k[1] {
+                let Some(row) = g.input_row(pos, kz, ky) else { continue };
+                let xrow = row * g.inp[2];
+                for kx in 0..g.k[2] {
+                    let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
+                    let wv = S::load(&self.w[tap * c + cb..]);
+                    let x0 = (xrow + ox0 * s2 + kx * g.d[2] - g.pad[2]) * c + cb;
+                    // One pointer stepped by the pixel stride (fewer live addresses).
+                    let step = s2 * c;
+                    let mut xs = &self.x[x0..x0 + (DW_P - 1) * step + l];
+                    seq!(p in 0..8 {
+                        acc[p] = S::fma(S::load(xs), wv, acc[p]);
+                        if p < DW_P - 1 {
+                            xs = &xs[step..];
+                        }
+                    });
+                }
+            }
+        }
+        acc
+    }
+
+    /// One pixel at the borders of the row (or past the interior blocks, or the last `nl < L`
+    /// channels): each tap checked.
+    #[inline(always)]
+    fn pixel_edge<S: Simd>(&self, pos: (usize, usize, usize), ox: usize, cb: usize, nl: usize) -> S::V {
+        let g = self.g;
+        let c = g.c;
+        let mut acc = S::zero();
+        for kz in 0..g.k[0] {
+            for ky in 0..g.k[1] {
+                let Some(row) = g.input_row(pos, kz, ky) else { continue };
+                let xrow = row * g.inp[2];
+                for kx in 0..g.k[2] {
+                    if let Some(ix) = g.input_col(ox, kx) {
+                        let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
+                        let wv = S::load_part(&self.w[tap * c + cb..], nl);
+                        let xv = S::load_part(&self.x[(xrow + ix) * c + cb..], nl);
+                        acc = S::fma(xv, wv, acc);
+                    }
+                }
+            }
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The textbook loop nest: `y[n, o..., f] = Σ x[n, o·s + k·d − pad, c] · w[k, c, f]`
+    /// (`groups` groups of `c/groups` input and `f/groups` output channels).
+    fn reference(g: &Geo, groups: usize, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let (cg, fg) = (g.c / groups, g.f / groups);
+        let [od, oh, ow] = g.out;
+        let mut y = vec![0f32; g.n * od * oh * ow * g.f];
+        for n in 0..g.n {
+            for oz in 0..od {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        for f in 0..g.f {
+                            let grp = f / fg;
+                            let mut s = 0f64;
+                            for kz in 0..g.k[0] {
+                                for ky in 0..g.k[1] {
+                                    for kx in 0..g.k[2] {
+                                        let iz = (oz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
+                                        let iy = (oy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
+                                        let ix = (ox * g.s[2] + kx * g.d[2]) as isize - g.pad[2] as isize;
+                                        if iz < 0
+                                            || iy < 0
+                                            || ix < 0
+                                            || iz as usize >= g.inp[0]
+                                            || iy as usize >= g.inp[1]
+                                            || ix as usize >= g.inp[2]
+                                        {
+                                            continue;
+                                        }
+                                        let xb = (((n * g.inp[0] + iz as usize) * g.inp[1] + iy as usize) * g.inp[2]
+                                            + ix as usize)
+                                            * g.c;
+                                        let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
+                                        for ci in 0..cg {
+                                            s += x[xb + grp * cg + ci] as f64 * w[(tap * cg + ci) * g.f + f] as f64;
+                                        }
+                                    }
+                                }
+                            }
+                            y[(((n * od + oz) * oh + oy) * ow + ox) * g.f + f] = s as f32;
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn out_size(i: usize, k: usize, s: usize, d: usize, pad: usize) -> usize {
+        (i + 2 * pad - d * (k - 1) - 1) / s + 1
+    }
+
+    /// Geometries that reach every path: filter counts that are and are not multiples of 8 and
+    /// 16 (full blocks of 4, 2 and 1 vectors and the padded tail), rows shorter and longer than
+    /// a pixel block, padding on every side, strides, dilations, 1-D, 2-D and 3-D.
+    fn geometries() -> Vec<Geo> {
+        let mut v = Vec::new();
+        type Case = ([usize; 3], [usize; 3], [usize; 3], [usize; 3], [usize; 3], usize, usize);
+        let cases: [Case; 11] = [
+            ([1, 9, 11], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 1, 1], 3, 8),
+            ([1, 16, 16], [1, 3, 3], [1, 2, 2], [1, 1, 1], [0, 1, 1], 3, 32),
+            ([1, 7, 5], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0], 5, 70),
+            ([1, 6, 20], [1, 1, 1], [1, 1, 1], [1, 1, 1], [0, 0, 0], 24, 24),
+            ([1, 8, 8], [1, 5, 5], [1, 1, 1], [1, 2, 2], [0, 4, 4], 4, 16),
+            ([1, 1, 30], [1, 1, 5], [1, 1, 3], [1, 1, 1], [0, 0, 2], 6, 9),
+            ([4, 5, 6], [3, 3, 3], [1, 2, 1], [1, 1, 1], [1, 1, 1], 2, 12),
+            ([1, 4, 4], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 2, 2], 16, 64),
+            ([1, 3, 40], [1, 2, 7], [1, 1, 2], [1, 1, 1], [0, 1, 3], 1, 17),
+            ([1, 2, 2], [1, 2, 2], [1, 1, 1], [1, 1, 1], [0, 0, 0], 33, 48),
+            ([1, 6, 21], [1, 5, 5], [1, 1, 1], [1, 1, 1], [0, 2, 2], 20, 20),
+        ];
+        for (inp, k, s, d, pad, c, f) in cases {
+            let out: [usize; 3] = std::array::from_fn(|i| out_size(inp[i], k[i], s[i], d[i], pad[i]));
+            v.push(Geo { n: 2, inp, out, k, s, d, pad, c, f });
+        }
+        v
+    }
+
+    fn close(got: &[f32], want: &[f32], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}");
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{what}: element {i}: {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn direct_matches_the_loop_nest_on_every_instruction_set() {
+        for (i, g) in geometries().into_iter().enumerate() {
+            let x = values(g.n * g.inp.iter().product::<usize>() * g.c, i as u32);
+            let w = values(g.taps() * g.c * g.f, 100 + i as u32);
+            let want = reference(&g, 1, &x, &w);
+            for isa in Isa::available() {
+                let mut y = vec![f32::NAN; want.len()];
+                direct(isa, &g, &x, &w, &mut y, None);
+                close(&y, &want, &format!("{isa:?} {g:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn depthwise_matches_the_loop_nest_on_every_instruction_set() {
+        for (i, g0) in geometries().into_iter().enumerate() {
+            for dm in [1, 3] {
+                let g = Geo { f: g0.c * dm, ..g0 };
+                let x = values(g.n * g.inp.iter().product::<usize>() * g.c, i as u32);
+                let w = values(g.taps() * g.f, 200 + i as u32);
+                let want = reference(&g, g.c, &x, &w);
+                for isa in Isa::available() {
+                    let mut y = vec![f32::NAN; want.len()];
+                    depthwise(isa, &g, &x, &w, dm, &mut y, None);
+                    close(&y, &want, &format!("{isa:?} dm {dm} {g:?}"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The instruction set the CPU kernels run with, chosen once at start-up.
+//!
+//! The binary stays portable (no `target-cpu=native`): each micro-kernel is written once as an
+//! `#[inline(always)]` body over fixed-size lanes (`[f32; L]`) and compiled three times, inside
+//! wrappers with `#[target_feature(enable = ...)]` for AVX-512 (L = 16), AVX2 + FMA (L = 8) and
+//! the baseline (L = 8, no FMA), so that LLVM emits the vector instructions of each; [`isa`]
+//! picks the wrapper from what the CPU reports (`is_x86_feature_detected!`). Other
+//! architectures take the portable body (NEON is aarch64's baseline, so it vectorizes there).
+//!
+//! `KERASC_ISA=portable|avx2|avx512` lowers the choice (to compare paths, or to rule one out);
+//! asking for more than the CPU has keeps the best it has and says so once on stderr.
+
+use std::sync::OnceLock;
+
+/// An instruction set a micro-kernel is compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Whatever the target's baseline is (SSE2 on x86-64, NEON on aarch64), no FMA.
+    Portable,
+    /// AVX2 with FMA (Haswell and later, Zen).
+    Avx2,
+    /// AVX-512 F (Skylake-X and later, Zen 4).
+    Avx512,
+}
+
+impl Isa {
+    /// Its name, as `KERASC_ISA` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Every instruction set this CPU can run, lowest first.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Portable, Isa::Avx2, Isa::Avx512].into_iter().filter(|&i| i <= best()).collect()
+    }
+}
+
+/// The instruction set for a kernel whose vectors run along `n` channels: AVX-512 gives way to
+/// AVX2 when the channels would leave half of a 16-lane vector or more empty (8 channels, or
+/// a few more than a multiple of 16 below 64), where 8 lanes waste less.
+pub(crate) fn isa_for_width(isa: Isa, n: usize) -> Isa {
+    if isa == Isa::Avx512 && n < 64 && (!n.is_multiple_of(16) && n % 16 <= 8) {
+        Isa::Avx2
+    } else {
+        isa
+    }
+}
+
+/// The best instruction set of this CPU.
+fn best() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+            return Isa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}
+
+/// The instruction set the kernels use: the CPU's best, or lower as `KERASC_ISA` asks.
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let best = best();
+        let asked = match std::env::var("KERASC_ISA").ok().as_deref() {
+            None | Some("") => return best,
+            Some("portable") => Isa::Portable,
+            Some("avx2") => Isa::Avx2,
+            Some("avx512") => Isa::Avx512,
+            Some(other) => {
+                eprintln!("kerasc: KERASC_ISA={other} is not one of portable, avx2, avx512; using {}", best.name());
+                return best;
+            }
+        };
+        if asked > best {
+            eprintln!("kerasc: KERASC_ISA={} is more than this CPU has; using {}", asked.name(), best.name());
+            return best;
+        }
+        asked
+    })
+}
+
+/// The vector operations a micro-kernel is written with, one implementation per instruction set:
+/// [`Avx512`] (`__m512`, 16 lanes), [`Avx2`] (`__m256` with FMA, 8 lanes) and [`Portable`]
+/// (`[f32; 8]`, left to LLVM's vectorizer for the target's baseline, no FMA).
+pub(crate) trait Simd {
+    /// Lanes per vector.
+    const L: usize;
+    type V: Copy;
+    fn zero() -> Self::V;
+    fn splat(v: f32) -> Self::V;
+    /// The first `L` values of `s` (which has at least `L`).
+    fn load(s: &[f32]) -> Self::V;
+    /// Stores into the first `L` values of `d` (which has at least `L`).
+    fn store(v: Self::V, d: &mut [f32]);
+    /// `a · b + c`.
+    fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    fn add(a: Self::V, b: Self::V) -> Self::V;
+    fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// The larger of each lane, `a` where `b` is NaN (as `f32::max` ignores a NaN; `a` is the
+    /// running maximum, which starts from −∞).
+    fn max(a: Self::V, b: Self::V) -> Self::V;
+
+    /// The first `n ≤ L` values of `s`, zeros after.
+    #[inline(always)]
+    fn load_part(s: &[f32], n: usize) -> Self::V {
+        if n >= Self::L {
+            Self::load(s)
+        } else {
+            let mut b = [0f32; 16];
+            b[..n].copy_from_slice(&s[..n]);
+            Self::load(&b)
+        }
+    }
+
+    /// Stores the first `n ≤ L` lanes into `d`.
+    #[inline(always)]
+    fn store_part(v: Self::V, d: &mut [f32], n: usize) {
+        if n >= Self::L {
+            Self::store(v, d)
+        } else {
+            let mut b = [0f32; 16];
+            Self::store(v, &mut b);
+            d[..n].copy_from_slice(&b[..n]);
+        }
+    }
+}
+
+/// 16 lanes of AVX-512 F.
+pub(crate) struct Avx512;
+/// 8 lanes of AVX2 with FMA.
+pub(crate) struct Avx2;
+/// 8 lanes of plain arrays.
+pub(crate) struct Portable;
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Avx2, Avx512, Simd};
+    use std::arch::x86_64::*;
+
+    // SAFETY (every block below): these bodies are only compiled into the `#[target_feature]`
+    // wrappers of `dispatch`, which `isa()` selects only when the CPU has the features, and
+    // every load and store is of `L` values from a slice checked to hold them.
+    impl Simd for Avx512 {
+        const L: usize = 16;
+        type V = __m512;
+        #[inline(always)]
+        fn zero() -> __m512 {
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        fn splat(v: f32) -> __m512 {
+            unsafe { _mm512_set1_ps(v) }
+        }
+        #[inline(always)]
+        fn load(s: &[f32]) -> __m512 {
+            let s = &s[..16];
+            unsafe { _mm512_loadu_ps(s.as_ptr()) }
+        }
+        #[inline(always)]
+        fn store(v: __m512, d: &mut [f32]) {
+            let d = &mut d[..16];
+            unsafe { _mm512_storeu_ps(d.as_mut_ptr(), v) }
+        }
+        #[inline(always)]
+        fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn load_part(s: &[f32], n: usize) -> __m512 {
+            if n >= 16 {
+                return Self::load(s);
+            }
+            let s = &s[..n];
+            // A masked load reads only the first `n` lanes (the others are not touched).
+            unsafe { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, s.as_ptr()) }
+        }
+        #[inline(always)]
+        fn store_part(v: __m512, d: &mut [f32], n: usize) {
+            if n >= 16 {
+                return Self::store(v, d);
+            }
+            let d = &mut d[..n];
+            unsafe { _mm512_mask_storeu_ps(d.as_mut_ptr(), ((1u32 << n) - 1) as u16, v) }
+        }
+        #[inline(always)]
+        fn add(a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn mul(a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        fn max(a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_max_ps(b, a) }
+        }
+    }
+
+    /// The lane mask of the first `n < 8` lanes.
+    #[inline(always)]
+    fn mask8(n: usize) -> __m256i {
+        unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)) }
+    }
+
+    impl Simd for Avx2 {
+        const L: usize = 8;
+        type V = __m256;
+        #[inline(always)]
+        fn zero() -> __m256 {
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        fn splat(v: f32) -> __m256 {
+            unsafe { _mm256_set1_ps(v) }
+        }
+        #[inline(always)]
+        fn load(s: &[f32]) -> __m256 {
+            let s = &s[..8];
+            unsafe { _mm256_loadu_ps(s.as_ptr()) }
+        }
+        #[inline(always)]
+        fn store(v: __m256, d: &mut [f32]) {
+            let d = &mut d[..8];
+            unsafe { _mm256_storeu_ps(d.as_mut_ptr(), v) }
+        }
+        #[inline(always)]
+        fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn load_part(s: &[f32], n: usize) -> __m256 {
+            if n >= 8 {
+                return Self::load(s);
+            }
+            let s = &s[..n];
+            // `maskload` reads only the lanes whose mask is set (no fault past them).
+            unsafe { _mm256_maskload_ps(s.as_ptr(), mask8(n)) }
+        }
+        #[inline(always)]
+        fn store_part(v: __m256, d: &mut [f32], n: usize) {
+            if n >= 8 {
+                return Self::store(v, d);
+            }
+            let d = &mut d[..n];
+            unsafe { _mm256_maskstore_ps(d.as_mut_ptr(), mask8(n), v) }
+        }
+        #[inline(always)]
+        fn add(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn mul(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        fn max(a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_max_ps(b, a) }
+        }
+    }
+}
+
+impl Simd for Portable {
+    const L: usize = 8;
+    type V = [f32; 8];
+    #[inline(always)]
+    fn zero() -> [f32; 8] {
+        [0.0; 8]
+    }
+    #[inline(always)]
+    fn splat(v: f32) -> [f32; 8] {
+        [v; 8]
+    }
+    #[inline(always)]
+    fn load(s: &[f32]) -> [f32; 8] {
+        let mut v = [0.0; 8];
+        v.copy_from_slice(&s[..8]);
+        v
+    }
+    #[inline(always)]
+    fn store(v: [f32; 8], d: &mut [f32]) {
+        d[..8].copy_from_slice(&v);
+    }
+    #[inline(always)]
+    fn fma(a: [f32; 8], b: [f32; 8], c: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i] * b[i] + c[i])
+    }
+    #[inline(always)]
+    fn add(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i] + b[i])
+    }
+    #[inline(always)]
+    fn mul(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| a[i] * b[i])
+    }
+    #[inline(always)]
+    fn max(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
+        std::array::from_fn(|i| if b[i] > a[i] { b[i] } else { a[i] })
+    }
+}
+
+/// A micro-kernel compiled per instruction set: `run` is `#[inline(always)]` in each impl, so
+/// that it is compiled inside the `#[target_feature]` wrapper [`dispatch`] calls, with `S`'s
+/// vectors.
+pub(crate) trait Kernel {
+    fn run<S: Simd>(self);
+}
+
+/// Runs `k` compiled for `isa`.
+pub(crate) fn dispatch<K: Kernel>(isa: Isa, k: K) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa()` and `Isa::available()` give Avx512 only when the CPU reports avx512f and fma.
+        Isa::Avx512 => unsafe { run_avx512(k) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa()` and `Isa::available()` give Avx2 only when the CPU reports avx2 and fma.
+        Isa::Avx2 => unsafe { run_avx2(k) },
+        _ => k.run::<Portable>(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn run_avx512<K: Kernel>(k: K) {
+    k.run::<Avx512>()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<K: Kernel>(k: K) {
+    k.run::<Avx2>()
+}
