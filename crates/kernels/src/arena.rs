@@ -33,6 +33,8 @@ pub fn supports(op: &Op, shapes: &[&[usize]]) -> bool {
             }
             Op::Reduce { axes, .. } => reduce::middle_axes(shapes.first().copied().unwrap_or(&[]), axes).is_some(),
             Op::Transpose { perm } => perm.len() <= 8,
+            Op::RepeatInterleave { axis, .. } => *axis < rank,
+            Op::Resize { sizes, mode: ir::ResizeMode::Nearest } => rank > sizes.len() && shapes.len() == 1,
             _ => false,
         }
 }
@@ -103,6 +105,10 @@ pub fn run_into(
                     }
                 }
                 Op::Transpose { perm } => shape_ops::transpose_into(ins[0], shapes[0], perm, out, out_shape),
+                Op::RepeatInterleave { axis, repeats } => {
+                    shape_ops::repeat_interleave_into(ins[0], shapes[0], *axis, *repeats, out)
+                }
+                Op::Resize { sizes, .. } => shape_ops::resize_nearest_into(ins[0], shapes[0], sizes, out),
                 _ => {}
             }
             Ok(())

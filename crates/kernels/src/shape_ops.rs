@@ -307,6 +307,64 @@ pub(crate) fn concat_into(ins: &[&[f32]], shapes: &[&[usize]], axis: usize, out:
     }
 }
 
+/// `RepeatInterleave` into a buffer: each block of `inner` values along `axis` copied
+/// `repeats` times, one contiguous copy per block.
+pub(crate) fn repeat_interleave_into(x: &[f32], shape: &[usize], axis: usize, repeats: usize, out: &mut [f32]) {
+    let inner: usize = shape[axis + 1..].iter().product();
+    if inner == 0 || repeats == 0 {
+        return;
+    }
+    for (i, src) in x.chunks_exact(inner).enumerate() {
+        for dst in out[i * repeats * inner..(i + 1) * repeats * inner].chunks_exact_mut(inner) {
+            dst.copy_from_slice(src);
+        }
+    }
+}
+
+/// Nearest-neighbour `Resize` of the spatial axes (1 ..= `sizes.len()`) into a buffer: the source
+/// index of every output coordinate per axis computed once (as [`resize`]), then one contiguous
+/// copy of the trailing axes per output pixel.
+pub(crate) fn resize_nearest_into(x: &[f32], shape: &[usize], sizes: &[usize], out: &mut [f32]) {
+    let k = sizes.len();
+    let inner: usize = shape[k + 1..].iter().product();
+    let maps: Vec<Vec<usize>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(a, &size)| {
+            let inn = shape[a + 1];
+            let scale = inn as f32 / size.max(1) as f32;
+            (0..size)
+                .map(|i| if inn == size { i } else { (((i as f32 + 0.5) * scale).floor() as usize).min(inn - 1) })
+                .collect()
+        })
+        .collect();
+    let pixels: usize = sizes.iter().product();
+    let in_pixels: usize = shape[1..=k].iter().product();
+    if inner == 0 || pixels == 0 {
+        return;
+    }
+    let mut idx = vec![0usize; k];
+    for (o, dst) in out.chunks_exact_mut(inner).enumerate() {
+        let p = o % pixels;
+        if p == 0 {
+            idx.iter_mut().for_each(|i| *i = 0);
+        }
+        let mut src = 0;
+        for a in 0..k {
+            src = src * shape[a + 1] + maps[a][idx[a]];
+        }
+        let b = (o / pixels) * in_pixels + src;
+        dst.copy_from_slice(&x[b * inner..(b + 1) * inner]);
+        for a in (0..k).rev() {
+            idx[a] += 1;
+            if idx[a] < sizes[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+}
+
 /// Transposition by walking the output in order with an odometer over its coordinates.
 pub(crate) fn transpose_into(x: &[f32], shape: &[usize], perm: &[usize], out: &mut [f32], out_shape: &[usize]) {
     let r = perm.len();

@@ -36,4 +36,12 @@ fn match_the_allocating_kernels() {
     check(Op::Transpose { perm: vec![1, 0] }, vec![seq(&[3, 7], 0.3)]);
     check(Op::Reduce { kind: ir::ReduceKind::Mean, axes: vec![1, 2], keepdims: false }, vec![seq(&[2, 3, 4, 5], 0.3)]);
     check(Op::Reduce { kind: ir::ReduceKind::Max, axes: vec![1], keepdims: true }, vec![seq(&[2, 3, 4], 0.7)]);
+    check(Op::RepeatInterleave { axis: 1, repeats: 2 }, vec![seq(&[2, 3, 4, 5], 0.3)]);
+    check(Op::RepeatInterleave { axis: 2, repeats: 3 }, vec![seq(&[2, 3, 4, 5], 0.3)]);
+    check(Op::RepeatInterleave { axis: 2, repeats: 2 }, vec![seq(&[2, 3, 4], 0.3)]);
+    let nearest = ir::ResizeMode::Nearest;
+    check(Op::Resize { sizes: vec![6, 10], mode: nearest }, vec![seq(&[2, 3, 4, 5], 0.3)]);
+    check(Op::Resize { sizes: vec![2, 3], mode: nearest }, vec![seq(&[2, 5, 7, 3], 0.3)]);
+    check(Op::Resize { sizes: vec![3, 7], mode: nearest }, vec![seq(&[1, 3, 4, 2], 0.3)]);
+    check(Op::Resize { sizes: vec![9], mode: nearest }, vec![seq(&[2, 4, 3], 0.3)]);
 }
