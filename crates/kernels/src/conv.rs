@@ -30,6 +30,8 @@ impl Geo {
 }
 
 const ROW_CHUNK: usize = 1024;
+/// Below this many output pixels a 1x1 convolution is one `gemm` call.
+const POINTWISE_GEMM_ROWS: usize = 64;
 
 thread_local! {
     /// Each thread's im2col buffer, grown once and reused by every later convolution.
@@ -80,7 +82,10 @@ pub fn conv_into(
         return Ok(());
     }
     let pointwise = kprod == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0];
-    if pointwise && groups == 1 {
+    // 1x1: the `gemm` crate for a few pixels (it reads a large kernel once, packed; the direct
+    // kernel reads it once per block of pixels), the direct kernel otherwise (faster for the
+    // short reductions of narrow layers, measured with examples/conv_bench).
+    if pointwise && groups == 1 && rows < POINTWISE_GEMM_ROWS {
         // A plain GEMM over row blocks, each finished by the epilogue while in cache.
         return out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().try_for_each(|(chunk, dst)| {
             let row0 = chunk * ROW_CHUNK;

@@ -143,27 +143,40 @@ impl Kernel for DirectRow<'_> {
     fn run<S: Simd>(mut self) {
         let mut fb = 0;
         let l = S::L;
-        // The widest register block that fits the filters left: 4, 2 or 1 vectors, with as many
-        // pixels as leave registers for the weights (32 registers with AVX-512, 16 otherwise).
+        let ow = self.g.out[2];
+        // The widest register block that fits the filters left (4, 2 or 1 vectors), with as
+        // many pixels as leave registers for the weights (32 registers with AVX-512, 16
+        // otherwise), fewer where the row has fewer pixels left.
         let wide = l == 16;
         while fb < self.fp {
             let left = (self.fp - fb) / l;
-            if left >= 4 && wide {
-                self.block_6x4::<S>(fb);
-                fb += 4 * l;
-            } else if left >= 2 && wide {
-                self.block_12x2::<S>(fb);
-                fb += 2 * l;
+            let v = if left >= 4 && wide {
+                4
             } else if left >= 2 {
-                self.block_6x2::<S>(fb);
-                fb += 2 * l;
-            } else if wide {
-                self.block_16x1::<S>(fb);
-                fb += l;
+                2
             } else {
-                self.block_12x1::<S>(fb);
-                fb += l;
+                1
+            };
+            let mut ox0 = 0;
+            while ox0 < ow {
+                let rem = ow - ox0;
+                ox0 += match (wide, v) {
+                    (true, 4) if rem > 3 => self.block_6x4::<S>(fb, ox0),
+                    (true, 4) => self.block_3x4::<S>(fb, ox0),
+                    (true, 2) if rem > 6 => self.block_12x2::<S>(fb, ox0),
+                    (true, 2) if rem > 3 => self.block_6x2::<S>(fb, ox0),
+                    (true, 2) => self.block_3x2::<S>(fb, ox0),
+                    (true, _) if rem > 8 => self.block_16x1::<S>(fb, ox0),
+                    (true, _) if rem > 4 => self.block_8x1::<S>(fb, ox0),
+                    (true, _) => self.block_4x1::<S>(fb, ox0),
+                    (false, 2) if rem > 3 => self.block_6x2::<S>(fb, ox0),
+                    (false, 2) => self.block_3x2::<S>(fb, ox0),
+                    (false, _) if rem > 6 => self.block_12x1::<S>(fb, ox0),
+                    (false, _) if rem > 3 => self.block_6x1::<S>(fb, ox0),
+                    (false, _) => self.block_3x1::<S>(fb, ox0),
+                };
             }
+            fb += v * l;
         }
     }
 }
@@ -191,7 +204,7 @@ macro_rules! direct_block {
     ($name:ident, $P:literal, $V:literal) => {
     /// Output channels `fb..fb + V·L` of the row, `P` pixels at a time.
         #[inline(always)]
-        fn $name<S: Simd>(&mut self, fb: usize) {
+        fn $name<S: Simd>(&mut self, fb: usize, ox0: usize) -> usize {
             const P: usize = $P;
             const V: usize = $V;
             let g = self.g;
@@ -209,8 +222,7 @@ macro_rules! direct_block {
             }
             self.scratch[P * seg..(P + 1) * seg].fill(0.0);
             let pos = g.row_pos(self.r);
-            let mut ox0 = 0;
-            while ox0 < ow {
+            {
                 let mut acc = [[S::zero(); V]; P];
                 for kz in 0..g.k[0] {
                     for ky in 0..g.k[1] {
@@ -275,19 +287,24 @@ macro_rules! direct_block {
                         });
                     }
                 });
-                ox0 += P;
             }
+            P
         }
-
     };
 }
 
 impl DirectRow<'_> {
     direct_block!(block_6x4, 6, 4);
+    direct_block!(block_3x4, 3, 4);
     direct_block!(block_12x2, 12, 2);
     direct_block!(block_6x2, 6, 2);
+    direct_block!(block_3x2, 3, 2);
     direct_block!(block_16x1, 16, 1);
     direct_block!(block_12x1, 12, 1);
+    direct_block!(block_8x1, 8, 1);
+    direct_block!(block_6x1, 6, 1);
+    direct_block!(block_4x1, 4, 1);
+    direct_block!(block_3x1, 3, 1);
 }
 
 /// Depthwise convolution (`C` groups of one input channel, `F = C · dm` outputs) into `out`,

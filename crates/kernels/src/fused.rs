@@ -254,42 +254,22 @@ impl<'a> EpilogueArgs<'a> {
     /// Applies the epilogue to `dst`, the output elements starting at flat index `base`, where
     /// the last axis has `channels` elements.
     pub fn apply(&self, dst: &mut [f32], base: usize, channels: usize) {
-        if channels > 0 && base.is_multiple_of(channels) && dst.len().is_multiple_of(channels) {
-            // Whole rows: one pass per row while it is in L1, with vectorisable inner loops.
-            for (i, row) in dst.chunks_exact_mut(channels).enumerate() {
-                self.apply_row(row, base + i * channels);
-            }
-            return;
-        }
-        self.apply_elements(dst, base, channels);
-    }
-
-    fn apply_row(&self, row: &mut [f32], base: usize) {
+        // Each stage over the whole span (they are elementwise, in order per element); only
+        // the bias depends on the channel. The span is a kernel's block, still in cache.
         let e = self.epilogue;
         if let Some(b) = self.bias {
-            row.iter_mut().zip(b).for_each(|(v, &x)| *v += x);
-        }
-        if let Some(a) = e.activation {
-            in_place_unary(a, row);
-        }
-        if let Some(r) = self.residual {
-            let n = row.len();
-            row.iter_mut().zip(&r[base..base + n]).for_each(|(v, &x)| *v += x);
-        }
-        if let Some(a) = e.post_activation {
-            in_place_unary(a, row);
-        }
-    }
-
-    fn apply_elements(&self, dst: &mut [f32], base: usize, channels: usize) {
-        let e = self.epilogue;
-        if let Some(b) = self.bias {
-            let mut c = base % channels.max(1);
-            for v in dst.iter_mut() {
-                *v += b[c];
-                c += 1;
-                if c == channels {
-                    c = 0;
+            if channels > 0 && base.is_multiple_of(channels) && dst.len().is_multiple_of(channels) {
+                for row in dst.chunks_exact_mut(channels) {
+                    row.iter_mut().zip(b).for_each(|(v, &x)| *v += x);
+                }
+            } else {
+                let mut c = base % channels.max(1);
+                for v in dst.iter_mut() {
+                    *v += b[c];
+                    c += 1;
+                    if c == channels {
+                        c = 0;
+                    }
                 }
             }
         }
