@@ -304,18 +304,18 @@ impl Kernel for DirectRow<'_> {
             while ox0 < ow {
                 let rem = ow - ox0;
                 ox0 += match (wide, v) {
-                    (true, 4) if rem > 3 => self.block_6x4::<S>(fb, ox0),
+                    (true, 4) if rem >= 6 => self.block_6x4::<S>(fb, ox0),
                     (true, 4) => self.block_3x4::<S>(fb, ox0),
-                    (true, 2) if rem > 6 => self.block_12x2::<S>(fb, ox0),
-                    (true, 2) if rem > 3 => self.block_6x2::<S>(fb, ox0),
+                    (true, 2) if rem >= 12 => self.block_12x2::<S>(fb, ox0),
+                    (true, 2) if rem >= 6 => self.block_6x2::<S>(fb, ox0),
                     (true, 2) => self.block_3x2::<S>(fb, ox0),
-                    (true, _) if rem > 8 => self.block_16x1::<S>(fb, ox0),
-                    (true, _) if rem > 4 => self.block_8x1::<S>(fb, ox0),
+                    (true, _) if rem >= 16 => self.block_16x1::<S>(fb, ox0),
+                    (true, _) if rem >= 8 => self.block_8x1::<S>(fb, ox0),
                     (true, _) => self.block_4x1::<S>(fb, ox0),
-                    (false, 2) if rem > 3 => self.block_6x2::<S>(fb, ox0),
+                    (false, 2) if rem >= 6 => self.block_6x2::<S>(fb, ox0),
                     (false, 2) => self.block_3x2::<S>(fb, ox0),
-                    (false, _) if rem > 6 => self.block_12x1::<S>(fb, ox0),
-                    (false, _) if rem > 3 => self.block_6x1::<S>(fb, ox0),
+                    (false, _) if rem >= 12 => self.block_12x1::<S>(fb, ox0),
+                    (false, _) if rem >= 6 => self.block_6x1::<S>(fb, ox0),
                     (false, _) => self.block_3x1::<S>(fb, ox0),
                 };
             }
