@@ -293,12 +293,12 @@ impl Kernel for DirectRow<'_> {
         let wide = l == 16;
         while fb < self.fp {
             let left = (self.fp - fb) / l;
-            let v = if left >= 4 && wide {
-                4
-            } else if left >= 2 {
-                2
-            } else {
-                1
+            // Multiples of 3 vectors (48, 96, 144 filters) in blocks of 3, the rest by 4, 2, 1.
+            let v = match left {
+                _ if !wide => left.min(2),
+                n if n.is_multiple_of(4) => 4,
+                n if n.is_multiple_of(3) => 3,
+                n => n.min(4),
             };
             let mut ox0 = 0;
             while ox0 < ow {
@@ -306,6 +306,8 @@ impl Kernel for DirectRow<'_> {
                 ox0 += match (wide, v) {
                     (true, 4) if rem >= 6 => self.block_6x4::<S>(fb, ox0),
                     (true, 4) => self.block_3x4::<S>(fb, ox0),
+                    (true, 3) if rem >= 8 => self.block_8x3::<S>(fb, ox0),
+                    (true, 3) => self.block_4x3::<S>(fb, ox0),
                     (true, 2) if rem >= 12 => self.block_12x2::<S>(fb, ox0),
                     (true, 2) if rem >= 6 => self.block_6x2::<S>(fb, ox0),
                     (true, 2) => self.block_3x2::<S>(fb, ox0),
@@ -439,6 +441,8 @@ macro_rules! direct_block {
 impl DirectRow<'_> {
     direct_block!(block_6x4, 6, 4);
     direct_block!(block_3x4, 3, 4);
+    direct_block!(block_8x3, 8, 3);
+    direct_block!(block_4x3, 4, 3);
     direct_block!(block_12x2, 12, 2);
     direct_block!(block_6x2, 6, 2);
     direct_block!(block_3x2, 3, 2);
@@ -701,7 +705,7 @@ mod tests {
     fn geometries() -> Vec<Geo> {
         let mut v = Vec::new();
         type Case = ([usize; 3], [usize; 3], [usize; 3], [usize; 3], [usize; 3], usize, usize);
-        let cases: [Case; 13] = [
+        let cases: [Case; 14] = [
             ([1, 9, 11], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 1, 1], 3, 8),
             ([1, 16, 16], [1, 3, 3], [1, 2, 2], [1, 1, 1], [0, 1, 1], 3, 32),
             ([1, 7, 5], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0], 5, 70),
@@ -714,6 +718,7 @@ mod tests {
             ([1, 2, 2], [1, 2, 2], [1, 1, 1], [1, 1, 1], [0, 0, 0], 33, 48),
             ([1, 6, 21], [1, 5, 5], [1, 1, 1], [1, 1, 1], [0, 2, 2], 20, 20),
             ([1, 5, 20], [1, 3, 3], [1, 1, 1], [1, 2, 2], [0, 2, 2], 1, 5),
+            ([1, 3, 11], [1, 1, 1], [1, 1, 1], [1, 1, 1], [0, 0, 0], 8, 144),
             ([2, 4, 12], [2, 2, 3], [1, 2, 1], [1, 1, 1], [1, 0, 1], 4, 2),
         ];
         for (inp, k, s, d, pad, c, f) in cases {
