@@ -18,7 +18,7 @@
 // `seq!` unrolls loops into literal indices, where `0 * c` and `1 * c` are the point.
 #![allow(clippy::erasing_op, clippy::identity_op)]
 
-use crate::fused::EpilogueArgs;
+use crate::fused::{EpilogueArgs, InRegisters};
 use crate::simd::{dispatch, Isa, Kernel, Simd};
 use crate::util::for_rows;
 use seq_macro::seq;
@@ -97,20 +97,23 @@ pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     let ow = g.out[2];
     let row_len = ow * g.f;
     let per_task = rows_per_task(ow * g.f * taps * g.c);
+    // The epilogue in registers where the rows are not padded, else a pass over each row.
+    let fused = if fp == g.f { epi.and_then(EpilogueArgs::in_registers) } else { None };
     for_rows(out, row_len, per_task, |r, dst| {
+        let fused = fused.map(|f| f.row(r, row_len));
         SCRATCH.with(|s| {
             let (mut scratch, mut row) = (s.0.borrow_mut(), s.1.borrow_mut());
             if fp == g.f {
-                dispatch(isa, DirectRow { g, x, w, fp, r, dst, scratch: &mut scratch });
+                dispatch(isa, DirectRow { g, x, w, fp, r, dst, scratch: &mut scratch, fused });
             } else {
                 row.resize(ow * fp, 0.0);
-                dispatch(isa, DirectRow { g, x, w, fp, r, dst: &mut row, scratch: &mut scratch });
+                dispatch(isa, DirectRow { g, x, w, fp, r, dst: &mut row, scratch: &mut scratch, fused });
                 for (d, s) in dst.chunks_exact_mut(g.f).zip(row.chunks_exact(fp)) {
                     d.copy_from_slice(&s[..g.f]);
                 }
             }
         });
-        if let Some(e) = epi {
+        if let (Some(e), None) = (epi, fused) {
             e.apply(dst, r * row_len, g.f);
         }
     });
@@ -144,17 +147,19 @@ fn narrow(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<
     let ow = g.out[2];
     let row_len = ow * g.f;
     let per_task = rows_per_task(ow * g.f * taps * g.c);
+    let fused = epi.and_then(EpilogueArgs::in_registers);
     for_rows(out, row_len, per_task, |r, dst| {
+        let fused = fused.map(|f| f.row(r, row_len));
         SCRATCH.with(|s| {
             let mut planar = s.0.borrow_mut();
-            let k = NarrowRow { g, x, w: &packed, r, dst, planar: &mut planar };
+            let k = NarrowRow { g, x, w: &packed, r, dst, planar: &mut planar, fused };
             match fb {
                 2 => dispatch(isa, NarrowKernel::<2>(k)),
                 4 => dispatch(isa, NarrowKernel::<4>(k)),
                 _ => dispatch(isa, NarrowKernel::<8>(k)),
             }
         });
-        if let Some(e) = epi {
+        if let (Some(e), None) = (epi, fused) {
             e.apply(dst, r * row_len, g.f);
         }
     });
@@ -169,6 +174,7 @@ struct NarrowRow<'a> {
     r: usize,
     dst: &'a mut [f32],
     planar: &'a mut Vec<f32>,
+    fused: Option<InRegisters<'a>>,
 }
 
 /// [`NarrowRow`] with `FB` filter slots (a compile-time count, so the accumulators are registers).
@@ -177,7 +183,7 @@ struct NarrowKernel<'a, const FB: usize>(NarrowRow<'a>);
 impl<const FB: usize> Kernel for NarrowKernel<'_, FB> {
     #[inline(always)]
     fn run<S: Simd>(self) {
-        let NarrowRow { g, x, w, r, dst, planar } = self.0;
+        let NarrowRow { g, x, w, r, dst, planar, fused } = self.0;
         let (c, ow, l) = (g.c, g.out[2], S::L);
         let (kw, s2, d2, pad) = (g.k[2], g.s[2], g.d[2], g.pad[2]);
         // Planar lines: for each kernel row inside the input, channel and stride phase, input
@@ -248,7 +254,10 @@ impl<const FB: usize> Kernel for NarrowKernel<'_, FB> {
             let n = l.min(ow - ox0);
             for (p, out) in dst[ox0 * f..(ox0 + n) * f].chunks_exact_mut(f).enumerate() {
                 for (fi, o) in out.iter_mut().enumerate() {
-                    *o = tmp[fi][p];
+                    *o = match &fused {
+                        Some(e) => e.scalar(tmp[fi][p], fi, (ox0 + p) * f + fi),
+                        None => tmp[fi][p],
+                    };
                 }
             }
             ox0 += l;
@@ -279,6 +288,8 @@ struct DirectRow<'a> {
     r: usize,
     dst: &'a mut [f32],
     scratch: &'a mut Vec<f32>,
+    /// The epilogue, applied before each store (only when `fp` is `F`).
+    fused: Option<InRegisters<'a>>,
 }
 
 impl Kernel for DirectRow<'_> {
@@ -428,7 +439,12 @@ macro_rules! direct_block {
                 seq!(p in 0..$P {
                     if p < n {
                         seq!(v in 0..$V {
-                            S::store(acc[p][v], &mut self.dst[(ox0 + p) * fp + fb + v * l..]);
+                            let at = (ox0 + p) * fp + fb + v * l;
+                            let y = match &self.fused {
+                                Some(f) => f.vector::<S>(acc[p][v], fb + v * l, l, at),
+                                None => acc[p][v],
+                            };
+                            S::store(y, &mut self.dst[at..]);
                         });
                     }
                 });
@@ -480,9 +496,11 @@ pub(crate) fn depthwise(
     let ow = g.out[2];
     let row_len = ow * g.f;
     let per_task = rows_per_task(row_len * g.taps());
+    let fused = epi.and_then(EpilogueArgs::in_registers);
     for_rows(out, row_len, per_task, |r, dst| {
-        dispatch(isa, DepthwiseRow { g: &g, x, w, r, dst });
-        if let Some(e) = epi {
+        let fused = fused.map(|f| f.row(r, row_len));
+        dispatch(isa, DepthwiseRow { g: &g, x, w, r, dst, fused });
+        if let (Some(e), None) = (epi, fused) {
             e.apply(dst, r * row_len, g.f);
         }
     });
@@ -495,6 +513,7 @@ struct DepthwiseRow<'a> {
     w: &'a [f32],
     r: usize,
     dst: &'a mut [f32],
+    fused: Option<InRegisters<'a>>,
 }
 
 impl Kernel for DepthwiseRow<'_> {
@@ -519,14 +538,23 @@ impl Kernel for DepthwiseRow<'_> {
                         (1, 1, 5) => self.tile_unit_5::<S>(pos, ox0, cb),
                         _ => self.tile_inside::<S>(pos, ox0, cb),
                     };
+                    let fused = self.fused;
                     let row = &mut self.dst[ox0 * c + cb..];
                     seq!(p in 0..8 {
-                        S::store(acc[p], &mut row[p * c..]);
+                        let y = match &fused {
+                            Some(f) => f.vector::<S>(acc[p], cb, l, (ox0 + p) * c + cb),
+                            None => acc[p],
+                        };
+                        S::store(y, &mut row[p * c..]);
                     });
                     ox0 += DW_P;
                 } else {
                     let acc = self.pixel_edge::<S>(pos, ox0, cb, nl);
-                    S::store_part(acc, &mut self.dst[ox0 * c + cb..], nl);
+                    let y = match &self.fused {
+                        Some(f) => f.vector::<S>(acc, cb, nl, ox0 * c + cb),
+                        None => acc,
+                    };
+                    S::store_part(y, &mut self.dst[ox0 * c + cb..], nl);
                     ox0 += 1;
                 }
             }
@@ -761,6 +789,63 @@ mod tests {
                     let mut y = vec![f32::NAN; want.len()];
                     depthwise(isa, &g, &x, &w, dm, &mut y, None);
                     close(&y, &want, &format!("{isa:?} dm {dm} {g:?}"));
+                }
+            }
+        }
+    }
+
+    /// The epilogue applied in registers (bias, a clip, a residual, a ReLU) and after the
+    /// kernel (an activation it does not do in registers) gives `post(act(y + b) + r)` of the
+    /// loop nest's `y`, on every kernel and instruction set.
+    #[test]
+    fn epilogues_match_in_registers_and_after() {
+        use ir::{Epilogue, UnaryOp};
+        let clip = Epilogue {
+            bias: true,
+            activation: Some(UnaryOp::Relu6),
+            residual: true,
+            post_activation: Some(UnaryOp::Relu),
+        };
+        let sigmoid =
+            Epilogue { bias: true, activation: Some(UnaryOp::Sigmoid), residual: false, post_activation: None };
+        let act = |u: Option<UnaryOp>, v: f32| match u {
+            None => v,
+            Some(UnaryOp::Relu6) => v.clamp(0.0, 6.0),
+            Some(UnaryOp::Relu) => v.max(0.0),
+            Some(u) => crate::scalar::unary_scalar(u, v),
+        };
+        for (i, g0) in geometries().into_iter().enumerate() {
+            for depthwise_kernel in [false, true] {
+                let g = if depthwise_kernel { Geo { f: g0.c * 2, ..g0 } } else { g0 };
+                let groups = if depthwise_kernel { g.c } else { 1 };
+                let x = values(g.n * g.inp.iter().product::<usize>() * g.c, i as u32);
+                let w = values(g.taps() * g.c / groups * g.f, 300 + i as u32);
+                let y = reference(&g, groups, &x, &w);
+                let bias: Vec<f32> = values(g.f, 400 + i as u32).iter().map(|v| v * 4.0).collect();
+                let res = values(y.len(), 500 + i as u32);
+                for e in [&clip, &sigmoid] {
+                    let want: Vec<f32> = y
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &v)| {
+                            let mut v = act(e.activation, v + bias[k % g.f]);
+                            if e.residual {
+                                v += res[k];
+                            }
+                            act(e.post_activation, v)
+                        })
+                        .collect();
+                    let args =
+                        EpilogueArgs { epilogue: e, bias: Some(&bias), residual: e.residual.then_some(&res[..]) };
+                    for isa in Isa::available() {
+                        let mut got = vec![f32::NAN; y.len()];
+                        if depthwise_kernel {
+                            depthwise(isa, &g, &x, &w, 2, &mut got, Some(&args));
+                        } else {
+                            direct(isa, &g, &x, &w, &mut got, Some(&args));
+                        }
+                        close(&got, &want, &format!("{isa:?} {e:?} depthwise {depthwise_kernel} {g:?}"));
+                    }
                 }
             }
         }

@@ -285,6 +285,17 @@ impl<'a> EpilogueArgs<'a> {
         }
     }
 
+    /// The epilogue as a micro-kernel applies it in registers before its stores, when its
+    /// activations are ones a vector does in an instruction or two (none, ReLU, a clip).
+    pub(crate) fn in_registers(&self) -> Option<InRegisters<'a>> {
+        Some(InRegisters {
+            bias: self.bias,
+            act: Act::of(self.epilogue.activation)?,
+            residual: self.residual,
+            post: Act::of(self.epilogue.post_activation)?,
+        })
+    }
+
     /// Applies the epilogue to a whole output, in parallel row blocks.
     pub fn apply_all(&self, out: &mut [f32], channels: usize) {
         let rows_per_task = (TASK / channels.max(1)).max(1);
@@ -294,6 +305,87 @@ impl<'a> EpilogueArgs<'a> {
         } else {
             self.apply(out, 0, channels);
         }
+    }
+}
+
+/// An activation a micro-kernel applies in registers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Act {
+    Identity,
+    Relu,
+    Clip(f32, f32),
+}
+
+impl Act {
+    fn of(u: Option<ir::UnaryOp>) -> Option<Act> {
+        match u.map(crate::scalar::simplified) {
+            None | Some(ir::UnaryOp::Identity) => Some(Act::Identity),
+            Some(ir::UnaryOp::Relu) => Some(Act::Relu),
+            Some(ir::UnaryOp::Clip { lo, hi }) if lo <= hi => Some(Act::Clip(lo, hi)),
+            _ => None,
+        }
+    }
+
+    /// The activation of a vector, as [`in_place_unary`] does per value.
+    #[inline(always)]
+    pub(crate) fn vector<S: crate::simd::Simd>(self, v: S::V) -> S::V {
+        match self {
+            Act::Identity => v,
+            Act::Relu => S::relu(v),
+            Act::Clip(lo, hi) => S::clamp(v, lo, hi),
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn scalar(self, v: f32) -> f32 {
+        match self {
+            Act::Identity => v,
+            Act::Relu => v.max(0.0),
+            Act::Clip(lo, hi) => v.clamp(lo, hi),
+        }
+    }
+}
+
+/// An epilogue in registers: `post(act(v + bias[ch]) + residual)`, in that order (as
+/// [`EpilogueArgs::apply`]); `residual` is the kernel's output row of it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InRegisters<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub act: Act,
+    pub residual: Option<&'a [f32]>,
+    pub post: Act,
+}
+
+impl<'a> InRegisters<'a> {
+    /// The same epilogue with the residual cut to output row `r` of `row_len` values.
+    pub(crate) fn row(self, r: usize, row_len: usize) -> InRegisters<'a> {
+        InRegisters { residual: self.residual.map(|v| &v[r * row_len..(r + 1) * row_len]), ..self }
+    }
+
+    /// `n ≤ L` lanes of output channels `ch..` at `at` in the row.
+    #[inline(always)]
+    pub(crate) fn vector<S: crate::simd::Simd>(&self, mut v: S::V, ch: usize, n: usize, at: usize) -> S::V {
+        if let Some(b) = self.bias {
+            v = S::add(v, S::load_part(&b[ch..], n));
+        }
+        v = self.act.vector::<S>(v);
+        if let Some(r) = self.residual {
+            v = S::add(v, S::load_part(&r[at..], n));
+        }
+        self.post.vector::<S>(v)
+    }
+
+    /// One value of output channel `ch` at `at` in the row.
+    #[inline(always)]
+    pub(crate) fn scalar(&self, mut v: f32, ch: usize, at: usize) -> f32 {
+        if let Some(b) = self.bias {
+            v += b[ch];
+        }
+        v = self.act.scalar(v);
+        if let Some(r) = self.residual {
+            v += r[at];
+        }
+        self.post.scalar(v)
     }
 }
 

@@ -148,7 +148,7 @@ pub(crate) fn map_binary(b: BinaryOp, x: &[f32], y: &[f32], dst: &mut [f32]) {
 }
 
 /// The same function in a form with a fast loop, where one exists.
-fn simplified(u: UnaryOp) -> UnaryOp {
+pub(crate) fn simplified(u: UnaryOp) -> UnaryOp {
     match u {
         UnaryOp::ReluClip { max_value: None, negative_slope: 0.0, threshold: 0.0 } => UnaryOp::Relu,
         UnaryOp::ReluClip { max_value: Some(m), negative_slope: 0.0, threshold: 0.0 } if m >= 0.0 => {

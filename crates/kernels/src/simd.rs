@@ -104,6 +104,10 @@ pub(crate) trait Simd {
     fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     fn add(a: Self::V, b: Self::V) -> Self::V;
     fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// `max(v, 0)` per lane, 0 for NaN (as `f32::max`).
+    fn relu(v: Self::V) -> Self::V;
+    /// `v` clamped to `[lo, hi]` per lane, NaN kept (as `f32::clamp`).
+    fn clamp(v: Self::V, lo: f32, hi: f32) -> Self::V;
     /// The larger of each lane, `a` where `b` is NaN (as `f32::max` ignores a NaN; `a` is the
     /// running maximum, which starts from −∞).
     fn max(a: Self::V, b: Self::V) -> Self::V;
@@ -202,6 +206,15 @@ mod x86 {
         fn max(a: __m512, b: __m512) -> __m512 {
             unsafe { _mm512_max_ps(b, a) }
         }
+        #[inline(always)]
+        fn relu(v: __m512) -> __m512 {
+            // `maxps` returns its second operand when either is NaN.
+            unsafe { _mm512_max_ps(v, _mm512_setzero_ps()) }
+        }
+        #[inline(always)]
+        fn clamp(v: __m512, lo: f32, hi: f32) -> __m512 {
+            unsafe { _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v)) }
+        }
     }
 
     /// The lane mask of the first `n < 8` lanes.
@@ -264,6 +277,15 @@ mod x86 {
         fn max(a: __m256, b: __m256) -> __m256 {
             unsafe { _mm256_max_ps(b, a) }
         }
+        #[inline(always)]
+        fn relu(v: __m256) -> __m256 {
+            // `maxps` returns its second operand when either is NaN.
+            unsafe { _mm256_max_ps(v, _mm256_setzero_ps()) }
+        }
+        #[inline(always)]
+        fn clamp(v: __m256, lo: f32, hi: f32) -> __m256 {
+            unsafe { _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), v)) }
+        }
     }
 }
 
@@ -299,6 +321,14 @@ impl Simd for Portable {
     #[inline(always)]
     fn mul(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
         std::array::from_fn(|i| a[i] * b[i])
+    }
+    #[inline(always)]
+    fn relu(v: [f32; 8]) -> [f32; 8] {
+        v.map(|x| x.max(0.0))
+    }
+    #[inline(always)]
+    fn clamp(v: [f32; 8], lo: f32, hi: f32) -> [f32; 8] {
+        v.map(|x| x.clamp(lo, hi))
     }
     #[inline(always)]
     fn max(a: [f32; 8], b: [f32; 8]) -> [f32; 8] {
