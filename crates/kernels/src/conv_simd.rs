@@ -532,22 +532,26 @@ impl Kernel for DepthwiseRow<'_> {
             let nl = l.min(c - cb);
             let mut ox0 = 0;
             while ox0 < ow {
-                if ox0 >= first && ox0 + DW_P <= last && nl == l {
+                if ox0 >= first && ox0 < last && nl == l {
+                    // Up to 8 pixels whose taps are all inside the row.
+                    let n = DW_P.min(last - ox0);
                     let acc = match (s2, d2, kw) {
-                        (1, 1, 3) => self.tile_unit_3::<S>(pos, ox0, cb),
-                        (1, 1, 5) => self.tile_unit_5::<S>(pos, ox0, cb),
-                        _ => self.tile_inside::<S>(pos, ox0, cb),
+                        (1, 1, 3) => self.tile_unit_3::<S>(pos, ox0, cb, n),
+                        (1, 1, 5) => self.tile_unit_5::<S>(pos, ox0, cb, n),
+                        _ => self.tile_inside::<S>(pos, ox0, cb, n),
                     };
                     let fused = self.fused;
                     let row = &mut self.dst[ox0 * c + cb..];
                     seq!(p in 0..8 {
-                        let y = match &fused {
-                            Some(f) => f.vector::<S>(acc[p], cb, l, (ox0 + p) * c + cb),
-                            None => acc[p],
-                        };
-                        S::store(y, &mut row[p * c..]);
+                        if p < n {
+                            let y = match &fused {
+                                Some(f) => f.vector::<S>(acc[p], cb, l, (ox0 + p) * c + cb),
+                                None => acc[p],
+                            };
+                            S::store(y, &mut row[p * c..]);
+                        }
                     });
-                    ox0 += DW_P;
+                    ox0 += n;
                 } else {
                     let acc = self.pixel_edge::<S>(pos, ox0, cb, nl);
                     let y = match &self.fused {
@@ -573,7 +577,7 @@ macro_rules! depthwise_unit_tile {
     ($name:ident, $K:literal, $J:literal) => {
         #[inline(always)]
         #[allow(unused_assignments)] // the step after the last load
-        fn $name<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize) -> [S::V; DW_P] {
+        fn $name<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize, n: usize) -> [S::V; DW_P] {
             let g = self.g;
             let c = g.c;
             let mut acc = [S::zero(); DW_P];
@@ -583,16 +587,20 @@ macro_rules! depthwise_unit_tile {
                     let tap0 = (kz * g.k[1] + ky) * $K;
                     let wv: [S::V; $K] = std::array::from_fn(|kx| S::load(&self.w[(tap0 + kx) * c + cb..]));
                     let x0 = (row * g.inp[2] + ox0 - g.pad[2]) * c + cb;
-                    let mut xs = &self.x[x0..x0 + ($J - 1) * c + S::L];
+                    // The input vectors of pixels ox0 − pad .. ox0 + n + K − 1 − pad.
+                    let loads = n + $K - 1;
+                    let mut xs = &self.x[x0..x0 + (loads - 1) * c + S::L];
                     seq!(j in 0..$J {
-                        let xv = S::load(xs);
-                        seq!(kx in 0..$K {
-                            if let Some(a) = acc.get_mut((j as usize).wrapping_sub(kx)) {
-                                *a = S::fma(xv, wv[kx], *a);
+                        if j < loads {
+                            let xv = S::load(xs);
+                            seq!(kx in 0..$K {
+                                if let Some(a) = acc.get_mut((j as usize).wrapping_sub(kx)) {
+                                    *a = S::fma(xv, wv[kx], *a);
+                                }
+                            });
+                            if j + 1 < loads {
+                                xs = &xs[c..];
                             }
-                        });
-                        if j < $J - 1 {
-                            xs = &xs[c..];
                         }
                     });
                 }
@@ -606,9 +614,9 @@ impl DepthwiseRow<'_> {
     depthwise_unit_tile!(tile_unit_3, 3, 10);
     depthwise_unit_tile!(tile_unit_5, 5, 12);
 
-    /// Pixels `ox0..ox0 + 8` × channels `cb..cb + L`, every tap inside the input row.
+    /// Pixels `ox0..ox0 + n` (n ≤ 8) × channels `cb..cb + L`, every tap inside the input row.
     #[inline(always)]
-    fn tile_inside<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize) -> [S::V; DW_P] {
+    fn tile_inside<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize, n: usize) -> [S::V; DW_P] {
         let g = self.g;
         let (c, l, s2) = (g.c, S::L, g.s[2]);
         let mut acc = [S::zero(); DW_P];
@@ -622,11 +630,13 @@ impl DepthwiseRow<'_> {
                     let x0 = (xrow + ox0 * s2 + kx * g.d[2] - g.pad[2]) * c + cb;
                     // One pointer stepped by the pixel stride (fewer live addresses).
                     let step = s2 * c;
-                    let mut xs = &self.x[x0..x0 + (DW_P - 1) * step + l];
+                    let mut xs = &self.x[x0..x0 + (n - 1) * step + l];
                     seq!(p in 0..8 {
-                        acc[p] = S::fma(S::load(xs), wv, acc[p]);
-                        if p < DW_P - 1 {
-                            xs = &xs[step..];
+                        if p < n {
+                            acc[p] = S::fma(S::load(xs), wv, acc[p]);
+                            if p + 1 < n {
+                                xs = &xs[step..];
+                            }
                         }
                     });
                 }
