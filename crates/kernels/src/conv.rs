@@ -1,5 +1,8 @@
-//! Convolutions: direct, depthwise, 1x1 and im2col + GEMM forms, with a fused epilogue;
-//! transposed convolution; and the gradients with respect to the input and the kernel.
+//! Convolutions: direct (`direct.rs`, `narrow.rs`), depthwise (`depthwise.rs`), 1x1 and
+//! grouped (im2col + GEMM) forms, with a fused epilogue; transposed convolution; and the
+//! gradients with respect to the input and the kernel. The micro-kernels work on channels-last
+//! data one output row `(n, z, y)` at a time, a block of output pixels × channels in registers
+//! across every tap and input channel, the epilogue applied before each store.
 
 use crate::fused::EpilogueArgs;
 use crate::matmul::sgemm;
@@ -8,7 +11,14 @@ use crate::KernelError;
 use ir::{ConvAttrs, ConvTransposeAttrs, Epilogue, Op, Tensor};
 use rayon::prelude::*;
 
-use crate::conv_simd::Geo;
+mod depthwise;
+mod direct;
+mod geo;
+mod narrow;
+#[cfg(test)]
+mod simd_tests;
+
+use geo::Geo;
 
 impl Geo {
     /// The geometry of a convolution with attributes `a` of an input `x` by a kernel `w`
@@ -78,7 +88,7 @@ pub fn conv_into(
         return Ok(());
     }
     if groups > 1 && cg == 1 {
-        crate::conv_simd::depthwise(crate::simd::isa(), &g, xs, ws, fg, out, epi);
+        depthwise::depthwise(crate::simd::isa(), &g, xs, ws, fg, out, epi);
         return Ok(());
     }
     let pointwise = kprod == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0];
@@ -99,7 +109,7 @@ pub fn conv_into(
     }
     let kc = kprod * cg;
     if groups == 1 {
-        crate::conv_simd::direct(crate::simd::isa(), &g, xs, ws, out, epi);
+        direct::direct(crate::simd::isa(), &g, xs, ws, out, epi);
         return Ok(());
     }
     out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().try_for_each(|(chunk, dst)| {

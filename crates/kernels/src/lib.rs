@@ -9,7 +9,6 @@
 
 pub mod arena;
 mod conv;
-mod conv_simd;
 mod elementwise;
 mod error;
 pub mod fused;

@@ -1,0 +1,215 @@
+//! Depthwise convolution (one input channel per group), compiled per instruction set
+//! ([`crate::simd`]): one output row at a time, up to 8 pixels × one vector of `L` channels in
+//! registers; for unit stride the `8 + K − 1` input vectors of a kernel row are loaded once and
+//! feed every pixel that reads them. A depth multiplier above 1 first repeats each input
+//! channel that many times, so that output channel `o` reads input channel `o` and every load
+//! is contiguous. Pixels whose taps cross the border are done one at a time, each tap checked.
+
+// `seq!` unrolls loops into literal indices, where `0 * c` and `1 * c` are the point.
+#![allow(clippy::erasing_op, clippy::identity_op)]
+
+use super::geo::{rows_per_task, Geo};
+use crate::fused::{EpilogueArgs, InRegisters};
+use crate::simd::{dispatch, Isa, Kernel, Simd};
+use crate::util::for_rows;
+use seq_macro::seq;
+
+/// Depthwise convolution (`C` groups of one input channel, `F = C · dm` outputs) into `out`,
+/// then the epilogue.
+pub(crate) fn depthwise(
+    isa: Isa,
+    g: &Geo,
+    x: &[f32],
+    w: &[f32],
+    dm: usize,
+    out: &mut [f32],
+    epi: Option<&EpilogueArgs>,
+) {
+    let repeated;
+    let (x, g) = if dm == 1 {
+        (x, *g)
+    } else {
+        let mut r = Vec::with_capacity(x.len() * dm);
+        for &v in x {
+            r.extend(std::iter::repeat_n(v, dm));
+        }
+        repeated = r;
+        (&repeated[..], Geo { c: g.f, ..*g })
+    };
+    let isa = crate::simd::isa_for_width(isa, g.f);
+    let ow = g.out[2];
+    let row_len = ow * g.f;
+    let per_task = rows_per_task(row_len * g.taps());
+    let fused = epi.and_then(EpilogueArgs::in_registers);
+    for_rows(out, row_len, per_task, |r, dst| {
+        let fused = fused.map(|f| f.row(r, row_len));
+        dispatch(isa, DepthwiseRow { g: &g, x, w, r, dst, fused });
+        if let (Some(e), None) = (epi, fused) {
+            e.apply(dst, r * row_len, g.f);
+        }
+    });
+}
+
+/// One output row of [`depthwise`]: `dst` is `ow × C`.
+struct DepthwiseRow<'a> {
+    g: &'a Geo,
+    x: &'a [f32],
+    w: &'a [f32],
+    r: usize,
+    dst: &'a mut [f32],
+    fused: Option<InRegisters<'a>>,
+}
+
+impl Kernel for DepthwiseRow<'_> {
+    #[inline(always)]
+    fn run<S: Simd>(self) {
+        let g = self.g;
+        let (c, ow, l) = (g.c, g.out[2], S::L);
+        // The pixels whose taps all lie inside the row: blocks of them need no checks.
+        let (kw, s2, d2, pad) = (g.k[2], g.s[2], g.d[2], g.pad[2]);
+        let first = pad.div_ceil(s2);
+        let reach = (kw - 1) * d2;
+        let last = if g.inp[2] + pad > reach { ((g.inp[2] + pad - reach - 1) / s2 + 1).min(ow) } else { 0 };
+        let pos = g.row_pos(self.r);
+        let mut cb = 0;
+        while cb < c {
+            let nl = l.min(c - cb);
+            let mut ox0 = 0;
+            while ox0 < ow {
+                if ox0 >= first && ox0 < last && nl == l {
+                    // Up to 8 pixels whose taps are all inside the row.
+                    let n = DW_P.min(last - ox0);
+                    let acc = match (s2, d2, kw) {
+                        (1, 1, 3) => self.tile_unit_3::<S>(pos, ox0, cb, n),
+                        (1, 1, 5) => self.tile_unit_5::<S>(pos, ox0, cb, n),
+                        _ => self.tile_inside::<S>(pos, ox0, cb, n),
+                    };
+                    let fused = self.fused;
+                    let row = &mut self.dst[ox0 * c + cb..];
+                    seq!(p in 0..8 {
+                        if p < n {
+                            let y = match &fused {
+                                Some(f) => f.vector::<S>(acc[p], cb, l, (ox0 + p) * c + cb),
+                                None => acc[p],
+                            };
+                            S::store(y, &mut row[p * c..]);
+                        }
+                    });
+                    ox0 += n;
+                } else {
+                    let acc = self.pixel_edge::<S>(pos, ox0, cb, nl);
+                    let y = match &self.fused {
+                        Some(f) => f.vector::<S>(acc, cb, nl, ox0 * c + cb),
+                        None => acc,
+                    };
+                    S::store_part(y, &mut self.dst[ox0 * c + cb..], nl);
+                    ox0 += 1;
+                }
+            }
+            cb += l;
+        }
+    }
+}
+
+/// Pixels per depthwise block (the `seq!` bounds below).
+const DW_P: usize = 8;
+
+/// Defines `DepthwiseRow::$name`: [`DepthwiseRow::tile_inside`] for unit stride and dilation
+/// along the row and a kernel `$K` wide, where the `8 + $K − 1` input vectors of a kernel row
+/// are loaded once and each feeds the `$K` pixels that read it.
+macro_rules! depthwise_unit_tile {
+    ($name:ident, $K:literal, $J:literal) => {
+        #[inline(always)]
+        #[allow(unused_assignments)] // the step after the last load
+        fn $name<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize, n: usize) -> [S::V; DW_P] {
+            let g = self.g;
+            let c = g.c;
+            let mut acc = [S::zero(); DW_P];
+            for kz in 0..g.k[0] {
+                for ky in 0..g.k[1] {
+                    let Some(row) = g.input_row(pos, kz, ky) else { continue };
+                    let tap0 = (kz * g.k[1] + ky) * $K;
+                    let wv: [S::V; $K] = std::array::from_fn(|kx| S::load(&self.w[(tap0 + kx) * c + cb..]));
+                    let x0 = (row * g.inp[2] + ox0 - g.pad[2]) * c + cb;
+                    // The input vectors of pixels ox0 − pad .. ox0 + n + K − 1 − pad.
+                    let loads = n + $K - 1;
+                    let mut xs = &self.x[x0..x0 + (loads - 1) * c + S::L];
+                    seq!(j in 0..$J {
+                        if j < loads {
+                            let xv = S::load(xs);
+                            seq!(kx in 0..$K {
+                                if let Some(a) = acc.get_mut((j as usize).wrapping_sub(kx)) {
+                                    *a = S::fma(xv, wv[kx], *a);
+                                }
+                            });
+                            if j + 1 < loads {
+                                xs = &xs[c..];
+                            }
+                        }
+                    });
+                }
+            }
+            acc
+        }
+    };
+}
+
+impl DepthwiseRow<'_> {
+    depthwise_unit_tile!(tile_unit_3, 3, 10);
+    depthwise_unit_tile!(tile_unit_5, 5, 12);
+
+    /// Pixels `ox0..ox0 + n` (n ≤ 8) × channels `cb..cb + L`, every tap inside the input row.
+    #[inline(always)]
+    fn tile_inside<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize, n: usize) -> [S::V; DW_P] {
+        let g = self.g;
+        let (c, l, s2) = (g.c, S::L, g.s[2]);
+        let mut acc = [S::zero(); DW_P];
+        for kz in 0..g.k[0] {
+            for ky in 0..g.k[1] {
+                let Some(row) = g.input_row(pos, kz, ky) else { continue };
+                let xrow = row * g.inp[2];
+                for kx in 0..g.k[2] {
+                    let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
+                    let wv = S::load(&self.w[tap * c + cb..]);
+                    let x0 = (xrow + ox0 * s2 + kx * g.d[2] - g.pad[2]) * c + cb;
+                    // One pointer stepped by the pixel stride (fewer live addresses).
+                    let step = s2 * c;
+                    let mut xs = &self.x[x0..x0 + (n - 1) * step + l];
+                    seq!(p in 0..8 {
+                        if p < n {
+                            acc[p] = S::fma(S::load(xs), wv, acc[p]);
+                            if p + 1 < n {
+                                xs = &xs[step..];
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        acc
+    }
+
+    /// One pixel at the borders of the row (or past the interior blocks, or the last `nl < L`
+    /// channels): each tap checked.
+    #[inline(always)]
+    fn pixel_edge<S: Simd>(&self, pos: (usize, usize, usize), ox: usize, cb: usize, nl: usize) -> S::V {
+        let g = self.g;
+        let c = g.c;
+        let mut acc = S::zero();
+        for kz in 0..g.k[0] {
+            for ky in 0..g.k[1] {
+                let Some(row) = g.input_row(pos, kz, ky) else { continue };
+                let xrow = row * g.inp[2];
+                for kx in 0..g.k[2] {
+                    if let Some(ix) = g.input_col(ox, kx) {
+                        let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
+                        let wv = S::load_part(&self.w[tap * c + cb..], nl);
+                        let xv = S::load_part(&self.x[(xrow + ix) * c + cb..], nl);
+                        acc = S::fma(xv, wv, acc);
+                    }
+                }
+            }
+        }
+        acc
+    }
+}

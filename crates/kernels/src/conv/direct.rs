@@ -1,0 +1,258 @@
+//! Direct convolution (group count 1) without im2col, compiled per instruction set
+//! ([`crate::simd`]): one output row at a time, `P` pixels × `V` vectors of `L` output channels
+//! in registers; for each tap and input channel the `V` weight vectors are loaded once and each
+//! pixel's input value is broadcast against them. The kernel `(taps, C, F)` is already laid out
+//! as the kernel reads it when `F` is a multiple of `L`; otherwise it is repacked once per call
+//! into `(taps, C, F rounded up to L)`, zeros in the padding. Narrow layers go to
+//! [`super::narrow`].
+
+// `seq!` unrolls loops into literal indices, where `0 * c` and `1 * c` are the point.
+#![allow(clippy::erasing_op, clippy::identity_op)]
+
+use super::geo::{rows_per_task, Geo, SCRATCH};
+use crate::fused::{EpilogueArgs, InRegisters};
+use crate::simd::{dispatch, Isa, Kernel, Simd};
+use crate::util::for_rows;
+use seq_macro::seq;
+
+/// Direct convolution (group count 1) into `out` (`(n, od, oh, ow, F)`), then the epilogue.
+pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
+    if g.f <= super::narrow::NARROW_MAX_F && g.c <= super::narrow::NARROW_MAX_C && g.s[2] == 1 && g.out[2] >= 8 {
+        return super::narrow::narrow(isa, g, x, w, out, epi);
+    }
+    let isa = crate::simd::isa_for_width(isa, g.f);
+    let lanes = if isa == Isa::Avx512 { 16 } else { 8 };
+    let fp = g.f.div_ceil(lanes) * lanes;
+    let taps = g.taps();
+    let packed;
+    let w = if fp == g.f {
+        w
+    } else {
+        let mut p = vec![0f32; taps * g.c * fp];
+        for (dst, src) in p.chunks_exact_mut(fp).zip(w.chunks_exact(g.f)) {
+            dst[..g.f].copy_from_slice(src);
+        }
+        packed = p;
+        &packed
+    };
+    let ow = g.out[2];
+    let row_len = ow * g.f;
+    let per_task = rows_per_task(ow * g.f * taps * g.c);
+    // The epilogue in registers where the rows are not padded, else a pass over each row.
+    let fused = if fp == g.f { epi.and_then(EpilogueArgs::in_registers) } else { None };
+    for_rows(out, row_len, per_task, |r, dst| {
+        let fused = fused.map(|f| f.row(r, row_len));
+        SCRATCH.with(|s| {
+            let (mut scratch, mut row) = (s.0.borrow_mut(), s.1.borrow_mut());
+            if fp == g.f {
+                dispatch(isa, DirectRow { g, x, w, fp, r, dst, scratch: &mut scratch, fused });
+            } else {
+                row.resize(ow * fp, 0.0);
+                dispatch(isa, DirectRow { g, x, w, fp, r, dst: &mut row, scratch: &mut scratch, fused });
+                for (d, s) in dst.chunks_exact_mut(g.f).zip(row.chunks_exact(fp)) {
+                    d.copy_from_slice(&s[..g.f]);
+                }
+            }
+        });
+        if let (Some(e), None) = (epi, fused) {
+            e.apply(dst, r * row_len, g.f);
+        }
+    });
+}
+
+/// One output row of [`direct`]: `dst` is `ow × fp`.
+///
+/// The reduction runs over segments of contiguous input: with a width dilation of 1, the taps of
+/// one kernel row read `kw · C` consecutive values for each pixel (and the kernel's rows for
+/// them are consecutive too), so each segment is one pointer per pixel and a straight loop;
+/// otherwise one segment per tap. A pixel whose segment crosses the border reads a zero-padded
+/// copy of it.
+struct DirectRow<'a> {
+    g: &'a Geo,
+    x: &'a [f32],
+    w: &'a [f32],
+    fp: usize,
+    r: usize,
+    dst: &'a mut [f32],
+    scratch: &'a mut Vec<f32>,
+    /// The epilogue, applied before each store (only when `fp` is `F`).
+    fused: Option<InRegisters<'a>>,
+}
+
+impl Kernel for DirectRow<'_> {
+    #[inline(always)]
+    fn run<S: Simd>(mut self) {
+        let mut fb = 0;
+        let l = S::L;
+        let ow = self.g.out[2];
+        // The widest register block that fits the filters left (4, 2 or 1 vectors), with as
+        // many pixels as leave registers for the weights (32 registers with AVX-512, 16
+        // otherwise), fewer where the row has fewer pixels left.
+        let wide = l == 16;
+        while fb < self.fp {
+            let left = (self.fp - fb) / l;
+            // Multiples of 3 vectors (48, 96, 144 filters) in blocks of 3, the rest by 4, 2, 1.
+            let v = match left {
+                _ if !wide => left.min(2),
+                n if n.is_multiple_of(4) => 4,
+                n if n.is_multiple_of(3) => 3,
+                n => n.min(4),
+            };
+            let mut ox0 = 0;
+            while ox0 < ow {
+                let rem = ow - ox0;
+                ox0 += match (wide, v) {
+                    (true, 4) if rem >= 6 => self.block_6x4::<S>(fb, ox0),
+                    (true, 4) => self.block_3x4::<S>(fb, ox0),
+                    (true, 3) if rem >= 8 => self.block_8x3::<S>(fb, ox0),
+                    (true, 3) => self.block_4x3::<S>(fb, ox0),
+                    (true, 2) if rem >= 12 => self.block_12x2::<S>(fb, ox0),
+                    (true, 2) if rem >= 6 => self.block_6x2::<S>(fb, ox0),
+                    (true, 2) => self.block_3x2::<S>(fb, ox0),
+                    (true, _) if rem >= 16 => self.block_16x1::<S>(fb, ox0),
+                    (true, _) if rem >= 8 => self.block_8x1::<S>(fb, ox0),
+                    (true, _) => self.block_4x1::<S>(fb, ox0),
+                    (false, 2) if rem >= 6 => self.block_6x2::<S>(fb, ox0),
+                    (false, 2) => self.block_3x2::<S>(fb, ox0),
+                    (false, _) if rem >= 12 => self.block_12x1::<S>(fb, ox0),
+                    (false, _) if rem >= 6 => self.block_6x1::<S>(fb, ox0),
+                    (false, _) => self.block_3x1::<S>(fb, ox0),
+                };
+            }
+            fb += v * l;
+        }
+    }
+}
+
+/// `acc[p][v] += xp[p][i] · wt[i][fb + v·L..]` over the rows `i` of `wt` (`fp` wide).
+macro_rules! fma_rows {
+    ($S:ident, $P:literal, $V:literal, $xp:ident, $wt:ident, $fp:ident, $fb:ident, $acc:ident) => {
+        for (i, wrow) in $wt.chunks_exact($fp).enumerate() {
+            let wrow = &wrow[$fb..$fb + $V * $S::L];
+            let wv: [$S::V; $V] = std::array::from_fn(|v| $S::load(&wrow[v * $S::L..]));
+            seq!(p in 0..$P {
+                // SAFETY: every `xp[p]` holds as many values as `wt` has rows.
+                let xv = $S::splat(unsafe { *$xp[p].get_unchecked(i) });
+                seq!(v in 0..$V {
+                    $acc[p][v] = $S::fma(xv, wv[v], $acc[p][v]);
+                });
+            });
+        }
+    };
+}
+
+/// Defines `DirectRow::$name`, the block of `$P` pixels × `$V` vectors, its loops over the block
+/// unrolled in the source (`seq!`) so that the accumulators are registers from the start.
+macro_rules! direct_block {
+    ($name:ident, $P:literal, $V:literal) => {
+    /// Output channels `fb..fb + V·L` of the row, `P` pixels at a time.
+        #[inline(always)]
+        fn $name<S: Simd>(&mut self, fb: usize, ox0: usize) -> usize {
+            const P: usize = $P;
+            const V: usize = $V;
+            let g = self.g;
+            let l = S::L;
+            let (c, fp, ow) = (g.c, self.fp, g.out[2]);
+            let joined = g.d[2] == 1;
+            // Columns and values per segment; segments per kernel row.
+            let cols = if joined { g.k[2] } else { 1 };
+            let seg = cols * c;
+            let segs = g.k[2] / cols;
+            // Border pixels' zero-padded segments, then one segment of zeros for the pixels
+            // past the end of the row.
+            if self.scratch.len() < (P + 1) * seg {
+                self.scratch.resize((P + 1) * seg, 0.0);
+            }
+            self.scratch[P * seg..(P + 1) * seg].fill(0.0);
+            let pos = g.row_pos(self.r);
+            {
+                let mut acc = [[S::zero(); V]; P];
+                for kz in 0..g.k[0] {
+                    for ky in 0..g.k[1] {
+                        let Some(row) = g.input_row(pos, kz, ky) else { continue };
+                        let xrow = row * g.inp[2];
+                        for j in 0..segs {
+                            // Input column of each pixel's segment; inside or not.
+                            let mut start = [0usize; P];
+                            let mut inside = [false; P];
+                            let col0 = (ox0 * g.s[2] + j * g.d[2]) as isize - g.pad[2] as isize;
+                            if col0 >= 0 && ox0 + P <= ow && col0 as usize + (P - 1) * g.s[2] + cols <= g.inp[2] {
+                                // The whole block inside: no per-pixel checks.
+                                let b = (xrow + col0 as usize) * c;
+                                let xp: [&[f32]; P] = std::array::from_fn(|p| &self.x[b + p * g.s[2] * c..][..seg]);
+                                let w0 = ((kz * g.k[1] + ky) * g.k[2] + j) * c * fp;
+                                let wt = &self.w[w0..w0 + seg * fp];
+                                fma_rows!(S, $P, $V, xp, wt, fp, fb, acc);
+                                continue;
+                            }
+                            for p in 0..P {
+                                let col = ((ox0 + p) * g.s[2] + j * g.d[2]) as isize - g.pad[2] as isize;
+                                if ox0 + p >= ow {
+                                    start[p] = P * seg;
+                                } else if col >= 0 && col as usize + cols <= g.inp[2] {
+                                    start[p] = (xrow + col as usize) * c;
+                                    inside[p] = true;
+                                } else {
+                                    let pad = &mut self.scratch[p * seg..(p + 1) * seg];
+                                    for t in 0..cols {
+                                        let ic = col + t as isize;
+                                        let cell = &mut pad[t * c..(t + 1) * c];
+                                        if ic >= 0 && (ic as usize) < g.inp[2] {
+                                            let from = (xrow + ic as usize) * c;
+                                            cell.copy_from_slice(&self.x[from..from + c]);
+                                        } else {
+                                            cell.fill(0.0);
+                                        }
+                                    }
+                                    start[p] = p * seg;
+                                }
+                            }
+                            let scratch = &self.scratch[..];
+                            let xp: [&[f32]; P] = std::array::from_fn(|p| {
+                                if inside[p] {
+                                    &self.x[start[p]..start[p] + seg]
+                                } else {
+                                    &scratch[start[p]..start[p] + seg]
+                                }
+                            });
+                            let w0 = ((kz * g.k[1] + ky) * g.k[2] + j) * c * fp;
+                            let wt = &self.w[w0..w0 + seg * fp];
+                            fma_rows!(S, $P, $V, xp, wt, fp, fb, acc);
+                        }
+                    }
+                }
+                // A full unroll over the block (constant indices), so `acc` stays in registers.
+                let n = ow - ox0;
+                seq!(p in 0..$P {
+                    if p < n {
+                        seq!(v in 0..$V {
+                            let at = (ox0 + p) * fp + fb + v * l;
+                            let y = match &self.fused {
+                                Some(f) => f.vector::<S>(acc[p][v], fb + v * l, l, at),
+                                None => acc[p][v],
+                            };
+                            S::store(y, &mut self.dst[at..]);
+                        });
+                    }
+                });
+            }
+            P
+        }
+    };
+}
+
+impl DirectRow<'_> {
+    direct_block!(block_6x4, 6, 4);
+    direct_block!(block_3x4, 3, 4);
+    direct_block!(block_8x3, 8, 3);
+    direct_block!(block_4x3, 4, 3);
+    direct_block!(block_12x2, 12, 2);
+    direct_block!(block_6x2, 6, 2);
+    direct_block!(block_3x2, 3, 2);
+    direct_block!(block_16x1, 16, 1);
+    direct_block!(block_12x1, 12, 1);
+    direct_block!(block_8x1, 8, 1);
+    direct_block!(block_6x1, 6, 1);
+    direct_block!(block_4x1, 4, 1);
+    direct_block!(block_3x1, 3, 1);
+}

@@ -1,0 +1,62 @@
+//! What the convolution micro-kernels share: the geometry, the rule for splitting rows into
+//! tasks, and each thread's scratch buffers (a leaf module, so the kernels import it and not
+//! each other).
+
+/// A convolution's geometry lifted to three spatial axes (leading 1s for 1-D and 2-D).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geo {
+    pub n: usize,
+    pub inp: [usize; 3],
+    pub out: [usize; 3],
+    pub k: [usize; 3],
+    pub s: [usize; 3],
+    pub d: [usize; 3],
+    pub pad: [usize; 3],
+    pub c: usize,
+    pub f: usize,
+}
+
+impl Geo {
+    pub(super) fn taps(&self) -> usize {
+        self.k.iter().product()
+    }
+
+    /// The position `(n, z, y)` of output row `r`.
+    #[inline(always)]
+    pub(super) fn row_pos(&self, r: usize) -> (usize, usize, usize) {
+        let [od, oh, _] = self.out;
+        (r / (oh * od), (r / oh) % od, r % oh)
+    }
+
+    /// The input row `(n, z, y)` read by tap row `(kz, ky)` of the output row at `pos`, if inside.
+    #[inline(always)]
+    pub(super) fn input_row(&self, (n, oz, oy): (usize, usize, usize), kz: usize, ky: usize) -> Option<usize> {
+        let iz = (oz * self.s[0] + kz * self.d[0]).checked_sub(self.pad[0])?;
+        let iy = (oy * self.s[1] + ky * self.d[1]).checked_sub(self.pad[1])?;
+        (iz < self.inp[0] && iy < self.inp[1]).then(|| (n * self.inp[0] + iz) * self.inp[1] + iy)
+    }
+
+    /// The input column read by tap column `kx` of output column `ox`, if inside.
+    #[inline(always)]
+    pub(super) fn input_col(&self, ox: usize, kx: usize) -> Option<usize> {
+        let ix = (ox * self.s[2] + kx * self.d[2]).checked_sub(self.pad[2])?;
+        (ix < self.inp[2]).then_some(ix)
+    }
+}
+
+/// Work (multiply-adds) below which a task is not split further: splitting costs a few
+/// microseconds of scheduling, which a task this size (~10 µs on one core) pays for.
+const MIN_TASK_MACS: usize = 1 << 16;
+
+/// Output rows per task for rows of `macs_per_row` multiply-adds each.
+pub(super) fn rows_per_task(macs_per_row: usize) -> usize {
+    (MIN_TASK_MACS / macs_per_row.max(1)).max(1)
+}
+
+type Buffers = (std::cell::RefCell<Vec<f32>>, std::cell::RefCell<Vec<f32>>);
+
+thread_local! {
+    /// Each thread's buffers: the zero-padded input spans of the pixels at the borders, and a
+    /// padded output row for filter counts that are not a multiple of the lanes.
+    pub(super) static SCRATCH: Buffers = const { (std::cell::RefCell::new(Vec::new()), std::cell::RefCell::new(Vec::new())) };
+}
