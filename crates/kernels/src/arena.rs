@@ -57,6 +57,10 @@ pub fn run_into(
     if views.len() > MAX_OPERANDS || shapes.len() < views.len() {
         return Err(KernelError::new(op, "too many operands for an in-arena kernel"));
     }
+    if out.is_empty() {
+        // Nothing to write (an axis of size 0), as `run_op`.
+        return Ok(());
+    }
     match op {
         Op::Conv(a) => conv::conv_into(op, a, need(0)?, need(1)?, out, out_shape, None),
         Op::FusedConv { conv, epilogue: e } => {

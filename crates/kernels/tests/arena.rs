@@ -45,3 +45,31 @@ fn match_the_allocating_kernels() {
     check(Op::Resize { sizes: vec![3, 7], mode: nearest }, vec![seq(&[1, 3, 4, 2], 0.3)]);
     check(Op::Resize { sizes: vec![9], mode: nearest }, vec![seq(&[2, 4, 3], 0.3)]);
 }
+
+/// Shapes with an axis of size 0 (a sequence of no steps, as a fuzzer wrote): every op gives
+/// its empty output or, reducing over the empty axis, values, and no kernel panics.
+#[test]
+fn axes_of_size_zero_run() {
+    let empty = Tensor::from_f32(&[1, 0, 16], vec![]).unwrap();
+    let gamma = seq(&[16], 0.2);
+    let ops: Vec<(Op, Vec<Tensor>)> = vec![
+        (Op::LayerNorm { axes: vec![2], epsilon: 1e-3 }, vec![empty.clone(), gamma.clone(), gamma.clone()]),
+        (Op::Softmax { axes: vec![2] }, vec![empty.clone()]),
+        (Op::Transpose { perm: vec![0, 2, 1] }, vec![empty.clone()]),
+        (Op::RepeatInterleave { axis: 1, repeats: 2 }, vec![empty.clone()]),
+        (Op::Reduce { kind: ir::ReduceKind::Mean, axes: vec![1], keepdims: false }, vec![empty.clone()]),
+        (Op::Reduce { kind: ir::ReduceKind::Sum, axes: vec![1], keepdims: false }, vec![empty.clone()]),
+        (Op::Unary(ir::UnaryOp::Relu), vec![empty.clone()]),
+        (Op::Binary(ir::BinaryOp::Add), vec![empty.clone(), gamma.clone()]),
+    ];
+    for (op, inputs) in ops {
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        let out = run_op(&op, &refs).unwrap_or_else(|e| panic!("{op:?}: {e}")).remove(0);
+        let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+        if supports(&op, &shapes) {
+            let ins: Vec<Option<&[f32]>> = inputs.iter().map(|t| t.as_f32()).collect();
+            let mut buf = vec![0f32; out.len()];
+            run_into(&op, &ins, &shapes, &mut buf, out.shape()).unwrap();
+        }
+    }
+}
