@@ -1,9 +1,10 @@
 //! Depthwise convolution (one input channel per group), compiled per instruction set
 //! ([`crate::simd`]): one output row at a time, up to 8 pixels × one vector of `L` channels in
-//! registers; for unit stride the `8 + K − 1` input vectors of a kernel row are loaded once and
-//! feed every pixel that reads them. A depth multiplier above 1 first repeats each input
-//! channel that many times, so that output channel `o` reads input channel `o` and every load
-//! is contiguous. Pixels whose taps cross the border are done one at a time, each tap checked.
+//! registers; for strides 1 and 2 and kernels 3 and 5 wide, the input vectors of a kernel row
+//! are loaded once and feed every pixel that reads them. A depth multiplier above 1 first
+//! repeats each input channel that many times, so that output channel `o` reads input channel
+//! `o` and every load is contiguous. Pixels whose taps cross the border are done one at a time,
+//! each tap checked.
 
 // `seq!` unrolls loops into literal indices, where `0 * c` and `1 * c` are the point.
 #![allow(clippy::erasing_op, clippy::identity_op)]
@@ -82,6 +83,8 @@ impl Kernel for DepthwiseRow<'_> {
                     let acc = match (s2, d2, kw) {
                         (1, 1, 3) => self.tile_unit_3::<S>(pos, ox0, cb, n),
                         (1, 1, 5) => self.tile_unit_5::<S>(pos, ox0, cb, n),
+                        (2, 1, 3) => self.tile_stride2_3::<S>(pos, ox0, cb, n),
+                        (2, 1, 5) => self.tile_stride2_5::<S>(pos, ox0, cb, n),
                         _ => self.tile_inside::<S>(pos, ox0, cb, n),
                     };
                     let fused = self.fused;
@@ -114,11 +117,11 @@ impl Kernel for DepthwiseRow<'_> {
 /// Pixels per depthwise block (the `seq!` bounds below).
 const DW_P: usize = 8;
 
-/// Defines `DepthwiseRow::$name`: [`DepthwiseRow::tile_inside`] for unit stride and dilation
-/// along the row and a kernel `$K` wide, where the `8 + $K − 1` input vectors of a kernel row
-/// are loaded once and each feeds the `$K` pixels that read it.
+/// Defines `DepthwiseRow::$name`: [`DepthwiseRow::tile_inside`] for stride `$S`, unit dilation
+/// along the row and a kernel `$K` wide, where the `7·$S + $K` input vectors of a kernel row
+/// are loaded once and each feeds every pixel that reads it.
 macro_rules! depthwise_unit_tile {
-    ($name:ident, $K:literal, $J:literal) => {
+    ($name:ident, $K:literal, $S:literal, $J:literal) => {
         #[inline(always)]
         #[allow(unused_assignments)] // the step after the last load
         fn $name<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize, n: usize) -> [S::V; DW_P] {
@@ -130,16 +133,20 @@ macro_rules! depthwise_unit_tile {
                     let Some(row) = g.input_row(pos, kz, ky) else { continue };
                     let tap0 = (kz * g.k[1] + ky) * $K;
                     let wv: [S::V; $K] = std::array::from_fn(|kx| S::load(&self.w[(tap0 + kx) * c + cb..]));
-                    let x0 = (row * g.inp[2] + ox0 - g.pad[2]) * c + cb;
-                    // The input vectors of pixels ox0 − pad .. ox0 + n + K − 1 − pad.
-                    let loads = n + $K - 1;
+                    let x0 = (row * g.inp[2] + ox0 * $S - g.pad[2]) * c + cb;
+                    // The input vectors of columns ox0·S − pad .. (ox0 + n − 1)·S + K − pad.
+                    let loads = (n - 1) * $S + $K;
                     let mut xs = &self.x[x0..x0 + (loads - 1) * c + S::L];
                     seq!(j in 0..$J {
                         if j < loads {
                             let xv = S::load(xs);
+                            // Column j feeds pixel (j − kx) / S for each tap kx that divides.
                             seq!(kx in 0..$K {
-                                if let Some(a) = acc.get_mut((j as usize).wrapping_sub(kx)) {
-                                    *a = S::fma(xv, wv[kx], *a);
+                                let q = (j as usize).wrapping_sub(kx);
+                                if q % $S == 0 {
+                                    if let Some(a) = acc.get_mut(q / $S) {
+                                        *a = S::fma(xv, wv[kx], *a);
+                                    }
                                 }
                             });
                             if j + 1 < loads {
@@ -155,8 +162,10 @@ macro_rules! depthwise_unit_tile {
 }
 
 impl DepthwiseRow<'_> {
-    depthwise_unit_tile!(tile_unit_3, 3, 10);
-    depthwise_unit_tile!(tile_unit_5, 5, 12);
+    depthwise_unit_tile!(tile_unit_3, 3, 1, 10);
+    depthwise_unit_tile!(tile_unit_5, 5, 1, 12);
+    depthwise_unit_tile!(tile_stride2_3, 3, 2, 17);
+    depthwise_unit_tile!(tile_stride2_5, 5, 2, 19);
 
     /// Pixels `ox0..ox0 + n` (n ≤ 8) × channels `cb..cb + L`, every tap inside the input row.
     #[inline(always)]
