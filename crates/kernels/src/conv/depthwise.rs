@@ -6,8 +6,9 @@
 //! `o` and every load is contiguous. Pixels whose taps cross the border are done one at a time,
 //! each tap checked.
 
-// `seq!` unrolls loops into literal indices, where `0 * c` and `1 * c` are the point.
-#![allow(clippy::erasing_op, clippy::identity_op)]
+// `seq!` and the macros unroll loops into literal indices and strides, where `0 * c`, `1 * c`
+// and `q % 1` are the point.
+#![allow(clippy::erasing_op, clippy::identity_op, clippy::modulo_one)]
 
 use super::geo::{rows_per_task, Geo};
 use crate::fused::{EpilogueArgs, InRegisters};
