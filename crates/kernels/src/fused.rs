@@ -314,6 +314,8 @@ pub(crate) enum Act {
     Identity,
     Relu,
     Clip(f32, f32),
+    /// Sigmoid or SiLU, in their vector form.
+    Vector(crate::simd::VectorFn),
 }
 
 impl Act {
@@ -322,7 +324,7 @@ impl Act {
             None | Some(ir::UnaryOp::Identity) => Some(Act::Identity),
             Some(ir::UnaryOp::Relu) => Some(Act::Relu),
             Some(ir::UnaryOp::Clip { lo, hi }) if lo <= hi => Some(Act::Clip(lo, hi)),
-            _ => None,
+            Some(u) => crate::scalar::vector_fn(u).map(Act::Vector),
         }
     }
 
@@ -333,6 +335,7 @@ impl Act {
             Act::Identity => v,
             Act::Relu => S::relu(v),
             Act::Clip(lo, hi) => S::clamp(v, lo, hi),
+            Act::Vector(f) => f.apply::<S>(v),
         }
     }
 
@@ -342,6 +345,11 @@ impl Act {
             Act::Identity => v,
             Act::Relu => v.max(0.0),
             Act::Clip(lo, hi) => v.clamp(lo, hi),
+            Act::Vector(f) => match f {
+                crate::simd::VectorFn::Exp => v.exp(),
+                crate::simd::VectorFn::Sigmoid => crate::scalar::sigmoid(v),
+                crate::simd::VectorFn::Silu => v * crate::scalar::sigmoid(v),
+            },
         }
     }
 }
@@ -357,6 +365,11 @@ pub(crate) struct InRegisters<'a> {
 }
 
 impl<'a> InRegisters<'a> {
+    /// Whether its activations are all ones a scalar store does as fast (no exponential).
+    pub(crate) fn scalar_friendly(&self) -> bool {
+        !matches!(self.act, Act::Vector(_)) && !matches!(self.post, Act::Vector(_))
+    }
+
     /// The same epilogue with the residual cut to output row `r` of `row_len` values.
     pub(crate) fn row(self, r: usize, row_len: usize) -> InRegisters<'a> {
         InRegisters { residual: self.residual.map(|v| &v[r * row_len..(r + 1) * row_len]), ..self }

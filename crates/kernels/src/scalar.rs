@@ -133,7 +133,10 @@ pub fn map_unary(u: UnaryOp, src: &[f32], dst: &mut [f32]) {
         UnaryOp::Identity => dst.copy_from_slice(src),
         UnaryOp::Neg => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = -x),
         UnaryOp::Affine { scale, offset } => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x * scale + offset),
-        _ => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = unary_scalar(u, x)),
+        _ => match vector_fn(u) {
+            Some(f) => crate::simd::map_vector(f, Some(src), dst),
+            None => dst.iter_mut().zip(src).for_each(|(d, &x)| *d = unary_scalar(u, x)),
+        },
     }
 }
 
@@ -164,7 +167,20 @@ pub(crate) fn in_place_unary(u: UnaryOp, v: &mut [f32]) {
         UnaryOp::Clip { lo, hi } => v.iter_mut().for_each(|x| *x = x.clamp(lo, hi)),
         UnaryOp::Relu => v.iter_mut().for_each(|x| *x = x.max(0.0)),
         UnaryOp::Relu6 => v.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
-        _ => v.iter_mut().for_each(|x| *x = unary_scalar(u, *x)),
+        _ => match vector_fn(u) {
+            Some(f) => crate::simd::map_vector(f, None, v),
+            None => v.iter_mut().for_each(|x| *x = unary_scalar(u, *x)),
+        },
+    }
+}
+
+/// The vector form of `u`, where it has one ([`crate::simd::VectorFn`]).
+pub(crate) fn vector_fn(u: UnaryOp) -> Option<crate::simd::VectorFn> {
+    match u {
+        UnaryOp::Exp => Some(crate::simd::VectorFn::Exp),
+        UnaryOp::Sigmoid => Some(crate::simd::VectorFn::Sigmoid),
+        UnaryOp::Silu => Some(crate::simd::VectorFn::Silu),
+        _ => None,
     }
 }
 

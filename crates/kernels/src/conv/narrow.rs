@@ -34,7 +34,8 @@ pub(super) fn narrow(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     let ow = g.out[2];
     let row_len = ow * g.f;
     let per_task = rows_per_task(ow * g.f * taps * g.c);
-    let fused = epi.and_then(EpilogueArgs::in_registers);
+    // In registers unless it has an exponential (the scatter stores one value at a time).
+    let fused = epi.and_then(EpilogueArgs::in_registers).filter(InRegisters::scalar_friendly);
     for_rows(out, row_len, per_task, |r, dst| {
         let fused = fused.map(|f| f.row(r, row_len));
         SCRATCH.with(|s| {
