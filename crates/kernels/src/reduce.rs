@@ -166,11 +166,12 @@ pub(crate) fn softmax_last(x: &[f32], c: usize, out: &mut [f32], log: bool) {
     rows_par(out, c, |i, dst| {
         let src = &x[i * c..(i + 1) * c];
         let m = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
         for (d, &v) in dst.iter_mut().zip(src) {
-            *d = (v - m).exp();
-            sum += *d;
+            *d = v - m;
         }
+        // The exponentials in vectors (`simd::VectorFn::Exp`), then their sum.
+        crate::simd::map_vector(crate::simd::VectorFn::Exp, None, dst);
+        let sum: f32 = dst.iter().sum();
         if log {
             let ls = sum.ln();
             dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v - m - ls);
