@@ -131,12 +131,12 @@ pub fn softmax(op: &Op, x: &Tensor, axes: &[usize], log: bool) -> Result<Tensor,
 
 fn softmax_row(src: impl Iterator<Item = f32> + Clone, dst: &mut [f32], log: bool) {
     let m = src.clone().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0f32;
     for (d, v) in dst.iter_mut().zip(src.clone()) {
-        let e = (v - m).exp();
-        *d = e;
-        sum += e;
+        *d = v - m;
     }
+    // The same vector exponentials as the in-arena `softmax_last`, so both give the same bits.
+    crate::simd::map_vector(crate::simd::VectorFn::Exp, None, dst);
+    let sum: f32 = dst.iter().sum();
     if log {
         let ls = sum.ln();
         for (d, v) in dst.iter_mut().zip(src) {
