@@ -1,6 +1,7 @@
 //! Times one convolution through `kernels::run_op`, each instruction set in turn:
-//! `cargo run --release -p kernels --example conv_bench -- N H W C F K S [PAD] [GROUPS]`
-//! (channels-last, square kernel K, stride S, padding PAD each side), printing µs per call.
+//! `cargo run --release -p kernels --example conv_bench -- N H W C F K S [PAD] [GROUPS] [EPI]`
+//! (channels-last, square kernel K, stride S, padding PAD each side; EPI 1 adds a bias and a
+//! ReLU as the optimizer's fused epilogue), printing µs per call.
 use ir::{ConvAttrs, Op, Tensor};
 use std::time::Instant;
 
@@ -9,22 +10,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (n, h, w, c, f, k, s) = (a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
     let pad = a.get(7).copied().unwrap_or(0);
     let groups = a.get(8).copied().unwrap_or(1);
+    let epi = a.get(9).copied().unwrap_or(0) == 1;
     let x = Tensor::from_f32(&[n, h, w, c], (0..n * h * w * c).map(|i| (i % 7) as f32 * 0.1).collect())?;
     let kern =
         Tensor::from_f32(&[k, k, c / groups, f], (0..k * k * c / groups * f).map(|i| (i % 5) as f32 * 0.1).collect())?;
-    let op = Op::Conv(ConvAttrs { strides: vec![s, s], dilations: vec![1, 1], pads: vec![(pad, pad); 2], groups });
+    let attrs = ConvAttrs { strides: vec![s, s], dilations: vec![1, 1], pads: vec![(pad, pad); 2], groups };
+    let bias = Tensor::from_f32(&[f], (0..f).map(|i| i as f32 * 0.01).collect())?;
+    let (op, inputs) = if epi {
+        let e =
+            ir::Epilogue { bias: true, activation: Some(ir::UnaryOp::Relu), residual: false, post_activation: None };
+        (Op::FusedConv { conv: attrs, epilogue: e }, vec![&x, &kern, &bias])
+    } else {
+        (Op::Conv(attrs), vec![&x, &kern])
+    };
     let macs = {
         let oh = (h + 2 * pad - k) / s + 1;
         let ow = (w + 2 * pad - k) / s + 1;
         n * oh * ow * f * k * k * c / groups
     };
     for _ in 0..20 {
-        kernels::run_op(&op, &[&x, &kern])?;
+        kernels::run_op(&op, &inputs)?;
     }
     let reps = (2e8 / macs as f64).clamp(20.0, 20000.0) as usize;
     let t = Instant::now();
     for _ in 0..reps {
-        kernels::run_op(&op, &[&x, &kern])?;
+        kernels::run_op(&op, &inputs)?;
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
     println!("{:?}: {us:.2} µs, {:.1} GMAC/s", kernels::simd::isa(), macs as f64 / us / 1e3);

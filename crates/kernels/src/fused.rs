@@ -338,20 +338,6 @@ impl Act {
             Act::Vector(f) => f.apply::<S>(v),
         }
     }
-
-    #[inline(always)]
-    pub(crate) fn scalar(self, v: f32) -> f32 {
-        match self {
-            Act::Identity => v,
-            Act::Relu => v.max(0.0),
-            Act::Clip(lo, hi) => v.clamp(lo, hi),
-            Act::Vector(f) => match f {
-                crate::simd::VectorFn::Exp => v.exp(),
-                crate::simd::VectorFn::Sigmoid => crate::scalar::sigmoid(v),
-                crate::simd::VectorFn::Silu => v * crate::scalar::sigmoid(v),
-            },
-        }
-    }
 }
 
 /// An epilogue in registers: `post(act(v + bias[ch]) + residual)`, in that order (as
@@ -365,11 +351,6 @@ pub(crate) struct InRegisters<'a> {
 }
 
 impl<'a> InRegisters<'a> {
-    /// Whether its activations are all ones a scalar store does as fast (no exponential).
-    pub(crate) fn scalar_friendly(&self) -> bool {
-        !matches!(self.act, Act::Vector(_)) && !matches!(self.post, Act::Vector(_))
-    }
-
     /// The same epilogue with the residual cut to output row `r` of `row_len` values.
     pub(crate) fn row(self, r: usize, row_len: usize) -> InRegisters<'a> {
         InRegisters { residual: self.residual.map(|v| &v[r * row_len..(r + 1) * row_len]), ..self }
@@ -386,19 +367,6 @@ impl<'a> InRegisters<'a> {
             v = S::add(v, S::load_part(&r[at..], n));
         }
         self.post.vector::<S>(v)
-    }
-
-    /// One value of output channel `ch` at `at` in the row.
-    #[inline(always)]
-    pub(crate) fn scalar(&self, mut v: f32, ch: usize, at: usize) -> f32 {
-        if let Some(b) = self.bias {
-            v += b[ch];
-        }
-        v = self.act.scalar(v);
-        if let Some(r) = self.residual {
-            v += r[at];
-        }
-        self.post.scalar(v)
     }
 }
 

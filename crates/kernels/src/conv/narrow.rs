@@ -34,10 +34,10 @@ pub(super) fn narrow(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     let ow = g.out[2];
     let row_len = ow * g.f;
     let per_task = rows_per_task(ow * g.f * taps * g.c);
-    // In registers unless it has an exponential (the scatter stores one value at a time).
-    let fused = epi.and_then(EpilogueArgs::in_registers).filter(InRegisters::scalar_friendly);
+    // Without a residual, the epilogue is per filter, so it runs on each vector of pixels
+    // before the transposition; with one, a pass over each row.
+    let fused = epi.and_then(EpilogueArgs::in_registers).filter(|f| f.residual.is_none());
     for_rows(out, row_len, per_task, |r, dst| {
-        let fused = fused.map(|f| f.row(r, row_len));
         SCRATCH.with(|s| {
             let mut planar = s.0.borrow_mut();
             let k = NarrowRow { g, x, w: &packed, r, dst, planar: &mut planar, fused };
@@ -62,6 +62,7 @@ struct NarrowRow<'a> {
     r: usize,
     dst: &'a mut [f32],
     planar: &'a mut Vec<f32>,
+    /// The epilogue without a residual, applied to each filter's vector of pixels.
     fused: Option<InRegisters<'a>>,
 }
 
@@ -137,15 +138,19 @@ impl<const FB: usize> Kernel for NarrowKernel<'_, FB> {
             // Transpose the block into the channels-last row.
             let mut tmp = [[0f32; 16]; FB];
             for fi in 0..FB {
-                S::store(acc[fi], &mut tmp[fi]);
+                let mut v = acc[fi];
+                if let Some(e) = &fused {
+                    if let Some(b) = e.bias {
+                        v = S::add(v, S::splat(b[fi.min(f - 1)]));
+                    }
+                    v = e.post.vector::<S>(e.act.vector::<S>(v));
+                }
+                S::store(v, &mut tmp[fi]);
             }
             let n = l.min(ow - ox0);
             for (p, out) in dst[ox0 * f..(ox0 + n) * f].chunks_exact_mut(f).enumerate() {
                 for (fi, o) in out.iter_mut().enumerate() {
-                    *o = match &fused {
-                        Some(e) => e.scalar(tmp[fi][p], fi, (ox0 + p) * f + fi),
-                        None => tmp[fi][p],
-                    };
+                    *o = tmp[fi][p];
                 }
             }
             ox0 += l;
