@@ -34,7 +34,8 @@ pub fn pool_into(
     }
     let g = PoolGeo { inp, out, k, s, pad, c, max: a.kind == PoolKind::Max };
     let row_len = out[2] * c;
-    let per_task = (1 << 15) / (row_len * k.iter().product::<usize>()).max(1);
+    // Tasks of at least 2^20 window cells (as the convolutions' rule).
+    let per_task = (1 << 20) / (row_len * k.iter().product::<usize>()).max(1);
     let isa = crate::simd::isa_for_width(crate::simd::isa(), c);
     for_rows(res, row_len, per_task.max(1), |r, dst| crate::simd::dispatch(isa, PoolRow { g: &g, x: xs, r, dst }));
     Ok(())
