@@ -1,7 +1,7 @@
 //! Recurrent layers (SimpleRNN, LSTM, GRU) over a whole sequence, with initial states and masks.
 
 use crate::matmul::sgemm;
-use crate::scalar::unary_scalar;
+use crate::scalar::{in_place_unary, unary_scalar};
 use crate::util::{f32s, tensor};
 use crate::KernelError;
 use ir::{Op, RnnAttrs, RnnKind, Tensor};
@@ -82,6 +82,29 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Ker
                         let z = zs[b * u + j];
                         h[b * u + j] = z * h[b * u + j] + (1.0 - z) * hh;
                     }
+                }
+            }
+            RnnKind::Lstm => {
+                sgemm(n, gu, u, &mut hp, gu, &h, u, 1, rk, gu, 1, false, 1)?;
+                // The gates of each sample as whole rows: pre-activations, then each gate's
+                // activation over its `u` values at once (vector sigmoid where it is one).
+                for b in 0..n {
+                    let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];
+                    let g = &mut hp[b * gu..(b + 1) * gu];
+                    g.iter_mut().zip(xr).for_each(|(v, &x)| *v += x);
+                    let (ifg, rest) = g.split_at_mut(2 * u);
+                    let (cand, og) = rest.split_at_mut(u);
+                    in_place_unary(a.recurrent_activation, ifg);
+                    in_place_unary(a.activation, cand);
+                    in_place_unary(a.recurrent_activation, og);
+                    let (ig, fg) = ifg.split_at(u);
+                    let (cr, hr) = (&mut c[b * u..(b + 1) * u], &mut h[b * u..(b + 1) * u]);
+                    for j in 0..u {
+                        cr[j] = fg[j] * cr[j] + ig[j] * cand[j];
+                    }
+                    hr.copy_from_slice(cr);
+                    in_place_unary(a.activation, hr);
+                    hr.iter_mut().zip(og.iter()).for_each(|(v, &o)| *v *= o);
                 }
             }
             _ => {
