@@ -291,7 +291,7 @@ pub fn fold(ctx: &Ctx, node: &NodeProto) -> Option<Lowered> {
                 let ends = get(2)?.ok_or("no ends")?;
                 let r = x.shape.len();
                 let axes: Vec<usize> = match get(3)? {
-                    Some(a) => ctx.axes(&a.iter().map(|&v| v as i64).collect::<Vec<_>>(), r)?,
+                    Some(a) => ctx.axes(&a, r)?,
                     None if starts.len() <= r => (0..starts.len()).collect(),
                     None => return Err(format!("{} slice starts for rank {r}", starts.len())),
                 };
