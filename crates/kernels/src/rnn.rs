@@ -1,7 +1,7 @@
 //! Recurrent layers (SimpleRNN, LSTM, GRU) over a whole sequence, with initial states and masks.
 
 use crate::matmul::sgemm;
-use crate::scalar::{in_place_unary, unary_scalar};
+use crate::scalar::in_place_unary;
 use crate::util::{f32s, tensor};
 use crate::KernelError;
 use ir::{Op, RnnAttrs, RnnKind, Tensor};
@@ -36,8 +36,6 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Ker
             row.iter_mut().zip(b).for_each(|(v, &bb)| *v += bb);
         }
     }
-    let act = |v: f32| unary_scalar(a.activation, v);
-    let ract = |v: f32| unary_scalar(a.recurrent_activation, v);
     let mut h = vec![0f32; n * u];
     let mut c = vec![0f32; n * u];
     if a.initial_state {
@@ -67,20 +65,24 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Ker
                 sgemm(n, 2 * u, u, &mut hp, gu, &h, u, 1, rk, gu, 1, false, 1)?;
                 for b in 0..n {
                     let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];
+                    // z and r as one row of 2u gates, activated at once.
+                    let g = &mut hp[b * gu..b * gu + 2 * u];
+                    g.iter_mut().zip(xr).for_each(|(v, &x)| *v += x);
+                    in_place_unary(a.recurrent_activation, g);
+                    zs[b * u..(b + 1) * u].copy_from_slice(&g[..u]);
                     for j in 0..u {
-                        let z = ract(xr[j] + hp[b * gu + j]);
-                        let r = ract(xr[u + j] + hp[b * gu + u + j]);
-                        zs[b * u + j] = z;
-                        rh[b * u + j] = r * h[b * u + j];
+                        rh[b * u + j] = g[u + j] * h[b * u + j];
                     }
                 }
                 sgemm(n, u, u, &mut cand, u, &rh, u, 1, &rk[2 * u..], gu, 1, false, 1)?;
                 for b in 0..n {
                     let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];
+                    let cr = &mut cand[b * u..(b + 1) * u];
+                    cr.iter_mut().zip(&xr[2 * u..]).for_each(|(v, &x)| *v += x);
+                    in_place_unary(a.activation, cr);
                     for j in 0..u {
-                        let hh = act(xr[2 * u + j] + cand[b * u + j]);
                         let z = zs[b * u + j];
-                        h[b * u + j] = z * h[b * u + j] + (1.0 - z) * hh;
+                        h[b * u + j] = z * h[b * u + j] + (1.0 - z) * cr[j];
                     }
                 }
             }
@@ -114,28 +116,27 @@ pub fn rnn(op: &Op, a: &RnnAttrs, inputs: &[&Tensor]) -> Result<Vec<Tensor>, Ker
                         row.iter_mut().zip(rb).for_each(|(v, &bb)| *v += bb);
                     }
                 }
+                // Whole rows of gates per sample, each activation over them at once.
                 for b in 0..n {
                     let xr = &xp[(b * t + ti) * gu..(b * t + ti + 1) * gu];
-                    let hr = &hp[b * gu..(b + 1) * gu];
+                    let hr = &mut hp[b * gu..(b + 1) * gu];
+                    let hb = &mut h[b * u..(b + 1) * u];
+                    if a.kind == RnnKind::Simple {
+                        hb.iter_mut().zip(xr.iter().zip(hr.iter())).for_each(|(v, (&x, &r))| *v = x + r);
+                        in_place_unary(a.activation, hb);
+                        continue;
+                    }
+                    // GRU, reset after the recurrent product: z, r, then x_h + r ∘ (h·U_h).
+                    let (zr, hh) = hr.split_at_mut(2 * u);
+                    zr.iter_mut().zip(xr).for_each(|(v, &x)| *v += x);
+                    in_place_unary(a.recurrent_activation, zr);
                     for j in 0..u {
-                        match a.kind {
-                            RnnKind::Simple => h[b * u + j] = act(xr[j] + hr[j]),
-                            RnnKind::Lstm => {
-                                let i = ract(xr[j] + hr[j]);
-                                let fg = ract(xr[u + j] + hr[u + j]);
-                                let g = act(xr[2 * u + j] + hr[2 * u + j]);
-                                let o = ract(xr[3 * u + j] + hr[3 * u + j]);
-                                let cc = fg * c[b * u + j] + i * g;
-                                c[b * u + j] = cc;
-                                h[b * u + j] = o * act(cc);
-                            }
-                            RnnKind::Gru { .. } => {
-                                let z = ract(xr[j] + hr[j]);
-                                let r = ract(xr[u + j] + hr[u + j]);
-                                let hh = act(xr[2 * u + j] + r * hr[2 * u + j]);
-                                h[b * u + j] = z * h[b * u + j] + (1.0 - z) * hh;
-                            }
-                        }
+                        hh[j] = xr[2 * u + j] + zr[u + j] * hh[j];
+                    }
+                    in_place_unary(a.activation, hh);
+                    for j in 0..u {
+                        let z = zr[j];
+                        hb[j] = z * hb[j] + (1.0 - z) * hh[j];
                     }
                 }
             }
@@ -225,5 +226,85 @@ mod tests {
         let ya = rnn(&Op::Rnn(a.clone()), &a, &[&x, &w, &r, &ba]).unwrap();
         let yb = rnn(&Op::Rnn(b.clone()), &b, &[&x, &w, &r, &bb]).unwrap();
         assert!(ir::Tolerance::ELEMENTWISE.compare(&ya[0].to_f64_vec(), &yb[0].to_f64_vec()).passed());
+    }
+
+    /// GRU (reset before and after) and LSTM over several steps and a batch of 3, against
+    /// Keras's formulas step by step in f64: the rows-of-gates kernels keep the arithmetic.
+    #[test]
+    fn recurrent_cells_match_keras_formulas_over_steps() {
+        let (n, t, f, u) = (3usize, 5usize, 4usize, 6usize);
+        let val = |k: usize, s: f32| (k as f32 * s).sin() * 0.8;
+        let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+        for kind in [RnnKind::Gru { reset_after: false }, RnnKind::Gru { reset_after: true }, RnnKind::Lstm] {
+            let g = if kind == RnnKind::Lstm { 4 } else { 3 };
+            let gu = g * u;
+            let x: Vec<f32> = (0..n * t * f).map(|k| val(k, 0.37)).collect();
+            let w: Vec<f32> = (0..f * gu).map(|k| val(k, 0.71)).collect();
+            let r: Vec<f32> = (0..u * gu).map(|k| val(k, 1.13)).collect();
+            let reset_after = kind == (RnnKind::Gru { reset_after: true });
+            let nb = if reset_after { 2 * gu } else { gu };
+            let bias: Vec<f32> = (0..nb).map(|k| val(k, 0.53) * 0.5).collect();
+            let a = RnnAttrs {
+                kind,
+                units: u,
+                activation: UnaryOp::Tanh,
+                recurrent_activation: UnaryOp::Sigmoid,
+                return_sequences: true,
+                go_backwards: false,
+                initial_state: false,
+                masked: false,
+                zero_output_for_mask: false,
+            };
+            let bshape: Vec<usize> = if reset_after { vec![2, gu] } else { vec![gu] };
+            let ts = [
+                Tensor::from_f32(&[n, t, f], x.clone()).unwrap(),
+                Tensor::from_f32(&[f, gu], w.clone()).unwrap(),
+                Tensor::from_f32(&[u, gu], r.clone()).unwrap(),
+                Tensor::from_f32(&bshape, bias.clone()).unwrap(),
+            ];
+            let got = rnn(&Op::Rnn(a.clone()), &a, &[&ts[0], &ts[1], &ts[2], &ts[3]]).unwrap();
+            let mut want = vec![0f64; n * t * u];
+            for b in 0..n {
+                let (mut h, mut c) = (vec![0f64; u], vec![0f64; u]);
+                for s in 0..t {
+                    let xs = &x[(b * t + s) * f..(b * t + s + 1) * f];
+                    let xw = |col: usize| -> f64 {
+                        (0..f).map(|i| xs[i] as f64 * w[i * gu + col] as f64).sum::<f64>() + bias[col] as f64
+                    };
+                    let hu = |hv: &[f64], col: usize| -> f64 { (0..u).map(|i| hv[i] * r[i * gu + col] as f64).sum() };
+                    let rb = |col: usize| if reset_after { bias[gu + col] as f64 } else { 0.0 };
+                    let mut hn = vec![0f64; u];
+                    match kind {
+                        RnnKind::Lstm => {
+                            for j in 0..u {
+                                let i = sig(xw(j) + hu(&h, j));
+                                let fg = sig(xw(u + j) + hu(&h, u + j));
+                                let gg = (xw(2 * u + j) + hu(&h, 2 * u + j)).tanh();
+                                let o = sig(xw(3 * u + j) + hu(&h, 3 * u + j));
+                                c[j] = fg * c[j] + i * gg;
+                                hn[j] = o * c[j].tanh();
+                            }
+                        }
+                        _ => {
+                            let z: Vec<f64> = (0..u).map(|j| sig(xw(j) + hu(&h, j) + rb(j))).collect();
+                            let rr: Vec<f64> = (0..u).map(|j| sig(xw(u + j) + hu(&h, u + j) + rb(u + j))).collect();
+                            let rh: Vec<f64> = (0..u).map(|j| rr[j] * h[j]).collect();
+                            for j in 0..u {
+                                let hh = if reset_after {
+                                    (xw(2 * u + j) + rr[j] * (hu(&h, 2 * u + j) + rb(2 * u + j))).tanh()
+                                } else {
+                                    (xw(2 * u + j) + hu(&rh, 2 * u + j)).tanh()
+                                };
+                                hn[j] = z[j] * h[j] + (1.0 - z[j]) * hh;
+                            }
+                        }
+                    }
+                    h = hn;
+                    want[(b * t + s) * u..(b * t + s + 1) * u].copy_from_slice(&h);
+                }
+            }
+            let c = ir::Tolerance::MODEL.compare(&got[0].to_f64_vec(), &want);
+            assert!(c.passed(), "{kind:?}: {c}");
+        }
     }
 }

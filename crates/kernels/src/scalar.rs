@@ -180,6 +180,7 @@ pub(crate) fn vector_fn(u: UnaryOp) -> Option<crate::simd::VectorFn> {
         UnaryOp::Exp => Some(crate::simd::VectorFn::Exp),
         UnaryOp::Sigmoid => Some(crate::simd::VectorFn::Sigmoid),
         UnaryOp::Silu => Some(crate::simd::VectorFn::Silu),
+        UnaryOp::Tanh => Some(crate::simd::VectorFn::Tanh),
         _ => None,
     }
 }
