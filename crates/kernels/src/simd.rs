@@ -117,6 +117,7 @@ pub(crate) trait Simd {
     /// `tanh(x)` per lane, within a few ulp of `f32::tanh` (Cephes' `tanhf`: an odd
     /// polynomial below |x| = 0.625, `1 − 2/(e^2|x| + 1)` above, the sign put back).
     #[inline(always)]
+    #[allow(clippy::excessive_precision)] // Cephes' coefficients as published
     fn tanh(x: Self::V) -> Self::V {
         let ax = Self::max(Self::sub(Self::zero(), x), x);
         let z = Self::mul(x, x);
