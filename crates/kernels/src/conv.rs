@@ -96,22 +96,18 @@ pub fn conv_into(
     // kernel reads it once per block of pixels), the direct kernel otherwise (faster for the
     // short reductions of narrow layers, measured with examples/conv_bench).
     if pointwise && groups == 1 && rows < POINTWISE_GEMM_ROWS {
-        // A plain GEMM over row blocks, each finished by the epilogue while in cache.
-        return out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().try_for_each(|(chunk, dst)| {
-            let row0 = chunk * ROW_CHUNK;
-            let nrows = dst.len() / g.f;
-            sgemm(nrows, g.f, g.c, dst, g.f, &xs[row0 * g.c..], g.c, 1, ws, g.f, 1, false, 1)?;
-            if let Some(e) = epi {
-                e.apply(dst, row0 * g.f, g.f);
-            }
-            Ok(())
-        });
+        // One GEMM on the calling thread (fewer rows than a task), then the epilogue.
+        sgemm(rows, g.f, g.c, out, g.f, xs, g.c, 1, ws, g.f, 1, false, 1)?;
+        if let Some(e) = epi {
+            e.apply(out, 0, g.f);
+        }
+        return Ok(());
     }
-    let kc = kprod * cg;
     if groups == 1 {
         direct::direct(crate::simd::isa(), &g, xs, ws, out, epi);
         return Ok(());
     }
+    let kc = kprod * cg;
     out.par_chunks_mut(ROW_CHUNK * g.f).enumerate().try_for_each(|(chunk, dst)| {
         let row0 = chunk * ROW_CHUNK;
         let nrows = dst.len() / g.f;

@@ -134,7 +134,7 @@ fn softmax_row(src: impl Iterator<Item = f32> + Clone, dst: &mut [f32], log: boo
     for (d, v) in dst.iter_mut().zip(src.clone()) {
         *d = v - m;
     }
-    // The same vector exponentials as the in-arena `softmax_last`, so both give the same bits.
+    // Exponentials in vectors (`simd::VectorFn::Exp`), then their sum.
     crate::simd::map_vector(crate::simd::VectorFn::Exp, None, dst);
     let sum: f32 = dst.iter().sum();
     if log {
@@ -163,23 +163,7 @@ pub fn mean_grad(op: &Op, dy: &Tensor, axes: &[usize], out_shape: &[usize]) -> R
 
 /// Softmax or log-softmax of each row of `c` elements, stabilised by the row maximum.
 pub(crate) fn softmax_last(x: &[f32], c: usize, out: &mut [f32], log: bool) {
-    rows_par(out, c, |i, dst| {
-        let src = &x[i * c..(i + 1) * c];
-        let m = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = v - m;
-        }
-        // The exponentials in vectors (`simd::VectorFn::Exp`), then their sum.
-        crate::simd::map_vector(crate::simd::VectorFn::Exp, None, dst);
-        let sum: f32 = dst.iter().sum();
-        if log {
-            let ls = sum.ln();
-            dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v - m - ls);
-        } else {
-            let inv = 1.0 / sum;
-            dst.iter_mut().for_each(|d| *d *= inv);
-        }
-    });
+    rows_par(out, c, |i, dst| softmax_row(x[i * c..(i + 1) * c].iter().copied(), dst, log));
 }
 
 #[cfg(test)]

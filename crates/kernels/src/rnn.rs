@@ -176,23 +176,28 @@ mod tests {
     use super::*;
     use ir::UnaryOp;
 
+    /// Tanh/sigmoid attributes of a layer without initial state, mask or reversal.
+    fn attrs(kind: RnnKind, units: usize, return_sequences: bool) -> RnnAttrs {
+        RnnAttrs {
+            kind,
+            units,
+            activation: UnaryOp::Tanh,
+            recurrent_activation: UnaryOp::Sigmoid,
+            return_sequences,
+            go_backwards: false,
+            initial_state: false,
+            masked: false,
+            zero_output_for_mask: false,
+        }
+    }
+
     #[test]
     fn simple_rnn_by_hand() {
         // one unit, identity weights: h_t = tanh(x_t + h_{t-1})
         let x = Tensor::from_f32(&[1, 3, 1], vec![0.5, -0.25, 1.0]).unwrap();
         let w = Tensor::from_f32(&[1, 1], vec![1.0]).unwrap();
         let r = Tensor::from_f32(&[1, 1], vec![1.0]).unwrap();
-        let a = RnnAttrs {
-            kind: RnnKind::Simple,
-            units: 1,
-            activation: UnaryOp::Tanh,
-            recurrent_activation: UnaryOp::Sigmoid,
-            return_sequences: true,
-            go_backwards: false,
-            initial_state: false,
-            masked: false,
-            zero_output_for_mask: false,
-        };
+        let a = attrs(RnnKind::Simple, 1, true);
         let out = rnn(&Op::Rnn(a.clone()), &a, &[&x, &w, &r]).unwrap();
         let h1 = 0.5f32.tanh();
         let h2 = (-0.25 + h1).tanh();
@@ -208,17 +213,7 @@ mod tests {
         let x = Tensor::from_f32(&[2, 1, 2], vec![0.3, -0.7, 1.1, 0.2]).unwrap();
         let w = Tensor::from_f32(&[2, 6], (0..12).map(|i| (i as f32 * 0.37).sin()).collect()).unwrap();
         let r = Tensor::from_f32(&[2, 6], (0..12).map(|i| (i as f32 * 0.91).cos()).collect()).unwrap();
-        let mk = |reset_after| RnnAttrs {
-            kind: RnnKind::Gru { reset_after },
-            units: 2,
-            activation: UnaryOp::Tanh,
-            recurrent_activation: UnaryOp::Sigmoid,
-            return_sequences: false,
-            go_backwards: false,
-            initial_state: false,
-            masked: false,
-            zero_output_for_mask: false,
-        };
+        let mk = |reset_after| attrs(RnnKind::Gru { reset_after }, 2, false);
         let a = mk(true);
         let b = mk(false);
         let ba = Tensor::zeros(&[2, 6]);
@@ -244,17 +239,7 @@ mod tests {
             let reset_after = kind == (RnnKind::Gru { reset_after: true });
             let nb = if reset_after { 2 * gu } else { gu };
             let bias: Vec<f32> = (0..nb).map(|k| val(k, 0.53) * 0.5).collect();
-            let a = RnnAttrs {
-                kind,
-                units: u,
-                activation: UnaryOp::Tanh,
-                recurrent_activation: UnaryOp::Sigmoid,
-                return_sequences: true,
-                go_backwards: false,
-                initial_state: false,
-                masked: false,
-                zero_output_for_mask: false,
-            };
+            let a = attrs(kind, u, true);
             let bshape: Vec<usize> = if reset_after { vec![2, gu] } else { vec![gu] };
             let ts = [
                 Tensor::from_f32(&[n, t, f], x.clone()).unwrap(),

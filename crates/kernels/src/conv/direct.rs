@@ -9,7 +9,7 @@
 // `seq!` unrolls loops into literal indices, where `0 * c` and `1 * c` are the point.
 #![allow(clippy::erasing_op, clippy::identity_op)]
 
-use super::geo::{rows_per_task, Geo, SCRATCH};
+use super::geo::{pad_filters, rows_per_task, Geo, SCRATCH};
 use crate::fused::{EpilogueArgs, InRegisters};
 use crate::simd::{dispatch, Isa, Kernel, Simd};
 use crate::util::for_rows;
@@ -28,11 +28,7 @@ pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     let w = if fp == g.f {
         w
     } else {
-        let mut p = vec![0f32; taps * g.c * fp];
-        for (dst, src) in p.chunks_exact_mut(fp).zip(w.chunks_exact(g.f)) {
-            dst[..g.f].copy_from_slice(src);
-        }
-        packed = p;
+        packed = pad_filters(w, g.f, fp);
         &packed
     };
     let ow = g.out[2];

@@ -51,6 +51,17 @@ impl Geo {
 /// (MobileNetV2, resnet_block, cnn_mnist); with 2^20 it is within noise of one thread.
 const MIN_TASK_MACS: usize = 1 << 20;
 
+/// The kernel `(taps, C, F)` with each row of `F` filters widened to `width` (≥ F), zeros past
+/// `F`: the layout a micro-kernel reads whole vectors of filters from.
+pub(super) fn pad_filters(w: &[f32], f: usize, width: usize) -> Vec<f32> {
+    let rows = w.len() / f.max(1);
+    let mut p = vec![0f32; rows * width];
+    for (dst, src) in p.chunks_exact_mut(width).zip(w.chunks_exact(f.max(1))) {
+        dst[..f].copy_from_slice(src);
+    }
+    p
+}
+
 /// Output rows per task for rows of `macs_per_row` multiply-adds each.
 pub(super) fn rows_per_task(macs_per_row: usize) -> usize {
     (MIN_TASK_MACS / macs_per_row.max(1)).max(1)

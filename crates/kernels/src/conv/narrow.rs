@@ -1,7 +1,7 @@
 //! Direct convolution of narrow layers, vectorized along the output pixels
 //! ([`narrow`]), compiled per instruction set ([`crate::simd`]).
 
-use super::geo::{rows_per_task, Geo, SCRATCH};
+use super::geo::{pad_filters, rows_per_task, Geo, SCRATCH};
 use crate::fused::{EpilogueArgs, InRegisters};
 use crate::simd::{dispatch, Isa, Kernel, Simd};
 use crate::util::for_rows;
@@ -27,10 +27,7 @@ pub(super) fn narrow(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     };
     let taps = g.taps();
     // Weights as (tap, C, fb), zeros past F.
-    let mut packed = vec![0f32; taps * g.c * fb];
-    for (dst, src) in packed.chunks_exact_mut(fb).zip(w.chunks_exact(g.f)) {
-        dst[..g.f].copy_from_slice(src);
-    }
+    let packed = pad_filters(w, g.f, fb);
     let ow = g.out[2];
     let row_len = ow * g.f;
     let per_task = rows_per_task(ow * g.f * taps * g.c);
