@@ -104,6 +104,7 @@ pub fn conv_into(
         return Ok(());
     }
     if groups == 1 {
+        let g = if pointwise { g.pointwise_rows() } else { g };
         direct::direct(crate::simd::isa(), &g, xs, ws, out, epi);
         return Ok(());
     }

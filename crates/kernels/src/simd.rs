@@ -178,6 +178,39 @@ pub(crate) trait Simd {
         }
     }
 
+    /// Stores 8 vectors of pixels, vector `f` holding filter `f` of `L` consecutive pixels, as
+    /// the first `n ≤ L` of those pixels channels-last (8 values each) at the start of `d`, by
+    /// permutations in registers. False where this instruction set has no such transposition
+    /// (the caller then goes through memory).
+    #[inline(always)]
+    fn store_transposed8(_v: &[Self::V; 8], _d: &mut [f32], _n: usize) -> bool {
+        false
+    }
+
+    /// Lanes `s[i · stride]` for `i < L` (a gather; `s` holds them all).
+    #[inline(always)]
+    fn load_strided(s: &[f32], stride: usize) -> Self::V {
+        let mut b = [0f32; 16];
+        for (i, v) in b[..Self::L].iter_mut().enumerate() {
+            *v = s[i * stride];
+        }
+        Self::load(&b)
+    }
+
+    /// Lanes `s[idx[i]]` for `i < L` (a gather).
+    ///
+    /// # Safety
+    /// Every `idx[i]` for `i < L` is below `s.len()`.
+    #[inline(always)]
+    unsafe fn gather(s: &[f32], idx: &[i32; 16]) -> Self::V {
+        let mut b = [0f32; 16];
+        for (v, &i) in b[..Self::L].iter_mut().zip(idx) {
+            // SAFETY: the caller's promise.
+            *v = unsafe { *s.get_unchecked(i as usize) };
+        }
+        Self::load(&b)
+    }
+
     /// Stores the first `n ≤ L` lanes into `d`.
     #[inline(always)]
     fn store_part(v: Self::V, d: &mut [f32], n: usize) {
@@ -241,6 +274,59 @@ mod x86 {
             unsafe { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, s.as_ptr()) }
         }
         #[inline(always)]
+        fn store_transposed8(v: &[__m512; 8], d: &mut [f32], n: usize) -> bool {
+            // Element (f, p) starts in register f, lane p; it ends in register p / 2, lane
+            // (p % 2)·8 + f. Three stages each exchange one bit of the register number with
+            // one bit of the lane number (f2 with p3, f1 with p2, f0 with p1); the last also
+            // moves p0 to the top lane bit.
+            let d = &mut d[..n * 8];
+            unsafe {
+                let mut a = *v;
+                for f in 0..4 {
+                    let (x, y) = (a[f], a[f + 4]);
+                    a[f] = _mm512_shuffle_f32x4::<0b01_00_01_00>(x, y);
+                    a[f + 4] = _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y);
+                }
+                let bx = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+                let by = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+                for r in [0, 1, 4, 5] {
+                    let (x, y) = (a[r], a[r + 2]);
+                    a[r] = _mm512_permutex2var_ps(x, bx, y);
+                    a[r + 2] = _mm512_permutex2var_ps(x, by, y);
+                }
+                let cx = _mm512_setr_epi32(0, 16, 4, 20, 8, 24, 12, 28, 1, 17, 5, 21, 9, 25, 13, 29);
+                let cy = _mm512_setr_epi32(2, 18, 6, 22, 10, 26, 14, 30, 3, 19, 7, 23, 11, 27, 15, 31);
+                for r in [0, 2, 4, 6] {
+                    let (x, y) = (a[r], a[r + 1]);
+                    a[r] = _mm512_permutex2var_ps(x, cx, y);
+                    a[r + 1] = _mm512_permutex2var_ps(x, cy, y);
+                }
+                for (k, chunk) in d.chunks_mut(16).enumerate() {
+                    Self::store_part(a[k], chunk, chunk.len());
+                }
+            }
+            true
+        }
+        #[inline(always)]
+        fn load_strided(s: &[f32], stride: usize) -> __m512 {
+            let s = &s[..15 * stride + 1];
+            let step = i32::try_from(stride).ok().filter(|&v| v <= i32::MAX / 16);
+            match step {
+                Some(step) => unsafe {
+                    let iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+                    let idx = _mm512_mullo_epi32(iota, _mm512_set1_epi32(step));
+                    // Every offset is i·stride ≤ 15·stride < s.len() (the slice above).
+                    _mm512_i32gather_ps::<4>(idx, s.as_ptr())
+                },
+                None => Self::load(&std::array::from_fn::<f32, 16, _>(|i| s[i * stride])),
+            }
+        }
+        #[inline(always)]
+        unsafe fn gather(s: &[f32], idx: &[i32; 16]) -> __m512 {
+            // The caller promises every index is inside `s`.
+            unsafe { _mm512_i32gather_ps::<4>(_mm512_loadu_si512(idx.as_ptr().cast()), s.as_ptr()) }
+        }
+        #[inline(always)]
         fn store_part(v: __m512, d: &mut [f32], n: usize) {
             if n >= 16 {
                 return Self::store(v, d);
@@ -291,6 +377,12 @@ mod x86 {
         }
     }
 
+    /// The lane mask of the first `n < 4` lanes of 4.
+    #[inline(always)]
+    fn mask4(n: usize) -> __m128i {
+        unsafe { _mm_cmpgt_epi32(_mm_set1_epi32(n as i32), _mm_setr_epi32(0, 1, 2, 3)) }
+    }
+
     /// The lane mask of the first `n < 8` lanes.
     #[inline(always)]
     fn mask8(n: usize) -> __m256i {
@@ -332,12 +424,43 @@ mod x86 {
             unsafe { _mm256_maskload_ps(s.as_ptr(), mask8(n)) }
         }
         #[inline(always)]
+        fn load_strided(s: &[f32], stride: usize) -> __m256 {
+            let s = &s[..7 * stride + 1];
+            let step = i32::try_from(stride).ok().filter(|&v| v <= i32::MAX / 8);
+            match step {
+                Some(step) => unsafe {
+                    let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                    let idx = _mm256_mullo_epi32(iota, _mm256_set1_epi32(step));
+                    // Every offset is i·stride ≤ 7·stride < s.len() (the slice above).
+                    _mm256_i32gather_ps::<4>(s.as_ptr(), idx)
+                },
+                None => Self::load(&std::array::from_fn::<f32, 8, _>(|i| s[i * stride])),
+            }
+        }
+        #[inline(always)]
+        unsafe fn gather(s: &[f32], idx: &[i32; 16]) -> __m256 {
+            // The caller promises every index is inside `s`.
+            unsafe { _mm256_i32gather_ps::<4>(s.as_ptr(), _mm256_loadu_si256(idx.as_ptr().cast())) }
+        }
+        #[inline(always)]
         fn store_part(v: __m256, d: &mut [f32], n: usize) {
             if n >= 8 {
                 return Self::store(v, d);
             }
             let d = &mut d[..n];
-            unsafe { _mm256_maskstore_ps(d.as_mut_ptr(), mask8(n), v) }
+            // The low half as one plain store where it is whole, masked stores of 4 lanes
+            // for the rest (`vmaskmovps` is slow on some cores; less of it is better).
+            unsafe {
+                let lo = _mm256_castps256_ps128(v);
+                if n >= 4 {
+                    _mm_storeu_ps(d.as_mut_ptr(), lo);
+                    if n > 4 {
+                        _mm_maskstore_ps(d.as_mut_ptr().add(4), mask4(n - 4), _mm256_extractf128_ps::<1>(v));
+                    }
+                } else {
+                    _mm_maskstore_ps(d.as_mut_ptr(), mask4(n), lo);
+                }
+            }
         }
         #[inline(always)]
         fn add(a: __m256, b: __m256) -> __m256 {

@@ -137,3 +137,27 @@ pub(crate) fn for_rows(out: &mut [f32], row_len: usize, rows_per_task: usize, f:
         out.par_chunks_mut(row_len).with_min_len(rows_per_task).enumerate().for_each(|(i, r)| f(i, r));
     }
 }
+
+/// [`for_rows`] by blocks: calls `f(first_row, rows)` on consecutive blocks of whole rows of
+/// `row_len` values, one block per task of at least `rows_per_task` rows (or the whole of `out`
+/// inline, by the same rule), so that a micro-kernel is entered once per block and loops over
+/// its rows inside (a row of a small layer is less work than the entry).
+pub(crate) fn for_row_blocks(
+    out: &mut [f32],
+    row_len: usize,
+    rows_per_task: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    if row_len == 0 {
+        return;
+    }
+    let rows = out.len() / row_len;
+    // As many tasks as hold `rows_per_task` rows each, the rows spread evenly over them.
+    let tasks = rows / rows_per_task.max(1);
+    if tasks <= 1 || rayon::current_num_threads() == 1 {
+        f(0, out);
+    } else {
+        let per = rows.div_ceil(tasks);
+        out.par_chunks_mut(per * row_len).enumerate().for_each(|(i, b)| f(i * per, b));
+    }
+}

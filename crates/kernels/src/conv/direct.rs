@@ -12,12 +12,13 @@
 use super::geo::{pad_filters, rows_per_task, Geo, SCRATCH};
 use crate::fused::{EpilogueArgs, InRegisters};
 use crate::simd::{dispatch, Isa, Kernel, Simd};
-use crate::util::for_rows;
+use crate::util::for_row_blocks;
 use seq_macro::seq;
 
 /// Direct convolution (group count 1) into `out` (`(n, od, oh, ow, F)`), then the epilogue.
 pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
-    if g.f <= super::narrow::NARROW_MAX_F && g.c <= super::narrow::NARROW_MAX_C && g.s[2] == 1 && g.out[2] >= 8 {
+    use super::narrow::{NARROW_MAX_C, NARROW_MAX_F, NARROW_MAX_STRIDE};
+    if g.f <= NARROW_MAX_F && g.c <= NARROW_MAX_C && g.s[2] <= NARROW_MAX_STRIDE && g.out[2] >= 8 {
         return super::narrow::narrow(isa, g, x, w, out, epi);
     }
     let isa = crate::simd::isa_for_width(isa, g.f);
@@ -34,29 +35,45 @@ pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     let ow = g.out[2];
     let row_len = ow * g.f;
     let per_task = rows_per_task(ow * g.f * taps * g.c);
-    // The epilogue in registers where the rows are not padded, else a pass over each row.
-    let fused = if fp == g.f { epi.and_then(EpilogueArgs::in_registers) } else { None };
-    for_rows(out, row_len, per_task, |r, dst| {
-        let fused = fused.map(|f| f.row(r, row_len));
+    // The epilogue in registers, before each store.
+    let fused = epi.and_then(EpilogueArgs::in_registers);
+    for_row_blocks(out, row_len, per_task, |r0, block| {
         SCRATCH.with(|s| {
-            let (mut scratch, mut row) = (s.0.borrow_mut(), s.1.borrow_mut());
-            if fp == g.f {
-                dispatch(isa, DirectRow { g, x, w, fp, r, dst, scratch: &mut scratch, fused });
-            } else {
-                row.resize(ow * fp, 0.0);
-                dispatch(isa, DirectRow { g, x, w, fp, r, dst: &mut row, scratch: &mut scratch, fused });
-                for (d, s) in dst.chunks_exact_mut(g.f).zip(row.chunks_exact(fp)) {
-                    d.copy_from_slice(&s[..g.f]);
-                }
-            }
+            let mut scratch = s.0.borrow_mut();
+            dispatch(isa, DirectRows { g, x, w, fp, r0, block, scratch: &mut scratch, fused });
         });
         if let (Some(e), None) = (epi, fused) {
-            e.apply(dst, r * row_len, g.f);
+            e.apply(block, r0 * row_len, g.f);
         }
     });
 }
 
-/// One output row of [`direct`]: `dst` is `ow × fp`.
+/// The rows `r0..` of [`direct`] in `block`, one micro-kernel entry for all of them.
+struct DirectRows<'a> {
+    g: &'a Geo,
+    x: &'a [f32],
+    w: &'a [f32],
+    fp: usize,
+    r0: usize,
+    block: &'a mut [f32],
+    scratch: &'a mut Vec<f32>,
+    fused: Option<InRegisters<'a>>,
+}
+
+impl Kernel for DirectRows<'_> {
+    #[inline(always)]
+    fn run<S: Simd>(self) {
+        let DirectRows { g, x, w, fp, r0, block, scratch, fused } = self;
+        let row_len = g.out[2] * g.f;
+        for (i, dst) in block.chunks_exact_mut(row_len).enumerate() {
+            let r = r0 + i;
+            let fused = fused.map(|f| f.row(r, row_len));
+            DirectRow { g, x, w, fp, r, dst, scratch: &mut *scratch, fused }.run::<S>();
+        }
+    }
+}
+
+/// One output row of [`direct`]: `dst` is `ow × F`.
 ///
 /// The reduction runs over segments of contiguous input: with a width dilation of 1, the taps of
 /// one kernel row read `kw · C` consecutive values for each pixel (and the kernel's rows for
@@ -71,11 +88,11 @@ struct DirectRow<'a> {
     r: usize,
     dst: &'a mut [f32],
     scratch: &'a mut Vec<f32>,
-    /// The epilogue, applied before each store (only when `fp` is `F`).
+    /// The epilogue, applied before each store.
     fused: Option<InRegisters<'a>>,
 }
 
-impl Kernel for DirectRow<'_> {
+impl DirectRow<'_> {
     #[inline(always)]
     fn run<S: Simd>(mut self) {
         let mut fb = 0;
@@ -125,7 +142,7 @@ macro_rules! fma_rows {
     ($S:ident, $P:literal, $V:literal, $xp:ident, $wt:ident, $fp:ident, $fb:ident, $acc:ident) => {
         for (i, wrow) in $wt.chunks_exact($fp).enumerate() {
             let wrow = &wrow[$fb..$fb + $V * $S::L];
-            let wv: [$S::V; $V] = std::array::from_fn(|v| $S::load(&wrow[v * $S::L..]));
+            let wv: [$S::V; $V] = seq!(v in 0..$V { [ #( $S::load(&wrow[v * $S::L..]), )* ] });
             seq!(p in 0..$P {
                 // SAFETY: every `xp[p]` holds as many values as `wt` has rows.
                 let xv = $S::splat(unsafe { *$xp[p].get_unchecked(i) });
@@ -175,7 +192,7 @@ macro_rules! direct_block {
                             if col0 >= 0 && ox0 + P <= ow && col0 as usize + (P - 1) * g.s[2] + cols <= g.inp[2] {
                                 // The whole block inside: no per-pixel checks.
                                 let b = (xrow + col0 as usize) * c;
-                                let xp: [&[f32]; P] = std::array::from_fn(|p| &self.x[b + p * g.s[2] * c..][..seg]);
+                                let xp: [&[f32]; P] = seq!(p in 0..$P { [ #( &self.x[b + p * g.s[2] * c..][..seg], )* ] });
                                 let w0 = ((kz * g.k[1] + ky) * g.k[2] + j) * c * fp;
                                 let wt = &self.w[w0..w0 + seg * fp];
                                 fma_rows!(S, $P, $V, xp, wt, fp, fb, acc);
@@ -204,13 +221,14 @@ macro_rules! direct_block {
                                 }
                             }
                             let scratch = &self.scratch[..];
-                            let xp: [&[f32]; P] = std::array::from_fn(|p| {
+                            let pick = |p: usize| -> &[f32] {
                                 if inside[p] {
                                     &self.x[start[p]..start[p] + seg]
                                 } else {
                                     &scratch[start[p]..start[p] + seg]
                                 }
-                            });
+                            };
+                            let xp: [&[f32]; P] = seq!(p in 0..$P { [ #( pick(p), )* ] });
                             let w0 = ((kz * g.k[1] + ky) * g.k[2] + j) * c * fp;
                             let wt = &self.w[w0..w0 + seg * fp];
                             fma_rows!(S, $P, $V, xp, wt, fp, fb, acc);
@@ -222,12 +240,17 @@ macro_rules! direct_block {
                 seq!(p in 0..$P {
                     if p < n {
                         seq!(v in 0..$V {
-                            let at = (ox0 + p) * fp + fb + v * l;
-                            let y = match &self.fused {
-                                Some(f) => f.vector::<S>(acc[p][v], fb + v * l, l, at),
-                                None => acc[p][v],
-                            };
-                            S::store(y, &mut self.dst[at..]);
+                            // Channels past F (the padding of the last vector) are not stored.
+                            let ch = fb + v * l;
+                            if ch < g.f {
+                                let nl = (g.f - ch).min(l);
+                                let at = (ox0 + p) * g.f + ch;
+                                let y = match &self.fused {
+                                    Some(f) => f.vector::<S>(acc[p][v], ch, nl, at),
+                                    None => acc[p][v],
+                                };
+                                S::store_part(y, &mut self.dst[at..], nl);
+                            }
                         });
                     }
                 });

@@ -21,6 +21,24 @@ impl Geo {
         self.k.iter().product()
     }
 
+    /// A 1x1 convolution (unit strides, no padding) seen as rows of at least 128 pixels where
+    /// the image rows are shorter: its pixels are one sequence, so any split into equal rows is
+    /// the same convolution, and longer rows spread the per-row costs of the micro-kernels.
+    pub(super) fn pointwise_rows(&self) -> Geo {
+        let ow = self.out[2].max(1);
+        let m = self.n * self.out[0] * self.out[1];
+        if ow >= 128 || m == 0 {
+            return *self;
+        }
+        // The fewest image rows per row that divide them and make 128 pixels, looked for up
+        // to rows of 4096 pixels (else the rows stay as they are).
+        let Some(k) = (128usize.div_ceil(ow)..=(4096 / ow).min(m)).find(|&k| m.is_multiple_of(k)) else {
+            return *self;
+        };
+        let row = [1, m / k, ow * k];
+        Geo { n: 1, inp: row, out: row, ..*self }
+    }
+
     /// The position `(n, z, y)` of output row `r`.
     #[inline(always)]
     pub(super) fn row_pos(&self, r: usize) -> (usize, usize, usize) {
