@@ -1,6 +1,6 @@
 //! Max and average pooling over 1-3 spatial axes, and the pooling gradient.
 
-use crate::util::{f32s, for_rows, lift, tensor};
+use crate::util::{f32s, for_row_blocks, lift, tensor};
 use crate::KernelError;
 use ir::{Op, PoolAttrs, PoolKind, Tensor};
 
@@ -37,7 +37,9 @@ pub fn pool_into(
     // Tasks of at least 2^20 window cells (as the convolutions' rule).
     let per_task = (1 << 20) / (row_len * k.iter().product::<usize>()).max(1);
     let isa = crate::simd::isa_for_width(crate::simd::isa(), c);
-    for_rows(res, row_len, per_task.max(1), |r, dst| crate::simd::dispatch(isa, PoolRow { g: &g, x: xs, r, dst }));
+    for_row_blocks(res, row_len, per_task.max(1), |r0, block| {
+        crate::simd::dispatch(isa, PoolRows(PoolRow { g: &g, x: xs, r: r0, dst: block }))
+    });
     Ok(())
 }
 
@@ -70,7 +72,21 @@ struct PoolRow<'a> {
     dst: &'a mut [f32],
 }
 
-impl crate::simd::Kernel for PoolRow<'_> {
+/// A [`PoolRow`] whose `dst` holds whole output rows from `r` on: one micro-kernel entry for all
+/// of them.
+struct PoolRows<'a>(PoolRow<'a>);
+
+impl crate::simd::Kernel for PoolRows<'_> {
+    #[inline(always)]
+    fn run<S: crate::simd::Simd>(self) {
+        let PoolRow { g, x, r: r0, dst: block } = self.0;
+        for (i, dst) in block.chunks_exact_mut(g.out[2] * g.c).enumerate() {
+            PoolRow { g, x, r: r0 + i, dst }.run::<S>();
+        }
+    }
+}
+
+impl PoolRow<'_> {
     #[inline(always)]
     fn run<S: crate::simd::Simd>(self) {
         let g = self.g;
@@ -233,9 +249,7 @@ mod tests {
                 }
                 for isa in crate::simd::Isa::available() {
                     let mut got = vec![0f32; want.len()];
-                    for (r, dst) in got.chunks_mut(ow * c).enumerate() {
-                        crate::simd::dispatch(isa, PoolRow { g: &g, x: &xs, r, dst });
-                    }
+                    crate::simd::dispatch(isa, PoolRows(PoolRow { g: &g, x: &xs, r: 0, dst: &mut got }));
                     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                         let same = a == b || (a.is_nan() && b.is_nan()) || (a - b).abs() <= 1e-4 * (1.0 + b.abs());
                         assert!(same, "{isa:?} c {c} k {k} s {st} pad {pad} max {max}: element {i}: {a} vs {b}");

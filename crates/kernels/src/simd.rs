@@ -190,11 +190,7 @@ pub(crate) trait Simd {
     /// Lanes `s[i · stride]` for `i < L` (a gather; `s` holds them all).
     #[inline(always)]
     fn load_strided(s: &[f32], stride: usize) -> Self::V {
-        let mut b = [0f32; 16];
-        for (i, v) in b[..Self::L].iter_mut().enumerate() {
-            *v = s[i * stride];
-        }
-        Self::load(&b)
+        strided_by_lane::<Self>(s, stride)
     }
 
     /// Lanes `s[idx[i]]` for `i < L` (a gather).
@@ -224,6 +220,17 @@ pub(crate) trait Simd {
     }
 }
 
+/// [`Simd::load_strided`] one lane at a time (the portable form, and the gathers' fallback for
+/// strides past their 32-bit offsets).
+#[inline(always)]
+fn strided_by_lane<S: Simd + ?Sized>(s: &[f32], stride: usize) -> S::V {
+    let mut b = [0f32; 16];
+    for (i, v) in b[..S::L].iter_mut().enumerate() {
+        *v = s[i * stride];
+    }
+    S::load(&b)
+}
+
 /// 16 lanes of AVX-512 F.
 pub(crate) struct Avx512;
 /// 8 lanes of AVX2 with FMA.
@@ -233,7 +240,7 @@ pub(crate) struct Portable;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Avx2, Avx512, Simd};
+    use super::{strided_by_lane, Avx2, Avx512, Simd};
     use std::arch::x86_64::*;
 
     // SAFETY (every block below): these bodies are only compiled into the `#[target_feature]`
@@ -318,7 +325,7 @@ mod x86 {
                     // Every offset is i·stride ≤ 15·stride < s.len() (the slice above).
                     _mm512_i32gather_ps::<4>(idx, s.as_ptr())
                 },
-                None => Self::load(&std::array::from_fn::<f32, 16, _>(|i| s[i * stride])),
+                None => strided_by_lane::<Self>(s, stride),
             }
         }
         #[inline(always)]
@@ -434,7 +441,7 @@ mod x86 {
                     // Every offset is i·stride ≤ 7·stride < s.len() (the slice above).
                     _mm256_i32gather_ps::<4>(s.as_ptr(), idx)
                 },
-                None => Self::load(&std::array::from_fn::<f32, 8, _>(|i| s[i * stride])),
+                None => strided_by_lane::<Self>(s, stride),
             }
         }
         #[inline(always)]

@@ -121,27 +121,13 @@ pub(crate) fn rows_par(out: &mut [f32], c: usize, f: impl Fn(usize, &mut [f32]) 
     }
 }
 
-/// Calls `f(row, out_row)` for every row of `row_len` elements of `out`, in tasks of at least
-/// `rows_per_task` rows. The rule for splitting: on one thread, or when the work is one task or
-/// less, the rows run inline on the calling thread (handing a task to the pool and waiting for
-/// it costs a wake-up of another thread, more than a small op takes), so a small op is never
+/// Calls `f(first_row, rows)` on consecutive blocks of whole rows of `row_len` values of `out`,
+/// one block per task of at least `rows_per_task` rows, so that a micro-kernel is entered once
+/// per block and loops over its rows inside (a row of a small layer is less work than the
+/// entry). The rule for splitting: on one thread, or when the work is one task or less, all of
+/// `out` is one block on the calling thread (handing a task to the pool and waiting for it
+/// costs a wake-up of another thread, more than a small op takes), so a small op is never
 /// slower on several threads than on one.
-pub(crate) fn for_rows(out: &mut [f32], row_len: usize, rows_per_task: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    if row_len == 0 {
-        return;
-    }
-    let rows = out.len() / row_len;
-    if rows <= rows_per_task || rayon::current_num_threads() == 1 {
-        out.chunks_mut(row_len).enumerate().for_each(|(i, r)| f(i, r));
-    } else {
-        out.par_chunks_mut(row_len).with_min_len(rows_per_task).enumerate().for_each(|(i, r)| f(i, r));
-    }
-}
-
-/// [`for_rows`] by blocks: calls `f(first_row, rows)` on consecutive blocks of whole rows of
-/// `row_len` values, one block per task of at least `rows_per_task` rows (or the whole of `out`
-/// inline, by the same rule), so that a micro-kernel is entered once per block and loops over
-/// its rows inside (a row of a small layer is less work than the entry).
 pub(crate) fn for_row_blocks(
     out: &mut [f32],
     row_len: usize,

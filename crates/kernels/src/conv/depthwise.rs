@@ -13,7 +13,7 @@
 use super::geo::{rows_per_task, Geo};
 use crate::fused::{EpilogueArgs, InRegisters};
 use crate::simd::{dispatch, Isa, Kernel, Simd};
-use crate::util::for_rows;
+use crate::util::for_row_blocks;
 use seq_macro::seq;
 
 /// Depthwise convolution (`C` groups of one input channel, `F = C · dm` outputs) into `out`,
@@ -43,13 +43,29 @@ pub(crate) fn depthwise(
     let row_len = ow * g.f;
     let per_task = rows_per_task(row_len * g.taps());
     let fused = epi.and_then(EpilogueArgs::in_registers);
-    for_rows(out, row_len, per_task, |r, dst| {
-        let fused = fused.map(|f| f.row(r, row_len));
-        dispatch(isa, DepthwiseRow { g: &g, x, w, r, dst, fused });
+    for_row_blocks(out, row_len, per_task, |r0, block| {
+        dispatch(isa, DepthwiseRows(DepthwiseRow { g: &g, x, w, r: r0, dst: block, fused }));
         if let (Some(e), None) = (epi, fused) {
-            e.apply(dst, r * row_len, g.f);
+            e.apply(block, r0 * row_len, g.f);
         }
     });
+}
+
+/// A [`DepthwiseRow`] whose `dst` holds whole output rows from `r` on (and whose epilogue's
+/// residual is still the whole output's): one micro-kernel entry for all of them.
+struct DepthwiseRows<'a>(DepthwiseRow<'a>);
+
+impl Kernel for DepthwiseRows<'_> {
+    #[inline(always)]
+    fn run<S: Simd>(self) {
+        let DepthwiseRow { g, x, w, r: r0, dst: block, fused } = self.0;
+        let row_len = g.out[2] * g.f;
+        for (i, dst) in block.chunks_exact_mut(row_len).enumerate() {
+            let r = r0 + i;
+            let fused = fused.map(|f| f.row(r, row_len));
+            DepthwiseRow { g, x, w, r, dst, fused }.run::<S>();
+        }
+    }
 }
 
 /// One output row of [`depthwise`]: `dst` is `ow × C`.
@@ -62,7 +78,7 @@ struct DepthwiseRow<'a> {
     fused: Option<InRegisters<'a>>,
 }
 
-impl Kernel for DepthwiseRow<'_> {
+impl DepthwiseRow<'_> {
     #[inline(always)]
     fn run<S: Simd>(self) {
         let g = self.g;

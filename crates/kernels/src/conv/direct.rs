@@ -42,8 +42,8 @@ pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     let fused = epi.and_then(EpilogueArgs::in_registers);
     for_row_blocks(out, row_len, per_task, |r0, block| {
         SCRATCH.with(|s| {
-            let mut scratch = s.0.borrow_mut();
-            dispatch(isa, DirectRows { g, x, w, fp, r0, block, scratch: &mut scratch, fused });
+            let scratch = &mut s.borrow_mut();
+            dispatch(isa, DirectRows(DirectRow { g, x, w, fp, r: r0, dst: block, scratch, fused }));
         });
         if let (Some(e), None) = (epi, fused) {
             e.apply(block, r0 * row_len, g.f);
@@ -51,22 +51,14 @@ pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     });
 }
 
-/// The rows `r0..` of [`direct`] in `block`, one micro-kernel entry for all of them.
-struct DirectRows<'a> {
-    g: &'a Geo,
-    x: &'a [f32],
-    w: &'a [f32],
-    fp: usize,
-    r0: usize,
-    block: &'a mut [f32],
-    scratch: &'a mut Vec<f32>,
-    fused: Option<InRegisters<'a>>,
-}
+/// A [`DirectRow`] whose `dst` holds whole output rows from `r` on (and whose epilogue's
+/// residual is still the whole output's): one micro-kernel entry for all of them.
+struct DirectRows<'a>(DirectRow<'a>);
 
 impl Kernel for DirectRows<'_> {
     #[inline(always)]
     fn run<S: Simd>(self) {
-        let DirectRows { g, x, w, fp, r0, block, scratch, fused } = self;
+        let DirectRow { g, x, w, fp, r: r0, dst: block, scratch, fused } = self.0;
         let row_len = g.out[2] * g.f;
         for (i, dst) in block.chunks_exact_mut(row_len).enumerate() {
             let r = r0 + i;

@@ -1,5 +1,5 @@
 //! What the convolution micro-kernels share: the geometry, the rule for splitting rows into
-//! tasks, and each thread's scratch buffers (a leaf module, so the kernels import it and not
+//! tasks, and each thread's scratch buffer (a leaf module, so the kernels import it and not
 //! each other).
 
 /// A convolution's geometry lifted to three spatial axes (leading 1s for 1-D and 2-D).
@@ -85,10 +85,8 @@ pub(super) fn rows_per_task(macs_per_row: usize) -> usize {
     (MIN_TASK_MACS / macs_per_row.max(1)).max(1)
 }
 
-type Buffers = (std::cell::RefCell<Vec<f32>>, std::cell::RefCell<Vec<f32>>);
-
 thread_local! {
-    /// Each thread's buffers: the zero-padded input spans of the pixels at the borders, and a
-    /// padded output row for filter counts that are not a multiple of the lanes.
-    pub(super) static SCRATCH: Buffers = const { (std::cell::RefCell::new(Vec::new()), std::cell::RefCell::new(Vec::new())) };
+    /// Each thread's buffer of the zero-padded input spans of the pixels at the borders
+    /// ([`super::direct`]).
+    pub(super) static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }

@@ -74,7 +74,7 @@ fn planar_lines(g: &Geo, x: &[f32], planar: &mut Vec<f32>) -> usize {
     planar.resize(in_rows * per_row, 0.0);
     // Tasks of 2^18 values (a cheap pass: one load and one store each).
     let per_task = ((1 << 18) / per_row.max(1)).max(1);
-    for_row_blocks(&mut planar[..in_rows * per_row], per_row, per_task, |r0, block| {
+    for_row_blocks(planar, per_row, per_task, |r0, block| {
         dispatch(crate::simd::isa(), PlanarFill { g, x, width, r0, block });
     });
     width
@@ -215,8 +215,8 @@ impl<const FB: usize> Kernel for NarrowKernel<'_, FB> {
                         continue;
                     }
                 }
-                if let Some(p) = pending.take() {
-                    flush::<S, FB>(&tmp[p.0], &idx, block, p);
+                if let Some((s, at, total)) = pending.take() {
+                    flush::<S, FB>(&tmp[s], &idx, &mut block[at..], total);
                 }
                 for fi in 0..FB {
                     S::store(acc[fi], &mut tmp[slot][fi]);
@@ -226,29 +226,24 @@ impl<const FB: usize> Kernel for NarrowKernel<'_, FB> {
                 ox0 += l;
             }
         }
-        if let Some(p) = pending {
-            flush::<S, FB>(&tmp[p.0], &idx, block, p);
+        if let Some((s, at, total)) = pending {
+            flush::<S, FB>(&tmp[s], &idx, &mut block[at..], total);
         }
     }
 }
 
-/// Writes a block of pixels × filters from `tmp` (one vector of pixels per filter) into the
-/// channels-last `block` at `at`, `total` values: vector j holds values j·L.., each gathered
-/// from `tmp` at `idx[j]`.
+/// Writes a block of pixels × filters from `tmp` (one vector of pixels per filter) as the first
+/// `total` values of the channels-last `out`: vector j holds values j·L.., each gathered from
+/// `tmp` at `idx[j]`.
 #[inline(always)]
-fn flush<S: Simd, const FB: usize>(
-    tmp: &[[f32; MAX_LANES]; FB],
-    idx: &[[i32; 16]; FB],
-    block: &mut [f32],
-    (_, at, total): (usize, usize, usize),
-) {
+fn flush<S: Simd, const FB: usize>(tmp: &[[f32; MAX_LANES]; FB], idx: &[[i32; 16]; FB], out: &mut [f32], total: usize) {
     let l = S::L;
     let tmp_flat = tmp.as_flattened();
     let mut done = 0;
     for id in &idx[..total.div_ceil(l)] {
         // SAFETY: every index is below FB · 16 = tmp_flat.len() (see `idx`).
         let v = unsafe { S::gather(tmp_flat, id) };
-        S::store_part(v, &mut block[at + done..], (total - done).min(l));
+        S::store_part(v, &mut out[done..], (total - done).min(l));
         done += l;
     }
 }
