@@ -8,6 +8,8 @@
 # kerasc: `kerasc bench --threads T --json`, the optimized plan's median. ORT: ../shared/bench/ort_anchor.py
 # (all graph optimizations, intra_op_num_threads T) on tests/models/NAME.onnx, its median. The
 # Python with onnxruntime is made in target/anchor-venv on first use (as scripts/bench-anchors.sh).
+# DIR (default tests/models) holds the models; KERASC_EXT (default keras) is the file kerasc runs
+# (onnx: both run the same file); CONV names the convolutional models of the first geomean.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BATCHES=${1:-1,8}
@@ -15,7 +17,9 @@ THREADS=${2:-1,all}
 RUNS=${3:-50}
 ANCHORS=${ANCHORS:-../shared/bench}
 VENV=target/anchor-venv
-CONV="cnn_mnist resnet_block sepconv mobilenetv2 conv1d pool_pad_up"
+DIR=${DIR:-tests/models}
+KERASC_EXT=${KERASC_EXT:-keras}
+CONV=${CONV:-"cnn_mnist resnet_block sepconv mobilenetv2 conv1d pool_pad_up"}
 MODELS=${MODELS:-"$CONV mlp text_embed lstm gru activations reshape_ln transformer long_names"}
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import onnxruntime' 2>/dev/null; then
   python3 -m venv "$VENV"
@@ -29,11 +33,11 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $AL
 for t in ${THREADS//,/ }; do
   [ "$t" = all ] && t=$ALL
   for m in $MODELS; do
-    [ -f "tests/models/$m.onnx" ] || continue
+    [ -f "$DIR/$m.onnx" ] || continue
     for b in ${BATCHES//,/ }; do
-      k=$(target/release/kerasc bench "tests/models/$m.keras" --threads "$t" --batch "$b" --runs "$RUNS" --warmup 5 --json 2>/dev/null |
+      k=$(target/release/kerasc bench "$DIR/$m.$KERASC_EXT" --threads "$t" --batch "$b" --runs "$RUNS" --warmup 5 --json 2>/dev/null |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["optimized"]["median_ms"])')
-      o=$("$VENV/bin/python" "$ANCHORS/ort_anchor.py" --batches "$b" --runs "$RUNS" --threads "$t" "tests/models/$m.onnx" |
+      o=$("$VENV/bin/python" "$ANCHORS/ort_anchor.py" --batches "$b" --runs "$RUNS" --threads "$t" "$DIR/$m.onnx" |
         grep '^{' | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["median_ms"])')
       echo "$t $m $b $k $o" >>"$work/rows"
     done

@@ -262,3 +262,20 @@ save("rnn_states", [
 ], [inp("x", T.FLOAT, ["N", 5, 4])], [inp("y0", T.FLOAT, None), inp("y1", T.FLOAT, None)],
     [i64("ax1", [1]), i64("ax0", [0]), w("wh", 4, H2), w("wc", 4, H2), w("lw", 1, 4 * H2, 4), w("lr", 1, 4 * H2, H2),
      w("lb", 1, 8 * H2), w("gw", 1, 3 * H2, 4), w("gr", 1, 3 * H2, H2)], opset=18, feeds={"x": xs2})
+
+# 11. Group normalization (opset 18: scale and bias per group; opset 21: per channel) between
+#     convolutions, swish written as x·sigmoid(x), and a U-Net skip: a concatenation of two
+#     channels-first branches along the channels.
+x11 = rng.standard_normal((2, 3, 10, 10)).astype(np.float32)
+for opset, per in [(18, 2), (21, 8)]:
+    save(f"groupnorm{opset}", [
+        h.make_node("Conv", ["x", "cw", "cb"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        h.make_node("GroupNormalization", ["c", "gs", "gb"], ["g"], num_groups=2, epsilon=1e-4),
+        h.make_node("Sigmoid", ["g"], ["gsig"]),
+        h.make_node("Mul", ["g", "gsig"], ["sw"]),
+        h.make_node("Conv", ["sw", "dw"], ["d"], kernel_shape=[1, 1]),
+        h.make_node("Concat", ["d", "sw"], ["cat"], axis=1),
+        h.make_node("InstanceNormalization", ["cat", "is", "ib"], ["y"], epsilon=1e-3),
+    ], [inp("x", T.FLOAT, ["N", 3, 10, 10])], [inp("y", T.FLOAT, None)],
+        [w("cw", 8, 3, 3, 3), w("cb", 8), w("gs", per), w("gb", per), w("dw", 4, 8, 1, 1), w("is", 12), w("ib", 12)],
+        opset=opset, feeds={"x": x11})

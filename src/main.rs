@@ -163,9 +163,17 @@ fn set_threads(flag: Option<usize>) -> Result<()> {
     let n = match (flag, std::env::var("KERASC_NUM_THREADS")) {
         (Some(n), _) => n,
         (None, Ok(v)) => parse_positive(&v).map_err(|e| anyhow::anyhow!("KERASC_NUM_THREADS='{v}': {e}"))?,
-        (None, Err(_)) => return Ok(()),
+        // rayon's own default: RAYON_NUM_THREADS, else every core.
+        (None, Err(_)) => 0,
     };
-    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("setting the number of threads")?;
+    // This thread is worker 0 of the pool: an op it splits runs its first part here and takes
+    // back any part no other worker has started, instead of handing the whole op to the pool
+    // and sleeping until it is done (two thread wake-ups per op).
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .use_current_thread()
+        .build_global()
+        .context("setting the number of threads")?;
     Ok(())
 }
 

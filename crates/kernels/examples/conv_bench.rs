@@ -1,7 +1,8 @@
 //! Times one convolution through `kernels::run_op`, each instruction set in turn:
 //! `cargo run --release -p kernels --example conv_bench -- N H W C F K S [PAD] [GROUPS] [EPI]`
 //! (channels-last, square kernel K, stride S, padding PAD each side; EPI 1 adds a bias and a
-//! ReLU as the optimizer's fused epilogue), printing µs per call.
+//! ReLU as the optimizer's fused epilogue), printing µs per call: through `run_op` (a new output
+//! each call) and into one reused buffer (as in a model's arena). `REPS=N` sets the call count.
 use ir::{ConvAttrs, Op, Tensor};
 use std::time::Instant;
 
@@ -31,12 +32,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..20 {
         kernels::run_op(&op, &inputs)?;
     }
-    let reps = (2e8 / macs as f64).clamp(20.0, 20000.0) as usize;
+    let reps = std::env::var("REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or((2e8 / macs as f64).clamp(20.0, 20000.0) as usize);
     let t = Instant::now();
     for _ in 0..reps {
         kernels::run_op(&op, &inputs)?;
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
-    println!("{:?}: {us:.2} µs, {:.1} GMAC/s", kernels::simd::isa(), macs as f64 / us / 1e3);
+    // The same op into one output buffer reused across calls, as inside a model's arena.
+    let out_shape = kernels::run_op(&op, &inputs)?[0].shape().to_vec();
+    let mut out = vec![0f32; out_shape.iter().product()];
+    let views: Vec<Option<&[f32]>> = inputs.iter().map(|t| t.as_f32()).collect();
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.shape()).collect();
+    let t = Instant::now();
+    for _ in 0..reps {
+        kernels::arena::run_into(&op, &views, &shapes, &mut out, &out_shape)?;
+    }
+    let us_arena = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
+    println!(
+        "{:?}: {us:.2} µs, {:.1} GMAC/s; into a reused buffer {us_arena:.2} µs, {:.1} GMAC/s",
+        kernels::simd::isa(),
+        macs as f64 / us / 1e3,
+        macs as f64 / us_arena / 1e3
+    );
     Ok(())
 }

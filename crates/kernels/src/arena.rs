@@ -31,6 +31,13 @@ pub fn supports(op: &Op, shapes: &[&[usize]]) -> bool {
                     && axes.as_slice() == [last]
                     && shapes[1..].iter().all(|s| s.iter().product::<usize>() == c && s.last() == Some(&c))
             }
+            Op::GroupNorm { axis, .. } => {
+                let c = shapes.first().and_then(|s| s.get(*axis)).copied().unwrap_or(0);
+                *axis > 0
+                    && *axis < rank
+                    && shapes.len() == 3
+                    && shapes[1..].iter().all(|s| s.iter().product::<usize>() >= c)
+            }
             Op::Reduce { axes, .. } => reduce::middle_axes(shapes.first().copied().unwrap_or(&[]), axes).is_some(),
             Op::Transpose { perm } => perm.len() <= 8,
             Op::RepeatInterleave { axis, .. } => *axis < rank,
@@ -102,6 +109,9 @@ pub fn run_into(
                 Op::Softmax { .. } => reduce::softmax_last(ins[0], c, out, false),
                 Op::LogSoftmax { .. } => reduce::softmax_last(ins[0], c, out, true),
                 Op::LayerNorm { epsilon, .. } => norm::layer_norm_last(ins[0], ins[1], ins[2], c, *epsilon, out),
+                Op::GroupNorm { groups, axis, epsilon } => {
+                    norm::group_norm_into(ins[0], ins[1], ins[2], shapes[0], *groups, *axis, *epsilon, out)
+                }
                 Op::Concat { axis } => shape_ops::concat_into(ins, shapes, *axis, out, out_shape),
                 Op::Reduce { kind, axes, .. } => {
                     if let Some(dims) = reduce::middle_axes(shapes[0], axes) {

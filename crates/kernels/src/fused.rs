@@ -32,6 +32,12 @@ enum Access {
     Splat(f32),
     /// Varies along the last axis only: element `i % n`.
     Row(usize),
+    /// Varies along the first and the last axis only (a per-sample, per-channel scale such as
+    /// squeeze-excitation's): element `(i / period) · n + i % n`.
+    RowPerSample {
+        n: usize,
+        period: usize,
+    },
     /// Anything else: per-axis broadcast strides (up to 8 axes on the stack).
     Strided([usize; 8]),
     StridedLong(Vec<usize>),
@@ -51,6 +57,10 @@ fn access(op: &Operand, out_shape: &[usize]) -> Access {
         return Access::Row(last);
     }
     let r = out_shape.len();
+    let ones_between = op.shape.len() == r && r >= 3 && op.shape[1..r - 1].iter().all(|&d| d == 1);
+    if ones_between && op.shape[0] == out_shape[0] && op.shape[r - 1] == last {
+        return Access::RowPerSample { n: last, period: out_shape[1..].iter().product() };
+    }
     if r > 8 || op.shape.len() > r {
         return Access::StridedLong(broadcast_strides(op.shape, out_shape));
     }
@@ -124,17 +134,8 @@ fn eval_block(
                     Access::Full => r.copy_from_slice(&op.data.unwrap_or(&[])[base..base + len]),
                     Access::InPlace => r.copy_from_slice(dst),
                     Access::Splat(v) => r.fill(*v),
-                    Access::Row(n) => {
-                        let d = op.data.unwrap_or(&[]);
-                        let mut k = base % n;
-                        for x in r.iter_mut() {
-                            *x = d[k];
-                            k += 1;
-                            if k == *n {
-                                k = 0;
-                            }
-                        }
-                    }
+                    Access::Row(n) => copy_rows(op.data.unwrap_or(&[]), *n, usize::MAX, base, r),
+                    Access::RowPerSample { n, period } => copy_rows(op.data.unwrap_or(&[]), *n, *period, base, r),
                     Access::Strided(_) | Access::StridedLong(_) => {
                         let st: &[usize] = match a {
                             Access::Strided(s) => s,
@@ -152,6 +153,22 @@ fn eval_block(
     }
     if let Some(last) = expr.nodes.len().checked_sub(1) {
         dst.copy_from_slice(&regs[last * BLOCK..last * BLOCK + len]);
+    }
+}
+
+/// `r[j] = d[(i / period) · n + i % n]` for `i = base + j`, `period` a multiple of `n`: runs of
+/// up to `n` values copied whole.
+fn copy_rows(d: &[f32], n: usize, period: usize, base: usize, r: &mut [f32]) {
+    let n = n.max(1);
+    let mut i = base;
+    let mut j = 0;
+    while j < r.len() {
+        let k = i % n;
+        let run = (n - k).min(r.len() - j);
+        let from = (i / period) * n + k;
+        r[j..j + run].copy_from_slice(&d[from..from + run]);
+        i += run;
+        j += run;
     }
 }
 
@@ -405,6 +422,21 @@ mod tests {
         let ops = [Operand { data: None, shape: &[2, 3] }, ops[1], ops[2]];
         eval(&expr, &ops, &mut buf, &[2, 3]);
         assert_eq!(buf, want);
+    }
+
+    #[test]
+    fn a_per_sample_per_channel_operand_broadcasts_over_the_pixels() {
+        // x (2, 3, 2, 4) * s (2, 1, 1, 4), across block and row boundaries.
+        let x: Vec<f32> = (0..48).map(|i| i as f32).collect();
+        let sc: Vec<f32> = (0..8).map(|i| 1.0 + i as f32 * 0.5).collect();
+        let expr =
+            FusedExpr { nodes: vec![ExprNode::Input(0), ExprNode::Input(1), ExprNode::Binary(BinaryOp::Mul, 0, 1)] };
+        let mut out = vec![0.0; 48];
+        let ops = [Operand { data: Some(&x), shape: &[2, 3, 2, 4] }, Operand { data: Some(&sc), shape: &[2, 1, 1, 4] }];
+        eval(&expr, &ops, &mut out, &[2, 3, 2, 4]);
+        for (i, v) in out.iter().enumerate() {
+            assert_eq!(*v, x[i] * sc[(i / 24) * 4 + i % 4], "element {i}");
+        }
     }
 
     #[test]

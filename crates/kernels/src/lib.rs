@@ -29,6 +29,21 @@ pub use scalar::{unary_derivative, unary_scalar};
 use ir::{Graph, Op, Producer, Tensor};
 use util::f32s;
 
+/// Runs `f` (a whole run of a model: many ops in a row) on a thread of the kernels' pool and
+/// waits for it. From a thread outside the pool, each op a kernel splits would be handed to the
+/// pool whole while the caller sleeps: two thread wake-ups per op (tens of microseconds each on
+/// a shared VM), which made MobileNetV2 slower on two threads than on one. On a thread of the
+/// pool, a split op runs its first part where it is and takes back any part no other thread has
+/// started. Going onto the pool costs those two wake-ups once, so a caller does it for runs
+/// long enough to split; on one thread, or already on the pool, `f` runs here.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() == 1 || rayon::current_thread_index().is_some() {
+        f()
+    } else {
+        rayon::scope(|_| f())
+    }
+}
+
 /// Runs one op on concrete inputs.
 pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, KernelError> {
     let tys: Vec<_> = inputs.iter().map(|t| t.tensor_type()).collect();

@@ -42,11 +42,14 @@ pub fn layer_norm(op: &Op, inputs: &[&Tensor], axes: &[usize], eps: f32) -> Resu
     // Offsets of each reduced position into gamma/beta do not depend on the base.
     let g_off: Vec<usize> = red.iter().map(|&o| param_off(o, &gs)).collect();
     let b_off: Vec<usize> = red.iter().map(|&o| param_off(o, &bs)).collect();
+    // Each row's values gathered, summed as `layer_norm_last` sums them (the same result).
+    let mut row = vec![0f32; red.len()];
     for &b in &bases {
         let gb = param_off(b, &gs);
         let bb = param_off(b, &bs);
-        let mean = red.iter().map(|&o| xs[b + o]).sum::<f32>() / n;
-        let var = red.iter().map(|&o| (xs[b + o] - mean).powi(2)).sum::<f32>() / n;
+        row.iter_mut().zip(&red).for_each(|(r, &o)| *r = xs[b + o]);
+        let mean = sum8(&row, |v| v) / n;
+        let var = sum8(&row, |v| (v - mean) * (v - mean)) / n;
         let rs = 1.0 / (var + eps).sqrt();
         for (k, &o) in red.iter().enumerate() {
             let inv = rs * gamma[gb + g_off[k]];
@@ -56,53 +59,105 @@ pub fn layer_norm(op: &Op, inputs: &[&Tensor], axes: &[usize], eps: f32) -> Resu
     tensor(shape, out)
 }
 
-/// Group normalization: statistics per sample and channel group over all other axes, in
-/// linear passes over each sample laid out as (outer, channels, inner).
+/// Group normalization: statistics per sample and channel group over all other axes.
 pub fn group_norm(op: &Op, inputs: &[&Tensor], groups: usize, axis: usize, eps: f32) -> Result<Tensor, KernelError> {
     let x = inputs[0];
-    let xs = f32s(op, x)?;
-    let gamma = f32s(op, inputs[1])?;
-    let beta = f32s(op, inputs[2])?;
+    let (xs, gamma, beta) = (f32s(op, x)?, f32s(op, inputs[1])?, f32s(op, inputs[2])?);
     let shape = x.shape();
+    let mut out = vec![0f32; xs.len()];
+    if gamma.len() < shape[axis] || beta.len() < shape[axis] {
+        return Err(KernelError::new(op, "gamma and beta must have one value per channel"));
+    }
+    group_norm_into(xs, gamma, beta, shape, groups, axis, eps, &mut out);
+    tensor(shape, out)
+}
+
+/// [`group_norm`] into `out`: each sample laid out as (outer, C, inner) with the channels at
+/// `axis`, in three linear passes (per-channel sums, then per-channel sums of squared
+/// deviations from the group's mean, then `x · a[ch] + b[ch]`), each a plain loop over
+/// contiguous values the compiler vectorizes ([`sums_per_channel`]). `gamma` and `beta` hold
+/// at least C values.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn group_norm_into(
+    xs: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    shape: &[usize],
+    groups: usize,
+    axis: usize,
+    eps: f32,
+    out: &mut [f32],
+) {
     let c = shape[axis];
     let groups = groups.max(1);
     let cg = c / groups;
     let inner: usize = shape[axis + 1..].iter().product();
     let per_sample: usize = shape[1..].iter().product();
-    let mut out = vec![0f32; xs.len()];
-    if per_sample == 0 || cg == 0 || gamma.len() < c || beta.len() < c {
-        return tensor(shape, out);
+    if per_sample == 0 || cg == 0 {
+        return;
     }
-    let outer = per_sample / (c * inner);
-    let group_of = |ch: usize| (ch / cg).min(groups - 1);
     let count = (per_sample / groups) as f64;
-    let each = |f: &mut dyn FnMut(usize, usize)| {
-        for o in 0..outer {
-            for ch in 0..c {
-                let base = (o * c + ch) * inner;
-                for i in base..base + inner {
-                    f(i, ch);
+    let group_of = |ch: usize| (ch / cg).min(groups - 1);
+    rows_par(out, per_sample, |n, dst| {
+        let src = &xs[n * per_sample..(n + 1) * per_sample];
+        let zero = vec![0f32; c];
+        let sums = sums_per_channel(src, c, inner, &zero, false);
+        let mut mean = vec![0f64; groups];
+        for (ch, s) in sums.iter().enumerate() {
+            mean[group_of(ch)] += s;
+        }
+        mean.iter_mut().for_each(|m| *m /= count);
+        let mean_ch: Vec<f32> = (0..c).map(|ch| mean[group_of(ch)] as f32).collect();
+        let sq = sums_per_channel(src, c, inner, &mean_ch, true);
+        let mut var = vec![0f64; groups];
+        for (ch, s) in sq.iter().enumerate() {
+            var[group_of(ch)] += s;
+        }
+        // y = (x - mean) * inv * gamma + beta = x * a + b.
+        let a: Vec<f32> = (0..c).map(|ch| gamma[ch] / ((var[group_of(ch)] / count) as f32 + eps).sqrt()).collect();
+        let b: Vec<f32> = (0..c).map(|ch| beta[ch] - mean_ch[ch] * a[ch]).collect();
+        if inner == 1 {
+            for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                for (((y, &v), &a), &b) in d.iter_mut().zip(s).zip(&a).zip(&b) {
+                    *y = v * a + b;
                 }
             }
+        } else {
+            for (k, (d, s)) in dst.chunks_exact_mut(inner).zip(src.chunks_exact(inner)).enumerate() {
+                let (a, b) = (a[k % c], b[k % c]);
+                d.iter_mut().zip(s).for_each(|(y, &v)| *y = v * a + b);
+            }
         }
-    };
-    rows_par(&mut out, per_sample, |n, dst| {
-        let src = &xs[n * per_sample..(n + 1) * per_sample];
-        let mut sum = vec![0f64; groups];
-        each(&mut |i, ch| sum[group_of(ch)] += f64::from(src[i]));
-        let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
-        let mut sq = vec![0f64; groups];
-        each(&mut |i, ch| {
-            let d = src[i] - mean[group_of(ch)];
-            sq[group_of(ch)] += f64::from(d * d);
-        });
-        let inv: Vec<f32> = sq.iter().map(|v| 1.0 / ((v / count) as f32 + eps).sqrt()).collect();
-        each(&mut |i, ch| {
-            let g = group_of(ch);
-            dst[i] = ((src[i] - mean[g]) * inv[g]) * gamma[ch] + beta[ch];
-        });
     });
-    tensor(shape, out)
+}
+
+/// Per-channel sums over one sample laid out as (outer, C, inner) of `x - shift[ch]`, or of its
+/// square when `squares`, in f32 over blocks of at most 256 values and in f64 across them.
+fn sums_per_channel(src: &[f32], c: usize, inner: usize, shift: &[f32], squares: bool) -> Vec<f64> {
+    const BLOCK: usize = 256;
+    let term = |v: f32, s: f32| if squares { (v - s) * (v - s) } else { v - s };
+    let mut total = vec![0f64; c];
+    if inner == 1 {
+        // Channels last: each pixel is a row of C values, summed into a row of C f32 sums.
+        let mut acc = vec![0f32; c];
+        for block in src.chunks(BLOCK * c) {
+            acc.fill(0.0);
+            for px in block.chunks_exact(c) {
+                for ((a, &v), &s) in acc.iter_mut().zip(px).zip(shift) {
+                    *a += term(v, s);
+                }
+            }
+            total.iter_mut().zip(&acc).for_each(|(t, &a)| *t += f64::from(a));
+        }
+    } else {
+        for (k, run) in src.chunks_exact(inner).enumerate() {
+            let s = shift[k % c];
+            for block in run.chunks(BLOCK) {
+                total[k % c] += f64::from(block.iter().map(|&v| term(v, s)).sum::<f32>());
+            }
+        }
+    }
+    total
 }
 
 /// `x · rsqrt(max(sum(x²), eps))` over `axes`.
@@ -126,14 +181,29 @@ pub(crate) fn layer_norm_last(x: &[f32], gamma: &[f32], beta: &[f32], c: usize, 
     let n = c as f32;
     rows_par(out, c, |i, dst| {
         let src = &x[i * c..(i + 1) * c];
-        let mean = src.iter().sum::<f32>() / n;
-        let var = src.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let mean = sum8(src, |v| v) / n;
+        let var = sum8(src, |v| (v - mean) * (v - mean)) / n;
         let rs = 1.0 / (var + eps).sqrt();
         for (k, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
             let inv = rs * gamma[k];
             *d = v * inv + (beta[k] - mean * inv);
         }
     });
+}
+
+/// `Σ f(x)` in 8 partial sums (an order the compiler may vectorize; one running sum is a chain
+/// of dependent adds it must keep in order).
+#[inline]
+fn sum8(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let rest: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for ch in chunks {
+        for (a, &v) in acc.iter_mut().zip(ch) {
+            *a += f(v);
+        }
+    }
+    acc.iter().sum::<f32>() + rest
 }
 
 #[cfg(test)]

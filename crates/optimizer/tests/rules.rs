@@ -428,9 +428,11 @@ fn channels_first_ops_lower_and_their_transposes_cancel() {
 }
 
 #[test]
-fn binaries_bias_batchnorm_pad_and_reductions_move_through_transposes() {
+fn binaries_bias_batchnorm_pad_reductions_and_group_norms_move_through_transposes() {
     let mut rng = Rng(61);
-    for rule in ["binary-through-transpose", "bias-through-transpose", "pad-reduce-through-transpose"] {
+    for rule in
+        ["binary-through-transpose", "bias-through-transpose", "pad-reduce-norm-through-transpose", "group-norm"]
+    {
         let mut g = Graph::new("t");
         let x = input(&mut g, &[4, 5, 3]);
         let t = g.add("t", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[x]).unwrap();
@@ -445,6 +447,11 @@ fn binaries_bias_batchnorm_pad_and_reductions_move_through_transposes() {
                 let b = g.add_constant("b", rng.tensor(&[3]));
                 g.add("bias", Op::BiasAdd { axis: 1 }, &[t, b]).unwrap()
             }
+            "group-norm" => {
+                let (gamma, beta) =
+                    (g.add_constant("gamma", rng.tensor(&[3])), g.add_constant("beta", rng.tensor(&[3])));
+                g.add("gn", Op::GroupNorm { groups: 3, axis: 1, epsilon: 1e-3 }, &[t, gamma, beta]).unwrap()
+            }
             _ => {
                 let p = g.add("pad", Op::Pad { pads: vec![(0, 0), (0, 0), (1, 0), (0, 2)], value: 0.5 }, &[t]).unwrap();
                 g.add("max", Op::Reduce { kind: ir::ReduceKind::Max, axes: vec![1, 3], keepdims: true }, &[p]).unwrap()
@@ -452,6 +459,7 @@ fn binaries_bias_batchnorm_pad_and_reductions_move_through_transposes() {
         };
         let back = g.add("back", Op::Transpose { perm: vec![0, 2, 3, 1] }, &[y]).unwrap();
         g.set_outputs(vec![back]);
+        let rule = if rule == "group-norm" { "pad-reduce-norm-through-transpose" } else { rule };
         let out = optimize_and_check(&g, &only(&[rule, "transpose-chain", "remove-identity"]), &mut rng);
         assert!(!ops(&out).iter().any(|o| o == "Transpose"), "{rule}: {:?}", ops(&out));
     }
@@ -517,4 +525,56 @@ fn prelu_after_a_channels_first_convolution_keeps_one_convolution() {
     let convs = out.nodes().iter().filter(|n| n.op.name().contains("Conv")).count();
     assert_eq!(convs, 1, "{}", ir::render::to_text(&out));
     assert!(opt.report.egraph.cost_after <= opt.report.egraph.cost_before);
+}
+
+#[test]
+fn x_times_its_sigmoid_is_silu_in_either_order() {
+    let mut rng = Rng(63);
+    for swapped in [false, true] {
+        let mut g = Graph::new("t");
+        let x = input(&mut g, &[6, 4]);
+        let s = g.add("sig", Op::Unary(UnaryOp::Sigmoid), &[x]).unwrap();
+        let ins = if swapped { [s, x] } else { [x, s] };
+        let y = g.add("mul", Op::Binary(BinaryOp::Mul), &ins).unwrap();
+        g.set_outputs(vec![y]);
+        let out = optimize_and_check(&g, &only(&["mul-sigmoid-as-silu"]), &mut rng);
+        assert_eq!(ops(&out), ["silu"], "swapped {swapped}");
+    }
+    // After a convolution, the swish joins its epilogue: the sigmoid reading the convolution's
+    // output is no second reader of it.
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[6, 6, 3]);
+    let w = g.add_constant("w", rng.tensor(&[3, 3, 3, 4]));
+    let conv = ir::ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(1, 1), (1, 1)], groups: 1 };
+    let c = g.add("conv", Op::Conv(conv), &[x, w]).unwrap();
+    let s = g.add("sig", Op::Unary(UnaryOp::Sigmoid), &[c]).unwrap();
+    let y = g.add("mul", Op::Binary(BinaryOp::Mul), &[s, c]).unwrap();
+    g.set_outputs(vec![y]);
+    let out = optimize_and_check(&g, &only(&["mul-sigmoid-as-silu", "fuse-linear-activation"]), &mut rng);
+    assert_eq!(ops(&out), ["FusedConv2D"]);
+    // x · sigmoid(z) of another value stays as it is.
+    let mut g = Graph::new("t");
+    let x = input(&mut g, &[6, 4]);
+    let z = g.add("neg", Op::Unary(UnaryOp::Neg), &[x]).unwrap();
+    let s = g.add("sig", Op::Unary(UnaryOp::Sigmoid), &[z]).unwrap();
+    let y = g.add("mul", Op::Binary(BinaryOp::Mul), &[x, s]).unwrap();
+    g.set_outputs(vec![y]);
+    let out = optimize_and_check(&g, &only(&["mul-sigmoid-as-silu"]), &mut rng);
+    assert!(ops(&out).iter().any(|o| o == "sigmoid"), "{:?}", ops(&out));
+}
+
+#[test]
+fn a_concat_of_transposes_is_a_transpose_of_the_concat() {
+    let mut rng = Rng(64);
+    let mut g = Graph::new("t");
+    let a = input(&mut g, &[4, 5, 3]);
+    let b = input(&mut g, &[4, 5, 2]);
+    let ta = g.add("ta", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[a]).unwrap();
+    let tb = g.add("tb", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[b]).unwrap();
+    let cat = g.add("cat", Op::Concat { axis: 1 }, &[ta, tb]).unwrap();
+    let back = g.add("back", Op::Transpose { perm: vec![0, 2, 3, 1] }, &[cat]).unwrap();
+    g.set_outputs(vec![back]);
+    let out =
+        optimize_and_check(&g, &only(&["concat-through-transpose", "transpose-chain", "remove-identity"]), &mut rng);
+    assert_eq!(ops(&out), ["Concat"]);
 }

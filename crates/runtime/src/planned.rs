@@ -42,7 +42,15 @@ struct ArenaState {
     plan: MemoryPlan,
     arena: Vec<f32>,
     steps: Vec<Step>,
+    /// The run writes enough values that some op splits across threads: run it on the pool
+    /// ([`kernels::on_pool`]).
+    on_pool: bool,
 }
+
+/// Values written by a run (all its ops' outputs) from which it goes onto the thread pool
+/// whole. A rule of thumb: a run writing fewer takes tens of microseconds, too short for its ops
+/// to gain from splitting what going onto the pool and back costs (~10 µs on this VM).
+const ON_POOL_VALUES: usize = 1 << 16;
 
 /// A graph bound to a device and run from a planned arena.
 pub struct PlannedSession {
@@ -127,10 +135,15 @@ impl PlannedSession {
             steps.push(Step { node: nid.0, ins, out, kind });
         }
         let arena = vec![0f32; plan.arena_bytes.div_ceil(4)];
-        Ok(ArenaState { input_shapes, plan, arena, steps })
+        let written: usize = steps
+            .iter()
+            .flat_map(|s| &self.graph.nodes()[s.node].outputs)
+            .map(|v| plan.shapes[v.0].iter().product::<usize>())
+            .sum();
+        Ok(ArenaState { input_shapes, plan, arena, steps, on_pool: written >= ON_POOL_VALUES })
     }
 
-    fn run_timed(&self, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
+    fn run_timed(&self, inputs: &[Tensor], times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
         check_inputs(&self.graph, inputs)?;
         let mut guard = self.state.lock().map_err(|_| RuntimeError::Plan("arena lock poisoned".into()))?;
         let same = guard.as_ref().is_some_and(|s| {
@@ -140,6 +153,20 @@ impl PlannedSession {
             *guard = Some(self.prepare(inputs.iter().map(|t| t.shape().to_vec()).collect())?);
         }
         let state = guard.as_mut().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
+        if state.on_pool {
+            kernels::on_pool(|| self.run_steps(inputs, state, times))
+        } else {
+            self.run_steps(inputs, state, times)
+        }
+    }
+
+    /// Runs the plan's steps in order into the arena and returns the graph's outputs.
+    fn run_steps(
+        &self,
+        inputs: &[Tensor],
+        state: &mut ArenaState,
+        mut times: Option<&mut Vec<f64>>,
+    ) -> Result<Vec<Tensor>, RuntimeError> {
         let mut separate: Vec<(ValueId, Tensor)> = Vec::new();
         for step in &state.steps {
             let node = &self.graph.nodes()[step.node];

@@ -10,7 +10,7 @@
 // and `q % 1` are the point.
 #![allow(clippy::erasing_op, clippy::identity_op, clippy::modulo_one)]
 
-use super::geo::{rows_per_task, Geo};
+use super::geo::{row_cost, rows_per_task, Geo};
 use crate::fused::{EpilogueArgs, InRegisters};
 use crate::simd::{dispatch, Isa, Kernel, Simd};
 use crate::util::for_row_blocks;
@@ -41,7 +41,7 @@ pub(crate) fn depthwise(
     let isa = crate::simd::isa_for_width(isa, g.f);
     let ow = g.out[2];
     let row_len = ow * g.f;
-    let per_task = rows_per_task(row_len * g.taps());
+    let per_task = rows_per_task(row_cost(row_len * g.taps(), 4, row_len));
     let fused = epi.and_then(EpilogueArgs::in_registers);
     for_row_blocks(out, row_len, per_task, |r0, block| {
         dispatch(isa, DepthwiseRows(DepthwiseRow { g: &g, x, w, r: r0, dst: block, fused }));

@@ -9,8 +9,8 @@
 // `seq!` unrolls loops into literal indices, where `0 * c` and `1 * c` are the point.
 #![allow(clippy::erasing_op, clippy::identity_op)]
 
-use super::geo::{pad_filters, rows_per_task, Geo, SCRATCH};
-use crate::fused::{EpilogueArgs, InRegisters};
+use super::geo::{pad_filters, row_cost, rows_per_task, Geo, SCRATCH};
+use crate::fused::{Act, EpilogueArgs, InRegisters};
 use crate::simd::{dispatch, Isa, Kernel, Simd};
 use crate::util::for_row_blocks;
 use seq_macro::seq;
@@ -37,7 +37,7 @@ pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     };
     let ow = g.out[2];
     let row_len = ow * g.f;
-    let per_task = rows_per_task(ow * g.f * taps * g.c);
+    let per_task = rows_per_task(row_cost(ow * g.f * taps * g.c, 1, row_len));
     // The epilogue in registers, before each store.
     let fused = epi.and_then(EpilogueArgs::in_registers);
     for_row_blocks(out, row_len, per_task, |r0, block| {
@@ -132,6 +132,10 @@ impl DirectRow<'_> {
     }
 }
 
+/// The most kernel-row segments (one per tap row, or per tap with a width dilation) listed
+/// for a block; more go the general way.
+const MAX_SEGMENTS: usize = 64;
+
 /// `acc[p][v] += xp[p][i] · wt[i][fb + v·L..]` over the rows `i` of `wt` (`fp` wide).
 macro_rules! fma_rows {
     ($S:ident, $P:literal, $V:literal, $xp:ident, $wt:ident, $fp:ident, $fb:ident, $acc:ident) => {
@@ -146,6 +150,52 @@ macro_rules! fma_rows {
                 });
             });
         }
+    };
+}
+
+/// An activation on every vector of a register block: one branch for the block, each arm fully
+/// unrolled (a branch per vector puts each result through the stack; a loop over the block, an
+/// array in memory).
+macro_rules! act_block {
+    ($S:ident, $P:literal, $V:literal, $acc:ident, $act:expr) => {
+        match $act {
+            Act::Identity => {}
+            Act::Relu => { seq!(p in 0..$P { seq!(v in 0..$V { $acc[p][v] = $S::relu($acc[p][v]); }); }); }
+            Act::Clip(lo, hi) => {
+                seq!(p in 0..$P { seq!(v in 0..$V { $acc[p][v] = $S::clamp($acc[p][v], lo, hi); }); });
+            }
+            Act::Vector(f) => { seq!(p in 0..$P { seq!(v in 0..$V { $acc[p][v] = f.apply::<$S>($acc[p][v]); }); }); }
+        }
+    };
+}
+
+/// The fused epilogue `post(act(acc + bias) + residual)` ([`InRegisters`]) of a register block of
+/// `P` pixels (the first `n` real, the first at `at` in a row of `f` channels) × `V` vectors of
+/// channels from `fb` (`lanes[v]` of vector `v` real), in registers.
+macro_rules! epilogue_block {
+    ($S:ident, $P:literal, $V:literal, $acc:ident, $e:ident, $lanes:ident, $fb:expr, $at:expr, $n:expr, $f:expr) => {
+        if let Some(b) = $e.bias {
+            seq!(v in 0..$V {
+                if $lanes[v] > 0 {
+                    let bv = $S::load_part(&b[$fb + v * $S::L..], $lanes[v]);
+                    seq!(p in 0..$P { $acc[p][v] = $S::add($acc[p][v], bv); });
+                }
+            });
+        }
+        act_block!($S, $P, $V, $acc, $e.act);
+        if let Some(r) = $e.residual {
+            seq!(p in 0..$P {
+                if p < $n {
+                    seq!(v in 0..$V {
+                        if $lanes[v] > 0 {
+                            let at = $at + p * $f + $fb + v * $S::L;
+                            $acc[p][v] = $S::add($acc[p][v], $S::load_part(&r[at..], $lanes[v]));
+                        }
+                    });
+                }
+            });
+        }
+        act_block!($S, $P, $V, $acc, $e.post);
     };
 }
 
@@ -166,14 +216,46 @@ macro_rules! direct_block {
             let cols = if joined { g.k[2] } else { 1 };
             let seg = cols * c;
             let segs = g.k[2] / cols;
-            // Border pixels' zero-padded segments, then one segment of zeros for the pixels
-            // past the end of the row.
-            if self.scratch.len() < (P + 1) * seg {
-                self.scratch.resize((P + 1) * seg, 0.0);
-            }
-            self.scratch[P * seg..(P + 1) * seg].fill(0.0);
             let pos = g.row_pos(self.r);
-            {
+            // Every segment of every pixel of the block inside the row (the rows may still be
+            // outside, which only skips them): a loop with no copies, whose accumulators stay
+            // in registers (a copy is a call, around which all of them would be spilled).
+            let interior = ox0 + P <= ow && {
+                let first = (ox0 * g.s[2]) as isize - g.pad[2] as isize;
+                let end = ((ox0 + P - 1) * g.s[2] + (segs - 1) * g.d[2] + cols) as isize - g.pad[2] as isize;
+                first >= 0 && end <= g.inp[2] as isize
+            };
+            // The segments (first input value, first kernel row) listed first, so that the
+            // accumulation is two plain loops (around a deeper nest the compiler spills them).
+            let listed = interior && g.k[0] * g.k[1] * segs <= MAX_SEGMENTS;
+            let acc = if listed {
+                let mut list = [(0usize, 0usize); MAX_SEGMENTS];
+                let mut count = 0;
+                for kz in 0..g.k[0] {
+                    for ky in 0..g.k[1] {
+                        let Some(row) = g.input_row(pos, kz, ky) else { continue };
+                        let xrow = row * g.inp[2];
+                        for j in 0..segs {
+                            let col0 = ox0 * g.s[2] + j * g.d[2] - g.pad[2];
+                            list[count] = ((xrow + col0) * c, ((kz * g.k[1] + ky) * g.k[2] + j) * c * fp);
+                            count += 1;
+                        }
+                    }
+                }
+                let mut acc = [[S::zero(); V]; P];
+                for &(b, w0) in &list[..count] {
+                    let xp: [&[f32]; P] = seq!(p in 0..$P { [ #( &self.x[b + p * g.s[2] * c..][..seg], )* ] });
+                    let wt = &self.w[w0..w0 + seg * fp];
+                    fma_rows!(S, $P, $V, xp, wt, fp, fb, acc);
+                }
+                acc
+            } else {
+                // Border pixels' zero-padded segments, then one segment of zeros for the pixels
+                // past the end of the row.
+                if self.scratch.len() < (P + 1) * seg {
+                    self.scratch.resize((P + 1) * seg, 0.0);
+                }
+                self.scratch[P * seg..(P + 1) * seg].fill(0.0);
                 let mut acc = [[S::zero(); V]; P];
                 for kz in 0..g.k[0] {
                     for ky in 0..g.k[1] {
@@ -230,21 +312,23 @@ macro_rules! direct_block {
                         }
                     }
                 }
-                // A full unroll over the block (constant indices), so `acc` stays in registers.
+                acc
+            };
+            {
+                // The lanes of each vector that are output channels (none past F: the padding
+                // of the last vector is not stored), the epilogue on the whole block, then a
+                // full unroll of the stores (constant indices), so `acc` stays in registers.
+                let mut acc = acc;
                 let n = ow - ox0;
+                let lanes: [usize; V] = seq!(v in 0..$V { [ #( g.f.saturating_sub(fb + v * l).min(l), )* ] });
+                if let Some(f) = &self.fused {
+                    epilogue_block!(S, $P, $V, acc, f, lanes, fb, ox0 * g.f, n, g.f);
+                }
                 seq!(p in 0..$P {
                     if p < n {
                         seq!(v in 0..$V {
-                            // Channels past F (the padding of the last vector) are not stored.
-                            let ch = fb + v * l;
-                            if ch < g.f {
-                                let nl = (g.f - ch).min(l);
-                                let at = (ox0 + p) * g.f + ch;
-                                let y = match &self.fused {
-                                    Some(f) => f.vector::<S>(acc[p][v], ch, nl, at),
-                                    None => acc[p][v],
-                                };
-                                S::store_part(y, &mut self.dst[at..], nl);
+                            if lanes[v] > 0 {
+                                S::store_part(acc[p][v], &mut self.dst[(ox0 + p) * g.f + fb + v * l..], lanes[v]);
                             }
                         });
                     }

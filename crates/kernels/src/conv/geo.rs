@@ -62,12 +62,15 @@ impl Geo {
     }
 }
 
-/// Work (multiply-adds) below which a task is not split further. Handing a task to another
-/// thread costs its wake-up (tens of microseconds on a shared VM, where the pool's threads have
-/// gone to sleep between ops); a task this size (~50 µs on one core) pays for it. Measured on
-/// this 2-core machine: with 2^16, batch 1 on 2 threads was 1.1–1.9× slower than on one
-/// (MobileNetV2, resnet_block, cnn_mnist); with 2^20 it is within noise of one thread.
-const MIN_TASK_MACS: usize = 1 << 20;
+/// Work (a dense kernel's multiply-adds, [`row_cost`]) below which a task is not split
+/// further: ~10-25 µs on one core. The calling thread is one of the pool's (the CLI makes it
+/// worker 0; a library caller's run goes onto the pool whole, [`crate::on_pool`]), so it runs
+/// the first task itself and takes back any task no other thread has started: a split costs a
+/// wake-up only where another thread is free to take work. Measured on this 2-core machine
+/// (MobileNetV2 at batch 8, two threads): 2^19 gave 2.1-2.3 ms, 2^20 3.2-3.5 ms (one thread:
+/// 3.8-4.2 ms), 2^17-2^18 within noise of 2^19; batch 1 is within noise of one thread at every
+/// size.
+const MIN_TASK_MACS: usize = 1 << 19;
 
 /// The kernel `(taps, C, F)` with each row of `F` filters widened to `width` (≥ F), zeros past
 /// `F`: the layout a micro-kernel reads whole vectors of filters from.
@@ -80,9 +83,19 @@ pub(super) fn pad_filters(w: &[f32], f: usize, width: usize) -> Vec<f32> {
     p
 }
 
-/// Output rows per task for rows of `macs_per_row` multiply-adds each.
-pub(super) fn rows_per_task(macs_per_row: usize) -> usize {
-    (MIN_TASK_MACS / macs_per_row.max(1)).max(1)
+/// The cost of an output row in a dense kernel's multiply-adds (the unit of
+/// [`MIN_TASK_MACS`]): its `macs` multiply-adds, weighted by `per_mac` (1 for the dense
+/// kernels; 4 for depthwise, which reaches a quarter of their rate: one multiply-add per loaded
+/// value), plus its `outputs` values (each a store and its epilogue, the time of ~16
+/// multiply-adds at the dense rate: what makes a 1x1 convolution over 8 channels run at a third
+/// of it).
+pub(super) fn row_cost(macs: usize, per_mac: usize, outputs: usize) -> usize {
+    macs * per_mac + 16 * outputs
+}
+
+/// Output rows per task for rows of `cost` ([`row_cost`]) each.
+pub(super) fn rows_per_task(cost: usize) -> usize {
+    (MIN_TASK_MACS / cost.max(1)).max(1)
 }
 
 thread_local! {

@@ -1,7 +1,7 @@
 //! Direct convolution of narrow layers, vectorized along the output pixels
 //! ([`narrow`]), compiled per instruction set ([`crate::simd`]).
 
-use super::geo::{pad_filters, rows_per_task, Geo};
+use super::geo::{pad_filters, row_cost, rows_per_task, Geo};
 use crate::fused::{EpilogueArgs, InRegisters};
 use crate::simd::{dispatch, Isa, Kernel, Simd};
 use crate::util::for_row_blocks;
@@ -33,7 +33,7 @@ pub(super) fn narrow(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     let packed = pad_filters(w, g.f, fb);
     let ow = g.out[2];
     let row_len = ow * g.f;
-    let per_task = rows_per_task(ow * g.f * taps * g.c);
+    let per_task = rows_per_task(row_cost(ow * g.f * taps * g.c, 1, ow * g.f));
     // Without a residual, the epilogue is per filter, so it runs on each vector of pixels
     // before the transposition; with one, a pass over each block of rows.
     let fused = epi.and_then(EpilogueArgs::in_registers).filter(|f| f.residual.is_none());

@@ -67,6 +67,26 @@ pub fn load(g: &Graph) -> Result<Loaded, OptError> {
     for v in g.nodes().iter().flat_map(|n| n.inputs.iter()).chain(g.outputs()) {
         *uses.entry(*v).or_default() += 1;
     }
+    // `x · sigmoid(x)` (swish as exporters write it) reads `x` once as SiLU
+    // (`mul-sigmoid-as-silu`): the sigmoid is no second reader when the product is its only one.
+    for n in g.nodes() {
+        if let (ir::Op::Binary(ir::BinaryOp::Mul), [a, b]) = (&n.op, n.inputs.as_slice()) {
+            for (x, s) in [(*a, *b), (*b, *a)] {
+                let sig_of_x = match g.value(s).producer {
+                    Producer::Node(p, _) => g.nodes().get(p.0).is_some_and(|p| {
+                        matches!(p.op, ir::Op::Unary(ir::UnaryOp::Sigmoid)) && p.inputs.as_slice() == [x]
+                    }),
+                    _ => false,
+                };
+                if sig_of_x && uses.get(&s) == Some(&1) {
+                    if let Some(u) = uses.get_mut(&x) {
+                        *u = u.saturating_sub(1);
+                    }
+                    break;
+                }
+            }
+        }
+    }
     eg.analysis.shared = uses.iter().filter(|(_, &n)| n > 1).filter_map(|(v, _)| class_of.get(v).copied()).collect();
     eg.analysis.shared.extend(&roots);
     eg.rebuild();

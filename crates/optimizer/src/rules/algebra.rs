@@ -1,14 +1,35 @@
-//! Identities: `x·1`, `x+0`, `x−0`, `x/1`, and ops that return their input unchanged.
+//! Identities: `x·1`, `x+0`, `x−0`, `x/1`, ops that return their input unchanged, and
+//! `x·sigmoid(x)` as the one op it is (SiLU, Keras's swish).
 
 use super::rule::{is_splat, ops_in, ty, Build, FnRule};
 use crate::egraph::TensorEGraph;
 use egg::Id;
 use ir::{BinaryOp, Op, UnaryOp};
 
-pub const RULES: [FnRule; 2] = [
+pub const RULES: [FnRule; 3] = [
     FnRule { name: "neutral-element", find: neutral_element },
     FnRule { name: "remove-identity", find: remove_identity },
+    FnRule { name: "mul-sigmoid-as-silu", find: mul_sigmoid_as_silu },
 ];
+
+/// `x·sigmoid(x) → silu(x)` (either order): how ONNX exporters (tf2onnx, PyTorch) write swish,
+/// which then fuses into the epilogue of the convolution that produced `x` instead of running
+/// as an element-wise pass of its own.
+fn mul_sigmoid_as_silu(eg: &TensorEGraph, id: Id) -> Vec<Build> {
+    let mut out = Vec::new();
+    for (op, c) in ops_in(eg, id) {
+        let Op::Binary(BinaryOp::Mul) = op else { continue };
+        for (x, s) in [(c[0], c[1]), (c[1], c[0])] {
+            let sig_of_x =
+                ops_in(eg, s).any(|(o, sc)| matches!(o, Op::Unary(UnaryOp::Sigmoid)) && eg.find(sc[0]) == eg.find(x));
+            if sig_of_x && ty(eg, x) == ty(eg, id) {
+                out.push(Build::Op(Op::Unary(UnaryOp::Silu), vec![Build::Class(x)]));
+                break;
+            }
+        }
+    }
+    out
+}
 
 /// `x·1 → x`, `1·x → x`, `x+0 → x`, `0+x → x`, `x−0 → x`, `x/1 → x` (when the constant does not
 /// broadcast `x` to a larger shape).

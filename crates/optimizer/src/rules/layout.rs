@@ -6,15 +6,46 @@ use crate::egraph::TensorEGraph;
 use egg::Id;
 use ir::{Dim, Op, TensorType};
 
-pub const RULES: [FnRule; 7] = [
+pub const RULES: [FnRule; 8] = [
     FnRule { name: "reshape-chain", find: reshape_chain },
     FnRule { name: "transpose-chain", find: transpose_chain },
     FnRule { name: "unary-through-layout", find: unary_through_layout },
     FnRule { name: "binary-through-transpose", find: binary_through_transpose },
     FnRule { name: "bias-through-transpose", find: bias_through_transpose },
     FnRule { name: "transpose-as-reshape", find: transpose_as_reshape },
-    FnRule { name: "pad-reduce-through-transpose", find: pad_reduce_through_transpose },
+    FnRule { name: "pad-reduce-norm-through-transpose", find: pad_reduce_norm_through_transpose },
+    FnRule { name: "concat-through-transpose", find: concat_through_transpose },
 ];
+
+/// `concat(transpose(a, p), transpose(b, p), ..., axis) → transpose(concat(a, b, ..., p[axis]), p)`
+/// when every operand is a transpose by the same `p`: the skip connections of an ONNX U-Net
+/// (each side brought channels-last for its convolution) then concatenate channels-last, with no
+/// transposes between.
+fn concat_through_transpose(eg: &TensorEGraph, id: Id) -> Vec<Build> {
+    let mut out = Vec::new();
+    for (op, c) in ops_in(eg, id) {
+        let Op::Concat { axis } = op else { continue };
+        let Some(&first) = c.first() else { continue };
+        for (inner, _) in ops_in(eg, first) {
+            let Op::Transpose { perm } = inner else { continue };
+            if *axis >= perm.len() {
+                continue;
+            }
+            let sources: Option<Vec<Id>> = c
+                .iter()
+                .map(|&k| {
+                    ops_in(eg, k).find_map(|(o, kc)| matches!(o, Op::Transpose { perm: q } if q == perm).then(|| kc[0]))
+                })
+                .collect();
+            if let Some(sources) = sources {
+                let cat = Build::Op(Op::Concat { axis: perm[*axis] }, sources.into_iter().map(Build::Class).collect());
+                out.push(Build::Op(Op::Transpose { perm: perm.clone() }, vec![cat]));
+                break;
+            }
+        }
+    }
+    out
+}
 
 /// A reshape target that maps `from` to `to` without reference to any intermediate shape.
 fn reshape_target(from: &TensorType, to: &TensorType) -> Option<Vec<i64>> {
@@ -192,9 +223,12 @@ fn transpose_as_reshape(eg: &TensorEGraph, id: Id) -> Vec<Build> {
 }
 
 /// `pad(transpose(x, p)) → transpose(pad'(x), p)` and, for reductions that keep their axes,
-/// `reduce(transpose(x, p), axes) → transpose(reduce(x, p[axes]), p)`: the padding then meets
-/// the convolution it can fold into, the reduction the producer's layout.
-fn pad_reduce_through_transpose(eg: &TensorEGraph, id: Id) -> Vec<Build> {
+/// `reduce(transpose(x, p), axes) → transpose(reduce(x, p[axes]), p)`, and
+/// `group_norm(transpose(x, p), axis) → transpose(group_norm(x, p[axis]), p)` where `p` keeps the
+/// batch first: the padding then meets the convolution it can fold into, the reduction and the
+/// normalization the producer's layout (no transposes around an ONNX model's GroupNormalization
+/// or InstanceNormalization).
+fn pad_reduce_norm_through_transpose(eg: &TensorEGraph, id: Id) -> Vec<Build> {
     let mut out = Vec::new();
     for (op, c) in ops_in(eg, id) {
         for (inner, ic) in ops_in(eg, c[0]) {
@@ -212,12 +246,19 @@ fn pad_reduce_through_transpose(eg: &TensorEGraph, id: Id) -> Vec<Build> {
                     a2.sort_unstable();
                     Op::Reduce { kind: *kind, axes: a2, keepdims: true }
                 }
+                // A group (or instance) normalization, statistics per sample: its channel axis
+                // moves with the transpose, whose batch axis must stay first. (Batch norms move
+                // with bias-through-transpose.)
+                Op::GroupNorm { groups, axis, epsilon } if perm.first() == Some(&0) && *axis < perm.len() => {
+                    Op::GroupNorm { groups: *groups, axis: perm[*axis], epsilon: *epsilon }
+                }
                 _ => continue,
             };
-            out.push(Build::Op(
-                Op::Transpose { perm: perm.clone() },
-                vec![Build::Op(moved, vec![Build::Class(ic[0])])],
-            ));
+            // The moved op reads the transpose's input; its other operands (gamma, beta, ...)
+            // are per channel and stay as they are.
+            let mut args = vec![Build::Class(ic[0])];
+            args.extend(c[1..].iter().map(|&k| Build::Class(k)));
+            out.push(Build::Op(Op::Transpose { perm: perm.clone() }, vec![Build::Op(moved, args)]));
         }
     }
     out

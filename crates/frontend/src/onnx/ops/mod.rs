@@ -33,6 +33,7 @@ pub fn registry(op: &str) -> Option<LowerFn> {
         "GlobalAveragePool" | "GlobalMaxPool" => nn::global_pool,
         "BatchNormalization" => nn::batch_norm,
         "InstanceNormalization" => nn::instance_norm,
+        "GroupNormalization" => nn::group_norm,
         "LayerNormalization" => nn::layer_norm,
         "Softmax" | "LogSoftmax" => nn::softmax,
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceSumSquare" | "ReduceL2"

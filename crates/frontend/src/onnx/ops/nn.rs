@@ -394,6 +394,43 @@ pub fn instance_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     Ok(vec![Val::Ir(ctx.add(name, Op::GroupNorm { groups: c, axis: 1, epsilon: eps }, &ins)?)])
 }
 
+/// GroupNormalization (opset 18 and 21): `num_groups` groups of the channels (axis 1). Opset 21
+/// scales and shifts per channel; opset 18 per group, which must then be constants (each
+/// group's value is repeated over its channels when the model is loaded).
+pub fn group_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let c = match ctx.shape_of(&x).get(1) {
+        Some(S::N(c)) => *c as usize,
+        _ => return Err("the channel count must be fixed".into()),
+    };
+    let groups = attr_i(node, "num_groups", 0);
+    let groups = usize::try_from(groups)
+        .ok()
+        .filter(|&g| g > 0 && c % g == 0)
+        .ok_or_else(|| format!("num_groups {groups} must be positive and divide the {c} channels"))?;
+    let eps = attr_f(node, "epsilon", 1e-5);
+    let mut ins = vec![ctx.ir(&x)?];
+    for (i, what) in [(1, "scale"), (2, "bias")] {
+        let v = ctx.req(node, i)?;
+        let per_group = ctx.opset < 21;
+        if !per_group {
+            ins.push(ctx.ir(&v)?);
+            continue;
+        }
+        let t = ctx
+            .constant(&v)
+            .and_then(|t| t.as_f32().map(<[f32]>::to_vec))
+            .ok_or_else(|| format!("GroupNormalization-18's {what} must be a float32 constant"))?;
+        if t.len() != groups {
+            return Err(format!("GroupNormalization-18's {what} has {} values for {groups} groups", t.len()));
+        }
+        let per_channel: Vec<f32> = t.iter().flat_map(|&g| std::iter::repeat_n(g, c / groups)).collect();
+        let t = Tensor::from_f32(&[c], per_channel).map_err(|e| e.to_string())?;
+        ins.push(ctx.g.add_constant(format!("{name}/{what}"), t));
+    }
+    Ok(vec![Val::Ir(ctx.add(name, Op::GroupNorm { groups, axis: 1, epsilon: eps }, &ins)?)])
+}
+
 /// LayerNormalization over the axes from `axis` on.
 pub fn layer_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     only_first_output(node)?;
