@@ -1,0 +1,19 @@
+use ir::{Op, Tensor};
+use std::time::Instant;
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a: Vec<usize> = std::env::args().skip(1).map(|s| s.parse()).collect::<Result<_, _>>()?;
+    let (m, k, n) = (a[0], a[1], a[2]);
+    let x = Tensor::from_f32(&[m, k], (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect())?;
+    let w = Tensor::from_f32(&[k, n], (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect())?;
+    let op = Op::MatMul { transpose_a: false, transpose_b: false };
+    let mut out = vec![0f32; m * n];
+    let shapes: Vec<&[usize]> = vec![x.shape(), w.shape()];
+    let views = vec![x.as_f32(), w.as_f32()];
+    for _ in 0..10 { kernels::arena::run_into(&op, &views, &shapes, &mut out, &[m, n])?; }
+    let reps = 200;
+    let t = Instant::now();
+    for _ in 0..reps { kernels::arena::run_into(&op, &views, &shapes, &mut out, &[m, n])?; }
+    let us = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
+    println!("matmul {m}x{k}x{n}: {us:.1} µs, {:.1} GMAC/s", (m * k * n) as f64 / us / 1e3);
+    Ok(())
+}
