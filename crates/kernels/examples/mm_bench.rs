@@ -1,3 +1,7 @@
+//! Times one matrix product `[M, K] · [K, N]` through `kernels::arena::run_into` (the `gemm`
+//! crate), printing µs per call: `cargo run --release -p kernels --example mm_bench -- M K N`
+//! (set `RAYON_NUM_THREADS=1` for one thread). Beside examples/conv_bench, to compare a 1x1
+//! convolution's two paths.
 use ir::{Op, Tensor};
 use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -9,10 +13,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut out = vec![0f32; m * n];
     let shapes: Vec<&[usize]> = vec![x.shape(), w.shape()];
     let views = vec![x.as_f32(), w.as_f32()];
-    for _ in 0..10 { kernels::arena::run_into(&op, &views, &shapes, &mut out, &[m, n])?; }
+    for _ in 0..10 {
+        kernels::arena::run_into(&op, &views, &shapes, &mut out, &[m, n])?;
+    }
     let reps = 200;
     let t = Instant::now();
-    for _ in 0..reps { kernels::arena::run_into(&op, &views, &shapes, &mut out, &[m, n])?; }
+    for _ in 0..reps {
+        kernels::arena::run_into(&op, &views, &shapes, &mut out, &[m, n])?;
+    }
     let us = t.elapsed().as_secs_f64() * 1e6 / reps as f64;
     println!("matmul {m}x{k}x{n}: {us:.1} µs, {:.1} GMAC/s", (m * k * n) as f64 / us / 1e3);
     Ok(())

@@ -1,5 +1,6 @@
-//! Convolutions: direct (`direct.rs`, `narrow.rs`), depthwise (`depthwise.rs`), 1x1 and
-//! grouped (im2col + GEMM) forms, with a fused epilogue; transposed convolution; and the
+//! Convolutions: direct (`direct.rs`, `narrow.rs`), depthwise (`depthwise.rs`), Winograd
+//! F(2x2, 3x3) for 3x3 stride-1 layers of 64 channels and more (`winograd.rs`), 1x1 over few
+//! channels and grouped (im2col) forms through GEMM, with a fused epilogue; transposed convolution; and the
 //! gradients with respect to the input and the kernel. The micro-kernels work on channels-last
 //! data one output row `(n, z, y)` at a time, a block of output pixels × channels in registers
 //! across every tap and input channel, the epilogue applied before each store.
@@ -17,6 +18,7 @@ mod geo;
 mod narrow;
 #[cfg(test)]
 mod simd_tests;
+mod winograd;
 
 use geo::Geo;
 
@@ -96,6 +98,9 @@ pub fn conv_into(
     if groups > 1 && cg == 1 {
         depthwise::depthwise(crate::simd::isa(), &g, xs, ws, fg, out, epi);
         return Ok(());
+    }
+    if groups == 1 && winograd::applies(&g) {
+        return winograd::winograd(&g, xs, ws, out, epi);
     }
     let pointwise = kprod == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0];
     // 1x1: the `gemm` crate for a few pixels (it reads a large kernel once, packed; the direct
@@ -484,10 +489,27 @@ mod tests {
         let got = conv(&op, &a, Some(&e), &[&x, &w, &b, &r], &os).unwrap();
         let y = reference(x.as_f32().unwrap(), xs, w.as_f32().unwrap(), ws, &a, &os);
         let (bv, rv) = (b.as_f32().unwrap(), r.as_f32().unwrap());
-        let want: Vec<f64> =
-            y.iter().enumerate().map(|(k, &v)| f64::from(((v + bv[k % 20]).clamp(0.0, 6.0) + rv[k]).max(0.0))).collect();
+        let want: Vec<f64> = y
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| f64::from(((v + bv[k % 20]).clamp(0.0, 6.0) + rv[k]).max(0.0)))
+            .collect();
         let cmp = ir::Tolerance::REDUCTION.compare(&got.to_f64_vec(), &want);
         assert!(cmp.passed(), "{cmp}");
+    }
+
+    /// 3x3 stride-1 convolutions of 64 channels and more go through Winograd F(2x2, 3x3): odd
+    /// and even output sizes, symmetric, asymmetric and no padding, several images.
+    #[test]
+    fn winograd_matches_reference() {
+        for (xs, pads) in [
+            ([2, 7, 6, 64], vec![(1, 1), (1, 1)]),
+            ([1, 8, 9, 64], vec![(0, 0), (0, 0)]),
+            ([1, 6, 5, 64], vec![(0, 1), (1, 0)]),
+        ] {
+            let a = ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads, groups: 1 };
+            check(xs, [3, 3, 64, 72], a);
+        }
     }
 
     #[test]
