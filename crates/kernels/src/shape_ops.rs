@@ -367,6 +367,24 @@ pub(crate) fn resize_nearest_into(x: &[f32], shape: &[usize], sizes: &[usize], o
 
 /// Transposition by walking the output in order with an odometer over its coordinates.
 pub(crate) fn transpose_into(x: &[f32], shape: &[usize], perm: &[usize], out: &mut [f32], out_shape: &[usize]) {
+    if let Some((batch, a, b)) = swap_of_two(shape, perm) {
+        // (batch, A, B) → (batch, B, A), e.g. NCHW ↔ NHWC: square tiles, so that both the
+        // reads and the writes of a tile stay in a few cache lines.
+        const TILE: usize = 16;
+        for (src, dst) in x.chunks_exact(a * b).zip(out.chunks_exact_mut(a * b)).take(batch) {
+            for i0 in (0..a).step_by(TILE) {
+                for j0 in (0..b).step_by(TILE) {
+                    for j in j0..(j0 + TILE).min(b) {
+                        let row = &mut dst[j * a..(j + 1) * a];
+                        for i in i0..(i0 + TILE).min(a) {
+                            row[i] = src[i * b + j];
+                        }
+                    }
+                }
+            }
+        }
+        return;
+    }
     let r = perm.len();
     let mut in_strides = [0usize; 8];
     let mut acc = 1;
@@ -395,9 +413,41 @@ pub(crate) fn transpose_into(x: &[f32], shape: &[usize], perm: &[usize], out: &m
     }
 }
 
+/// `(batch, A, B)` when `perm` keeps axis 0 first and, once runs of axes that stay together are
+/// merged, swaps the two remaining groups: `[0, 2, 3, 1]` on NCHW is `(N, C, H·W) → (N, H·W, C)`.
+fn swap_of_two(shape: &[usize], perm: &[usize]) -> Option<(usize, usize, usize)> {
+    let r = perm.len();
+    if r < 3 || perm[0] != 0 {
+        return None;
+    }
+    // The output's axes 1.. are input axes k.. then 1..k (both runs in order) for some k.
+    let k = perm[1];
+    let ok = k > 1 && (1..r).all(|i| perm[i] == if i <= r - k { k + i - 1 } else { i - (r - k) });
+    ok.then(|| (shape[0], shape[1..k].iter().product(), shape[k..].iter().product()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_group_swaps_are_tiled_transposes_like_the_general_one() {
+        for (shape, perm) in [
+            (vec![2, 3, 17, 19], vec![0, 2, 3, 1]),
+            (vec![2, 17, 19, 5], vec![0, 3, 1, 2]),
+            (vec![3, 20, 33], vec![0, 2, 1]),
+            (vec![1, 2, 3, 4, 5], vec![0, 3, 4, 1, 2]),
+        ] {
+            assert!(swap_of_two(&shape, &perm).is_some(), "{perm:?}");
+            let x = t(&shape);
+            let want = transpose(&x, &perm);
+            let mut out = vec![0f32; x.len()];
+            transpose_into(x.as_f32().unwrap(), &shape, &perm, &mut out, want.shape());
+            assert_eq!(out, want.as_f32().unwrap(), "{shape:?} {perm:?}");
+        }
+        assert!(swap_of_two(&[2, 3, 4, 5], &[0, 2, 1, 3]).is_none());
+        assert!(swap_of_two(&[2, 3, 4], &[1, 0, 2]).is_none());
+    }
 
     fn t(shape: &[usize]) -> Tensor {
         Tensor::from_f32(shape, (0..shape.iter().product::<usize>()).map(|v| v as f32).collect()).unwrap()
