@@ -1,7 +1,7 @@
 //! Convolutions: direct (`direct.rs`, `narrow.rs`), depthwise (`depthwise.rs`), Winograd
 //! F(2x2, 3x3) for 3x3 stride-1 layers of 64 channels and more (`winograd.rs`), 1x1 over few
-//! channels and grouped (im2col) forms through GEMM, with a fused epilogue; transposed convolution; and the
-//! gradients with respect to the input and the kernel. The micro-kernels work on channels-last
+//! channels and grouped (im2col) forms through GEMM, with a fused epilogue; transposed
+//! convolution; and the gradients with respect to the input and the kernel. The micro-kernels work on channels-last
 //! data one output row `(n, z, y)` at a time, a block of output pixels × channels in registers
 //! across every tap and input channel, the epilogue applied before each store.
 
@@ -103,36 +103,17 @@ pub fn conv_into(
         return winograd::winograd(&g, xs, ws, out, epi);
     }
     let pointwise = kprod == 1 && g.s == [1, 1, 1] && g.pad == [0, 0, 0];
-    // 1x1: the `gemm` crate for a few pixels (it reads a large kernel once, packed; the direct
-    // kernel reads it once per block of pixels), the direct kernel otherwise (faster for the
-    // short reductions of narrow layers, measured with examples/conv_bench).
-    if pointwise && groups == 1 && rows < POINTWISE_GEMM_ROWS {
-        // One GEMM on the calling thread (fewer rows than a task), then the epilogue.
-        sgemm(rows, g.f, g.c, out, g.f, xs, g.c, 1, ws, g.f, 1, false, 1)?;
-        if let Some(e) = epi {
-            e.apply(out, 0, g.f);
+    // 1x1 through the `gemm` crate: for a few pixels in one call on the calling thread (it
+    // reads a large kernel once, packed; the direct kernel reads it once per block of pixels),
+    // and over few input channels into more filters than the narrow kernel takes in blocks of
+    // pixels (its packed micro-kernel beats the direct kernel's per-block costs on reductions
+    // this short); the direct kernel otherwise (measured with examples/conv_bench).
+    if pointwise && groups == 1 {
+        let few_rows = rows < POINTWISE_GEMM_ROWS;
+        if few_rows || (g.c <= POINTWISE_GEMM_MAX_C && g.f > narrow::NARROW_MAX_F) {
+            let per_task = if few_rows { rows } else { geo::rows_per_task(geo::row_cost(g.c * g.f, 1, g.f)) };
+            return pointwise_gemm(&g, xs, ws, out, epi, per_task);
         }
-        return Ok(());
-    }
-    // 1x1 over few input channels into more filters than the narrow kernel takes: `gemm` over
-    // blocks of pixels (its packed micro-kernel beats the direct kernel's per-block costs on
-    // reductions this short), each block's epilogue applied while it is in cache.
-    if pointwise && groups == 1 && g.c <= POINTWISE_GEMM_MAX_C && g.f > narrow::NARROW_MAX_F {
-        let failed = std::sync::Mutex::new(None);
-        let per_task = geo::rows_per_task(geo::row_cost(g.c * g.f, 1, g.f));
-        crate::util::for_row_blocks(out, g.f, per_task, |r0, block| {
-            let m = block.len() / g.f;
-            let x = &xs[r0 * g.c..(r0 + m) * g.c];
-            match sgemm(m, g.f, g.c, block, g.f, x, g.c, 1, ws, g.f, 1, false, 1) {
-                Ok(()) => {
-                    if let Some(e) = epi {
-                        e.apply(block, r0 * g.f, g.f);
-                    }
-                }
-                Err(e) => *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
-            }
-        });
-        return failed.into_inner().unwrap_or_else(|p| p.into_inner()).map_or(Ok(()), Err);
     }
     if groups == 1 {
         let g = if pointwise { g.pointwise_rows() } else { g };
@@ -160,6 +141,33 @@ pub fn conv_into(
         }
         Ok(())
     })
+}
+
+/// A 1x1 convolution (unit strides, no padding, group count 1) as `gemm` over blocks of
+/// `per_task` output pixels or more ([`crate::util::for_row_blocks`]), each block's epilogue
+/// applied after it while it is in cache.
+fn pointwise_gemm(
+    g: &Geo,
+    xs: &[f32],
+    ws: &[f32],
+    out: &mut [f32],
+    epi: Option<&EpilogueArgs>,
+    per_task: usize,
+) -> Result<(), KernelError> {
+    let failed = std::sync::Mutex::new(None);
+    crate::util::for_row_blocks(out, g.f, per_task, |r0, block| {
+        let m = block.len() / g.f;
+        let x = &xs[r0 * g.c..(r0 + m) * g.c];
+        match sgemm(m, g.f, g.c, block, g.f, x, g.c, 1, ws, g.f, 1, false, 1) {
+            Ok(()) => {
+                if let Some(e) = epi {
+                    e.apply(block, r0 * g.f, g.f);
+                }
+            }
+            Err(e) => *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
+        }
+    });
+    failed.into_inner().unwrap_or_else(|p| p.into_inner()).map_or(Ok(()), Err)
 }
 
 /// Fills `col[row, (kd, kh, kw, c)]` for output rows `row0..row0+nrows`, channels `c0..c0+cg`.

@@ -98,23 +98,23 @@ pub(crate) fn group_norm_into(
     }
     let count = (per_sample / groups) as f64;
     let group_of = |ch: usize| (ch / cg).min(groups - 1);
+    // Per-channel sums added up per group, divided by the group's count.
+    let group_means = |per_channel: Vec<f64>| {
+        let mut g = vec![0f64; groups];
+        for (ch, s) in per_channel.iter().enumerate() {
+            g[group_of(ch)] += s;
+        }
+        g.iter_mut().for_each(|m| *m /= count);
+        g
+    };
     rows_par(out, per_sample, |n, dst| {
         let src = &xs[n * per_sample..(n + 1) * per_sample];
         let zero = vec![0f32; c];
-        let sums = sums_per_channel(src, c, inner, &zero, false);
-        let mut mean = vec![0f64; groups];
-        for (ch, s) in sums.iter().enumerate() {
-            mean[group_of(ch)] += s;
-        }
-        mean.iter_mut().for_each(|m| *m /= count);
+        let mean = group_means(sums_per_channel(src, c, inner, &zero, false));
         let mean_ch: Vec<f32> = (0..c).map(|ch| mean[group_of(ch)] as f32).collect();
-        let sq = sums_per_channel(src, c, inner, &mean_ch, true);
-        let mut var = vec![0f64; groups];
-        for (ch, s) in sq.iter().enumerate() {
-            var[group_of(ch)] += s;
-        }
+        let var = group_means(sums_per_channel(src, c, inner, &mean_ch, true));
         // y = (x - mean) * inv * gamma + beta = x * a + b.
-        let a: Vec<f32> = (0..c).map(|ch| gamma[ch] / ((var[group_of(ch)] / count) as f32 + eps).sqrt()).collect();
+        let a: Vec<f32> = (0..c).map(|ch| gamma[ch] / (var[group_of(ch)] as f32 + eps).sqrt()).collect();
         let b: Vec<f32> = (0..c).map(|ch| beta[ch] - mean_ch[ch] * a[ch]).collect();
         if inner == 1 {
             for (d, s) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)) {

@@ -365,7 +365,8 @@ pub(crate) fn resize_nearest_into(x: &[f32], shape: &[usize], sizes: &[usize], o
     }
 }
 
-/// Transposition by walking the output in order with an odometer over its coordinates.
+/// Transposition: a swap of two groups of axes behind the batch ([`swap_of_two`]) in square
+/// tiles, any other by walking the output in order with an odometer over its coordinates.
 pub(crate) fn transpose_into(x: &[f32], shape: &[usize], perm: &[usize], out: &mut [f32], out_shape: &[usize]) {
     if let Some((batch, a, b)) = swap_of_two(shape, perm) {
         // (batch, A, B) → (batch, B, A), e.g. NCHW ↔ NHWC: square tiles, so that both the

@@ -410,9 +410,9 @@ pub fn group_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         .ok_or_else(|| format!("num_groups {groups} must be positive and divide the {c} channels"))?;
     let eps = attr_f(node, "epsilon", 1e-5);
     let mut ins = vec![ctx.ir(&x)?];
+    let per_group = ctx.opset < 21;
     for (i, what) in [(1, "scale"), (2, "bias")] {
         let v = ctx.req(node, i)?;
-        let per_group = ctx.opset < 21;
         if !per_group {
             ins.push(ctx.ir(&v)?);
             continue;
