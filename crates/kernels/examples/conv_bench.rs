@@ -2,7 +2,8 @@
 //! `cargo run --release -p kernels --example conv_bench -- N H W C F K S [PAD] [GROUPS] [EPI]`
 //! (channels-last, square kernel K, stride S, padding PAD each side; EPI 1 adds a bias and a
 //! ReLU as the optimizer's fused epilogue), printing µs per call: through `run_op` (a new output
-//! each call) and into one reused buffer (as in a model's arena). `REPS=N` sets the call count.
+//! each call) and into one reused buffer (as in a model's arena). `REPS=N` sets the call count;
+//! `TRANSPOSED=1` times the transposed convolution (VALID) of input H x W instead.
 use ir::{ConvAttrs, Op, Tensor};
 use std::time::Instant;
 
@@ -17,14 +18,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Tensor::from_f32(&[k, k, c / groups, f], (0..k * k * c / groups * f).map(|i| (i % 5) as f32 * 0.1).collect())?;
     let attrs = ConvAttrs { strides: vec![s, s], dilations: vec![1, 1], pads: vec![(pad, pad); 2], groups };
     let bias = Tensor::from_f32(&[f], (0..f).map(|i| i as f32 * 0.01).collect())?;
-    let (op, inputs) = if epi {
+    // TRANSPOSED=1: the transposed convolution (stride S, kernel K, VALID) of the same sizes.
+    let transposed = std::env::var("TRANSPOSED").is_ok_and(|v| v == "1");
+    let kern_t = Tensor::from_f32(&[k, k, f, c], (0..k * k * c * f).map(|i| (i % 5) as f32 * 0.1).collect())?;
+    let (op, inputs) = if transposed {
+        let ta = ir::ConvTransposeAttrs {
+            strides: vec![s, s],
+            dilations: vec![1, 1],
+            padding: ir::PaddingMode::Valid,
+            output_padding: None,
+        };
+        (Op::ConvTranspose(ta), vec![&x, &kern_t])
+    } else if epi {
         let e =
             ir::Epilogue { bias: true, activation: Some(ir::UnaryOp::Relu), residual: false, post_activation: None };
         (Op::FusedConv { conv: attrs, epilogue: e }, vec![&x, &kern, &bias])
     } else {
         (Op::Conv(attrs), vec![&x, &kern])
     };
-    let macs = {
+    let macs = if transposed {
+        n * h * w * k * k * c * f
+    } else {
         let oh = (h + 2 * pad - k) / s + 1;
         let ow = (w + 2 * pad - k) / s + 1;
         n * oh * ow * f * k * k * c / groups

@@ -17,6 +17,7 @@ pub fn supports(op: &Op, shapes: &[&[usize]]) -> bool {
         && match op {
             Op::Conv(_)
             | Op::FusedConv { .. }
+            | Op::ConvTranspose(_)
             | Op::MatMul { .. }
             | Op::FusedMatMul { .. }
             | Op::Fused(_)
@@ -74,6 +75,7 @@ pub fn run_into(
             let epi = EpilogueArgs::from_views(op, e, views)?;
             conv::conv_into(op, conv, need(0)?, need(1)?, out, out_shape, Some(&epi))
         }
+        Op::ConvTranspose(a) => conv::conv_transpose_into(op, a, need(0)?, need(1)?, out, out_shape),
         Op::MatMul { transpose_a, transpose_b } => {
             matmul::matmul_into(need(0)?, need(1)?, *transpose_a, *transpose_b, out, out_shape, None)
         }

@@ -210,7 +210,7 @@ fn im2col(g: &Geo, x: &[f32], row0: usize, nrows: usize, c0: usize, cg: usize, c
     }
 }
 
-/// Transposed convolution: `X · Wᵀ` per kernel tap through one GEMM, then a scatter-add.
+/// Transposed convolution into a new tensor ([`conv_transpose_into`]).
 pub fn conv_transpose(
     op: &Op,
     a: &ConvTransposeAttrs,
@@ -218,18 +218,29 @@ pub fn conv_transpose(
     w: &Tensor,
     out_shape: &[usize],
 ) -> Result<Tensor, KernelError> {
-    let xs = f32s(op, x)?;
-    let ws = f32s(op, w)?;
+    let mut out = vec![0f32; out_shape.iter().product()];
+    conv_transpose_into(op, a, (f32s(op, x)?, x.shape()), (f32s(op, w)?, w.shape()), &mut out, out_shape)?;
+    tensor(out_shape, out)
+}
+
+/// Transposed convolution into `out` (any prior contents): every input pixel times every
+/// kernel tap as one 1x1 convolution into `taps × F` channels (the fast paths of
+/// [`conv_into`], in parallel over pixels), then each output row gathers the products that
+/// land on it (in parallel over rows; a row of a stride-k kernel-k layer, U-Net's up-sampling,
+/// takes one product per pixel).
+pub fn conv_transpose_into(
+    op: &Op,
+    a: &ConvTransposeAttrs,
+    (xs, sh): (&[f32], &[usize]),
+    (ws, ksh): (&[f32], &[usize]),
+    out: &mut [f32],
+    out_shape: &[usize],
+) -> Result<(), KernelError> {
     let r = a.strides.len();
     if r > 3 {
         return Err(KernelError::new(op, "transposed convolutions of rank > 3 are not supported"));
     }
-    let sh = x.shape();
-    let ksh = w.shape();
-    let mut pads = Vec::with_capacity(r);
-    for i in 0..r {
-        pads.push(a.geometry(i, sh[i + 1], ksh[i]).1);
-    }
+    let pads: Vec<usize> = (0..r).map(|i| a.geometry(i, sh[i + 1], ksh[i]).1).collect();
     let g = Geo {
         n: sh[0],
         inp: lift(&sh[1..=r], 1),
@@ -241,58 +252,90 @@ pub fn conv_transpose(
         c: sh[r + 1],
         f: ksh[r],
     };
-    let kprod: usize = g.k.iter().product();
-    let kf = kprod * g.f;
-    // wmat[c, (tap, f)] = w[tap, f, c]
-    let mut wmat = vec![0f32; g.c * kf];
-    for t in 0..kprod {
-        for f in 0..g.f {
-            for c in 0..g.c {
-                wmat[c * kf + t * g.f + f] = ws[(t * g.f + f) * g.c + c];
-            }
-        }
-    }
+    let taps = g.taps();
+    let kf = taps * g.f;
     let in_pos: usize = g.inp.iter().product();
-    let out_pos: usize = g.out.iter().product();
-    let mut out = vec![0f32; out_shape.iter().product()];
-    if in_pos == 0 || out_pos == 0 {
-        return tensor(out_shape, out);
+    let out_row = g.out[2] * g.f;
+    if g.n * in_pos == 0 || out_row == 0 {
+        out.fill(0.0);
+        return Ok(());
     }
-    out.par_chunks_mut(out_pos * g.f).enumerate().try_for_each(|(n, dst)| {
-        let mut col = vec![0f32; in_pos * kf];
-        sgemm(in_pos, kf, g.c, &mut col, kf, &xs[n * in_pos * g.c..], g.c, 1, &wmat, kf, 1, false, 1)?;
-        for p in 0..in_pos {
-            let ix = p % g.inp[2];
-            let iy = (p / g.inp[2]) % g.inp[1];
-            let iz = p / (g.inp[2] * g.inp[1]);
-            for kz in 0..g.k[0] {
-                let oz = (iz * g.s[0] + kz * g.d[0]) as isize - g.pad[0] as isize;
-                if oz < 0 || oz as usize >= g.out[0] {
-                    continue;
-                }
-                for ky in 0..g.k[1] {
-                    let oy = (iy * g.s[1] + ky * g.d[1]) as isize - g.pad[1] as isize;
-                    if oy < 0 || oy as usize >= g.out[1] {
-                        continue;
-                    }
-                    for kx in 0..g.k[2] {
-                        let ox = (ix * g.s[2] + kx * g.d[2]) as isize - g.pad[2] as isize;
-                        if ox < 0 || ox as usize >= g.out[2] {
-                            continue;
-                        }
-                        let t = (kz * g.k[1] + ky) * g.k[2] + kx;
-                        let ob = ((oz as usize * g.out[1] + oy as usize) * g.out[2] + ox as usize) * g.f;
-                        let src = &col[p * kf + t * g.f..p * kf + (t + 1) * g.f];
-                        for (d, &s) in dst[ob..ob + g.f].iter_mut().zip(src) {
-                            *d += s;
-                        }
+    // The 1x1 kernel (C, taps · F): wmat[c, t·F + f] = w[t, f, c].
+    let mut wmat = vec![0f32; g.c * kf];
+    for (t, wt) in ws.chunks_exact(g.f * g.c).enumerate() {
+        for (f, wf) in wt.chunks_exact(g.c).enumerate() {
+            for (c, &v) in wf.iter().enumerate() {
+                wmat[c * kf + t * g.f + f] = v;
+            }
+        }
+    }
+    let pointwise = ConvAttrs { strides: vec![1; r], dilations: vec![1; r], pads: vec![(0, 0); r], groups: 1 };
+    let mut col_shape = sh.to_vec();
+    col_shape[r + 1] = kf;
+    let mut wshape = vec![1; r];
+    wshape.extend([g.c, kf]);
+    // The products in the calling thread's buffer (a fresh one if that is in use: a nested
+    // call from work this thread took on while waiting).
+    let len = g.n * in_pos * kf;
+    let mut run = |col: &mut Vec<f32>| -> Result<(), KernelError> {
+        if col.len() < len {
+            col.resize(len, 0.0);
+        }
+        let col = &mut col[..len];
+        conv_into(op, &pointwise, (xs, sh), (&wmat, &wshape), col, &col_shape, None)?;
+        let col = &*col;
+        let cost = geo::row_cost(0, 1, out_row * (1 + taps.div_ceil(g.s.iter().product())));
+        crate::util::for_row_blocks(out, out_row, geo::rows_per_task(cost), |r0, block| {
+            for (i, row) in block.chunks_exact_mut(out_row).enumerate() {
+                gather_row(&g, g.row_pos(r0 + i), col, row);
+            }
+        });
+        Ok(())
+    };
+    TRANSPOSED.with(|c| match c.try_borrow_mut() {
+        Ok(mut col) => run(&mut col),
+        Err(_) => run(&mut Vec::new()),
+    })
+}
+
+thread_local! {
+    /// Each thread's buffer of a transposed convolution's products ([`conv_transpose_into`]).
+    static TRANSPOSED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One output row `(n, oz, oy)` of a transposed convolution: the sum of the products
+/// `col[(n, iz, iy, ix), tap]` of the input pixels whose taps land on it
+/// (`o = i·s + k·d − pad` along each axis).
+fn gather_row(g: &Geo, (n, oz, oy): (usize, usize, usize), col: &[f32], row: &mut [f32]) {
+    row.fill(0.0);
+    let kf = g.taps() * g.f;
+    // The input index `i` with `i·s + k·d = o + pad`, if there is one inside.
+    let source = |o: usize, k: usize, axis: usize| -> Option<usize> {
+        let t = (o + g.pad[axis]).checked_sub(k * g.d[axis])?;
+        (t.is_multiple_of(g.s[axis]) && t / g.s[axis] < g.inp[axis]).then(|| t / g.s[axis])
+    };
+    for kz in 0..g.k[0] {
+        let Some(iz) = source(oz, kz, 0) else { continue };
+        for ky in 0..g.k[1] {
+            let Some(iy) = source(oy, ky, 1) else { continue };
+            let base = ((n * g.inp[0] + iz) * g.inp[1] + iy) * g.inp[2];
+            for kx in 0..g.k[2] {
+                let t = (kz * g.k[1] + ky) * g.k[2] + kx;
+                // The input columns whose tap `kx` lands inside the row, `ox = ix·s + kx·d − pad`.
+                let (s, off) = (g.s[2], kx * g.d[2]);
+                let first = g.pad[2].saturating_sub(off).div_ceil(s);
+                let Some(ox0) = (first * s + off).checked_sub(g.pad[2]).filter(|&o| o < g.out[2]) else { continue };
+                let count = g.inp[2].saturating_sub(first).min(g.out[2].saturating_sub(ox0).div_ceil(s));
+                let dst = row[ox0 * g.f..].chunks_mut(s * g.f);
+                let src = col[(base + first) * kf + t * g.f..].chunks(kf);
+                for (d, v) in dst.zip(src).take(count) {
+                    for (d, &v) in d[..g.f].iter_mut().zip(&v[..g.f]) {
+                        *d += v;
                     }
                 }
             }
         }
-        Ok::<(), KernelError>(())
-    })?;
-    tensor(out_shape, out)
+    }
 }
 
 /// Calls `f(x_offset, w_offset, y_offset)` for every multiply-add of the convolution.
@@ -541,11 +584,15 @@ mod tests {
     #[test]
     fn transposed_conv_is_the_adjoint_of_conv() {
         // <conv(y; w), x> == <conv_transpose(x; w'), y> where w'[k, f, c] = w[k, c, f].
-        for (stride, pad_mode, k) in [
-            (2usize, PaddingMode::Same, 3usize),
-            (2, PaddingMode::Valid, 3),
-            (1, PaddingMode::Same, 2),
-            (3, PaddingMode::Valid, 2),
+        // (stride, padding, kernel, input channels, filters, batch): the last two reach the
+        // products' fast 1x1 paths (U-Net's up-sampling: kernel 2, stride 2).
+        for (stride, pad_mode, k, cin, cout, n) in [
+            (2usize, PaddingMode::Same, 3usize, 3usize, 2usize, 1usize),
+            (2, PaddingMode::Valid, 3, 3, 2, 1),
+            (1, PaddingMode::Same, 2, 3, 2, 1),
+            (3, PaddingMode::Valid, 2, 3, 2, 1),
+            (2, PaddingMode::Valid, 2, 24, 16, 2),
+            (2, PaddingMode::Same, 3, 20, 24, 2),
         ] {
             let ta = ConvTransposeAttrs {
                 strides: vec![stride, stride],
@@ -553,8 +600,7 @@ mod tests {
                 padding: pad_mode,
                 output_padding: None,
             };
-            let (cin, cout) = (3usize, 2usize);
-            let xs = [1usize, 4, 5, cin];
+            let xs = [n, 4, 5, cin];
             let wt = [k, k, cout, cin];
             let x = Tensor::from_f32(&xs, seq(xs.iter().product(), 0.21)).unwrap();
             let wtt = Tensor::from_f32(&wt, seq(wt.iter().product(), 0.13)).unwrap();

@@ -76,7 +76,7 @@ fn out_size(i: usize, k: usize, s: usize, d: usize, pad: usize) -> usize {
 fn geometries() -> Vec<Geo> {
     let mut v = Vec::new();
     type Case = ([usize; 3], [usize; 3], [usize; 3], [usize; 3], [usize; 3], usize, usize);
-    let cases: [Case; 19] = [
+    let cases: [Case; 20] = [
         ([1, 9, 11], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 1, 1], 3, 8),
         ([1, 16, 16], [1, 3, 3], [1, 2, 2], [1, 1, 1], [0, 1, 1], 3, 32),
         ([1, 7, 5], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0], 5, 70),
@@ -92,6 +92,8 @@ fn geometries() -> Vec<Geo> {
         ([1, 3, 11], [1, 1, 1], [1, 1, 1], [1, 1, 1], [0, 0, 0], 8, 144),
         ([1, 7, 23], [1, 5, 5], [1, 2, 2], [1, 1, 1], [0, 2, 2], 5, 11),
         ([2, 4, 12], [2, 2, 3], [1, 2, 1], [1, 1, 1], [1, 0, 1], 4, 2),
+        // Dilated along every axis, strided along the depth, padded: the padded rows' slots.
+        ([6, 7, 9], [2, 3, 3], [2, 1, 1], [2, 2, 2], [1, 2, 2], 3, 20),
         // Narrow layers: whole and partial blocks of 8 filters, a stride of 2, 16 channels.
         ([1, 16, 16], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 1, 1], 8, 8),
         ([1, 9, 21], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0], 8, 8),
