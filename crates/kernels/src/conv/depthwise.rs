@@ -10,7 +10,7 @@
 // and `q % 1` are the point.
 #![allow(clippy::erasing_op, clippy::identity_op, clippy::modulo_one)]
 
-use super::geo::{row_cost, rows_per_task, Geo};
+use super::geo::{row_cost, rows_per_task, Geo, PaddedRows, RowSource, Rows, ROWS};
 use crate::fused::{EpilogueArgs, InRegisters};
 use crate::simd::{dispatch, Isa, Kernel, Simd};
 use crate::util::for_row_blocks;
@@ -43,27 +43,47 @@ pub(crate) fn depthwise(
     let row_len = ow * g.f;
     let per_task = rows_per_task(row_cost(row_len * g.taps(), 4, row_len));
     let fused = epi.and_then(EpilogueArgs::in_registers);
+    // Zero-padded row copies ([`PaddedRows`]) where the border pixels, which go one at a time
+    // with every tap checked, are 1/32 of the row or more (at 12x12 with a 5x5 kernel, a third).
+    let span = (g.k[2] - 1) * g.d[2] + 1;
+    let inside = (g.inp[2] + g.pad[2]).saturating_sub(span) / g.s[2] + 1;
+    let border = ow.saturating_sub(inside.min(ow).saturating_sub(g.pad[2].div_ceil(g.s[2])));
+    let padded = if border * 32 >= ow { PaddedRows::plan(&g, DW_P) } else { None };
     for_row_blocks(out, row_len, per_task, |r0, block| {
-        dispatch(isa, DepthwiseRows(DepthwiseRow { g: &g, x, w, r: r0, dst: block, fused }));
+        ROWS.with(|rows| {
+            let rows = &mut rows.borrow_mut();
+            dispatch(isa, DepthwiseRows { g: &g, x, w, r0, block, rows, padded, fused });
+        });
         if let (Some(e), None) = (epi, fused) {
             e.apply(block, r0 * row_len, g.f);
         }
     });
 }
 
-/// A [`DepthwiseRow`] whose `dst` holds whole output rows from `r` on (and whose epilogue's
-/// residual is still the whole output's): one micro-kernel entry for all of them.
-struct DepthwiseRows<'a>(DepthwiseRow<'a>);
+/// Whole output rows of [`depthwise`] from row `r0` on (the epilogue's residual is still the
+/// whole output's): one micro-kernel entry for all of them.
+struct DepthwiseRows<'a> {
+    g: &'a Geo,
+    x: &'a [f32],
+    w: &'a [f32],
+    r0: usize,
+    block: &'a mut [f32],
+    rows: &'a mut Vec<f32>,
+    padded: Option<PaddedRows>,
+    fused: Option<InRegisters<'a>>,
+}
 
 impl Kernel for DepthwiseRows<'_> {
     #[inline(always)]
     fn run<S: Simd>(self) {
-        let DepthwiseRow { g, x, w, r: r0, dst: block, fused } = self.0;
+        let DepthwiseRows { g, x, w, r0, block, rows, padded, fused } = self;
         let row_len = g.out[2] * g.f;
+        let mut src = RowSource::new(g, x, padded, rows);
         for (i, dst) in block.chunks_exact_mut(row_len).enumerate() {
             let r = r0 + i;
             let fused = fused.map(|f| f.row(r, row_len));
-            DepthwiseRow { g, x, w, r, dst, fused }.run::<S>();
+            let Rows { x, iw, pl, starts } = src.row(r);
+            DepthwiseRow { g, x, iw, pl, starts, w, dst, fused }.run::<S>();
         }
     }
 }
@@ -71,9 +91,14 @@ impl Kernel for DepthwiseRows<'_> {
 /// One output row of [`depthwise`]: `dst` is `ow × C`.
 struct DepthwiseRow<'a> {
     g: &'a Geo,
+    /// The input rows: the input itself, or [`PaddedRows`]' copies.
     x: &'a [f32],
+    /// Columns per row of `x` and the padding left of its first column.
+    iw: usize,
+    pl: usize,
+    /// Each kernel row's input row (`kz · kh + ky`): its first value in `x`, if inside.
+    starts: &'a [Option<usize>],
     w: &'a [f32],
-    r: usize,
     dst: &'a mut [f32],
     fused: Option<InRegisters<'a>>,
 }
@@ -84,11 +109,10 @@ impl DepthwiseRow<'_> {
         let g = self.g;
         let (c, ow, l) = (g.c, g.out[2], S::L);
         // The pixels whose taps all lie inside the row: blocks of them need no checks.
-        let (kw, s2, d2, pad) = (g.k[2], g.s[2], g.d[2], g.pad[2]);
+        let (kw, s2, d2, pad, iw) = (g.k[2], g.s[2], g.d[2], self.pl, self.iw);
         let first = pad.div_ceil(s2);
         let reach = (kw - 1) * d2;
-        let last = if g.inp[2] + pad > reach { ((g.inp[2] + pad - reach - 1) / s2 + 1).min(ow) } else { 0 };
-        let pos = g.row_pos(self.r);
+        let last = if iw + pad > reach { ((iw + pad - reach - 1) / s2 + 1).min(ow) } else { 0 };
         let mut cb = 0;
         while cb < c {
             let nl = l.min(c - cb);
@@ -98,11 +122,11 @@ impl DepthwiseRow<'_> {
                     // Up to 8 pixels whose taps are all inside the row.
                     let n = DW_P.min(last - ox0);
                     let acc = match (s2, d2, kw) {
-                        (1, 1, 3) => self.tile_unit_3::<S>(pos, ox0, cb, n),
-                        (1, 1, 5) => self.tile_unit_5::<S>(pos, ox0, cb, n),
-                        (2, 1, 3) => self.tile_stride2_3::<S>(pos, ox0, cb, n),
-                        (2, 1, 5) => self.tile_stride2_5::<S>(pos, ox0, cb, n),
-                        _ => self.tile_inside::<S>(pos, ox0, cb, n),
+                        (1, 1, 3) => self.tile_unit_3::<S>(ox0, cb, n),
+                        (1, 1, 5) => self.tile_unit_5::<S>(ox0, cb, n),
+                        (2, 1, 3) => self.tile_stride2_3::<S>(ox0, cb, n),
+                        (2, 1, 5) => self.tile_stride2_5::<S>(ox0, cb, n),
+                        _ => self.tile_inside::<S>(ox0, cb, n),
                     };
                     let fused = self.fused;
                     let row = &mut self.dst[ox0 * c + cb..];
@@ -117,7 +141,7 @@ impl DepthwiseRow<'_> {
                     });
                     ox0 += n;
                 } else {
-                    let acc = self.pixel_edge::<S>(pos, ox0, cb, nl);
+                    let acc = self.pixel_edge::<S>(ox0, cb, nl);
                     let y = match &self.fused {
                         Some(f) => f.vector::<S>(acc, cb, nl, ox0 * c + cb),
                         None => acc,
@@ -141,16 +165,16 @@ macro_rules! depthwise_unit_tile {
     ($name:ident, $K:literal, $S:literal, $J:literal) => {
         #[inline(always)]
         #[allow(unused_assignments)] // the step after the last load
-        fn $name<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize, n: usize) -> [S::V; DW_P] {
+        fn $name<S: Simd>(&self, ox0: usize, cb: usize, n: usize) -> [S::V; DW_P] {
             let g = self.g;
             let c = g.c;
             let mut acc = [S::zero(); DW_P];
             for kz in 0..g.k[0] {
                 for ky in 0..g.k[1] {
-                    let Some(row) = g.input_row(pos, kz, ky) else { continue };
+                    let Some(row) = self.starts[kz * g.k[1] + ky] else { continue };
                     let tap0 = (kz * g.k[1] + ky) * $K;
                     let wv: [S::V; $K] = std::array::from_fn(|kx| S::load(&self.w[(tap0 + kx) * c + cb..]));
-                    let x0 = (row * g.inp[2] + ox0 * $S - g.pad[2]) * c + cb;
+                    let x0 = row + (ox0 * $S - self.pl) * c + cb;
                     // The input vectors of columns ox0·S − pad .. (ox0 + n − 1)·S + K − pad.
                     let loads = (n - 1) * $S + $K;
                     let mut xs = &self.x[x0..x0 + (loads - 1) * c + S::L];
@@ -186,18 +210,17 @@ impl DepthwiseRow<'_> {
 
     /// Pixels `ox0..ox0 + n` (n ≤ 8) × channels `cb..cb + L`, every tap inside the input row.
     #[inline(always)]
-    fn tile_inside<S: Simd>(&self, pos: (usize, usize, usize), ox0: usize, cb: usize, n: usize) -> [S::V; DW_P] {
+    fn tile_inside<S: Simd>(&self, ox0: usize, cb: usize, n: usize) -> [S::V; DW_P] {
         let g = self.g;
         let (c, l, s2) = (g.c, S::L, g.s[2]);
         let mut acc = [S::zero(); DW_P];
         for kz in 0..g.k[0] {
             for ky in 0..g.k[1] {
-                let Some(row) = g.input_row(pos, kz, ky) else { continue };
-                let xrow = row * g.inp[2];
+                let Some(row) = self.starts[kz * g.k[1] + ky] else { continue };
                 for kx in 0..g.k[2] {
                     let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
                     let wv = S::load(&self.w[tap * c + cb..]);
-                    let x0 = (xrow + ox0 * s2 + kx * g.d[2] - g.pad[2]) * c + cb;
+                    let x0 = row + (ox0 * s2 + kx * g.d[2] - self.pl) * c + cb;
                     // One pointer stepped by the pixel stride (fewer live addresses).
                     let step = s2 * c;
                     let mut xs = &self.x[x0..x0 + (n - 1) * step + l];
@@ -218,19 +241,19 @@ impl DepthwiseRow<'_> {
     /// One pixel at the borders of the row (or past the interior blocks, or the last `nl < L`
     /// channels): each tap checked.
     #[inline(always)]
-    fn pixel_edge<S: Simd>(&self, pos: (usize, usize, usize), ox: usize, cb: usize, nl: usize) -> S::V {
+    fn pixel_edge<S: Simd>(&self, ox: usize, cb: usize, nl: usize) -> S::V {
         let g = self.g;
         let c = g.c;
         let mut acc = S::zero();
         for kz in 0..g.k[0] {
             for ky in 0..g.k[1] {
-                let Some(row) = g.input_row(pos, kz, ky) else { continue };
-                let xrow = row * g.inp[2];
+                let Some(row) = self.starts[kz * g.k[1] + ky] else { continue };
                 for kx in 0..g.k[2] {
-                    if let Some(ix) = g.input_col(ox, kx) {
+                    let ix = (ox * g.s[2] + kx * g.d[2]).checked_sub(self.pl).filter(|&i| i < self.iw);
+                    if let Some(ix) = ix {
                         let tap = (kz * g.k[1] + ky) * g.k[2] + kx;
                         let wv = S::load_part(&self.w[tap * c + cb..], nl);
-                        let xv = S::load_part(&self.x[(xrow + ix) * c + cb..], nl);
+                        let xv = S::load_part(&self.x[row + ix * c + cb..], nl);
                         acc = S::fma(xv, wv, acc);
                     }
                 }

@@ -9,7 +9,7 @@
 // `seq!` unrolls loops into literal indices, where `0 * c` and `1 * c` are the point.
 #![allow(clippy::erasing_op, clippy::identity_op)]
 
-use super::geo::{pad_filters, row_cost, rows_per_task, Geo, SCRATCH};
+use super::geo::{pad_filters, row_cost, rows_per_task, Geo, PaddedRows, RowSource, Rows, ROWS, SCRATCH};
 use crate::fused::{Act, EpilogueArgs, InRegisters};
 use crate::simd::{dispatch, Isa, Kernel, Simd};
 use crate::util::for_row_blocks;
@@ -40,7 +40,7 @@ pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
     let per_task = rows_per_task(row_cost(ow * g.f * taps * g.c, 1, row_len));
     // The epilogue in registers, before each store.
     let fused = epi.and_then(EpilogueArgs::in_registers);
-    let padded = PaddedRows::plan(g);
+    let padded = PaddedRows::plan(g, 16);
     for_row_blocks(out, row_len, per_task, |r0, block| {
         SCRATCH.with(|s| {
             ROWS.with(|rows| {
@@ -53,43 +53,6 @@ pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
             e.apply(block, r0 * row_len, g.f);
         }
     });
-}
-
-thread_local! {
-    /// Each thread's zero-padded copies of the input rows its task reads ([`PaddedRows`]).
-    static ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Where the input rows of a convolution padded along its width are read from: zero-padded
-/// copies in a per-thread buffer, one slot per kernel row, so that every pixel's segment is a
-/// plain slice (the border pixels read the zeros around a copy instead of going through the
-/// per-pixel path, which spills the accumulators: 30 against 43 GMAC/s on a 3x3 16→16 layer at
-/// 32x32, where every block of 16 pixels touches a border). Slot `(iz mod kd·dz, iy mod kh·dy)`
-/// holds an input row `(iz, iy)`: the rows of one output row never share a slot, and
-/// consecutive output rows find most of theirs already there.
-#[derive(Clone, Copy)]
-struct PaddedRows {
-    /// Columns per slot (input column `x` at `x + pad`, zeros around it, room for the widest
-    /// block past the last pixel).
-    width: usize,
-    /// Slots along the depth and height.
-    mz: usize,
-    my: usize,
-}
-
-impl PaddedRows {
-    /// The copies' layout, if the convolution is padded along its width (or its last kernel
-    /// column can read past the row's end).
-    fn plan(g: &Geo) -> Option<PaddedRows> {
-        let span = (g.k[2] - 1) * g.d[2] + 1;
-        let ow = g.out[2];
-        if g.pad[2] == 0 && (ow - 1) * g.s[2] + span <= g.inp[2] {
-            return None;
-        }
-        // The widest block (16 pixels) from the last pixel on.
-        let width = ((ow + 15) * g.s[2] + span).max(g.pad[2] + g.inp[2]);
-        Some(PaddedRows { width, mz: g.k[0] * g.d[0], my: g.k[1] * g.d[1] })
-    }
 }
 
 /// A block of whole output rows of [`direct`] from row `r0` on (the epilogue's residual is
@@ -112,48 +75,12 @@ impl Kernel for DirectRows<'_> {
     fn run<S: Simd>(self) {
         let DirectRows { g, x, w, fp, r0, block, scratch, rows, padded, fused } = self;
         let row_len = g.out[2] * g.f;
-        let c = g.c;
-        let kernel_rows = g.k[0] * g.k[1];
-        // Each kernel row's input row: its first value in `src`, if inside.
-        let mut starts = vec![None; kernel_rows];
-        // The input row each slot holds.
-        let mut tags = Vec::new();
-        if let Some(p) = padded {
-            rows.clear();
-            rows.resize(p.mz * p.my * p.width * c, 0.0);
-            tags.resize(p.mz * p.my, usize::MAX);
-        }
+        let mut src = RowSource::new(g, x, padded, rows);
         for (i, dst) in block.chunks_exact_mut(row_len).enumerate() {
             let r = r0 + i;
-            let pos = g.row_pos(r);
-            for kz in 0..g.k[0] {
-                for ky in 0..g.k[1] {
-                    let row = g.input_row(pos, kz, ky);
-                    starts[kz * g.k[1] + ky] = match (padded, row) {
-                        (None, row) => row.map(|row| row * g.inp[2] * c),
-                        (Some(_), None) => None,
-                        (Some(p), Some(row)) => {
-                            let (iz, iy) = ((row / g.inp[1]) % g.inp[0], row % g.inp[1]);
-                            let slot = (iz % p.mz) * p.my + iy % p.my;
-                            let at = slot * p.width * c;
-                            if tags[slot] != row {
-                                tags[slot] = row;
-                                let from = row * g.inp[2] * c;
-                                let len = g.inp[2].min(p.width - g.pad[2]) * c;
-                                let to = at + g.pad[2] * c;
-                                rows[to..to + len].copy_from_slice(&x[from..from + len]);
-                            }
-                            Some(at)
-                        }
-                    };
-                }
-            }
             let fused = fused.map(|f| f.row(r, row_len));
-            let (src, iw, pl) = match padded {
-                Some(p) => (&rows[..], p.width, 0),
-                None => (x, g.inp[2], g.pad[2]),
-            };
-            DirectRow { g, x: src, iw, pl, starts: &starts, w, fp, dst, scratch: &mut *scratch, fused }.run::<S>();
+            let Rows { x, iw, pl, starts } = src.row(r);
+            DirectRow { g, x, iw, pl, starts, w, fp, dst, scratch: &mut *scratch, fused }.run::<S>();
         }
     }
 }

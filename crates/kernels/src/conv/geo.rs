@@ -53,13 +53,6 @@ impl Geo {
         let iy = (oy * self.s[1] + ky * self.d[1]).checked_sub(self.pad[1])?;
         (iz < self.inp[0] && iy < self.inp[1]).then(|| (n * self.inp[0] + iz) * self.inp[1] + iy)
     }
-
-    /// The input column read by tap column `kx` of output column `ox`, if inside.
-    #[inline(always)]
-    pub(super) fn input_col(&self, ox: usize, kx: usize) -> Option<usize> {
-        let ix = (ox * self.s[2] + kx * self.d[2]).checked_sub(self.pad[2])?;
-        (ix < self.inp[2]).then_some(ix)
-    }
 }
 
 /// Work (a dense kernel's multiply-adds, [`row_cost`]) below which a task is not split
@@ -102,4 +95,104 @@ thread_local! {
     /// Each thread's buffer of the zero-padded input spans of the pixels at the borders
     /// ([`super::direct`]).
     pub(super) static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Each thread's zero-padded copies of the input rows its task reads ([`PaddedRows`]).
+    pub(super) static ROWS: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Where the input rows of a convolution padded along its width are read from: zero-padded
+/// copies in a per-thread buffer, one slot per kernel row, so that every pixel's taps are inside
+/// a row (the border pixels read the zeros around a copy instead of going through a per-pixel
+/// path: in the direct kernel that path spills the accumulators, 30 against 43 GMAC/s on a 3x3
+/// 16→16 layer at 32x32, where every block of 16 pixels touches a border). Slot
+/// `(iz mod kd·dz, iy mod kh·dy)` holds an input row `(iz, iy)`: the rows of one output row never
+/// share a slot, and consecutive output rows find most of theirs already there.
+#[derive(Clone, Copy)]
+pub(super) struct PaddedRows {
+    /// Columns per slot (input column `x` at `x + pad`, zeros around it, room for the widest
+    /// block past the last pixel).
+    width: usize,
+    /// Slots along the depth and height.
+    mz: usize,
+    my: usize,
+}
+
+impl PaddedRows {
+    /// The copies' layout, if the convolution is padded along its width (or its last kernel
+    /// column can read past the row's end), for blocks of up to `block` pixels.
+    pub(super) fn plan(g: &Geo, block: usize) -> Option<PaddedRows> {
+        let span = (g.k[2] - 1) * g.d[2] + 1;
+        let ow = g.out[2];
+        if g.pad[2] == 0 && (ow - 1) * g.s[2] + span <= g.inp[2] {
+            return None;
+        }
+        // The widest block from the last pixel on.
+        let width = ((ow + block - 1) * g.s[2] + span).max(g.pad[2] + g.inp[2]);
+        Some(PaddedRows { width, mz: g.k[0] * g.d[0], my: g.k[1] * g.d[1] })
+    }
+}
+
+/// A task's input rows ([`PaddedRows`]' copies, or the input itself), output row by output row.
+pub(super) struct RowSource<'a> {
+    g: &'a Geo,
+    x: &'a [f32],
+    padded: Option<PaddedRows>,
+    copies: &'a mut Vec<f32>,
+    /// The input row each slot holds.
+    tags: Vec<usize>,
+    starts: Vec<Option<usize>>,
+}
+
+/// The input rows of one output row: `starts[kz · kh + ky]` is the first value in `x` of kernel
+/// row `(kz, ky)`'s input row (if inside), a row of `iw` columns whose first is `pl` columns
+/// left of the input's.
+pub(super) struct Rows<'b> {
+    pub x: &'b [f32],
+    pub iw: usize,
+    pub pl: usize,
+    pub starts: &'b [Option<usize>],
+}
+
+impl<'a> RowSource<'a> {
+    pub(super) fn new(g: &'a Geo, x: &'a [f32], padded: Option<PaddedRows>, copies: &'a mut Vec<f32>) -> Self {
+        let mut tags = Vec::new();
+        if let Some(p) = padded {
+            copies.clear();
+            copies.resize(p.mz * p.my * p.width * g.c, 0.0);
+            tags.resize(p.mz * p.my, usize::MAX);
+        }
+        RowSource { g, x, padded, copies, tags, starts: vec![None; g.k[0] * g.k[1]] }
+    }
+
+    /// The input rows of output row `r`, copying those not yet in a slot.
+    pub(super) fn row(&mut self, r: usize) -> Rows<'_> {
+        let g = self.g;
+        let c = g.c;
+        let pos = g.row_pos(r);
+        for kz in 0..g.k[0] {
+            for ky in 0..g.k[1] {
+                let row = g.input_row(pos, kz, ky);
+                self.starts[kz * g.k[1] + ky] = match (self.padded, row) {
+                    (None, row) => row.map(|row| row * g.inp[2] * c),
+                    (Some(_), None) => None,
+                    (Some(p), Some(row)) => {
+                        let (iz, iy) = ((row / g.inp[1]) % g.inp[0], row % g.inp[1]);
+                        let slot = (iz % p.mz) * p.my + iy % p.my;
+                        let at = slot * p.width * c;
+                        if self.tags[slot] != row {
+                            self.tags[slot] = row;
+                            let from = row * g.inp[2] * c;
+                            let len = g.inp[2] * c;
+                            let to = at + g.pad[2] * c;
+                            self.copies[to..to + len].copy_from_slice(&self.x[from..from + len]);
+                        }
+                        Some(at)
+                    }
+                };
+            }
+        }
+        match self.padded {
+            Some(p) => Rows { x: &self.copies[..], iw: p.width, pl: 0, starts: &self.starts },
+            None => Rows { x: self.x, iw: g.inp[2], pl: g.pad[2], starts: &self.starts },
+        }
+    }
 }
