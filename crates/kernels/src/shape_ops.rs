@@ -68,21 +68,15 @@ pub fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
 
 /// Concatenation along `axis`.
 pub fn concat(op: &Op, xs: &[&Tensor], axis: usize, out_shape: &[usize]) -> Result<Tensor, KernelError> {
-    let outer: usize = out_shape[..axis].iter().product();
-    let inner: usize = out_shape[axis + 1..].iter().product();
     let dtype = xs[0].dtype();
     if xs.iter().any(|t| t.dtype() != dtype) {
         return Err(KernelError::new(op, "inputs have different dtypes"));
     }
     if dtype == ir::DType::F32 {
-        let mut out = Vec::with_capacity(out_shape.iter().product());
-        for o in 0..outer {
-            for t in xs {
-                let blk = t.shape()[axis] * inner;
-                let v = f32s(op, t)?;
-                out.extend_from_slice(&v[o * blk..(o + 1) * blk]);
-            }
-        }
+        let ins = xs.iter().map(|t| f32s(op, t)).collect::<Result<Vec<_>, _>>()?;
+        let shapes: Vec<&[usize]> = xs.iter().map(|t| t.shape()).collect();
+        let mut out = vec![0f32; out_shape.iter().product()];
+        concat_into(&ins, &shapes, axis, &mut out, out_shape);
         return tensor(out_shape, out);
     }
     let parts: Vec<Tensor> = xs.iter().map(|t| t.cast(ir::DType::F32)).collect();

@@ -45,9 +45,8 @@ pub(crate) fn depthwise(
     let fused = epi.and_then(EpilogueArgs::in_registers);
     // Zero-padded row copies ([`PaddedRows`]) where the border pixels, which go one at a time
     // with every tap checked, are 1/32 of the row or more (at 12x12 with a 5x5 kernel, a third).
-    let span = (g.k[2] - 1) * g.d[2] + 1;
-    let inside = (g.inp[2] + g.pad[2]).saturating_sub(span) / g.s[2] + 1;
-    let border = ow.saturating_sub(inside.min(ow).saturating_sub(g.pad[2].div_ceil(g.s[2])));
+    let (first, last) = interior(&g, g.inp[2], g.pad[2]);
+    let border = ow - last.saturating_sub(first);
     let padded = if border * 32 >= ow { PaddedRows::plan(&g, DW_P) } else { None };
     for_row_blocks(out, row_len, per_task, |r0, block| {
         ROWS.with(|rows| {
@@ -109,10 +108,8 @@ impl DepthwiseRow<'_> {
         let g = self.g;
         let (c, ow, l) = (g.c, g.out[2], S::L);
         // The pixels whose taps all lie inside the row: blocks of them need no checks.
-        let (kw, s2, d2, pad, iw) = (g.k[2], g.s[2], g.d[2], self.pl, self.iw);
-        let first = pad.div_ceil(s2);
-        let reach = (kw - 1) * d2;
-        let last = if iw + pad > reach { ((iw + pad - reach - 1) / s2 + 1).min(ow) } else { 0 };
+        let (kw, s2, d2) = (g.k[2], g.s[2], g.d[2]);
+        let (first, last) = interior(g, self.iw, self.pl);
         let mut cb = 0;
         while cb < c {
             let nl = l.min(c - cb);
@@ -153,6 +150,14 @@ impl DepthwiseRow<'_> {
             cb += l;
         }
     }
+}
+
+/// The output columns `first..last` whose taps all lie inside an input row of `iw` columns
+/// whose first is `pl` columns left of the input's.
+fn interior(g: &Geo, iw: usize, pl: usize) -> (usize, usize) {
+    let (s, reach) = (g.s[2], (g.k[2] - 1) * g.d[2]);
+    let last = if iw + pl > reach { ((iw + pl - reach - 1) / s + 1).min(g.out[2]) } else { 0 };
+    (pl.div_ceil(s), last)
 }
 
 /// Pixels per depthwise block (the `seq!` bounds below).

@@ -241,8 +241,6 @@ macro_rules! direct_block {
             // Every segment of every pixel of the block inside the row (the rows may still be
             // outside, which only skips them): a loop with no copies, whose accumulators stay
             // in registers (a copy is a call, around which all of them would be spilled).
-            // Pixels past the row's end read values inside the row (or the zeros past a padded
-            // copy), which are not stored.
             let (iw, pl) = (self.iw, self.pl);
             let interior = ox0 + P <= ow && {
                 let first = (ox0 * g.s[2]) as isize - pl as isize;
@@ -289,7 +287,9 @@ macro_rules! direct_block {
                             let mut inside = [false; P];
                             let col0 = (ox0 * g.s[2] + j * g.d[2]) as isize - pl as isize;
                             if col0 >= 0 && col0 as usize + (P - 1) * g.s[2] + cols <= iw {
-                                // The whole block inside: no per-pixel checks.
+                                // The whole block inside: no per-pixel checks (pixels past the
+                                // row's end read values inside the row, or the zeros past a
+                                // padded copy, and are not stored).
                                 let b = xrow + col0 as usize * c;
                                 let xp: [&[f32]; P] = seq!(p in 0..$P { [ #( &self.x[b + p * g.s[2] * c..][..seg], )* ] });
                                 let w0 = ((kz * g.k[1] + ky) * g.k[2] + j) * c * fp;
