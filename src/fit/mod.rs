@@ -74,7 +74,10 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     let data = data::training_data(&what, &arrays, &inputs, &outputs, options.validation_split)?;
 
     let loss_spec: Vec<(Loss, DType)> = losses.iter().copied().zip(label_dtypes.iter().copied()).collect();
-    let step = TrainStep::with_losses(g, &loss_spec, &trainable, &mode.options)?;
+    let mut step = TrainStep::with_losses(g, &loss_spec, &trainable, &mode.options)?;
+    if options.profile {
+        step.enable_profile();
+    }
     // Validation runs in inference mode (moving statistics, no noise).
     let eval_step = if mode.options.batch_norm.is_empty() && mode.options.noise.is_empty() {
         None
@@ -175,6 +178,9 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         }
     }
 
+    if options.profile {
+        eprint!("{}", profile_text(&t.step.profile(), t.total_steps.max(1)));
+    }
     let updates: Vec<(String, Tensor)> = saved
         .iter()
         .zip(t.weights.iter().chain(&t.state))
@@ -339,6 +345,32 @@ impl Trainer {
         self.hist.push(key, value);
         let _ = write!(line, " - {key}: {value:.4}");
     }
+}
+
+/// `kerasc fit --profile`'s table: the step's time by op kind, then its most expensive nodes
+/// (ms per step, and the share of the step).
+fn profile_text(nodes: &[(String, String, f64)], steps: usize) -> String {
+    let total: f64 = nodes.iter().map(|n| n.2).sum::<f64>().max(1e-12);
+    let per_step = |s: f64| s * 1e3 / steps as f64;
+    let mut kinds: Vec<(String, f64, usize)> = Vec::new();
+    for (_, kind, s) in nodes {
+        match kinds.iter_mut().find(|k| &k.0 == kind) {
+            Some(k) => (k.1, k.2) = (k.1 + s, k.2 + 1),
+            None => kinds.push((kind.clone(), *s, 1)),
+        }
+    }
+    kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut out = format!("training step: {:.3} ms over {} node(s), by op kind:\n", per_step(total), nodes.len());
+    for (kind, s, count) in kinds.iter().take(15) {
+        let _ = writeln!(out, "  {:>9.3} ms {:>5.1}%  {kind} ({count})", per_step(*s), 100.0 * s / total);
+    }
+    let mut top: Vec<&(String, String, f64)> = nodes.iter().collect();
+    top.sort_by(|a, b| b.2.total_cmp(&a.2));
+    out.push_str("most expensive nodes:\n");
+    for (name, kind, s) in top.into_iter().take(10) {
+        let _ = writeln!(out, "  {:>9.3} ms {:>5.1}%  {name} ({kind})", per_step(*s), 100.0 * s / total);
+    }
+    out
 }
 
 /// Keras's verbose=1: a live bar with steps, elapsed, ETA and the running loss and metrics

@@ -128,6 +128,9 @@ pub struct FitOptions {
     /// default: what the machine (or the GPU) has
     #[arg(long, value_parser = crate::runtime::memory::parse_bytes)]
     pub memory_limit: Option<usize>,
+    /// Print where the training steps spent their time: the most expensive op kinds and nodes
+    #[arg(long)]
+    pub profile: bool,
     /// Test hook: abort the process before this (0-based, counted over the run) step.
     #[arg(long, hide = true)]
     pub abort_after_steps: Option<usize>,

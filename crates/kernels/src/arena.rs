@@ -3,7 +3,7 @@
 //! executor sends other forms through the allocating kernel ([`crate::run_op`]).
 
 use crate::fused::{self, EpilogueArgs, Operand};
-use crate::{conv, matmul, norm, pool, reduce, shape_ops, KernelError};
+use crate::{conv, elementwise, matmul, norm, pool, reduce, shape_ops, KernelError};
 use ir::Op;
 
 /// The most operands an in-arena kernel takes (they are held on the stack).
@@ -24,6 +24,10 @@ pub fn supports(op: &Op, shapes: &[&[usize]]) -> bool {
             | Op::Reshape { .. }
             | Op::Pool(_)
             | Op::Concat { .. } => true,
+            Op::UnaryGrad(_) => shapes.len() == 2 && shapes[0] == shapes[1],
+            Op::BinaryGrad { .. } => shapes.len() == 3,
+            Op::MeanGrad { .. } => shapes.len() == 2,
+            Op::ConvInputGrad { .. } | Op::ConvFilterGrad { .. } | Op::PoolGrad(_) => shapes.len() == 2,
             Op::Softmax { axes } => rank > 0 && axes.as_slice() == [last],
             Op::LogSoftmax { axis } => rank > 0 && *axis == last,
             Op::LayerNorm { axes, .. } => {
@@ -100,6 +104,23 @@ pub fn run_into(
             Ok(())
         }
         Op::Pool(a) => pool::pool_into(op, a, need(0)?, out, out_shape),
+        Op::UnaryGrad(u) => elementwise::unary_grad_into(op, *u, need(0)?.0, need(1)?.0, out),
+        Op::BinaryGrad { op: b, wrt } => {
+            elementwise::binary_grad_into(op, *b, *wrt, need(0)?, need(1)?, need(2)?.0, out, out_shape)
+        }
+        Op::MeanGrad { axes } => {
+            let (dy, s) = need(0)?;
+            reduce::mean_grad_into(op, dy, s, axes, out, out_shape)
+        }
+        Op::ConvInputGrad { conv: a, .. } => conv::conv_input_grad_into(op, a, need(0)?, need(1)?, out, out_shape),
+        Op::ConvFilterGrad { conv: a, .. } => conv::conv_filter_grad_into(op, a, need(0)?, need(1)?, out, out_shape),
+        Op::PoolGrad(a) => {
+            let (x, s) = need(0)?;
+            if x.len() != out.len() {
+                return Err(KernelError::new(op, "operand and output sizes differ"));
+            }
+            pool::pool_grad_into(op, a, (x, s), need(1)?, out)
+        }
         _ if supports(op, shapes) => {
             let mut ins: [&[f32]; MAX_OPERANDS] = [&[]; MAX_OPERANDS];
             for (k, v) in views.iter().enumerate() {

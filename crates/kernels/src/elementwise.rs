@@ -3,7 +3,7 @@
 
 use crate::fused::{self, Operand};
 use crate::scalar::{apply_f32, binary_partial, map_unary, unary_derivative};
-use crate::util::{broadcast_index, broadcast_strides, f32s, map_per_channel, tensor, PAR_THRESHOLD};
+use crate::util::{broadcast_strides, f32s, map_per_channel, tensor, PAR_THRESHOLD};
 use crate::KernelError;
 use ir::{BinaryOp, FusedExpr, Op, Tensor, TensorData, UnaryOp};
 use rayon::prelude::*;
@@ -38,7 +38,7 @@ fn apply_i64(op: BinaryOp, a: i64, b: i64) -> i64 {
 }
 
 /// Generic broadcast driver: calls `f(out_index_base, a_off, b_off, inner_len, a_inner_stride, b_inner_stride)` per row.
-fn for_rows(
+pub(crate) fn for_rows(
     out_shape: &[usize],
     sa: &[usize],
     sb: &[usize],
@@ -134,10 +134,34 @@ pub fn bias_add(op: &Op, x: &Tensor, bias: &Tensor, axis: usize) -> Result<Tenso
 /// `dy · f'(x)` for the unary function `f`.
 pub fn unary_grad(op: &Op, u: UnaryOp, x: &Tensor, dy: &Tensor, out_shape: &[usize]) -> Result<Tensor, KernelError> {
     let (x, dy) = (f32s(op, x)?, f32s(op, dy)?);
-    tensor(out_shape, x.iter().zip(dy).map(|(&x, &d)| d * unary_derivative(u, x)).collect())
+    let mut out = vec![0f32; out_shape.iter().product()];
+    unary_grad_into(op, u, x, dy, &mut out)?;
+    tensor(out_shape, out)
 }
 
-/// The gradient of `b(a, bb)` with respect to operand `wrt`, in the broadcast output shape.
+/// [`unary_grad`] into `out` (the shape of `x` and `dy`).
+pub fn unary_grad_into(op: &Op, u: UnaryOp, x: &[f32], dy: &[f32], out: &mut [f32]) -> Result<(), KernelError> {
+    if x.len() != out.len() || dy.len() != out.len() {
+        return Err(KernelError::new(op, "operand and output sizes differ"));
+    }
+    let run = |(o, (x, d)): (&mut [f32], (&[f32], &[f32]))| match u {
+        // The common ones as plain loops (vectorized); the rest through the scalar derivative.
+        UnaryOp::Relu => o.iter_mut().zip(x).zip(d).for_each(|((o, &x), &d)| *o = if x > 0.0 { d } else { 0.0 }),
+        UnaryOp::Square => o.iter_mut().zip(x).zip(d).for_each(|((o, &x), &d)| *o = d * (2.0 * x)),
+        UnaryOp::Identity => o.copy_from_slice(d),
+        _ => o.iter_mut().zip(x).zip(d).for_each(|((o, &x), &d)| *o = d * unary_derivative(u, x)),
+    };
+    if out.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(4096).zip(x.par_chunks(4096).zip(dy.par_chunks(4096))).for_each(run);
+    } else {
+        run((out, (x, dy)));
+    }
+    Ok(())
+}
+
+/// The gradient of `b(a, bb)` with respect to operand `wrt`, in the broadcast output shape
+/// (`dy`'s), row by row: sums and differences pass `±dy` on, a product `dy` times the other
+/// operand, the rest `dy` times the op's partial derivative.
 pub fn binary_grad(
     op: &Op,
     b: BinaryOp,
@@ -145,11 +169,42 @@ pub fn binary_grad(
     inputs: &[&Tensor],
     out_shape: &[usize],
 ) -> Result<Tensor, KernelError> {
-    let n: usize = out_shape.iter().product();
-    let (a, bb, dy) = (f32s(op, inputs[0])?, f32s(op, inputs[1])?, f32s(op, inputs[2])?);
-    let ia = broadcast_index(inputs[0].shape(), out_shape);
-    let ib = broadcast_index(inputs[1].shape(), out_shape);
-    tensor(out_shape, (0..n).map(|i| dy[i] * binary_partial(b, wrt, a[ia(i)], bb[ib(i)])).collect())
+    let mut out = vec![0f32; out_shape.iter().product()];
+    let operand = |k: usize| Ok::<_, KernelError>((f32s(op, inputs[k])?, inputs[k].shape()));
+    binary_grad_into(op, b, wrt, operand(0)?, operand(1)?, f32s(op, inputs[2])?, &mut out, out_shape)?;
+    tensor(out_shape, out)
+}
+
+/// [`binary_grad`] into `out` (the broadcast output's shape, which is `dy`'s).
+#[allow(clippy::too_many_arguments)]
+pub fn binary_grad_into(
+    op: &Op,
+    b: BinaryOp,
+    wrt: usize,
+    (a, a_shape): (&[f32], &[usize]),
+    (bb, b_shape): (&[f32], &[usize]),
+    dy: &[f32],
+    out: &mut [f32],
+    out_shape: &[usize],
+) -> Result<(), KernelError> {
+    if dy.len() != out.len() || a_shape.len() > out_shape.len() || b_shape.len() > out_shape.len() {
+        return Err(KernelError::new(op, "the output gradient does not have the output's shape"));
+    }
+    let sa = broadcast_strides(a_shape, out_shape);
+    let sb = broadcast_strides(b_shape, out_shape);
+    for_rows(out_shape, &sa, &sb, |base, ao, bo, len, sai, sbi| {
+        let (dst, d) = (&mut out[base..base + len], &dy[base..base + len]);
+        match (b, wrt) {
+            (BinaryOp::Add, _) | (BinaryOp::Sub, 0) => dst.copy_from_slice(d),
+            (BinaryOp::Sub, _) => dst.iter_mut().zip(d).for_each(|(t, &d)| *t = -d),
+            _ => {
+                for (j, (t, &d)) in dst.iter_mut().zip(d).enumerate() {
+                    *t = d * binary_partial(b, wrt, a[ao + j * sai], bb[bo + j * sbi]);
+                }
+            }
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]

@@ -127,9 +127,26 @@ impl PoolRow<'_> {
 /// The gradient of pooling with respect to its input: to the first maximum, or spread over
 /// the window's cells inside the input.
 pub fn pool_grad(op: &Op, a: &PoolAttrs, x: &Tensor, dy: &Tensor) -> Result<Tensor, KernelError> {
-    let (xs, dys) = (f32s(op, x)?, f32s(op, dy)?);
+    let mut dx = vec![0f32; x.len()];
+    pool_grad_into(op, a, (f32s(op, x)?, x.shape()), (f32s(op, dy)?, dy.shape()), &mut dx)?;
+    tensor(x.shape(), dx)
+}
+
+/// [`pool_grad`] into `dx` (the input's shape; any prior contents), one batch sample per task:
+/// each output pixel's window lists its pixels once, then every channel takes its share (the
+/// first maximum of the window takes all of it; an average spreads it over the cells inside).
+pub fn pool_grad_into(
+    op: &Op,
+    a: &PoolAttrs,
+    (xs, sh): (&[f32], &[usize]),
+    (dys, ysh): (&[f32], &[usize]),
+    dx: &mut [f32],
+) -> Result<(), KernelError> {
+    use rayon::prelude::*;
     let r = a.window.len();
-    let (sh, ysh) = (x.shape(), dy.shape());
+    if r > 3 || sh.len() != r + 2 || ysh.len() != r + 2 || dx.len() != xs.len() {
+        return Err(KernelError::new(op, "pooling gradient operands of unexpected ranks or sizes"));
+    }
     let (inp, out, k, s, p) = (
         lift(&sh[1..=r], 1),
         lift(&ysh[1..=r], 1),
@@ -138,58 +155,53 @@ pub fn pool_grad(op: &Op, a: &PoolAttrs, x: &Tensor, dy: &Tensor) -> Result<Tens
         lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
     );
     let c = sh[r + 1];
-    let mut dx = vec![0f32; xs.len()];
-    for n in 0..sh[0] {
-        for o in 0..out.iter().product::<usize>() {
-            let (oz, oy, ox) = (o / (out[1] * out[2]), (o / out[2]) % out[1], o % out[2]);
-            for ch in 0..c {
-                let mut cells = Vec::new();
+    let (in_len, out_pix) = (inp.iter().product::<usize>() * c, out.iter().product::<usize>());
+    dx.fill(0.0);
+    if in_len == 0 || out_pix == 0 || c == 0 {
+        return Ok(());
+    }
+    dx.par_chunks_mut(in_len).zip(xs.par_chunks(in_len)).zip(dys.par_chunks(out_pix * c)).for_each(
+        |((dx, xs), dys)| {
+            let mut cells = Vec::with_capacity(k.iter().product());
+            for o in 0..out_pix {
+                let (oz, oy, ox) = (o / (out[1] * out[2]), (o / out[2]) % out[1], o % out[2]);
+                cells.clear();
                 for kz in 0..k[0] {
-                    let iz = (oz * s[0] + kz) as isize - p[0] as isize;
+                    let Some(iz) = (oz * s[0] + kz).checked_sub(p[0]).filter(|&i| i < inp[0]) else { continue };
                     for ky in 0..k[1] {
-                        let iy = (oy * s[1] + ky) as isize - p[1] as isize;
+                        let Some(iy) = (oy * s[1] + ky).checked_sub(p[1]).filter(|&i| i < inp[1]) else { continue };
                         for kx in 0..k[2] {
-                            let ix = (ox * s[2] + kx) as isize - p[2] as isize;
-                            let inside = iz >= 0
-                                && iy >= 0
-                                && ix >= 0
-                                && (iz as usize) < inp[0]
-                                && (iy as usize) < inp[1]
-                                && (ix as usize) < inp[2];
-                            if inside {
-                                let xi = (((n * inp[0] + iz as usize) * inp[1] + iy as usize) * inp[2] + ix as usize)
-                                    * c
-                                    + ch;
-                                cells.push(xi);
-                            }
+                            let Some(ix) = (ox * s[2] + kx).checked_sub(p[2]).filter(|&i| i < inp[2]) else { continue };
+                            cells.push(((iz * inp[1] + iy) * inp[2] + ix) * c);
                         }
                     }
                 }
-                let g = dys[(n * out.iter().product::<usize>() + o) * c + ch];
+                let g = &dys[o * c..(o + 1) * c];
                 match a.kind {
                     PoolKind::Max => {
-                        // The first maximum takes the gradient.
-                        let mut best: Option<usize> = None;
-                        for &xi in &cells {
-                            if best.is_none_or(|b| xs[xi] > xs[b]) {
-                                best = Some(xi);
+                        for (ch, &g) in g.iter().enumerate() {
+                            let mut best: Option<usize> = None;
+                            for &xi in &cells {
+                                if best.is_none_or(|b| xs[xi + ch] > xs[b + ch]) {
+                                    best = Some(xi);
+                                }
                             }
-                        }
-                        if let Some(b) = best {
-                            dx[b] += g;
+                            if let Some(b) = best {
+                                dx[b + ch] += g;
+                            }
                         }
                     }
                     PoolKind::Avg => {
-                        let share = g / cells.len().max(1) as f32;
+                        let n = cells.len().max(1) as f32;
                         for &xi in &cells {
-                            dx[xi] += share;
+                            dx[xi..xi + c].iter_mut().zip(g).for_each(|(d, &g)| *d += g / n);
                         }
                     }
                 }
             }
-        }
-    }
-    tensor(sh, dx)
+        },
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Reductions (sum, mean, max, min, prod), softmax and log-softmax, and the mean's gradient.
 
-use crate::util::{broadcast_index, f32s, rows_par, strides, tensor};
+use crate::util::{f32s, rows_par, strides, tensor};
 use crate::KernelError;
 use ir::{Op, ReduceKind, Tensor};
 
@@ -153,12 +153,48 @@ fn softmax_row(src: impl Iterator<Item = f32> + Clone, dst: &mut [f32], log: boo
 /// The gradient of a mean over `axes`: `dy` broadcast to `out_shape` and divided by the count
 /// averaged.
 pub fn mean_grad(op: &Op, dy: &Tensor, axes: &[usize], out_shape: &[usize]) -> Result<Tensor, KernelError> {
-    let n: usize = out_shape.iter().product();
-    let v = f32s(op, dy)?;
-    let idx = broadcast_index(dy.shape(), out_shape);
+    let mut out = vec![0f32; out_shape.iter().product()];
+    mean_grad_into(op, f32s(op, dy)?, dy.shape(), axes, &mut out, out_shape)?;
+    tensor(out_shape, out)
+}
+
+/// [`mean_grad`] into `out`: `dy` broadcast back over the reduced axes a row at a time.
+pub fn mean_grad_into(
+    op: &Op,
+    v: &[f32],
+    dy_shape: &[usize],
+    axes: &[usize],
+    out: &mut [f32],
+    out_shape: &[usize],
+) -> Result<(), KernelError> {
+    if dy_shape.len() > out_shape.len() || axes.iter().any(|&a| a >= out_shape.len()) {
+        return Err(KernelError::new(op, "the mean's gradient does not broadcast to the input's shape"));
+    }
     let count: usize = axes.iter().map(|&a| out_shape[a]).product();
     let inv = 1.0 / count.max(1) as f32;
-    tensor(out_shape, (0..n).map(|i| v[idx(i)] * inv).collect())
+    let sv = crate::util::broadcast_strides(dy_shape, out_shape);
+    // The trailing axes along which `dy` is contiguous (its values copied as runs), then the
+    // leading ones, walked with an odometer.
+    let os = strides(out_shape);
+    let r = out_shape.len();
+    let k = (0..=r).rev().take_while(|&k| k == r || (sv[k] == os[k] || out_shape[k] == 1)).last().unwrap_or(r);
+    let run: usize = out_shape[k..].iter().product();
+    if run == 0 || out.is_empty() {
+        return Ok(());
+    }
+    let mut idx = vec![0usize; k];
+    for dst in out.chunks_exact_mut(run) {
+        let o: usize = idx.iter().zip(&sv).map(|(i, s)| i * s).sum();
+        dst.iter_mut().zip(&v[o..o + run]).for_each(|(t, &v)| *t = v * inv);
+        for a in (0..k).rev() {
+            idx[a] += 1;
+            if idx[a] < out_shape[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+    Ok(())
 }
 
 /// Softmax or log-softmax of each row of `c` elements, stabilised by the row maximum.
@@ -168,6 +204,31 @@ pub(crate) fn softmax_last(x: &[f32], c: usize, out: &mut [f32], log: bool) {
 
 #[cfg(test)]
 mod tests {
+
+    /// `mean_grad` broadcasts `dy` as numpy does (runs of contiguous values, axes of size 1,
+    /// a full-shaped `dy`), divided by the count averaged.
+    #[test]
+    fn mean_grad_broadcasts_like_the_definition() {
+        use super::*;
+        let op = Op::MeanGrad { axes: vec![] };
+        for (dy_shape, out_shape, axes) in [
+            (vec![1, 1, 1, 5], vec![2, 3, 4, 5], vec![0, 1, 2]),
+            (vec![2, 1, 4, 1], vec![2, 3, 4, 5], vec![1, 3]),
+            (vec![], vec![3, 2], vec![0, 1]),
+            (vec![3, 1], vec![3, 4], vec![1]),
+            (vec![2, 3], vec![2, 3], vec![]),
+        ] {
+            let n: usize = dy_shape.iter().product();
+            let dy = Tensor::from_f32(&dy_shape, (0..n).map(|i| i as f32 + 0.5).collect()).unwrap();
+            let got = mean_grad(&op, &dy, &axes, &out_shape).unwrap().to_f32_vec();
+            let count: usize = axes.iter().map(|&a| out_shape[a]).product();
+            let idx = crate::util::broadcast_index(&dy_shape, &out_shape);
+            let want: Vec<f32> = (0..got.len()).map(|i| dy.as_f32().unwrap()[idx(i)] / count.max(1) as f32).collect();
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{dy_shape:?} -> {out_shape:?}: {got:?} vs {want:?}");
+            }
+        }
+    }
 
     #[test]
     fn middle_axis_fast_path_matches_the_general_reduction() {

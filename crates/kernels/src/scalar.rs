@@ -187,7 +187,8 @@ pub(crate) fn vector_fn(u: UnaryOp) -> Option<crate::simd::VectorFn> {
 
 /// `f'(x)` for every unary op (subgradient 0 at kinks, as TensorFlow).
 pub fn unary_derivative(op: UnaryOp, x: f32) -> f32 {
-    let sg = sigmoid(x);
+    // The logistic function, evaluated only by the arms that use it.
+    let sg = || sigmoid(x);
     match op {
         UnaryOp::Identity => 1.0,
         UnaryOp::Neg => -1.0,
@@ -243,7 +244,10 @@ pub fn unary_derivative(op: UnaryOp, x: f32) -> f32 {
             }
         }
         UnaryOp::ThresholdedRelu { theta } => f32::from(x > theta),
-        UnaryOp::Sigmoid => sg * (1.0 - sg),
+        UnaryOp::Sigmoid => {
+            let sg = sg();
+            sg * (1.0 - sg)
+        }
         UnaryOp::HardSigmoid => {
             if x > -3.0 && x < 3.0 {
                 1.0 / 6.0
@@ -268,7 +272,7 @@ pub fn unary_derivative(op: UnaryOp, x: f32) -> f32 {
             }
         }
         UnaryOp::Tanh => 1.0 - x.tanh().powi(2),
-        UnaryOp::Softplus => sg,
+        UnaryOp::Softplus => sg(),
         UnaryOp::Softsign => 1.0 / (1.0 + x.abs()).powi(2),
         UnaryOp::Gelu => {
             let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
@@ -280,11 +284,14 @@ pub fn unary_derivative(op: UnaryOp, x: f32) -> f32 {
             let t = u.tanh();
             0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * x * x)
         }
-        UnaryOp::Silu => sg * (1.0 + x * (1.0 - sg)),
+        UnaryOp::Silu => {
+            let sg = sg();
+            sg * (1.0 + x * (1.0 - sg))
+        }
         UnaryOp::Mish => {
             let sp = softplus(x);
             let t = sp.tanh();
-            t + x * (1.0 - t * t) * sg
+            t + x * (1.0 - t * t) * sg()
         }
         UnaryOp::Affine { scale, .. } => scale,
         UnaryOp::Clip { lo, hi } => f32::from(x > lo && x < hi),

@@ -46,6 +46,34 @@ fn match_the_allocating_kernels() {
     check(Op::Resize { sizes: vec![9], mode: nearest }, vec![seq(&[2, 4, 3], 0.3)]);
 }
 
+/// The backward ops of a training step run in the arena too.
+#[test]
+fn gradients_match_the_allocating_kernels() {
+    use ir::{BinaryOp, ConvAttrs, PoolAttrs, PoolKind, UnaryOp};
+    for u in [UnaryOp::Relu, UnaryOp::Square, UnaryOp::Tanh, UnaryOp::Sigmoid] {
+        check(Op::UnaryGrad(u), vec![seq(&[2, 3, 5], 0.7), seq(&[2, 3, 5], 0.3)]);
+    }
+    for (b, wrt) in [(BinaryOp::Div, 0), (BinaryOp::Div, 1), (BinaryOp::Sub, 1), (BinaryOp::Max, 0)] {
+        let ins =
+            vec![seq(&[2, 3, 4], 0.7), Tensor::from_f32(&[3, 1], vec![2.0, 2.5, 3.0]).unwrap(), seq(&[2, 3, 4], 0.2)];
+        check(Op::BinaryGrad { op: b, wrt }, ins);
+    }
+    check(Op::MeanGrad { axes: vec![0, 1, 2] }, vec![seq(&[1, 1, 1, 5], 0.3), seq(&[2, 3, 4, 5], 0.1)]);
+    let c = ConvAttrs { strides: vec![2, 1], dilations: vec![1, 1], pads: vec![(1, 0), (1, 1)], groups: 1 };
+    check(
+        Op::ConvInputGrad { conv: c.clone(), input_dims: vec![7, 6, 3] },
+        vec![seq(&[2, 3, 6, 4], 0.3), seq(&[3, 3, 3, 4], 0.2)],
+    );
+    check(
+        Op::ConvFilterGrad { conv: c, kernel_dims: vec![3, 3, 3, 4] },
+        vec![seq(&[2, 7, 6, 3], 0.3), seq(&[2, 3, 6, 4], 0.2)],
+    );
+    for kind in [PoolKind::Max, PoolKind::Avg] {
+        let a = PoolAttrs { kind, window: vec![3, 3], strides: vec![2, 2], pads: vec![(1, 1), (1, 1)] };
+        check(Op::PoolGrad(a), vec![seq(&[2, 7, 7, 3], 0.37), seq(&[2, 4, 4, 3], 0.2)]);
+    }
+}
+
 /// Shapes with an axis of size 0 (a sequence of no steps, as a fuzzer wrote): every op gives
 /// its empty output or, reducing over the empty axis, values, and no kernel panics.
 #[test]

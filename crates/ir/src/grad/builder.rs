@@ -39,12 +39,20 @@ fn reshape_target(from: &Shape, to: &Shape) -> Result<Vec<i64>, IrError> {
 pub(super) struct Builder<'a> {
     pub(super) g: &'a mut Graph,
     pub(super) n: usize,
+    /// Per value: whether the loss's gradient flows into it (it depends on a value asked for).
+    /// Values added by the builder itself are not in it and count as needing one.
+    pub(super) needs: Vec<bool>,
 }
 
 impl Builder<'_> {
     pub(super) fn add(&mut self, op: Op, ins: &[ValueId]) -> Result<ValueId, IrError> {
         self.n += 1;
         self.g.add(format!("grad/{}", self.n), op, ins)
+    }
+
+    /// Whether a rule should build the gradient of `v` (it leads to a value asked for).
+    pub(super) fn needs(&self, v: ValueId) -> bool {
+        self.needs.get(v.0).copied().unwrap_or(true)
     }
 
     pub(super) fn ty(&self, v: ValueId) -> TensorType {

@@ -10,9 +10,16 @@ impl Builder<'_> {
         let xs = self.ty(x(0)).shape;
         let input_dims = fixed_dims(&Shape(xs.dims()[1..].to_vec()), "a convolution's input")?;
         let kernel_dims = fixed_dims(&self.ty(x(1)).shape, "a convolution's kernel")?;
-        let dx = self.add(Op::ConvInputGrad { conv: a.clone(), input_dims }, &[dy, x(1)])?;
-        let dw = self.add(Op::ConvFilterGrad { conv: a.clone(), kernel_dims }, &[x(0), dy])?;
-        Ok(vec![Some(dx), Some(dw)])
+        // Only the gradients that lead somewhere (a first layer's input needs none).
+        let dx = match self.needs(x(0)) {
+            true => Some(self.add(Op::ConvInputGrad { conv: a.clone(), input_dims }, &[dy, x(1)])?),
+            false => None,
+        };
+        let dw = match self.needs(x(1)) {
+            true => Some(self.add(Op::ConvFilterGrad { conv: a.clone(), kernel_dims }, &[x(0), dy])?),
+            false => None,
+        };
+        Ok(vec![dx, dw])
     }
 
     pub(super) fn conv_transpose(&mut self, nd: &Node, dy: ValueId, a: &ConvTransposeAttrs) -> Grads {

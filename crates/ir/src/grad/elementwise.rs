@@ -15,7 +15,19 @@ impl Builder<'_> {
         let _op = &nd.op;
         let mut out = Vec::new();
         for wrt in 0..2 {
-            let gfull = self.add(Op::BinaryGrad { op: bop, wrt }, &[x(0), x(1), dy])?;
+            if !self.needs(x(wrt)) {
+                out.push(None);
+                continue;
+            }
+            // `dy` has the broadcast output's shape, so each of these does too. Sums and
+            // differences pass it on and products multiply it by the other operand, as ordinary
+            // ops the optimizer fuses with their neighbours; the rest through `BinaryGrad`.
+            let gfull = match (bop, wrt) {
+                (BinaryOp::Add, _) | (BinaryOp::Sub, 0) => dy,
+                (BinaryOp::Sub, _) => self.add(Op::Unary(UnaryOp::Neg), &[dy])?,
+                (BinaryOp::Mul, _) => self.add(Op::Binary(BinaryOp::Mul), &[dy, x(1 - wrt)])?,
+                _ => self.add(Op::BinaryGrad { op: bop, wrt }, &[x(0), x(1), dy])?,
+            };
             let t = self.ty(x(wrt));
             out.push(Some(self.unbroadcast(gfull, &t)?));
         }

@@ -117,7 +117,7 @@ pub fn append_backward(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<
     let mut grads: HashMap<ValueId, ValueId> = HashMap::new();
     let one = g.add_constant("grad/seed", Tensor::scalar(1.0));
     grads.insert(loss, one);
-    let mut b = Builder { g, n: 0 };
+    let mut b = Builder { g, n: 0, needs: needs.clone() };
     for ni in (0..forward).rev() {
         let node = b.g.nodes()[ni].clone();
         if !node.inputs.iter().any(|v| needs[v.0]) {

@@ -1,6 +1,6 @@
 //! The training step graph: weights become inputs, the loss is appended, and the backward pass.
 
-use crate::{RuntimeError, Session, SessionOptions};
+use crate::{RuntimeError, SessionOptions};
 use ir::{DType, Graph, Op, Producer, ReduceKind, Tensor, TensorType, ValueId};
 use std::collections::HashMap;
 
@@ -163,9 +163,9 @@ pub struct TrainOptions {
     pub memory_limit: Option<usize>,
 }
 
-/// The executor of a step's graph.
+/// The executor of a step's graph: the optimized graph from a planned arena on the CPU.
 enum StepExec {
-    Cpu(Session),
+    Cpu(crate::PlannedSession),
     Cuda(Box<crate::cuda::CudaSession>),
 }
 
@@ -177,10 +177,25 @@ impl StepExec {
         }
     }
 
-    fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
-        match self {
-            StepExec::Cpu(s) => s.run(inputs),
-            StepExec::Cuda(s) => s.run(inputs),
+    /// Runs the step; with `times`, adds each node's wall time in seconds to it (on the CPU;
+    /// a GPU step is timed whole, as its first node's).
+    fn run(&self, inputs: &[Tensor], times: Option<&mut [f64]>) -> Result<Vec<Tensor>, RuntimeError> {
+        match (self, times) {
+            (StepExec::Cpu(s), None) => s.run(inputs),
+            (StepExec::Cpu(s), Some(acc)) => {
+                let (outs, t) = s.run_profiled(inputs)?;
+                acc.iter_mut().zip(t).for_each(|(a, t)| *a += t);
+                Ok(outs)
+            }
+            (StepExec::Cuda(s), None) => s.run(inputs),
+            (StepExec::Cuda(s), Some(acc)) => {
+                let t0 = std::time::Instant::now();
+                let outs = s.run(inputs)?;
+                if let Some(a) = acc.first_mut() {
+                    *a += t0.elapsed().as_secs_f64();
+                }
+                Ok(outs)
+            }
         }
     }
 }
@@ -216,6 +231,8 @@ pub struct TrainStep {
     n_state: usize,
     /// For each batch-statistic output, the state index it updates.
     stat_targets: Vec<usize>,
+    /// Each node's time summed over the steps run, when profiling ([`TrainStep::profile`]).
+    times: Option<std::sync::Mutex<Vec<f64>>>,
 }
 
 fn err(m: impl Into<String>) -> RuntimeError {
@@ -401,7 +418,16 @@ impl TrainStep {
         outs.extend(stats.iter().map(|(_, v)| *v));
         g.set_outputs(outs);
         let session = match &opts.cuda {
-            None => StepExec::Cpu(Session::new(g, SessionOptions { device: None, memory_limit: opts.memory_limit })?),
+            // On the CPU the step goes through the optimizer (element-wise chains of the forward
+            // and backward passes fused, epilogues, dead gradients dropped) and runs from one
+            // planned arena, as an inference graph does.
+            None => {
+                let g = optimizer::optimize(&g, &optimizer::OptimizeOptions::default())
+                    .map_err(|e| err(format!("optimizing the training step: {e}")))?
+                    .graph;
+                let o = SessionOptions { device: None, memory_limit: opts.memory_limit };
+                StepExec::Cpu(crate::PlannedSession::new(g, o)?)
+            }
             Some(o) => StepExec::Cuda(Box::new(crate::cuda::CudaSession::new(g, o.clone())?)),
         };
         Ok(TrainStep {
@@ -412,7 +438,21 @@ impl TrainStep {
             n_outputs: n_out,
             n_state: opts.state.len(),
             stat_targets: stats.iter().map(|(i, _)| *i).collect(),
+            times: None,
         })
+    }
+
+    /// Times every node of every later step ([`TrainStep::profile`]).
+    pub fn enable_profile(&mut self) {
+        self.times = Some(std::sync::Mutex::new(vec![0.0; self.graph().nodes().len()]));
+    }
+
+    /// Each node's time summed over the steps run since [`TrainStep::enable_profile`], in
+    /// seconds: `(node name, op kind, seconds)` in graph order; empty when not profiling.
+    pub fn profile(&self) -> Vec<(String, String, f64)> {
+        let Some(t) = &self.times else { return Vec::new() };
+        let t = t.lock().unwrap_or_else(|p| p.into_inner());
+        self.graph().nodes().iter().zip(t.iter()).map(|(n, &s)| (n.name.clone(), n.op.name(), s)).collect()
     }
 
     /// The step's graph (model, loss, backward pass), e.g. to compile it for another device.
@@ -502,7 +542,10 @@ impl TrainStep {
         all.extend(weights.iter().cloned());
         all.extend(state.iter().cloned());
         all.extend(noise.iter().cloned());
-        let mut outs = self.session.run(&all)?;
+        let mut outs = match &self.times {
+            Some(t) => self.session.run(&all, Some(&mut t.lock().unwrap_or_else(|p| p.into_inner())))?,
+            None => self.session.run(&all, None)?,
+        };
         let scalar = |t: &Tensor| t.as_f32().and_then(|v| v.first()).copied().ok_or_else(|| err("no loss"));
         let stats: Vec<Tensor> = outs.split_off(outs.len() - self.stat_targets.len());
         let means: Vec<Tensor> =
