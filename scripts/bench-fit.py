@@ -101,7 +101,7 @@ def kerasc_epoch_ms(model, data, batch, epochs, threads):
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(p.stderr.strip()[-400:])
-    ms = [float(x) for x in re.findall(r" - (\d+)ms - ", p.stderr)]
+    ms = [float(x) for x in re.findall(r" - ([\d.]+)ms - ", p.stderr)]
     return ms
 
 

@@ -131,13 +131,15 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         let e = t.train_epoch(&data.x, &data.y, epoch, options)?;
         let steps = e.steps as f64;
         t.hist.push("loss", e.loss / steps);
+        // Milliseconds, with a decimal under 100 (a small model's epoch takes a few).
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let ms = if ms < 100.0 { format!("{ms:.1}") } else { format!("{ms:.0}") };
         let mut line = format!(
-            "Epoch {}/{} - {}/{} - {:.0}ms - loss: {:.4}",
+            "Epoch {}/{} - {}/{} - {ms}ms - loss: {:.4}",
             epoch + 1,
             options.epochs,
             e.steps,
             e.steps,
-            t0.elapsed().as_secs_f64() * 1e3,
             e.loss / steps
         );
         if n_out > 1 {

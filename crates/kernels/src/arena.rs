@@ -25,6 +25,8 @@ pub fn supports(op: &Op, shapes: &[&[usize]]) -> bool {
             | Op::Pool(_)
             | Op::Concat { .. } => true,
             Op::UnaryGrad(_) => shapes.len() == 2 && shapes[0] == shapes[1],
+            Op::Pad { pads, .. } => shapes.len() == 1 && pads.len() == rank,
+            Op::Slice { steps, .. } => shapes.len() == 1 && steps.iter().all(|&s| s == 1),
             Op::BinaryGrad { .. } => shapes.len() == 3,
             Op::MeanGrad { .. } => shapes.len() == 2,
             Op::ConvInputGrad { .. } | Op::ConvFilterGrad { .. } | Op::PoolGrad(_) => shapes.len() == 2,
@@ -104,6 +106,10 @@ pub fn run_into(
             Ok(())
         }
         Op::Pool(a) => pool::pool_into(op, a, need(0)?, out, out_shape),
+        Op::Slice { axes, starts, ends, .. } => {
+            shape_ops::slice_box_into(op, need(0)?, (axes, starts, ends), out, out_shape)
+        }
+        Op::Pad { pads, value } => shape_ops::pad_into(op, need(0)?, pads, *value, out, out_shape),
         Op::UnaryGrad(u) => elementwise::unary_grad_into(op, *u, need(0)?.0, need(1)?.0, out),
         Op::BinaryGrad { op: b, wrt } => {
             elementwise::binary_grad_into(op, *b, *wrt, need(0)?, need(1)?, need(2)?.0, out, out_shape)

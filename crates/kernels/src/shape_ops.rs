@@ -92,18 +92,48 @@ pub fn pad(
     value: f32,
     out_shape: &[usize],
 ) -> Result<Tensor, KernelError> {
-    let xs = f32s(op, x)?;
-    let sh = x.shape().to_vec();
-    let map = index_map(out_shape, &sh, |ax, i| {
-        let (b, _) = pads[ax];
-        if i < b || i - b >= sh[ax] {
-            None
-        } else {
-            Some(i - b)
-        }
-    });
-    let out = map.iter().map(|m| m.map_or(value, |i| xs[i])).collect();
+    let mut out = vec![0f32; out_shape.iter().product()];
+    pad_into(op, (f32s(op, x)?, x.shape()), pads, value, &mut out, out_shape)?;
     tensor(out_shape, out)
+}
+
+/// [`pad`] into `out`: filled with `value`, then each row of `x` (its last axis) copied to
+/// where the leading pads put it.
+pub fn pad_into(
+    op: &Op,
+    (xs, sh): (&[f32], &[usize]),
+    pads: &[(usize, usize)],
+    value: f32,
+    out: &mut [f32],
+    out_shape: &[usize],
+) -> Result<(), KernelError> {
+    let r = sh.len();
+    let fits = pads.len() == r
+        && out_shape.len() == r
+        && (0..r).all(|a| sh[a].checked_add(pads[a].0).is_some_and(|e| e <= out_shape[a]));
+    if !fits || out.len() != out_shape.iter().product::<usize>() {
+        return Err(KernelError::new(op, "padding does not fit the output"));
+    }
+    out.fill(value);
+    let row = sh.last().copied().unwrap_or(1);
+    if xs.is_empty() || row == 0 {
+        return Ok(());
+    }
+    let os = strides(out_shape);
+    let base: usize = (0..r).map(|a| pads[a].0 * os[a]).sum();
+    let mut idx = vec![0usize; r.saturating_sub(1)];
+    for src in xs.chunks_exact(row) {
+        let at = base + idx.iter().zip(&os).map(|(i, s)| i * s).sum::<usize>();
+        out[at..at + row].copy_from_slice(src);
+        for a in (0..idx.len()).rev() {
+            idx[a] += 1;
+            if idx[a] < sh[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+    }
+    Ok(())
 }
 
 /// numpy-style slicing.
@@ -131,29 +161,33 @@ pub fn slice(x: &Tensor, axes: &[usize], starts: &[i64], ends: &[i64], steps: &[
 /// The box of `out_shape` starting at `first` in a row-major `shape`, copied row by row (a row
 /// runs from the last axis the box does not span whole); `None` if the box leaves the tensor.
 fn copy_box(data: &[f32], shape: &[usize], first: &[usize], out_shape: &[usize]) -> Option<Vec<f32>> {
+    let mut out = vec![0f32; out_shape.iter().product()];
+    copy_box_into(data, shape, first, out_shape, &mut out)?;
+    Some(out)
+}
+
+/// [`copy_box`] into `out` (`out_shape`'s size).
+fn copy_box_into(data: &[f32], shape: &[usize], first: &[usize], out_shape: &[usize], out: &mut [f32]) -> Option<()> {
     let r = shape.len();
-    if (0..r).any(|a| first[a] + out_shape[a] > shape[a]) {
+    if out_shape.len() != r || first.len() != r || (0..r).any(|a| first[a] + out_shape[a] > shape[a]) {
         return None;
     }
     let st = strides(shape);
     let k = (0..r).rev().find(|&a| out_shape[a] != shape[a]).unwrap_or(0);
     let row: usize = out_shape[k..].iter().product();
     let n: usize = out_shape.iter().product();
-    let mut out = Vec::with_capacity(n);
+    if out.len() != n {
+        return None;
+    }
     if row == 0 || n == 0 {
-        return Some(out);
+        return Some(());
     }
     let base: usize = (0..r).map(|a| first[a] * st[a]).sum();
     let mut idx = vec![0usize; k];
-    loop {
+    for dst in out.chunks_exact_mut(row) {
         let off = base + idx.iter().enumerate().map(|(a, &i)| i * st[a]).sum::<usize>();
-        out.extend_from_slice(data.get(off..off + row)?);
-        let mut a = k;
-        loop {
-            if a == 0 {
-                return Some(out);
-            }
-            a -= 1;
+        dst.copy_from_slice(data.get(off..off + row)?);
+        for a in (0..k).rev() {
             idx[a] += 1;
             if idx[a] < out_shape[a] {
                 break;
@@ -161,6 +195,25 @@ fn copy_box(data: &[f32], shape: &[usize], first: &[usize], out_shape: &[usize])
             idx[a] = 0;
         }
     }
+    Some(())
+}
+
+/// A slice with every step 1 (a box) into `out`: its contiguous rows copied.
+pub fn slice_box_into(
+    op: &Op,
+    (xs, sh): (&[f32], &[usize]),
+    (axes, starts, ends): (&[usize], &[i64], &[i64]),
+    out: &mut [f32],
+    out_shape: &[usize],
+) -> Result<(), KernelError> {
+    let mut first = vec![0usize; sh.len()];
+    for (k, &a) in axes.iter().enumerate() {
+        if a >= sh.len() || k >= starts.len() || k >= ends.len() {
+            return Err(KernelError::new(op, "slice axes out of range"));
+        }
+        first[a] = ir::slice_bounds(sh[a], starts[k], ends[k], 1).0.max(0) as usize;
+    }
+    copy_box_into(xs, sh, &first, out_shape, out).ok_or_else(|| KernelError::new(op, "the slice does not fit its input"))
 }
 
 /// Repeats each element along `axis`.
@@ -492,6 +545,15 @@ mod tests {
         assert_eq!(c.as_f32().unwrap(), &[0.0, 1.0, 2.0, 0.0, 3.0, 4.0, 5.0, 1.0]);
         let p = pad(&op, &t(&[1, 2]), &[(0, 0), (1, 2)], -1.0, &[1, 5]).unwrap();
         assert_eq!(p.as_f32().unwrap(), &[-1.0, 0.0, 1.0, -1.0, -1.0]);
+        // Three axes, padded on every side of some: each value where its leading pads put it.
+        let p = pad(&op, &t(&[2, 2, 2]), &[(1, 0), (0, 1), (1, 1)], 9.0, &[3, 3, 4]).unwrap();
+        let got = p.as_f32().unwrap();
+        for (j, &v) in got.iter().enumerate() {
+            let (a, b, c) = (j / 12, (j / 4) % 3, j % 4);
+            let inside = a >= 1 && b < 2 && (1..3).contains(&c);
+            let want = if inside { ((a - 1) * 4 + b * 2 + c - 1) as f32 } else { 9.0 };
+            assert_eq!(v, want, "at {j}");
+        }
         let s = slice(&t(&[1, 6]), &[1], &[1], &[-1], &[2], &[1, 2]);
         assert_eq!(s.as_f32().unwrap(), &[1.0, 3.0]);
     }
