@@ -6,8 +6,9 @@ sides, and Keras's time ÷ kerasc's (above 1: kerasc faster).
 usage: KERAS_BACKEND=jax PYTHON scripts/bench-fit.py [--repeat 8] [--batch 32] [--epochs 2] [MODEL...]
 (scripts/bench-fit.sh makes the venv and builds kerasc). Models: the dev fine-tuning models
 (cnn_mnist, mlp) and the training fixtures of tests/models/train, with their data repeated
---repeat times; `rescnn_bn`, a small residual CNN with BatchNormalization made here (seeded),
-stands for the models the tests never see.
+--repeat times; `rescnn_bn` (a small residual CNN with BatchNormalization), `dwconv_bn` (a
+MobileNet-style separable block) and `lstm_seq` (an LSTM over 40 steps), made here seeded, stand
+for the models the tests never see.
 """
 import argparse
 import json
@@ -35,6 +36,8 @@ MODELS = {
     "seq_rnn_adam": (f"{T}/seq_rnn_adam.h5", f"{T}/sequence.npz"),
     "multi_io_adam": (f"{T}/multi_io_adam.h5", f"{T}/multi_io.npz"),
     "rescnn_bn": (None, None),
+    "dwconv_bn": (None, None),
+    "lstm_seq": (None, None),
 }
 
 
@@ -65,6 +68,48 @@ def make_rescnn(work):
     data = os.path.join(work, "rescnn_bn.npz")
     np.savez(data, x=x, y=y)
     return path, data
+
+
+def make_dwconv(work):
+    """A MobileNet-style block (separable: depthwise 3x3 + BN + ReLU6, 1x1 + BN), 32x32x3, Adam."""
+    keras.utils.set_random_seed(12)
+    L = keras.layers
+    i = keras.Input((32, 32, 3), name="x")
+    h = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(i)
+    h = L.ReLU(6.0, name="stem_relu")(L.BatchNormalization(name="stem_bn")(h))
+    h = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(h)
+    h = L.ReLU(6.0, name="dw_relu")(L.BatchNormalization(name="dw_bn")(h))
+    h = L.Conv2D(32, 1, use_bias=False, name="pw")(h)
+    h = L.BatchNormalization(name="pw_bn")(h)
+    h = L.GlobalAveragePooling2D(name="gap")(h)
+    o = L.Dense(10, activation="softmax", name="out")(h)
+    m = keras.Model(i, o, name="dwconv_bn")
+    m.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    return save_with_data(m, work, (256, 32, 32, 3), 10, 12)
+
+
+def make_lstm(work):
+    """An LSTM(32) over 40 steps of 8 features, then Dense, RMSprop."""
+    keras.utils.set_random_seed(13)
+    i = keras.Input((40, 8), name="x")
+    h = keras.layers.LSTM(32, name="lstm")(i)
+    o = keras.layers.Dense(4, activation="softmax", name="out")(h)
+    m = keras.Model(i, o, name="lstm_seq")
+    m.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="sparse_categorical_crossentropy")
+    return save_with_data(m, work, (256, 40, 8), 4, 13)
+
+
+def save_with_data(m, work, x_shape, classes, seed):
+    path = os.path.join(work, f"{m.name}.h5")
+    m.save(path)
+    rng = np.random.default_rng(seed)
+    data = os.path.join(work, f"{m.name}.npz")
+    np.savez(data, x=rng.standard_normal(x_shape).astype("float32"),
+             y=rng.integers(0, classes, x_shape[0]).astype("int32"))
+    return path, data
+
+
+MAKERS = {"rescnn_bn": lambda w: make_rescnn(w), "dwconv_bn": lambda w: make_dwconv(w), "lstm_seq": lambda w: make_lstm(w)}
 
 
 def arrays(npz):
@@ -154,7 +199,7 @@ def main():
     for name in a.models or list(MODELS):
         model, npz = MODELS[name]
         if model is None:
-            model, npz = make_rescnn(work)
+            model, npz = MAKERS[name](work)
         data, xs, ys = repeated(npz, a.repeat, work, name)
         n = len(next(iter(xs.values()))) * a.repeat
         k = kerasc_epoch_ms(model, data, a.batch, a.epochs, a.threads)
@@ -165,7 +210,7 @@ def main():
     print("| model | samples | kerasc ms | Keras-JAX ms | Keras ÷ kerasc |")
     print("|---|---|---|---|---|")
     for name, n, k, j in rows:
-        print(f"| {name} | {n} | {k:.0f} | {j:.0f} | {j / k:.2f} |")
+        print(f"| {name} | {n} | {k:.1f} | {j:.1f} | {j / max(k, 0.05):.2f} |")
 
 
 if __name__ == "__main__":

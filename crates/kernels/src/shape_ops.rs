@@ -213,7 +213,8 @@ pub fn slice_box_into(
         }
         first[a] = ir::slice_bounds(sh[a], starts[k], ends[k], 1).0.max(0) as usize;
     }
-    copy_box_into(xs, sh, &first, out_shape, out).ok_or_else(|| KernelError::new(op, "the slice does not fit its input"))
+    copy_box_into(xs, sh, &first, out_shape, out)
+        .ok_or_else(|| KernelError::new(op, "the slice does not fit its input"))
 }
 
 /// Repeats each element along `axis`.

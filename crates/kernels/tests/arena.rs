@@ -60,7 +60,12 @@ fn gradients_match_the_allocating_kernels() {
     }
     check(Op::Pad { pads: vec![(0, 0), (1, 2), (3, 0)], value: 0.0 }, vec![seq(&[2, 3, 4], 0.3)]);
     check(Op::Pad { pads: vec![(2, 1)], value: -1.5 }, vec![seq(&[5], 0.3)]);
-    let sl = |axes: Vec<usize>, starts: Vec<i64>, ends: Vec<i64>| Op::Slice { steps: vec![1; axes.len()], axes, starts, ends };
+    let sl = |axes: Vec<usize>, starts: Vec<i64>, ends: Vec<i64>| Op::Slice {
+        steps: vec![1; axes.len()],
+        axes,
+        starts,
+        ends,
+    };
     check(sl(vec![2], vec![3], vec![6]), vec![seq(&[2, 5, 9], 0.3)]);
     check(sl(vec![0, 1], vec![1, -3], vec![2, i64::MAX]), vec![seq(&[2, 5, 9], 0.3)]);
     check(Op::MeanGrad { axes: vec![0, 1, 2] }, vec![seq(&[1, 1, 1, 5], 0.3), seq(&[2, 3, 4, 5], 0.1)]);

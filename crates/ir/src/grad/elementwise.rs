@@ -6,8 +6,37 @@ use crate::{BinaryOp, Node, Op, ReduceKind, UnaryOp, ValueId};
 
 impl Builder<'_> {
     pub(super) fn unary(&mut self, nd: &Node, dy: ValueId, u: UnaryOp) -> Grads {
-        let x = |i: usize| nd.inputs[i];
-        Ok(vec![Some(self.add(Op::UnaryGrad(u), &[x(0), dy])?)])
+        let x = nd.inputs[0];
+        // Derivatives that are ordinary ops (the optimizer fuses them with their neighbours),
+        // each the same value `UnaryGrad` gives: `d·1`, `d·(−1)`, `d·scale`, and for the square
+        // `(d·x)·2`, equal to `d·(2x)` (a factor of 2 is exact); the rest through `UnaryGrad`.
+        let dx = match u {
+            UnaryOp::Identity => dy,
+            UnaryOp::Neg => self.add(Op::Unary(UnaryOp::Neg), &[dy])?,
+            UnaryOp::Affine { scale, .. } => self.add(Op::Unary(UnaryOp::Affine { scale, offset: 0.0 }), &[dy])?,
+            UnaryOp::Square => {
+                let dx = self.add(Op::Binary(BinaryOp::Mul), &[dy, x])?;
+                self.add(Op::Unary(UnaryOp::Affine { scale: 2.0, offset: 0.0 }), &[dx])?
+            }
+            // From the output y: tanh' = 1 − y², σ' = y·(1 − y) (no function recomputed).
+            UnaryOp::Tanh | UnaryOp::Sigmoid => {
+                let y = nd.outputs[0];
+                let one_minus = UnaryOp::Affine { scale: -1.0, offset: 1.0 };
+                let d = match u {
+                    UnaryOp::Tanh => {
+                        let y2 = self.add(Op::Unary(UnaryOp::Square), &[y])?;
+                        self.add(Op::Unary(one_minus), &[y2])?
+                    }
+                    _ => {
+                        let q = self.add(Op::Unary(one_minus), &[y])?;
+                        self.add(Op::Binary(BinaryOp::Mul), &[y, q])?
+                    }
+                };
+                self.add(Op::Binary(BinaryOp::Mul), &[dy, d])?
+            }
+            _ => self.add(Op::UnaryGrad(u), &[x, dy])?,
+        };
+        Ok(vec![Some(dx)])
     }
 
     pub(super) fn binary(&mut self, nd: &Node, dy: ValueId, bop: BinaryOp) -> Grads {

@@ -11,6 +11,7 @@
 //! - `ChannelsFirst`: only ONNX models have it, and they are not trained;
 //! - a `Cast` from an integer type and a `Slice` with a step other than ±1: not implemented.
 
+mod accum;
 mod builder;
 mod conv;
 mod elementwise;
@@ -22,9 +23,9 @@ mod reduce;
 mod rnn;
 mod shape_ops;
 
-use crate::{BinaryOp, Graph, IrError, Op, ReduceKind, ResizeMode, Tensor, ValueId};
+use crate::{Graph, IrError, Op, ReduceKind, ResizeMode, Tensor, ValueId};
+use accum::Accum;
 use builder::{fixed_dims, unsupported, Builder, Grads};
-use std::collections::HashMap;
 
 fn no_gradient(op: &Op, why: &str) -> IrError {
     IrError::Graph(format!("the gradient of {} is not implemented: {why}", op.name()))
@@ -114,18 +115,23 @@ pub fn append_backward(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<
             }
         }
     }
-    let mut grads: HashMap<ValueId, ValueId> = HashMap::new();
     let one = g.add_constant("grad/seed", Tensor::scalar(1.0));
-    grads.insert(loss, one);
     let mut b = Builder { g, n: 0, needs: needs.clone() };
+    let mut acc = Accum::default();
+    acc.add(&mut b, loss, one)?;
     for ni in (0..forward).rev() {
         let node = b.g.nodes()[ni].clone();
         if !node.inputs.iter().any(|v| needs[v.0]) {
             continue;
         }
-        let dys: Vec<Option<ValueId>> = node.outputs.iter().map(|o| grads.get(o).copied()).collect();
+        let dys = node.outputs.iter().map(|&o| acc.get(&mut b, o)).collect::<Result<Vec<_>, _>>()?;
         if dys.iter().all(Option::is_none) {
             continue;
+        }
+        if let [Some(dy)] = dys.as_slice() {
+            if acc.slice(&b, &node, *dy) {
+                continue;
+            }
         }
         let dxs = b.rule(ni, &dys).map_err(|e| match e {
             IrError::Graph(m) => IrError::Graph(format!("{m} (node '{}')", node.name)),
@@ -133,17 +139,13 @@ pub fn append_backward(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<
         })?;
         for (&v, dx) in node.inputs.iter().zip(dxs) {
             let (Some(dx), true) = (dx, needs[v.0]) else { continue };
-            let acc = match grads.get(&v) {
-                Some(&prev) => b.add(Op::Binary(BinaryOp::Add), &[prev, dx])?,
-                None => dx,
-            };
-            grads.insert(v, acc);
+            acc.add(&mut b, v, dx)?;
         }
     }
     let mut out = Vec::new();
     for &w in wrt {
-        out.push(match grads.get(&w) {
-            Some(&gv) => gv,
+        out.push(match acc.get(&mut b, w)? {
+            Some(gv) => gv,
             None => {
                 let ty = b.ty(w);
                 let dims = fixed_dims(&ty.shape, "a gradient that is zero")?;

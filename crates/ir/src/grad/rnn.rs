@@ -1,9 +1,9 @@
 //! Backpropagation through time: a recurrent layer recomputed unrolled into primitive ops
 //! (matmuls, slices, activations), whose gradients are those ops' gradients.
 
+use super::accum::Accum;
 use super::builder::{unsupported, Builder};
 use crate::{BinaryOp, IrError, Op, Tensor, UnaryOp, ValueId};
-use std::collections::HashMap;
 
 impl Builder<'_> {
     /// Backpropagation through time: the layer is recomputed unrolled into primitive ops
@@ -184,32 +184,29 @@ impl Builder<'_> {
         };
         let end = self.g.nodes().len();
         // The unrolled outputs get the layer's output gradients; then backwards through them.
-        let mut grads: HashMap<ValueId, ValueId> = HashMap::new();
+        let mut acc = Accum::default();
         let outs = [Some(y), Some(h), (a.kind == RnnKind::Lstm).then_some(c)];
         for (o, dy) in outs.iter().zip(dys) {
             let (Some(o), Some(dy)) = (o, dy) else { continue };
-            let acc = match grads.get(o) {
-                Some(&prev) => self.add(Op::Binary(BinaryOp::Add), &[prev, *dy])?,
-                None => *dy,
-            };
-            grads.insert(*o, acc);
+            acc.add(self, *o, *dy)?;
         }
         for ni in (start..end).rev() {
             let node = self.g.nodes()[ni].clone();
-            let ndys: Vec<Option<ValueId>> = node.outputs.iter().map(|o| grads.get(o).copied()).collect();
+            let ndys = node.outputs.iter().map(|&o| acc.get(self, o)).collect::<Result<Vec<_>, _>>()?;
             if ndys.iter().all(Option::is_none) {
                 continue;
+            }
+            if let [Some(dy)] = ndys.as_slice() {
+                if acc.slice(self, &node, *dy) {
+                    continue;
+                }
             }
             let dxs = self.rule(ni, &ndys)?;
             for (&v, dx) in node.inputs.iter().zip(dxs) {
                 let Some(dx) = dx else { continue };
-                let acc = match grads.get(&v) {
-                    Some(&prev) => self.add(Op::Binary(BinaryOp::Add), &[prev, dx])?,
-                    None => dx,
-                };
-                grads.insert(v, acc);
+                acc.add(self, v, dx)?;
             }
         }
-        Ok(nd.inputs.iter().map(|v| grads.get(v).copied()).collect())
+        nd.inputs.iter().map(|&v| acc.get(self, v)).collect()
     }
 }
