@@ -2,7 +2,7 @@
 //! fused expressions, and the derivatives of the unary and binary ops.
 
 use crate::fused::{self, Operand};
-use crate::scalar::{apply_f32, binary_partial, map_unary, unary_derivative};
+use crate::scalar::{apply_f32, binary_partial, map_unary, unary_derivative, unary_derivative_inline};
 use crate::util::{broadcast_strides, f32s, map_per_channel, tensor, PAR_THRESHOLD};
 use crate::KernelError;
 use ir::{BinaryOp, FusedExpr, Op, Tensor, TensorData, UnaryOp};
@@ -149,6 +149,11 @@ pub fn unary_grad_into(op: &Op, u: UnaryOp, x: &[f32], dy: &[f32], out: &mut [f3
         UnaryOp::Relu => o.iter_mut().zip(x).zip(d).for_each(|((o, &x), &d)| *o = if x > 0.0 { d } else { 0.0 }),
         UnaryOp::Square => o.iter_mut().zip(x).zip(d).for_each(|((o, &x), &d)| *o = d * (2.0 * x)),
         UnaryOp::Identity => o.copy_from_slice(d),
+        UnaryOp::Relu6 => o.iter_mut().zip(x).zip(d).for_each(|((o, &x), &d)| *o = d * f32::from(x > 0.0 && x < 6.0)),
+        // The derivative's own formula with its parameters fixed, so the loop has no dispatch.
+        UnaryOp::ReluClip { .. } | UnaryOp::LeakyRelu { .. } | UnaryOp::Elu { .. } => {
+            o.iter_mut().zip(x).zip(d).for_each(|((o, &x), &d)| *o = d * unary_derivative_inline(u, x))
+        }
         _ => o.iter_mut().zip(x).zip(d).for_each(|((o, &x), &d)| *o = d * unary_derivative(u, x)),
     };
     if out.len() >= PAR_THRESHOLD {

@@ -187,6 +187,13 @@ pub(crate) fn vector_fn(u: UnaryOp) -> Option<crate::simd::VectorFn> {
 
 /// `f'(x)` for every unary op (subgradient 0 at kinks, as TensorFlow).
 pub fn unary_derivative(op: UnaryOp, x: f32) -> f32 {
+    unary_derivative_inline(op, x)
+}
+
+/// [`unary_derivative`], inlined into a caller's loop (where the op is fixed, the match is
+/// decided once).
+#[inline(always)]
+pub(crate) fn unary_derivative_inline(op: UnaryOp, x: f32) -> f32 {
     // The logistic function, evaluated only by the arms that use it.
     let sg = || sigmoid(x);
     match op {
