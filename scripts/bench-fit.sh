@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=target/fit-venv
+export KERAS_BACKEND=jax
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import keras, jax, h5py' 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "keras==3.15.*" "jax[cpu]" numpy h5py
@@ -15,4 +16,4 @@ fi
 cargo build --release --quiet
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u +%F)" >&2
 "$VENV/bin/python" -c 'import keras, jax; print("keras", keras.__version__, "jax", jax.__version__)' >&2
-KERAS_BACKEND=jax "$VENV/bin/python" scripts/bench-fit.py "$@" 2> >(grep -v -i warning >&2)
+"$VENV/bin/python" scripts/bench-fit.py "$@" 2> >(grep -v -i warning >&2)

@@ -8,16 +8,13 @@ impl Builder<'_> {
     pub(super) fn unary(&mut self, nd: &Node, dy: ValueId, u: UnaryOp) -> Grads {
         let x = nd.inputs[0];
         // Derivatives that are ordinary ops (the optimizer fuses them with their neighbours),
-        // each the same value `UnaryGrad` gives: `d·1`, `d·(−1)`, `d·scale`, and for the square
-        // `(d·x)·2`, equal to `d·(2x)` (a factor of 2 is exact); the rest through `UnaryGrad`.
+        // each the same value `UnaryGrad` gives: `d·1`, `d·(−1)`, `d·scale`; the rest through
+        // `UnaryGrad`, the square's too (as a product fused into batch normalization's backward
+        // chains it was no faster than its own in-arena pass, within this machine's noise).
         let dx = match u {
             UnaryOp::Identity => dy,
             UnaryOp::Neg => self.add(Op::Unary(UnaryOp::Neg), &[dy])?,
             UnaryOp::Affine { scale, .. } => self.add(Op::Unary(UnaryOp::Affine { scale, offset: 0.0 }), &[dy])?,
-            UnaryOp::Square => {
-                let dx = self.add(Op::Binary(BinaryOp::Mul), &[dy, x])?;
-                self.add(Op::Unary(UnaryOp::Affine { scale: 2.0, offset: 0.0 }), &[dx])?
-            }
             // From the output y: tanh' = 1 − y², σ' = y·(1 − y) (no function recomputed).
             UnaryOp::Tanh | UnaryOp::Sigmoid => {
                 let y = nd.outputs[0];

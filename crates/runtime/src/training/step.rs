@@ -165,7 +165,7 @@ pub struct TrainOptions {
 
 /// The executor of a step's graph: the optimized graph from a planned arena on the CPU.
 enum StepExec {
-    Cpu(crate::PlannedSession),
+    Cpu(Box<crate::PlannedSession>),
     Cuda(Box<crate::cuda::CudaSession>),
 }
 
@@ -426,7 +426,7 @@ impl TrainStep {
                     .map_err(|e| err(format!("optimizing the training step: {e}")))?
                     .graph;
                 let o = SessionOptions { device: None, memory_limit: opts.memory_limit };
-                StepExec::Cpu(crate::PlannedSession::new(g, o)?)
+                StepExec::Cpu(Box::new(crate::PlannedSession::new(g, o)?))
             }
             Some(o) => StepExec::Cuda(Box::new(crate::cuda::CudaSession::new(g, o.clone())?)),
         };
