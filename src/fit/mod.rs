@@ -354,22 +354,14 @@ impl Trainer {
 fn profile_text(nodes: &[(String, String, f64)], steps: usize) -> String {
     let total: f64 = nodes.iter().map(|n| n.2).sum::<f64>().max(1e-12);
     let per_step = |s: f64| s * 1e3 / steps as f64;
-    let mut kinds: Vec<(String, f64, usize)> = Vec::new();
-    for (_, kind, s) in nodes {
-        match kinds.iter_mut().find(|k| &k.0 == kind) {
-            Some(k) => (k.1, k.2) = (k.1 + s, k.2 + 1),
-            None => kinds.push((kind.clone(), *s, 1)),
-        }
-    }
-    kinds.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut kinds: Vec<(String, (f64, usize))> = crate::report::by_kind(nodes).into_iter().collect();
+    kinds.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
     let mut out = format!("training step: {:.3} ms over {} node(s), by op kind:\n", per_step(total), nodes.len());
-    for (kind, s, count) in kinds.iter().take(15) {
+    for (kind, (s, count)) in kinds.iter().take(15) {
         let _ = writeln!(out, "  {:>9.3} ms {:>5.1}%  {kind} ({count})", per_step(*s), 100.0 * s / total);
     }
-    let mut top: Vec<&(String, String, f64)> = nodes.iter().collect();
-    top.sort_by(|a, b| b.2.total_cmp(&a.2));
     out.push_str("most expensive nodes:\n");
-    for (name, kind, s) in top.into_iter().take(10) {
+    for (name, kind, s) in crate::report::top_ops(nodes) {
         let _ = writeln!(out, "  {:>9.3} ms {:>5.1}%  {name} ({kind})", per_step(*s), 100.0 * s / total);
     }
     out

@@ -103,18 +103,11 @@ pub fn graph_svg(g: &Graph, color: &str) -> String {
     s
 }
 
-fn by_kind(rows: &[(String, String, f64)]) -> BTreeMap<String, f64> {
-    let mut m = BTreeMap::new();
-    for (_, op, ms) in rows {
-        *m.entry(op.clone()).or_insert(0.0) += ms;
-    }
-    m
-}
-
 /// Horizontal bars of total milliseconds per op kind, naive and optimized side by side.
 pub fn bars_svg(naive: &[(String, String, f64)], optimized: &[(String, String, f64)]) -> String {
-    let a = by_kind(naive);
-    let b = by_kind(optimized);
+    let total =
+        |rows| -> BTreeMap<String, f64> { super::by_kind(rows).into_iter().map(|(k, (t, _))| (k, t)).collect() };
+    let (a, b) = (total(naive), total(optimized));
     let mut kinds: Vec<String> = a.keys().chain(b.keys()).cloned().collect();
     kinds.sort();
     kinds.dedup();

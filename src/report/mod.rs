@@ -34,8 +34,18 @@ fn human_bytes(n: usize) -> String {
     }
 }
 
+/// A profile's rows `(node, op, time)` summed per op: `op → (total time, nodes)`.
+pub(crate) fn by_kind(rows: &[(String, String, f64)]) -> std::collections::BTreeMap<String, (f64, usize)> {
+    let mut m = std::collections::BTreeMap::new();
+    for (_, op, t) in rows {
+        let e = m.entry(op.clone()).or_insert((0.0, 0));
+        *e = (e.0 + t, e.1 + 1);
+    }
+    m
+}
+
 /// The ten most expensive rows of a profile `(node, op, ms)`.
-fn top_ops(rows: &[(String, String, f64)]) -> Vec<&(String, String, f64)> {
+pub(crate) fn top_ops(rows: &[(String, String, f64)]) -> Vec<&(String, String, f64)> {
     let mut v: Vec<&(String, String, f64)> = rows.iter().collect();
     v.sort_by(|a, b| b.2.total_cmp(&a.2));
     v.truncate(10);

@@ -19,21 +19,12 @@ pub fn pool_into(
     res: &mut [f32],
     out_shape: &[usize],
 ) -> Result<(), KernelError> {
-    let r = a.window.len();
-    if r > 3 {
-        return Err(KernelError::new(op, "pooling of rank > 3 is not supported"));
-    }
-    let inp = lift(&sh[1..=r], 1);
-    let out = lift(&out_shape[1..=r], 1);
-    let k = lift(&a.window, 1);
-    let s = lift(&a.strides, 1);
-    let pad = lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0);
-    let c = sh[r + 1];
+    let g = PoolGeo::of(op, a, sh, out_shape)?;
+    let (c, k) = (g.c, g.k);
     if c == 0 {
         return Ok(());
     }
-    let g = PoolGeo { inp, out, k, s, pad, c, max: a.kind == PoolKind::Max };
-    let row_len = out[2] * c;
+    let row_len = g.out[2] * c;
     // Tasks of at least 2^20 window cells (as the convolutions' rule).
     let per_task = (1 << 20) / (row_len * k.iter().product::<usize>()).max(1);
     let isa = crate::simd::isa_for_width(crate::simd::isa(), c);
@@ -52,6 +43,25 @@ struct PoolGeo {
     pad: [usize; 3],
     c: usize,
     max: bool,
+}
+
+impl PoolGeo {
+    /// The geometry of pooling `a` from an input of shape `sh` to `out_shape` (channels last).
+    fn of(op: &Op, a: &PoolAttrs, sh: &[usize], out_shape: &[usize]) -> Result<PoolGeo, KernelError> {
+        let r = a.window.len();
+        if r > 3 || sh.len() != r + 2 || out_shape.len() != r + 2 {
+            return Err(KernelError::new(op, "pooling of rank > 3 (or of mismatched ranks) is not supported"));
+        }
+        Ok(PoolGeo {
+            inp: lift(&sh[1..=r], 1),
+            out: lift(&out_shape[1..=r], 1),
+            k: lift(&a.window, 1),
+            s: lift(&a.strides, 1),
+            pad: lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
+            c: sh[r + 1],
+            max: a.kind == PoolKind::Max,
+        })
+    }
 }
 
 /// The window's cells along one axis inside the input: `[lo, hi)` of the taps of output `o`.
@@ -143,18 +153,11 @@ pub fn pool_grad_into(
     dx: &mut [f32],
 ) -> Result<(), KernelError> {
     use rayon::prelude::*;
-    let r = a.window.len();
-    if r > 3 || sh.len() != r + 2 || ysh.len() != r + 2 || dx.len() != xs.len() {
-        return Err(KernelError::new(op, "pooling gradient operands of unexpected ranks or sizes"));
+    let g = PoolGeo::of(op, a, sh, ysh)?;
+    if dx.len() != xs.len() {
+        return Err(KernelError::new(op, "pooling gradient operands of unexpected sizes"));
     }
-    let (inp, out, k, s, p) = (
-        lift(&sh[1..=r], 1),
-        lift(&ysh[1..=r], 1),
-        lift(&a.window, 1),
-        lift(&a.strides, 1),
-        lift(&a.pads.iter().map(|p| p.0).collect::<Vec<_>>(), 0),
-    );
-    let c = sh[r + 1];
+    let (inp, out, c) = (g.inp, g.out, g.c);
     let (in_len, out_pix) = (inp.iter().product::<usize>() * c, out.iter().product::<usize>());
     dx.fill(0.0);
     if in_len == 0 || out_pix == 0 || c == 0 {
@@ -162,16 +165,19 @@ pub fn pool_grad_into(
     }
     dx.par_chunks_mut(in_len).zip(xs.par_chunks(in_len)).zip(dys.par_chunks(out_pix * c)).for_each(
         |((dx, xs), dys)| {
-            let mut cells = Vec::with_capacity(k.iter().product());
+            let mut cells = Vec::with_capacity(g.k.iter().product());
             for o in 0..out_pix {
                 let (oz, oy, ox) = (o / (out[1] * out[2]), (o / out[2]) % out[1], o % out[2]);
+                // The window's cells inside the input, as the forward pass walks them.
+                let [(z0, z1), (y0, y1), (x0, x1)] =
+                    [0, 1, 2].map(|i| taps_inside([oz, oy, ox][i], g.s[i], g.pad[i], g.k[i], inp[i]));
                 cells.clear();
-                for kz in 0..k[0] {
-                    let Some(iz) = (oz * s[0] + kz).checked_sub(p[0]).filter(|&i| i < inp[0]) else { continue };
-                    for ky in 0..k[1] {
-                        let Some(iy) = (oy * s[1] + ky).checked_sub(p[1]).filter(|&i| i < inp[1]) else { continue };
-                        for kx in 0..k[2] {
-                            let Some(ix) = (ox * s[2] + kx).checked_sub(p[2]).filter(|&i| i < inp[2]) else { continue };
+                for kz in z0..z1 {
+                    let iz = oz * g.s[0] + kz - g.pad[0];
+                    for ky in y0..y1 {
+                        let iy = oy * g.s[1] + ky - g.pad[1];
+                        for kx in x0..x1 {
+                            let ix = ox * g.s[2] + kx - g.pad[2];
                             cells.push(((iz * inp[1] + iy) * inp[2] + ix) * c);
                         }
                     }

@@ -182,17 +182,8 @@ pub fn mean_grad_into(
     if run == 0 || out.is_empty() {
         return Ok(());
     }
-    let mut idx = vec![0usize; k];
-    for dst in out.chunks_exact_mut(run) {
-        let o: usize = idx.iter().zip(&sv).map(|(i, s)| i * s).sum();
+    for (dst, o) in out.chunks_exact_mut(run).zip(crate::util::box_offsets(&out_shape[..k], &sv[..k], 0)) {
         dst.iter_mut().zip(&v[o..o + run]).for_each(|(t, &v)| *t = v * inv);
-        for a in (0..k).rev() {
-            idx[a] += 1;
-            if idx[a] < out_shape[a] {
-                break;
-            }
-            idx[a] = 0;
-        }
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Data movement: transpose, concat, pad, slice, repeat, tile, resize, gather, broadcast, and
 //! the gather's gradient.
 
-use crate::util::{broadcast_index, f32s, gather_elements, is_int, strides, tensor};
+use crate::util::{box_offsets, broadcast_index, f32s, gather_elements, is_int, strides, tensor};
 use crate::KernelError;
 use ir::{Op, ResizeMode, Tensor, TensorData};
 
@@ -121,17 +121,9 @@ pub fn pad_into(
     }
     let os = strides(out_shape);
     let base: usize = (0..r).map(|a| pads[a].0 * os[a]).sum();
-    let mut idx = vec![0usize; r.saturating_sub(1)];
-    for src in xs.chunks_exact(row) {
-        let at = base + idx.iter().zip(&os).map(|(i, s)| i * s).sum::<usize>();
+    let lead = r.saturating_sub(1);
+    for (src, at) in xs.chunks_exact(row).zip(box_offsets(&sh[..lead], &os[..lead], base)) {
         out[at..at + row].copy_from_slice(src);
-        for a in (0..idx.len()).rev() {
-            idx[a] += 1;
-            if idx[a] < sh[a] {
-                break;
-            }
-            idx[a] = 0;
-        }
     }
     Ok(())
 }
@@ -183,17 +175,8 @@ fn copy_box_into(data: &[f32], shape: &[usize], first: &[usize], out_shape: &[us
         return Some(());
     }
     let base: usize = (0..r).map(|a| first[a] * st[a]).sum();
-    let mut idx = vec![0usize; k];
-    for dst in out.chunks_exact_mut(row) {
-        let off = base + idx.iter().enumerate().map(|(a, &i)| i * st[a]).sum::<usize>();
+    for (dst, off) in out.chunks_exact_mut(row).zip(box_offsets(&out_shape[..k], &st[..k], base)) {
         dst.copy_from_slice(data.get(off..off + row)?);
-        for a in (0..k).rev() {
-            idx[a] += 1;
-            if idx[a] < out_shape[a] {
-                break;
-            }
-            idx[a] = 0;
-        }
     }
     Some(())
 }

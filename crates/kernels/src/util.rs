@@ -45,6 +45,27 @@ pub(crate) fn map_per_channel(
     out
 }
 
+/// The flat offsets `base + Σ idx[a]·strides[a]` of every index `idx` of `dims`, in row-major
+/// order (an odometer over the leading axes of a box copied in runs).
+pub(crate) fn box_offsets<'a>(
+    dims: &'a [usize],
+    strides: &'a [usize],
+    base: usize,
+) -> impl Iterator<Item = usize> + 'a {
+    let mut idx = vec![0usize; dims.len()];
+    (0..dims.iter().product::<usize>()).map(move |_| {
+        let at = base + idx.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>();
+        for a in (0..idx.len()).rev() {
+            idx[a] += 1;
+            if idx[a] < dims[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
+        at
+    })
+}
+
 /// Row-major strides of a shape.
 pub(crate) fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];

@@ -64,8 +64,7 @@ pub fn conv_input_grad_into(
         transposed_into(op, &gt, (dys, dy_shape), ws, dx)
     } else {
         dx.fill(0.0);
-        grouped_grads(&g, a.groups, dys, ws, GroupedGrad::Input(dx));
-        Ok(())
+        grouped_grads(&g, a.groups, dys, ws, GroupedGrad::Input(dx))
     }
 }
 
@@ -110,8 +109,7 @@ pub fn conv_filter_grad_into(
     let g = Geo::of(a, x_shape, w_shape, dy_shape);
     let len = dw.len();
     if a.groups > 1 {
-        grouped_grads(&g, a.groups, dys, xs, GroupedGrad::Filter(dw));
-        return Ok(());
+        return grouped_grads(&g, a.groups, dys, xs, GroupedGrad::Filter(dw));
     }
     let kc = g.taps() * g.c;
     let rows = g.n * g.out.iter().product::<usize>();
@@ -179,7 +177,7 @@ enum GroupedGrad<'a> {
 /// pixel and tap inside the input, `dx[x, grp·cg + c] += Σ_f dy[y, grp·fg + f] · w[t, c, grp·fg + f]`
 /// or `dw[t, c, grp·fg + f] += x[x, grp·cg + c] · dy[y, grp·fg + f]`; depthwise (one input and
 /// one output channel per group) as element-wise products over the channels.
-fn grouped_grads(g: &Geo, groups: usize, dys: &[f32], other: &[f32], out: GroupedGrad) {
+fn grouped_grads(g: &Geo, groups: usize, dys: &[f32], other: &[f32], out: GroupedGrad) -> Result<(), KernelError> {
     let (cg, fg) = (g.c / groups, g.f / groups);
     let in_len = g.inp.iter().product::<usize>() * g.c;
     let out_len = g.out.iter().product::<usize>() * g.f;
@@ -190,22 +188,15 @@ fn grouped_grads(g: &Geo, groups: usize, dys: &[f32], other: &[f32], out: Groupe
                 for ox in 0..g.out[2] {
                     let yb = ((oz * g.out[1] + oy) * g.out[2] + ox) * g.f;
                     for kz in 0..g.k[0] {
-                        let Some(iz) = (oz * g.s[0] + kz * g.d[0]).checked_sub(g.pad[0]).filter(|&i| i < g.inp[0])
-                        else {
-                            continue;
-                        };
                         for ky in 0..g.k[1] {
-                            let Some(iy) = (oy * g.s[1] + ky * g.d[1]).checked_sub(g.pad[1]).filter(|&i| i < g.inp[1])
-                            else {
-                                continue;
-                            };
+                            let Some(row) = g.input_row((0, oz, oy), kz, ky) else { continue };
                             for kx in 0..g.k[2] {
                                 let Some(ix) =
                                     (ox * g.s[2] + kx * g.d[2]).checked_sub(g.pad[2]).filter(|&i| i < g.inp[2])
                                 else {
                                     continue;
                                 };
-                                let xb = ((iz * g.inp[1] + iy) * g.inp[2] + ix) * g.c;
+                                let xb = (row * g.inp[2] + ix) * g.c;
                                 f(xb, (kz * g.k[1] + ky) * g.k[2] + kx, yb);
                             }
                         }
@@ -264,11 +255,11 @@ fn grouped_grads(g: &Geo, groups: usize, dys: &[f32], other: &[f32], out: Groupe
                     });
                 }
                 Ok(())
-            })
-            .unwrap_or_else(|_| vec![0.0; len]);
+            })?;
             dw.copy_from_slice(&total);
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
