@@ -75,6 +75,29 @@ fn every_dev_model_kernel_compiles_for_sm_90() {
         let steps = kerasc::codegen::cuda::emit_plan(step.graph(), &plan).unwrap();
         kernels.extend(steps.into_iter().flat_map(|s| s.kernels).map(|k| (format!("{name} training step"), k)));
     }
+    // Batch normalization in training (the batch's statistics, the backward sums), channels last
+    // and in the middle.
+    for axis in [3usize, 1] {
+        use kerasc::ir::{BinaryOp, DType, Graph, Op, ReduceKind, Shape, TensorType};
+        let mut g = Graph::new("bn_train");
+        let dims = if axis == 3 { [8, 5, 4, 6] } else { [8, 6, 5, 4] };
+        let x = g.add_input("x", TensorType::new(DType::F32, Shape::fixed(&dims)));
+        let gamma = g.add_input("gamma", TensorType::new(DType::F32, Shape::fixed(&[6])));
+        let m = g.add("moments", Op::Moments { axis }, &[x]).unwrap();
+        let mut stat = Vec::new();
+        for k in 0..2 {
+            let r = g.add("row", Op::Slice { axes: vec![0], starts: vec![k], ends: vec![k + 1], steps: vec![1] }, &[m]);
+            stat.push(g.add("stat", Op::Reshape { shape: vec![6] }, &[r.unwrap()]).unwrap());
+        }
+        let y = g.add("bn", Op::BatchNorm { axis, epsilon: 1e-3 }, &[x, gamma, gamma, stat[0], stat[1]]).unwrap();
+        let sq = g.add("sq", Op::Binary(BinaryOp::Mul), &[y, y]).unwrap();
+        let loss = g.add("loss", Op::Reduce { kind: ReduceKind::Sum, axes: vec![0, 1, 2, 3], keepdims: false }, &[sq]);
+        let grads = kerasc::ir::grad::append_backward(&mut g, loss.unwrap(), &[x, gamma]).unwrap();
+        g.set_outputs(grads);
+        let plan = kerasc::optimizer::plan_for_shapes(&g, &[dims.to_vec(), vec![6]]).unwrap();
+        let steps = kerasc::codegen::cuda::emit_plan(&g, &plan).unwrap();
+        kernels.extend(steps.into_iter().flat_map(|s| s.kernels).map(|k| (format!("batch norm axis {axis}"), k)));
+    }
     // NVRTC is thread-safe: compile on every core.
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let results: Vec<Result<(), String>> = std::thread::scope(|sc| {

@@ -453,6 +453,46 @@ fn training_step_cnn() {
     check(&g, inputs, "training_step_cnn");
 }
 
+/// Batch normalization in training: the batch's statistics (`Moments`), the per-channel sums of
+/// the backward pass (`BatchNormSums`) and the statistics' gradient (`MomentsGrad`), with the
+/// channels last and, through a transposed input, in the middle.
+#[test]
+fn training_step_batch_norm() {
+    let mut g = Graph::new("train_bn");
+    let x = fixed_input(&mut g, "x", &[3, 5, 4, 6], DType::F32);
+    let w = fixed_input(&mut g, "w", &[1, 1, 6, 6], DType::F32);
+    let gamma = fixed_input(&mut g, "gamma", &[6], DType::F32);
+    let beta = fixed_input(&mut g, "beta", &[6], DType::F32);
+    let r = g.add_constant("r", seq(&[3, 5, 4, 6], 0.77));
+    let c1 = ConvAttrs { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![(0, 0), (0, 0)], groups: 1 };
+    let h = g.add("conv", Op::Conv(c1), &[x, w]).unwrap();
+    let mut outs = Vec::new();
+    let mut parts = Vec::new();
+    for (axis, src) in [(3usize, h), (1, g.add("nchw", Op::Transpose { perm: vec![0, 3, 1, 2] }, &[h]).unwrap())] {
+        let m = g.add("moments", Op::Moments { axis }, &[src]).unwrap();
+        let row = |g: &mut Graph, k: i64| {
+            let s = Op::Slice { axes: vec![0], starts: vec![k], ends: vec![k + 1], steps: vec![1] };
+            let s = g.add("row", s, &[m]).unwrap();
+            g.add("stat", Op::Reshape { shape: vec![6] }, &[s]).unwrap()
+        };
+        let (mean, var) = (row(&mut g, 0), row(&mut g, 1));
+        let y = g.add("bn", Op::BatchNorm { axis, epsilon: 1e-3 }, &[src, gamma, beta, mean, var]).unwrap();
+        let y = if axis == 1 { g.add("nhwc", Op::Transpose { perm: vec![0, 2, 3, 1] }, &[y]).unwrap() } else { y };
+        let p = g.add("p", Op::Binary(BinaryOp::Mul), &[y, r]).unwrap();
+        parts.push(
+            g.add("sum", Op::Reduce { kind: ReduceKind::Sum, axes: vec![0, 1, 2, 3], keepdims: false }, &[p]).unwrap(),
+        );
+        outs.push(m);
+    }
+    let loss = g.add("loss", Op::Binary(BinaryOp::Add), &[parts[0], parts[1]]).unwrap();
+    let grads = ir::grad::append_backward(&mut g, loss, &[x, w, gamma, beta]).unwrap();
+    outs.push(loss);
+    outs.extend(grads);
+    g.set_outputs(outs);
+    let inputs = vec![seq(&[3, 5, 4, 6], 0.37), seq(&[1, 1, 6, 6], 0.53), seq(&[6], 0.9), seq(&[6], 0.4)];
+    check(&g, inputs, "training_step_batch_norm");
+}
+
 /// The element-wise and lookup backward kernels: every activation's derivative, binary
 /// partials under broadcasting, means, embeddings and dense-label cross-entropy.
 #[test]

@@ -374,6 +374,16 @@ pub enum Op {
     LogSoftmax { axis: usize },
     /// `[x, gamma, beta, mean, variance]` (all 1-D along `axis`); inference arithmetic.
     BatchNorm { axis: usize, epsilon: f32 },
+    /// `[x]`: the batch's statistics per channel along `axis`, `[2, C]`: the mean and the
+    /// (biased) variance over every other axis (a batch normalization in training).
+    Moments { axis: usize },
+    /// `[x, moments, dmoments]` (both `[2, C]`): the gradient of [`Op::Moments`] with respect to
+    /// `x`, `dmean/M + dvar·2(x − mean)/M` with M the values per channel (training).
+    MomentsGrad { axis: usize },
+    /// `[dy, x, mean]` (`mean` 1-D along `axis`): `[2, C]`, the per-channel sums `Σ dy` and
+    /// `Σ dy·(x − mean)` over every other axis, from which a batch normalization's gradients
+    /// follow (training).
+    BatchNormSums { axis: usize },
     /// `[x, gamma, beta]` with shapes broadcastable to x; statistics over `axes`.
     LayerNorm { axes: Vec<usize>, epsilon: f32 },
     /// `[x, gamma, beta]` (1-D over channels `axis`).
@@ -522,9 +532,13 @@ impl Op {
             | Op::ConvFilterGrad { .. } => OpFamily::Conv,
             Op::Pool(_) | Op::PoolGrad(_) => OpFamily::Pool,
             Op::Reduce { .. } | Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::MeanGrad { .. } => OpFamily::Reduce,
-            Op::BatchNorm { .. } | Op::LayerNorm { .. } | Op::GroupNorm { .. } | Op::L2Normalize { .. } => {
-                OpFamily::Norm
-            }
+            Op::BatchNorm { .. }
+            | Op::Moments { .. }
+            | Op::MomentsGrad { .. }
+            | Op::BatchNormSums { .. }
+            | Op::LayerNorm { .. }
+            | Op::GroupNorm { .. }
+            | Op::L2Normalize { .. } => OpFamily::Norm,
             Op::Reshape { .. }
             | Op::Transpose { .. }
             | Op::Concat { .. }
@@ -570,6 +584,9 @@ impl Op {
             Op::Softmax { .. } => "Softmax".into(),
             Op::LogSoftmax { .. } => "LogSoftmax".into(),
             Op::BatchNorm { .. } => "BatchNorm".into(),
+            Op::Moments { .. } => "Moments".into(),
+            Op::MomentsGrad { .. } => "MomentsGrad".into(),
+            Op::BatchNormSums { .. } => "BatchNormSums".into(),
             Op::LayerNorm { .. } => "LayerNorm".into(),
             Op::GroupNorm { .. } => "GroupNorm".into(),
             Op::L2Normalize { .. } => "L2Normalize".into(),

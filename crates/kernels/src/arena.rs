@@ -30,6 +30,9 @@ pub fn supports(op: &Op, shapes: &[&[usize]]) -> bool {
             Op::BinaryGrad { .. } => shapes.len() == 3,
             Op::MeanGrad { .. } => shapes.len() == 2,
             Op::ConvInputGrad { .. } | Op::ConvFilterGrad { .. } | Op::PoolGrad(_) => shapes.len() == 2,
+            Op::BatchNorm { .. } | Op::Moments { .. } | Op::MomentsGrad { .. } | Op::BatchNormSums { .. } => {
+                norm::batch_stats_fit(op, shapes)
+            }
             Op::Softmax { axes } => rank > 0 && axes.as_slice() == [last],
             Op::LogSoftmax { axis } => rank > 0 && *axis == last,
             Op::LayerNorm { axes, .. } => {
@@ -141,6 +144,10 @@ pub fn run_into(
                 Op::GroupNorm { groups, axis, epsilon } => {
                     norm::group_norm_into(ins[0], ins[1], ins[2], shapes[0], *groups, *axis, *epsilon, out)
                 }
+                Op::BatchNorm { axis, epsilon } => norm::batch_norm_into(ins, shapes[0], *axis, *epsilon, out),
+                Op::Moments { axis } => norm::moments_into(ins[0], shapes[0], *axis, out),
+                Op::MomentsGrad { axis } => norm::moments_grad_into(ins, shapes[0], *axis, out),
+                Op::BatchNormSums { axis } => norm::batch_norm_sums_into(ins, shapes[0], *axis, out),
                 Op::Concat { axis } => shape_ops::concat_into(ins, shapes, *axis, out, out_shape),
                 Op::Reduce { kind, axes, .. } => {
                     if let Some(dims) = reduce::middle_axes(shapes[0], axes) {

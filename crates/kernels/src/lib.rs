@@ -86,6 +86,7 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, KernelError> {
         Op::LogSoftmax { axis } => one(reduce::softmax(op, inputs[0], &[*axis], true)?),
         Op::MeanGrad { axes } => one(reduce::mean_grad(op, inputs[0], axes, &out_shape(0)?)?),
         Op::BatchNorm { axis, epsilon } => one(norm::batch_norm(op, inputs, *axis, *epsilon)?),
+        Op::Moments { .. } | Op::MomentsGrad { .. } | Op::BatchNormSums { .. } => one(norm::batch_stats(op, inputs)?),
         Op::LayerNorm { axes, epsilon } => one(norm::layer_norm(op, inputs, axes, *epsilon)?),
         Op::GroupNorm { groups, axis, epsilon } => one(norm::group_norm(op, inputs, *groups, *axis, *epsilon)?),
         Op::L2Normalize { axes, epsilon } => one(norm::l2_normalize(op, inputs[0], axes, *epsilon)?),

@@ -1,7 +1,8 @@
-//! Normalizations: batch (inference), layer, group and L2.
+//! Normalizations: batch (inference, and the batch statistics and sums of training), layer,
+//! group and L2.
 
 use crate::reduce::reduction_offsets;
-use crate::util::{f32s, map_per_channel, rows_par, strides, tensor};
+use crate::util::{f32s, map_per_channel, ordered_sum, rows_par, strides, tensor};
 use crate::KernelError;
 use ir::{Op, Tensor};
 
@@ -16,6 +17,175 @@ pub fn batch_norm(op: &Op, inputs: &[&Tensor], axis: usize, eps: f32) -> Result<
     let scale: Vec<f32> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
     let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
     tensor(inputs[0].shape(), map_per_channel(xs, inputs[0].shape(), axis, |ch, v| v * scale[ch] + shift[ch]))
+}
+
+/// [`batch_norm`] into `out`, for tensors with channels at `axis` (`ins`: x, gamma, beta,
+/// mean, variance).
+pub(crate) fn batch_norm_into(ins: &[&[f32]], shape: &[usize], axis: usize, eps: f32, out: &mut [f32]) {
+    let c = shape[axis];
+    let scale: Vec<f32> = (0..c).map(|i| ins[1][i] / (ins[4][i] + eps).sqrt()).collect();
+    let shift: Vec<f32> = (0..c).map(|i| ins[2][i] - ins[3][i] * scale[i]).collect();
+    affine_per_channel(ins[0], shape, axis, &scale, &shift, out);
+}
+
+/// `out = x·a[ch] + b[ch]` for x with channels at `axis`, in parallel over rows.
+fn affine_per_channel(x: &[f32], shape: &[usize], axis: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
+    let (_, c, inner) = channel_layout(shape, axis);
+    if inner == 1 {
+        rows_par(out, c, |r, dst| {
+            let src = &x[r * c..(r + 1) * c];
+            for (((y, &v), &a), &b) in dst.iter_mut().zip(src).zip(a).zip(b) {
+                *y = v * a + b;
+            }
+        });
+    } else {
+        rows_par(out, inner, |r, dst| {
+            let (a, b) = (a[r % c], b[r % c]);
+            dst.iter_mut().zip(&x[r * inner..(r + 1) * inner]).for_each(|(y, &v)| *y = v * a + b);
+        });
+    }
+}
+
+/// A tensor with channels at `axis` seen as (outer, C, inner).
+fn channel_layout(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    let outer: usize = shape[..axis].iter().product();
+    (outer, shape[axis], shape[axis + 1..].iter().product())
+}
+
+/// Per-channel sums over (outer, C, inner) data of the two terms `f(a, b, shift[ch])` gives:
+/// in f32 over blocks of at most 256 rows, in f64 across blocks, the outer rows split into a
+/// fixed number of groups summed in order (the same bits on any number of threads).
+fn channel_sums2(
+    a: &[f32],
+    b: &[f32],
+    shape: &[usize],
+    axis: usize,
+    shift: &[f32],
+    f: impl Fn(f32, f32, f32) -> (f32, f32) + Sync,
+) -> (Vec<f64>, Vec<f64>) {
+    const BLOCK: usize = 256;
+    let (outer, c, inner) = channel_layout(shape, axis);
+    let run = |rows: std::ops::Range<usize>, acc: &mut [f64]| {
+        let (t0, t1) = acc.split_at_mut(c);
+        let (mut s0, mut s1) = (vec![0f32; c], vec![0f32; c]);
+        if inner == 1 {
+            let mut r = rows.start;
+            while r < rows.end {
+                let end = (r + BLOCK).min(rows.end);
+                s0.fill(0.0);
+                s1.fill(0.0);
+                for k in r..end {
+                    let (ar, br) = (&a[k * c..(k + 1) * c], &b[k * c..(k + 1) * c]);
+                    for ((((p, q), &av), &bv), &sh) in s0.iter_mut().zip(s1.iter_mut()).zip(ar).zip(br).zip(shift) {
+                        let (u, v) = f(av, bv, sh);
+                        *p += u;
+                        *q += v;
+                    }
+                }
+                t0.iter_mut().zip(&s0).for_each(|(t, &s)| *t += f64::from(s));
+                t1.iter_mut().zip(&s1).for_each(|(t, &s)| *t += f64::from(s));
+                r = end;
+            }
+        } else {
+            for o in rows {
+                for ch in 0..c {
+                    let base = (o * c + ch) * inner;
+                    let (ar, br) = (&a[base..base + inner], &b[base..base + inner]);
+                    for (ab, bb) in ar.chunks(BLOCK).zip(br.chunks(BLOCK)) {
+                        let (mut p, mut q) = (0f32, 0f32);
+                        for (&av, &bv) in ab.iter().zip(bb) {
+                            let (u, v) = f(av, bv, shift[ch]);
+                            p += u;
+                            q += v;
+                        }
+                        t0[ch] += f64::from(p);
+                        t1[ch] += f64::from(q);
+                    }
+                }
+            }
+        }
+    };
+    let sums = ordered_sum(outer, 2 * c, |rows, acc| {
+        run(rows, acc);
+        Ok::<(), KernelError>(())
+    })
+    .unwrap_or_else(|_| vec![0.0; 2 * c]);
+    let (s0, s1) = sums.split_at(c);
+    (s0.to_vec(), s1.to_vec())
+}
+
+/// [`Op::Moments`] into `out` (`[2, C]`): each channel's mean over the other axes, then the
+/// mean of the squared deviations from it.
+pub(crate) fn moments_into(x: &[f32], shape: &[usize], axis: usize, out: &mut [f32]) {
+    let c = shape[axis];
+    let count = (shape.iter().product::<usize>() / c.max(1)).max(1) as f64;
+    let zero = vec![0f32; c];
+    let (sum, _) = channel_sums2(x, x, shape, axis, &zero, |v, _, _| (v, 0.0));
+    let mean: Vec<f32> = sum.iter().map(|s| (s / count) as f32).collect();
+    let (sq, _) = channel_sums2(x, x, shape, axis, &mean, |v, _, m| ((v - m) * (v - m), 0.0));
+    out[..c].copy_from_slice(&mean);
+    out[c..2 * c].iter_mut().zip(&sq).for_each(|(o, s)| *o = (s / count) as f32);
+}
+
+/// [`Op::MomentsGrad`] into `out`: `dx = dmean/M + dvar·2(x − mean)/M`.
+pub(crate) fn moments_grad_into(ins: &[&[f32]], shape: &[usize], axis: usize, out: &mut [f32]) {
+    let c = shape[axis];
+    let m = (shape.iter().product::<usize>() / c.max(1)).max(1) as f32;
+    let (mom, dm) = (ins[1], ins[2]);
+    let a: Vec<f32> = (0..c).map(|k| 2.0 * dm[c + k] / m).collect();
+    let b: Vec<f32> = (0..c).map(|k| dm[k] / m - a[k] * mom[k]).collect();
+    affine_per_channel(ins[0], shape, axis, &a, &b, out);
+}
+
+/// [`Op::BatchNormSums`] into `out` (`[2, C]`): `Σ dy` and `Σ dy·(x − mean)` per channel.
+pub(crate) fn batch_norm_sums_into(ins: &[&[f32]], shape: &[usize], axis: usize, out: &mut [f32]) {
+    let c = shape[axis];
+    let (s0, s1) = channel_sums2(ins[0], ins[1], shape, axis, ins[2], |dy, x, m| (dy, dy * (x - m)));
+    out[..c].iter_mut().zip(&s0).for_each(|(o, &s)| *o = s as f32);
+    out[c..2 * c].iter_mut().zip(&s1).for_each(|(o, &s)| *o = s as f32);
+}
+
+/// The allocating form of the batch-statistics ops ([`Op::Moments`], [`Op::MomentsGrad`],
+/// [`Op::BatchNormSums`]), after checking their operands' sizes.
+pub fn batch_stats(op: &Op, inputs: &[&Tensor]) -> Result<Tensor, KernelError> {
+    let ins: Vec<&[f32]> = inputs.iter().map(|t| f32s(op, t)).collect::<Result<_, _>>()?;
+    let shape = inputs.first().map(|t| t.shape()).unwrap_or(&[]);
+    if !batch_stats_fit(op, &inputs.iter().map(|t| t.shape()).collect::<Vec<_>>()) {
+        return Err(KernelError::new(op, "operand shapes do not fit the op"));
+    }
+    let (axis, out_shape) = match op {
+        Op::Moments { axis } | Op::BatchNormSums { axis } => (*axis, vec![2, shape[*axis]]),
+        Op::MomentsGrad { axis } => (*axis, shape.to_vec()),
+        _ => return Err(KernelError::new(op, "not a batch-statistics op")),
+    };
+    let mut out = vec![0f32; out_shape.iter().product()];
+    match op {
+        Op::Moments { .. } => moments_into(ins[0], shape, axis, &mut out),
+        Op::MomentsGrad { .. } => moments_grad_into(&ins, shape, axis, &mut out),
+        _ => batch_norm_sums_into(&ins, shape, axis, &mut out),
+    }
+    tensor(&out_shape, out)
+}
+
+/// Whether the operand shapes suit a batch-statistics op or an inference batch normalization
+/// (the kernels index by them without further checks).
+pub(crate) fn batch_stats_fit(op: &Op, shapes: &[&[usize]]) -> bool {
+    let Some(x) = shapes.first() else { return false };
+    let (axis, n) = match op {
+        Op::Moments { axis } => (*axis, 1),
+        Op::MomentsGrad { axis } | Op::BatchNormSums { axis } => (*axis, 3),
+        Op::BatchNorm { axis, .. } => (*axis, 5),
+        _ => return false,
+    };
+    let Some(&c) = x.get(axis) else { return false };
+    let len = |s: &[usize]| s.iter().product::<usize>();
+    shapes.len() == n
+        && match op {
+            Op::MomentsGrad { .. } => shapes[1..].iter().all(|s| len(s) == 2 * c),
+            Op::BatchNormSums { .. } => shapes[1] == *x && len(shapes[2]) == c,
+            Op::BatchNorm { .. } => shapes[1..].iter().all(|s| len(s) == c),
+            _ => true,
+        }
 }
 
 /// Layer normalization over `axes` with broadcastable gamma and beta (Keras's arithmetic:
@@ -218,6 +388,33 @@ mod tests {
         let op = Op::BatchNorm { axis: 1, epsilon: 0.0 };
         let y = batch_norm(&op, &[&x, &g, &b, &m, &v], 1, 0.0).unwrap();
         assert_eq!(y.as_f32().unwrap(), &[0.5, 0.0, 2.5, 2.0]);
+    }
+
+    #[test]
+    fn batch_statistics_match_their_definitions() {
+        let shape = [3usize, 4, 5];
+        let x: Vec<f32> = (0..60).map(|i| (i as f32 * 0.37).sin() * 2.0 + 0.5).collect();
+        let dy: Vec<f32> = (0..60).map(|i| (i as f32 * 0.91).cos()).collect();
+        let t = |v: &[f32]| Tensor::from_f32(&shape, v.to_vec()).unwrap();
+        for axis in [1, 2] {
+            let c = shape[axis];
+            let st = strides(&shape);
+            let chan = |i: usize| (i / st[axis]) % c;
+            let m = (60 / c) as f64;
+            let mom = batch_stats(&Op::Moments { axis }, &[&t(&x)]).unwrap().to_f64_vec();
+            let mean = Tensor::from_f32(&[c], mom[..c].iter().map(|&v| v as f32).collect()).unwrap();
+            let sums = batch_stats(&Op::BatchNormSums { axis }, &[&t(&dy), &t(&x), &mean]).unwrap().to_f64_vec();
+            for ch in 0..c {
+                let idx: Vec<usize> = (0..60).filter(|&i| chan(i) == ch).collect();
+                let mu = idx.iter().map(|&i| f64::from(x[i])).sum::<f64>() / m;
+                let var = idx.iter().map(|&i| (f64::from(x[i]) - mu).powi(2)).sum::<f64>() / m;
+                let s0: f64 = idx.iter().map(|&i| f64::from(dy[i])).sum();
+                let s1: f64 = idx.iter().map(|&i| f64::from(dy[i]) * (f64::from(x[i]) - mu)).sum();
+                for (got, want) in [(mom[ch], mu), (mom[c + ch], var), (sums[ch], s0), (sums[c + ch], s1)] {
+                    assert!((got - want).abs() < 1e-5 * (1.0 + want.abs()), "axis {axis} ch {ch}: {got} vs {want}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -168,3 +168,33 @@ pub(crate) fn for_row_blocks(
         out.par_chunks_mut(per * row_len).enumerate().for_each(|(i, b)| f(i * per, b));
     }
 }
+
+/// The sum over `n` items of the partial sums `f(items, acc)` adds into a zeroed `acc` of `len`
+/// values: the items split into at most [`SUM_GROUPS`] contiguous groups run in parallel, their
+/// partials added in group order, so the result has the same bits whatever the thread count
+/// and the scheduling (a fine-tuning run with a seed repeats exactly).
+pub(crate) fn ordered_sum<T: Copy + Default + std::ops::AddAssign + Send>(
+    n: usize,
+    len: usize,
+    f: impl Fn(std::ops::Range<usize>, &mut [T]) -> Result<(), KernelError> + Sync,
+) -> Result<Vec<T>, KernelError> {
+    let groups = n.clamp(1, SUM_GROUPS);
+    let parts = (0..groups)
+        .into_par_iter()
+        .map(|k| {
+            let mut acc = vec![T::default(); len];
+            f(k * n / groups..(k + 1) * n / groups, &mut acc)?;
+            Ok(acc)
+        })
+        .collect::<Result<Vec<_>, KernelError>>()?;
+    let mut parts = parts.into_iter();
+    let mut sum = parts.next().unwrap_or_else(|| vec![T::default(); len]);
+    for p in parts {
+        sum.iter_mut().zip(&p).for_each(|(s, &v)| *s += v);
+    }
+    Ok(sum)
+}
+
+/// The most partial sums [`ordered_sum`] makes (its parallelism; a constant, so that the sum's
+/// order does not depend on the machine).
+const SUM_GROUPS: usize = 8;

@@ -82,6 +82,15 @@ fn gradients_match_the_allocating_kernels() {
         let a = PoolAttrs { kind, window: vec![3, 3], strides: vec![2, 2], pads: vec![(1, 1), (1, 1)] };
         check(Op::PoolGrad(a), vec![seq(&[2, 7, 7, 3], 0.37), seq(&[2, 4, 4, 3], 0.2)]);
     }
+    for axis in [1, 3] {
+        let x = seq(&[2, 3, 4, 5], 0.3);
+        let c = x.shape()[axis];
+        check(Op::Moments { axis }, vec![x.clone()]);
+        check(Op::MomentsGrad { axis }, vec![x.clone(), seq(&[2, c], 0.7), seq(&[2, c], 0.9)]);
+        check(Op::BatchNormSums { axis }, vec![seq(&[2, 3, 4, 5], 0.2), x.clone(), seq(&[c], 0.5)]);
+        let p = seq(&[c], 0.4);
+        check(Op::BatchNorm { axis, epsilon: 1e-3 }, vec![x, p.clone(), p.clone(), p.clone(), Tensor::full(&[c], 0.6)]);
+    }
 }
 
 /// Shapes with an axis of size 0 (a sequence of no steps, as a fuzzer wrote): every op gives
@@ -93,6 +102,8 @@ fn axes_of_size_zero_run() {
     let ops: Vec<(Op, Vec<Tensor>)> = vec![
         (Op::LayerNorm { axes: vec![2], epsilon: 1e-3 }, vec![empty.clone(), gamma.clone(), gamma.clone()]),
         (Op::Softmax { axes: vec![2] }, vec![empty.clone()]),
+        (Op::Moments { axis: 2 }, vec![empty.clone()]),
+        (Op::BatchNormSums { axis: 2 }, vec![empty.clone(), empty.clone(), gamma.clone()]),
         (Op::Transpose { perm: vec![0, 2, 1] }, vec![empty.clone()]),
         (Op::RepeatInterleave { axis: 1, repeats: 2 }, vec![empty.clone()]),
         (Op::Reduce { kind: ir::ReduceKind::Mean, axes: vec![1], keepdims: false }, vec![empty.clone()]),

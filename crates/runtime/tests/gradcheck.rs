@@ -226,6 +226,35 @@ fn normalizations_embedding_and_slices() {
         3,
         op1(Op::BatchNorm { axis: 2, epsilon: 1e-3 }),
     );
+    // Statistics that are themselves differentiated (a batch norm's inputs that depend on weights).
+    check(
+        "batch norm (every input)",
+        vec![
+            x.clone(),
+            rng.tensor(&[4], 0.5, 1.5),
+            rng.tensor(&[4], -0.5, 0.5),
+            rng.tensor(&[4], -0.2, 0.2),
+            rng.tensor(&[4], 0.5, 1.0),
+        ],
+        op1(Op::BatchNorm { axis: 2, epsilon: 1e-3 }),
+    );
+    check("moments, channels last", vec![x.clone()], op1(Op::Moments { axis: 2 }));
+    check("moments, channels first", vec![x.clone()], op1(Op::Moments { axis: 1 }));
+    // Training mode: normalized by the batch's own statistics, the gradient through both.
+    for (axis, c) in [(2usize, 4usize), (1, 3)] {
+        let params = vec![x.clone(), rng.tensor(&[c], 0.5, 1.5), rng.tensor(&[c], -0.5, 0.5)];
+        check(&format!("batch norm in training, axis {axis}"), params, move |g, v| {
+            let m = g.add("moments", Op::Moments { axis }, &[v[0]]).unwrap();
+            let row = |g: &mut Graph, k: i64| {
+                let r = g
+                    .add("row", Op::Slice { axes: vec![0], starts: vec![k], ends: vec![k + 1], steps: vec![1] }, &[m])
+                    .unwrap();
+                g.add("stat", Op::Reshape { shape: vec![c as i64] }, &[r]).unwrap()
+            };
+            let (mean, var) = (row(g, 0), row(g, 1));
+            g.add("y", Op::BatchNorm { axis, epsilon: 1e-3 }, &[v[0], v[1], v[2], mean, var]).unwrap()
+        });
+    }
     let ids = Tensor::new(vec![2, 3], TensorData::I32(vec![1, 4, 1, 0, 2, 4])).unwrap();
     check("embedding", vec![rng.tensor(&[5, 3], -1.0, 1.0), ids], op1(Op::Gather { axis: 0 }));
     check(

@@ -1,6 +1,7 @@
-//! Normalizations: batch (inference, point-wise), layer, group and L2.
+//! Normalizations: batch (inference, point-wise; the batch's statistics and sums of training),
+//! layer, group and L2.
 
-use super::context::{launch_1d, strides, Ctx};
+use super::context::{launch_1d, numel, strides, Ctx};
 use super::{expr, KernelSource};
 use crate::CodegenError;
 use ir::DType;
@@ -14,6 +15,60 @@ impl Ctx<'_> {
                 "    const float s = in1[{ch}] / sqrtf(in4[{ch}] + {eps});\n    out0[i] = in0[i] * s + (in2[{ch}] - in3[{ch}] * s);\n",
                 eps = expr::lit(epsilon)
             )
+        })
+    }
+
+    /// One 128-thread block per channel of input 0 (channels at `axis`) summing over the other
+    /// axes into `out0[ch]` and `out0[C + ch]`: [`ir::Op::Moments`] (the mean, then the mean
+    /// squared deviation from it) or, with `grad_sums`, [`ir::Op::BatchNormSums`] (`Σ dy` and
+    /// `Σ dy·(x − mean)` from inputs dy, x, mean).
+    pub(super) fn channel_sums(&self, axis: usize, grad_sums: bool) -> Result<KernelSource, CodegenError> {
+        if self.ity(0) != DType::F32 {
+            return Err(self.unsupported("only float32 batch statistics"));
+        }
+        let x = self.ishape(0).to_vec();
+        let c = x[axis];
+        let inner: usize = x[axis + 1..].iter().product();
+        let m = numel(&x) / c.max(1);
+        let pos = if inner == 1 {
+            format!("j * {c}LL + row")
+        } else {
+            format!("(j / {inner}LL) * {ci}LL + row * {inner}LL + j % {inner}LL", ci = c * inner)
+        };
+        let n = expr::lit(m.max(1) as f32);
+        let body = if grad_sums {
+            format!(
+                "    float a = 0.f, q = 0.f;
+    const float mu = in2[row];
+    for (long long j = t; j < {m}LL; j += 128) {{ const long long p = {pos}; a += in0[p]; q += in0[p] * (in1[p] - mu); }}
+    const float s0 = kc_block_sum(a, red);
+    const float s1 = kc_block_sum(q, red);
+    if (t == 0) {{ out0[row] = s0; out0[{c} + row] = s1; }}
+"
+            )
+        } else {
+            format!(
+                "    float a = 0.f;
+    for (long long j = t; j < {m}LL; j += 128) a += in0[{pos}];
+    const float mean = kc_block_sum(a, red) / {n};
+    float q = 0.f;
+    for (long long j = t; j < {m}LL; j += 128) {{ const float dv = in0[{pos}] - mean; q += dv * dv; }}
+    const float var = kc_block_sum(q, red) / {n};
+    if (t == 0) {{ out0[row] = mean; out0[{c} + row] = var; }}
+"
+            )
+        };
+        Ok(self.row_blocks(c, &body))
+    }
+
+    /// [`ir::Op::MomentsGrad`]: `dx = dmean/M + dvar·2(x − mean)/M`, point-wise.
+    pub(super) fn moments_grad(&self, axis: usize) -> Result<KernelSource, CodegenError> {
+        let x = self.ishape(0).to_vec();
+        let c = x[axis];
+        let m = expr::lit((numel(&x) / c.max(1)).max(1) as f32);
+        self.pointwise_f32(|k| {
+            let ch = k.coord(axis, k.oshape(0));
+            format!("    out0[i] = (in2[{ch}] + 2.f * in2[{c} + {ch}] * (in0[i] - in1[{ch}])) / {m};\n")
         })
     }
 

@@ -6,7 +6,7 @@
 //! - the optimizer's fused ops (`FusedConv`, `FusedMatMul`, `Fused`): the optimizer runs after
 //!   differentiation, on the training step as a whole;
 //! - backward ops (`UnaryGrad`, `BinaryGrad`, `ConvInputGrad`, `ConvFilterGrad`, `PoolGrad`,
-//!   `MeanGrad`, `GatherGrad`, `SoftmaxCrossEntropyGrad`): second derivatives are not needed by
+//!   `MeanGrad`, `GatherGrad`, `MomentsGrad`, `BatchNormSums`, `SoftmaxCrossEntropyGrad`): second derivatives are not needed by
 //!   any optimizer kerasc has;
 //! - `ChannelsFirst`: only ONNX models have it, and they are not trained;
 //! - a `Cast` from an integer type and a `Slice` with a step other than ±1: not implemented.
@@ -62,6 +62,7 @@ impl Builder<'_> {
             Op::Softmax { axes } => self.softmax(&nd, dy, axes),
             Op::LogSoftmax { axis } => self.log_softmax(&nd, dy, *axis),
             Op::BatchNorm { axis, epsilon } => self.batch_norm(&nd, dy, *axis, *epsilon),
+            Op::Moments { axis } => self.moments(&nd, dy, *axis),
             Op::LayerNorm { axes, epsilon } => self.layer_norm(&nd, dy, axes, *epsilon),
             Op::GroupNorm { groups, axis, epsilon } => self.group_norm(&nd, dy, *groups, *axis, *epsilon),
             Op::L2Normalize { axes, epsilon } => self.l2_normalize(&nd, dy, axes, *epsilon),
@@ -88,6 +89,8 @@ impl Builder<'_> {
             | Op::ConvInputGrad { .. }
             | Op::ConvFilterGrad { .. }
             | Op::PoolGrad(_)
+            | Op::MomentsGrad { .. }
+            | Op::BatchNormSums { .. }
             | Op::SoftmaxCrossEntropyGrad { .. } => Err(no_gradient(&nd.op, "second derivatives are not needed")),
             Op::ChannelsFirst(_) => {
                 Err(no_gradient(&nd.op, "channels-first ops come from ONNX models, which are not trained"))

@@ -1,16 +1,19 @@
-//! Gradients of batch (fixed statistics), layer, group and L2 normalization, written as
-//! element-wise ops and reductions.
+//! Gradients of batch (with the batch's own or fixed statistics), layer, group and L2
+//! normalization, written as element-wise ops, reductions and per-channel sums.
 
 use super::builder::{unsupported, Builder, Grads};
-use crate::{BinaryOp, Dim, Node, Op, ReduceKind, Shape, Tensor, UnaryOp, ValueId};
+use crate::{BinaryOp, Dim, IrError, Node, Op, ReduceKind, Shape, Tensor, UnaryOp, ValueId};
 
 impl Builder<'_> {
+    /// `y = (x − μ)·s + β` with `s = γ/√(σ² + ε)`. Every gradient comes from two per-channel
+    /// sums over the batch, `S0 = Σ dy` and `S1 = Σ dy·(x − μ)` ([`Op::BatchNormSums`], one pass
+    /// over `dy` and `x`): `dβ = S0`, `dγ = S1/√(σ² + ε)`, `dμ = −s·S0`, `dσ² = −½·s·S1/(σ² + ε)`,
+    /// and `dx = dy·s`. The statistics get gradients only where they lead to a weight: in
+    /// training they are the batch's own ([`Op::Moments`] of `x`), whose rule adds their part of
+    /// `dx`; moving statistics are constants.
     pub(super) fn batch_norm(&mut self, nd: &Node, dy: ValueId, axis: usize, epsilon: f32) -> Grads {
         let x = |i: usize| nd.inputs[i];
-        let _y = nd.outputs[0];
         let op = &nd.op;
-        // Inference arithmetic with fixed statistics (a frozen or inference-mode layer):
-        // y = (x − μ)·s + β with s = γ/√(σ² + ε).
         let r = self.ty(x(0)).shape.rank();
         let mut shape = vec![1i64; r];
         let c = self.ty(x(1)).shape.dims()[0].fixed().ok_or_else(|| unsupported(op, " with symbolic channels"))?;
@@ -19,17 +22,41 @@ impl Builder<'_> {
         let v = self.add(Op::Binary(BinaryOp::Add), &[x(4), eps])?;
         let rs = self.add(Op::Unary(UnaryOp::Rsqrt), &[v])?;
         let s = self.add(Op::Binary(BinaryOp::Mul), &[x(1), rs])?;
-        let s_b = self.add(Op::Reshape { shape: shape.clone() }, &[s])?;
-        let dx = self.add(Op::Binary(BinaryOp::Mul), &[dy, s_b])?;
-        let mu_b = self.add(Op::Reshape { shape: shape.clone() }, &[x(3)])?;
-        let rs_b = self.add(Op::Reshape { shape }, &[rs])?;
-        let xc = self.add(Op::Binary(BinaryOp::Sub), &[x(0), mu_b])?;
-        let xhat = self.add(Op::Binary(BinaryOp::Mul), &[xc, rs_b])?;
-        let gx = self.add(Op::Binary(BinaryOp::Mul), &[dy, xhat])?;
-        let others: Vec<usize> = (0..r).filter(|&a| a != axis).collect();
-        let dgamma = self.add(Op::Reduce { kind: ReduceKind::Sum, axes: others.clone(), keepdims: false }, &[gx])?;
-        let dbeta = self.add(Op::Reduce { kind: ReduceKind::Sum, axes: others, keepdims: false }, &[dy])?;
-        Ok(vec![Some(dx), Some(dgamma), Some(dbeta), None, None])
+        let s_b = self.add(Op::Reshape { shape }, &[s])?;
+        let dx = if self.needs(x(0)) { Some(self.add(Op::Binary(BinaryOp::Mul), &[dy, s_b])?) } else { None };
+        let [need_g, need_b, need_m, need_v] = [1, 2, 3, 4].map(|i| self.needs(x(i)));
+        if !(need_g || need_b || need_m || need_v) {
+            return Ok(vec![dx, None, None, None, None]);
+        }
+        let sums = self.add(Op::BatchNormSums { axis }, &[dy, x(0), x(3)])?;
+        let row = |b: &mut Self, k: i64| -> Result<ValueId, IrError> {
+            let r = b.add(Op::Slice { axes: vec![0], starts: vec![k], ends: vec![k + 1], steps: vec![1] }, &[sums])?;
+            b.add(Op::Reshape { shape: vec![c as i64] }, &[r])
+        };
+        let s0 = row(self, 0)?;
+        let s1 = row(self, 1)?;
+        let dgamma = if need_g { Some(self.add(Op::Binary(BinaryOp::Mul), &[s1, rs])?) } else { None };
+        let dmean = if need_m {
+            let t = self.add(Op::Binary(BinaryOp::Mul), &[s0, s])?;
+            Some(self.add(Op::Unary(UnaryOp::Neg), &[t])?)
+        } else {
+            None
+        };
+        let dvar = if need_v {
+            let rs2 = self.add(Op::Binary(BinaryOp::Mul), &[rs, rs])?;
+            let t = self.add(Op::Binary(BinaryOp::Mul), &[s1, s])?;
+            let t = self.add(Op::Binary(BinaryOp::Mul), &[t, rs2])?;
+            Some(self.add(Op::Unary(UnaryOp::Affine { scale: -0.5, offset: 0.0 }), &[t])?)
+        } else {
+            None
+        };
+        Ok(vec![dx, dgamma, need_b.then_some(s0), dmean, dvar])
+    }
+
+    /// The batch's statistics: `dx = dμ/M + dσ²·2(x − μ)/M` ([`Op::MomentsGrad`]).
+    pub(super) fn moments(&mut self, nd: &Node, dy: ValueId, axis: usize) -> Grads {
+        let (x, m) = (nd.inputs[0], nd.outputs[0]);
+        Ok(vec![Some(self.add(Op::MomentsGrad { axis }, &[x, m, dy])?)])
     }
 
     pub(super) fn layer_norm(&mut self, nd: &Node, dy: ValueId, axes: &[usize], epsilon: f32) -> Grads {

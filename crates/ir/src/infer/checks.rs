@@ -85,6 +85,14 @@ pub(super) fn check_axes(op: &Op, axes: &[usize], rank: usize) -> Result<(), IrE
     Ok(())
 }
 
+/// The fixed size of `axis` (the channels of a per-channel statistic).
+pub(super) fn channels(op: &Op, x: &Shape, axis: usize) -> Result<usize, IrError> {
+    match x.0.get(axis) {
+        Some(Dim::Fixed(c)) => Ok(*c),
+        _ => err(op, format!("the channel axis {axis} of {x} must have a fixed size")),
+    }
+}
+
 pub(super) fn per_channel(op: &Op, x: &Shape, axis: usize, p: &TensorType, what: &str) -> Result<(), IrError> {
     if p.shape.rank() != 1 {
         return err(op, format!("{what} must be 1-D, got {}", p.shape));

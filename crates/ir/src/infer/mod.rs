@@ -7,7 +7,7 @@ mod rnn;
 pub use checks::{elements_per_sample, MAX_ELEMENTS_PER_SAMPLE};
 
 use crate::{DType, Dim, Epilogue, ExprNode, IrError, Op, Shape, TensorType};
-use checks::{add, arity, bounded, check_axes, err, float_only, mul, per_channel, positive, unary_params};
+use checks::{add, arity, bounded, channels, check_axes, err, float_only, mul, per_channel, positive, unary_params};
 use conv::{conv, conv_transpose, pool};
 use rnn::rnn;
 
@@ -233,6 +233,36 @@ fn infer(op: &Op, tys: &[TensorType]) -> R {
                 per_channel(op, &tys[0].shape, *axis, t, what)?;
             }
             Ok(vec![tys[0].clone()])
+        }
+        Op::Moments { axis } => {
+            arity(op, tys, 1, 1)?;
+            float_only(op, &tys[0])?;
+            check_axes(op, &[*axis], tys[0].shape.rank())?;
+            let c = channels(op, &tys[0].shape, *axis)?;
+            Ok(vec![TensorType::new(tys[0].dtype, Shape::fixed(&[2, c]))])
+        }
+        Op::MomentsGrad { axis } => {
+            arity(op, tys, 3, 3)?;
+            float_only(op, &tys[0])?;
+            check_axes(op, &[*axis], tys[0].shape.rank())?;
+            let c = channels(op, &tys[0].shape, *axis)?;
+            for (t, what) in tys[1..].iter().zip(["moments", "their gradient"]) {
+                if t.shape != Shape::fixed(&[2, c]) {
+                    return err(op, format!("{what} must be [2, {c}], got {}", t.shape));
+                }
+            }
+            Ok(vec![tys[0].clone()])
+        }
+        Op::BatchNormSums { axis } => {
+            arity(op, tys, 3, 3)?;
+            float_only(op, &tys[0])?;
+            check_axes(op, &[*axis], tys[0].shape.rank())?;
+            if tys[0].shape != tys[1].shape {
+                return err(op, format!("dy {} and x {} differ", tys[0].shape, tys[1].shape));
+            }
+            let c = channels(op, &tys[0].shape, *axis)?;
+            per_channel(op, &tys[1].shape, *axis, &tys[2], "mean")?;
+            Ok(vec![TensorType::new(tys[0].dtype, Shape::fixed(&[2, c]))])
         }
         Op::LayerNorm { axes, .. } => {
             arity(op, tys, 3, 3)?;

@@ -4,7 +4,7 @@
 use super::geo::Geo;
 use super::{conv_into, im2col, transposed_into, COLUMNS, ROW_CHUNK};
 use crate::matmul::sgemm;
-use crate::util::{f32s, tensor};
+use crate::util::{f32s, ordered_sum, tensor};
 use crate::KernelError;
 use ir::{ConvAttrs, Op, Tensor};
 use rayon::prelude::*;
@@ -134,36 +134,6 @@ pub fn conv_filter_grad_into(
     dw.copy_from_slice(&sum);
     Ok(())
 }
-
-/// The sum over `n` items of the partial sums `f(items, acc)` adds into a zeroed `acc` of `len`
-/// values: the items split into at most [`SUM_GROUPS`] contiguous groups run in parallel, their
-/// partials added in group order, so the result has the same bits whatever the thread count
-/// and the scheduling (a fine-tuning run with a seed repeats exactly).
-fn ordered_sum(
-    n: usize,
-    len: usize,
-    f: impl Fn(std::ops::Range<usize>, &mut [f32]) -> Result<(), KernelError> + Sync,
-) -> Result<Vec<f32>, KernelError> {
-    let groups = n.clamp(1, SUM_GROUPS);
-    let parts = (0..groups)
-        .into_par_iter()
-        .map(|k| {
-            let mut acc = vec![0f32; len];
-            f(k * n / groups..(k + 1) * n / groups, &mut acc)?;
-            Ok(acc)
-        })
-        .collect::<Result<Vec<_>, KernelError>>()?;
-    let mut parts = parts.into_iter();
-    let mut sum = parts.next().unwrap_or_else(|| vec![0f32; len]);
-    for p in parts {
-        sum.iter_mut().zip(&p).for_each(|(s, v)| *s += v);
-    }
-    Ok(sum)
-}
-
-/// The most partial sums [`ordered_sum`] makes (its parallelism; a constant, so that the sum's
-/// order does not depend on the machine).
-const SUM_GROUPS: usize = 8;
 
 /// Which gradient [`grouped_grads`] computes, into what.
 enum GroupedGrad<'a> {

@@ -330,37 +330,24 @@ impl TrainStep {
             let ins: Vec<ValueId> = node.inputs.iter().map(|&v| get(&mut g, &mut map, v)).collect();
             let nm = &node.name;
             let replaced = match &node.op {
+                // Training mode: the batch's own statistics (one Moments op), normalized by the
+                // inference op; the gradient flows through both (ir::grad's batch-norm rules).
                 Op::BatchNorm { axis, epsilon } if opts.batch_norm.contains(nm) => {
                     let (x, gamma, beta) = (ins[0], ins[1], ins[2]);
-                    let xr = g.value(x).ty.shape.rank();
-                    let others: Vec<usize> = (0..xr).filter(|a| a != axis).collect();
                     let c = g.value(gamma).ty.shape.dims()[0].fixed().ok_or_else(|| err("symbolic channels"))?;
-                    let mut bshape = vec![1i64; xr];
-                    bshape[*axis] = c as i64;
-                    let red = |others: &Vec<usize>| Op::Reduce {
-                        kind: ReduceKind::Mean,
-                        axes: others.clone(),
-                        keepdims: true,
+                    let moments = g.add(format!("{nm}/moments"), Op::Moments { axis: *axis }, &[x])?;
+                    let stat = |g: &mut Graph, k: i64, what: &str| -> Result<ValueId, RuntimeError> {
+                        let row = Op::Slice { axes: vec![0], starts: vec![k], ends: vec![k + 1], steps: vec![1] };
+                        let r = g.add(format!("{nm}/{what}_row"), row, &[moments])?;
+                        Ok(g.add(format!("{nm}/batch_{what}"), Op::Reshape { shape: vec![c as i64] }, &[r])?)
                     };
-                    let mean = g.add(format!("{nm}/batch_mean"), red(&others), &[x])?;
-                    let xc = g.add(format!("{nm}/centered"), Op::Binary(BinaryOp::Sub), &[x, mean])?;
-                    let sq = g.add(format!("{nm}/squared"), Op::Unary(UnaryOp::Square), &[xc])?;
-                    let var = g.add(format!("{nm}/batch_variance"), red(&others), &[sq])?;
-                    let eps = g.add_constant(format!("{nm}/epsilon"), Tensor::scalar(*epsilon));
-                    let ve = g.add(format!("{nm}/var_eps"), Op::Binary(BinaryOp::Add), &[var, eps])?;
-                    let rs = g.add(format!("{nm}/rsqrt"), Op::Unary(UnaryOp::Rsqrt), &[ve])?;
-                    let gb = g.add(format!("{nm}/gamma"), Op::Reshape { shape: bshape.clone() }, &[gamma])?;
-                    let inv = g.add(format!("{nm}/inv"), Op::Binary(BinaryOp::Mul), &[rs, gb])?;
-                    let bb = g.add(format!("{nm}/beta"), Op::Reshape { shape: bshape }, &[beta])?;
-                    let mi = g.add(format!("{nm}/mean_inv"), Op::Binary(BinaryOp::Mul), &[mean, inv])?;
-                    let res = g.add(format!("{nm}/shift"), Op::Binary(BinaryOp::Sub), &[bb, mi])?;
-                    let xi = g.add(format!("{nm}/scaled"), Op::Binary(BinaryOp::Mul), &[x, inv])?;
-                    let y = g.add(nm.clone(), Op::Binary(BinaryOp::Add), &[xi, res])?;
+                    let mean = stat(&mut g, 0, "mean")?;
+                    let var = stat(&mut g, 1, "variance")?;
+                    let bn = Op::BatchNorm { axis: *axis, epsilon: *epsilon };
+                    let y = g.add(nm.clone(), bn, &[x, gamma, beta, mean, var])?;
                     for (k, stat) in [(3usize, mean), (4usize, var)] {
                         if let Some(&si) = node.inputs.get(k).and_then(|v| state_index.get(v)) {
-                            let flat =
-                                g.add(format!("{nm}/stat{k}"), Op::Reshape { shape: vec![c as i64] }, &[stat])?;
-                            stats.push((si, flat));
+                            stats.push((si, stat));
                         }
                     }
                     Some(vec![y])
