@@ -81,6 +81,21 @@ fn a_planned_run_without_gemm_allocates_only_its_outputs() {
         s.graph().nodes().len(),
         kerasc::ir::render::to_text(s.graph())
     );
+    // An epoch's short last batch, then a full one again: both plans are kept, so the full batch
+    // runs without planning anew (and both give the naive executor's outputs).
+    let short = vec![Tensor::from_f32(&[1, 8, 8, 4], (0..256).map(|i| (i as f32 * 0.11).cos()).collect()).unwrap()];
+    let want_short = kerasc::Session::new(g.clone(), SessionOptions::default()).unwrap().run(&short).unwrap();
+    assert_eq!(s.run(&short).unwrap()[0].as_f32(), want_short[0].as_f32());
+    let (mut n_full, mut n_short) = (usize::MAX, usize::MAX);
+    for _ in 0..3 {
+        let (out, k) = count(|| s.run(&xs).unwrap());
+        assert_eq!(out[0].as_f32(), want[0].as_f32());
+        n_full = n_full.min(k);
+        let (out, k) = count(|| s.run(&short).unwrap());
+        assert_eq!(out[0].as_f32(), want_short[0].as_f32());
+        n_short = n_short.min(k);
+    }
+    assert!(n_full <= 4 && n_short <= 4, "{n_full} and {n_short} allocations running two batch sizes in turn");
 }
 
 #[test]

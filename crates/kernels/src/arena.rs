@@ -6,14 +6,15 @@ use crate::fused::{self, EpilogueArgs, Operand};
 use crate::{conv, elementwise, matmul, norm, pool, reduce, shape_ops, KernelError};
 use ir::Op;
 
-/// The most operands an in-arena kernel takes (they are held on the stack).
+/// The most operands an in-arena kernel takes (they are held on the stack), a concatenation
+/// aside.
 pub const MAX_OPERANDS: usize = 16;
 
 /// Whether [`run_into`] handles this op with these operand shapes (float32 operands).
 pub fn supports(op: &Op, shapes: &[&[usize]]) -> bool {
     let rank = shapes.first().map(|s| s.len()).unwrap_or(0);
     let last = rank.saturating_sub(1);
-    shapes.len() <= MAX_OPERANDS
+    (shapes.len() <= MAX_OPERANDS || matches!(op, Op::Concat { .. }))
         && match op {
             Op::Conv(_)
             | Op::FusedConv { .. }
@@ -71,7 +72,26 @@ pub fn run_into(
             _ => Err(KernelError::new(op, format!("operand {i} is not readable here"))),
         }
     };
-    if views.len() > MAX_OPERANDS || shapes.len() < views.len() {
+    if shapes.len() < views.len() {
+        return Err(KernelError::new(op, "an operand without its shape"));
+    }
+    if let Op::Concat { axis } = op {
+        let n = views.len();
+        let mut stack: [&[f32]; MAX_OPERANDS] = [&[]; MAX_OPERANDS];
+        let mut heap: Vec<&[f32]> = Vec::new();
+        let ins: &mut [&[f32]] = if n <= MAX_OPERANDS {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, &[]);
+            &mut heap
+        };
+        for (k, v) in ins.iter_mut().enumerate() {
+            *v = need(k)?.0;
+        }
+        shape_ops::concat_into(ins, shapes, *axis, out, out_shape);
+        return Ok(());
+    }
+    if views.len() > MAX_OPERANDS {
         return Err(KernelError::new(op, "too many operands for an in-arena kernel"));
     }
     if out.is_empty() {
@@ -148,7 +168,6 @@ pub fn run_into(
                 Op::Moments { axis } => norm::moments_into(ins[0], shapes[0], *axis, out),
                 Op::MomentsGrad { axis } => norm::moments_grad_into(ins, shapes[0], *axis, out),
                 Op::BatchNormSums { axis } => norm::batch_norm_sums_into(ins, shapes[0], *axis, out),
-                Op::Concat { axis } => shape_ops::concat_into(ins, shapes, *axis, out, out_shape),
                 Op::Reduce { kind, axes, .. } => {
                     if let Some(dims) = reduce::middle_axes(shapes[0], axes) {
                         reduce::reduce_middle(*kind, ins[0], dims, out);

@@ -82,6 +82,8 @@ fn gradients_match_the_allocating_kernels() {
         let a = PoolAttrs { kind, window: vec![3, 3], strides: vec![2, 2], pads: vec![(1, 1), (1, 1)] };
         check(Op::PoolGrad(a), vec![seq(&[2, 7, 7, 3], 0.37), seq(&[2, 4, 4, 3], 0.2)]);
     }
+    // More pieces than the stack holds (a recurrent layer's steps).
+    check(Op::Concat { axis: 1 }, (0..40).map(|k| seq(&[2, 1, 3], 0.1 + k as f32 * 0.01)).collect());
     for axis in [1, 3] {
         let x = seq(&[2, 3, 4, 5], 0.3);
         let c = x.shape()[axis];

@@ -57,8 +57,13 @@ pub struct PlannedSession {
     graph: Graph,
     device: Device,
     memory_limit: Option<usize>,
-    state: Mutex<Option<ArenaState>>,
+    /// The arenas of the last input shapes run, the newest first: at most [`KEPT_PLANS`], so
+    /// that an epoch's short last batch does not re-plan the full-size one every epoch.
+    state: Mutex<Vec<ArenaState>>,
 }
+
+/// How many input shapes' plans and arenas a session keeps.
+const KEPT_PLANS: usize = 2;
 
 fn loc(plan: &MemoryPlan, v: ValueId) -> Loc {
     match plan.placements.get(v.0) {
@@ -74,7 +79,7 @@ impl PlannedSession {
     pub fn new(graph: Graph, options: SessionOptions) -> Result<PlannedSession, RuntimeError> {
         graph.validate()?;
         let device = cpu_only(options.device)?;
-        Ok(PlannedSession { graph, device, memory_limit: options.memory_limit, state: Mutex::new(None) })
+        Ok(PlannedSession { graph, device, memory_limit: options.memory_limit, state: Mutex::new(Vec::new()) })
     }
 
     /// The device this session runs on.
@@ -146,13 +151,19 @@ impl PlannedSession {
     fn run_timed(&self, inputs: &[Tensor], times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
         check_inputs(&self.graph, inputs)?;
         let mut guard = self.state.lock().map_err(|_| RuntimeError::Plan("arena lock poisoned".into()))?;
-        let same = guard.as_ref().is_some_and(|s| {
+        let same = |s: &ArenaState| {
             s.input_shapes.len() == inputs.len() && s.input_shapes.iter().zip(inputs).all(|(a, t)| a == t.shape())
-        });
-        if !same {
-            *guard = Some(self.prepare(inputs.iter().map(|t| t.shape().to_vec()).collect())?);
+        };
+        match guard.iter().position(same) {
+            Some(0) => {}
+            Some(k) => guard[..=k].rotate_right(1),
+            None => {
+                let fresh = self.prepare(inputs.iter().map(|t| t.shape().to_vec()).collect())?;
+                guard.truncate(KEPT_PLANS - 1);
+                guard.insert(0, fresh);
+            }
         }
-        let state = guard.as_mut().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
+        let state = guard.first_mut().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
         if state.on_pool {
             kernels::on_pool(|| self.run_steps(inputs, state, times))
         } else {
@@ -210,28 +221,45 @@ impl PlannedSession {
         }
     }
 
-    fn fast(&self, step: &Step, inputs: &[Tensor], plan: &MemoryPlan, arena: &mut [f32]) -> Result<(), RuntimeError> {
+    fn fast<'a>(
+        &'a self,
+        step: &Step,
+        inputs: &'a [Tensor],
+        plan: &'a MemoryPlan,
+        arena: &'a mut [f32],
+    ) -> Result<(), RuntimeError> {
         let node = &self.graph.nodes()[step.node];
         let (off, len) = step.out.ok_or_else(|| RuntimeError::Plan("fast step without a slot".into()))?;
         let (lo, rest) = arena.split_at_mut(off);
         let (out, hi) = rest.split_at_mut(len);
         let (lo, hi): (&[f32], &[f32]) = (lo, hi);
+        let fill = |views: &mut [Option<&'a [f32]>], shapes: &mut [&'a [usize]]| -> Result<(), RuntimeError> {
+            for (k, (l, v)) in step.ins.iter().zip(&node.inputs).enumerate() {
+                shapes[k] = &plan.shapes[v.0];
+                views[k] = match *l {
+                    Loc::Arena(o, n) if o + n <= off => Some(&lo[o..o + n]),
+                    Loc::Arena(o, n) if o >= off + len => Some(&hi[o - off - len..o - off - len + n]),
+                    Loc::Arena(o, n) if o == off && n == len => None,
+                    Loc::Arena(..) => return Err(RuntimeError::Plan(format!("'{}' overlaps its output", node.name))),
+                    Loc::Input(i) => inputs.get(i).and_then(|t| t.as_f32()),
+                    Loc::Const(c) => self.graph.constant(c).and_then(|t| t.as_f32()),
+                    Loc::Separate(_) => return Err(RuntimeError::Plan("fast step reads a separate value".into())),
+                };
+            }
+            Ok(())
+        };
+        let n = step.ins.len();
+        let out_shape = &plan.shapes[node.outputs[0].0];
+        if n > MAX_OPERANDS {
+            // A concatenation of many pieces (a recurrent layer's steps): operands on the heap.
+            let (mut views, mut shapes) = (vec![None; n], vec![&[][..]; n]);
+            fill(&mut views, &mut shapes)?;
+            return Ok(arena::run_into(&node.op, &views, &shapes, out, out_shape)?);
+        }
         let mut views: [Option<&[f32]>; MAX_OPERANDS] = [None; MAX_OPERANDS];
         let mut shapes: [&[usize]; MAX_OPERANDS] = [&[]; MAX_OPERANDS];
-        for (k, (l, v)) in step.ins.iter().zip(&node.inputs).enumerate() {
-            shapes[k] = &plan.shapes[v.0];
-            views[k] = match *l {
-                Loc::Arena(o, n) if o + n <= off => Some(&lo[o..o + n]),
-                Loc::Arena(o, n) if o >= off + len => Some(&hi[o - off - len..o - off - len + n]),
-                Loc::Arena(o, n) if o == off && n == len => None,
-                Loc::Arena(..) => return Err(RuntimeError::Plan(format!("'{}' overlaps its output", node.name))),
-                Loc::Input(i) => inputs.get(i).and_then(|t| t.as_f32()),
-                Loc::Const(c) => self.graph.constant(c).and_then(|t| t.as_f32()),
-                Loc::Separate(_) => return Err(RuntimeError::Plan("fast step reads a separate value".into())),
-            };
-        }
-        let n = step.ins.len();
-        Ok(arena::run_into(&node.op, &views[..n], &shapes[..n], out, &plan.shapes[node.outputs[0].0])?)
+        fill(&mut views[..n], &mut shapes[..n])?;
+        Ok(arena::run_into(&node.op, &views[..n], &shapes[..n], out, out_shape)?)
     }
 
     fn fallback(

@@ -42,12 +42,14 @@ pub(super) struct Builder<'a> {
     /// Per value: whether the loss's gradient flows into it (it depends on a value asked for).
     /// Values added by the builder itself are not in it and count as needing one.
     pub(super) needs: Vec<bool>,
+    /// The first part of every added node's name (`grad` for the backward pass).
+    pub(super) prefix: String,
 }
 
 impl Builder<'_> {
     pub(super) fn add(&mut self, op: Op, ins: &[ValueId]) -> Result<ValueId, IrError> {
         self.n += 1;
-        self.g.add(format!("grad/{}", self.n), op, ins)
+        self.g.add(format!("{}/{}", self.prefix, self.n), op, ins)
     }
 
     /// Whether a rule should build the gradient of `v` (it leads to a value asked for).

@@ -99,6 +99,25 @@ impl Builder<'_> {
     }
 }
 
+/// Appends to `g` the recurrent layer `a` on `inputs` unrolled into primitive ops (matmuls,
+/// slices, activations; nodes named `name/N`) and returns its first `n_outputs` outputs, as the
+/// `Rnn` op gives them. A training step built this way differentiates through the ops it ran
+/// instead of running the layer and then recomputing it unrolled.
+pub fn unroll_rnn(
+    g: &mut Graph,
+    name: &str,
+    a: &crate::RnnAttrs,
+    inputs: &[ValueId],
+    n_outputs: usize,
+) -> Result<Vec<ValueId>, IrError> {
+    let mut b = Builder { g, n: 0, needs: Vec::new(), prefix: name.to_string() };
+    let outs = b.unroll(a, inputs)?;
+    outs.iter()
+        .take(n_outputs)
+        .map(|o| o.ok_or_else(|| IrError::Graph(format!("'{name}' has no output {n_outputs}"))))
+        .collect()
+}
+
 /// Appends to `g` the gradient of the scalar `loss` with respect to each of `wrt` and returns
 /// the gradient values in that order (zeros for a value the loss does not depend on).
 pub fn append_backward(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<Vec<ValueId>, IrError> {
@@ -119,7 +138,7 @@ pub fn append_backward(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<
         }
     }
     let one = g.add_constant("grad/seed", Tensor::scalar(1.0));
-    let mut b = Builder { g, n: 0, needs: needs.clone() };
+    let mut b = Builder { g, n: 0, needs: needs.clone(), prefix: "grad".into() };
     let mut acc = Accum::default();
     acc.add(&mut b, loss, one)?;
     for ni in (0..forward).rev() {

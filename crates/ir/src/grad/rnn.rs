@@ -15,10 +15,42 @@ impl Builder<'_> {
         a: &crate::RnnAttrs,
         dys: &[Option<ValueId>],
     ) -> Result<Vec<Option<ValueId>>, IrError> {
+        let start = self.g.nodes().len();
+        let outs = self.unroll(a, &nd.inputs)?;
+        let end = self.g.nodes().len();
+        // The unrolled outputs get the layer's output gradients; then backwards through them.
+        let mut acc = Accum::default();
+        for (o, dy) in outs.iter().zip(dys) {
+            let (Some(o), Some(dy)) = (o, dy) else { continue };
+            acc.add(self, *o, *dy)?;
+        }
+        for ni in (start..end).rev() {
+            let node = self.g.nodes()[ni].clone();
+            let ndys = node.outputs.iter().map(|&o| acc.get(self, o)).collect::<Result<Vec<_>, _>>()?;
+            if ndys.iter().all(Option::is_none) {
+                continue;
+            }
+            if let [Some(dy)] = ndys.as_slice() {
+                if acc.slice(self, &node, *dy) {
+                    continue;
+                }
+            }
+            let dxs = self.rule(ni, &ndys)?;
+            for (&v, dx) in node.inputs.iter().zip(dxs) {
+                let Some(dx) = dx else { continue };
+                acc.add(self, v, dx)?;
+            }
+        }
+        nd.inputs.iter().map(|&v| acc.get(self, v)).collect()
+    }
+
+    /// The recurrent layer `a` on `inputs` as primitive ops appended to the graph: its outputs
+    /// (the sequence or the last output, the last state, and an LSTM's last cell state).
+    pub(super) fn unroll(&mut self, a: &crate::RnnAttrs, inputs: &[ValueId]) -> Result<[Option<ValueId>; 3], IrError> {
         use crate::RnnKind;
-        let op = nd.op.clone();
-        let (x, w, rk) = (nd.inputs[0], nd.inputs[1], nd.inputs[2]);
-        let bias = nd.inputs.get(3).copied().filter(|_| a.has_bias(nd.inputs.len()));
+        let op = Op::Rnn(a.clone());
+        let (x, w, rk) = (inputs[0], inputs[1], inputs[2]);
+        let bias = inputs.get(3).copied().filter(|_| a.has_bias(inputs.len()));
         let xs = self.ty(x).shape;
         let t = xs.dims()[1].fixed().ok_or_else(|| unsupported(&op, " over a symbolic number of steps"))?;
         let u = a.units;
@@ -28,7 +60,6 @@ impl Builder<'_> {
             RnnKind::Gru { .. } => 3,
         };
         let gu = gates * u;
-        let start = self.g.nodes().len();
         let bin = |b: &mut Self, o: BinaryOp, p: ValueId, q: ValueId| b.add(Op::Binary(o), &[p, q]);
         let un = |b: &mut Self, o: UnaryOp, p: ValueId| b.add(Op::Unary(o), &[p]);
         let cols = |b: &mut Self, v: ValueId, from: usize, to: usize| {
@@ -58,14 +89,14 @@ impl Builder<'_> {
         let mut c = h;
         let zero_state = h;
         if a.initial_state {
-            let k = a.state_index(nd.inputs.len());
-            h = nd.inputs[k];
+            let k = a.state_index(inputs.len());
+            h = inputs[k];
             if a.kind == RnnKind::Lstm {
-                c = nd.inputs[k + 1];
+                c = inputs[k + 1];
             }
         }
         // With a mask: the output of the last kept step (zeros before the first).
-        let mask = a.masked.then(|| nd.inputs[nd.inputs.len() - 1]);
+        let mask = a.masked.then(|| inputs[inputs.len() - 1]);
         let mut prev_out = zero_state;
         let mut seq = Vec::with_capacity(t);
         for step in 0..t {
@@ -182,31 +213,6 @@ impl Builder<'_> {
         } else {
             h
         };
-        let end = self.g.nodes().len();
-        // The unrolled outputs get the layer's output gradients; then backwards through them.
-        let mut acc = Accum::default();
-        let outs = [Some(y), Some(h), (a.kind == RnnKind::Lstm).then_some(c)];
-        for (o, dy) in outs.iter().zip(dys) {
-            let (Some(o), Some(dy)) = (o, dy) else { continue };
-            acc.add(self, *o, *dy)?;
-        }
-        for ni in (start..end).rev() {
-            let node = self.g.nodes()[ni].clone();
-            let ndys = node.outputs.iter().map(|&o| acc.get(self, o)).collect::<Result<Vec<_>, _>>()?;
-            if ndys.iter().all(Option::is_none) {
-                continue;
-            }
-            if let [Some(dy)] = ndys.as_slice() {
-                if acc.slice(self, &node, *dy) {
-                    continue;
-                }
-            }
-            let dxs = self.rule(ni, &ndys)?;
-            for (&v, dx) in node.inputs.iter().zip(dxs) {
-                let Some(dx) = dx else { continue };
-                acc.add(self, v, dx)?;
-            }
-        }
-        nd.inputs.iter().map(|&v| acc.get(self, v)).collect()
+        Ok([Some(y), Some(h), (a.kind == RnnKind::Lstm).then_some(c)])
     }
 }

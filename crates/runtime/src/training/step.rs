@@ -326,7 +326,12 @@ impl TrainStep {
         };
         let mut noise = Vec::new();
         let mut stats: Vec<(usize, ValueId)> = Vec::new();
+        // The model's values that depend on a trained weight.
+        let mut trained: std::collections::HashSet<ValueId> = trainable.iter().copied().collect();
         for node in model.nodes() {
+            if node.inputs.iter().any(|v| trained.contains(v)) {
+                trained.extend(node.outputs.iter().copied());
+            }
             let ins: Vec<ValueId> = node.inputs.iter().map(|&v| get(&mut g, &mut map, v)).collect();
             let nm = &node.name;
             let replaced = match &node.op {
@@ -351,6 +356,11 @@ impl TrainStep {
                         }
                     }
                     Some(vec![y])
+                }
+                // A recurrent layer that is differentiated runs unrolled: its backward pass goes
+                // through the ops that ran instead of recomputing them.
+                Op::Rnn(a) if node.outputs.iter().any(|v| trained.contains(v)) => {
+                    Some(ir::grad::unroll_rnn(&mut g, nm, a, &ins, node.outputs.len())?)
                 }
                 Op::Unary(UnaryOp::Identity) => match opts.noise.iter().find(|(n, _)| n == nm) {
                     Some((_, kind)) => {
