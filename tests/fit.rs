@@ -183,11 +183,14 @@ fn fit_from_the_command_line_writes_keras_history_and_a_model() {
     let out_dir = common::tmpdir("fit-cli");
     let out = out_dir.join("mlp_trained.h5");
     let hist = out_dir.join("history.json");
+    let report = out_dir.join("report.html");
     let m = dir.join("mlp.h5");
     let data = dir.join("mlp.finetune.npz");
     let r = common::kerasc(&[
         "fit",
         m.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
         "--data",
         data.to_str().unwrap(),
         "--output",
@@ -220,6 +223,16 @@ fn fit_from_the_command_line_writes_keras_history_and_a_model() {
             assert!((x - y).abs() <= 1e-4 * y.abs().max(1e-3), "{ours}: {x} vs Keras {y}");
         }
     }
+    // The report: a page with the epoch curves (training and validation), one point per step in
+    // the per-step loss, the learning rate, and the step's time by op kind.
+    let page = std::fs::read_to_string(&report).unwrap();
+    let steps = h["step_loss"].as_array().unwrap().len();
+    for want in ["kerasc fit: mlp.h5", ">val_loss<", ">val_accuracy<", "learning rate", "MatMul", "ms per step"] {
+        assert!(page.contains(want), "the report lacks {want:?}");
+    }
+    let step_chart = page.split("loss of each batch").nth(1).unwrap();
+    let points = step_chart.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+    assert_eq!(points.split(' ').count(), steps, "one point per step");
     // The written model runs and gives the trained model's predictions.
     let pred = out_dir.join("pred.npy");
     let r = common::kerasc(&[

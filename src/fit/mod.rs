@@ -75,7 +75,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
 
     let loss_spec: Vec<(Loss, DType)> = losses.iter().copied().zip(label_dtypes.iter().copied()).collect();
     let mut step = TrainStep::with_losses(g, &loss_spec, &trainable, &mode.options)?;
-    if options.profile {
+    if options.profile || options.report.is_some() {
         step.enable_profile();
     }
     // Validation runs in inference mode (moving statistics, no noise).
@@ -104,6 +104,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         optimizer,
         hist: History::default(),
         total_steps: 0,
+        step_metrics: Vec::new(),
     };
     let mut start_epoch = 0;
     let mut stopper = EarlyStopping::new(options.early_stopping);
@@ -122,6 +123,9 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         }
     }
     t.total_steps = t.hist.step_loss.len();
+    let first_step = t.total_steps;
+    t.step_metrics = t.metrics.iter().map(|(_, name, _)| (name.clone(), Vec::new())).collect();
+    let mut epoch_ms = Vec::new();
 
     for epoch in start_epoch..options.epochs {
         if stopper.stopped {
@@ -133,6 +137,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         t.hist.push("loss", e.loss / steps);
         // Milliseconds, with a decimal under 100 (a small model's epoch takes a few).
         let ms = t0.elapsed().as_secs_f64() * 1e3;
+        epoch_ms.push((epoch + 1, ms));
         let ms = if ms < 100.0 { format!("{ms:.1}") } else { format!("{ms:.0}") };
         let mut line = format!(
             "Epoch {}/{} - {}/{} - {ms}ms - loss: {:.4}",
@@ -180,8 +185,9 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         }
     }
 
+    let profiled = t.total_steps - first_step;
     if options.profile {
-        eprint!("{}", profile_text(&t.step.profile(), t.total_steps.max(1)));
+        eprint!("{}", profile_text(&t.step.profile(), profiled.max(1)));
     }
     let updates: Vec<(String, Tensor)> = saved
         .iter()
@@ -194,6 +200,24 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     if let Some(h) = &options.history {
         let text = serde_json::to_string_pretty(&t.hist.to_json()).map_err(|e| invalid(e.to_string()))?;
         crate::write_atomic(h, text.as_bytes()).map_err(|e| invalid(format!("{}: {e}", h.display())))?;
+    }
+    if let Some(path) = &options.report {
+        let device = options.cuda.as_ref().map(|c| format!("/GPU:{}", c.ordinal)).unwrap_or_else(|| "/CPU:0".into());
+        let learning_rate: Vec<f64> =
+            (0..t.total_steps as u64).map(|i| f64::from(t.optimizer.schedule.at(i))).collect();
+        let model_name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let page = crate::report::fit_html::fit_html(&crate::report::fit_html::FitReport {
+            model: &model_name,
+            device: &device,
+            history: &t.hist,
+            step_metrics: &t.step_metrics,
+            first_step,
+            learning_rate: &learning_rate,
+            epoch_ms: &epoch_ms,
+            profile: &t.step.profile(),
+            profiled_steps: profiled,
+        });
+        crate::write_atomic(path, page.as_bytes()).map_err(|e| invalid(format!("{}: {e}", path.display())))?;
     }
     Ok(t.hist)
 }
@@ -221,6 +245,8 @@ struct Trainer {
     optimizer: KerasOptimizer,
     hist: History,
     total_steps: usize,
+    /// Each metric on each step's batch, for `--report`.
+    step_metrics: Vec<(String, Vec<f64>)>,
 }
 
 impl Trainer {
@@ -271,8 +297,12 @@ impl Trainer {
                 *s += v as f64;
             }
             tot.samples += idx.len();
-            for (s, (k, _, m)) in tot.metrics.iter_mut().zip(&self.metrics) {
-                *s += m.sum(&out.preds[*k], &yb[*k]);
+            for (i, (s, (k, _, m))) in tot.metrics.iter_mut().zip(&self.metrics).enumerate() {
+                let v = m.sum(&out.preds[*k], &yb[*k]);
+                *s += v;
+                if let Some((_, per_step)) = self.step_metrics.get_mut(i) {
+                    per_step.push(v / idx.len().max(1) as f64);
+                }
             }
             self.optimizer.apply(&mut self.weights, &out.grads)?;
             if let Some(pb) = &bar {

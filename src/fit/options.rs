@@ -131,6 +131,10 @@ pub struct FitOptions {
     /// Print where the training steps spent their time: the most expensive op kinds and nodes
     #[arg(long)]
     pub profile: bool,
+    /// Write a self-contained HTML page of the run: loss and metric curves per epoch and per
+    /// step, the learning rate, each epoch's time and the step's time by op kind
+    #[arg(long, value_name = "R.html")]
+    pub report: Option<PathBuf>,
     /// Test hook: abort the process before this (0-based, counted over the run) step.
     #[arg(long, hide = true)]
     pub abort_after_steps: Option<usize>,

@@ -7,7 +7,7 @@ use crate::runtime::memory::human_bytes;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -107,18 +107,22 @@ pub fn graph_svg(g: &Graph, color: &str) -> String {
 pub fn bars_svg(naive: &[(String, String, f64)], optimized: &[(String, String, f64)]) -> String {
     let total =
         |rows| -> BTreeMap<String, f64> { super::by_kind(rows).into_iter().map(|(k, (t, _))| (k, t)).collect() };
-    let (a, b) = (total(naive), total(optimized));
-    let mut kinds: Vec<String> = a.keys().chain(b.keys()).cloned().collect();
+    kind_bars_svg(&[("naive", "#d9822b", total(naive)), ("optimized", "#2b7bd9", total(optimized))])
+}
+
+/// Horizontal bars of milliseconds per op kind, one bar per series `(label, colour, ms by
+/// kind)` in each row, the rows by their largest value.
+pub fn kind_bars_svg(series: &[(&str, &str, BTreeMap<String, f64>)]) -> String {
+    let get = |m: &BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
+    let mut kinds: Vec<String> = series.iter().flat_map(|(_, _, m)| m.keys().cloned()).collect();
     kinds.sort();
     kinds.dedup();
-    kinds.sort_by(|x, y| {
-        let fx = a.get(x).copied().unwrap_or(0.0).max(b.get(x).copied().unwrap_or(0.0));
-        let fy = a.get(y).copied().unwrap_or(0.0).max(b.get(y).copied().unwrap_or(0.0));
-        fy.total_cmp(&fx)
-    });
-    let max = a.values().chain(b.values()).copied().fold(1e-9, f64::max);
+    let largest = |k: &str| series.iter().map(|(_, _, m)| get(m, k)).fold(0.0, f64::max);
+    kinds.sort_by(|x, y| largest(y).total_cmp(&largest(x)));
+    let max = series.iter().flat_map(|(_, _, m)| m.values()).copied().fold(1e-9, f64::max);
     let label_w = kinds.iter().map(|k| text_width(k)).max().unwrap_or(100).max(120) as f64 + 16.0;
-    let (bar_w, row_h) = (560.0, 32.0);
+    let bar_h = 12.0;
+    let (bar_w, row_h) = (560.0, bar_h * series.len() as f64 + 8.0);
     let height = 40.0 + kinds.len() as f64 * row_h;
     let mut s = String::new();
     let _ = write!(
@@ -126,24 +130,27 @@ pub fn bars_svg(naive: &[(String, String, f64)], optimized: &[(String, String, f
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"Helvetica,Arial,sans-serif\" font-size=\"12\">",
         label_w + bar_w + 120.0
     );
-    let _ = write!(
-        s,
-        "<rect x=\"{label_w}\" y=\"6\" width=\"12\" height=\"10\" fill=\"#d9822b\"/><text x=\"{}\" y=\"15\">naive</text><rect x=\"{}\" y=\"6\" width=\"12\" height=\"10\" fill=\"#2b7bd9\"/><text x=\"{}\" y=\"15\">optimized</text>",
-        label_w + 16.0,
-        label_w + 70.0,
-        label_w + 86.0
-    );
+    let mut x = label_w;
+    for (label, color, _) in series {
+        let _ = write!(
+            s,
+            "<rect x=\"{x}\" y=\"6\" width=\"12\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"15\">{}</text>",
+            x + 16.0,
+            esc(label)
+        );
+        x += 32.0 + text_width(label) as f64;
+    }
     for (i, k) in kinds.iter().enumerate() {
         let y = 30.0 + i as f64 * row_h;
-        let na = a.get(k).copied().unwrap_or(0.0);
-        let op = b.get(k).copied().unwrap_or(0.0);
-        let _ = write!(s, "<text x=\"0\" y=\"{}\">{}</text>", y + 14.0, esc(k));
-        for (j, (v, c)) in [(na, "#d9822b"), (op, "#2b7bd9")].iter().enumerate() {
-            let w = (v / max * bar_w).max(if *v > 0.0 { 1.0 } else { 0.0 });
-            let yy = y + j as f64 * 12.0;
+        let _ = write!(s, "<text x=\"0\" y=\"{}\">{}</text>", y + bar_h * series.len() as f64 / 2.0 + 4.0, esc(k));
+        for (j, (_, c, m)) in series.iter().enumerate() {
+            let v = get(m, k);
+            let w = (v / max * bar_w).max(if v > 0.0 { 1.0 } else { 0.0 });
+            let yy = y + j as f64 * bar_h;
             let _ = write!(
                 s,
-                "<rect x=\"{label_w}\" y=\"{yy}\" width=\"{w:.1}\" height=\"11\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{}\">{v:.3} ms</text>",
+                "<rect x=\"{label_w}\" y=\"{yy}\" width=\"{w:.1}\" height=\"{}\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{}\">{v:.3} ms</text>",
+                bar_h - 1.0,
                 label_w + w + 4.0,
                 yy + 9.0
             );
@@ -151,6 +158,80 @@ pub fn bars_svg(naive: &[(String, String, f64)], optimized: &[(String, String, f
     }
     s.push_str("</svg>");
     s
+}
+
+/// A line chart of `series` `(label, colour, values)` against their index (starting at
+/// `first_x`), with the y range, the x axis named `x_label`, and a legend.
+pub fn line_svg(title: &str, x_label: &str, first_x: usize, series: &[(&str, &str, &[f64])]) -> String {
+    let (w, h, left, top, bottom) = (640.0, 240.0, 64.0, 28.0, 36.0);
+    let finite = || series.iter().flat_map(|(_, _, v)| v.iter().copied()).filter(|v| v.is_finite());
+    let (mut lo, mut hi) = (finite().fold(f64::INFINITY, f64::min), finite().fold(f64::NEG_INFINITY, f64::max));
+    if !lo.is_finite() {
+        (lo, hi) = (0.0, 1.0);
+    }
+    if hi - lo < 1e-12 {
+        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+        (lo, hi) = (lo - pad, hi + pad);
+    }
+    let n = series.iter().map(|(_, _, v)| v.len()).max().unwrap_or(0).max(2);
+    let px = |i: usize| left + (w - left - 16.0) * i as f64 / (n - 1) as f64;
+    let py = |v: f64| top + (h - top - bottom) * (1.0 - (v - lo) / (hi - lo));
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"Helvetica,Arial,sans-serif\" font-size=\"12\"><text x=\"{left}\" y=\"16\" font-weight=\"bold\">{}</text>",
+        esc(title)
+    );
+    let (y0, y1, x1) = (py(lo), py(hi), px(n - 1));
+    let _ = write!(
+        s,
+        "<line x1=\"{left}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"#999\"/><line x1=\"{left}\" y1=\"{y0}\" x2=\"{left}\" y2=\"{y1}\" stroke=\"#999\"/><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><text x=\"{left}\" y=\"{}\">{first_x}</text><text x=\"{x1}\" y=\"{}\" text-anchor=\"end\">{} ({})</text>",
+        left - 4.0,
+        y0 + 4.0,
+        fmt_value(lo),
+        left - 4.0,
+        y1 + 4.0,
+        fmt_value(hi),
+        y0 + 16.0,
+        y0 + 16.0,
+        esc(x_label),
+        first_x + n - 1
+    );
+    let mut lx = left + text_width(title) as f64 + 24.0;
+    for (label, color, vals) in series {
+        let pts: Vec<String> = vals
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, &v)| format!("{:.1},{:.1}", px(i), py(v)))
+            .collect();
+        let _ =
+            write!(s, "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>", pts.join(" "));
+        if vals.len() <= 60 {
+            for p in &pts {
+                let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
+                let _ = write!(s, "<circle cx=\"{x}\" cy=\"{y}\" r=\"2.5\" fill=\"{color}\"/>");
+            }
+        }
+        let _ = write!(
+            s,
+            "<rect x=\"{lx}\" y=\"6\" width=\"12\" height=\"10\" fill=\"{color}\"/><text x=\"{}\" y=\"15\">{}</text>",
+            lx + 16.0,
+            esc(label)
+        );
+        lx += 32.0 + text_width(label) as f64;
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A value for an axis label: four significant digits, or scientific when very small or large.
+fn fmt_value(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
 }
 
 /// The whole report page.

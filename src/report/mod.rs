@@ -1,6 +1,7 @@
 //! How kerasc shows its results: the text and JSON its commands print (`text`, `json`) and the
-//! self-contained HTML report of `bench --report` (`html`).
+//! self-contained HTML reports of `bench --report` (`html`) and `fit --report` (`fit_html`).
 
+pub mod fit_html;
 pub mod html;
 pub mod json;
 pub mod text;
