@@ -111,6 +111,23 @@ pub(crate) fn rows_all(ts: &[Tensor], idx: &[usize]) -> Result<Vec<Tensor>, FitE
     ts.iter().map(|t| rows(t, idx)).collect()
 }
 
+/// The rows `idx` of each tensor into `dst`, in place where `dst` already holds tensors of that
+/// many rows (every full batch after the first), else into new ones.
+pub(crate) fn rows_into(ts: &[Tensor], idx: &[usize], dst: &mut Vec<Tensor>) -> Result<(), FitError> {
+    let fits = dst.len() == ts.len()
+        && dst.iter().zip(ts).all(|(d, t)| {
+            d.dtype() == t.dtype() && d.shape().first() == Some(&idx.len()) && d.shape().get(1..) == t.shape().get(1..)
+        });
+    if !fits {
+        *dst = rows_all(ts, idx)?;
+        return Ok(());
+    }
+    for (d, t) in dst.iter_mut().zip(ts) {
+        d.gather_rows_from(t, idx).map_err(|e| invalid(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Casts labels to the loss's dtype and shapes them as Keras does: sparse labels `[n, 1]` are
 /// squeezed; labels `[n]` for an output `[n, 1]` get the unit axis.
 fn prep_labels(y: Tensor, dtype: DType, out_shape: &Shape) -> Result<Tensor, FitError> {

@@ -272,15 +272,31 @@ impl Trainer {
             metrics: vec![0.0; self.metrics.len()],
         };
         let bar = (options.verbose == 1).then(|| progress_bar(steps, epoch, options.epochs));
+        let batch = |b: usize| &order[b * bs..((b + 1) * bs).min(n)];
+        // Two batch buffers: the next batch is gathered while the current step runs.
+        let (mut xb, mut yb, mut xn, mut yn) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        if steps > 0 {
+            data::rows_into(x, batch(0), &mut xb)?;
+            data::rows_into(y, batch(0), &mut yb)?;
+        }
         for b in 0..steps {
             if options.abort_after_steps == Some(self.total_steps) {
                 // Test hook: die like a killed process, mid-epoch, without any cleanup.
                 std::process::abort();
             }
-            let idx = &order[b * bs..((b + 1) * bs).min(n)];
-            let (xb, yb) = (data::rows_all(x, idx)?, data::rows_all(y, idx)?);
+            let idx = batch(b);
             let noise = self.noise(&xb, &yb, options.seed)?;
-            let out = self.step.run_full(&xb, &yb, &self.weights, &self.state, &noise)?;
+            let mut next: Result<(), FitError> = Ok(());
+            let out = rayon::in_place_scope(|sc| {
+                if b + 1 < steps {
+                    let (xn, yn, next) = (&mut xn, &mut yn, &mut next);
+                    sc.spawn(move |_| {
+                        *next = data::rows_into(x, batch(b + 1), xn).and_then(|_| data::rows_into(y, batch(b + 1), yn));
+                    });
+                }
+                self.step.run_full(&xb, &yb, &self.weights, &self.state, &noise)
+            })?;
+            next?;
             let l = out.loss;
             if !l.is_finite() {
                 return Err(invalid(format!(
@@ -321,6 +337,8 @@ impl Trainer {
                 let mv: Vec<f32> = self.state[*i].to_f32_vec().iter().zip(&b).map(|(s, x)| s * m + x * keep).collect();
                 self.state[*i] = Tensor::from_f32(self.state[*i].shape(), mv).map_err(|e| invalid(e.to_string()))?;
             }
+            std::mem::swap(&mut xb, &mut xn);
+            std::mem::swap(&mut yb, &mut yn);
         }
         if let Some(pb) = bar {
             pb.finish_and_clear();

@@ -144,6 +144,43 @@ impl Tensor {
         }
     }
 
+    /// Fills this tensor's rows (along axis 0) with the rows `idx` of `src`, in place: a batch
+    /// gathered into a reused buffer. The dtypes, the row sizes and `idx.len()` (this tensor's
+    /// rows) must agree, and every index must be a row of `src`.
+    pub fn gather_rows_from(&mut self, src: &Tensor, idx: &[usize]) -> Result<(), IrError> {
+        let per = |t: &Tensor| t.shape.iter().skip(1).product::<usize>();
+        let (p, n_src) = (per(src), src.shape.first().copied().unwrap_or(0));
+        let fits = self.dtype() == src.dtype()
+            && self.shape.first() == Some(&idx.len())
+            && per(self) == p
+            && idx.iter().all(|&i| i < n_src);
+        if !fits {
+            return Err(IrError::Tensor(format!(
+                "cannot gather {} rows of {:?} {:?} into {:?} {:?}",
+                idx.len(),
+                src.dtype(),
+                src.shape,
+                self.dtype(),
+                self.shape
+            )));
+        }
+        fn copy<T: Copy>(dst: &mut [T], src: &[T], idx: &[usize], per: usize) {
+            for (d, &i) in dst.chunks_exact_mut(per.max(1)).zip(idx) {
+                d.copy_from_slice(&src[i * per..(i + 1) * per]);
+            }
+        }
+        match (&mut self.data, &src.data) {
+            (TensorData::F32(d), TensorData::F32(s)) => copy(d, s, idx, p),
+            (TensorData::F16(d), TensorData::F16(s)) | (TensorData::BF16(d), TensorData::BF16(s)) => copy(d, s, idx, p),
+            (TensorData::I32(d), TensorData::I32(s)) => copy(d, s, idx, p),
+            (TensorData::I64(d), TensorData::I64(s)) => copy(d, s, idx, p),
+            (TensorData::Bool(d), TensorData::Bool(s)) => copy(d, s, idx, p),
+            (TensorData::U8(d), TensorData::U8(s)) => copy(d, s, idx, p),
+            _ => return Err(IrError::Tensor("gather between different dtypes".into())),
+        }
+        Ok(())
+    }
+
     /// The same data with another shape of equal element count.
     pub fn reshape(mut self, shape: &[usize]) -> Result<Tensor, IrError> {
         let n: usize = shape.iter().product();

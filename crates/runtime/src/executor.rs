@@ -119,7 +119,10 @@ pub(crate) fn cpu_only(requested: Option<Device>) -> Result<Device, RuntimeError
 
 /// Checks `inputs` against the graph's input types (dtype, rank, fixed sizes, one consistent
 /// batch size) and returns that batch size, if any input has a batch axis.
-pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<Option<usize>, RuntimeError> {
+pub fn check_inputs<T: std::borrow::Borrow<Tensor>>(
+    graph: &Graph,
+    inputs: &[T],
+) -> Result<Option<usize>, RuntimeError> {
     let ins = graph.inputs();
     if inputs.len() != ins.len() {
         let names: Vec<String> = ins.iter().map(|&v| format!("'{}'", graph.value(v).name)).collect();
@@ -127,6 +130,7 @@ pub fn check_inputs(graph: &Graph, inputs: &[Tensor]) -> Result<Option<usize>, R
     }
     let mut batch = None;
     for (i, (t, &v)) in inputs.iter().zip(ins).enumerate() {
+        let t: &Tensor = t.borrow();
         let value = graph.value(v);
         let err = |message: String| RuntimeError::Input { index: i, name: value.name.clone(), message };
         if t.dtype() != value.ty.dtype {

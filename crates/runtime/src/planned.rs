@@ -99,13 +99,19 @@ impl PlannedSession {
 
     /// Runs the graph on `inputs` and returns the outputs in order.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        self.run_timed(&inputs.iter().collect::<Vec<_>>(), None)
+    }
+
+    /// [`PlannedSession::run`] on borrowed inputs (nothing is copied in: a training step reads
+    /// the weights where they are).
+    pub fn run_refs(&self, inputs: &[&Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
         self.run_timed(inputs, None)
     }
 
     /// Like [`PlannedSession::run`], also recording each node's wall time in seconds.
     pub fn run_profiled(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, Vec<f64>), RuntimeError> {
         let mut times = vec![0.0; self.graph.nodes().len()];
-        let outs = self.run_timed(inputs, Some(&mut times))?;
+        let outs = self.run_timed(&inputs.iter().collect::<Vec<_>>(), Some(&mut times))?;
         Ok((outs, times))
     }
 
@@ -148,7 +154,14 @@ impl PlannedSession {
         Ok(ArenaState { input_shapes, plan, arena, steps, on_pool: written >= ON_POOL_VALUES })
     }
 
-    fn run_timed(&self, inputs: &[Tensor], times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
+    /// [`PlannedSession::run_profiled`] on borrowed inputs.
+    pub fn run_profiled_refs(&self, inputs: &[&Tensor]) -> Result<(Vec<Tensor>, Vec<f64>), RuntimeError> {
+        let mut times = vec![0.0; self.graph.nodes().len()];
+        let outs = self.run_timed(inputs, Some(&mut times))?;
+        Ok((outs, times))
+    }
+
+    fn run_timed(&self, inputs: &[&Tensor], times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
         check_inputs(&self.graph, inputs)?;
         let mut guard = self.state.lock().map_err(|_| RuntimeError::Plan("arena lock poisoned".into()))?;
         let same = |s: &ArenaState| {
@@ -174,7 +187,7 @@ impl PlannedSession {
     /// Runs the plan's steps in order into the arena and returns the graph's outputs.
     fn run_steps(
         &self,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         state: &mut ArenaState,
         mut times: Option<&mut Vec<f64>>,
     ) -> Result<Vec<Tensor>, RuntimeError> {
@@ -208,14 +221,14 @@ impl PlannedSession {
         &self,
         l: Loc,
         shape: &[usize],
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         arena: &[f32],
         separate: &[(ValueId, Tensor)],
     ) -> Result<Tensor, RuntimeError> {
         let missing = || RuntimeError::Plan("a value is not available".into());
         match l {
             Loc::Arena(o, n) => Ok(Tensor::from_f32(shape, arena[o..o + n].to_vec())?),
-            Loc::Input(i) => inputs.get(i).cloned().ok_or_else(missing),
+            Loc::Input(i) => inputs.get(i).map(|t| (*t).clone()).ok_or_else(missing),
             Loc::Const(v) => self.graph.constant(v).cloned().ok_or_else(missing),
             Loc::Separate(v) => separate.iter().find(|(k, _)| *k == v).map(|(_, t)| t.clone()).ok_or_else(missing),
         }
@@ -224,7 +237,7 @@ impl PlannedSession {
     fn fast<'a>(
         &'a self,
         step: &Step,
-        inputs: &'a [Tensor],
+        inputs: &'a [&'a Tensor],
         plan: &'a MemoryPlan,
         arena: &'a mut [f32],
     ) -> Result<(), RuntimeError> {
@@ -265,7 +278,7 @@ impl PlannedSession {
     fn fallback(
         &self,
         step: &Step,
-        inputs: &[Tensor],
+        inputs: &[&Tensor],
         plan: &MemoryPlan,
         arena: &mut [f32],
         separate: &mut Vec<(ValueId, Tensor)>,
@@ -275,7 +288,7 @@ impl PlannedSession {
         let mut which: Vec<Result<usize, &Tensor>> = Vec::with_capacity(step.ins.len());
         for (l, v) in step.ins.iter().zip(&node.inputs) {
             which.push(match *l {
-                Loc::Input(i) => Err(inputs.get(i).ok_or_else(|| RuntimeError::Plan("input missing".into()))?),
+                Loc::Input(i) => Err(*inputs.get(i).ok_or_else(|| RuntimeError::Plan("input missing".into()))?),
                 Loc::Const(c) => {
                     Err(self.graph.constant(c).ok_or_else(|| RuntimeError::Plan("weight missing".into()))?)
                 }

@@ -179,19 +179,19 @@ impl StepExec {
 
     /// Runs the step; with `times`, adds each node's wall time in seconds to it (on the CPU;
     /// a GPU step is timed whole, as its first node's).
-    fn run(&self, inputs: &[Tensor], times: Option<&mut [f64]>) -> Result<Vec<Tensor>, RuntimeError> {
+    fn run(&self, inputs: &[&Tensor], times: Option<&mut [f64]>) -> Result<Vec<Tensor>, RuntimeError> {
         match (self, times) {
-            (StepExec::Cpu(s), None) => s.run(inputs),
+            (StepExec::Cpu(s), None) => s.run_refs(inputs),
             (StepExec::Cpu(s), Some(acc)) => {
-                let (outs, t) = s.run_profiled(inputs)?;
+                let (outs, t) = s.run_profiled_refs(inputs)?;
                 acc.iter_mut().zip(t).for_each(|(a, t)| *a += t);
                 Ok(outs)
             }
-            (StepExec::Cuda(s), None) => s.run(inputs),
-            (StepExec::Cuda(s), Some(acc)) => {
+            (StepExec::Cuda(s), times) => {
+                let owned: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
                 let t0 = std::time::Instant::now();
-                let outs = s.run(inputs)?;
-                if let Some(a) = acc.first_mut() {
+                let outs = s.run(&owned)?;
+                if let Some(a) = times.and_then(|acc| acc.first_mut()) {
                     *a += t0.elapsed().as_secs_f64();
                 }
                 Ok(outs)
@@ -534,11 +534,8 @@ impl TrainStep {
                 noise.len()
             )));
         }
-        let mut all = inputs.to_vec();
-        all.extend(labels.iter().cloned());
-        all.extend(weights.iter().cloned());
-        all.extend(state.iter().cloned());
-        all.extend(noise.iter().cloned());
+        // Borrowed, not copied: on the CPU the step reads the batch and the weights where they are.
+        let all: Vec<&Tensor> = inputs.iter().chain(labels).chain(weights).chain(state).chain(noise).collect();
         let mut outs = match &self.times {
             Some(t) => self.session.run(&all, Some(&mut t.lock().unwrap_or_else(|p| p.into_inner())))?,
             None => self.session.run(&all, None)?,
