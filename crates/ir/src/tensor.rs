@@ -319,6 +319,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rows_gathered_in_place() {
+        let src = Tensor::new(vec![4, 2], TensorData::I32(vec![0, 1, 10, 11, 20, 21, 30, 31])).unwrap();
+        let mut dst = Tensor::new(vec![3, 2], TensorData::I32(vec![0; 6])).unwrap();
+        dst.gather_rows_from(&src, &[3, 0, 3]).unwrap();
+        assert_eq!(dst.data(), &TensorData::I32(vec![30, 31, 0, 1, 30, 31]));
+        // A row that is not there, a batch of another size, another dtype: errors, nothing written.
+        assert!(dst.gather_rows_from(&src, &[0, 4, 1]).is_err());
+        assert!(dst.gather_rows_from(&src, &[0, 1]).is_err());
+        assert!(dst.gather_rows_from(&Tensor::zeros(&[4, 2]), &[0, 1, 2]).is_err());
+        assert_eq!(dst.data(), &TensorData::I32(vec![30, 31, 0, 1, 30, 31]));
+    }
+
+    #[test]
     fn shape_mismatch_is_an_error() {
         assert!(Tensor::from_f32(&[2, 3], vec![0.0; 5]).is_err());
         assert!(Tensor::from_f32(&[2, 3], vec![0.0; 6]).is_ok());
