@@ -213,31 +213,19 @@ fn normalizations_embedding_and_slices() {
         3,
         op1(Op::LayerNorm { axes: vec![1, 2], epsilon: 1e-3 }),
     );
-    // Batch norm with fixed statistics: gradients for x, gamma and beta (mean, variance are data).
-    check_first(
-        "batch norm (inference)",
-        vec![
-            x.clone(),
-            rng.tensor(&[4], 0.5, 1.5),
-            rng.tensor(&[4], -0.5, 0.5),
-            rng.tensor(&[4], -0.2, 0.2),
-            rng.tensor(&[4], 0.5, 1.0),
-        ],
-        3,
-        op1(Op::BatchNorm { axis: 2, epsilon: 1e-3 }),
-    );
-    // Statistics that are themselves differentiated (a batch norm's inputs that depend on weights).
-    check(
-        "batch norm (every input)",
-        vec![
-            x.clone(),
-            rng.tensor(&[4], 0.5, 1.5),
-            rng.tensor(&[4], -0.5, 0.5),
-            rng.tensor(&[4], -0.2, 0.2),
-            rng.tensor(&[4], 0.5, 1.0),
-        ],
-        op1(Op::BatchNorm { axis: 2, epsilon: 1e-3 }),
-    );
+    // Batch norm with fixed statistics (gradients for x, gamma and beta; mean and variance are
+    // data), then with statistics that are themselves differentiated (inputs that depend on
+    // weights).
+    let bn_inputs = vec![
+        x.clone(),
+        rng.tensor(&[4], 0.5, 1.5),
+        rng.tensor(&[4], -0.5, 0.5),
+        rng.tensor(&[4], -0.2, 0.2),
+        rng.tensor(&[4], 0.5, 1.0),
+    ];
+    for (name, k) in [("batch norm (inference)", 3), ("batch norm (every input)", 5)] {
+        check_first(name, bn_inputs.clone(), k, op1(Op::BatchNorm { axis: 2, epsilon: 1e-3 }));
+    }
     check("moments, channels last", vec![x.clone()], op1(Op::Moments { axis: 2 }));
     check("moments, channels first", vec![x.clone()], op1(Op::Moments { axis: 1 }));
     // Training mode: normalized by the batch's own statistics, the gradient through both.
