@@ -166,6 +166,7 @@ pub fn pool_grad_into(
     dx.par_chunks_mut(in_len).zip(xs.par_chunks(in_len)).zip(dys.par_chunks(out_pix * c)).for_each(
         |((dx, xs), dys)| {
             let mut cells = Vec::with_capacity(g.k.iter().product());
+            let (mut best_v, mut best_i) = (vec![0f32; c], vec![0usize; c]);
             for o in 0..out_pix {
                 let (oz, oy, ox) = (o / (out[1] * out[2]), (o / out[2]) % out[1], o % out[2]);
                 // The window's cells inside the input, as the forward pass walks them.
@@ -185,16 +186,21 @@ pub fn pool_grad_into(
                 let g = &dys[o * c..(o + 1) * c];
                 match a.kind {
                     PoolKind::Max => {
-                        for (ch, &g) in g.iter().enumerate() {
-                            let mut best: Option<usize> = None;
-                            for &xi in &cells {
-                                if best.is_none_or(|b| xs[xi + ch] > xs[b + ch]) {
-                                    best = Some(xi);
+                        // Every channel at once, cell by cell: the first maximum stays (a later
+                        // cell replaces it only when strictly greater; NaN never does).
+                        let Some((&first, rest)) = cells.split_first() else { continue };
+                        best_v.copy_from_slice(&xs[first..first + c]);
+                        best_i.fill(first);
+                        for &xi in rest {
+                            for ((bv, bi), &v) in best_v.iter_mut().zip(best_i.iter_mut()).zip(&xs[xi..xi + c]) {
+                                if v > *bv {
+                                    *bv = v;
+                                    *bi = xi;
                                 }
                             }
-                            if let Some(b) = best {
-                                dx[b + ch] += g;
-                            }
+                        }
+                        for (ch, (&gv, &bi)) in g.iter().zip(best_i.iter()).enumerate() {
+                            dx[bi + ch] += gv;
                         }
                     }
                     PoolKind::Avg => {
@@ -223,6 +229,43 @@ mod tests {
         let m = PoolAttrs { kind: PoolKind::Max, ..a };
         let y = pool(&Op::Pool(m.clone()), &m, &x, &[1, 2, 2, 1]).unwrap();
         assert_eq!(y.as_f32().unwrap(), &[5.0, 6.0, 8.0, 9.0]);
+    }
+
+    /// The max-pool gradient goes to each window's first maximum per channel (ties keep the
+    /// first cell in window order; a NaN first cell keeps it), checked against that definition.
+    #[test]
+    fn max_pool_gradient_goes_to_the_first_maximum() {
+        let (h, w, c) = (5usize, 6usize, 5usize);
+        let xs: Vec<f32> =
+            (0..2 * h * w * c).map(|i| if i % 23 == 4 { f32::NAN } else { ((i * 31) % 7) as f32 }).collect();
+        let x = Tensor::from_f32(&[2, h, w, c], xs.clone()).unwrap();
+        let a = PoolAttrs { kind: PoolKind::Max, window: vec![3, 2], strides: vec![2, 2], pads: vec![(1, 1), (0, 1)] };
+        let (oh, ow) = ((h + 2 - 3) / 2 + 1, (w + 1 - 2) / 2 + 1);
+        let dys: Vec<f32> = (0..2 * oh * ow * c).map(|i| 1.0 + i as f32 * 0.25).collect();
+        let dy = Tensor::from_f32(&[2, oh, ow, c], dys.clone()).unwrap();
+        let got = pool_grad(&Op::PoolGrad(a.clone()), &a, &x, &dy).unwrap().to_f32_vec();
+        let mut want = vec![0f32; xs.len()];
+        for n in 0..2 {
+            for (oy, ox, ch) in (0..oh).flat_map(|y| (0..ow).flat_map(move |x| (0..c).map(move |ch| (y, x, ch)))) {
+                let mut best: Option<usize> = None;
+                for ky in 0..3 {
+                    for kx in 0..2 {
+                        let (iy, ix) = ((oy * 2 + ky) as i64 - 1, (ox * 2 + kx) as i64);
+                        if iy < 0 || iy >= h as i64 || ix >= w as i64 {
+                            continue;
+                        }
+                        let i = ((n * h + iy as usize) * w + ix as usize) * c + ch;
+                        if best.is_none_or(|b| xs[i] > xs[b]) {
+                            best = Some(i);
+                        }
+                    }
+                }
+                if let Some(b) = best {
+                    want[b] += dys[((n * oh + oy) * ow + ox) * c + ch];
+                }
+            }
+        }
+        assert_eq!(got, want);
     }
 
     /// Every instruction set against the cell-by-cell definition, on windows with padding on
