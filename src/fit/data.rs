@@ -4,7 +4,7 @@
 
 use super::error::{invalid, FitError};
 use super::options::DataOptions;
-use crate::ir::{DType, Shape, Tensor, TensorData};
+use crate::ir::{DType, Shape, Tensor};
 use std::collections::HashMap;
 
 /// The training data as named arrays (`x`/`y` or `x_train`/`y_train`, `x_val`/`y_val`), and
@@ -90,20 +90,10 @@ fn read_csv(text: &str, label: &str) -> Result<(Tensor, Tensor), String> {
 
 /// The rows `idx` of a tensor (its first axis).
 pub(crate) fn rows(t: &Tensor, idx: &[usize]) -> Result<Tensor, FitError> {
-    let per: usize = t.shape()[1..].iter().product();
-    let mut shape = t.shape().to_vec();
-    shape[0] = idx.len();
-    fn pick<T: Copy>(v: &[T], idx: &[usize], per: usize) -> Vec<T> {
-        idx.iter().flat_map(|&i| v[i * per..(i + 1) * per].iter().copied()).collect()
+    if !matches!(t.dtype(), DType::F32 | DType::I32 | DType::I64 | DType::U8) {
+        return Err(invalid("training data must be float32, int32, int64 or uint8"));
     }
-    let data = match t.data() {
-        TensorData::F32(v) => TensorData::F32(pick(v, idx, per)),
-        TensorData::I32(v) => TensorData::I32(pick(v, idx, per)),
-        TensorData::I64(v) => TensorData::I64(pick(v, idx, per)),
-        TensorData::U8(v) => TensorData::U8(pick(v, idx, per)),
-        _ => return Err(invalid("training data must be float32, int32, int64 or uint8")),
-    };
-    Tensor::new(shape, data).map_err(|e| invalid(e.to_string()))
+    t.gather_rows(idx).map_err(|e| invalid(e.to_string()))
 }
 
 /// The rows `idx` of each tensor.

@@ -93,6 +93,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     // What is saved: the trained weights, then the moving statistics.
     let saved: Vec<ValueId> = trainable.iter().chain(&mode.options.state).copied().collect();
     let state = mode.options.state.iter().filter_map(|v| g.constant(*v).cloned()).collect();
+    let step_metrics = metrics.iter().map(|(_, name, _)| (name.clone(), Vec::new())).collect();
     let mut t = Trainer {
         step,
         eval_step,
@@ -104,7 +105,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         optimizer,
         hist: History::default(),
         total_steps: 0,
-        step_metrics: Vec::new(),
+        step_metrics,
     };
     let mut start_epoch = 0;
     let mut stopper = EarlyStopping::new(options.early_stopping);
@@ -124,7 +125,6 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     }
     t.total_steps = t.hist.step_loss.len();
     let first_step = t.total_steps;
-    t.step_metrics = t.metrics.iter().map(|(_, name, _)| (name.clone(), Vec::new())).collect();
     let mut epoch_ms = Vec::new();
 
     for epoch in start_epoch..options.epochs {

@@ -144,6 +144,29 @@ impl Tensor {
         }
     }
 
+    /// The rows `idx` (along axis 0) of this tensor, as a new tensor
+    /// ([`Tensor::gather_rows_from`] into zeros).
+    pub fn gather_rows(&self, idx: &[usize]) -> Result<Tensor, IrError> {
+        let mut shape = self.shape.clone();
+        match shape.first_mut() {
+            Some(n) => *n = idx.len(),
+            None => return Err(IrError::Tensor("cannot take rows of a scalar".into())),
+        }
+        let n = shape.iter().product();
+        let zeros = match &self.data {
+            TensorData::F32(_) => TensorData::F32(vec![0.0; n]),
+            TensorData::F16(_) => TensorData::F16(vec![0; n]),
+            TensorData::BF16(_) => TensorData::BF16(vec![0; n]),
+            TensorData::I32(_) => TensorData::I32(vec![0; n]),
+            TensorData::I64(_) => TensorData::I64(vec![0; n]),
+            TensorData::Bool(_) => TensorData::Bool(vec![false; n]),
+            TensorData::U8(_) => TensorData::U8(vec![0; n]),
+        };
+        let mut out = Tensor::new(shape, zeros)?;
+        out.gather_rows_from(self, idx)?;
+        Ok(out)
+    }
+
     /// Fills this tensor's rows (along axis 0) with the rows `idx` of `src`, in place: a batch
     /// gathered into a reused buffer. The dtypes, the row sizes and `idx.len()` (this tensor's
     /// rows) must agree, and every index must be a row of `src`.
@@ -324,6 +347,7 @@ mod tests {
         let mut dst = Tensor::new(vec![3, 2], TensorData::I32(vec![0; 6])).unwrap();
         dst.gather_rows_from(&src, &[3, 0, 3]).unwrap();
         assert_eq!(dst.data(), &TensorData::I32(vec![30, 31, 0, 1, 30, 31]));
+        assert_eq!(src.gather_rows(&[3, 0, 3]).unwrap(), dst);
         // A row that is not there, a batch of another size, another dtype: errors, nothing written.
         assert!(dst.gather_rows_from(&src, &[0, 4, 1]).is_err());
         assert!(dst.gather_rows_from(&src, &[0, 1]).is_err());

@@ -10,6 +10,17 @@ use ir::Op;
 /// aside.
 pub const MAX_OPERANDS: usize = 16;
 
+/// `f` on `n` slots holding `fill`: on the stack up to [`MAX_OPERANDS`], on the heap beyond (a
+/// run's operand lists, which allocate nothing in the common case).
+pub fn with_slots<T: Copy, R>(n: usize, fill: T, f: impl FnOnce(&mut [T]) -> R) -> R {
+    if n <= MAX_OPERANDS {
+        let mut stack = [fill; MAX_OPERANDS];
+        f(&mut stack[..n])
+    } else {
+        f(&mut vec![fill; n])
+    }
+}
+
 /// Whether [`run_into`] handles this op with these operand shapes (float32 operands).
 pub fn supports(op: &Op, shapes: &[&[usize]]) -> bool {
     let rank = shapes.first().map(|s| s.len()).unwrap_or(0);
@@ -75,23 +86,7 @@ pub fn run_into(
     if shapes.len() < views.len() {
         return Err(KernelError::new(op, "an operand without its shape"));
     }
-    if let Op::Concat { axis } = op {
-        let n = views.len();
-        let mut stack: [&[f32]; MAX_OPERANDS] = [&[]; MAX_OPERANDS];
-        let mut heap: Vec<&[f32]> = Vec::new();
-        let ins: &mut [&[f32]] = if n <= MAX_OPERANDS {
-            &mut stack[..n]
-        } else {
-            heap.resize(n, &[]);
-            &mut heap
-        };
-        for (k, v) in ins.iter_mut().enumerate() {
-            *v = need(k)?.0;
-        }
-        shape_ops::concat_into(ins, shapes, *axis, out, out_shape);
-        return Ok(());
-    }
-    if views.len() > MAX_OPERANDS {
+    if views.len() > MAX_OPERANDS && !matches!(op, Op::Concat { .. }) {
         return Err(KernelError::new(op, "too many operands for an in-arena kernel"));
     }
     if out.is_empty() {
@@ -151,36 +146,39 @@ pub fn run_into(
             pool::pool_grad_into(op, a, (x, s), need(1)?, out)
         }
         _ if supports(op, shapes) => {
-            let mut ins: [&[f32]; MAX_OPERANDS] = [&[]; MAX_OPERANDS];
-            for (k, v) in views.iter().enumerate() {
-                ins[k] = v.ok_or_else(|| KernelError::new(op, "cannot run in place"))?;
-            }
-            let ins = &ins[..views.len()];
-            let c = shapes[0].last().copied().unwrap_or(1);
-            match op {
-                Op::Softmax { .. } => reduce::softmax_last(ins[0], c, out, false),
-                Op::LogSoftmax { .. } => reduce::softmax_last(ins[0], c, out, true),
-                Op::LayerNorm { epsilon, .. } => norm::layer_norm_last(ins[0], ins[1], ins[2], c, *epsilon, out),
-                Op::GroupNorm { groups, axis, epsilon } => {
-                    norm::group_norm_into(ins[0], ins[1], ins[2], shapes[0], *groups, *axis, *epsilon, out)
+            // A concatenation may have more pieces than the stack holds.
+            with_slots(views.len(), &[][..], |ins: &mut [&[f32]]| {
+                for (d, v) in ins.iter_mut().zip(views) {
+                    *d = v.ok_or_else(|| KernelError::new(op, "cannot run in place"))?;
                 }
-                Op::BatchNorm { axis, epsilon } => norm::batch_norm_into(ins, shapes[0], *axis, *epsilon, out),
-                Op::Moments { axis } => norm::moments_into(ins[0], shapes[0], *axis, out),
-                Op::MomentsGrad { axis } => norm::moments_grad_into(ins, shapes[0], *axis, out),
-                Op::BatchNormSums { axis } => norm::batch_norm_sums_into(ins, shapes[0], *axis, out),
-                Op::Reduce { kind, axes, .. } => {
-                    if let Some(dims) = reduce::middle_axes(shapes[0], axes) {
-                        reduce::reduce_middle(*kind, ins[0], dims, out);
+                let ins = &*ins;
+                let c = shapes[0].last().copied().unwrap_or(1);
+                match op {
+                    Op::Softmax { .. } => reduce::softmax_last(ins[0], c, out, false),
+                    Op::LogSoftmax { .. } => reduce::softmax_last(ins[0], c, out, true),
+                    Op::LayerNorm { epsilon, .. } => norm::layer_norm_last(ins[0], ins[1], ins[2], c, *epsilon, out),
+                    Op::GroupNorm { groups, axis, epsilon } => {
+                        norm::group_norm_into(ins[0], ins[1], ins[2], shapes[0], *groups, *axis, *epsilon, out)
                     }
+                    Op::Concat { axis } => shape_ops::concat_into(ins, shapes, *axis, out, out_shape),
+                    Op::BatchNorm { axis, epsilon } => norm::batch_norm_into(ins, shapes[0], *axis, *epsilon, out),
+                    Op::Moments { axis } => norm::moments_into(ins[0], shapes[0], *axis, out),
+                    Op::MomentsGrad { axis } => norm::moments_grad_into(ins, shapes[0], *axis, out),
+                    Op::BatchNormSums { axis } => norm::batch_norm_sums_into(ins, shapes[0], *axis, out),
+                    Op::Reduce { kind, axes, .. } => {
+                        if let Some(dims) = reduce::middle_axes(shapes[0], axes) {
+                            reduce::reduce_middle(*kind, ins[0], dims, out);
+                        }
+                    }
+                    Op::Transpose { perm } => shape_ops::transpose_into(ins[0], shapes[0], perm, out, out_shape),
+                    Op::RepeatInterleave { axis, repeats } => {
+                        shape_ops::repeat_interleave_into(ins[0], shapes[0], *axis, *repeats, out)
+                    }
+                    Op::Resize { sizes, .. } => shape_ops::resize_nearest_into(ins[0], shapes[0], sizes, out),
+                    _ => {}
                 }
-                Op::Transpose { perm } => shape_ops::transpose_into(ins[0], shapes[0], perm, out, out_shape),
-                Op::RepeatInterleave { axis, repeats } => {
-                    shape_ops::repeat_interleave_into(ins[0], shapes[0], *axis, *repeats, out)
-                }
-                Op::Resize { sizes, .. } => shape_ops::resize_nearest_into(ins[0], shapes[0], sizes, out),
-                _ => {}
-            }
-            Ok(())
+                Ok(())
+            })
         }
         _ => Err(KernelError::new(op, "no in-arena kernel")),
     }

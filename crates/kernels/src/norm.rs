@@ -2,21 +2,19 @@
 //! group and L2.
 
 use crate::reduce::reduction_offsets;
-use crate::util::{f32s, map_per_channel, ordered_sum, rows_par, strides, tensor};
+use crate::util::{f32s, ordered_sum, rows_par, strides, tensor};
 use crate::KernelError;
 use ir::{Op, Tensor};
 
 /// Inference batch normalization along `axis`, as `tf.nn.batch_normalization` computes it.
 pub fn batch_norm(op: &Op, inputs: &[&Tensor], axis: usize, eps: f32) -> Result<Tensor, KernelError> {
-    let xs = f32s(op, inputs[0])?;
-    let gamma = f32s(op, inputs[1])?;
-    let beta = f32s(op, inputs[2])?;
-    let mean = f32s(op, inputs[3])?;
-    let var = f32s(op, inputs[4])?;
-    let c = gamma.len();
-    let scale: Vec<f32> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
-    let shift: Vec<f32> = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
-    tensor(inputs[0].shape(), map_per_channel(xs, inputs[0].shape(), axis, |ch, v| v * scale[ch] + shift[ch]))
+    let ins: Vec<&[f32]> = inputs.iter().map(|t| f32s(op, t)).collect::<Result<_, _>>()?;
+    if !batch_stats_fit(op, &inputs.iter().map(|t| t.shape()).collect::<Vec<_>>()) {
+        return Err(KernelError::new(op, "gamma, beta, mean and variance must have one value per channel"));
+    }
+    let mut out = vec![0f32; ins[0].len()];
+    batch_norm_into(&ins, inputs[0].shape(), axis, eps, &mut out);
+    tensor(inputs[0].shape(), out)
 }
 
 /// [`batch_norm`] into `out`, for tensors with channels at `axis` (`ins`: x, gamma, beta,

@@ -6,7 +6,7 @@
 use crate::executor::{check_inputs, cpu_only};
 use crate::{Device, Layout, RuntimeError, SessionOptions};
 use ir::{Graph, MemoryPlan, Op, Placement, Tensor, TensorData, ValueId};
-use kernels::arena::{self, MAX_OPERANDS};
+use kernels::arena;
 use kernels::run_op;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -65,18 +65,14 @@ pub struct PlannedSession {
 /// How many input shapes' plans and arenas a session keeps.
 const KEPT_PLANS: usize = 2;
 
-/// `f` on references to `inputs`, held on the stack for up to 8 inputs (a run allocates only
-/// its outputs).
+/// `f` on references to `inputs`, held on the stack for a usual count (a run allocates only its
+/// outputs).
 fn with_refs<R>(inputs: &[Tensor], f: impl FnOnce(&[&Tensor]) -> R) -> R {
-    const STACK: usize = 8;
-    match inputs {
-        [] => f(&[]),
-        [first, ..] if inputs.len() <= STACK => {
-            let refs: [&Tensor; STACK] = std::array::from_fn(|i| inputs.get(i).unwrap_or(first));
-            f(&refs[..inputs.len()])
-        }
-        _ => f(&inputs.iter().collect::<Vec<_>>()),
-    }
+    let Some(first) = inputs.first() else { return f(&[]) };
+    arena::with_slots(inputs.len(), first, |refs| {
+        refs.iter_mut().zip(inputs).for_each(|(r, t)| *r = t);
+        f(refs)
+    })
 }
 
 fn loc(plan: &MemoryPlan, v: ValueId) -> Loc {
@@ -248,45 +244,32 @@ impl PlannedSession {
         }
     }
 
-    fn fast<'a>(
-        &'a self,
-        step: &Step,
-        inputs: &'a [&'a Tensor],
-        plan: &'a MemoryPlan,
-        arena: &'a mut [f32],
-    ) -> Result<(), RuntimeError> {
+    fn fast(&self, step: &Step, inputs: &[&Tensor], plan: &MemoryPlan, arena: &mut [f32]) -> Result<(), RuntimeError> {
         let node = &self.graph.nodes()[step.node];
         let (off, len) = step.out.ok_or_else(|| RuntimeError::Plan("fast step without a slot".into()))?;
         let (lo, rest) = arena.split_at_mut(off);
         let (out, hi) = rest.split_at_mut(len);
         let (lo, hi): (&[f32], &[f32]) = (lo, hi);
-        let fill = |views: &mut [Option<&'a [f32]>], shapes: &mut [&'a [usize]]| -> Result<(), RuntimeError> {
-            for (k, (l, v)) in step.ins.iter().zip(&node.inputs).enumerate() {
-                shapes[k] = &plan.shapes[v.0];
-                views[k] = match *l {
-                    Loc::Arena(o, n) if o + n <= off => Some(&lo[o..o + n]),
-                    Loc::Arena(o, n) if o >= off + len => Some(&hi[o - off - len..o - off - len + n]),
-                    Loc::Arena(o, n) if o == off && n == len => None,
-                    Loc::Arena(..) => return Err(RuntimeError::Plan(format!("'{}' overlaps its output", node.name))),
-                    Loc::Input(i) => inputs.get(i).and_then(|t| t.as_f32()),
-                    Loc::Const(c) => self.graph.constant(c).and_then(|t| t.as_f32()),
-                    Loc::Separate(_) => return Err(RuntimeError::Plan("fast step reads a separate value".into())),
-                };
-            }
-            Ok(())
-        };
         let n = step.ins.len();
-        let out_shape = &plan.shapes[node.outputs[0].0];
-        if n > MAX_OPERANDS {
-            // A concatenation of many pieces (a recurrent layer's steps): operands on the heap.
-            let (mut views, mut shapes) = (vec![None; n], vec![&[][..]; n]);
-            fill(&mut views, &mut shapes)?;
-            return Ok(arena::run_into(&node.op, &views, &shapes, out, out_shape)?);
-        }
-        let mut views: [Option<&[f32]>; MAX_OPERANDS] = [None; MAX_OPERANDS];
-        let mut shapes: [&[usize]; MAX_OPERANDS] = [&[]; MAX_OPERANDS];
-        fill(&mut views[..n], &mut shapes[..n])?;
-        Ok(arena::run_into(&node.op, &views[..n], &shapes[..n], out, out_shape)?)
+        arena::with_slots(n, None, |views| {
+            arena::with_slots(n, &[][..], |shapes| {
+                for (k, (l, v)) in step.ins.iter().zip(&node.inputs).enumerate() {
+                    shapes[k] = &plan.shapes[v.0];
+                    views[k] = match *l {
+                        Loc::Arena(o, n) if o + n <= off => Some(&lo[o..o + n]),
+                        Loc::Arena(o, n) if o >= off + len => Some(&hi[o - off - len..o - off - len + n]),
+                        Loc::Arena(o, n) if o == off && n == len => None,
+                        Loc::Arena(..) => {
+                            return Err(RuntimeError::Plan(format!("'{}' overlaps its output", node.name)))
+                        }
+                        Loc::Input(i) => inputs.get(i).and_then(|t| t.as_f32()),
+                        Loc::Const(c) => self.graph.constant(c).and_then(|t| t.as_f32()),
+                        Loc::Separate(_) => return Err(RuntimeError::Plan("fast step reads a separate value".into())),
+                    };
+                }
+                Ok(arena::run_into(&node.op, views, shapes, out, &plan.shapes[node.outputs[0].0])?)
+            })
+        })
     }
 
     fn fallback(
