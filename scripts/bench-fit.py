@@ -7,8 +7,9 @@ usage: KERAS_BACKEND=jax PYTHON scripts/bench-fit.py [--repeat 8] [--batch 32] [
 (scripts/bench-fit.sh makes the venv and builds kerasc). Models: the dev fine-tuning models
 (cnn_mnist, mlp) and the training fixtures of tests/models/train, with their data repeated
 --repeat times; `rescnn_bn` (a small residual CNN with BatchNormalization), `dwconv_bn` (a
-MobileNet-style separable block) and `lstm_seq` (an LSTM over 40 steps), made here seeded, stand
-for the models the tests never see.
+MobileNet-style separable block), `lstm_seq` (an LSTM over 40 steps) and `wide_adam` (a wide MLP
+whose Adam update over 1.3M weights costs as much as its matrix products), made here seeded,
+stand for the models the tests never see.
 """
 import argparse
 import json
@@ -38,6 +39,7 @@ MODELS = {
     "rescnn_bn": (None, None),
     "dwconv_bn": (None, None),
     "lstm_seq": (None, None),
+    "wide_adam": (None, None),
 }
 
 
@@ -99,6 +101,19 @@ def make_lstm(work):
     return save_with_data(m, work, (256, 40, 8), 4, 13)
 
 
+def make_wide(work):
+    """A wide MLP (256 -> 1024 -> 1024 -> 10, 1.3M weights), Adam with clipnorm: a step where the
+    optimizer update over all weights weighs as much as the matrix products."""
+    keras.utils.set_random_seed(14)
+    i = keras.Input((256,), name="x")
+    h = keras.layers.Dense(1024, activation="relu", name="d1")(i)
+    h = keras.layers.Dense(1024, activation="relu", name="d2")(h)
+    o = keras.layers.Dense(10, activation="softmax", name="out")(h)
+    m = keras.Model(i, o, name="wide_adam")
+    m.compile(optimizer=keras.optimizers.Adam(1e-3, clipnorm=1.0), loss="sparse_categorical_crossentropy")
+    return save_with_data(m, work, (256, 256), 10, 14)
+
+
 def save_with_data(m, work, x_shape, classes, seed):
     path = os.path.join(work, f"{m.name}.h5")
     m.save(path)
@@ -109,7 +124,12 @@ def save_with_data(m, work, x_shape, classes, seed):
     return path, data
 
 
-MAKERS = {"rescnn_bn": lambda w: make_rescnn(w), "dwconv_bn": lambda w: make_dwconv(w), "lstm_seq": lambda w: make_lstm(w)}
+MAKERS = {
+    "rescnn_bn": lambda w: make_rescnn(w),
+    "dwconv_bn": lambda w: make_dwconv(w),
+    "lstm_seq": lambda w: make_lstm(w),
+    "wide_adam": lambda w: make_wide(w),
+}
 
 
 def arrays(npz):

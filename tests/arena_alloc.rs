@@ -116,3 +116,55 @@ fn planned_runs_allocate_far_less_than_naive_ones() {
         assert!(n_planned * 3 <= n_naive, "{name}: {n_planned} allocations planned vs {n_naive} naive");
     }
 }
+
+#[test]
+fn a_training_step_updates_from_gradients_in_its_arena() {
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    use kerasc::ir::{DType, Tensor};
+    use kerasc::runtime::training::{Kind, Loss, Optimizer, Schedule, TrainStep};
+    let dir = models_dir();
+    let model = kerasc::load(&dir.join("cnn_mnist.h5")).unwrap();
+    let g = &model.graph;
+    let trainable: Vec<_> = g.constants().keys().copied().collect();
+    let step =
+        TrainStep::new(g, Loss::SparseCategoricalCrossentropy { from_logits: false }, &trainable, DType::I32).unwrap();
+    let data = kerasc::npy::read_npz(&dir.join("cnn_mnist.finetune.npz")).unwrap();
+    let find = |k: &str| data.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let (x, y) = (find("x_train"), find("y_train"));
+    let rows = |t: &Tensor| t.gather_rows(&(0..16).collect::<Vec<_>>()).unwrap();
+    let (xb, yb) = (vec![rows(&x)], vec![rows(&y)]);
+    let adam = || {
+        kerasc::runtime::training::KerasOptimizer::new(
+            Kind::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: true },
+            Schedule::Constant(0.01),
+        )
+    };
+    let w0: Vec<Tensor> = trainable.iter().map(|v| g.constant(*v).unwrap().clone()).collect();
+    // Two steps each way: the step's gradients copied out and applied, and the update that
+    // reads them in the step's arena. Same weights, bit for bit.
+    let (mut wa, mut oa, mut wb, mut ob) = (w0.clone(), adam(), w0.clone(), adam());
+    let (mut copied, mut in_place) = (usize::MAX, usize::MAX);
+    for _ in 0..5 {
+        let (out, n) = count(|| {
+            let out = step.run_full(&xb, &yb, &wa, &[], &[]).unwrap();
+            oa.apply(&mut wa, &out.grads).unwrap();
+            out
+        });
+        copied = copied.min(n);
+        let (loss, n) = count(|| step.run_update(&xb, &yb, &mut wb, &[], &[], &mut ob).unwrap().loss);
+        in_place = in_place.min(n);
+        assert_eq!(out.loss.to_bits(), loss.to_bits());
+        for (a, b) in wa.iter().zip(&wb) {
+            assert_eq!(a.as_f32(), b.as_f32());
+        }
+    }
+    assert_ne!(wa[0].as_f32(), w0[0].as_f32(), "the weights did not move");
+    // Each gradient copied out is its data and its shape (the thread pool's job queue adds a
+    // few either way, hence the fewest of five runs and a margin).
+    println!("{} weights: {copied} allocations copying gradients out, {in_place} updating in place", wa.len());
+    assert!(
+        in_place + wa.len() <= copied,
+        "{in_place} allocations updating in place vs {copied} copying {} gradients out",
+        wa.len()
+    );
+}

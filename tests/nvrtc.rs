@@ -1,5 +1,5 @@
 //! Every kernel generated for every dev model (Keras and ONNX, and the training steps of mlp and
-//! cnn_mnist) compiles with NVRTC 13.0 to PTX for sm_90 (no GPU
+//! cnn_mnist, with the optimizer update of every rule) compiles with NVRTC 13.0 to PTX for sm_90 (no GPU
 //! needed). `scripts/setup-test-deps.sh` installs NVRTC into `target/nvrtc`; without it the test
 //! says why it is skipped, unless KERASC_REQUIRE_NVRTC is set (CI), when that is a failure.
 
@@ -97,6 +97,41 @@ fn every_dev_model_kernel_compiles_for_sm_90() {
         let plan = kerasc::optimizer::plan_for_shapes(&g, &[dims.to_vec(), vec![6]]).unwrap();
         let steps = kerasc::codegen::cuda::emit_plan(&g, &plan).unwrap();
         kernels.extend(steps.into_iter().flat_map(|s| s.kernels).map(|k| (format!("batch norm axis {axis}"), k)));
+    }
+    // The optimizer update of a training step on the GPU: every rule, each kind of clipping,
+    // with and without weight decay.
+    {
+        use kerasc::codegen::cuda::optim::update_kernels;
+        use kerasc::ir::{GradClip, UpdateRule};
+        let rules = [
+            UpdateRule::Sgd { momentum: 0.0, nesterov: false },
+            UpdateRule::Sgd { momentum: 0.9, nesterov: true },
+            UpdateRule::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false },
+            UpdateRule::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: true },
+            UpdateRule::RmsProp { rho: 0.9, momentum: 0.5, epsilon: 1e-7, centered: true },
+            UpdateRule::Adagrad { initial_accumulator_value: 0.1, epsilon: 1e-7 },
+            UpdateRule::Nadam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 },
+        ];
+        let clips = [GradClip::None, GradClip::Norm(1.0), GradClip::GlobalNorm(1.0), GradClip::Value(0.5)];
+        let mut seen = std::collections::HashSet::new();
+        for (r, rule) in rules.iter().enumerate() {
+            for clip in clips {
+                let k = update_kernels(rule, clip, r % 2 == 0);
+                for kernel in k.sumsq.into_iter().chain([k.update]) {
+                    if seen.insert(kernel.name.clone()) {
+                        let launch =
+                            kerasc::codegen::cuda::Launch { grid: [1; 3], block: [256, 1, 1], shared_bytes: 0 };
+                        let ks = kerasc::codegen::cuda::KernelSource {
+                            name: kernel.name,
+                            source: kernel.source,
+                            launch,
+                            args: Vec::new(),
+                        };
+                        kernels.push((format!("optimizer update {rule:?} {clip:?}"), ks));
+                    }
+                }
+            }
+        }
     }
     // NVRTC is thread-safe: compile on every core.
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);

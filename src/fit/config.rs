@@ -97,7 +97,7 @@ pub(crate) fn optimizer(tc: &TrainingConfig, o: &OptimizerFlags) -> Result<Keras
             .ok_or_else(|| invalid("no optimizer: the file was saved without compile(); pass --optimizer"))?,
     };
     let file = tc.optimizer.clone().filter(|c| c.name == name).unwrap_or_default();
-    let (mut kind, default_decay) = Kind::default_for(&name).ok_or_else(|| {
+    let (mut kind, default_decay) = Kind::keras_default(&name).ok_or_else(|| {
         invalid(format!("optimizer '{name}' is not implemented yet (sgd, adam, adamw, rmsprop, adagrad and nadam are)"))
     })?;
     match &mut kind {

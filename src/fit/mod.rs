@@ -294,7 +294,7 @@ impl Trainer {
                         *next = data::rows_into(x, batch(b + 1), xn).and_then(|_| data::rows_into(y, batch(b + 1), yn));
                     });
                 }
-                self.step.run_full(&xb, &yb, &self.weights, &self.state, &noise)
+                self.step.run_update(&xb, &yb, &mut self.weights, &self.state, &noise, &mut self.optimizer)
             })?;
             next?;
             let l = out.loss;
@@ -320,7 +320,6 @@ impl Trainer {
                     per_step.push(v / idx.len().max(1) as f64);
                 }
             }
-            self.optimizer.apply(&mut self.weights, &out.grads)?;
             if let Some(pb) = &bar {
                 let mut msg = format!("loss: {:.4}", tot.loss / (b + 1) as f64);
                 for (s, (_, name, _)) in tot.metrics.iter().zip(&self.metrics) {
@@ -343,6 +342,9 @@ impl Trainer {
         if let Some(pb) = bar {
             pb.finish_and_clear();
         }
+        // On a GPU the weights were updated on the device: validation, checkpoints and the
+        // written model read them here.
+        self.step.sync_weights(&mut self.weights, &mut self.optimizer)?;
         Ok(tot)
     }
 

@@ -12,6 +12,7 @@ pub mod render;
 mod shape;
 mod tensor;
 mod tolerance;
+mod update;
 
 pub use dtype::DType;
 pub use error::IrError;
@@ -25,3 +26,4 @@ pub use plan::{MemoryPlan, Placement};
 pub use shape::{Dim, Shape, TensorType};
 pub use tensor::{Tensor, TensorData};
 pub use tolerance::{Comparison, Tolerance};
+pub use update::{GradClip, UpdateRule, UpdateScalars, UPDATE_SCALARS};

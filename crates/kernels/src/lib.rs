@@ -15,6 +15,7 @@ pub mod fused;
 mod loss;
 mod matmul;
 mod norm;
+pub mod optim;
 mod pool;
 mod reduce;
 mod rnn;

@@ -12,4 +12,4 @@ pub mod training;
 pub use device::{available_devices, cuda_status, Device, DeviceInfo};
 pub use error::RuntimeError;
 pub use executor::{check_inputs, Layout, Session, SessionOptions};
-pub use planned::PlannedSession;
+pub use planned::{ArenaOutputs, PlannedSession};

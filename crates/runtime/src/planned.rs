@@ -8,7 +8,7 @@ use crate::{Device, Layout, RuntimeError, SessionOptions};
 use ir::{Graph, MemoryPlan, Op, Placement, Tensor, TensorData, ValueId};
 use kernels::arena;
 use kernels::run_op;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +61,9 @@ pub struct PlannedSession {
     /// that an epoch's short last batch does not re-plan the full-size one every epoch.
     state: Mutex<Vec<ArenaState>>,
 }
+
+/// A run's arenas (the one it ran in first) and the values it could not place in the arena.
+type Executed<'s> = (MutexGuard<'s, Vec<ArenaState>>, Vec<(ValueId, Tensor)>);
 
 /// How many input shapes' plans and arenas a session keeps.
 const KEPT_PLANS: usize = 2;
@@ -172,6 +175,52 @@ impl PlannedSession {
     }
 
     fn run_timed(&self, inputs: &[&Tensor], times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
+        let (guard, separate) = self.execute(inputs, times)?;
+        let state = guard.first().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
+        self.graph
+            .outputs()
+            .iter()
+            .map(|&v| self.materialize(loc(&state.plan, v), &state.plan.shapes[v.0], inputs, &state.arena, &separate))
+            .collect()
+    }
+
+    /// Runs the graph; the outputs with index in `viewed` stay where the run left them (read
+    /// through the returned [`ArenaOutputs`], which holds the session until dropped), the others
+    /// are returned in order. A training step's update reads its gradients this way.
+    pub fn run_split(
+        &self,
+        inputs: &[&Tensor],
+        times: Option<&mut Vec<f64>>,
+        viewed: std::ops::Range<usize>,
+    ) -> Result<(Vec<Tensor>, ArenaOutputs<'_>), RuntimeError> {
+        let outputs = self.graph.outputs();
+        if viewed.end > outputs.len() || viewed.start > viewed.end {
+            return Err(RuntimeError::Plan(format!("outputs {viewed:?} of {}", outputs.len())));
+        }
+        let (guard, separate) = self.execute(inputs, times)?;
+        let state = guard.first().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
+        let mut rest = Vec::with_capacity(outputs.len() - viewed.len());
+        let mut copied = Vec::new();
+        for (k, &v) in outputs.iter().enumerate() {
+            let l = loc(&state.plan, v);
+            if !viewed.contains(&k) {
+                rest.push(self.materialize(l, &state.plan.shapes[v.0], inputs, &state.arena, &separate)?);
+            } else if let Loc::Input(i) = l {
+                let t = inputs.get(i).ok_or_else(|| RuntimeError::Plan("input missing".into()))?;
+                copied.push((v, (*t).clone()));
+            }
+        }
+        copied.extend(separate);
+        Ok((rest, ArenaOutputs { session: self, guard, first: viewed.start, len: viewed.len(), owned: copied }))
+    }
+
+    /// Runs the plan for these inputs (planned and kept on the first run of their shapes); the
+    /// arena is the first state of the returned guard, with the values not in the arena.
+    fn execute(
+        &self,
+        inputs: &[&Tensor],
+        times: Option<&mut Vec<f64>>,
+    ) -> Result<Executed<'_>, RuntimeError> {
         check_inputs(&self.graph, inputs)?;
         let mut guard = self.state.lock().map_err(|_| RuntimeError::Plan("arena lock poisoned".into()))?;
         let same = |s: &ArenaState| {
@@ -187,20 +236,22 @@ impl PlannedSession {
             }
         }
         let state = guard.first_mut().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
-        if state.on_pool {
+        let separate = if state.on_pool {
             kernels::on_pool(|| self.run_steps(inputs, state, times))
         } else {
             self.run_steps(inputs, state, times)
-        }
+        }?;
+        Ok((guard, separate))
     }
 
-    /// Runs the plan's steps in order into the arena and returns the graph's outputs.
+    /// Runs the plan's steps in order into the arena; returns the values it could not place
+    /// there.
     fn run_steps(
         &self,
         inputs: &[&Tensor],
         state: &mut ArenaState,
         mut times: Option<&mut Vec<f64>>,
-    ) -> Result<Vec<Tensor>, RuntimeError> {
+    ) -> Result<Vec<(ValueId, Tensor)>, RuntimeError> {
         let mut separate: Vec<(ValueId, Tensor)> = Vec::new();
         for step in &state.steps {
             let node = &self.graph.nodes()[step.node];
@@ -220,11 +271,7 @@ impl PlannedSession {
                 t[step.node] = t0.elapsed().as_secs_f64();
             }
         }
-        self.graph
-            .outputs()
-            .iter()
-            .map(|&v| self.materialize(loc(&state.plan, v), &state.plan.shapes[v.0], inputs, &state.arena, &separate))
-            .collect()
+        Ok(separate)
     }
 
     fn materialize(
@@ -313,5 +360,46 @@ impl PlannedSession {
             }
         }
         Ok(())
+    }
+}
+
+/// Outputs of a [`PlannedSession::run_split`] read where the run left them. The session is
+/// held (another run waits) until this is dropped.
+pub struct ArenaOutputs<'s> {
+    session: &'s PlannedSession,
+    guard: MutexGuard<'s, Vec<ArenaState>>,
+    first: usize,
+    len: usize,
+    /// Viewed values that are not in the arena.
+    owned: Vec<(ValueId, Tensor)>,
+}
+
+impl ArenaOutputs<'_> {
+    /// How many outputs are viewed.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no output is viewed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `k`-th viewed output's float32 values (empty for another dtype or `k` out of range).
+    pub fn f32(&self, k: usize) -> &[f32] {
+        let graph = &self.session.graph;
+        let (Some(&v), Some(state)) = (graph.outputs().get(self.first + k), self.guard.first()) else {
+            return &[];
+        };
+        if k >= self.len {
+            return &[];
+        }
+        match loc(&state.plan, v) {
+            Loc::Arena(o, n) => state.arena.get(o..o + n).unwrap_or(&[]),
+            Loc::Const(c) => graph.constant(c).and_then(Tensor::as_f32).unwrap_or(&[]),
+            Loc::Input(_) | Loc::Separate(_) => {
+                self.owned.iter().find(|(x, _)| *x == v).and_then(|(_, t)| t.as_f32()).unwrap_or(&[])
+            }
+        }
     }
 }

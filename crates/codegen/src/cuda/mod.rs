@@ -4,6 +4,7 @@
 //! Kernels: element-wise and fused expressions from a table of op → C expression; implicit-GEMM
 //! convolution and tiled matmul with fused epilogues; direct depthwise and transposed
 //! convolution; pooling, reductions, softmax and normalizations; data movement; recurrent layers.
+//! Beside the plan, [`optim`] emits the optimizer update of a training step.
 
 mod context;
 mod conv;
@@ -13,6 +14,7 @@ mod expr;
 mod loss;
 mod matmul;
 mod norm;
+pub mod optim;
 mod pool;
 mod reduce;
 mod rnn;

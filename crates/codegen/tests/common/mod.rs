@@ -235,6 +235,46 @@ pub fn run(g: &Graph, steps: &[StepKernels], shapes: &[Vec<usize>], inputs: &[Te
     outs
 }
 
+/// Compiles kernel `sources` with a `main` whose body is `body` and runs it on `bufs`: buffer
+/// `k` is `std::vector<char> b{k}` in `body`, and is returned as the program left it.
+pub fn run_program(tag: &str, sources: &str, body: &str, bufs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let dir = std::env::temp_dir().join(format!("kerasc-emu-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut src = String::from(SHIM);
+    src.push_str(sources);
+    src.push_str("\nint main(int argc, char** argv) {\n  (void)argc;\n");
+    let paths: Vec<PathBuf> = (0..bufs.len()).map(|k| dir.join(format!("b{k}.bin"))).collect();
+    for (k, (b, p)) in bufs.iter().zip(&paths).enumerate() {
+        std::fs::write(p, b).unwrap();
+        let _ = writeln!(src, "  std::vector<char> b{k} = kc_read(argv[{}]);", k + 1);
+    }
+    src.push_str(body);
+    for k in 0..bufs.len() {
+        let _ = writeln!(
+            src,
+            "  {{ FILE* f = std::fopen(argv[{}], \"wb\"); std::fwrite(b{k}.data(), 1, b{k}.size(), f); std::fclose(f); }}",
+            k + 1
+        );
+    }
+    src.push_str("  return 0;\n}\n");
+    let cpp = dir.join("emu.cpp");
+    std::fs::write(&cpp, &src).unwrap();
+    let exe = dir.join("emu");
+    let out = Command::new("g++")
+        .args(["-std=c++20", "-O1", "-pthread", "-w", "-o"])
+        .arg(&exe)
+        .arg(&cpp)
+        .output()
+        .expect("g++ runs");
+    assert!(out.status.success(), "g++ failed on {}:\n{}", cpp.display(), String::from_utf8_lossy(&out.stderr));
+    let run = Command::new(&exe).args(&paths).output().unwrap();
+    assert!(run.status.success(), "emulated kernels failed: {}", String::from_utf8_lossy(&run.stderr));
+    let outs = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    outs
+}
+
 fn launch(g: &Graph, k: &KernelSource, buf: &dyn Fn(ValueId) -> ValueId) -> String {
     let args: Vec<String> = k
         .args

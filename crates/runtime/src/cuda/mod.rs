@@ -5,6 +5,7 @@
 mod discover;
 mod nvrtc;
 mod session;
+mod update;
 
 pub use discover::{probe, CudaStatus, GpuInfo};
 pub use nvrtc::{compile_ptx, default_nvrtc_dirs, nvrtc_version, preload_nvrtc, PtxCache};

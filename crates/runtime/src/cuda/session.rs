@@ -3,6 +3,7 @@
 //! the whole plan captured as a CUDA graph and replayed on every run.
 
 use super::nvrtc::PtxCache;
+use super::update::DeviceUpdate;
 use crate::executor::check_inputs;
 use crate::RuntimeError;
 use codegen::cuda::emit_plan_with;
@@ -50,23 +51,23 @@ impl CudaOptions {
     }
 }
 
-fn err(what: &str, e: impl std::fmt::Debug) -> RuntimeError {
+pub(super) fn err(what: &str, e: impl std::fmt::Debug) -> RuntimeError {
     RuntimeError::Cuda(format!("{what}: {e:?}"))
 }
 
 /// A device buffer of any element type, by its raw bytes.
-struct DevBuf {
-    bytes: CudaSlice<u8>,
+pub(super) struct DevBuf {
+    pub(super) bytes: CudaSlice<u8>,
 }
 
 impl DevBuf {
-    fn ptr(&self, stream: &Arc<CudaStream>) -> u64 {
+    pub(super) fn ptr(&self, stream: &Arc<CudaStream>) -> u64 {
         let (p, _sync) = self.bytes.device_ptr(stream);
         p
     }
 }
 
-fn tensor_bytes(t: &Tensor) -> Vec<u8> {
+pub(super) fn tensor_bytes(t: &Tensor) -> Vec<u8> {
     match t.data() {
         TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -93,36 +94,43 @@ fn tensor_from_bytes(d: DType, shape: &[usize], b: &[u8]) -> Result<Tensor, Runt
     Ok(Tensor::new(shape.to_vec(), data)?)
 }
 
-struct Launch {
-    func: CudaFunction,
-    cfg: LaunchConfig,
-    args: Vec<u64>,
+pub(super) struct Launch {
+    pub(super) func: CudaFunction,
+    pub(super) cfg: LaunchConfig,
+    pub(super) args: Vec<u64>,
 }
 
-struct GpuState {
+pub(super) struct GpuState {
     input_shapes: Vec<Vec<usize>>,
     plan: MemoryPlan,
     arena: DevBuf,
-    inputs: Vec<DevBuf>,
+    /// One buffer per input; `None` for a weight kept on the device ([`DeviceUpdate`]).
+    inputs: Vec<Option<DevBuf>>,
+    /// The parameter table of the device update (its pointers depend on this plan): held for
+    /// the update's launches, which point into it.
+    _update_params: Option<DevBuf>,
     separate: HashMap<ValueId, DevBuf>,
     launches: Vec<Launch>,
     graph: Option<CudaGraph>,
     /// Page-locked staging buffers: one per input (write-combined) and per device-side output.
-    pinned_in: Vec<PinnedHostSlice<u8>>,
+    pinned_in: Vec<Option<PinnedHostSlice<u8>>>,
     pinned_out: Vec<Option<PinnedHostSlice<u8>>>,
 }
 
 /// A graph bound to one GPU.
 pub struct CudaSession {
     graph: Graph,
-    ctx: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
-    arch: &'static str,
+    pub(super) ctx: Arc<CudaContext>,
+    pub(super) stream: Arc<CudaStream>,
+    pub(super) arch: &'static str,
     /// The device's memory in bytes.
     device_memory: usize,
-    options: CudaOptions,
+    pub(super) options: CudaOptions,
     weights: HashMap<ValueId, DevBuf>,
-    state: Mutex<Option<GpuState>>,
+    /// Locked before `update` wherever both are.
+    pub(super) state: Mutex<Option<GpuState>>,
+    /// The optimizer update run after each training step, once enabled.
+    pub(super) update: Mutex<Option<DeviceUpdate>>,
 }
 
 fn arch_of(cc: (i32, i32)) -> Result<&'static str, RuntimeError> {
@@ -165,7 +173,17 @@ impl CudaSession {
             let buf = stream.clone_htod(&bytes[..]).map_err(|e| err("cannot upload weights", e))?;
             weights.insert(v, DevBuf { bytes: buf });
         }
-        Ok(CudaSession { graph, ctx, stream, arch, device_memory, options, weights, state: Mutex::new(None) })
+        Ok(CudaSession {
+            graph,
+            ctx,
+            stream,
+            arch,
+            device_memory,
+            options,
+            weights,
+            state: Mutex::new(None),
+            update: Mutex::new(None),
+        })
     }
 
     /// The graph.
@@ -178,22 +196,23 @@ impl CudaSession {
         self.ctx.name().unwrap_or_else(|_| "GPU".into())
     }
 
-    fn alloc(&self, bytes: usize) -> Result<DevBuf, RuntimeError> {
+    pub(super) fn alloc(&self, bytes: usize) -> Result<DevBuf, RuntimeError> {
         let b = self.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| err("out of device memory", e))?;
         Ok(DevBuf { bytes: b })
     }
 
-    fn prepare(&self, input_shapes: Vec<Vec<usize>>) -> Result<GpuState, RuntimeError> {
+    fn prepare(&self, input_shapes: Vec<Vec<usize>>, upd: Option<&DeviceUpdate>) -> Result<GpuState, RuntimeError> {
         let plan = self.options.layout.plan(&self.graph, &input_shapes)?;
         let device = (self.device_memory > 0).then_some((self.device_memory, "the device's memory"));
         crate::memory::check(crate::memory::planned_bytes(&self.graph, &plan), self.options.memory_limit, device)?;
         let steps = emit_plan_with(&self.graph, &plan, self.options.precision)
             .map_err(|e| RuntimeError::Cuda(e.to_string()))?;
         let arena = self.alloc(plan.arena_bytes)?;
+        let resident = |i: usize| upd.is_some_and(|u| u.is_resident(i));
         let mut inputs = Vec::new();
         for (i, &v) in self.graph.inputs().iter().enumerate() {
             let n: usize = input_shapes[i].iter().product();
-            inputs.push(self.alloc(n * self.graph.value(v).ty.dtype.size())?);
+            inputs.push(if resident(i) { None } else { Some(self.alloc(n * self.graph.value(v).ty.dtype.size())?) });
         }
         let mut separate = HashMap::new();
         for (i, p) in plan.placements.iter().enumerate() {
@@ -204,6 +223,23 @@ impl CudaSession {
         }
         let cache = PtxCache { dir: self.options.cache_dir.clone() };
         let arena_base = arena.ptr(&self.stream);
+        // Where value `v` is on the device for these shapes.
+        let address = |v: ValueId| -> Result<u64, RuntimeError> {
+            Ok(match plan.placements.get(v.0) {
+                Some(Placement::Arena { offset, .. }) => arena_base + *offset as u64,
+                Some(Placement::Input(i)) => match (&inputs[*i], upd) {
+                    (Some(b), _) => b.ptr(&self.stream),
+                    (None, Some(u)) => u.weight_ptr(*i, &self.stream)?,
+                    (None, None) => return Err(RuntimeError::Cuda("input buffer missing".into())),
+                },
+                Some(Placement::Constant) => self
+                    .weights
+                    .get(&v)
+                    .ok_or_else(|| RuntimeError::Cuda("weight not uploaded".into()))?
+                    .ptr(&self.stream),
+                _ => separate.get(&v).ok_or_else(|| RuntimeError::Cuda("buffer missing".into()))?.ptr(&self.stream),
+            })
+        };
         let mut launches = Vec::new();
         for step in &steps {
             for k in &step.kernels {
@@ -213,24 +249,7 @@ impl CudaSession {
                     .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
                     .map_err(|e| err(&format!("cannot load kernel {}", k.name), e))?;
                 let func = module.load_function(&k.name).map_err(|e| err(&format!("no entry {}", k.name), e))?;
-                let mut args = Vec::with_capacity(k.args.len());
-                for a in &k.args {
-                    let v = a.value;
-                    let p = match plan.placements.get(v.0) {
-                        Some(Placement::Arena { offset, .. }) => arena_base + *offset as u64,
-                        Some(Placement::Input(i)) => inputs[*i].ptr(&self.stream),
-                        Some(Placement::Constant) => self
-                            .weights
-                            .get(&v)
-                            .ok_or_else(|| RuntimeError::Cuda("weight not uploaded".into()))?
-                            .ptr(&self.stream),
-                        _ => separate
-                            .get(&v)
-                            .ok_or_else(|| RuntimeError::Cuda("buffer missing".into()))?
-                            .ptr(&self.stream),
-                    };
-                    args.push(p);
-                }
+                let args = k.args.iter().map(|a| address(a.value)).collect::<Result<Vec<u64>, _>>()?;
                 let l = k.launch;
                 let cfg = LaunchConfig {
                     grid_dim: (l.grid[0], l.grid[1], l.grid[2]),
@@ -240,16 +259,31 @@ impl CudaSession {
                 launches.push(Launch { func, cfg, args });
             }
         }
+        let update_params = match upd {
+            Some(u) => {
+                let grads = &self.graph.outputs()[u.first_grad..u.first_grad + u.sizes.len()];
+                let loss = self.graph.outputs().first().ok_or_else(|| RuntimeError::Cuda("no loss output".into()))?;
+                let (table, ls) = u.launches(self, grads, *loss, &address)?;
+                launches.extend(ls);
+                Some(table)
+            }
+            None => None,
+        };
         let mut pinned_in = Vec::new();
         for (i, &v) in self.graph.inputs().iter().enumerate() {
             let n = input_shapes[i].iter().product::<usize>() * self.graph.value(v).ty.dtype.size();
-            // SAFETY: the buffer is filled before any copy reads it.
-            pinned_in.push(unsafe { self.ctx.alloc_pinned::<u8>(n.max(4)) }.map_err(|e| err("pinned memory", e))?);
+            pinned_in.push(if resident(i) {
+                None
+            } else {
+                // SAFETY: the buffer is filled before any copy reads it.
+                Some(unsafe { self.ctx.alloc_pinned::<u8>(n.max(4)) }.map_err(|e| err("pinned memory", e))?)
+            });
         }
         let mut pinned_out = Vec::new();
-        for &o in self.graph.outputs() {
-            let on_device =
-                matches!(plan.placements.get(o.0), Some(Placement::Arena { .. }) | Some(Placement::Separate));
+        for (k, &o) in self.graph.outputs().iter().enumerate() {
+            let gradient = upd.is_some_and(|u| (u.first_grad..u.first_grad + u.sizes.len()).contains(&k));
+            let on_device = !gradient
+                && matches!(plan.placements.get(o.0), Some(Placement::Arena { .. }) | Some(Placement::Separate));
             pinned_out.push(if on_device {
                 let n = plan.shapes[o.0].iter().product::<usize>() * self.graph.value(o).ty.dtype.size();
                 // SAFETY: the buffer is written by the download before it is read.
@@ -261,7 +295,18 @@ impl CudaSession {
                 None
             });
         }
-        Ok(GpuState { input_shapes, plan, arena, inputs, separate, launches, graph: None, pinned_in, pinned_out })
+        Ok(GpuState {
+            input_shapes,
+            plan,
+            arena,
+            inputs,
+            _update_params: update_params,
+            separate,
+            launches,
+            graph: None,
+            pinned_in,
+            pinned_out,
+        })
     }
 
     fn launch_all(&self, st: &GpuState) -> Result<(), RuntimeError> {
@@ -284,14 +329,39 @@ impl CudaSession {
 
     /// Runs the graph; also returns the milliseconds between CUDA events around the kernels.
     pub fn run_timed(&self, inputs: &[Tensor]) -> Result<(Vec<Tensor>, f64), RuntimeError> {
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        self.execute(&refs, None)
+    }
+
+    /// Runs the graph on `inputs`, then (with `scalars`) the device update. With the update the
+    /// resident weights' entries of `inputs` are not read and the gradients are not returned.
+    pub(super) fn execute(
+        &self,
+        inputs: &[&Tensor],
+        scalars: Option<&ir::UpdateScalars>,
+    ) -> Result<(Vec<Tensor>, f64), RuntimeError> {
         check_inputs(&self.graph, inputs)?;
         let mut guard = self.state.lock().map_err(|_| RuntimeError::Plan("state lock poisoned".into()))?;
+        let mut upd_guard = self.update.lock().map_err(|_| RuntimeError::Plan("update lock poisoned".into()))?;
+        if let (Some(u), Some(s)) = (upd_guard.as_mut(), scalars) {
+            u.upload_scalars(&self.stream, s)?;
+        }
+        let upd = upd_guard.as_ref();
+        match (upd, scalars) {
+            (Some(_), None) => {
+                return Err(RuntimeError::Plan("this session trains on the device: run it through its training step".into()))
+            }
+            (None, Some(_)) => return Err(RuntimeError::Plan("no device update is enabled".into())),
+            _ => {}
+        }
         let same = guard.as_ref().is_some_and(|s| s.input_shapes.iter().zip(inputs).all(|(a, t)| a == t.shape()));
         if !same {
-            *guard = Some(self.prepare(inputs.iter().map(|t| t.shape().to_vec()).collect())?);
+            *guard = None;
+            *guard = Some(self.prepare(inputs.iter().map(|t| t.shape().to_vec()).collect(), upd)?);
         }
         let st = guard.as_mut().ok_or_else(|| RuntimeError::Plan("no state".into()))?;
         for ((buf, pin), t) in st.inputs.iter_mut().zip(st.pinned_in.iter_mut()).zip(inputs) {
+            let (Some(buf), Some(pin)) = (buf, pin) else { continue };
             let bytes = tensor_bytes(t);
             let staged = pin.as_mut_slice().map_err(|e| err("pinned memory", e))?;
             staged[..bytes.len()].copy_from_slice(&bytes);
@@ -334,6 +404,9 @@ impl CudaSession {
         self.stream.synchronize().map_err(|e| err("download", e))?;
         let mut outs = Vec::with_capacity(self.graph.outputs().len());
         for (k, &o) in self.graph.outputs().iter().enumerate() {
+            if upd.is_some_and(|u| (u.first_grad..u.first_grad + u.sizes.len()).contains(&k)) {
+                continue;
+            }
             let val = self.graph.value(o);
             let shape = &st.plan.shapes[o.0];
             outs.push(match (st.plan.placements.get(o.0), st.pinned_out.get(k)) {
@@ -342,7 +415,7 @@ impl CudaSession {
                     let host = pin.as_slice().map_err(|e| err("pinned memory", e))?;
                     tensor_from_bytes(val.ty.dtype, shape, &host[..n])?
                 }
-                (Some(Placement::Input(i)), _) => inputs[*i].clone(),
+                (Some(Placement::Input(i)), _) => (*inputs[*i]).clone(),
                 _ => {
                     self.graph.constant(o).cloned().ok_or_else(|| RuntimeError::Plan("output not available".into()))?
                 }

@@ -1,7 +1,8 @@
-//! Optimizers with Keras 3's update rules, applied to host tensors in Keras's order: clip the
-//! gradients (clipnorm, else global_clipnorm, else clipvalue), decay the weights
-//! (`w −= w·wd·lr`), update, count the iteration. The learning rate is the schedule's value at
-//! the iteration count before the update.
+//! Optimizers with Keras 3's update rules, in Keras's order: clip the gradients (clipnorm, else
+//! global_clipnorm, else clipvalue), decay the weights (`w −= w·wd·lr`), update, count the
+//! iteration. The learning rate is the schedule's value at the iteration count before the
+//! update. The update itself is one fused pass over all weights (`kernels::optim` on the CPU;
+//! `codegen::cuda::optim` is the same pass as a CUDA kernel).
 
 use crate::RuntimeError;
 use ir::Tensor;
@@ -66,30 +67,8 @@ impl Schedule {
     }
 }
 
-/// The update rule and its hyper-parameters (Keras 3's defaults in [`Kind::default_for`]).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Kind {
-    Sgd { momentum: f32, nesterov: bool },
-    Adam { beta_1: f32, beta_2: f32, epsilon: f32, amsgrad: bool },
-    RmsProp { rho: f32, momentum: f32, epsilon: f32, centered: bool },
-    Adagrad { initial_accumulator_value: f32, epsilon: f32 },
-    Nadam { beta_1: f32, beta_2: f32, epsilon: f32 },
-}
-
-impl Kind {
-    /// Keras's defaults for an optimizer name (`adamw` is Adam with weight decay 0.004).
-    pub fn default_for(name: &str) -> Option<(Kind, Option<f32>)> {
-        Some(match name.to_lowercase().as_str() {
-            "sgd" => (Kind::Sgd { momentum: 0.0, nesterov: false }, None),
-            "adam" => (Kind::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false }, None),
-            "adamw" => (Kind::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false }, Some(0.004)),
-            "rmsprop" => (Kind::RmsProp { rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: false }, None),
-            "adagrad" => (Kind::Adagrad { initial_accumulator_value: 0.1, epsilon: 1e-7 }, None),
-            "nadam" => (Kind::Nadam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 }, None),
-            _ => return None,
-        })
-    }
-}
+/// The update rule and its hyper-parameters (Keras 3's defaults in [`Kind::keras_default`]).
+pub type Kind = ir::UpdateRule;
 
 /// One optimizer with Keras's gradient clipping and weight decay.
 #[derive(Debug, Clone)]
@@ -100,8 +79,9 @@ pub struct KerasOptimizer {
     pub global_clipnorm: Option<f32>,
     pub clipvalue: Option<f32>,
     pub weight_decay: Option<f32>,
-    /// Per weight: the optimizer's slot variables (momentum, velocity, ...).
-    slots: Vec<Vec<Vec<f32>>>,
+    /// Per weight: the optimizer's slot variables (momentum, velocity, ...), `kind.slots()`
+    /// blocks of the weight's size one after the other.
+    slots: Vec<Vec<f32>>,
     iterations: u64,
     /// Nadam's running product of momentum factors.
     u_product: f32,
@@ -127,21 +107,31 @@ fn err(m: impl Into<String>) -> RuntimeError {
 pub struct OptimizerState {
     pub iterations: u64,
     pub u_product: f32,
-    /// Per weight, its slot variables.
+    /// Per weight, its slot variables (each the weight's size).
     pub slots: Vec<Vec<Vec<f32>>>,
 }
 
 impl KerasOptimizer {
     /// The state to checkpoint.
     pub fn state(&self) -> OptimizerState {
-        OptimizerState { iterations: self.iterations, u_product: self.u_product, slots: self.slots.clone() }
+        let n = self.kind.slots().max(1);
+        let slots = self
+            .slots
+            .iter()
+            .map(|flat| {
+                let len = flat.len() / n;
+                (0..n).map(|k| flat[k * len..(k + 1) * len].to_vec()).collect()
+            })
+            .collect();
+        OptimizerState { iterations: self.iterations, u_product: self.u_product, slots }
     }
 
-    /// Continues from a checkpointed state.
+    /// Continues from a checkpointed state (slots of the wrong size are an error at the next
+    /// update).
     pub fn restore(&mut self, s: OptimizerState) {
         self.iterations = s.iterations;
         self.u_product = s.u_product;
-        self.slots = s.slots;
+        self.slots = s.slots.into_iter().map(|w| w.concat()).collect();
     }
 
     /// An optimizer without clipping or weight decay.
@@ -159,21 +149,60 @@ impl KerasOptimizer {
         }
     }
 
-    fn clip(&self, grads: &mut [Vec<f32>]) {
-        if let Some(c) = self.clipnorm.filter(|&c| c > 0.0) {
-            for g in grads.iter_mut() {
-                let norm = g.iter().map(|v| v * v).sum::<f32>().sqrt();
-                let denom = norm.max(c);
-                g.iter_mut().for_each(|v| *v = *v * c / denom);
-            }
-        } else if let Some(c) = self.global_clipnorm.filter(|&c| c > 0.0) {
-            let norm = grads.iter().flatten().map(|v| v * v).sum::<f32>().sqrt();
-            // Keras: clip·min(1/norm, 1/clip), NaN when the norm is not finite.
-            let scale = if norm.is_finite() { c * (1.0 / norm).min(1.0 / c) } else { f32::NAN };
-            grads.iter_mut().flatten().for_each(|v| *v *= scale);
-        } else if let Some(c) = self.clipvalue.filter(|&c| c > 0.0) {
-            grads.iter_mut().flatten().for_each(|v| *v = v.clamp(-c, c));
+    /// The clipping Keras applies.
+    pub fn clip(&self) -> ir::GradClip {
+        ir::GradClip::from_keras(self.clipnorm, self.global_clipnorm, self.clipvalue)
+    }
+
+    /// The scalars of the next update, and Nadam's product after it; the state is unchanged.
+    pub fn next_scalars(&self) -> (ir::UpdateScalars, f32) {
+        let t = self.iterations + 1;
+        let u_product = self.kind.next_u_product(self.u_product, t);
+        (self.kind.scalars(self.learning_rate(), self.weight_decay, t, u_product), u_product)
+    }
+
+    /// Each weight's slot variables (`kind.slots()` blocks of its size), empty before the first
+    /// update.
+    pub fn slots(&self) -> &[Vec<f32>] {
+        &self.slots
+    }
+
+    /// Replaces the slot variables (read back from a device that updated them).
+    pub fn set_slots(&mut self, slots: Vec<Vec<f32>>) {
+        self.slots = slots;
+    }
+
+    /// Counts an update made elsewhere (on a device) with [`KerasOptimizer::next_scalars`]'s
+    /// scalars; `u_product` is the product those gave.
+    pub fn commit(&mut self, u_product: f32) {
+        self.u_product = u_product;
+        self.iterations += 1;
+    }
+
+    /// The slot variables of weights of `sizes` elements, made (at the rule's initial value)
+    /// unless there is one set per weight already.
+    pub fn ensure_slots(&mut self, sizes: impl ExactSizeIterator<Item = usize>) {
+        if self.slots.len() != sizes.len() {
+            let (n, init) = (self.kind.slots(), self.kind.slot_init());
+            self.slots = sizes.map(|len| vec![init; n * len]).collect();
         }
+    }
+
+    /// One update of every weight with the gradient `grad(i)` of weight `i`, wherever the
+    /// gradients are (a training step's arena): one fused pass over all weights
+    /// ([`kernels::optim::update_all`]), nothing copied.
+    pub fn apply_with<'g>(
+        &mut self,
+        weights: &mut [Tensor],
+        grad: impl Fn(usize) -> &'g [f32] + Sync,
+    ) -> Result<(), RuntimeError> {
+        self.ensure_slots(weights.iter().map(Tensor::len));
+        let (s, u_product) = self.next_scalars();
+        let clip = self.clip();
+        kernels::optim::update_all(&self.kind, &s, clip, weights, &mut self.slots, grad)
+            .map_err(|e| err(e.to_string()))?;
+        self.commit(u_product);
+        Ok(())
     }
 }
 
@@ -182,110 +211,10 @@ impl Optimizer for KerasOptimizer {
         if weights.len() != grads.len() {
             return Err(err(format!("{} weights but {} gradients", weights.len(), grads.len())));
         }
-        let mut gs: Vec<Vec<f32>> = Vec::with_capacity(grads.len());
-        for (w, g) in weights.iter().zip(grads) {
-            let v = g.as_f32().ok_or_else(|| err("gradient is not float32"))?;
-            if v.len() != w.len() {
-                return Err(err("gradient and weight sizes differ"));
-            }
-            gs.push(v.to_vec());
+        if grads.iter().any(|g| g.as_f32().is_none()) {
+            return Err(err("gradient is not float32"));
         }
-        self.clip(&mut gs);
-        let lr = self.schedule.at(self.iterations);
-        if self.slots.len() != weights.len() {
-            let n_slots = match self.kind {
-                Kind::Sgd { .. } | Kind::Adagrad { .. } => 1,
-                Kind::Adam { amsgrad, .. } => 2 + usize::from(amsgrad),
-                Kind::RmsProp { .. } => 3,
-                Kind::Nadam { .. } => 2,
-            };
-            let init = match self.kind {
-                Kind::Adagrad { initial_accumulator_value, .. } => initial_accumulator_value,
-                _ => 0.0,
-            };
-            self.slots = weights.iter().map(|w| vec![vec![init; w.len()]; n_slots]).collect();
-        }
-        let t = (self.iterations + 1) as f32;
-        if let Kind::Nadam { beta_1, .. } = self.kind {
-            self.u_product *= beta_1 * (1.0 - 0.5 * 0.96f32.powf(t));
-        }
-        for ((w, g), slots) in weights.iter_mut().zip(&gs).zip(&mut self.slots) {
-            let ws = w.as_f32_mut().ok_or_else(|| err("weight is not float32"))?;
-            if let Some(wd) = self.weight_decay {
-                ws.iter_mut().for_each(|v| *v -= *v * wd * lr);
-            }
-            match self.kind {
-                Kind::Sgd { momentum, nesterov } => {
-                    if momentum == 0.0 {
-                        ws.iter_mut().zip(g).for_each(|(w, &g)| *w -= g * lr);
-                    } else {
-                        for ((w, &g), m) in ws.iter_mut().zip(g).zip(slots[0].iter_mut()) {
-                            *m = -g * lr + *m * momentum;
-                            *w += if nesterov { -g * lr + *m * momentum } else { *m };
-                        }
-                    }
-                }
-                Kind::Adam { beta_1, beta_2, epsilon, amsgrad } => {
-                    let alpha = lr * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t));
-                    let (m, rest) = slots.split_at_mut(1);
-                    let (v, vhat) = rest.split_at_mut(1);
-                    for i in 0..ws.len() {
-                        m[0][i] += (g[i] - m[0][i]) * (1.0 - beta_1);
-                        v[0][i] += (g[i] * g[i] - v[0][i]) * (1.0 - beta_2);
-                        let vv = if amsgrad {
-                            vhat[0][i] = vhat[0][i].max(v[0][i]);
-                            vhat[0][i]
-                        } else {
-                            v[0][i]
-                        };
-                        ws[i] -= m[0][i] * alpha / (vv.sqrt() + epsilon);
-                    }
-                }
-                Kind::RmsProp { rho, momentum, epsilon, centered } => {
-                    let (vel, rest) = slots.split_at_mut(1);
-                    let (mom, avg) = rest.split_at_mut(1);
-                    for i in 0..ws.len() {
-                        vel[0][i] = rho * vel[0][i] + (1.0 - rho) * g[i] * g[i];
-                        let denom = if centered {
-                            avg[0][i] = rho * avg[0][i] + (1.0 - rho) * g[i];
-                            vel[0][i] - avg[0][i] * avg[0][i] + epsilon
-                        } else {
-                            vel[0][i] + epsilon
-                        };
-                        let inc = lr * g[i] / denom.sqrt();
-                        if momentum > 0.0 {
-                            mom[0][i] = momentum * mom[0][i] + inc;
-                            ws[i] -= mom[0][i];
-                        } else {
-                            ws[i] -= inc;
-                        }
-                    }
-                }
-                Kind::Adagrad { epsilon, .. } => {
-                    for ((w, &g), acc) in ws.iter_mut().zip(g).zip(slots[0].iter_mut()) {
-                        *acc += g * g;
-                        *w -= lr * g / (*acc + epsilon).sqrt();
-                    }
-                }
-                Kind::Nadam { beta_1, beta_2, epsilon } => {
-                    let u_t = beta_1 * (1.0 - 0.5 * 0.96f32.powf(t));
-                    let u_t_1 = beta_1 * (1.0 - 0.5 * 0.96f32.powf(t + 1.0));
-                    let u_product_t = self.u_product;
-                    let u_product_t_1 = u_product_t * u_t_1;
-                    let b2p = beta_2.powf(t);
-                    let (m, v) = slots.split_at_mut(1);
-                    for i in 0..ws.len() {
-                        m[0][i] += (g[i] - m[0][i]) * (1.0 - beta_1);
-                        v[0][i] += (g[i] * g[i] - v[0][i]) * (1.0 - beta_2);
-                        let m_hat = u_t_1 * m[0][i] / (1.0 - u_product_t_1) + (1.0 - u_t) * g[i] / (1.0 - u_product_t);
-                        let v_hat = v[0][i] / (1.0 - b2p);
-                        ws[i] -= m_hat * lr / (v_hat.sqrt() + epsilon);
-                    }
-                }
-            }
-        }
-        self.iterations += 1;
-        Ok(())
+        self.apply_with(weights, |i| grads[i].as_f32().unwrap_or(&[]))
     }
 
     fn iterations(&self) -> u64 {

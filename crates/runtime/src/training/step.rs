@@ -233,6 +233,9 @@ pub struct TrainStep {
     stat_targets: Vec<usize>,
     /// Each node's time summed over the steps run, when profiling ([`TrainStep::profile`]).
     times: Option<std::sync::Mutex<Vec<f64>>>,
+    /// On a GPU: the weights and the optimizer's slots live on the device
+    /// ([`TrainStep::run_update`]).
+    on_device: std::sync::atomic::AtomicBool,
 }
 
 fn err(m: impl Into<String>) -> RuntimeError {
@@ -436,20 +439,26 @@ impl TrainStep {
             n_state: opts.state.len(),
             stat_targets: stats.iter().map(|(i, _)| *i).collect(),
             times: None,
+            on_device: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Times every node of every later step ([`TrainStep::profile`]).
     pub fn enable_profile(&mut self) {
-        self.times = Some(std::sync::Mutex::new(vec![0.0; self.graph().nodes().len()]));
+        // One entry per node, then the optimizer's update.
+        self.times = Some(std::sync::Mutex::new(vec![0.0; self.graph().nodes().len() + 1]));
     }
 
     /// Each node's time summed over the steps run since [`TrainStep::enable_profile`], in
-    /// seconds: `(node name, op kind, seconds)` in graph order; empty when not profiling.
+    /// seconds: `(node name, op kind, seconds)` in graph order, then the optimizer's update
+    /// (`OptimizerUpdate`, timed by [`TrainStep::run_update`]); empty when not profiling.
     pub fn profile(&self) -> Vec<(String, String, f64)> {
         let Some(t) = &self.times else { return Vec::new() };
         let t = t.lock().unwrap_or_else(|p| p.into_inner());
-        self.graph().nodes().iter().zip(t.iter()).map(|(n, &s)| (n.name.clone(), n.op.name(), s)).collect()
+        let mut out: Vec<(String, String, f64)> =
+            self.graph().nodes().iter().zip(t.iter()).map(|(n, &s)| (n.name.clone(), n.op.name(), s)).collect();
+        out.push(("optimizer/update".into(), "OptimizerUpdate".into(), t.last().copied().unwrap_or(0.0)));
+        out
     }
 
     /// The step's graph (model, loss, backward pass), e.g. to compile it for another device.
@@ -515,6 +524,130 @@ impl TrainStep {
         state: &[Tensor],
         noise: &[Tensor],
     ) -> Result<StepOutput, RuntimeError> {
+        self.check_counts(inputs, labels, state, noise)?;
+        // Borrowed, not copied: on the CPU the step reads the batch and the weights where they are.
+        let all: Vec<&Tensor> = inputs.iter().chain(labels).chain(weights).chain(state).chain(noise).collect();
+        let outs = match &self.times {
+            Some(t) => self.session.run(&all, Some(&mut t.lock().unwrap_or_else(|p| p.into_inner())))?,
+            None => self.session.run(&all, None)?,
+        };
+        self.output(outs, true)
+    }
+
+    /// One training step with its update: runs the step on the batch, then `optimizer`'s
+    /// update of `weights` as one fused pass that reads the gradients where the step wrote them
+    /// (on the CPU, in the step's arena: no gradient is copied out). The returned output has no
+    /// gradients. A step whose loss is not finite leaves the weights as they were.
+    pub fn run_update(
+        &self,
+        inputs: &[Tensor],
+        labels: &[Tensor],
+        weights: &mut [Tensor],
+        state: &[Tensor],
+        noise: &[Tensor],
+        optimizer: &mut super::KerasOptimizer,
+    ) -> Result<StepOutput, RuntimeError> {
+        self.check_counts(inputs, labels, state, noise)?;
+        let session = match &self.session {
+            StepExec::Cpu(s) => s,
+            StepExec::Cuda(s) => return self.run_update_on_device(s, inputs, labels, weights, state, noise, optimizer),
+        };
+        let n_w = weights.len();
+        let (outs, grads) = {
+            let all: Vec<&Tensor> = inputs.iter().chain(labels).chain(&*weights).chain(state).chain(noise).collect();
+            let mut local = self.times.as_ref().map(|_| vec![0.0; session.graph().nodes().len()]);
+            let res = session.run_split(&all, local.as_mut(), 1..1 + n_w)?;
+            if let (Some(t), Some(local)) = (&self.times, local) {
+                let mut acc = t.lock().unwrap_or_else(|p| p.into_inner());
+                acc.iter_mut().zip(local).for_each(|(a, t)| *a += t);
+            }
+            res
+        };
+        let out = self.output(outs, false)?;
+        if grads.len() != n_w {
+            return Err(err(format!("{n_w} weights but the step has {} gradients", grads.len())));
+        }
+        if out.loss.is_finite() {
+            let t0 = std::time::Instant::now();
+            optimizer.apply_with(weights, |i| grads.f32(i))?;
+            self.add_update_time(t0);
+        }
+        Ok(out)
+    }
+
+    /// [`TrainStep::run_update`] on a GPU: the first step puts the weights and the optimizer's
+    /// slots on the device; every step runs the step's kernels and the update there, so only
+    /// the batch goes up and the loss, predictions and statistics come down. `weights` and the
+    /// optimizer's slots on the host are left as they were until [`TrainStep::sync_weights`].
+    #[allow(clippy::too_many_arguments)]
+    fn run_update_on_device(
+        &self,
+        s: &crate::cuda::CudaSession,
+        inputs: &[Tensor],
+        labels: &[Tensor],
+        weights: &[Tensor],
+        state: &[Tensor],
+        noise: &[Tensor],
+        optimizer: &mut super::KerasOptimizer,
+    ) -> Result<StepOutput, RuntimeError> {
+        let first_weight = self.n_inputs + self.n_outputs;
+        if !self.on_device.load(std::sync::atomic::Ordering::Acquire) {
+            optimizer.ensure_slots(weights.iter().map(Tensor::len));
+            let decay = optimizer.weight_decay.is_some();
+            s.enable_update(&optimizer.kind, optimizer.clip(), decay, first_weight, 1, weights, optimizer.slots())?;
+            self.on_device.store(true, std::sync::atomic::Ordering::Release);
+        }
+        let (scalars, u_product) = optimizer.next_scalars();
+        let all: Vec<&Tensor> = inputs.iter().chain(labels).chain(weights).chain(state).chain(noise).collect();
+        let t0 = std::time::Instant::now();
+        let outs = s.run_step(&all, &scalars)?;
+        if let Some(t) = &self.times {
+            if let Some(first) = t.lock().unwrap_or_else(|p| p.into_inner()).first_mut() {
+                *first += t0.elapsed().as_secs_f64();
+            }
+        }
+        let out = self.output(outs, false)?;
+        // The device skips the update of a step whose loss is not finite.
+        if out.loss.is_finite() {
+            optimizer.commit(u_product);
+        }
+        Ok(out)
+    }
+
+    /// Brings the weights and the optimizer's slots back from a GPU that trains them
+    /// ([`TrainStep::run_update`]); nothing to do on the CPU, where they are updated in place.
+    pub fn sync_weights(
+        &self,
+        weights: &mut [Tensor],
+        optimizer: &mut super::KerasOptimizer,
+    ) -> Result<(), RuntimeError> {
+        let StepExec::Cuda(s) = &self.session else { return Ok(()) };
+        let Some((ws, slots)) = s.read_update()? else { return Ok(()) };
+        if ws.len() != weights.len() {
+            return Err(err(format!("{} weights on the device, {} given", ws.len(), weights.len())));
+        }
+        for (w, v) in weights.iter_mut().zip(ws) {
+            *w = Tensor::from_f32(w.shape(), v)?;
+        }
+        optimizer.set_slots(slots);
+        Ok(())
+    }
+
+    fn add_update_time(&self, t0: std::time::Instant) {
+        if let Some(t) = &self.times {
+            if let Some(last) = t.lock().unwrap_or_else(|p| p.into_inner()).last_mut() {
+                *last += t0.elapsed().as_secs_f64();
+            }
+        }
+    }
+
+    fn check_counts(
+        &self,
+        inputs: &[Tensor],
+        labels: &[Tensor],
+        state: &[Tensor],
+        noise: &[Tensor],
+    ) -> Result<(), RuntimeError> {
         if inputs.len() != self.n_inputs {
             return Err(err(format!("the model takes {} input(s), {} given", self.n_inputs, inputs.len())));
         }
@@ -534,23 +667,24 @@ impl TrainStep {
                 noise.len()
             )));
         }
-        // Borrowed, not copied: on the CPU the step reads the batch and the weights where they are.
-        let all: Vec<&Tensor> = inputs.iter().chain(labels).chain(weights).chain(state).chain(noise).collect();
-        let mut outs = match &self.times {
-            Some(t) => self.session.run(&all, Some(&mut t.lock().unwrap_or_else(|p| p.into_inner())))?,
-            None => self.session.run(&all, None)?,
-        };
+        Ok(())
+    }
+
+    /// The step's outputs in order — the loss, the gradients when `with_grads`, the
+    /// predictions, each output's loss (several outputs), the batch statistics — as a
+    /// [`StepOutput`].
+    fn output(&self, mut outs: Vec<Tensor>, with_grads: bool) -> Result<StepOutput, RuntimeError> {
         let scalar = |t: &Tensor| t.as_f32().and_then(|v| v.first()).copied().ok_or_else(|| err("no loss"));
-        let stats: Vec<Tensor> = outs.split_off(outs.len() - self.stat_targets.len());
-        let means: Vec<Tensor> =
-            if self.n_outputs > 1 { outs.split_off(outs.len() - self.n_outputs) } else { Vec::new() };
-        let preds: Vec<Tensor> = outs.split_off(outs.len() - self.n_outputs);
+        let tail = |outs: &mut Vec<Tensor>, n: usize| outs.split_off(outs.len().saturating_sub(n));
+        let stats: Vec<Tensor> = tail(&mut outs, self.stat_targets.len());
+        let means: Vec<Tensor> = if self.n_outputs > 1 { tail(&mut outs, self.n_outputs) } else { Vec::new() };
+        let preds: Vec<Tensor> = tail(&mut outs, self.n_outputs);
         let loss = scalar(outs.first().ok_or_else(|| err("no loss"))?)?;
         let losses = if means.is_empty() { vec![loss] } else { means.iter().map(scalar).collect::<Result<_, _>>()? };
         Ok(StepOutput {
             loss,
             losses,
-            grads: outs.split_off(1),
+            grads: if with_grads { outs.split_off(1) } else { Vec::new() },
             pred: preds.first().cloned().ok_or_else(|| err("no prediction"))?,
             preds,
             batch_stats: self.stat_targets.iter().copied().zip(stats).collect(),
