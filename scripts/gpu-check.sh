@@ -4,7 +4,8 @@
 # then on the device: bash scripts/gpu-check.sh
 # It records the GPU, driver and NVRTC, runs the GPU tests (every dev model on /GPU:0 against
 # Keras and the CPU, optimized and naive), then benches naive vs optimized on /GPU:0 at batch 1
-# and 64, and prints a short table last. Fits in about 8 minutes.
+# and 64, the tensor-core precisions, and fine-tuning ms per epoch on the GPU beside the CPU;
+# short tables last. Fits in about 9 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=gpu-bundle
@@ -34,4 +35,12 @@ for f in mobilenetv2.keras resnet_block.keras transformer.keras; do
     j=$(timeout 60 "$B/kerasc" bench "$B/models/$f" --device /GPU:0 --batch 64 --runs 20 --precision "$p" --json 2>/dev/null)
     printf '%-20s %-6s %12.3f %14s\n' "$f" "$p" "$(echo "$j" | grep -o '"optimized":{[^}]*' | field median_ms)" "$(echo "$j" | field rel_l2_diff)"
   done
+done
+# Fine-tuning: ms per epoch (the last of 3, after the kernels are compiled and cached) on the GPU
+# (step and optimizer update on the device, weights never copied back per step) and on the CPU.
+printf '\n%-12s %14s %14s\n' fit gpu_ms_epoch cpu_ms_epoch
+for m in mlp cnn_mnist; do
+  g=$(timeout 120 "$B/kerasc" fit "$B/models/$m.h5" --data "$B/models/$m.finetune.npz" --output "/tmp/$m.gpu.h5" --epochs 3 --batch-size 32 --optimizer adam --verbose 2 --device /GPU:0 2>&1 | grep -o ' - [0-9.]*ms - ' | tail -1 | tr -dc '0-9.')
+  c=$(timeout 120 "$B/kerasc" fit "$B/models/$m.h5" --data "$B/models/$m.finetune.npz" --output "/tmp/$m.cpu.h5" --epochs 3 --batch-size 32 --optimizer adam --verbose 2 --device /CPU:0 2>&1 | grep -o ' - [0-9.]*ms - ' | tail -1 | tr -dc '0-9.')
+  printf '%-12s %14s %14s\n' "$m" "${g:-FAIL}" "${c:-FAIL}"
 done

@@ -129,7 +129,8 @@ enum Command {
         #[command(flatten)]
         options: kerasc::fit::FitOptions,
         /// Device to train on (TensorFlow names: /GPU:0, /CPU:0; default: the lowest GPU, else
-        /// the CPU). On a GPU each step's forward and backward pass runs there.
+        /// the CPU). On a GPU each step's forward and backward pass and the optimizer's update
+        /// run there, the weights staying on the device.
         #[arg(long)]
         device: Option<String>,
     },

@@ -78,18 +78,20 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     if options.profile || options.report.is_some() {
         step.enable_profile();
     }
-    // Validation runs in inference mode (moving statistics, no noise).
-    let eval_step = if mode.options.batch_norm.is_empty() && mode.options.noise.is_empty() {
-        None
-    } else {
-        let o = TrainOptions {
-            state: mode.options.state.clone(),
-            cuda: mode.options.cuda.clone(),
-            memory_limit: mode.options.memory_limit,
-            ..TrainOptions::default()
+    // Validation runs in inference mode (moving statistics, no noise); on a GPU in a step of
+    // its own, since the training step's session updates the weights it keeps on the device.
+    let eval_step =
+        if mode.options.batch_norm.is_empty() && mode.options.noise.is_empty() && mode.options.cuda.is_none() {
+            None
+        } else {
+            let o = TrainOptions {
+                state: mode.options.state.clone(),
+                cuda: mode.options.cuda.clone(),
+                memory_limit: mode.options.memory_limit,
+                ..TrainOptions::default()
+            };
+            Some(TrainStep::with_losses(g, &loss_spec, &trainable, &o)?)
         };
-        Some(TrainStep::with_losses(g, &loss_spec, &trainable, &o)?)
-    };
     // What is saved: the trained weights, then the moving statistics.
     let saved: Vec<ValueId> = trainable.iter().chain(&mode.options.state).copied().collect();
     let state = mode.options.state.iter().filter_map(|v| g.constant(*v).cloned()).collect();

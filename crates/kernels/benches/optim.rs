@@ -41,10 +41,12 @@ fn main() {
     ];
     let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     for (rule, clip) in cases {
-        let mut ws: Vec<Tensor> = shapes.iter().zip(&grads).map(|(s, g)| Tensor::from_f32(s, g.clone()).unwrap()).collect();
+        let mut ws: Vec<Tensor> =
+            shapes.iter().zip(&grads).map(|(s, g)| Tensor::from_f32(s, g.clone()).unwrap()).collect();
         let mut slots: Vec<Vec<f32>> = grads.iter().map(|g| vec![0.0; rule.slots() * g.len()]).collect();
         let s = rule.scalars(1e-3, None, 1, 1.0);
-        let fused = best(30, || kernels::optim::update_all(&rule, &s, clip, &mut ws, &mut slots, |i| &grads[i]).unwrap());
+        let fused =
+            best(30, || kernels::optim::update_all(&rule, &s, clip, &mut ws, &mut slots, |i| &grads[i]).unwrap());
         let serial = best(30, || {
             one_thread.install(|| {
                 let copies: Vec<Vec<f32>> = grads.iter().map(|g| g.to_vec()).collect();

@@ -7,6 +7,8 @@ use crate::KernelError;
 use ir::{Epilogue, Op, Tensor};
 use rayon::prelude::*;
 
+mod skinny;
+
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]` with explicit (row, column) strides, through `gemm`.
 ///
 /// Fails, computing nothing, unless each slice covers every element its strides address.
@@ -51,6 +53,12 @@ pub(crate) fn sgemm(
             node: String::new(),
             message: format!("operands too short for a ({m}, {k}) x ({k}, {n}) product"),
         });
+    }
+    if skinny::takes(m, n, k, lhs_cs) {
+        let p = skinny::Product { m, n, k, lhs, lhs_rs, rhs, rhs_rs, rhs_cs };
+        let threads = if m * n * k >= 1 << 18 { threads } else { 1 };
+        skinny::gemm(&p, dst, dst_rs, accumulate, threads);
+        return Ok(());
     }
     let par =
         if threads > 1 && m * n * k >= 1 << 18 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };

@@ -216,11 +216,7 @@ impl PlannedSession {
 
     /// Runs the plan for these inputs (planned and kept on the first run of their shapes); the
     /// arena is the first state of the returned guard, with the values not in the arena.
-    fn execute(
-        &self,
-        inputs: &[&Tensor],
-        times: Option<&mut Vec<f64>>,
-    ) -> Result<Executed<'_>, RuntimeError> {
+    fn execute(&self, inputs: &[&Tensor], times: Option<&mut Vec<f64>>) -> Result<Executed<'_>, RuntimeError> {
         check_inputs(&self.graph, inputs)?;
         let mut guard = self.state.lock().map_err(|_| RuntimeError::Plan("arena lock poisoned".into()))?;
         let same = |s: &ArenaState| {

@@ -2,6 +2,7 @@
 //! is linked: a machine without them still runs everything else), and compiling generated
 //! kernels to PTX with a disk cache.
 
+mod buffers;
 mod discover;
 mod nvrtc;
 mod session;
@@ -10,3 +11,4 @@ mod update;
 pub use discover::{probe, CudaStatus, GpuInfo};
 pub use nvrtc::{compile_ptx, default_nvrtc_dirs, nvrtc_version, preload_nvrtc, PtxCache};
 pub use session::{CudaOptions, CudaSession};
+pub use update::TrainedState;

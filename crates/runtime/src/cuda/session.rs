@@ -2,14 +2,14 @@
 //! (cached on disk), one device arena laid out by the memory plan, weights uploaded once, and
 //! the whole plan captured as a CUDA graph and replayed on every run.
 
+use super::buffers::{err, tensor_bytes, DevBuf, Launch};
 use super::nvrtc::PtxCache;
-use super::update::DeviceUpdate;
+use super::update::{DeviceUpdate, TrainedState};
 use crate::executor::check_inputs;
 use crate::RuntimeError;
 use codegen::cuda::emit_plan_with;
 use cudarc::driver::{
-    sys, CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PinnedHostSlice,
-    PushKernelArg,
+    sys, CudaContext, CudaFunction, CudaGraph, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg,
 };
 use ir::{DType, Graph, MemoryPlan, Placement, Tensor, TensorData, ValueId};
 use std::collections::HashMap;
@@ -51,33 +51,6 @@ impl CudaOptions {
     }
 }
 
-pub(super) fn err(what: &str, e: impl std::fmt::Debug) -> RuntimeError {
-    RuntimeError::Cuda(format!("{what}: {e:?}"))
-}
-
-/// A device buffer of any element type, by its raw bytes.
-pub(super) struct DevBuf {
-    pub(super) bytes: CudaSlice<u8>,
-}
-
-impl DevBuf {
-    pub(super) fn ptr(&self, stream: &Arc<CudaStream>) -> u64 {
-        let (p, _sync) = self.bytes.device_ptr(stream);
-        p
-    }
-}
-
-pub(super) fn tensor_bytes(t: &Tensor) -> Vec<u8> {
-    match t.data() {
-        TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        TensorData::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-        TensorData::U8(v) => v.clone(),
-        TensorData::F16(v) | TensorData::BF16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    }
-}
-
 fn tensor_from_bytes(d: DType, shape: &[usize], b: &[u8]) -> Result<Tensor, RuntimeError> {
     let take4 = |c: &[u8]| [c[0], c[1], c[2], c[3]];
     let data = match d {
@@ -94,13 +67,7 @@ fn tensor_from_bytes(d: DType, shape: &[usize], b: &[u8]) -> Result<Tensor, Runt
     Ok(Tensor::new(shape.to_vec(), data)?)
 }
 
-pub(super) struct Launch {
-    pub(super) func: CudaFunction,
-    pub(super) cfg: LaunchConfig,
-    pub(super) args: Vec<u64>,
-}
-
-pub(super) struct GpuState {
+struct GpuState {
     input_shapes: Vec<Vec<usize>>,
     plan: MemoryPlan,
     arena: DevBuf,
@@ -120,17 +87,17 @@ pub(super) struct GpuState {
 /// A graph bound to one GPU.
 pub struct CudaSession {
     graph: Graph,
-    pub(super) ctx: Arc<CudaContext>,
-    pub(super) stream: Arc<CudaStream>,
-    pub(super) arch: &'static str,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    arch: &'static str,
     /// The device's memory in bytes.
     device_memory: usize,
-    pub(super) options: CudaOptions,
+    options: CudaOptions,
     weights: HashMap<ValueId, DevBuf>,
     /// Locked before `update` wherever both are.
-    pub(super) state: Mutex<Option<GpuState>>,
+    state: Mutex<Option<GpuState>>,
     /// The optimizer update run after each training step, once enabled.
-    pub(super) update: Mutex<Option<DeviceUpdate>>,
+    update: Mutex<Option<DeviceUpdate>>,
 }
 
 fn arch_of(cc: (i32, i32)) -> Result<&'static str, RuntimeError> {
@@ -196,7 +163,7 @@ impl CudaSession {
         self.ctx.name().unwrap_or_else(|_| "GPU".into())
     }
 
-    pub(super) fn alloc(&self, bytes: usize) -> Result<DevBuf, RuntimeError> {
+    fn alloc(&self, bytes: usize) -> Result<DevBuf, RuntimeError> {
         let b = self.stream.alloc_zeros::<u8>(bytes.max(4)).map_err(|e| err("out of device memory", e))?;
         Ok(DevBuf { bytes: b })
     }
@@ -261,9 +228,9 @@ impl CudaSession {
         }
         let update_params = match upd {
             Some(u) => {
-                let grads = &self.graph.outputs()[u.first_grad..u.first_grad + u.sizes.len()];
+                let grads = &self.graph.outputs()[u.grad_outputs()];
                 let loss = self.graph.outputs().first().ok_or_else(|| RuntimeError::Cuda("no loss output".into()))?;
-                let (table, ls) = u.launches(self, grads, *loss, &address)?;
+                let (table, ls) = u.launches(&self.graph, &self.stream, grads, *loss, &address)?;
                 launches.extend(ls);
                 Some(table)
             }
@@ -281,7 +248,7 @@ impl CudaSession {
         }
         let mut pinned_out = Vec::new();
         for (k, &o) in self.graph.outputs().iter().enumerate() {
-            let gradient = upd.is_some_and(|u| (u.first_grad..u.first_grad + u.sizes.len()).contains(&k));
+            let gradient = upd.is_some_and(|u| u.grad_outputs().contains(&k));
             let on_device = !gradient
                 && matches!(plan.placements.get(o.0), Some(Placement::Arena { .. }) | Some(Placement::Separate));
             pinned_out.push(if on_device {
@@ -335,7 +302,7 @@ impl CudaSession {
 
     /// Runs the graph on `inputs`, then (with `scalars`) the device update. With the update the
     /// resident weights' entries of `inputs` are not read and the gradients are not returned.
-    pub(super) fn execute(
+    fn execute(
         &self,
         inputs: &[&Tensor],
         scalars: Option<&ir::UpdateScalars>,
@@ -349,7 +316,9 @@ impl CudaSession {
         let upd = upd_guard.as_ref();
         match (upd, scalars) {
             (Some(_), None) => {
-                return Err(RuntimeError::Plan("this session trains on the device: run it through its training step".into()))
+                return Err(RuntimeError::Plan(
+                    "this session trains on the device: run it through its training step".into(),
+                ))
             }
             (None, Some(_)) => return Err(RuntimeError::Plan("no device update is enabled".into())),
             _ => {}
@@ -404,7 +373,7 @@ impl CudaSession {
         self.stream.synchronize().map_err(|e| err("download", e))?;
         let mut outs = Vec::with_capacity(self.graph.outputs().len());
         for (k, &o) in self.graph.outputs().iter().enumerate() {
-            if upd.is_some_and(|u| (u.first_grad..u.first_grad + u.sizes.len()).contains(&k)) {
+            if upd.is_some_and(|u| u.grad_outputs().contains(&k)) {
                 continue;
             }
             let val = self.graph.value(o);
@@ -422,5 +391,57 @@ impl CudaSession {
             });
         }
         Ok((outs, ms))
+    }
+
+    /// From now on, graph inputs `first_input..` (the trained `weights`) live on the device with
+    /// their optimizer `slots` (`rule.slots()` blocks of each weight's size), and every
+    /// [`CudaSession::run_step`] ends with `rule`'s update from the gradients at outputs
+    /// `first_grad..`. `decay`: the optimizer has weight decay.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enable_update(
+        &self,
+        rule: &ir::UpdateRule,
+        clip: ir::GradClip,
+        decay: bool,
+        first_input: usize,
+        first_grad: usize,
+        weights: &[Tensor],
+        slots: &[Vec<f32>],
+    ) -> Result<(), RuntimeError> {
+        if first_input + weights.len() > self.graph.inputs().len()
+            || first_grad + weights.len() > self.graph.outputs().len()
+        {
+            return Err(RuntimeError::Plan("the device update does not fit the graph's inputs and outputs".into()));
+        }
+        let cache = PtxCache { dir: self.options.cache_dir.clone() };
+        let load = |name: &str, source: &str| -> Result<CudaFunction, RuntimeError> {
+            let ptx = cache.get(name, source, self.arch, &self.options.nvrtc_dirs)?;
+            let module = self
+                .ctx
+                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+                .map_err(|e| err(&format!("cannot load kernel {name}"), e))?;
+            module.load_function(name).map_err(|e| err(&format!("no entry {name}"), e))
+        };
+        let fresh =
+            DeviceUpdate::new(&self.stream, &load, rule, clip, decay, (first_input, first_grad), weights, slots)?;
+        let mut state = self.state.lock().map_err(|_| RuntimeError::Plan("state lock poisoned".into()))?;
+        let mut upd = self.update.lock().map_err(|_| RuntimeError::Plan("update lock poisoned".into()))?;
+        // Every plan is made again, with the weights' buffers and the update's launches.
+        *state = None;
+        *upd = Some(fresh);
+        Ok(())
+    }
+
+    /// One training step: the graph on `inputs` (the resident weights' entries are not read),
+    /// then the update with `scalars`. The outputs in order, without the gradients.
+    pub fn run_step(&self, inputs: &[&Tensor], scalars: &ir::UpdateScalars) -> Result<Vec<Tensor>, RuntimeError> {
+        self.execute(inputs, Some(scalars)).map(|(o, _)| o)
+    }
+
+    /// The weights and the optimizer slots as the device has them (`None` before
+    /// [`CudaSession::enable_update`]).
+    pub fn read_update(&self) -> Result<Option<TrainedState>, RuntimeError> {
+        let upd = self.update.lock().map_err(|_| RuntimeError::Plan("update lock poisoned".into()))?;
+        upd.as_ref().map(|u| u.read(&self.stream)).transpose()
     }
 }

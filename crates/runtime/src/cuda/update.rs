@@ -5,22 +5,25 @@
 //! scalars: the learning rate and the rule's constants), and only the loss, the predictions and
 //! the batch statistics come down. The weights come back when asked ([`CudaSession::read_update`]).
 
-use super::nvrtc::PtxCache;
-use super::session::{err, tensor_bytes, CudaSession, DevBuf, Launch};
+use super::buffers::{err, tensor_bytes, DevBuf, Launch};
 use crate::RuntimeError;
 use codegen::cuda::optim::{update_chunks, update_kernels, PARAM_WORDS, UPDATE_THREADS};
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig};
-use ir::{DType, GradClip, Tensor, UpdateRule, UpdateScalars, ValueId};
+use ir::{DType, GradClip, Graph, Tensor, UpdateRule, UpdateScalars, ValueId};
 use std::sync::Arc;
+
+/// Each trained weight's values and its optimizer slots (`rule.slots()` blocks of its size), as
+/// a device that trains them has them.
+pub type TrainedState = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
 /// The device side of an optimizer: what stays on the GPU between steps.
 pub(super) struct DeviceUpdate {
     /// The graph input of the first trained weight; the others follow it.
-    pub(super) first_input: usize,
+    first_input: usize,
     /// The graph output of the first gradient (in weight order).
-    pub(super) first_grad: usize,
+    first_grad: usize,
     /// Each weight's element count.
-    pub(super) sizes: Vec<usize>,
+    sizes: Vec<usize>,
     n_slots: usize,
     weights: Vec<DevBuf>,
     slots: Vec<DevBuf>,
@@ -52,12 +55,12 @@ impl DeviceUpdate {
     /// `address` for the plan at hand), and the launches of the update.
     pub(super) fn launches(
         &self,
-        s: &CudaSession,
+        g: &Graph,
+        stream: &Arc<CudaStream>,
         grads: &[ValueId],
         loss: ValueId,
         address: &dyn Fn(ValueId) -> Result<u64, RuntimeError>,
     ) -> Result<(DevBuf, Vec<Launch>), RuntimeError> {
-        let g = s.graph();
         if grads.len() != self.sizes.len() {
             return Err(RuntimeError::Cuda(format!("{} weights but {} gradients", self.sizes.len(), grads.len())));
         }
@@ -69,24 +72,25 @@ impl DeviceUpdate {
             }
             let (first, count) = spans[k];
             table.extend([
-                self.weights[k].ptr(&s.stream),
+                self.weights[k].ptr(stream),
                 address(gv)?,
-                self.slots[k].ptr(&s.stream),
+                self.slots[k].ptr(stream),
                 n as u64,
                 first as u64,
                 count as u64,
             ]);
         }
         let bytes: Vec<u8> = table.iter().flat_map(|w| w.to_le_bytes()).collect();
-        let params = DevBuf { bytes: s.stream.clone_htod(&bytes[..]).map_err(|e| err("update table", e))? };
+        let params = DevBuf { bytes: stream.clone_htod(&bytes[..]).map_err(|e| err("update table", e))? };
         let args = vec![
-            params.ptr(&s.stream),
-            self.chunks.ptr(&s.stream),
-            self.scal.ptr(&s.stream),
-            self.partial.ptr(&s.stream),
+            params.ptr(stream),
+            self.chunks.ptr(stream),
+            self.scal.ptr(stream),
+            self.partial.ptr(stream),
             address(loss)?,
         ];
-        let cfg = LaunchConfig { grid_dim: (self.n_chunks, 1, 1), block_dim: (UPDATE_THREADS, 1, 1), shared_mem_bytes: 0 };
+        let cfg =
+            LaunchConfig { grid_dim: (self.n_chunks, 1, 1), block_dim: (UPDATE_THREADS, 1, 1), shared_mem_bytes: 0 };
         let mut launches = Vec::new();
         if self.n_chunks > 0 {
             for func in self.sumsq.iter().chain([&self.update]) {
@@ -104,26 +108,29 @@ impl DeviceUpdate {
     }
 }
 
-impl CudaSession {
-    /// From now on, graph inputs `first_input..` (the trained `weights`) live on the device with
-    /// their optimizer `slots` (`rule.slots()` blocks of each weight's size), and every
-    /// [`CudaSession::run_step`] ends with `rule`'s update from the gradients at outputs
-    /// `first_grad..`. `decay`: the optimizer has weight decay.
+/// Uploads a buffer (at least 4 bytes: the driver allocates nothing for none).
+fn upload(stream: &Arc<CudaStream>, bytes: Vec<u8>, what: &str) -> Result<DevBuf, RuntimeError> {
+    let bytes = if bytes.is_empty() { vec![0u8; 4] } else { bytes };
+    Ok(DevBuf { bytes: stream.clone_htod(&bytes[..]).map_err(|e| err(what, e))? })
+}
+
+impl DeviceUpdate {
+    /// Uploads the trained `weights` (graph inputs `first_input..`) and their optimizer `slots`
+    /// (`rule.slots()` blocks of each weight's size) and loads `rule`'s kernels with `load`
+    /// (entry point, source); the gradients are graph outputs `first_grad..`.
     #[allow(clippy::too_many_arguments)]
-    pub fn enable_update(
-        &self,
+    pub(super) fn new(
+        stream: &Arc<CudaStream>,
+        load: &dyn Fn(&str, &str) -> Result<CudaFunction, RuntimeError>,
         rule: &UpdateRule,
         clip: GradClip,
         decay: bool,
-        first_input: usize,
-        first_grad: usize,
+        (first_input, first_grad): (usize, usize),
         weights: &[Tensor],
         slots: &[Vec<f32>],
-    ) -> Result<(), RuntimeError> {
-        let n_in = self.graph().inputs().len();
-        let n_out = self.graph().outputs().len();
-        if first_input + weights.len() > n_in || first_grad + weights.len() > n_out || slots.len() != weights.len() {
-            return Err(RuntimeError::Plan("the device update does not fit the graph's inputs and outputs".into()));
+    ) -> Result<DeviceUpdate, RuntimeError> {
+        if slots.len() != weights.len() {
+            return Err(RuntimeError::Plan(format!("{} weights but {} slot sets", weights.len(), slots.len())));
         }
         let sizes: Vec<usize> = weights.iter().map(Tensor::len).collect();
         let n_slots = rule.slots();
@@ -133,37 +140,18 @@ impl CudaSession {
             if w.as_f32().is_none() || sl.len() != n_slots * w.len() {
                 return Err(RuntimeError::Plan(format!("weight {k} cannot be trained on the device")));
             }
-            let wb = tensor_bytes(w);
-            let wb = if wb.is_empty() { vec![0u8; 4] } else { wb };
-            wbufs.push(DevBuf { bytes: self.stream.clone_htod(&wb[..]).map_err(|e| err("weights", e))? });
-            let sb: Vec<u8> = sl.iter().flat_map(|x| x.to_le_bytes()).collect();
-            let sb = if sb.is_empty() { vec![0u8; 4] } else { sb };
-            sbufs.push(DevBuf { bytes: self.stream.clone_htod(&sb[..]).map_err(|e| err("optimizer slots", e))? });
+            wbufs.push(upload(stream, tensor_bytes(w), "weights")?);
+            sbufs.push(upload(stream, sl.iter().flat_map(|x| x.to_le_bytes()).collect(), "optimizer slots")?);
         }
         let (chunk_of, _) = update_chunks(&sizes);
-        let cb: Vec<u8> = chunk_of.iter().flat_map(|c| c.to_le_bytes()).collect();
-        let cb = if cb.is_empty() { vec![0u8; 4] } else { cb };
-        let chunks = DevBuf { bytes: self.stream.clone_htod(&cb[..]).map_err(|e| err("update chunks", e))? };
+        let chunks = upload(stream, chunk_of.iter().flat_map(|c| c.to_le_bytes()).collect(), "update chunks")?;
         let n_chunks = u32::try_from(chunk_of.len()).map_err(|_| RuntimeError::Plan("too many weights".into()))?;
-        let partial = self.alloc(4 * chunk_of.len())?;
-        let scal = self.alloc(4 * ir::UPDATE_SCALARS)?;
+        let partial = upload(stream, vec![0u8; 4 * chunk_of.len()], "update sums")?;
+        let scal = upload(stream, vec![0u8; 4 * ir::UPDATE_SCALARS], "update scalars")?;
         let k = update_kernels(rule, clip, decay);
-        let cache = PtxCache { dir: self.options.cache_dir.clone() };
-        let load = |name: &str, source: &str| -> Result<CudaFunction, RuntimeError> {
-            let ptx = cache.get(name, source, self.arch, &self.options.nvrtc_dirs)?;
-            let module = self
-                .ctx
-                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                .map_err(|e| err(&format!("cannot load kernel {name}"), e))?;
-            module.load_function(name).map_err(|e| err(&format!("no entry {name}"), e))
-        };
         let sumsq = k.sumsq.as_ref().map(|s| load(&s.name, &s.source)).transpose()?;
         let update = load(&k.update.name, &k.update.source)?;
-        let mut state = self.state.lock().map_err(|_| RuntimeError::Plan("state lock poisoned".into()))?;
-        let mut upd = self.update.lock().map_err(|_| RuntimeError::Plan("update lock poisoned".into()))?;
-        // Every plan is made again, with the weights' buffers and the update's launches.
-        *state = None;
-        *upd = Some(DeviceUpdate {
+        Ok(DeviceUpdate {
             first_input,
             first_grad,
             sizes,
@@ -176,34 +164,29 @@ impl CudaSession {
             partial,
             sumsq,
             update,
-        });
-        Ok(())
+        })
     }
 
-    /// One training step: the graph on `inputs` (the resident weights' entries are not read),
-    /// then the update with `scalars`. The outputs in order, without the gradients.
-    pub fn run_step(&self, inputs: &[&Tensor], scalars: &UpdateScalars) -> Result<Vec<Tensor>, RuntimeError> {
-        self.execute(inputs, Some(scalars)).map(|(o, _)| o)
+    /// The graph outputs that are the gradients.
+    pub(super) fn grad_outputs(&self) -> std::ops::Range<usize> {
+        self.first_grad..self.first_grad + self.sizes.len()
     }
 
-    /// The weights and the optimizer slots as the device has them (`None` before
-    /// [`CudaSession::enable_update`]).
-    pub fn read_update(&self) -> Result<Option<(Vec<Vec<f32>>, Vec<Vec<f32>>)>, RuntimeError> {
-        let upd = self.update.lock().map_err(|_| RuntimeError::Plan("update lock poisoned".into()))?;
-        let Some(u) = upd.as_ref() else { return Ok(None) };
-        let mut weights = Vec::with_capacity(u.sizes.len());
-        let mut slots = Vec::with_capacity(u.sizes.len());
-        for ((w, s), &n) in u.weights.iter().zip(&u.slots).zip(&u.sizes) {
-            let wb = self.stream.clone_dtoh(&w.bytes).map_err(|e| err("weights download", e))?;
-            let sb = self.stream.clone_dtoh(&s.bytes).map_err(|e| err("slots download", e))?;
+    /// The weights and the slots as the device has them.
+    pub(super) fn read(&self, stream: &Arc<CudaStream>) -> Result<TrainedState, RuntimeError> {
+        let mut weights = Vec::with_capacity(self.sizes.len());
+        let mut slots = Vec::with_capacity(self.sizes.len());
+        for ((w, s), &n) in self.weights.iter().zip(&self.slots).zip(&self.sizes) {
+            let wb = stream.clone_dtoh(&w.bytes).map_err(|e| err("weights download", e))?;
+            let sb = stream.clone_dtoh(&s.bytes).map_err(|e| err("slots download", e))?;
             let mut wv = floats(&wb);
             wv.truncate(n);
             let mut sv = floats(&sb);
-            sv.truncate(n * u.n_slots);
+            sv.truncate(n * self.n_slots);
             weights.push(wv);
             slots.push(sv);
         }
-        self.stream.synchronize().map_err(|e| err("download", e))?;
-        Ok(Some((weights, slots)))
+        stream.synchronize().map_err(|e| err("download", e))?;
+        Ok((weights, slots))
     }
 }
