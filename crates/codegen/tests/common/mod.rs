@@ -210,18 +210,7 @@ pub fn run(g: &Graph, steps: &[StepKernels], shapes: &[Vec<usize>], inputs: &[Te
     }
     main.push_str("  return 0;\n}\n");
     src.push_str(&main);
-    let cpp = dir.join("emu.cpp");
-    std::fs::write(&cpp, &src).unwrap();
-    let exe = dir.join("emu");
-    let out = Command::new("g++")
-        .args(["-std=c++20", "-O1", "-pthread", "-w", "-o"])
-        .arg(&exe)
-        .arg(&cpp)
-        .output()
-        .expect("g++ runs");
-    assert!(out.status.success(), "g++ failed on {}:\n{}", cpp.display(), String::from_utf8_lossy(&out.stderr));
-    let run = Command::new(&exe).args(files.iter().map(|(_, p)| p)).output().unwrap();
-    assert!(run.status.success(), "emulated kernels failed: {}", String::from_utf8_lossy(&run.stderr));
+    build_and_run(&dir, &src, files.iter().map(|(_, p)| p));
     let outs = g
         .outputs()
         .iter()
@@ -258,8 +247,16 @@ pub fn run_program(tag: &str, sources: &str, body: &str, bufs: &[Vec<u8>]) -> Ve
         );
     }
     src.push_str("  return 0;\n}\n");
+    build_and_run(&dir, &src, &paths);
+    let outs = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    outs
+}
+
+/// Compiles the emulator program `src` in `dir` with g++ and runs it with `args`.
+fn build_and_run(dir: &Path, src: &str, args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>) {
     let cpp = dir.join("emu.cpp");
-    std::fs::write(&cpp, &src).unwrap();
+    std::fs::write(&cpp, src).unwrap();
     let exe = dir.join("emu");
     let out = Command::new("g++")
         .args(["-std=c++20", "-O1", "-pthread", "-w", "-o"])
@@ -268,11 +265,8 @@ pub fn run_program(tag: &str, sources: &str, body: &str, bufs: &[Vec<u8>]) -> Ve
         .output()
         .expect("g++ runs");
     assert!(out.status.success(), "g++ failed on {}:\n{}", cpp.display(), String::from_utf8_lossy(&out.stderr));
-    let run = Command::new(&exe).args(&paths).output().unwrap();
+    let run = Command::new(&exe).args(args).output().unwrap();
     assert!(run.status.success(), "emulated kernels failed: {}", String::from_utf8_lossy(&run.stderr));
-    let outs = paths.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let _ = std::fs::remove_dir_all(&dir);
-    outs
 }
 
 fn launch(g: &Graph, k: &KernelSource, buf: &dyn Fn(ValueId) -> ValueId) -> String {
