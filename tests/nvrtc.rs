@@ -103,15 +103,7 @@ fn every_dev_model_kernel_compiles_for_sm_90() {
     {
         use kerasc::codegen::cuda::optim::update_kernels;
         use kerasc::ir::{GradClip, UpdateRule};
-        let rules = [
-            UpdateRule::Sgd { momentum: 0.0, nesterov: false },
-            UpdateRule::Sgd { momentum: 0.9, nesterov: true },
-            UpdateRule::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false },
-            UpdateRule::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: true },
-            UpdateRule::RmsProp { rho: 0.9, momentum: 0.5, epsilon: 1e-7, centered: true },
-            UpdateRule::Adagrad { initial_accumulator_value: 0.1, epsilon: 1e-7 },
-            UpdateRule::Nadam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 },
-        ];
+        let rules = UpdateRule::test_cases();
         let clips = [GradClip::None, GradClip::Norm(1.0), GradClip::GlobalNorm(1.0), GradClip::Value(0.5)];
         let mut seen = std::collections::HashSet::new();
         for (r, rule) in rules.iter().enumerate() {

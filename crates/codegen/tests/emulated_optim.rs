@@ -28,17 +28,7 @@ fn the_cuda_update_is_the_cpu_update() {
         common::cannot_run("KERASC_REQUIRE_EMULATOR", "optimizer update: no g++ to build the CUDA emulator");
         return;
     }
-    let rules = [
-        UpdateRule::Sgd { momentum: 0.0, nesterov: false },
-        UpdateRule::Sgd { momentum: 0.9, nesterov: false },
-        UpdateRule::Sgd { momentum: 0.8, nesterov: true },
-        UpdateRule::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false },
-        UpdateRule::Adam { beta_1: 0.8, beta_2: 0.99, epsilon: 1e-6, amsgrad: true },
-        UpdateRule::RmsProp { rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: false },
-        UpdateRule::RmsProp { rho: 0.8, momentum: 0.5, epsilon: 1e-7, centered: true },
-        UpdateRule::Adagrad { initial_accumulator_value: 0.1, epsilon: 1e-7 },
-        UpdateRule::Nadam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 },
-    ];
+    let rules = UpdateRule::test_cases();
     let clips = [GradClip::None, GradClip::Norm(0.5), GradClip::GlobalNorm(1.0), GradClip::Value(0.3)];
     // One exactly full chunk, one partial chunk, two full and a partial one (every chunk's
     // partial sum weighs in the norms).

@@ -134,4 +134,21 @@ impl UpdateRule {
         };
         UpdateScalars { lr, decay, k }
     }
+
+    /// One rule of each kind and option (plain SGD, momentum, Nesterov, Adam, AMSGrad,
+    /// RMSprop plain and centered with momentum, Adagrad, Nadam), hyper-parameters away from
+    /// the defaults where that matters: the cases every backend's update is checked on.
+    pub fn test_cases() -> Vec<UpdateRule> {
+        vec![
+            UpdateRule::Sgd { momentum: 0.0, nesterov: false },
+            UpdateRule::Sgd { momentum: 0.9, nesterov: false },
+            UpdateRule::Sgd { momentum: 0.8, nesterov: true },
+            UpdateRule::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false },
+            UpdateRule::Adam { beta_1: 0.8, beta_2: 0.99, epsilon: 1e-6, amsgrad: true },
+            UpdateRule::RmsProp { rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: false },
+            UpdateRule::RmsProp { rho: 0.8, momentum: 0.5, epsilon: 1e-7, centered: true },
+            UpdateRule::Adagrad { initial_accumulator_value: 0.1, epsilon: 1e-7 },
+            UpdateRule::Nadam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 },
+        ]
+    }
 }

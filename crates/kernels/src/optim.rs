@@ -293,20 +293,6 @@ mod tests {
         }
     }
 
-    fn rules() -> Vec<UpdateRule> {
-        vec![
-            UpdateRule::Sgd { momentum: 0.0, nesterov: false },
-            UpdateRule::Sgd { momentum: 0.9, nesterov: false },
-            UpdateRule::Sgd { momentum: 0.8, nesterov: true },
-            UpdateRule::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false },
-            UpdateRule::Adam { beta_1: 0.8, beta_2: 0.99, epsilon: 1e-6, amsgrad: true },
-            UpdateRule::RmsProp { rho: 0.9, momentum: 0.0, epsilon: 1e-7, centered: false },
-            UpdateRule::RmsProp { rho: 0.8, momentum: 0.5, epsilon: 1e-7, centered: true },
-            UpdateRule::Adagrad { initial_accumulator_value: 0.1, epsilon: 1e-7 },
-            UpdateRule::Nadam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 },
-        ]
-    }
-
     fn values(n: usize, seed: f32) -> Vec<f32> {
         (0..n).map(|i| ((i as f32 * 0.37 + seed) * 1.7).sin()).collect()
     }
@@ -316,7 +302,7 @@ mod tests {
     #[test]
     fn fused_pass_is_the_plain_update_bit_for_bit() {
         let sizes = [3usize, 70_001, 17];
-        for rule in rules() {
+        for rule in UpdateRule::test_cases() {
             for clip in [GradClip::None, GradClip::Norm(0.5), GradClip::GlobalNorm(1.0), GradClip::Value(0.3)] {
                 let ns = rule.slots();
                 let mut ws: Vec<Tensor> =
