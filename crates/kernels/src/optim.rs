@@ -84,11 +84,9 @@ pub fn update_all<'g>(
             _ => Pre::Keep,
         };
         if let Some(w) = w.as_f32_mut() {
-            let n = w.len();
-            let at = n.min(sl.len());
-            let (a, rest) = sl.split_at_mut(at);
-            let at = n.min(rest.len());
-            let (b, c) = rest.split_at_mut(at);
+            // The rule's slots one after the other, each the weight's size (none: empty).
+            let (a, rest) = cut(sl, w.len());
+            let (b, c) = cut(rest, w.len());
             split(rule, s, pre, w, g, [a, b, c]);
         }
     };
@@ -105,6 +103,12 @@ pub fn update_all<'g>(
     Ok(())
 }
 
+/// `x` split after `at` values (all of it when shorter).
+fn cut(x: &mut [f32], at: usize) -> (&mut [f32], &mut [f32]) {
+    let at = at.min(x.len());
+    x.split_at_mut(at)
+}
+
 /// Halves a range until it is small enough, the halves in parallel.
 fn split(rule: &UpdateRule, s: &UpdateScalars, pre: Pre, w: &mut [f32], g: &[f32], slots: [&mut [f32]; 3]) {
     let n = w.len();
@@ -118,10 +122,6 @@ fn split(rule: &UpdateRule, s: &UpdateScalars, pre: Pre, w: &mut [f32], g: &[f32
     }
     let mid = n / 2;
     let [a, b, c] = slots;
-    fn cut(x: &mut [f32], mid: usize) -> (&mut [f32], &mut [f32]) {
-        let at = mid.min(x.len());
-        x.split_at_mut(at)
-    }
     let ((a0, a1), (b0, b1), (c0, c1)) = (cut(a, mid), cut(b, mid), cut(c, mid));
     let (w0, w1) = w.split_at_mut(mid);
     let (g0, g1) = g.split_at(mid);

@@ -186,7 +186,8 @@ impl PlannedSession {
 
     /// Runs the graph; the outputs with index in `viewed` stay where the run left them (read
     /// through the returned [`ArenaOutputs`], which holds the session until dropped), the others
-    /// are returned in order. A training step's update reads its gradients this way.
+    /// are returned in order. A training step's update reads its gradients this way. With
+    /// `times`, each node's wall time in seconds is added to `times[node]`.
     pub fn run_split(
         &self,
         inputs: &[&Tensor],
@@ -264,7 +265,7 @@ impl PlannedSession {
                 other => other,
             })?;
             if let Some(t) = times.as_deref_mut() {
-                t[step.node] = t0.elapsed().as_secs_f64();
+                t[step.node] += t0.elapsed().as_secs_f64();
             }
         }
         Ok(separate)

@@ -81,11 +81,14 @@ pub(crate) fn gemm(p: &Product, dst: &mut [f32], dst_rs: usize, accumulate: bool
     });
 }
 
-/// Columns `j0..j0 + nr` of `rhs` (zeros past `n`), `nr` consecutive values per `k`.
+/// Columns `j0..j0 + nr` of `rhs` (zeros past `n`), `nr` consecutive values per `k`. The
+/// buffer is reused: every value is written once, nothing zeroed first.
 fn pack(p: &Product, j0: usize, nr: usize, panel: &mut Vec<f32>) {
-    panel.clear();
     panel.resize(p.k * nr, 0.0);
     let w = nr.min(p.n - j0);
+    if w < nr {
+        panel.chunks_exact_mut(nr).for_each(|row| row[w..].fill(0.0));
+    }
     if p.rhs_cs == 1 {
         for (kk, dst) in panel.chunks_exact_mut(nr).enumerate() {
             let s = kk * p.rhs_rs + j0;

@@ -168,6 +168,18 @@ impl CudaSession {
         Ok(DevBuf { bytes: b })
     }
 
+    /// Kernel `name` of `source`, compiled for this device (or read from the PTX cache) and
+    /// loaded.
+    fn load_kernel(&self, name: &str, source: &str) -> Result<CudaFunction, RuntimeError> {
+        let cache = PtxCache { dir: self.options.cache_dir.clone() };
+        let ptx = cache.get(name, source, self.arch, &self.options.nvrtc_dirs)?;
+        let module = self
+            .ctx
+            .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
+            .map_err(|e| err(&format!("cannot load kernel {name}"), e))?;
+        module.load_function(name).map_err(|e| err(&format!("no entry {name}"), e))
+    }
+
     fn prepare(&self, input_shapes: Vec<Vec<usize>>, upd: Option<&DeviceUpdate>) -> Result<GpuState, RuntimeError> {
         let plan = self.options.layout.plan(&self.graph, &input_shapes)?;
         let device = (self.device_memory > 0).then_some((self.device_memory, "the device's memory"));
@@ -188,7 +200,6 @@ impl CudaSession {
                 separate.insert(ValueId(i), self.alloc(n * self.graph.values()[i].ty.dtype.size())?);
             }
         }
-        let cache = PtxCache { dir: self.options.cache_dir.clone() };
         let arena_base = arena.ptr(&self.stream);
         // Where value `v` is on the device for these shapes.
         let address = |v: ValueId| -> Result<u64, RuntimeError> {
@@ -210,12 +221,7 @@ impl CudaSession {
         let mut launches = Vec::new();
         for step in &steps {
             for k in &step.kernels {
-                let ptx = cache.get(&k.name, &k.source, self.arch, &self.options.nvrtc_dirs)?;
-                let module = self
-                    .ctx
-                    .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                    .map_err(|e| err(&format!("cannot load kernel {}", k.name), e))?;
-                let func = module.load_function(&k.name).map_err(|e| err(&format!("no entry {}", k.name), e))?;
+                let func = self.load_kernel(&k.name, &k.source)?;
                 let args = k.args.iter().map(|a| address(a.value)).collect::<Result<Vec<u64>, _>>()?;
                 let l = k.launch;
                 let cfg = LaunchConfig {
@@ -413,15 +419,7 @@ impl CudaSession {
         {
             return Err(RuntimeError::Plan("the device update does not fit the graph's inputs and outputs".into()));
         }
-        let cache = PtxCache { dir: self.options.cache_dir.clone() };
-        let load = |name: &str, source: &str| -> Result<CudaFunction, RuntimeError> {
-            let ptx = cache.get(name, source, self.arch, &self.options.nvrtc_dirs)?;
-            let module = self
-                .ctx
-                .load_module(cudarc::nvrtc::Ptx::from_src(ptx))
-                .map_err(|e| err(&format!("cannot load kernel {name}"), e))?;
-            module.load_function(name).map_err(|e| err(&format!("no entry {name}"), e))
-        };
+        let load = |name: &str, source: &str| self.load_kernel(name, source);
         let fresh =
             DeviceUpdate::new(&self.stream, &load, rule, clip, decay, (first_input, first_grad), weights, slots)?;
         let mut state = self.state.lock().map_err(|_| RuntimeError::Plan("state lock poisoned".into()))?;

@@ -531,7 +531,7 @@ impl TrainStep {
             Some(t) => self.session.run(&all, Some(&mut t.lock().unwrap_or_else(|p| p.into_inner())))?,
             None => self.session.run(&all, None)?,
         };
-        self.output(outs, true)
+        self.output(outs)
     }
 
     /// One training step with its update: runs the step on the batch, then `optimizer`'s
@@ -552,25 +552,16 @@ impl TrainStep {
             StepExec::Cpu(s) => s,
             StepExec::Cuda(s) => return self.run_update_on_device(s, inputs, labels, weights, state, noise, optimizer),
         };
-        let n_w = weights.len();
         let (outs, grads) = {
             let all: Vec<&Tensor> = inputs.iter().chain(labels).chain(&*weights).chain(state).chain(noise).collect();
-            let mut local = self.times.as_ref().map(|_| vec![0.0; session.graph().nodes().len()]);
-            let res = session.run_split(&all, local.as_mut(), 1..1 + n_w)?;
-            if let (Some(t), Some(local)) = (&self.times, local) {
-                let mut acc = t.lock().unwrap_or_else(|p| p.into_inner());
-                acc.iter_mut().zip(local).for_each(|(a, t)| *a += t);
-            }
-            res
+            let mut times = self.times.as_ref().map(|t| t.lock().unwrap_or_else(|p| p.into_inner()));
+            session.run_split(&all, times.as_deref_mut(), 1..1 + weights.len())?
         };
-        let out = self.output(outs, false)?;
-        if grads.len() != n_w {
-            return Err(err(format!("{n_w} weights but the step has {} gradients", grads.len())));
-        }
+        let out = self.output(outs)?;
         if out.loss.is_finite() {
             let t0 = std::time::Instant::now();
             optimizer.apply_with(weights, |i| grads.f32(i))?;
-            self.add_update_time(t0);
+            self.add_time(<[f64]>::last_mut, t0);
         }
         Ok(out)
     }
@@ -601,12 +592,9 @@ impl TrainStep {
         let all: Vec<&Tensor> = inputs.iter().chain(labels).chain(weights).chain(state).chain(noise).collect();
         let t0 = std::time::Instant::now();
         let outs = s.run_step(&all, &scalars)?;
-        if let Some(t) = &self.times {
-            if let Some(first) = t.lock().unwrap_or_else(|p| p.into_inner()).first_mut() {
-                *first += t0.elapsed().as_secs_f64();
-            }
-        }
-        let out = self.output(outs, false)?;
+        // Timed whole, as its first node's (as a GPU step is).
+        self.add_time(<[f64]>::first_mut, t0);
+        let out = self.output(outs)?;
         // The device skips the update of a step whose loss is not finite.
         if out.loss.is_finite() {
             optimizer.commit(u_product);
@@ -633,10 +621,12 @@ impl TrainStep {
         Ok(())
     }
 
-    fn add_update_time(&self, t0: std::time::Instant) {
+    /// Adds the time since `t0` to the profile's entry `at` picks (the first node's, or the
+    /// update's after the nodes), when profiling.
+    fn add_time(&self, at: fn(&mut [f64]) -> Option<&mut f64>, t0: std::time::Instant) {
         if let Some(t) = &self.times {
-            if let Some(last) = t.lock().unwrap_or_else(|p| p.into_inner()).last_mut() {
-                *last += t0.elapsed().as_secs_f64();
+            if let Some(e) = at(&mut t.lock().unwrap_or_else(|p| p.into_inner())) {
+                *e += t0.elapsed().as_secs_f64();
             }
         }
     }
@@ -670,10 +660,10 @@ impl TrainStep {
         Ok(())
     }
 
-    /// The step's outputs in order — the loss, the gradients when `with_grads`, the
-    /// predictions, each output's loss (several outputs), the batch statistics — as a
-    /// [`StepOutput`].
-    fn output(&self, mut outs: Vec<Tensor>, with_grads: bool) -> Result<StepOutput, RuntimeError> {
+    /// The step's outputs in order — the loss, the gradients (none where the update read them
+    /// in place), the predictions, each output's loss (several outputs), the batch statistics —
+    /// as a [`StepOutput`].
+    fn output(&self, mut outs: Vec<Tensor>) -> Result<StepOutput, RuntimeError> {
         let scalar = |t: &Tensor| t.as_f32().and_then(|v| v.first()).copied().ok_or_else(|| err("no loss"));
         let tail = |outs: &mut Vec<Tensor>, n: usize| outs.split_off(outs.len().saturating_sub(n));
         let stats: Vec<Tensor> = tail(&mut outs, self.stat_targets.len());
@@ -684,7 +674,7 @@ impl TrainStep {
         Ok(StepOutput {
             loss,
             losses,
-            grads: if with_grads { outs.split_off(1) } else { Vec::new() },
+            grads: outs.split_off(1),
             pred: preds.first().cloned().ok_or_else(|| err("no prediction"))?,
             preds,
             batch_stats: self.stat_targets.iter().copied().zip(stats).collect(),
