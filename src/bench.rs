@@ -3,13 +3,17 @@
 
 use crate::ir::{DType, Dim, Graph, Op, Producer, Tensor, TensorData};
 use crate::optimizer;
-use crate::{CompileError, Device, Executor, ExecutorOptions, OptimizeOptions, OptimizeReport, RuntimeError};
+use crate::{CompileError, Executor, ExecutorOptions, LogicalDevice, OptimizeOptions, OptimizeReport, RuntimeError};
 use std::time::Instant;
 
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    pub device: Device,
+    /// Where both plans run (and the one-replica side of a mirrored benchmark).
+    pub device: LogicalDevice,
+    /// With two or more devices: the optimized plan is also timed mirrored across them
+    /// (`tf.distribute.MirroredStrategy`), the batch split between them.
+    pub mirrored: Vec<LogicalDevice>,
     pub batch: usize,
     pub warmup: usize,
     pub runs: usize,
@@ -54,12 +58,38 @@ pub struct BenchResult {
     pub optimizer: OptimizeReport,
     pub naive_graph: Graph,
     pub optimized_graph: Graph,
+    /// The optimized plan mirrored across [`BenchOptions::mirrored`], when asked for.
+    pub mirrored: Option<MirroredTiming>,
+    /// What the optimized plan needs on each device it runs on: its weights, its arena and any
+    /// tensor outside it, at the batch (or the replica's share) benchmarked.
+    pub device_bytes: Vec<(String, usize)>,
+}
+
+/// The optimized plan mirrored across several devices, beside one.
+#[derive(Debug, Clone)]
+pub struct MirroredTiming {
+    pub devices: Vec<String>,
+    pub timing: Timing,
+    /// Largest difference from the one-device output.
+    pub max_abs_diff: f64,
+}
+
+impl MirroredTiming {
+    /// Samples per second at batch `batch` at the median time.
+    pub fn throughput(&self, batch: usize) -> f64 {
+        batch as f64 / (self.timing.median_ms / 1e3).max(1e-12)
+    }
 }
 
 impl BenchResult {
     /// Naive median over optimized median.
     pub fn speedup(&self) -> f64 {
         self.naive.median_ms / self.optimized.median_ms.max(1e-9)
+    }
+
+    /// Samples per second of the optimized plan on one device, at the median time.
+    pub fn throughput(&self) -> f64 {
+        self.batch as f64 / (self.optimized.median_ms / 1e3).max(1e-12)
     }
 }
 
@@ -213,14 +243,34 @@ fn profile_of(e: &Executor, inputs: &[Tensor]) -> Result<Vec<(String, String, f6
         Executor::Cpu(s) => profile_rows(s.graph(), &s.run_profiled(inputs)?.1),
         Executor::CpuNaive(s) => profile_rows(s.graph(), &s.run_profiled(inputs)?.1),
         // Per-kernel times on the GPU are not measured yet.
-        Executor::Cuda(_) => Vec::new(),
+        Executor::Cuda(_) | Executor::Mirrored(_) => Vec::new(),
     })
+}
+
+/// What the plan of `g` needs at these input shapes: its weights, its arena and any tensor
+/// outside it.
+pub fn plan_bytes(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<usize, BenchError> {
+    let plan = optimizer::plan_for_shapes(g, input_shapes).map_err(|e| BenchError::Compile(e.to_string()))?;
+    let weights = g.constants().values().map(|t| t.len() * t.dtype().size()).fold(0usize, usize::saturating_add);
+    Ok(weights.saturating_add(runtime::memory::planned_bytes(g, &plan)))
+}
+
+/// The largest element-wise difference between two lists of outputs (NaN if any is NaN).
+fn max_diff(a: &[Tensor], b: &[Tensor]) -> f64 {
+    let mut m = 0f64;
+    for (x, y) in a.iter().zip(b) {
+        for (p, q) in x.to_f64_vec().iter().zip(y.to_f64_vec()) {
+            let d = (p - q).abs();
+            m = if d.is_nan() { f64::NAN } else { m.max(d) };
+        }
+    }
+    m
 }
 
 /// Runs the benchmark.
 pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchResult, BenchError> {
     let exec_opts = |naive: bool| ExecutorOptions {
-        device: options.device,
+        device: options.device.clone(),
         naive,
         optimize: OptimizeOptions::default(),
         ptx_cache: options.ptx_cache.clone(),
@@ -254,9 +304,41 @@ pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchR
         nt.profile = profile_of(&naive, &inputs)?;
         ot.profile = profile_of(&planned, &inputs)?;
     }
+    let og = planned.graph();
+    let mut device_bytes = vec![(options.device.device.to_string(), plan_bytes(og, &shapes)?)];
+    let mirrored = if options.mirrored.len() >= 2 {
+        let (m, _) = Executor::mirrored(graph, &exec_opts(false), &options.mirrored)?;
+        let diff = max_diff(&m.run(&inputs)?, &got);
+        let timing = time_exec(&m, &inputs, options.warmup, options.runs)?;
+        let cut = runtime::strategy::shares(options.batch, options.mirrored.len());
+        device_bytes.clear();
+        for (d, rows) in options.mirrored.iter().zip(cut) {
+            let share: Vec<Vec<usize>> = shapes
+                .iter()
+                .zip(og.inputs())
+                .map(|(s, &v)| {
+                    let batched = og.value(v).ty.shape.dims().first().is_some_and(|d| d.fixed().is_none());
+                    let mut s = s.clone();
+                    if batched {
+                        s[0] = rows.len();
+                    }
+                    s
+                })
+                .collect();
+            let bytes = if rows.is_empty() { 0 } else { plan_bytes(og, &share)? };
+            device_bytes.push((d.device.to_string(), bytes));
+        }
+        Some(MirroredTiming {
+            devices: options.mirrored.iter().map(|d| d.device.to_string()).collect(),
+            timing,
+            max_abs_diff: diff,
+        })
+    } else {
+        None
+    };
     Ok(BenchResult {
         model: name.to_string(),
-        device: options.device.to_string(),
+        device: options.device.device.to_string(),
         batch: options.batch,
         naive: nt,
         optimized: ot,
@@ -269,5 +351,7 @@ pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchR
         optimizer: report,
         naive_graph: graph.clone(),
         optimized_graph: planned.graph().clone(),
+        mirrored,
+        device_bytes,
     })
 }

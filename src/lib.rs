@@ -4,6 +4,7 @@
 //! to a device with [`Session`], run it.
 
 pub mod bench;
+pub mod devices;
 pub mod fit;
 pub mod npy;
 pub mod report;
@@ -13,7 +14,10 @@ pub use frontend::{self, load_bytes, FrontendError, LoadOptions, Model, ModelFor
 pub use ir;
 pub use optimizer::{self, OptimizeOptions, OptimizeReport};
 pub use runtime;
-pub use runtime::{available_devices, Device, PlannedSession, RuntimeError, Session, SessionOptions};
+pub use runtime::{
+    available_devices, Device, LogicalDevice, LogicalDevices, LogicalSpec, PlannedSession, RuntimeError, Session,
+    SessionOptions,
+};
 
 use std::io::Write;
 use std::path::Path;
@@ -42,7 +46,8 @@ pub fn compile(
 /// How to build an [`Executor`].
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
-    pub device: Device,
+    /// Where to run: a physical or logical device ([`LogicalDevices`]).
+    pub device: LogicalDevice,
     /// Run the frontend's graph op by op, one buffer per tensor, no passes.
     pub naive: bool,
     pub optimize: OptimizeOptions,
@@ -54,12 +59,15 @@ pub struct ExecutorOptions {
     pub memory_limit: Option<usize>,
 }
 
-/// A model bound to a device: the planned CPU executor, the naive CPU executor, or a GPU.
+/// A model bound to a device: the planned CPU executor, the naive CPU executor, or a GPU; or
+/// bound to several, each running a share of the batch ([`Executor::mirrored`]).
 #[allow(clippy::large_enum_variant)] // one per process; boxing buys nothing
 pub enum Executor {
     Cpu(PlannedSession),
     CpuNaive(Session),
     Cuda(Box<runtime::cuda::CudaSession>),
+    /// One executor per replica, all of the same graph.
+    Mirrored(Vec<Executor>),
 }
 
 impl Executor {
@@ -68,35 +76,57 @@ impl Executor {
         graph: &ir::Graph,
         options: &ExecutorOptions,
     ) -> Result<(Executor, Option<OptimizeReport>), CompileError> {
-        let cpu = SessionOptions { device: Some(Device::Cpu), memory_limit: options.memory_limit };
+        let device = &options.device;
         let (g, report) = if options.naive {
             // CUDA kernels are channels-last: a channels-first op becomes transposes around one
             // (a lowering, not an optimization; the CPU runs channels-first ops as they are).
-            let g = if matches!(options.device, Device::Cuda(_)) {
-                optimizer::layout::lower_channels_first(graph)?.0
-            } else {
-                graph.clone()
-            };
+            let g =
+                if !device.device.is_cpu() { optimizer::layout::lower_channels_first(graph)?.0 } else { graph.clone() };
             (g, None)
         } else {
             let o = optimizer::optimize(graph, &options.optimize)?;
             (o.graph, Some(o.report))
         };
-        let exec = match (options.device, options.naive) {
-            (Device::Cpu, true) => Executor::CpuNaive(Session::new(g, cpu)?),
-            (Device::Cpu, false) => Executor::Cpu(PlannedSession::new(g, cpu)?),
-            (Device::Cuda(ordinal), naive) => {
+        let exec = match (device.cuda_options(options.ptx_cache.clone(), options.memory_limit), options.naive) {
+            (None, true) => Executor::CpuNaive(Session::new(g, device.session_options(options.memory_limit))?),
+            (None, false) => Executor::Cpu(PlannedSession::new(g, device.session_options(options.memory_limit))?),
+            (Some(cuda), naive) => {
                 let cuda = runtime::cuda::CudaOptions {
                     cuda_graph: !naive,
                     precision: options.precision,
                     layout: if naive { runtime::Layout::Naive } else { runtime::Layout::Planned },
-                    memory_limit: options.memory_limit,
-                    ..runtime::cuda::CudaOptions::new(ordinal, options.ptx_cache.clone())
+                    ..cuda
                 };
                 Executor::Cuda(Box::new(runtime::cuda::CudaSession::new(g, cuda)?))
             }
         };
         Ok((exec, report))
+    }
+
+    /// Data parallelism (`tf.distribute.MirroredStrategy`): optimizes the graph once (unless
+    /// naive) and binds a copy to each of `devices`; a run splits the batch across them
+    /// ([`runtime::strategy`]). `options.device` is not used.
+    pub fn mirrored(
+        graph: &ir::Graph,
+        options: &ExecutorOptions,
+        devices: &[LogicalDevice],
+    ) -> Result<(Executor, Option<OptimizeReport>), CompileError> {
+        if devices.is_empty() {
+            return Err(RuntimeError::Plan("a mirrored executor needs at least one device".into()).into());
+        }
+        let (g, report) = if options.naive {
+            (graph.clone(), None)
+        } else {
+            let o = optimizer::optimize(graph, &options.optimize)?;
+            (o.graph, Some(o.report))
+        };
+        // Each replica is bound to the optimized graph as it is (optimizing it again changes nothing).
+        let each = ExecutorOptions { naive: true, ..options.clone() };
+        let replicas = devices
+            .iter()
+            .map(|d| Executor::new(&g, &ExecutorOptions { device: d.clone(), ..each.clone() }).map(|(e, _)| e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((Executor::Mirrored(replicas), report))
     }
 
     /// Runs the model on `inputs` (graph input order) and returns the outputs in order.
@@ -105,6 +135,19 @@ impl Executor {
             Executor::Cpu(s) => s.run(inputs),
             Executor::CpuNaive(s) => s.run(inputs),
             Executor::Cuda(s) => s.run(inputs),
+            Executor::Mirrored(r) => {
+                let cpu: Option<Vec<CpuExecutor>> = r.iter().map(Executor::cpu).collect();
+                match cpu {
+                    Some(cpu) => runtime::strategy::run_mirrored(&cpu, self.graph(), inputs, |e, x| e.run(x)),
+                    // A CUDA session is not shared across threads (its captured CUDA graph may
+                    // not be): GPU replicas take their shares in turn.
+                    None => {
+                        let work = runtime::strategy::split_for(self.graph(), inputs, r.len())?;
+                        let outs = work.iter().map(|(i, x)| r[*i].run(x)).collect::<Result<Vec<_>, _>>()?;
+                        runtime::strategy::gather(self.graph(), outs)
+                    }
+                }
+            }
         }
     }
 
@@ -114,9 +157,38 @@ impl Executor {
             Executor::Cpu(s) => s.graph(),
             Executor::CpuNaive(s) => s.graph(),
             Executor::Cuda(s) => s.graph(),
+            Executor::Mirrored(r) => r.first().map(Executor::graph).unwrap_or(&EMPTY),
         }
     }
 }
+
+/// A CPU executor, borrowed: shared by the threads of a mirrored run.
+enum CpuExecutor<'a> {
+    Planned(&'a PlannedSession),
+    Naive(&'a Session),
+}
+
+impl CpuExecutor<'_> {
+    fn run(&self, inputs: &[ir::Tensor]) -> Result<Vec<ir::Tensor>, RuntimeError> {
+        match self {
+            CpuExecutor::Planned(s) => s.run(inputs),
+            CpuExecutor::Naive(s) => s.run(inputs),
+        }
+    }
+}
+
+impl Executor {
+    fn cpu(&self) -> Option<CpuExecutor<'_>> {
+        match self {
+            Executor::Cpu(s) => Some(CpuExecutor::Planned(s)),
+            Executor::CpuNaive(s) => Some(CpuExecutor::Naive(s)),
+            _ => None,
+        }
+    }
+}
+
+/// The graph of an executor with no replica (never built: [`Executor::mirrored`] refuses it).
+static EMPTY: std::sync::LazyLock<ir::Graph> = std::sync::LazyLock::new(ir::Graph::default);
 
 /// Errors of [`compile`].
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use kerasc::bench::BenchOptions;
-use kerasc::{ir, npy, Device, OptimizeOptions};
+use kerasc::{ir, npy, Device, LogicalDevice, LogicalDevices, OptimizeOptions};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,30 @@ struct Cli {
     /// CPU threads for the kernels (default: KERASC_NUM_THREADS, else every core)
     #[arg(long, global = true, value_parser = parse_positive)]
     threads: Option<usize>,
+    /// Split the physical devices into logical ones (default: KERASC_LOGICAL_DEVICES): `cpu=2`
+    /// makes /CPU:0 and /CPU:1, each with its share of the threads; `gpu:0=2x20GiB` makes two
+    /// logical GPUs of 20 GiB each out of GPU 0 (`gpu:1=10GiB+30GiB` for unequal ones);
+    /// comma-separated
+    #[arg(long, global = true)]
+    logical_devices: Option<String>,
+}
+
+/// How a model is spread over devices.
+#[derive(clap::Args, Clone, Debug)]
+struct Distribute {
+    /// `mirrored`: data parallelism as tf.distribute.MirroredStrategy, the batch split across
+    /// --devices, one replica of the model on each
+    #[arg(long)]
+    strategy: Option<Strategy>,
+    /// The replicas of --strategy: `all` (every GPU, else every CPU device) or a comma-separated
+    /// list such as /CPU:0,/CPU:1
+    #[arg(long, default_value = "all", requires = "strategy")]
+    devices: String,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Strategy {
+    Mirrored,
 }
 
 #[derive(Subcommand)]
@@ -58,6 +82,8 @@ enum Command {
         /// Say which device runs the model before running it (else only once it succeeded)
         #[arg(long, short)]
         verbose: bool,
+        #[command(flatten)]
+        distribute: Distribute,
     },
     /// Show each compilation stage: the IR, the optimized graph, the memory plan, Graphviz DOT
     Compile {
@@ -121,6 +147,8 @@ enum Command {
         /// Say which device runs the model before running it (else only once it succeeded)
         #[arg(long, short)]
         verbose: bool,
+        #[command(flatten)]
+        distribute: Distribute,
     },
     /// Fine-tune a model (on the lowest GPU, else the CPU) and write it in the input's format (Keras loads it back)
     Fit {
@@ -133,8 +161,10 @@ enum Command {
         /// run there, the weights staying on the device.
         #[arg(long)]
         device: Option<String>,
+        #[command(flatten)]
+        distribute: Distribute,
     },
-    /// List the devices plans can run on
+    /// List the physical devices, and the logical devices plans can run on
     Devices,
 }
 
@@ -178,14 +208,41 @@ fn set_threads(flag: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// This process's devices: the physical ones, split as `--logical-devices` (else
+/// `KERASC_LOGICAL_DEVICES`) says.
+fn logical_devices(flag: Option<&str>) -> Result<LogicalDevices> {
+    let env = std::env::var("KERASC_LOGICAL_DEVICES").ok().filter(|v| !v.trim().is_empty());
+    let spec = match (flag, env.as_deref()) {
+        (Some(s), _) | (None, Some(s)) => kerasc::LogicalSpec::parse(s)?,
+        (None, None) => kerasc::LogicalSpec::default(),
+    };
+    Ok(LogicalDevices::new(&spec, rayon::current_num_threads())?)
+}
+
 fn run(cli: Cli) -> Result<()> {
+    let devs = logical_devices(cli.logical_devices.as_deref())?;
     match cli.command {
         Command::Inspect { model, json } => inspect(&model, json),
-        Command::Run { model, inputs, outputs, device, naive, soft_placement, precision, memory_limit, verbose } => {
+        Command::Run {
+            model,
+            inputs,
+            outputs,
+            device,
+            naive,
+            soft_placement,
+            precision,
+            memory_limit,
+            verbose,
+            distribute,
+        } => {
             let mut notes = Notes::new(verbose);
             let precision = parse_precision(&precision)?;
-            let device = pick_device(device.as_deref(), soft_placement, &mut notes)?;
-            check_precision_device(precision, device)?;
+            let replicas = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
+            let device = match replicas.first() {
+                Some(first) => first.clone(),
+                None => pick_device(device.as_deref(), soft_placement, &devs, &mut notes)?,
+            };
+            check_precision_device(precision, device.device)?;
             let options = kerasc::ExecutorOptions {
                 device,
                 naive,
@@ -194,7 +251,7 @@ fn run(cli: Cli) -> Result<()> {
                 precision,
                 memory_limit,
             };
-            run_model(&model, &inputs, &outputs, &options, &mut notes)
+            run_model(&model, &inputs, &outputs, &options, &replicas, &mut notes)
         }
         Command::Compile { model, emit: _, out, batch, target: Some(Target::Cuda), arch, precision } => {
             let out = out.context("--target cuda needs --out DIR")?;
@@ -214,13 +271,19 @@ fn run(cli: Cli) -> Result<()> {
             precision,
             memory_limit,
             verbose,
+            distribute,
         } => {
             let mut notes = Notes::new(verbose);
             let precision = parse_precision(&precision)?;
-            let device = pick_device(device.as_deref(), false, &mut notes)?;
-            check_precision_device(precision, device)?;
+            let mirrored = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
+            let device = match mirrored.first() {
+                Some(first) => first.clone(),
+                None => pick_device(device.as_deref(), false, &devs, &mut notes)?,
+            };
+            check_precision_device(precision, device.device)?;
             let opts = kerasc::bench::BenchOptions {
                 device,
+                mirrored,
                 batch,
                 warmup,
                 runs,
@@ -233,19 +296,21 @@ fn run(cli: Cli) -> Result<()> {
             bench(&model, &opts, json, profile, report.as_deref(), &mut notes)
         }
         Command::Devices => {
-            devices();
+            print!("{}", kerasc::devices::listing(&devs));
             Ok(())
         }
-        Command::Fit { model, mut options, device } => {
+        Command::Fit { model, mut options, device, distribute } => {
             let mut notes = Notes::new(false);
-            // Like `run`: the requested device, else the lowest visible GPU, else the CPU.
-            options.cuda = match pick_device(device.as_deref(), false, &mut notes)? {
-                Device::Cpu => None,
-                Device::Cuda(ordinal) => Some(kerasc::runtime::cuda::CudaOptions {
-                    memory_limit: options.memory_limit,
-                    ..kerasc::runtime::cuda::CudaOptions::new(ordinal, ptx_cache_dir())
-                }),
+            options.replicas = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
+            // Like `run`: the requested device (the first replica), else the lowest visible GPU,
+            // else the CPU.
+            let device = match options.replicas.first() {
+                Some(first) => first.clone(),
+                None => pick_device(device.as_deref(), false, &devs, &mut notes)?,
             };
+            options.cuda = device.cuda_options(ptx_cache_dir(), options.memory_limit);
+            options.pool = device.pool().cloned();
+            options.device = Some(device.device);
             let m = kerasc::load(&model)?;
             let h = kerasc::fit::fit(&m, &model, &options)?;
             notes.flush();
@@ -276,24 +341,10 @@ fn parse_precision(p: &str) -> Result<kerasc::codegen::cuda::Precision> {
 
 /// tf32, bf16 and fp16 are the GPU's tensor-core formats; the CPU computes in float32.
 fn check_precision_device(p: kerasc::codegen::cuda::Precision, device: Device) -> Result<()> {
-    if p != kerasc::codegen::cuda::Precision::Fp32 && device == Device::Cpu {
+    if p != kerasc::codegen::cuda::Precision::Fp32 && device.is_cpu() {
         bail!("--precision {} runs on a GPU's tensor cores; on the CPU kerasc computes in fp32", p.name());
     }
     Ok(())
-}
-
-fn describe(device: Device) -> String {
-    match device {
-        Device::Cpu => match &kerasc::runtime::cuda_status().why_no_gpu {
-            Some(why) => format!("no GPU: {why}"),
-            None => format!("{} threads", kerasc::runtime::available_devices()[0].threads),
-        },
-        Device::Cuda(i) => kerasc::available_devices()
-            .into_iter()
-            .find(|d| d.device == Device::Cuda(i))
-            .map(|d| format!("{}, {:.0} GiB", d.name, d.memory_bytes as f64 / (1u64 << 30) as f64))
-            .unwrap_or_default(),
-    }
 }
 
 /// Lines about how a command ran (the device, a fallback to the CPU): printed on stderr once the
@@ -327,55 +378,52 @@ impl Notes {
 
 /// The device to run on: the requested one, or the lowest visible GPU, else the CPU. With soft
 /// placement an unusable GPU falls back to the CPU, with a warning.
-fn pick_device(requested: Option<&str>, soft_placement: bool, notes: &mut Notes) -> Result<Device> {
-    if let Some(dir) = std::env::var_os("KERASC_NVRTC_DIR") {
-        kerasc::runtime::cuda::preload_nvrtc(&[PathBuf::from(dir)]);
-    }
+fn pick_device(
+    requested: Option<&str>,
+    soft_placement: bool,
+    devs: &LogicalDevices,
+    notes: &mut Notes,
+) -> Result<LogicalDevice> {
+    preload_nvrtc();
     let device = match requested {
         Some(s) => Device::parse(s)?,
-        None => Device::default_device(),
+        None => devs.default_device(),
     };
-    let device = match device.ensure_available() {
-        Ok(d) => d,
-        Err(e) if soft_placement => {
+    let device = match devs.get(device) {
+        Ok(d) => d.clone(),
+        Err(e) if soft_placement && !device.is_cpu() => {
             notes.add(format!("warning: {e}; soft placement: running on /CPU:0 instead"));
-            Device::Cpu
+            devs.get(Device::CPU)?.clone()
         }
         Err(e) => return Err(e.into()),
     };
-    notes.add(format!("running on {device} ({})", describe(device)));
+    notes.add(format!("running on {} ({})", device.device, kerasc::devices::describe(&device, devs)));
     Ok(device)
 }
 
-fn devices() {
-    let st = kerasc::runtime::cuda_status();
-    for d in kerasc::available_devices() {
-        let kind = if d.device == Device::Cpu { "CPU" } else { "GPU" };
-        let idx = match d.device {
-            Device::Cpu => 0,
-            Device::Cuda(i) => i,
-        };
-        let detail = match d.compute_capability {
-            Some((a, b)) => format!(
-                "{}, {:.1} GiB, compute capability {a}.{b}",
-                d.name,
-                d.memory_bytes as f64 / (1u64 << 30) as f64
-            ),
-            None => format!("{} threads", d.threads),
-        };
-        println!("PhysicalDevice(name='/physical_device:{kind}:{idx}', device_type='{kind}')  {detail}");
+fn preload_nvrtc() {
+    if let Some(dir) = std::env::var_os("KERASC_NVRTC_DIR") {
+        kerasc::runtime::cuda::preload_nvrtc(&[PathBuf::from(dir)]);
     }
-    match st.driver_version {
-        Some(v) => println!("CUDA driver {}.{}", v / 1000, (v % 1000) / 10),
-        None => println!("CUDA driver: not found"),
+}
+
+/// The replicas of `--strategy mirrored` (none without a strategy).
+fn replicas(
+    d: &Distribute,
+    device: Option<&str>,
+    devs: &LogicalDevices,
+    notes: &mut Notes,
+) -> Result<Vec<LogicalDevice>> {
+    let Some(Strategy::Mirrored) = d.strategy else { return Ok(Vec::new()) };
+    if device.is_some() {
+        bail!("--device and --strategy mirrored exclude each other: name the replicas with --devices");
     }
-    match st.nvrtc_version {
-        Some((a, b)) => println!("NVRTC {a}.{b}"),
-        None => println!("NVRTC: not found"),
-    }
-    if let Some(why) = &st.why_no_gpu {
-        println!("no GPU: {why}");
-    }
+    preload_nvrtc();
+    let list = devs.select(&d.devices)?;
+    let replicas: Vec<LogicalDevice> = list.iter().map(|&x| devs.get(x).cloned()).collect::<Result<_, _>>()?;
+    let names: Vec<String> = list.iter().map(|x| x.to_string()).collect();
+    notes.add(format!("mirrored over {} replica(s): {}", names.len(), names.join(", ")));
+    Ok(replicas)
 }
 
 fn inspect(path: &Path, as_json: bool) -> Result<()> {
@@ -417,6 +465,7 @@ fn run_model(
     inputs: &[PathBuf],
     outputs: &[PathBuf],
     options: &kerasc::ExecutorOptions,
+    replicas: &[LogicalDevice],
     notes: &mut Notes,
 ) -> Result<()> {
     // An ONNX model's symbolic dimensions other than the batch take the inputs' sizes; a
@@ -441,7 +490,12 @@ fn run_model(
         let t = if t.dtype() != want && (t.dtype().is_float() == want.is_float()) { t.cast(want) } else { t };
         tensors.push(t);
     }
-    let (exec, _) = kerasc::Executor::new(&model.graph, options).context("cannot prepare the model")?;
+    let (exec, _) = if replicas.is_empty() {
+        kerasc::Executor::new(&model.graph, options)
+    } else {
+        kerasc::Executor::mirrored(&model.graph, options, replicas)
+    }
+    .context("cannot prepare the model")?;
     let results = exec.run(&tensors)?;
     let graph = exec.graph();
     for (t, p) in results.iter().zip(outputs) {

@@ -24,6 +24,11 @@ fn gpu() -> Option<Device> {
     }
 }
 
+/// The physical device `d`, to run on.
+fn on(d: Device) -> kerasc::LogicalDevice {
+    kerasc::LogicalDevices::physical().get(d).unwrap().clone()
+}
+
 #[test]
 fn dev_models_on_the_gpu_match_keras_and_the_cpu() {
     let Some(device) = gpu() else { return };
@@ -42,7 +47,7 @@ fn dev_models_on_the_gpu_match_keras_and_the_cpu() {
         let expected = npy::read(&dir.join(format!("{name}.expected.npy"))).unwrap();
         for naive in [false, true] {
             let opts = ExecutorOptions {
-                device,
+                device: on(device),
                 naive,
                 optimize: OptimizeOptions::default(),
                 ptx_cache: cache.clone(),
@@ -227,7 +232,7 @@ fn tensor_core_precisions_on_the_gpu() {
             let x = if x.dtype() != want_dtype { x.cast(want_dtype) } else { x };
             let expected = npy::read(&dir.join(format!("{name}.expected.npy"))).unwrap().to_f64_vec();
             let opts = ExecutorOptions {
-                device,
+                device: on(device),
                 naive: false,
                 optimize: OptimizeOptions::default(),
                 ptx_cache: cache.clone(),

@@ -22,7 +22,7 @@ pub use options::{DataOptions, FitOptions, OptimizerFlags};
 use crate::frontend::keras::save::{save_trained, OptimizerState as SavedOptimizer};
 use crate::frontend::keras::training_config::TrainingConfig;
 use crate::ir::{DType, Shape, Tensor, ValueId};
-use crate::runtime::training::{KerasOptimizer, Loss, Optimizer, TrainOptions, TrainStep};
+use crate::runtime::training::{KerasOptimizer, Loss, Mirrored, Optimizer, TrainOptions, TrainStep};
 use crate::Model;
 use config::TrainingMode;
 use error::invalid;
@@ -55,6 +55,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     let trainable = config::trainable_weights(model, &frozen);
     let mut mode = config::training_mode(model, &frozen, options.no_dropout)?;
     mode.options.cuda = options.cuda.clone();
+    mode.options.pool = options.pool.clone();
     mode.options.memory_limit = options.memory_limit;
     let metrics = config::metrics(model, &tc, &out_names, &losses, options)?;
 
@@ -75,6 +76,23 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
 
     let loss_spec: Vec<(Loss, DType)> = losses.iter().copied().zip(label_dtypes.iter().copied()).collect();
     let mut step = TrainStep::with_losses(g, &loss_spec, &trainable, &mode.options)?;
+    let mirror = if options.replicas.len() >= 2 {
+        let cache = options.cuda.as_ref().map(|c| c.cache_dir.clone()).unwrap_or_else(std::env::temp_dir);
+        let others = options.replicas[1..]
+            .iter()
+            .map(|d| {
+                let o = TrainOptions {
+                    cuda: d.cuda_options(cache.clone(), options.memory_limit),
+                    pool: d.pool().cloned(),
+                    ..mode.options.clone()
+                };
+                TrainStep::with_losses(g, &loss_spec, &trainable, &o)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Some(Mirrored::new(others, Box::new(crate::runtime::collective::InProcess), mode.momentum.clone()))
+    } else {
+        None
+    };
     if options.profile || options.report.is_some() {
         step.enable_profile();
     }
@@ -87,6 +105,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             let o = TrainOptions {
                 state: mode.options.state.clone(),
                 cuda: mode.options.cuda.clone(),
+                pool: mode.options.pool.clone(),
                 memory_limit: mode.options.memory_limit,
                 ..TrainOptions::default()
             };
@@ -98,6 +117,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     let step_metrics = metrics.iter().map(|(_, name, _)| (name.clone(), Vec::new())).collect();
     let mut t = Trainer {
         step,
+        mirror,
         eval_step,
         metrics,
         mode,
@@ -135,8 +155,9 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         }
         let t0 = std::time::Instant::now();
         let e = t.train_epoch(&data.x, &data.y, epoch, options)?;
-        let steps = e.steps as f64;
-        t.hist.push("loss", e.loss / steps);
+        // Keras's epoch loss: the batch losses weighted by their batch's size.
+        let samples = e.samples.max(1) as f64;
+        t.hist.push("loss", e.loss / samples);
         // Milliseconds, with a decimal under 100 (a small model's epoch takes a few).
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         epoch_ms.push((epoch + 1, ms));
@@ -147,18 +168,18 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             options.epochs,
             e.steps,
             e.steps,
-            e.loss / steps
+            e.loss / samples
         );
         if n_out > 1 {
             for (name, s) in out_names.iter().zip(&e.output_losses) {
-                t.record(&mut line, &format!("{name}_loss"), s / steps);
+                t.record(&mut line, &format!("{name}_loss"), s / samples);
             }
         }
         for (i, s) in e.metrics.iter().enumerate() {
             let name = t.metrics[i].1.clone();
             t.record(&mut line, &name, s / e.samples.max(1) as f64);
         }
-        let mut monitored = e.loss / steps;
+        let mut monitored = e.loss / samples;
         if let Some((xv, yv)) = &data.val {
             let v = t.validate(xv, yv, options.batch_size.max(1))?;
             let nv = v.samples.max(1) as f64;
@@ -204,7 +225,11 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         crate::write_atomic(h, text.as_bytes()).map_err(|e| invalid(format!("{}: {e}", h.display())))?;
     }
     if let Some(path) = &options.report {
-        let device = options.cuda.as_ref().map(|c| format!("/GPU:{}", c.ordinal)).unwrap_or_else(|| "/CPU:0".into());
+        let device = match (options.device, &options.cuda) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(c)) => format!("/GPU:{}", c.ordinal),
+            (None, None) => "/CPU:0".into(),
+        };
         let learning_rate: Vec<f64> =
             (0..t.total_steps as u64).map(|i| f64::from(t.optimizer.schedule.at(i))).collect();
         let model_name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -237,6 +262,8 @@ struct Totals {
 /// The state a run carries from step to step.
 struct Trainer {
     step: TrainStep,
+    /// The other replicas of a mirrored run (`step`, `weights` and `optimizer` are the first's).
+    mirror: Option<Mirrored>,
     eval_step: Option<TrainStep>,
     metrics: Vec<(usize, String, Metric)>,
     mode: TrainingMode,
@@ -296,7 +323,12 @@ impl Trainer {
                         *next = data::rows_into(x, batch(b + 1), xn).and_then(|_| data::rows_into(y, batch(b + 1), yn));
                     });
                 }
-                self.step.run_update(&xb, &yb, &mut self.weights, &self.state, &noise, &mut self.optimizer)
+                match &mut self.mirror {
+                    Some(m) => {
+                        m.run_update(&self.step, &mut self.weights, &mut self.optimizer, &xb, &yb, &self.state, &noise)
+                    }
+                    None => self.step.run_update(&xb, &yb, &mut self.weights, &self.state, &noise, &mut self.optimizer),
+                }
             })?;
             next?;
             let l = out.loss;
@@ -309,10 +341,11 @@ impl Trainer {
             }
             self.hist.step_loss.push(l as f64);
             self.total_steps += 1;
-            // Keras's epoch loss is the mean of the batch losses; metrics are means over samples.
-            tot.loss += l as f64;
+            // Losses and metrics summed over samples: Keras's epoch loss weights each batch's by
+            // its size.
+            tot.loss += l as f64 * idx.len() as f64;
             for (s, &v) in tot.output_losses.iter_mut().zip(&out.losses) {
-                *s += v as f64;
+                *s += v as f64 * idx.len() as f64;
             }
             tot.samples += idx.len();
             for (i, (s, (k, _, m))) in tot.metrics.iter_mut().zip(&self.metrics).enumerate() {
@@ -323,20 +356,15 @@ impl Trainer {
                 }
             }
             if let Some(pb) = &bar {
-                let mut msg = format!("loss: {:.4}", tot.loss / (b + 1) as f64);
+                let mut msg = format!("loss: {:.4}", tot.loss / tot.samples.max(1) as f64);
                 for (s, (_, name, _)) in tot.metrics.iter().zip(&self.metrics) {
                     let _ = write!(msg, " - {name}: {:.4}", s / tot.samples.max(1) as f64);
                 }
                 pb.set_message(msg);
                 pb.inc(1);
             }
-            // Keras: moving = moving * momentum + batch * (1 - momentum).
             for (i, batch) in &out.batch_stats {
-                let m = self.mode.momentum[*i];
-                let keep = (1.0 - m as f64) as f32;
-                let b = batch.to_f32_vec();
-                let mv: Vec<f32> = self.state[*i].to_f32_vec().iter().zip(&b).map(|(s, x)| s * m + x * keep).collect();
-                self.state[*i] = Tensor::from_f32(self.state[*i].shape(), mv).map_err(|e| invalid(e.to_string()))?;
+                runtime::training::moving_update(&mut self.state[*i], batch, self.mode.momentum[*i])?;
             }
             std::mem::swap(&mut xb, &mut xn);
             std::mem::swap(&mut yb, &mut yn);
@@ -368,7 +396,9 @@ impl Trainer {
     }
 
     /// The validation data in batches of `bs`, in inference mode; losses and metrics summed over
-    /// samples.
+    /// samples. Mirrored, each batch is split across the replicas as in training and each
+    /// replica's share uses that replica's moving statistics (as Keras evaluates under
+    /// MirroredStrategy).
     fn validate(&self, xv: &[Tensor], yv: &[Tensor], bs: usize) -> Result<Totals, FitError> {
         let nv = xv[0].shape()[0];
         let mut tot = Totals {
@@ -378,11 +408,22 @@ impl Trainer {
             output_losses: vec![0.0; self.n_out],
             metrics: vec![0.0; self.metrics.len()],
         };
-        for s in (0..nv).step_by(bs) {
-            let idx: Vec<usize> = (s..(s + bs).min(nv)).collect();
+        let replicas = self.mirror.as_ref().map_or(1, Mirrored::replicas);
+        let shares = (0..nv).step_by(bs).flat_map(|s| {
+            let n = (s + bs).min(nv) - s;
+            runtime::strategy::shares(n, replicas)
+                .into_iter()
+                .enumerate()
+                .map(move |(r, rows)| (r, s + rows.start..s + rows.end))
+        });
+        for (r, rows) in shares.filter(|(_, rows)| !rows.is_empty()) {
+            let idx: Vec<usize> = rows.collect();
             let (xb, yb) = (data::rows_all(xv, &idx)?, data::rows_all(yv, &idx)?);
-            let o =
-                self.eval_step.as_ref().unwrap_or(&self.step).run_full(&xb, &yb, &self.weights, &self.state, &[])?;
+            let state = match (r, &self.mirror) {
+                (0, _) | (_, None) => &self.state[..],
+                (r, Some(m)) => m.state(r).filter(|s| !s.is_empty()).unwrap_or(&self.state),
+            };
+            let o = self.eval_step.as_ref().unwrap_or(&self.step).run_full(&xb, &yb, &self.weights, state, &[])?;
             tot.loss += o.loss as f64 * idx.len() as f64;
             for (acc, &v) in tot.output_losses.iter_mut().zip(&o.losses) {
                 *acc += v as f64 * idx.len() as f64;

@@ -138,10 +138,20 @@ pub struct FitOptions {
     /// Test hook: abort the process before this (0-based, counted over the run) step.
     #[arg(long, hide = true)]
     pub abort_after_steps: Option<usize>,
-    /// Run each step's forward and backward pass on this GPU (the optimizer updates on the
-    /// host); `None`: the CPU.
+    /// Run each step (forward and backward pass, and the optimizer's update) on this GPU;
+    /// `None`: the CPU.
     #[arg(skip)]
     pub cuda: Option<crate::runtime::cuda::CudaOptions>,
+    /// On the CPU: the thread pool of the logical CPU device that trains; `None`: the global one.
+    #[arg(skip)]
+    pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    /// The device's name in the report (`None`: /GPU:K of `cuda`, else /CPU:0).
+    #[arg(skip)]
+    pub device: Option<crate::Device>,
+    /// Two or more: train data-parallel (MirroredStrategy) across these devices, the first
+    /// being the one `cuda` and `pool` describe.
+    #[arg(skip)]
+    pub replicas: Vec<crate::LogicalDevice>,
 }
 
 /// A count that must be at least 1.

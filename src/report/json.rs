@@ -68,6 +68,15 @@ pub fn bench(r: &BenchResult) -> Value {
         },
         "max_abs_diff": r.max_abs_diff,
         "rel_l2_diff": r.rel_l2_diff,
+        "throughput": r.throughput(),
+        "mirrored": r.mirrored.as_ref().map(|m| json!({
+            "devices": m.devices,
+            "timing": timing(&m.timing),
+            "throughput": m.throughput(r.batch),
+            "scaling": m.throughput(r.batch) / r.throughput().max(1e-12),
+            "max_abs_diff": m.max_abs_diff,
+        })),
+        "device_peak_bytes": r.device_bytes.iter().map(|(d, b)| json!({"device": d, "bytes": b})).collect::<Vec<_>>(),
         "precision": r.precision.name(),
         "optimizer": {
             "seconds": r.optimizer.seconds,

@@ -137,6 +137,22 @@ pub fn bench(r: &BenchResult, opts: &BenchOptions, profile: bool) -> String {
             r.rel_l2_diff
         );
     }
+    if let Some(m) = &r.mirrored {
+        let _ = writeln!(
+            s,
+            "  mirrored over {} ({} replicas): optimized {:.3} ms median, {:.3} min; {:.0} samples/s against {:.0} on one replica ({:.2}x); max |mirrored - one| = {:.3e}",
+            m.devices.join(", "),
+            m.devices.len(),
+            m.timing.median_ms,
+            m.timing.min_ms,
+            m.throughput(r.batch),
+            r.throughput(),
+            m.throughput(r.batch) / r.throughput().max(1e-12),
+            m.max_abs_diff
+        );
+    }
+    let per_device: Vec<String> = r.device_bytes.iter().map(|(d, b)| format!("{d} {}", iec(*b))).collect();
+    let _ = writeln!(s, "  peak memory per device (weights + arena): {}", per_device.join(" · "));
     s.push_str(&optimizer(&r.optimizer));
     if profile {
         for (label, t) in [("naive", &r.naive), ("optimized", &r.optimized)] {

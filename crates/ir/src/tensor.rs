@@ -204,6 +204,53 @@ impl Tensor {
         Ok(())
     }
 
+    /// The tensors' rows one after the other (along axis 0): the same dtype and row shape, at
+    /// least one part.
+    pub fn concat_rows(parts: &[Tensor]) -> Result<Tensor, IrError> {
+        let first = parts.first().ok_or_else(|| IrError::Tensor("nothing to concatenate".into()))?;
+        let row = first.shape.get(1..).ok_or_else(|| IrError::Tensor("cannot concatenate scalars".into()))?;
+        let mut rows = 0usize;
+        for t in parts {
+            if t.dtype() != first.dtype() || t.shape.get(1..) != Some(row) {
+                return Err(IrError::Tensor(format!(
+                    "cannot concatenate {:?} {:?} after {:?} {:?}",
+                    t.dtype(),
+                    t.shape,
+                    first.dtype(),
+                    first.shape
+                )));
+            }
+            rows += t.shape[0];
+        }
+        fn cat<T: Copy>(parts: &[Tensor], pick: impl Fn(&TensorData) -> Option<&Vec<T>>) -> Vec<T> {
+            parts.iter().filter_map(|t| pick(&t.data)).flat_map(|v| v.iter().copied()).collect()
+        }
+        let data = match &first.data {
+            TensorData::F32(_) => {
+                TensorData::F32(cat(parts, |d| if let TensorData::F32(v) = d { Some(v) } else { None }))
+            }
+            TensorData::F16(_) => {
+                TensorData::F16(cat(parts, |d| if let TensorData::F16(v) = d { Some(v) } else { None }))
+            }
+            TensorData::BF16(_) => {
+                TensorData::BF16(cat(parts, |d| if let TensorData::BF16(v) = d { Some(v) } else { None }))
+            }
+            TensorData::I32(_) => {
+                TensorData::I32(cat(parts, |d| if let TensorData::I32(v) = d { Some(v) } else { None }))
+            }
+            TensorData::I64(_) => {
+                TensorData::I64(cat(parts, |d| if let TensorData::I64(v) = d { Some(v) } else { None }))
+            }
+            TensorData::Bool(_) => {
+                TensorData::Bool(cat(parts, |d| if let TensorData::Bool(v) = d { Some(v) } else { None }))
+            }
+            TensorData::U8(_) => TensorData::U8(cat(parts, |d| if let TensorData::U8(v) = d { Some(v) } else { None })),
+        };
+        let mut shape = first.shape.clone();
+        shape[0] = rows;
+        Tensor::new(shape, data)
+    }
+
     /// The same data with another shape of equal element count.
     pub fn reshape(mut self, shape: &[usize]) -> Result<Tensor, IrError> {
         let n: usize = shape.iter().product();
@@ -353,6 +400,18 @@ mod tests {
         assert!(dst.gather_rows_from(&src, &[0, 1]).is_err());
         assert!(dst.gather_rows_from(&Tensor::zeros(&[4, 2]), &[0, 1, 2]).is_err());
         assert_eq!(dst.data(), &TensorData::I32(vec![30, 31, 0, 1, 30, 31]));
+    }
+
+    #[test]
+    fn rows_concatenated_in_order() {
+        let a = Tensor::new(vec![1, 2], TensorData::I64(vec![1, 2])).unwrap();
+        let b = Tensor::new(vec![2, 2], TensorData::I64(vec![3, 4, 5, 6])).unwrap();
+        let c = Tensor::concat_rows(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!((c.shape(), c.data()), (&[3usize, 2][..], &TensorData::I64(vec![1, 2, 3, 4, 5, 6])));
+        assert_eq!(c.gather_rows(&[1, 2]).unwrap(), b);
+        assert!(Tensor::concat_rows(&[a.clone(), Tensor::zeros(&[1, 2])]).is_err());
+        assert!(Tensor::concat_rows(&[a, Tensor::new(vec![1, 3], TensorData::I64(vec![0; 3])).unwrap()]).is_err());
+        assert!(Tensor::concat_rows(&[]).is_err());
     }
 
     #[test]

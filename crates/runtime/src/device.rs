@@ -3,12 +3,23 @@ use crate::RuntimeError;
 use std::fmt;
 use std::sync::OnceLock;
 
-/// Where a plan runs.
+/// Where a plan runs: a logical device by kind and index, as TensorFlow names them (`/CPU:0`,
+/// `/GPU:1`). Without logical devices ([`crate::LogicalDevices`]) there is one CPU, `/CPU:0`,
+/// and the GPUs are the visible ones by ordinal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Device {
-    Cpu,
-    /// A CUDA device by ordinal among the visible ones.
+    Cpu(usize),
     Cuda(usize),
+}
+
+impl Device {
+    /// The first CPU device, `/CPU:0` (the whole CPU when it is not split).
+    pub const CPU: Device = Device::Cpu(0);
+
+    /// Whether this is a CPU device.
+    pub fn is_cpu(self) -> bool {
+        matches!(self, Device::Cpu(_))
+    }
 }
 
 impl Device {
@@ -36,44 +47,9 @@ impl Device {
             None => (last.clone(), None),
         };
         match kind.as_str() {
-            "cpu" => {
-                if idx.unwrap_or(0) != 0 {
-                    return Err(RuntimeError::Unavailable {
-                        requested: s.to_string(),
-                        reason: "there is one CPU device, /CPU:0".into(),
-                        available: describe_available(),
-                    });
-                }
-                Ok(Device::Cpu)
-            }
+            "cpu" => Ok(Device::Cpu(idx.unwrap_or(0))),
             "gpu" | "cuda" => Ok(Device::Cuda(idx.unwrap_or(0))),
             _ => Err(bad()),
-        }
-    }
-
-    /// Checks that the device exists and can run plans here.
-    pub fn ensure_available(self) -> Result<Device, RuntimeError> {
-        match self {
-            Device::Cpu => Ok(self),
-            Device::Cuda(i) => {
-                let st = cuda_status();
-                let reason = match &st.why_no_gpu {
-                    Some(why) => why.clone(),
-                    None if i >= st.gpus.len() => format!("this machine has {} visible GPU(s)", st.gpus.len()),
-                    None => return Ok(self),
-                };
-                Err(RuntimeError::Unavailable { requested: self.to_string(), reason, available: describe_available() })
-            }
-        }
-    }
-
-    /// The default device: the lowest-numbered visible GPU when one can run plans, else the CPU.
-    pub fn default_device() -> Device {
-        let st = cuda_status();
-        if st.why_no_gpu.is_none() && !st.gpus.is_empty() {
-            Device::Cuda(0)
-        } else {
-            Device::Cpu
         }
     }
 }
@@ -81,7 +57,7 @@ impl Device {
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Device::Cpu => f.write_str("/CPU:0"),
+            Device::Cpu(i) => write!(f, "/CPU:{i}"),
             Device::Cuda(i) => write!(f, "/GPU:{i}"),
         }
     }
@@ -107,10 +83,10 @@ pub fn cuda_status() -> &'static CudaStatus {
     STATUS.get_or_init(|| crate::cuda::probe(&crate::cuda::default_nvrtc_dirs()))
 }
 
-/// The devices plans can run on here: the CPU, then every usable GPU.
+/// The physical devices plans can run on here: the CPU, then every usable GPU.
 pub fn available_devices() -> Vec<DeviceInfo> {
     let mut v = vec![DeviceInfo {
-        device: Device::Cpu,
+        device: Device::CPU,
         name: "CPU".into(),
         threads: rayon::current_num_threads(),
         memory_bytes: 0,
@@ -131,10 +107,6 @@ pub fn available_devices() -> Vec<DeviceInfo> {
     v
 }
 
-fn describe_available() -> String {
-    available_devices().iter().map(|d| d.device.to_string()).collect::<Vec<_>>().join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,18 +116,21 @@ mod tests {
         assert_eq!(Device::parse("/GPU:1").unwrap(), Device::Cuda(1));
         assert_eq!(Device::parse("/device:GPU:0").unwrap(), Device::Cuda(0));
         assert_eq!(Device::parse("/job:localhost/replica:0/task:0/device:GPU:2").unwrap(), Device::Cuda(2));
-        assert_eq!(Device::parse("/CPU:0").unwrap(), Device::Cpu);
-        assert_eq!(Device::parse("/device:cpu:0").unwrap(), Device::Cpu);
-        assert_eq!(Device::parse("cpu").unwrap(), Device::Cpu);
+        assert_eq!(Device::parse("/CPU:0").unwrap(), Device::CPU);
+        assert_eq!(Device::parse("/device:cpu:0").unwrap(), Device::CPU);
+        assert_eq!(Device::parse("cpu").unwrap(), Device::CPU);
+        assert_eq!(Device::parse("/CPU:1").unwrap(), Device::Cpu(1));
         assert_eq!(Device::parse("gpu").unwrap(), Device::Cuda(0));
         assert_eq!(Device::parse("CUDA:3").unwrap(), Device::Cuda(3));
     }
 
     #[test]
     fn rejects_nonsense() {
-        for s in ["", "tpu:0", "/GPU:x", "/foo/device:GPU:0", "gpu:-1", "/CPU:1"] {
+        for s in ["", "tpu:0", "/GPU:x", "/foo/device:GPU:0", "gpu:-1"] {
             assert!(Device::parse(s).is_err(), "{s}");
         }
+        let e = Device::Cpu(1).ensure_available().unwrap_err().to_string();
+        assert!(e.contains("/CPU:1") && e.contains("--logical-devices"), "{e}");
     }
 
     #[test]
@@ -164,7 +139,7 @@ mod tests {
         let e = Device::Cuda(n + 7).ensure_available().unwrap_err().to_string();
         assert!(e.contains(&format!("/GPU:{}", n + 7)) && e.contains("/CPU:0"), "{e}");
         if cuda_status().why_no_gpu.is_some() {
-            assert_eq!(Device::default_device(), Device::Cpu);
+            assert_eq!(Device::default_device(), Device::CPU);
             let why = Device::Cuda(0).ensure_available().unwrap_err().to_string();
             assert!(why.contains(cuda_status().why_no_gpu.as_deref().unwrap_or("?")), "{why}");
         }

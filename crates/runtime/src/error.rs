@@ -6,6 +6,9 @@ pub enum RuntimeError {
     /// A device string that is not a TensorFlow or short device name.
     #[error("cannot parse device '{0}': expected /CPU:0, /GPU:1, /device:GPU:0, cpu, gpu:1 or cuda:1")]
     BadDevice(String),
+    /// A split into logical devices that cannot be made.
+    #[error("logical devices {0}")]
+    Logical(String),
     /// A device that does not exist on this machine.
     #[error("device {requested} is not available: {reason}; available devices: {available}")]
     Unavailable { requested: String, reason: String, available: String },

@@ -8,6 +8,17 @@ pub struct SessionOptions {
     pub device: Option<Device>,
     /// The most bytes the run's tensors may take; `None`: what the machine has available.
     pub memory_limit: Option<usize>,
+    /// The thread pool the kernels run on (a logical CPU device's, [`crate::LogicalDevice`]);
+    /// `None`: the caller's, else the global one.
+    pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+}
+
+/// Runs `f` on `pool` when there is one, else where the caller is.
+pub(crate) fn on<R: Send>(pool: &Option<std::sync::Arc<rayon::ThreadPool>>, f: impl FnOnce() -> R + Send) -> R {
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
 }
 
 /// A graph bound to a device, ready to run many times.
@@ -15,6 +26,7 @@ pub struct Session {
     graph: Graph,
     device: Device,
     memory_limit: Option<usize>,
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     /// The input shapes whose memory need was last checked.
     checked: std::sync::Mutex<Vec<Vec<usize>>>,
 }
@@ -24,7 +36,13 @@ impl Session {
     pub fn new(graph: Graph, options: SessionOptions) -> Result<Session, RuntimeError> {
         graph.validate()?;
         let device = cpu_only(options.device)?;
-        Ok(Session { graph, device, memory_limit: options.memory_limit, checked: Default::default() })
+        Ok(Session {
+            graph,
+            device,
+            memory_limit: options.memory_limit,
+            pool: options.pool,
+            checked: Default::default(),
+        })
     }
 
     /// The device this session runs on.
@@ -58,10 +76,12 @@ impl Session {
     fn run_timed(&self, inputs: &[Tensor], mut times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
         self.check_inputs(inputs)?;
         self.check_memory(inputs)?;
-        let outs = kernels::evaluate(&self.graph, inputs, |node, seconds| {
-            if let Some(t) = times.as_deref_mut() {
-                t[node] = seconds;
-            }
+        let outs = on(&self.pool, || {
+            kernels::evaluate(&self.graph, inputs, |node, seconds| {
+                if let Some(t) = times.as_deref_mut() {
+                    t[node] = seconds;
+                }
+            })
         })?;
         Ok(outs)
     }
@@ -105,10 +125,12 @@ impl Layout {
     }
 }
 
-/// The device of a CPU executor: the CPU, whatever the default; asking it for a GPU is an error.
+/// The device of a CPU executor: a CPU device, whatever the default; asking it for a GPU is an
+/// error.
 pub(crate) fn cpu_only(requested: Option<Device>) -> Result<Device, RuntimeError> {
     match requested {
-        None | Some(Device::Cpu) => Ok(Device::Cpu),
+        None => Ok(Device::CPU),
+        Some(d @ Device::Cpu(_)) => Ok(d),
         Some(d) => Err(RuntimeError::Unavailable {
             requested: d.to_string(),
             reason: "this executor runs on the CPU; use the CUDA session for a GPU".into(),

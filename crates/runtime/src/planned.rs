@@ -57,6 +57,7 @@ pub struct PlannedSession {
     graph: Graph,
     device: Device,
     memory_limit: Option<usize>,
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     /// The arenas of the last input shapes run, the newest first: at most [`KEPT_PLANS`], so
     /// that an epoch's short last batch does not re-plan the full-size one every epoch.
     state: Mutex<Vec<ArenaState>>,
@@ -92,7 +93,13 @@ impl PlannedSession {
     pub fn new(graph: Graph, options: SessionOptions) -> Result<PlannedSession, RuntimeError> {
         graph.validate()?;
         let device = cpu_only(options.device)?;
-        Ok(PlannedSession { graph, device, memory_limit: options.memory_limit, state: Mutex::new(Vec::new()) })
+        Ok(PlannedSession {
+            graph,
+            device,
+            memory_limit: options.memory_limit,
+            pool: options.pool,
+            state: Mutex::new(Vec::new()),
+        })
     }
 
     /// The device this session runs on.
@@ -103,6 +110,11 @@ impl PlannedSession {
     /// The graph.
     pub fn graph(&self) -> &Graph {
         &self.graph
+    }
+
+    /// The thread pool it runs on (`None`: the caller's).
+    pub fn pool(&self) -> &Option<std::sync::Arc<rayon::ThreadPool>> {
+        &self.pool
     }
 
     /// The memory plan for inputs of the given shapes.
@@ -233,11 +245,13 @@ impl PlannedSession {
             }
         }
         let state = guard.first_mut().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
-        let separate = if state.on_pool {
-            kernels::on_pool(|| self.run_steps(inputs, state, times))
-        } else {
-            self.run_steps(inputs, state, times)
-        }?;
+        let separate = crate::executor::on(&self.pool, || {
+            if state.on_pool {
+                kernels::on_pool(|| self.run_steps(inputs, state, times))
+            } else {
+                self.run_steps(inputs, state, times)
+            }
+        })?;
         Ok((guard, separate))
     }
 

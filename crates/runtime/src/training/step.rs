@@ -161,6 +161,9 @@ pub struct TrainOptions {
     /// The most bytes a step's tensors may take on the CPU; `None`: what the machine has
     /// available (on a GPU, `cuda`'s own limit applies).
     pub memory_limit: Option<usize>,
+    /// On the CPU: the thread pool the step and its update run on (a logical CPU device's);
+    /// `None`: the caller's.
+    pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
 }
 
 /// The executor of a step's graph: the optimized graph from a planned arena on the CPU.
@@ -425,7 +428,7 @@ impl TrainStep {
                 let g = optimizer::optimize(&g, &optimizer::OptimizeOptions::default())
                     .map_err(|e| err(format!("optimizing the training step: {e}")))?
                     .graph;
-                let o = SessionOptions { device: None, memory_limit: opts.memory_limit };
+                let o = SessionOptions { device: None, memory_limit: opts.memory_limit, pool: opts.pool.clone() };
                 StepExec::Cpu(Box::new(crate::PlannedSession::new(g, o)?))
             }
             Some(o) => StepExec::Cuda(Box::new(crate::cuda::CudaSession::new(g, o.clone())?)),
@@ -502,6 +505,14 @@ impl TrainStep {
         Ok(out)
     }
 
+    /// The CPU session of a step on the CPU (`None` on a GPU).
+    pub(crate) fn cpu_session(&self) -> Option<&crate::PlannedSession> {
+        match &self.session {
+            StepExec::Cpu(s) => Some(s),
+            StepExec::Cuda(_) => None,
+        }
+    }
+
     /// Runs one step without state or noise: the mean loss, the gradients (in
     /// [`TrainStep::weights`] order) and the model's predictions; `weights` are unchanged.
     pub fn run(
@@ -560,7 +571,7 @@ impl TrainStep {
         let out = self.output(outs)?;
         if out.loss.is_finite() {
             let t0 = std::time::Instant::now();
-            optimizer.apply_with(weights, |i| grads.f32(i))?;
+            crate::executor::on(session.pool(), || optimizer.apply_with(weights, |i| grads.f32(i)))?;
             self.add_time(<[f64]>::last_mut, t0);
         }
         Ok(out)

@@ -1,0 +1,275 @@
+//! Data-parallel training as `tf.distribute.MirroredStrategy` does it: the global batch split
+//! across the replicas (the first `batch mod replicas` one row more), each replica's loss scaled
+//! by the global batch size so that the gradients summed across replicas (the all-reduce) are
+//! those of the global batch's mean loss, and every replica applying the same update to its own
+//! copy of the weights and the optimizer's slots. Batch normalizations use each replica's own
+//! batch statistics, and each replica keeps its own moving statistics, updated from its own
+//! batches: Keras creates them with aggregation "none", which TensorFlow updates replica by
+//! replica, and saves the first replica's.
+
+use super::{KerasOptimizer, StepOutput, TrainStep};
+use crate::collective::Collective;
+use crate::{PlannedSession, RuntimeError};
+use ir::Tensor;
+use std::ops::Range;
+
+/// A replica other than the first: its step, its copies of the weights and the optimizer (made
+/// from the first replica's at the first step) and its own moving statistics.
+struct Replica {
+    step: TrainStep,
+    weights: Vec<Tensor>,
+    optimizer: Option<KerasOptimizer>,
+    state: Vec<Tensor>,
+}
+
+/// The replicas of a mirrored training step after the first (whose step, weights and optimizer
+/// the caller keeps), and the collective that sums their gradients.
+pub struct Mirrored {
+    others: Vec<Replica>,
+    collective: Box<dyn Collective>,
+    /// Each state tensor's momentum (batch normalization's moving statistics).
+    momentum: Vec<f32>,
+}
+
+/// A CPU training step, shared by the threads of a mirrored step.
+struct Shared<'a>(&'a TrainStep);
+
+// SAFETY: a `Shared` is made only for a step whose session is the CPU one
+// (`TrainStep::cpu_session` is `Some`). Everything such a step holds is `Sync`: the planned
+// session (its arenas behind a mutex), the weight list, the profile behind a mutex and an
+// atomic flag. The CUDA session, the one part that is not, is not there.
+unsafe impl Sync for Shared<'_> {}
+
+impl Shared<'_> {
+    fn run(&self, part: &Part, weights: &[Tensor], state: &[Tensor]) -> Result<StepOutput, RuntimeError> {
+        self.0.run_full(&part.inputs, &part.labels, weights, state, &part.noise)
+    }
+}
+
+/// One replica's share of the batch.
+struct Part {
+    rows: usize,
+    inputs: Vec<Tensor>,
+    labels: Vec<Tensor>,
+    noise: Vec<Tensor>,
+}
+
+fn err(m: impl Into<String>) -> RuntimeError {
+    RuntimeError::Plan(m.into())
+}
+
+/// The rows `r` of every tensor with `n` rows; others whole.
+fn rows_of(ts: &[Tensor], n: usize, r: &Range<usize>) -> Result<Vec<Tensor>, RuntimeError> {
+    let idx: Vec<usize> = r.clone().collect();
+    ts.iter().map(|t| if t.shape().first() == Some(&n) { Ok(t.gather_rows(&idx)?) } else { Ok(t.clone()) }).collect()
+}
+
+impl Mirrored {
+    /// Replicas 2.. of a mirrored step: one training step each, built like the first replica's
+    /// (the same graph, losses and trained weights) on its own device.
+    /// `momentum` is each state tensor's (moving statistic's) momentum.
+    pub fn new(others: Vec<TrainStep>, collective: Box<dyn Collective>, momentum: Vec<f32>) -> Mirrored {
+        let others = others
+            .into_iter()
+            .map(|step| Replica { step, weights: Vec::new(), optimizer: None, state: Vec::new() })
+            .collect();
+        Mirrored { others, collective, momentum }
+    }
+
+    /// Replica `r`'s moving statistics (`r` ≥ 1; empty before the first step).
+    pub fn state(&self, r: usize) -> Option<&[Tensor]> {
+        r.checked_sub(1).and_then(|i| self.others.get(i)).map(|o| o.state.as_slice())
+    }
+
+    /// How many replicas, the first included.
+    pub fn replicas(&self) -> usize {
+        self.others.len() + 1
+    }
+
+    /// Replica `r`'s weights (`r` ≥ 1; empty before the first step).
+    pub fn weights(&self, r: usize) -> Option<&[Tensor]> {
+        r.checked_sub(1).and_then(|i| self.others.get(i)).map(|o| o.weights.as_slice())
+    }
+
+    /// One global step: each replica runs `first`'s step on its share of the batch, the
+    /// gradients (each scaled by its share of the global batch) are summed across replicas,
+    /// and every replica applies the same update (the first to `weights` and `optimizer`, with
+    /// moving statistics `state`). The output is the global batch's loss as one device would
+    /// report it and the predictions in batch order, with the first replica's batch statistics
+    /// (for the caller's `state`; the other replicas update their own); no gradients. A step
+    /// whose loss is not finite changes no weights.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_update(
+        &mut self,
+        first: &TrainStep,
+        weights: &mut [Tensor],
+        optimizer: &mut KerasOptimizer,
+        inputs: &[Tensor],
+        labels: &[Tensor],
+        state: &[Tensor],
+        noise: &[Tensor],
+    ) -> Result<StepOutput, RuntimeError> {
+        let n = inputs.first().and_then(|t| t.shape().first().copied()).ok_or_else(|| err("no batch"))?;
+        for o in &mut self.others {
+            if o.optimizer.is_none() {
+                o.weights = weights.to_vec();
+                o.optimizer = Some(optimizer.clone());
+                o.state = state.to_vec();
+            }
+        }
+        let cut = crate::strategy::shares(n, self.replicas());
+        let parts = cut
+            .iter()
+            .map(|r| {
+                Ok(Part {
+                    rows: r.len(),
+                    inputs: rows_of(inputs, n, r)?,
+                    labels: rows_of(labels, n, r)?,
+                    noise: rows_of(noise, n, r)?,
+                })
+            })
+            .collect::<Result<Vec<_>, RuntimeError>>()?;
+        let steps: Vec<&TrainStep> = std::iter::once(first).chain(self.others.iter().map(|o| &o.step)).collect();
+        let ws: Vec<&[Tensor]> =
+            std::iter::once(&*weights).chain(self.others.iter().map(|o| o.weights.as_slice())).collect();
+        let states: Vec<&[Tensor]> =
+            std::iter::once(state).chain(self.others.iter().map(|o| o.state.as_slice())).collect();
+        let outs = forward_backward(&steps, &ws, &parts, &states)?;
+
+        // The global loss, and each replica's gradients scaled by its share, one buffer each.
+        let sizes: Vec<usize> = weights.iter().map(Tensor::len).collect();
+        let total: usize = sizes.iter().sum();
+        let (mut loss, mut losses) = (0f64, Vec::new());
+        let mut bufs: Vec<Vec<f32>> = Vec::with_capacity(outs.len());
+        for (o, p) in outs.iter().zip(&parts) {
+            let mut buf = Vec::with_capacity(total);
+            match o {
+                Some(o) => {
+                    let share = p.rows as f64 / n as f64;
+                    loss += f64::from(o.loss) * share;
+                    losses.resize(o.losses.len(), 0f64);
+                    losses.iter_mut().zip(&o.losses).for_each(|(a, &l)| *a += f64::from(l) * share);
+                    for g in &o.grads {
+                        let g = g.as_f32().ok_or_else(|| err("gradient is not float32"))?;
+                        buf.extend(g.iter().map(|&x| x * share as f32));
+                    }
+                    if buf.len() != total {
+                        return Err(err(format!("a replica gave {} gradient values, {total} expected", buf.len())));
+                    }
+                }
+                None => buf.resize(total, 0.0),
+            }
+            bufs.push(buf);
+        }
+        let mut refs: Vec<&mut [f32]> = bufs.iter_mut().map(Vec::as_mut_slice).collect();
+        self.collective.all_reduce_sum(&mut refs)?;
+        for (o, out) in self.others.iter_mut().zip(outs.iter().skip(1)) {
+            for (i, batch) in out.iter().flat_map(|out| &out.batch_stats) {
+                let (Some(s), Some(&m)) = (o.state.get_mut(*i), self.momentum.get(*i)) else {
+                    return Err(err("a batch statistic without its moving statistic"));
+                };
+                super::moving_update(s, batch, m)?;
+            }
+        }
+        let output = gather(outs, loss as f32, losses.into_iter().map(|l| l as f32).collect())?;
+        if output.loss.is_finite() {
+            self.update(first, weights, optimizer, &bufs, &sizes)?;
+        }
+        Ok(output)
+    }
+
+    /// Every replica applies the update of the summed gradients in its own buffer.
+    fn update(
+        &mut self,
+        first: &TrainStep,
+        weights: &mut [Tensor],
+        optimizer: &mut KerasOptimizer,
+        bufs: &[Vec<f32>],
+        sizes: &[usize],
+    ) -> Result<(), RuntimeError> {
+        let offsets: Vec<usize> = std::iter::once(0)
+            .chain(sizes.iter().scan(0, |a, &s| {
+                *a += s;
+                Some(*a)
+            }))
+            .collect();
+        let apply = |w: &mut [Tensor], opt: &mut KerasOptimizer, buf: &[f32], session: Option<&PlannedSession>| {
+            let grad = |i: usize| &buf[offsets[i]..offsets[i + 1]];
+            match session.and_then(|s| s.pool().as_ref()) {
+                Some(p) => p.install(|| opt.apply_with(w, grad)),
+                None => opt.apply_with(w, grad),
+            }
+        };
+        let mut jobs: Vec<(&mut [Tensor], &mut KerasOptimizer, &TrainStep)> = vec![(weights, optimizer, first)];
+        for o in &mut self.others {
+            let opt = o.optimizer.as_mut().ok_or_else(|| err("a replica has no optimizer"))?;
+            jobs.push((&mut o.weights, opt, &o.step));
+        }
+        if jobs.iter().all(|(_, _, s)| s.cpu_session().is_some()) {
+            let results: Vec<Result<(), RuntimeError>> = std::thread::scope(|sc| {
+                let handles: Vec<_> = jobs
+                    .into_iter()
+                    .zip(bufs)
+                    .map(|((w, opt, step), buf)| {
+                        let session = step.cpu_session();
+                        let apply = &apply;
+                        sc.spawn(move || apply(w, opt, buf, session))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(err("a replica's update panicked"))))
+                    .collect()
+            });
+            results.into_iter().collect()
+        } else {
+            // GPU replicas take their turn (a CUDA session stays on its thread).
+            jobs.into_iter().zip(bufs).try_for_each(|((w, opt, _), buf)| apply(w, opt, buf, None))
+        }
+    }
+}
+
+/// Each replica's step on its part (`None` for a replica without rows): all at once on the
+/// CPU, each on a thread of its own; in turn where a replica is on a GPU.
+fn forward_backward(
+    steps: &[&TrainStep],
+    ws: &[&[Tensor]],
+    parts: &[Part],
+    states: &[&[Tensor]],
+) -> Result<Vec<Option<StepOutput>>, RuntimeError> {
+    let shared: Option<Vec<Shared>> = steps.iter().map(|s| s.cpu_session().map(|_| Shared(s))).collect();
+    let results: Vec<Option<Result<StepOutput, RuntimeError>>> = match shared {
+        Some(shared) => std::thread::scope(|sc| {
+            let handles: Vec<_> = shared
+                .iter()
+                .zip(parts)
+                .zip(ws.iter().zip(states))
+                .map(|((s, p), (&w, &state))| (p.rows > 0).then(|| sc.spawn(move || s.run(p, w, state))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.map(|h| h.join().unwrap_or_else(|_| Err(err("a replica's step panicked")))))
+                .collect()
+        }),
+        None => steps
+            .iter()
+            .zip(parts)
+            .zip(ws.iter().zip(states))
+            .map(|((s, p), (&w, &state))| (p.rows > 0).then(|| s.run_full(&p.inputs, &p.labels, w, state, &p.noise)))
+            .collect(),
+    };
+    results.into_iter().map(Option::transpose).collect()
+}
+
+/// The global output of the replicas' outputs (in replica order; `None` for a replica without
+/// rows; the first always has rows), with the first replica's batch statistics.
+fn gather(outs: Vec<Option<StepOutput>>, loss: f32, losses: Vec<f32>) -> Result<StepOutput, RuntimeError> {
+    let ran: Vec<StepOutput> = outs.into_iter().flatten().collect();
+    let first = ran.first().ok_or_else(|| err("no replica had rows of the batch"))?;
+    let preds = (0..first.preds.len())
+        .map(|k| Ok(Tensor::concat_rows(&ran.iter().map(|o| o.preds[k].clone()).collect::<Vec<_>>())?))
+        .collect::<Result<Vec<_>, RuntimeError>>()?;
+    let batch_stats = first.batch_stats.clone();
+    let pred = preds.first().cloned().ok_or_else(|| err("the model has no output"))?;
+    Ok(StepOutput { loss, losses, grads: Vec::new(), pred, preds, batch_stats })
+}

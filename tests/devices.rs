@@ -1,0 +1,317 @@
+//! Several devices on a machine with only CPUs: logical CPU devices, mirrored (data-parallel)
+//! runs and fine-tuning against one device and against Keras's own MirroredStrategy, and the
+//! refusals.
+
+mod common;
+
+use common::models_dir;
+use kerasc::ir::{Tensor, Tolerance};
+use kerasc::{npy, Device, Executor, ExecutorOptions, LogicalDevices, LogicalSpec, OptimizeOptions};
+
+fn logical(spec: &str, threads: usize) -> LogicalDevices {
+    let none = kerasc::runtime::cuda::CudaStatus { why_no_gpu: Some("not used here".into()), ..Default::default() };
+    LogicalDevices::with_status(&LogicalSpec::parse(spec).unwrap(), threads, &none).unwrap()
+}
+
+fn options(devs: &LogicalDevices) -> ExecutorOptions {
+    ExecutorOptions {
+        device: devs.get(Device::CPU).unwrap().clone(),
+        naive: false,
+        optimize: OptimizeOptions::default(),
+        ptx_cache: std::env::temp_dir(),
+        precision: Default::default(),
+        memory_limit: None,
+    }
+}
+
+/// `n` rows of a dev model's input (its rows repeated).
+fn rows(t: &Tensor, n: usize) -> Tensor {
+    let have = t.shape()[0];
+    t.gather_rows(&(0..n).map(|i| i % have).collect::<Vec<_>>()).unwrap()
+}
+
+#[test]
+fn a_mirrored_run_equals_one_device_on_every_dev_model() {
+    let devs = logical("cpu=3", 3);
+    let replicas = devs.list().to_vec();
+    assert_eq!(replicas.len(), 3);
+    let dir = models_dir();
+    for name in ["cnn_mnist", "mlp", "resnet_block", "sepconv", "lstm", "gru", "transformer", "text_embed", "conv1d"] {
+        let model = kerasc::load(&dir.join(format!("{name}.keras"))).unwrap();
+        let x = npy::read(&dir.join(format!("{name}.input.npy"))).unwrap();
+        let want_dtype = model.graph.value(model.graph.inputs()[0]).ty.dtype;
+        let x = if x.dtype() != want_dtype { x.cast(want_dtype) } else { x };
+        let (one, _) = Executor::new(&model.graph, &options(&devs)).unwrap();
+        let (mirrored, _) = Executor::mirrored(&model.graph, &options(&devs), &replicas).unwrap();
+        // 7 rows: shares of 3, 2 and 2; 2 rows: the third replica has none.
+        for n in [7, 2] {
+            let xs = [rows(&x, n)];
+            let want = one.run(&xs).unwrap();
+            let got = mirrored.run(&xs).unwrap();
+            assert_eq!(got.len(), want.len(), "{name}");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.shape(), w.shape(), "{name} at batch {n}");
+                let c = Tolerance::REDUCTION.compare(&g.to_f64_vec(), &w.to_f64_vec());
+                assert!(c.passed(), "{name} at batch {n}: {c}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mirrored_run_from_the_command_line_equals_one_device() {
+    let dir = common::tmpdir("mirrored-run");
+    let m = models_dir().join("cnn_mnist.keras");
+    let x = models_dir().join("cnn_mnist.input.npy");
+    let (one, two) = (dir.join("one.npy"), dir.join("two.npy"));
+    let o = common::kerasc(&["run", m.to_str().unwrap(), "-i", x.to_str().unwrap(), "-o", one.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::kerasc(&[
+        "--threads",
+        "2",
+        "--logical-devices",
+        "cpu=2",
+        "run",
+        m.to_str().unwrap(),
+        "-i",
+        x.to_str().unwrap(),
+        "-o",
+        two.to_str().unwrap(),
+        "--strategy",
+        "mirrored",
+        "--devices",
+        "/CPU:1,/CPU:0",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("mirrored over 2 replica(s): /CPU:1, /CPU:0"), "{err}");
+    let (a, b) = (npy::read(&one).unwrap(), npy::read(&two).unwrap());
+    let c = Tolerance::REDUCTION.compare(&b.to_f64_vec(), &a.to_f64_vec());
+    assert!(c.passed() && a.shape() == b.shape(), "{c}");
+}
+
+#[test]
+fn logical_devices_are_listed_and_impossible_ones_refused() {
+    let o = common::kerasc(&["--threads", "2", "--logical-devices", "cpu=2", "devices"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("PhysicalDevice(name='/physical_device:CPU:0'"), "{out}");
+    for d in ["LogicalDevice(name='/device:CPU:0', device_type='CPU')  1 thread", "/device:CPU:1"] {
+        assert!(out.contains(d), "{d} not in {out}");
+    }
+    let model = models_dir().join("mlp.keras");
+    let input = models_dir().join("mlp.input.npy");
+    let (m, x) = (model.to_str().unwrap(), input.to_str().unwrap());
+    let refusals: &[(&[&str], &str)] = &[
+        (&["--threads", "2", "--logical-devices", "cpu=3", "devices"], "3 logical CPU devices"),
+        (&["--logical-devices", "cpu=two", "devices"], "cpu=two"),
+        (&["--logical-devices", "cpu=2,cpu=2", "devices"], "split twice"),
+        (&["--threads", "2", "--logical-devices", "cpu=2", "run", m, "-i", x, "--device", "/CPU:2"], "/CPU:2"),
+        (&["run", m, "-i", x, "--device", "/CPU:1"], "--logical-devices cpu=N"),
+        (
+            &[
+                "--threads",
+                "2",
+                "--logical-devices",
+                "cpu=2",
+                "run",
+                m,
+                "-i",
+                x,
+                "--strategy",
+                "mirrored",
+                "--devices",
+                "/CPU:0,/CPU:7",
+            ],
+            "/CPU:7",
+        ),
+        (
+            &[
+                "--threads",
+                "2",
+                "--logical-devices",
+                "cpu=2",
+                "run",
+                m,
+                "-i",
+                x,
+                "--strategy",
+                "mirrored",
+                "--device",
+                "/CPU:0",
+            ],
+            "exclude each other",
+        ),
+        (
+            &[
+                "--threads",
+                "2",
+                "--logical-devices",
+                "cpu=2",
+                "bench",
+                m,
+                "--batch",
+                "64",
+                "--strategy",
+                "mirrored",
+                "--memory-limit",
+                "2KiB",
+            ],
+            "memory limit",
+        ),
+    ];
+    for (args, says) in refusals {
+        let o = common::kerasc(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
+    }
+    // With no GPU here, splitting one is refused with the reason (on a GPU machine, a split
+    // larger than the device is).
+    let o = common::kerasc(&["--logical-devices", "gpu:0=2x4000GiB", "devices"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("GPU 0"), "{err}");
+}
+
+#[test]
+fn bench_reports_mirrored_throughput_and_memory_per_device() {
+    let m = models_dir().join("cnn_mnist.keras");
+    let o = common::kerasc(&[
+        "--threads",
+        "2",
+        "--logical-devices",
+        "cpu=2",
+        "bench",
+        m.to_str().unwrap(),
+        "--batch",
+        "9",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--strategy",
+        "mirrored",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mirrored = &j["mirrored"];
+    assert_eq!(mirrored["devices"], serde_json::json!(["/CPU:0", "/CPU:1"]));
+    assert!(mirrored["throughput"].as_f64().unwrap() > 0.0 && mirrored["scaling"].as_f64().unwrap() > 0.0);
+    assert!(mirrored["max_abs_diff"].as_f64().unwrap() <= 1e-5, "{mirrored}");
+    let mem = j["device_peak_bytes"].as_array().unwrap();
+    assert_eq!(mem.len(), 2);
+    // Shares of 5 and 4 rows: the first replica's arena is the larger; both hold the weights.
+    let (a, b) = (mem[0]["bytes"].as_u64().unwrap(), mem[1]["bytes"].as_u64().unwrap());
+    assert!(a > b && b > 0, "{mem:?}");
+}
+
+fn fit(args: &[&str]) -> std::process::Output {
+    let o = common::kerasc(args);
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn weights(path: &std::path::Path) -> Vec<(String, Vec<f64>)> {
+    let m = kerasc::load(path).unwrap();
+    m.graph.constants().iter().map(|(v, t)| (m.graph.value(*v).name.clone(), t.to_f64_vec())).collect()
+}
+
+#[test]
+fn mirrored_fit_without_batch_norm_ends_where_one_device_does() {
+    let dir = common::tmpdir("mirrored-fit");
+    let m = models_dir().join("cnn_mnist.keras");
+    let data = models_dir().join("cnn_mnist.finetune.npz");
+    let run = |out: &str, extra: &[&str]| {
+        let out = dir.join(out);
+        let mut a = vec![
+            "--threads",
+            "3",
+            "--logical-devices",
+            "cpu=3",
+            "fit",
+            m.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "2",
+            "--batch-size",
+            // Global batches of 20 split 7/7/6; the epoch ends on a short batch.
+            "20",
+            "--optimizer",
+            "adam",
+            "--learning-rate",
+            "0.003",
+            "--verbose",
+            "0",
+            "--seed",
+            "3",
+            "--output",
+        ];
+        let out_s = out.to_str().unwrap().to_string();
+        a.push(&out_s);
+        a.extend_from_slice(extra);
+        fit(&a);
+        weights(&out)
+    };
+    let one = run("one.keras", &[]);
+    let three = run("three.keras", &["--strategy", "mirrored"]);
+    let start = weights(&m);
+    let tol = Tolerance::REDUCTION;
+    for (((name, a), (_, b)), (_, s)) in one.iter().zip(&three).zip(&start) {
+        let c = tol.compare(b, a);
+        assert!(c.passed(), "{name}: mirrored against one device: {c}");
+        assert!(a.iter().zip(s).any(|(x, y)| x != y), "{name} did not train");
+    }
+}
+
+#[test]
+fn mirrored_fit_with_batch_norm_matches_keras_mirrored_strategy() {
+    // tests/models/train/reg_bn_sgd.mirrored.*: scripts/make-mirrored-fixture.py, Keras 3.15 on
+    // TensorFlow 2.21 under MirroredStrategy over two logical CPU devices.
+    let train = models_dir().join("train");
+    let dir = common::tmpdir("mirrored-bn");
+    let (out, hist) = (dir.join("out.h5"), dir.join("h.json"));
+    fit(&[
+        "--threads",
+        "2",
+        "--logical-devices",
+        "cpu=2",
+        "fit",
+        train.join("reg_bn_sgd.h5").to_str().unwrap(),
+        "--data",
+        train.join("regression.npz").to_str().unwrap(),
+        "--validation-split",
+        "0.25",
+        "--batch-size",
+        "14",
+        "--epochs",
+        "3",
+        "--no-shuffle",
+        "--verbose",
+        "0",
+        "--strategy",
+        "mirrored",
+        "--output",
+        out.to_str().unwrap(),
+        "--history",
+        hist.to_str().unwrap(),
+    ]);
+    let want = weights(&train.join("reg_bn_sgd.mirrored.trained.h5"));
+    let tol = Tolerance::REDUCTION;
+    for (name, got) in weights(&out) {
+        let (_, w) = want.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("{name} not in Keras's file"));
+        let c = tol.compare(&got, w);
+        assert!(c.passed(), "{name} (moving statistics included): {c}");
+    }
+    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&hist).unwrap()).unwrap();
+    let k: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(train.join("reg_bn_sgd.mirrored.history.json")).unwrap()).unwrap();
+    for (key, vals) in k.as_object().unwrap() {
+        for (a, b) in h[key].as_array().unwrap().iter().zip(vals.as_array().unwrap()) {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-2), "{key}: {a} vs Keras {b}");
+        }
+    }
+}
