@@ -138,7 +138,9 @@ impl Executor {
             Executor::Mirrored(r) => {
                 let cpu: Option<Vec<CpuExecutor>> = r.iter().map(Executor::cpu).collect();
                 match cpu {
-                    Some(cpu) => runtime::strategy::run_mirrored(&cpu, self.graph(), inputs, |e, x| e.run(x)),
+                    Some(cpu) => {
+                        runtime::strategy::run_mirrored(&cpu, self.graph(), inputs, CpuExecutor::pool, |e, x| e.run(x))
+                    }
                     // A CUDA session is not shared across threads (its captured CUDA graph may
                     // not be): GPU replicas take their shares in turn.
                     None => {
@@ -169,6 +171,13 @@ enum CpuExecutor<'a> {
 }
 
 impl CpuExecutor<'_> {
+    fn pool(&self) -> Option<&rayon::ThreadPool> {
+        match self {
+            CpuExecutor::Planned(s) => s.pool().as_deref(),
+            CpuExecutor::Naive(s) => s.pool().as_deref(),
+        }
+    }
+
     fn run(&self, inputs: &[ir::Tensor]) -> Result<Vec<ir::Tensor>, RuntimeError> {
         match self {
             CpuExecutor::Planned(s) => s.run(inputs),

@@ -55,6 +55,11 @@ impl Session {
         &self.graph
     }
 
+    /// The thread pool it runs on (`None`: the caller's).
+    pub fn pool(&self) -> &Option<std::sync::Arc<rayon::ThreadPool>> {
+        &self.pool
+    }
+
     /// Checks the inputs against the graph's input types (dtype, rank, fixed sizes and one
     /// consistent batch size).
     pub fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), RuntimeError> {

@@ -64,23 +64,78 @@ pub fn split_for(graph: &Graph, inputs: &[Tensor], replicas: usize) -> Result<Ve
 }
 
 /// Runs `graph` mirrored: `run(replica, inputs)` for every replica that has rows of the batch,
-/// each on a thread of its own, all at once; the outputs with a batch axis are concatenated in
-/// replica order, the others are the first replica's.
+/// all at once, each on its replica's thread pool ([`on_pools`]); the outputs with a batch axis
+/// are concatenated in replica order, the others are the first replica's.
 pub fn run_mirrored<E: Sync>(
     replicas: &[E],
     graph: &Graph,
     inputs: &[Tensor],
+    pool: impl Fn(&E) -> Option<&rayon::ThreadPool>,
     run: impl Fn(&E, &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> + Sync,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let work = split_for(graph, inputs, replicas.len())?;
-    let results: Vec<Result<Vec<Tensor>, RuntimeError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = work.iter().map(|(i, x)| s.spawn(|| run(&replicas[*i], x))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(RuntimeError::Plan("a replica's thread panicked".into()))))
-            .collect()
-    });
+    let run = &run;
+    let jobs: Vec<Job<'_, Result<Vec<Tensor>, RuntimeError>>> = work
+        .iter()
+        .map(|(i, x)| {
+            let e = &replicas[*i];
+            (pool(e), Box::new(move || run(e, x)) as Box<dyn FnOnce() -> _ + Send>)
+        })
+        .collect();
+    let results = on_pools(jobs)?;
     gather(graph, results.into_iter().collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A job and the thread pool it runs on (`None`: a thread of its own).
+pub type Job<'a, R> = (Option<&'a rayon::ThreadPool>, Box<dyn FnOnce() -> R + Send + 'a>);
+
+/// Runs every job at once and returns their results in order. Where every job has a pool, each
+/// is handed to its pool from this thread (no thread is started: a logical CPU device's pool
+/// takes its replica's work as it would take an op's); otherwise each runs on a thread of its
+/// own.
+pub fn on_pools<R: Send>(jobs: Vec<Job<'_, R>>) -> Result<Vec<R>, RuntimeError> {
+    let slots: Vec<std::sync::Mutex<Option<R>>> = jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    if jobs.iter().all(|(p, _)| p.is_some()) {
+        let work: Vec<(usize, &rayon::ThreadPool, Box<dyn FnOnce() -> R + Send + '_>)> =
+            jobs.into_iter().enumerate().filter_map(|(i, (p, j))| p.map(|p| (i, p, j))).collect();
+        nest(work.into_iter(), &slots);
+    } else {
+        std::thread::scope(|s| {
+            for ((_, job), slot) in jobs.into_iter().zip(&slots) {
+                s.spawn(move || {
+                    let r = job();
+                    if let Ok(mut g) = slot.lock() {
+                        *g = Some(r);
+                    }
+                });
+            }
+        });
+    }
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner().ok().flatten().ok_or_else(|| RuntimeError::Plan("a replica's work did not finish".into()))
+        })
+        .collect()
+}
+
+/// Spawns each job into its pool inside the scope of the next one, so that all run at once and
+/// the outermost scope returns when the last has finished.
+fn nest<'s, R: Send>(
+    mut jobs: impl Iterator<Item = (usize, &'s rayon::ThreadPool, Box<dyn FnOnce() -> R + Send + 's>)>,
+    slots: &'s [std::sync::Mutex<Option<R>>],
+) {
+    if let Some((i, pool, job)) = jobs.next() {
+        pool.in_place_scope(|s| {
+            s.spawn(move |_| {
+                let r = job();
+                if let Ok(mut g) = slots[i].lock() {
+                    *g = Some(r);
+                }
+            });
+            nest(jobs, slots);
+        });
+    }
 }
 
 /// The replicas' outputs as one: those with a batch axis concatenated in order, the others the

@@ -9,7 +9,8 @@
 
 use super::{KerasOptimizer, StepOutput, TrainStep};
 use crate::collective::Collective;
-use crate::{PlannedSession, RuntimeError};
+use crate::strategy::{on_pools, Job};
+use crate::RuntimeError;
 use ir::Tensor;
 use std::ops::Range;
 
@@ -41,6 +42,10 @@ struct Shared<'a>(&'a TrainStep);
 unsafe impl Sync for Shared<'_> {}
 
 impl Shared<'_> {
+    fn pool(&self) -> Option<&rayon::ThreadPool> {
+        self.0.cpu_session().and_then(|s| s.pool().as_deref())
+    }
+
     fn run(&self, part: &Part, weights: &[Tensor], state: &[Tensor]) -> Result<StepOutput, RuntimeError> {
         self.0.run_full(&part.inputs, &part.labels, weights, state, &part.noise)
     }
@@ -193,12 +198,8 @@ impl Mirrored {
                 Some(*a)
             }))
             .collect();
-        let apply = |w: &mut [Tensor], opt: &mut KerasOptimizer, buf: &[f32], session: Option<&PlannedSession>| {
-            let grad = |i: usize| &buf[offsets[i]..offsets[i + 1]];
-            match session.and_then(|s| s.pool().as_ref()) {
-                Some(p) => p.install(|| opt.apply_with(w, grad)),
-                None => opt.apply_with(w, grad),
-            }
+        let apply = |w: &mut [Tensor], opt: &mut KerasOptimizer, buf: &[f32]| {
+            opt.apply_with(w, |i: usize| &buf[offsets[i]..offsets[i + 1]])
         };
         let mut jobs: Vec<(&mut [Tensor], &mut KerasOptimizer, &TrainStep)> = vec![(weights, optimizer, first)];
         for o in &mut self.others {
@@ -206,25 +207,19 @@ impl Mirrored {
             jobs.push((&mut o.weights, opt, &o.step));
         }
         if jobs.iter().all(|(_, _, s)| s.cpu_session().is_some()) {
-            let results: Vec<Result<(), RuntimeError>> = std::thread::scope(|sc| {
-                let handles: Vec<_> = jobs
-                    .into_iter()
-                    .zip(bufs)
-                    .map(|((w, opt, step), buf)| {
-                        let session = step.cpu_session();
-                        let apply = &apply;
-                        sc.spawn(move || apply(w, opt, buf, session))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|_| Err(err("a replica's update panicked"))))
-                    .collect()
-            });
-            results.into_iter().collect()
+            let apply = &apply;
+            let work: Vec<Job<'_, Result<(), RuntimeError>>> = jobs
+                .into_iter()
+                .zip(bufs)
+                .map(|((w, opt, step), buf)| {
+                    let pool = step.cpu_session().and_then(|s| s.pool().as_deref());
+                    (pool, Box::new(move || apply(w, opt, buf)) as Box<dyn FnOnce() -> _ + Send>)
+                })
+                .collect();
+            on_pools(work)?.into_iter().collect()
         } else {
             // GPU replicas take their turn (a CUDA session stays on its thread).
-            jobs.into_iter().zip(bufs).try_for_each(|((w, opt, _), buf)| apply(w, opt, buf, None))
+            jobs.into_iter().zip(bufs).try_for_each(|((w, opt, _), buf)| apply(w, opt, buf))
         }
     }
 }
@@ -238,19 +233,19 @@ fn forward_backward(
     states: &[&[Tensor]],
 ) -> Result<Vec<Option<StepOutput>>, RuntimeError> {
     let shared: Option<Vec<Shared>> = steps.iter().map(|s| s.cpu_session().map(|_| Shared(s))).collect();
-    let results: Vec<Option<Result<StepOutput, RuntimeError>>> = match shared {
-        Some(shared) => std::thread::scope(|sc| {
-            let handles: Vec<_> = shared
-                .iter()
-                .zip(parts)
-                .zip(ws.iter().zip(states))
-                .map(|((s, p), (&w, &state))| (p.rows > 0).then(|| sc.spawn(move || s.run(p, w, state))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.map(|h| h.join().unwrap_or_else(|_| Err(err("a replica's step panicked")))))
-                .collect()
-        }),
+    let results: Vec<Option<Result<StepOutput, RuntimeError>>> = match &shared {
+        Some(shared) => {
+            let mut jobs: Vec<Job<'_, Result<StepOutput, RuntimeError>>> = Vec::new();
+            let mut ran = Vec::new();
+            for ((s, p), (&w, &state)) in shared.iter().zip(parts).zip(ws.iter().zip(states)) {
+                ran.push(p.rows > 0);
+                if p.rows > 0 {
+                    jobs.push((s.pool(), Box::new(move || s.run(p, w, state))));
+                }
+            }
+            let mut done = on_pools(jobs)?.into_iter();
+            ran.into_iter().map(|r| if r { done.next() } else { None }).collect()
+        }
         None => steps
             .iter()
             .zip(parts)
