@@ -87,7 +87,10 @@ pub fn run_mirrored<E: Sync>(
 }
 
 /// A job and the thread pool it runs on (`None`: a thread of its own).
-pub type Job<'a, R> = (Option<&'a rayon::ThreadPool>, Box<dyn FnOnce() -> R + Send + 'a>);
+pub type Job<'a, R> = (Option<&'a rayon::ThreadPool>, Work<'a, R>);
+
+/// What a job runs.
+pub type Work<'a, R> = Box<dyn FnOnce() -> R + Send + 'a>;
 
 /// Runs every job at once and returns their results in order. Where every job has a pool, each
 /// is handed to its pool from this thread (no thread is started: a logical CPU device's pool
@@ -96,7 +99,7 @@ pub type Job<'a, R> = (Option<&'a rayon::ThreadPool>, Box<dyn FnOnce() -> R + Se
 pub fn on_pools<R: Send>(jobs: Vec<Job<'_, R>>) -> Result<Vec<R>, RuntimeError> {
     let slots: Vec<std::sync::Mutex<Option<R>>> = jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
     if jobs.iter().all(|(p, _)| p.is_some()) {
-        let work: Vec<(usize, &rayon::ThreadPool, Box<dyn FnOnce() -> R + Send + '_>)> =
+        let work: Vec<(usize, &rayon::ThreadPool, Work<'_, R>)> =
             jobs.into_iter().enumerate().filter_map(|(i, (p, j))| p.map(|p| (i, p, j))).collect();
         nest(work.into_iter(), &slots);
     } else {
@@ -122,7 +125,7 @@ pub fn on_pools<R: Send>(jobs: Vec<Job<'_, R>>) -> Result<Vec<R>, RuntimeError> 
 /// Spawns each job into its pool inside the scope of the next one, so that all run at once and
 /// the outermost scope returns when the last has finished.
 fn nest<'s, R: Send>(
-    mut jobs: impl Iterator<Item = (usize, &'s rayon::ThreadPool, Box<dyn FnOnce() -> R + Send + 's>)>,
+    mut jobs: impl Iterator<Item = (usize, &'s rayon::ThreadPool, Work<'s, R>)>,
     slots: &'s [std::sync::Mutex<Option<R>>],
 ) {
     if let Some((i, pool, job)) = jobs.next() {
