@@ -5,7 +5,7 @@
 # It records the GPU, driver and NVRTC, runs the GPU tests (every dev model on /GPU:0 against
 # Keras and the CPU, optimized and naive), then benches naive vs optimized on /GPU:0 at batch 1
 # and 64, the tensor-core precisions, and fine-tuning ms per epoch on the GPU beside the CPU;
-# short tables last. Fits in about 9 minutes.
+# two logical GPUs of GPU 0 mirrored; short tables last. Fits in about 9 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=gpu-bundle
@@ -44,3 +44,12 @@ for m in mlp cnn_mnist; do
   c=$(timeout 120 "$B/kerasc" fit "$B/models/$m.h5" --data "$B/models/$m.finetune.npz" --output "/tmp/$m.cpu.h5" --epochs 3 --batch-size 32 --optimizer adam --verbose 2 --device /CPU:0 2>&1 | grep -o ' - [0-9.]*ms - ' | tail -1 | tr -dc '0-9.')
   printf '%-12s %14s %14s\n' "$m" "${g:-FAIL}" "${c:-FAIL}"
 done
+# Two logical GPUs of GPU 0 (tests/gpu.rs checks outputs and a mirrored fit against the CPU):
+# the optimized plan on one of them against both, mirrored.
+printf '\n%-20s %8s %14s %14s %8s\n' mirrored batch one_gpu_ms two_gpu_ms scaling
+for f in cnn_mnist.keras resnet_block.keras mobilenetv2.keras; do
+  j=$(timeout 90 "$B/kerasc" --logical-devices gpu:0=2x40GiB bench "$B/models/$f" --batch 256 --runs 20 --strategy mirrored --devices /GPU:0,/GPU:1 --json 2>/dev/null)
+  printf '%-20s %8s %14s %14s %8s\n' "$f" 256 "$(echo "$j" | grep -o '"optimized":{[^}]*' | field median_ms)" \
+    "$(echo "$j" | grep -o '"mirrored":{"devices[^}]*' | field median_ms)" "$(echo "$j" | field scaling)"
+done
+

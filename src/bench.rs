@@ -251,8 +251,7 @@ fn profile_of(e: &Executor, inputs: &[Tensor]) -> Result<Vec<(String, String, f6
 /// outside it.
 pub fn plan_bytes(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<usize, BenchError> {
     let plan = optimizer::plan_for_shapes(g, input_shapes).map_err(|e| BenchError::Compile(e.to_string()))?;
-    let weights = g.constants().values().map(|t| t.len() * t.dtype().size()).fold(0usize, usize::saturating_add);
-    Ok(weights.saturating_add(runtime::memory::planned_bytes(g, &plan)))
+    Ok(runtime::memory::weight_bytes(g).saturating_add(runtime::memory::planned_bytes(g, &plan)))
 }
 
 /// The largest element-wise difference between two lists of outputs (NaN if any is NaN).

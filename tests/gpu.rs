@@ -261,3 +261,82 @@ fn tensor_core_precisions_on_the_gpu() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Two logical GPUs of GPU 0 (4 GiB each): a mirrored run equals one device, and a mirrored fit
+/// (mlp, adam, batch 16 split 8/8) ends at the weights of the same fit on the CPU.
+#[test]
+fn mirrored_on_two_logical_gpus_matches_one_device() {
+    let Some(Device::Cuda(_)) = gpu() else { return };
+    let spec = kerasc::LogicalSpec::parse("gpu:0=2x4GiB").unwrap();
+    let devs = kerasc::LogicalDevices::new(&spec, 2).unwrap();
+    let gpus: Vec<kerasc::LogicalDevice> =
+        devs.select("/GPU:0,/GPU:1").unwrap().iter().map(|&d| devs.get(d).unwrap().clone()).collect();
+    let dir = models();
+    let cache = std::env::temp_dir().join("kerasc-test-ptx");
+    let mut failures = Vec::new();
+    for name in ["cnn_mnist", "mlp", "transformer"] {
+        let model = kerasc::load(&dir.join(format!("{name}.keras"))).unwrap();
+        let x = npy::read(&dir.join(format!("{name}.input.npy"))).unwrap();
+        let want_dtype = model.graph.value(model.graph.inputs()[0]).ty.dtype;
+        let x = if x.dtype() != want_dtype { x.cast(want_dtype) } else { x };
+        let opts = ExecutorOptions {
+            device: on(Device::CPU),
+            naive: false,
+            optimize: OptimizeOptions::default(),
+            ptx_cache: cache.clone(),
+            precision: Default::default(),
+            memory_limit: None,
+        };
+        let result = Executor::new(&model.graph, &opts).and_then(|(one, _)| {
+            let (m, _) = Executor::mirrored(&model.graph, &opts, &gpus)?;
+            Ok((one.run(std::slice::from_ref(&x))?, m.run(std::slice::from_ref(&x))?))
+        });
+        match result {
+            Ok((want, got)) => {
+                let c = Tolerance::MODEL.compare(&got[0].to_f64_vec(), &want[0].to_f64_vec());
+                if !c.passed() {
+                    failures.push(format!("{name} mirrored on /GPU:0,/GPU:1: {c}"));
+                }
+            }
+            Err(e) => failures.push(format!("{name} mirrored: {e}")),
+        }
+    }
+    let tmp = std::env::temp_dir().join(format!("kerasc-gpu-mirrored-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let source = dir.join("mlp.h5");
+    let model = kerasc::load(&source).unwrap();
+    let data = dir.join("mlp.finetune.npz");
+    let fit_on = |out: &std::path::Path, replicas: Vec<kerasc::LogicalDevice>| {
+        let mut o = kerasc::fit::FitOptions::from_flags([
+            "--data",
+            data.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--epochs=2",
+            "--batch-size=16",
+            "--optimizer=adam",
+            "--no-shuffle",
+            "--verbose=0",
+        ])
+        .unwrap();
+        if let Some(first) = replicas.first() {
+            o.cuda = first.cuda_options(cache.clone(), None);
+        }
+        o.replicas = replicas;
+        kerasc::fit::fit(&model, &source, &o)
+    };
+    let (cpu, gpu2) = (tmp.join("cpu.h5"), tmp.join("gpu2.h5"));
+    match fit_on(&cpu, Vec::new()).and_then(|_| fit_on(&gpu2, gpus.clone())) {
+        Ok(_) => {
+            let (a, b) = (kerasc::load(&cpu).unwrap(), kerasc::load(&gpu2).unwrap());
+            for ((v, t), (_, u)) in a.graph.constants().iter().zip(b.graph.constants()) {
+                let c = Tolerance::MODEL.compare(&u.to_f64_vec(), &t.to_f64_vec());
+                if !c.passed() {
+                    failures.push(format!("mirrored fit {}: {c}", a.graph.value(*v).name));
+                }
+            }
+        }
+        Err(e) => failures.push(format!("mirrored fit on two logical GPUs: {e}")),
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -85,6 +85,11 @@ pub fn planned_bytes(g: &Graph, plan: &MemoryPlan) -> usize {
     plan.arena_bytes.saturating_add(separate)
 }
 
+/// The bytes of the graph's constants (its weights).
+pub fn weight_bytes(g: &Graph) -> usize {
+    g.constants().values().map(|t| t.len().saturating_mul(t.dtype().size())).fold(0usize, usize::saturating_add)
+}
+
 /// The most bytes the naive executor holds at once: node by node in the graph's order, each
 /// output allocated and each intermediate freed after its last reader.
 pub fn naive_peak_bytes(g: &Graph, shapes: &[Vec<usize>]) -> usize {

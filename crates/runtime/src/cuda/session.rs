@@ -183,7 +183,10 @@ impl CudaSession {
     fn prepare(&self, input_shapes: Vec<Vec<usize>>, upd: Option<&DeviceUpdate>) -> Result<GpuState, RuntimeError> {
         let plan = self.options.layout.plan(&self.graph, &input_shapes)?;
         let device = (self.device_memory > 0).then_some((self.device_memory, "the device's memory"));
-        crate::memory::check(crate::memory::planned_bytes(&self.graph, &plan), self.options.memory_limit, device)?;
+        // On the device: the weights (uploaded once), the arena and the tensors outside it.
+        let needed =
+            crate::memory::weight_bytes(&self.graph).saturating_add(crate::memory::planned_bytes(&self.graph, &plan));
+        crate::memory::check(needed, self.options.memory_limit, device)?;
         let steps = emit_plan_with(&self.graph, &plan, self.options.precision)
             .map_err(|e| RuntimeError::Cuda(e.to_string()))?;
         let arena = self.alloc(plan.arena_bytes)?;
