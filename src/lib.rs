@@ -76,17 +76,14 @@ impl Executor {
         graph: &ir::Graph,
         options: &ExecutorOptions,
     ) -> Result<(Executor, Option<OptimizeReport>), CompileError> {
+        let (g, report) = prepare(graph, options, &options.device)?;
+        Ok((Executor::bind(g, options)?, report))
+    }
+
+    /// Binds a graph as it is to `options.device`: op by op, one buffer per tensor, when
+    /// `options.naive`, else from a planned arena (the graph is not optimized again).
+    pub fn bind(g: ir::Graph, options: &ExecutorOptions) -> Result<Executor, CompileError> {
         let device = &options.device;
-        let (g, report) = if options.naive {
-            // CUDA kernels are channels-last: a channels-first op becomes transposes around one
-            // (a lowering, not an optimization; the CPU runs channels-first ops as they are).
-            let g =
-                if !device.device.is_cpu() { optimizer::layout::lower_channels_first(graph)?.0 } else { graph.clone() };
-            (g, None)
-        } else {
-            let o = optimizer::optimize(graph, &options.optimize)?;
-            (o.graph, Some(o.report))
-        };
         let exec = match (device.cuda_options(options.ptx_cache.clone(), options.memory_limit), options.naive) {
             (None, true) => Executor::CpuNaive(Session::new(g, device.session_options(options.memory_limit))?),
             (None, false) => Executor::Cpu(PlannedSession::new(g, device.session_options(options.memory_limit))?),
@@ -100,7 +97,7 @@ impl Executor {
                 Executor::Cuda(Box::new(runtime::cuda::CudaSession::new(g, cuda)?))
             }
         };
-        Ok((exec, report))
+        Ok(exec)
     }
 
     /// Data parallelism (`tf.distribute.MirroredStrategy`): optimizes the graph once (unless
@@ -114,17 +111,10 @@ impl Executor {
         if devices.is_empty() {
             return Err(RuntimeError::Plan("a mirrored executor needs at least one device".into()).into());
         }
-        let (g, report) = if options.naive {
-            (graph.clone(), None)
-        } else {
-            let o = optimizer::optimize(graph, &options.optimize)?;
-            (o.graph, Some(o.report))
-        };
-        // Each replica is bound to the optimized graph as it is (optimizing it again changes nothing).
-        let each = ExecutorOptions { naive: true, ..options.clone() };
+        let (g, report) = prepare(graph, options, &devices[0])?;
         let replicas = devices
             .iter()
-            .map(|d| Executor::new(&g, &ExecutorOptions { device: d.clone(), ..each.clone() }).map(|(e, _)| e))
+            .map(|d| Executor::bind(g.clone(), &ExecutorOptions { device: d.clone(), ..options.clone() }))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((Executor::Mirrored(replicas), report))
     }
@@ -161,6 +151,24 @@ impl Executor {
             Executor::Cuda(s) => s.graph(),
             Executor::Mirrored(r) => r.first().map(Executor::graph).unwrap_or(&EMPTY),
         }
+    }
+}
+
+/// The graph an executor on `device` runs: the optimized one (with its report), or for the naive
+/// plan the frontend's.
+fn prepare(
+    graph: &ir::Graph,
+    options: &ExecutorOptions,
+    device: &LogicalDevice,
+) -> Result<(ir::Graph, Option<OptimizeReport>), CompileError> {
+    if options.naive {
+        // CUDA kernels are channels-last: a channels-first op becomes transposes around one
+        // (a lowering, not an optimization; the CPU runs channels-first ops as they are).
+        let g = if device.device.is_cpu() { graph.clone() } else { optimizer::layout::lower_channels_first(graph)?.0 };
+        Ok((g, None))
+    } else {
+        let o = optimizer::optimize(graph, &options.optimize)?;
+        Ok((o.graph, Some(o.report)))
     }
 }
 

@@ -410,6 +410,10 @@ pub enum Op {
     Gather { axis: usize },
     /// `[x]`
     Cast { to: DType },
+    /// `[x]`: the same tensor, moved to device `to` (a TensorFlow device name). A placed graph's
+    /// edge between two stages on different devices (model parallelism); an identity wherever
+    /// the graph runs whole.
+    Transfer { to: String },
     /// `[x, kernel, recurrent_kernel, (bias)]`
     Rnn(RnnAttrs),
     /// `[x, kernel, (bias), (residual)]`: a convolution with its epilogue (optimizer only).
@@ -547,6 +551,7 @@ impl Op {
             | Op::RepeatInterleave { .. }
             | Op::Tile { .. }
             | Op::Resize { .. }
+            | Op::Transfer { .. }
             | Op::Gather { .. }
             | Op::GatherGrad { .. }
             | Op::BroadcastTo
@@ -600,6 +605,7 @@ impl Op {
             Op::Resize { .. } => "Resize".into(),
             Op::Gather { .. } => "Gather".into(),
             Op::Cast { .. } => "Cast".into(),
+            Op::Transfer { .. } => "Transfer".into(),
             Op::FusedConv { conv, .. } => format!("FusedConv{}D", conv.strides.len()),
             Op::FusedMatMul { .. } => "FusedMatMul".into(),
             Op::Fused(_) => "Fused".into(),

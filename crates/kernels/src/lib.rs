@@ -69,6 +69,7 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, KernelError> {
         Op::UnaryGrad(u) => one(elementwise::unary_grad(op, *u, inputs[0], inputs[1], &out_shape(0)?)?),
         Op::BinaryGrad { op: b, wrt } => one(elementwise::binary_grad(op, *b, *wrt, inputs, &out_shape(0)?)?),
         Op::Cast { to } => one(inputs[0].cast(*to)),
+        Op::Transfer { .. } => one(inputs[0].clone()),
         Op::MatMul { transpose_a, transpose_b } => {
             one(matmul::matmul(op, (*transpose_a, *transpose_b), None, inputs, &out_shape(0)?)?)
         }

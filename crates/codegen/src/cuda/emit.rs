@@ -60,6 +60,8 @@ pub fn emit_node_with(
         Op::BiasAdd { axis } => c.bias_add(*axis)?,
         Op::Fused(e) => c.fused(e)?,
         Op::Cast { to } => c.cast(*to)?,
+        // Within one device's graph a transfer is a copy.
+        Op::Transfer { .. } => c.cast(g.value(node.inputs[0]).ty.dtype)?,
         Op::UnaryGrad(u) => c.unary_grad(*u)?,
         Op::BinaryGrad { op: b, wrt } => c.binary_grad(*b, *wrt)?,
         Op::MatMul { transpose_a, transpose_b } => c.matmul(*transpose_a, *transpose_b, &Epilogue::default())?,

@@ -48,6 +48,9 @@ impl Builder<'_> {
             Op::Binary(o) => self.binary(&nd, dy, *o),
             Op::BiasAdd { axis } => self.bias_add(&nd, dy, *axis),
             Op::Cast { .. } => self.cast(&nd, dy),
+            // The gradient goes back where the value came from: placing the training graph
+            // inserts that transfer.
+            Op::Transfer { .. } => Ok(vec![Some(dy)]),
             Op::MatMul { transpose_a, transpose_b } => self.matmul(&nd, dy, *transpose_a, *transpose_b),
             Op::Conv(a) => self.conv(&nd, dy, a),
             Op::ConvTranspose(a) => self.conv_transpose(&nd, dy, a),

@@ -426,6 +426,10 @@ fn infer(op: &Op, tys: &[TensorType]) -> R {
             arity(op, tys, 1, 1)?;
             Ok(vec![TensorType::new(*to, tys[0].shape.clone())])
         }
+        Op::Transfer { .. } => {
+            arity(op, tys, 1, 1)?;
+            Ok(vec![tys[0].clone()])
+        }
         Op::FusedConv { conv: a, epilogue } => {
             arity(op, tys, 2 + epilogue.extra_inputs(), 2 + epilogue.extra_inputs())?;
             float_only(op, &tys[0])?;
