@@ -11,9 +11,12 @@ use std::time::Instant;
 pub struct BenchOptions {
     /// Where both plans run (and the one-replica side of a mirrored benchmark).
     pub device: LogicalDevice,
-    /// With two or more devices: the optimized plan is also timed mirrored across them
-    /// (`tf.distribute.MirroredStrategy`), the batch split between them.
-    pub mirrored: Vec<LogicalDevice>,
+    /// With two or more devices: the optimized plan is also timed spread across them, mirrored
+    /// (`tf.distribute.MirroredStrategy`, the batch split between them) or, with `placement`,
+    /// placed (model parallelism, micro-batches pipelined through the stages).
+    pub spread: Vec<LogicalDevice>,
+    /// Place the model's layers on `spread` instead of mirroring it: how, and the micro-batches.
+    pub placement: Option<(crate::Placement, usize)>,
     pub batch: usize,
     pub warmup: usize,
     pub runs: usize,
@@ -58,23 +61,25 @@ pub struct BenchResult {
     pub optimizer: OptimizeReport,
     pub naive_graph: Graph,
     pub optimized_graph: Graph,
-    /// The optimized plan mirrored across [`BenchOptions::mirrored`], when asked for.
-    pub mirrored: Option<MirroredTiming>,
+    /// The optimized plan spread across [`BenchOptions::spread`], when asked for.
+    pub spread: Option<SpreadTiming>,
     /// What the optimized plan needs on each device it runs on: its weights, its arena and any
     /// tensor outside it, at the batch (or the replica's share) benchmarked.
     pub device_bytes: Vec<(String, usize)>,
 }
 
-/// The optimized plan mirrored across several devices, beside one.
+/// The optimized plan spread across several devices, beside one.
 #[derive(Debug, Clone)]
-pub struct MirroredTiming {
+pub struct SpreadTiming {
+    /// `mirrored` or `placed`.
+    pub kind: &'static str,
     pub devices: Vec<String>,
     pub timing: Timing,
     /// Largest difference from the one-device output.
     pub max_abs_diff: f64,
 }
 
-impl MirroredTiming {
+impl SpreadTiming {
     /// Samples per second at batch `batch` at the median time.
     pub fn throughput(&self, batch: usize) -> f64 {
         batch as f64 / (self.timing.median_ms / 1e3).max(1e-12)
@@ -243,7 +248,7 @@ fn profile_of(e: &Executor, inputs: &[Tensor]) -> Result<Vec<(String, String, f6
         Executor::Cpu(s) => profile_rows(s.graph(), &s.run_profiled(inputs)?.1),
         Executor::CpuNaive(s) => profile_rows(s.graph(), &s.run_profiled(inputs)?.1),
         // Per-kernel times on the GPU are not measured yet.
-        Executor::Cuda(_) | Executor::Mirrored(_) => Vec::new(),
+        Executor::Cuda(_) | Executor::Mirrored(_) | Executor::Placed { .. } => Vec::new(),
     })
 }
 
@@ -252,6 +257,57 @@ fn profile_of(e: &Executor, inputs: &[Tensor]) -> Result<Vec<(String, String, f6
 pub fn plan_bytes(g: &Graph, input_shapes: &[Vec<usize>]) -> Result<usize, BenchError> {
     let plan = optimizer::plan_for_shapes(g, input_shapes).map_err(|e| BenchError::Compile(e.to_string()))?;
     Ok(runtime::memory::weight_bytes(g).saturating_add(runtime::memory::planned_bytes(g, &plan)))
+}
+
+/// The shapes of a graph's inputs with `rows` rows on the batch axis.
+fn with_rows(g: &Graph, shapes: &[Vec<usize>], rows: usize) -> Vec<Vec<usize>> {
+    shapes
+        .iter()
+        .zip(g.inputs())
+        .map(|(s, &v)| {
+            let mut s = s.clone();
+            if g.value(v).ty.shape.dims().first().is_some_and(|d| d.fixed().is_none()) {
+                s[0] = rows;
+            }
+            s
+        })
+        .collect()
+}
+
+/// What a spread executor needs on each of `devices`: a replica's plan at its share of the
+/// batch, or the plans of the stages placed there at a micro-batch.
+fn spread_bytes(
+    e: &Executor,
+    devices: &[LogicalDevice],
+    shapes: &[Vec<usize>],
+) -> Result<Vec<(String, usize)>, BenchError> {
+    let batch = shapes.first().and_then(|s| s.first()).copied().unwrap_or(1);
+    let mut out: Vec<(String, usize)> = devices.iter().map(|d| (d.device.to_string(), 0)).collect();
+    match e {
+        Executor::Mirrored(r) => {
+            for ((slot, rows), rep) in out.iter_mut().zip(runtime::strategy::shares(batch, r.len())).zip(r) {
+                if !rows.is_empty() {
+                    slot.1 = plan_bytes(rep.graph(), &with_rows(rep.graph(), shapes, rows.len()))?;
+                }
+            }
+        }
+        Executor::Placed { placed, micro_batches, .. } => {
+            let rows = runtime::strategy::shares(batch, *micro_batches).first().map_or(batch, |r| r.len());
+            for st in &placed.stages {
+                let dims: Vec<Vec<usize>> = st
+                    .graph
+                    .inputs()
+                    .iter()
+                    .map(|&v| st.graph.value(v).ty.shape.dims().iter().map(|d| d.fixed().unwrap_or(rows)).collect())
+                    .collect();
+                if let Some(slot) = out.get_mut(st.device) {
+                    slot.1 = slot.1.saturating_add(plan_bytes(&st.graph, &dims)?);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
 }
 
 /// The largest element-wise difference between two lists of outputs (NaN if any is NaN).
@@ -305,30 +361,17 @@ pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchR
     }
     let og = planned.graph();
     let mut device_bytes = vec![(options.device.device.to_string(), plan_bytes(og, &shapes)?)];
-    let mirrored = if options.mirrored.len() >= 2 {
-        let (m, _) = Executor::mirrored(graph, &exec_opts(false), &options.mirrored)?;
+    let spread = if options.spread.len() >= 2 {
+        let (kind, m) = match &options.placement {
+            Some((p, k)) => ("placed", Executor::placed(graph, &exec_opts(false), &options.spread, p, *k)?.0),
+            None => ("mirrored", Executor::mirrored(graph, &exec_opts(false), &options.spread)?.0),
+        };
         let diff = max_diff(&m.run(&inputs)?, &got);
         let timing = time_exec(&m, &inputs, options.warmup, options.runs)?;
-        let cut = runtime::strategy::shares(options.batch, options.mirrored.len());
-        device_bytes.clear();
-        for (d, rows) in options.mirrored.iter().zip(cut) {
-            let share: Vec<Vec<usize>> = shapes
-                .iter()
-                .zip(og.inputs())
-                .map(|(s, &v)| {
-                    let batched = og.value(v).ty.shape.dims().first().is_some_and(|d| d.fixed().is_none());
-                    let mut s = s.clone();
-                    if batched {
-                        s[0] = rows.len();
-                    }
-                    s
-                })
-                .collect();
-            let bytes = if rows.is_empty() { 0 } else { plan_bytes(og, &share)? };
-            device_bytes.push((d.device.to_string(), bytes));
-        }
-        Some(MirroredTiming {
-            devices: options.mirrored.iter().map(|d| d.device.to_string()).collect(),
+        device_bytes = spread_bytes(&m, &options.spread, &shapes)?;
+        Some(SpreadTiming {
+            kind,
+            devices: options.spread.iter().map(|d| d.device.to_string()).collect(),
             timing,
             max_abs_diff: diff,
         })
@@ -350,7 +393,7 @@ pub fn bench(name: &str, graph: &Graph, options: &BenchOptions) -> Result<BenchR
         optimizer: report,
         naive_graph: graph.clone(),
         optimized_graph: planned.graph().clone(),
-        mirrored,
+        spread,
         device_bytes,
     })
 }

@@ -68,6 +68,21 @@ pub enum Executor {
     Cuda(Box<runtime::cuda::CudaSession>),
     /// One executor per replica, all of the same graph.
     Mirrored(Vec<Executor>),
+    /// Model parallelism: one executor per stage of the placed graph, micro-batches pipelined.
+    Placed {
+        placed: Box<runtime::placement::Placed>,
+        stages: Vec<Executor>,
+        micro_batches: usize,
+    },
+}
+
+/// Where the nodes of a placed model go.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// Balanced by estimated time, under each device's memory limit.
+    Auto,
+    /// Layer name → device (`with tf.device(...)` around layers); other layers follow their input.
+    Layers(Vec<(String, Device)>),
 }
 
 impl Executor {
@@ -119,6 +134,44 @@ impl Executor {
         Ok((Executor::Mirrored(replicas), report))
     }
 
+    /// Model parallelism: optimizes the graph once, places its nodes on `devices` as
+    /// `placement` says (transfers inserted where a value changes device), and binds each stage
+    /// to its device; a run pipelines `micro_batches` micro-batches through the stages.
+    pub fn placed(
+        graph: &ir::Graph,
+        options: &ExecutorOptions,
+        devices: &[LogicalDevice],
+        placement: &Placement,
+        micro_batches: usize,
+    ) -> Result<(Executor, Option<OptimizeReport>), CompileError> {
+        let first = devices.first().ok_or_else(|| RuntimeError::Plan("placement needs at least one device".into()))?;
+        let (g, report) = prepare(graph, options, first)?;
+        let names: Vec<Device> = devices.iter().map(|d| d.device).collect();
+        let assign = match placement {
+            Placement::Auto => {
+                let limits: Vec<Option<usize>> = devices
+                    .iter()
+                    .map(|d| match (d.memory_limit, options.memory_limit) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    })
+                    .collect();
+                runtime::placement::assign_auto(&g, &names, &limits)?
+            }
+            Placement::Layers(map) => runtime::placement::assign_layers(&g, graph, map, &names)?,
+        };
+        let placed = runtime::placement::place(&g, &names, &assign)?;
+        let stages = placed
+            .stages
+            .iter()
+            .map(|st| {
+                let device = devices[st.device].clone();
+                Executor::bind(st.graph.clone(), &ExecutorOptions { device, ..options.clone() })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((Executor::Placed { placed: Box::new(placed), stages, micro_batches: micro_batches.max(1) }, report))
+    }
+
     /// Runs the model on `inputs` (graph input order) and returns the outputs in order.
     pub fn run(&self, inputs: &[ir::Tensor]) -> Result<Vec<ir::Tensor>, RuntimeError> {
         match self {
@@ -140,6 +193,21 @@ impl Executor {
                     }
                 }
             }
+            Executor::Placed { placed, stages, micro_batches } => {
+                let cpu: Option<Vec<CpuExecutor>> = stages.iter().map(Executor::cpu).collect();
+                match cpu {
+                    Some(cpu) => runtime::placement::run_pipelined(
+                        placed,
+                        &cpu,
+                        inputs,
+                        *micro_batches,
+                        CpuExecutor::pool,
+                        |e, x| e.run(x),
+                    ),
+                    // A stage on a GPU: the stages take their turns.
+                    None => runtime::placement::run_in_turn(placed, stages, inputs, *micro_batches, |e, x| e.run(x)),
+                }
+            }
         }
     }
 
@@ -150,6 +218,7 @@ impl Executor {
             Executor::CpuNaive(s) => s.graph(),
             Executor::Cuda(s) => s.graph(),
             Executor::Mirrored(r) => r.first().map(Executor::graph).unwrap_or(&EMPTY),
+            Executor::Placed { placed, .. } => &placed.graph,
         }
     }
 }

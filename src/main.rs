@@ -30,10 +30,24 @@ struct Distribute {
     /// --devices, one replica of the model on each
     #[arg(long)]
     strategy: Option<Strategy>,
-    /// The replicas of --strategy: `all` (every GPU, else every CPU device) or a comma-separated
-    /// list such as /CPU:0,/CPU:1
-    #[arg(long, default_value = "all", requires = "strategy")]
-    devices: String,
+    /// Model parallelism: `auto` (stages balanced by estimated time under each device's memory
+    /// limit) or a file of `LAYER DEVICE` lines (or a JSON object) placing layers on --devices;
+    /// values crossing devices are moved by explicit Transfer ops
+    #[arg(long, conflicts_with = "strategy")]
+    placement: Option<String>,
+    /// With --placement: micro-batches pipelined through the stages
+    #[arg(long, default_value_t = 1, value_parser = parse_positive, requires = "placement")]
+    micro_batches: usize,
+    /// The devices of --strategy or --placement: `all` (every GPU, else every CPU device) or a
+    /// comma-separated list such as /CPU:0,/CPU:1 (default: all)
+    #[arg(long)]
+    devices: Option<String>,
+}
+
+impl Distribute {
+    fn spread(&self) -> bool {
+        self.strategy.is_some() || self.placement.is_some()
+    }
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -89,7 +103,8 @@ enum Command {
     Compile {
         /// A Keras model file (.h5 or .keras)
         model: PathBuf,
-        /// Stage to print: ir, optimized, plan or dot
+        /// Stage to print: ir, optimized, plan, dot, or placement (which device runs each op
+        /// and the bytes each transfer moves; with --placement and --devices)
         #[arg(long, default_value = "optimized")]
         emit: Emit,
         /// Write every stage into this folder instead (ir.txt, optimized.txt, plan.txt, before.dot, after.dot)
@@ -107,6 +122,8 @@ enum Command {
         /// Matrix products and convolutions in the CUDA kernels: fp32, tf32, bf16, fp16
         #[arg(long, default_value = "fp32")]
         precision: String,
+        #[command(flatten)]
+        distribute: Distribute,
     },
     /// Time the naive plan against the optimized plan, side by side
     Bench {
@@ -178,6 +195,7 @@ enum Emit {
     Ir,
     Optimized,
     Plan,
+    Placement,
     Dot,
 }
 
@@ -251,11 +269,31 @@ fn run(cli: Cli) -> Result<()> {
                 precision,
                 memory_limit,
             };
-            run_model(&model, &inputs, &outputs, &options, &replicas, &mut notes)
+            let spread = Spread::of(&distribute, replicas)?;
+            run_model(&model, &inputs, &outputs, &options, &spread, &mut notes)
         }
-        Command::Compile { model, emit: _, out, batch, target: Some(Target::Cuda), arch, precision } => {
+        Command::Compile { model, emit: _, out, batch, target: Some(Target::Cuda), arch, precision, .. } => {
             let out = out.context("--target cuda needs --out DIR")?;
             compile_cuda(&model, &out, batch, &arch, parse_precision(&precision)?)
+        }
+        Command::Compile { model, emit: Emit::Placement, batch, distribute, .. } => {
+            let mut notes = Notes::new(false);
+            let devices = replicas(&distribute, None, &devs, &mut notes)?;
+            let how = placement(&distribute)?.context("--emit placement needs --placement auto|FILE")?;
+            let m = kerasc::load(&model)?;
+            let opts = kerasc::ExecutorOptions {
+                device: devices.first().cloned().context("no device to place on")?,
+                naive: false,
+                optimize: OptimizeOptions::default(),
+                ptx_cache: ptx_cache_dir(),
+                precision: Default::default(),
+                memory_limit: None,
+            };
+            let (exec, _) = kerasc::Executor::placed(&m.graph, &opts, &devices, &how, 1)?;
+            if let kerasc::Executor::Placed { placed, .. } = &exec {
+                print!("{}", kerasc::runtime::placement::describe(placed, batch));
+            }
+            Ok(())
         }
         Command::Compile { model, emit, out, batch, target: None, .. } => compile(&model, emit, out.as_deref(), batch),
         Command::Bench {
@@ -275,15 +313,17 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut notes = Notes::new(verbose);
             let precision = parse_precision(&precision)?;
-            let mirrored = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
-            let device = match mirrored.first() {
+            let spread = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
+            let placement = placement(&distribute)?.map(|p| (p, distribute.micro_batches));
+            let device = match spread.first() {
                 Some(first) => first.clone(),
                 None => pick_device(device.as_deref(), false, &devs, &mut notes)?,
             };
             check_precision_device(precision, device.device)?;
             let opts = kerasc::bench::BenchOptions {
                 device,
-                mirrored,
+                spread,
+                placement,
                 batch,
                 warmup,
                 runs,
@@ -301,6 +341,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Fit { model, mut options, device, distribute } => {
             let mut notes = Notes::new(false);
+            if distribute.placement.is_some() {
+                bail!("fit --placement (model-parallel training) is not implemented yet; --strategy mirrored is");
+            }
             options.replicas = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
             // Like `run`: the requested device (the first replica), else the lowest visible GPU,
             // else the CPU.
@@ -407,23 +450,71 @@ fn preload_nvrtc() {
     }
 }
 
-/// The replicas of `--strategy mirrored` (none without a strategy).
+/// The devices of `--strategy mirrored` or `--placement` (none without either).
 fn replicas(
     d: &Distribute,
     device: Option<&str>,
     devs: &LogicalDevices,
     notes: &mut Notes,
 ) -> Result<Vec<LogicalDevice>> {
-    let Some(Strategy::Mirrored) = d.strategy else { return Ok(Vec::new()) };
+    if !d.spread() {
+        if d.devices.is_some() {
+            bail!("--devices names the devices of --strategy mirrored or --placement; for one device use --device");
+        }
+        return Ok(Vec::new());
+    }
     if device.is_some() {
-        bail!("--device and --strategy mirrored exclude each other: name the replicas with --devices");
+        bail!("--device and --strategy/--placement exclude each other: name the devices with --devices");
     }
     preload_nvrtc();
-    let list = devs.select(&d.devices)?;
-    let replicas: Vec<LogicalDevice> = list.iter().map(|&x| devs.get(x).cloned()).collect::<Result<_, _>>()?;
+    let list = devs.select(d.devices.as_deref().unwrap_or("all"))?;
+    let chosen: Vec<LogicalDevice> = list.iter().map(|&x| devs.get(x).cloned()).collect::<Result<_, _>>()?;
     let names: Vec<String> = list.iter().map(|x| x.to_string()).collect();
-    notes.add(format!("mirrored over {} replica(s): {}", names.len(), names.join(", ")));
-    Ok(replicas)
+    let what = if d.strategy.is_some() { "mirrored over" } else { "placed on" };
+    notes.add(format!("{what} {} device(s): {}", names.len(), names.join(", ")));
+    Ok(chosen)
+}
+
+/// How a model is spread over devices: one device, mirrored replicas, or placed stages.
+enum Spread {
+    One,
+    Mirrored(Vec<LogicalDevice>),
+    Placed(Vec<LogicalDevice>, kerasc::Placement, usize),
+}
+
+impl Spread {
+    fn of(d: &Distribute, devices: Vec<LogicalDevice>) -> Result<Spread> {
+        Ok(match placement(d)? {
+            Some(p) => Spread::Placed(devices, p, d.micro_batches),
+            None if devices.is_empty() => Spread::One,
+            None => Spread::Mirrored(devices),
+        })
+    }
+
+    fn executor(
+        &self,
+        g: &ir::Graph,
+        options: &kerasc::ExecutorOptions,
+    ) -> std::result::Result<(kerasc::Executor, Option<kerasc::OptimizeReport>), kerasc::CompileError> {
+        match self {
+            Spread::One => kerasc::Executor::new(g, options),
+            Spread::Mirrored(d) => kerasc::Executor::mirrored(g, options, d),
+            Spread::Placed(d, p, k) => kerasc::Executor::placed(g, options, d, p, *k),
+        }
+    }
+}
+
+/// The placement `--placement` names (`auto` or a file).
+fn placement(d: &Distribute) -> Result<Option<kerasc::Placement>> {
+    match d.placement.as_deref() {
+        None => Ok(None),
+        Some("auto") => Ok(Some(kerasc::Placement::Auto)),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read the placement file {path}"))?;
+            Ok(Some(kerasc::Placement::Layers(kerasc::runtime::placement::parse_layer_map(&text)?)))
+        }
+    }
 }
 
 fn inspect(path: &Path, as_json: bool) -> Result<()> {
@@ -465,7 +556,7 @@ fn run_model(
     inputs: &[PathBuf],
     outputs: &[PathBuf],
     options: &kerasc::ExecutorOptions,
-    replicas: &[LogicalDevice],
+    spread: &Spread,
     notes: &mut Notes,
 ) -> Result<()> {
     // An ONNX model's symbolic dimensions other than the batch take the inputs' sizes; a
@@ -490,12 +581,7 @@ fn run_model(
         let t = if t.dtype() != want && (t.dtype().is_float() == want.is_float()) { t.cast(want) } else { t };
         tensors.push(t);
     }
-    let (exec, _) = if replicas.is_empty() {
-        kerasc::Executor::new(&model.graph, options)
-    } else {
-        kerasc::Executor::mirrored(&model.graph, options, replicas)
-    }
-    .context("cannot prepare the model")?;
+    let (exec, _) = spread.executor(&model.graph, options).context("cannot prepare the model")?;
     let results = exec.run(&tensors)?;
     let graph = exec.graph();
     for (t, p) in results.iter().zip(outputs) {
@@ -549,6 +635,7 @@ fn compile(path: &Path, emit: Emit, out: Option<&Path>, batch: usize) -> Result<
             Emit::Optimized => print!("{opt_text}"),
             Emit::Plan => print!("{plan_txt}"),
             Emit::Dot => print!("{before}{after}"),
+            Emit::Placement => bail!("--emit placement needs --placement auto|FILE"),
         },
     }
     Ok(())

@@ -6,7 +6,7 @@ mod common;
 
 use common::models_dir;
 use kerasc::ir::{Tensor, Tolerance};
-use kerasc::{npy, Device, Executor, ExecutorOptions, LogicalDevices, LogicalSpec, OptimizeOptions};
+use kerasc::{npy, Device, Executor, ExecutorOptions, LogicalDevices, LogicalSpec, OptimizeOptions, Placement};
 
 fn logical(spec: &str, threads: usize) -> LogicalDevices {
     let none = kerasc::runtime::cuda::CudaStatus { why_no_gpu: Some("not used here".into()), ..Default::default() };
@@ -84,7 +84,7 @@ fn mirrored_run_from_the_command_line_equals_one_device() {
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("mirrored over 2 replica(s): /CPU:1, /CPU:0"), "{err}");
+    assert!(err.contains("mirrored over 2 device(s): /CPU:1, /CPU:0"), "{err}");
     let (a, b) = (npy::read(&one).unwrap(), npy::read(&two).unwrap());
     let c = Tolerance::REDUCTION.compare(&b.to_f64_vec(), &a.to_f64_vec());
     assert!(c.passed() && a.shape() == b.shape(), "{c}");
@@ -196,7 +196,8 @@ fn bench_reports_mirrored_throughput_and_memory_per_device() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mirrored = &j["mirrored"];
+    let mirrored = &j["spread"];
+    assert_eq!(mirrored["kind"], "mirrored");
     assert_eq!(mirrored["devices"], serde_json::json!(["/CPU:0", "/CPU:1"]));
     assert!(mirrored["throughput"].as_f64().unwrap() > 0.0 && mirrored["scaling"].as_f64().unwrap() > 0.0);
     assert!(mirrored["max_abs_diff"].as_f64().unwrap() <= 1e-5, "{mirrored}");
@@ -314,4 +315,113 @@ fn mirrored_fit_with_batch_norm_matches_keras_mirrored_strategy() {
             assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-2), "{key}: {a} vs Keras {b}");
         }
     }
+}
+
+#[test]
+fn a_placed_run_equals_one_device_on_every_dev_model() {
+    let devs = logical("cpu=3", 3);
+    let dir = models_dir();
+    for name in ["cnn_mnist", "mlp", "resnet_block", "sepconv", "mobilenetv2", "lstm", "transformer", "text_embed"] {
+        let model = kerasc::load(&dir.join(format!("{name}.keras"))).unwrap();
+        let x = npy::read(&dir.join(format!("{name}.input.npy"))).unwrap();
+        let want_dtype = model.graph.value(model.graph.inputs()[0]).ty.dtype;
+        let x = if x.dtype() != want_dtype { x.cast(want_dtype) } else { x };
+        let xs = [rows(&x, 5)];
+        let (one, _) = Executor::new(&model.graph, &options(&devs)).unwrap();
+        let want = one.run(&xs).unwrap();
+        // Every layer on the device after the previous one's, round robin: a transfer at every
+        // layer boundary, devices revisited.
+        let mut layers: Vec<String> = Vec::new();
+        for n in model.graph.nodes() {
+            let l = n.name.split('/').next().unwrap().to_string();
+            if !layers.contains(&l) {
+                layers.push(l);
+            }
+        }
+        let round_robin =
+            Placement::Layers(layers.iter().enumerate().map(|(i, l)| (l.clone(), Device::Cpu(i % 3))).collect());
+        for (how, placement) in [("auto", Placement::Auto), ("round robin", round_robin)] {
+            for k in [1, 2, 5] {
+                let (placed, _) = Executor::placed(&model.graph, &options(&devs), devs.list(), &placement, k).unwrap();
+                let Executor::Placed { placed: p, .. } = &placed else { panic!("not placed") };
+                assert!(p.stages.len() >= 2, "{name} ({how}): {} stage(s)", p.stages.len());
+                let got = placed.run(&xs).unwrap();
+                for (g, w) in got.iter().zip(&want) {
+                    let c = Tolerance::REDUCTION.compare(&g.to_f64_vec(), &w.to_f64_vec());
+                    assert!(c.passed() && g.shape() == w.shape(), "{name} ({how}, {k} micro-batches): {c}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn placement_from_the_command_line_prints_and_refuses() {
+    let dir = common::tmpdir("placement-cli");
+    let model = models_dir().join("cnn_mnist.keras");
+    let input = models_dir().join("cnn_mnist.input.npy");
+    let (m, x) = (model.to_str().unwrap(), input.to_str().unwrap());
+    let file = dir.join("place.txt");
+    std::fs::write(
+        &file,
+        "# the convolutions on the first device, the classifier on the second\nconv2d /CPU:0\ndense /device:CPU:1\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let l = ["--threads", "2", "--logical-devices", "cpu=2"];
+    let with = |rest: &[&str]| -> Vec<String> { l.iter().chain(rest).map(|s| s.to_string()).collect() };
+    let o = common::kerasc(
+        &with(&["compile", m, "--emit", "placement", "--placement", f, "--batch", "8"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // conv2d_1 and the pooling follow their input onto /CPU:0; dense's input moves: 8 × 400 floats.
+    assert!(out.contains("/CPU:1     Transfer"), "{out}");
+    assert!(out.contains("transfer flatten /CPU:0 -> /CPU:1: 12.5 KiB at batch 8"), "{out}");
+    let (a, b) = (dir.join("a.npy"), dir.join("b.npy"));
+    let o = common::kerasc(&["run", m, "-i", x, "-o", a.to_str().unwrap()]);
+    assert!(o.status.success());
+    let o = common::kerasc(
+        &with(&["run", m, "-i", x, "-o", b.to_str().unwrap(), "--placement", f, "--micro-batches", "3"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = Tolerance::REDUCTION.compare(&npy::read(&b).unwrap().to_f64_vec(), &npy::read(&a).unwrap().to_f64_vec());
+    assert!(c.passed(), "{c}");
+    let o = common::kerasc(
+        &with(&["bench", m, "--batch", "8", "--runs", "2", "--warmup", "1", "--placement", "auto", "--json"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["spread"]["kind"], "placed");
+    assert!(j["spread"]["max_abs_diff"].as_f64().unwrap() <= 1e-5);
+    std::fs::write(dir.join("unknown.txt"), "conv2d /CPU:0\nno_such_layer /CPU:1\n").unwrap();
+    std::fs::write(dir.join("bad.txt"), "conv2d\n").unwrap();
+    std::fs::write(dir.join("elsewhere.txt"), "conv2d /CPU:5\n").unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let refusals: Vec<(Vec<String>, &str)> = vec![
+        (with(&["run", m, "-i", x, "--placement", &p("unknown.txt")]), "no layer named no_such_layer"),
+        (with(&["run", m, "-i", x, "--placement", &p("bad.txt")]), "line 1"),
+        (with(&["run", m, "-i", x, "--placement", &p("elsewhere.txt")]), "/CPU:5"),
+        (with(&["run", m, "-i", x, "--placement", &p("missing.txt")]), "missing.txt"),
+        (with(&["run", m, "-i", x, "--placement", "auto", "--memory-limit", "1KiB"]), "memory limit"),
+        (with(&["run", m, "-i", x, "--placement", "auto", "--strategy", "mirrored"]), "cannot be used with"),
+        (with(&["run", m, "-i", x, "--devices", "/CPU:0"]), "--devices names the devices"),
+        (with(&["fit", m, "--data", x, "--output", &p("o.keras"), "--placement", "auto"]), "not implemented yet"),
+    ];
+    for (args, says) in refusals {
+        let o = common::kerasc(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert!(!dir.join("o.keras").exists());
 }

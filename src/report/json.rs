@@ -69,7 +69,8 @@ pub fn bench(r: &BenchResult) -> Value {
         "max_abs_diff": r.max_abs_diff,
         "rel_l2_diff": r.rel_l2_diff,
         "throughput": r.throughput(),
-        "mirrored": r.mirrored.as_ref().map(|m| json!({
+        "spread": r.spread.as_ref().map(|m| json!({
+            "kind": m.kind,
             "devices": m.devices,
             "timing": timing(&m.timing),
             "throughput": m.throughput(r.batch),

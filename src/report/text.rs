@@ -137,10 +137,11 @@ pub fn bench(r: &BenchResult, opts: &BenchOptions, profile: bool) -> String {
             r.rel_l2_diff
         );
     }
-    if let Some(m) = &r.mirrored {
+    if let Some(m) = &r.spread {
         let _ = writeln!(
             s,
-            "  mirrored over {} ({} replicas): optimized {:.3} ms median, {:.3} min; {:.0} samples/s against {:.0} on one replica ({:.2}x); max |mirrored - one| = {:.3e}",
+            "  {} over {} ({} devices): optimized {:.3} ms median, {:.3} min; {:.0} samples/s against {:.0} on one device ({:.2}x); max |spread - one| = {:.3e}",
+            m.kind,
             m.devices.join(", "),
             m.devices.len(),
             m.timing.median_ms,

@@ -8,6 +8,7 @@ mod error;
 mod executor;
 mod logical;
 pub mod memory;
+pub mod placement;
 mod planned;
 pub mod strategy;
 pub mod training;
