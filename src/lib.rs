@@ -223,6 +223,50 @@ impl Executor {
     }
 }
 
+/// A placement as layer → device: a file's map as it is; `auto` as the optimized graph's
+/// balanced split (each layer on the device of its first node). A training step is placed by
+/// layer, so that each layer's backward nodes run beside its forward ones.
+pub fn layer_placement(
+    graph: &ir::Graph,
+    devices: &[LogicalDevice],
+    placement: &Placement,
+    memory_limit: Option<usize>,
+) -> Result<Vec<(String, Device)>, CompileError> {
+    let map = match placement {
+        Placement::Layers(map) => {
+            runtime::placement::check_layers(graph, map)?;
+            if let Some((l, d)) = map.iter().find(|(_, d)| !devices.iter().any(|x| x.device == *d)) {
+                return Err(RuntimeError::Plan(format!(
+                    "placement: layer {l} is on {d}, which is not among the devices"
+                ))
+                .into());
+            }
+            map.clone()
+        }
+        Placement::Auto => {
+            let g = optimizer::optimize(graph, &OptimizeOptions::default())?.graph;
+            let names: Vec<Device> = devices.iter().map(|d| d.device).collect();
+            let limits: Vec<Option<usize>> = devices
+                .iter()
+                .map(|d| match (d.memory_limit, memory_limit) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                })
+                .collect();
+            let assign = runtime::placement::assign_auto(&g, &names, &limits)?;
+            let mut map: Vec<(String, Device)> = Vec::new();
+            for (n, &d) in g.nodes().iter().zip(&assign) {
+                let layer = n.name.split('/').next().unwrap_or(&n.name).to_string();
+                if !map.iter().any(|(l, _)| *l == layer) {
+                    map.push((layer, names[d]));
+                }
+            }
+            map
+        }
+    };
+    Ok(map)
+}
+
 /// The graph an executor on `device` runs: the optimized one (with its report), or for the naive
 /// plan the frontend's.
 fn prepare(

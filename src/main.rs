@@ -341,20 +341,27 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Fit { model, mut options, device, distribute } => {
             let mut notes = Notes::new(false);
-            if distribute.placement.is_some() {
-                bail!("fit --placement (model-parallel training) is not implemented yet; --strategy mirrored is");
+            let spread = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
+            let m = kerasc::load(&model)?;
+            if let Some(how) = placement(&distribute)? {
+                if spread.iter().any(|d| !d.device.is_cpu()) {
+                    bail!("fit --placement on GPUs is not implemented yet (on logical CPU devices it is)");
+                }
+                let layers = kerasc::layer_placement(&m.graph, &spread, &how, options.memory_limit)?;
+                let devices = spread.iter().map(|d| (d.device, d.session_options(options.memory_limit))).collect();
+                options.placement = Some(kerasc::runtime::training::StepPlacement { devices, layers });
+            } else {
+                options.replicas = spread.clone();
             }
-            options.replicas = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
             // Like `run`: the requested device (the first replica), else the lowest visible GPU,
             // else the CPU.
-            let device = match options.replicas.first() {
+            let device = match spread.first() {
                 Some(first) => first.clone(),
                 None => pick_device(device.as_deref(), false, &devs, &mut notes)?,
             };
             options.cuda = device.cuda_options(ptx_cache_dir(), options.memory_limit);
             options.pool = device.pool().cloned();
             options.device = Some(device.device);
-            let m = kerasc::load(&model)?;
             let h = kerasc::fit::fit(&m, &model, &options)?;
             notes.flush();
             eprintln!(

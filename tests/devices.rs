@@ -415,7 +415,7 @@ fn placement_from_the_command_line_prints_and_refuses() {
         (with(&["run", m, "-i", x, "--placement", "auto", "--memory-limit", "1KiB"]), "memory limit"),
         (with(&["run", m, "-i", x, "--placement", "auto", "--strategy", "mirrored"]), "cannot be used with"),
         (with(&["run", m, "-i", x, "--devices", "/CPU:0"]), "--devices names the devices"),
-        (with(&["fit", m, "--data", x, "--output", &p("o.keras"), "--placement", "auto"]), "not implemented yet"),
+        (with(&["fit", m, "--data", x, "--output", &p("o.keras"), "--placement", &p("unknown.txt")]), "no_such_layer"),
     ];
     for (args, says) in refusals {
         let o = common::kerasc(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -424,4 +424,60 @@ fn placement_from_the_command_line_prints_and_refuses() {
         assert!(err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
     }
     assert!(!dir.join("o.keras").exists());
+}
+
+#[test]
+fn a_placed_fit_ends_where_one_device_does() {
+    let dir = common::tmpdir("placed-fit");
+    let m = models_dir().join("cnn_mnist.keras");
+    let data = models_dir().join("cnn_mnist.finetune.npz");
+    let file = dir.join("place.txt");
+    std::fs::write(&file, "conv2d /CPU:0\nconv2d_1 /CPU:1\ndense /CPU:0\n").unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        let out = dir.join(out);
+        let out_s = out.to_str().unwrap().to_string();
+        let mut a = vec!["--threads", "2", "--logical-devices", "cpu=2", "fit", m.to_str().unwrap()];
+        a.extend(["--data", data.to_str().unwrap(), "--epochs", "2", "--batch-size", "20", "--optimizer", "adam"]);
+        a.extend(["--learning-rate", "0.003", "--verbose", "0", "--seed", "3", "--output", &out_s]);
+        a.extend_from_slice(extra);
+        fit(&a);
+        weights(&out)
+    };
+    let one = run("one.keras", &[]);
+    let start = weights(&m);
+    for (how, extra) in [("auto", vec!["--placement", "auto"]), ("file", vec!["--placement", file.to_str().unwrap()])] {
+        let placed = run(&format!("{how}.keras"), &extra);
+        for (((name, a), (_, b)), (_, s)) in one.iter().zip(&placed).zip(&start) {
+            let c = Tolerance::REDUCTION.compare(b, a);
+            assert!(c.passed(), "{name} ({how}): placed against one device: {c}");
+            assert!(a.iter().zip(s).any(|(x, y)| x != y), "{name} did not train");
+        }
+    }
+    // The placed step: each layer's forward and backward nodes on its device, values crossing
+    // both ways (activations forward, their gradients back).
+    let model = kerasc::load(&m).unwrap();
+    let devs = logical("cpu=2", 2);
+    let layers = vec![
+        ("conv2d".to_string(), Device::Cpu(0)),
+        ("conv2d_1".into(), Device::Cpu(1)),
+        ("dense".into(), Device::Cpu(0)),
+    ];
+    let placement = kerasc::runtime::training::StepPlacement {
+        devices: devs.list().iter().map(|d| (d.device, d.session_options(None))).collect(),
+        layers,
+    };
+    let trainable: Vec<_> = model.graph.constants().keys().copied().collect();
+    let opts = kerasc::runtime::training::TrainOptions { placement: Some(placement), ..Default::default() };
+    let losses = [(
+        kerasc::runtime::training::Loss::SparseCategoricalCrossentropy { from_logits: false },
+        kerasc::ir::DType::I32,
+    )];
+    let step = kerasc::runtime::training::TrainStep::with_losses(&model.graph, &losses, &trainable, &opts).unwrap();
+    let to: Vec<String> = step
+        .graph()
+        .nodes()
+        .iter()
+        .filter_map(|n| if let kerasc::ir::Op::Transfer { to } = &n.op { Some(to.clone()) } else { None })
+        .collect();
+    assert!(to.iter().any(|t| t == "/CPU:1") && to.iter().any(|t| t == "/CPU:0"), "{to:?}");
 }

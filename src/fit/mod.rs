@@ -56,6 +56,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     let mut mode = config::training_mode(model, &frozen, options.no_dropout)?;
     mode.options.cuda = options.cuda.clone();
     mode.options.pool = options.pool.clone();
+    mode.options.placement = options.placement.clone();
     mode.options.memory_limit = options.memory_limit;
     let metrics = config::metrics(model, &tc, &out_names, &losses, options)?;
 

@@ -152,6 +152,9 @@ pub struct FitOptions {
     /// being the one `cuda` and `pool` describe.
     #[arg(skip)]
     pub replicas: Vec<crate::LogicalDevice>,
+    /// Model parallelism: the step's layers placed on several CPU devices.
+    #[arg(skip)]
+    pub placement: Option<crate::runtime::training::StepPlacement>,
 }
 
 /// A count that must be at least 1.

@@ -47,6 +47,23 @@ pub fn parse_layer_map(text: &str) -> Result<Vec<(String, Device)>, RuntimeError
     Ok(out)
 }
 
+/// Checks that every layer `map` names is one of `model`'s, else names those that are not and
+/// the model's layers.
+pub fn check_layers(model: &Graph, map: &[(String, Device)]) -> Result<(), RuntimeError> {
+    let known: std::collections::HashSet<&str> = model.nodes().iter().map(|n| layer_of(&n.name)).collect();
+    let missing: Vec<&str> = map.iter().map(|(l, _)| l.as_str()).filter(|l| !known.contains(l)).collect();
+    if !missing.is_empty() {
+        let mut layers: Vec<&str> = known.into_iter().collect();
+        layers.sort_unstable();
+        return Err(err(format!(
+            "placement: no layer named {} in the model (its layers: {})",
+            missing.join(", "),
+            layers.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Each node's device from a layer map: a node takes its layer's device; a node of a layer the
 /// map does not name takes the device of the node that produced its first computed input (the
 /// first device for the graph's first nodes). Every layer the map names must be one of `model`'s
@@ -61,17 +78,7 @@ pub fn assign_layers(
     let index = |d: Device| {
         devices.iter().position(|&x| x == d).ok_or_else(|| err(format!("placement: {d} is not among the devices")))
     };
-    let known: std::collections::HashSet<&str> = model.nodes().iter().map(|n| layer_of(&n.name)).collect();
-    let missing: Vec<&str> = map.iter().map(|(l, _)| l.as_str()).filter(|l| !known.contains(l)).collect();
-    if !missing.is_empty() {
-        let mut layers: Vec<&str> = known.into_iter().collect();
-        layers.sort_unstable();
-        return Err(err(format!(
-            "placement: no layer named {} in the model (its layers: {})",
-            missing.join(", "),
-            layers.join(", ")
-        )));
-    }
+    check_layers(model, map)?;
     let named: HashMap<&str, usize> =
         map.iter().map(|(l, d)| Ok((l.as_str(), index(*d)?))).collect::<Result<_, RuntimeError>>()?;
     let mut out: Vec<usize> = Vec::with_capacity(g.nodes().len());

@@ -149,6 +149,8 @@ pub fn append_backward(g: &mut Graph, loss: ValueId, wrt: &[ValueId]) -> Result<
         if !node.inputs.iter().any(|v| needs[v.0]) {
             continue;
         }
+        // A node's backward nodes are named after it (its layer's, for placement and profiles).
+        b.prefix = format!("{}/grad", node.name);
         let dys = node.outputs.iter().map(|&o| acc.get(&mut b, o)).collect::<Result<Vec<_>, _>>()?;
         if dys.iter().all(Option::is_none) {
             continue;

@@ -2,10 +2,12 @@
 //! backward pass from [`ir::grad`]), the weights as inputs of that step, and optimizers with
 //! Keras 3's update formulas applied between steps.
 
+mod exec;
 mod mirrored;
 mod optimizers;
 mod step;
 
+pub use exec::StepPlacement;
 pub use mirrored::Mirrored;
 pub use optimizers::{KerasOptimizer, Kind, Optimizer, OptimizerState, Schedule, Sgd};
 pub use step::{Loss, Noise, StepOutput, TrainOptions, TrainStep};

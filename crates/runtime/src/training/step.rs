@@ -1,5 +1,6 @@
 //! The training step graph: weights become inputs, the loss is appended, and the backward pass.
 
+use super::exec::{PlacedStep, StepExec, StepPlacement};
 use crate::{RuntimeError, SessionOptions};
 use ir::{DType, Graph, Op, Producer, ReduceKind, Tensor, TensorType, ValueId};
 use std::collections::HashMap;
@@ -164,43 +165,8 @@ pub struct TrainOptions {
     /// On the CPU: the thread pool the step and its update run on (a logical CPU device's);
     /// `None`: the caller's.
     pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
-}
-
-/// The executor of a step's graph: the optimized graph from a planned arena on the CPU.
-enum StepExec {
-    Cpu(Box<crate::PlannedSession>),
-    Cuda(Box<crate::cuda::CudaSession>),
-}
-
-impl StepExec {
-    fn graph(&self) -> &Graph {
-        match self {
-            StepExec::Cpu(s) => s.graph(),
-            StepExec::Cuda(s) => s.graph(),
-        }
-    }
-
-    /// Runs the step; with `times`, adds each node's wall time in seconds to it (on the CPU;
-    /// a GPU step is timed whole, as its first node's).
-    fn run(&self, inputs: &[&Tensor], times: Option<&mut [f64]>) -> Result<Vec<Tensor>, RuntimeError> {
-        match (self, times) {
-            (StepExec::Cpu(s), None) => s.run_refs(inputs),
-            (StepExec::Cpu(s), Some(acc)) => {
-                let (outs, t) = s.run_profiled_refs(inputs)?;
-                acc.iter_mut().zip(t).for_each(|(a, t)| *a += t);
-                Ok(outs)
-            }
-            (StepExec::Cuda(s), times) => {
-                let owned: Vec<Tensor> = inputs.iter().map(|t| (*t).clone()).collect();
-                let t0 = std::time::Instant::now();
-                let outs = s.run(&owned)?;
-                if let Some(a) = times.and_then(|acc| acc.first_mut()) {
-                    *a += t0.elapsed().as_secs_f64();
-                }
-                Ok(outs)
-            }
-        }
-    }
+    /// Model parallelism: the step's nodes placed on several CPU devices by layer.
+    pub placement: Option<StepPlacement>,
 }
 
 /// What one step computed.
@@ -428,8 +394,14 @@ impl TrainStep {
                 let g = optimizer::optimize(&g, &optimizer::OptimizeOptions::default())
                     .map_err(|e| err(format!("optimizing the training step: {e}")))?
                     .graph;
-                let o = SessionOptions { device: None, memory_limit: opts.memory_limit, pool: opts.pool.clone() };
-                StepExec::Cpu(Box::new(crate::PlannedSession::new(g, o)?))
+                match &opts.placement {
+                    Some(p) => StepExec::Placed(Box::new(PlacedStep::new(&g, model, p)?)),
+                    None => {
+                        let o =
+                            SessionOptions { device: None, memory_limit: opts.memory_limit, pool: opts.pool.clone() };
+                        StepExec::Cpu(Box::new(crate::PlannedSession::new(g, o)?))
+                    }
+                }
             }
             Some(o) => StepExec::Cuda(Box::new(crate::cuda::CudaSession::new(g, o.clone())?)),
         };
@@ -509,7 +481,7 @@ impl TrainStep {
     pub(crate) fn cpu_session(&self) -> Option<&crate::PlannedSession> {
         match &self.session {
             StepExec::Cpu(s) => Some(s),
-            StepExec::Cuda(_) => None,
+            StepExec::Cuda(_) | StepExec::Placed(_) => None,
         }
     }
 
@@ -562,6 +534,14 @@ impl TrainStep {
         let session = match &self.session {
             StepExec::Cpu(s) => s,
             StepExec::Cuda(s) => return self.run_update_on_device(s, inputs, labels, weights, state, noise, optimizer),
+            StepExec::Placed(_) => {
+                // The gradients come back from the stages that made them; the update runs here.
+                let out = self.run_full(inputs, labels, weights, state, noise)?;
+                if out.loss.is_finite() {
+                    super::Optimizer::apply(optimizer, weights, &out.grads)?;
+                }
+                return Ok(StepOutput { grads: Vec::new(), ..out });
+            }
         };
         let (outs, grads) = {
             let all: Vec<&Tensor> = inputs.iter().chain(labels).chain(&*weights).chain(state).chain(noise).collect();
