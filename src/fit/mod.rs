@@ -90,7 +90,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                 TrainStep::with_losses(g, &loss_spec, &trainable, &o)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Some(Mirrored::new(others, Box::new(crate::runtime::collective::InProcess), mode.momentum.clone()))
+        Some(Mirrored::new(others, collective(&options.replicas, options.verbose), mode.momentum.clone()))
     } else {
         None
     };
@@ -258,6 +258,31 @@ struct Totals {
     loss: f64,
     output_losses: Vec<f64>,
     metrics: Vec<f64>,
+}
+
+/// The all-reduce of a mirrored run: NCCL where every replica is a GPU of its own, else (or
+/// without the NCCL library, which is said) the sum in this process.
+fn collective(replicas: &[crate::LogicalDevice], verbose: u8) -> Box<dyn crate::runtime::collective::Collective> {
+    let gpus: Option<Vec<usize>> = replicas
+        .iter()
+        .map(|d| match d.physical {
+            crate::Device::Cuda(o) => Some(o),
+            crate::Device::Cpu(_) => None,
+        })
+        .collect();
+    let distinct = |o: &Vec<usize>| o.iter().enumerate().all(|(i, a)| !o[..i].contains(a));
+    match gpus {
+        Some(o) if o.len() >= 2 && distinct(&o) => match crate::runtime::cuda::Nccl::new(&o) {
+            Ok(n) => Box::new(n),
+            Err(e) => {
+                if verbose > 0 {
+                    eprintln!("note: {e}; the replicas' gradients are summed on the host");
+                }
+                Box::new(crate::runtime::collective::InProcess)
+            }
+        },
+        _ => Box::new(crate::runtime::collective::InProcess),
+    }
 }
 
 /// The state a run carries from step to step.

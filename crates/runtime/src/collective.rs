@@ -1,6 +1,6 @@
-//! Collectives across replicas. One interface, [`Collective`]; here the in-process one, for
-//! replicas that share this process's memory (logical devices). A collective across physical
-//! GPUs (NCCL) is not built yet.
+//! Collectives across replicas. One interface, [`Collective`], with two implementations: the
+//! in-process one here, for replicas that share this process's memory (logical devices), and
+//! NCCL across physical GPUs ([`crate::cuda::Nccl`]).
 
 use crate::RuntimeError;
 

@@ -4,11 +4,13 @@
 
 mod buffers;
 mod discover;
+mod nccl;
 mod nvrtc;
 mod session;
 mod update;
 
 pub use discover::{probe, CudaStatus, GpuInfo};
+pub use nccl::Nccl;
 pub use nvrtc::{compile_ptx, default_nvrtc_dirs, nvrtc_version, preload_nvrtc, PtxCache};
 pub use session::{CudaOptions, CudaSession};
 pub use update::TrainedState;
