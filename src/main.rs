@@ -344,11 +344,13 @@ fn run(cli: Cli) -> Result<()> {
             let spread = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
             let m = kerasc::load(&model)?;
             if let Some(how) = placement(&distribute)? {
-                if spread.iter().any(|d| !d.device.is_cpu()) {
-                    bail!("fit --placement on GPUs is not implemented yet (on logical CPU devices it is)");
-                }
+                use kerasc::runtime::training::StageOn;
                 let layers = kerasc::layer_placement(&m.graph, &spread, &how, options.memory_limit)?;
-                let devices = spread.iter().map(|d| (d.device, d.session_options(options.memory_limit))).collect();
+                let on = |d: &LogicalDevice| match d.cuda_options(ptx_cache_dir(), options.memory_limit) {
+                    Some(c) => StageOn::Cuda(c),
+                    None => StageOn::Cpu(d.session_options(options.memory_limit)),
+                };
+                let devices = spread.iter().map(|d| (d.device, on(d))).collect();
                 options.placement = Some(kerasc::runtime::training::StepPlacement { devices, layers });
             } else {
                 options.replicas = spread.clone();

@@ -463,7 +463,11 @@ fn a_placed_fit_ends_where_one_device_does() {
         ("dense".into(), Device::Cpu(0)),
     ];
     let placement = kerasc::runtime::training::StepPlacement {
-        devices: devs.list().iter().map(|d| (d.device, d.session_options(None))).collect(),
+        devices: devs
+            .list()
+            .iter()
+            .map(|d| (d.device, kerasc::runtime::training::StageOn::Cpu(d.session_options(None))))
+            .collect(),
         layers,
     };
     let trainable: Vec<_> = model.graph.constants().keys().copied().collect();

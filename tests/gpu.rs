@@ -262,8 +262,8 @@ fn tensor_core_precisions_on_the_gpu() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Two logical GPUs of GPU 0 (4 GiB each): a mirrored run equals one device, and a mirrored fit
-/// (mlp, adam, batch 16 split 8/8) ends at the weights of the same fit on the CPU.
+/// Two logical GPUs of GPU 0 (4 GiB each): a mirrored and a placed run equal one device, and a
+/// mirrored fit (mlp, adam, batch 16 split 8/8) ends at the weights of the same fit on the CPU.
 #[test]
 fn mirrored_on_two_logical_gpus_matches_one_device() {
     let Some(Device::Cuda(_)) = gpu() else { return };
@@ -289,16 +289,20 @@ fn mirrored_on_two_logical_gpus_matches_one_device() {
         };
         let result = Executor::new(&model.graph, &opts).and_then(|(one, _)| {
             let (m, _) = Executor::mirrored(&model.graph, &opts, &gpus)?;
-            Ok((one.run(std::slice::from_ref(&x))?, m.run(std::slice::from_ref(&x))?))
+            let (p, _) = Executor::placed(&model.graph, &opts, &gpus, &kerasc::Placement::Auto, 2)?;
+            let x1 = std::slice::from_ref(&x);
+            Ok((one.run(x1)?, m.run(x1)?, p.run(x1)?))
         });
         match result {
-            Ok((want, got)) => {
-                let c = Tolerance::MODEL.compare(&got[0].to_f64_vec(), &want[0].to_f64_vec());
-                if !c.passed() {
-                    failures.push(format!("{name} mirrored on /GPU:0,/GPU:1: {c}"));
+            Ok((want, got, placed)) => {
+                for (how, out) in [("mirrored", got), ("placed", placed)] {
+                    let c = Tolerance::MODEL.compare(&out[0].to_f64_vec(), &want[0].to_f64_vec());
+                    if !c.passed() {
+                        failures.push(format!("{name} {how} on /GPU:0,/GPU:1: {c}"));
+                    }
                 }
             }
-            Err(e) => failures.push(format!("{name} mirrored: {e}")),
+            Err(e) => failures.push(format!("{name} mirrored/placed: {e}")),
         }
     }
     let tmp = std::env::temp_dir().join(format!("kerasc-gpu-mirrored-{}", std::process::id()));

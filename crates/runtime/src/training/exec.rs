@@ -1,7 +1,7 @@
 //! What runs a training step's graph: a planned CPU session, a CUDA session, or stages placed
-//! on several CPU devices.
+//! on several devices.
 
-use crate::placement::{assign_layers, place, run_pipelined, Placed};
+use crate::placement::{assign_layers, place, run_in_turn, run_pipelined, Placed};
 use crate::{PlannedSession, RuntimeError, SessionOptions};
 use ir::{Graph, Tensor};
 
@@ -9,10 +9,34 @@ use ir::{Graph, Tensor};
 /// on the layer's device (other nodes follow their inputs).
 #[derive(Debug, Clone)]
 pub struct StepPlacement {
-    /// The devices, with the session options of each (its thread pool).
-    pub devices: Vec<(crate::Device, SessionOptions)>,
+    /// The devices, with how a stage runs on each.
+    pub devices: Vec<(crate::Device, StageOn)>,
     /// Layer name → device.
     pub layers: Vec<(String, crate::Device)>,
+}
+
+/// How a stage of a placed step runs on its device.
+#[derive(Debug, Clone)]
+pub enum StageOn {
+    /// From a planned arena on a CPU device (its thread pool).
+    Cpu(SessionOptions),
+    /// On a GPU.
+    Cuda(crate::cuda::CudaOptions),
+}
+
+/// A stage's session.
+enum StageExec {
+    Cpu(Box<PlannedSession>),
+    Cuda(Box<crate::cuda::CudaSession>),
+}
+
+impl StageExec {
+    fn run(&self, x: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
+        match self {
+            StageExec::Cpu(s) => s.run(x),
+            StageExec::Cuda(s) => s.run(x),
+        }
+    }
 }
 
 /// A run of a whole step on owned inputs.
@@ -23,15 +47,15 @@ pub(super) enum StepExec {
     /// The optimized graph from a planned arena on the CPU.
     Cpu(Box<PlannedSession>),
     Cuda(Box<crate::cuda::CudaSession>),
-    /// The optimized graph placed on several CPU devices (model parallelism).
+    /// The optimized graph placed on several devices (model parallelism).
     Placed(Box<PlacedStep>),
 }
 
-/// A training step placed on several CPU devices: each stage from its own arena on its
-/// device's pool.
+/// A training step placed on several devices: each stage from its own arena on its device's
+/// pool, or on its GPU.
 pub(super) struct PlacedStep {
     placed: Placed,
-    stages: Vec<PlannedSession>,
+    stages: Vec<StageExec>,
 }
 
 impl PlacedStep {
@@ -44,8 +68,13 @@ impl PlacedStep {
         let stages = placed
             .stages
             .iter()
-            .map(|st| PlannedSession::new(st.graph.clone(), p.devices[st.device].1.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|st| match &p.devices[st.device].1 {
+                StageOn::Cpu(o) => Ok(StageExec::Cpu(Box::new(PlannedSession::new(st.graph.clone(), o.clone())?))),
+                StageOn::Cuda(o) => {
+                    Ok(StageExec::Cuda(Box::new(crate::cuda::CudaSession::new(st.graph.clone(), o.clone())?)))
+                }
+            })
+            .collect::<Result<Vec<_>, RuntimeError>>()?;
         Ok(PlacedStep { placed, stages })
     }
 }
@@ -79,9 +108,21 @@ impl StepExec {
                 Ok(outs)
             }
             (StepExec::Cuda(s), times) => whole(times, &|x| s.run(x)),
-            (StepExec::Placed(p), times) => {
-                whole(times, &|x| run_pipelined(&p.placed, &p.stages, x, 1, |s| s.pool().as_deref(), |s, x| s.run(x)))
-            }
+            (StepExec::Placed(p), times) => whole(times, &|x| {
+                let cpu: Option<Vec<&PlannedSession>> = p
+                    .stages
+                    .iter()
+                    .map(|s| match s {
+                        StageExec::Cpu(c) => Some(&**c),
+                        StageExec::Cuda(_) => None,
+                    })
+                    .collect();
+                match cpu {
+                    Some(cpu) => run_pipelined(&p.placed, &cpu, x, 1, |s| s.pool().as_deref(), |s, x| s.run(x)),
+                    // A stage on a GPU: the stages take their turns on this thread.
+                    None => run_in_turn(&p.placed, &p.stages, x, 1, |s, x| s.run(x)),
+                }
+            }),
         }
     }
 }

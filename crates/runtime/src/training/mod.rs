@@ -7,7 +7,7 @@ mod mirrored;
 mod optimizers;
 mod step;
 
-pub use exec::StepPlacement;
+pub use exec::{StageOn, StepPlacement};
 pub use mirrored::Mirrored;
 pub use optimizers::{KerasOptimizer, Kind, Optimizer, OptimizerState, Schedule, Sgd};
 pub use step::{Loss, Noise, StepOutput, TrainOptions, TrainStep};

@@ -386,24 +386,21 @@ impl TrainStep {
         }
         outs.extend(stats.iter().map(|(_, v)| *v));
         g.set_outputs(outs);
-        let session = match &opts.cuda {
-            // On the CPU the step goes through the optimizer (element-wise chains of the forward
-            // and backward passes fused, epilogues, dead gradients dropped) and runs from one
-            // planned arena, as an inference graph does.
-            None => {
-                let g = optimizer::optimize(&g, &optimizer::OptimizeOptions::default())
-                    .map_err(|e| err(format!("optimizing the training step: {e}")))?
-                    .graph;
-                match &opts.placement {
-                    Some(p) => StepExec::Placed(Box::new(PlacedStep::new(&g, model, p)?)),
-                    None => {
-                        let o =
-                            SessionOptions { device: None, memory_limit: opts.memory_limit, pool: opts.pool.clone() };
-                        StepExec::Cpu(Box::new(crate::PlannedSession::new(g, o)?))
-                    }
-                }
+        // On the CPU (and placed) the step goes through the optimizer (element-wise chains of
+        // the forward and backward passes fused, epilogues, dead gradients dropped) and runs from
+        // planned arenas, as an inference graph does.
+        let optimized = |g: &Graph| {
+            optimizer::optimize(g, &optimizer::OptimizeOptions::default())
+                .map(|o| o.graph)
+                .map_err(|e| err(format!("optimizing the training step: {e}")))
+        };
+        let session = match (&opts.placement, &opts.cuda) {
+            (Some(p), _) => StepExec::Placed(Box::new(PlacedStep::new(&optimized(&g)?, model, p)?)),
+            (None, None) => {
+                let o = SessionOptions { device: None, memory_limit: opts.memory_limit, pool: opts.pool.clone() };
+                StepExec::Cpu(Box::new(crate::PlannedSession::new(optimized(&g)?, o)?))
             }
-            Some(o) => StepExec::Cuda(Box::new(crate::cuda::CudaSession::new(g, o.clone())?)),
+            (None, Some(o)) => StepExec::Cuda(Box::new(crate::cuda::CudaSession::new(g, o.clone())?)),
         };
         Ok(TrainStep {
             session,
