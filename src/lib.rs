@@ -201,11 +201,19 @@ impl Executor {
                         &cpu,
                         inputs,
                         *micro_batches,
+                        runtime::placement::Join::Gather,
                         CpuExecutor::pool,
                         |e, x| e.run(x),
                     ),
                     // A stage on a GPU: the stages take their turns.
-                    None => runtime::placement::run_in_turn(placed, stages, inputs, *micro_batches, |e, x| e.run(x)),
+                    None => runtime::placement::run_in_turn(
+                        placed,
+                        stages,
+                        inputs,
+                        *micro_batches,
+                        runtime::placement::Join::Gather,
+                        |e, x| e.run(x),
+                    ),
                 }
             }
         }

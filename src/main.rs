@@ -351,7 +351,11 @@ fn run(cli: Cli) -> Result<()> {
                     None => StageOn::Cpu(d.session_options(options.memory_limit)),
                 };
                 let devices = spread.iter().map(|d| (d.device, on(d))).collect();
-                options.placement = Some(kerasc::runtime::training::StepPlacement { devices, layers });
+                options.placement = Some(kerasc::runtime::training::StepPlacement {
+                    devices,
+                    layers,
+                    micro_batches: distribute.micro_batches,
+                });
             } else {
                 options.replicas = spread.clone();
             }

@@ -445,7 +445,14 @@ fn a_placed_fit_ends_where_one_device_does() {
     };
     let one = run("one.keras", &[]);
     let start = weights(&m);
-    for (how, extra) in [("auto", vec!["--placement", "auto"]), ("file", vec!["--placement", file.to_str().unwrap()])] {
+    let f = file.to_str().unwrap();
+    for (how, extra) in [
+        ("auto", vec!["--placement", "auto"]),
+        ("file", vec!["--placement", f]),
+        // Batches of 20 as micro-batches of 7, 7 and 6 (the last batch's 16 as 6, 5, 5),
+        // pipelined, their gradients averaged by rows.
+        ("file, 3 micro-batches", vec!["--placement", f, "--micro-batches", "3"]),
+    ] {
         let placed = run(&format!("{how}.keras"), &extra);
         for (((name, a), (_, b)), (_, s)) in one.iter().zip(&placed).zip(&start) {
             let c = Tolerance::REDUCTION.compare(b, a);
@@ -469,6 +476,7 @@ fn a_placed_fit_ends_where_one_device_does() {
             .map(|d| (d.device, kerasc::runtime::training::StageOn::Cpu(d.session_options(None))))
             .collect(),
         layers,
+        micro_batches: 1,
     };
     let trainable: Vec<_> = model.graph.constants().keys().copied().collect();
     let opts = kerasc::runtime::training::TrainOptions { placement: Some(placement), ..Default::default() };
@@ -484,4 +492,25 @@ fn a_placed_fit_ends_where_one_device_does() {
         .filter_map(|n| if let kerasc::ir::Op::Transfer { to } = &n.op { Some(to.clone()) } else { None })
         .collect();
     assert!(to.iter().any(|t| t == "/CPU:1") && to.iter().any(|t| t == "/CPU:0"), "{to:?}");
+    // Micro-batches would change batch normalization's statistics: refused.
+    let train = models_dir().join("train");
+    let o = common::kerasc(&[
+        "--threads",
+        "2",
+        "--logical-devices",
+        "cpu=2",
+        "fit",
+        train.join("reg_bn_sgd.h5").to_str().unwrap(),
+        "--data",
+        train.join("regression.npz").to_str().unwrap(),
+        "--output",
+        dir.join("bn.h5").to_str().unwrap(),
+        "--placement",
+        "auto",
+        "--micro-batches",
+        "2",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("batch normalization"), "{err}");
+    assert!(!dir.join("bn.h5").exists());
 }

@@ -310,20 +310,32 @@ fn cut(p: &Graph, node_device: &[usize]) -> Result<Vec<Stage>, RuntimeError> {
     Ok(stages)
 }
 
+/// How the micro-batches' outputs make the batch's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// Outputs with a batch axis concatenated in order, the others the first micro-batch's.
+    Gather,
+    /// Outputs with a batch axis concatenated; the others are means over their micro-batch (a
+    /// training step's loss and gradients) and are averaged, each weighted by its rows.
+    BatchMean,
+}
+
 /// Runs a placed graph: the batch cut into `micro_batches` (as even as [`shares`] makes them),
 /// each stage `run(executors[stage], inputs)` (an executor per stage, on its device), the
 /// micro-batches pipelined: at each tick every stage that has a micro-batch ready runs it, all
-/// at once, each on its executor's pool (`pool`); outputs gathered in batch order.
+/// at once, each on its executor's pool (`pool`); the outputs joined as `join` says.
+#[allow(clippy::too_many_arguments)]
 pub fn run_pipelined<E: Sync>(
     placed: &Placed,
     executors: &[E],
     inputs: &[Tensor],
     micro_batches: usize,
+    join: Join,
     pool: impl Fn(&E) -> Option<&rayon::ThreadPool>,
     run: impl Fn(&E, &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> + Sync,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let run = &run;
-    pipeline(placed, executors.len(), inputs, micro_batches, |work| {
+    pipeline(placed, executors.len(), inputs, micro_batches, join, |work| {
         let jobs: Vec<Job<'_, Result<Vec<Tensor>, RuntimeError>>> = work
             .into_iter()
             .map(|(s, xs)| {
@@ -342,9 +354,10 @@ pub fn run_in_turn<E>(
     executors: &[E],
     inputs: &[Tensor],
     micro_batches: usize,
+    join: Join,
     run: impl Fn(&E, &[Tensor]) -> Result<Vec<Tensor>, RuntimeError>,
 ) -> Result<Vec<Tensor>, RuntimeError> {
-    pipeline(placed, executors.len(), inputs, micro_batches, |work| {
+    pipeline(placed, executors.len(), inputs, micro_batches, join, |work| {
         Ok(work.into_iter().map(|(s, xs)| run(&executors[s], &xs)).collect())
     })
 }
@@ -357,6 +370,7 @@ fn pipeline(
     n_executors: usize,
     inputs: &[Tensor],
     micro_batches: usize,
+    join: Join,
     mut tick: impl FnMut(Vec<(usize, Vec<Tensor>)>) -> Result<Vec<Result<Vec<Tensor>, RuntimeError>>, RuntimeError>,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let g = &placed.graph;
@@ -390,7 +404,38 @@ fn pipeline(
         .into_iter()
         .map(|mut v| g.outputs().iter().map(|o| v.remove(o).ok_or_else(|| err("an output was not made"))).collect())
         .collect::<Result<Vec<Vec<Tensor>>, RuntimeError>>()?;
-    crate::strategy::gather(g, per_mb)
+    match join {
+        Join::Gather => crate::strategy::gather(g, per_mb),
+        Join::BatchMean => batch_mean(g, per_mb, &cut),
+    }
+}
+
+/// [`Join::BatchMean`].
+fn batch_mean(
+    g: &Graph,
+    per_mb: Vec<Vec<Tensor>>,
+    cut: &[std::ops::Range<usize>],
+) -> Result<Vec<Tensor>, RuntimeError> {
+    let n: usize = cut.iter().map(|r| r.len()).sum();
+    let gathered = crate::strategy::gather(g, per_mb.clone())?;
+    g.outputs()
+        .iter()
+        .zip(gathered)
+        .enumerate()
+        .map(|(k, (&v, whole))| {
+            let batched = g.value(v).ty.shape.dims().first().is_some_and(|d| d.fixed().is_none());
+            if batched || whole.as_f32().is_none() || per_mb.len() == 1 {
+                return Ok(whole);
+            }
+            let mut mean = vec![0f32; whole.len()];
+            for (outs, r) in per_mb.iter().zip(cut) {
+                let x = outs.get(k).and_then(Tensor::as_f32).ok_or_else(|| err("a micro-batch's output is missing"))?;
+                let w = r.len() as f32 / n as f32;
+                mean.iter_mut().zip(x).for_each(|(m, &x)| *m += x * w);
+            }
+            Ok(Tensor::from_f32(whole.shape(), mean)?)
+        })
+        .collect()
 }
 
 /// What `compile --emit placement` prints: each node's device, then each transfer with the

@@ -1,7 +1,7 @@
 //! What runs a training step's graph: a planned CPU session, a CUDA session, or stages placed
 //! on several devices.
 
-use crate::placement::{assign_layers, place, run_in_turn, run_pipelined, Placed};
+use crate::placement::{assign_layers, place, run_in_turn, run_pipelined, Join, Placed};
 use crate::{PlannedSession, RuntimeError, SessionOptions};
 use ir::{Graph, Tensor};
 
@@ -13,6 +13,9 @@ pub struct StepPlacement {
     pub devices: Vec<(crate::Device, StageOn)>,
     /// Layer name → device.
     pub layers: Vec<(String, crate::Device)>,
+    /// Micro-batches each batch is cut into and pipelined through the stages; their gradients
+    /// are averaged, weighted by their rows, before the update.
+    pub micro_batches: usize,
 }
 
 /// How a stage of a placed step runs on its device.
@@ -56,6 +59,7 @@ pub(super) enum StepExec {
 pub(super) struct PlacedStep {
     placed: Placed,
     stages: Vec<StageExec>,
+    micro_batches: usize,
 }
 
 impl PlacedStep {
@@ -75,7 +79,7 @@ impl PlacedStep {
                 }
             })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
-        Ok(PlacedStep { placed, stages })
+        Ok(PlacedStep { placed, stages, micro_batches: p.micro_batches.max(1) })
     }
 }
 
@@ -118,9 +122,17 @@ impl StepExec {
                     })
                     .collect();
                 match cpu {
-                    Some(cpu) => run_pipelined(&p.placed, &cpu, x, 1, |s| s.pool().as_deref(), |s, x| s.run(x)),
+                    Some(cpu) => run_pipelined(
+                        &p.placed,
+                        &cpu,
+                        x,
+                        p.micro_batches,
+                        Join::BatchMean,
+                        |s| s.pool().as_deref(),
+                        |s, x| s.run(x),
+                    ),
                     // A stage on a GPU: the stages take their turns on this thread.
-                    None => run_in_turn(&p.placed, &p.stages, x, 1, |s, x| s.run(x)),
+                    None => run_in_turn(&p.placed, &p.stages, x, p.micro_batches, Join::BatchMean, |s, x| s.run(x)),
                 }
             }),
         }

@@ -394,6 +394,11 @@ impl TrainStep {
                 .map(|o| o.graph)
                 .map_err(|e| err(format!("optimizing the training step: {e}")))
         };
+        if opts.placement.as_ref().is_some_and(|p| p.micro_batches > 1) && !opts.batch_norm.is_empty() {
+            return Err(err(
+                "micro-batches would give batch normalization each micro-batch's statistics instead of the batch's; train this model without --micro-batches",
+            ));
+        }
         let session = match (&opts.placement, &opts.cuda) {
             (Some(p), _) => StepExec::Placed(Box::new(PlacedStep::new(&optimized(&g)?, model, p)?)),
             (None, None) => {
