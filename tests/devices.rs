@@ -13,6 +13,14 @@ fn logical(spec: &str, threads: usize) -> LogicalDevices {
     LogicalDevices::with_status(&LogicalSpec::parse(spec).unwrap(), threads, &none).unwrap()
 }
 
+/// `kerasc` on `n` logical CPU devices of one thread each.
+fn on_cpus(n: usize, args: &[&str]) -> std::process::Output {
+    let (t, spec) = (n.to_string(), format!("cpu={n}"));
+    let mut a = vec!["--threads", &t, "--logical-devices", &spec];
+    a.extend_from_slice(args);
+    common::kerasc(&a)
+}
+
 fn options(devs: &LogicalDevices) -> ExecutorOptions {
     ExecutorOptions {
         device: devs.get(Device::CPU).unwrap().clone(),
@@ -66,22 +74,21 @@ fn mirrored_run_from_the_command_line_equals_one_device() {
     let (one, two) = (dir.join("one.npy"), dir.join("two.npy"));
     let o = common::kerasc(&["run", m.to_str().unwrap(), "-i", x.to_str().unwrap(), "-o", one.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = common::kerasc(&[
-        "--threads",
-        "2",
-        "--logical-devices",
-        "cpu=2",
-        "run",
-        m.to_str().unwrap(),
-        "-i",
-        x.to_str().unwrap(),
-        "-o",
-        two.to_str().unwrap(),
-        "--strategy",
-        "mirrored",
-        "--devices",
-        "/CPU:1,/CPU:0",
-    ]);
+    let o = on_cpus(
+        2,
+        &[
+            "run",
+            m.to_str().unwrap(),
+            "-i",
+            x.to_str().unwrap(),
+            "-o",
+            two.to_str().unwrap(),
+            "--strategy",
+            "mirrored",
+            "--devices",
+            "/CPU:1,/CPU:0",
+        ],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("mirrored over 2 device(s): /CPU:1, /CPU:0"), "{err}");
@@ -92,7 +99,7 @@ fn mirrored_run_from_the_command_line_equals_one_device() {
 
 #[test]
 fn logical_devices_are_listed_and_impossible_ones_refused() {
-    let o = common::kerasc(&["--threads", "2", "--logical-devices", "cpu=2", "devices"]);
+    let o = on_cpus(2, &["devices"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("PhysicalDevice(name='/physical_device:CPU:0'"), "{out}");
@@ -102,66 +109,22 @@ fn logical_devices_are_listed_and_impossible_ones_refused() {
     let model = models_dir().join("mlp.keras");
     let input = models_dir().join("mlp.input.npy");
     let (m, x) = (model.to_str().unwrap(), input.to_str().unwrap());
-    let refusals: &[(&[&str], &str)] = &[
-        (&["--threads", "2", "--logical-devices", "cpu=3", "devices"], "3 logical CPU devices"),
-        (&["--logical-devices", "cpu=two", "devices"], "cpu=two"),
-        (&["--logical-devices", "cpu=2,cpu=2", "devices"], "split twice"),
-        (&["--threads", "2", "--logical-devices", "cpu=2", "run", m, "-i", x, "--device", "/CPU:2"], "/CPU:2"),
-        (&["run", m, "-i", x, "--device", "/CPU:1"], "--logical-devices cpu=N"),
-        (
-            &[
-                "--threads",
-                "2",
-                "--logical-devices",
-                "cpu=2",
-                "run",
-                m,
-                "-i",
-                x,
-                "--strategy",
-                "mirrored",
-                "--devices",
-                "/CPU:0,/CPU:7",
-            ],
-            "/CPU:7",
-        ),
-        (
-            &[
-                "--threads",
-                "2",
-                "--logical-devices",
-                "cpu=2",
-                "run",
-                m,
-                "-i",
-                x,
-                "--strategy",
-                "mirrored",
-                "--device",
-                "/CPU:0",
-            ],
-            "exclude each other",
-        ),
-        (
-            &[
-                "--threads",
-                "2",
-                "--logical-devices",
-                "cpu=2",
-                "bench",
-                m,
-                "--batch",
-                "64",
-                "--strategy",
-                "mirrored",
-                "--memory-limit",
-                "2KiB",
-            ],
-            "memory limit",
-        ),
+    let two = |rest: &[&str]| -> Vec<String> {
+        ["--threads", "2", "--logical-devices", "cpu=2"].iter().chain(rest).map(|s| s.to_string()).collect()
+    };
+    let plain = |rest: &[&str]| -> Vec<String> { rest.iter().map(|s| s.to_string()).collect() };
+    let refusals: Vec<(Vec<String>, &str)> = vec![
+        (plain(&["--threads", "2", "--logical-devices", "cpu=3", "devices"]), "3 logical CPU devices"),
+        (plain(&["--logical-devices", "cpu=two", "devices"]), "cpu=two"),
+        (plain(&["--logical-devices", "cpu=2,cpu=2", "devices"]), "split twice"),
+        (two(&["run", m, "-i", x, "--device", "/CPU:2"]), "/CPU:2"),
+        (plain(&["run", m, "-i", x, "--device", "/CPU:1"]), "--logical-devices cpu=N"),
+        (two(&["run", m, "-i", x, "--strategy", "mirrored", "--devices", "/CPU:0,/CPU:7"]), "/CPU:7"),
+        (two(&["run", m, "-i", x, "--strategy", "mirrored", "--device", "/CPU:0"]), "exclude each other"),
+        (two(&["bench", m, "--batch", "64", "--strategy", "mirrored", "--memory-limit", "2KiB"]), "memory limit"),
     ];
     for (args, says) in refusals {
-        let o = common::kerasc(args);
+        let o = common::kerasc(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} succeeded");
         assert!(err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
@@ -177,23 +140,22 @@ fn logical_devices_are_listed_and_impossible_ones_refused() {
 #[test]
 fn bench_reports_mirrored_throughput_and_memory_per_device() {
     let m = models_dir().join("cnn_mnist.keras");
-    let o = common::kerasc(&[
-        "--threads",
-        "2",
-        "--logical-devices",
-        "cpu=2",
-        "bench",
-        m.to_str().unwrap(),
-        "--batch",
-        "9",
-        "--runs",
-        "3",
-        "--warmup",
-        "1",
-        "--strategy",
-        "mirrored",
-        "--json",
-    ]);
+    let o = on_cpus(
+        2,
+        &[
+            "bench",
+            m.to_str().unwrap(),
+            "--batch",
+            "9",
+            "--runs",
+            "3",
+            "--warmup",
+            "1",
+            "--strategy",
+            "mirrored",
+            "--json",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let mirrored = &j["spread"];
@@ -208,8 +170,21 @@ fn bench_reports_mirrored_throughput_and_memory_per_device() {
     assert!(a > b && b > 0, "{mem:?}");
 }
 
-fn fit(args: &[&str]) -> std::process::Output {
-    let o = common::kerasc(args);
+/// cnn_mnist fine-tuned on `n` logical CPUs (2 epochs of batches of 20, adam, seed 3) into
+/// `out`, with `extra` flags; its weights.
+fn fit_cnn_mnist(n: usize, out: &std::path::Path, extra: &[&str]) -> Vec<(String, Vec<f64>)> {
+    let (m, data) = (models_dir().join("cnn_mnist.keras"), models_dir().join("cnn_mnist.finetune.npz"));
+    let mut a = vec!["fit", m.to_str().unwrap(), "--data", data.to_str().unwrap(), "--epochs", "2"];
+    a.extend(["--batch-size", "20", "--optimizer", "adam", "--learning-rate", "0.003", "--verbose", "0"]);
+    a.extend(["--seed", "3", "--output", out.to_str().unwrap()]);
+    a.extend_from_slice(extra);
+    fit_on(n, &a);
+    weights(out)
+}
+
+/// A `kerasc` command on `n` logical CPUs that must succeed.
+fn fit_on(n: usize, args: &[&str]) -> std::process::Output {
+    let o = on_cpus(n, args);
     assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
     o
 }
@@ -223,39 +198,8 @@ fn weights(path: &std::path::Path) -> Vec<(String, Vec<f64>)> {
 fn mirrored_fit_without_batch_norm_ends_where_one_device_does() {
     let dir = common::tmpdir("mirrored-fit");
     let m = models_dir().join("cnn_mnist.keras");
-    let data = models_dir().join("cnn_mnist.finetune.npz");
-    let run = |out: &str, extra: &[&str]| {
-        let out = dir.join(out);
-        let mut a = vec![
-            "--threads",
-            "3",
-            "--logical-devices",
-            "cpu=3",
-            "fit",
-            m.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--epochs",
-            "2",
-            "--batch-size",
-            // Global batches of 20 split 7/7/6; the epoch ends on a short batch.
-            "20",
-            "--optimizer",
-            "adam",
-            "--learning-rate",
-            "0.003",
-            "--verbose",
-            "0",
-            "--seed",
-            "3",
-            "--output",
-        ];
-        let out_s = out.to_str().unwrap().to_string();
-        a.push(&out_s);
-        a.extend_from_slice(extra);
-        fit(&a);
-        weights(&out)
-    };
+    // Global batches of 20 split 7/7/6; the epoch ends on a short batch.
+    let run = |out: &str, extra: &[&str]| fit_cnn_mnist(3, &dir.join(out), extra);
     let one = run("one.keras", &[]);
     let three = run("three.keras", &["--strategy", "mirrored"]);
     let start = weights(&m);
@@ -274,31 +218,30 @@ fn mirrored_fit_with_batch_norm_matches_keras_mirrored_strategy() {
     let train = models_dir().join("train");
     let dir = common::tmpdir("mirrored-bn");
     let (out, hist) = (dir.join("out.h5"), dir.join("h.json"));
-    fit(&[
-        "--threads",
-        "2",
-        "--logical-devices",
-        "cpu=2",
-        "fit",
-        train.join("reg_bn_sgd.h5").to_str().unwrap(),
-        "--data",
-        train.join("regression.npz").to_str().unwrap(),
-        "--validation-split",
-        "0.25",
-        "--batch-size",
-        "14",
-        "--epochs",
-        "3",
-        "--no-shuffle",
-        "--verbose",
-        "0",
-        "--strategy",
-        "mirrored",
-        "--output",
-        out.to_str().unwrap(),
-        "--history",
-        hist.to_str().unwrap(),
-    ]);
+    fit_on(
+        2,
+        &[
+            "fit",
+            train.join("reg_bn_sgd.h5").to_str().unwrap(),
+            "--data",
+            train.join("regression.npz").to_str().unwrap(),
+            "--validation-split",
+            "0.25",
+            "--batch-size",
+            "14",
+            "--epochs",
+            "3",
+            "--no-shuffle",
+            "--verbose",
+            "0",
+            "--strategy",
+            "mirrored",
+            "--output",
+            out.to_str().unwrap(),
+            "--history",
+            hist.to_str().unwrap(),
+        ],
+    );
     let want = weights(&train.join("reg_bn_sgd.mirrored.trained.h5"));
     let tol = Tolerance::REDUCTION;
     for (name, got) in weights(&out) {
@@ -430,19 +373,9 @@ fn placement_from_the_command_line_prints_and_refuses() {
 fn a_placed_fit_ends_where_one_device_does() {
     let dir = common::tmpdir("placed-fit");
     let m = models_dir().join("cnn_mnist.keras");
-    let data = models_dir().join("cnn_mnist.finetune.npz");
     let file = dir.join("place.txt");
     std::fs::write(&file, "conv2d /CPU:0\nconv2d_1 /CPU:1\ndense /CPU:0\n").unwrap();
-    let run = |out: &str, extra: &[&str]| {
-        let out = dir.join(out);
-        let out_s = out.to_str().unwrap().to_string();
-        let mut a = vec!["--threads", "2", "--logical-devices", "cpu=2", "fit", m.to_str().unwrap()];
-        a.extend(["--data", data.to_str().unwrap(), "--epochs", "2", "--batch-size", "20", "--optimizer", "adam"]);
-        a.extend(["--learning-rate", "0.003", "--verbose", "0", "--seed", "3", "--output", &out_s]);
-        a.extend_from_slice(extra);
-        fit(&a);
-        weights(&out)
-    };
+    let run = |out: &str, extra: &[&str]| fit_cnn_mnist(2, &dir.join(out), extra);
     let one = run("one.keras", &[]);
     let start = weights(&m);
     let f = file.to_str().unwrap();
@@ -494,22 +427,21 @@ fn a_placed_fit_ends_where_one_device_does() {
     assert!(to.iter().any(|t| t == "/CPU:1") && to.iter().any(|t| t == "/CPU:0"), "{to:?}");
     // Micro-batches would change batch normalization's statistics: refused.
     let train = models_dir().join("train");
-    let o = common::kerasc(&[
-        "--threads",
-        "2",
-        "--logical-devices",
-        "cpu=2",
-        "fit",
-        train.join("reg_bn_sgd.h5").to_str().unwrap(),
-        "--data",
-        train.join("regression.npz").to_str().unwrap(),
-        "--output",
-        dir.join("bn.h5").to_str().unwrap(),
-        "--placement",
-        "auto",
-        "--micro-batches",
-        "2",
-    ]);
+    let o = on_cpus(
+        2,
+        &[
+            "fit",
+            train.join("reg_bn_sgd.h5").to_str().unwrap(),
+            "--data",
+            train.join("regression.npz").to_str().unwrap(),
+            "--output",
+            dir.join("bn.h5").to_str().unwrap(),
+            "--placement",
+            "auto",
+            "--micro-batches",
+            "2",
+        ],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("batch normalization"), "{err}");
     assert!(!dir.join("bn.h5").exists());
