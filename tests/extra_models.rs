@@ -99,3 +99,10 @@ fn keras_ops_layers_and_einsum_dense_match_keras() {
 fn keras2_tensorflow_op_layers_match_keras() {
     matches_keras_in("tf_ops", &["k2.h5"]);
 }
+
+/// Layers Keras ships outside keras.layers: keras.applications.convnext's LayerScale in a
+/// ConvNeXt block, and keras.layers.Identity (scripts/make-app-layers.py).
+#[test]
+fn keras_application_layers_match_keras() {
+    matches_keras("app_layers");
+}

@@ -108,6 +108,20 @@ pub(super) fn prelu(ctx: &mut Ctx, lc: &LayerCall) -> R {
     Ok(vec![ctx.binary(lc, "", BinaryOp::Sub, pos, neg)?])
 }
 
+/// LayerScale (`keras.applications.convnext`): `x · gamma`, a learned scale per channel (the
+/// last axis).
+pub(super) fn layer_scale(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    expect_weights(ctx, lc, 1)?;
+    let channels = ctx.dims(x).last().and_then(|d| d.fixed());
+    let gamma = weight(ctx, lc, 0, "gamma", None)?;
+    if gamma.rank() != 1 || channels != gamma.shape().first().copied() {
+        return Err(ctx.werr(lc, format!("gamma has shape {:?} for {channels:?} channels", gamma.shape())));
+    }
+    let g = ctx.konst(lc, "gamma", gamma);
+    Ok(vec![ctx.binary(lc, "", BinaryOp::Mul, x, g)?])
+}
+
 pub(super) fn identity(_ctx: &mut Ctx, lc: &LayerCall) -> R {
     Ok(lc.inputs.clone())
 }

@@ -29,7 +29,9 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "PReLU" => core::prelu,
         "Dropout" | "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D" | "GaussianNoise"
         | "GaussianDropout" | "AlphaDropout" => core::noise,
-        "ActivityRegularization" => core::identity,
+        "ActivityRegularization" | "Identity" => core::identity,
+        // keras.applications.convnext's LayerScale: Keras's own, though not in keras.layers.
+        "LayerScale" => core::layer_scale,
         "Masking" => core::masking,
         "Flatten" => core::flatten,
         "Reshape" => core::reshape,

@@ -1,0 +1,33 @@
+"""Makes tests/models/extra/app_layers.*: layers that ship inside Keras's own packages rather than
+keras.layers — keras.applications.convnext's LayerScale (in a ConvNeXt block: depthwise
+convolution, LayerNormalization, an inverted-bottleneck MLP, LayerScale, the residual) — and
+keras.layers.Identity, saved by Keras 3 as .keras and .h5 with Keras's own output.
+usage: KERAS_BACKEND=jax target/fit-venv/bin/python scripts/make-app-layers.py
+"""
+import numpy as np
+import keras
+from keras.src.applications.convnext import LayerScale
+
+OUT = "tests/models/extra"
+rng = np.random.default_rng(41)
+keras.utils.set_random_seed(12)
+x_in = keras.Input((8, 8, 16), name="x")
+h = keras.layers.DepthwiseConv2D(7, padding="same", name="dw")(x_in)
+h = keras.layers.LayerNormalization(epsilon=1e-6, name="ln")(h)
+h = keras.layers.Dense(64, name="pw1")(h)
+h = keras.layers.Activation("gelu", name="gelu")(h)
+h = keras.layers.Dense(16, name="pw2")(h)
+ls = LayerScale(1e-6, 16, name="layer_scale")
+h = ls(h)
+h = keras.layers.Identity(name="identity")(h)
+out = keras.layers.Add(name="residual")([x_in, h])
+m = keras.Model(x_in, out, name="app_layers")
+# A trained-looking scale instead of the 1e-6 start, so the branch shows in the output.
+ls.gamma.assign(rng.uniform(0.2, 1.5, size=(16,)).astype("float32"))
+x = rng.standard_normal((2, 8, 8, 16)).astype("float32")
+y = np.asarray(m(x, training=False))
+m.save(f"{OUT}/app_layers.keras")
+m.save(f"{OUT}/app_layers.h5")
+np.save(f"{OUT}/app_layers.input0.npy", x)
+np.save(f"{OUT}/app_layers.expected.npy", y)
+print("app_layers", y.shape, float(np.abs(y - x).max()))
