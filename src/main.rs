@@ -590,8 +590,9 @@ fn run_model(
     let mut tensors = Vec::new();
     for (i, t) in raw.into_iter().enumerate() {
         let want = model.graph.value(model.graph.inputs().get(i).copied().unwrap_or(ir::ValueId(0))).ty.dtype;
-        // Token ids may come as int32 or int64, and float inputs as float64: convert like Keras.
-        let t = if t.dtype() != want && (t.dtype().is_float() == want.is_float()) { t.cast(want) } else { t };
+        // Convert like Keras: token ids may come as int32 or int64, and a float input as float64
+        // or as integers (uint8 images) or booleans. Floats into an integer input stay an error.
+        let t = if t.dtype() != want && (want.is_float() || !t.dtype().is_float()) { t.cast(want) } else { t };
         tensors.push(t);
     }
     let (exec, _) = spread.executor(&model.graph, options).context("cannot prepare the model")?;

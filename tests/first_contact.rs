@@ -6,6 +6,8 @@
 mod common;
 
 use common::{kerasc, models_dir, tmpdir};
+use kerasc::ir::{DType, Tensor};
+use kerasc::npy;
 
 fn stderr_of(args: &[&str]) -> (Option<i32>, String) {
     let out = kerasc(args);
@@ -199,4 +201,32 @@ fn folded_weights_are_named_after_their_layers() {
         .collect();
     assert!(anonymous.is_empty(), "weights named by a counter: {anonymous:?}");
     assert!(consts.contains(&"Conv1/kernel/mul"), "{consts:?}");
+}
+
+/// Integer arrays (uint8 images, int64) into a float model are converted as Keras converts them;
+/// floats into an integer (token id) input stay an error.
+#[test]
+fn integer_images_into_a_float_model_are_converted() {
+    let dir = tmpdir("int-images");
+    let m = models_dir().join("cnn_mnist.keras");
+    let x = npy::read(&models_dir().join("cnn_mnist.input.npy")).unwrap();
+    // The same picture as whole numbers 0..=255, in uint8 and int64, and as the floats they are.
+    let pixels: Vec<f32> = x.to_f32_vec().iter().map(|v| (v.abs() * 255.0).round().min(255.0)).collect();
+    let as_float = Tensor::from_f32(x.shape(), pixels).unwrap();
+    let mut outs = Vec::new();
+    for (name, t) in [("f32", as_float.clone()), ("u8", as_float.cast(DType::U8)), ("i64", as_float.cast(DType::I64))] {
+        let (input, out) = (dir.join(format!("{name}.npy")), dir.join(format!("{name}.out.npy")));
+        npy::write(&input, &t).unwrap();
+        let o = kerasc(&["run", m.to_str().unwrap(), "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        outs.push(npy::read(&out).unwrap());
+    }
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0], outs[2]);
+    let ids = models_dir().join("text_embed.keras");
+    let floats = dir.join("ids.npy");
+    npy::write(&floats, &Tensor::from_f32(&[1, 12], vec![1.0; 12]).unwrap()).unwrap();
+    let o = kerasc(&["run", ids.to_str().unwrap(), "-i", floats.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("expected int32 but got float32"), "{err}");
 }
