@@ -57,10 +57,32 @@ pub enum LearningRate {
         initial: f32,
         decay_steps: f32,
         alpha: f32,
+        /// Linear warm-up from `initial` to the target over the steps, before the decay.
+        warmup: Option<(f32, f32)>,
     },
     PiecewiseConstantDecay {
         boundaries: Vec<f32>,
         values: Vec<f32>,
+    },
+    InverseTimeDecay {
+        initial: f32,
+        decay_steps: f32,
+        decay_rate: f32,
+        staircase: bool,
+    },
+    PolynomialDecay {
+        initial: f32,
+        decay_steps: f32,
+        end: f32,
+        power: f32,
+        cycle: bool,
+    },
+    CosineDecayRestarts {
+        initial: f32,
+        first_decay_steps: f32,
+        t_mul: f32,
+        m_mul: f32,
+        alpha: f32,
     },
     /// A schedule kerasc does not compute (its class name).
     Unsupported(String),
@@ -87,9 +109,30 @@ impl LearningRate {
                 decay_rate: f("decay_rate", 1.0),
                 staircase: c.get("staircase").and_then(Value::as_bool).unwrap_or(false),
             },
-            "CosineDecay" if c.get("warmup_target").is_none_or(Value::is_null) => LearningRate::CosineDecay {
+            "CosineDecay" => LearningRate::CosineDecay {
                 initial: f("initial_learning_rate", 0.01),
                 decay_steps: f("decay_steps", 1.0),
+                alpha: f("alpha", 0.0),
+                warmup: c.get("warmup_target").and_then(Value::as_f64).map(|t| (t as f32, f("warmup_steps", 0.0))),
+            },
+            "InverseTimeDecay" => LearningRate::InverseTimeDecay {
+                initial: f("initial_learning_rate", 0.01),
+                decay_steps: f("decay_steps", 1.0),
+                decay_rate: f("decay_rate", 1.0),
+                staircase: c.get("staircase").and_then(Value::as_bool).unwrap_or(false),
+            },
+            "PolynomialDecay" => LearningRate::PolynomialDecay {
+                initial: f("initial_learning_rate", 0.01),
+                decay_steps: f("decay_steps", 1.0),
+                end: f("end_learning_rate", 0.0001),
+                power: f("power", 1.0),
+                cycle: c.get("cycle").and_then(Value::as_bool).unwrap_or(false),
+            },
+            "CosineDecayRestarts" => LearningRate::CosineDecayRestarts {
+                initial: f("initial_learning_rate", 0.01),
+                first_decay_steps: f("first_decay_steps", 1.0),
+                t_mul: f("t_mul", 2.0),
+                m_mul: f("m_mul", 1.0),
                 alpha: f("alpha", 0.0),
             },
             "PiecewiseConstantDecay" => {
@@ -270,6 +313,8 @@ mod tests {
         assert!(tc.losses(&outs).unwrap_err().contains("cannot read"));
         assert!(!tc.weighted_losses);
         let lr = LearningRate::from_value(&json!({"class_name": "CosineDecay", "config": {"warmup_target": 0.1}}));
-        assert_eq!(lr, LearningRate::Unsupported("CosineDecay".into()));
+        assert!(matches!(lr, LearningRate::CosineDecay { warmup: Some((t, _)), .. } if (t - 0.1).abs() < 1e-9));
+        let lr = LearningRate::from_value(&json!({"class_name": "CyclicalLearningRate", "config": {}}));
+        assert_eq!(lr, LearningRate::Unsupported("CyclicalLearningRate".into()));
     }
 }
