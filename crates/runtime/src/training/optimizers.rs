@@ -433,7 +433,7 @@ mod tests {
         assert!((e.at(5) - 0.1 * 0.5f32.powf(0.5)).abs() < 1e-7);
         let s = Schedule::ExponentialDecay { initial: 0.1, decay_steps: 10.0, decay_rate: 0.5, staircase: true };
         assert!((s.at(15) - 0.05).abs() < 1e-7);
-        let c = Schedule::CosineDecay { initial: 0.1, decay_steps: 10.0, alpha: 0.2 };
+        let c = Schedule::CosineDecay { initial: 0.1, decay_steps: 10.0, alpha: 0.2, warmup: None };
         assert!((c.at(5) - 0.1 * (0.8 * 0.5 + 0.2)).abs() < 1e-7);
         assert!((c.at(50) - 0.1 * 0.2).abs() < 1e-7);
         let p = Schedule::PiecewiseConstantDecay { boundaries: vec![10.0, 20.0], values: vec![1.0, 0.5, 0.1] };
