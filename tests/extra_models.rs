@@ -106,3 +106,40 @@ fn keras2_tensorflow_op_layers_match_keras() {
 fn keras_application_layers_match_keras() {
     matches_keras("app_layers");
 }
+
+/// Keras 2 files written on Theano keep convolution kernels flipped (the file's `backend` says
+/// `theano`): read flipped back, they give the unflipped file's output exactly
+/// (scripts/make-theano-fixtures.py); fine-tuning one is refused, nothing written.
+#[test]
+fn theano_backend_kernels_are_flipped_back() {
+    let dir = models_dir().join("extra");
+    let tmp = tmpdir("theano");
+    for name in ["cnn_mnist", "conv1d"] {
+        let x = models_dir().join(format!("{name}.input.npy"));
+        let mut outs = Vec::new();
+        for (tag, m) in
+            [("theano", dir.join(format!("{name}.theano.h5"))), ("tf", models_dir().join(format!("{name}.k2.h5")))]
+        {
+            let out = tmp.join(format!("{name}.{tag}.npy"));
+            let r = kerasc(&["run", m.to_str().unwrap(), "-i", x.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+            assert!(r.status.success(), "{name} {tag}: {}", String::from_utf8_lossy(&r.stderr));
+            outs.push(npy::read(&out).unwrap());
+        }
+        assert_eq!(outs[0], outs[1], "{name}");
+        let want = npy::read(&models_dir().join(format!("{name}.expected.npy"))).unwrap();
+        let c = Tolerance::MODEL.compare(&outs[0].to_f64_vec(), &want.to_f64_vec());
+        assert!(c.passed(), "{name}: {c}");
+    }
+    let out = tmp.join("fit.h5");
+    let r = kerasc(&[
+        "fit",
+        dir.join("cnn_mnist.theano.h5").to_str().unwrap(),
+        "--data",
+        models_dir().join("cnn_mnist.finetune.npz").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("Theano"), "{err}");
+    assert!(!out.exists());
+}

@@ -40,6 +40,11 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             "fine-tuning ONNX models is not implemented yet: kerasc fit trains Keras .h5 and .keras files",
         ));
     }
+    if model.info.backend.as_deref() == Some("theano") {
+        return Err(invalid(
+            "fine-tuning a Keras 2 file written on Theano is not implemented yet (its convolution kernels are stored flipped; kerasc runs it, but would write them back the other way round)",
+        ));
+    }
     let tc = TrainingConfig::from_value(model.info.training_config.as_ref());
     let g = &model.graph;
     let (n_in, n_out) = (g.inputs().len(), g.outputs().len());

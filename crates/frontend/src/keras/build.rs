@@ -28,6 +28,7 @@ pub(crate) fn build(
         return Err(FrontendError::Unsupported { file: origin.into(), layers: unsupported });
     }
     let mut ctx = Ctx::new(origin, store, keras2, &spec.name);
+    ctx.theano_kernels = backend.as_deref() == Some("theano");
     let inputs = make_inputs(&mut ctx, &spec)?;
     let outputs = run_model(&mut ctx, &spec, &[], &inputs, true)?;
     let output_names: Vec<String> = if spec.is_sequential() {

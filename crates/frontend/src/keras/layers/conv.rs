@@ -148,6 +148,27 @@ fn conv_node(
     ctx.node(lc, part, Op::Conv(attrs), &[cs.x, kernel])
 }
 
+/// A convolution kernel as stored by Keras 2 on Theano, which keeps it flipped along every
+/// spatial axis: flipped back, as Keras 2's loader does for Conv1D/2D/3D and Conv2DTranspose
+/// (`convert_kernel`). Any other file's kernel is returned as it is.
+fn theano_flip(ctx: &Ctx, kernel: ir::Tensor) -> ir::Tensor {
+    let shape = kernel.shape().to_vec();
+    let (Some(data), true) = (kernel.as_f32(), ctx.theano_kernels && shape.len() >= 3) else { return kernel };
+    let (spatial, block) = (&shape[..shape.len() - 2], shape[shape.len() - 2..].iter().product::<usize>());
+    let mut out = vec![0f32; data.len()];
+    for (p, src) in data.chunks_exact(block.max(1)).enumerate() {
+        // The flipped position: each spatial index i becomes k − 1 − i.
+        let (mut rest, mut q, mut stride) = (p, 0usize, 1usize);
+        for &k in spatial.iter().rev() {
+            q += (k - 1 - rest % k) * stride;
+            rest /= k;
+            stride *= k;
+        }
+        out[q * block..(q + 1) * block].copy_from_slice(src);
+    }
+    ir::Tensor::from_f32(&shape, out).unwrap_or(kernel)
+}
+
 /// The `depthwise_kernel` weight `(k..., cin, dm)` as a grouped-convolution kernel `(k..., 1, cin·dm)`.
 fn depthwise_kernel(ctx: &mut Ctx, lc: &LayerCall, cs: &ConvSetup, dm: usize) -> Result<ValueId, FrontendError> {
     let shape_of = |tail: [usize; 2]| cs.k.iter().copied().chain(tail).collect::<Vec<_>>();
@@ -164,7 +185,7 @@ pub(super) fn conv(ctx: &mut Ctx, lc: &LayerCall) -> R {
         return Err(ctx.err(lc, format!("{} input channels not divisible into {groups} groups", cs.cin)));
     }
     let kshape: Vec<usize> = cs.k.iter().copied().chain([cs.cin / groups, filters]).collect();
-    let kernel = weight(ctx, lc, 0, "kernel", Some(&kshape))?;
+    let kernel = theano_flip(ctx, weight(ctx, lc, 0, "kernel", Some(&kshape))?);
     let kv = ctx.konst(lc, "kernel", kernel);
     let y = conv_node(ctx, lc, "conv", &cs, groups, kv)?;
     let y = bias_act(ctx, lc, y, 1, filters)?;
@@ -209,7 +230,7 @@ pub(super) fn conv_transpose(ctx: &mut Ctx, lc: &LayerCall) -> R {
         Some(_) => Some(cfg_ints(lc.config, "output_padding", cs.r, 0, 0).map_err(|m| ctx.err(lc, m))?),
     };
     let kshape: Vec<usize> = cs.k.iter().copied().chain([filters, cs.cin]).collect();
-    let kernel = weight(ctx, lc, 0, "kernel", Some(&kshape))?;
+    let kernel = theano_flip(ctx, weight(ctx, lc, 0, "kernel", Some(&kshape))?);
     let kv = ctx.konst(lc, "kernel", kernel);
     let attrs = ConvTransposeAttrs { strides: cs.s, dilations: cs.d, padding, output_padding };
     let y = ctx.node(lc, "conv_transpose", Op::ConvTranspose(attrs), &[cs.x, kv])?;

@@ -49,6 +49,8 @@ pub(crate) struct Ctx {
     pub masks: HashMap<ValueId, ValueId>,
     /// The masks of the current call's positional inputs (for layers that read them).
     pub call_masks: Vec<Option<ValueId>>,
+    /// The file was written by Keras 2 on Theano, which stores convolution kernels flipped.
+    pub theano_kernels: bool,
 }
 
 impl Ctx {
@@ -67,6 +69,7 @@ impl Ctx {
             recorded: Default::default(),
             masks: HashMap::new(),
             call_masks: Vec::new(),
+            theano_kernels: false,
         }
     }
 
