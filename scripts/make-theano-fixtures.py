@@ -27,4 +27,5 @@ for name in ["cnn_mnist", "conv1d"]:
                     flipped.append(f"{layer}/{path}")
             mw[layer].visititems(flip)
         f.attrs["backend"] = np.bytes_("theano")
+    shutil.copy(f"tests/models/{name}.input.npy", f"tests/models/extra/{name}.theano.input0.npy")
     print(dst, "flipped", flipped)

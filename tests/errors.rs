@@ -124,10 +124,12 @@ fn wrong_input_shape_dtype_and_count() {
         &["run", model.to_str().unwrap(), "--input", bad.to_str().unwrap()],
         &["input 0", "features", "expected shape (None, 20)", "[4, 28, 28, 1]"],
     );
-    let ids = m.join("text_embed.input.npy");
+    // Floats into token ids (integers into a float input are converted, as Keras does).
+    let text = m.join("text_embed.keras");
+    let floats = m.join("mlp.input.npy");
     assert_clean_failure(
-        &["run", model.to_str().unwrap(), "--input", ids.to_str().unwrap()],
-        &["input 0", "float32", "int32"],
+        &["run", text.to_str().unwrap(), "--input", floats.to_str().unwrap()],
+        &["input 0", "expected int32 but got float32"],
     );
     let good = m.join("mlp.input.npy");
     assert_clean_failure(

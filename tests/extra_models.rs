@@ -115,7 +115,7 @@ fn theano_backend_kernels_are_flipped_back() {
     let dir = models_dir().join("extra");
     let tmp = tmpdir("theano");
     for name in ["cnn_mnist", "conv1d"] {
-        let x = models_dir().join(format!("{name}.input.npy"));
+        let x = dir.join(format!("{name}.theano.input0.npy"));
         let mut outs = Vec::new();
         for (tag, m) in
             [("theano", dir.join(format!("{name}.theano.h5"))), ("tf", models_dir().join(format!("{name}.k2.h5")))]
