@@ -143,3 +143,10 @@ fn theano_backend_kernels_are_flipped_back() {
     assert!(!r.status.success() && err.contains("Theano"), "{err}");
     assert!(!out.exists());
 }
+
+/// Image preprocessing layers saved in a model: Resizing (bilinear down, nearest up) and
+/// CenterCrop with odd margins (scripts/make-app-layers.py).
+#[test]
+fn resizing_and_center_crop_match_keras() {
+    matches_keras("image_prep");
+}

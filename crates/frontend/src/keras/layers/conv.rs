@@ -387,3 +387,47 @@ pub(super) fn upsampling(ctx: &mut Ctx, lc: &LayerCall) -> R {
     };
     Ok(vec![to_first(ctx, lc, y)?])
 }
+
+/// Resizing: each image to `height` × `width`, nearest or bilinear with half-pixel centres (as
+/// `keras.ops.image.resize` without antialiasing).
+pub(super) fn resizing(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = to_last(ctx, lc, lc.inputs[0])?;
+    if ctx.rank(x) != 4 {
+        return Err(ctx.err(lc, "Resizing takes (batch, height, width, channels) images"));
+    }
+    for key in ["crop_to_aspect_ratio", "pad_to_aspect_ratio", "antialias"] {
+        if lc.config.get(key).and_then(Value::as_bool) == Some(true) {
+            return Err(ctx.err(lc, format!("{key}=True is not supported")));
+        }
+    }
+    let sizes = vec![count(ctx, lc, "height", None)?, count(ctx, lc, "width", None)?];
+    let mode = match cfg_str(lc.config, "interpolation", "bilinear") {
+        "nearest" => ResizeMode::Nearest,
+        "bilinear" => ResizeMode::Bilinear,
+        other => return Err(ctx.err(lc, format!("interpolation '{other}' is not supported (nearest, bilinear)"))),
+    };
+    let y = ctx.node(lc, "", Op::Resize { sizes, mode }, &[x])?;
+    Ok(vec![to_first(ctx, lc, y)?])
+}
+
+/// CenterCrop: the central `height` × `width` of each image (the start rounded down, as
+/// Keras does); an image smaller than that, which Keras resizes, is refused.
+pub(super) fn center_crop(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = to_last(ctx, lc, lc.inputs[0])?;
+    let dims = ctx.dims(x);
+    if dims.len() != 4 {
+        return Err(ctx.err(lc, "CenterCrop takes (batch, height, width, channels) images"));
+    }
+    let want = [count(ctx, lc, "height", None)?, count(ctx, lc, "width", None)?];
+    let mut starts = Vec::new();
+    for (i, &w) in want.iter().enumerate() {
+        let have = dims[i + 1].fixed().ok_or_else(|| ctx.err(lc, "CenterCrop needs images of known size"))?;
+        if have < w {
+            return Err(ctx.err(lc, format!("cropping {w} from {have} (Keras resizes then) is not supported")));
+        }
+        starts.push(((have - w) / 2) as i64);
+    }
+    let ends = starts.iter().zip(want).map(|(s, w)| s + w as i64).collect();
+    let y = ctx.node(lc, "", Op::Slice { axes: vec![1, 2], starts, ends, steps: vec![1, 1] }, &[x])?;
+    Ok(vec![to_first(ctx, lc, y)?])
+}

@@ -70,6 +70,8 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "Cropping1D" | "Cropping2D" | "Cropping3D" => conv::cropping,
         "ZeroPadding1D" | "ZeroPadding2D" | "ZeroPadding3D" => conv::zero_padding,
         "UpSampling1D" | "UpSampling2D" | "UpSampling3D" => conv::upsampling,
+        "Resizing" => conv::resizing,
+        "CenterCrop" => conv::center_crop,
         "BatchNormalization" => norm::batch_norm,
         "LayerNormalization" => norm::layer_norm,
         "GroupNormalization" => norm::group_norm,
