@@ -150,3 +150,33 @@ fn theano_backend_kernels_are_flipped_back() {
 fn resizing_and_center_crop_match_keras() {
     matches_keras("image_prep");
 }
+
+/// Image augmentations saved in a model (RandomFlip, RandomRotation, RandomZoom,
+/// RandomTranslation, RandomContrast, RandomBrightness): the identity at inference, as in Keras;
+/// fine-tuning through them is refused by name, nothing written.
+#[test]
+fn augmentation_layers_are_the_identity_at_inference() {
+    matches_keras_in("augment", &["keras"]);
+    let dir = models_dir().join("extra");
+    let tmp = tmpdir("augment-fit");
+    let (x, out) = (dir.join("augment.input0.npy"), tmp.join("out.keras"));
+    let y = tmp.join("y.npy");
+    npy::write(&y, &npy::read(&dir.join("augment.expected.npy")).unwrap()).unwrap();
+    let r = kerasc(&[
+        "fit",
+        dir.join("augment.keras").to_str().unwrap(),
+        "--x",
+        x.to_str().unwrap(),
+        "--y",
+        y.to_str().unwrap(),
+        "--loss",
+        "mse",
+        "--optimizer",
+        "sgd",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("flip (RandomFlip)") && err.contains("image augmentations"), "{err}");
+    assert!(!out.exists());
+}

@@ -214,7 +214,7 @@ pub(crate) fn training_mode(
 ) -> Result<TrainingMode, FitError> {
     let g = &model.graph;
     let mut m = TrainingMode { options: TrainOptions::default(), momentum: Vec::new(), channels_first: Vec::new() };
-    let mut refused = Vec::new();
+    let (mut refused, mut augment) = (Vec::new(), Vec::new());
     for node in g.nodes() {
         let cfg = model.info.layer_configs.get(&node.name);
         let f = |k: &str, d: f64| cfg.and_then(|(_, c)| c.get(k)).and_then(|v| v.as_f64()).unwrap_or(d) as f32;
@@ -229,6 +229,10 @@ pub(crate) fn training_mode(
                     m.options.state.push(*s);
                     m.momentum.push(f("momentum", 0.99));
                 }
+            }
+            Op::Unary(UnaryOp::Identity) if cfg.is_some_and(|(class, _)| class.starts_with("Random")) => {
+                let class = cfg.map(|(c, _)| c.as_str()).unwrap_or("");
+                augment.push(format!("{} ({class})", node.name));
             }
             Op::Unary(UnaryOp::Identity) if !no_dropout => {
                 let Some((class, c)) = cfg else { continue };
@@ -267,6 +271,12 @@ pub(crate) fn training_mode(
             }
             _ => {}
         }
+    }
+    if !augment.is_empty() {
+        return Err(invalid(format!(
+            "image augmentations Keras applies in training, which kerasc cannot train through yet: {} (they run as the identity in `run`)",
+            augment.join(", ")
+        )));
     }
     if !refused.is_empty() {
         return Err(invalid(format!(

@@ -29,6 +29,9 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "PReLU" => core::prelu,
         "Dropout" | "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D" | "GaussianNoise"
         | "GaussianDropout" | "AlphaDropout" => core::noise,
+        // Image augmentations: the identity at inference (fine-tuning through them is refused).
+        "RandomFlip" | "RandomRotation" | "RandomZoom" | "RandomTranslation" | "RandomContrast"
+        | "RandomBrightness" => core::noise,
         "ActivityRegularization" | "Identity" => core::identity,
         // keras.applications.convnext's LayerScale: Keras's own, though not in keras.layers.
         "LayerScale" => core::layer_scale,
