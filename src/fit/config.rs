@@ -67,25 +67,7 @@ pub(crate) fn metrics(
 
 fn schedule(lr: &LearningRate) -> Result<Schedule, FitError> {
     Ok(match lr.clone() {
-        LearningRate::Constant(x) => Schedule::Constant(x),
-        LearningRate::ExponentialDecay { initial, decay_steps, decay_rate, staircase } => {
-            Schedule::ExponentialDecay { initial, decay_steps, decay_rate, staircase }
-        }
-        LearningRate::CosineDecay { initial, decay_steps, alpha, warmup } => {
-            Schedule::CosineDecay { initial, decay_steps, alpha, warmup }
-        }
-        LearningRate::InverseTimeDecay { initial, decay_steps, decay_rate, staircase } => {
-            Schedule::InverseTimeDecay { initial, decay_steps, decay_rate, staircase }
-        }
-        LearningRate::PolynomialDecay { initial, decay_steps, end, power, cycle } => {
-            Schedule::PolynomialDecay { initial, decay_steps, end, power, cycle }
-        }
-        LearningRate::CosineDecayRestarts { initial, first_decay_steps, t_mul, m_mul, alpha } => {
-            Schedule::CosineDecayRestarts { initial, first_decay_steps, t_mul, m_mul, alpha }
-        }
-        LearningRate::PiecewiseConstantDecay { boundaries, values } => {
-            Schedule::PiecewiseConstantDecay { boundaries, values }
-        }
+        LearningRate::Schedule(s) => s,
         LearningRate::Unsupported(other) => {
             return Err(invalid(format!(
                 "learning-rate schedule '{other}' is not implemented yet; pass --learning-rate"

@@ -9,6 +9,7 @@ mod infer;
 mod op;
 mod plan;
 pub mod render;
+mod schedule;
 mod shape;
 mod tensor;
 mod tolerance;
@@ -23,6 +24,7 @@ pub use infer::{
 };
 pub use op::*;
 pub use plan::{MemoryPlan, Placement};
+pub use schedule::Schedule;
 pub use shape::{Dim, Shape, TensorType};
 pub use tensor::{Tensor, TensorData};
 pub use tolerance::{Comparison, Tolerance};

@@ -46,44 +46,8 @@ impl LossConfig {
 /// A learning rate: a number, or a serialized schedule.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LearningRate {
-    Constant(f32),
-    ExponentialDecay {
-        initial: f32,
-        decay_steps: f32,
-        decay_rate: f32,
-        staircase: bool,
-    },
-    CosineDecay {
-        initial: f32,
-        decay_steps: f32,
-        alpha: f32,
-        /// Linear warm-up from `initial` to the target over the steps, before the decay.
-        warmup: Option<(f32, f32)>,
-    },
-    PiecewiseConstantDecay {
-        boundaries: Vec<f32>,
-        values: Vec<f32>,
-    },
-    InverseTimeDecay {
-        initial: f32,
-        decay_steps: f32,
-        decay_rate: f32,
-        staircase: bool,
-    },
-    PolynomialDecay {
-        initial: f32,
-        decay_steps: f32,
-        end: f32,
-        power: f32,
-        cycle: bool,
-    },
-    CosineDecayRestarts {
-        initial: f32,
-        first_decay_steps: f32,
-        t_mul: f32,
-        m_mul: f32,
-        alpha: f32,
-    },
+    /// A constant or one of Keras's own schedules.
+    Schedule(ir::Schedule),
     /// A schedule kerasc does not compute (its class name).
     Unsupported(String),
 }
@@ -91,7 +55,7 @@ pub enum LearningRate {
 impl LearningRate {
     fn from_value(v: &Value) -> LearningRate {
         if let Some(x) = v.as_f64() {
-            return LearningRate::Constant(x as f32);
+            return LearningRate::Schedule(ir::Schedule::Constant(x as f32));
         }
         let class = v.get("class_name").and_then(Value::as_str).unwrap_or("");
         let c = v.get("config").cloned().unwrap_or_default();
@@ -102,33 +66,33 @@ impl LearningRate {
                 .map(|a| a.iter().filter_map(Value::as_f64).map(|x| x as f32).collect())
                 .unwrap_or_default()
         };
-        match class {
-            "ExponentialDecay" => LearningRate::ExponentialDecay {
+        LearningRate::Schedule(match class {
+            "ExponentialDecay" => ir::Schedule::ExponentialDecay {
                 initial: f("initial_learning_rate", 0.01),
                 decay_steps: f("decay_steps", 1.0),
                 decay_rate: f("decay_rate", 1.0),
                 staircase: c.get("staircase").and_then(Value::as_bool).unwrap_or(false),
             },
-            "CosineDecay" => LearningRate::CosineDecay {
+            "CosineDecay" => ir::Schedule::CosineDecay {
                 initial: f("initial_learning_rate", 0.01),
                 decay_steps: f("decay_steps", 1.0),
                 alpha: f("alpha", 0.0),
                 warmup: c.get("warmup_target").and_then(Value::as_f64).map(|t| (t as f32, f("warmup_steps", 0.0))),
             },
-            "InverseTimeDecay" => LearningRate::InverseTimeDecay {
+            "InverseTimeDecay" => ir::Schedule::InverseTimeDecay {
                 initial: f("initial_learning_rate", 0.01),
                 decay_steps: f("decay_steps", 1.0),
                 decay_rate: f("decay_rate", 1.0),
                 staircase: c.get("staircase").and_then(Value::as_bool).unwrap_or(false),
             },
-            "PolynomialDecay" => LearningRate::PolynomialDecay {
+            "PolynomialDecay" => ir::Schedule::PolynomialDecay {
                 initial: f("initial_learning_rate", 0.01),
                 decay_steps: f("decay_steps", 1.0),
                 end: f("end_learning_rate", 0.0001),
                 power: f("power", 1.0),
                 cycle: c.get("cycle").and_then(Value::as_bool).unwrap_or(false),
             },
-            "CosineDecayRestarts" => LearningRate::CosineDecayRestarts {
+            "CosineDecayRestarts" => ir::Schedule::CosineDecayRestarts {
                 initial: f("initial_learning_rate", 0.01),
                 first_decay_steps: f("first_decay_steps", 1.0),
                 t_mul: f("t_mul", 2.0),
@@ -136,10 +100,10 @@ impl LearningRate {
                 alpha: f("alpha", 0.0),
             },
             "PiecewiseConstantDecay" => {
-                LearningRate::PiecewiseConstantDecay { boundaries: list("boundaries"), values: list("values") }
+                ir::Schedule::PiecewiseConstantDecay { boundaries: list("boundaries"), values: list("values") }
             }
-            other => LearningRate::Unsupported(other.to_string()),
-        }
+            other => return LearningRate::Unsupported(other.to_string()),
+        })
     }
 }
 
@@ -297,7 +261,12 @@ mod tests {
         assert_eq!((o.name.as_str(), o.beta_1, o.amsgrad, o.beta_2), ("adam", Some(0.8), Some(true), None));
         assert_eq!(
             o.learning_rate,
-            Some(LearningRate::ExponentialDecay { initial: 0.1, decay_steps: 10.0, decay_rate: 0.5, staircase: true })
+            Some(LearningRate::Schedule(ir::Schedule::ExponentialDecay {
+                initial: 0.1,
+                decay_steps: 10.0,
+                decay_rate: 0.5,
+                staircase: true
+            }))
         );
     }
 
@@ -313,7 +282,9 @@ mod tests {
         assert!(tc.losses(&outs).unwrap_err().contains("cannot read"));
         assert!(!tc.weighted_losses);
         let lr = LearningRate::from_value(&json!({"class_name": "CosineDecay", "config": {"warmup_target": 0.1}}));
-        assert!(matches!(lr, LearningRate::CosineDecay { warmup: Some((t, _)), .. } if (t - 0.1).abs() < 1e-9));
+        assert!(
+            matches!(lr, LearningRate::Schedule(ir::Schedule::CosineDecay { warmup: Some((t, _)), .. }) if (t - 0.1).abs() < 1e-9)
+        );
         let lr = LearningRate::from_value(&json!({"class_name": "CyclicalLearningRate", "config": {}}));
         assert_eq!(lr, LearningRate::Unsupported("CyclicalLearningRate".into()));
     }
