@@ -266,7 +266,7 @@ fn with_rows(g: &Graph, shapes: &[Vec<usize>], rows: usize) -> Vec<Vec<usize>> {
         .zip(g.inputs())
         .map(|(s, &v)| {
             let mut s = s.clone();
-            if g.value(v).ty.shape.dims().first().is_some_and(|d| d.fixed().is_none()) {
+            if runtime::strategy::batched(g, v) {
                 s[0] = rows;
             }
             s

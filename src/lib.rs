@@ -149,13 +149,7 @@ impl Executor {
         let names: Vec<Device> = devices.iter().map(|d| d.device).collect();
         let assign = match placement {
             Placement::Auto => {
-                let limits: Vec<Option<usize>> = devices
-                    .iter()
-                    .map(|d| match (d.memory_limit, options.memory_limit) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    })
-                    .collect();
+                let limits: Vec<Option<usize>> = devices.iter().map(|d| d.limit(options.memory_limit)).collect();
                 runtime::placement::assign_auto(&g, &names, &limits)?
             }
             Placement::Layers(map) => runtime::placement::assign_layers(&g, graph, map, &names)?,
@@ -242,29 +236,18 @@ pub fn layer_placement(
 ) -> Result<Vec<(String, Device)>, CompileError> {
     let map = match placement {
         Placement::Layers(map) => {
-            runtime::placement::check_layers(graph, map)?;
-            if let Some((l, d)) = map.iter().find(|(_, d)| !devices.iter().any(|x| x.device == *d)) {
-                return Err(RuntimeError::Plan(format!(
-                    "placement: layer {l} is on {d}, which is not among the devices"
-                ))
-                .into());
-            }
+            let names: Vec<Device> = devices.iter().map(|d| d.device).collect();
+            runtime::placement::check_layers(graph, map, &names)?;
             map.clone()
         }
         Placement::Auto => {
             let g = optimizer::optimize(graph, &OptimizeOptions::default())?.graph;
             let names: Vec<Device> = devices.iter().map(|d| d.device).collect();
-            let limits: Vec<Option<usize>> = devices
-                .iter()
-                .map(|d| match (d.memory_limit, memory_limit) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                })
-                .collect();
+            let limits: Vec<Option<usize>> = devices.iter().map(|d| d.limit(memory_limit)).collect();
             let assign = runtime::placement::assign_auto(&g, &names, &limits)?;
             let mut map: Vec<(String, Device)> = Vec::new();
             for (n, &d) in g.nodes().iter().zip(&assign) {
-                let layer = n.name.split('/').next().unwrap_or(&n.name).to_string();
+                let layer = runtime::placement::layer_of(&n.name).to_string();
                 if !map.iter().any(|(l, _)| *l == layer) {
                     map.push((layer, names[d]));
                 }

@@ -255,7 +255,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut notes = Notes::new(verbose);
             let precision = parse_precision(&precision)?;
-            let replicas = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
+            let replicas = spread_devices(&distribute, device.as_deref(), &devs, &mut notes)?;
             let device = match replicas.first() {
                 Some(first) => first.clone(),
                 None => pick_device(device.as_deref(), soft_placement, &devs, &mut notes)?,
@@ -278,7 +278,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Compile { model, emit: Emit::Placement, batch, distribute, .. } => {
             let mut notes = Notes::new(false);
-            let devices = replicas(&distribute, None, &devs, &mut notes)?;
+            let devices = spread_devices(&distribute, None, &devs, &mut notes)?;
             let how = placement(&distribute)?.context("--emit placement needs --placement auto|FILE")?;
             let m = kerasc::load(&model)?;
             let opts = kerasc::ExecutorOptions {
@@ -313,7 +313,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut notes = Notes::new(verbose);
             let precision = parse_precision(&precision)?;
-            let spread = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
+            let spread = spread_devices(&distribute, device.as_deref(), &devs, &mut notes)?;
             let placement = placement(&distribute)?.map(|p| (p, distribute.micro_batches));
             let device = match spread.first() {
                 Some(first) => first.clone(),
@@ -341,7 +341,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Fit { model, mut options, device, distribute } => {
             let mut notes = Notes::new(false);
-            let spread = replicas(&distribute, device.as_deref(), &devs, &mut notes)?;
+            let spread = spread_devices(&distribute, device.as_deref(), &devs, &mut notes)?;
             let m = kerasc::load(&model)?;
             if let Some(how) = placement(&distribute)? {
                 use kerasc::runtime::training::StageOn;
@@ -464,7 +464,7 @@ fn preload_nvrtc() {
 }
 
 /// The devices of `--strategy mirrored` or `--placement` (none without either).
-fn replicas(
+fn spread_devices(
     d: &Distribute,
     device: Option<&str>,
     devs: &LogicalDevices,

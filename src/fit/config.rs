@@ -8,6 +8,7 @@ use super::metrics::Metric;
 use super::options::{FitOptions, OptimizerFlags};
 use crate::frontend::keras::training_config::{per_output, LearningRate, LossConfig, TrainingConfig};
 use crate::ir::{Op, UnaryOp, ValueId};
+use crate::runtime::placement::layer_of;
 use crate::runtime::training::{KerasOptimizer, Kind, Loss, Noise, Schedule, TrainOptions};
 use crate::Model;
 use std::collections::HashSet;
@@ -151,10 +152,6 @@ pub(crate) fn frozen_layers(model: &Model, o: &FitOptions) -> Result<HashSet<Str
         frozen.extend(layers[..i].iter().map(|l| l.to_string()));
     }
     Ok(frozen)
-}
-
-fn layer_of(name: &str) -> &str {
-    name.split('/').next().unwrap_or(name)
 }
 
 /// Weights Keras never trains (its non-trainable variables): batch-norm moving statistics and

@@ -119,32 +119,28 @@ impl std::fmt::Debug for LogicalDevice {
     }
 }
 
-/// The smaller of two optional limits.
-fn min_limit(a: Option<usize>, b: Option<usize>) -> Option<usize> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 impl LogicalDevice {
+    /// The most bytes a plan may take on this device: the smaller of `memory_limit` and the
+    /// device's own limit (`None`: neither is set).
+    pub fn limit(&self, memory_limit: Option<usize>) -> Option<usize> {
+        match (memory_limit, self.memory_limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Options of a CPU session on this device, under `memory_limit` as well as the device's own.
     pub fn session_options(&self, memory_limit: Option<usize>) -> SessionOptions {
-        SessionOptions {
-            device: Some(self.device),
-            memory_limit: min_limit(memory_limit, self.memory_limit),
-            pool: self.pool.clone(),
-        }
+        SessionOptions { device: Some(self.device), memory_limit: self.limit(memory_limit), pool: self.pool.clone() }
     }
 
     /// Options of a CUDA session on this device (its physical GPU, under its memory limit and
     /// `memory_limit`).
     pub fn cuda_options(&self, cache_dir: PathBuf, memory_limit: Option<usize>) -> Option<CudaOptions> {
         match self.physical {
-            Device::Cuda(ordinal) => Some(CudaOptions {
-                memory_limit: min_limit(memory_limit, self.memory_limit),
-                ..CudaOptions::new(ordinal, cache_dir)
-            }),
+            Device::Cuda(ordinal) => {
+                Some(CudaOptions { memory_limit: self.limit(memory_limit), ..CudaOptions::new(ordinal, cache_dir) })
+            }
             Device::Cpu(_) => None,
         }
     }

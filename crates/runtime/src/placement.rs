@@ -3,7 +3,7 @@
 //! (runs of consecutive nodes on one device) that run in order, micro-batches pipelined through
 //! them.
 
-use crate::strategy::{on_pools, shares, split_inputs, Job};
+use crate::strategy::{run_each, shares, split_inputs};
 use crate::{Device, RuntimeError};
 use ir::{Graph, Op, Producer, Tensor, ValueId};
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ fn err(m: impl Into<String>) -> RuntimeError {
 }
 
 /// The layer a node belongs to: its name up to the first `/`.
-fn layer_of(node_name: &str) -> &str {
+pub fn layer_of(node_name: &str) -> &str {
     node_name.split('/').next().unwrap_or(node_name)
 }
 
@@ -47,9 +47,12 @@ pub fn parse_layer_map(text: &str) -> Result<Vec<(String, Device)>, RuntimeError
     Ok(out)
 }
 
-/// Checks that every layer `map` names is one of `model`'s, else names those that are not and
-/// the model's layers.
-pub fn check_layers(model: &Graph, map: &[(String, Device)]) -> Result<(), RuntimeError> {
+/// Checks that every layer `map` names is one of `model`'s (else names those that are not and
+/// the model's layers) and every device one of `devices`.
+pub fn check_layers(model: &Graph, map: &[(String, Device)], devices: &[Device]) -> Result<(), RuntimeError> {
+    if let Some((l, d)) = map.iter().find(|(_, d)| !devices.contains(d)) {
+        return Err(err(format!("placement: layer {l} is on {d}, which is not among the devices")));
+    }
     let known: std::collections::HashSet<&str> = model.nodes().iter().map(|n| layer_of(&n.name)).collect();
     let missing: Vec<&str> = map.iter().map(|(l, _)| l.as_str()).filter(|l| !known.contains(l)).collect();
     if !missing.is_empty() {
@@ -75,12 +78,9 @@ pub fn assign_layers(
     map: &[(String, Device)],
     devices: &[Device],
 ) -> Result<Vec<usize>, RuntimeError> {
-    let index = |d: Device| {
-        devices.iter().position(|&x| x == d).ok_or_else(|| err(format!("placement: {d} is not among the devices")))
-    };
-    check_layers(model, map)?;
+    check_layers(model, map, devices)?;
     let named: HashMap<&str, usize> =
-        map.iter().map(|(l, d)| Ok((l.as_str(), index(*d)?))).collect::<Result<_, RuntimeError>>()?;
+        map.iter().filter_map(|(l, d)| devices.iter().position(|x| x == d).map(|i| (l.as_str(), i))).collect();
     let mut out: Vec<usize> = Vec::with_capacity(g.nodes().len());
     for n in g.nodes() {
         let inherited = n.inputs.iter().find_map(|v| match g.value(*v).producer {
@@ -334,17 +334,7 @@ pub fn run_pipelined<E: Sync>(
     pool: impl Fn(&E) -> Option<&rayon::ThreadPool>,
     run: impl Fn(&E, &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> + Sync,
 ) -> Result<Vec<Tensor>, RuntimeError> {
-    let run = &run;
-    pipeline(placed, executors.len(), inputs, micro_batches, join, |work| {
-        let jobs: Vec<Job<'_, Result<Vec<Tensor>, RuntimeError>>> = work
-            .into_iter()
-            .map(|(s, xs)| {
-                let e = &executors[s];
-                (pool(e), Box::new(move || run(e, &xs)) as Box<dyn FnOnce() -> _ + Send>)
-            })
-            .collect();
-        on_pools(jobs)
-    })
+    pipeline(placed, executors.len(), inputs, micro_batches, join, |work| run_each(executors, &work, &pool, &run))
 }
 
 /// [`run_pipelined`] with the stages run one after the other on the calling thread (executors
@@ -423,8 +413,7 @@ fn batch_mean(
         .zip(gathered)
         .enumerate()
         .map(|(k, (&v, whole))| {
-            let batched = g.value(v).ty.shape.dims().first().is_some_and(|d| d.fixed().is_none());
-            if batched || whole.as_f32().is_none() || per_mb.len() == 1 {
+            if crate::strategy::batched(g, v) || whole.as_f32().is_none() || per_mb.len() == 1 {
                 return Ok(whole);
             }
             let mut mean = vec![0f32; whole.len()];

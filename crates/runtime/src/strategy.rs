@@ -20,8 +20,8 @@ pub fn shares(batch: usize, replicas: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// Whether the graph's input `i` has a batch axis (its first dimension is not fixed).
-fn batched(graph: &Graph, v: ir::ValueId) -> bool {
+/// Whether the graph's value `v` has a batch axis (its first dimension is not fixed).
+pub fn batched(graph: &Graph, v: ir::ValueId) -> bool {
     graph.value(v).ty.shape.dims().first().is_some_and(|d| d.fixed().is_none())
 }
 
@@ -74,16 +74,26 @@ pub fn run_mirrored<E: Sync>(
     run: impl Fn(&E, &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> + Sync,
 ) -> Result<Vec<Tensor>, RuntimeError> {
     let work = split_for(graph, inputs, replicas.len())?;
-    let run = &run;
-    let jobs: Vec<Job<'_, Result<Vec<Tensor>, RuntimeError>>> = work
+    let results = run_each(replicas, &work, pool, &run)?;
+    gather(graph, results.into_iter().collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `run(executors[i], inputs)` for every `(i, inputs)` of `work`, all at once, each on its
+/// executor's pool ([`on_pools`]); the results in `work`'s order.
+pub fn run_each<E: Sync, R: Send>(
+    executors: &[E],
+    work: &[(usize, Vec<Tensor>)],
+    pool: impl Fn(&E) -> Option<&rayon::ThreadPool>,
+    run: &(impl Fn(&E, &[Tensor]) -> R + Sync),
+) -> Result<Vec<R>, RuntimeError> {
+    let jobs: Vec<Job<'_, R>> = work
         .iter()
         .map(|(i, x)| {
-            let e = &replicas[*i];
-            (pool(e), Box::new(move || run(e, x)) as Box<dyn FnOnce() -> _ + Send>)
+            let e = executors.get(*i).ok_or_else(|| RuntimeError::Plan(format!("no executor {i}")))?;
+            Ok((pool(e), Box::new(move || run(e, x)) as Box<dyn FnOnce() -> R + Send>))
         })
-        .collect();
-    let results = on_pools(jobs)?;
-    gather(graph, results.into_iter().collect::<Result<Vec<_>, _>>()?)
+        .collect::<Result<_, RuntimeError>>()?;
+    on_pools(jobs)
 }
 
 /// A job and the thread pool it runs on (`None`: a thread of its own).
