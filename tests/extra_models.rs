@@ -66,6 +66,20 @@ fn implicit_masks_match_keras() {
     matches_keras("masked_attention");
 }
 
+/// Keras 3's mask propagation, rule by rule (scripts/make-mask-models.py): the BERT-like
+/// classifier (MultiHeadAttention clears its inputs' masks, so the second block attends to the
+/// padding); merges of masked and unmasked sequences (Keras 3: a mask only when every input has
+/// one; Multiply, Maximum, Minimum change their values under masks; Concatenate along features
+/// and time); which layers pass a mask on and which drop it; masks that depend on Keras's run
+/// order (by depth, then `map_graph`'s order within a depth, not the config's); and the Softmax
+/// layer's zeroing when MultiHeadAttention returns its scores.
+#[test]
+fn keras3_mask_propagation_matches_keras() {
+    for name in ["mask_bert", "mask_merge", "mask_layers", "mask_order", "mask_cross", "mask_scores"] {
+        matches_keras(name);
+    }
+}
+
 /// Masked sequences into recurrent layers (Embedding(mask_zero=True), padding at either end and
 /// in the middle): an LSTM returning sequences, a GRU on its output, a Bidirectional LSTM into a
 /// masked mean, a SimpleRNN going backwards.

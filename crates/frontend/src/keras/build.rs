@@ -2,6 +2,7 @@
 
 use super::config::{self, Call, LayerSpec, ModelSpec, TensorRef};
 use super::layers::{self, Ctx};
+use super::order::{self, call_index};
 use super::weights::PathLink;
 use super::WeightStore;
 use crate::model::{keras_shape, LayerSummary, Model, ModelFormat, ModelInfo};
@@ -147,26 +148,6 @@ fn make_inputs(ctx: &mut Ctx, spec: &ModelSpec) -> Result<Vec<ValueId>, Frontend
     Ok(out)
 }
 
-fn is_nested_functional(l: &LayerSpec) -> bool {
-    matches!(l.class.as_str(), "Functional" | "Model")
-}
-
-/// Resolves a node reference to a call index of the referenced layer (see FORMATS.md on
-/// node indices of nested models).
-fn call_index(spec: &ModelSpec, r: &TensorRef, io: bool) -> usize {
-    let layer = spec.layers.iter().find(|l| l.name == r.layer);
-    let offset = match layer {
-        // Keras 2 offsets every nested model's calls; Keras 3 only nested Functionals in io lists.
-        Some(l) if l.model.is_some() => spec.keras2 || (io && is_nested_functional(l)),
-        _ => false,
-    };
-    if offset {
-        r.node.saturating_sub(1)
-    } else {
-        r.node
-    }
-}
-
 pub(crate) fn run_model(
     ctx: &mut Ctx,
     spec: &ModelSpec,
@@ -195,13 +176,18 @@ pub(crate) fn run_model(
             .ok_or_else(|| ctx.config_err(format!("model '{}' called with too few inputs", spec.name)))?;
         produced.insert((r.layer.clone(), 0), vec![v]);
     }
-    let mut pending: Vec<(usize, usize)> = Vec::new();
+    // Keras 3's run order first (masks depend on it), then any call it leaves out, in config
+    // order; a call whose inputs are not there yet waits for the next sweep.
+    let mut pending: Vec<(usize, usize)> = if spec.keras2 { None } else { order::run_order(spec) }.unwrap_or_default();
+    let ordered: std::collections::HashSet<(usize, usize)> = pending.iter().copied().collect();
     for (li, l) in spec.layers.iter().enumerate() {
         if l.class == "InputLayer" {
             continue;
         }
         for ci in 0..l.calls.len() {
-            pending.push((li, ci));
+            if !ordered.contains(&(li, ci)) {
+                pending.push((li, ci));
+            }
         }
     }
     let resolve = |produced: &HashMap<(String, usize), Vec<ValueId>>, r: &TensorRef, io: bool| -> Option<ValueId> {

@@ -5,6 +5,7 @@ mod build;
 pub mod config;
 pub mod h5;
 pub mod layers;
+mod order;
 pub mod save;
 mod tf_op;
 pub mod training_config;

@@ -159,7 +159,7 @@ pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
         .into_iter()
         .enumerate()
         .filter(|(i, (v, _))| *i < 2 || *v != value)
-        .filter_map(|(_, (v, shape))| ctx.masks.get(&v).map(|&m| (m, shape)))
+        .filter_map(|(_, (v, shape))| ctx.mask(v).map(|m| (m, shape)))
         .collect();
     for (k, (m, shape)) in implicit.into_iter().enumerate() {
         let m = ctx.node(lc, &format!("implicit_mask{k}"), Op::Reshape { shape }, &[m])?;
@@ -200,7 +200,28 @@ pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let v = project(ctx, lc, "value", value, &mut idx, use_bias, h, vd)?;
     let q = ctx.unary(lc, "scale", UnaryOp::Affine { scale: 1.0 / (kd as f32).sqrt(), offset: 0.0 }, q)?;
     let scores = ctx.node(lc, "scores", Op::MatMul { transpose_a: false, transpose_b: true }, &[q, k])?;
-    let probs = masked_softmax(ctx, lc, scores, query, value, attention_mask)?;
+    let mut probs = masked_softmax(ctx, lc, scores, query, value, attention_mask)?;
+    // Keras 3 takes its fused attention kernel (a query that may attend to nothing attends to
+    // everything alike) unless the scores are returned or dropped out; then its Softmax layer,
+    // which zeroes the masked positions after the softmax.
+    let dropout = c.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
+    if !ctx.keras2 && (kw_bool(lc, "return_attention_scores") || dropout > 0.0) {
+        if let Some(m) = attention_mask {
+            let keep = ctx.node(lc, "probs_mask/float", Op::Cast { to: ir::DType::F32 }, &[m])?;
+            let keep = ctx.unary(lc, "probs_mask/abs", UnaryOp::Abs, keep)?;
+            let keep = ctx.unary(lc, "probs_mask", UnaryOp::Sign, keep)?;
+            let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
+            let mut keep =
+                ctx.node(lc, "probs_mask/heads", Op::Reshape { shape: vec![-1, 1, t as i64, s as i64] }, &[keep])?;
+            if kw_bool(lc, "use_causal_mask") {
+                let lower = causal_mask(t, s).to_f32_vec().iter().map(|&v| f32::from(v == 0.0)).collect();
+                let lower = Tensor::from_f32(&[t, s], lower).map_err(|e| ctx.err(lc, e.to_string()))?;
+                let c = ctx.konst(lc, "probs_causal_keep", lower);
+                keep = ctx.binary(lc, "probs_mask/causal", BinaryOp::Mul, keep, c)?;
+            }
+            probs = ctx.binary(lc, "masked_probs", BinaryOp::Mul, probs, keep)?;
+        }
+    }
     let o = ctx.node(lc, "attend", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
     let o = ctx.node(lc, "heads_last", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[o])?;
     let o = ctx.node(lc, "merge_heads", Op::Reshape { shape: vec![0, 0, (h * vd) as i64] }, &[o])?;
@@ -269,7 +290,7 @@ pub(super) fn attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     // Masks: [query_mask, value_mask] given, else the inputs' implicit masks.
     let given: Vec<ValueId> = lc.kw_inputs.iter().filter(|(k, _)| k == "mask").map(|(_, v)| *v).collect();
     let (q_mask, v_mask) = match given.len() {
-        0 => (ctx.masks.get(&q).copied(), ctx.masks.get(&v).copied()),
+        0 => (ctx.mask(q), ctx.mask(v)),
         2 => (Some(given[0]), Some(given[1])),
         _ => return Err(ctx.err(lc, "a mask argument other than [query_mask, value_mask] is not supported")),
     };

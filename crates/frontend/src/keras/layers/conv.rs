@@ -263,7 +263,7 @@ pub(super) fn global_pool(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let keepdims = cfg_bool(lc.config, "keepdims", false);
     // GlobalAveragePooling1D of a masked sequence: the mean over the unmasked steps (Keras).
     // An explicit `mask` argument (Keras 3 records it) wins over the implicit one.
-    let mask = lc.kw_inputs.iter().find(|(k, _)| k == "mask").map(|(_, v)| *v).or_else(|| ctx.masks.get(&x).copied());
+    let mask = lc.kw_inputs.iter().find(|(k, _)| k == "mask").map(|(_, v)| *v).or_else(|| ctx.mask(x));
     if let (Some(m), "GlobalAveragePooling1D" | "GlobalAvgPool1D", 3) = (mask, lc.class, rank) {
         let m = if ctx.g.value(m).ty.dtype == ir::DType::F32 {
             m

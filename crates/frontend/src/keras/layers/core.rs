@@ -192,6 +192,9 @@ pub(super) fn merge(ctx: &mut Ctx, lc: &LayerCall) -> R {
     if xs.len() < 2 && lc.class != "Subtract" {
         return Err(ctx.err(lc, format!("a merge layer needs at least 2 inputs, got {}", xs.len())));
     }
+    if let Some(y) = super::masks::masked_merge(ctx, lc)? {
+        return Ok(vec![y]);
+    }
     let op = match lc.class {
         "Add" | "Average" => BinaryOp::Add,
         "Subtract" => BinaryOp::Sub,
@@ -369,6 +372,6 @@ pub(super) fn masking(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let keep = ctx.node(lc, "mask/any", Op::Reduce { kind: ir::ReduceKind::Max, axes, keepdims: true }, &[s])?;
     let y = ctx.binary(lc, "", BinaryOp::Mul, x, keep)?;
     let bt = ctx.node(lc, "mask", Op::Reshape { shape: vec![0, -1] }, &[keep])?;
-    ctx.masks.insert(y, bt);
+    ctx.set_mask(y, bt);
     Ok(vec![y])
 }

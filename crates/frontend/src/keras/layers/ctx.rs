@@ -45,8 +45,11 @@ pub(crate) struct Ctx {
     pub summaries: Vec<LayerSummary>,
     recorded: std::collections::HashSet<String>,
     /// Keras's implicit masks: for a value that carries one, its `(batch, time)` keep mask as
-    /// float 0/1 (from Embedding(mask_zero=True) or Masking, propagated as Keras does).
-    pub masks: HashMap<ValueId, ValueId>,
+    /// float 0/1 (from Embedding(mask_zero=True) or Masking, propagated as Keras does; see
+    /// `masks.rs`). Read and written through [`Ctx::mask`] and its siblings.
+    masks: HashMap<ValueId, ValueId>,
+    /// Values that are another value's tensor object in Keras (a layer that returns its input).
+    same_tensor: HashMap<ValueId, ValueId>,
     /// The masks of the current call's positional inputs (for layers that read them).
     pub call_masks: Vec<Option<ValueId>>,
     /// The file was written by Keras 2 on Theano, which stores convolution kernels flipped.
@@ -68,9 +71,45 @@ impl Ctx {
             summaries: Vec::new(),
             recorded: Default::default(),
             masks: HashMap::new(),
+            same_tensor: HashMap::new(),
             call_masks: Vec::new(),
             theano_kernels: false,
         }
+    }
+
+    /// The tensor object a value is in Keras.
+    fn tensor(&self, mut v: ValueId) -> ValueId {
+        while let Some(&u) = self.same_tensor.get(&v) {
+            v = u;
+        }
+        v
+    }
+
+    /// The mask a value carries now, if any.
+    pub fn mask(&self, v: ValueId) -> Option<ValueId> {
+        self.masks.get(&self.tensor(v)).copied()
+    }
+
+    pub fn set_mask(&mut self, v: ValueId, mask: ValueId) {
+        let t = self.tensor(v);
+        self.masks.insert(t, mask);
+    }
+
+    pub fn clear_mask(&mut self, v: ValueId) {
+        let t = self.tensor(v);
+        self.masks.remove(&t);
+    }
+
+    /// Records that `out` is `input`'s tensor object in Keras (shares its mask from now on).
+    pub fn alias(&mut self, out: ValueId, input: ValueId) {
+        let (o, i) = (self.tensor(out), self.tensor(input));
+        if o == i {
+            return;
+        }
+        if let Some(m) = self.masks.remove(&o) {
+            self.masks.entry(i).or_insert(m);
+        }
+        self.same_tensor.insert(o, i);
     }
 
     pub fn config_err(&self, message: String) -> FrontendError {

@@ -6,6 +6,7 @@ mod attention;
 mod conv;
 mod core;
 mod ctx;
+mod masks;
 mod norm;
 mod ops;
 mod recurrent;
@@ -15,8 +16,8 @@ pub(crate) use ctx::Ctx;
 use super::config::{is_ops_module, Call, LayerSpec};
 use super::weights::PathLink;
 use crate::FrontendError;
-use ctx::{cfg_bool, LayerCall, LowerFn};
-use ir::{BinaryOp, Op, Tensor, UnaryOp, ValueId};
+use ctx::{LayerCall, LowerFn};
+use ir::{Op, Tensor, ValueId};
 use serde_json::Value;
 
 /// The table of supported layer classes.
@@ -186,98 +187,17 @@ pub(crate) fn lower_layer(
     if lc.inputs.is_empty() {
         return Err(ctx.err(&lc, "called without inputs"));
     }
-    let in_masks: Vec<Option<ValueId>> = lc.inputs.iter().map(|v| ctx.masks.get(v).copied()).collect();
-    let masked = !is_op && in_masks.iter().any(Option::is_some);
-    let class = lc.class;
-    if masked {
-        // Layers whose computation Keras changes for a masked input.
-        let inner = lc.config.get("layer").and_then(|l| l.get("class_name")).and_then(Value::as_str).unwrap_or("");
-        let consumes = match class {
-            "GlobalAveragePooling1D" | "MultiHeadAttention" => false,
-            "TimeDistributed" => !MASK_PASS.contains(&inner),
-            "AdditiveAttention" | "Softmax" | "GroupQueryAttention" | "Dot" => true,
-            _ => false,
-        };
-        if consumes {
-            return Err(ctx.err(
-                &lc,
-                "a masked input (from Embedding(mask_zero=True) or Masking) is not supported by this layer yet",
-            ));
-        }
+    let in_masks: Vec<Option<ValueId>> = lc.inputs.iter().map(|&v| ctx.mask(v)).collect();
+    if !is_op {
+        masks::check_masked_call(ctx, &lc, &in_masks)?;
     }
     ctx.call_masks = in_masks.clone();
-    let outs = f(ctx, &lc)?;
+    let outs = f(ctx, &lc);
     ctx.call_masks.clear();
-    // The output's mask, as Keras computes it.
-    let out_mask = match class {
-        // Keras does not carry masks through `keras.ops` calls.
-        _ if is_op => None,
-        "Embedding" if cfg_bool(lc.config, "mask_zero", false) => {
-            let ids = lc.inputs[0];
-            let f = ctx.node(&lc, "mask/float", Op::Cast { to: ir::DType::F32 }, &[ids])?;
-            let a = ctx.unary(&lc, "mask/abs", UnaryOp::Abs, f)?;
-            Some(ctx.unary(&lc, "mask", UnaryOp::Sign, a)?)
-        }
-        "Masking" => ctx.masks.get(&outs[0]).copied(),
-        "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" | "Concatenate" if masked => {
-            // Logical and of the inputs' masks (an input without one masks nothing).
-            let mut acc: Option<ValueId> = None;
-            for m in in_masks.iter().flatten() {
-                acc = Some(match acc {
-                    None => *m,
-                    Some(a) => ctx.binary(&lc, "mask/and", BinaryOp::Mul, a, *m)?,
-                });
-            }
-            acc
-        }
-        c if MASK_PASS.contains(&c) || c == "MultiHeadAttention" || c == "TimeDistributed" || c == "Attention" => {
-            in_masks[0]
-        }
-        // A recurrent layer returning sequences keeps the sequence's mask.
-        "LSTM" | "GRU" | "SimpleRNN" if cfg_bool(lc.config, "return_sequences", false) => in_masks[0],
-        "Bidirectional"
-            if lc
-                .config
-                .get("layer")
-                .and_then(|l| l.get("config"))
-                .is_some_and(|c| cfg_bool(c, "return_sequences", false)) =>
-        {
-            in_masks[0]
-        }
-        _ => None,
-    };
-    if let Some(m) = out_mask {
-        ctx.masks.insert(outs[0], m);
-    }
+    let outs = outs?;
+    masks::propagate(ctx, &lc, is_op, &in_masks, &outs)?;
     Ok(outs)
 }
-
-/// Layers that pass a mask through unchanged (Keras's `supports_masking` without using it).
-const MASK_PASS: &[&str] = &[
-    "Dense",
-    "EinsumDense",
-    "Activation",
-    "ReLU",
-    "LeakyReLU",
-    "PReLU",
-    "ELU",
-    "ThresholdedReLU",
-    "Dropout",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "SpatialDropout3D",
-    "GaussianNoise",
-    "GaussianDropout",
-    "AlphaDropout",
-    "ActivityRegularization",
-    "LayerNormalization",
-    "GroupNormalization",
-    "BatchNormalization",
-    "UnitNormalization",
-    "Rescaling",
-    "Normalization",
-    "Identity",
-];
 
 /// TimeDistributed: the wrapped layer (any class of the table) over the batch and time axes
 /// merged.

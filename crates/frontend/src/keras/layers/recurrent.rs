@@ -91,8 +91,8 @@ fn initial_states(ctx: &Ctx, lc: &LayerCall) -> Result<Vec<ValueId>, FrontendErr
 fn sequence_mask(ctx: &mut Ctx, lc: &LayerCall) -> Result<Option<ValueId>, FrontendError> {
     let m = match lc.kw_inputs.iter().find(|(k, _)| k == "mask") {
         Some((_, v)) => *v,
-        None => match ctx.masks.get(&lc.inputs[0]) {
-            Some(&m) => m,
+        None => match ctx.mask(lc.inputs[0]) {
+            Some(m) => m,
             None => return Ok(None),
         },
     };
