@@ -44,8 +44,10 @@ pub(crate) fn write_checkpoint(
         .filter_map(|(v, w)| model.weight_sources.get(v).map(|p| (p.clone(), w.clone())))
         .collect();
     let st = opt.state();
-    let saved = SavedOptimizer { iterations: st.iterations as i64, learning_rate: opt.learning_rate() };
-    save_trained(source, &dir.join(format!("checkpoint.{}", ckpt_ext(source))), &updates, Some(saved))?;
+    // The optimizer's variables travel in the checkpoint's own state below.
+    let saved =
+        SavedOptimizer { iterations: st.iterations as i64, learning_rate: opt.learning_rate(), variables: Vec::new() };
+    save_trained(source, &dir.join(format!("checkpoint.{}", ckpt_ext(source))), &updates, Some(&saved))?;
     let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let zo = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (i, slots) in st.slots.iter().enumerate() {

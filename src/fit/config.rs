@@ -11,7 +11,7 @@ use crate::ir::{Op, UnaryOp, ValueId};
 use crate::runtime::placement::layer_of;
 use crate::runtime::training::{KerasOptimizer, Kind, Loss, Noise, Schedule, TrainOptions};
 use crate::Model;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// The runtime loss of a configured one (`from_logits` set by the file or the flag).
 fn loss(cfg: &LossConfig, from_logits_flag: bool) -> Result<Loss, FitError> {
@@ -164,15 +164,19 @@ fn never_trained(model: &Model, v: ValueId) -> bool {
 }
 
 /// The weights to train: those read from the file, minus frozen layers and non-trainable
-/// variables.
+/// variables, in Keras's `trainable_variables` order (which its optimizer's slots follow).
 pub(crate) fn trainable_weights(model: &Model, frozen: &HashSet<String>) -> Vec<ValueId> {
     let g = &model.graph;
-    g.constants()
+    let order: HashMap<&str, usize> = model.weight_order.iter().enumerate().map(|(i, p)| (p.as_str(), i)).collect();
+    let mut w: Vec<ValueId> = g
+        .constants()
         .keys()
         .copied()
         .filter(|v| model.weight_sources.contains_key(v))
         .filter(|v| !frozen.contains(layer_of(&g.value(*v).name)) && !never_trained(model, *v))
-        .collect()
+        .collect();
+    w.sort_by_key(|v| model.weight_sources.get(v).and_then(|p| order.get(p.as_str())).copied().unwrap_or(usize::MAX));
+    w
 }
 
 /// Training-mode layers: batch normalizations that are not frozen (batch statistics; their

@@ -11,6 +11,7 @@ mod config;
 mod data;
 mod error;
 mod history;
+mod keras_state;
 mod metrics;
 mod options;
 mod random;
@@ -19,7 +20,7 @@ pub use error::FitError;
 pub use history::History;
 pub use options::{DataOptions, FitOptions, OptimizerFlags};
 
-use crate::frontend::keras::save::{save_trained, OptimizerState as SavedOptimizer};
+use crate::frontend::keras::save::{read_optimizer, save_trained, OptimizerState as SavedOptimizer};
 use crate::frontend::keras::training_config::TrainingConfig;
 use crate::ir::{DType, Shape, Tensor, ValueId};
 use crate::runtime::training::{KerasOptimizer, Loss, Mirrored, Optimizer, TrainOptions, TrainStep};
@@ -135,6 +136,25 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         total_steps: 0,
         step_metrics,
     };
+    // Keras's load_model + fit continues from the optimizer state the file keeps (its slots and
+    // iteration count), when the file keeps all of it for the optimizer it trains with.
+    let weight_names: Vec<String> = trainable.iter().map(|v| g.value(*v).name.clone()).collect();
+    let weight_shapes: Vec<Vec<usize>> = t.weights.iter().map(|w| w.shape().to_vec()).collect();
+    let same_optimizer = keras_state::matches_file(&tc, &t.optimizer, &options.optimizer);
+    if same_optimizer && !options.resume {
+        if let Some(saved) = read_optimizer(source)? {
+            match keras_state::restore(&mut t.optimizer, &saved, &weight_shapes) {
+                Ok(()) if options.verbose > 0 => {
+                    eprintln!("continuing from the file's optimizer state (iteration {})", saved.iterations)
+                }
+                Ok(()) => {}
+                Err(why) if options.verbose > 0 => {
+                    eprintln!("note: {why}: the optimizer starts afresh, as Keras's would")
+                }
+                Err(_) => {}
+            }
+        }
+    }
     let mut start_epoch = 0;
     let mut stopper = EarlyStopping::new(options.early_stopping);
     if options.resume {
@@ -223,9 +243,20 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         .zip(t.weights.iter().chain(&t.state))
         .filter_map(|(v, w)| model.weight_sources.get(v).map(|p| (p.clone(), w.clone())))
         .collect();
-    let state =
-        SavedOptimizer { iterations: t.optimizer.iterations() as i64, learning_rate: t.optimizer.learning_rate() };
-    save_trained(source, &options.output, &updates, Some(state))?;
+    // The optimizer's variables too, as Keras would have saved them, where its own optimizer
+    // (rebuilt from the file's training_config) keeps the same ones.
+    let variables =
+        if same_optimizer { keras_state::to_file(&t.optimizer, &weight_names, &weight_shapes)? } else { Vec::new() };
+    let state = SavedOptimizer {
+        iterations: t.optimizer.iterations() as i64,
+        learning_rate: t.optimizer.learning_rate(),
+        variables,
+    };
+    if let Some(note) = save_trained(source, &options.output, &updates, Some(&state))? {
+        if options.verbose > 0 {
+            eprintln!("note: {note}");
+        }
+    }
     if let Some(h) = &options.history {
         let text = serde_json::to_string_pretty(&t.hist.to_json()).map_err(|e| invalid(e.to_string()))?;
         crate::write_atomic(h, text.as_bytes()).map_err(|e| invalid(format!("{}: {e}", h.display())))?;

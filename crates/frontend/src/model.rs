@@ -11,6 +11,10 @@ pub struct Model {
     /// For each weight constant stored unchanged in the file: the HDF5 dataset it came from
     /// (in the `.h5` file, or in a `.keras` archive's `model.weights.h5`).
     pub weight_sources: std::collections::HashMap<ir::ValueId, String>,
+    /// The file's weight datasets in Keras's `model.weights` order (layers in config order, each
+    /// layer's weights in its own order): the order of Keras's `trainable_variables`, which the
+    /// optimizer's slot variables follow. Empty for ONNX.
+    pub weight_order: Vec<String>,
 }
 
 /// The file format a model came from.

@@ -62,11 +62,21 @@ pub(crate) fn build(
     }
     let total_params = layers_summary.iter().map(|l| l.params).sum();
     let trainable_params = layers_summary.iter().map(|l| l.trainable_params).sum();
+    // Keras's weight order: top-level layers in config order, each layer's weights as read.
+    let position: HashMap<&str, usize> = spec.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
+    let mut reads: Vec<(usize, usize, String)> = std::mem::take(&mut ctx.weight_reads)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (layer, path))| (position.get(layer.as_str()).copied().unwrap_or(usize::MAX), i, path))
+        .collect();
+    reads.sort();
+    let weight_order = reads.into_iter().map(|(_, _, p)| p).collect();
     let graph = ctx.g;
     let weight_sources = ctx.sources;
     Ok(Model {
         graph,
         weight_sources,
+        weight_order,
         info: ModelInfo {
             name: spec.name.clone(),
             model_class: spec.class.clone(),

@@ -129,8 +129,10 @@ pub struct OptimizerConfig {
 }
 
 impl OptimizerConfig {
+    /// A serialized optimizer (`{"class_name": "Adam", "config": {...}}`) or its name alone
+    /// (`compile(optimizer="adam")` in a `.keras` archive's compile_config).
     fn from_value(v: &Value) -> Option<OptimizerConfig> {
-        let name = v.get("class_name").and_then(Value::as_str)?.to_lowercase();
+        let name = v.as_str().or_else(|| v.get("class_name").and_then(Value::as_str))?.to_lowercase();
         let cfg = v.get("config");
         let num = |k: &str| cfg.and_then(|c| c.get(k)).and_then(Value::as_f64).map(|v| v as f32);
         let flag = |k: &str| cfg.and_then(|c| c.get(k)).and_then(Value::as_bool);
@@ -189,7 +191,8 @@ impl TrainingConfig {
         TrainingConfig {
             loss: v.get("loss").cloned(),
             metrics: v.get("metrics").cloned(),
-            optimizer: v.get("optimizer_config").and_then(OptimizerConfig::from_value),
+            // `.h5` training_config: optimizer_config; `.keras` compile_config: optimizer.
+            optimizer: v.get("optimizer_config").or_else(|| v.get("optimizer")).and_then(OptimizerConfig::from_value),
             weighted_losses,
         }
     }

@@ -52,6 +52,8 @@ pub(crate) struct Ctx {
     same_tensor: HashMap<ValueId, ValueId>,
     /// The masks of the current call's positional inputs (for layers that read them).
     pub call_masks: Vec<Option<ValueId>>,
+    /// Every layer weight read, in order: (top-level layer, dataset path).
+    pub weight_reads: Vec<(String, String)>,
     /// The file was written by Keras 2 on Theano, which stores convolution kernels flipped.
     pub theano_kernels: bool,
 }
@@ -74,6 +76,7 @@ impl Ctx {
             same_tensor: HashMap::new(),
             call_masks: Vec::new(),
             theano_kernels: false,
+            weight_reads: Vec::new(),
         }
     }
 
@@ -222,6 +225,8 @@ impl Ctx {
             return Ok(w.clone());
         }
         let w = self.store.layer_weights(path, class)?;
+        let top = path.first().map(|p| p.name.clone()).unwrap_or_default();
+        self.weight_reads.extend(w.iter().map(|(_, p)| (top.clone(), p.clone())));
         let tensors: Vec<Tensor> = w.iter().map(|(t, _)| t.clone()).collect();
         self.count_params(path, class, config, &tensors);
         self.weights_cache.insert(key.to_string(), w.clone());
