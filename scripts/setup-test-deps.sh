@@ -15,3 +15,17 @@ if ! command -v g++ >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends g++; else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends g++; fi
 fi
 echo "emulator compiler: $(g++ --version | head -1)"
+# The real-world check set's CI share (tests/realworld.rs): keras.applications architectures and
+# two transformers saved by Keras 3 (JAX) with their outputs, generated into target/realworld
+# (too large for git) by a venv of Keras 3.15 + JAX.
+REALWORLD_CI="convnexttiny mobilenetv3small efficientnetv2b0 nasnetmobile densenet121 vit_tiny bert_tiny"
+if [ ! -x target/fit-venv/bin/python ]; then
+  python3 -m venv target/fit-venv
+  target/fit-venv/bin/pip install --quiet --disable-pip-version-check "keras==3.15.*" jax h5py numpy
+fi
+missing=""
+for n in $REALWORLD_CI; do [ -e "target/realworld/$n.expected.npy" ] || missing="$missing $n"; done
+if [ -n "$missing" ]; then
+  KERAS_BACKEND=jax target/fit-venv/bin/python scripts/make-realworld.py $missing 2>&1 | grep -v -i "warn" || true
+fi
+echo "real-world check set: $(ls target/realworld/*.expected.npy 2>/dev/null | wc -l) models in target/realworld"

@@ -166,11 +166,13 @@ fn resizing_and_center_crop_match_keras() {
 }
 
 /// Image augmentations saved in a model (RandomFlip, RandomRotation, RandomZoom,
-/// RandomTranslation, RandomContrast, RandomBrightness): the identity at inference, as in Keras;
-/// fine-tuning through them is refused by name, nothing written.
+/// RandomTranslation, RandomContrast, RandomBrightness; and in augment_more the other 18 of Keras
+/// 3's, AugMix to Solarization): the identity at inference, as in Keras; fine-tuning through them
+/// is refused by name, nothing written.
 #[test]
 fn augmentation_layers_are_the_identity_at_inference() {
     matches_keras_in("augment", &["keras"]);
+    matches_keras_in("augment_more", &["keras"]);
     let dir = models_dir().join("extra");
     let tmp = tmpdir("augment-fit");
     let (x, out) = (dir.join("augment.input0.npy"), tmp.join("out.keras"));

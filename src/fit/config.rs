@@ -213,7 +213,11 @@ pub(crate) fn training_mode(
                     m.momentum.push(f("momentum", 0.99));
                 }
             }
-            Op::Unary(UnaryOp::Identity) if cfg.is_some_and(|(class, _)| class.starts_with("Random")) => {
+            Op::Unary(UnaryOp::Identity)
+                if cfg.is_some_and(|(class, _)| {
+                    crate::frontend::keras::layers::AUGMENTATIONS.contains(&class.as_str())
+                }) =>
+            {
                 let class = cfg.map(|(c, _)| c.as_str()).unwrap_or("");
                 augment.push(format!("{} ({class})", node.name));
             }

@@ -31,8 +31,7 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "Dropout" | "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D" | "GaussianNoise"
         | "GaussianDropout" | "AlphaDropout" => core::noise,
         // Image augmentations: the identity at inference (fine-tuning through them is refused).
-        "RandomFlip" | "RandomRotation" | "RandomZoom" | "RandomTranslation" | "RandomContrast"
-        | "RandomBrightness" => core::noise,
+        c if AUGMENTATIONS.contains(&c) => core::noise,
         "ActivityRegularization" | "Identity" => core::identity,
         // keras.applications.convnext's LayerScale: Keras's own, though not in keras.layers.
         "LayerScale" => core::layer_scale,
@@ -88,6 +87,35 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         _ => return None,
     })
 }
+
+/// Keras 3's image augmentation layers, each the identity at inference (checked against Keras by
+/// scripts/make-app-layers.py and scripts/make-augment-fixture.py).
+pub const AUGMENTATIONS: &[&str] = &[
+    "RandomFlip",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomContrast",
+    "RandomBrightness",
+    "AugMix",
+    "CutMix",
+    "MixUp",
+    "RandAugment",
+    "RandomColorDegeneration",
+    "RandomColorJitter",
+    "RandomElasticTransform",
+    "RandomErasing",
+    "RandomGaussianBlur",
+    "RandomGrayscale",
+    "RandomHue",
+    "RandomInvert",
+    "RandomPerspective",
+    "RandomPosterization",
+    "RandomSaturation",
+    "RandomSharpness",
+    "RandomShear",
+    "Solarization",
+];
 
 /// The lowering of a layer entry: Keras 3 records `keras.ops` calls made on symbolic tensors
 /// (`x + 1`, `ops.mean`, `x[:, 0]`) as entries of an ops module, whose class names overlap the
