@@ -80,6 +80,17 @@ fn keras3_mask_propagation_matches_keras() {
     }
 }
 
+/// keras.layers classes beyond the dev set (scripts/make-more-layers.py): RMSNormalization,
+/// SpectralNormalization at inference, adaptive average/max pooling to sizes that do not divide
+/// the input (1D, 2D, 3D); the generic RNN layer over LSTMCell, GRUCell and SimpleRNNCell;
+/// CategoryEncoding, Discretization and ReversibleEmbedding (lookup and reverse projection).
+#[test]
+fn more_keras_layers_match_keras() {
+    for name in ["more_layers_norm", "more_layers_rnn", "more_layers_tokens"] {
+        matches_keras(name);
+    }
+}
+
 /// Masked sequences into recurrent layers (Embedding(mask_zero=True), padding at either end and
 /// in the middle): an LSTM returning sequences, a GRU on its output, a Bidirectional LSTM into a
 /// masked mean, a SimpleRNN going backwards.

@@ -259,6 +259,20 @@ pub(crate) fn training_mode(
             _ => {}
         }
     }
+    let mut spectral: Vec<&String> = model
+        .info
+        .layer_configs
+        .iter()
+        .filter(|(name, (class, _))| class == "SpectralNormalization" && !frozen.contains(name.as_str()))
+        .map(|(name, _)| name)
+        .collect();
+    spectral.sort();
+    if !spectral.is_empty() {
+        return Err(invalid(format!(
+            "fine-tuning through SpectralNormalization (its power iteration renormalizes the kernel each step) is not implemented yet: {}; --freeze them to train the rest",
+            spectral.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
     if !augment.is_empty() {
         return Err(invalid(format!(
             "image augmentations Keras applies in training, which kerasc cannot train through yet: {} (they run as the identity in `run`)",

@@ -431,3 +431,33 @@ pub(super) fn center_crop(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let y = ctx.node(lc, "", Op::Slice { axes: vec![1, 2], starts, ends, steps: vec![1, 1] }, &[x])?;
     Ok(vec![to_first(ctx, lc, y)?])
 }
+
+/// AdaptiveAveragePooling1D/2D/3D and AdaptiveMaxPooling1D/2D/3D: each spatial axis of length
+/// `l` pooled to `o` outputs, output `i` over `[⌊i·l/o⌋, ⌈(i+1)·l/o⌉)` (windows of two sizes
+/// when `o` does not divide `l`, as Keras computes them), one axis after the other.
+pub(super) fn adaptive_pool(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let r = spatial_rank(lc.class);
+    let mut x = to_last(ctx, lc, lc.inputs[0])?;
+    if ctx.rank(x) != r + 2 {
+        return Err(ctx.err(lc, format!("expects a rank-{} input", r + 2)));
+    }
+    let kind = if lc.class.contains("Max") { ReduceKind::Max } else { ReduceKind::Mean };
+    let out = ints(ctx, lc, "output_size", r, 1)?;
+    for (a, &o) in out.iter().enumerate() {
+        let axis = 1 + a;
+        let l = ctx.dims(x)[axis].fixed().ok_or_else(|| ctx.err(lc, "pooled axes must have known sizes"))?;
+        if o == l {
+            continue;
+        }
+        let mut parts = Vec::with_capacity(o);
+        for i in 0..o {
+            let (s, e) = (i * l / o, ((i + 1) * l).div_ceil(o));
+            let slice = Op::Slice { axes: vec![axis], starts: vec![s as i64], ends: vec![e as i64], steps: vec![1] };
+            let w = ctx.node(lc, &format!("axis{a}/window{i}"), slice, &[x])?;
+            let red = Op::Reduce { kind, axes: vec![axis], keepdims: true };
+            parts.push(ctx.node(lc, &format!("axis{a}/pool{i}"), red, &[w])?);
+        }
+        x = ctx.node(lc, &format!("axis{a}"), Op::Concat { axis }, &parts)?;
+    }
+    Ok(vec![to_first(ctx, lc, x)?])
+}

@@ -9,6 +9,7 @@ mod ctx;
 mod masks;
 mod norm;
 mod ops;
+mod preprocessing;
 mod recurrent;
 
 pub(crate) use ctx::Ctx;
@@ -83,6 +84,18 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "Bidirectional" => recurrent::bidirectional,
         "TimeDistributed" => time_distributed,
         "MultiHeadAttention" => attention::multi_head_attention,
+        "RNN" => recurrent::generic_rnn,
+        "SpectralNormalization" => spectral_normalization,
+        "RMSNormalization" => norm::rms_norm,
+        "AdaptiveAveragePooling1D"
+        | "AdaptiveAveragePooling2D"
+        | "AdaptiveAveragePooling3D"
+        | "AdaptiveMaxPooling1D"
+        | "AdaptiveMaxPooling2D"
+        | "AdaptiveMaxPooling3D" => conv::adaptive_pool,
+        "CategoryEncoding" => preprocessing::category_encoding,
+        "Discretization" => preprocessing::discretization,
+        "ReversibleEmbedding" => preprocessing::reversible_embedding,
         "Attention" => attention::attention,
         _ => return None,
     })
@@ -225,6 +238,37 @@ pub(crate) fn lower_layer(
     let outs = outs?;
     masks::propagate(ctx, &lc, is_op, &in_masks, &outs)?;
     Ok(outs)
+}
+
+/// SpectralNormalization at inference: the wrapped layer with its kernel as stored (Keras
+/// normalizes and stores it while training; the power iteration's vector is not used).
+fn spectral_normalization(ctx: &mut Ctx, lc: &LayerCall) -> Result<Vec<ValueId>, FrontendError> {
+    let inner = lc.config.get("layer").ok_or_else(|| ctx.err(lc, "no wrapped layer"))?;
+    let class = inner.get("class_name").and_then(Value::as_str).unwrap_or("").to_string();
+    let cfg = inner.get("config").cloned().unwrap_or(Value::Null);
+    let f =
+        registry(&class).ok_or_else(|| ctx.err(lc, format!("SpectralNormalization over {class} is not supported")))?;
+    // The wrapped layer's own weights: a .keras archive keeps them under `layer/` (beside the
+    // wrapper's copy of the kernel and its vector u), a legacy .h5 lists vector_u last.
+    let (weights, weight_paths): (Vec<Tensor>, Vec<String>) = lc
+        .weights
+        .iter()
+        .zip(&lc.weight_paths)
+        .filter(|(_, p)| if p.contains("/vars/") { p.contains("/layer/vars/") } else { !p.ends_with("vector_u") })
+        .map(|(t, p)| (t.clone(), p.clone()))
+        .unzip();
+    let ilc = LayerCall {
+        class: &class,
+        name: lc.name,
+        config: &cfg,
+        call: lc.call,
+        inputs: lc.inputs.clone(),
+        kw_inputs: Vec::new(),
+        weights,
+        weight_paths,
+        key: format!("{}/layer", lc.key),
+    };
+    f(ctx, &ilc)
 }
 
 /// TimeDistributed: the wrapped layer (any class of the table) over the batch and time axes

@@ -132,3 +132,31 @@ pub(super) fn unit_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let axes = cfg_axes(lc.config, "axis", -1, ctx.rank(x)).map_err(|e| ctx.err(lc, e))?;
     Ok(vec![ctx.node(lc, "", Op::L2Normalize { axes, epsilon: 1e-12 }, &[x])?])
 }
+
+/// RMSNormalization: `x · rsqrt(mean(x², axes) + ε) · scale`.
+pub(super) fn rms_norm(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let x = lc.inputs[0];
+    let dims = ctx.dims(x);
+    let r = dims.len();
+    let axes = cfg_axes(lc.config, "axis", -1, r).map_err(|e| ctx.err(lc, e))?;
+    let mut pshape = vec![1usize; r];
+    for &a in &axes {
+        pshape[a] = dims[a].fixed().ok_or_else(|| ctx.err(lc, "normalized axes must have known sizes"))?;
+    }
+    if lc.weights.len() != 1 {
+        return Err(ctx.werr(lc, format!("expected 1 weight tensor (scale), the file holds {}", lc.weights.len())));
+    }
+    let scale = weight(ctx, lc, 0, "scale", None)?;
+    if scale.len() != pshape.iter().product::<usize>() {
+        return Err(ctx.werr(lc, format!("scale has shape {:?} for normalized sizes {pshape:?}", scale.shape())));
+    }
+    let scale = scale.reshape(&pshape).map_err(|e| ctx.err(lc, e.to_string()))?;
+    let eps = cfg_f32(lc.config, "epsilon", 1e-6).map_err(|e| ctx.err(lc, e))?;
+    let sq = ctx.unary(lc, "square", ir::UnaryOp::Square, x)?;
+    let ms = ctx.node(lc, "mean_square", Op::Reduce { kind: ir::ReduceKind::Mean, axes, keepdims: true }, &[sq])?;
+    let ms = ctx.unary(lc, "plus_epsilon", ir::UnaryOp::Affine { scale: 1.0, offset: eps }, ms)?;
+    let inv = ctx.unary(lc, "rsqrt", ir::UnaryOp::Rsqrt, ms)?;
+    let y = ctx.binary(lc, "normalized", ir::BinaryOp::Mul, x, inv)?;
+    let s = ctx.konst(lc, "scale", scale);
+    Ok(vec![ctx.binary(lc, "", ir::BinaryOp::Mul, y, s)?])
+}

@@ -176,3 +176,32 @@ pub(super) fn bidirectional(ctx: &mut Ctx, lc: &LayerCall) -> R {
     outs.extend_from_slice(&bo[1..]);
     Ok(outs)
 }
+
+/// The generic RNN layer over one of Keras's cells (LSTMCell, GRUCell, SimpleRNNCell): the
+/// matching recurrent layer, with the cell's config and the RNN's flags.
+pub(super) fn generic_rnn(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let cell = lc.config.get("cell").ok_or_else(|| ctx.err(lc, "no cell"))?;
+    let cell_class = cell.get("class_name").and_then(Value::as_str).unwrap_or("?");
+    let class = match cell_class {
+        "LSTMCell" => "LSTM",
+        "GRUCell" => "GRU",
+        "SimpleRNNCell" => "SimpleRNN",
+        other => {
+            return Err(
+                ctx.err(lc, format!("RNN over a {other} is not supported (LSTMCell, GRUCell and SimpleRNNCell are)"))
+            )
+        }
+    };
+    let mut cfg = cell.get("config").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+    if let (Value::Object(c), Value::Object(outer)) = (&mut cfg, lc.config) {
+        for k in ["return_sequences", "return_state", "go_backwards", "stateful", "unroll", "zero_output_for_mask"] {
+            if let Some(v) = outer.get(k) {
+                c.insert(k.to_string(), v.clone());
+            }
+        }
+    }
+    let states = initial_states(ctx, lc)?;
+    let mask = sequence_mask(ctx, lc)?.map(|m| (m, false));
+    let w = lc.weights.clone();
+    lower_rnn(ctx, lc, class, &cfg, &w, lc.inputs[0], "", &states, mask)
+}
