@@ -154,7 +154,7 @@ fn the_optimizer_depends_on_neither_the_runtime_nor_cudarc() {
 #[test]
 fn ci_requires_the_tests_that_could_skip() {
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
-    for var in ["KERASC_REQUIRE_NVRTC", "KERASC_REQUIRE_EMULATOR"] {
+    for var in ["KERASC_REQUIRE_NVRTC", "KERASC_REQUIRE_EMULATOR", "KERASC_REQUIRE_REALWORLD"] {
         assert!(ci.lines().any(|l| l.trim() == format!("export {var}=1")), ".ci/run does not set {var}");
     }
     let gpu = std::fs::read_to_string(root().join("scripts/gpu-check.sh")).unwrap();

@@ -49,6 +49,7 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "Normalization" => core::normalization,
         "Conv1D" | "Conv2D" | "Conv3D" | "Convolution1D" | "Convolution2D" | "Convolution3D" => conv::conv,
         "Conv1DTranspose"
+        | "Convolution1DTranspose"
         | "Conv2DTranspose"
         | "Conv3DTranspose"
         | "Convolution2DTranspose"
@@ -151,7 +152,7 @@ pub(crate) fn is_op_class(class: &str) -> bool {
 }
 
 /// Whether a layer of this class name is supported.
-pub(crate) fn is_layer_class(class: &str) -> bool {
+pub fn is_layer_class(class: &str) -> bool {
     registry(class).is_some()
 }
 
