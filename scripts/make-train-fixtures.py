@@ -95,3 +95,39 @@ if not sys.argv[1:] or "multi_io_adam" in sys.argv[1:]:
     with open(f"{OUT}/multi_io_adam.history.json", "w") as f:
         json.dump({k: [float(v) for v in vs] for k, vs in h.history.items()}, f)
     print("multi_io_adam", {k: [round(float(v), 5) for v in vs] for k, vs in h.history.items()})
+
+# The same two-output model with loss_weights: Keras's total loss is the weighted sum (the
+# per-output losses in the history unweighted).
+if not sys.argv[1:] or "multi_io_weighted" in sys.argv[1:]:
+    d = np.load(f"{OUT}/multi_io.npz")
+    keras.utils.set_random_seed(5)
+    ia = keras.Input((4,), name="left")
+    ib = keras.Input((3,), name="right")
+    h = keras.layers.Concatenate(name="cat")([keras.layers.Dense(6, activation="relu", name="da")(ia),
+                                             keras.layers.Dense(6, activation="tanh", name="db")(ib)])
+    m = keras.Model([ia, ib], [keras.layers.Dense(3, activation="softmax", name="cls")(h),
+                               keras.layers.Dense(2, name="reg")(h)], name="multi_io")
+    m.compile(optimizer=O.Adam(0.01), loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
+              loss_weights={"cls": 1.0, "reg": 0.25}, metrics={"cls": ["accuracy"], "reg": ["mae"]})
+    m.save(f"{OUT}/multi_io_weighted.h5")
+    h = m.fit({"left": d["x_left"], "right": d["x_right"]}, {"cls": d["y_cls"], "reg": d["y_reg"]},
+              batch_size=16, epochs=3, shuffle=False, verbose=0)
+    m.save(f"{OUT}/multi_io_weighted.trained.h5")
+    with open(f"{OUT}/multi_io_weighted.history.json", "w") as f:
+        json.dump({k: [float(v) for v in vs] for k, vs in h.history.items()}, f)
+    print("multi_io_weighted", {k: [round(float(v), 5) for v in vs] for k, vs in h.history.items()})
+
+# Noise layers kerasc makes active in training: AlphaDropout, and Dropout with a noise_shape
+# (one draw per sample and feature, shared over time). Compiled, not trained (Keras's random
+# streams are its own): tests/fit.rs checks that fit trains with them, seeded.
+if not sys.argv[1:] or "noise_layers" in sys.argv[1:]:
+    keras.utils.set_random_seed(6)
+    i = keras.Input((5, 4), name="x")
+    h = keras.layers.Dense(8, activation="selu", name="d1")(i)
+    h = keras.layers.AlphaDropout(0.2, name="alpha")(h)
+    h = keras.layers.Dropout(0.3, noise_shape=(None, 1, 8), name="drop")(h)
+    h = keras.layers.GlobalAveragePooling1D(name="gap")(h)
+    m = keras.Model(i, keras.layers.Dense(3, activation="softmax", name="out")(h), name="noise_layers")
+    m.compile(optimizer=O.SGD(0.05), loss="sparse_categorical_crossentropy")
+    m.save(f"{OUT}/noise_layers.h5")
+    print("noise_layers")

@@ -673,3 +673,53 @@ fn several_inputs_and_outputs_need_named_arrays() {
     assert!(err.contains("x_left") && err.contains("x_right") && !err.contains("panicked"), "{err}");
     assert!(!out.exists());
 }
+
+/// Two inputs and two outputs trained by Keras (`scripts/make-train-fixtures.py`), once with
+/// `loss_weights` {cls: 1, reg: 0.25}: `kerasc fit` ends at Keras's weights, and its history has
+/// Keras's numbers — the weighted total as `loss`, each output's loss unweighted, each output's
+/// metrics.
+#[test]
+fn several_outputs_and_loss_weights_train_like_keras() {
+    let train = models_dir().join("train");
+    for name in ["multi_io_adam", "multi_io_weighted"] {
+        let dir = common::tmpdir(&format!("fit-{name}"));
+        let (out, hist) = (dir.join("o.h5"), dir.join("h.json"));
+        let (model, data) = (train.join(format!("{name}.h5")), train.join("multi_io.npz"));
+        let args = [
+            "fit",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--no-shuffle",
+            "--verbose",
+            "0",
+            "--history",
+            hist.to_str().unwrap(),
+        ];
+        let r = run_fit(&args.map(String::from));
+        assert!(r.status.success(), "{name}: {}", String::from_utf8_lossy(&r.stderr));
+        let (ours, keras) =
+            (kerasc::load(&out).unwrap(), kerasc::load(&train.join(format!("{name}.trained.h5"))).unwrap());
+        for (v, t) in ours.graph.constants() {
+            let wname = &ours.graph.value(*v).name;
+            let want = keras.graph.constants().iter().find(|(c, _)| keras.graph.value(**c).name == *wname).unwrap().1;
+            close(&format!("{name}: {wname}"), t, want, Tolerance { atol: 1e-5, rtol: 1e-4 });
+        }
+        let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&hist).unwrap()).unwrap();
+        let k: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(train.join(format!("{name}.history.json"))).unwrap()).unwrap();
+        for (key, vals) in k.as_object().unwrap() {
+            let ours = h[key].as_array().unwrap_or_else(|| panic!("{name}: no {key} in {h}"));
+            for (a, b) in ours.iter().zip(vals.as_array().unwrap()) {
+                let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+                assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-2), "{name} {key}: {a} vs Keras {b}");
+            }
+        }
+    }
+}

@@ -188,6 +188,8 @@ pub(crate) struct TrainingMode {
     pub(crate) momentum: Vec<f32>,
     /// Per noise layer (TrainOptions order): the channel axis for spatial dropout.
     pub(crate) channels_first: Vec<bool>,
+    /// Per noise layer: the axes its `noise_shape` broadcasts the noise along (bit per axis).
+    pub(crate) broadcast: Vec<u16>,
 }
 
 pub(crate) fn training_mode(
@@ -196,7 +198,12 @@ pub(crate) fn training_mode(
     no_dropout: bool,
 ) -> Result<TrainingMode, FitError> {
     let g = &model.graph;
-    let mut m = TrainingMode { options: TrainOptions::default(), momentum: Vec::new(), channels_first: Vec::new() };
+    let mut m = TrainingMode {
+        options: TrainOptions::default(),
+        momentum: Vec::new(),
+        channels_first: Vec::new(),
+        broadcast: Vec::new(),
+    };
     let (mut refused, mut augment) = (Vec::new(), Vec::new());
     for node in g.nodes() {
         let cfg = model.info.layer_configs.get(&node.name);
@@ -224,28 +231,35 @@ pub(crate) fn training_mode(
             Op::Unary(UnaryOp::Identity) if !no_dropout => {
                 let Some((class, c)) = cfg else { continue };
                 let rate = f("rate", 0.0);
-                let kind = match class.as_str() {
-                    "Dropout" | "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D"
-                        if c.get("noise_shape").is_some_and(|v| !v.is_null()) =>
-                    {
-                        refused.push(format!("{} (Dropout with a noise_shape)", node.name));
+                // Keras's noise_shape: an entry of 1 shares one draw along that axis.
+                let mut broadcast = 0u16;
+                if let Some(ns) = c.get("noise_shape").filter(|v| !v.is_null()) {
+                    let entries =
+                        ns.as_array().filter(|a| a.len() <= 16 && matches!(class.as_str(), "Dropout" | "AlphaDropout"));
+                    let Some(entries) = entries else {
+                        refused.push(format!("{} ({class} with the noise_shape {ns})", node.name));
                         continue;
+                    };
+                    for (i, e) in entries.iter().enumerate() {
+                        if e.as_u64() == Some(1) {
+                            broadcast |= 1 << i;
+                        }
                     }
+                }
+                let kind = match class.as_str() {
                     "Dropout" => Noise::Dropout { rate },
                     "SpatialDropout1D" | "SpatialDropout2D" | "SpatialDropout3D" => Noise::SpatialDropout { rate },
                     "GaussianNoise" => Noise::GaussianNoise { stddev: f("stddev", 0.0) },
                     "GaussianDropout" => Noise::GaussianDropout { rate },
-                    "AlphaDropout" => {
-                        refused.push(format!("{} (AlphaDropout)", node.name));
-                        continue;
-                    }
+                    "AlphaDropout" => Noise::AlphaDropout { rate },
                     _ => continue,
                 };
                 let off = match kind {
                     Noise::GaussianNoise { stddev } => stddev == 0.0,
-                    Noise::Dropout { rate } | Noise::SpatialDropout { rate } | Noise::GaussianDropout { rate } => {
-                        rate == 0.0
-                    }
+                    Noise::Dropout { rate }
+                    | Noise::SpatialDropout { rate }
+                    | Noise::GaussianDropout { rate }
+                    | Noise::AlphaDropout { rate } => rate == 0.0,
                 };
                 if off {
                     continue;
@@ -255,6 +269,7 @@ pub(crate) fn training_mode(
                 }
                 m.options.noise.push((node.name.clone(), kind));
                 m.channels_first.push(c.get("data_format").and_then(|v| v.as_str()) == Some("channels_first"));
+                m.broadcast.push(broadcast);
             }
             _ => {}
         }

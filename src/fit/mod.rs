@@ -52,9 +52,6 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     let out_names: Vec<String> =
         (0..n_out).map(|k| model.info.output_names.get(k).cloned().unwrap_or_else(|| format!("output_{k}"))).collect();
     let losses = config::losses(&tc, &out_names, options)?;
-    if tc.weighted_losses {
-        return Err(invalid("loss_weights other than 1 are not implemented yet"));
-    }
     let label_dtypes: Vec<DType> = losses.iter().map(|l| if l.sparse() { DType::I32 } else { DType::F32 }).collect();
     let optimizer = config::optimizer(&tc, &options.optimizer)?;
     let frozen = config::frozen_layers(model, options)?;
@@ -64,6 +61,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     mode.options.pool = options.pool.clone();
     mode.options.placement = options.placement.clone();
     mode.options.memory_limit = options.memory_limit;
+    mode.options.loss_weights = tc.loss_weights(&out_names).map_err(invalid)?;
     let metrics = config::metrics(model, &tc, &out_names, &losses, options)?;
 
     let (what, arrays) = data::load_data(&options.data)?;
@@ -114,6 +112,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                 cuda: mode.options.cuda.clone(),
                 pool: mode.options.pool.clone(),
                 memory_limit: mode.options.memory_limit,
+                loss_weights: mode.options.loss_weights.clone(),
                 ..TrainOptions::default()
             };
             Some(TrainStep::with_losses(g, &loss_spec, &trainable, &o)?)
@@ -452,7 +451,13 @@ impl Trainer {
         let shapes = self.step.noise_shapes(&xs, &ys)?;
         for (k, ((_, kind), shape)) in self.step.noise.iter().zip(&shapes).enumerate() {
             let mut rng = SplitMix::new(seed, ((self.total_steps as u64) << 16) ^ k as u64 ^ 0x5EED);
-            noise.push(random::noise_tensor(*kind, shape, self.mode.channels_first[k], &mut rng)?);
+            noise.push(random::noise_tensor(
+                *kind,
+                shape,
+                self.mode.channels_first[k],
+                self.mode.broadcast[k],
+                &mut rng,
+            )?);
         }
         Ok(noise)
     }

@@ -44,18 +44,46 @@ impl SplitMix {
     }
 }
 
+/// Values of `shape` drawn once per element of the noise shape, whose axes in `broadcast` (bit
+/// `i` for axis `i`: Keras's `noise_shape` entry 1) have size 1, and repeated along them.
+fn broadcast_draws(shape: &[usize], broadcast: u16, mut draw: impl FnMut() -> f32) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    if broadcast == 0 {
+        return (0..n).map(|_| draw()).collect();
+    }
+    let small: Vec<usize> =
+        shape.iter().enumerate().map(|(i, &d)| if broadcast >> i & 1 == 1 { 1 } else { d }).collect();
+    let draws: Vec<f32> = (0..small.iter().product::<usize>()).map(|_| draw()).collect();
+    (0..n)
+        .map(|mut i| {
+            // The element's index in the noise shape, axis by axis from the last.
+            let (mut at, mut stride) = (0, 1);
+            for (&d, &s) in shape.iter().zip(&small).rev() {
+                at += (i % d) % s * stride;
+                stride *= s;
+                i /= d;
+            }
+            draws[at]
+        })
+        .collect()
+}
+
 /// One noise tensor of `shape` for `kind`: a mask to multiply by, or noise to add.
 pub(crate) fn noise_tensor(
     kind: Noise,
     shape: &[usize],
     channels_first: bool,
+    broadcast: u16,
     rng: &mut SplitMix,
 ) -> Result<Tensor, FitError> {
     let n: usize = shape.iter().product();
     let v: Vec<f32> = match kind {
         Noise::Dropout { rate } => {
             let keep = 1.0 / (1.0 - rate);
-            (0..n).map(|_| if rng.uniform() >= rate as f64 { keep } else { 0.0 }).collect()
+            broadcast_draws(shape, broadcast, || if rng.uniform() >= rate as f64 { keep } else { 0.0 })
+        }
+        Noise::AlphaDropout { rate } => {
+            broadcast_draws(shape, broadcast, || if rng.uniform() >= rate as f64 { 1.0 } else { 0.0 })
         }
         Noise::SpatialDropout { rate } => {
             // One draw per (sample, channel), broadcast over the spatial positions.
@@ -96,7 +124,7 @@ mod tests {
     #[test]
     fn dropout_masks_keep_the_expected_fraction_and_the_mean() {
         let mut rng = SplitMix::new(1, 2);
-        let t = noise_tensor(Noise::Dropout { rate: 0.3 }, &[100, 1000], false, &mut rng).unwrap();
+        let t = noise_tensor(Noise::Dropout { rate: 0.3 }, &[100, 1000], false, 0, &mut rng).unwrap();
         let v = t.to_f32_vec();
         let zeros = v.iter().filter(|&&x| x == 0.0).count() as f64 / v.len() as f64;
         assert!((zeros - 0.3).abs() < 0.01, "dropped {zeros}");
@@ -109,7 +137,7 @@ mod tests {
         let mut rng = SplitMix::new(3, 4);
         // channels_last (batch 4, 5x6 positions, 16 channels) and channels_first (4, 16, 30).
         for (shape, cf) in [(vec![4usize, 5, 6, 16], false), (vec![4, 16, 30], true)] {
-            let v = noise_tensor(Noise::SpatialDropout { rate: 0.5 }, &shape, cf, &mut rng).unwrap().to_f32_vec();
+            let v = noise_tensor(Noise::SpatialDropout { rate: 0.5 }, &shape, cf, 0, &mut rng).unwrap().to_f32_vec();
             let per = v.len() / 4;
             let mut dropped = 0;
             for s in 0..4 {
@@ -129,10 +157,12 @@ mod tests {
     #[test]
     fn gaussian_noise_and_dropout_have_keras_moments() {
         let mut rng = SplitMix::new(5, 6);
-        let v = noise_tensor(Noise::GaussianNoise { stddev: 0.5 }, &[200_000], false, &mut rng).unwrap().to_f32_vec();
+        let v =
+            noise_tensor(Noise::GaussianNoise { stddev: 0.5 }, &[200_000], false, 0, &mut rng).unwrap().to_f32_vec();
         let (m, s) = stats(&v);
         assert!(m.abs() < 0.01 && (s - 0.5).abs() < 0.01, "mean {m} std {s}");
-        let v = noise_tensor(Noise::GaussianDropout { rate: 0.2 }, &[200_000], false, &mut rng).unwrap().to_f32_vec();
+        let v =
+            noise_tensor(Noise::GaussianDropout { rate: 0.2 }, &[200_000], false, 0, &mut rng).unwrap().to_f32_vec();
         let (m, s) = stats(&v);
         assert!((m - 1.0).abs() < 0.01 && (s - 0.5).abs() < 0.01, "mean {m} std {s} (want 1, sqrt(0.2/0.8))");
     }
@@ -146,5 +176,26 @@ mod tests {
         assert_eq!(draw(1, 2), draw(1, 2));
         assert_ne!(draw(1, 2), draw(1, 3));
         assert_ne!(draw(1, 2), draw(2, 2));
+    }
+
+    /// Dropout with a noise_shape draws once per element of the noise shape: the mask is
+    /// constant along the axes whose entry is 1; AlphaDropout's keep mask is 0/1 at `1 − rate`.
+    #[test]
+    fn noise_shapes_broadcast_and_alpha_dropout_keeps() {
+        let mut rng = SplitMix::new(3, 4);
+        // (batch 50, time 20, features 8) with noise_shape (None, 1, 8): one draw per (sample, feature).
+        let v = noise_tensor(Noise::Dropout { rate: 0.5 }, &[50, 20, 8], false, 0b010, &mut rng).unwrap().to_f32_vec();
+        for b in 0..50 {
+            for f in 0..8 {
+                let first = v[b * 160 + f];
+                assert!((0..20).all(|t| v[b * 160 + t * 8 + f] == first), "sample {b} feature {f} varies over time");
+            }
+        }
+        let zeros = v.iter().filter(|&&x| x == 0.0).count() as f64 / v.len() as f64;
+        assert!((zeros - 0.5).abs() < 0.08, "{zeros}");
+        let m = noise_tensor(Noise::AlphaDropout { rate: 0.2 }, &[100_000], false, 0, &mut rng).unwrap().to_f32_vec();
+        assert!(m.iter().all(|&x| x == 0.0 || x == 1.0));
+        let kept = m.iter().sum::<f32>() as f64 / m.len() as f64;
+        assert!((kept - 0.8).abs() < 0.01, "{kept}");
     }
 }

@@ -163,8 +163,7 @@ pub struct TrainingConfig {
     metrics: Option<Value>,
     /// The optimizer, where the file records one.
     pub optimizer: Option<OptimizerConfig>,
-    /// Whether `loss_weights` gives some output a weight other than 1.
-    pub weighted_losses: bool,
+    loss_weights: Option<Value>,
 }
 
 /// One value for every one of `n` outputs, or exactly one per output.
@@ -180,20 +179,39 @@ impl TrainingConfig {
     /// Reads a `training_config` / `compile_config` value.
     pub fn from_value(v: Option<&Value>) -> TrainingConfig {
         let Some(v) = v else { return TrainingConfig::default() };
-        let weighted_losses = v.get("loss_weights").filter(|w| !w.is_null()).is_some_and(|w| {
-            let vals: Vec<f64> = match w {
-                Value::Array(a) => a.iter().filter_map(Value::as_f64).collect(),
-                Value::Object(o) => o.values().filter_map(Value::as_f64).collect(),
-                other => other.as_f64().into_iter().collect(),
-            };
-            vals.iter().any(|&v| v != 1.0)
-        });
         TrainingConfig {
             loss: v.get("loss").cloned(),
             metrics: v.get("metrics").cloned(),
             // `.h5` training_config: optimizer_config; `.keras` compile_config: optimizer.
             optimizer: v.get("optimizer_config").or_else(|| v.get("optimizer")).and_then(OptimizerConfig::from_value),
-            weighted_losses,
+            loss_weights: v.get("loss_weights").filter(|w| !w.is_null()).cloned(),
+        }
+    }
+
+    /// The weight of each output's loss in the training loss (`loss_weights`: a list, a dict by
+    /// output name — an output left out weighs 1 — or one number; all 1 without it).
+    pub fn loss_weights(&self, outputs: &[String]) -> Result<Vec<f32>, String> {
+        let n = outputs.len();
+        let num = |v: &Value, what: &str| {
+            v.as_f64()
+                .filter(|w| w.is_finite())
+                .map(|w| w as f32)
+                .ok_or_else(|| format!("loss_weights: {what} is not a finite number ({v})"))
+        };
+        match &self.loss_weights {
+            None => Ok(vec![1.0; n]),
+            Some(Value::Array(a)) => {
+                let w =
+                    a.iter().enumerate().map(|(i, v)| num(v, &format!("entry {i}"))).collect::<Result<Vec<_>, _>>()?;
+                per_output(w, n).map_err(|_| format!("{} loss weights for {n} outputs", a.len()))
+            }
+            Some(Value::Object(o)) => {
+                if let Some(k) = o.keys().find(|k| !outputs.contains(k)) {
+                    return Err(format!("loss_weights names '{k}', which is no output"));
+                }
+                outputs.iter().map(|name| o.get(name).map_or(Ok(1.0), |v| num(v, name))).collect()
+            }
+            Some(v) => Ok(vec![num(v, "the weight")?; n]),
         }
     }
 
@@ -259,7 +277,7 @@ mod tests {
         assert_eq!(l[0], LossConfig::named("mse"));
         assert_eq!((l[1].name.as_str(), l[1].delta), ("huber", Some(2.0)));
         assert_eq!(tc.metrics(&outs), vec![vec!["mae".to_string()], vec!["accuracy".to_string()]]);
-        assert!(tc.weighted_losses);
+        assert_eq!(tc.loss_weights(&outs).unwrap(), vec![1.0, 0.5]);
         let o = tc.optimizer.unwrap();
         assert_eq!((o.name.as_str(), o.beta_1, o.amsgrad, o.beta_2), ("adam", Some(0.8), Some(true), None));
         assert_eq!(
@@ -283,7 +301,11 @@ mod tests {
         assert!(tc.losses(&outs).unwrap_err().contains("no loss for output 'z'"));
         let tc = TrainingConfig::from_value(Some(&json!({"loss": {"class_name": 3}, "loss_weights": [1, 1]})));
         assert!(tc.losses(&outs).unwrap_err().contains("cannot read"));
-        assert!(!tc.weighted_losses);
+        assert_eq!(tc.loss_weights(&outs).unwrap(), vec![1.0, 1.0]);
+        let tc = TrainingConfig::from_value(Some(&json!({"loss_weights": {"y": 2, "w": 1}})));
+        assert!(tc.loss_weights(&outs).unwrap_err().contains("'w'"));
+        let tc = TrainingConfig::from_value(Some(&json!({"loss_weights": [0.5, 2, 3]})));
+        assert_eq!(tc.loss_weights(&outs).unwrap_err(), "3 loss weights for 2 outputs");
         let lr = LearningRate::from_value(&json!({"class_name": "CosineDecay", "config": {"warmup_target": 0.1}}));
         assert!(
             matches!(lr, LearningRate::Schedule(ir::Schedule::CosineDecay { warmup: Some((t, _)), .. }) if (t - 0.1).abs() < 1e-9)

@@ -4,6 +4,7 @@
 
 mod exec;
 mod mirrored;
+mod noise;
 mod optimizers;
 mod step;
 

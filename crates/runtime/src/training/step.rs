@@ -1,6 +1,7 @@
 //! The training step graph: weights become inputs, the loss is appended, and the backward pass.
 
 use super::exec::{PlacedStep, StepExec, StepPlacement};
+pub use super::noise::{alpha_dropout_affine, Noise};
 use crate::{RuntimeError, SessionOptions};
 use ir::{DType, Graph, Op, Producer, ReduceKind, Tensor, TensorType, ValueId};
 use std::collections::HashMap;
@@ -135,19 +136,6 @@ fn per_sample(g: &mut Graph, loss: Loss, pred: ValueId, labels: ValueId) -> Resu
     })
 }
 
-/// A noise layer made active for training.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Noise {
-    /// Keep each element with probability `1 − rate`, scaled by `1/(1 − rate)`.
-    Dropout { rate: f32 },
-    /// Like `Dropout`, one draw per channel for all spatial positions.
-    SpatialDropout { rate: f32 },
-    /// Add `N(0, stddev²)`.
-    GaussianNoise { stddev: f32 },
-    /// Multiply by `N(1, rate/(1 − rate))`.
-    GaussianDropout { rate: f32 },
-}
-
 /// Training-mode behaviour of a step.
 #[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
@@ -167,12 +155,14 @@ pub struct TrainOptions {
     pub pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     /// Model parallelism: the step's nodes placed on several CPU devices by layer.
     pub placement: Option<StepPlacement>,
+    /// Each output's weight in the training loss (Keras's `loss_weights`); empty: all 1.
+    pub loss_weights: Vec<f32>,
 }
 
 /// What one step computed.
 #[derive(Debug, Clone)]
 pub struct StepOutput {
-    /// The training loss: the sum of the outputs' losses.
+    /// The training loss: the sum of the outputs' losses, each times its weight.
     pub loss: f32,
     /// Each output's loss (one entry for a single output).
     pub losses: Vec<f32>,
@@ -339,9 +329,19 @@ impl TrainStep {
                         let ty = g.value(ins[0]).ty.clone();
                         let m = g.add_input(format!("noise/{nm}"), ty);
                         noise.push((nm.clone(), *kind));
-                        let op =
-                            if matches!(kind, Noise::GaussianNoise { .. }) { BinaryOp::Add } else { BinaryOp::Mul };
-                        Some(vec![g.add(nm.clone(), Op::Binary(op), &[ins[0], m])?])
+                        if let Noise::AlphaDropout { rate } = kind {
+                            // a·(x·m + α′·(1 − m)) + b
+                            let (a, b, alpha_p) = alpha_dropout_affine(*rate);
+                            let kept = g.add(format!("{nm}/kept"), Op::Binary(BinaryOp::Mul), &[ins[0], m])?;
+                            let aff = UnaryOp::Affine { scale: -alpha_p, offset: alpha_p };
+                            let dropped = g.add(format!("{nm}/dropped"), Op::Unary(aff), &[m])?;
+                            let x = g.add(format!("{nm}/mixed"), Op::Binary(BinaryOp::Add), &[kept, dropped])?;
+                            Some(vec![g.add(nm.clone(), Op::Unary(UnaryOp::Affine { scale: a, offset: b }), &[x])?])
+                        } else {
+                            let op =
+                                if matches!(kind, Noise::GaussianNoise { .. }) { BinaryOp::Add } else { BinaryOp::Mul };
+                            Some(vec![g.add(nm.clone(), Op::Binary(op), &[ins[0], m])?])
+                        }
                     }
                     None => None,
                 },
@@ -373,8 +373,21 @@ impl TrainStep {
             preds.push(pred);
             means.push(mean);
         }
-        let mut total = means[0];
-        for &m in &means[1..] {
+        // The training loss: Σ w_k · loss_k (the per-output losses reported unweighted).
+        if !opts.loss_weights.is_empty() && opts.loss_weights.len() != n_out {
+            return Err(err(format!("{} loss weights for {n_out} outputs", opts.loss_weights.len())));
+        }
+        let mut weighted = Vec::with_capacity(n_out);
+        for (k, &m) in means.iter().enumerate() {
+            weighted.push(match opts.loss_weights.get(k) {
+                Some(&w) if w != 1.0 => {
+                    g.add(format!("loss/weighted{k}"), Op::Unary(UnaryOp::Affine { scale: w, offset: 0.0 }), &[m])?
+                }
+                _ => m,
+            });
+        }
+        let mut total = weighted[0];
+        for &m in &weighted[1..] {
             total = g.add(format!("loss/total{}", g.nodes().len()), Op::Binary(BinaryOp::Add), &[total, m])?;
         }
         let grads = ir::grad::append_backward(&mut g, total, &params)?;
@@ -466,15 +479,16 @@ impl TrainStep {
         let all = g.concrete_shapes(&shapes)?;
         let noise_inputs: Vec<ValueId> =
             g.inputs().iter().copied().filter(|v| g.value(*v).name.starts_with("noise/")).collect();
-        // The noise tensor has the shape of the value it multiplies or adds to: the other operand.
+        // The noise tensor has the shape of the value it multiplies or adds to: the output of an
+        // element-wise node that reads it with another operand (fused or not).
         let mut out = Vec::new();
         for m in noise_inputs {
             let node = g
                 .nodes()
                 .iter()
-                .find(|n| n.inputs.len() == 2 && n.inputs[1] == m)
+                .find(|n| n.inputs.len() >= 2 && n.inputs.contains(&m) && g.value(n.outputs[0]).ty == g.value(m).ty)
                 .ok_or_else(|| err("noise input without its node"))?;
-            out.push(all[node.inputs[0].0].clone());
+            out.push(all[node.outputs[0].0].clone());
         }
         Ok(out)
     }
