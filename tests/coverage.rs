@@ -43,7 +43,7 @@ fn readme_list(which: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("README keras-layers section: no line starting with **{which}"));
     let list = line.split_once(":**").map(|(_, r)| r).unwrap_or("");
     list.split(',')
-        .map(|s| s.trim().split_whitespace().next().unwrap_or("").trim_matches('`').to_string())
+        .map(|s| s.split_whitespace().next().unwrap_or("").trim_matches('`').to_string())
         .filter(|s| !s.is_empty())
         .collect()
 }
