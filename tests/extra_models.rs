@@ -83,10 +83,11 @@ fn keras3_mask_propagation_matches_keras() {
 /// keras.layers classes beyond the dev set (scripts/make-more-layers.py): RMSNormalization,
 /// SpectralNormalization at inference, adaptive average/max pooling to sizes that do not divide
 /// the input (1D, 2D, 3D); the generic RNN layer over LSTMCell, GRUCell and SimpleRNNCell;
-/// CategoryEncoding, Discretization and ReversibleEmbedding (lookup and reverse projection).
+/// CategoryEncoding, Discretization and ReversibleEmbedding (lookup and reverse projection);
+/// ConvLSTM1D/2D (sequences, states, strides, padding, going backwards).
 #[test]
 fn more_keras_layers_match_keras() {
-    for name in ["more_layers_norm", "more_layers_rnn", "more_layers_tokens"] {
+    for name in ["more_layers_norm", "more_layers_rnn", "more_layers_tokens", "more_layers_convlstm"] {
         matches_keras(name);
     }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 type R = Result<Vec<ValueId>, FrontendError>;
 
-fn spatial_rank(class: &str) -> usize {
+pub(super) fn spatial_rank(class: &str) -> usize {
     if class.contains("1D") {
         1
     } else if class.contains("3D") {
@@ -47,7 +47,13 @@ fn to_first(ctx: &mut Ctx, lc: &LayerCall, x: ValueId) -> Result<ValueId, Fronte
 }
 
 /// A per-axis size attribute, each entry at least 1.
-fn ints(ctx: &Ctx, lc: &LayerCall, key: &str, n: usize, default: usize) -> Result<Vec<usize>, FrontendError> {
+pub(super) fn ints(
+    ctx: &Ctx,
+    lc: &LayerCall,
+    key: &str,
+    n: usize,
+    default: usize,
+) -> Result<Vec<usize>, FrontendError> {
     cfg_ints(lc.config, key, n, default, 1).map_err(|m| ctx.err(lc, m))
 }
 
@@ -57,7 +63,7 @@ fn count(ctx: &Ctx, lc: &LayerCall, key: &str, default: Option<usize>) -> Result
 }
 
 /// TensorFlow's explicit pads for `padding` on each spatial axis of a channels-last input.
-fn pads(
+pub(super) fn pads(
     ctx: &Ctx,
     lc: &LayerCall,
     x: ValueId,

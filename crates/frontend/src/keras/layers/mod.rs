@@ -4,6 +4,7 @@
 
 mod attention;
 mod conv;
+mod conv_lstm;
 mod core;
 mod ctx;
 mod masks;
@@ -86,6 +87,7 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "TimeDistributed" => time_distributed,
         "MultiHeadAttention" => attention::multi_head_attention,
         "RNN" => recurrent::generic_rnn,
+        "ConvLSTM1D" | "ConvLSTM2D" | "ConvLSTM3D" => conv_lstm::conv_lstm,
         "SpectralNormalization" => spectral_normalization,
         "RMSNormalization" => norm::rms_norm,
         "AdaptiveAveragePooling1D"

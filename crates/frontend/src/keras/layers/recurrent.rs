@@ -7,7 +7,13 @@ use serde_json::Value;
 
 type R = Result<Vec<ValueId>, FrontendError>;
 
-fn unary_act(ctx: &Ctx, lc: &LayerCall, cfg: &Value, key: &str, default: &str) -> Result<UnaryOp, FrontendError> {
+pub(super) fn unary_act(
+    ctx: &Ctx,
+    lc: &LayerCall,
+    cfg: &Value,
+    key: &str,
+    default: &str,
+) -> Result<UnaryOp, FrontendError> {
     let v = cfg.get(key).cloned().unwrap_or(Value::String(default.into()));
     match parse_activation(Some(&v), ctx.keras2).map_err(|m| ctx.err(lc, m))? {
         Act::Unary(u) => Ok(u),
