@@ -80,6 +80,17 @@ fn keras3_mask_propagation_matches_keras() {
     }
 }
 
+/// Keras 2's mask propagation (the same models built and saved by tf_keras 2.21,
+/// scripts/make-mask-models-k2.py): merges take the logical and of the masks present,
+/// MultiHeadAttention leaves its inputs' masks alone, Rescaling and EinsumDense drop masks,
+/// Concatenate along time puts the masks side by side.
+#[test]
+fn keras2_mask_propagation_matches_keras2() {
+    for name in ["mask2_bert", "mask2_merge", "mask2_layers", "mask2_order", "mask2_cross", "mask2_scores"] {
+        matches_keras_in(name, &["k2.h5"]);
+    }
+}
+
 /// keras.layers classes beyond the dev set (scripts/make-more-layers.py): RMSNormalization,
 /// SpectralNormalization at inference, adaptive average/max pooling to sizes that do not divide
 /// the input (1D, 2D, 3D); the generic RNN layer over LSTMCell, GRUCell and SimpleRNNCell;

@@ -44,10 +44,9 @@ const PASS_KERAS3: &[&str] = &[
     "TimeDistributed",
 ];
 
-/// The same for Keras 2 (tf.keras 2.x).
+/// The same for Keras 2 (tf.keras 2.x), where the preprocessing layers and EinsumDense drop masks.
 const PASS_KERAS2: &[&str] = &[
     "Dense",
-    "EinsumDense",
     "Activation",
     "ReLU",
     "LeakyReLU",
@@ -66,8 +65,6 @@ const PASS_KERAS2: &[&str] = &[
     "GroupNormalization",
     "BatchNormalization",
     "UnitNormalization",
-    "Rescaling",
-    "Normalization",
     "TimeDistributed",
     "MultiHeadAttention",
     "Attention",
@@ -192,11 +189,22 @@ fn keras3_mask(ctx: &mut Ctx, lc: &LayerCall, in_masks: &[Option<ValueId>]) -> R
     })
 }
 
-/// Keras 2's rules: merges take the logical and of the masks present.
+/// Keras 2's rules: merges take the logical and of the masks present; Concatenate along time puts
+/// the masks side by side (every input masked: Keras 2 cannot build it otherwise).
 fn keras2_mask(ctx: &mut Ctx, lc: &LayerCall, in_masks: &[Option<ValueId>]) -> Res<Option<ValueId>> {
     let masked = in_masks.iter().any(Option::is_some);
+    let r = ctx.rank(lc.inputs[0]);
+    let time_axis = lc.class == "Concatenate"
+        && r == 3
+        && super::ctx::cfg_axes(lc.config, "axis", -1, r).map_err(|e| ctx.err(lc, e))? == [1];
     Ok(match lc.class {
         "Embedding" if cfg_bool(lc.config, "mask_zero", false) => Some(nonzero(ctx, lc, lc.inputs[0])?),
+        "Concatenate" if masked && time_axis => {
+            let all: Option<Vec<ValueId>> = in_masks.iter().copied().collect();
+            let all =
+                all.ok_or_else(|| ctx.err(lc, "Keras 2 cannot concatenate masked and unmasked sequences along time"))?;
+            Some(ctx.node(lc, "mask", Op::Concat { axis: 1 }, &all)?)
+        }
         "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" | "Concatenate" if masked => {
             Some(fold(ctx, lc, in_masks.iter().flatten().copied(), BinaryOp::Mul)?)
         }
