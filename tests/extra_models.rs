@@ -95,10 +95,12 @@ fn keras2_mask_propagation_matches_keras2() {
 /// SpectralNormalization at inference, adaptive average/max pooling to sizes that do not divide
 /// the input (1D, 2D, 3D); the generic RNN layer over LSTMCell, GRUCell and SimpleRNNCell;
 /// CategoryEncoding, Discretization and ReversibleEmbedding (lookup and reverse projection);
-/// ConvLSTM1D/2D (sequences, states, strides, padding, going backwards).
+/// ConvLSTM1D/2D (sequences, states, strides, padding, going backwards); IntegerLookup with its
+/// vocabulary in the config (OOV buckets, a mask token, encoded outputs, the inverse;
+/// scripts/make-lookup-fixture.py, on Keras's TensorFlow backend, which these layers need).
 #[test]
 fn more_keras_layers_match_keras() {
-    for name in ["more_layers_norm", "more_layers_rnn", "more_layers_tokens", "more_layers_convlstm"] {
+    for name in ["more_layers_norm", "more_layers_rnn", "more_layers_tokens", "more_layers_convlstm", "lookup"] {
         matches_keras(name);
     }
 }

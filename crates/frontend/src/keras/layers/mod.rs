@@ -99,6 +99,7 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "CategoryEncoding" => preprocessing::category_encoding,
         "Discretization" => preprocessing::discretization,
         "ReversibleEmbedding" => preprocessing::reversible_embedding,
+        "IntegerLookup" => preprocessing::integer_lookup,
         "Attention" => attention::attention,
         _ => return None,
     })

@@ -147,3 +147,98 @@ pub(super) fn reversible_embedding(ctx: &mut Ctx, lc: &LayerCall) -> R {
     }
     Ok(vec![y])
 }
+
+/// Keras's equality of `x` (float) with each entry of `table`: `(..., len)` of 0/1.
+fn equals(ctx: &mut Ctx, lc: &LayerCall, x: ValueId, what: &str, table: Vec<f32>) -> Result<ValueId, FrontendError> {
+    let n = table.len();
+    let mut shape: Vec<i64> = vec![0; ctx.rank(x)];
+    shape.push(1);
+    let col = ctx.node(lc, &format!("{what}/column"), Op::Reshape { shape }, &[x])?;
+    let t = ctx.konst(lc, what, Tensor::from_f32(&[n], table).map_err(|e| ctx.err(lc, e.to_string()))?);
+    let d = ctx.binary(lc, &format!("{what}/diff"), BinaryOp::Sub, col, t)?;
+    let d = ctx.unary(lc, &format!("{what}/abs"), UnaryOp::Abs, d)?;
+    let d = ctx.unary(lc, &format!("{what}/sign"), UnaryOp::Sign, d)?;
+    ctx.unary(lc, &format!("{what}/equal"), UnaryOp::Affine { scale: -1.0, offset: 1.0 }, d)
+}
+
+/// `Σ_k onehot[..., k] · values[k]` over the last axis.
+fn pick(
+    ctx: &mut Ctx,
+    lc: &LayerCall,
+    onehot: ValueId,
+    what: &str,
+    values: Vec<f32>,
+) -> Result<ValueId, FrontendError> {
+    let n = values.len();
+    let v = ctx.konst(lc, what, Tensor::from_f32(&[n], values).map_err(|e| ctx.err(lc, e.to_string()))?);
+    let w = ctx.binary(lc, &format!("{what}/weighted"), BinaryOp::Mul, onehot, v)?;
+    let r = ctx.rank(w);
+    ctx.node(lc, &format!("{what}/sum"), Op::Reduce { kind: ReduceKind::Sum, axes: vec![r - 1], keepdims: false }, &[w])
+}
+
+/// IntegerLookup with its vocabulary in the config: Keras's indices `[mask token] [OOV buckets]
+/// [vocabulary]`, an out-of-vocabulary value into bucket `value mod buckets`; `invert` maps
+/// indices back to values (the OOV token elsewhere); int64 or encoded outputs.
+pub(super) fn integer_lookup(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let c = lc.config;
+    let exact = |v: &Value| v.as_i64().filter(|n| n.unsigned_abs() < 1 << 24).map(|n| n as f32);
+    let vocab: Option<Vec<f32>> =
+        c.get("vocabulary").and_then(Value::as_array).and_then(|a| a.iter().map(exact).collect());
+    let vocab = vocab.filter(|v| !v.is_empty() && v.len() <= 1 << 16).ok_or_else(|| {
+        ctx.err(
+            lc,
+            "needs its vocabulary in the config (1 to 65536 integers below 2^24; an adapted layer keeps it elsewhere)",
+        )
+    })?;
+    let n_oov = c.get("num_oov_indices").and_then(Value::as_u64).unwrap_or(1) as usize;
+    let mask = c.get("mask_token").and_then(exact);
+    let oov_token = c.get("oov_token").and_then(exact).unwrap_or(-1.0);
+    if n_oov > 1 << 10 || c.get("sparse").and_then(Value::as_bool) == Some(true) {
+        return Err(ctx.err(lc, "more than 1024 OOV buckets, or sparse outputs, are not supported"));
+    }
+    let offset = usize::from(mask.is_some()) + n_oov;
+    let x = as_float(ctx, lc, lc.inputs[0])?;
+    if c.get("invert").and_then(Value::as_bool) == Some(true) {
+        // The table Keras inverts: [mask] [OOV token per bucket] [vocabulary].
+        let table: Vec<f32> = mask.into_iter().chain(std::iter::repeat_n(oov_token, n_oov)).chain(vocab).collect();
+        let positions = (0..table.len()).map(|k| k as f32).collect();
+        let hot = equals(ctx, lc, x, "positions", positions)?;
+        let value = pick(ctx, lc, hot, "table", table.iter().map(|v| v - oov_token).collect())?;
+        let y = ctx.unary(lc, "value", UnaryOp::Affine { scale: 1.0, offset: oov_token }, value)?;
+        return Ok(vec![ctx.node(lc, "", Op::Cast { to: DType::I64 }, &[y])?]);
+    }
+    let hot = equals(ctx, lc, x, "vocabulary", vocab.clone())?;
+    let idx = pick(ctx, lc, hot, "indices", (0..vocab.len()).map(|k| (offset + k) as f32).collect())?;
+    let found = pick(ctx, lc, hot, "found", vec![1.0; vocab.len()])?;
+    let missing = ctx.unary(lc, "missing", UnaryOp::Affine { scale: -1.0, offset: 1.0 }, found)?;
+    let first_oov = usize::from(mask.is_some()) as f32;
+    let oov = if n_oov > 1 {
+        // Python's floor modulo, as Keras's "floormod" OOV method.
+        let nb = ctx.konst(lc, "buckets", Tensor::scalar(n_oov as f32));
+        let q = ctx.binary(lc, "bucket/div", BinaryOp::Div, x, nb)?;
+        let q = ctx.unary(lc, "bucket/floor", UnaryOp::Floor, q)?;
+        let q = ctx.binary(lc, "bucket/mul", BinaryOp::Mul, q, nb)?;
+        let b = ctx.binary(lc, "bucket", BinaryOp::Sub, x, q)?;
+        ctx.unary(lc, "oov", UnaryOp::Affine { scale: 1.0, offset: first_oov }, b)?
+    } else {
+        ctx.unary(lc, "oov", UnaryOp::Affine { scale: 0.0, offset: first_oov }, x)?
+    };
+    let oov = ctx.binary(lc, "oov/where_missing", BinaryOp::Mul, missing, oov)?;
+    let mut y = ctx.binary(lc, "index", BinaryOp::Add, idx, oov)?;
+    if let Some(m) = mask {
+        let is_mask = equals(ctx, lc, x, "mask_token", vec![m])?;
+        let r = ctx.rank(is_mask);
+        let is_mask = ctx.node(
+            lc,
+            "mask_token/any",
+            Op::Reduce { kind: ReduceKind::Max, axes: vec![r - 1], keepdims: false },
+            &[is_mask],
+        )?;
+        let keep = ctx.unary(lc, "mask_token/keep", UnaryOp::Affine { scale: -1.0, offset: 1.0 }, is_mask)?;
+        y = ctx.binary(lc, "index/masked", BinaryOp::Mul, y, keep)?;
+    }
+    match cfg_str(c, "output_mode", "int") {
+        "int" => Ok(vec![ctx.node(lc, "", Op::Cast { to: DType::I64 }, &[y])?]),
+        mode => Ok(vec![encode(ctx, lc, y, mode, offset + vocab.len())?]),
+    }
+}
