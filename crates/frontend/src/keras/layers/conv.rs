@@ -449,6 +449,10 @@ pub(super) fn adaptive_pool(ctx: &mut Ctx, lc: &LayerCall) -> R {
     }
     let kind = if lc.class.contains("Max") { ReduceKind::Max } else { ReduceKind::Mean };
     let out = ints(ctx, lc, "output_size", r, 1)?;
+    if let Some(o) = out.iter().find(|&&o| o > 4096) {
+        // One window a node: a hostile size would build the graph forever.
+        return Err(ctx.err(lc, format!("an output size of {o} (at most 4096 per axis are pooled)")));
+    }
     for (a, &o) in out.iter().enumerate() {
         let axis = 1 + a;
         let l = ctx.dims(x)[axis].fixed().ok_or_else(|| ctx.err(lc, "pooled axes must have known sizes"))?;
