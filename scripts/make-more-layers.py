@@ -106,3 +106,23 @@ if want("more_layers_convlstm"):
     m = keras.Model([v1, v2], L.Concatenate(name="out")(outs), name="more_layers_convlstm")
     save(m, "more_layers_convlstm", [rng.standard_normal((2, 4, 9, 3)).astype("float32"),
                                      rng.standard_normal((2, 3, 6, 5, 2)).astype("float32")])
+
+if want("more_layers_attention"):
+    # AdditiveAttention (Bahdanau scores, with and without the learned scale) under implicit
+    # masks and the causal mask; GroupQueryAttention (key/value heads shared by query heads)
+    # with and without bias, masked, causal.
+    keras.utils.set_random_seed(35)
+    ids = keras.Input((6,), dtype="int32", name="ids")
+    e = L.Embedding(20, 8, mask_zero=True, name="emb")(ids)
+    q = L.Dense(8, name="q")(e)
+    a1 = L.AdditiveAttention(name="add_att")([q, e])
+    a2 = L.AdditiveAttention(use_scale=False, name="add_att_plain")([q, e], use_causal_mask=True)
+    g1 = L.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2, name="gqa")(q, e)
+    g2 = L.GroupQueryAttention(head_dim=2, num_query_heads=6, num_key_value_heads=3, use_bias=False,
+                               name="gqa_nobias")(q, e, use_causal_mask=True)
+    outs = [flat(x, f"f{k}") for k, x in enumerate([a1, a2, g1, g2])]
+    m = keras.Model(ids, L.Concatenate(name="out")(outs), name="more_layers_attention")
+    for lname in ["add_att"]:
+        m.get_layer(lname).scale.assign(rng.uniform(0.5, 1.5, (8,)).astype("float32"))
+    x = np.array([[3, 5, 7, 0, 0, 0], [2, 9, 4, 4, 6, 11], [1, 0, 0, 0, 0, 0]], "int32")
+    save(m, "more_layers_attention", [x])

@@ -97,10 +97,18 @@ fn keras2_mask_propagation_matches_keras2() {
 /// CategoryEncoding, Discretization and ReversibleEmbedding (lookup and reverse projection);
 /// ConvLSTM1D/2D (sequences, states, strides, padding, going backwards); IntegerLookup with its
 /// vocabulary in the config (OOV buckets, a mask token, encoded outputs, the inverse;
-/// scripts/make-lookup-fixture.py, on Keras's TensorFlow backend, which these layers need).
+/// scripts/make-lookup-fixture.py, on Keras's TensorFlow backend, which these layers need);
+/// AdditiveAttention and GroupQueryAttention under implicit and causal masks.
 #[test]
 fn more_keras_layers_match_keras() {
-    for name in ["more_layers_norm", "more_layers_rnn", "more_layers_tokens", "more_layers_convlstm", "lookup"] {
+    for name in [
+        "more_layers_norm",
+        "more_layers_rnn",
+        "more_layers_tokens",
+        "more_layers_convlstm",
+        "lookup",
+        "more_layers_attention",
+    ] {
         matches_keras(name);
     }
 }

@@ -124,7 +124,7 @@ fn find_by_name(file: &File, parent: &str, name: &str) -> Option<String> {
 fn child_order(class: &str, mut children: Vec<String>) -> Vec<String> {
     children.retain(|c| c != "vars" && c != "layers");
     let rank: &[&str] = match class {
-        "MultiHeadAttention" => &["query", "key", "value", "output"],
+        "MultiHeadAttention" | "GroupQueryAttention" | "GroupedQueryAttention" => &["query", "key", "value", "output"],
         "Bidirectional" => &["forward", "backward"],
         _ => &[],
     };

@@ -253,10 +253,11 @@ pub(super) fn attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let q = lc.inputs[0];
     let v = lc.inputs[1];
     let k = lc.inputs.get(2).copied().unwrap_or(v);
-    let use_scale = cfg_bool(c, "use_scale", false);
-    let mode = cfg_str(c, "score_mode", "dot");
+    let additive = lc.class == "AdditiveAttention";
+    let use_scale = cfg_bool(c, "use_scale", additive);
+    let mode = if additive { "additive" } else { cfg_str(c, "score_mode", "dot") };
     let mut idx = 0;
-    let scale = if use_scale {
+    let scale = if use_scale && !additive {
         idx += 1;
         Some(weight(ctx, lc, 0, "scale", None)?.to_f32_vec().first().copied().unwrap_or(1.0))
     } else {
@@ -285,6 +286,22 @@ pub(super) fn attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
             let r = ctx.node(lc, "sum", Op::Reduce { kind: ReduceKind::Sum, axes: vec![3], keepdims: false }, &[t])?;
             ctx.unary(lc, "weight", UnaryOp::Affine { scale: w, offset: 0.0 }, r)?
         }
+        // AdditiveAttention (Bahdanau): Σ_d scale_d · tanh(q_d + k_d).
+        "additive" => {
+            let dims = ctx.dims(k);
+            let s = dims[1].fixed().ok_or_else(|| ctx.err(lc, "sequence lengths must be known"))? as i64;
+            let d = dims[2].fixed().ok_or_else(|| ctx.err(lc, "feature size must be known"))?;
+            let qe = ctx.node(lc, "q_expand", Op::Reshape { shape: vec![0, 0, 1, -1] }, &[q])?;
+            let ke = ctx.node(lc, "k_expand", Op::Reshape { shape: vec![0, 1, s, d as i64] }, &[k])?;
+            let sum = ctx.binary(lc, "q_plus_k", BinaryOp::Add, qe, ke)?;
+            let mut t = ctx.unary(lc, "tanh", UnaryOp::Tanh, sum)?;
+            if use_scale {
+                let w = weight(ctx, lc, 0, "scale", Some(&[d]))?;
+                let wv = ctx.konst(lc, "scale", w);
+                t = ctx.binary(lc, "scaled", BinaryOp::Mul, t, wv)?;
+            }
+            ctx.node(lc, "scores", Op::Reduce { kind: ReduceKind::Sum, axes: vec![3], keepdims: false }, &[t])?
+        }
         other => return Err(ctx.err(lc, format!("score_mode '{other}' is not supported"))),
     };
     // Masks: [query_mask, value_mask] given, else the inputs' implicit masks.
@@ -311,4 +328,71 @@ pub(super) fn attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
         return Ok(vec![y, probs]);
     }
     Ok(vec![y])
+}
+
+/// GroupQueryAttention: MultiHeadAttention whose key and value heads are each shared by
+/// `num_query_heads / num_key_value_heads` query heads (Keras repeats them), lowered as
+/// MultiHeadAttention over the query heads with the key and value projections repeated.
+pub(super) fn group_query_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
+    let c = lc.config;
+    let hd = cfg_count(c, "head_dim", None, 1).map_err(|m| ctx.err(lc, m))?;
+    let hq = cfg_count(c, "num_query_heads", None, 1).map_err(|m| ctx.err(lc, m))?;
+    let hkv = cfg_count(c, "num_key_value_heads", None, 1).map_err(|m| ctx.err(lc, m))?;
+    if hq % hkv != 0 {
+        return Err(ctx.err(lc, format!("{hq} query heads do not share {hkv} key/value heads evenly")));
+    }
+    if cfg_bool(c, "use_gate", false) || c.get("sliding_window").is_some_and(|v| !v.is_null()) {
+        return Err(ctx.err(lc, "a gated or sliding-window GroupQueryAttention is not supported"));
+    }
+    let use_bias = cfg_bool(c, "use_bias", true);
+    let per = if use_bias { 2 } else { 1 };
+    if lc.weights.len() != 4 * per {
+        return Err(ctx.werr(lc, format!("expected {} weight tensors, the file holds {}", 4 * per, lc.weights.len())));
+    }
+    let reps = hq / hkv;
+    // Repeats each head of a `(..., hkv, hd)` tensor `reps` times along the heads axis.
+    let repeat = |t: &Tensor| -> Option<Tensor> {
+        let s = t.shape();
+        let (heads_axis, data) = (s.len().checked_sub(2)?, t.as_f32()?);
+        if s[heads_axis] != hkv || s[heads_axis + 1] != hd {
+            return None;
+        }
+        let outer: usize = s[..heads_axis].iter().product();
+        let mut out = Vec::with_capacity(data.len() * reps);
+        for o in 0..outer {
+            for h in 0..hq {
+                let src = (o * hkv + h / reps) * hd;
+                out.extend_from_slice(&data[src..src + hd]);
+            }
+        }
+        let mut shape = s.to_vec();
+        shape[heads_axis] = hq;
+        Tensor::from_f32(&shape, out).ok()
+    };
+    let mut weights = lc.weights.clone();
+    for k in [per, 2 * per] {
+        for j in 0..per {
+            weights[k + j] = repeat(&lc.weights[k + j])
+                .ok_or_else(|| ctx.werr(lc, format!("key/value weight of shape {:?}", lc.weights[k + j].shape())))?;
+        }
+    }
+    let mut cfg = serde_json::Map::new();
+    cfg.insert("num_heads".into(), hq.into());
+    cfg.insert("key_dim".into(), hd.into());
+    cfg.insert("value_dim".into(), hd.into());
+    cfg.insert("use_bias".into(), use_bias.into());
+    cfg.insert("dropout".into(), c.get("dropout").cloned().unwrap_or(0.0.into()));
+    let cfg = Value::Object(cfg);
+    let mlc = LayerCall {
+        class: "MultiHeadAttention",
+        name: lc.name,
+        config: &cfg,
+        call: lc.call,
+        inputs: lc.inputs.clone(),
+        kw_inputs: lc.kw_inputs.clone(),
+        weights,
+        weight_paths: lc.weight_paths.clone(),
+        key: lc.key.clone(),
+    };
+    multi_head_attention(ctx, &mlc)
 }

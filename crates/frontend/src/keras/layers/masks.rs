@@ -68,6 +68,7 @@ const PASS_KERAS2: &[&str] = &[
     "TimeDistributed",
     "MultiHeadAttention",
     "Attention",
+    "AdditiveAttention",
 ];
 
 /// Layers that return their input object at inference (Keras 3): the output is the input, mask
@@ -102,7 +103,7 @@ pub(super) fn check_masked_call(ctx: &Ctx, lc: &LayerCall, in_masks: &[Option<Va
     let inner = lc.config.get("layer").and_then(|l| l.get("class_name")).and_then(Value::as_str).unwrap_or("");
     let consumes = match lc.class {
         "TimeDistributed" => !passes(ctx.keras2, inner),
-        "AdditiveAttention" | "Softmax" | "GroupQueryAttention" => true,
+        "Softmax" => true,
         // Keras 2's Dot reads no mask either; Keras 3's neither.
         _ => false,
     };
@@ -181,7 +182,9 @@ fn keras3_mask(ctx: &mut Ctx, lc: &LayerCall, in_masks: &[Option<ValueId>]) -> R
             }
         }
         "Concatenate" => concat_mask(ctx, lc, in_masks)?,
-        "MultiHeadAttention" | "Attention" => in_masks.first().copied().flatten(),
+        "MultiHeadAttention" | "Attention" | "AdditiveAttention" | "GroupQueryAttention" | "GroupedQueryAttention" => {
+            in_masks.first().copied().flatten()
+        }
         "LSTM" | "GRU" | "SimpleRNN" if cfg_bool(lc.config, "return_sequences", false) => first,
         "Bidirectional" if inner_returns_sequences(lc) => first,
         c if PASS_KERAS3.contains(&c) => first,

@@ -100,7 +100,8 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "Discretization" => preprocessing::discretization,
         "ReversibleEmbedding" => preprocessing::reversible_embedding,
         "IntegerLookup" => preprocessing::integer_lookup,
-        "Attention" => attention::attention,
+        "Attention" | "AdditiveAttention" => attention::attention,
+        "GroupQueryAttention" | "GroupedQueryAttention" => attention::group_query_attention,
         _ => return None,
     })
 }
