@@ -574,15 +574,33 @@ fn run_model(
 ) -> Result<()> {
     // An ONNX model's symbolic dimensions other than the batch take the inputs' sizes; a
     // broken model is reported before a broken input.
-    let raw = match inputs.iter().map(|p| npy::read(p)).collect::<Result<Vec<ir::Tensor>, _>>() {
+    let arrays = match inputs.iter().map(|p| npy::read_array(p)).collect::<Result<Vec<npy::Array>, _>>() {
         Ok(r) => r,
         Err(e) => {
             kerasc::load(path)?;
             return Err(e.into());
         }
     };
-    let shapes: Vec<Vec<usize>> = raw.iter().map(|t| t.shape().to_vec()).collect();
+    let shapes: Vec<Vec<usize>> = arrays
+        .iter()
+        .map(|a| match a {
+            npy::Array::Tensor(t) => t.shape().to_vec(),
+            npy::Array::Strings(s, _) => s.clone(),
+        })
+        .collect();
     let model = kerasc::load_for_inputs(path, &shapes)?;
+    // A string input goes through its TextVectorization or StringLookup on the host.
+    let mut raw = Vec::with_capacity(arrays.len());
+    for (i, (a, p)) in arrays.into_iter().zip(inputs).enumerate() {
+        let text = model.text_inputs.get(i).and_then(Option::as_ref);
+        raw.push(match (a, text) {
+            (npy::Array::Tensor(t), _) => t,
+            (npy::Array::Strings(shape, values), Some(t)) => t.apply(&shape, &values).map_err(anyhow::Error::msg)?,
+            (npy::Array::Strings(..), None) => {
+                bail!("{}: holds strings, but model input {i} takes numbers", p.display())
+            }
+        });
+    }
     let n_out = model.graph.outputs().len();
     if !outputs.is_empty() && outputs.len() != n_out {
         bail!("the model has {n_out} output(s) but {} --output path(s) were given", outputs.len());

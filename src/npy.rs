@@ -21,8 +21,54 @@ fn header_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     Some(rest)
 }
 
-/// Parses `.npy` bytes; `origin` names the file in errors.
-pub fn parse(bytes: &[u8], origin: &str) -> Result<Tensor, NpyError> {
+/// An array read from `.npy`: numbers, or strings (for a model whose TextVectorization or
+/// StringLookup reads a string input).
+#[derive(Debug, Clone)]
+pub enum Array {
+    Tensor(Tensor),
+    /// Shape and values, row-major.
+    Strings(Vec<usize>, Vec<String>),
+}
+
+/// Reads a `.npy` file of numbers or strings (numpy's `<U` unicode and `|S` bytes arrays).
+pub fn read_array(path: &Path) -> Result<Array, NpyError> {
+    let bytes = std::fs::read(path).map_err(|e| NpyError(format!("{}: {e}", path.display())))?;
+    let origin = path.display().to_string();
+    let (descr, shape, end) = parse_header(&bytes, &origin)?;
+    let width = |prefix: &str| descr.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok());
+    let bad = |m: &str| NpyError(format!("{origin}: not a valid .npy file: {m}"));
+    let (unicode, n) = match (width("<U"), width("|S").or_else(|| width("S"))) {
+        (Some(n), _) => (true, n),
+        (None, Some(n)) => (false, n),
+        _ => return parse(&bytes, &origin).map(Array::Tensor),
+    };
+    let count: usize = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows"))?;
+    let elem = if unicode { n.checked_mul(4) } else { Some(n) }.ok_or_else(|| bad("size overflows"))?;
+    let need = count.checked_mul(elem).ok_or_else(|| bad("size overflows"))?;
+    let data =
+        bytes.get(end..end.saturating_add(need)).filter(|d| d.len() == need).ok_or_else(|| bad("data is truncated"))?;
+    let mut values = Vec::with_capacity(count);
+    for item in data.chunks_exact(elem.max(1)).take(count) {
+        let s = if unicode {
+            item.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .take_while(|&u| u != 0)
+                .map(|u| char::from_u32(u).ok_or_else(|| bad("a string holds an invalid code point")))
+                .collect::<Result<String, _>>()?
+        } else {
+            let end = item.iter().position(|&b| b == 0).unwrap_or(item.len());
+            String::from_utf8(item[..end].to_vec()).map_err(|_| bad("a byte string is not UTF-8"))?
+        };
+        values.push(s);
+    }
+    if elem == 0 {
+        values.resize(count, String::new());
+    }
+    Ok(Array::Strings(shape, values))
+}
+
+/// The header of `.npy` bytes: the dtype descriptor, the shape, where the data starts.
+fn parse_header(bytes: &[u8], origin: &str) -> Result<(String, Vec<usize>, usize), NpyError> {
     let bad = |m: &str| NpyError(format!("{origin}: not a valid .npy file: {m}"));
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("missing the \\x93NUMPY signature"));
@@ -53,6 +99,13 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Tensor, NpyError> {
     for p in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         shape.push(p.parse::<usize>().map_err(|_| bad("bad shape"))?);
     }
+    Ok((descr, shape, end))
+}
+
+/// Parses `.npy` bytes; `origin` names the file in errors.
+pub fn parse(bytes: &[u8], origin: &str) -> Result<Tensor, NpyError> {
+    let bad = |m: &str| NpyError(format!("{origin}: not a valid .npy file: {m}"));
+    let (descr, shape, end) = parse_header(bytes, origin)?;
     let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows"))?;
     let data = &bytes[end..];
     let elem = match descr.as_str() {

@@ -80,6 +80,15 @@ fn keras3_mask_propagation_matches_keras() {
     }
 }
 
+/// String inputs read by TextVectorization (an adapted vocabulary from the archive's assets, and
+/// one in the config) and StringLookup, run on the host before the graph
+/// (scripts/make-text-fixture.py, on Keras's TensorFlow backend): numpy string arrays in.
+#[test]
+fn text_layers_on_string_inputs_match_keras() {
+    matches_keras_in("text_adapted", &["keras"]);
+    matches_keras("text_vocab");
+}
+
 /// Keras 2's mask propagation (the same models built and saved by tf_keras 2.21,
 /// scripts/make-mask-models-k2.py): merges take the logical and of the masks present,
 /// MultiHeadAttention leaves its inputs' masks alone, Rescaling and EinsumDense drop masks,

@@ -46,6 +46,12 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             "fine-tuning a Keras 2 file written on Theano is not implemented yet (its convolution kernels are stored flipped; kerasc runs it, but would write them back the other way round)",
         ));
     }
+    if let Some(t) = model.text_inputs.iter().flatten().next() {
+        return Err(invalid(format!(
+            "fine-tuning a model with a string input is not implemented yet ({} runs on the host in `run`)",
+            t.layer
+        )));
+    }
     let tc = TrainingConfig::from_value(model.info.training_config.as_ref());
     let g = &model.graph;
     let (n_in, n_out) = (g.inputs().len(), g.outputs().len());

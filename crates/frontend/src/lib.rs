@@ -5,6 +5,7 @@ mod error;
 pub mod keras;
 mod model;
 pub mod onnx;
+pub mod text;
 
 pub use error::FrontendError;
 pub use model::{LayerSummary, Model, ModelFormat, ModelInfo};

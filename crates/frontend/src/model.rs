@@ -15,6 +15,10 @@ pub struct Model {
     /// layer's weights in its own order): the order of Keras's `trainable_variables`, which the
     /// optimizer's slot variables follow. Empty for ONNX.
     pub weight_order: Vec<String>,
+    /// Per model input: the host preprocessing of a string input (TextVectorization or
+    /// StringLookup reading it directly), whose ids the graph input takes. Empty or `None`: a
+    /// tensor input.
+    pub text_inputs: Vec<Option<crate::text::TextInput>>,
 }
 
 /// The file format a model came from.

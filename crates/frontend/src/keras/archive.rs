@@ -60,4 +60,22 @@ impl<'a> Archive<'a> {
             }),
         }
     }
+
+    /// The vocabularies lookup layers keep as assets (`assets/layers/<layer>/vocabulary.txt`),
+    /// by member name.
+    pub fn vocabularies(&mut self) -> Result<std::collections::HashMap<String, String>, FrontendError> {
+        let names: Vec<String> = self
+            .zip
+            .file_names()
+            .filter_map(|n| n.ok().map(|n| n.to_string()))
+            .filter(|n| n.starts_with("assets/") && n.ends_with("/vocabulary.txt"))
+            .collect();
+        let mut out = std::collections::HashMap::new();
+        for n in names {
+            if let Some(t) = self.text(&n)? {
+                out.insert(n, t);
+            }
+        }
+        Ok(out)
+    }
 }

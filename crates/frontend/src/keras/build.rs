@@ -6,20 +6,30 @@ use super::order::{self, call_index};
 use super::weights::PathLink;
 use super::WeightStore;
 use crate::model::{keras_shape, LayerSummary, Model, ModelFormat, ModelInfo};
+use crate::text::TextInput;
 use crate::FrontendError;
 use ir::{DType, Dim, Shape, TensorType, ValueId};
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// What a file says beside its model config.
+pub(crate) struct FileFacts {
+    pub format: ModelFormat,
+    pub keras_version: String,
+    pub backend: Option<String>,
+    pub training_config: Option<Value>,
+    /// A `.keras` archive's vocabulary assets, by member name.
+    pub assets: HashMap<String, String>,
+}
+
 pub(crate) fn build(
     config: &Value,
     store: WeightStore,
     origin: &str,
-    format: ModelFormat,
-    keras_version: String,
-    backend: Option<String>,
-    training_config: Option<Value>,
+    facts: FileFacts,
 ) -> Result<Model, FrontendError> {
+    let FileFacts { format, keras_version, backend, training_config, assets } = facts;
+    let assets = &assets;
     let keras2 = format == ModelFormat::Keras2H5;
     let spec = config::parse_model(config, keras2, layers::KNOWN_CLASSES)
         .map_err(|m| FrontendError::Config { file: origin.into(), message: m })?;
@@ -30,7 +40,10 @@ pub(crate) fn build(
     }
     let mut ctx = Ctx::new(origin, store, keras2, &spec.name);
     ctx.theano_kernels = backend.as_deref() == Some("theano");
-    let inputs = make_inputs(&mut ctx, &spec)?;
+    let text = text_inputs(&spec, assets).map_err(|m| FrontendError::Config { file: origin.into(), message: m })?;
+    let inputs = make_inputs(&mut ctx, &spec, &text)?;
+    let text_inputs: Vec<Option<TextInput>> =
+        inputs.iter().map(|&v| text.get(&ctx.g.value(v).name).map(|(t, _)| t.clone())).collect();
     let outputs = run_model(&mut ctx, &spec, &[], &inputs, true)?;
     let output_names: Vec<String> = if spec.is_sequential() {
         spec.layers.last().map(|l| vec![l.name.clone()]).unwrap_or_default()
@@ -51,7 +64,12 @@ pub(crate) fn build(
                 layers_summary.push(LayerSummary {
                     name: l.name.clone(),
                     class: l.class.clone(),
-                    output_shapes: vec![keras_shape(&ctx.g.value(inputs[i]).ty.shape)],
+                    // A string input shows its own shape, not that of the ids it becomes.
+                    output_shapes: vec![keras_shape(
+                        &input_type(l)
+                            .filter(|_| text.contains_key(&l.name))
+                            .map_or_else(|| ctx.g.value(inputs[i]).ty.shape.clone(), |t| t.shape),
+                    )],
                     params: 0,
                     trainable_params: 0,
                     connected_to: Vec::new(),
@@ -77,6 +95,7 @@ pub(crate) fn build(
         graph,
         weight_sources,
         weight_order,
+        text_inputs,
         info: ModelInfo {
             name: spec.name.clone(),
             model_class: spec.class.clone(),
@@ -127,7 +146,45 @@ fn input_type(l: &LayerSpec) -> Option<TensorType> {
     Some(TensorType::new(dtype, shape))
 }
 
-fn make_inputs(ctx: &mut Ctx, spec: &ModelSpec) -> Result<Vec<ValueId>, FrontendError> {
+/// String inputs read directly by a TextVectorization or StringLookup layer, which then runs on
+/// the host (`crate::text`): by input layer name, the preprocessing and the layer's name.
+fn text_inputs(
+    spec: &ModelSpec,
+    assets: &HashMap<String, String>,
+) -> Result<HashMap<String, (TextInput, String)>, String> {
+    let mut out = HashMap::new();
+    let is_string =
+        |l: &LayerSpec| l.class == "InputLayer" && l.config.get("dtype").and_then(Value::as_str) == Some("string");
+    for input in spec.layers.iter().filter(|l| is_string(l)) {
+        let readers: Vec<&LayerSpec> = if spec.is_sequential() {
+            spec.layers.iter().filter(|l| l.class != "InputLayer").take(1).collect()
+        } else {
+            spec.layers
+                .iter()
+                .filter(|l| l.calls.iter().any(|c| c.args.iter().any(|r| r.layer == input.name)))
+                .collect()
+        };
+        let reader = match readers[..] {
+            [l] if matches!(l.class.as_str(), "TextVectorization" | "StringLookup") => l,
+            _ => {
+                return Err(format!(
+                    "string input '{}' must be read by exactly one TextVectorization or StringLookup layer (which runs on the host; the graph has no strings)",
+                    input.name
+                ))
+            }
+        };
+        let vocab = assets.get(&format!("assets/layers/{}/vocabulary.txt", reader.archive_key));
+        let t = TextInput::from_layer(&reader.class, &reader.name, &reader.config, vocab.map(String::as_str))?;
+        out.insert(input.name.clone(), (t, reader.name.clone()));
+    }
+    Ok(out)
+}
+
+fn make_inputs(
+    ctx: &mut Ctx,
+    spec: &ModelSpec,
+    text: &HashMap<String, (TextInput, String)>,
+) -> Result<Vec<ValueId>, FrontendError> {
     let cfg_err = |m: String| FrontendError::Config { file: ctx.origin.clone(), message: m };
     if spec.is_sequential() {
         let first = spec.layers.first().ok_or_else(|| cfg_err("the Sequential model has no layers".into()))?;
@@ -138,6 +195,10 @@ fn make_inputs(ctx: &mut Ctx, spec: &ModelSpec) -> Result<Vec<ValueId>, Frontend
             })
             .ok_or_else(|| cfg_err("the Sequential model declares no input shape".into()))?;
         let name = if first.class == "InputLayer" { first.name.clone() } else { "input".to_string() };
+        let ty = match text.get(&name) {
+            Some((t, _)) => text_input_type(t, &ty),
+            None => ty,
+        };
         bounded_input(&name, &ty).map_err(cfg_err)?;
         return Ok(vec![ctx.g.add_input(name, ty)]);
     }
@@ -148,7 +209,10 @@ fn make_inputs(ctx: &mut Ctx, spec: &ModelSpec) -> Result<Vec<ValueId>, Frontend
             .iter()
             .find(|l| l.name == r.layer)
             .ok_or_else(|| cfg_err(format!("input layer '{}' is not among the layers", r.layer)))?;
-        let ty = input_type(l).ok_or_else(|| cfg_err(format!("input layer '{}' has no shape", l.name)))?;
+        let mut ty = input_type(l).ok_or_else(|| cfg_err(format!("input layer '{}' has no shape", l.name)))?;
+        if let Some((t, _)) = text.get(&l.name) {
+            ty = text_input_type(t, &ty);
+        }
         bounded_input(&l.name, &ty).map_err(cfg_err)?;
         out.push(ctx.g.add_input(l.name.clone(), ty));
     }
@@ -270,6 +334,16 @@ fn apply_layer(
         return run_model(ctx, m, &p, &ins, false);
     }
     layers::lower_layer(ctx, l, &p, call, inputs, kw_inputs)
+}
+
+/// The graph input a string input becomes: int64 ids, `(batch, output_sequence_length)` for
+/// TextVectorization, the strings' shape for StringLookup.
+fn text_input_type(t: &TextInput, strings: &TensorType) -> TensorType {
+    let shape = match t.sequence_length {
+        Some(l) => Shape(vec![Dim::Batch, Dim::Fixed(l)]),
+        None => strings.shape.clone(),
+    };
+    TensorType::new(DType::I64, shape)
 }
 
 /// An input of at most 2^31 elements per sample, like every value of the graph.

@@ -97,7 +97,14 @@ pub fn load_h5(bytes: Vec<u8>, origin: &str) -> Result<Model, FrontendError> {
     };
     let store = WeightStore::from_legacy(&file, file_len, origin)?;
     let format = if keras2 { ModelFormat::Keras2H5 } else { ModelFormat::Keras3H5 };
-    build::build(&config, store, origin, format, keras_version, get("backend"), training_config)
+    let facts = build::FileFacts {
+        format,
+        keras_version,
+        backend: get("backend"),
+        training_config,
+        assets: Default::default(),
+    };
+    build::build(&config, store, origin, facts)
 }
 
 /// Reads a Keras 3 `.keras` zip archive.
@@ -121,5 +128,8 @@ pub fn load_keras_archive(bytes: &[u8], origin: &str) -> Result<Model, FrontendE
     let wfile = h5::open(weights, &format!("{origin}:model.weights.h5"))?;
     let store = WeightStore::from_archive(wfile, weights_len, &format!("{origin}:model.weights.h5"));
     let training_config = config.get("compile_config").cloned().filter(|v| !v.is_null());
-    build::build(&config, store, origin, ModelFormat::KerasArchive, keras_version, None, training_config)
+    let assets = arc.vocabularies()?;
+    let facts =
+        build::FileFacts { format: ModelFormat::KerasArchive, keras_version, backend: None, training_config, assets };
+    build::build(&config, store, origin, facts)
 }

@@ -1,0 +1,194 @@
+//! Text at the model's door: a Keras TextVectorization or StringLookup layer that reads a string
+//! input directly runs on the host, before the graph, turning the strings into the integer ids
+//! its output holds (the graph has no strings). Keras's own steps: standardize (lowercase, strip
+//! ASCII punctuation), split (on whitespace or into characters), look each token up in the
+//! vocabulary (index 0 the mask token, then the OOV index, then the vocabulary), pad or truncate
+//! to `output_sequence_length`.
+
+use ir::{Tensor, TensorData};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Keras's default `standardize`: strip these (after lowercasing).
+const PUNCTUATION: &str = "!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~'";
+
+/// The most distinct vocabulary entries kept.
+const MAX_VOCABULARY: usize = 1 << 22;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Standardize {
+    None,
+    Lower,
+    StripPunctuation,
+    LowerAndStripPunctuation,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Split {
+    None,
+    Whitespace,
+    Character,
+}
+
+/// One string input's host preprocessing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextInput {
+    /// The Keras layer it runs (`TextVectorization 'tv'`), for messages.
+    pub layer: String,
+    standardize: Standardize,
+    split: Split,
+    /// Token → index.
+    index: HashMap<String, i64>,
+    /// The index of a token outside the vocabulary.
+    oov: i64,
+    /// TextVectorization: tokens per row (padded with 0, truncated); StringLookup: `None`.
+    pub sequence_length: Option<usize>,
+}
+
+impl TextInput {
+    /// Reads a TextVectorization or StringLookup config; `assets` is the vocabulary a `.keras`
+    /// archive keeps beside the config (one token per line) when the config has none.
+    pub fn from_layer(class: &str, name: &str, c: &Value, assets: Option<&str>) -> Result<TextInput, String> {
+        let layer = format!("{class} '{name}'");
+        let err = |m: &str| format!("{layer}: {m}");
+        let mode = c.get("output_mode").and_then(Value::as_str).unwrap_or("int");
+        if mode != "int" {
+            return Err(err(&format!("output_mode '{mode}' is not supported (int is)")));
+        }
+        if c.get("invert").and_then(Value::as_bool) == Some(true)
+            || c.get("ragged").and_then(Value::as_bool) == Some(true)
+        {
+            return Err(err("inverted or ragged outputs are not supported"));
+        }
+        let tv = class == "TextVectorization";
+        let vocab: Vec<String> = match c.get("vocabulary") {
+            Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<_>>().ok_or_else(|| err("the vocabulary is not a list of strings"))?,
+            _ => match assets {
+                Some(text) => text.split('\n').map(str::to_string).collect(),
+                None => return Err(err("no vocabulary: neither in the config nor in the archive's assets (a legacy .h5 does not keep an adapted one)")),
+            },
+        };
+        let (mask, oov_token, n_oov) = if tv {
+            (Some(String::new()), "[UNK]".to_string(), 1)
+        } else {
+            (
+                c.get("mask_token").and_then(Value::as_str).map(str::to_string),
+                c.get("oov_token").and_then(Value::as_str).unwrap_or("[UNK]").to_string(),
+                c.get("num_oov_indices").and_then(Value::as_u64).unwrap_or(1),
+            )
+        };
+        if n_oov != 1 {
+            return Err(err(&format!("{n_oov} OOV indices (hashing tokens into buckets) are not supported")));
+        }
+        // A vocabulary as Keras lists it starts with the mask and OOV tokens; they are not tokens.
+        let mut tokens: &[String] = &vocab;
+        if let Some(m) = &mask {
+            if tokens.first() == Some(m) {
+                tokens = &tokens[1..];
+            }
+        }
+        if tokens.first() == Some(&oov_token) {
+            tokens = &tokens[1..];
+        }
+        if tokens.len() > MAX_VOCABULARY {
+            return Err(err(&format!("a vocabulary of {} tokens (at most {MAX_VOCABULARY})", tokens.len())));
+        }
+        let first = i64::from(mask.is_some()) + 1;
+        let mut index: HashMap<String, i64> = HashMap::with_capacity(tokens.len() + 1);
+        for (k, t) in tokens.iter().enumerate() {
+            index.entry(t.clone()).or_insert(first + k as i64);
+        }
+        if let Some(m) = mask {
+            index.insert(m, 0);
+        }
+        let pick = |key: &str, default: &str| c.get(key).and_then(Value::as_str).unwrap_or(default).to_string();
+        let standardize = match (tv, pick("standardize", "lower_and_strip_punctuation").as_str()) {
+            (false, _) => Standardize::None,
+            (true, "lower_and_strip_punctuation") => Standardize::LowerAndStripPunctuation,
+            (true, "lower") => Standardize::Lower,
+            (true, "strip_punctuation") => Standardize::StripPunctuation,
+            (true, _) if c.get("standardize").is_some_and(Value::is_null) => Standardize::None,
+            (true, other) => return Err(err(&format!("standardize '{other}' is not supported"))),
+        };
+        let split = match (tv, pick("split", "whitespace").as_str()) {
+            (false, _) => Split::None,
+            (true, "whitespace") => Split::Whitespace,
+            (true, "character") => Split::Character,
+            (true, _) if c.get("split").is_some_and(Value::is_null) => Split::None,
+            (true, other) => return Err(err(&format!("split '{other}' is not supported"))),
+        };
+        if tv && c.get("ngrams").is_some_and(|v| !v.is_null()) {
+            return Err(err("ngrams are not supported"));
+        }
+        let sequence_length = if tv {
+            let n = c.get("output_sequence_length").and_then(Value::as_u64).filter(|&n| n > 0 && n <= 1 << 20);
+            Some(n.ok_or_else(|| {
+                err("needs output_sequence_length (1 to 2^20): without it the length depends on the batch")
+            })? as usize)
+        } else {
+            None
+        };
+        Ok(TextInput { layer, standardize, split, index, oov: first - 1, sequence_length })
+    }
+
+    /// The graph input's shape for a string array of `shape`: TextVectorization's
+    /// `(batch, output_sequence_length)` (a trailing axis of 1 is the one string per row),
+    /// StringLookup's the same as the strings'.
+    pub fn output_shape(&self, shape: &[usize]) -> Vec<usize> {
+        match self.sequence_length {
+            Some(l) => vec![shape.first().copied().unwrap_or(1), l],
+            None => shape.to_vec(),
+        }
+    }
+
+    fn standardized(&self, s: &str) -> String {
+        // TensorFlow's `strings.lower`, as Keras calls it, lowercases ASCII letters only.
+        let lower = || s.to_ascii_lowercase();
+        match self.standardize {
+            Standardize::None => s.to_string(),
+            Standardize::Lower => lower(),
+            Standardize::StripPunctuation => s.chars().filter(|c| !PUNCTUATION.contains(*c)).collect(),
+            Standardize::LowerAndStripPunctuation => lower().chars().filter(|c| !PUNCTUATION.contains(*c)).collect(),
+        }
+    }
+
+    fn lookup(&self, token: &str) -> i64 {
+        self.index.get(token).copied().unwrap_or(self.oov)
+    }
+
+    /// The int64 ids of a string array of `shape` (row-major `strings`).
+    pub fn apply(&self, shape: &[usize], strings: &[String]) -> Result<Tensor, String> {
+        let bad = |m: String| format!("{}: {m}", self.layer);
+        match self.sequence_length {
+            None => {
+                let ids = strings.iter().map(|s| self.lookup(s)).collect();
+                Tensor::new(shape.to_vec(), TensorData::I64(ids)).map_err(|e| bad(e.to_string()))
+            }
+            Some(l) => {
+                let rows = shape.first().copied().unwrap_or(1);
+                if shape.len() > 2 || shape.get(1).is_some_and(|&d| d != 1) || strings.len() != rows {
+                    return Err(bad(format!(
+                        "expects one string per row, (batch,) or (batch, 1); got shape {shape:?}"
+                    )));
+                }
+                let mut ids = vec![0i64; rows * l];
+                for (r, s) in strings.iter().enumerate() {
+                    let text = self.standardized(s);
+                    let tokens: Vec<String> = match self.split {
+                        Split::None => vec![text],
+                        Split::Whitespace => text
+                            .split(|c: char| c.is_ascii_whitespace())
+                            .filter(|t| !t.is_empty())
+                            .map(str::to_string)
+                            .collect(),
+                        Split::Character => text.chars().map(|c| c.to_string()).collect(),
+                    };
+                    for (k, t) in tokens.iter().take(l).enumerate() {
+                        ids[r * l + k] = self.lookup(t);
+                    }
+                }
+                Tensor::new(vec![rows, l], TensorData::I64(ids)).map_err(|e| bad(e.to_string()))
+            }
+        }
+    }
+}
