@@ -6,7 +6,8 @@ layers need TensorFlow, so this runs on the TensorFlow backend.
   lowercases ASCII letters only, so "Éclair" stays out of the vocabulary) into Embedding, a mean
   and Dense;
 - text_vocab (.keras and .h5): a TextVectorization with its vocabulary in the config
-  (lowercase only, 5 tokens) and a StringLookup over three categorical strings per row.
+  (lowercase only, 5 tokens) and a StringLookup over three categorical strings per row;
+- crossing (.keras and .h5): HashedCrossing of integer model inputs, as bins and one-hot.
 usage: KERAS_BACKEND=tensorflow target/tf-venv/bin/python scripts/make-text-fixture.py
 """
 import numpy as np
@@ -46,3 +47,30 @@ np.save(f"{OUT}/text_vocab.input0.npy", xt)
 np.save(f"{OUT}/text_vocab.input1.npy", xc)
 np.save(f"{OUT}/text_vocab.expected.npy", y)
 print("text_vocab", y.shape, np.asarray(tv2(xt)).tolist(), np.asarray(sl(xc)).tolist())
+
+# HashedCrossing of two integer features (kerasc runs it on the host: TensorFlow's
+# sparse.cross_hashed), as bins into an Embedding and as one-hot rows into a Dense.
+keras.utils.set_random_seed(43)
+a_in = keras.Input((1,), dtype="int64", name="age_bucket")
+b_in = keras.Input((1,), dtype="int64", name="city")
+c_in = keras.Input((1,), dtype="int64", name="device")
+d_in = keras.Input((1,), dtype="int64", name="hour")
+x = keras.Input((2,), name="dense")
+bins = L.HashedCrossing(num_bins=50, name="cross")((a_in, b_in))
+hot = L.HashedCrossing(num_bins=7, output_mode="one_hot", name="cross_hot")((c_in, d_in))
+e = L.Flatten(name="fe")(L.Embedding(50, 3, name="emb")(bins))
+h = L.Dense(4, name="dh")(hot)
+m = keras.Model([a_in, b_in, c_in, d_in, x], L.Concatenate(name="out")([e, h, x]), name="crossing")
+xa = np.array([[1], [5], [-3], [123456789]], "int64")
+xb = np.array([[2], [7], [7], [0]], "int64")
+xc = np.array([[0], [1], [2], [3]], "int64")
+xd = np.array([[9], [9], [-9], [2**40]], "int64")
+xx = np.arange(8, dtype="float32").reshape(4, 2)
+ins = [xa, xb, xc, xd, xx]
+y = np.asarray(m(ins))
+m.save(f"{OUT}/crossing.keras")
+m.save(f"{OUT}/crossing.h5")
+for k, v in enumerate(ins):
+    np.save(f"{OUT}/crossing.input{k}.npy", v)
+np.save(f"{OUT}/crossing.expected.npy", y)
+print("crossing", y.shape)

@@ -589,18 +589,7 @@ fn run_model(
         })
         .collect();
     let model = kerasc::load_for_inputs(path, &shapes)?;
-    // A string input goes through its TextVectorization or StringLookup on the host.
-    let mut raw = Vec::with_capacity(arrays.len());
-    for (i, (a, p)) in arrays.into_iter().zip(inputs).enumerate() {
-        let text = model.text_inputs.get(i).and_then(Option::as_ref);
-        raw.push(match (a, text) {
-            (npy::Array::Tensor(t), _) => t,
-            (npy::Array::Strings(shape, values), Some(t)) => t.apply(&shape, &values).map_err(anyhow::Error::msg)?,
-            (npy::Array::Strings(..), None) => {
-                bail!("{}: holds strings, but model input {i} takes numbers", p.display())
-            }
-        });
-    }
+    let raw = kerasc::host_inputs(&model, arrays, inputs)?;
     let n_out = model.graph.outputs().len();
     if !outputs.is_empty() && outputs.len() != n_out {
         bail!("the model has {n_out} output(s) but {} --output path(s) were given", outputs.len());

@@ -33,7 +33,7 @@ fn matches_keras_in(name: &str, exts: &[&str]) {
         for naive in [false, true] {
             let out = tmp.join(format!("{ext}-{naive}.npy"));
             let m = dir.join(format!("{name}.{ext}"));
-            let inputs: Vec<String> = (0..4)
+            let inputs: Vec<String> = (0..8)
                 .map(|k| dir.join(format!("{name}.input{k}.npy")))
                 .filter(|p| p.exists())
                 .map(|p| p.to_str().unwrap().to_string())
@@ -81,12 +81,15 @@ fn keras3_mask_propagation_matches_keras() {
 }
 
 /// String inputs read by TextVectorization (an adapted vocabulary from the archive's assets, and
-/// one in the config) and StringLookup, run on the host before the graph
+/// one in the config) and StringLookup, and HashedCrossing of integer inputs, run on the host
+/// before the graph
 /// (scripts/make-text-fixture.py, on Keras's TensorFlow backend): numpy string arrays in.
 #[test]
 fn text_layers_on_string_inputs_match_keras() {
     matches_keras_in("text_adapted", &["keras"]);
     matches_keras("text_vocab");
+    // HashedCrossing of integer model inputs (TensorFlow's sparse.cross_hashed), bins and one-hot.
+    matches_keras("crossing");
 }
 
 /// Keras 2's mask propagation (the same models built and saved by tf_keras 2.21,

@@ -46,10 +46,14 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             "fine-tuning a Keras 2 file written on Theano is not implemented yet (its convolution kernels are stored flipped; kerasc runs it, but would write them back the other way round)",
         ));
     }
-    if let Some(t) = model.text_inputs.iter().flatten().next() {
+    if let Some(h) = model.host_inputs.iter().find(|h| !matches!(h, crate::frontend::text::HostInput::Direct(_))) {
+        let layer = match h {
+            crate::frontend::text::HostInput::Text(_, t) => t.layer.clone(),
+            crate::frontend::text::HostInput::Cross(_, c) => c.layer.clone(),
+            crate::frontend::text::HostInput::Direct(_) => String::new(),
+        };
         return Err(invalid(format!(
-            "fine-tuning a model with a string input is not implemented yet ({} runs on the host in `run`)",
-            t.layer
+            "fine-tuning a model whose {layer} runs on the host (string inputs, crossed features) is not implemented yet; `run` takes it"
         )));
     }
     let tc = TrainingConfig::from_value(model.info.training_config.as_ref());

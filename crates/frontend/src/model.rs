@@ -15,10 +15,12 @@ pub struct Model {
     /// layer's weights in its own order): the order of Keras's `trainable_variables`, which the
     /// optimizer's slot variables follow. Empty for ONNX.
     pub weight_order: Vec<String>,
-    /// Per model input: the host preprocessing of a string input (TextVectorization or
-    /// StringLookup reading it directly), whose ids the graph input takes. Empty or `None`: a
-    /// tensor input.
-    pub text_inputs: Vec<Option<crate::text::TextInput>>,
+    /// Per graph input, how it is made from the model's inputs (the arrays a user passes):
+    /// one as it is, or through a layer that runs on the host (`crate::text`). Empty: each
+    /// graph input is the model input of its index.
+    pub host_inputs: Vec<crate::text::HostInput>,
+    /// The model's inputs as Keras lists them (`model.inputs`); empty: the graph's.
+    pub model_inputs: Vec<String>,
 }
 
 /// The file format a model came from.

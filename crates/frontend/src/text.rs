@@ -192,3 +192,105 @@ impl TextInput {
         }
     }
 }
+
+/// HashedCrossing over integer model inputs it reads directly, on the host (its 64-bit hashes
+/// have no float form): TensorFlow's `sparse.cross_hashed` — from the key 0xDECAFCAFFE, each
+/// feature's value folded in by `FingerprintCat64`, the result modulo `num_bins`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Crossing {
+    /// The Keras layer it runs, for messages.
+    pub layer: String,
+    num_bins: u64,
+    /// `output_mode="one_hot"`: float32 one-hot rows instead of int64 bins.
+    pub one_hot: bool,
+}
+
+fn shift_mix(v: u64) -> u64 {
+    v ^ (v >> 47)
+}
+
+/// TensorFlow's `FingerprintCat64`.
+fn fingerprint_cat(fp1: u64, fp2: u64) -> u64 {
+    const K_MUL: u64 = 0xc6a4_a793_5bd1_e995;
+    let mut r = fp1 ^ K_MUL;
+    r ^= shift_mix(fp2.wrapping_mul(K_MUL)).wrapping_mul(K_MUL);
+    r = r.wrapping_mul(K_MUL);
+    r = shift_mix(r).wrapping_mul(K_MUL);
+    shift_mix(r)
+}
+
+impl Crossing {
+    /// The layer's name.
+    pub fn layer_name(&self) -> &str {
+        self.layer.trim_start_matches("HashedCrossing '").trim_end_matches('\'')
+    }
+
+    pub fn from_layer(name: &str, c: &Value) -> Result<Crossing, String> {
+        let layer = format!("HashedCrossing '{name}'");
+        let num_bins = c.get("num_bins").and_then(Value::as_u64).filter(|&n| n > 0 && n <= 1 << 24);
+        let num_bins = num_bins.ok_or_else(|| format!("{layer}: num_bins must be 1 to 2^24"))?;
+        let one_hot = match c.get("output_mode").and_then(Value::as_str).unwrap_or("int") {
+            "int" => false,
+            "one_hot" => true,
+            other => return Err(format!("{layer}: output_mode '{other}' is not supported")),
+        };
+        if c.get("sparse").and_then(Value::as_bool) == Some(true) {
+            return Err(format!("{layer}: sparse outputs are not supported"));
+        }
+        Ok(Crossing { layer, num_bins, one_hot })
+    }
+
+    /// The output's shape for inputs of `shape` (one feature per row).
+    pub fn output_shape(&self, rows: usize) -> Vec<usize> {
+        if self.one_hot {
+            vec![rows, self.num_bins as usize]
+        } else {
+            vec![rows, 1]
+        }
+    }
+
+    /// The bins of each row's crossed features (integer tensors of one value per row).
+    pub fn apply(&self, features: &[&Tensor]) -> Result<Tensor, String> {
+        let bad = |m: String| format!("{}: {m}", self.layer);
+        let rows = features.first().map_or(0, |t| t.shape().first().copied().unwrap_or(1));
+        let mut values = Vec::with_capacity(features.len());
+        for t in features {
+            if t.dtype().is_float() || t.len() != rows || t.shape().iter().skip(1).any(|&d| d != 1) {
+                return Err(bad(format!(
+                    "crosses integer features of one value per row; got {} of shape {:?}",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            values.push(t.to_i64_vec());
+        }
+        let bins: Vec<i64> = (0..rows)
+            .map(|r| {
+                let h = values.iter().fold(0x00DE_CAFC_AFFE_u64, |h, v| fingerprint_cat(h, v[r] as u64));
+                (h % self.num_bins) as i64
+            })
+            .collect();
+        let shape = self.output_shape(rows);
+        if self.one_hot {
+            let n = self.num_bins as usize;
+            let mut hot = vec![0f32; rows * n];
+            for (r, &b) in bins.iter().enumerate() {
+                hot[r * n + b as usize] = 1.0;
+            }
+            return Tensor::new(shape, TensorData::F32(hot)).map_err(|e| bad(e.to_string()));
+        }
+        Tensor::new(shape, TensorData::I64(bins)).map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// How one graph input is made from the model's inputs (the arrays a user passes, in Keras's
+/// `model.inputs` order).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostInput {
+    /// Model input `k` as it is.
+    Direct(usize),
+    /// String model input `k` through its TextVectorization or StringLookup.
+    Text(usize, TextInput),
+    /// Integer model inputs crossed by HashedCrossing.
+    Cross(Vec<usize>, Crossing),
+}

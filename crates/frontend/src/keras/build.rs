@@ -1,12 +1,13 @@
 //! Builds the IR graph from a parsed model config and its weights.
 
 use super::config::{self, Call, LayerSpec, ModelSpec, TensorRef};
+use super::host_inputs;
 use super::layers::{self, Ctx};
 use super::order::{self, call_index};
 use super::weights::PathLink;
 use super::WeightStore;
 use crate::model::{keras_shape, LayerSummary, Model, ModelFormat, ModelInfo};
-use crate::text::TextInput;
+use crate::text::HostInput;
 use crate::FrontendError;
 use ir::{DType, Dim, Shape, TensorType, ValueId};
 use serde_json::Value;
@@ -40,17 +41,18 @@ pub(crate) fn build(
     }
     let mut ctx = Ctx::new(origin, store, keras2, &spec.name);
     ctx.theano_kernels = backend.as_deref() == Some("theano");
-    let text = text_inputs(&spec, assets).map_err(|m| FrontendError::Config { file: origin.into(), message: m })?;
-    let inputs = make_inputs(&mut ctx, &spec, &text)?;
-    let text_inputs: Vec<Option<TextInput>> =
-        inputs.iter().map(|&v| text.get(&ctx.g.value(v).name).map(|(t, _)| t.clone())).collect();
+    let host =
+        host_inputs::find(&spec, assets).map_err(|m| FrontendError::Config { file: origin.into(), message: m })?;
+    let (inputs, host_inputs) = make_inputs(&mut ctx, &spec, &host)?;
     let outputs = run_model(&mut ctx, &spec, &[], &inputs, true)?;
     let output_names: Vec<String> = if spec.is_sequential() {
         spec.layers.last().map(|l| vec![l.name.clone()]).unwrap_or_default()
     } else {
         spec.outputs.iter().map(|r| r.layer.clone()).collect()
     };
-    let input_names: Vec<String> = inputs.iter().map(|&v| ctx.g.value(v).name.clone()).collect();
+    let input_names: Vec<String> = ctx.g.inputs().iter().map(|&v| ctx.g.value(v).name.clone()).collect();
+    let model_inputs: Vec<String> =
+        if spec.is_sequential() { input_names.clone() } else { spec.inputs.iter().map(|r| r.layer.clone()).collect() };
     ctx.g.set_outputs(outputs);
     ctx.g
         .validate()
@@ -60,21 +62,28 @@ pub(crate) fn build(
         // Functional summaries list InputLayers too, in config order.
         let order: HashMap<&str, usize> = spec.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
         for l in spec.layers.iter().filter(|l| l.class == "InputLayer") {
-            if let Some(i) = inputs.iter().position(|&v| ctx.g.value(v).name == l.name) {
-                layers_summary.push(LayerSummary {
-                    name: l.name.clone(),
-                    class: l.class.clone(),
-                    // A string input shows its own shape, not that of the ids it becomes.
-                    output_shapes: vec![keras_shape(
-                        &input_type(l)
-                            .filter(|_| text.contains_key(&l.name))
-                            .map_or_else(|| ctx.g.value(inputs[i]).ty.shape.clone(), |t| t.shape),
-                    )],
-                    params: 0,
-                    trainable_params: 0,
-                    connected_to: Vec::new(),
-                });
-            }
+            let Some(k) = spec.inputs.iter().position(|r| r.layer == l.name) else { continue };
+            // An input the host turns into ids (strings, crossed features) shows its own shape.
+            let graph_shape = ctx
+                .g
+                .inputs()
+                .iter()
+                .find(|&&v| ctx.g.value(v).name == l.name)
+                .map(|&v| ctx.g.value(v).ty.shape.clone());
+            let shape = match (graph_shape, input_type(l)) {
+                (Some(s), _) if !host.text.contains_key(&l.name) => s,
+                (_, Some(t)) => t.shape,
+                (Some(s), None) => s,
+                (None, None) => ctx.g.value(inputs[k]).ty.shape.clone(),
+            };
+            layers_summary.push(LayerSummary {
+                name: l.name.clone(),
+                class: l.class.clone(),
+                output_shapes: vec![keras_shape(&shape)],
+                params: 0,
+                trainable_params: 0,
+                connected_to: Vec::new(),
+            });
         }
         layers_summary.sort_by_key(|s| order.get(s.name.as_str()).copied().unwrap_or(usize::MAX));
     }
@@ -95,7 +104,8 @@ pub(crate) fn build(
         graph,
         weight_sources,
         weight_order,
-        text_inputs,
+        host_inputs,
+        model_inputs,
         info: ModelInfo {
             name: spec.name.clone(),
             model_class: spec.class.clone(),
@@ -146,45 +156,11 @@ fn input_type(l: &LayerSpec) -> Option<TensorType> {
     Some(TensorType::new(dtype, shape))
 }
 
-/// String inputs read directly by a TextVectorization or StringLookup layer, which then runs on
-/// the host (`crate::text`): by input layer name, the preprocessing and the layer's name.
-fn text_inputs(
-    spec: &ModelSpec,
-    assets: &HashMap<String, String>,
-) -> Result<HashMap<String, (TextInput, String)>, String> {
-    let mut out = HashMap::new();
-    let is_string =
-        |l: &LayerSpec| l.class == "InputLayer" && l.config.get("dtype").and_then(Value::as_str) == Some("string");
-    for input in spec.layers.iter().filter(|l| is_string(l)) {
-        let readers: Vec<&LayerSpec> = if spec.is_sequential() {
-            spec.layers.iter().filter(|l| l.class != "InputLayer").take(1).collect()
-        } else {
-            spec.layers
-                .iter()
-                .filter(|l| l.calls.iter().any(|c| c.args.iter().any(|r| r.layer == input.name)))
-                .collect()
-        };
-        let reader = match readers[..] {
-            [l] if matches!(l.class.as_str(), "TextVectorization" | "StringLookup") => l,
-            _ => {
-                return Err(format!(
-                    "string input '{}' must be read by exactly one TextVectorization or StringLookup layer (which runs on the host; the graph has no strings)",
-                    input.name
-                ))
-            }
-        };
-        let vocab = assets.get(&format!("assets/layers/{}/vocabulary.txt", reader.archive_key));
-        let t = TextInput::from_layer(&reader.class, &reader.name, &reader.config, vocab.map(String::as_str))?;
-        out.insert(input.name.clone(), (t, reader.name.clone()));
-    }
-    Ok(out)
-}
-
 fn make_inputs(
     ctx: &mut Ctx,
     spec: &ModelSpec,
-    text: &HashMap<String, (TextInput, String)>,
-) -> Result<Vec<ValueId>, FrontendError> {
+    host: &host_inputs::HostLayers,
+) -> Result<(Vec<ValueId>, Vec<HostInput>), FrontendError> {
     let cfg_err = |m: String| FrontendError::Config { file: ctx.origin.clone(), message: m };
     if spec.is_sequential() {
         let first = spec.layers.first().ok_or_else(|| cfg_err("the Sequential model has no layers".into()))?;
@@ -195,31 +171,59 @@ fn make_inputs(
             })
             .ok_or_else(|| cfg_err("the Sequential model declares no input shape".into()))?;
         let name = if first.class == "InputLayer" { first.name.clone() } else { "input".to_string() };
-        let ty = match text.get(&name) {
-            Some((t, _)) => text_input_type(t, &ty),
-            None => ty,
+        let (ty, h) = match host.text.get(&name) {
+            Some(t) => (host_inputs::text_type(t, &ty), HostInput::Text(0, t.clone())),
+            None => (ty, HostInput::Direct(0)),
         };
         bounded_input(&name, &ty).map_err(cfg_err)?;
-        return Ok(vec![ctx.g.add_input(name, ty)]);
+        return Ok((vec![ctx.g.add_input(name, ty)], vec![h]));
     }
-    let mut out = Vec::new();
-    for r in &spec.inputs {
+    // One value per model input (the members of a crossing share the crossing's graph input),
+    // and how each graph input is made from the model's inputs.
+    let mut out: Vec<ValueId> = Vec::new();
+    let mut made = Vec::new();
+    for (k, r) in spec.inputs.iter().enumerate() {
         let l = spec
             .layers
             .iter()
             .find(|l| l.name == r.layer)
             .ok_or_else(|| cfg_err(format!("input layer '{}' is not among the layers", r.layer)))?;
-        let mut ty = input_type(l).ok_or_else(|| cfg_err(format!("input layer '{}' has no shape", l.name)))?;
-        if let Some((t, _)) = text.get(&l.name) {
-            ty = text_input_type(t, &ty);
+        if let Some((members, c)) = host.crossings.iter().find(|(m, _)| m.contains(&l.name)) {
+            let first = members.first().and_then(|m| spec.inputs.iter().position(|i| &i.layer == m));
+            if first != Some(k) {
+                let at = first
+                    .and_then(|f| out.get(f).copied())
+                    .ok_or_else(|| cfg_err(format!("{}: its inputs are out of order", c.layer)))?;
+                out.push(at);
+                continue;
+            }
+            let idx: Vec<usize> = members
+                .iter()
+                .map(|m| spec.inputs.iter().position(|i| &i.layer == m))
+                .collect::<Option<_>>()
+                .ok_or_else(|| cfg_err(format!("{}: reads a layer that is no model input", c.layer)))?;
+            let ty = host_inputs::crossing_type(c);
+            let v = ctx.g.add_input(c.layer_name().to_string(), ty);
+            out.push(v);
+            made.push(HostInput::Cross(idx, c.clone()));
+            continue;
         }
+        let mut ty = input_type(l).ok_or_else(|| cfg_err(format!("input layer '{}' has no shape", l.name)))?;
+        let h = match host.text.get(&l.name) {
+            Some(t) => {
+                ty = host_inputs::text_type(t, &ty);
+                HostInput::Text(k, t.clone())
+            }
+            None => HostInput::Direct(k),
+        };
         bounded_input(&l.name, &ty).map_err(cfg_err)?;
         out.push(ctx.g.add_input(l.name.clone(), ty));
+        made.push(h);
     }
     if out.is_empty() {
         return Err(cfg_err("the model has no inputs".into()));
     }
-    Ok(out)
+    Ok((out, made))
 }
 
 pub(crate) fn run_model(
@@ -334,16 +338,6 @@ fn apply_layer(
         return run_model(ctx, m, &p, &ins, false);
     }
     layers::lower_layer(ctx, l, &p, call, inputs, kw_inputs)
-}
-
-/// The graph input a string input becomes: int64 ids, `(batch, output_sequence_length)` for
-/// TextVectorization, the strings' shape for StringLookup.
-fn text_input_type(t: &TextInput, strings: &TensorType) -> TensorType {
-    let shape = match t.sequence_length {
-        Some(l) => Shape(vec![Dim::Batch, Dim::Fixed(l)]),
-        None => strings.shape.clone(),
-    };
-    TensorType::new(DType::I64, shape)
 }
 
 /// An input of at most 2^31 elements per sample, like every value of the graph.

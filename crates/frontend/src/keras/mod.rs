@@ -4,6 +4,7 @@ pub mod archive;
 mod build;
 pub mod config;
 pub mod h5;
+mod host_inputs;
 pub mod layers;
 mod order;
 pub mod save;

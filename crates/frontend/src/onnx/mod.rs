@@ -158,7 +158,14 @@ pub fn load_onnx_with(
         layer_configs: Default::default(),
         output_names,
     };
-    Ok(Model { graph: ctx.g, info, weight_sources: HashMap::new(), weight_order: Vec::new(), text_inputs: Vec::new() })
+    Ok(Model {
+        graph: ctx.g,
+        info,
+        weight_sources: HashMap::new(),
+        weight_order: Vec::new(),
+        host_inputs: Vec::new(),
+        model_inputs: Vec::new(),
+    })
 }
 
 /// The IR type of a graph input: its element type and shape, a symbolic first axis as the batch,

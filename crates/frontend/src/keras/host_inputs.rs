@@ -1,0 +1,85 @@
+//! Layers that run on the host, before the graph, because the graph cannot hold what they read
+//! (`crate::text`): TextVectorization and StringLookup reading a string model input, and
+//! HashedCrossing over integer model inputs (64-bit hashes). Each must read model inputs
+//! directly, and be their only reader.
+
+use super::config::{LayerSpec, ModelSpec};
+use crate::text::{Crossing, TextInput};
+use ir::{DType, Dim, Shape, TensorType};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// The host layers of a model.
+pub(crate) struct HostLayers {
+    /// By string input layer name.
+    pub text: HashMap<String, TextInput>,
+    /// The model input layers each crossing reads (in its argument order), and the crossing.
+    pub crossings: Vec<(Vec<String>, Crossing)>,
+}
+
+fn readers<'a>(spec: &'a ModelSpec, input: &str) -> Vec<&'a LayerSpec> {
+    if spec.is_sequential() {
+        return spec.layers.iter().filter(|l| l.class != "InputLayer").take(1).collect();
+    }
+    spec.layers.iter().filter(|l| l.calls.iter().any(|c| c.args.iter().any(|r| r.layer == input))).collect()
+}
+
+pub(crate) fn find(spec: &ModelSpec, assets: &HashMap<String, String>) -> Result<HostLayers, String> {
+    let mut text = HashMap::new();
+    let is_string =
+        |l: &LayerSpec| l.class == "InputLayer" && l.config.get("dtype").and_then(Value::as_str) == Some("string");
+    for input in spec.layers.iter().filter(|l| is_string(l)) {
+        let reader = match readers(spec, &input.name)[..] {
+            [l] if matches!(l.class.as_str(), "TextVectorization" | "StringLookup") => l,
+            _ => {
+                return Err(format!(
+                    "string input '{}' must be read by exactly one TextVectorization or StringLookup layer (which runs on the host; the graph has no strings)",
+                    input.name
+                ))
+            }
+        };
+        let vocab = assets.get(&format!("assets/layers/{}/vocabulary.txt", reader.archive_key));
+        text.insert(
+            input.name.clone(),
+            TextInput::from_layer(&reader.class, &reader.name, &reader.config, vocab.map(String::as_str))?,
+        );
+    }
+    let mut crossings = Vec::new();
+    if !spec.is_sequential() {
+        for l in spec.layers.iter().filter(|l| l.class == "HashedCrossing") {
+            let [call] = &l.calls[..] else {
+                return Err(format!("HashedCrossing '{}' is called more than once", l.name));
+            };
+            let members: Vec<String> = call.args.iter().map(|r| r.layer.clone()).collect();
+            let direct = members.len() >= 2
+                && members.iter().all(|m| {
+                    spec.inputs.iter().any(|r| &r.layer == m) && !text.contains_key(m) && readers(spec, m).len() == 1
+                });
+            if !direct {
+                return Err(format!(
+                    "HashedCrossing '{}' must cross model inputs it alone reads (it runs on the host: its 64-bit hashes have no float form)",
+                    l.name
+                ));
+            }
+            crossings.push((members, Crossing::from_layer(&l.name, &l.config)?));
+        }
+    }
+    Ok(HostLayers { text, crossings })
+}
+
+/// The graph input a string input becomes: int64 ids, `(batch, output_sequence_length)` for
+/// TextVectorization, the strings' shape for StringLookup.
+pub(crate) fn text_type(t: &TextInput, strings: &TensorType) -> TensorType {
+    let shape = match t.sequence_length {
+        Some(l) => Shape(vec![Dim::Batch, Dim::Fixed(l)]),
+        None => strings.shape.clone(),
+    };
+    TensorType::new(DType::I64, shape)
+}
+
+/// The graph input a crossing becomes: `(batch, 1)` int64 bins, or `(batch, num_bins)` one-hot.
+pub(crate) fn crossing_type(c: &Crossing) -> TensorType {
+    let s = c.output_shape(1);
+    let dtype = if c.one_hot { DType::F32 } else { DType::I64 };
+    TensorType::new(dtype, Shape(vec![Dim::Batch, Dim::Fixed(s[1])]))
+}
