@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod devices;
 pub mod fit;
+pub mod host;
 pub mod npy;
 pub mod report;
 
@@ -357,61 +358,4 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     res
-}
-
-/// The graph's input tensors from the model's input arrays (Keras's `model.inputs` order): each
-/// as it is, or through a layer kerasc runs on the host (TextVectorization or StringLookup on
-/// strings, HashedCrossing on integer features). `paths` name the arrays in errors.
-pub fn host_inputs(
-    model: &Model,
-    arrays: Vec<npy::Array>,
-    paths: &[std::path::PathBuf],
-) -> anyhow::Result<Vec<ir::Tensor>> {
-    use frontend::text::HostInput;
-    let n_model = if model.model_inputs.is_empty() { model.graph.inputs().len() } else { model.model_inputs.len() };
-    if model.host_inputs.is_empty() || model.host_inputs.iter().all(|h| matches!(h, HostInput::Direct(_))) {
-        return arrays
-            .into_iter()
-            .zip(paths)
-            .map(|(a, p)| match a {
-                npy::Array::Tensor(t) => Ok(t),
-                npy::Array::Strings(..) => {
-                    anyhow::bail!("{}: holds strings, but the model takes numbers there", p.display())
-                }
-            })
-            .collect();
-    }
-    if arrays.len() != n_model {
-        anyhow::bail!(
-            "the model has {n_model} input(s) ({}), {} array(s) were given",
-            model.model_inputs.join(", "),
-            arrays.len()
-        );
-    }
-    let name = |k: usize| model.model_inputs.get(k).cloned().unwrap_or_else(|| k.to_string());
-    let tensor = |k: usize| -> anyhow::Result<&ir::Tensor> {
-        match &arrays[k] {
-            npy::Array::Tensor(t) => Ok(t),
-            npy::Array::Strings(..) => {
-                anyhow::bail!("{}: holds strings, but input '{}' takes numbers", paths[k].display(), name(k))
-            }
-        }
-    };
-    model
-        .host_inputs
-        .iter()
-        .map(|h| match h {
-            HostInput::Direct(k) => tensor(*k).cloned(),
-            HostInput::Text(k, t) => match &arrays[*k] {
-                npy::Array::Strings(shape, values) => t.apply(shape, values).map_err(anyhow::Error::msg),
-                npy::Array::Tensor(_) => {
-                    anyhow::bail!("{}: input '{}' takes strings (for {})", paths[*k].display(), name(*k), t.layer)
-                }
-            },
-            HostInput::Cross(ks, c) => {
-                let feats = ks.iter().map(|&k| tensor(k)).collect::<anyhow::Result<Vec<_>>>()?;
-                c.apply(&feats).map_err(anyhow::Error::msg)
-            }
-        })
-        .collect()
 }

@@ -589,7 +589,7 @@ fn run_model(
         })
         .collect();
     let model = kerasc::load_for_inputs(path, &shapes)?;
-    let raw = kerasc::host_inputs(&model, arrays, inputs)?;
+    let raw = kerasc::host::host_inputs(&model, arrays, inputs)?;
     let n_out = model.graph.outputs().len();
     if !outputs.is_empty() && outputs.len() != n_out {
         bail!("the model has {n_out} output(s) but {} --output path(s) were given", outputs.len());
