@@ -19,20 +19,42 @@ by Keras 3 as .keras and .h5 with Keras's own output (model(x, training=False), 
   within a depth is not the config's.
 Layers whose JAX op returns its input object unchanged (an identity Permute or Reshape, a zero-width pad)
 are left out: whether they keep a mask is the backend's accident, not a Keras rule.
+With --keras2 the same models are built and saved by Keras 2 (tf_keras 2.21 on TensorFlow 2.21)
+as tests/models/extra/mask2_*.k2.h5 with Keras 2's own output: its rules where they differ
+(merges take the logical and of the masks present; MultiHeadAttention leaves its inputs' masks
+alone, so run order does not matter). Keras 2 has no Identity, cannot mask GroupNormalization,
+nor concatenate a masked and an unmasked sequence along time: those pieces are left out there.
 usage: KERAS_BACKEND=jax target/fit-venv/bin/python scripts/make-mask-models.py
+       target/tf-venv/bin/python scripts/make-mask-models.py --keras2
+       (venvs: keras==3.15.* + jax; tensorflow-cpu==2.21.* + tf-keras)
 """
+import os
+import sys
+
 import numpy as np
-import keras
-from keras import layers as L
+
+K2 = "--keras2" in sys.argv
+if K2:
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tf_keras as keras
+    from tf_keras import layers as L
+else:
+    import keras
+    from keras import layers as L
 
 OUT = "tests/models/extra"
 
 
 def save(m, name, inputs):
+    if K2:
+        name = name.replace("mask_", "mask2_")
     y = m([np.asarray(a) for a in inputs] if len(inputs) > 1 else inputs[0], training=False)
     y = np.asarray(y)
-    m.save(f"{OUT}/{name}.keras")
-    m.save(f"{OUT}/{name}.h5")
+    if K2:
+        m.save(f"{OUT}/{name}.k2.h5")
+    else:
+        m.save(f"{OUT}/{name}.keras")
+        m.save(f"{OUT}/{name}.h5")
     for k, a in enumerate(inputs):
         np.save(f"{OUT}/{name}.input{k}.npy", a)
     np.save(f"{OUT}/{name}.expected.npy", y)
@@ -78,8 +100,10 @@ for cls in ["Add", "Subtract", "Average", "Multiply", "Maximum", "Minimum"]:
     outs += [mha_probe(both, f"{lo}_both"), mha_probe(mixed, f"{lo}_mixed"), L.Reshape((-1,), name=f"{lo}_v")(mixed)]
 for axis, tag in [(-1, "feat"), (1, "time")]:
     both = L.Concatenate(axis=axis, name=f"cat_{tag}_both")([ma, mb])
-    mixed = L.Concatenate(axis=axis, name=f"cat_{tag}_mixed")([un, ma])
-    outs += [mha_probe(both, f"cat_{tag}_both"), mha_probe(mixed, f"cat_{tag}_mixed")]
+    outs.append(mha_probe(both, f"cat_{tag}_both"))
+    if tag == "feat" or not K2:
+        mixed = L.Concatenate(axis=axis, name=f"cat_{tag}_mixed")([un, ma])
+        outs.append(mha_probe(mixed, f"cat_{tag}_mixed"))
 save(keras.Model([ia, ib], L.Concatenate(name="out")(outs), name="mask_merge"), "mask_merge", [ids_a, ids_b])
 
 # --- layers that pass a mask on, and layers that drop it
@@ -90,10 +114,10 @@ outs = []
 chains = {
     "dense": [L.Dense(8, name="dense")],
     "act": [L.Activation("tanh", name="act"), L.ReLU(name="relu"), L.LeakyReLU(name="lrelu"), L.ELU(name="elu")],
-    "norm": [L.LayerNormalization(name="ln"), L.BatchNormalization(name="bn"), L.UnitNormalization(name="un"),
-             L.GroupNormalization(2, name="gn")],
+    "norm": [L.LayerNormalization(name="ln"), L.BatchNormalization(name="bn"), L.UnitNormalization(name="un")]
+    + ([] if K2 else [L.GroupNormalization(2, name="gn")]),
     "noise": [L.Dropout(0.5, name="drop"), L.GaussianNoise(0.1, name="gnoise"), L.SpatialDropout1D(0.2, name="sdrop"),
-              L.ActivityRegularization(name="areg"), L.Identity(name="ident")],
+              L.ActivityRegularization(name="areg")] + ([] if K2 else [L.Identity(name="ident")]),
     "td": [L.TimeDistributed(L.Dense(8), name="td")],
     "prep": [L.Rescaling(0.5, 0.1, name="rescale")],
     "conv": [L.Conv1D(8, 3, padding="same", name="conv")],

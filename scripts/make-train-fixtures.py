@@ -71,6 +71,17 @@ for name, (kind, loss, opt) in cases.items():
         json.dump({k: [float(v) for v in vs] for k, vs in h.history.items()}, f)
     print(name, {k: [round(float(v), 5) for v in vs] for k, vs in h.history.items()})
 
+def multi_io_model():
+    """Two inputs, two outputs (a class and a regression)."""
+    keras.utils.set_random_seed(5)
+    ia = keras.Input((4,), name="left")
+    ib = keras.Input((3,), name="right")
+    h = keras.layers.Concatenate(name="cat")([keras.layers.Dense(6, activation="relu", name="da")(ia),
+                                             keras.layers.Dense(6, activation="tanh", name="db")(ib)])
+    return keras.Model([ia, ib], [keras.layers.Dense(3, activation="softmax", name="cls")(h),
+                                  keras.layers.Dense(2, name="reg")(h)], name="multi_io")
+
+
 # Two inputs and two outputs, a loss and metrics per output (by name): Keras's total loss is
 # the sum, its history has <output>_loss and <output>_<metric>.
 if not sys.argv[1:] or "multi_io_adam" in sys.argv[1:]:
@@ -80,13 +91,7 @@ if not sys.argv[1:] or "multi_io_adam" in sys.argv[1:]:
     cls = ((a[:, 0] + b[:, 1]) > 0).astype("int32") + (a[:, 2] > 0.8).astype("int32")
     reg = np.stack([a[:, 1] * b[:, 0], a[:, 3] - b[:, 2]], 1).astype("float32")
     np.savez(f"{OUT}/multi_io.npz", x_left=a, x_right=b, y_cls=cls, y_reg=reg)
-    keras.utils.set_random_seed(5)
-    ia = keras.Input((4,), name="left")
-    ib = keras.Input((3,), name="right")
-    h = keras.layers.Concatenate(name="cat")([keras.layers.Dense(6, activation="relu", name="da")(ia),
-                                             keras.layers.Dense(6, activation="tanh", name="db")(ib)])
-    m = keras.Model([ia, ib], [keras.layers.Dense(3, activation="softmax", name="cls")(h),
-                               keras.layers.Dense(2, name="reg")(h)], name="multi_io")
+    m = multi_io_model()
     m.compile(optimizer=O.Adam(0.01), loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
               metrics={"cls": ["accuracy"], "reg": ["mae"]})
     m.save(f"{OUT}/multi_io_adam.h5")
@@ -100,13 +105,7 @@ if not sys.argv[1:] or "multi_io_adam" in sys.argv[1:]:
 # per-output losses in the history unweighted).
 if not sys.argv[1:] or "multi_io_weighted" in sys.argv[1:]:
     d = np.load(f"{OUT}/multi_io.npz")
-    keras.utils.set_random_seed(5)
-    ia = keras.Input((4,), name="left")
-    ib = keras.Input((3,), name="right")
-    h = keras.layers.Concatenate(name="cat")([keras.layers.Dense(6, activation="relu", name="da")(ia),
-                                             keras.layers.Dense(6, activation="tanh", name="db")(ib)])
-    m = keras.Model([ia, ib], [keras.layers.Dense(3, activation="softmax", name="cls")(h),
-                               keras.layers.Dense(2, name="reg")(h)], name="multi_io")
+    m = multi_io_model()
     m.compile(optimizer=O.Adam(0.01), loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
               loss_weights={"cls": 1.0, "reg": 0.25}, metrics={"cls": ["accuracy"], "reg": ["mae"]})
     m.save(f"{OUT}/multi_io_weighted.h5")

@@ -93,7 +93,7 @@ fn text_layers_on_string_inputs_match_keras() {
 }
 
 /// Keras 2's mask propagation (the same models built and saved by tf_keras 2.21,
-/// scripts/make-mask-models-k2.py): merges take the logical and of the masks present,
+/// scripts/make-mask-models.py --keras2): merges take the logical and of the masks present,
 /// MultiHeadAttention leaves its inputs' masks alone, Rescaling and EinsumDense drop masks,
 /// Concatenate along time puts the masks side by side.
 #[test]

@@ -339,8 +339,7 @@ fn losses_and_optimizers_train_like_keras() {
             hist.to_str().unwrap(),
         ]);
         assert!(r.status.success(), "{name}: {}", String::from_utf8_lossy(&r.stderr));
-        let ours = kerasc::load(&out).unwrap();
-        let keras = kerasc::load(&dir.join(format!("{name}.trained.h5"))).unwrap();
+        ends_like_keras(name, &out, &hist, &dir);
         // The optimizer's iteration count as Keras wrote it after training.
         let iteration = |p: &std::path::Path| -> Option<Vec<u8>> {
             let f = hdf5_pure::File::from_bytes(std::fs::read(p).unwrap()).ok()?;
@@ -360,26 +359,33 @@ fn losses_and_optimizers_train_like_keras() {
         for (i, (a, b)) in o.variables.iter().zip(&k.variables).enumerate() {
             close(&format!("{name}: optimizer variable {i}"), a, b, Tolerance { atol: 1e-5, rtol: 1e-4 });
         }
-        for (v, t) in ours.graph.constants() {
-            let wname = &ours.graph.value(*v).name;
-            let want = keras.graph.constants().iter().find(|(c, _)| keras.graph.value(**c).name == *wname).unwrap().1;
-            close(&format!("{name}: {wname}"), t, want, Tolerance { atol: 1e-5, rtol: 1e-4 });
-        }
-        let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&hist).unwrap()).unwrap();
-        let k: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.history.json"))).unwrap()).unwrap();
-        for (key, vals) in k.as_object().unwrap() {
-            let ours: Vec<f64> = h[key]
-                .as_array()
-                .unwrap_or_else(|| panic!("{name}: no {key}"))
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            assert_eq!(ours.len(), vals.as_array().unwrap().len(), "{name} {key}");
-            for (a, b) in ours.iter().zip(vals.as_array().unwrap()) {
-                let b = b.as_f64().unwrap();
-                assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-2), "{name} {key}: {a} vs Keras {b}");
-            }
+    }
+}
+
+/// `kerasc fit`'s written model and history (`out`, `hist`) against the weights and history
+/// Keras wrote for fixture `name` in `dir` (`NAME.trained.h5`, `NAME.history.json`).
+fn ends_like_keras(name: &str, out: &std::path::Path, hist: &std::path::Path, dir: &std::path::Path) {
+    let ours = kerasc::load(out).unwrap();
+    let keras = kerasc::load(&dir.join(format!("{name}.trained.h5"))).unwrap();
+    for (v, t) in ours.graph.constants() {
+        let wname = &ours.graph.value(*v).name;
+        let want = keras.graph.constants().iter().find(|(c, _)| keras.graph.value(**c).name == *wname).unwrap().1;
+        close(&format!("{name}: {wname}"), t, want, Tolerance { atol: 1e-5, rtol: 1e-4 });
+    }
+    let h: serde_json::Value = serde_json::from_slice(&std::fs::read(hist).unwrap()).unwrap();
+    let k: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.history.json"))).unwrap()).unwrap();
+    for (key, vals) in k.as_object().unwrap() {
+        let ours: Vec<f64> = h[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no {key}"))
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(ours.len(), vals.as_array().unwrap().len(), "{name} {key}");
+        for (a, b) in ours.iter().zip(vals.as_array().unwrap()) {
+            let b = b.as_f64().unwrap();
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-2), "{name} {key}: {a} vs Keras {b}");
         }
     }
 }
@@ -704,22 +710,6 @@ fn several_outputs_and_loss_weights_train_like_keras() {
         ];
         let r = run_fit(&args.map(String::from));
         assert!(r.status.success(), "{name}: {}", String::from_utf8_lossy(&r.stderr));
-        let (ours, keras) =
-            (kerasc::load(&out).unwrap(), kerasc::load(&train.join(format!("{name}.trained.h5"))).unwrap());
-        for (v, t) in ours.graph.constants() {
-            let wname = &ours.graph.value(*v).name;
-            let want = keras.graph.constants().iter().find(|(c, _)| keras.graph.value(**c).name == *wname).unwrap().1;
-            close(&format!("{name}: {wname}"), t, want, Tolerance { atol: 1e-5, rtol: 1e-4 });
-        }
-        let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&hist).unwrap()).unwrap();
-        let k: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(train.join(format!("{name}.history.json"))).unwrap()).unwrap();
-        for (key, vals) in k.as_object().unwrap() {
-            let ours = h[key].as_array().unwrap_or_else(|| panic!("{name}: no {key} in {h}"));
-            for (a, b) in ours.iter().zip(vals.as_array().unwrap()) {
-                let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
-                assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-2), "{name} {key}: {a} vs Keras {b}");
-            }
-        }
+        ends_like_keras(name, &out, &hist, &train);
     }
 }

@@ -16,9 +16,9 @@ use serde_json::Value;
 
 type Res<T> = Result<T, FrontendError>;
 
-/// Layers whose `compute_mask` returns the mask of their (first) input unchanged: Keras 3's
-/// `supports_masking` layers without a rule of their own.
-const PASS_KERAS3: &[&str] = &[
+/// Layers whose `compute_mask` returns the mask of their (first) input unchanged, in Keras 2 and
+/// Keras 3 alike (with the noise layers of [`RETURNS_INPUT`]).
+const PASS_BOTH: &[&str] = &[
     "Dense",
     "Activation",
     "ReLU",
@@ -26,50 +26,19 @@ const PASS_KERAS3: &[&str] = &[
     "PReLU",
     "ELU",
     "Softmax",
-    "Dropout",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "SpatialDropout3D",
-    "GaussianNoise",
-    "GaussianDropout",
-    "AlphaDropout",
-    "ActivityRegularization",
     "LayerNormalization",
     "GroupNormalization",
     "BatchNormalization",
     "UnitNormalization",
-    "Rescaling",
-    "Normalization",
-    "Identity",
     "TimeDistributed",
 ];
 
-/// The same for Keras 2 (tf.keras 2.x), where the preprocessing layers and EinsumDense drop masks.
-const PASS_KERAS2: &[&str] = &[
-    "Dense",
-    "Activation",
-    "ReLU",
-    "LeakyReLU",
-    "PReLU",
-    "ELU",
-    "ThresholdedReLU",
-    "Dropout",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "SpatialDropout3D",
-    "GaussianNoise",
-    "GaussianDropout",
-    "AlphaDropout",
-    "ActivityRegularization",
-    "LayerNormalization",
-    "GroupNormalization",
-    "BatchNormalization",
-    "UnitNormalization",
-    "TimeDistributed",
-    "MultiHeadAttention",
-    "Attention",
-    "AdditiveAttention",
-];
+/// The same in Keras 3 only (Keras 2's preprocessing layers drop masks; it has no Identity).
+const PASS_KERAS3_ONLY: &[&str] = &["Rescaling", "Normalization", "Identity"];
+
+/// The same in Keras 2 only (Keras 3's attention layers have rules of their own, and no
+/// ThresholdedReLU).
+const PASS_KERAS2_ONLY: &[&str] = &["ThresholdedReLU", "MultiHeadAttention", "Attention", "AdditiveAttention"];
 
 /// Layers that return their input object at inference (Keras 3): the output is the input, mask
 /// and all, and clearing one clears the other.
@@ -87,11 +56,8 @@ const RETURNS_INPUT: &[&str] = &[
 
 /// Whether a layer passes an input's mask through unchanged (for a wrapped layer too).
 pub(super) fn passes(keras2: bool, class: &str) -> bool {
-    if keras2 {
-        PASS_KERAS2.contains(&class)
-    } else {
-        PASS_KERAS3.contains(&class)
-    }
+    let only = if keras2 { PASS_KERAS2_ONLY } else { PASS_KERAS3_ONLY };
+    PASS_BOTH.contains(&class) || only.contains(&class) || (RETURNS_INPUT.contains(&class) && class != "Identity")
 }
 
 /// Refuses a masked call of a layer whose computation a mask would change, where kerasc does not
@@ -187,7 +153,7 @@ fn keras3_mask(ctx: &mut Ctx, lc: &LayerCall, in_masks: &[Option<ValueId>]) -> R
         }
         "LSTM" | "GRU" | "SimpleRNN" if cfg_bool(lc.config, "return_sequences", false) => first,
         "Bidirectional" if inner_returns_sequences(lc) => first,
-        c if PASS_KERAS3.contains(&c) => first,
+        c if passes(false, c) => first,
         _ => None,
     })
 }
@@ -213,7 +179,7 @@ fn keras2_mask(ctx: &mut Ctx, lc: &LayerCall, in_masks: &[Option<ValueId>]) -> R
         }
         "LSTM" | "GRU" | "SimpleRNN" if cfg_bool(lc.config, "return_sequences", false) => in_masks[0],
         "Bidirectional" if inner_returns_sequences(lc) => in_masks[0],
-        c if PASS_KERAS2.contains(&c) => in_masks[0],
+        c if passes(true, c) => in_masks[0],
         _ => None,
     })
 }
