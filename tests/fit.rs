@@ -319,26 +319,7 @@ fn losses_and_optimizers_train_like_keras() {
         // The batch-norm fixture was trained with validation_split=0.25 (validation in
         // inference mode, training with batch statistics).
         let split = if name.contains("_bn_") { "0.25" } else { "0" };
-        let r = common::kerasc(&[
-            "fit",
-            m.to_str().unwrap(),
-            "--validation-split",
-            split,
-            "--data",
-            dir.join(data).to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--epochs",
-            "3",
-            "--batch-size",
-            "16",
-            "--no-shuffle",
-            "--verbose",
-            "0",
-            "--history",
-            hist.to_str().unwrap(),
-        ]);
-        assert!(r.status.success(), "{name}: {}", String::from_utf8_lossy(&r.stderr));
+        fit_as_keras_did(&m, &dir.join(data), &out, &hist, &["--validation-split", split]);
         ends_like_keras(name, &out, &hist, &dir);
         // The optimizer's iteration count as Keras wrote it after training.
         let iteration = |p: &std::path::Path| -> Option<Vec<u8>> {
@@ -360,6 +341,22 @@ fn losses_and_optimizers_train_like_keras() {
             close(&format!("{name}: optimizer variable {i}"), a, b, Tolerance { atol: 1e-5, rtol: 1e-4 });
         }
     }
+}
+
+/// `kerasc fit` as Keras trained the fixtures: 3 epochs, batch 16, no shuffling, with a history.
+fn fit_as_keras_did(
+    model: &std::path::Path,
+    data: &std::path::Path,
+    out: &std::path::Path,
+    hist: &std::path::Path,
+    extra: &[&str],
+) {
+    let mut args = vec!["fit", model.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    args.extend(["--output", out.to_str().unwrap(), "--history", hist.to_str().unwrap()]);
+    args.extend(["--epochs", "3", "--batch-size", "16", "--no-shuffle", "--verbose", "0"]);
+    args.extend(extra);
+    let r = common::kerasc(&args);
+    assert!(r.status.success(), "{}: {}", model.display(), String::from_utf8_lossy(&r.stderr));
 }
 
 /// `kerasc fit`'s written model and history (`out`, `hist`) against the weights and history
@@ -690,26 +687,7 @@ fn several_outputs_and_loss_weights_train_like_keras() {
     for name in ["multi_io_adam", "multi_io_weighted"] {
         let dir = common::tmpdir(&format!("fit-{name}"));
         let (out, hist) = (dir.join("o.h5"), dir.join("h.json"));
-        let (model, data) = (train.join(format!("{name}.h5")), train.join("multi_io.npz"));
-        let args = [
-            "fit",
-            model.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-            "--epochs",
-            "3",
-            "--batch-size",
-            "16",
-            "--no-shuffle",
-            "--verbose",
-            "0",
-            "--history",
-            hist.to_str().unwrap(),
-        ];
-        let r = run_fit(&args.map(String::from));
-        assert!(r.status.success(), "{name}: {}", String::from_utf8_lossy(&r.stderr));
+        fit_as_keras_did(&train.join(format!("{name}.h5")), &train.join("multi_io.npz"), &out, &hist, &[]);
         ends_like_keras(name, &out, &hist, &train);
     }
 }
