@@ -7,7 +7,9 @@ layers need TensorFlow, so this runs on the TensorFlow backend.
   and Dense;
 - text_vocab (.keras and .h5): a TextVectorization with its vocabulary in the config
   (lowercase only, 5 tokens) and a StringLookup over three categorical strings per row;
-- crossing (.keras and .h5): HashedCrossing of integer model inputs, as bins and one-hot.
+- crossing (.keras and .h5): HashedCrossing of integer model inputs, as bins and one-hot;
+- hashing (.keras and .h5): Hashing of strings and integers (a mask value, one-hot) and a
+  HashedCrossing of a string with an integer feature.
 usage: KERAS_BACKEND=tensorflow target/tf-venv/bin/python scripts/make-text-fixture.py
 """
 import numpy as np
@@ -74,3 +76,29 @@ for k, v in enumerate(ins):
     np.save(f"{OUT}/crossing.input{k}.npy", v)
 np.save(f"{OUT}/crossing.expected.npy", y)
 print("crossing", y.shape)
+
+# Hashing (FarmHash fingerprints, an integer as its decimal string; a mask value; one-hot) and
+# HashedCrossing of a string with an integer feature.
+keras.utils.set_random_seed(44)
+word = keras.Input((1,), dtype="string", name="word")
+num = keras.Input((1,), dtype="int64", name="num")
+tag = keras.Input((1,), dtype="string", name="tag")
+cw = keras.Input((1,), dtype="string", name="cross_word")
+cn = keras.Input((1,), dtype="int64", name="cross_num")
+parts = [
+    L.Flatten(name="f1")(L.Embedding(11, 2, name="e1")(L.Hashing(num_bins=11, name="hash_word")(word))),
+    L.Flatten(name="f2")(L.Embedding(9, 2, name="e2")(L.Hashing(num_bins=9, mask_value=0, name="hash_num")(num))),
+    L.Dense(3, name="d3")(L.Hashing(num_bins=5, output_mode="one_hot", name="hash_tag")(tag)),
+    L.Flatten(name="f4")(L.Embedding(13, 2, name="e4")(L.HashedCrossing(num_bins=13, name="cross")((cw, cn)))),
+]
+m = keras.Model([word, num, tag, cw, cn], L.Concatenate(name="out")(parts), name="hashing")
+ins = [np.array([["a"], ["hello"], [""], ["Éclair café"]]), np.array([[1], [-3], [0], [12345678901]], "int64"),
+       np.array([["x"], ["yy"], ["a longer tag of more than sixty-four bytes, to take every FarmHash branch"], [""]]),
+       np.array([["a"], ["b"], ["a"], ["zzz"]]), np.array([[1], [2], [2], [-5]], "int64")]
+y = np.asarray(m(ins))
+m.save(f"{OUT}/hashing.keras")
+m.save(f"{OUT}/hashing.h5")
+for k, v in enumerate(ins):
+    np.save(f"{OUT}/hashing.input{k}.npy", v)
+np.save(f"{OUT}/hashing.expected.npy", y)
+print("hashing", y.shape)

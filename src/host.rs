@@ -65,9 +65,17 @@ pub fn host_inputs(
                 }
             },
             HostInput::Cross(ks, c) => {
-                let feats = ks.iter().map(|&k| tensor(k)).collect::<Result<Vec<_>, _>>()?;
+                let feats: Vec<frontend::text::Feature> = ks.iter().map(|&k| feature(&arrays[k])).collect();
                 c.apply(&feats).map_err(InputError)
             }
+            HostInput::Hash(k, h) => h.apply(feature(&arrays[*k])).map_err(InputError),
         })
         .collect()
+}
+
+fn feature(a: &npy::Array) -> frontend::text::Feature<'_> {
+    match a {
+        npy::Array::Tensor(t) => frontend::text::Feature::Ints(t),
+        npy::Array::Strings(s, v) => frontend::text::Feature::Strings(s, v),
+    }
 }

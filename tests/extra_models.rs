@@ -90,6 +90,9 @@ fn text_layers_on_string_inputs_match_keras() {
     matches_keras("text_vocab");
     // HashedCrossing of integer model inputs (TensorFlow's sparse.cross_hashed), bins and one-hot.
     matches_keras("crossing");
+    // Hashing of strings and integers (FarmHash fingerprints; a mask value; one-hot), and a
+    // crossing of a string with an integer feature.
+    matches_keras("hashing");
 }
 
 /// Keras 2's mask propagation (the same models built and saved by tf_keras 2.21,

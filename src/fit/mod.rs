@@ -50,6 +50,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         let layer = match h {
             crate::frontend::text::HostInput::Text(_, t) => t.layer.clone(),
             crate::frontend::text::HostInput::Cross(_, c) => c.layer.clone(),
+            crate::frontend::text::HostInput::Hash(_, h) => h.layer.clone(),
             crate::frontend::text::HostInput::Direct(_) => String::new(),
         };
         return Err(invalid(format!(

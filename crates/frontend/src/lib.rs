@@ -2,6 +2,7 @@
 //! zip) and ONNX `.onnx` into one [`ir::Graph`], with a Keras-style summary of the layers.
 
 mod error;
+pub mod farmhash;
 pub mod keras;
 mod model;
 pub mod onnx;

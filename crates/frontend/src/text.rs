@@ -193,9 +193,45 @@ impl TextInput {
     }
 }
 
-/// HashedCrossing over integer model inputs it reads directly, on the host (its 64-bit hashes
-/// have no float form): TensorFlow's `sparse.cross_hashed` — from the key 0xDECAFCAFFE, each
-/// feature's value folded in by `FingerprintCat64`, the result modulo `num_bins`.
+/// One feature column for a hashing layer: integers, or strings (row-major).
+#[derive(Debug, Clone, Copy)]
+pub enum Feature<'a> {
+    Ints(&'a Tensor),
+    Strings(&'a [usize], &'a [String]),
+}
+
+impl Feature<'_> {
+    fn shape(&self) -> Vec<usize> {
+        match self {
+            Feature::Ints(t) => t.shape().to_vec(),
+            Feature::Strings(s, _) => s.to_vec(),
+        }
+    }
+
+    /// Each value as TensorFlow's crossing hashes it: an integer as itself, a string by its
+    /// fingerprint.
+    fn cross_hashes(&self) -> Result<Vec<u64>, String> {
+        match self {
+            Feature::Ints(t) if !t.dtype().is_float() => Ok(t.to_i64_vec().into_iter().map(|v| v as u64).collect()),
+            Feature::Ints(t) => Err(format!("takes integer or string features, not {}", t.dtype())),
+            Feature::Strings(_, v) => Ok(v.iter().map(|s| crate::farmhash::fingerprint64(s.as_bytes())).collect()),
+        }
+    }
+
+    /// Each value as a string (TensorFlow's `as_string` of an integer).
+    fn strings(&self) -> Result<Vec<String>, String> {
+        match self {
+            Feature::Ints(t) if !t.dtype().is_float() => Ok(t.to_i64_vec().iter().map(i64::to_string).collect()),
+            Feature::Ints(t) => Err(format!("takes integer or string features, not {}", t.dtype())),
+            Feature::Strings(_, v) => Ok(v.to_vec()),
+        }
+    }
+}
+
+/// HashedCrossing over model inputs it reads directly, on the host (its 64-bit hashes have no
+/// float form): TensorFlow's `sparse.cross_hashed` — from the key 0xDECAFCAFFE, each feature
+/// (an integer as itself, a string by its FarmHash fingerprint) folded in by
+/// `FingerprintCat64`, the result modulo `num_bins`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Crossing {
     /// The Keras layer it runs, for messages.
@@ -249,37 +285,113 @@ impl Crossing {
         }
     }
 
-    /// The bins of each row's crossed features (integer tensors of one value per row).
-    pub fn apply(&self, features: &[&Tensor]) -> Result<Tensor, String> {
+    /// The bins of each row's crossed features (one value per row each).
+    pub fn apply(&self, features: &[Feature]) -> Result<Tensor, String> {
         let bad = |m: String| format!("{}: {m}", self.layer);
-        let rows = features.first().map_or(0, |t| t.shape().first().copied().unwrap_or(1));
+        let rows = features.first().map_or(0, |f| f.shape().first().copied().unwrap_or(1));
         let mut values = Vec::with_capacity(features.len());
-        for t in features {
-            if t.dtype().is_float() || t.len() != rows || t.shape().iter().skip(1).any(|&d| d != 1) {
-                return Err(bad(format!(
-                    "crosses integer features of one value per row; got {} of shape {:?}",
-                    t.dtype(),
-                    t.shape()
-                )));
+        for f in features {
+            let shape = f.shape();
+            let h = f.cross_hashes().map_err(bad)?;
+            if h.len() != rows || shape.iter().skip(1).any(|&d| d != 1) {
+                return Err(bad(format!("crosses features of one value per row; got shape {shape:?}")));
             }
-            values.push(t.to_i64_vec());
+            values.push(h);
         }
         let bins: Vec<i64> = (0..rows)
             .map(|r| {
-                let h = values.iter().fold(0x00DE_CAFC_AFFE_u64, |h, v| fingerprint_cat(h, v[r] as u64));
+                let h = values.iter().fold(0x00DE_CAFC_AFFE_u64, |h, v| fingerprint_cat(h, v[r]));
                 (h % self.num_bins) as i64
             })
             .collect();
-        let shape = self.output_shape(rows);
-        if self.one_hot {
-            let n = self.num_bins as usize;
-            let mut hot = vec![0f32; rows * n];
-            for (r, &b) in bins.iter().enumerate() {
-                hot[r * n + b as usize] = 1.0;
-            }
-            return Tensor::new(shape, TensorData::F32(hot)).map_err(|e| bad(e.to_string()));
+        binned(&self.layer, bins, self.output_shape(rows), self.one_hot.then_some(self.num_bins as usize))
+    }
+}
+
+/// Int64 bins of `shape`, or (`one_hot` of that many bins) float32 one-hot rows.
+fn binned(layer: &str, bins: Vec<i64>, shape: Vec<usize>, one_hot: Option<usize>) -> Result<Tensor, String> {
+    let bad = |m: String| format!("{layer}: {m}");
+    if let Some(n) = one_hot {
+        let mut hot = vec![0f32; bins.len() * n];
+        for (r, &b) in bins.iter().enumerate() {
+            hot[r * n + b as usize] = 1.0;
         }
-        Tensor::new(shape, TensorData::I64(bins)).map_err(|e| bad(e.to_string()))
+        return Tensor::new(vec![bins.len(), n], TensorData::F32(hot)).map_err(|e| bad(e.to_string()));
+    }
+    Tensor::new(shape, TensorData::I64(bins)).map_err(|e| bad(e.to_string()))
+}
+
+/// The Hashing layer on a model input it reads directly, on the host: TensorFlow's
+/// `to_hash_bucket_fast` — the FarmHash fingerprint of each value (an integer as its decimal
+/// string) modulo `num_bins`; with a `mask_value`, that value is bin 0 and the others share the
+/// remaining bins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hashing {
+    /// The Keras layer it runs, for messages.
+    pub layer: String,
+    num_bins: u64,
+    mask: Option<String>,
+    /// `output_mode="one_hot"`: float32 one-hot rows (one value per row).
+    pub one_hot: bool,
+}
+
+impl Hashing {
+    pub fn from_layer(name: &str, c: &Value) -> Result<Hashing, String> {
+        let layer = format!("Hashing '{name}'");
+        let num_bins = c.get("num_bins").and_then(Value::as_u64).filter(|&n| n > 0 && n <= 1 << 24);
+        let num_bins = num_bins.ok_or_else(|| format!("{layer}: num_bins must be 1 to 2^24"))?;
+        if c.get("salt").is_some_and(|v| !v.is_null()) {
+            return Err(format!("{layer}: a salt (SipHash) is not supported"));
+        }
+        let mask = match c.get("mask_value") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| format!("{layer}: mask_value {v} is neither a string nor an integer"))?
+                    .to_string(),
+            ),
+        };
+        if mask.is_some() && num_bins < 2 {
+            return Err(format!("{layer}: a mask_value needs at least 2 bins"));
+        }
+        let one_hot = match c.get("output_mode").and_then(Value::as_str).unwrap_or("int") {
+            "int" => false,
+            "one_hot" => true,
+            other => return Err(format!("{layer}: output_mode '{other}' is not supported")),
+        };
+        if c.get("sparse").and_then(Value::as_bool) == Some(true) {
+            return Err(format!("{layer}: sparse outputs are not supported"));
+        }
+        Ok(Hashing { layer, num_bins, mask, one_hot })
+    }
+
+    /// The output's shape for an input of `shape`.
+    pub fn output_shape(&self, shape: &[usize]) -> Vec<usize> {
+        if self.one_hot {
+            vec![shape.first().copied().unwrap_or(1), self.num_bins as usize]
+        } else {
+            shape.to_vec()
+        }
+    }
+
+    pub fn apply(&self, feature: Feature) -> Result<Tensor, String> {
+        let shape = feature.shape();
+        if self.one_hot && shape.iter().skip(1).any(|&d| d != 1) {
+            return Err(format!("{}: one_hot takes one value per row; got shape {shape:?}", self.layer));
+        }
+        let free = self.num_bins - u64::from(self.mask.is_some());
+        let bins = feature
+            .strings()
+            .map_err(|m| format!("{}: {m}", self.layer))?
+            .iter()
+            .map(|s| match &self.mask {
+                Some(m) if m == s => 0,
+                Some(_) => (crate::farmhash::fingerprint64(s.as_bytes()) % free + 1) as i64,
+                None => (crate::farmhash::fingerprint64(s.as_bytes()) % free) as i64,
+            })
+            .collect();
+        binned(&self.layer, bins, self.output_shape(&shape), self.one_hot.then_some(self.num_bins as usize))
     }
 }
 
@@ -291,6 +403,8 @@ pub enum HostInput {
     Direct(usize),
     /// String model input `k` through its TextVectorization or StringLookup.
     Text(usize, TextInput),
-    /// Integer model inputs crossed by HashedCrossing.
+    /// Model inputs crossed by HashedCrossing.
     Cross(Vec<usize>, Crossing),
+    /// Model input `k` through its Hashing layer.
+    Hash(usize, Hashing),
 }

@@ -71,7 +71,7 @@ pub(crate) fn build(
                 .find(|&&v| ctx.g.value(v).name == l.name)
                 .map(|&v| ctx.g.value(v).ty.shape.clone());
             let shape = match (graph_shape, input_type(l)) {
-                (Some(s), _) if !host.text.contains_key(&l.name) => s,
+                (Some(s), _) if !host.text.contains_key(&l.name) && !host.hashing.contains_key(&l.name) => s,
                 (_, Some(t)) => t.shape,
                 (Some(s), None) => s,
                 (None, None) => ctx.g.value(inputs[k]).ty.shape.clone(),
@@ -209,12 +209,16 @@ fn make_inputs(
             continue;
         }
         let mut ty = input_type(l).ok_or_else(|| cfg_err(format!("input layer '{}' has no shape", l.name)))?;
-        let h = match host.text.get(&l.name) {
-            Some(t) => {
+        let h = match (host.text.get(&l.name), host.hashing.get(&l.name)) {
+            (Some(t), _) => {
                 ty = host_inputs::text_type(t, &ty);
                 HostInput::Text(k, t.clone())
             }
-            None => HostInput::Direct(k),
+            (None, Some(hs)) => {
+                ty = host_inputs::hashing_type(hs, &ty);
+                HostInput::Hash(k, hs.clone())
+            }
+            (None, None) => HostInput::Direct(k),
         };
         bounded_input(&l.name, &ty).map_err(cfg_err)?;
         out.push(ctx.g.add_input(l.name.clone(), ty));

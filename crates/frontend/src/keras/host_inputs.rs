@@ -1,10 +1,10 @@
 //! Layers that run on the host, before the graph, because the graph cannot hold what they read
-//! (`crate::text`): TextVectorization and StringLookup reading a string model input, and
-//! HashedCrossing over integer model inputs (64-bit hashes). Each must read model inputs
-//! directly, and be their only reader.
+//! (`crate::text`): TextVectorization and StringLookup reading a string model input, and the
+//! hashing layers (Hashing, HashedCrossing: 64-bit hashes) over integer or string model inputs.
+//! Each must read model inputs directly, and be their only reader.
 
 use super::config::{LayerSpec, ModelSpec};
-use crate::text::{Crossing, TextInput};
+use crate::text::{Crossing, Hashing, TextInput};
 use ir::{DType, Dim, Shape, TensorType};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -15,6 +15,8 @@ pub(crate) struct HostLayers {
     pub text: HashMap<String, TextInput>,
     /// The model input layers each crossing reads (in its argument order), and the crossing.
     pub crossings: Vec<(Vec<String>, Crossing)>,
+    /// By input layer name.
+    pub hashing: HashMap<String, Hashing>,
 }
 
 fn readers<'a>(spec: &'a ModelSpec, input: &str) -> Vec<&'a LayerSpec> {
@@ -28,12 +30,21 @@ pub(crate) fn find(spec: &ModelSpec, assets: &HashMap<String, String>) -> Result
     let mut text = HashMap::new();
     let is_string =
         |l: &LayerSpec| l.class == "InputLayer" && l.config.get("dtype").and_then(Value::as_str) == Some("string");
+    let mut hashing = HashMap::new();
+    for input in spec.layers.iter().filter(|l| l.class == "InputLayer") {
+        if let [l] = readers(spec, &input.name)[..] {
+            if l.class == "Hashing" {
+                hashing.insert(input.name.clone(), Hashing::from_layer(&l.name, &l.config)?);
+            }
+        }
+    }
     for input in spec.layers.iter().filter(|l| is_string(l)) {
         let reader = match readers(spec, &input.name)[..] {
             [l] if matches!(l.class.as_str(), "TextVectorization" | "StringLookup") => l,
+            [l] if matches!(l.class.as_str(), "Hashing" | "HashedCrossing") => continue,
             _ => {
                 return Err(format!(
-                    "string input '{}' must be read by exactly one TextVectorization or StringLookup layer (which runs on the host; the graph has no strings)",
+                    "string input '{}' must be read by exactly one TextVectorization, StringLookup, Hashing or HashedCrossing layer (which runs on the host; the graph has no strings)",
                     input.name
                 ))
             }
@@ -53,7 +64,10 @@ pub(crate) fn find(spec: &ModelSpec, assets: &HashMap<String, String>) -> Result
             let members: Vec<String> = call.args.iter().map(|r| r.layer.clone()).collect();
             let direct = members.len() >= 2
                 && members.iter().all(|m| {
-                    spec.inputs.iter().any(|r| &r.layer == m) && !text.contains_key(m) && readers(spec, m).len() == 1
+                    spec.inputs.iter().any(|r| &r.layer == m)
+                        && !text.contains_key(m)
+                        && !hashing.contains_key(m)
+                        && readers(spec, m).len() == 1
                 });
             if !direct {
                 return Err(format!(
@@ -64,7 +78,7 @@ pub(crate) fn find(spec: &ModelSpec, assets: &HashMap<String, String>) -> Result
             crossings.push((members, Crossing::from_layer(&l.name, &l.config)?));
         }
     }
-    Ok(HostLayers { text, crossings })
+    Ok(HostLayers { text, crossings, hashing })
 }
 
 /// The graph input a string input becomes: int64 ids, `(batch, output_sequence_length)` for
@@ -75,6 +89,15 @@ pub(crate) fn text_type(t: &TextInput, strings: &TensorType) -> TensorType {
         None => strings.shape.clone(),
     };
     TensorType::new(DType::I64, shape)
+}
+
+/// The graph input a hashed input becomes: int64 bins of its shape, or `(batch, num_bins)` one-hot.
+pub(crate) fn hashing_type(h: &Hashing, input: &TensorType) -> TensorType {
+    if h.one_hot {
+        let n = h.output_shape(&[1])[1];
+        return TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Fixed(n)]));
+    }
+    TensorType::new(DType::I64, input.shape.clone())
 }
 
 /// The graph input a crossing becomes: `(batch, 1)` int64 bins, or `(batch, num_bins)` one-hot.

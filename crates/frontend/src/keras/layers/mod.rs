@@ -100,7 +100,7 @@ pub(crate) fn registry(class: &str) -> Option<LowerFn> {
         "Discretization" => preprocessing::discretization,
         "ReversibleEmbedding" => preprocessing::reversible_embedding,
         "IntegerLookup" => preprocessing::integer_lookup,
-        "TextVectorization" | "StringLookup" | "HashedCrossing" => preprocessing::text_on_host,
+        "TextVectorization" | "StringLookup" | "HashedCrossing" | "Hashing" => preprocessing::text_on_host,
         "Attention" | "AdditiveAttention" => attention::attention,
         "GroupQueryAttention" | "GroupedQueryAttention" => attention::group_query_attention,
         _ => return None,

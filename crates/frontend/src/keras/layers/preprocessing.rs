@@ -247,7 +247,8 @@ pub(super) fn integer_lookup(ctx: &mut Ctx, lc: &LayerCall) -> R {
 /// layer's output is the model input that takes their ids.
 pub(super) fn text_on_host(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let x = lc.inputs[0];
-    if !ctx.g.inputs().contains(&x) || (lc.class != "HashedCrossing" && ctx.g.value(x).ty.dtype != DType::I64) {
+    let one_hot_ok = matches!(lc.class, "HashedCrossing" | "Hashing");
+    if !ctx.g.inputs().contains(&x) || (!one_hot_ok && ctx.g.value(x).ty.dtype != DType::I64) {
         return Err(ctx.err(lc, "runs only on a string model input it reads directly (kerasc does it on the host; the graph has no strings)"));
     }
     Ok(vec![x])
