@@ -263,16 +263,7 @@ impl Crossing {
 
     pub fn from_layer(name: &str, c: &Value) -> Result<Crossing, String> {
         let layer = format!("HashedCrossing '{name}'");
-        let num_bins = c.get("num_bins").and_then(Value::as_u64).filter(|&n| n > 0 && n <= 1 << 24);
-        let num_bins = num_bins.ok_or_else(|| format!("{layer}: num_bins must be 1 to 2^24"))?;
-        let one_hot = match c.get("output_mode").and_then(Value::as_str).unwrap_or("int") {
-            "int" => false,
-            "one_hot" => true,
-            other => return Err(format!("{layer}: output_mode '{other}' is not supported")),
-        };
-        if c.get("sparse").and_then(Value::as_bool) == Some(true) {
-            return Err(format!("{layer}: sparse outputs are not supported"));
-        }
+        let (num_bins, one_hot) = bins_config(&layer, c)?;
         Ok(Crossing { layer, num_bins, one_hot })
     }
 
@@ -308,6 +299,21 @@ impl Crossing {
     }
 }
 
+/// A hashing layer's `num_bins` (1 to 2^24) and whether it outputs one-hot rows (else int bins).
+fn bins_config(layer: &str, c: &Value) -> Result<(u64, bool), String> {
+    let num_bins = c.get("num_bins").and_then(Value::as_u64).filter(|&n| n > 0 && n <= 1 << 24);
+    let num_bins = num_bins.ok_or_else(|| format!("{layer}: num_bins must be 1 to 2^24"))?;
+    let one_hot = match c.get("output_mode").and_then(Value::as_str).unwrap_or("int") {
+        "int" => false,
+        "one_hot" => true,
+        other => return Err(format!("{layer}: output_mode '{other}' is not supported")),
+    };
+    if c.get("sparse").and_then(Value::as_bool) == Some(true) {
+        return Err(format!("{layer}: sparse outputs are not supported"));
+    }
+    Ok((num_bins, one_hot))
+}
+
 /// Int64 bins of `shape`, or (`one_hot` of that many bins) float32 one-hot rows.
 fn binned(layer: &str, bins: Vec<i64>, shape: Vec<usize>, one_hot: Option<usize>) -> Result<Tensor, String> {
     let bad = |m: String| format!("{layer}: {m}");
@@ -338,8 +344,7 @@ pub struct Hashing {
 impl Hashing {
     pub fn from_layer(name: &str, c: &Value) -> Result<Hashing, String> {
         let layer = format!("Hashing '{name}'");
-        let num_bins = c.get("num_bins").and_then(Value::as_u64).filter(|&n| n > 0 && n <= 1 << 24);
-        let num_bins = num_bins.ok_or_else(|| format!("{layer}: num_bins must be 1 to 2^24"))?;
+        let (num_bins, one_hot) = bins_config(&layer, c)?;
         if c.get("salt").is_some_and(|v| !v.is_null()) {
             return Err(format!("{layer}: a salt (SipHash) is not supported"));
         }
@@ -354,14 +359,6 @@ impl Hashing {
         };
         if mask.is_some() && num_bins < 2 {
             return Err(format!("{layer}: a mask_value needs at least 2 bins"));
-        }
-        let one_hot = match c.get("output_mode").and_then(Value::as_str).unwrap_or("int") {
-            "int" => false,
-            "one_hot" => true,
-            other => return Err(format!("{layer}: output_mode '{other}' is not supported")),
-        };
-        if c.get("sparse").and_then(Value::as_bool) == Some(true) {
-            return Err(format!("{layer}: sparse outputs are not supported"));
         }
         Ok(Hashing { layer, num_bins, mask, one_hot })
     }
