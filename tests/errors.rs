@@ -191,3 +191,35 @@ fn output_is_not_half_written_on_failure() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// Strings where numbers go, numbers where a text layer wants strings, a text array of the wrong
+/// shape, and string `.npy` headers that lie about their size: one error line each.
+#[test]
+fn string_arrays_that_do_not_fit() {
+    let extra = models_dir().join("extra");
+    let text = extra.join("text_vocab.input0.npy");
+    let colors = extra.join("text_vocab.input1.npy");
+    let (t, c) = (text.to_str().unwrap(), colors.to_str().unwrap());
+    let mlp = models_dir().join("mlp.keras");
+    assert_clean_failure(&["run", mlp.to_str().unwrap(), "--input", t], &["holds strings"]);
+    let m = extra.join("text_vocab.keras");
+    let m = m.to_str().unwrap();
+    let ids = extra.join("hashing.input1.npy");
+    assert_clean_failure(&["run", m, "--input", ids.to_str().unwrap(), "--input", c], &["takes strings"]);
+    assert_clean_failure(&["run", m, "--input", c, "--input", c], &["one string per row"]);
+    let dir = tmpdir("errors-strings");
+    for (name, descr, shape) in
+        [("long.npy", "<U99999999999999999", "(2,)"), ("huge.npy", "<U3", "(99999999999, 99999999999)")]
+    {
+        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        h.push_str(&" ".repeat(63 - h.len() % 64));
+        h.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((h.len() as u16).to_le_bytes());
+        bytes.extend(h.as_bytes());
+        bytes.extend(b"abc");
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        assert_clean_failure(&["run", m, "--input", p.to_str().unwrap(), "--input", c], &["not a valid .npy"]);
+    }
+}
