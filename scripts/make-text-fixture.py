@@ -9,7 +9,9 @@ layers need TensorFlow, so this runs on the TensorFlow backend.
   (lowercase only, 5 tokens) and a StringLookup over three categorical strings per row;
 - crossing (.keras and .h5): HashedCrossing of integer model inputs, as bins and one-hot;
 - hashing (.keras and .h5): Hashing of strings and integers (a mask value, one-hot) and a
-  HashedCrossing of a string with an integer feature.
+  HashedCrossing of a string with an integer feature;
+- tests/models/train/text_fit (.keras, .data.npz, .trained.keras, .history.json): a text
+  classifier Keras fine-tuned on string data, for kerasc fit through the host stage.
 usage: KERAS_BACKEND=tensorflow target/tf-venv/bin/python scripts/make-text-fixture.py
 """
 import numpy as np
@@ -102,3 +104,30 @@ for k, v in enumerate(ins):
     np.save(f"{OUT}/hashing.input{k}.npy", v)
 np.save(f"{OUT}/hashing.expected.npy", y)
 print("hashing", y.shape)
+
+# Fine-tuning through the host stage: a text classifier (TextVectorization with its vocabulary
+# in the config, and a Hashing of a string tag) trained by Keras, before and after, with the
+# data as strings (tests/fit.rs: kerasc fit ends at Keras's weights and history).
+import json
+TRAIN = "tests/models/train"
+keras.utils.set_random_seed(45)
+t_in = keras.Input((1,), dtype="string", name="text")
+g_in = keras.Input((1,), dtype="string", name="tag")
+tv3 = L.TextVectorization(vocabulary=["good", "bad", "movie", "plot", "great", "awful"], output_sequence_length=4, name="tv")
+e = L.GlobalAveragePooling1D(name="gap")(L.Embedding(8, 4, name="emb")(tv3(t_in)))
+g = L.Flatten(name="fg")(L.Embedding(5, 2, name="emb_tag")(L.Hashing(num_bins=5, name="hash_tag")(g_in)))
+m = keras.Model([t_in, g_in], L.Dense(2, activation="softmax", name="out")(L.Concatenate(name="cat")([e, g])), name="text_fit")
+m.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+texts = np.array([["good movie"], ["bad plot"], ["great great movie"], ["awful movie, bad"], ["good plot"],
+                  ["Bad!"], ["GREAT"], ["awful awful"], ["a good one"], ["the plot was bad"]])
+tags = np.array([["a"], ["b"], ["a"], ["c"], ["a"], ["b"], ["d"], ["c"], ["a"], ["b"]])
+labels = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 0], "int32")
+m.save(f"{TRAIN}/text_fit.keras")
+np.savez(f"{TRAIN}/text_fit.data.npz", x_text=texts, x_tag=tags, y=labels)
+import tensorflow as tf  # Keras's fit takes string data as TensorFlow tensors, not numpy's
+h = m.fit({"text": tf.constant(texts), "tag": tf.constant(tags)}, labels, batch_size=4, epochs=2, shuffle=False,
+          verbose=0)
+m.save(f"{TRAIN}/text_fit.trained.keras")
+with open(f"{TRAIN}/text_fit.history.json", "w") as f:
+    json.dump({k: [float(v) for v in vs] for k, vs in h.history.items()}, f)
+print("text_fit", {k: [round(float(v), 5) for v in vs] for k, vs in h.history.items()})

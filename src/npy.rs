@@ -33,14 +33,18 @@ pub enum Array {
 /// Reads a `.npy` file of numbers or strings (numpy's `<U` unicode and `|S` bytes arrays).
 pub fn read_array(path: &Path) -> Result<Array, NpyError> {
     let bytes = std::fs::read(path).map_err(|e| NpyError(format!("{}: {e}", path.display())))?;
-    let origin = path.display().to_string();
-    let (descr, shape, end) = parse_header(&bytes, &origin)?;
+    parse_array(&bytes, &path.display().to_string())
+}
+
+/// [`read_array`] of `.npy` bytes; `origin` names them in errors.
+pub fn parse_array(bytes: &[u8], origin: &str) -> Result<Array, NpyError> {
+    let (descr, shape, end) = parse_header(bytes, origin)?;
     let width = |prefix: &str| descr.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok());
     let bad = |m: &str| NpyError(format!("{origin}: not a valid .npy file: {m}"));
     let (unicode, n) = match (width("<U"), width("|S").or_else(|| width("S"))) {
         (Some(n), _) => (true, n),
         (None, Some(n)) => (false, n),
-        _ => return parse(&bytes, &origin).map(Array::Tensor),
+        _ => return parse(bytes, origin).map(Array::Tensor),
     };
     let count: usize = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows"))?;
     let elem = if unicode { n.checked_mul(4) } else { Some(n) }.ok_or_else(|| bad("size overflows"))?;
@@ -205,6 +209,24 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, NpyError> {
 
 /// [`read_npz`] of the file's bytes; `origin` names it in errors.
 pub fn parse_npz(bytes: Vec<u8>, origin: &str) -> Result<Vec<(String, Tensor)>, NpyError> {
+    Ok(parse_npz_arrays(bytes, origin)?
+        .into_iter()
+        .filter_map(|(n, a)| match a {
+            Array::Tensor(t) => Some((n, t)),
+            Array::Strings(..) => None,
+        })
+        .collect())
+}
+
+/// The arrays of an `.npz` file, numbers and strings, by member name without `.npy`.
+pub fn read_npz_arrays(path: &Path) -> Result<Vec<(String, Array)>, NpyError> {
+    let origin = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| NpyError(format!("{origin}: {e}")))?;
+    parse_npz_arrays(bytes, &origin)
+}
+
+/// [`read_npz_arrays`] of the file's bytes.
+pub fn parse_npz_arrays(bytes: Vec<u8>, origin: &str) -> Result<Vec<(String, Array)>, NpyError> {
     use std::io::Read;
     let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| NpyError(format!("{origin}: not a valid .npz (zip) file: {e}")))?;
@@ -220,8 +242,8 @@ pub fn parse_npz(bytes: Vec<u8>, origin: &str) -> Result<Vec<(String, Tensor)>, 
         }
         let mut data = Vec::new();
         f.take(size).read_to_end(&mut data).map_err(|e| NpyError(format!("{origin}: member '{name}': {e}")))?;
-        if let Ok(t) = parse(&data, &format!("{origin}:{name}")) {
-            out.push((name, t));
+        if let Ok(a) = parse_array(&data, &format!("{origin}:{name}")) {
+            out.push((name, a));
         }
     }
     Ok(out)

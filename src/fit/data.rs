@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 /// The training data as named arrays (`x`/`y` or `x_train`/`y_train`, `x_val`/`y_val`), and
 /// what it was read from, for messages.
-pub(crate) fn load_data(o: &DataOptions) -> Result<(String, HashMap<String, Tensor>), FitError> {
+pub(crate) fn load_data(o: &DataOptions) -> Result<(String, HashMap<String, crate::npy::Array>), FitError> {
+    use crate::npy::Array;
     match (&o.data, &o.x, &o.y) {
         (Some(d), None, None) => {
             let is_csv = d.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
@@ -19,23 +20,68 @@ pub(crate) fn load_data(o: &DataOptions) -> Result<(String, HashMap<String, Tens
                 })?;
                 let text = std::fs::read_to_string(d).map_err(|e| invalid(format!("{}: {e}", d.display())))?;
                 let (x, y) = read_csv(&text, col).map_err(|m| invalid(format!("{}: {m}", d.display())))?;
-                [("x".to_string(), x), ("y".to_string(), y)].into_iter().collect()
+                [("x".to_string(), Array::Tensor(x)), ("y".to_string(), Array::Tensor(y))].into_iter().collect()
             } else {
                 if o.label_column.is_some() {
                     return Err(invalid("--label-column applies to CSV data only"));
                 }
-                crate::npy::read_npz(d)?.into_iter().collect()
+                crate::npy::read_npz_arrays(d)?.into_iter().collect()
             };
             Ok((d.display().to_string(), arrays))
         }
         (None, Some(x), Some(y)) => {
-            let arrays = [("x".to_string(), crate::npy::read(x)?), ("y".to_string(), crate::npy::read(y)?)];
+            let arrays = [("x".to_string(), crate::npy::read_array(x)?), ("y".to_string(), crate::npy::read_array(y)?)];
             Ok((format!("{} and {}", x.display(), y.display()), arrays.into()))
         }
         (None, None, None) => Err(invalid("no training data: pass --data DATA.npz|DATA.csv, or --x X.npy --y Y.npy")),
         (Some(_), _, _) => Err(invalid("pass either --data or --x/--y, not both")),
         _ => Err(invalid("--x and --y go together")),
     }
+}
+
+/// The training arrays as the graph takes them: an input array of a model input that a layer
+/// runs on the host for (TextVectorization, StringLookup, Hashing) goes through it, as in `run`
+/// (`x`, `x_train`, `x_val` for a one-input model, else `x_<input>`, `x_train_<input>`, ...);
+/// strings anywhere else are an error.
+pub(crate) fn through_host(
+    model: &crate::Model,
+    raw: HashMap<String, crate::npy::Array>,
+) -> Result<HashMap<String, Tensor>, FitError> {
+    use crate::frontend::text::{Feature, HostInput};
+    use crate::npy::Array;
+    let names: &[String] = &model.model_inputs;
+    let host_of = |key: &str| -> Option<&HostInput> {
+        let k = ["x_train", "x_val", "x"].iter().find_map(|p| {
+            let rest = key.strip_prefix(p)?;
+            if rest.is_empty() {
+                (names.len() <= 1).then_some(0)
+            } else {
+                names.iter().position(|n| rest.strip_prefix('_') == Some(n.as_str()))
+            }
+        })?;
+        model.host_inputs.iter().find(|h| matches!(h, HostInput::Text(i, _) | HostInput::Hash(i, _) if *i == k))
+    };
+    let mut out = HashMap::with_capacity(raw.len());
+    for (key, a) in raw {
+        let t = match (host_of(&key), a) {
+            (Some(HostInput::Text(_, t)), Array::Strings(shape, values)) => {
+                t.apply(&shape, &values).map_err(invalid)?
+            }
+            (Some(HostInput::Text(_, t)), Array::Tensor(_)) => {
+                return Err(invalid(format!("array '{key}' holds numbers, but {} takes strings", t.layer)))
+            }
+            (Some(HostInput::Hash(_, h)), Array::Strings(shape, values)) => {
+                h.apply(Feature::Strings(&shape, &values)).map_err(invalid)?
+            }
+            (Some(HostInput::Hash(_, h)), Array::Tensor(t)) => h.apply(Feature::Ints(&t)).map_err(invalid)?,
+            (_, Array::Tensor(t)) => t,
+            (_, Array::Strings(..)) => {
+                return Err(invalid(format!("array '{key}' holds strings, but the model takes numbers there")))
+            }
+        };
+        out.insert(key, t);
+    }
+    Ok(out)
 }
 
 /// A numeric CSV: an optional header row, one sample per line; the label column (by header name

@@ -46,15 +46,12 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             "fine-tuning a Keras 2 file written on Theano is not implemented yet (its convolution kernels are stored flipped; kerasc runs it, but would write them back the other way round)",
         ));
     }
-    if let Some(h) = model.host_inputs.iter().find(|h| !matches!(h, crate::frontend::text::HostInput::Direct(_))) {
-        let layer = match h {
-            crate::frontend::text::HostInput::Text(_, t) => t.layer.clone(),
-            crate::frontend::text::HostInput::Cross(_, c) => c.layer.clone(),
-            crate::frontend::text::HostInput::Hash(_, h) => h.layer.clone(),
-            crate::frontend::text::HostInput::Direct(_) => String::new(),
-        };
+    if let Some(crate::frontend::text::HostInput::Cross(_, c)) =
+        model.host_inputs.iter().find(|h| matches!(h, crate::frontend::text::HostInput::Cross(..)))
+    {
         return Err(invalid(format!(
-            "fine-tuning a model whose {layer} runs on the host (string inputs, crossed features) is not implemented yet; `run` takes it"
+            "fine-tuning a model whose {} crosses several inputs on the host is not implemented yet; `run` takes it",
+            c.layer
         )));
     }
     let tc = TrainingConfig::from_value(model.info.training_config.as_ref());
@@ -75,7 +72,8 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     mode.options.loss_weights = tc.loss_weights(&out_names).map_err(invalid)?;
     let metrics = config::metrics(model, &tc, &out_names, &losses, options)?;
 
-    let (what, arrays) = data::load_data(&options.data)?;
+    let (what, raw) = data::load_data(&options.data)?;
+    let arrays = data::through_host(model, raw)?;
     let inputs: Vec<(String, DType)> = (0..n_in)
         .map(|k| {
             let v = g.inputs()[k];
