@@ -49,16 +49,19 @@ fn seq_len(ctx: &Ctx, lc: &LayerCall, v: ValueId) -> Result<usize, FrontendError
 /// Softmax of attention `scores` over their last axis, masked as Keras does: the attention mask
 /// (`(B, T, S)`, non-zero = attend, given to MultiHeadAttention) and the causal mask combined
 /// by logical and, then `(1 − keep) · −1e9` added to the scores (`query` and `value` give the
-/// causal mask's sizes).
+/// causal mask's sizes). With `zero_masked` (Keras's Softmax layer with a mask), the masked
+/// positions are zeroed after the softmax too, so a query that may attend to nothing gets zeros
+/// rather than a uniform row.
 fn masked_softmax(
     ctx: &mut Ctx,
     lc: &LayerCall,
     scores: ValueId,
-    query: ValueId,
-    value: ValueId,
+    (query, value): (ValueId, ValueId),
     attention_mask: Option<ValueId>,
+    zero_masked: bool,
 ) -> Result<ValueId, FrontendError> {
     let mut scores = scores;
+    let mut kept = None;
     let causal = kw_bool(lc, "use_causal_mask");
     match attention_mask {
         None if causal => {
@@ -94,10 +97,15 @@ fn masked_softmax(
             }
             let adder = ctx.unary(lc, "mask/adder", UnaryOp::Affine { scale: 1e9, offset: -1e9 }, keep)?;
             scores = ctx.binary(lc, "mask", BinaryOp::Add, scores, adder)?;
+            kept = Some(keep);
         }
     }
     let last = ctx.rank(scores) - 1;
-    ctx.node(lc, "softmax", Op::Softmax { axes: vec![last] }, &[scores])
+    let probs = ctx.node(lc, "softmax", Op::Softmax { axes: vec![last] }, &[scores])?;
+    match kept {
+        Some(keep) if zero_masked => ctx.binary(lc, "masked_probs", BinaryOp::Mul, probs, keep),
+        _ => Ok(probs),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -200,28 +208,12 @@ pub(super) fn multi_head_attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let v = project(ctx, lc, "value", value, &mut idx, use_bias, h, vd)?;
     let q = ctx.unary(lc, "scale", UnaryOp::Affine { scale: 1.0 / (kd as f32).sqrt(), offset: 0.0 }, q)?;
     let scores = ctx.node(lc, "scores", Op::MatMul { transpose_a: false, transpose_b: true }, &[q, k])?;
-    let mut probs = masked_softmax(ctx, lc, scores, query, value, attention_mask)?;
     // Keras 3 takes its fused attention kernel (a query that may attend to nothing attends to
     // everything alike) unless the scores are returned or dropped out; then its Softmax layer,
     // which zeroes the masked positions after the softmax.
     let dropout = c.get("dropout").and_then(Value::as_f64).unwrap_or(0.0);
-    if !ctx.keras2 && (kw_bool(lc, "return_attention_scores") || dropout > 0.0) {
-        if let Some(m) = attention_mask {
-            let keep = ctx.node(lc, "probs_mask/float", Op::Cast { to: ir::DType::F32 }, &[m])?;
-            let keep = ctx.unary(lc, "probs_mask/abs", UnaryOp::Abs, keep)?;
-            let keep = ctx.unary(lc, "probs_mask", UnaryOp::Sign, keep)?;
-            let (t, s) = (seq_len(ctx, lc, query)?, seq_len(ctx, lc, value)?);
-            let mut keep =
-                ctx.node(lc, "probs_mask/heads", Op::Reshape { shape: vec![-1, 1, t as i64, s as i64] }, &[keep])?;
-            if kw_bool(lc, "use_causal_mask") {
-                let lower = causal_mask(t, s).to_f32_vec().iter().map(|&v| f32::from(v == 0.0)).collect();
-                let lower = Tensor::from_f32(&[t, s], lower).map_err(|e| ctx.err(lc, e.to_string()))?;
-                let c = ctx.konst(lc, "probs_causal_keep", lower);
-                keep = ctx.binary(lc, "probs_mask/causal", BinaryOp::Mul, keep, c)?;
-            }
-            probs = ctx.binary(lc, "masked_probs", BinaryOp::Mul, probs, keep)?;
-        }
-    }
+    let zero_masked = !ctx.keras2 && (kw_bool(lc, "return_attention_scores") || dropout > 0.0);
+    let probs = masked_softmax(ctx, lc, scores, (query, value), attention_mask, zero_masked)?;
     let o = ctx.node(lc, "attend", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
     let o = ctx.node(lc, "heads_last", Op::Transpose { perm: vec![0, 2, 1, 3] }, &[o])?;
     let o = ctx.node(lc, "merge_heads", Op::Reshape { shape: vec![0, 0, (h * vd) as i64] }, &[o])?;
@@ -316,7 +308,7 @@ pub(super) fn attention(ctx: &mut Ctx, lc: &LayerCall) -> R {
         Some(m) => Some(ctx.node(lc, "value_mask", Op::Reshape { shape: vec![0, 1, -1] }, &[m])?),
         None => None,
     };
-    let probs = masked_softmax(ctx, lc, scores, q, v, scores_mask)?;
+    let probs = masked_softmax(ctx, lc, scores, (q, v), scores_mask, false)?;
     let mut y = ctx.node(lc, "attend", Op::MatMul { transpose_a: false, transpose_b: false }, &[probs, v])?;
     if let Some(m) = q_mask {
         // Outputs of masked queries are zero.

@@ -202,6 +202,16 @@ impl Ctx {
         self.node(lc, part, Op::Binary(b), &[x, y])
     }
 
+    /// Python's modulo `x − y·floor(x / y)` (the sign of `y`); `tag` names the node (its parts
+    /// `tag/div`, `tag/floor`, `tag/mul`).
+    pub fn floor_mod(&mut self, lc: &LayerCall, tag: &str, x: ValueId, y: ValueId) -> Result<ValueId, FrontendError> {
+        let part = |p: &str| if tag.is_empty() { p.to_string() } else { format!("{tag}/{p}") };
+        let q = self.binary(lc, &part("div"), BinaryOp::Div, x, y)?;
+        let f = self.unary(lc, &part("floor"), UnaryOp::Floor, q)?;
+        let p = self.binary(lc, &part("mul"), BinaryOp::Mul, y, f)?;
+        self.binary(lc, tag, BinaryOp::Sub, x, p)
+    }
+
     /// Rank of a value.
     pub fn rank(&self, v: ValueId) -> usize {
         self.g.value(v).ty.shape.rank()

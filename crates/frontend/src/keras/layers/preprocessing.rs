@@ -18,18 +18,7 @@ fn as_float(ctx: &mut Ctx, lc: &LayerCall, x: ValueId) -> Result<ValueId, Fronte
 /// Keras's `encode_categorical_inputs` of integer indices `ids` (float) into `depth` classes:
 /// one_hot (a trailing axis of 1 replaced by the classes), multi_hot or count over the last axis.
 fn encode(ctx: &mut Ctx, lc: &LayerCall, ids: ValueId, mode: &str, depth: usize) -> Result<ValueId, FrontendError> {
-    let mut shape: Vec<i64> = vec![0; ctx.rank(ids)];
-    shape.push(1);
-    let col = ctx.node(lc, "indices", Op::Reshape { shape }, &[ids])?;
-    let classes = ctx.konst(
-        lc,
-        "classes",
-        Tensor::from_f32(&[depth], (0..depth).map(|k| k as f32).collect()).map_err(|e| ctx.err(lc, e.to_string()))?,
-    );
-    let d = ctx.binary(lc, "diff", BinaryOp::Sub, col, classes)?;
-    let d = ctx.unary(lc, "diff_abs", UnaryOp::Abs, d)?;
-    let d = ctx.unary(lc, "diff_sign", UnaryOp::Sign, d)?;
-    let hot = ctx.unary(lc, "one_hot", UnaryOp::Affine { scale: -1.0, offset: 1.0 }, d)?;
+    let hot = equals(ctx, lc, ids, "classes", (0..depth).map(|k| k as f32).collect())?;
     let r = ctx.rank(hot);
     match mode {
         "one_hot" => {
@@ -215,10 +204,7 @@ pub(super) fn integer_lookup(ctx: &mut Ctx, lc: &LayerCall) -> R {
     let oov = if n_oov > 1 {
         // Python's floor modulo, as Keras's "floormod" OOV method.
         let nb = ctx.konst(lc, "buckets", Tensor::scalar(n_oov as f32));
-        let q = ctx.binary(lc, "bucket/div", BinaryOp::Div, x, nb)?;
-        let q = ctx.unary(lc, "bucket/floor", UnaryOp::Floor, q)?;
-        let q = ctx.binary(lc, "bucket/mul", BinaryOp::Mul, q, nb)?;
-        let b = ctx.binary(lc, "bucket", BinaryOp::Sub, x, q)?;
+        let b = ctx.floor_mod(lc, "bucket", x, nb)?;
         ctx.unary(lc, "oov", UnaryOp::Affine { scale: 1.0, offset: first_oov }, b)?
     } else {
         ctx.unary(lc, "oov", UnaryOp::Affine { scale: 0.0, offset: first_oov }, x)?

@@ -96,13 +96,7 @@ pub(super) fn binary(ctx: &mut Ctx, lc: &LayerCall) -> R {
             let q = ctx.binary(lc, "div", BinaryOp::Div, x, y)?;
             ctx.unary(lc, "", UnaryOp::Floor, q)?
         }
-        // Python's modulo: x − y·floor(x / y), with the sign of y.
-        _ => {
-            let q = ctx.binary(lc, "div", BinaryOp::Div, x, y)?;
-            let f = ctx.unary(lc, "floor", UnaryOp::Floor, q)?;
-            let p = ctx.binary(lc, "mul", BinaryOp::Mul, y, f)?;
-            ctx.binary(lc, "", BinaryOp::Sub, x, p)?
-        }
+        _ => ctx.floor_mod(lc, "", x, y)?,
     };
     Ok(vec![out])
 }
