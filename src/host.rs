@@ -2,6 +2,7 @@
 //! some through a layer kerasc runs on the host (`frontend::text`).
 
 use crate::{ir, npy, Model};
+use frontend::text::{Feature, HostInput};
 
 /// An input array that does not fit the model (a string array where numbers go, too few
 /// arrays, strings a text layer cannot take).
@@ -9,73 +10,74 @@ use crate::{ir, npy, Model};
 #[error("{0}")]
 pub struct InputError(pub String);
 
-macro_rules! bail_input {
-    ($($t:tt)*) => {
-        return Err(InputError(format!($($t)*)))
-    };
+fn feature(a: &npy::Array) -> Feature<'_> {
+    match a {
+        npy::Array::Tensor(t) => Feature::Ints(t),
+        npy::Array::Strings(s, v) => Feature::Strings(s, v),
+    }
+}
+
+/// One model input's array as its graph input takes it: as it is (`None` or a direct input), or
+/// through the TextVectorization, StringLookup or Hashing that reads it. `what` names the array
+/// in errors.
+pub fn through(host: Option<&HostInput>, a: npy::Array, what: &str) -> Result<ir::Tensor, InputError> {
+    match (host, a) {
+        (None | Some(HostInput::Direct(_)), npy::Array::Tensor(t)) => Ok(t),
+        (None | Some(HostInput::Direct(_)), npy::Array::Strings(..)) => {
+            Err(InputError(format!("{what}: holds strings, but the model takes numbers there")))
+        }
+        (Some(HostInput::Text(_, t)), npy::Array::Strings(shape, values)) => {
+            t.apply(&shape, &values).map_err(InputError)
+        }
+        (Some(HostInput::Text(_, t)), npy::Array::Tensor(_)) => {
+            Err(InputError(format!("{what}: holds numbers, but {} takes strings", t.layer)))
+        }
+        (Some(HostInput::Hash(_, h)), a) => h.apply(feature(&a)).map_err(InputError),
+        (Some(HostInput::Cross(_, c)), _) => {
+            Err(InputError(format!("{what}: {} crosses it with other inputs", c.layer)))
+        }
+    }
 }
 
 /// The graph's input tensors from the model's input arrays (Keras's `model.inputs` order): each
 /// as it is, or through a layer kerasc runs on the host (TextVectorization or StringLookup on
-/// strings, HashedCrossing on integer features). `paths` name the arrays in errors.
+/// strings, Hashing and HashedCrossing on integers or strings). `paths` name the arrays in
+/// errors.
 pub fn host_inputs(
     model: &Model,
     arrays: Vec<npy::Array>,
     paths: &[std::path::PathBuf],
 ) -> Result<Vec<ir::Tensor>, InputError> {
-    use frontend::text::HostInput;
-    let n_model = if model.model_inputs.is_empty() { model.graph.inputs().len() } else { model.model_inputs.len() };
-    if model.host_inputs.is_empty() || model.host_inputs.iter().all(|h| matches!(h, HostInput::Direct(_))) {
-        return arrays
-            .into_iter()
-            .zip(paths)
-            .map(|(a, p)| match a {
-                npy::Array::Tensor(t) => Ok(t),
-                npy::Array::Strings(..) => {
-                    bail_input!("{}: holds strings, but the model takes numbers there", p.display())
-                }
-            })
-            .collect();
+    let what = |k: usize| paths.get(k).map_or_else(|| format!("input {k}"), |p| p.display().to_string());
+    if model.host_inputs.iter().all(|h| matches!(h, HostInput::Direct(_))) {
+        // Any number of arrays: the session says what it takes.
+        return arrays.into_iter().enumerate().map(|(k, a)| through(None, a, &what(k))).collect();
     }
+    let n_model = if model.model_inputs.is_empty() { model.graph.inputs().len() } else { model.model_inputs.len() };
     if arrays.len() != n_model {
-        bail_input!(
+        return Err(InputError(format!(
             "the model has {n_model} input(s) ({}), {} array(s) were given",
             model.model_inputs.join(", "),
             arrays.len()
-        );
+        )));
     }
-    let name = |k: usize| model.model_inputs.get(k).cloned().unwrap_or_else(|| k.to_string());
-    let tensor = |k: usize| -> Result<&ir::Tensor, InputError> {
-        match &arrays[k] {
-            npy::Array::Tensor(t) => Ok(t),
-            npy::Array::Strings(..) => {
-                bail_input!("{}: holds strings, but input '{}' takes numbers", paths[k].display(), name(k))
-            }
-        }
+    // Each model input feeds one graph input: its array is taken, not copied.
+    let mut arrays: Vec<Option<npy::Array>> = arrays.into_iter().map(Some).collect();
+    let mut take = |k: usize| {
+        arrays.get_mut(k).and_then(Option::take).ok_or_else(|| InputError(format!("{}: read twice", what(k))))
     };
     model
         .host_inputs
         .iter()
         .map(|h| match h {
-            HostInput::Direct(k) => tensor(*k).cloned(),
-            HostInput::Text(k, t) => match &arrays[*k] {
-                npy::Array::Strings(shape, values) => t.apply(shape, values).map_err(InputError),
-                npy::Array::Tensor(_) => {
-                    bail_input!("{}: input '{}' takes strings (for {})", paths[*k].display(), name(*k), t.layer)
-                }
-            },
+            HostInput::Direct(k) | HostInput::Text(k, _) | HostInput::Hash(k, _) => {
+                through(Some(h), take(*k)?, &what(*k))
+            }
             HostInput::Cross(ks, c) => {
-                let feats: Vec<frontend::text::Feature> = ks.iter().map(|&k| feature(&arrays[k])).collect();
+                let taken = ks.iter().map(|&k| take(k)).collect::<Result<Vec<_>, _>>()?;
+                let feats: Vec<Feature> = taken.iter().map(feature).collect();
                 c.apply(&feats).map_err(InputError)
             }
-            HostInput::Hash(k, h) => h.apply(feature(&arrays[*k])).map_err(InputError),
         })
         .collect()
-}
-
-fn feature(a: &npy::Array) -> frontend::text::Feature<'_> {
-    match a {
-        npy::Array::Tensor(t) => frontend::text::Feature::Ints(t),
-        npy::Array::Strings(s, v) => frontend::text::Feature::Strings(s, v),
-    }
 }

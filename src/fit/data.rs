@@ -47,8 +47,7 @@ pub(crate) fn through_host(
     model: &crate::Model,
     raw: HashMap<String, crate::npy::Array>,
 ) -> Result<HashMap<String, Tensor>, FitError> {
-    use crate::frontend::text::{Feature, HostInput};
-    use crate::npy::Array;
+    use crate::frontend::text::HostInput;
     let names: &[String] = &model.model_inputs;
     let host_of = |key: &str| -> Option<&HostInput> {
         let k = ["x_train", "x_val", "x"].iter().find_map(|p| {
@@ -63,22 +62,7 @@ pub(crate) fn through_host(
     };
     let mut out = HashMap::with_capacity(raw.len());
     for (key, a) in raw {
-        let t = match (host_of(&key), a) {
-            (Some(HostInput::Text(_, t)), Array::Strings(shape, values)) => {
-                t.apply(&shape, &values).map_err(invalid)?
-            }
-            (Some(HostInput::Text(_, t)), Array::Tensor(_)) => {
-                return Err(invalid(format!("array '{key}' holds numbers, but {} takes strings", t.layer)))
-            }
-            (Some(HostInput::Hash(_, h)), Array::Strings(shape, values)) => {
-                h.apply(Feature::Strings(&shape, &values)).map_err(invalid)?
-            }
-            (Some(HostInput::Hash(_, h)), Array::Tensor(t)) => h.apply(Feature::Ints(&t)).map_err(invalid)?,
-            (_, Array::Tensor(t)) => t,
-            (_, Array::Strings(..)) => {
-                return Err(invalid(format!("array '{key}' holds strings, but the model takes numbers there")))
-            }
-        };
+        let t = crate::host::through(host_of(&key), a, &format!("array '{key}'")).map_err(|e| invalid(e.0))?;
         out.insert(key, t);
     }
     Ok(out)

@@ -1,5 +1,5 @@
-//! FarmHash's `Fingerprint64` (farmhashna `Hash64`), the string hash TensorFlow's lookup and
-//! hashing ops use (`to_hash_bucket_fast`, `sparse.cross_hashed`): Keras's Hashing and
+//! FarmHash's `Fingerprint64` (farmhashna `Hash64`) and TensorFlow's `FingerprintCat64`, the
+//! string hash TensorFlow's lookup and hashing ops use (`to_hash_bucket_fast`, `sparse.cross_hashed`): Keras's Hashing and
 //! HashedCrossing layers hash with it.
 
 const K0: u64 = 0xc3a5_c85c_97cb_3127;
@@ -150,6 +150,17 @@ pub fn fingerprint64(s: &[u8]) -> u64 {
         hash_len16(v.1, w.1, mul).wrapping_add(x),
         mul,
     )
+}
+
+/// TensorFlow's `FingerprintCat64`: the fingerprint of two fingerprints in turn (how
+/// `sparse.cross_hashed` folds a row's features together).
+pub fn fingerprint_cat64(fp1: u64, fp2: u64) -> u64 {
+    const K_MUL: u64 = 0xc6a4_a793_5bd1_e995;
+    let mut r = fp1 ^ K_MUL;
+    r ^= shift_mix(fp2.wrapping_mul(K_MUL)).wrapping_mul(K_MUL);
+    r = r.wrapping_mul(K_MUL);
+    r = shift_mix(r).wrapping_mul(K_MUL);
+    shift_mix(r)
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! vocabulary (index 0 the mask token, then the OOV index, then the vocabulary), pad or truncate
 //! to `output_sequence_length`.
 
-use ir::{Tensor, TensorData};
+use crate::farmhash::{fingerprint64, fingerprint_cat64};
+use ir::{DType, Dim, Shape, Tensor, TensorData, TensorType};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -131,14 +132,15 @@ impl TextInput {
         Ok(TextInput { layer, standardize, split, index, oov: first - 1, sequence_length })
     }
 
-    /// The graph input's shape for a string array of `shape`: TextVectorization's
-    /// `(batch, output_sequence_length)` (a trailing axis of 1 is the one string per row),
-    /// StringLookup's the same as the strings'.
-    pub fn output_shape(&self, shape: &[usize]) -> Vec<usize> {
-        match self.sequence_length {
-            Some(l) => vec![shape.first().copied().unwrap_or(1), l],
-            None => shape.to_vec(),
-        }
+    /// The graph input it makes of a string input of type `strings`: int64 ids,
+    /// `(batch, output_sequence_length)` for TextVectorization, the strings' shape for
+    /// StringLookup.
+    pub fn graph_type(&self, strings: &TensorType) -> TensorType {
+        let shape = match self.sequence_length {
+            Some(l) => Shape(vec![Dim::Batch, Dim::Fixed(l)]),
+            None => strings.shape.clone(),
+        };
+        TensorType::new(DType::I64, shape)
     }
 
     fn standardized(&self, s: &str) -> String {
@@ -214,7 +216,7 @@ impl Feature<'_> {
         match self {
             Feature::Ints(t) if !t.dtype().is_float() => Ok(t.to_i64_vec().into_iter().map(|v| v as u64).collect()),
             Feature::Ints(t) => Err(format!("takes integer or string features, not {}", t.dtype())),
-            Feature::Strings(_, v) => Ok(v.iter().map(|s| crate::farmhash::fingerprint64(s.as_bytes())).collect()),
+            Feature::Strings(_, v) => Ok(v.iter().map(|s| fingerprint64(s.as_bytes())).collect()),
         }
     }
 
@@ -234,46 +236,23 @@ impl Feature<'_> {
 /// `FingerprintCat64`, the result modulo `num_bins`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Crossing {
-    /// The Keras layer it runs, for messages.
+    /// The Keras layer's name.
+    pub name: String,
+    /// The layer as messages name it (`HashedCrossing 'cross'`).
     pub layer: String,
-    num_bins: u64,
-    /// `output_mode="one_hot"`: float32 one-hot rows instead of int64 bins.
-    pub one_hot: bool,
-}
-
-fn shift_mix(v: u64) -> u64 {
-    v ^ (v >> 47)
-}
-
-/// TensorFlow's `FingerprintCat64`.
-fn fingerprint_cat(fp1: u64, fp2: u64) -> u64 {
-    const K_MUL: u64 = 0xc6a4_a793_5bd1_e995;
-    let mut r = fp1 ^ K_MUL;
-    r ^= shift_mix(fp2.wrapping_mul(K_MUL)).wrapping_mul(K_MUL);
-    r = r.wrapping_mul(K_MUL);
-    r = shift_mix(r).wrapping_mul(K_MUL);
-    shift_mix(r)
+    bins: Bins,
 }
 
 impl Crossing {
-    /// The layer's name.
-    pub fn layer_name(&self) -> &str {
-        self.layer.trim_start_matches("HashedCrossing '").trim_end_matches('\'')
-    }
-
     pub fn from_layer(name: &str, c: &Value) -> Result<Crossing, String> {
         let layer = format!("HashedCrossing '{name}'");
-        let (num_bins, one_hot) = bins_config(&layer, c)?;
-        Ok(Crossing { layer, num_bins, one_hot })
+        let bins = Bins::from_config(&layer, c)?;
+        Ok(Crossing { name: name.to_string(), layer, bins })
     }
 
-    /// The output's shape for inputs of `shape` (one feature per row).
-    pub fn output_shape(&self, rows: usize) -> Vec<usize> {
-        if self.one_hot {
-            vec![rows, self.num_bins as usize]
-        } else {
-            vec![rows, 1]
-        }
+    /// The graph input it makes: `(batch, 1)` int64 bins, or `(batch, num_bins)` one-hot.
+    pub fn graph_type(&self) -> TensorType {
+        self.bins.graph_type(Shape(vec![Dim::Batch, Dim::Fixed(1)]))
     }
 
     /// The bins of each row's crossed features (one value per row each).
@@ -291,40 +270,58 @@ impl Crossing {
         }
         let bins: Vec<i64> = (0..rows)
             .map(|r| {
-                let h = values.iter().fold(0x00DE_CAFC_AFFE_u64, |h, v| fingerprint_cat(h, v[r]));
-                (h % self.num_bins) as i64
+                let h = values.iter().fold(0x00DE_CAFC_AFFE_u64, |h, v| fingerprint_cat64(h, v[r]));
+                (h % self.bins.count) as i64
             })
             .collect();
-        binned(&self.layer, bins, self.output_shape(rows), self.one_hot.then_some(self.num_bins as usize))
+        self.bins.tensor(&self.layer, bins, vec![rows, 1])
     }
 }
 
-/// A hashing layer's `num_bins` (1 to 2^24) and whether it outputs one-hot rows (else int bins).
-fn bins_config(layer: &str, c: &Value) -> Result<(u64, bool), String> {
-    let num_bins = c.get("num_bins").and_then(Value::as_u64).filter(|&n| n > 0 && n <= 1 << 24);
-    let num_bins = num_bins.ok_or_else(|| format!("{layer}: num_bins must be 1 to 2^24"))?;
-    let one_hot = match c.get("output_mode").and_then(Value::as_str).unwrap_or("int") {
-        "int" => false,
-        "one_hot" => true,
-        other => return Err(format!("{layer}: output_mode '{other}' is not supported")),
-    };
-    if c.get("sparse").and_then(Value::as_bool) == Some(true) {
-        return Err(format!("{layer}: sparse outputs are not supported"));
-    }
-    Ok((num_bins, one_hot))
+/// What a hashing layer outputs: `count` bins (1 to 2^24), as int64 indices or one-hot rows.
+#[derive(Debug, Clone, PartialEq)]
+struct Bins {
+    count: u64,
+    one_hot: bool,
 }
 
-/// Int64 bins of `shape`, or (`one_hot` of that many bins) float32 one-hot rows.
-fn binned(layer: &str, bins: Vec<i64>, shape: Vec<usize>, one_hot: Option<usize>) -> Result<Tensor, String> {
-    let bad = |m: String| format!("{layer}: {m}");
-    if let Some(n) = one_hot {
-        let mut hot = vec![0f32; bins.len() * n];
-        for (r, &b) in bins.iter().enumerate() {
-            hot[r * n + b as usize] = 1.0;
+impl Bins {
+    /// A layer's `num_bins` and `output_mode` (int or one_hot; not sparse).
+    fn from_config(layer: &str, c: &Value) -> Result<Bins, String> {
+        let count = c.get("num_bins").and_then(Value::as_u64).filter(|&n| n > 0 && n <= 1 << 24);
+        let count = count.ok_or_else(|| format!("{layer}: num_bins must be 1 to 2^24"))?;
+        let one_hot = match c.get("output_mode").and_then(Value::as_str).unwrap_or("int") {
+            "int" => false,
+            "one_hot" => true,
+            other => return Err(format!("{layer}: output_mode '{other}' is not supported")),
+        };
+        if c.get("sparse").and_then(Value::as_bool) == Some(true) {
+            return Err(format!("{layer}: sparse outputs are not supported"));
         }
-        return Tensor::new(vec![bins.len(), n], TensorData::F32(hot)).map_err(|e| bad(e.to_string()));
+        Ok(Bins { count, one_hot })
     }
-    Tensor::new(shape, TensorData::I64(bins)).map_err(|e| bad(e.to_string()))
+
+    /// The graph input of int bins of `int_shape`, or `(batch, count)` one-hot rows.
+    fn graph_type(&self, int_shape: Shape) -> TensorType {
+        if self.one_hot {
+            return TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Fixed(self.count as usize)]));
+        }
+        TensorType::new(DType::I64, int_shape)
+    }
+
+    /// `bins` (each below `count`) as int64 of `shape`, or as one-hot rows.
+    fn tensor(&self, layer: &str, bins: Vec<i64>, shape: Vec<usize>) -> Result<Tensor, String> {
+        let bad = |m: String| format!("{layer}: {m}");
+        if self.one_hot {
+            let n = self.count as usize;
+            let mut hot = vec![0f32; bins.len() * n];
+            for (r, &b) in bins.iter().enumerate() {
+                hot[r * n + b as usize] = 1.0;
+            }
+            return Tensor::new(vec![bins.len(), n], TensorData::F32(hot)).map_err(|e| bad(e.to_string()));
+        }
+        Tensor::new(shape, TensorData::I64(bins)).map_err(|e| bad(e.to_string()))
+    }
 }
 
 /// The Hashing layer on a model input it reads directly, on the host: TensorFlow's
@@ -335,16 +332,14 @@ fn binned(layer: &str, bins: Vec<i64>, shape: Vec<usize>, one_hot: Option<usize>
 pub struct Hashing {
     /// The Keras layer it runs, for messages.
     pub layer: String,
-    num_bins: u64,
+    bins: Bins,
     mask: Option<String>,
-    /// `output_mode="one_hot"`: float32 one-hot rows (one value per row).
-    pub one_hot: bool,
 }
 
 impl Hashing {
     pub fn from_layer(name: &str, c: &Value) -> Result<Hashing, String> {
         let layer = format!("Hashing '{name}'");
-        let (num_bins, one_hot) = bins_config(&layer, c)?;
+        let bins = Bins::from_config(&layer, c)?;
         if c.get("salt").is_some_and(|v| !v.is_null()) {
             return Err(format!("{layer}: a salt (SipHash) is not supported"));
         }
@@ -357,38 +352,35 @@ impl Hashing {
                     .to_string(),
             ),
         };
-        if mask.is_some() && num_bins < 2 {
+        if mask.is_some() && bins.count < 2 {
             return Err(format!("{layer}: a mask_value needs at least 2 bins"));
         }
-        Ok(Hashing { layer, num_bins, mask, one_hot })
+        Ok(Hashing { layer, bins, mask })
     }
 
-    /// The output's shape for an input of `shape`.
-    pub fn output_shape(&self, shape: &[usize]) -> Vec<usize> {
-        if self.one_hot {
-            vec![shape.first().copied().unwrap_or(1), self.num_bins as usize]
-        } else {
-            shape.to_vec()
-        }
+    /// The graph input it makes of an input of type `input`: int64 bins of its shape, or
+    /// `(batch, num_bins)` one-hot.
+    pub fn graph_type(&self, input: &TensorType) -> TensorType {
+        self.bins.graph_type(input.shape.clone())
     }
 
     pub fn apply(&self, feature: Feature) -> Result<Tensor, String> {
         let shape = feature.shape();
-        if self.one_hot && shape.iter().skip(1).any(|&d| d != 1) {
+        if self.bins.one_hot && shape.iter().skip(1).any(|&d| d != 1) {
             return Err(format!("{}: one_hot takes one value per row; got shape {shape:?}", self.layer));
         }
-        let free = self.num_bins - u64::from(self.mask.is_some());
+        let free = self.bins.count - u64::from(self.mask.is_some());
         let bins = feature
             .strings()
             .map_err(|m| format!("{}: {m}", self.layer))?
             .iter()
             .map(|s| match &self.mask {
                 Some(m) if m == s => 0,
-                Some(_) => (crate::farmhash::fingerprint64(s.as_bytes()) % free + 1) as i64,
-                None => (crate::farmhash::fingerprint64(s.as_bytes()) % free) as i64,
+                Some(_) => (fingerprint64(s.as_bytes()) % free + 1) as i64,
+                None => (fingerprint64(s.as_bytes()) % free) as i64,
             })
             .collect();
-        binned(&self.layer, bins, self.output_shape(&shape), self.one_hot.then_some(self.num_bins as usize))
+        self.bins.tensor(&self.layer, bins, shape)
     }
 }
 

@@ -172,7 +172,7 @@ fn make_inputs(
             .ok_or_else(|| cfg_err("the Sequential model declares no input shape".into()))?;
         let name = if first.class == "InputLayer" { first.name.clone() } else { "input".to_string() };
         let (ty, h) = match host.text.get(&name) {
-            Some(t) => (host_inputs::text_type(t, &ty), HostInput::Text(0, t.clone())),
+            Some(t) => (t.graph_type(&ty), HostInput::Text(0, t.clone())),
             None => (ty, HostInput::Direct(0)),
         };
         bounded_input(&name, &ty).map_err(cfg_err)?;
@@ -202,8 +202,8 @@ fn make_inputs(
                 .map(|m| spec.inputs.iter().position(|i| &i.layer == m))
                 .collect::<Option<_>>()
                 .ok_or_else(|| cfg_err(format!("{}: reads a layer that is no model input", c.layer)))?;
-            let ty = host_inputs::crossing_type(c);
-            let v = ctx.g.add_input(c.layer_name().to_string(), ty);
+            let ty = c.graph_type();
+            let v = ctx.g.add_input(c.name.clone(), ty);
             out.push(v);
             made.push(HostInput::Cross(idx, c.clone()));
             continue;
@@ -211,11 +211,11 @@ fn make_inputs(
         let mut ty = input_type(l).ok_or_else(|| cfg_err(format!("input layer '{}' has no shape", l.name)))?;
         let h = match (host.text.get(&l.name), host.hashing.get(&l.name)) {
             (Some(t), _) => {
-                ty = host_inputs::text_type(t, &ty);
+                ty = t.graph_type(&ty);
                 HostInput::Text(k, t.clone())
             }
             (None, Some(hs)) => {
-                ty = host_inputs::hashing_type(hs, &ty);
+                ty = hs.graph_type(&ty);
                 HostInput::Hash(k, hs.clone())
             }
             (None, None) => HostInput::Direct(k),

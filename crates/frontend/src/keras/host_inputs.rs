@@ -5,7 +5,6 @@
 
 use super::config::{LayerSpec, ModelSpec};
 use crate::text::{Crossing, Hashing, TextInput};
-use ir::{DType, Dim, Shape, TensorType};
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -79,30 +78,4 @@ pub(crate) fn find(spec: &ModelSpec, assets: &HashMap<String, String>) -> Result
         }
     }
     Ok(HostLayers { text, crossings, hashing })
-}
-
-/// The graph input a string input becomes: int64 ids, `(batch, output_sequence_length)` for
-/// TextVectorization, the strings' shape for StringLookup.
-pub(crate) fn text_type(t: &TextInput, strings: &TensorType) -> TensorType {
-    let shape = match t.sequence_length {
-        Some(l) => Shape(vec![Dim::Batch, Dim::Fixed(l)]),
-        None => strings.shape.clone(),
-    };
-    TensorType::new(DType::I64, shape)
-}
-
-/// The graph input a hashed input becomes: int64 bins of its shape, or `(batch, num_bins)` one-hot.
-pub(crate) fn hashing_type(h: &Hashing, input: &TensorType) -> TensorType {
-    if h.one_hot {
-        let n = h.output_shape(&[1])[1];
-        return TensorType::new(DType::F32, Shape(vec![Dim::Batch, Dim::Fixed(n)]));
-    }
-    TensorType::new(DType::I64, input.shape.clone())
-}
-
-/// The graph input a crossing becomes: `(batch, 1)` int64 bins, or `(batch, num_bins)` one-hot.
-pub(crate) fn crossing_type(c: &Crossing) -> TensorType {
-    let s = c.output_shape(1);
-    let dtype = if c.one_hot { DType::F32 } else { DType::I64 };
-    TensorType::new(dtype, Shape(vec![Dim::Batch, Dim::Fixed(s[1])]))
 }

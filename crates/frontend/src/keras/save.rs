@@ -1,7 +1,9 @@
 //! Writing trained weights back: a copy of the original file with only the weight datasets'
-//! bytes replaced (so every group, attribute and config stays exactly as Keras wrote it), and the optimizer's iteration count and learning rate when the
-//! file records them. The result appears at its path only when complete (temporary file, then
-//! rename).
+//! bytes replaced (so every group, attribute and config stays exactly as Keras wrote it), and the
+//! optimizer's state where the file keeps an optimizer: its iteration count and learning rate,
+//! and its variables (rewritten in place, or added as Keras would have written them). The result
+//! appears at its path only when complete (temporary file, then rename). Reading a file's
+//! optimizer variables back is here too.
 
 use crate::FrontendError;
 use ir::Tensor;
@@ -92,11 +94,9 @@ pub fn read_optimizer(path: &Path) -> Result<Option<SavedOptimizer>, FrontendErr
     let bytes = std::fs::read(path).map_err(|e| werr(path, e.to_string()))?;
     let archive = bytes.starts_with(b"PK");
     let bytes = if archive {
-        let mut z = zip::ZipArchive::new(Cursor::new(&bytes[..])).map_err(|e| werr(path, e.to_string()))?;
-        let mut w = z.by_name("model.weights.h5").map_err(|e| werr(path, e.to_string()))?;
-        let mut data = Vec::new();
-        w.read_to_end(&mut data).map_err(|e| werr(path, e.to_string()))?;
-        data
+        super::archive::Archive::open(&bytes, &path.display().to_string())?
+            .bytes("model.weights.h5")?
+            .ok_or_else(|| werr(path, "the archive has no model.weights.h5"))?
     } else {
         bytes
     };
@@ -155,9 +155,12 @@ fn patch_h5(
             other => Err(werr(origin, format!("{at}: cannot rewrite a dataset stored as {other:?} of this size"))),
         }
     };
-    for (at, t) in updates {
+    let le_bytes = |at: &str, t: &Tensor| -> Result<Vec<u8>, FrontendError> {
         let data = t.as_f32().ok_or_else(|| werr(origin, format!("{at}: only float32 weights are written")))?;
-        region(at, data.iter().flat_map(|x| x.to_le_bytes()).collect())?;
+        Ok(data.iter().flat_map(|x| x.to_le_bytes()).collect())
+    };
+    for (at, t) in updates {
+        region(at, le_bytes(at, t)?)?;
     }
     let mut create: Option<(OptimizerVars, Vec<(String, Tensor)>)> = None;
     let mut note = None;
@@ -187,10 +190,10 @@ fn patch_h5(
                 })
             };
             if o.variables.is_empty() {
+                // The file's variables are left as they are.
             } else if rest.len() == o.variables.len() && rest.iter().zip(&o.variables).all(fits) {
                 for (p, (_, t)) in rest.iter().zip(&o.variables) {
-                    let data = t.as_f32().ok_or_else(|| werr(origin, format!("{p}: not float32")))?;
-                    region(p, data.iter().flat_map(|x| x.to_le_bytes()).collect())?;
+                    region(p, le_bytes(p, t)?)?;
                 }
             } else if rest.is_empty() {
                 create = Some((v, o.variables.clone()));
