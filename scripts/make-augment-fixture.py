@@ -11,6 +11,8 @@ import numpy as np
 import keras
 from keras import layers as L
 
+from fixture import save_fixture
+
 OUT = "tests/models/extra"
 rng = np.random.default_rng(43)
 keras.utils.set_random_seed(15)
@@ -31,7 +33,4 @@ m = keras.Model(x_in, L.Conv2D(4, 3, name="conv")(h), name="augment_more")
 x = rng.uniform(-50, 300, size=(2, 8, 8, 3)).astype("float32")
 y = np.asarray(m(x, training=False))
 assert np.allclose(y, np.asarray(m.get_layer("conv")(x)), atol=1e-5), "an augmentation is not the identity"
-m.save(f"{OUT}/augment_more.keras")
-np.save(f"{OUT}/augment_more.input0.npy", x)
-np.save(f"{OUT}/augment_more.expected.npy", y)
-print("augment_more", y.shape)
+save_fixture(m, OUT, "augment_more", [x], y, formats=("keras",))

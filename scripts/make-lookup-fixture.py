@@ -9,6 +9,8 @@ import numpy as np
 import keras
 from keras import layers as L
 
+from fixture import save_fixture
+
 OUT = "tests/models/extra"
 voc = [12, 7, 3, 5, 40]
 ids = keras.Input((5,), dtype="int64", name="ids")
@@ -26,11 +28,4 @@ outs += [L.Flatten(name=f"f_{mode}")(L.IntegerLookup(vocabulary=voc, output_mode
 m = keras.Model([ids, idx], L.Concatenate(name="out")(outs), name="lookup")
 xi = np.array([[12, 5, 99, 7, 0], [0, 3, 12, -1, 40], [7, 7, -8, 1000, 5]], "int64")
 xj = np.array([[1, 2, 0, 4, 3], [3, 3, 1, 0, 2], [0, 4, 3, 2, 1]], "int64")
-y = np.asarray(m([xi, xj], training=False))
-m.save(f"{OUT}/lookup.keras")
-m.save(f"{OUT}/lookup.h5")
-np.save(f"{OUT}/lookup.input0.npy", xi)
-np.save(f"{OUT}/lookup.input1.npy", xj)
-np.save(f"{OUT}/lookup.expected.npy", y)
-print("lookup", y.shape)
-print(y)
+save_fixture(m, OUT, "lookup", [xi, xj], np.asarray(m([xi, xj], training=False)))

@@ -33,6 +33,8 @@ import sys
 
 import numpy as np
 
+from fixture import save_fixture
+
 K2 = "--keras2" in sys.argv
 if K2:
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -49,16 +51,7 @@ def save(m, name, inputs):
     if K2:
         name = name.replace("mask_", "mask2_")
     y = m([np.asarray(a) for a in inputs] if len(inputs) > 1 else inputs[0], training=False)
-    y = np.asarray(y)
-    if K2:
-        m.save(f"{OUT}/{name}.k2.h5")
-    else:
-        m.save(f"{OUT}/{name}.keras")
-        m.save(f"{OUT}/{name}.h5")
-    for k, a in enumerate(inputs):
-        np.save(f"{OUT}/{name}.input{k}.npy", a)
-    np.save(f"{OUT}/{name}.expected.npy", y)
-    print(name, y.shape)
+    save_fixture(m, OUT, name, inputs, np.asarray(y), formats=("k2.h5",) if K2 else ("keras", "h5"))
 
 
 def mha_probe(x, name):

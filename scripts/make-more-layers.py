@@ -15,6 +15,8 @@ import numpy as np
 import keras
 from keras import layers as L
 
+from fixture import save_fixture
+
 OUT = "tests/models/extra"
 rng = np.random.default_rng(51)
 
@@ -23,12 +25,7 @@ def save(m, name, inputs):
     y = m(inputs if len(inputs) > 1 else inputs[0], training=False)
     ys = y if isinstance(y, (list, tuple)) else [y]
     flat = np.concatenate([np.asarray(v, dtype="float32").reshape(len(inputs[0]), -1) for v in ys], axis=1)
-    m.save(f"{OUT}/{name}.keras")
-    m.save(f"{OUT}/{name}.h5")
-    for k, a in enumerate(inputs):
-        np.save(f"{OUT}/{name}.input{k}.npy", a)
-    np.save(f"{OUT}/{name}.expected.npy", flat)
-    print(name, flat.shape)
+    save_fixture(m, OUT, name, inputs, flat)
 
 
 def want(name):

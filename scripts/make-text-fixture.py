@@ -18,6 +18,8 @@ import numpy as np
 import keras
 from keras import layers as L
 
+from fixture import save_fixture
+
 OUT = "tests/models/extra"
 keras.utils.set_random_seed(41)
 texts = np.array([["The cat sat, on the MAT!"], ["dogs & CATS... and a Dog"], [""],
@@ -27,11 +29,8 @@ tv.adapt(["the cat sat on the mat", "the dog ate a cat", "a cat and a dog", "éc
 i = keras.Input((1,), dtype="string", name="text")
 e = L.Embedding(tv.vocabulary_size(), 4, name="emb")(tv(i))
 m = keras.Model(i, L.Dense(3, name="head")(L.GlobalAveragePooling1D(name="gap")(e)), name="text_adapted")
-y = np.asarray(m(texts))
-m.save(f"{OUT}/text_adapted.keras")
-np.save(f"{OUT}/text_adapted.input0.npy", texts)
-np.save(f"{OUT}/text_adapted.expected.npy", y)
-print("text_adapted", y.shape, np.asarray(tv(texts)).tolist())
+save_fixture(m, OUT, "text_adapted", [texts], np.asarray(m(texts)), formats=("keras",))
+print("ids", np.asarray(tv(texts)).tolist())
 
 keras.utils.set_random_seed(42)
 t_in = keras.Input((1,), dtype="string", name="text")
@@ -44,13 +43,8 @@ b = L.Flatten(name="fb")(L.Embedding(5, 2, name="emb_colors")(sl(c_in)))
 m = keras.Model([t_in, c_in], L.Concatenate(name="out")([a, b]), name="text_vocab")
 xt = np.array([["The sky is BLUE"], ["red, green"], ["purple sky is is is is is"]])
 xc = np.array([["red", "blue", "pink"], ["", "green", "Red"], ["blue", "blue", "green"]])
-y = np.asarray(m([xt, xc]))
-m.save(f"{OUT}/text_vocab.keras")
-m.save(f"{OUT}/text_vocab.h5")
-np.save(f"{OUT}/text_vocab.input0.npy", xt)
-np.save(f"{OUT}/text_vocab.input1.npy", xc)
-np.save(f"{OUT}/text_vocab.expected.npy", y)
-print("text_vocab", y.shape, np.asarray(tv2(xt)).tolist(), np.asarray(sl(xc)).tolist())
+save_fixture(m, OUT, "text_vocab", [xt, xc], np.asarray(m([xt, xc])))
+print("ids", np.asarray(tv2(xt)).tolist(), np.asarray(sl(xc)).tolist())
 
 # HashedCrossing of two integer features (kerasc runs it on the host: TensorFlow's
 # sparse.cross_hashed), as bins into an Embedding and as one-hot rows into a Dense.
@@ -71,13 +65,7 @@ xc = np.array([[0], [1], [2], [3]], "int64")
 xd = np.array([[9], [9], [-9], [2**40]], "int64")
 xx = np.arange(8, dtype="float32").reshape(4, 2)
 ins = [xa, xb, xc, xd, xx]
-y = np.asarray(m(ins))
-m.save(f"{OUT}/crossing.keras")
-m.save(f"{OUT}/crossing.h5")
-for k, v in enumerate(ins):
-    np.save(f"{OUT}/crossing.input{k}.npy", v)
-np.save(f"{OUT}/crossing.expected.npy", y)
-print("crossing", y.shape)
+save_fixture(m, OUT, "crossing", ins, np.asarray(m(ins)))
 
 # Hashing (FarmHash fingerprints, an integer as its decimal string; a mask value; one-hot) and
 # HashedCrossing of a string with an integer feature.
@@ -97,13 +85,7 @@ m = keras.Model([word, num, tag, cw, cn], L.Concatenate(name="out")(parts), name
 ins = [np.array([["a"], ["hello"], [""], ["Éclair café"]]), np.array([[1], [-3], [0], [12345678901]], "int64"),
        np.array([["x"], ["yy"], ["a longer tag of more than sixty-four bytes, to take every FarmHash branch"], [""]]),
        np.array([["a"], ["b"], ["a"], ["zzz"]]), np.array([[1], [2], [2], [-5]], "int64")]
-y = np.asarray(m(ins))
-m.save(f"{OUT}/hashing.keras")
-m.save(f"{OUT}/hashing.h5")
-for k, v in enumerate(ins):
-    np.save(f"{OUT}/hashing.input{k}.npy", v)
-np.save(f"{OUT}/hashing.expected.npy", y)
-print("hashing", y.shape)
+save_fixture(m, OUT, "hashing", ins, np.asarray(m(ins)))
 
 # Fine-tuning through the host stage: a text classifier (TextVectorization with its vocabulary
 # in the config, and a Hashing of a string tag) trained by Keras, before and after, with the
