@@ -73,8 +73,11 @@ fn taps_inside(o: usize, s: usize, pad: usize, k: usize, n: usize) -> (usize, us
     (lo, hi.max(lo))
 }
 
-/// One output row `(n, z, y)` of a pooling: each pixel's channels in vectors, over the cells
-/// of its window inside the input (ranges computed once per axis, no per-cell checks).
+/// One output row `(n, z, y)` of a pooling, separably: the window's input rows reduced into
+/// one row (`tmp`, whole vectors along pixels × channels), then each pixel's channels in vectors
+/// over the window's columns inside the input (ranges computed once per axis, no per-cell
+/// checks). Max and sum both reduce in any order, and the count of an average's cells inside
+/// the input is the product of the per-axis counts.
 struct PoolRow<'a> {
     g: &'a PoolGeo,
     x: &'a [f32],
@@ -90,42 +93,62 @@ impl crate::simd::Kernel for PoolRows<'_> {
     #[inline(always)]
     fn run<S: crate::simd::Simd>(self) {
         let PoolRow { g, x, r: r0, dst: block } = self.0;
+        let mut tmp = vec![0f32; g.inp[2] * g.c];
         for (i, dst) in block.chunks_exact_mut(g.out[2] * g.c).enumerate() {
-            PoolRow { g, x, r: r0 + i, dst }.run::<S>();
+            PoolRow { g, x, r: r0 + i, dst }.run::<S>(&mut tmp);
         }
     }
 }
 
 impl PoolRow<'_> {
     #[inline(always)]
-    fn run<S: crate::simd::Simd>(self) {
+    fn run<S: crate::simd::Simd>(self, tmp: &mut [f32]) {
         let g = self.g;
         let [od, oh, ow] = g.out;
         let (n, oz, oy) = (self.r / (oh * od), (self.r / oh) % od, self.r % oh);
         let (z0, z1) = taps_inside(oz, g.s[0], g.pad[0], g.k[0], g.inp[0]);
         let (y0, y1) = taps_inside(oy, g.s[1], g.pad[1], g.k[1], g.inp[1]);
         let c = g.c;
+        let len = g.inp[2] * c;
+        let reduce = |a: S::V, b: S::V| if g.max { S::max(a, b) } else { S::add(a, b) };
+        let init = if g.max { S::splat(f32::NEG_INFINITY) } else { S::zero() };
+        // The window's input rows, reduced into `tmp` one row after the other (no row: the
+        // reduction's identity).
+        let mut first = true;
+        for kz in z0..z1 {
+            let iz = oz * g.s[0] + kz - g.pad[0];
+            for ky in y0..y1 {
+                let iy = oy * g.s[1] + ky - g.pad[1];
+                let row = &self.x[((n * g.inp[0] + iz) * g.inp[1] + iy) * len..][..len];
+                // The first row meets the identity (a running max is never NaN, [`crate::simd::Simd::max`]).
+                let mut at = 0;
+                while at < len {
+                    let nl = S::L.min(len - at);
+                    let acc = if first { init } else { S::load_part(&tmp[at..], nl) };
+                    S::store_part(reduce(acc, S::load_part(&row[at..], nl)), &mut tmp[at..], nl);
+                    at += S::L;
+                }
+                first = false;
+            }
+        }
+        if first {
+            tmp.fill(if g.max { f32::NEG_INFINITY } else { 0.0 });
+        }
+        let rows = (z1 - z0) * (y1 - y0);
         for ox in 0..ow {
             let (x0, x1) = taps_inside(ox, g.s[2], g.pad[2], g.k[2], g.inp[2]);
-            let count = (z1 - z0) * (y1 - y0) * (x1 - x0);
             let ix0 = (ox * g.s[2] + x0) - g.pad[2];
+            // An average's scale: one over its cells inside the input (none: left at 0).
+            let scale = if g.max { None } else { Some(1.0 / (rows * (x1 - x0)).max(1) as f32) };
             let mut cb = 0;
             while cb < c {
                 let nl = S::L.min(c - cb);
-                let mut acc = if g.max { S::splat(f32::NEG_INFINITY) } else { S::zero() };
-                for kz in z0..z1 {
-                    let iz = oz * g.s[0] + kz - g.pad[0];
-                    for ky in y0..y1 {
-                        let iy = oy * g.s[1] + ky - g.pad[1];
-                        let base = (((n * g.inp[0] + iz) * g.inp[1] + iy) * g.inp[2] + ix0) * c + cb;
-                        for t in 0..x1 - x0 {
-                            let v = S::load_part(&self.x[base + t * c..], nl);
-                            acc = if g.max { S::max(acc, v) } else { S::add(acc, v) };
-                        }
-                    }
+                let mut acc = init;
+                for t in 0..x1 - x0 {
+                    acc = reduce(acc, S::load_part(&tmp[(ix0 + t) * c + cb..], nl));
                 }
-                if !g.max && count > 0 {
-                    acc = S::mul(acc, S::splat(1.0 / count as f32));
+                if let Some(scale) = scale {
+                    acc = S::mul(acc, S::splat(scale));
                 }
                 S::store_part(acc, &mut self.dst[ox * c + cb..], nl);
                 cb += S::L;

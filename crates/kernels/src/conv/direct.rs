@@ -17,11 +17,7 @@ use seq_macro::seq;
 
 /// Direct convolution (group count 1) into `out` (`(n, od, oh, ow, F)`), then the epilogue.
 pub(crate) fn direct(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], epi: Option<&EpilogueArgs>) {
-    use super::narrow::{NARROW_MAX_C, NARROW_MAX_F, NARROW_MAX_STRIDE};
-    // A 1x1 convolution into 8 filters fills 8 lanes of AVX2 exactly along the filters, which
-    // beats a planar copy of its input; into fewer it goes along the pixels.
-    let pointwise_full = g.taps() == 1 && g.f > 4;
-    if g.f <= NARROW_MAX_F && g.c <= NARROW_MAX_C && g.s[2] <= NARROW_MAX_STRIDE && g.out[2] >= 8 && !pointwise_full {
+    if super::narrow::applies(g) {
         return super::narrow::narrow(isa, g, x, w, out, epi);
     }
     let isa = crate::simd::isa_for_width(isa, g.f);

@@ -15,6 +15,20 @@ pub(super) const NARROW_MAX_F: usize = 8;
 pub(super) const NARROW_MAX_C: usize = 16;
 pub(super) const NARROW_MAX_STRIDE: usize = 2;
 
+/// Whether [`narrow`] takes the convolution `g` (group count 1).
+pub(super) fn applies(g: &Geo) -> bool {
+    // A 1x1 convolution into 8 filters fills 8 lanes of AVX2 exactly along the filters, which
+    // beats a planar copy of its input; into fewer it goes along the pixels.
+    let pointwise_full = g.taps() == 1 && g.f > 4;
+    g.f <= NARROW_MAX_F
+        && g.c <= NARROW_MAX_C
+        && g.s[2] <= NARROW_MAX_STRIDE
+        && g.out[2] >= 8
+        && !pointwise_full
+        && g.c * g.k[2] <= MAX_WITHIN
+        && g.k[0] * g.k[1] <= MAX_KERNEL_ROWS
+}
+
 /// Direct convolution for few filters (≤ 8) and few input channels, vectorized along the
 /// output pixels instead of the filters (which would leave most lanes empty and spend one
 /// broadcast per input value and filter vector): the input is first laid out planar, once per
@@ -58,6 +72,10 @@ pub(super) fn narrow(isa: Isa, g: &Geo, x: &[f32], w: &[f32], out: &mut [f32], e
 
 /// The most lanes of any instruction set (the slack at the end of each planar line).
 const MAX_LANES: usize = 16;
+/// The most (input channel, kernel column) pairs of a kernel row [`narrow`] takes.
+const MAX_WITHIN: usize = NARROW_MAX_C * 16;
+/// The most kernel rows (depth × height) [`narrow`] takes.
+const MAX_KERNEL_ROWS: usize = 64;
 
 thread_local! {
     static PLANAR: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -151,6 +169,20 @@ impl<const FB: usize> Kernel for NarrowKernel<'_, FB> {
         let (c, ow, l, f) = (g.c, g.out[2], S::L, g.f);
         let (kw, s2, d2) = (g.k[2], g.s[2], g.d[2]);
         let per_row = c * s2 * width;
+        // Within one kernel row, each (input channel, kernel column) as (offset of its inputs
+        // from the row's first line, offset of its FB weights from the kernel row's): no
+        // division or nested loop left in the pixel loop.
+        let mut within = [(0usize, 0usize); MAX_WITHIN];
+        let nwithin = (c * kw).min(MAX_WITHIN);
+        for ci in 0..c {
+            for kx in 0..kw {
+                let off = kx * d2;
+                if let Some(t) = within.get_mut(ci * kw + kx) {
+                    *t = ((ci * s2 + off % s2) * width + off / s2, (kx * c + ci) * FB);
+                }
+            }
+        }
+        let within = &within[..nwithin];
         // Value v = j·L + lane of a block of pixels × f filters is filter v % f of pixel v / f,
         // at (v % f)·16 + v / f in `tmp`: below f·16 + L ≤ FB · 16 (f ≤ FB, v / f < L ≤ 16).
         let mut idx = [[0i32; 16]; FB];
@@ -167,10 +199,11 @@ impl<const FB: usize> Kernel for NarrowKernel<'_, FB> {
         let mut pending: Option<(usize, usize, usize)> = None; // (slot, offset in block, values)
         let mut slot = 0;
         let rows_in_block = block.len() / (ow * f).max(1);
+        // The kernel rows of an output row inside the input: (tap row, first line of its input
+        // row); set anew for each row (declared once: clearing it per row cost 10 % on a stem).
+        let mut rows = [(0usize, 0usize); MAX_KERNEL_ROWS];
         for i in 0..rows_in_block {
-            // The kernel rows inside the input: (tap row, first line of its input row).
             let pos = g.row_pos(r0 + i);
-            let mut rows = [(0usize, 0usize); 64];
             let mut nrows = 0;
             for kz in 0..g.k[0] {
                 for ky in 0..g.k[1] {
@@ -186,15 +219,13 @@ impl<const FB: usize> Kernel for NarrowKernel<'_, FB> {
             while ox0 < ow {
                 let mut acc = [S::zero(); FB];
                 for &(tap_row, line0) in &rows[..nrows] {
-                    for ci in 0..c {
-                        for kx in 0..kw {
-                            let off = kx * d2;
-                            let line = line0 + (ci * s2 + off % s2) * width;
-                            let xv = S::load(&x[line + ox0 + off / s2..]);
-                            let wr = &w[((tap_row * kw + kx) * c + ci) * FB..][..FB];
-                            for fi in 0..FB {
-                                acc[fi] = S::fma(xv, S::splat(wr[fi]), acc[fi]);
-                            }
+                    let xr = &x[line0 + ox0..];
+                    let wk = &w[tap_row * kw * c * FB..];
+                    for &(xo, wo) in within {
+                        let xv = S::load(&xr[xo..]);
+                        let wr = &wk[wo..][..FB];
+                        for fi in 0..FB {
+                            acc[fi] = S::fma(xv, S::splat(wr[fi]), acc[fi]);
                         }
                     }
                 }

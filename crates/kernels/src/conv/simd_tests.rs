@@ -76,7 +76,7 @@ fn out_size(i: usize, k: usize, s: usize, d: usize, pad: usize) -> usize {
 fn geometries() -> Vec<Geo> {
     let mut v = Vec::new();
     type Case = ([usize; 3], [usize; 3], [usize; 3], [usize; 3], [usize; 3], usize, usize);
-    let cases: [Case; 20] = [
+    let cases: [Case; 23] = [
         ([1, 9, 11], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 1, 1], 3, 8),
         ([1, 16, 16], [1, 3, 3], [1, 2, 2], [1, 1, 1], [0, 1, 1], 3, 32),
         ([1, 7, 5], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0], 5, 70),
@@ -99,6 +99,12 @@ fn geometries() -> Vec<Geo> {
         ([1, 9, 21], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 0, 0], 8, 8),
         ([1, 10, 33], [1, 3, 3], [1, 2, 2], [1, 1, 1], [0, 1, 1], 3, 8),
         ([1, 6, 18], [1, 3, 3], [1, 1, 1], [1, 1, 1], [0, 1, 1], 16, 6),
+        // A narrow layer strided and dilated along the row (taps in both phases of the stride).
+        ([1, 9, 40], [1, 3, 3], [1, 2, 2], [1, 3, 3], [0, 1, 1], 3, 6),
+        // Narrow in filters and channels, but past the narrow kernel's tables: 81 kernel rows,
+        // and 16 channels × 17 kernel columns.
+        ([2, 10, 12], [1, 9, 9], [1, 1, 1], [1, 1, 1], [1, 4, 4], 2, 4),
+        ([1, 3, 30], [1, 1, 17], [1, 1, 1], [1, 1, 1], [0, 0, 8], 16, 8),
     ];
     for (inp, k, s, d, pad, c, f) in cases {
         let out: [usize; 3] = std::array::from_fn(|i| out_size(inp[i], k[i], s[i], d[i], pad[i]));
