@@ -82,3 +82,13 @@ fn index(d: Device) -> usize {
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
+
+/// Where compiled PTX is cached for a front end (the command line, the Python module):
+/// `$XDG_CACHE_HOME/kerasc/ptx`, else `~/.cache/kerasc/ptx`, else under the temporary folder.
+pub fn ptx_cache_dir() -> std::path::PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("kerasc").join("ptx")
+}

@@ -81,3 +81,22 @@ pub fn host_inputs(
         })
         .collect()
 }
+
+/// The graph's input tensors converted as Keras converts what it is given: token ids may come as
+/// int32 or int64, and a float input as float64 or as integers (uint8 images) or booleans.
+/// Floats into an integer input stay as they are (the session refuses them, naming both dtypes).
+pub fn as_input_dtypes(graph: &ir::Graph, tensors: Vec<ir::Tensor>) -> Vec<ir::Tensor> {
+    tensors
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let Some(&v) = graph.inputs().get(i) else { return t };
+            let want = graph.value(v).ty.dtype;
+            if t.dtype() != want && (want.is_float() || !t.dtype().is_float()) {
+                t.cast(want)
+            } else {
+                t
+            }
+        })
+        .collect()
+}

@@ -4,6 +4,7 @@
 //! to a device with [`Session`], run it.
 
 pub mod bench;
+pub mod cli;
 pub mod devices;
 pub mod fit;
 pub mod host;

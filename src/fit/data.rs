@@ -11,6 +11,12 @@ use std::collections::HashMap;
 /// what it was read from, for messages.
 pub(crate) fn load_data(o: &DataOptions) -> Result<(String, HashMap<String, crate::npy::Array>), FitError> {
     use crate::npy::Array;
+    if let Some(arrays) = &o.arrays {
+        if o.data.is_some() || o.x.is_some() || o.y.is_some() {
+            return Err(invalid("pass the training data either as arrays or as files, not both"));
+        }
+        return Ok(("the arrays given".to_string(), arrays.iter().cloned().collect()));
+    }
     match (&o.data, &o.x, &o.y) {
         (Some(d), None, None) => {
             let is_csv = d.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));

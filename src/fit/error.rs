@@ -11,6 +11,9 @@ pub enum FitError {
     Frontend(#[from] crate::FrontendError),
     #[error(transparent)]
     Npy(#[from] crate::npy::NpyError),
+    /// The run's [`super::Listener`] asked it to stop (nothing was written).
+    #[error("interrupted: nothing was written (the last checkpoint, if any, holds the last finished epoch)")]
+    Interrupted,
 }
 
 /// An error about the options or the data.

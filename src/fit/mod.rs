@@ -18,7 +18,7 @@ mod random;
 
 pub use error::FitError;
 pub use history::History;
-pub use options::{DataOptions, FitOptions, OptimizerFlags};
+pub use options::{DataOptions, Event, FitOptions, Listener, OptimizerFlags};
 
 use crate::frontend::keras::save::{read_optimizer, save_trained, OptimizerState as SavedOptimizer};
 use crate::frontend::keras::training_config::TrainingConfig;
@@ -229,7 +229,14 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                 t.record(&mut line, &name, s / nv);
             }
         }
-        if options.verbose > 0 {
+        if let Some(l) = &options.listener {
+            let logs: Vec<(String, f64)> =
+                t.hist.series.iter().filter_map(|(k, v)| v.last().map(|&x| (k.clone(), x))).collect();
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            if !(l.0)(Event::EpochEnd { epoch, epochs: options.epochs, steps: e.steps, ms, logs: &logs }) {
+                return Err(FitError::Interrupted);
+            }
+        } else if options.verbose > 0 {
             eprintln!("{line}");
         }
         stopper.update(monitored);
@@ -370,7 +377,8 @@ impl Trainer {
             output_losses: vec![0.0; self.n_out],
             metrics: vec![0.0; self.metrics.len()],
         };
-        let bar = (options.verbose == 1).then(|| progress_bar(steps, epoch, options.epochs));
+        let bar =
+            (options.verbose == 1 && options.listener.is_none()).then(|| progress_bar(steps, epoch, options.epochs));
         let batch = |b: usize| &order[b * bs..((b + 1) * bs).min(n)];
         // Two batch buffers: the next batch is gathered while the current step runs.
         let (mut xb, mut yb, mut xn, mut yn) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -423,6 +431,15 @@ impl Trainer {
                 *s += v;
                 if let Some((_, per_step)) = self.step_metrics.get_mut(i) {
                     per_step.push(v / idx.len().max(1) as f64);
+                }
+            }
+            if let Some(l) = &options.listener {
+                let seen = tot.samples.max(1) as f64;
+                let mut logs = vec![("loss".to_string(), tot.loss / seen)];
+                logs.extend(tot.metrics.iter().zip(&self.metrics).map(|(s, (_, name, _))| (name.clone(), s / seen)));
+                let ev = Event::Step { epoch, epochs: options.epochs, step: b + 1, steps, logs: &logs };
+                if !(l.0)(ev) {
+                    return Err(FitError::Interrupted);
                 }
             }
             if let Some(pb) = &bar {

@@ -19,6 +19,32 @@ pub struct DataOptions {
     /// The label column of CSV data: its header name or 0-based index
     #[arg(long)]
     pub label_column: Option<String>,
+    /// In-memory training arrays by name (`x` and `y`, or `x_train`/`y_train`, optionally
+    /// `x_val`/`y_val`, as in a `.npz`) instead of files: the library's way in ([`FitOptions::with_arrays`]).
+    #[arg(skip)]
+    pub arrays: Option<Vec<(String, crate::npy::Array)>>,
+}
+
+/// What a run reports as it goes, to a front end that draws its own progress (the Python
+/// module): after each training step and each epoch. Its answer says whether to go on: `false`
+/// stops the run with [`super::FitError::Interrupted`], writing nothing.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Step `step` (1-based) of `steps` of epoch `epoch` (0-based) of `epochs` is done; `logs`
+    /// are the epoch's running loss and metrics.
+    Step { epoch: usize, epochs: usize, step: usize, steps: usize, logs: &'a [(String, f64)] },
+    /// Epoch `epoch` is done after `ms` milliseconds; `logs` are its history entries.
+    EpochEnd { epoch: usize, epochs: usize, steps: usize, ms: f64, logs: &'a [(String, f64)] },
+}
+
+/// A run's listener ([`Event`]); with one, `fit` draws no progress of its own.
+#[derive(Clone)]
+pub struct Listener(pub std::sync::Arc<dyn Fn(Event<'_>) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Listener")
+    }
 }
 
 /// The optimizer and its hyper-parameters; each one given overrides the file's
@@ -155,6 +181,10 @@ pub struct FitOptions {
     /// Model parallelism: the step's layers placed on several CPU devices.
     #[arg(skip)]
     pub placement: Option<crate::runtime::training::StepPlacement>,
+    /// Told of every step and epoch, and asked whether to go on; `None`: progress on stderr as
+    /// `verbose` says.
+    #[arg(skip)]
+    pub listener: Option<Listener>,
 }
 
 /// A count that must be at least 1.
@@ -178,6 +208,19 @@ impl FitOptions {
         }
         let args = std::iter::once(std::ffi::OsString::from("fit")).chain(flags.into_iter().map(Into::into));
         <Flags as clap::Parser>::try_parse_from(args).map(|f| f.options)
+    }
+
+    /// Options from command-line flags as [`FitOptions::from_flags`] takes them, the training data
+    /// being `arrays` in memory ([`DataOptions::arrays`]) rather than files the flags name.
+    pub fn with_arrays<I: IntoIterator<Item = S>, S: Into<std::ffi::OsString> + Clone>(
+        flags: I,
+        arrays: Vec<(String, crate::npy::Array)>,
+    ) -> Result<FitOptions, clap::Error> {
+        // The flags are parsed with a stand-in for the data file they cannot name.
+        let stand_in = ["--data", "<arrays>"].map(std::ffi::OsString::from);
+        let mut o = Self::from_flags(stand_in.into_iter().chain(flags.into_iter().map(Into::into)))?;
+        o.data = DataOptions { arrays: Some(arrays), ..DataOptions::default() };
+        Ok(o)
     }
 
     /// Whether the training data is shuffled every epoch.

@@ -145,6 +145,15 @@ impl LogicalDevice {
         }
     }
 
+    /// This device running on `pool` (a CPU device; a GPU's host work keeps the caller's).
+    pub fn with_pool(mut self, pool: Arc<rayon::ThreadPool>) -> LogicalDevice {
+        if self.device.is_cpu() {
+            self.threads = pool.current_num_threads();
+            self.pool = Some(pool);
+        }
+        self
+    }
+
     /// The CPU thread pool of this device (`None`: the global one).
     pub fn pool(&self) -> Option<&Arc<rayon::ThreadPool>> {
         self.pool.as_ref()

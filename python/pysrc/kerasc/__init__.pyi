@@ -1,0 +1,14 @@
+from ._errors import DeviceError as DeviceError
+from ._errors import ExecutionError as ExecutionError
+from ._errors import FitError as FitError
+from ._errors import InputError as InputError
+from ._errors import KerascError as KerascError
+from ._errors import ModelError as ModelError
+from ._kerasc import History as History
+from ._kerasc import Model as Model
+from ._kerasc import PhysicalDevice as PhysicalDevice
+from ._kerasc import TensorSpec as TensorSpec
+from ._kerasc import __version__ as __version__
+from ._kerasc import devices as devices
+from ._kerasc import fit as fit
+from ._kerasc import load as load

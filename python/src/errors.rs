@@ -1,0 +1,47 @@
+//! kerasc's errors as the Python exceptions of `kerasc._errors` (one class per kind, each also a
+//! `ValueError` or `RuntimeError` where Python code would catch one).
+
+use kerasc::fit::FitError;
+use kerasc::{CompileError, FrontendError, RuntimeError};
+use pyo3::prelude::*;
+
+/// An exception of class `class` (a name in `kerasc._errors`) with `message`.
+pub(crate) fn error(py: Python<'_>, class: &str, message: impl std::fmt::Display) -> PyErr {
+    let message = message.to_string();
+    let made = py
+        .import("kerasc._errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| c.call1((message.clone(),)))
+        .map(PyErr::from_value);
+    made.unwrap_or_else(|e| e)
+}
+
+pub(crate) fn model_error(py: Python<'_>, e: &FrontendError) -> PyErr {
+    error(py, "ModelError", e)
+}
+
+pub(crate) fn runtime_error(py: Python<'_>, e: &RuntimeError) -> PyErr {
+    let class = match e {
+        RuntimeError::Input { .. } | RuntimeError::InputCount { .. } => "InputError",
+        RuntimeError::BadDevice(_) | RuntimeError::Unavailable { .. } | RuntimeError::Logical(_) => "DeviceError",
+        _ => "ExecutionError",
+    };
+    error(py, class, e)
+}
+
+pub(crate) fn compile_error(py: Python<'_>, e: &CompileError) -> PyErr {
+    match e {
+        CompileError::Runtime(r) => runtime_error(py, r),
+        CompileError::Optimize(_) => error(py, "ExecutionError", e),
+    }
+}
+
+pub(crate) fn fit_error(py: Python<'_>, e: &FitError) -> PyErr {
+    match e {
+        FitError::Frontend(f) => model_error(py, f),
+        FitError::Runtime(r) => runtime_error(py, r),
+        FitError::Npy(n) => error(py, "InputError", n),
+        FitError::Interrupted => pyo3::exceptions::PyKeyboardInterrupt::new_err(e.to_string()),
+        FitError::Invalid(_) => error(py, "FitError", e),
+    }
+}
