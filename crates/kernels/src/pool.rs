@@ -93,11 +93,19 @@ impl crate::simd::Kernel for PoolRows<'_> {
     #[inline(always)]
     fn run<S: crate::simd::Simd>(self) {
         let PoolRow { g, x, r: r0, dst: block } = self.0;
-        let mut tmp = vec![0f32; g.inp[2] * g.c];
+        // The reduced row, in a buffer this thread keeps between calls (a planned run allocates
+        // nothing); taken out while in use.
+        let mut tmp = ROW.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        tmp.resize(g.inp[2] * g.c, 0.0);
         for (i, dst) in block.chunks_exact_mut(g.out[2] * g.c).enumerate() {
             PoolRow { g, x, r: r0 + i, dst }.run::<S>(&mut tmp);
         }
+        ROW.with(|t| *t.borrow_mut() = tmp);
     }
+}
+
+thread_local! {
+    static ROW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl PoolRow<'_> {
