@@ -45,3 +45,14 @@ pub(crate) fn fit_error(py: Python<'_>, e: &FitError) -> PyErr {
         FitError::Invalid(_) => error(py, "FitError", e),
     }
 }
+
+/// The device `requested` names (TensorFlow's names), else the lowest GPU, else the CPU, as the
+/// command line chooses; `DeviceError` for a name that is not a device or not on this machine.
+pub(crate) fn pick_device(py: Python<'_>, requested: Option<&str>) -> PyResult<kerasc::LogicalDevice> {
+    let devs = kerasc::LogicalDevices::physical();
+    let chosen = match requested {
+        Some(s) => kerasc::Device::parse(s).map_err(|e| runtime_error(py, &e))?,
+        None => devs.default_device(),
+    };
+    Ok(devs.get(chosen).map_err(|e| runtime_error(py, &e))?.clone())
+}

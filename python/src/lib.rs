@@ -6,7 +6,7 @@ mod errors;
 mod model;
 mod train;
 
-use errors::{error, runtime_error};
+use errors::error;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::path::PathBuf;
@@ -32,12 +32,7 @@ fn load(
     let precision = kerasc::codegen::cuda::Precision::parse(precision).ok_or_else(|| {
         PyValueError::new_err(format!("unknown precision '{precision}': one of fp32, tf32, bf16, fp16"))
     })?;
-    let devs = kerasc::LogicalDevices::physical();
-    let chosen = match device.as_deref() {
-        Some(s) => kerasc::Device::parse(s).map_err(|e| runtime_error(py, &e))?,
-        None => devs.default_device(),
-    };
-    let dev = devs.get(chosen).map_err(|e| runtime_error(py, &e))?.clone();
+    let dev = crate::errors::pick_device(py, device.as_deref())?;
     if precision != kerasc::codegen::cuda::Precision::Fp32 && dev.device.is_cpu() {
         return Err(PyValueError::new_err(format!(
             "precision '{}' runs on a GPU's tensor cores; on the CPU kerasc computes in fp32",

@@ -3,7 +3,7 @@
 //! steps.
 
 use crate::convert::to_array;
-use crate::errors::{error, fit_error, model_error, runtime_error};
+use crate::errors::{error, fit_error, model_error};
 use kerasc::fit::{Event, FitOptions, Listener};
 use kerasc::npy::Array;
 use pyo3::prelude::*;
@@ -166,12 +166,7 @@ pub(crate) fn fit(
         let first = msg.lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
         error(py, "FitError", format!("fit options: {first}"))
     })?;
-    let devs = kerasc::LogicalDevices::physical();
-    let chosen = match device.as_deref() {
-        Some(s) => kerasc::Device::parse(s).map_err(|e| runtime_error(py, &e))?,
-        None => devs.default_device(),
-    };
-    let dev = devs.get(chosen).map_err(|e| runtime_error(py, &e))?.clone();
+    let dev = crate::errors::pick_device(py, device.as_deref())?;
     opts.cuda = dev.cuda_options(kerasc::devices::ptx_cache_dir(), opts.memory_limit);
     opts.pool = dev.pool().cloned();
     opts.device = Some(dev.device);
