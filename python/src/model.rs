@@ -53,6 +53,17 @@ fn spec_of(g: &ir::Graph, v: ir::ValueId, name: String) -> TensorSpec {
     TensorSpec { name, shape: Some(shape), dtype: ty.dtype.name().to_string() }
 }
 
+/// The names of `model`'s inputs, in order (Keras's `model.inputs`): the arrays a user passes.
+pub(crate) fn input_names(model: &kerasc::Model) -> Vec<String> {
+    if !model.model_inputs.is_empty() {
+        return model.model_inputs.clone();
+    }
+    let g = &model.graph;
+    (0..g.inputs().len())
+        .map(|k| model.info.input_names.get(k).cloned().unwrap_or_else(|| g.value(g.inputs()[k]).name.clone()))
+        .collect()
+}
+
 /// Where a model runs: a CPU session, shared by the calling threads; or a GPU session, which
 /// stays on a thread of its own (its CUDA graph may not move between threads), each run sent to
 /// it.
@@ -166,13 +177,7 @@ impl Model {
 
     /// The names of the model's inputs, in order (Keras's `model.inputs`).
     fn input_names(&self) -> Vec<String> {
-        let g = &self.model.graph;
-        if !self.model.model_inputs.is_empty() {
-            return self.model.model_inputs.clone();
-        }
-        (0..g.inputs().len())
-            .map(|k| self.model.info.input_names.get(k).cloned().unwrap_or_else(|| g.value(g.inputs()[k]).name.clone()))
-            .collect()
+        input_names(&self.model)
     }
 
     /// `x` (one array, a list or tuple in input order, or a dict by input name) as one host

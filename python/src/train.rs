@@ -119,14 +119,7 @@ pub(crate) fn fit(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<History> {
     let model = py.detach(|| kerasc::load(&path)).map_err(|e| model_error(py, &e))?;
-    let in_names: Vec<String> = if model.model_inputs.is_empty() {
-        let g = &model.graph;
-        (0..g.inputs().len())
-            .map(|k| model.info.input_names.get(k).cloned().unwrap_or_else(|| g.value(g.inputs()[k]).name.clone()))
-            .collect()
-    } else {
-        model.model_inputs.clone()
-    };
+    let in_names = crate::model::input_names(&model);
     let out_names: Vec<String> = (0..model.graph.outputs().len())
         .map(|k| model.info.output_names.get(k).cloned().unwrap_or_else(|| format!("output_{k}")))
         .collect();
