@@ -51,7 +51,14 @@ pub fn host_inputs(
     let what = |k: usize| paths.get(k).map_or_else(|| format!("input {k}"), |p| p.display().to_string());
     if model.host_inputs.iter().all(|h| matches!(h, HostInput::Direct(_))) {
         // Any number of arrays: the session says what it takes.
-        return arrays.into_iter().enumerate().map(|(k, a)| through(None, a, &what(k))).collect();
+        return arrays
+            .into_iter()
+            .enumerate()
+            .map(|(k, a)| match a {
+                npy::Array::Tensor(t) => Ok(t),
+                a => through(None, a, &what(k)),
+            })
+            .collect();
     }
     let n_model = if model.model_inputs.is_empty() { model.graph.inputs().len() } else { model.model_inputs.len() };
     if arrays.len() != n_model {

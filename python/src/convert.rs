@@ -3,7 +3,8 @@
 
 use kerasc::ir::{DType, Tensor, TensorData};
 use kerasc::npy::Array;
-use numpy::{PyArray1, PyReadonlyArrayDyn};
+use numpy::ndarray::{ArrayD, IxDyn};
+use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::errors::error;
@@ -13,7 +14,54 @@ use crate::errors::error;
 /// their type (the graph input's dtype is applied later, [`kerasc::host::as_input_dtypes`]);
 /// unicode, bytes and object arrays are strings. `what` names the array in errors.
 pub(crate) fn to_array(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Array> {
+    to_array_in(obj, what, None)
+}
+
+/// Buffers of float32 inputs a model has run on, kept for its next call: copying a large input
+/// into memory already touched costs a third of what a fresh allocation does (whose pages the
+/// kernel must fault in and zero each time).
+#[derive(Default)]
+pub(crate) struct Spare(std::sync::Mutex<Vec<Vec<f32>>>);
+
+impl Spare {
+    /// How many buffers are kept at most (several threads may be calling the model).
+    const KEPT: usize = 8;
+
+    fn take(&self) -> Vec<f32> {
+        self.0.lock().map(|mut v| v.pop()).ok().flatten().unwrap_or_default()
+    }
+
+    /// Keeps the float32 buffers of tensors a run is done with.
+    pub(crate) fn give(&self, tensors: Vec<Tensor>) {
+        let Ok(mut kept) = self.0.lock() else { return };
+        for t in tensors {
+            if kept.len() >= Self::KEPT {
+                break;
+            }
+            if let TensorData::F32(v) = t.into_data() {
+                kept.push(v);
+            }
+        }
+    }
+}
+
+/// [`to_array`], copying a float32 array into a buffer from `spare` when one is given.
+pub(crate) fn to_array_in(obj: &Bound<'_, PyAny>, what: &str, spare: Option<&Spare>) -> PyResult<Array> {
     let py = obj.py();
+    // The common case first, with no call into Python: a C-ordered float32 array.
+    if let Ok(a) = obj.cast::<PyArrayDyn<f32>>() {
+        if a.is_c_contiguous() {
+            let a = a.try_readonly().map_err(|e| error(py, "InputError", format!("{what}: {e}")))?;
+            let src = a.as_slice().map_err(|e| error(py, "InputError", format!("{what}: {e}")))?;
+            let mut v = spare.map(Spare::take).unwrap_or_default();
+            v.clear();
+            v.extend_from_slice(src);
+            let data = TensorData::F32(v);
+            return Tensor::new(a.shape().to_vec(), data)
+                .map(Array::Tensor)
+                .map_err(|e| error(py, "InputError", format!("{what}: {e}")));
+        }
+    }
     let arr = py.import("numpy")?.call_method1("ascontiguousarray", (obj,))?;
     let kind: String = arr.getattr("dtype")?.getattr("kind")?.extract()?;
     let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
@@ -79,16 +127,21 @@ pub(crate) fn to_numpy(py: Python<'_>, t: Tensor) -> PyResult<Bound<'_, PyAny>> 
     let shape = t.shape().to_vec();
     let half = matches!(t.dtype(), DType::F16 | DType::BF16);
     let data = if half { TensorData::F32(t.to_f32_vec()) } else { t.into_data() };
-    let flat: Bound<'_, PyAny> = match data {
-        TensorData::F32(v) => PyArray1::from_vec(py, v).into_any(),
-        TensorData::I32(v) => PyArray1::from_vec(py, v).into_any(),
-        TensorData::I64(v) => PyArray1::from_vec(py, v).into_any(),
-        TensorData::U8(v) => PyArray1::from_vec(py, v).into_any(),
-        TensorData::Bool(v) => PyArray1::from_vec(py, v).into_any(),
+    // The vector becomes the array's buffer as it is, shaped in Rust (no call into Python).
+    fn shaped<'py, T: numpy::Element>(py: Python<'py>, shape: Vec<usize>, v: Vec<T>) -> PyResult<Bound<'py, PyAny>> {
+        let a = ArrayD::from_shape_vec(IxDyn(&shape), v)
+            .map_err(|e| error(py, "ExecutionError", format!("an output does not fit its shape: {e}")))?;
+        Ok(PyArray::from_owned_array(py, a).into_any())
+    }
+    match data {
+        TensorData::F32(v) => shaped(py, shape, v),
+        TensorData::I32(v) => shaped(py, shape, v),
+        TensorData::I64(v) => shaped(py, shape, v),
+        TensorData::U8(v) => shaped(py, shape, v),
+        TensorData::Bool(v) => shaped(py, shape, v),
         // Converted to float32 above.
-        TensorData::F16(v) | TensorData::BF16(v) => PyArray1::from_vec(py, v).into_any(),
-    };
-    flat.call_method1("reshape", (shape,))
+        TensorData::F16(v) | TensorData::BF16(v) => shaped(py, shape, v),
+    }
 }
 
 /// The numbers of rows (first axis) of a host array.

@@ -1,6 +1,6 @@
 //! `kerasc.Model`: a model file compiled for one device, run on numpy arrays.
 
-use crate::convert::{rows, to_array, to_numpy};
+use crate::convert::{rows, to_array_in, to_numpy, Spare};
 use crate::errors::{compile_error, error, model_error, runtime_error};
 use kerasc::frontend::text::HostInput;
 use kerasc::ir::{self, Dim, Tensor};
@@ -73,8 +73,11 @@ enum Runner {
     Gpu(Mutex<mpsc::Sender<Job>>),
 }
 
-/// A run for the GPU thread: the inputs, and where to send the outputs.
-type Job = (Vec<Tensor>, mpsc::Sender<Result<Vec<Tensor>, kerasc::RuntimeError>>);
+/// A run for the GPU thread: the inputs, and where to send the outputs (and the inputs back).
+type Job = (Vec<Tensor>, mpsc::Sender<Ran>);
+
+/// A run's outputs, and the inputs it is done with.
+type Ran = (Result<Vec<Tensor>, kerasc::RuntimeError>, Vec<Tensor>);
 
 impl Runner {
     fn new(graph: &ir::Graph, options: ExecutorOptions) -> Result<Runner, kerasc::CompileError> {
@@ -103,7 +106,7 @@ impl Runner {
                 };
                 // Until the model is dropped (its sender with it).
                 while let Ok((inputs, reply)) = inbox.recv() {
-                    let _ = reply.send(exec.run(&inputs));
+                    let _ = reply.send((exec.run(&inputs), inputs));
                 }
             })
             .map_err(|e| kerasc::RuntimeError::Plan(format!("cannot start the GPU thread: {e}")))?;
@@ -114,16 +117,19 @@ impl Runner {
         }
     }
 
-    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, kerasc::RuntimeError> {
+    /// Runs on `inputs`; gives them back with the outputs.
+    fn run(&self, inputs: Vec<Tensor>) -> Ran {
         match self {
-            Runner::Planned(s) => s.run(&inputs),
-            Runner::Naive(s) => s.run(&inputs),
+            Runner::Planned(s) => (s.run(&inputs), inputs),
+            Runner::Naive(s) => (s.run(&inputs), inputs),
             Runner::Gpu(jobs) => {
                 let (tx, rx) = mpsc::channel();
                 let sent = jobs.lock().unwrap_or_else(|p| p.into_inner()).send((inputs, tx));
-                let gone = || kerasc::RuntimeError::Plan("the model's GPU thread has ended".into());
-                sent.map_err(|_| gone())?;
-                rx.recv().map_err(|_| gone())?
+                let gone = || (Err(kerasc::RuntimeError::Plan("the model's GPU thread has ended".into())), Vec::new());
+                if sent.is_err() {
+                    return gone();
+                }
+                rx.recv().unwrap_or_else(|_| gone())
             }
         }
     }
@@ -139,6 +145,12 @@ pub(crate) struct Model {
     optimized: bool,
     /// The model's own thread pool (`threads=` given); `None`: the process's.
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
+    /// The names of its inputs ([`input_names`]), and each as errors name it (`input 'x'`):
+    /// made once, not on every call.
+    names: Vec<String>,
+    labels: Vec<PathBuf>,
+    /// Input buffers kept from the last calls.
+    spare: Spare,
 }
 
 impl Model {
@@ -172,12 +184,14 @@ impl Model {
                 Err(f) => model_error(py, &f),
                 Ok(c) => compile_error(py, &c),
             })?;
-        Ok(Model { path, model, runner, device, optimized: optimize, pool })
+        let names = input_names(&model);
+        let labels = names.iter().map(|n| PathBuf::from(format!("input '{n}'"))).collect();
+        Ok(Model { path, model, runner, device, optimized: optimize, pool, names, labels, spare: Spare::default() })
     }
 
     /// The names of the model's inputs, in order (Keras's `model.inputs`).
-    fn input_names(&self) -> Vec<String> {
-        input_names(&self.model)
+    fn input_names(&self) -> &[String] {
+        &self.names
     }
 
     /// `x` (one array, a list or tuple in input order, or a dict by input name) as one host
@@ -198,8 +212,9 @@ impl Model {
             }
             return names
                 .iter()
-                .map(|n| match d.get_item(n)? {
-                    Some(a) => to_array(&a, &format!("input '{n}'")),
+                .zip(&self.labels)
+                .map(|(n, label)| match d.get_item(n)? {
+                    Some(a) => to_array_in(&a, &label.to_string_lossy(), Some(&self.spare)),
                     None => Err(error(
                         py,
                         "InputError",
@@ -222,7 +237,7 @@ impl Model {
                     ),
                 ));
             }
-            return items.iter().zip(&names).map(|(a, n)| to_array(a, &format!("input '{n}'"))).collect();
+            return items.iter().zip(&self.labels).map(|(a, l)| to_array_in(a, &l.to_string_lossy(), Some(&self.spare))).collect();
         }
         if names.len() != 1 {
             return Err(error(
@@ -231,16 +246,16 @@ impl Model {
                 format!("the model has {} inputs ({}): pass a list or a dict of arrays", names.len(), names.join(", ")),
             ));
         }
-        Ok(vec![to_array(x, &format!("input '{}'", names[0]))?])
+        Ok(vec![to_array_in(x, &self.labels[0].to_string_lossy(), Some(&self.spare))?])
     }
 
     /// The graph's input tensors for `x`, and the number of samples.
     fn tensors(&self, x: &Bound<'_, PyAny>) -> PyResult<(Vec<Tensor>, usize)> {
         let py = x.py();
         let arrays = self.arrays(x)?;
-        let names: Vec<PathBuf> = self.input_names().iter().map(|n| PathBuf::from(format!("input '{n}'"))).collect();
+        let names = &self.labels;
         let n = arrays.first().and_then(rows).unwrap_or(0);
-        for (a, name) in arrays.iter().zip(&names) {
+        for (a, name) in arrays.iter().zip(names) {
             if rows(a) != Some(n) {
                 return Err(error(
                     py,
@@ -253,17 +268,36 @@ impl Model {
                 ));
             }
         }
-        let raw = kerasc::host::host_inputs(&self.model, arrays, &names).map_err(|e| error(py, "InputError", e))?;
+        let raw = kerasc::host::host_inputs(&self.model, arrays, names).map_err(|e| error(py, "InputError", e))?;
         Ok((kerasc::host::as_input_dtypes(&self.model.graph, raw), n))
     }
 
     /// Runs the graph on `tensors` in chunks of `batch` samples (all at once when `None`), the
     /// interpreter free meanwhile; Ctrl-C is seen between chunks.
-    fn run(&self, py: Python<'_>, tensors: Vec<Tensor>, n: usize, batch: Option<usize>) -> PyResult<Vec<Tensor>> {
-        let run = |t: Vec<Tensor>| py.detach(|| self.runner.run(t)).map_err(|e| runtime_error(py, &e));
+    fn run(
+        &self,
+        py: Python<'_>,
+        tensors: Vec<Tensor>,
+        n: usize,
+        batch: Option<usize>,
+        verbose: u8,
+    ) -> PyResult<Vec<Tensor>> {
+        let run = |t: Vec<Tensor>| {
+            let (outs, inputs) = py.detach(|| self.runner.run(t));
+            self.spare.give(inputs);
+            outs.map_err(|e| runtime_error(py, &e))
+        };
         let batch = batch.unwrap_or(n).max(1);
+        let steps = n.div_ceil(batch).max(1);
+        let bar = match verbose {
+            0 => None,
+            v => Some(py.import("kerasc._progress")?.getattr("PredictBar")?.call1((v, steps))?),
+        };
+        let shown = |step: usize| bar.as_ref().map_or(Ok(()), |b| b.call_method1("step", (step,)).map(drop));
         if n <= batch {
-            return run(tensors);
+            let outs = run(tensors)?;
+            shown(1)?;
+            return Ok(outs);
         }
         let mut parts: Vec<Vec<Tensor>> = Vec::new();
         for start in (0..n).step_by(batch) {
@@ -275,6 +309,7 @@ impl Model {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| error(py, "InputError", e))?;
             parts.push(run(chunk)?);
+            shown(parts.len())?;
         }
         let n_out = parts.first().map_or(0, Vec::len);
         (0..n_out)
@@ -296,12 +331,28 @@ impl Model {
     }
 }
 
+/// `predict`'s `verbose`, as Keras takes it: 0 (or `None`, kerasc's default) silent, 1 or
+/// `"auto"` a progress bar, 2 one line.
+fn verbosity(v: Option<&Bound<'_, PyAny>>) -> PyResult<u8> {
+    let Some(v) = v.filter(|v| !v.is_none()) else { return Ok(0) };
+    if let Ok(s) = v.extract::<String>() {
+        if s == "auto" {
+            return Ok(1);
+        }
+    }
+    match v.extract::<i64>() {
+        Ok(k @ 0..=2) => Ok(k as u8),
+        _ => Err(error(v.py(), "InputError", format!("verbose must be 0, 1, 2 or \"auto\", not {v}"))),
+    }
+}
+
 #[pymethods]
 impl Model {
     /// Runs the model on `x` as `keras.Model.predict` does: one array, a list of arrays in
     /// input order, or a dict keyed by input name; any number of samples, run in batches of
     /// `batch_size` (32 by default, as Keras). Returns one numpy array per output (a list when
-    /// the model has several).
+    /// the model has several). `verbose`: 1 or `"auto"` draws Keras's progress bar, 2 one line
+    /// at the end, 0 or `None` (the default: a library call stays quiet) nothing.
     #[pyo3(signature = (x, batch_size=None, verbose=None))]
     fn predict<'py>(
         &self,
@@ -310,19 +361,19 @@ impl Model {
         batch_size: Option<usize>,
         verbose: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let _ = verbose;
         if batch_size == Some(0) {
             return Err(error(py, "InputError", "batch_size must be at least 1"));
         }
+        let verbose = verbosity(verbose.as_ref())?;
         let (tensors, n) = self.tensors(x)?;
-        let outs = self.run(py, tensors, n, Some(batch_size.unwrap_or(32)))?;
+        let outs = self.run(py, tensors, n, Some(batch_size.unwrap_or(32)), verbose)?;
         self.outputs(py, outs)
     }
 
     /// Runs the model on one batch `x` (as `model(x)`): every sample at once.
     fn __call__<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let (tensors, n) = self.tensors(x)?;
-        let outs = self.run(py, tensors, n, None)?;
+        let outs = self.run(py, tensors, n, None, 0)?;
         self.outputs(py, outs)
     }
 
@@ -337,7 +388,7 @@ impl Model {
     #[getter]
     fn inputs(&self) -> Vec<TensorSpec> {
         let g = &self.model.graph;
-        let names = self.input_names();
+        let names = self.input_names().to_vec();
         if self.model.host_inputs.iter().all(|h| matches!(h, HostInput::Direct(_))) {
             return g.inputs().iter().zip(names).map(|(&v, n)| spec_of(g, v, n)).collect();
         }

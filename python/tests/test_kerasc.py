@@ -84,6 +84,42 @@ def test_any_batch_size_is_split_into_batches():
         m.predict(x, batch_size=0)
 
 
+def test_calls_in_a_row_reuse_no_stale_input():
+    # predict copies a float32 input into a buffer kept from the last call: each call must see
+    # its own numbers, whatever size the last one had.
+    m = kerasc.load(MODELS / "cnn_mnist.keras")
+    x = np.load(MODELS / "cnn_mnist.input.npy")
+    rng = np.random.default_rng(3)
+    xs = [rng.random((n, 28, 28, 1), dtype=np.float32) for n in [5, 2, 9, 1, 5]]
+    alone = [kerasc.load(MODELS / "cnn_mnist.keras")(a) for a in xs]
+    for a, want in zip(xs, alone):
+        got = m(a)
+        np.testing.assert_array_equal(got, want)
+        a[:] = 0  # the caller's array changes after the call; the result must not
+        np.testing.assert_array_equal(got, want)
+    close(m(x), np.load(MODELS / "cnn_mnist.expected.npy"), "after reuse")
+
+
+def test_predict_draws_keras_progress_when_asked(capsys):
+    m = kerasc.load(MODELS / "cnn_mnist.keras")
+    x = np.concatenate([np.load(MODELS / "cnn_mnist.input.npy")] * 3)[:10]
+    m.predict(x, batch_size=4)
+    assert capsys.readouterr().out == ""
+    m.predict(x, batch_size=4, verbose=1)
+    out = capsys.readouterr().out
+    assert out.count("\r") == 3 and out.endswith("\n")
+    last = out.split("\r")[-1]
+    assert last.startswith("3/3 " + "\u2501" * 20) and "/step" in last, out
+    m.predict(x, batch_size=4, verbose="auto")
+    assert capsys.readouterr().out.split("\r")[-1].startswith("3/3 ")
+    m.predict(x, verbose=2)
+    out = capsys.readouterr().out
+    assert out.startswith("1/1 - ") and out.endswith("/step\n") and "\r" not in out, out
+    for bad in [3, "loud", 1.5]:
+        with pytest.raises(kerasc.InputError, match="verbose"):
+            m.predict(x, verbose=bad)
+
+
 def test_inputs_are_converted_as_keras_converts_them():
     m = kerasc.load(MODELS / "cnn_mnist.keras")
     x = np.load(MODELS / "cnn_mnist.input.npy")

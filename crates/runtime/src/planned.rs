@@ -266,7 +266,7 @@ impl PlannedSession {
         let mut separate: Vec<(ValueId, Tensor)> = Vec::new();
         for step in &state.steps {
             let node = &self.graph.nodes()[step.node];
-            let t0 = Instant::now();
+            let t0 = times.is_some().then(Instant::now);
             let res = match step.kind {
                 Kind::Alias => Ok(()),
                 Kind::Fast => self.fast(step, inputs, &state.plan, &mut state.arena),
@@ -278,7 +278,7 @@ impl PlannedSession {
                 }
                 other => other,
             })?;
-            if let Some(t) = times.as_deref_mut() {
+            if let (Some(t), Some(t0)) = (times.as_deref_mut(), t0) {
                 t[step.node] += t0.elapsed().as_secs_f64();
             }
         }

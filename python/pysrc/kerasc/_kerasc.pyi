@@ -42,11 +42,12 @@ class Model:
     device: str
     path: str
 
-    def predict(self, x: Inputs, batch_size: Optional[int] = None, verbose: Any = None) -> Outputs:
+    def predict(self, x: Inputs, batch_size: Optional[int] = None, verbose: Union[int, str, None] = None) -> Outputs:
         """Runs the model like ``keras.Model.predict``: one array, a list in input order, or a
         dict by input name; any number of samples, in batches of ``batch_size`` (default 32).
-        float64 is converted to float32 and integer token ids are accepted. Raises
-        ``InputError`` when the arrays do not fit the model."""
+        float64 is converted to float32 and integer token ids are accepted. ``verbose``: 1 or
+        ``"auto"`` draws Keras's progress bar, 2 one line at the end, 0 or ``None`` (the
+        default) nothing. Raises ``InputError`` when the arrays do not fit the model."""
     def __call__(self, x: Inputs) -> Outputs:
         """Runs the model on one batch (every sample at once)."""
     def summary(self) -> None:

@@ -1,4 +1,4 @@
-"""Keras's progress lines for ``kerasc.fit``, written to ``sys.stdout`` (so a notebook shows them).
+"""Keras's progress lines for ``kerasc.fit`` and ``Model.predict``, written to ``sys.stdout`` (so a notebook shows them).
 
 verbose=1: ``Epoch 1/3`` then a bar redrawn in place,
 ``32/32 ━━━━━━━━━━━━━━━━━━━━ 0s 2ms/step - loss: 0.3141``; verbose=2: one line per epoch.
@@ -25,6 +25,11 @@ def _per_step(seconds, steps):
     return f"{per * 1e3:.0f}ms/step" if per >= 1e-3 else f"{per * 1e6:.0f}us/step"
 
 
+def _bar(step, steps, width):
+    done = min(int(width * step / max(steps, 1)), width)
+    return "\u2501" * done + " " * (width - done)
+
+
 class Progbar:
     WIDTH = 20
 
@@ -41,8 +46,7 @@ class Progbar:
                 sys.stdout.write(f"Epoch {epoch + 1}/{epochs}\n")
 
     def _bar(self, step, steps):
-        done = int(self.WIDTH * step / max(steps, 1))
-        return "\u2501" * done + " " * (self.WIDTH - done) if done < self.WIDTH else "\u2501" * self.WIDTH
+        return _bar(step, steps, self.WIDTH)
 
     def step(self, epoch, epochs, step, steps, logs):
         self._begin(epoch, epochs)
@@ -64,4 +68,30 @@ class Progbar:
         else:
             line = f"Epoch {epoch + 1}/{epochs}\n{steps}/{steps} - {_duration(seconds)} - {_per_step(seconds, steps)}{_logs(logs)}\n"
         sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+class PredictBar:
+    """``Model.predict``'s line, as Keras draws it: verbose=1 redraws
+    ``3/8 ━━━━━━━             0s 2ms/step`` in place; verbose=2 writes ``8/8 - 0s - 2ms/step``
+    once at the end."""
+
+    WIDTH = Progbar.WIDTH
+
+    def __init__(self, verbose, steps):
+        self.verbose = verbose
+        self.steps = steps
+        self.start = time.perf_counter()
+
+    def step(self, step):
+        elapsed = time.perf_counter() - self.start
+        steps, width = self.steps, len(str(self.steps))
+        if self.verbose == 1:
+            eta = elapsed / max(step, 1) * (steps - step)
+            bar = _bar(step, steps, self.WIDTH)
+            shown = _duration(elapsed if step == steps else eta)
+            end = "\n" if step == steps else ""
+            sys.stdout.write(f"\r{step:>{width}}/{steps} {bar} {shown} {_per_step(elapsed, step)}{end}")
+        elif step == steps:
+            sys.stdout.write(f"{steps}/{steps} - {_duration(elapsed)} - {_per_step(elapsed, steps)}\n")
         sys.stdout.flush()
