@@ -279,3 +279,21 @@ for opset, per in [(18, 2), (21, 8)]:
     ], [inp("x", T.FLOAT, ["N", 3, 10, 10])], [inp("y", T.FLOAT, None)],
         [w("cw", 8, 3, 3, 3), w("cb", 8), w("gs", per), w("gb", per), w("dw", 4, 8, 1, 1), w("is", 12), w("ib", 12)],
         opset=opset, feeds={"x": x11})
+
+# 12. Values that decide shapes given as graph inputs (the model compiles for them when it runs,
+#     kerasc::specialize): Resize's scales, Slice's starts/ends/axes, Unsqueeze's axes, Pad's pads,
+#     Clip's bounds, and a symbolic non-batch size (T).
+x12 = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+save("runtime_values", [
+    h.make_node("Resize", ["x", "", "scales"], ["rs"], mode="nearest"),
+    h.make_node("Slice", ["rs", "starts", "ends", "axes"], ["sl"]),
+    h.make_node("Pad", ["sl", "pads"], ["pd"]),
+    h.make_node("Clip", ["pd", "lo", "hi"], ["cl"]),
+    h.make_node("Unsqueeze", ["cl", "uax"], ["y"]),
+], [inp("x", T.FLOAT, ["N", 3, "H", "W"]), inp("scales", T.FLOAT, [4]), inp("starts", T.INT64, [2]),
+    inp("ends", T.INT64, [2]), inp("axes", T.INT64, [2]), inp("pads", T.INT64, [8]), inp("lo", T.FLOAT, []),
+    inp("hi", T.FLOAT, []), inp("uax", T.INT64, [1])], [inp("y", T.FLOAT, None)], [], opset=18,
+    feeds={"x": x12, "scales": np.array([1, 1, 2, 2], np.float32), "starts": np.array([1, -6], np.int64),
+           "ends": np.array([7, 100], np.int64), "axes": np.array([2, 3], np.int64),
+           "pads": np.array([0, 0, 1, 0, 0, 1, 0, 2], np.int64), "lo": np.array(-0.5, np.float32),
+           "hi": np.array(0.8, np.float32), "uax": np.array([-1], np.int64)})

@@ -590,14 +590,13 @@ fn run_model(
             return Err(e.into());
         }
     };
-    let shapes: Vec<Vec<usize>> = arrays
-        .iter()
-        .map(|a| match a {
-            npy::Array::Tensor(t) => t.shape().to_vec(),
-            npy::Array::Strings(s, _) => s.clone(),
-        })
-        .collect();
-    let model = crate::load_for_inputs(path, &shapes)?;
+    // An ONNX model whose sizes or shape-deciding values come from its inputs compiles for them.
+    let (model, bound) = crate::specialize::load_for(path, &arrays)?;
+    let compiled_in: Vec<String> =
+        bound.iter().zip(inputs).filter(|(b, _)| **b).map(|(_, p)| p.display().to_string()).collect();
+    if !compiled_in.is_empty() {
+        notes.add(format!("compiled for the values of {} (they decide shapes)", compiled_in.join(", ")));
+    }
     let raw = crate::host::host_inputs(&model, arrays, inputs)?;
     let n_out = model.graph.outputs().len();
     if !outputs.is_empty() && outputs.len() != n_out {

@@ -49,7 +49,9 @@ pub fn host_inputs(
     paths: &[std::path::PathBuf],
 ) -> Result<Vec<ir::Tensor>, InputError> {
     let what = |k: usize| paths.get(k).map_or_else(|| format!("input {k}"), |p| p.display().to_string());
-    if model.host_inputs.iter().all(|h| matches!(h, HostInput::Direct(_))) {
+    let identity = model.host_inputs.iter().enumerate().all(|(i, h)| matches!(h, HostInput::Direct(k) if *k == i))
+        && (model.model_inputs.is_empty() || model.model_inputs.len() == model.host_inputs.len());
+    if identity {
         // Any number of arrays: the session says what it takes.
         return arrays
             .into_iter()

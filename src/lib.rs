@@ -10,6 +10,7 @@ pub mod fit;
 pub mod host;
 pub mod npy;
 pub mod report;
+pub mod specialize;
 
 pub use codegen;
 pub use frontend::{self, load_bytes, FrontendError, LoadOptions, Model, ModelFormat, ModelInfo};
@@ -31,7 +32,7 @@ pub fn load(path: &Path) -> Result<Model, FrontendError> {
 
 /// [`load`] for inputs of known shapes (sizes an ONNX model's symbolic non-batch dimensions).
 pub fn load_for_inputs(path: &Path, input_shapes: &[Vec<usize>]) -> Result<Model, FrontendError> {
-    frontend::load(path, &LoadOptions { input_shapes: Some(input_shapes.to_vec()) })
+    frontend::load(path, &LoadOptions { input_shapes: Some(input_shapes.to_vec()), ..Default::default() })
 }
 
 /// Optimizes a graph and binds it to a device, ready to run from one arena.

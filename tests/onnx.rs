@@ -51,7 +51,7 @@ fn run_and_compare(model: &Path, inputs: &[PathBuf], expected: &[PathBuf], extra
 
 fn numbered(dir: &Path, stem: &str, what: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> =
-        (0..8).map(|k| dir.join(format!("{stem}.{what}{k}.npy"))).filter(|p| p.exists()).collect();
+        (0..16).map(|k| dir.join(format!("{stem}.{what}{k}.npy"))).filter(|p| p.exists()).collect();
     if v.is_empty() {
         v.push(dir.join(format!("{stem}.{what}.npy")));
     }
@@ -152,6 +152,48 @@ fn inspect_and_bench_take_onnx() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let j: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert!(j["speedup"].as_f64().unwrap() > 0.0 && j["max_abs_diff"].as_f64().unwrap() < 1e-4, "{j}");
+}
+
+/// A graph whose sizes and shape-deciding values are inputs: `inspect` names what compiling
+/// needs; the specializer compiles once per distinct shapes and values and keeps the plans.
+#[test]
+fn graphs_compile_for_the_inputs_they_run_on() {
+    let dir = models_dir().join("onnx");
+    let model = dir.join("runtime_values.onnx");
+    let r = kerasc(&["inspect", model.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "{err}");
+    for want in ["the shape of input 'x'", "the values of input 'scales' (Resize 'rs': resize scales)"] {
+        assert!(err.contains(want), "missing {want:?} in: {err}");
+    }
+    let arrays: Vec<npy::Array> =
+        (0..9).map(|k| npy::read_array(&dir.join(format!("runtime_values.input{k}.npy"))).unwrap()).collect();
+    let (m, bound) = kerasc::specialize::load_for(&model, &arrays).unwrap();
+    assert_eq!(bound, [false, true, true, true, true, true, true, true, true]);
+    assert_eq!(m.graph.inputs().len(), 1, "only x stays an input");
+    let builds = std::cell::Cell::new(0);
+    let plans = kerasc::specialize::Specializing::<()>::new(&model);
+    let build = |_: &kerasc::Model| {
+        builds.set(builds.get() + 1);
+        Ok(())
+    };
+    plans.get(&arrays, build).unwrap();
+    // Another batch size is the same plan; other values or sizes are another.
+    let mut more = arrays.clone();
+    let npy::Array::Tensor(x) = &arrays[0] else { panic!() };
+    more[0] = npy::Array::Tensor(x.gather_rows(&[0]).unwrap());
+    plans.get(&more, build).unwrap();
+    assert_eq!((builds.get(), plans.kept()), (1, 1));
+    let mut other = arrays.clone();
+    other[5] = npy::Array::Tensor(kerasc::ir::Tensor::new(vec![8], kerasc::ir::TensorData::I64(vec![0; 8])).unwrap());
+    let c = plans.get(&other, build).unwrap();
+    assert_eq!((builds.get(), plans.kept()), (2, 2));
+    assert_eq!(c.model.graph.outputs().len(), 1);
+    plans.get(&arrays, build).unwrap();
+    assert_eq!(builds.get(), 2, "a kept plan is not compiled again");
+    // Too few arrays: a clear error naming what is missing.
+    let e = kerasc::specialize::load_for(&model, &arrays[..1]).unwrap_err().to_string();
+    assert!(e.contains("1 array(s) were given") && e.contains("scales"), "{e}");
 }
 
 // ---- hostile and unsupported input ----

@@ -36,6 +36,18 @@ pub(crate) fn compile_error(py: Python<'_>, e: &CompileError) -> PyErr {
     }
 }
 
+/// Compiling a model for the inputs of a call failed: they do not fit (an input error), or the
+/// model cannot be compiled for them.
+pub(crate) fn specialize_error(py: Python<'_>, e: kerasc::specialize::SpecializeError) -> PyErr {
+    use kerasc::specialize::SpecializeError as E;
+    match e {
+        E::Input(i) => error(py, "InputError", i),
+        E::Model(m @ FrontendError::NeedsInputs { .. }) => error(py, "InputError", m),
+        E::Model(m) => model_error(py, &m),
+        E::Compile(c) => compile_error(py, &c),
+    }
+}
+
 pub(crate) fn fit_error(py: Python<'_>, e: &FitError) -> PyErr {
     match e {
         FitError::Frontend(f) => model_error(py, f),

@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod model;
+mod runner;
 mod train;
 
 use errors::error;

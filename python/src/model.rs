@@ -1,15 +1,16 @@
 //! `kerasc.Model`: a model file compiled for one device, run on numpy arrays.
 
 use crate::convert::{rows, to_array_in, to_numpy, Spare};
-use crate::errors::{compile_error, error, model_error, runtime_error};
+use crate::errors::{compile_error, error, runtime_error, specialize_error};
+use crate::runner::{Plan, Plans, Runner};
+use kerasc::frontend::onnx::Declared;
 use kerasc::frontend::text::HostInput;
 use kerasc::ir::{self, Dim, Tensor};
 use kerasc::npy::Array;
-use kerasc::{Executor, ExecutorOptions, LogicalDevice, OptimizeOptions};
+use kerasc::{ExecutorOptions, LogicalDevice, OptimizeOptions};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use std::path::PathBuf;
-use std::sync::{mpsc, Mutex};
 
 /// One input or output of a model: its name, its shape (`None` for the batch and any size not
 /// fixed) and its dtype, as Keras's `model.inputs` shows them.
@@ -53,6 +54,15 @@ fn spec_of(g: &ir::Graph, v: ir::ValueId, name: String) -> TensorSpec {
     TensorSpec { name, shape: Some(shape), dtype: ty.dtype.name().to_string() }
 }
 
+/// The spec of an input or output as an ONNX file declares it.
+fn declared_spec(d: &Declared) -> TensorSpec {
+    TensorSpec {
+        name: d.name.clone(),
+        shape: d.shape.clone(),
+        dtype: d.dtype.map_or_else(|| "unknown".to_string(), |t| t.name().to_string()),
+    }
+}
+
 /// The names of `model`'s inputs, in order (Keras's `model.inputs`): the arrays a user passes.
 pub(crate) fn input_names(model: &kerasc::Model) -> Vec<String> {
     if !model.model_inputs.is_empty() {
@@ -64,83 +74,11 @@ pub(crate) fn input_names(model: &kerasc::Model) -> Vec<String> {
         .collect()
 }
 
-/// Where a model runs: a CPU session, shared by the calling threads; or a GPU session, which
-/// stays on a thread of its own (its CUDA graph may not move between threads), each run sent to
-/// it.
-enum Runner {
-    Planned(kerasc::PlannedSession),
-    Naive(kerasc::Session),
-    Gpu(Mutex<mpsc::Sender<Job>>),
-}
-
-/// A run for the GPU thread: the inputs, and where to send the outputs (and the inputs back).
-type Job = (Vec<Tensor>, mpsc::Sender<Ran>);
-
-/// A run's outputs, and the inputs it is done with.
-type Ran = (Result<Vec<Tensor>, kerasc::RuntimeError>, Vec<Tensor>);
-
-impl Runner {
-    fn new(graph: &ir::Graph, options: ExecutorOptions) -> Result<Runner, kerasc::CompileError> {
-        if options.device.device.is_cpu() {
-            return match Executor::new(graph, &options)?.0 {
-                Executor::Cpu(s) => Ok(Runner::Planned(s)),
-                Executor::CpuNaive(s) => Ok(Runner::Naive(s)),
-                _ => Err(kerasc::RuntimeError::Plan("a CPU device gave a GPU executor".into()).into()),
-            };
-        }
-        let (jobs, inbox) = mpsc::channel::<Job>();
-        let (ready_tx, ready) = mpsc::channel();
-        let graph = graph.clone();
-        std::thread::Builder::new()
-            .name("kerasc-gpu".into())
-            .spawn(move || {
-                let exec = match Executor::new(&graph, &options) {
-                    Ok((e, _)) => {
-                        let _ = ready_tx.send(Ok(()));
-                        e
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                // Until the model is dropped (its sender with it).
-                while let Ok((inputs, reply)) = inbox.recv() {
-                    let _ = reply.send((exec.run(&inputs), inputs));
-                }
-            })
-            .map_err(|e| kerasc::RuntimeError::Plan(format!("cannot start the GPU thread: {e}")))?;
-        match ready.recv() {
-            Ok(Ok(())) => Ok(Runner::Gpu(Mutex::new(jobs))),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(kerasc::RuntimeError::Plan("the GPU thread ended before the model was ready".into()).into()),
-        }
-    }
-
-    /// Runs on `inputs`; gives them back with the outputs.
-    fn run(&self, inputs: Vec<Tensor>) -> Ran {
-        match self {
-            Runner::Planned(s) => (s.run(&inputs), inputs),
-            Runner::Naive(s) => (s.run(&inputs), inputs),
-            Runner::Gpu(jobs) => {
-                let (tx, rx) = mpsc::channel();
-                let sent = jobs.lock().unwrap_or_else(|p| p.into_inner()).send((inputs, tx));
-                let gone = || (Err(kerasc::RuntimeError::Plan("the model's GPU thread has ended".into())), Vec::new());
-                if sent.is_err() {
-                    return gone();
-                }
-                rx.recv().unwrap_or_else(|_| gone())
-            }
-        }
-    }
-}
-
 /// A saved Keras (`.keras`, `.h5`) or ONNX model, optimized and bound to a device.
 #[pyclass(module = "kerasc", frozen)]
 pub(crate) struct Model {
     path: PathBuf,
-    model: kerasc::Model,
-    runner: Runner,
+    plans: Plans,
     device: LogicalDevice,
     optimized: bool,
     /// The model's own thread pool (`threads=` given); `None`: the process's.
@@ -162,31 +100,67 @@ impl Model {
         precision: kerasc::codegen::cuda::Precision,
         pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     ) -> PyResult<Model> {
-        let (model, runner) = py
-            .detach(|| {
-                let model = kerasc::load(&path).map_err(Err)?;
-                let mut device_for_run = device.clone();
-                if let Some(p) = &pool {
-                    device_for_run = device_for_run.with_pool(p.clone());
+        let mut device_for_run = device.clone();
+        if let Some(p) = &pool {
+            device_for_run = device_for_run.with_pool(p.clone());
+        }
+        let options = ExecutorOptions {
+            device: device_for_run,
+            naive: !optimize,
+            optimize: OptimizeOptions::default(),
+            ptx_cache: kerasc::devices::ptx_cache_dir(),
+            precision,
+            memory_limit: None,
+        };
+        let plans = py
+            .detach(|| match kerasc::load(&path) {
+                Ok(model) => {
+                    let runner = Runner::new(&model.graph, options).map_err(Ok)?;
+                    Ok(Plans::Fixed(Box::new(model), runner))
                 }
-                let options = ExecutorOptions {
-                    device: device_for_run,
-                    naive: !optimize,
-                    optimize: OptimizeOptions::default(),
-                    ptx_cache: kerasc::devices::ptx_cache_dir(),
-                    precision,
-                    memory_limit: None,
-                };
-                let runner = Runner::new(&model.graph, options).map_err(Ok)?;
-                Ok((model, runner))
+                // An ONNX graph that compiles for the inputs it is given: on each call.
+                Err(e @ kerasc::FrontendError::NeedsInputs { .. }) => {
+                    let bytes = std::fs::read(&path).map_err(|_| Err(e.to_string().into()))?;
+                    let declared = kerasc::frontend::onnx::declared(&bytes, &path.display().to_string())
+                        .map_err(|d| Err(d.to_string().into()))?;
+                    let plans = kerasc::specialize::Specializing::new(&path);
+                    Ok(Plans::PerInputs { plans, options, declared, why: e.to_string() })
+                }
+                Err(e) => Err(Err(e.to_string().into())),
             })
-            .map_err(|e: Result<kerasc::CompileError, kerasc::FrontendError>| match e {
-                Err(f) => model_error(py, &f),
+            .map_err(|e: Result<kerasc::CompileError, Box<str>>| match e {
+                Err(f) => error(py, "ModelError", f),
                 Ok(c) => compile_error(py, &c),
             })?;
-        let names = input_names(&model);
+        let names = match &plans {
+            Plans::Fixed(model, _) => input_names(model),
+            Plans::PerInputs { declared, .. } => declared.0.iter().map(|d| d.name.clone()).collect(),
+        };
         let labels = names.iter().map(|n| PathBuf::from(format!("input '{n}'"))).collect();
-        Ok(Model { path, model, runner, device, optimized: optimize, pool, names, labels, spare: Spare::default() })
+        Ok(Model { path, plans, device, optimized: optimize, pool, names, labels, spare: Spare::default() })
+    }
+
+    /// The model compiled last: the one compiled at load, or for the last call's inputs.
+    fn latest(&self) -> Option<Plan<'_>> {
+        match &self.plans {
+            Plans::Fixed(m, r) => Some(Plan::Fixed(m, r)),
+            Plans::PerInputs { plans, .. } => plans.latest().map(Plan::Compiled),
+        }
+    }
+
+    /// [`Model::latest`], or an error saying the model compiles on its first call.
+    fn compiled(&self, py: Python<'_>, what: &str) -> PyResult<Plan<'_>> {
+        self.latest().ok_or_else(|| {
+            let why = match &self.plans {
+                Plans::PerInputs { why, .. } => why.as_str(),
+                Plans::Fixed(..) => "",
+            };
+            error(
+                py,
+                "InputError",
+                format!("{what}: the model compiles for the inputs of its first call; call it once first ({why})"),
+            )
+        })
     }
 
     /// The names of the model's inputs, in order (Keras's `model.inputs`).
@@ -237,7 +211,11 @@ impl Model {
                     ),
                 ));
             }
-            return items.iter().zip(&self.labels).map(|(a, l)| to_array_in(a, &l.to_string_lossy(), Some(&self.spare))).collect();
+            return items
+                .iter()
+                .zip(&self.labels)
+                .map(|(a, l)| to_array_in(a, &l.to_string_lossy(), Some(&self.spare)))
+                .collect();
         }
         if names.len() != 1 {
             return Err(error(
@@ -249,13 +227,30 @@ impl Model {
         Ok(vec![to_array_in(x, &self.labels[0].to_string_lossy(), Some(&self.spare))?])
     }
 
-    /// The graph's input tensors for `x`, and the number of samples.
-    fn tensors(&self, x: &Bound<'_, PyAny>) -> PyResult<(Vec<Tensor>, usize)> {
+    /// The graph's input tensors for `x`, the number of samples, and the plan to run them on.
+    fn tensors(&self, x: &Bound<'_, PyAny>) -> PyResult<(Vec<Tensor>, usize, Plan<'_>)> {
         let py = x.py();
         let arrays = self.arrays(x)?;
         let names = &self.labels;
-        let n = arrays.first().and_then(rows).unwrap_or(0);
-        for (a, name) in arrays.iter().zip(names) {
+        let plan = match &self.plans {
+            Plans::Fixed(m, r) => Plan::Fixed(m, r),
+            Plans::PerInputs { plans, options, .. } => {
+                let got = py.detach(|| {
+                    plans.get(&arrays, |m| {
+                        Runner::new(&m.graph, options.clone()).map_err(kerasc::specialize::SpecializeError::from)
+                    })
+                });
+                Plan::Compiled(got.map_err(|e| specialize_error(py, e))?)
+            }
+        };
+        // Inputs compiled in (their values decide shapes) are not samples.
+        let bound = match &plan {
+            Plan::Compiled(c) => c.bound.clone(),
+            Plan::Fixed(..) => Vec::new(),
+        };
+        let sampled = || arrays.iter().zip(names).enumerate().filter(|(k, _)| !bound.get(*k).copied().unwrap_or(false));
+        let n = sampled().next().and_then(|(_, (a, _))| rows(a)).unwrap_or(0);
+        for (_, (a, name)) in sampled() {
             if rows(a) != Some(n) {
                 return Err(error(
                     py,
@@ -268,8 +263,10 @@ impl Model {
                 ));
             }
         }
-        let raw = kerasc::host::host_inputs(&self.model, arrays, names).map_err(|e| error(py, "InputError", e))?;
-        Ok((kerasc::host::as_input_dtypes(&self.model.graph, raw), n))
+        let model = plan.model();
+        let raw = kerasc::host::host_inputs(model, arrays, names).map_err(|e| error(py, "InputError", e))?;
+        let tensors = kerasc::host::as_input_dtypes(&model.graph, raw);
+        Ok((tensors, n, plan))
     }
 
     /// Runs the graph on `tensors` in chunks of `batch` samples (all at once when `None`), the
@@ -277,13 +274,14 @@ impl Model {
     fn run(
         &self,
         py: Python<'_>,
+        plan: &Plan<'_>,
         tensors: Vec<Tensor>,
         n: usize,
         batch: Option<usize>,
         verbose: u8,
     ) -> PyResult<Vec<Tensor>> {
         let run = |t: Vec<Tensor>| {
-            let (outs, inputs) = py.detach(|| self.runner.run(t));
+            let (outs, inputs) = py.detach(|| plan.runner().run(t));
             self.spare.give(inputs);
             outs.map_err(|e| runtime_error(py, &e))
         };
@@ -365,21 +363,27 @@ impl Model {
             return Err(error(py, "InputError", "batch_size must be at least 1"));
         }
         let verbose = verbosity(verbose.as_ref())?;
-        let (tensors, n) = self.tensors(x)?;
-        let outs = self.run(py, tensors, n, Some(batch_size.unwrap_or(32)), verbose)?;
+        let (tensors, n, plan) = self.tensors(x)?;
+        let outs = self.run(py, &plan, tensors, n, Some(batch_size.unwrap_or(32)), verbose)?;
         self.outputs(py, outs)
     }
 
     /// Runs the model on one batch `x` (as `model(x)`): every sample at once.
     fn __call__<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let (tensors, n) = self.tensors(x)?;
-        let outs = self.run(py, tensors, n, None, 0)?;
+        let (tensors, n, plan) = self.tensors(x)?;
+        let outs = self.run(py, &plan, tensors, n, None, 0)?;
         self.outputs(py, outs)
     }
 
     /// Prints the model's layers as Keras's `model.summary()` does.
     fn summary(&self, py: Python<'_>) -> PyResult<()> {
-        let text = kerasc::report::text::inspect(&self.model);
+        let text = match self.latest() {
+            Some(plan) => kerasc::report::text::inspect(plan.model()),
+            None => match &self.plans {
+                Plans::PerInputs { why, .. } => format!("{why}\nThe model is compiled for the inputs of each call."),
+                Plans::Fixed(..) => String::new(),
+            },
+        };
         py.import("builtins")?.call_method1("print", (text.trim_end(),))?;
         Ok(())
     }
@@ -387,16 +391,20 @@ impl Model {
     /// The model's inputs (Keras's `model.inputs`): name, shape and dtype of each.
     #[getter]
     fn inputs(&self) -> Vec<TensorSpec> {
-        let g = &self.model.graph;
+        let model = match &self.plans {
+            Plans::Fixed(m, _) => m,
+            Plans::PerInputs { declared, .. } => return declared.0.iter().map(declared_spec).collect(),
+        };
+        let g = &model.graph;
         let names = self.input_names().to_vec();
-        if self.model.host_inputs.iter().all(|h| matches!(h, HostInput::Direct(_))) {
+        if model.host_inputs.iter().all(|h| matches!(h, HostInput::Direct(_))) {
             return g.inputs().iter().zip(names).map(|(&v, n)| spec_of(g, v, n)).collect();
         }
         names
             .into_iter()
             .enumerate()
             .map(|(k, n)| {
-                let direct = self.model.host_inputs.iter().position(|h| matches!(h, HostInput::Direct(j) if *j == k));
+                let direct = model.host_inputs.iter().position(|h| matches!(h, HostInput::Direct(j) if *j == k));
                 match direct.and_then(|gi| g.inputs().get(gi)) {
                     Some(&v) => spec_of(g, v, n),
                     None => TensorSpec { name: n, shape: None, dtype: "string".into() },
@@ -408,12 +416,16 @@ impl Model {
     /// The model's outputs (Keras's `model.outputs`).
     #[getter(outputs)]
     fn outputs_spec(&self) -> Vec<TensorSpec> {
-        let g = &self.model.graph;
+        let model = match &self.plans {
+            Plans::Fixed(m, _) => m,
+            Plans::PerInputs { declared, .. } => return declared.1.iter().map(declared_spec).collect(),
+        };
+        let g = &model.graph;
         g.outputs()
             .iter()
             .enumerate()
             .map(|(k, &v)| {
-                let name = self.model.info.output_names.get(k).cloned().unwrap_or_else(|| g.value(v).name.clone());
+                let name = model.info.output_names.get(k).cloned().unwrap_or_else(|| g.value(v).name.clone());
                 spec_of(g, v, name)
             })
             .collect()
@@ -423,6 +435,16 @@ impl Model {
     #[getter]
     fn device(&self) -> String {
         self.device.device.to_string()
+    }
+
+    /// How many compiled plans the model keeps: 1 when compiled at load; for a model compiled
+    /// per inputs, one per distinct shapes and shape-deciding values seen (the last 8).
+    #[getter]
+    fn _plans(&self) -> usize {
+        match &self.plans {
+            Plans::Fixed(..) => 1,
+            Plans::PerInputs { plans, .. } => plans.kept(),
+        }
     }
 
     /// The file the model was loaded from.
@@ -446,6 +468,7 @@ impl Model {
         if batch_size == 0 || runs == 0 {
             return Err(error(py, "InputError", "batch_size and runs must be at least 1"));
         }
+        let plan = self.compiled(py, "bench")?;
         let mut device = self.device.clone();
         if let Some(p) = &self.pool {
             device = device.with_pool(p.clone());
@@ -465,7 +488,7 @@ impl Model {
         };
         let name = self.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let r = py
-            .detach(|| kerasc::bench::bench(&name, &self.model.graph, &opts))
+            .detach(|| kerasc::bench::bench(&name, &plan.model().graph, &opts))
             .map_err(|e| error(py, "ExecutionError", e))?;
         let text = kerasc::report::json::bench(&r).to_string();
         py.import("json")?.call_method1("loads", (text,))
@@ -473,6 +496,12 @@ impl Model {
 
     fn __repr__(&self) -> String {
         let plan = if self.optimized { "optimized" } else { "naive" };
-        format!("<kerasc.Model '{}' on {} ({plan})>", self.model.info.name, self.device.device)
+        let name = match &self.plans {
+            Plans::Fixed(m, _) => m.info.name.clone(),
+            Plans::PerInputs { .. } => {
+                self.path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
+            }
+        };
+        format!("<kerasc.Model '{name}' on {} ({plan})>", self.device.device)
     }
 }

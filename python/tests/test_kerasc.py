@@ -120,6 +120,34 @@ def test_predict_draws_keras_progress_when_asked(capsys):
             m.predict(x, verbose=bad)
 
 
+def test_an_onnx_graph_compiles_for_the_inputs_it_is_given():
+    # Symbolic sizes past the batch, and scales, starts, pads, bounds and axes given as inputs:
+    # compiled on the first call for them, the plan kept for the next call with the same ones.
+    d = MODELS / "onnx"
+    m = kerasc.load(d / "runtime_values.onnx")
+    assert [i.name for i in m.inputs][:3] == ["x", "scales", "starts"]
+    assert m.inputs[0].shape == [None, 3, None, None] and m._plans == 0
+    with pytest.raises(kerasc.InputError, match="call it once first"):
+        m.bench()
+    xs = [np.load(d / f"runtime_values.input{k}.npy") for k in range(9)]
+    want = np.load(d / "runtime_values.expected0.npy")
+    close(m(xs), want, "runtime_values")
+    close(m.predict(xs, batch_size=1), want, "runtime_values in batches of 1")
+    assert m._plans == 1
+    # Other values: another plan, with ONNX's meaning (here: no padding, other slices).
+    other = list(xs)
+    other[5] = np.zeros(8, np.int64)
+    other[3] = np.array([5, 100], np.int64)
+    got = m(other)
+    assert got.shape == (2, 3, 4, 6, 1) and m._plans == 2
+    ref = np.clip(np.repeat(np.repeat(xs[0], 2, axis=2), 2, axis=3)[:, :, 1:5, 4:], -0.5, 0.8)[..., None]
+    np.testing.assert_allclose(got, ref, atol=1e-6)
+    close(m(xs), want, "runtime_values again")
+    assert m._plans == 2 and m.bench(runs=2)["batch"] == 1
+    with pytest.raises(kerasc.InputError, match="inputs"):
+        m(xs[0])
+
+
 def test_inputs_are_converted_as_keras_converts_them():
     m = kerasc.load(MODELS / "cnn_mnist.keras")
     x = np.load(MODELS / "cnn_mnist.input.npy")

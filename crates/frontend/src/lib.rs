@@ -8,7 +8,7 @@ mod model;
 pub mod onnx;
 pub mod text;
 
-pub use error::FrontendError;
+pub use error::{FrontendError, Need};
 pub use model::{LayerSummary, Model, ModelFormat, ModelInfo};
 
 use std::path::Path;
@@ -20,6 +20,10 @@ pub struct LoadOptions {
     /// symbolic dimensions other than the batch (a sequence length) take their sizes from
     /// them.
     pub input_shapes: Option<Vec<Vec<usize>>>,
+    /// Inputs bound to values (model input order; `None`: a graph input as usual): an ONNX
+    /// input whose values decide shapes or attributes (a [`Need`] with `values`) becomes a
+    /// constant of the graph, which no longer takes it as an input.
+    pub input_values: Vec<Option<ir::Tensor>>,
 }
 
 /// Loads a model file, picking the reader from the file's content (HDF5 signature or zip).
@@ -29,7 +33,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Model, FrontendError> 
     let origin = path.display().to_string();
     let is_onnx = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
     if is_onnx || (!bytes.starts_with(b"\x89HDF") && !bytes.starts_with(b"PK") && onnx::looks_like_onnx(&bytes)) {
-        return onnx::load_onnx_with(&bytes, &origin, path.parent(), options.input_shapes.as_deref());
+        return onnx::load_onnx_with(&bytes, &origin, path.parent(), options);
     }
     load_bytes(bytes, &origin)
 }

@@ -36,6 +36,9 @@ pub struct Ctx<'a> {
     names: HashSet<String>,
     /// Nodes walked in loop bodies so far, over all loops and nesting levels (bounded).
     pub(crate) unrolled: usize,
+    /// Graph inputs whose values a node needed at load time (decided shapes, attributes or
+    /// weights), with why: the model compiles once they are given ([`FrontendError::NeedsInputs`]).
+    pub(crate) needs: std::cell::RefCell<Vec<(ValueId, String)>>,
 }
 
 /// What a lowering function returns: one value per node output.
@@ -57,6 +60,7 @@ impl<'a> Ctx<'a> {
             counter: 0,
             names: HashSet::new(),
             unrolled: 0,
+            needs: Default::default(),
         }
     }
 
@@ -224,9 +228,53 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// [`Ctx::known`], required: `what` (axes, sizes, bounds) decides shapes or attributes. When
+    /// it is computed from graph inputs, they are recorded as needed ([`Ctx::needs`]).
+    pub fn need(&self, v: &Val, what: &str) -> Result<KVal, String> {
+        self.known(v).ok_or_else(|| self.needed(v, what))
+    }
+
+    /// [`Ctx::constant`], required (weights the lowering bakes in), recorded like [`Ctx::need`].
+    pub fn need_constant(&self, v: &Val, what: &str) -> Result<Tensor, String> {
+        self.constant(v).ok_or_else(|| self.needed(v, what))
+    }
+
+    /// Records the graph inputs `v` is computed from as needed for `what`; the error to return.
+    fn needed(&self, v: &Val, what: &str) -> String {
+        let mut stack: Vec<ValueId> = if let Val::Ir(id) = v { vec![*id] } else { Vec::new() };
+        let mut seen = HashSet::new();
+        let mut found = false;
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            match self.g.value(id).producer {
+                ir::Producer::Input(_) => {
+                    found = true;
+                    let mut needs = self.needs.borrow_mut();
+                    if !needs.iter().any(|(n, _)| *n == id) {
+                        needs.push((id, what.to_string()));
+                    }
+                }
+                ir::Producer::Node(n, _) => stack.extend(self.g.nodes()[n.0].inputs.iter().copied()),
+                ir::Producer::Constant => {}
+            }
+        }
+        if found {
+            format!("{what} come(s) from the model's inputs: known once they are given")
+        } else {
+            format!("{what} must be known when the model is loaded")
+        }
+    }
+
+    /// How many input needs are recorded so far.
+    pub(crate) fn needs_len(&self) -> usize {
+        self.needs.borrow().len()
+    }
+
     /// Integer values known at import (axes, pads, sizes), none symbolic.
     pub fn ints(&self, v: &Val, what: &str) -> Result<Vec<i64>, String> {
-        let k = self.known(v).ok_or_else(|| format!("{what} must be known when the model is loaded"))?;
+        let k = self.need(v, what)?;
         k.data
             .iter()
             .map(|s| match s {

@@ -138,16 +138,21 @@ pub(crate) fn run_graph(
             continue;
         }
         let before = ctx.g.nodes().len();
-        let vals = match eval::fold(ctx, node) {
-            Some(r) => r,
-            None => lower(ctx, node, &nname),
-        }
-        .map_err(|m| FrontendError::Layer {
-            file: origin.clone(),
-            layer: nname.clone(),
-            class: op_type.clone(),
-            message: m,
-        })?;
+        let needs = ctx.needs_len();
+        let vals = match eval::fold(ctx, node).unwrap_or_else(|| lower(ctx, node, &nname)) {
+            Ok(v) => v,
+            // It needs the values of inputs: the rest is walked to find all such needs at once.
+            Err(_) if ctx.needs_len() > needs => {
+                for (_, why) in ctx.needs.borrow_mut().iter_mut().skip(needs) {
+                    *why = format!("{op_type} '{nname}': {why}");
+                }
+                broken.extend(node.output.iter().cloned());
+                continue;
+            }
+            Err(m) => {
+                return Err(FrontendError::Layer { file: origin, layer: nname, class: op_type, message: m });
+            }
+        };
         for (o, v) in node.output.iter().zip(vals) {
             if !o.is_empty() {
                 ctx.define(o, v);

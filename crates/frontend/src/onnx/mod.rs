@@ -23,7 +23,8 @@ pub use ctx::MAX_ELEMENTS;
 pub use value::{KVal, S};
 
 use crate::model::{Model, ModelFormat, ModelInfo};
-use crate::FrontendError;
+use crate::text::HostInput;
+use crate::{FrontendError, LoadOptions, Need};
 use ctx::{ferr, Ctx};
 use ir::{DType, Dim, Shape, TensorType};
 use prost::Message;
@@ -42,17 +43,19 @@ pub fn looks_like_onnx(bytes: &[u8]) -> bool {
 
 /// Reads an ONNX model; `dir` is the model's folder, for external data.
 pub fn load_onnx(bytes: &[u8], origin: &str, dir: Option<&Path>) -> Result<Model, FrontendError> {
-    load_onnx_with(bytes, origin, dir, None)
+    load_onnx_with(bytes, origin, dir, &LoadOptions::default())
 }
 
-/// [`load_onnx`] with the shapes of the inputs it will run on: symbolic dimensions other than
-/// the batch take their sizes from them.
+/// [`load_onnx`] for the inputs it will run on: symbolic dimensions other than the batch take
+/// their sizes from `options.input_shapes`; inputs given in `options.input_values` become
+/// constants. Without them, a model that needs them is [`FrontendError::NeedsInputs`].
 pub fn load_onnx_with(
     bytes: &[u8],
     origin: &str,
     dir: Option<&Path>,
-    input_shapes: Option<&[Vec<usize>]>,
+    options: &LoadOptions,
 ) -> Result<Model, FrontendError> {
+    let input_shapes = options.input_shapes.as_deref();
     let m = proto::ModelProto::decode(bytes)
         .map_err(|e| ferr(origin, format!("not a valid ONNX model (protobuf: {e}); truncated or corrupt?")))?;
     let graph = m.graph.as_ref().ok_or_else(|| ferr(origin, "the ONNX model has no graph"))?;
@@ -88,13 +91,31 @@ pub fn load_onnx_with(
         ctx.define(&tname, v);
     }
     let mut input_names = Vec::new();
+    // Per graph input, the model input it takes (inputs bound to values are not graph inputs).
+    let mut host_inputs = Vec::new();
+    let mut shape_needs = Vec::new();
     for vi in &graph.input {
         let iname = vi.name.clone().unwrap_or_default();
         if ctx.lookup(&iname).is_some() {
             continue; // an initializer also listed as an input (IR version < 4)
         }
-        let given = input_shapes.and_then(|s| s.get(input_names.len()));
-        let ty = input_type(vi, given).map_err(|m| ferr(origin, format!("input '{iname}': {m}")))?;
+        let k = input_names.len();
+        if let Some(Some(t)) = options.input_values.get(k) {
+            let v = bound(&mut ctx, vi, &iname, t).map_err(|m| ferr(origin, m))?;
+            ctx.define(&iname, v);
+            input_names.push(iname);
+            continue;
+        }
+        let given = input_shapes.and_then(|s| s.get(k));
+        let ty = match input_type(vi, given) {
+            Ok(ty) => ty,
+            Err(InputType::Symbolic(why)) => {
+                shape_needs.push(Need { input: iname.clone(), index: k, values: false, why });
+                // Sized 1 for now: the graph is still walked to find the values it needs.
+                input_type(vi, Some(&vec![1; 64])).map_err(|_| ferr(origin, format!("input '{iname}': no shape")))?
+            }
+            Err(InputType::Bad(m)) => return Err(ferr(origin, format!("input '{iname}': {m}"))),
+        };
         if ir::elements_per_sample(&ty.shape).is_none() {
             let m = format!("input '{iname}' of shape {} holds more than 2^31 elements per sample", ty.shape);
             return Err(ferr(origin, m));
@@ -110,10 +131,30 @@ pub fn load_onnx_with(
             ctx.batch_source = Some((id, a));
         }
         ctx.define(&iname, Val::Ir(id));
+        host_inputs.push(HostInput::Direct(k));
         input_names.push(iname);
     }
     let mut summary = Vec::new();
-    graph::run_graph(&mut ctx, graph, &mut summary)?;
+    let walked = graph::run_graph(&mut ctx, graph, &mut summary);
+    if shape_needs.is_empty() {
+        walked?;
+    }
+    let value_needs = ctx
+        .needs
+        .borrow()
+        .iter()
+        .filter_map(|(id, why)| {
+            let ir::Producer::Input(i) = ctx.g.value(*id).producer else { return None };
+            let HostInput::Direct(k) = host_inputs.get(i)? else { return None };
+            Some(Need { input: input_names.get(*k)?.clone(), index: *k, values: true, why: why.clone() })
+        })
+        .filter(|n| !shape_needs.iter().any(|s| s.index == n.index))
+        .collect::<Vec<Need>>();
+    // Both kinds at once: what the sizes of 1 standing in for unknown ones let the walk find.
+    let needs: Vec<Need> = shape_needs.into_iter().chain(value_needs).collect();
+    if !needs.is_empty() {
+        return Err(FrontendError::NeedsInputs { file: origin.into(), needs });
+    }
     let mut outs = Vec::new();
     let mut output_names = Vec::new();
     for o in &graph.output {
@@ -154,7 +195,7 @@ pub fn load_onnx_with(
         total_params,
         trainable_params: total_params,
         training_config: None,
-        input_names,
+        input_names: input_names.clone(),
         layer_configs: Default::default(),
         output_names,
     };
@@ -163,14 +204,103 @@ pub fn load_onnx_with(
         info,
         weight_sources: HashMap::new(),
         weight_order: Vec::new(),
-        host_inputs: Vec::new(),
-        model_inputs: Vec::new(),
+        // Inputs bound to values leave the graph: the model's inputs map onto the rest.
+        model_inputs: if host_inputs.len() < input_names.len() { input_names.clone() } else { Vec::new() },
+        host_inputs: if host_inputs.len() < input_names.len() { host_inputs } else { Vec::new() },
     })
+}
+
+/// A graph input or output as the file declares it: its name, element type and shape (`None`
+/// for a symbolic or missing size; no shape at all when the file gives none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Declared {
+    pub name: String,
+    pub dtype: Option<DType>,
+    pub shape: Option<Vec<Option<usize>>>,
+}
+
+/// The inputs (initializers excluded) and outputs an ONNX file declares, without lowering it:
+/// what a model that compiles per input ([`FrontendError::NeedsInputs`]) shows before its first
+/// run.
+pub fn declared(bytes: &[u8], origin: &str) -> Result<(Vec<Declared>, Vec<Declared>), FrontendError> {
+    use proto::tensor_shape_proto::dimension::Value as DV;
+    use proto::type_proto::Value as TV;
+    let m = proto::ModelProto::decode(bytes)
+        .map_err(|e| ferr(origin, format!("not a valid ONNX model (protobuf: {e}); truncated or corrupt?")))?;
+    let graph = m.graph.as_ref().ok_or_else(|| ferr(origin, "the ONNX model has no graph"))?;
+    let weights: HashSet<&str> = graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    let one = |vi: &ValueInfoProto| {
+        let tt = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(TV::TensorType(t)) => Some(t),
+            _ => None,
+        };
+        Declared {
+            name: vi.name.clone().unwrap_or_default(),
+            dtype: tt.and_then(|t| tensor::dtype_of(t.elem_type.unwrap_or(0)).ok()),
+            shape: tt.and_then(|t| t.shape.as_ref()).map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match d.value {
+                        Some(DV::DimValue(n)) if n > 0 => usize::try_from(n).ok(),
+                        _ => None,
+                    })
+                    .collect()
+            }),
+        }
+    };
+    let inputs = graph.input.iter().filter(|vi| !weights.contains(vi.name.as_deref().unwrap_or(""))).map(one).collect();
+    Ok((inputs, graph.output.iter().map(one).collect()))
+}
+
+/// Why an input has no IR type.
+enum InputType {
+    /// A size other than the batch is not known: the model compiles for the inputs given.
+    Symbolic(String),
+    Bad(String),
+}
+
+impl From<String> for InputType {
+    fn from(m: String) -> InputType {
+        InputType::Bad(m)
+    }
+}
+
+impl From<&str> for InputType {
+    fn from(m: &str) -> InputType {
+        InputType::Bad(m.into())
+    }
+}
+
+/// The value of an input bound to `t` ([`LoadOptions::input_values`]): `t` in the input's
+/// element type, known at import when small, else a constant of the graph.
+fn bound(ctx: &mut Ctx, vi: &ValueInfoProto, name: &str, t: &ir::Tensor) -> Result<Val, String> {
+    use proto::type_proto::Value as TV;
+    let Some(TV::TensorType(tt)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err(format!("input '{name}': only tensor inputs are supported"));
+    };
+    let dtype = tensor::dtype_of(tt.elem_type.unwrap_or(0))?;
+    if let Some(shape) = &tt.shape {
+        use proto::tensor_shape_proto::dimension::Value as DV;
+        let fits = shape.dim.len() == t.shape().len()
+            && shape.dim.iter().zip(t.shape()).all(|(d, &n)| match d.value {
+                Some(DV::DimValue(m)) => m == n as i64,
+                _ => true,
+            });
+        if !fits {
+            return Err(format!("input '{name}': an array of shape {:?} does not fit the input", t.shape()));
+        }
+    }
+    let t = if t.dtype() == dtype { t.clone() } else { t.cast(dtype) };
+    if t.len() <= MAX_KNOWN {
+        return Ok(Val::Known(KVal::from_tensor(&t)));
+    }
+    let t = if dtype == DType::Bool { t.cast(DType::F32) } else { t };
+    Ok(Val::Ir(ctx.g.add_constant(name.to_string(), t)))
 }
 
 /// The IR type of a graph input: its element type and shape, a symbolic first axis as the batch,
 /// other symbolic axes sized from `given` (the shape of the input it will run on).
-fn input_type(vi: &ValueInfoProto, given: Option<&Vec<usize>>) -> Result<TensorType, String> {
+fn input_type(vi: &ValueInfoProto, given: Option<&Vec<usize>>) -> Result<TensorType, InputType> {
     use proto::type_proto::Value as TV;
     let tt = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
         Some(TV::TensorType(t)) => t,
@@ -183,17 +313,13 @@ fn input_type(vi: &ValueInfoProto, given: Option<&Vec<usize>>) -> Result<TensorT
         use proto::tensor_shape_proto::dimension::Value as DV;
         match d.value.as_ref() {
             Some(DV::DimValue(n)) if *n > 0 && *n <= 1 << 31 => dims.push(Dim::Fixed(*n as usize)),
-            Some(DV::DimValue(n)) if *n > 0 => return Err(format!("dimension {n} is too large")),
+            Some(DV::DimValue(n)) if *n > 0 => return Err(format!("dimension {n} is too large").into()),
             _ if i == 0 => dims.push(Dim::Batch),
             _ if given.and_then(|g| g.get(i)).is_some_and(|&n| n > 0) => {
                 dims.push(Dim::Fixed(given.and_then(|g| g.get(i)).copied().unwrap_or(1)))
             }
-            Some(DV::DimParam(p)) => {
-                return Err(format!(
-                    "symbolic dimension '{p}' at axis {i}: only the batch may stay symbolic (`kerasc run` sizes the others from its inputs)"
-                ))
-            }
-            _ => return Err(format!("axis {i} has no size: only the first (batch) axis may be symbolic")),
+            Some(DV::DimParam(p)) => return Err(InputType::Symbolic(format!("symbolic dimension '{p}' at axis {i}"))),
+            _ => return Err(InputType::Symbolic(format!("axis {i} has no size"))),
         }
     }
     Ok(TensorType::new(dtype, Shape(dims)))

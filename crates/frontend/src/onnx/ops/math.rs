@@ -126,7 +126,7 @@ pub fn clip(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let bound = |ctx: &Ctx, i: usize, attr: &str, d: f32| -> Result<f32, String> {
         match ctx.input(node, i) {
             Some(v) => {
-                let k = ctx.known(&v).ok_or("Clip bounds must be constants")?;
+                let k = ctx.need(&v, "Clip bounds")?;
                 Ok(k.nums("a clip bound")?.first().copied().unwrap_or(d as f64) as f32)
             }
             None => Ok(attr_f(node, attr, d)),
@@ -157,7 +157,7 @@ pub fn prelu(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
 pub fn dropout(ctx: &mut Ctx, node: &NodeProto, _name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     if let Some(t) = ctx.input(node, 2) {
-        let k = ctx.known(&t).ok_or("Dropout's training_mode must be a constant")?;
+        let k = ctx.need(&t, "Dropout's training_mode")?;
         if k.nums("training_mode")?.first().copied().unwrap_or(0.0) != 0.0 {
             return Err("Dropout in training mode is not supported for inference".into());
         }

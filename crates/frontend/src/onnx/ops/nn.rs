@@ -145,7 +145,7 @@ fn usizes(node: &NodeProto, name: &str, n: usize, default: usize) -> Result<Vec<
 pub fn conv(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     let w = ctx.req(node, 1)?;
-    let wt = ctx.constant(&w).ok_or("convolution weights computed at run time are not supported")?;
+    let wt = ctx.need_constant(&w, "convolution weights")?;
     let ws = wt.shape().to_vec();
     let r = ctx.rank(&x);
     if r < 3 || ws.len() != r {
@@ -205,7 +205,7 @@ pub fn permute(t: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
 pub fn conv_transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     let w = ctx.req(node, 1)?;
-    let wt = ctx.constant(&w).ok_or("convolution weights computed at run time are not supported")?;
+    let wt = ctx.need_constant(&w, "convolution weights")?;
     let ws = wt.shape().to_vec();
     let r = ctx.rank(&x);
     if r < 3 || ws.len() != r {

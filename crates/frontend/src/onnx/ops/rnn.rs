@@ -63,9 +63,9 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     if ctx.rank(&x) != 3 {
         return Err(format!("the input must be [steps, batch, features], not rank {}", ctx.rank(&x)));
     }
-    let w = ctx.constant(&ctx.req(node, 1)?).ok_or("recurrent weights must be constants")?;
-    let r = ctx.constant(&ctx.req(node, 2)?).ok_or("recurrent weights must be constants")?;
-    let b = ctx.input(node, 3).map(|v| ctx.constant(&v).ok_or("recurrent biases must be constants")).transpose()?;
+    let w = ctx.need_constant(&ctx.req(node, 1)?, "recurrent weights")?;
+    let r = ctx.need_constant(&ctx.req(node, 2)?, "recurrent weights")?;
+    let b = ctx.input(node, 3).map(|v| ctx.need_constant(&v, "recurrent biases")).transpose()?;
     if let Some(sl) = ctx.input(node, 4) {
         let t = ctx.shape_of(&x)[0];
         let ok =

@@ -76,7 +76,7 @@ fn resolve(input: &[S], target: &[S], allowzero: bool) -> Result<Vec<S>, String>
 pub fn reshape(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     let t = ctx.req(node, 1)?;
-    let k = ctx.known(&t).ok_or("the reshape target must be computable when the model is loaded")?;
+    let k = ctx.need(&t, "the reshape target")?;
     let target = resolve(&ctx.shape_of(&x), &k.data, attr_i(node, "allowzero", 0) != 0)?;
     if let Val::Splat { value, dtype, .. } = x {
         return Ok(vec![Val::Splat { value, dtype, shape: target }]);
@@ -340,7 +340,7 @@ pub fn resize(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
             out[i] = Some(v[i] as f64);
         }
     } else if let Some(sc) = ctx.input(node, scales_at) {
-        let k = ctx.known(&sc).ok_or("resize scales must be constants")?;
+        let k = ctx.need(&sc, "resize scales")?;
         let v = k.nums("resize scales")?;
         if v.len() != r {
             return Err(format!("{} scales for rank {r}", v.len()));
@@ -407,7 +407,7 @@ pub fn tile(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
 /// Expand: numpy broadcasting to a shape known at import (the batch allowed).
 pub fn expand(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
-    let target = ctx.known(&ctx.req(node, 1)?).ok_or("the expand shape must be computable at load time")?;
+    let target = ctx.need(&ctx.req(node, 1)?, "the expand shape")?;
     let xs = ctx.shape_of(&x);
     let r = xs.len().max(target.data.len());
     let pad = |s: &[S]| -> Vec<S> { std::iter::repeat_n(S::N(1.0), r - s.len()).chain(s.iter().copied()).collect() };
@@ -451,7 +451,7 @@ pub fn expand(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
 
 /// ConstantOfShape: a fill (known when small and batch-free).
 pub fn constant_of_shape(ctx: &mut Ctx, node: &NodeProto, _name: &str) -> Lowered {
-    let shape = ctx.known(&ctx.req(node, 0)?).ok_or("the shape must be computable at load time")?;
+    let shape = ctx.need(&ctx.req(node, 0)?, "the shape")?;
     let (value, dtype) = match crate::onnx::ctx::attr(node, "value").and_then(|a| a.t.as_ref()) {
         Some(t) => {
             let t = crate::onnx::tensor::to_tensor(t, None)?;
