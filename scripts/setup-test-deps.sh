@@ -29,3 +29,5 @@ if [ -n "$missing" ]; then
   KERAS_BACKEND=jax target/fit-venv/bin/python scripts/make-realworld.py $missing 2>&1 | grep -v -i "warn" || true
 fi
 echo "real-world check set: $(ls target/realworld/*.expected.npy 2>/dev/null | wc -l) models in target/realworld"
+# ONNX's backend node tests and light model-zoo files (tests/onnx_node.rs), from the onnx wheel.
+bash scripts/onnx-tests-data.sh

@@ -370,8 +370,9 @@ fn hostile_and_unsupported_onnx_files_give_clear_errors() {
         ),
         &["3 unsupported", "top (TopK)", "nms (NonMaxSuppression)", "mine (com.example::MyOp)"],
     );
-    // Opsets outside 11..=21.
-    refused(&write(&dir, "old.onnx", &model(vec![relu("x", "y")], vec![], 9)), &["opset 9"]);
+    // Opsets outside 1..=21.
+    refused(&write(&dir, "new.onnx", &model(vec![relu("x", "y")], vec![], 99)), &["opset 99", "1 to 21"]);
+    refused(&write(&dir, "zero.onnx", &model(vec![relu("x", "y")], vec![], 0)), &["opset 0"]);
     // External data that leaves the model's folder.
     let ext = TensorProto {
         name: Some("w".into()),

@@ -2,6 +2,7 @@
 //! zip) and ONNX `.onnx` into one [`ir::Graph`], with a Keras-style summary of the layers.
 
 mod error;
+mod options;
 pub mod farmhash;
 pub mod keras;
 mod model;
@@ -9,22 +10,10 @@ pub mod onnx;
 pub mod text;
 
 pub use error::{FrontendError, Need};
+pub use options::LoadOptions;
 pub use model::{LayerSummary, Model, ModelFormat, ModelInfo};
 
 use std::path::Path;
-
-/// Options of [`load`].
-#[derive(Debug, Clone, Default)]
-pub struct LoadOptions {
-    /// The shapes of the inputs the model will run on (model input order): an ONNX model's
-    /// symbolic dimensions other than the batch (a sequence length) take their sizes from
-    /// them.
-    pub input_shapes: Option<Vec<Vec<usize>>>,
-    /// Inputs bound to values (model input order; `None`: a graph input as usual): an ONNX
-    /// input whose values decide shapes or attributes (a [`Need`] with `values`) becomes a
-    /// constant of the graph, which no longer takes it as an input.
-    pub input_values: Vec<Option<ir::Tensor>>,
-}
 
 /// Loads a model file, picking the reader from the file's content (HDF5 signature or zip).
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Model, FrontendError> {

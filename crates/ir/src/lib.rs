@@ -6,6 +6,7 @@ mod error;
 pub mod grad;
 mod graph;
 mod infer;
+pub mod interp;
 mod op;
 mod plan;
 pub mod render;

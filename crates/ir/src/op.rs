@@ -222,11 +222,13 @@ pub struct PoolAttrs {
 }
 
 /// Interpolation modes of [`Op::Resize`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ResizeMode {
     Nearest,
     /// Bilinear with half-pixel centres (TensorFlow's `resize(..., half_pixel_centers=True)`).
     Bilinear,
+    /// ONNX's Resize in general: any coordinate transformation, rounding, cubic, antialiasing.
+    Onnx(Box<crate::interp::Interpolation>),
 }
 
 /// Recurrent cell kinds; gate orders are Keras's (LSTM i,f,c,o; GRU z,r,h).

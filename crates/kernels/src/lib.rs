@@ -101,7 +101,7 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, KernelError> {
         }
         Op::RepeatInterleave { axis, repeats } => one(shape_ops::repeat_interleave(inputs[0], *axis, *repeats)),
         Op::Tile { repeats } => one(shape_ops::tile(inputs[0], repeats, &out_shape(0)?)),
-        Op::Resize { sizes, mode } => one(shape_ops::resize(op, inputs[0], sizes, *mode)?),
+        Op::Resize { sizes, mode } => one(shape_ops::resize(op, inputs[0], sizes, mode)?),
         Op::Gather { axis } => one(shape_ops::gather(op, inputs[0], inputs[1], *axis)?),
         Op::GatherGrad { axis, .. } => one(shape_ops::gather_grad(op, inputs[0], inputs[1], *axis, &out_shape(0)?)?),
         Op::BroadcastTo => one(shape_ops::broadcast_to(op, inputs[0], &out_shape(0)?)?),

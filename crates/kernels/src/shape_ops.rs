@@ -216,7 +216,10 @@ pub fn tile(x: &Tensor, _repeats: &[usize], out_shape: &[usize]) -> Tensor {
 /// Spatial resize of a channels-last tensor: nearest (floor of the scaled index, as TensorFlow's
 /// `resize(..., 'nearest')` with half-pixel centres) or bilinear with half-pixel centres,
 /// applied axis by axis.
-pub fn resize(op: &Op, x: &Tensor, sizes: &[usize], mode: ResizeMode) -> Result<Tensor, KernelError> {
+pub fn resize(op: &Op, x: &Tensor, sizes: &[usize], mode: &ResizeMode) -> Result<Tensor, KernelError> {
+    if let ResizeMode::Onnx(spec) = mode {
+        return resize_taps(op, x, sizes, spec);
+    }
     let mut cur = x.clone();
     for (k, &size) in sizes.iter().enumerate() {
         let ax = k + 1;
@@ -233,6 +236,7 @@ pub fn resize(op: &Op, x: &Tensor, sizes: &[usize], mode: ResizeMode) -> Result<
                     Some(if a == ax { (((i as f32 + 0.5) * scale).floor() as usize).min(inn - 1) } else { i })
                 });
             }
+            ResizeMode::Onnx(_) => unreachable!("resized by taps above"),
             ResizeMode::Bilinear => {
                 let src = f32s(op, &cur)?;
                 let outer: usize = out_shape[..ax].iter().product();
@@ -255,6 +259,53 @@ pub fn resize(op: &Op, x: &Tensor, sizes: &[usize], mode: ResizeMode) -> Result<
                 cur = tensor(&out_shape, out)?;
             }
         }
+    }
+    Ok(cur)
+}
+
+/// ONNX's Resize in general: axis by axis (axes 1..=k of a channels-last tensor), each output
+/// element the weighted sum of its taps ([`ir::interp::Interpolation::taps`]), or the
+/// extrapolation value where it maps outside a crop.
+fn resize_taps(op: &Op, x: &Tensor, sizes: &[usize], spec: &ir::interp::Interpolation) -> Result<Tensor, KernelError> {
+    let extrapolation = f32::from_bits(spec.extrapolation);
+    let mut cur = x.clone();
+    for (k, &size) in sizes.iter().enumerate() {
+        let ax = k + 1;
+        let inn = cur.shape().get(ax).copied().ok_or_else(|| KernelError::new(op, "more resized axes than the input has"))?;
+        let identity = spec.axes.get(k).is_none_or(|a| f32::from_bits(a.0) == 1.0)
+            && inn == size
+            && spec.coord != ir::interp::CoordMode::TfCropAndResize;
+        if identity {
+            continue;
+        }
+        if inn == 0 {
+            return Err(KernelError::new(op, "resizing an empty axis"));
+        }
+        let taps = spec.taps(k, inn, size);
+        let src = f32s(op, &cur)?;
+        let mut out_shape = cur.shape().to_vec();
+        out_shape[ax] = size;
+        let outer: usize = out_shape[..ax].iter().product();
+        let inner: usize = out_shape[ax + 1..].iter().product();
+        let mut out = vec![0f32; out_shape.iter().product()];
+        for o in 0..outer {
+            for i in 0..size {
+                let d = &mut out[(o * size + i) * inner..(o * size + i + 1) * inner];
+                if taps.outside[i] {
+                    d.fill(extrapolation);
+                    continue;
+                }
+                for j in 0..taps.n {
+                    let (w, at) = (taps.w[i * taps.n + j], taps.idx[i * taps.n + j]);
+                    if w == 0.0 {
+                        continue;
+                    }
+                    let s = &src[(o * inn + at) * inner..(o * inn + at + 1) * inner];
+                    d.iter_mut().zip(s).for_each(|(d, &v)| *d += w * v);
+                }
+            }
+        }
+        cur = tensor(&out_shape, out)?;
     }
     Ok(cur)
 }
@@ -562,7 +613,7 @@ mod tests {
         // 1-D case along the spatial axis: [0, 1] upsampled x2 -> [0, .25, .75, 1]
         let x = Tensor::from_f32(&[1, 2, 1], vec![0.0, 1.0]).unwrap();
         let op = Op::Resize { sizes: vec![4], mode: ResizeMode::Bilinear };
-        let y = resize(&op, &x, &[4], ResizeMode::Bilinear).unwrap();
+        let y = resize(&op, &x, &[4], &ResizeMode::Bilinear).unwrap();
         assert_eq!(y.as_f32().unwrap(), &[0.0, 0.25, 0.75, 1.0]);
     }
 }

@@ -91,7 +91,7 @@ pub fn emit_node_with(
         Op::RepeatInterleave { axis, repeats } => c.repeat_interleave(*axis, *repeats)?,
         Op::Tile { .. } => c.tile()?,
         Op::Concat { axis } => c.concat(*axis)?,
-        Op::Resize { sizes, mode } => c.resize(sizes, *mode)?,
+        Op::Resize { sizes, mode } => c.resize(sizes, mode)?,
         Op::Gather { axis } => c.gather(*axis)?,
         Op::GatherGrad { axis, .. } => c.gather_grad(*axis)?,
         Op::BroadcastTo => c.broadcast_to()?,

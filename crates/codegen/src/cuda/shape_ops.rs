@@ -134,9 +134,12 @@ impl Ctx<'_> {
         Ok(self.kernel(Self::grid_loop(numel(&out), &body), launch_1d(numel(&out)), true, ""))
     }
 
-    pub(super) fn resize(&self, sizes: &[usize], mode: ResizeMode) -> Result<KernelSource, CodegenError> {
+    pub(super) fn resize(&self, sizes: &[usize], mode: &ResizeMode) -> Result<KernelSource, CodegenError> {
         if self.ity(0) != DType::F32 {
             return Err(self.unsupported("only float32 resizing"));
+        }
+        if let ResizeMode::Onnx(spec) = mode {
+            return self.resize_taps(sizes, spec);
         }
         let out = self.oshape(0).to_vec();
         let ins = self.ishape(0).to_vec();
@@ -161,6 +164,7 @@ impl Ctx<'_> {
                         m = inn - 1
                     );
                 }
+                ResizeMode::Onnx(_) => return Err(self.unsupported("resized by taps")),
                 ResizeMode::Bilinear => {
                     let _ = writeln!(
                         body,
@@ -195,6 +199,56 @@ impl Ctx<'_> {
         }
         let _ = writeln!(body, "    out0[i] = {};", terms.join(" + "));
         Ok(self.kernel(Self::grid_loop(numel(&out), &body), launch_1d(numel(&out)), true, ""))
+    }
+
+    /// ONNX's Resize in general: per resized axis, constant tables of each output coordinate's
+    /// input indices and weights ([`ir::interp::Interpolation::taps`]); each output element sums
+    /// the products over all axes' taps, or takes the extrapolation value outside a crop.
+    fn resize_taps(&self, sizes: &[usize], spec: &ir::interp::Interpolation) -> Result<KernelSource, CodegenError> {
+        let out = self.oshape(0).to_vec();
+        let ins = self.ishape(0).to_vec();
+        let st = strides(&ins);
+        let name = self.name();
+        let mut tables = String::new();
+        let mut body = Self::coords(&out, "i");
+        let mut loops = Vec::new();
+        let mut outside = Vec::new();
+        for (k, &size) in sizes.iter().enumerate() {
+            let ax = k + 1;
+            let taps = spec.taps(k, ins[ax], size);
+            let idx: Vec<String> = taps.idx.iter().map(|i| i.to_string()).collect();
+            let w: Vec<String> = taps.w.iter().map(|&w| expr::lit(w)).collect();
+            let _ = writeln!(tables, "__constant__ unsigned int {name}_i{ax}[{}] = {{{}}};", idx.len(), idx.join(","));
+            let _ = writeln!(tables, "__constant__ float {name}_w{ax}[{}] = {{{}}};", w.len(), w.join(","));
+            if taps.outside.iter().any(|&o| o) {
+                let o: Vec<&str> = taps.outside.iter().map(|&o| if o { "1" } else { "0" }).collect();
+                let _ = writeln!(tables, "__constant__ unsigned char {name}_o{ax}[{}] = {{{}}};", o.len(), o.join(","));
+                outside.push(format!("{name}_o{ax}[c{ax}]"));
+            }
+            loops.push((ax, taps.n));
+        }
+        let _ = writeln!(body, "    float acc = 0.f;");
+        let mut close = String::new();
+        let mut weight = Vec::new();
+        for &(ax, n) in &loops {
+            let _ = writeln!(
+                body,
+                "    for (int t{ax} = 0; t{ax} < {n}; ++t{ax}) {{ const kc_idx s{ax} = {name}_i{ax}[c{ax} * {n} + t{ax}]; const float w{ax} = {name}_w{ax}[c{ax} * {n} + t{ax}];"
+            );
+            weight.push(format!("w{ax}"));
+            close.push('}');
+        }
+        let at: Vec<String> = (0..out.len())
+            .map(|ax| if loops.iter().any(|l| l.0 == ax) { format!("s{ax} * {}", st[ax]) } else { format!("c{ax} * {}", st[ax]) })
+            .collect();
+        let w = if weight.is_empty() { "1.f".to_string() } else { weight.join(" * ") };
+        let _ = writeln!(body, "      acc += {w} * in0[{}];
+    {close}", at.join(" + "));
+        if !outside.is_empty() {
+            let _ = writeln!(body, "    if ({}) acc = {};", outside.join(" || "), expr::lit(f32::from_bits(spec.extrapolation)));
+        }
+        let _ = writeln!(body, "    out0[i] = acc;");
+        Ok(self.kernel(Self::grid_loop(numel(&out), &body), launch_1d(numel(&out)), true, &tables))
     }
 
     pub(super) fn gather(&self, axis: usize) -> Result<KernelSource, CodegenError> {

@@ -24,7 +24,8 @@ pub use value::{KVal, S};
 
 use crate::model::{Model, ModelFormat, ModelInfo};
 use crate::text::HostInput;
-use crate::{FrontendError, LoadOptions, Need};
+use crate::options::LoadOptions;
+use crate::{FrontendError, Need};
 use ctx::{ferr, Ctx};
 use ir::{DType, Dim, Shape, TensorType};
 use prost::Message;
@@ -34,7 +35,18 @@ use std::path::Path;
 use value::{Val, MAX_KNOWN};
 
 /// Oldest and newest default-domain opsets accepted.
-pub const OPSETS: (i64, i64) = (11, 21);
+pub const OPSETS: (i64, i64) = (1, 21);
+
+/// Whether kerasc lowers the default-domain op `op_type` (control flow included).
+pub fn supports_op(op_type: &str) -> bool {
+    ops::registry(op_type).is_some() || matches!(op_type, "Loop" | "If")
+}
+
+/// A serialized `TensorProto` (a `.pb` of ONNX's test data) as a tensor.
+pub fn tensor_from_pb(bytes: &[u8]) -> Result<ir::Tensor, String> {
+    let t = proto::TensorProto::decode(bytes).map_err(|e| format!("not a TensorProto: {e}"))?;
+    tensor::to_tensor(&t, None)
+}
 
 /// Whether the bytes look like an ONNX model (a `ModelProto` that decodes and has a graph).
 pub fn looks_like_onnx(bytes: &[u8]) -> bool {
@@ -315,7 +327,8 @@ fn input_type(vi: &ValueInfoProto, given: Option<&Vec<usize>>) -> Result<TensorT
             Some(DV::DimValue(n)) if *n > 0 && *n <= 1 << 31 => dims.push(Dim::Fixed(*n as usize)),
             Some(DV::DimValue(n)) if *n > 0 => return Err(format!("dimension {n} is too large").into()),
             _ if i == 0 => dims.push(Dim::Batch),
-            _ if given.and_then(|g| g.get(i)).is_some_and(|&n| n > 0) => {
+            // Given by the array it runs on, empty axes included.
+            _ if given.and_then(|g| g.get(i)).is_some_and(|&n| n <= 1 << 31) => {
                 dims.push(Dim::Fixed(given.and_then(|g| g.get(i)).copied().unwrap_or(1)))
             }
             Some(DV::DimParam(p)) => return Err(InputType::Symbolic(format!("symbolic dimension '{p}' at axis {i}"))),

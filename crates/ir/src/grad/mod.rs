@@ -78,6 +78,9 @@ impl Builder<'_> {
             Op::Tile { repeats } => self.tile(&nd, dy, repeats),
             Op::Resize { sizes, mode: ResizeMode::Nearest } => self.resize_nearest(&nd, dy, sizes),
             Op::Resize { sizes, mode: ResizeMode::Bilinear } => self.resize_bilinear(&nd, dy, sizes),
+            Op::Resize { mode: ResizeMode::Onnx(_), .. } => {
+                Err(no_gradient(&nd.op, "ONNX's general resizing comes from ONNX models, which are not trained"))
+            }
             Op::Gather { axis } => self.gather(&nd, dy, *axis),
             Op::BroadcastTo => self.broadcast_to(&nd, dy),
             Op::SoftmaxCrossEntropy { sparse } => self.softmax_cross_entropy(&nd, dy, *sparse),

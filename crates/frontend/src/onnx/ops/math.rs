@@ -24,6 +24,11 @@ pub fn binary(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     if n == 0 {
         return Err("no inputs".into());
     }
+    // Before opset 7 a broadcast was asked for (`broadcast=1`) and could align the smaller
+    // operand at `axis`; aligned at the end it is numpy's, which is what kerasc does.
+    if ctx.opset < 7 && crate::onnx::ctx::attr(node, "axis").is_some() {
+        return Err("the legacy broadcast along an `axis` (opset < 7) is not supported".into());
+    }
     let mut acc = ctx.ir(&ctx.req(node, 0)?)?;
     let dtype = ctx.dtype(&Val::Ir(acc));
     if (dtype == DType::I32 || dtype == DType::I64) && op == "Div" {

@@ -2,6 +2,7 @@
 
 mod math;
 mod nn;
+mod resize;
 mod rnn;
 mod shape;
 
@@ -47,7 +48,7 @@ pub fn registry(op: &str) -> Option<LowerFn> {
         "Slice" => shape::slice,
         "Gather" => shape::gather,
         "Pad" => shape::pad,
-        "Resize" | "Upsample" => shape::resize,
+        "Resize" | "Upsample" => resize::resize,
         "Tile" => shape::tile,
         "Expand" => shape::expand,
         "ConstantOfShape" => shape::constant_of_shape,

@@ -433,7 +433,6 @@ pub fn group_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
 
 /// LayerNormalization over the axes from `axis` on.
 pub fn layer_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
-    only_first_output(node)?;
     let x = ctx.req(node, 0)?;
     let r = ctx.rank(&x);
     let axis = ctx.axis(attr_i(node, "axis", -1), r)?;
@@ -449,7 +448,23 @@ pub fn layer_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     };
     let xi = ctx.ir(&x)?;
     let eps = attr_f(node, "epsilon", 1e-5);
-    Ok(vec![Val::Ir(ctx.add(name, Op::LayerNorm { axes: (axis..r).collect(), epsilon: eps }, &[xi, s, b])?)])
+    let axes: Vec<usize> = (axis..r).collect();
+    let y = ctx.add(name, Op::LayerNorm { axes: axes.clone(), epsilon: eps }, &[xi, s, b])?;
+    let mut outs = vec![Val::Ir(y)];
+    // The optional Mean and InvStdDev outputs (the normalized axes kept, of size 1).
+    if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        let mean_of = |ctx: &mut Ctx, v| {
+            ctx.tmp(name, Op::Reduce { kind: ir::ReduceKind::Mean, axes: axes.clone(), keepdims: true }, &[v])
+        };
+        let mean = mean_of(ctx, xi)?;
+        let d = ctx.tmp(name, Op::Binary(ir::BinaryOp::Sub), &[xi, mean])?;
+        let sq = ctx.tmp(name, Op::Unary(ir::UnaryOp::Square), &[d])?;
+        let var = mean_of(ctx, sq)?;
+        let shifted = ctx.tmp(name, Op::Unary(ir::UnaryOp::Affine { scale: 1.0, offset: eps }), &[var])?;
+        let inv = ctx.tmp(name, Op::Unary(ir::UnaryOp::Rsqrt), &[shifted])?;
+        outs.extend([Val::Ir(mean), Val::Ir(inv)]);
+    }
+    Ok(outs)
 }
 
 /// Softmax / LogSoftmax: one axis (opset ≥ 13) or every axis from `axis` on (older opsets).

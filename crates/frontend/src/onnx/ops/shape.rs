@@ -5,7 +5,7 @@ use crate::onnx::ctx::{attr_f, attr_i, attr_ints, attr_s, Ctx, Lowered};
 use crate::onnx::proto::NodeProto;
 use crate::onnx::value::show;
 use crate::onnx::value::{Val, S};
-use ir::{DType, Op, ResizeMode, Tensor};
+use ir::{DType, Op, Tensor};
 
 /// Transpose (the reversed axes by default).
 pub fn transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
@@ -289,8 +289,7 @@ pub fn pad(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     };
     let value = match ctx.input(node, 2) {
         Some(v) => ctx
-            .known(&v)
-            .ok_or("the pad value must be a constant")?
+            .need(&v, "the pad value")?
             .nums("the pad value")?
             .first()
             .copied()
@@ -311,85 +310,6 @@ pub fn pad(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     }
     let xi = ctx.ir(&x)?;
     Ok(vec![Val::Ir(ctx.add(name, Op::Pad { pads: per, value }, &[xi])?)])
-}
-
-/// Resize / Upsample of the spatial axes: bilinear (half-pixel) or nearest (integer factors),
-/// channels-first as a layout attribute, or channels-last.
-pub fn resize(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
-    let x = ctx.req(node, 0)?;
-    let s = ctx.shape_of(&x);
-    let r = s.len();
-    let fixed = |d: &S| if let S::N(n) = d { Some(*n) } else { None };
-    // Output sizes: `sizes` input, else `scales` × input.
-    let upsample = node.op_type.as_deref() == Some("Upsample");
-    let scales_at = if upsample { 1 } else { 2 };
-    let mut out: Vec<Option<f64>> = s.iter().map(fixed).collect();
-    let mut scales = vec![1.0; r];
-    if let Some(sz) = ctx.input(node, 3).filter(|_| !upsample) {
-        let v = ctx.ints(&sz, "resize sizes")?;
-        if v.len() != r {
-            return Err(format!("{} sizes for rank {r}", v.len()));
-        }
-        if let Some(bad) = v.iter().find(|&&n| n < 1) {
-            return Err(format!("resize sizes {v:?}: a size of {bad} (each must be at least 1)"));
-        }
-        for i in 0..r {
-            if let Some(n) = out[i] {
-                scales[i] = v[i] as f64 / n;
-            }
-            out[i] = Some(v[i] as f64);
-        }
-    } else if let Some(sc) = ctx.input(node, scales_at) {
-        let k = ctx.need(&sc, "resize scales")?;
-        let v = k.nums("resize scales")?;
-        if v.len() != r {
-            return Err(format!("{} scales for rank {r}", v.len()));
-        }
-        if let Some(bad) = v.iter().find(|&&x| !(x.is_finite() && x > 0.0)) {
-            return Err(format!("resize scales {v:?}: a scale of {bad} (each must be positive and finite)"));
-        }
-        for i in 0..r {
-            scales[i] = v[i];
-            out[i] = out[i].map(|n| (n * v[i]).floor());
-        }
-    } else {
-        return Err("Resize without scales or sizes".into());
-    }
-    // Which axes change: N and C must not.
-    let changed: Vec<usize> = (0..r).filter(|&i| scales[i] != 1.0).collect();
-    let channels_first = changed.iter().all(|&i| i >= 2);
-    let channels_last = changed.iter().all(|&i| i >= 1 && i + 1 < r);
-    if !(channels_first || channels_last) || r < 3 {
-        return Err("only the spatial axes may be resized".into());
-    }
-    let mode = attr_s(node, "mode", "nearest");
-    let ct = attr_s(node, "coordinate_transformation_mode", if upsample { "asymmetric" } else { "half_pixel" });
-    let rmode = match mode.as_str() {
-        "linear" | "bilinear" if ct == "half_pixel" || ct == "pytorch_half_pixel" => ResizeMode::Bilinear,
-        "nearest" => {
-            if changed.iter().any(|&i| scales[i].fract() != 0.0 || scales[i] < 1.0) {
-                return Err("nearest resizing by a non-integer factor is not supported".into());
-            }
-            let nm = attr_s(node, "nearest_mode", "round_prefer_floor");
-            let ok = (ct == "asymmetric" && nm == "floor")
-                || (ct == "half_pixel" && nm != "ceil")
-                || ct == "tf_half_pixel_for_nn";
-            if !ok {
-                return Err(format!("nearest resizing with '{ct}' and '{nm}' is not supported"));
-            }
-            ResizeMode::Nearest
-        }
-        other => return Err(format!("Resize mode '{other}' with '{ct}' is not supported")),
-    };
-    let xi = ctx.ir(&x)?;
-    let axes: Vec<usize> = if channels_first { (2..r).collect() } else { (1..r - 1).collect() };
-    let sizes: Vec<usize> = axes
-        .iter()
-        .map(|&i| out[i].map(|v| v as usize).ok_or("resized axes must have fixed sizes".to_string()))
-        .collect::<Result<_, _>>()?;
-    let op = Op::Resize { sizes, mode: rmode };
-    let op = if channels_first { Op::ChannelsFirst(Box::new(op)) } else { op };
-    Ok(vec![Val::Ir(ctx.add(name, op, &[xi])?)])
 }
 
 /// Tile by repeats known at import.
@@ -471,6 +391,15 @@ pub fn constant_of_shape(ctx: &mut Ctx, node: &NodeProto, _name: &str) -> Lowere
 }
 
 /// Shape, Size and Range are evaluated at import; reaching here means they could not be.
-pub fn folded_only(_ctx: &mut Ctx, node: &NodeProto, _name: &str) -> Lowered {
-    Err(format!("{} must be computable when the model is loaded", node.op_type.as_deref().unwrap_or("")))
+pub fn folded_only(ctx: &mut Ctx, node: &NodeProto, _name: &str) -> Lowered {
+    let op = node.op_type.as_deref().unwrap_or("");
+    // Range's bounds: known once the inputs they come from are given.
+    if op == "Range" {
+        for i in 0..node.input.len() {
+            if let Some(v) = ctx.input(node, i) {
+                ctx.need(&v, "Range's bounds")?;
+            }
+        }
+    }
+    Err(format!("{op} must be computable when the model is loaded"))
 }
