@@ -125,6 +125,10 @@ fn every_dev_model_kernel_compiles_for_sm_90() {
             }
         }
     }
+    // The kernels of ONNX's backend node tests that kerasc passes on the CPU (target/onnx-tests,
+    // fetched by scripts/onnx-tests-data.sh; tests/onnx_node.rs needs it too): every op and
+    // attribute case ONNX tests, on the GPU.
+    let no_cuda = node_test_kernels(&mut kernels);
     // NVRTC is thread-safe: compile on every core.
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let results: Vec<Result<(), String>> = std::thread::scope(|sc| {
@@ -152,4 +156,45 @@ fn every_dev_model_kernel_compiles_for_sm_90() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     println!("{compiled} kernels compiled for sm_90");
     assert!(compiled > 100);
+    println!("{} ONNX node test(s) with an op the CUDA code generator refuses:\n{}", no_cuda.len(), no_cuda.join("\n"));
+}
+
+/// Adds the kernels of every node test listed in tests/onnx_node/passing.txt; returns those
+/// whose graph has an op the CUDA code generator refuses, with why.
+fn node_test_kernels(kernels: &mut Vec<(String, kerasc::codegen::cuda::KernelSource)>) -> Vec<String> {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("target/onnx-tests/node");
+    let passing = std::fs::read_to_string(root.join("tests/onnx_node/passing.txt")).unwrap_or_default();
+    if !dir.exists() {
+        common::cannot_run(
+            "KERASC_REQUIRE_ONNX_NODE",
+            "no ONNX node tests in target/onnx-tests (run scripts/onnx-tests-data.sh)",
+        );
+        return Vec::new();
+    }
+    let mut refused = Vec::new();
+    for name in passing.lines().filter(|l| !l.is_empty()) {
+        let case = dir.join(name);
+        let arrays: Vec<kerasc::npy::Array> = (0..)
+            .map(|k| case.join(format!("test_data_set_0/input_{k}.pb")))
+            .take_while(|p| p.exists())
+            .map(|p| {
+                kerasc::npy::Array::Tensor(kerasc::frontend::onnx::tensor_from_pb(&std::fs::read(p).unwrap()).unwrap())
+            })
+            .collect();
+        let (m, bound) = kerasc::specialize::load_for(&case.join("model.onnx"), &arrays).unwrap();
+        let opt = kerasc::optimizer::optimize(&m.graph, &kerasc::OptimizeOptions::default()).unwrap();
+        let shapes: Vec<Vec<usize>> = arrays
+            .iter()
+            .zip(&bound)
+            .filter(|(_, b)| !**b)
+            .map(|(a, _)| kerasc::specialize::shape_of(a).to_vec())
+            .collect();
+        let Ok(plan) = kerasc::optimizer::plan_for_shapes(&opt.graph, &shapes) else { continue };
+        match kerasc::codegen::cuda::emit_plan(&opt.graph, &plan) {
+            Ok(steps) => kernels.extend(steps.into_iter().flat_map(|s| s.kernels).map(|k| (format!("ONNX {name}"), k))),
+            Err(e) => refused.push(format!("{name}: {e}")),
+        }
+    }
+    refused
 }

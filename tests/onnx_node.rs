@@ -69,7 +69,11 @@ fn out_of_scope(m: &proto::ModelProto) -> Option<String> {
         match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
             Some(proto::type_proto::Value::TensorType(t)) if PLAIN.contains(&t.elem_type.unwrap_or(0)) => {}
             Some(proto::type_proto::Value::TensorType(t)) => {
-                return Some(format!("element type {} ({})", t.elem_type.unwrap_or(0), vi.name.clone().unwrap_or_default()))
+                return Some(format!(
+                    "element type {} ({})",
+                    t.elem_type.unwrap_or(0),
+                    vi.name.clone().unwrap_or_default()
+                ))
             }
             _ => return Some(format!("a non-tensor input or output ({})", vi.name.clone().unwrap_or_default())),
         }
@@ -181,7 +185,8 @@ fn reason(message: &str, dir: &Path) -> String {
 
 #[test]
 fn onnx_backend_node_tests() {
-    let base = std::env::var_os("KERASC_ONNX_TESTS").map(PathBuf::from).unwrap_or_else(|| root().join("target/onnx-tests"));
+    let base =
+        std::env::var_os("KERASC_ONNX_TESTS").map(PathBuf::from).unwrap_or_else(|| root().join("target/onnx-tests"));
     let node = base.join("node");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&node)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("model.onnx").exists()).collect())
@@ -207,7 +212,10 @@ fn onnx_backend_node_tests() {
         let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(dir, &device))) {
             Ok(o) => o,
             Err(p) => Outcome::Panic(
-                p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default(),
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default(),
             ),
         };
         let outcome = match outcome {
@@ -218,12 +226,10 @@ fn onnx_backend_node_tests() {
     }
     let _ = std::panic::take_hook();
     let count = |in_scope: bool, pass: bool| {
-        results
-            .values()
-            .filter(|(s, o)| (!in_scope || s.is_none()) && (!pass || *o == Outcome::Pass))
-            .count()
+        results.values().filter(|(s, o)| (!in_scope || s.is_none()) && (!pass || *o == Outcome::Pass)).count()
     };
-    let (scope_pass, scope_all, pass, all) = (count(true, true), count(true, false), count(false, true), count(false, false));
+    let (scope_pass, scope_all, pass, all) =
+        (count(true, true), count(true, false), count(false, true), count(false, false));
     let summary = format!(
         "in scope: {scope_pass} of {scope_all} pass ({:.1} %); all node tests: {pass} of {all} ({:.1} %)",
         100.0 * scope_pass as f64 / scope_all.max(1) as f64,
@@ -263,6 +269,14 @@ fn onnx_backend_node_tests() {
         .map(|(n, (_, o))| format!("{n}: {o:?}"))
         .collect();
     assert!(lost.is_empty(), "{} node test(s) passed before and fail now: {lost:?}\n{summary}", lost.len());
-    assert!(bad.is_empty(), "{} in-scope node test(s) give wrong numbers or panic:\n{}\n{summary}", bad.len(), bad.join("\n"));
-    assert!(before.lines().count() > 0, "tests/onnx_node/passing.txt is missing: record it (KERASC_ONNX_NODE_RECORD=1)");
+    assert!(
+        bad.is_empty(),
+        "{} in-scope node test(s) give wrong numbers or panic:\n{}\n{summary}",
+        bad.len(),
+        bad.join("\n")
+    );
+    assert!(
+        before.lines().count() > 0,
+        "tests/onnx_node/passing.txt is missing: record it (KERASC_ONNX_NODE_RECORD=1)"
+    );
 }

@@ -168,10 +168,44 @@ fn resize_and_gather() {
     let n = g.add("near", Op::Resize { sizes: vec![6, 8], mode: ResizeMode::Nearest }, &[x]).unwrap();
     let b = g.add("bil", Op::Resize { sizes: vec![7, 4], mode: ResizeMode::Bilinear }, &[x]).unwrap();
     let b2 = g.add("bil2", Op::Resize { sizes: vec![5, 9], mode: ResizeMode::Bilinear }, &[x]).unwrap();
+    // ONNX's general resize: cubic antialiased down and up; a crop with extrapolation; nearest
+    // rounding up with align_corners.
+    use ir::interp::{CoordMode, InterpKind, Interpolation, NearestRound};
+    let bits = |v: f32| v.to_bits();
+    let onnx = |coord, kind, antialias, axes: Vec<(f32, f32, f32)>| {
+        ResizeMode::Onnx(Box::new(Interpolation {
+            coord,
+            kind,
+            antialias,
+            exclude_outside: antialias,
+            extrapolation: bits(-3.5),
+            axes: axes.into_iter().map(|(s, a, b)| (bits(s), bits(a), bits(b))).collect(),
+        }))
+    };
+    let cubic = InterpKind::Cubic { a: bits(-0.5) };
+    let c = g
+        .add(
+            "cubic",
+            Op::Resize {
+                sizes: vec![2, 7],
+                mode: onnx(CoordMode::HalfPixel, cubic, true, vec![(0.6, 0.0, 1.0), (1.8, 0.0, 1.0)]),
+            },
+            &[x],
+        )
+        .unwrap();
+    let crop = onnx(CoordMode::TfCropAndResize, InterpKind::Linear, false, vec![(1.5, -0.2, 0.9), (1.0, 0.1, 1.3)]);
+    let cr = g.add("crop", Op::Resize { sizes: vec![4, 4], mode: crop }, &[x]).unwrap();
+    let up = onnx(
+        CoordMode::AlignCorners,
+        InterpKind::Nearest(NearestRound::Ceil),
+        false,
+        vec![(1.7, 0.0, 1.0), (0.5, 0.0, 1.0)],
+    );
+    let nc = g.add("nearest_ceil", Op::Resize { sizes: vec![5, 2], mode: up }, &[x]).unwrap();
     let ids = g.add_input("ids", TensorType::new(DType::I32, Shape(vec![Dim::Batch, Dim::Fixed(3)])));
     let emb = g.add_constant("emb", seq(&[5, 4], 0.9));
     let e = g.add("emb", Op::Gather { axis: 0 }, &[emb, ids]).unwrap();
-    g.set_outputs(vec![n, b, b2, e]);
+    g.set_outputs(vec![n, b, b2, e, c, cr, nc]);
     let idx = Tensor::new(vec![2, 3], TensorData::I32(vec![4, 0, 2, 1, 1, 3])).unwrap();
     check(&g, vec![seq(&[2, 3, 4, 2], 0.3), idx], "resize");
 }

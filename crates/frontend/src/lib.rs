@@ -2,16 +2,16 @@
 //! zip) and ONNX `.onnx` into one [`ir::Graph`], with a Keras-style summary of the layers.
 
 mod error;
-mod options;
 pub mod farmhash;
 pub mod keras;
 mod model;
 pub mod onnx;
+mod options;
 pub mod text;
 
 pub use error::{FrontendError, Need};
-pub use options::LoadOptions;
 pub use model::{LayerSummary, Model, ModelFormat, ModelInfo};
+pub use options::LoadOptions;
 
 use std::path::Path;
 

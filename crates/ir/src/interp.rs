@@ -60,7 +60,9 @@ pub enum InterpKind {
     Nearest(NearestRound),
     Linear,
     /// Cubic convolution with coefficient `a` (f32 bits; -0.75 by default, -0.5 TensorFlow's).
-    Cubic { a: u32 },
+    Cubic {
+        a: u32,
+    },
 }
 
 /// An ONNX resize: floats are held as their bits (the op is hashed and compared exactly).
@@ -151,7 +153,12 @@ impl Interpolation {
                 }
             }
         };
-        let mut taps = Taps { n, idx: Vec::with_capacity(output * n), w: Vec::with_capacity(output * n), outside: vec![false; output] };
+        let mut taps = Taps {
+            n,
+            idx: Vec::with_capacity(output * n),
+            w: Vec::with_capacity(output * n),
+            outside: vec![false; output],
+        };
         for o in 0..output {
             let x = o as f64;
             let x_in = match self.coord {
@@ -227,7 +234,8 @@ mod tests {
         assert!((t.w[0] - 0.25).abs() < 1e-6 && (t.w[1] - 0.75).abs() < 1e-6, "{:?}", t.w);
         // Nearest, asymmetric, floor, 4 → 8: element o/2.
         let t = spec(CoordMode::Asymmetric, InterpKind::Nearest(NearestRound::Floor), 2.0).taps(0, 4, 8);
-        let picked: Vec<usize> = (0..8).map(|o| if t.w[2 * o] > 0.5 { t.idx[2 * o] } else { t.idx[2 * o + 1] }).collect();
+        let picked: Vec<usize> =
+            (0..8).map(|o| if t.w[2 * o] > 0.5 { t.idx[2 * o] } else { t.idx[2 * o + 1] }).collect();
         assert_eq!(picked, [0, 0, 1, 1, 2, 2, 3, 3]);
         // Cubic weights sum to 1 and pick the element itself at integer coordinates.
         let t = spec(CoordMode::AlignCorners, InterpKind::Cubic { a: (-0.75f32).to_bits() }, 1.0).taps(0, 5, 5);

@@ -271,7 +271,8 @@ fn resize_taps(op: &Op, x: &Tensor, sizes: &[usize], spec: &ir::interp::Interpol
     let mut cur = x.clone();
     for (k, &size) in sizes.iter().enumerate() {
         let ax = k + 1;
-        let inn = cur.shape().get(ax).copied().ok_or_else(|| KernelError::new(op, "more resized axes than the input has"))?;
+        let inn =
+            cur.shape().get(ax).copied().ok_or_else(|| KernelError::new(op, "more resized axes than the input has"))?;
         let identity = spec.axes.get(k).is_none_or(|a| f32::from_bits(a.0) == 1.0)
             && inn == size
             && spec.coord != ir::interp::CoordMode::TfCropAndResize;

@@ -239,13 +239,28 @@ impl Ctx<'_> {
             close.push('}');
         }
         let at: Vec<String> = (0..out.len())
-            .map(|ax| if loops.iter().any(|l| l.0 == ax) { format!("s{ax} * {}", st[ax]) } else { format!("c{ax} * {}", st[ax]) })
+            .map(|ax| {
+                if loops.iter().any(|l| l.0 == ax) {
+                    format!("s{ax} * {}", st[ax])
+                } else {
+                    format!("c{ax} * {}", st[ax])
+                }
+            })
             .collect();
         let w = if weight.is_empty() { "1.f".to_string() } else { weight.join(" * ") };
-        let _ = writeln!(body, "      acc += {w} * in0[{}];
-    {close}", at.join(" + "));
+        let _ = writeln!(
+            body,
+            "      acc += {w} * in0[{}];
+    {close}",
+            at.join(" + ")
+        );
         if !outside.is_empty() {
-            let _ = writeln!(body, "    if ({}) acc = {};", outside.join(" || "), expr::lit(f32::from_bits(spec.extrapolation)));
+            let _ = writeln!(
+                body,
+                "    if ({}) acc = {};",
+                outside.join(" || "),
+                expr::lit(f32::from_bits(spec.extrapolation))
+            );
         }
         let _ = writeln!(body, "    out0[i] = acc;");
         Ok(self.kernel(Self::grid_loop(numel(&out), &body), launch_1d(numel(&out)), true, &tables))

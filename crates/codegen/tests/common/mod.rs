@@ -26,6 +26,7 @@ static thread_local kc_dim3 threadIdx, blockIdx;
 static std::barrier<>* kc_barrier;
 #define __global__
 #define __device__
+#define __constant__ static const
 #define __forceinline__ inline
 #define __restrict__ __restrict
 #define __launch_bounds__(n)

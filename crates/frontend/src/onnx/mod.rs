@@ -23,8 +23,8 @@ pub use ctx::MAX_ELEMENTS;
 pub use value::{KVal, S};
 
 use crate::model::{Model, ModelFormat, ModelInfo};
-use crate::text::HostInput;
 use crate::options::LoadOptions;
+use crate::text::HostInput;
 use crate::{FrontendError, Need};
 use ctx::{ferr, Ctx};
 use ir::{DType, Dim, Shape, TensorType};

@@ -40,7 +40,8 @@ pub fn resize(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         }
         let input = |a: usize| fixed[a].ok_or("resized axes must have fixed sizes");
         let policy = attr_s(node, "keep_aspect_ratio_policy", "stretch");
-        let ratios: Vec<f64> = axes.iter().zip(&v).map(|(&a, &n)| Ok(n as f64 / input(a)?)).collect::<Result<_, String>>()?;
+        let ratios: Vec<f64> =
+            axes.iter().zip(&v).map(|(&a, &n)| Ok(n as f64 / input(a)?)).collect::<Result<_, String>>()?;
         let common = match policy.as_str() {
             "stretch" => None,
             "not_larger" => Some(ratios.iter().copied().fold(f64::INFINITY, f64::min)),
@@ -95,15 +96,20 @@ pub fn resize(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         .iter()
         .map(|&i| out[i].map(|v| v as usize).ok_or("resized axes must have fixed sizes".to_string()))
         .collect::<Result<_, _>>()?;
-    let nearest = NearestRound::parse(&if old { "floor".to_string() } else { attr_s(node, "nearest_mode", "round_prefer_floor") })
-        .ok_or("an unknown nearest_mode")?;
+    let nearest = NearestRound::parse(&if old {
+        "floor".to_string()
+    } else {
+        attr_s(node, "nearest_mode", "round_prefer_floor")
+    })
+    .ok_or("an unknown nearest_mode")?;
     let kind = match mode.as_str() {
         "nearest" => InterpKind::Nearest(nearest),
         "linear" | "bilinear" => InterpKind::Linear,
         "cubic" | "bicubic" => InterpKind::Cubic { a: (attr_f(node, "cubic_coeff_a", -0.75)).to_bits() },
         other => return Err(format!("Resize mode '{other}' is not one of ONNX's")),
     };
-    let coord = CoordMode::parse(&ct).ok_or_else(|| format!("coordinate_transformation_mode '{ct}' is not one of ONNX's"))?;
+    let coord =
+        CoordMode::parse(&ct).ok_or_else(|| format!("coordinate_transformation_mode '{ct}' is not one of ONNX's"))?;
     let antialias = attr_i(node, "antialias", 0) != 0;
     let exclude_outside = attr_i(node, "exclude_outside", 0) != 0;
     // TensorFlow's own cases keep their kernels (shared with Keras's layers, and differentiable).
@@ -147,7 +153,13 @@ pub fn resize(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
                         match k {
                             Some(k) if v.len() == 2 * axes.len() => (v[k], v[k + axes.len()]),
                             None => (0.0, 1.0),
-                            _ => return Err(format!("a region of interest of {} values for {} axes", v.len(), axes.len())),
+                            _ => {
+                                return Err(format!(
+                                    "a region of interest of {} values for {} axes",
+                                    v.len(),
+                                    axes.len()
+                                ))
+                            }
                         }
                     }
                     None => (0.0, 1.0),

@@ -288,12 +288,7 @@ pub fn pad(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         None => attr_ints(node, "pads").unwrap_or_default(),
     };
     let value = match ctx.input(node, 2) {
-        Some(v) => ctx
-            .need(&v, "the pad value")?
-            .nums("the pad value")?
-            .first()
-            .copied()
-            .unwrap_or(0.0) as f32,
+        Some(v) => ctx.need(&v, "the pad value")?.nums("the pad value")?.first().copied().unwrap_or(0.0) as f32,
         None => attr_f(node, "value", 0.0),
     };
     let axes: Vec<usize> = match ctx.input(node, 3) {
