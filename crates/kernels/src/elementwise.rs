@@ -98,7 +98,9 @@ pub fn binary(op_: &Op, op: BinaryOp, a: &Tensor, b: &Tensor, out_shape: &[usize
             }
             tensor(out_shape, out)
         }
-        (TensorData::I32(_) | TensorData::I64(_), TensorData::I32(_) | TensorData::I64(_)) => {
+        (TensorData::I32(_) | TensorData::I64(_), TensorData::I32(_) | TensorData::I64(_))
+        | (TensorData::U8(_), TensorData::U8(_)) => {
+            // In i64, then back to the first operand's type (wrapping, as uint8 arithmetic does).
             let x = a.to_i64_vec();
             let y = b.to_i64_vec();
             let mut out = vec![0i64; n];

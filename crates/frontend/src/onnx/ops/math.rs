@@ -31,8 +31,32 @@ pub fn binary(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     }
     let mut acc = ctx.ir(&ctx.req(node, 0)?)?;
     let dtype = ctx.dtype(&Val::Ir(acc));
-    if (dtype == DType::I32 || dtype == DType::I64) && op == "Div" {
-        return Err("integer division at run time is not supported".into());
+    let int = |t: DType| matches!(t, DType::I32 | DType::I64 | DType::U8);
+    if int(dtype) && op == "Div" && n == 2 {
+        // ONNX divides integers towards zero: through float32 (exact below 2^24), truncated.
+        let b = ctx.ir(&ctx.req(node, 1)?)?;
+        let af = ctx.tmp(name, Op::Cast { to: DType::F32 }, &[acc])?;
+        let bf = ctx.tmp(name, Op::Cast { to: DType::F32 }, &[b])?;
+        let q = ctx.tmp(name, Op::Binary(BinaryOp::Div), &[af, bf])?;
+        return Ok(vec![Val::Ir(ctx.add(name, Op::Cast { to: dtype }, &[q])?)]);
+    }
+    if op == "Pow" && n == 2 {
+        // Mixed types: the exponent takes the base's type; an integer base goes through
+        // float32 and back (ONNX's result has the base's type).
+        let e = ctx.ir(&ctx.req(node, 1)?)?;
+        let et = ctx.dtype(&Val::Ir(e));
+        if int(dtype) != int(et) {
+            let (b, e) = if int(dtype) {
+                (ctx.tmp(name, Op::Cast { to: DType::F32 }, &[acc])?, e)
+            } else {
+                (acc, ctx.tmp(name, Op::Cast { to: DType::F32 }, &[e])?)
+            };
+            if int(dtype) {
+                let p = ctx.tmp(name, Op::Binary(BinaryOp::Pow), &[b, e])?;
+                return Ok(vec![Val::Ir(ctx.add(name, Op::Cast { to: dtype }, &[p])?)]);
+            }
+            return Ok(vec![Val::Ir(ctx.add(name, Op::Binary(BinaryOp::Pow), &[b, e])?)]);
+        }
     }
     let b = match op {
         "Sum" | "Mean" => BinaryOp::Add,
@@ -77,7 +101,7 @@ fn unary_of(node: &NodeProto, op: &str) -> Result<UnaryOp, String> {
         "Selu" => {
             let (a, g) = (attr_f(node, "alpha", 1.673_263_2), attr_f(node, "gamma", 1.050_701));
             if (a - 1.673_263_2).abs() > 1e-6 || (g - 1.050_701).abs() > 1e-6 {
-                return Err(format!("Selu with alpha {a}, gamma {g} (only the standard constants)"));
+                return Err(format!("Selu with alpha {a}, gamma {g} is gamma·elu(alpha)"));
             }
             UnaryOp::Selu
         }
@@ -121,6 +145,12 @@ pub fn unary(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         let s = ctx.tmp(name, Op::Unary(UnaryOp::Affine { scale: a, offset: b }), &[xi])?;
         return Ok(vec![Val::Ir(ctx.add(name, Op::Unary(UnaryOp::Clip { lo: 0.0, hi: 1.0 }), &[s])?)]);
     }
+    if op == "Selu" && unary_of(node, op).is_err() {
+        // Other constants: gamma·elu_alpha(x).
+        let (a, g) = (attr_f(node, "alpha", 1.673_263_2), attr_f(node, "gamma", 1.050_701));
+        let e = ctx.tmp(name, Op::Unary(UnaryOp::Elu { alpha: a }), &[xi])?;
+        return Ok(vec![Val::Ir(ctx.add(name, Op::Unary(UnaryOp::Affine { scale: g, offset: 0.0 }), &[e])?)]);
+    }
     let u = unary_of(node, op)?;
     Ok(vec![Val::Ir(ctx.add(name, Op::Unary(u), &[xi])?)])
 }
@@ -128,6 +158,20 @@ pub fn unary(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
 /// Clip: bounds from inputs (opset ≥ 11) or attributes; [0, 6] becomes relu6.
 pub fn clip(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.ir(&ctx.req(node, 0)?)?;
+    let dtype = ctx.g.value(x).ty.dtype;
+    if !dtype.is_float() {
+        // Integers: max with the lower bound, min with the upper, in their own type.
+        let mut y = x;
+        for (i, b) in [(1, BinaryOp::Max), (2, BinaryOp::Min)] {
+            let Some(v) = ctx.input(node, i) else { continue };
+            let k = ctx.need(&v, "Clip bounds")?;
+            let t = k.to_tensor()?.cast(dtype);
+            let cname = ctx.fresh(name);
+            let c = ctx.g.add_constant(cname, t);
+            y = ctx.tmp(name, Op::Binary(b), &[y, c])?;
+        }
+        return Ok(vec![Val::Ir(y)]);
+    }
     let bound = |ctx: &Ctx, i: usize, attr: &str, d: f32| -> Result<f32, String> {
         match ctx.input(node, i) {
             Some(v) => {
@@ -163,8 +207,13 @@ pub fn dropout(ctx: &mut Ctx, node: &NodeProto, _name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     if let Some(t) = ctx.input(node, 2) {
         let k = ctx.need(&t, "Dropout's training_mode")?;
-        if k.nums("training_mode")?.first().copied().unwrap_or(0.0) != 0.0 {
-            return Err("Dropout in training mode is not supported for inference".into());
+        let ratio = match ctx.input(node, 1) {
+            Some(r) => ctx.need(&r, "Dropout's ratio")?.nums("ratio")?.first().copied().unwrap_or(0.5),
+            None => 0.5,
+        };
+        // Training mode drops at random, except with a ratio of 0.
+        if k.nums("training_mode")?.first().copied().unwrap_or(0.0) != 0.0 && ratio != 0.0 {
+            return Err("Dropout in training mode (random) is not supported for inference".into());
         }
     }
     let mut out = vec![x.clone()];
@@ -237,9 +286,9 @@ pub fn where_(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let c = as_float(ctx, &c, name)?;
     let x = ctx.ir(&ctx.req(node, 1)?)?;
     let y = ctx.ir(&ctx.req(node, 2)?)?;
-    if !ctx.g.value(x).ty.dtype.is_float() {
-        return Err("Where over integer tensors at run time is not supported".into());
-    }
+    let dtype = ctx.g.value(x).ty.dtype;
+    // Integers: the same arithmetic in their type (exact, wrapping), the condition cast to it.
+    let c = if dtype.is_float() { c } else { ctx.tmp(name, Op::Cast { to: dtype }, &[c])? };
     let d = ctx.tmp(name, Op::Binary(BinaryOp::Sub), &[x, y])?;
     let cd = ctx.tmp(name, Op::Binary(BinaryOp::Mul), &[c, d])?;
     Ok(vec![Val::Ir(ctx.add(name, Op::Binary(BinaryOp::Add), &[y, cd])?)])

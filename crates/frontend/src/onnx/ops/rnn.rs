@@ -53,9 +53,13 @@ fn is_zero_state(ctx: &Ctx, v: &Val) -> bool {
 
 pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let op = node.op_type.clone().unwrap_or_default();
-    if attr_i(node, "layout", 0) != 0 {
-        return Err("layout=1 (batch-first) is not supported".into());
-    }
+    // layout=1: X (batch, steps, features), states (batch, directions, units), Y (batch, steps,
+    // directions, units); layout=0 has steps (and directions) first.
+    let batch_first = match attr_i(node, "layout", 0) {
+        0 => false,
+        1 => true,
+        l => return Err(format!("layout {l} is not one of ONNX's (0 or 1)")),
+    };
     if crate::onnx::ctx::attr(node, "clip").is_some() || attr_i(node, "input_forget", 0) != 0 {
         return Err("clip and input_forget are not supported".into());
     }
@@ -67,7 +71,7 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let r = ctx.need_constant(&ctx.req(node, 2)?, "recurrent weights")?;
     let b = ctx.input(node, 3).map(|v| ctx.need_constant(&v, "recurrent biases")).transpose()?;
     if let Some(sl) = ctx.input(node, 4) {
-        let t = ctx.shape_of(&x)[0];
+        let t = ctx.shape_of(&x)[usize::from(batch_first)];
         let ok =
             ctx.known(&sl).and_then(|k| k.nums("sequence_lens").ok()).is_some_and(|v| v.iter().all(|&l| S::N(l) == t));
         if !ok {
@@ -134,9 +138,10 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     if xs.len() != 3 {
         return Err(format!("X must be (time, batch, features), got rank {}", xs.len()));
     }
+    let (steps, n) = if batch_first { (xs[1], xs[0]) } else { (xs[0], xs[1]) };
     let xi = ctx.ir(&x)?;
     // (T, N, F) → (N, T, F) for the IR's op.
-    let xt = ctx.tmp(name, Op::Transpose { perm: vec![1, 0, 2] }, &[xi])?;
+    let xt = if batch_first { xi } else { ctx.tmp(name, Op::Transpose { perm: vec![1, 0, 2] }, &[xi])? };
     let mut ys = Vec::new();
     let mut hs = Vec::new();
     let mut cs = Vec::new();
@@ -193,11 +198,16 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
             let Some(v) = v else { continue };
             let s = ctx.tmp(
                 name,
-                Op::Slice { axes: vec![0], starts: vec![d as i64], ends: vec![d as i64 + 1], steps: vec![1] },
+                Op::Slice {
+                    axes: vec![usize::from(batch_first)],
+                    starts: vec![d as i64],
+                    ends: vec![d as i64 + 1],
+                    steps: vec![1],
+                },
                 &[*v],
             )?;
             let nm = ctx.fresh(name);
-            init.push(ctx.reshape_to(&nm, s, &[xs[1], S::N(h as f64)])?);
+            init.push(ctx.reshape_to(&nm, s, &[n, S::N(h as f64)])?);
         }
         if !init.is_empty() && init.len() != if kind == RnnKind::Lstm { 2 } else { 1 } {
             return Err("an LSTM needs both initial_h and initial_c, or neither".into());
@@ -231,25 +241,32 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
             cs.push(c);
         }
     }
-    // Y: (N, T, H) per direction → (T, D, N, H).
-    let n = xs[1];
+    // Y: (N, T, H) per direction → (T, D, N, H), or (N, T, D, H) batch first.
     let mut y_parts = Vec::new();
+    let hu = S::N(h as f64);
     for y in ys {
-        let t = ctx.tmp(name, Op::Transpose { perm: vec![1, 0, 2] }, &[y])?;
         let nm = ctx.fresh(name);
-        y_parts.push(ctx.reshape_to(&nm, t, &[xs[0], S::N(1.0), n, S::N(h as f64)])?);
+        if batch_first {
+            y_parts.push(ctx.reshape_to(&nm, y, &[n, steps, S::N(1.0), hu])?);
+        } else {
+            let t = ctx.tmp(name, Op::Transpose { perm: vec![1, 0, 2] }, &[y])?;
+            y_parts.push(ctx.reshape_to(&nm, t, &[steps, S::N(1.0), n, hu])?);
+        }
     }
-    let y = if y_parts.len() == 1 { y_parts[0] } else { ctx.tmp(name, Op::Concat { axis: 1 }, &y_parts)? };
+    let y_axis = if batch_first { 2 } else { 1 };
+    let y = if y_parts.len() == 1 { y_parts[0] } else { ctx.tmp(name, Op::Concat { axis: y_axis }, &y_parts)? };
+    // Final states: (N, H) per direction → (D, N, H), or (N, D, H) batch first.
     let state = |ctx: &mut Ctx, parts: Vec<ValueId>| -> Result<ValueId, String> {
         let mut r = Vec::new();
         for p in parts {
             let nm = ctx.fresh(name);
-            r.push(ctx.reshape_to(&nm, p, &[S::N(1.0), n, S::N(h as f64)])?);
+            let shape = if batch_first { [n, S::N(1.0), hu] } else { [S::N(1.0), n, hu] };
+            r.push(ctx.reshape_to(&nm, p, &shape)?);
         }
         if r.len() == 1 {
             Ok(r[0])
         } else {
-            ctx.tmp(name, Op::Concat { axis: 0 }, &r)
+            ctx.tmp(name, Op::Concat { axis: usize::from(batch_first) }, &r)
         }
     };
     let mut out = vec![Val::Ir(y), Val::Ir(state(ctx, hs)?)];

@@ -5,7 +5,7 @@ use crate::onnx::ctx::{attr_f, attr_i, attr_ints, attr_s, Ctx, Lowered};
 use crate::onnx::proto::NodeProto;
 use crate::onnx::value::show;
 use crate::onnx::value::{Val, S};
-use ir::{DType, Op, Tensor};
+use ir::{DType, Op, Tensor, ValueId};
 
 /// Transpose (the reversed axes by default).
 pub fn transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
@@ -275,13 +275,14 @@ pub fn gather(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     Ok(vec![keep_bool(ctx, xi, y)])
 }
 
-/// Pad (constant mode) with pads known at import.
+/// Pad with pads known at import: constant mode as the IR's pad; edge, reflect and wrap as
+/// slices of the input concatenated around it, axis by axis.
 pub fn pad(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     let r = ctx.rank(&x);
     let mode = attr_s(node, "mode", "constant");
-    if mode != "constant" {
-        return Err(format!("Pad mode '{mode}' is not supported (only constant)"));
+    if !matches!(mode.as_str(), "constant" | "edge" | "reflect" | "wrap") {
+        return Err(format!("Pad mode '{mode}' is not one of ONNX's"));
     }
     let pads: Vec<i64> = match ctx.input(node, 1) {
         Some(p) => ctx.ints(&p, "pads")?,
@@ -304,7 +305,53 @@ pub fn pad(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         per[a] = (pads[k] as usize, pads[k + n] as usize);
     }
     let xi = ctx.ir(&x)?;
-    Ok(vec![Val::Ir(ctx.add(name, Op::Pad { pads: per, value }, &[xi])?)])
+    if mode == "constant" {
+        return Ok(vec![Val::Ir(ctx.add(name, Op::Pad { pads: per, value }, &[xi])?)]);
+    }
+    let shape = ctx.shape_of(&x);
+    let mut y = xi;
+    for (a, &(p0, p1)) in per.iter().enumerate() {
+        if p0 == 0 && p1 == 0 {
+            continue;
+        }
+        let S::N(len) = shape[a] else { return Err(format!("Pad mode '{mode}' along the batch axis")) };
+        let len = len as i64;
+        let (p0, p1) = (p0 as i64, p1 as i64);
+        let fits = match mode.as_str() {
+            "reflect" => p0 < len && p1 < len,
+            "wrap" => p0 <= len && p1 <= len,
+            _ => len > 0,
+        };
+        if !fits {
+            return Err(format!("Pad mode '{mode}' by {p0} and {p1} along an axis of {len}"));
+        }
+        // (start, end, step) of the slices before and after x along axis a.
+        let (before, after) = match mode.as_str() {
+            "edge" => ((0, 1, 1), (len - 1, len, 1)),
+            "reflect" => ((p0, 0, -1), (len - 2, len - 2 - p1, -1)),
+            _ => ((len - p0, len, 1), (0, p1, 1)),
+        };
+        let mut parts = Vec::new();
+        for ((start, end, step), count) in [(before, p0), (after, p1)] {
+            if count == 0 {
+                parts.push(None);
+                continue;
+            }
+            // An end of -1 with a negative step would count from the back: -len-1 is before 0.
+            let end = if step < 0 && end < 0 { -len - 1 } else { end };
+            let sl = Op::Slice { axes: vec![a], starts: vec![start], ends: vec![end], steps: vec![step] };
+            let mut piece = ctx.tmp(name, sl, &[y])?;
+            if mode == "edge" && count > 1 {
+                let mut reps = vec![1; r];
+                reps[a] = count as usize;
+                piece = ctx.tmp(name, Op::Tile { repeats: reps }, &[piece])?;
+            }
+            parts.push(Some(piece));
+        }
+        let all: Vec<ValueId> = [parts[0], Some(y), parts[1]].into_iter().flatten().collect();
+        y = ctx.tmp(name, Op::Concat { axis: a }, &all)?;
+    }
+    Ok(vec![Val::Ir(y)])
 }
 
 /// Tile by repeats known at import.
