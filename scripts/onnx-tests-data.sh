@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# ONNX's own test data for tests/onnx_node.rs: the backend node tests (one small model per op
-# and attribute case, with inputs and expected outputs) and the light model-zoo files, taken from
-# the onnx wheel, pinned (1.16.2: the last release that ships the node tests' data in its
-# wheel), into target/onnx-tests/{node,light}. Only the wheel's data is used: nothing is
-# installed and onnx is never imported.
+# ONNX's own test data: the backend node tests (tests/onnx_node.rs: one small model per op and
+# attribute case, with inputs and expected outputs) and the light model-zoo files, taken from the
+# onnx wheel, pinned (1.16.2: the last release that ships the node tests' data in its wheel),
+# into target/onnx-tests/{node,light}; then the light models with seeded random weights and ONNX
+# Runtime's outputs (tests/onnx_light.rs; ~1.4 GB, made by scripts/make-light-models.py in a venv
+# of onnx and onnxruntime, target/onnx-venv) into target/onnx-tests/light-random.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ONNX_VERSION=1.16.2
 out=target/onnx-tests
+light() {
+  if [ ! -e "$out/light-random/.done" ]; then
+    if [ ! -x target/onnx-venv/bin/python ]; then
+      python3 -m venv target/onnx-venv
+      target/onnx-venv/bin/pip install --quiet --disable-pip-version-check numpy "onnx==1.23.*" "onnxruntime==1.23.*"
+    fi
+    target/onnx-venv/bin/python scripts/make-light-models.py "$out/light" "$out/light-random" >/dev/null
+    touch "$out/light-random/.done"
+  fi
+  echo "ONNX light models: $(ls "$out"/light-random/*.onnx | wc -l) with random weights in $out/light-random"
+}
 if [ -e "$out/.version" ] && [ "$(cat "$out/.version")" = "$ONNX_VERSION" ]; then
   echo "ONNX test data: $(ls "$out/node" | wc -l) node tests in $out (onnx $ONNX_VERSION)"
+  light
   exit 0
 fi
 rm -rf "$out" target/onnx-wheel
@@ -38,3 +51,4 @@ PY
 echo "$ONNX_VERSION" > "$out/.version"
 rm -rf target/onnx-wheel
 echo "ONNX test data: $(ls "$out/node" | wc -l) node tests in $out (onnx $ONNX_VERSION)"
+light

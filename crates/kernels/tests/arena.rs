@@ -40,10 +40,10 @@ fn match_the_allocating_kernels() {
     check(Op::RepeatInterleave { axis: 2, repeats: 3 }, vec![seq(&[2, 3, 4, 5], 0.3)]);
     check(Op::RepeatInterleave { axis: 2, repeats: 2 }, vec![seq(&[2, 3, 4], 0.3)]);
     let nearest = ir::ResizeMode::Nearest;
-    check(Op::Resize { sizes: vec![6, 10], mode: nearest }, vec![seq(&[2, 3, 4, 5], 0.3)]);
-    check(Op::Resize { sizes: vec![2, 3], mode: nearest }, vec![seq(&[2, 5, 7, 3], 0.3)]);
-    check(Op::Resize { sizes: vec![3, 7], mode: nearest }, vec![seq(&[1, 3, 4, 2], 0.3)]);
-    check(Op::Resize { sizes: vec![9], mode: nearest }, vec![seq(&[2, 4, 3], 0.3)]);
+    check(Op::Resize { sizes: vec![6, 10], mode: nearest.clone() }, vec![seq(&[2, 3, 4, 5], 0.3)]);
+    check(Op::Resize { sizes: vec![2, 3], mode: nearest.clone() }, vec![seq(&[2, 5, 7, 3], 0.3)]);
+    check(Op::Resize { sizes: vec![3, 7], mode: nearest.clone() }, vec![seq(&[1, 3, 4, 2], 0.3)]);
+    check(Op::Resize { sizes: vec![9], mode: nearest.clone() }, vec![seq(&[2, 4, 3], 0.3)]);
 }
 
 /// The backward ops of a training step run in the arena too.

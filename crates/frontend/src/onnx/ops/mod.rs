@@ -36,6 +36,7 @@ pub fn registry(op: &str) -> Option<LowerFn> {
         "InstanceNormalization" => nn::instance_norm,
         "GroupNormalization" => nn::group_norm,
         "LayerNormalization" => nn::layer_norm,
+        "LRN" => nn::lrn,
         "Softmax" | "LogSoftmax" => nn::softmax,
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceSumSquare" | "ReduceL2"
         | "ReduceL1" => nn::reduce,

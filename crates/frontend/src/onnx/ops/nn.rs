@@ -526,3 +526,41 @@ pub fn reduce(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     }
     Ok(vec![Val::Ir(y)])
 }
+
+/// LRN (channels-first): `x / (bias + alpha/size · Σ x²)^beta`, the sum over a window of
+/// `size` channels around each (ONNX's: floor((size−1)/2) before, ceil((size−1)/2) after), as a
+/// 1×1 convolution of x² with a banded 0/1 kernel.
+pub fn lrn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let s = ctx.shape_of(&x);
+    let r = s.len();
+    let c = match s.get(1) {
+        Some(S::N(c)) if r >= 3 => *c as usize,
+        _ => return Err("LRN needs a channels-first input of rank 3 or more with fixed channels".into()),
+    };
+    let size = match attr_i(node, "size", 0) {
+        n @ 1..=MAX_ATTR => n as usize,
+        n => return Err(format!("LRN size {n}")),
+    };
+    let (alpha, beta, bias) = (attr_f(node, "alpha", 1e-4), attr_f(node, "beta", 0.75), attr_f(node, "bias", 1.0));
+    let (before, after) = ((size - 1) / 2, size - 1 - (size - 1) / 2);
+    let mut band = vec![0f32; c * c];
+    for out in 0..c {
+        for i in out.saturating_sub(before)..=(out + after).min(c - 1) {
+            band[i * c + out] = 1.0;
+        }
+    }
+    let mut kshape = vec![1; r - 2];
+    kshape.extend([c, c]);
+    let kernel = Tensor::from_f32(&kshape, band).map_err(|e| e.to_string())?;
+    let k = ctx.g.add_constant(format!("{name}/window"), kernel);
+    let xi = ctx.ir(&x)?;
+    let sq = ctx.tmp(name, Op::Unary(UnaryOp::Square), &[xi])?;
+    let n = r - 2;
+    let attrs = ConvAttrs { strides: vec![1; n], dilations: vec![1; n], pads: vec![(0, 0); n], groups: 1 };
+    let sum = ctx.tmp(name, Op::ChannelsFirst(Box::new(Op::Conv(attrs))), &[sq, k])?;
+    let t = ctx.tmp(name, Op::Unary(UnaryOp::Affine { scale: alpha / size as f32, offset: bias }), &[sum])?;
+    let e = ctx.g.add_constant(format!("{name}/beta"), Tensor::from_f32(&[], vec![-beta]).map_err(|e| e.to_string())?);
+    let p = ctx.tmp(name, Op::Binary(ir::BinaryOp::Pow), &[t, e])?;
+    Ok(vec![Val::Ir(ctx.add(name, Op::Binary(ir::BinaryOp::Mul), &[xi, p])?)])
+}
