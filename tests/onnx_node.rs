@@ -253,6 +253,9 @@ fn onnx_backend_node_tests() {
         status.push_str(&format!("| {name} | {kind} | {} |\n", why.replace('|', "\\|")));
     }
     std::fs::write(base.join("status.md"), &status).unwrap();
+    // The in-scope list, for scripts/onnx-node-ort.py (ONNX Runtime on the same tests).
+    let scope: String = results.iter().filter(|(_, (s, _))| s.is_none()).map(|(n, _)| format!("{n}\n")).collect();
+    std::fs::write(base.join("in_scope.txt"), scope).unwrap();
     let passing: BTreeSet<&String> = results.iter().filter(|(_, (_, o))| *o == Outcome::Pass).map(|(n, _)| n).collect();
     let recorded = root().join("tests/onnx_node");
     if std::env::var_os("KERASC_ONNX_NODE_RECORD").is_some() {

@@ -39,7 +39,8 @@ pub fn registry(op: &str) -> Option<LowerFn> {
         "LRN" => nn::lrn,
         "Softmax" | "LogSoftmax" => nn::softmax,
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceSumSquare" | "ReduceL2"
-        | "ReduceL1" => nn::reduce,
+        | "ReduceL1" | "ReduceLogSum" | "ReduceLogSumExp" => nn::reduce,
+        "DepthToSpace" | "SpaceToDepth" => nn::depth_space,
         "Transpose" => shape::transpose,
         "Reshape" => shape::reshape,
         "Flatten" => shape::flatten,

@@ -329,27 +329,132 @@ pub fn pool(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         return Err("no kernel_shape".into());
     }
     let strides = usizes(node, "strides", n, 1)?;
-    if usizes(node, "dilations", n, 1)?.iter().any(|&d| d != 1) {
-        return Err("dilated pooling is not supported".into());
-    }
+    let dilations = usizes(node, "dilations", n, 1)?;
     let input = spatial(ctx, &x)?;
-    let pads = pads_for(node, &input, &window, &strides, &vec![1; n])?;
-    if !max && attr_i(node, "count_include_pad", 0) != 0 && pads.iter().any(|&(a, b)| a + b > 0) {
-        return Err("AveragePool with count_include_pad=1 and padding is not supported".into());
-    }
-    if attr_i(node, "ceil_mode", 0) != 0 {
-        for i in 0..n {
-            let padded = input[i] + pads[i].0 + pads[i].1;
-            let span = padded.checked_sub(window[i]).ok_or("the window is larger than the padded input")?;
-            if span % strides[i] != 0 {
-                return Err("ceil_mode=1 with a partial last window is not supported".into());
+    let pads = pads_for(node, &input, &window, &strides, &dilations)?;
+    // Output sizes; ceil_mode rounds up, but a last window must start inside the input or its
+    // leading padding. `extra`: the padding past the end a partial last window reads.
+    let ceil = attr_i(node, "ceil_mode", 0) != 0;
+    let mut out = Vec::with_capacity(n);
+    let mut extra = Vec::with_capacity(n);
+    for i in 0..n {
+        let span = (window[i] - 1) * dilations[i] + 1;
+        let padded = input[i] + pads[i].0 + pads[i].1;
+        let room = padded.checked_sub(span).ok_or("the window is larger than the padded input")?;
+        let mut o = room / strides[i] + 1;
+        if ceil && room % strides[i] != 0 {
+            o += 1;
+            if (o - 1) * strides[i] >= input[i] + pads[i].0 {
+                o -= 1;
             }
         }
+        extra.push(((o - 1) * strides[i] + span).saturating_sub(padded));
+        out.push(o);
     }
+    // Averages that count padding (a partial last window's included) differ where there is any.
+    let padded = pads.iter().any(|&(a, b)| a + b > 0) || extra.iter().any(|&e| e > 0);
+    let include_pad = !max && attr_i(node, "count_include_pad", 0) != 0 && padded;
     let kind = if max { PoolKind::Max } else { PoolKind::Avg };
     let xi = ctx.ir(&x)?;
-    let op = Op::ChannelsFirst(Box::new(Op::Pool(PoolAttrs { kind, window, strides, pads })));
-    Ok(vec![Val::Ir(ctx.add(name, op, &[xi])?)])
+    if dilations.iter().all(|&d| d == 1) && !include_pad {
+        // The pooling op excludes padding from maxima and averages, so a partial last window is
+        // more padding at the end.
+        let pads: Vec<(usize, usize)> = pads.iter().zip(&extra).map(|(&(a, b), &e)| (a, b + e)).collect();
+        let op = Op::ChannelsFirst(Box::new(Op::Pool(PoolAttrs { kind, window, strides, pads })));
+        return Ok(vec![Val::Ir(ctx.add(name, op, &[xi])?)]);
+    }
+    let g = SlicedPool { max, window, strides, dilations, pads, extra, out, input, include_pad };
+    pool_by_slices(ctx, name, xi, &g)
+}
+
+/// A pooling the pooling op does not do (dilated windows, or averages counting the padding).
+struct SlicedPool {
+    max: bool,
+    window: Vec<usize>,
+    strides: Vec<usize>,
+    dilations: Vec<usize>,
+    pads: Vec<(usize, usize)>,
+    extra: Vec<usize>,
+    out: Vec<usize>,
+    input: Vec<usize>,
+    include_pad: bool,
+}
+
+/// Pooling as the maximum or mean of strided slices, one per window offset, of the input padded
+/// (−∞ for maxima, 0 for sums); a mean divides by each output's count of cells inside the input
+/// (or inside the padding too, with count_include_pad), a constant.
+fn pool_by_slices(ctx: &mut Ctx, name: &str, xi: ValueId, p: &SlicedPool) -> Lowered {
+    let n = p.window.len();
+    let fill = if p.max { f32::NEG_INFINITY } else { 0.0 };
+    let mut all_pads = vec![(0, 0); 2];
+    all_pads.extend(p.pads.iter().zip(&p.extra).map(|(&(a, b), &e)| (a, b + e)));
+    let padded = if all_pads.iter().any(|&(a, b)| a + b > 0) {
+        ctx.tmp(name, Op::Pad { pads: all_pads, value: fill }, &[xi])?
+    } else {
+        xi
+    };
+    let offsets: usize = p.window.iter().product();
+    if offsets > 4096 {
+        return Err(format!("a pooling window of {offsets} cells with dilations"));
+    }
+    let mut acc: Option<ValueId> = None;
+    for flat in 0..offsets {
+        let mut rest = flat;
+        let mut starts = vec![0i64; n];
+        for i in (0..n).rev() {
+            starts[i] = ((rest % p.window[i]) * p.dilations[i]) as i64;
+            rest /= p.window[i];
+        }
+        let ends: Vec<i64> = (0..n).map(|i| starts[i] + ((p.out[i] - 1) * p.strides[i]) as i64 + 1).collect();
+        let steps: Vec<i64> = p.strides.iter().map(|&s| s as i64).collect();
+        let sl = Op::Slice { axes: (2..n + 2).collect(), starts, ends, steps };
+        let piece = ctx.tmp(name, sl, &[padded])?;
+        let b = if p.max { ir::BinaryOp::Max } else { ir::BinaryOp::Add };
+        acc = Some(match acc {
+            None => piece,
+            Some(a) => ctx.tmp(name, Op::Binary(b), &[a, piece])?,
+        });
+    }
+    let acc = acc.ok_or("an empty pooling window")?;
+    if p.max {
+        return Ok(vec![Val::Ir(ctx.add(name, Op::Unary(UnaryOp::Identity), &[acc])?)]);
+    }
+    // Per axis, how many of an output's cells count; the divisor is their outer product.
+    let per_axis: Vec<Vec<f32>> = (0..n)
+        .map(|i| {
+            (0..p.out[i])
+                .map(|o| {
+                    (0..p.window[i])
+                        .filter(|&j| {
+                            let q = (o * p.strides[i] + j * p.dilations[i]) as i64 - p.pads[i].0 as i64;
+                            // Counting the padding counts a partial last window's too (ONNX's).
+                            let (lo, hi) = if p.include_pad {
+                                (-(p.pads[i].0 as i64), (p.input[i] + p.pads[i].1 + p.extra[i]) as i64)
+                            } else {
+                                (0, p.input[i] as i64)
+                            };
+                            q >= lo && q < hi
+                        })
+                        .count()
+                        .max(1) as f32
+                })
+                .collect()
+        })
+        .collect();
+    let total: usize = p.out.iter().product();
+    let mut counts = vec![1f32; total];
+    for (flat, c) in counts.iter_mut().enumerate() {
+        let mut rest = flat;
+        for i in (0..n).rev() {
+            *c *= per_axis[i][rest % p.out[i]];
+            rest /= p.out[i];
+        }
+    }
+    let mut cshape = vec![1, 1];
+    cshape.extend(&p.out);
+    let divisor =
+        ctx.g.add_constant(format!("{name}/counts"), Tensor::from_f32(&cshape, counts).map_err(|e| e.to_string())?);
+    Ok(vec![Val::Ir(ctx.add(name, Op::Binary(ir::BinaryOp::Div), &[acc, divisor])?)])
 }
 
 /// GlobalAveragePool / GlobalMaxPool: a reduction over every axis after the channels.
@@ -374,12 +479,52 @@ fn only_first_output(node: &NodeProto) -> Result<(), String> {
 /// BatchNormalization in inference mode.
 pub fn batch_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     if attr_i(node, "training_mode", 0) != 0 {
-        return Err("BatchNormalization in training mode is not supported".into());
+        return batch_norm_training(ctx, node, name);
     }
     only_first_output(node)?;
     let ins: Vec<ValueId> = (0..5).map(|i| ctx.req(node, i).and_then(|v| ctx.ir(&v))).collect::<Result<_, _>>()?;
     let eps = attr_f(node, "epsilon", 1e-5);
     Ok(vec![Val::Ir(ctx.add(name, Op::BatchNorm { axis: 1, epsilon: eps }, &ins)?)])
+}
+
+/// BatchNormalization in training mode: normalized by the batch's mean and (population)
+/// variance over every axis but the channels; the running statistics updated by `momentum`.
+fn batch_norm_training(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let s = ctx.shape_of(&x);
+    let r = s.len();
+    let Some(&S::N(c)) = s.get(1) else { return Err("the channel count must be fixed".into()) };
+    let ins: Vec<ValueId> = (0..5).map(|i| ctx.req(node, i).and_then(|v| ctx.ir(&v))).collect::<Result<_, _>>()?;
+    let (eps, momentum) = (attr_f(node, "epsilon", 1e-5), attr_f(node, "momentum", 0.9));
+    let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
+    let bin = |ctx: &mut Ctx, b: ir::BinaryOp, x: ValueId, y: ValueId| ctx.tmp(name, Op::Binary(b), &[x, y]);
+    let mean_of = |ctx: &mut Ctx, v: ValueId| {
+        ctx.tmp(name, Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keepdims: true }, &[v])
+    };
+    let mean = mean_of(ctx, ins[0])?;
+    let d = bin(ctx, ir::BinaryOp::Sub, ins[0], mean)?;
+    let sq = ctx.tmp(name, Op::Unary(UnaryOp::Square), &[d])?;
+    let var = mean_of(ctx, sq)?;
+    let shifted = ctx.tmp(name, Op::Unary(UnaryOp::Affine { scale: 1.0, offset: eps }), &[var])?;
+    let inv = ctx.tmp(name, Op::Unary(UnaryOp::Rsqrt), &[shifted])?;
+    let normed = bin(ctx, ir::BinaryOp::Mul, d, inv)?;
+    // Scale and bias (C,) as (C, 1, ...) against (N, C, ...).
+    let per_channel: Vec<S> = std::iter::once(S::N(c)).chain(std::iter::repeat_n(S::N(1.0), r - 2)).collect();
+    let nm = ctx.fresh(name);
+    let scale = ctx.reshape_to(&nm, ins[1], &per_channel)?;
+    let nm = ctx.fresh(name);
+    let bias = ctx.reshape_to(&nm, ins[2], &per_channel)?;
+    let scaled = bin(ctx, ir::BinaryOp::Mul, normed, scale)?;
+    let y = ctx.add(name, Op::Binary(ir::BinaryOp::Add), &[scaled, bias])?;
+    let mut outs = vec![Val::Ir(y)];
+    for (stat, running) in [(mean, ins[3]), (var, ins[4])] {
+        let nm = ctx.fresh(name);
+        let flat = ctx.reshape_to(&nm, stat, &[S::N(c)])?;
+        let kept = ctx.tmp(name, Op::Unary(UnaryOp::Affine { scale: momentum, offset: 0.0 }), &[running])?;
+        let new = ctx.tmp(name, Op::Unary(UnaryOp::Affine { scale: 1.0 - momentum, offset: 0.0 }), &[flat])?;
+        outs.push(Val::Ir(bin(ctx, ir::BinaryOp::Add, kept, new)?));
+    }
+    Ok(outs)
 }
 
 /// InstanceNormalization: a group normalization with one channel per group.
@@ -519,12 +664,74 @@ pub fn reduce(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         "ReduceL1" => xi = ctx.tmp(name, Op::Unary(UnaryOp::Abs), &[xi])?,
         _ => {}
     }
-    let red_name = if op == "ReduceL2" { ctx.fresh(name) } else { name.to_string() };
+    if op == "ReduceLogSumExp" {
+        // max + log Σ exp(x − max), the max kept for the broadcast.
+        let m = ctx.tmp(name, Op::Reduce { kind: ReduceKind::Max, axes: ax.clone(), keepdims: true }, &[xi])?;
+        let d = ctx.tmp(name, Op::Binary(ir::BinaryOp::Sub), &[xi, m])?;
+        let e = ctx.tmp(name, Op::Unary(UnaryOp::Exp), &[d])?;
+        let s = ctx.tmp(name, Op::Reduce { kind: ReduceKind::Sum, axes: ax.clone(), keepdims: true }, &[e])?;
+        let l = ctx.tmp(name, Op::Unary(UnaryOp::Log), &[s])?;
+        let y = ctx.tmp(name, Op::Binary(ir::BinaryOp::Add), &[l, m])?;
+        if keep {
+            return Ok(vec![Val::Ir(y)]);
+        }
+        let shape: Vec<S> = ctx
+            .shape_of(&Val::Ir(y))
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !ax.contains(i))
+            .map(|(_, d)| d)
+            .collect();
+        return Ok(vec![Val::Ir(ctx.reshape_to(name, y, &shape)?)]);
+    }
+    let after = matches!(op.as_str(), "ReduceL2" | "ReduceLogSum");
+    let red_name = if after { ctx.fresh(name) } else { name.to_string() };
     let mut y = ctx.add(&red_name, Op::Reduce { kind, axes: ax, keepdims: keep }, &[xi])?;
-    if op == "ReduceL2" {
-        y = ctx.add(name, Op::Unary(UnaryOp::Sqrt), &[y])?;
+    match op.as_str() {
+        "ReduceL2" => y = ctx.add(name, Op::Unary(UnaryOp::Sqrt), &[y])?,
+        "ReduceLogSum" => y = ctx.add(name, Op::Unary(UnaryOp::Log), &[y])?,
+        _ => {}
     }
     Ok(vec![Val::Ir(y)])
+}
+
+/// DepthToSpace and SpaceToDepth (channels-first) as a reshape, a transpose and a reshape.
+pub fn depth_space(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let s = ctx.shape_of(&x);
+    let b = match attr_i(node, "blocksize", 0) {
+        b @ 1..=MAX_ATTR => b as f64,
+        b => return Err(format!("blocksize {b}")),
+    };
+    let [n, S::N(c), S::N(h), S::N(w)] = s[..] else {
+        return Err(format!(
+            "the input must be (N, C, H, W) with fixed C, H and W, not {}",
+            crate::onnx::value::show(&s)
+        ));
+    };
+    let to_space = node.op_type.as_deref() == Some("DepthToSpace");
+    let (mid, perm, out): (Vec<f64>, Vec<usize>, Vec<f64>) = if to_space {
+        if c % (b * b) != 0.0 {
+            return Err(format!("{c} channels do not split into blocks of {b}x{b}"));
+        }
+        let cb = c / (b * b);
+        if attr_s(node, "mode", "DCR") == "CRD" {
+            (vec![cb, b, b, h, w], vec![0, 1, 4, 2, 5, 3], vec![cb, h * b, w * b])
+        } else {
+            (vec![b, b, cb, h, w], vec![0, 3, 4, 1, 5, 2], vec![cb, h * b, w * b])
+        }
+    } else {
+        if h % b != 0.0 || w % b != 0.0 {
+            return Err(format!("({h}, {w}) does not split into blocks of {b}x{b}"));
+        }
+        (vec![c, h / b, b, w / b, b], vec![0, 3, 5, 1, 2, 4], vec![c * b * b, h / b, w / b])
+    };
+    let xi = ctx.ir(&x)?;
+    let shape = |v: &[f64]| std::iter::once(n).chain(v.iter().map(|&d| S::N(d))).collect::<Vec<S>>();
+    let nm = ctx.fresh(name);
+    let r = ctx.reshape_to(&nm, xi, &shape(&mid))?;
+    let t = ctx.tmp(name, Op::Transpose { perm }, &[r])?;
+    Ok(vec![Val::Ir(ctx.reshape_to(name, t, &shape(&out))?)])
 }
 
 /// LRN (channels-first): `x / (bias + alpha/size · Σ x²)^beta`, the sum over a window of
