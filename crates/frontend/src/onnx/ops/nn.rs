@@ -145,8 +145,7 @@ fn usizes(node: &NodeProto, name: &str, n: usize, default: usize) -> Result<Vec<
 pub fn conv(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     let w = ctx.req(node, 1)?;
-    let wt = ctx.need_constant(&w, "convolution weights")?;
-    let ws = wt.shape().to_vec();
+    let ws = weight_shape(ctx, &w)?;
     let r = ctx.rank(&x);
     if r < 3 || ws.len() != r {
         return Err(format!("input rank {r} and weights {ws:?} do not fit a convolution"));
@@ -163,9 +162,7 @@ pub fn conv(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let pads = pads_for(node, &input, &window, &strides, &dilations)?;
     // (F, C/g, k...) → (k..., C/g, F).
     let perm: Vec<usize> = (2..r).chain([1, 0]).collect();
-    let kernel = permute(&wt, &perm)?;
-    let wname = format!("{name}/kernel");
-    let k = ctx.g.add_constant(wname, kernel);
+    let k = kernel_of(ctx, &w, &perm, name)?;
     let xi = ctx.ir(&x)?;
     let op = Op::ChannelsFirst(Box::new(Op::Conv(ConvAttrs { strides, dilations, pads, groups })));
     let has_bias = ctx.input(node, 2).is_some();
@@ -176,6 +173,32 @@ pub fn conv(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         y = ctx.add(name, Op::BiasAdd { axis: 1 }, &[y, b])?;
     }
     Ok(vec![Val::Ir(y)])
+}
+
+/// The shape of a convolution's weights: a constant's, or a run-time operand's (fixed).
+fn weight_shape(ctx: &Ctx, w: &Val) -> Result<Vec<usize>, String> {
+    if let Some(t) = ctx.constant(w) {
+        return Ok(t.shape().to_vec());
+    }
+    ctx.shape_of(w)
+        .iter()
+        .map(|d| if let S::N(n) = d { Ok(*n as usize) } else { Err("weights whose size depends on the batch".to_string()) })
+        .collect()
+}
+
+/// The kernel operand in kerasc's layout: constant weights permuted once at import; weights
+/// that arrive at run time (a graph input, or computed) permuted by a transpose in the graph.
+fn kernel_of(ctx: &mut Ctx, w: &Val, perm: &[usize], name: &str) -> Result<ValueId, String> {
+    match ctx.constant(w) {
+        Some(t) => {
+            let kernel = permute(&t, perm)?;
+            Ok(ctx.g.add_constant(format!("{name}/kernel"), kernel))
+        }
+        None => {
+            let wi = ctx.ir(w)?;
+            ctx.tmp(name, Op::Transpose { perm: perm.to_vec() }, &[wi])
+        }
+    }
 }
 
 /// A constant transposed at import.
@@ -205,8 +228,7 @@ pub fn permute(t: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
 pub fn conv_transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let x = ctx.req(node, 0)?;
     let w = ctx.req(node, 1)?;
-    let wt = ctx.need_constant(&w, "convolution weights")?;
-    let ws = wt.shape().to_vec();
+    let ws = weight_shape(ctx, &w)?;
     let r = ctx.rank(&x);
     if r < 3 || ws.len() != r {
         return Err(format!("input rank {r} and weights {ws:?} do not fit a transposed convolution"));
@@ -272,8 +294,7 @@ pub fn conv_transpose(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     }
     // (C, F, k...) → (k..., F, C).
     let perm: Vec<usize> = (2..r).chain([1, 0]).collect();
-    let kernel = permute(&wt, &perm)?;
-    let k = ctx.g.add_constant(format!("{name}/kernel"), kernel);
+    let k = kernel_of(ctx, &w, &perm, name)?;
     let xi = ctx.ir(&x)?;
     let op = Op::ChannelsFirst(Box::new(Op::ConvTranspose(ConvTransposeAttrs {
         strides,
