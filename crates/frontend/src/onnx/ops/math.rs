@@ -323,3 +323,70 @@ pub fn cast(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
 pub fn constant(_ctx: &mut Ctx, _node: &NodeProto, _name: &str) -> Lowered {
     Err("this Constant form is not supported".into())
 }
+
+/// Trilu: the upper (or lower) triangle of the last two axes from diagonal `k`, as a product with
+/// a constant 0/1 mask in x's type.
+pub fn trilu(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let s = ctx.shape_of(&x);
+    let r = s.len();
+    let (Some(crate::onnx::value::S::N(rows)), Some(crate::onnx::value::S::N(cols))) =
+        (s.get(r.wrapping_sub(2)).copied(), s.last().copied())
+    else {
+        return Err("Trilu needs rank 2 or more with fixed last two axes".into());
+    };
+    let k = match ctx.input(node, 1) {
+        Some(v) => ctx.ints(&v, "Trilu's k")?.first().copied().unwrap_or(0),
+        None => 0,
+    };
+    let upper = attr_i(node, "upper", 1) != 0;
+    let (rows, cols) = (rows as usize, cols as usize);
+    let mask: Vec<f32> = (0..rows * cols)
+        .map(|i| {
+            let d = (i % cols) as i64 - (i / cols) as i64;
+            f32::from(if upper { d >= k } else { d <= k })
+        })
+        .collect();
+    let xi = ctx.ir(&x)?;
+    let dtype = ctx.g.value(xi).ty.dtype;
+    let m = ir::Tensor::from_f32(&[rows, cols], mask).map_err(|e| e.to_string())?.cast(dtype);
+    let mname = ctx.fresh(name);
+    let mc = ctx.g.add_constant(mname, m);
+    Ok(vec![Val::Ir(ctx.add(name, Op::Binary(BinaryOp::Mul), &[xi, mc])?)])
+}
+
+/// Mod: `a − b·floor(a/b)` (the divisor's sign, integers) or, with `fmod=1`, `a − b·trunc(a/b)`
+/// (the dividend's sign), computed in float32 (integers exact below 2^24) and cast back.
+pub fn mod_(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let a = ctx.ir(&ctx.req(node, 0)?)?;
+    let b = ctx.ir(&ctx.req(node, 1)?)?;
+    let dtype = ctx.g.value(a).ty.dtype;
+    let fmod = attr_i(node, "fmod", 0) != 0;
+    if dtype.is_float() && !fmod {
+        return Err("Mod of floats needs fmod=1".into());
+    }
+    let f = |ctx: &mut Ctx, v: ValueId| -> Result<ValueId, String> {
+        if ctx.g.value(v).ty.dtype.is_float() {
+            Ok(v)
+        } else {
+            ctx.tmp(name, Op::Cast { to: DType::F32 }, &[v])
+        }
+    };
+    let (af, bf) = (f(ctx, a)?, f(ctx, b)?);
+    let q = ctx.tmp(name, Op::Binary(BinaryOp::Div), &[af, bf])?;
+    let whole = if fmod {
+        // trunc(q) = sign(q)·floor(|q|)
+        let aq = ctx.tmp(name, Op::Unary(UnaryOp::Abs), &[q])?;
+        let fl = ctx.tmp(name, Op::Unary(UnaryOp::Floor), &[aq])?;
+        let sg = ctx.tmp(name, Op::Unary(UnaryOp::Sign), &[q])?;
+        ctx.tmp(name, Op::Binary(BinaryOp::Mul), &[sg, fl])?
+    } else {
+        ctx.tmp(name, Op::Unary(UnaryOp::Floor), &[q])?
+    };
+    let bw = ctx.tmp(name, Op::Binary(BinaryOp::Mul), &[bf, whole])?;
+    if dtype.is_float() {
+        return Ok(vec![Val::Ir(ctx.add(name, Op::Binary(BinaryOp::Sub), &[af, bw])?)]);
+    }
+    let rem = ctx.tmp(name, Op::Binary(BinaryOp::Sub), &[af, bw])?;
+    Ok(vec![Val::Ir(ctx.add(name, Op::Cast { to: dtype }, &[rem])?)])
+}

@@ -24,6 +24,8 @@ pub fn registry(op: &str) -> Option<LowerFn> {
         "Dropout" => math::dropout,
         "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" | "Equal" | "And" | "Or" | "Xor" | "Not" => math::logic,
         "Where" => math::where_,
+        "Trilu" => math::trilu,
+        "Mod" => math::mod_,
         "Cast" | "CastLike" => math::cast,
         "Constant" => math::constant,
         "MatMul" => nn::matmul,

@@ -182,7 +182,15 @@ fn weight_shape(ctx: &Ctx, w: &Val) -> Result<Vec<usize>, String> {
     }
     ctx.shape_of(w)
         .iter()
-        .map(|d| if let S::N(n) = d { Ok(*n as usize) } else { Err("weights whose size depends on the batch".to_string()) })
+        .map(
+            |d| {
+                if let S::N(n) = d {
+                    Ok(*n as usize)
+                } else {
+                    Err("weights whose size depends on the batch".to_string())
+                }
+            },
+        )
         .collect()
 }
 
