@@ -648,3 +648,17 @@ fn tensor_core_gemms() {
         }
     }
 }
+
+#[test]
+fn arg_max_and_min() {
+    let mut g = Graph::new("t");
+    let x = input(&mut g, "x", &[5, 3]);
+    let mut outs = Vec::new();
+    for (max, axis, last) in [(true, 1, false), (false, 2, true), (true, 0, true), (false, 1, false)] {
+        outs.push(g.add("arg", Op::ArgReduce { max, axis, keepdims: axis == 1, last }, &[x]).unwrap());
+    }
+    g.set_outputs(outs);
+    // Rounded, so that ties occur (the first or the last of equal elements).
+    let v: Vec<f32> = seq(&[4, 5, 3], 0.7).to_f32_vec().iter().map(|v| (v * 3.0).round()).collect();
+    check(&g, vec![Tensor::from_f32(&[4, 5, 3], v).unwrap()], "argmax");
+}

@@ -370,6 +370,9 @@ pub enum Op {
     Pool(PoolAttrs),
     /// `[x]`
     Reduce { kind: ReduceKind, axes: Vec<usize>, keepdims: bool },
+    /// `[x]` → int64: the index of the largest (`max`) or smallest element along `axis`, the
+    /// first of equal ones or, with `last`, the last (ONNX's ArgMax / ArgMin).
+    ArgReduce { max: bool, axis: usize, keepdims: bool, last: bool },
     /// `[x]`
     Softmax { axes: Vec<usize> },
     /// `[x]`
@@ -537,7 +540,11 @@ impl Op {
             | Op::ConvInputGrad { .. }
             | Op::ConvFilterGrad { .. } => OpFamily::Conv,
             Op::Pool(_) | Op::PoolGrad(_) => OpFamily::Pool,
-            Op::Reduce { .. } | Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::MeanGrad { .. } => OpFamily::Reduce,
+            Op::Reduce { .. }
+            | Op::ArgReduce { .. }
+            | Op::Softmax { .. }
+            | Op::LogSoftmax { .. }
+            | Op::MeanGrad { .. } => OpFamily::Reduce,
             Op::BatchNorm { .. }
             | Op::Moments { .. }
             | Op::MomentsGrad { .. }
@@ -588,6 +595,7 @@ impl Op {
             Op::ConvTranspose(c) => format!("ConvTranspose{}D", c.strides.len()),
             Op::Pool(p) => format!("{:?}Pool{}D", p.kind, p.window.len()),
             Op::Reduce { kind, .. } => format!("Reduce{kind:?}"),
+            Op::ArgReduce { max, .. } => if *max { "ArgMax" } else { "ArgMin" }.into(),
             Op::Softmax { .. } => "Softmax".into(),
             Op::LogSoftmax { .. } => "LogSoftmax".into(),
             Op::BatchNorm { .. } => "BatchNorm".into(),

@@ -33,6 +33,7 @@ pub fn op_detail(op: &Op) -> String {
         Op::Pad { pads, value } => format!("{pads:?} value={value}"),
         Op::BiasAdd { axis } | Op::Concat { axis } | Op::Gather { axis } => format!("axis={axis}"),
         Op::Reduce { axes, keepdims, .. } => format!("axes={axes:?} keepdims={keepdims}"),
+        Op::ArgReduce { axis, keepdims, last, .. } => format!("axis={axis} keepdims={keepdims} last={last}"),
         Op::Softmax { axes } => format!("axes={axes:?}"),
         _ => String::new(),
     }

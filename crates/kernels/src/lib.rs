@@ -84,6 +84,9 @@ pub fn run_op(op: &Op, inputs: &[&Tensor]) -> Result<Vec<Tensor>, KernelError> {
         Op::Pool(a) => one(pool::pool(op, a, inputs[0], &out_shape(0)?)?),
         Op::PoolGrad(a) => one(pool::pool_grad(op, a, inputs[0], inputs[1])?),
         Op::Reduce { kind, axes, .. } => one(reduce::reduce(op, *kind, inputs[0], axes, &out_shape(0)?)?),
+        Op::ArgReduce { max, axis, last, .. } => {
+            one(reduce::arg_reduce(inputs[0], *max, *axis, *last, &out_shape(0)?)?)
+        }
         Op::Softmax { axes } => one(reduce::softmax(op, inputs[0], axes, false)?),
         Op::LogSoftmax { axis } => one(reduce::softmax(op, inputs[0], &[*axis], true)?),
         Op::MeanGrad { axes } => one(reduce::mean_grad(op, inputs[0], axes, &out_shape(0)?)?),

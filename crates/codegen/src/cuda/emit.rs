@@ -74,6 +74,7 @@ pub fn emit_node_with(
         Op::Pool(a) => c.pool(a)?,
         Op::PoolGrad(a) => c.pool_grad(a)?,
         Op::Reduce { kind, axes, .. } => c.reduce(*kind, axes)?,
+        Op::ArgReduce { max, axis, last, .. } => c.arg_reduce(*max, *axis, *last)?,
         Op::Softmax { axes } => c.softmax(axes, false)?,
         Op::LogSoftmax { axis } => c.softmax(&[*axis], true)?,
         Op::MeanGrad { axes } => c.mean_grad(axes)?,

@@ -53,6 +53,21 @@ impl Ctx<'_> {
         Ok(self.kernel(Self::grid_loop(rows, &body), launch_1d(rows), true, ""))
     }
 
+    /// ArgMax / ArgMin: one thread per output, a loop along the axis keeping the best index.
+    pub(super) fn arg_reduce(&self, max: bool, axis: usize, last: bool) -> Result<KernelSource, CodegenError> {
+        let (rows, red, base, off) = self.rows(&[axis]);
+        let cmp = match (max, last) {
+            (true, false) => ">",
+            (true, true) => ">=",
+            (false, false) => "<",
+            (false, true) => "<=",
+        };
+        let body = format!(
+            "{base}    double v = 0.0; long long best = 0;\n    for (long long j = 0; j < {red}; ++j) {{ {off}const double xv = (double)in0[base + o]; if (j == 0 || xv {cmp} v) {{ v = xv; best = j; }} }}\n    out0[i] = best;\n"
+        );
+        Ok(self.kernel(Self::grid_loop(rows, &body), launch_1d(rows), true, ""))
+    }
+
     /// A kernel with one 128-thread block per row of the last axis (grid-stride over rows);
     /// `body` uses `row`, `t` and the block-wide reductions `kc_block_max`/`kc_block_sum`.
     pub(super) fn row_blocks(&self, rows: usize, body: &str) -> KernelSource {

@@ -62,6 +62,7 @@ impl Builder<'_> {
                 self.max_or_min(&nd, dy, axes, *keepdims)
             }
             Op::Reduce { kind: ReduceKind::Prod, axes, keepdims } => self.prod(&nd, dy, axes, *keepdims),
+            Op::ArgReduce { .. } => Err(no_gradient(&nd.op, "an index has no derivative")),
             Op::Softmax { axes } => self.softmax(&nd, dy, axes),
             Op::LogSoftmax { axis } => self.log_softmax(&nd, dy, *axis),
             Op::BatchNorm { axis, epsilon } => self.batch_norm(&nd, dy, *axis, *epsilon),

@@ -197,6 +197,17 @@ fn infer(op: &Op, tys: &[TensorType]) -> R {
             float_only(op, &tys[0])?;
             pool(op, a, &tys[0])
         }
+        Op::ArgReduce { axis, keepdims, .. } => {
+            arity(op, tys, 1, 1)?;
+            let s = &tys[0].shape;
+            check_axes(op, &[*axis], s.rank())?;
+            let dims =
+                s.0.iter()
+                    .enumerate()
+                    .filter_map(|(i, &d)| if i != *axis { Some(d) } else { keepdims.then_some(Dim::Fixed(1)) })
+                    .collect();
+            Ok(vec![TensorType::new(DType::I64, Shape(dims))])
+        }
         Op::Reduce { axes, keepdims, .. } => {
             arity(op, tys, 1, 1)?;
             let s = &tys[0].shape;

@@ -43,6 +43,7 @@ pub fn registry(op: &str) -> Option<LowerFn> {
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceSumSquare" | "ReduceL2"
         | "ReduceL1" | "ReduceLogSum" | "ReduceLogSumExp" => nn::reduce,
         "DepthToSpace" | "SpaceToDepth" => nn::depth_space,
+        "ArgMax" | "ArgMin" => nn::arg_reduce,
         "Transpose" => shape::transpose,
         "Reshape" => shape::reshape,
         "Flatten" => shape::flatten,

@@ -800,3 +800,18 @@ pub fn lrn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let p = ctx.tmp(name, Op::Binary(ir::BinaryOp::Pow), &[t, e])?;
     Ok(vec![Val::Ir(ctx.add(name, Op::Binary(ir::BinaryOp::Mul), &[xi, p])?)])
 }
+
+/// ArgMax / ArgMin along one axis (int64 indices).
+pub fn arg_reduce(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
+    let x = ctx.req(node, 0)?;
+    let r = ctx.rank(&x);
+    let axis = ctx.axis(attr_i(node, "axis", 0), r)?;
+    let op = Op::ArgReduce {
+        max: node.op_type.as_deref() == Some("ArgMax"),
+        axis,
+        keepdims: attr_i(node, "keepdims", 1) != 0,
+        last: attr_i(node, "select_last_index", 0) != 0,
+    };
+    let xi = ctx.ir(&x)?;
+    Ok(vec![Val::Ir(ctx.add(name, op, &[xi])?)])
+}
