@@ -230,6 +230,10 @@ impl Model {
     /// The graph's input tensors for `x`, the number of samples, and the plan to run them on.
     fn tensors(&self, x: &Bound<'_, PyAny>) -> PyResult<(Vec<Tensor>, usize, Plan<'_>)> {
         let py = x.py();
+        // The workers wake while the arrays are read.
+        if let Plans::Fixed(_, r) = &self.plans {
+            r.wake();
+        }
         let arrays = self.arrays(x)?;
         let names = &self.labels;
         let plan = match &self.plans {

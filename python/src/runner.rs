@@ -61,6 +61,13 @@ impl Runner {
         }
     }
 
+    /// Wakes the CPU pool's workers ahead of a run ([`kerasc::PlannedSession::wake_pool`]).
+    pub(crate) fn wake(&self) {
+        if let Runner::Planned(s) = self {
+            s.wake_pool();
+        }
+    }
+
     /// Runs on `inputs`; gives them back with the outputs.
     pub(crate) fn run(&self, inputs: Vec<Tensor>) -> Ran {
         match self {

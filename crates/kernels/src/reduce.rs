@@ -193,6 +193,29 @@ pub(crate) fn softmax_last(x: &[f32], c: usize, out: &mut [f32], log: bool) {
     rows_par(out, c, |i, dst| softmax_row(x[i * c..(i + 1) * c].iter().copied(), dst, log));
 }
 
+/// ArgMax / ArgMin along `axis` (int64 indices; the first of equal elements, or the last).
+pub fn arg_reduce(x: &Tensor, max: bool, axis: usize, last: bool, out_shape: &[usize]) -> Result<Tensor, KernelError> {
+    let sh = x.shape();
+    let (outer, mid, inner) =
+        (sh[..axis].iter().product::<usize>(), sh[axis], sh[axis + 1..].iter().product::<usize>());
+    let v = x.to_f64_vec();
+    let mut out = vec![0i64; outer * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut best = 0usize;
+            for j in 1..mid {
+                let (a, b) = (v[(o * mid + j) * inner + i], v[(o * mid + best) * inner + i]);
+                let better = if max { a > b || (last && a == b) } else { a < b || (last && a == b) };
+                if better {
+                    best = j;
+                }
+            }
+            out[o * inner + i] = best as i64;
+        }
+    }
+    Ok(Tensor::new(out_shape.to_vec(), ir::TensorData::I64(out))?)
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -274,27 +297,4 @@ mod tests {
         let ls = softmax(&op, &x, &[1], true).unwrap();
         assert!((ls.as_f32().unwrap()[0] as f64 - (e[0] / s).ln()).abs() < 1e-5);
     }
-}
-
-/// ArgMax / ArgMin along `axis` (int64 indices; the first of equal elements, or the last).
-pub fn arg_reduce(x: &Tensor, max: bool, axis: usize, last: bool, out_shape: &[usize]) -> Result<Tensor, KernelError> {
-    let sh = x.shape();
-    let (outer, mid, inner) =
-        (sh[..axis].iter().product::<usize>(), sh[axis], sh[axis + 1..].iter().product::<usize>());
-    let v = x.to_f64_vec();
-    let mut out = vec![0i64; outer * inner];
-    for o in 0..outer {
-        for i in 0..inner {
-            let mut best = 0usize;
-            for j in 1..mid {
-                let (a, b) = (v[(o * mid + j) * inner + i], v[(o * mid + best) * inner + i]);
-                let better = if max { a > b || (last && a == b) } else { a < b || (last && a == b) };
-                if better {
-                    best = j;
-                }
-            }
-            out[o * inner + i] = best as i64;
-        }
-    }
-    Ok(Tensor::new(out_shape.to_vec(), ir::TensorData::I64(out))?)
 }

@@ -122,6 +122,20 @@ impl PlannedSession {
         Layout::Planned.plan(&self.graph, input_shapes)
     }
 
+    /// Wakes the thread pool's workers when the last run went onto the pool, so that they are up
+    /// by the time the next run starts: a caller does this before work of its own that precedes
+    /// a run (converting a Python call's arrays), which then hides the workers' wake-up. A worker
+    /// that finds nothing to do goes back to sleep.
+    pub fn wake_pool(&self) {
+        let on_pool = self.state.try_lock().ok().and_then(|g| g.first().map(|s| s.on_pool)).unwrap_or(false);
+        if on_pool && rayon::current_num_threads() > 1 {
+            match &self.pool {
+                Some(p) => p.spawn(|| {}),
+                None => rayon::spawn(|| {}),
+            }
+        }
+    }
+
     /// Runs the graph on `inputs` and returns the outputs in order.
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, RuntimeError> {
         with_refs(inputs, |r| self.run_timed(r, None))
