@@ -234,11 +234,6 @@ impl<'a> Ctx<'a> {
         self.known(v).ok_or_else(|| self.needed(v, what))
     }
 
-    /// [`Ctx::constant`], required (weights the lowering bakes in), recorded like [`Ctx::need`].
-    pub fn need_constant(&self, v: &Val, what: &str) -> Result<Tensor, String> {
-        self.constant(v).ok_or_else(|| self.needed(v, what))
-    }
-
     /// Records the graph inputs `v` is computed from as needed for `what`; the error to return.
     fn needed(&self, v: &Val, what: &str) -> String {
         let mut stack: Vec<ValueId> = if let Val::Ir(id) = v { vec![*id] } else { Vec::new() };

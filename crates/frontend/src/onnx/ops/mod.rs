@@ -2,6 +2,7 @@
 
 mod math;
 mod nn;
+mod pool;
 mod resize;
 mod rnn;
 mod shape;
@@ -32,8 +33,8 @@ pub fn registry(op: &str) -> Option<LowerFn> {
         "Gemm" => nn::gemm,
         "Conv" => nn::conv,
         "ConvTranspose" => nn::conv_transpose,
-        "MaxPool" | "AveragePool" => nn::pool,
-        "GlobalAveragePool" | "GlobalMaxPool" => nn::global_pool,
+        "MaxPool" | "AveragePool" => pool::pool,
+        "GlobalAveragePool" | "GlobalMaxPool" => pool::global_pool,
         "BatchNormalization" => nn::batch_norm,
         "InstanceNormalization" => nn::instance_norm,
         "GroupNormalization" => nn::group_norm,

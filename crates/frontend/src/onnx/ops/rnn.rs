@@ -67,9 +67,35 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     if ctx.rank(&x) != 3 {
         return Err(format!("the input must be [steps, batch, features], not rank {}", ctx.rank(&x)));
     }
-    let w = ctx.need_constant(&ctx.req(node, 1)?, "recurrent weights")?;
-    let r = ctx.need_constant(&ctx.req(node, 2)?, "recurrent weights")?;
-    let b = ctx.input(node, 3).map(|v| ctx.need_constant(&v, "recurrent biases")).transpose()?;
+    // Weights: constants are rearranged into Keras's layout once, at import; weights that arrive
+    // at run time (graph inputs, or computed) are rearranged by slices and transposes in the graph.
+    let (wv, rv, bv) = (ctx.req(node, 1)?, ctx.req(node, 2)?, ctx.input(node, 3));
+    let constant = ctx.constant(&wv).is_some()
+        && ctx.constant(&rv).is_some()
+        && bv.as_ref().is_none_or(|b| ctx.constant(b).is_some());
+    let weights = if constant {
+        let c = |v: &Val| ctx.constant(v).ok_or_else(|| "weights that are not constants".to_string());
+        Weights::Constant(c(&wv)?, c(&rv)?, bv.as_ref().map(c).transpose()?)
+    } else {
+        let dims = |v: &Val| -> Result<Vec<usize>, String> {
+            ctx.shape_of(v)
+                .iter()
+                .map(|d| {
+                    if let S::N(n) = d {
+                        Ok(*n as usize)
+                    } else {
+                        Err("recurrent weights of a batch-dependent size".into())
+                    }
+                })
+                .collect()
+        };
+        let (ws, rs) = (dims(&wv)?, dims(&rv)?);
+        let bs = bv.as_ref().map(&dims).transpose()?;
+        let w = ctx.ir(&wv)?;
+        let r = ctx.ir(&rv)?;
+        let b = bv.as_ref().map(|b| ctx.ir(b)).transpose()?;
+        Weights::RunTime { w, r, b, ws, rs, bs }
+    };
     if let Some(sl) = ctx.input(node, 4) {
         let t = ctx.shape_of(&x)[usize::from(batch_first)];
         let ok =
@@ -146,13 +172,6 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let mut hs = Vec::new();
     let mut cs = Vec::new();
     for (d, &backwards) in dirs.iter().enumerate() {
-        let (wr, wrows, f) = dir_slice(&w, d)?;
-        let (rr, rrows, rh) = dir_slice(&r, d)?;
-        if wrows != gates * h || rrows != gates * h || rh != h {
-            return Err(format!("weights {:?} / {:?} do not fit {gates} gates of {h} units", w.shape(), r.shape()));
-        }
-        let kernel = keras_kernel(&wr, h, f, &order)?;
-        let rkernel = keras_kernel(&rr, h, h, &order)?;
         let (activation, recurrent) = match kind {
             RnnKind::Lstm => {
                 if act_at(d, 1)? != act_at(d, 2)? {
@@ -163,35 +182,10 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
             RnnKind::Gru { .. } => (act_at(d, 1)?, act_at(d, 0)?),
             RnnKind::Simple => (act_at(d, 0)?, UnaryOp::Sigmoid),
         };
-        let bias = match &b {
-            None => None,
-            Some(bt) => {
-                let v = bt.to_f32_vec();
-                let per = 2 * gates * h;
-                if bt.len() != per * dirs.len() {
-                    return Err(format!("bias of shape {:?}", bt.shape()));
-                }
-                let (wb, rb) = (&v[d * per..d * per + gates * h], &v[d * per + gates * h..(d + 1) * per]);
-                let (wb, rb) = (reorder(wb, h, &order), reorder(rb, h, &order));
-                Some(
-                    match kind {
-                        RnnKind::Gru { reset_after: true } => {
-                            Tensor::from_f32(&[2, 3 * h], wb.iter().chain(&rb).copied().collect())
-                        }
-                        _ => Tensor::from_f32(&[gates * h], wb.iter().zip(&rb).map(|(a, b)| a + b).collect()),
-                    }
-                    .map_err(|e| e.to_string())?,
-                )
-            }
-        };
-        let mut ins: Vec<ValueId> = vec![
-            xt,
-            ctx.g.add_constant(format!("{name}/kernel{d}"), kernel),
-            ctx.g.add_constant(format!("{name}/recurrent_kernel{d}"), rkernel),
-        ];
-        if let Some(bt) = bias {
-            ins.push(ctx.g.add_constant(format!("{name}/bias{d}"), bt));
-        }
+        let reset_after = matches!(kind, RnnKind::Gru { reset_after: true });
+        let shape = Layout { d, dirs: dirs.len(), gates, h, order: &order, reset_after };
+        let mut ins: Vec<ValueId> = vec![xt];
+        ins.extend(weights.for_direction(ctx, name, &shape)?);
         // Nonzero initial states: direction d's (N, H) slice of each (D, N, H) input.
         let mut init = Vec::new();
         for v in states.iter().take(if kind == RnnKind::Lstm { 2 } else { 1 }) {
@@ -274,4 +268,127 @@ pub fn rnn(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
         out.push(Val::Ir(state(ctx, cs)?));
     }
     Ok(out)
+}
+
+/// An RNN's weights: constants, or values the graph computes or takes as inputs (with their
+/// fixed shapes).
+enum Weights {
+    Constant(Tensor, Tensor, Option<Tensor>),
+    RunTime { w: ValueId, r: ValueId, b: Option<ValueId>, ws: Vec<usize>, rs: Vec<usize>, bs: Option<Vec<usize>> },
+}
+
+/// Where direction `d`'s weights are, and Keras's gate order.
+struct Layout<'a> {
+    d: usize,
+    dirs: usize,
+    gates: usize,
+    h: usize,
+    order: &'a [usize],
+    reset_after: bool,
+}
+
+impl Weights {
+    /// Direction `d`'s kernel, recurrent kernel and bias (if any) in Keras's layout.
+    fn for_direction(&self, ctx: &mut Ctx, name: &str, l: &Layout) -> Result<Vec<ValueId>, String> {
+        let (d, gates, h) = (l.d, l.gates, l.h);
+        match self {
+            Weights::Constant(w, r, b) => {
+                let (wr, wrows, f) = dir_slice(w, d)?;
+                let (rr, rrows, rh) = dir_slice(r, d)?;
+                if wrows != gates * h || rrows != gates * h || rh != h {
+                    return Err(format!(
+                        "weights {:?} / {:?} do not fit {gates} gates of {h} units",
+                        w.shape(),
+                        r.shape()
+                    ));
+                }
+                let mut out = vec![
+                    ctx.g.add_constant(format!("{name}/kernel{d}"), keras_kernel(&wr, h, f, l.order)?),
+                    ctx.g.add_constant(format!("{name}/recurrent_kernel{d}"), keras_kernel(&rr, h, h, l.order)?),
+                ];
+                if let Some(bt) = b {
+                    let v = bt.to_f32_vec();
+                    let per = 2 * gates * h;
+                    if bt.len() != per * l.dirs {
+                        return Err(format!("bias of shape {:?}", bt.shape()));
+                    }
+                    let (wb, rb) = (&v[d * per..d * per + gates * h], &v[d * per + gates * h..(d + 1) * per]);
+                    let (wb, rb) = (reorder(wb, h, l.order), reorder(rb, h, l.order));
+                    let t = if l.reset_after {
+                        Tensor::from_f32(&[2, 3 * h], wb.iter().chain(&rb).copied().collect())
+                    } else {
+                        Tensor::from_f32(&[gates * h], wb.iter().zip(&rb).map(|(a, b)| a + b).collect())
+                    }
+                    .map_err(|e| e.to_string())?;
+                    out.push(ctx.g.add_constant(format!("{name}/bias{d}"), t));
+                }
+                Ok(out)
+            }
+            Weights::RunTime { w, r, b, ws, rs, bs } => {
+                let fits = |s: &[usize], cols: Option<usize>| {
+                    s.len() == 3 && s[0] == l.dirs && s[1] == gates * h && cols.is_none_or(|c| s[2] == c)
+                };
+                if !fits(ws, None) || !fits(rs, Some(h)) {
+                    return Err(format!(
+                        "weights {ws:?} / {rs:?} do not fit {} direction(s) of {gates} gates of {h} units",
+                        l.dirs
+                    ));
+                }
+                let slice = |ctx: &mut Ctx, v: ValueId, axis: usize, from: usize, to: usize| {
+                    let op = Op::Slice {
+                        axes: vec![axis],
+                        starts: vec![from as i64],
+                        ends: vec![to as i64],
+                        steps: vec![1],
+                    };
+                    ctx.tmp(name, op, &[v])
+                };
+                // (gates·H, cols) rows of direction d, gate blocks in Keras's order, transposed.
+                let kernel = |ctx: &mut Ctx, v: ValueId, cols: usize| -> Result<ValueId, String> {
+                    let one = slice(ctx, v, 0, d, d + 1)?;
+                    let nm = ctx.fresh(name);
+                    let rows = ctx.reshape_to(&nm, one, &[S::N((gates * h) as f64), S::N(cols as f64)])?;
+                    let blocks = l
+                        .order
+                        .iter()
+                        .map(|&g| slice(ctx, rows, 0, g * h, (g + 1) * h))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let cat =
+                        if blocks.len() == 1 { blocks[0] } else { ctx.tmp(name, Op::Concat { axis: 0 }, &blocks)? };
+                    ctx.tmp(name, Op::Transpose { perm: vec![1, 0] }, &[cat])
+                };
+                let mut out = vec![kernel(ctx, *w, ws[2])?, kernel(ctx, *r, h)?];
+                if let (Some(b), Some(bs)) = (b, bs) {
+                    if bs.len() != 2 || bs[0] != l.dirs || bs[1] != 2 * gates * h {
+                        return Err(format!("bias of shape {bs:?}"));
+                    }
+                    let one = slice(ctx, *b, 0, d, d + 1)?;
+                    let nm = ctx.fresh(name);
+                    let flat = ctx.reshape_to(&nm, one, &[S::N((2 * gates * h) as f64)])?;
+                    let mut halves = Vec::new();
+                    for half in 0..2 {
+                        let base = half * gates * h;
+                        let parts = l
+                            .order
+                            .iter()
+                            .map(|&g| slice(ctx, flat, 0, base + g * h, base + (g + 1) * h))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        halves.push(if parts.len() == 1 {
+                            parts[0]
+                        } else {
+                            ctx.tmp(name, Op::Concat { axis: 0 }, &parts)?
+                        });
+                    }
+                    out.push(if l.reset_after {
+                        let cat = ctx.tmp(name, Op::Concat { axis: 0 }, &halves)?;
+                        let nm = ctx.fresh(name);
+                        ctx.reshape_to(&nm, cat, &[S::N(2.0), S::N((3 * h) as f64)])?
+                    } else {
+                        ctx.tmp(name, Op::Binary(ir::BinaryOp::Add), &[halves[0], halves[1]])?
+                    });
+                }
+                Ok(out)
+            }
+        }
+    }
 }
