@@ -14,14 +14,7 @@ use std::path::PathBuf;
 #[test]
 fn light_model_zoo_matches_onnx_runtime() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/onnx-tests/light-random");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".onnx")).map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
+    let names = common::stems(&dir, ".onnx");
     if names.is_empty() {
         common::cannot_run(
             "KERASC_REQUIRE_ONNX_NODE",

@@ -14,14 +14,7 @@ use std::path::PathBuf;
 #[test]
 fn real_world_models_match_keras() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target").join("realworld");
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".expected.npy")).map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
+    let names = common::stems(&dir, ".expected.npy");
     if names.is_empty() {
         common::cannot_run(
             "KERASC_REQUIRE_REALWORLD",

@@ -114,3 +114,17 @@ pub fn cannot_run(var: &str, why: &str) {
     assert!(std::env::var_os(var).is_none(), "{var} is set, but this test cannot run here: {why}");
     eprintln!("skipped: {why} (set {var}=1 to make this a failure)");
 }
+
+/// The sorted stems of the files in `dir` ending with `suffix` (`NAME.expected.npy` → `NAME`):
+/// a generated check set. Empty when there is none.
+pub fn stems(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(suffix)).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
