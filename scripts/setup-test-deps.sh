@@ -15,6 +15,17 @@ if ! command -v g++ >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends g++; else sudo apt-get update -qq && sudo apt-get install -y -qq --no-install-recommends g++; fi
 fi
 echo "emulator compiler: $(g++ --version | head -1)"
+# Open MPI and libclang (the `mpi` crate's bindings) for the multi-worker test (`--features mpi`).
+have_mpi() {
+  command -v mpirun >/dev/null \
+    && [ -n "$(ls /usr/include/x86_64-linux-gnu/mpi/mpi.h /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h 2>/dev/null)" ] \
+    && [ -n "$(ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* 2>/dev/null)" ]
+}
+if ! have_mpi; then
+  pkgs="libopenmpi-dev openmpi-bin libclang-dev"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs; fi
+fi
+echo "MPI: $(mpirun --version 2>&1 | head -1)"
 # The real-world check set's CI share (tests/realworld.rs): keras.applications architectures and
 # two transformers saved by Keras 3 (JAX) with their outputs, generated into target/realworld
 # (too large for git) by a venv of Keras 3.15 + JAX.

@@ -28,7 +28,10 @@ struct Cli {
 #[derive(clap::Args, Clone, Debug)]
 struct Distribute {
     /// `mirrored`: data parallelism as tf.distribute.MirroredStrategy, the batch split across
-    /// --devices, one replica of the model on each
+    /// --devices, one replica of the model on each. `multi-worker` (fit): one process per
+    /// worker, launched by mpirun or srun, each on its --devices (default: its best device),
+    /// the global batch split across every worker's replicas and the gradients summed over MPI
+    /// (Horovod's and MultiWorkerMirroredStrategy's way); needs a build with `--features mpi`
     #[arg(long)]
     strategy: Option<Strategy>,
     /// Model parallelism: `auto` (stages balanced by estimated time under each device's memory
@@ -51,9 +54,10 @@ impl Distribute {
     }
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
 enum Strategy {
     Mirrored,
+    MultiWorker,
 }
 
 #[derive(Subcommand)]
@@ -272,6 +276,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut notes = Notes::new(verbose);
             let precision = parse_precision(&precision)?;
+            only_fit_is_multi_worker(&distribute)?;
             let replicas = spread_devices(&distribute, device.as_deref(), &devs, &mut notes)?;
             let device = match replicas.first() {
                 Some(first) => first.clone(),
@@ -295,6 +300,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Compile { model, emit: Emit::Placement, batch, distribute, .. } => {
             let mut notes = Notes::new(false);
+            only_fit_is_multi_worker(&distribute)?;
             let devices = spread_devices(&distribute, None, &devs, &mut notes)?;
             let how = placement(&distribute)?.context("--emit placement needs --placement auto|FILE")?;
             let m = crate::load(&model)?;
@@ -330,6 +336,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let mut notes = Notes::new(verbose);
             let precision = parse_precision(&precision)?;
+            only_fit_is_multi_worker(&distribute)?;
             let spread = spread_devices(&distribute, device.as_deref(), &devs, &mut notes)?;
             let placement = placement(&distribute)?.map(|p| (p, distribute.micro_batches));
             let device = match spread.first() {
@@ -358,6 +365,17 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Fit { model, mut options, device, distribute } => {
             let mut notes = Notes::new(false);
+            // Multi-worker: join the cluster first (MPI), so that a build without it says so.
+            let cluster = match distribute.strategy {
+                Some(Strategy::MultiWorker) => Some(crate::cluster::join()?),
+                _ => None,
+            };
+            if let Some(c) = &cluster {
+                options.worker = Some(c.worker.clone());
+                if c.worker.rank != 0 {
+                    options.verbose = 0;
+                }
+            }
             let spread = spread_devices(&distribute, device.as_deref(), &devs, &mut notes)?;
             let m = crate::load(&model)?;
             if let Some(how) = placement(&distribute)? {
@@ -387,6 +405,9 @@ fn run(cli: Cli) -> Result<()> {
             options.pool = device.pool().cloned();
             options.device = Some(device.device);
             let h = crate::fit::fit(&m, &model, &options)?;
+            if cluster.as_ref().is_some_and(|c| c.worker.rank != 0) {
+                return Ok(());
+            }
             notes.flush();
             eprintln!(
                 "wrote {} ({} steps, final loss {:.4})",
@@ -472,6 +493,14 @@ fn preload_nvrtc() {
     }
 }
 
+/// `--strategy multi-worker` trains; running and benchmarking spread over one process's devices.
+fn only_fit_is_multi_worker(d: &Distribute) -> Result<()> {
+    if d.strategy == Some(Strategy::MultiWorker) {
+        bail!("--strategy multi-worker trains a model across MPI workers (kerasc fit); run, bench and compile spread over one process's devices with --strategy mirrored");
+    }
+    Ok(())
+}
+
 /// The devices of `--strategy mirrored` or `--placement` (none without either).
 fn spread_devices(
     d: &Distribute,
@@ -484,6 +513,19 @@ fn spread_devices(
             bail!("--devices names the devices of --strategy mirrored or --placement; for one device use --device");
         }
         return Ok(Vec::new());
+    }
+    if d.strategy == Some(Strategy::MultiWorker) {
+        // Each worker's own devices: those named, else none (the caller picks the best one).
+        return match &d.devices {
+            Some(_) if device.is_some() => {
+                bail!("--device and --devices exclude each other: name a worker's devices with --devices")
+            }
+            Some(list) => {
+                let chosen = devs.select(list)?;
+                chosen.iter().map(|&x| Ok(devs.get(x)?.clone())).collect()
+            }
+            None => Ok(Vec::new()),
+        };
     }
     if device.is_some() {
         bail!("--device and --strategy/--placement exclude each other: name the devices with --devices");

@@ -90,10 +90,12 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
 
     let loss_spec: Vec<(Loss, DType)> = losses.iter().copied().zip(label_dtypes.iter().copied()).collect();
     let mut step = TrainStep::with_losses(g, &loss_spec, &trainable, &mode.options)?;
-    let mirror = if options.replicas.len() >= 2 {
+    let mirror = if options.replicas.len() >= 2 || options.worker.is_some() {
         let cache = options.cuda.as_ref().map(|c| c.cache_dir.clone()).unwrap_or_else(std::env::temp_dir);
-        let others = options.replicas[1..]
+        let others = options
+            .replicas
             .iter()
+            .skip(1)
             .map(|d| {
                 let o = TrainOptions {
                     cuda: d.cuda_options(cache.clone(), options.memory_limit),
@@ -103,7 +105,11 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                 TrainStep::with_losses(g, &loss_spec, &trainable, &o)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Some(Mirrored::new(others, collective(&options.replicas, options.verbose), mode.momentum.clone()))
+        let all_reduce: Box<dyn crate::runtime::collective::Collective> = match &options.worker {
+            Some(w) => Box::new(w.collective.clone()),
+            None => collective(&options.replicas, options.verbose),
+        };
+        Some(Mirrored::new(others, all_reduce, mode.momentum.clone()))
     } else {
         None
     };
@@ -240,7 +246,21 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             eprintln!("{line}");
         }
         stopper.update(monitored);
-        if let Some(dir) = &options.checkpoint {
+        // Every worker must hold the same weights: a cheap checksum compared across them.
+        if let Some(w) = &options.worker {
+            let sum: f64 =
+                t.weights.iter().flat_map(|w| w.to_f64_vec()).enumerate().map(|(i, v)| v * (1 + i % 7) as f64).sum();
+            if !w.collective.agree(sum).map_err(FitError::Runtime)? {
+                return Err(invalid(format!(
+                    "the workers' weights differ after epoch {} (worker {} of {}): stopping; nothing was written",
+                    epoch + 1,
+                    w.rank,
+                    w.size
+                )));
+            }
+        }
+        let writer = options.worker.as_ref().is_none_or(|w| w.rank == 0);
+        if let (Some(dir), true) = (&options.checkpoint, writer) {
             let all: Vec<Tensor> = t.weights.iter().chain(&t.state).cloned().collect();
             checkpoint::write_checkpoint(dir, source, model, &saved, &all, &t.optimizer, &t.hist, &stopper, epoch + 1)?;
         }
@@ -250,6 +270,18 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     }
 
     let profiled = t.total_steps - first_step;
+    if let (Some(w), Some(m)) = (&options.worker, &t.mirror) {
+        if options.verbose > 0 && profiled > 0 {
+            eprintln!(
+                "{} workers: a step took {:.2} ms, {:.2} ms of it in the collective over {} ({:.0} %)",
+                w.size,
+                m.step_seconds * 1e3 / profiled as f64,
+                m.collective_seconds * 1e3 / profiled as f64,
+                w.collective.name(),
+                100.0 * m.collective_seconds / m.step_seconds.max(1e-12)
+            );
+        }
+    }
     if options.profile {
         eprint!("{}", profile_text(&t.step.profile(), profiled.max(1)));
     }
@@ -267,6 +299,10 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         learning_rate: t.optimizer.learning_rate(),
         variables,
     };
+    // Across workers, rank 0 alone writes (every worker holds the same weights).
+    if options.worker.as_ref().is_some_and(|w| w.rank != 0) {
+        return Ok(t.hist);
+    }
     if let Some(note) = save_trained(source, &options.output, &updates, Some(&state))? {
         if options.verbose > 0 {
             eprintln!("note: {note}");

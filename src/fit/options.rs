@@ -178,6 +178,10 @@ pub struct FitOptions {
     /// being the one `cuda` and `pool` describe.
     #[arg(skip)]
     pub replicas: Vec<crate::LogicalDevice>,
+    /// Multi-worker training (`--strategy multi-worker`): this process's place among the
+    /// workers, whose replicas split every global batch; rank 0 alone writes files.
+    #[arg(skip)]
+    pub worker: Option<crate::cluster::Worker>,
     /// Model parallelism: the step's layers placed on several CPU devices.
     #[arg(skip)]
     pub placement: Option<crate::runtime::training::StepPlacement>,

@@ -154,9 +154,15 @@ fn the_optimizer_depends_on_neither_the_runtime_nor_cudarc() {
 #[test]
 fn ci_requires_the_tests_that_could_skip() {
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
-    for var in ["KERASC_REQUIRE_NVRTC", "KERASC_REQUIRE_EMULATOR", "KERASC_REQUIRE_REALWORLD"] {
+    for var in
+        ["KERASC_REQUIRE_NVRTC", "KERASC_REQUIRE_EMULATOR", "KERASC_REQUIRE_REALWORLD", "KERASC_REQUIRE_ONNX_NODE"]
+    {
         assert!(ci.lines().any(|l| l.trim() == format!("export {var}=1")), ".ci/run does not set {var}");
     }
+    assert!(
+        ci.lines().any(|l| l.trim().starts_with("KERASC_REQUIRE_MPI=1 cargo test --release --features mpi")),
+        ".ci/run does not require the multi-worker test"
+    );
     let gpu = std::fs::read_to_string(root().join("scripts/gpu-check.sh")).unwrap();
     assert!(
         gpu.lines().any(|l| l.trim() == "export KERASC_REQUIRE_GPU=1"),

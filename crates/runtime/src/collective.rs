@@ -12,6 +12,58 @@ pub trait Collective: Send + Sync {
 
     /// What it runs over, for messages.
     fn name(&self) -> &'static str;
+
+    /// Where this process's `local` replicas sit among all the run's replicas: the index of its
+    /// first, and how many there are in all. In one process: `(0, local)`. Across processes
+    /// (workers), [`Collective::all_reduce_sum`] sums every worker's replicas, in replica order.
+    fn span(&self, local: usize) -> (usize, usize) {
+        (0, local)
+    }
+
+    /// Sums `values` across workers: every worker gets the same sum, bit for bit (one process:
+    /// nothing to do).
+    fn sum_across(&self, values: &mut [f64]) -> Result<(), RuntimeError> {
+        let _ = values;
+        Ok(())
+    }
+
+    /// This worker's rows of a batch-ordered tensor (`None`: its replicas had no rows) joined
+    /// with every other worker's, in worker order: the whole batch's rows.
+    fn gather_rows(&self, local: Option<ir::Tensor>) -> Result<ir::Tensor, RuntimeError> {
+        local.ok_or_else(|| RuntimeError::Plan("no replica had rows of the batch".into()))
+    }
+
+    /// Whether every worker holds this same value (a checksum of its weights).
+    fn agree(&self, value: f64) -> Result<bool, RuntimeError> {
+        let _ = value;
+        Ok(true)
+    }
+}
+
+impl<C: Collective + ?Sized> Collective for std::sync::Arc<C> {
+    fn all_reduce_sum(&self, buffers: &mut [&mut [f32]]) -> Result<(), RuntimeError> {
+        (**self).all_reduce_sum(buffers)
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn span(&self, local: usize) -> (usize, usize) {
+        (**self).span(local)
+    }
+
+    fn sum_across(&self, values: &mut [f64]) -> Result<(), RuntimeError> {
+        (**self).sum_across(values)
+    }
+
+    fn gather_rows(&self, local: Option<ir::Tensor>) -> Result<ir::Tensor, RuntimeError> {
+        (**self).gather_rows(local)
+    }
+
+    fn agree(&self, value: f64) -> Result<bool, RuntimeError> {
+        (**self).agree(value)
+    }
 }
 
 /// Replicas in this process: the sum is taken in replica order (the same bits on every run and

@@ -106,7 +106,13 @@ pub type Work<'a, R> = Box<dyn FnOnce() -> R + Send + 'a>;
 /// is handed to its pool from this thread (no thread is started: a logical CPU device's pool
 /// takes its replica's work as it would take an op's); otherwise each runs on a thread of its
 /// own.
-pub fn on_pools<R: Send>(jobs: Vec<Job<'_, R>>) -> Result<Vec<R>, RuntimeError> {
+pub fn on_pools<R: Send>(mut jobs: Vec<Job<'_, R>>) -> Result<Vec<R>, RuntimeError> {
+    // One job without a pool runs here: this thread may be a worker of the global pool (the
+    // command line's main thread is its worker 0), which a thread of its own would wait for.
+    if jobs.len() == 1 && jobs[0].0.is_none() {
+        let (_, job) = jobs.remove(0);
+        return Ok(vec![job()]);
+    }
     let slots: Vec<std::sync::Mutex<Option<R>>> = jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
     if jobs.iter().all(|(p, _)| p.is_some()) {
         let work: Vec<(usize, &rayon::ThreadPool, Work<'_, R>)> =

@@ -30,6 +30,10 @@ pub struct Mirrored {
     collective: Box<dyn Collective>,
     /// Each state tensor's momentum (batch normalization's moving statistics).
     momentum: Vec<f32>,
+    /// Seconds spent in the collective (summing gradients and losses, joining predictions), and
+    /// in whole steps, so far.
+    pub collective_seconds: f64,
+    pub step_seconds: f64,
 }
 
 /// A CPU training step, shared by the threads of a mirrored step.
@@ -78,7 +82,7 @@ impl Mirrored {
             .into_iter()
             .map(|step| Replica { step, weights: Vec::new(), optimizer: None, state: Vec::new() })
             .collect();
-        Mirrored { others, collective, momentum }
+        Mirrored { others, collective, momentum, collective_seconds: 0.0, step_seconds: 0.0 }
     }
 
     /// Replica `r`'s moving statistics (`r` ≥ 1; empty before the first step).
@@ -115,6 +119,7 @@ impl Mirrored {
         noise: &[Tensor],
     ) -> Result<StepOutput, RuntimeError> {
         let n = inputs.first().and_then(|t| t.shape().first().copied()).ok_or_else(|| err("no batch"))?;
+        let step_start = std::time::Instant::now();
         for o in &mut self.others {
             if o.optimizer.is_none() {
                 o.weights = weights.to_vec();
@@ -122,8 +127,11 @@ impl Mirrored {
                 o.state = state.to_vec();
             }
         }
-        let cut = crate::strategy::shares(n, self.replicas());
-        let parts = cut
+        // Across workers: the global batch is split over every worker's replicas, this one
+        // taking the shares of its own.
+        let (first_replica, total) = self.collective.span(self.replicas());
+        let cut = crate::strategy::shares(n, total);
+        let parts = cut[first_replica..first_replica + self.replicas()]
             .iter()
             .map(|r| {
                 Ok(Part {
@@ -144,7 +152,7 @@ impl Mirrored {
         // The global loss, and each replica's gradients scaled by its share, one buffer each.
         let sizes: Vec<usize> = weights.iter().map(Tensor::len).collect();
         let total: usize = sizes.iter().sum();
-        let (mut loss, mut losses) = (0f64, Vec::new());
+        let (mut loss, mut losses) = (0f64, vec![0f64; first.outputs()]);
         let mut bufs: Vec<Vec<f32>> = Vec::with_capacity(outs.len());
         for (o, p) in outs.iter().zip(&parts) {
             let mut buf = Vec::with_capacity(total);
@@ -152,7 +160,6 @@ impl Mirrored {
                 Some(o) => {
                     let share = p.rows as f64 / n as f64;
                     loss += f64::from(o.loss) * share;
-                    losses.resize(o.losses.len(), 0f64);
                     losses.iter_mut().zip(&o.losses).for_each(|(a, &l)| *a += f64::from(l) * share);
                     for g in &o.grads {
                         let g = g.as_f32().ok_or_else(|| err("gradient is not float32"))?;
@@ -167,7 +174,12 @@ impl Mirrored {
             bufs.push(buf);
         }
         let mut refs: Vec<&mut [f32]> = bufs.iter_mut().map(Vec::as_mut_slice).collect();
+        let t0 = std::time::Instant::now();
         self.collective.all_reduce_sum(&mut refs)?;
+        // The global loss: every worker's shares of it.
+        let mut totals: Vec<f64> = std::iter::once(loss).chain(losses.iter().copied()).collect();
+        self.collective.sum_across(&mut totals)?;
+        let (loss, losses) = (totals[0], totals[1..].to_vec());
         for (o, out) in self.others.iter_mut().zip(outs.iter().skip(1)) {
             for (i, batch) in out.iter().flat_map(|out| &out.batch_stats) {
                 let (Some(s), Some(&m)) = (o.state.get_mut(*i), self.momentum.get(*i)) else {
@@ -176,10 +188,12 @@ impl Mirrored {
                 super::moving_update(s, batch, m)?;
             }
         }
-        let output = gather(outs, loss as f32, losses.into_iter().map(|l| l as f32).collect())?;
+        let output = gather(&*self.collective, outs, loss as f32, losses.into_iter().map(|l| l as f32).collect())?;
+        self.collective_seconds += t0.elapsed().as_secs_f64();
         if output.loss.is_finite() {
             self.update(first, weights, optimizer, &bufs, &sizes)?;
         }
+        self.step_seconds += step_start.elapsed().as_secs_f64();
         Ok(output)
     }
 
@@ -258,13 +272,26 @@ fn forward_backward(
 
 /// The global output of the replicas' outputs (in replica order; `None` for a replica without
 /// rows; the first always has rows), with the first replica's batch statistics.
-fn gather(outs: Vec<Option<StepOutput>>, loss: f32, losses: Vec<f32>) -> Result<StepOutput, RuntimeError> {
+/// Across workers, each output's rows are joined with the other workers' (a worker whose
+/// replicas had no rows of a short last batch contributes none and keeps its statistics).
+fn gather(
+    collective: &dyn Collective,
+    outs: Vec<Option<StepOutput>>,
+    loss: f32,
+    losses: Vec<f32>,
+) -> Result<StepOutput, RuntimeError> {
     let ran: Vec<StepOutput> = outs.into_iter().flatten().collect();
-    let first = ran.first().ok_or_else(|| err("no replica had rows of the batch"))?;
-    let preds = (0..first.preds.len())
-        .map(|k| Ok(Tensor::concat_rows(&ran.iter().map(|o| o.preds[k].clone()).collect::<Vec<_>>())?))
+    let n_out = losses.len();
+    let preds = (0..n_out)
+        .map(|k| {
+            let local = match ran.first() {
+                None => None,
+                Some(_) => Some(Tensor::concat_rows(&ran.iter().map(|o| o.preds[k].clone()).collect::<Vec<_>>())?),
+            };
+            collective.gather_rows(local)
+        })
         .collect::<Result<Vec<_>, RuntimeError>>()?;
-    let batch_stats = first.batch_stats.clone();
+    let batch_stats = ran.first().map(|f| f.batch_stats.clone()).unwrap_or_default();
     let pred = preds.first().cloned().ok_or_else(|| err("the model has no output"))?;
     Ok(StepOutput { loss, losses, grads: Vec::new(), pred, preds, batch_stats })
 }

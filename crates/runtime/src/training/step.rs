@@ -451,6 +451,11 @@ impl TrainStep {
         out
     }
 
+    /// How many outputs the model has (one loss and one prediction each).
+    pub fn outputs(&self) -> usize {
+        self.n_outputs
+    }
+
     /// The step's graph (model, loss, backward pass), e.g. to compile it for another device.
     pub fn graph(&self) -> &Graph {
         self.session.graph()
