@@ -75,6 +75,9 @@ mod mpi_world {
         RuntimeError::Plan(m.into())
     }
 
+    /// Values of one replica's gradient buffer per all-gather (4 MiB of float32).
+    const BUCKET: usize = 1 << 20;
+
     pub(super) fn join() -> Result<Cluster, RuntimeError> {
         let universe = mpi::initialize().ok_or_else(|| err("MPI was already initialized in this process"))?;
         let world = universe.world();
@@ -105,24 +108,32 @@ mod mpi_world {
     }
 
     impl Collective for Mpi {
-        /// All-gathers every worker's replica buffers and sums them in replica order.
+        /// All-gathers every worker's replica buffers and sums them in replica order, in buckets
+        /// of [`BUCKET`] values of each replica's buffer (the gradients fused into one buffer,
+        /// then cut so that the gathered copy stays a few MiB per replica).
         fn all_reduce_sum(&self, buffers: &mut [&mut [f32]]) -> Result<(), RuntimeError> {
             let len = buffers.first().map_or(0, |b| b.len());
             if buffers.iter().any(|b| b.len() != len) {
                 return Err(err("all-reduce over buffers of different lengths"));
             }
-            let local: Vec<f32> = buffers.iter().flat_map(|b| b.iter().copied()).collect();
-            let all = self.with(|w| {
-                let mut all = vec![0f32; local.len() * self.size];
-                w.all_gather_into(&local[..], &mut all[..]);
-                all
-            })?;
-            let mut sum = all[..len].to_vec();
-            for other in all[len..].chunks(len.max(1)) {
-                sum.iter_mut().zip(other).for_each(|(a, &b)| *a += b);
-            }
-            for b in buffers.iter_mut() {
-                b.copy_from_slice(&sum);
+            let mut start = 0;
+            while start < len {
+                let end = (start + BUCKET).min(len);
+                let local: Vec<f32> = buffers.iter().flat_map(|b| b[start..end].iter().copied()).collect();
+                let all = self.with(|w| {
+                    let mut all = vec![0f32; local.len() * self.size];
+                    w.all_gather_into(&local[..], &mut all[..]);
+                    all
+                })?;
+                let n = end - start;
+                let mut sum = all[..n].to_vec();
+                for other in all[n..].chunks(n) {
+                    sum.iter_mut().zip(other).for_each(|(a, &b)| *a += b);
+                }
+                for b in buffers.iter_mut() {
+                    b[start..end].copy_from_slice(&sum);
+                }
+                start = end;
             }
             Ok(())
         }

@@ -37,9 +37,9 @@ fn without_the_mpi_feature_multi_worker_says_how_to_build_it() {
     common::cannot_run("KERASC_REQUIRE_MPI", "this test binary was built without --features mpi");
 }
 
-/// `kerasc fit` on the mlp or cnn_mnist fixture: 2 epochs of batches of 16, SGD, no shuffle.
+/// `kerasc fit` on the mlp or cnn_mnist fixture: `epochs` epochs of batches of 16, SGD.
 #[cfg(feature = "mpi")]
-fn fit_args(name: &str, out: &Path, history: &Path) -> Vec<String> {
+fn fit_args(name: &str, epochs: &str, out: &Path, history: &Path) -> Vec<String> {
     let (m, data) = (models_dir().join(format!("{name}.h5")), models_dir().join(format!("{name}.finetune.npz")));
     [
         "fit",
@@ -47,7 +47,7 @@ fn fit_args(name: &str, out: &Path, history: &Path) -> Vec<String> {
         "--data",
         data.to_str().unwrap(),
         "--epochs",
-        "2",
+        epochs,
         "--batch-size",
         "16",
         "--verbose",
@@ -119,15 +119,15 @@ fn two_workers_end_where_one_process_mirrored_over_two_devices_does() {
     for name in ["mlp", "cnn_mnist"] {
         let p = |f: &str| dir.join(format!("{name}.{f}"));
         // Two workers, one replica each.
-        let mut args = fit_args(name, &p("workers.h5"), &p("workers.json"));
+        let mut args = fit_args(name, "2", &p("workers.h5"), &p("workers.json"));
         args.extend(["--strategy".into(), "multi-worker".into()]);
         let (ok, err) = mpirun(&[args.clone(), args], std::time::Duration::from_secs(300)).expect("mpirun hung");
         assert!(ok, "{name}: {err}");
         // One process mirrored over two logical CPU devices (one thread each), and one process
         // on the whole batch.
-        let mut mirrored = fit_args(name, &p("mirrored.h5"), &p("mirrored.json"));
+        let mut mirrored = fit_args(name, "2", &p("mirrored.h5"), &p("mirrored.json"));
         mirrored.extend(["--strategy", "mirrored", "--logical-devices", "cpu=2", "--threads", "2"].map(String::from));
-        let mut one = fit_args(name, &p("one.h5"), &p("one.json"));
+        let mut one = fit_args(name, "2", &p("one.h5"), &p("one.json"));
         one.extend(["--threads", "1"].map(String::from));
         for a in [&mirrored, &one] {
             let refs: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -155,11 +155,38 @@ fn a_worker_that_dies_stops_the_others_and_nothing_is_written() {
     }
     let dir = tmpdir("multiworker-dies");
     let out = dir.join("never.h5");
-    let mut args = fit_args("cnn_mnist", &out, &dir.join("never.json"));
-    args.extend(["--strategy".into(), "multi-worker".into(), "--epochs".into(), "50".into()]);
+    let mut args = fit_args("cnn_mnist", "50", &out, &dir.join("never.json"));
+    args.extend(["--strategy".into(), "multi-worker".into()]);
     let mut dying = args.clone();
     dying.extend(["--abort-after-steps".into(), "3".into()]);
-    let (ok, _) = mpirun(&[args, dying], std::time::Duration::from_secs(120)).expect("the other worker hung");
+    let (ok, err) = mpirun(&[args, dying], std::time::Duration::from_secs(120)).expect("the other worker hung");
     assert!(!ok, "the run succeeded though a worker died");
+    // The launcher saw the worker die (not an argument error before any step).
+    assert!(err.contains("signal 6") || err.contains("Aborted"), "{err}");
     assert!(!out.exists(), "a file was written");
+}
+
+#[cfg(feature = "mpi")]
+#[test]
+fn workers_resume_from_rank_zeros_checkpoint_where_a_straight_run_ends() {
+    if !have_mpirun() {
+        common::cannot_run("KERASC_REQUIRE_MPI", "no mpirun (run scripts/setup-test-deps.sh)");
+        return;
+    }
+    let dir = tmpdir("multiworker-resume");
+    let p = |f: &str| dir.join(f);
+    let run = |out: &str, epochs: &str, extra: &[&str]| {
+        let mut args = fit_args("cnn_mnist", epochs, &p(out), &p(&format!("{out}.json")));
+        args.extend(["--strategy", "multi-worker"].map(String::from));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let (ok, err) = mpirun(&[args.clone(), args], std::time::Duration::from_secs(300)).expect("mpirun hung");
+        assert!(ok, "{out}: {err}");
+    };
+    let ck = p("ck");
+    let ck = ck.to_str().unwrap();
+    run("straight.h5", "3", &[]);
+    run("half.h5", "2", &["--checkpoint", ck]);
+    run("resumed.h5", "3", &["--checkpoint", ck, "--resume"]);
+    assert_eq!(weights(&p("straight.h5")), weights(&p("resumed.h5")), "resumed against straight");
+    assert_eq!(train_losses(&p("straight.h5.json")), train_losses(&p("resumed.h5.json")));
 }
