@@ -103,19 +103,22 @@ fn mpirun(ranks: &[Vec<String>], limit: std::time::Duration) -> Option<(bool, St
     }
 }
 
+/// A scratch folder for a test that runs `mpirun`, or `None` (said, or a failure under
+/// KERASC_REQUIRE_MPI) where there is no `mpirun`.
 #[cfg(feature = "mpi")]
-fn have_mpirun() -> bool {
-    std::process::Command::new("mpirun").arg("--version").output().is_ok_and(|o| o.status.success())
+fn with_mpirun(tag: &str) -> Option<std::path::PathBuf> {
+    let have = std::process::Command::new("mpirun").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !have {
+        common::cannot_run("KERASC_REQUIRE_MPI", "no mpirun (run scripts/setup-test-deps.sh)");
+        return None;
+    }
+    Some(tmpdir(tag))
 }
 
 #[cfg(feature = "mpi")]
 #[test]
 fn two_workers_end_where_one_process_mirrored_over_two_devices_does() {
-    if !have_mpirun() {
-        common::cannot_run("KERASC_REQUIRE_MPI", "no mpirun (run scripts/setup-test-deps.sh)");
-        return;
-    }
-    let dir = tmpdir("multiworker");
+    let Some(dir) = with_mpirun("multiworker") else { return };
     for name in ["mlp", "cnn_mnist"] {
         let p = |f: &str| dir.join(format!("{name}.{f}"));
         // Two workers, one replica each.
@@ -149,11 +152,7 @@ fn two_workers_end_where_one_process_mirrored_over_two_devices_does() {
 #[cfg(feature = "mpi")]
 #[test]
 fn a_worker_that_dies_stops_the_others_and_nothing_is_written() {
-    if !have_mpirun() {
-        common::cannot_run("KERASC_REQUIRE_MPI", "no mpirun (run scripts/setup-test-deps.sh)");
-        return;
-    }
-    let dir = tmpdir("multiworker-dies");
+    let Some(dir) = with_mpirun("multiworker-dies") else { return };
     let out = dir.join("never.h5");
     let mut args = fit_args("cnn_mnist", "50", &out, &dir.join("never.json"));
     args.extend(["--strategy".into(), "multi-worker".into()]);
@@ -169,11 +168,7 @@ fn a_worker_that_dies_stops_the_others_and_nothing_is_written() {
 #[cfg(feature = "mpi")]
 #[test]
 fn workers_resume_from_rank_zeros_checkpoint_where_a_straight_run_ends() {
-    if !have_mpirun() {
-        common::cannot_run("KERASC_REQUIRE_MPI", "no mpirun (run scripts/setup-test-deps.sh)");
-        return;
-    }
-    let dir = tmpdir("multiworker-resume");
+    let Some(dir) = with_mpirun("multiworker-resume") else { return };
     let p = |f: &str| dir.join(f);
     let run = |out: &str, epochs: &str, extra: &[&str]| {
         let mut args = fit_args("cnn_mnist", epochs, &p(out), &p(&format!("{out}.json")));
