@@ -31,11 +31,6 @@ pub fn load(path: &Path) -> Result<Model, FrontendError> {
     frontend::load(path, &LoadOptions::default())
 }
 
-/// [`load`] for inputs of known shapes (sizes an ONNX model's symbolic non-batch dimensions).
-pub fn load_for_inputs(path: &Path, input_shapes: &[Vec<usize>]) -> Result<Model, FrontendError> {
-    frontend::load(path, &LoadOptions { input_shapes: Some(input_shapes.to_vec()), ..Default::default() })
-}
-
 /// Optimizes a graph and binds it to a device, ready to run from one arena.
 pub fn compile(
     graph: &ir::Graph,

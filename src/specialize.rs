@@ -4,8 +4,7 @@
 //! As XLA does with compile-time-constant inputs, the inputs' shapes and the values that
 //! matter key a cache of compiled plans, so a second run with the same ones compiles nothing.
 
-use crate::{host, ir, npy, Executor, ExecutorOptions, FrontendError, LoadOptions, Model};
-use frontend::Need;
+use crate::{host, ir, npy, FrontendError, LoadOptions, Model};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -149,19 +148,5 @@ impl<R> Specializing<R> {
     /// How many plans are kept now.
     pub fn kept(&self) -> usize {
         self.plans.lock().map(|p| p.len()).unwrap_or(0)
-    }
-}
-
-/// The executor of a specialization on the CPU or a GPU (what [`Specializing::get`] builds for
-/// `kerasc run`).
-pub fn executor(model: &Model, options: &ExecutorOptions) -> Result<Executor, SpecializeError> {
-    Ok(Executor::new(&model.graph, options)?.0)
-}
-
-/// Whether a load error only says the model compiles for given inputs.
-pub fn needs_inputs(e: &FrontendError) -> Option<&[Need]> {
-    match e {
-        FrontendError::NeedsInputs { needs, .. } => Some(needs),
-        _ => None,
     }
 }

@@ -357,6 +357,28 @@ pub fn batch_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     Ok(vec![Val::Ir(ctx.add(name, Op::BatchNorm { axis: 1, epsilon: eps }, &ins)?)])
 }
 
+/// The statistics of `x` over `axes` (kept, of size 1): its mean, `x` minus it, the
+/// (population) variance and `1/sqrt(variance + eps)`, as graph nodes.
+struct Moments {
+    mean: ValueId,
+    centred: ValueId,
+    var: ValueId,
+    inv: ValueId,
+}
+
+fn moments(ctx: &mut Ctx, name: &str, x: ValueId, axes: &[usize], eps: f32) -> Result<Moments, String> {
+    let mean_of = |ctx: &mut Ctx, v: ValueId| {
+        ctx.tmp(name, Op::Reduce { kind: ReduceKind::Mean, axes: axes.to_vec(), keepdims: true }, &[v])
+    };
+    let mean = mean_of(ctx, x)?;
+    let centred = ctx.tmp(name, Op::Binary(ir::BinaryOp::Sub), &[x, mean])?;
+    let sq = ctx.tmp(name, Op::Unary(UnaryOp::Square), &[centred])?;
+    let var = mean_of(ctx, sq)?;
+    let shifted = ctx.tmp(name, Op::Unary(UnaryOp::Affine { scale: 1.0, offset: eps }), &[var])?;
+    let inv = ctx.tmp(name, Op::Unary(UnaryOp::Rsqrt), &[shifted])?;
+    Ok(Moments { mean, centred, var, inv })
+}
+
 /// BatchNormalization in training mode: normalized by the batch's mean and (population)
 /// variance over every axis but the channels; the running statistics updated by `momentum`.
 fn batch_norm_training(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
@@ -368,16 +390,8 @@ fn batch_norm_training(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let (eps, momentum) = (attr_f(node, "epsilon", 1e-5), attr_f(node, "momentum", 0.9));
     let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
     let bin = |ctx: &mut Ctx, b: ir::BinaryOp, x: ValueId, y: ValueId| ctx.tmp(name, Op::Binary(b), &[x, y]);
-    let mean_of = |ctx: &mut Ctx, v: ValueId| {
-        ctx.tmp(name, Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keepdims: true }, &[v])
-    };
-    let mean = mean_of(ctx, ins[0])?;
-    let d = bin(ctx, ir::BinaryOp::Sub, ins[0], mean)?;
-    let sq = ctx.tmp(name, Op::Unary(UnaryOp::Square), &[d])?;
-    let var = mean_of(ctx, sq)?;
-    let shifted = ctx.tmp(name, Op::Unary(UnaryOp::Affine { scale: 1.0, offset: eps }), &[var])?;
-    let inv = ctx.tmp(name, Op::Unary(UnaryOp::Rsqrt), &[shifted])?;
-    let normed = bin(ctx, ir::BinaryOp::Mul, d, inv)?;
+    let Moments { mean, centred, var, inv } = moments(ctx, name, ins[0], &axes, eps)?;
+    let normed = bin(ctx, ir::BinaryOp::Mul, centred, inv)?;
     // Scale and bias (C,) as (C, 1, ...) against (N, C, ...).
     let per_channel: Vec<S> = std::iter::once(S::N(c)).chain(std::iter::repeat_n(S::N(1.0), r - 2)).collect();
     let nm = ctx.fresh(name);
@@ -468,16 +482,8 @@ pub fn layer_norm(ctx: &mut Ctx, node: &NodeProto, name: &str) -> Lowered {
     let mut outs = vec![Val::Ir(y)];
     // The optional Mean and InvStdDev outputs (the normalized axes kept, of size 1).
     if node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        let mean_of = |ctx: &mut Ctx, v| {
-            ctx.tmp(name, Op::Reduce { kind: ir::ReduceKind::Mean, axes: axes.clone(), keepdims: true }, &[v])
-        };
-        let mean = mean_of(ctx, xi)?;
-        let d = ctx.tmp(name, Op::Binary(ir::BinaryOp::Sub), &[xi, mean])?;
-        let sq = ctx.tmp(name, Op::Unary(ir::UnaryOp::Square), &[d])?;
-        let var = mean_of(ctx, sq)?;
-        let shifted = ctx.tmp(name, Op::Unary(ir::UnaryOp::Affine { scale: 1.0, offset: eps }), &[var])?;
-        let inv = ctx.tmp(name, Op::Unary(ir::UnaryOp::Rsqrt), &[shifted])?;
-        outs.extend([Val::Ir(mean), Val::Ir(inv)]);
+        let m = moments(ctx, name, xi, &axes, eps)?;
+        outs.extend([Val::Ir(m.mean), Val::Ir(m.inv)]);
     }
     Ok(outs)
 }
