@@ -158,29 +158,6 @@ mod mpi_world {
             Ok(())
         }
 
-        fn gather_rows(&self, local: Option<ir::Tensor>) -> Result<ir::Tensor, RuntimeError> {
-            // A header per worker (its rows, then its row shape), then the rows' values.
-            let (rows, row_shape, values) = match &local {
-                Some(t) => (t.shape()[0], t.shape()[1..].to_vec(), t.to_f64_vec()),
-                None => (0, Vec::new(), Vec::new()),
-            };
-            let mut header = vec![rows as f64, row_shape.len() as f64];
-            header.extend(row_shape.iter().map(|&d| d as f64));
-            header.resize(10, 0.0);
-            let headers = self.gather_f64(&header)?;
-            let values = self.gather_f64(&values)?;
-            let total: usize = headers.chunks(10).map(|h| h[0] as usize).sum();
-            let with_rows =
-                headers.chunks(10).find(|h| h[0] > 0.0).ok_or_else(|| err("no worker had rows of the batch"))?;
-            let mut shape = vec![total];
-            shape.extend(with_rows[2..2 + with_rows[1] as usize].iter().map(|&d| d as usize));
-            let t = ir::Tensor::from_f32(&shape, values.into_iter().map(|v| v as f32).collect())?;
-            Ok(match &local {
-                Some(l) => t.cast(l.dtype()),
-                None => t,
-            })
-        }
-
         fn agree(&self, value: f64) -> Result<bool, RuntimeError> {
             let all = self.gather_f64(&[value])?;
             Ok(all.iter().all(|v| v.to_bits() == value.to_bits()))

@@ -170,18 +170,8 @@ pub fn to_bytes(t: &Tensor) -> Vec<u8> {
         DType::U8 => "|u1",
         DType::Bool => "|b1",
     };
-    let shape = match t.shape().len() {
-        0 => "()".to_string(),
-        1 => format!("({},)", t.shape()[0]),
-        _ => format!("({})", t.shape().iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - total % 64) % 64));
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
+    let shape = shape_text(t.shape());
+    let mut out = header_bytes(descr, &shape);
     match t.data() {
         TensorData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
         TensorData::BF16(_) => t.to_f32_vec().iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
@@ -192,6 +182,176 @@ pub fn to_bytes(t: &Tensor) -> Vec<u8> {
         TensorData::Bool(v) => v.iter().for_each(|&x| out.push(x as u8)),
     }
     out
+}
+
+/// A shape as numpy writes it in a header: `()`, `(3,)`, `(2, 3)`.
+fn shape_text(shape: &[usize]) -> String {
+    match shape.len() {
+        0 => "()".to_string(),
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// A version 1.0 `.npy` header (signature, length, dictionary padded to 64 bytes).
+fn header_bytes(descr: &str, shape: &str) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out
+}
+
+/// The bytes of one element of a `.npy` dtype descriptor (numbers and strings).
+fn elem_size(descr: &str) -> Option<usize> {
+    let width = |prefix: &str| descr.strip_prefix(prefix).and_then(|n| n.parse::<usize>().ok());
+    if let Some(n) = width("<U") {
+        return n.checked_mul(4);
+    }
+    if let Some(n) = width("|S").or_else(|| width("S")) {
+        return Some(n);
+    }
+    Some(match descr {
+        "<f8" | "<i8" => 8,
+        "<f4" | "<i4" | "<u4" => 4,
+        "<f2" => 2,
+        "|u1" | "|b1" | "|i1" => 1,
+        _ => return None,
+    })
+}
+
+/// The header of a `.npy` stream, read from `r` (no further): its descriptor and shape.
+fn read_header(r: &mut dyn std::io::Read, origin: &str) -> Result<(String, Vec<usize>), NpyError> {
+    let io = |e: std::io::Error| NpyError(format!("{origin}: {e}"));
+    let mut head = vec![0u8; 10];
+    r.read_exact(&mut head).map_err(io)?;
+    if &head[..6] != b"\x93NUMPY" {
+        return Err(NpyError(format!("{origin}: not a valid .npy file: missing the \\x93NUMPY signature")));
+    }
+    let hlen = if head[6] >= 2 {
+        head.resize(12, 0);
+        r.read_exact(&mut head[10..]).map_err(io)?;
+        u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize
+    } else {
+        u16::from_le_bytes([head[8], head[9]]) as usize
+    };
+    if hlen > 1 << 20 {
+        return Err(NpyError(format!("{origin}: not a valid .npy file: a header of {hlen} bytes")));
+    }
+    let start = head.len();
+    head.resize(start + hlen, 0);
+    r.read_exact(&mut head[start..]).map_err(io)?;
+    let (descr, shape, _) = parse_header(&head, origin)?;
+    Ok((descr, shape))
+}
+
+/// The rows `idx` of the `.npy` array that `r` streams, in that order (a row may come more than
+/// once): one pass over the stream, holding only the rows taken.
+pub fn read_rows(r: &mut dyn std::io::Read, idx: &[usize], origin: &str) -> Result<Array, NpyError> {
+    let (descr, shape) = read_header(r, origin)?;
+    let bad = |m: String| NpyError(format!("{origin}: {m}"));
+    let elem = elem_size(&descr).ok_or_else(|| bad(format!("unsupported dtype '{descr}'")))?;
+    let (&n, rest) = shape.split_first().ok_or_else(|| bad("a scalar has no rows to take".into()))?;
+    let row = rest.iter().try_fold(elem, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("the shape overflows".into()))?;
+    let size = idx.len().checked_mul(row).ok_or_else(|| bad("the rows taken overflow".into()))?;
+    let mut wanted: Vec<(usize, usize)> = idx.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+    wanted.sort_unstable();
+    if let Some(&(last, _)) = wanted.last().filter(|(i, _)| *i >= n) {
+        return Err(bad(format!("row {last} asked of an array of {n} rows")));
+    }
+    let mut out = vec![0u8; size];
+    let (mut at, mut prev): (usize, Option<(usize, usize)>) = (0, None);
+    for (i, p) in wanted {
+        let dst = p * row;
+        match prev {
+            Some((pi, pp)) if pi == i => out.copy_within(pp * row..(pp + 1) * row, dst),
+            _ => {
+                let skip = ((i - at) as u64).saturating_mul(row as u64);
+                let skipped = std::io::copy(&mut std::io::Read::take(&mut *r, skip), &mut std::io::sink())
+                    .map_err(|e| bad(e.to_string()))?;
+                if skipped != skip {
+                    return Err(bad(format!("not a valid .npy file: data is truncated before row {i}")));
+                }
+                r.read_exact(&mut out[dst..dst + row])
+                    .map_err(|_| bad(format!("not a valid .npy file: data is truncated in row {i}")))?;
+                at = i + 1;
+            }
+        }
+        prev = Some((i, p));
+    }
+    let mut taken = vec![idx.len()];
+    taken.extend_from_slice(rest);
+    let mut bytes = header_bytes(&descr, &shape_text(&taken));
+    bytes.extend_from_slice(&out);
+    drop(out);
+    parse_array(&bytes, origin)
+}
+
+/// The rows `idx` of a `.npy` file ([`read_rows`]).
+pub fn read_file_rows(path: &Path, idx: &[usize]) -> Result<Array, NpyError> {
+    let f = std::fs::File::open(path).map_err(|e| NpyError(format!("{}: {e}", path.display())))?;
+    read_rows(&mut std::io::BufReader::new(f), idx, &path.display().to_string())
+}
+
+/// The shape of a `.npy` file's array, from its header alone.
+pub fn file_shape(path: &Path) -> Result<Vec<usize>, NpyError> {
+    let f = std::fs::File::open(path).map_err(|e| NpyError(format!("{}: {e}", path.display())))?;
+    Ok(read_header(&mut std::io::BufReader::new(f), &path.display().to_string())?.1)
+}
+
+/// An `.npz` file's members as streams: each member's name (without `.npy`) and a reader of its
+/// bytes, no further than it claims (after the same plausibility check as [`parse_npz_arrays`]),
+/// to `visit`, which reads as much of it as it needs.
+fn each_npz_member(
+    path: &Path,
+    mut visit: impl FnMut(&str, &mut dyn std::io::Read, &str) -> Result<(), NpyError>,
+) -> Result<(), NpyError> {
+    use std::io::Read;
+    let origin = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|e| NpyError(format!("{origin}: {e}")))?;
+    let mut z = zip::ZipArchive::new(std::io::BufReader::new(f))
+        .map_err(|e| NpyError(format!("{origin}: not a valid .npz (zip) file: {e}")))?;
+    for i in 0..z.len() {
+        let f = z.by_index(i).map_err(|e| NpyError(format!("{origin}: {e}")))?;
+        let name = f.name().map(|n| n.trim_end_matches(".npy").to_string()).unwrap_or_default();
+        let (size, packed) = (f.size(), f.compressed_size());
+        if size > packed.saturating_mul(1032).saturating_add(1 << 16) || size > (1 << 34) {
+            return Err(NpyError(format!("{origin}: member '{name}' claims an implausible size ({size} bytes)")));
+        }
+        visit(&name, &mut f.take(size), &format!("{origin}:{name}"))?;
+    }
+    Ok(())
+}
+
+/// The shapes of an `.npz` file's arrays (numbers and strings), from their headers alone;
+/// members that are not arrays kerasc reads are left out, as [`read_npz_arrays`] leaves them.
+pub fn npz_shapes(path: &Path) -> Result<Vec<(String, Vec<usize>)>, NpyError> {
+    let mut out = Vec::new();
+    each_npz_member(path, |name, r, origin| {
+        if let Ok((descr, shape)) = read_header(r, origin) {
+            if elem_size(&descr).is_some() {
+                out.push((name.to_string(), shape));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The rows `pick(name)` of each `.npz` member it names ([`read_rows`]; one pass over each
+/// member, the others not decompressed).
+pub fn read_npz_rows(path: &Path, pick: &dyn Fn(&str) -> Option<Vec<usize>>) -> Result<Vec<(String, Array)>, NpyError> {
+    let mut out = Vec::new();
+    each_npz_member(path, |name, r, origin| {
+        if let Some(idx) = pick(name) {
+            out.push((name.to_string(), read_rows(r, &idx, origin)?));
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Writes a tensor to `path` atomically (a temporary file beside it, then a rename).
@@ -263,5 +423,33 @@ mod tests {
         assert!(parse(b"hello world", "x").is_err());
         let i = Tensor::new(vec![3], TensorData::I32(vec![1, -2, 3])).unwrap();
         assert_eq!(parse(&to_bytes(&i), "x").unwrap(), i);
+    }
+
+    #[test]
+    fn rows_are_read_in_the_order_asked_in_one_pass() {
+        let t = Tensor::from_f32(&[5, 2], (0..10).map(|v| v as f32).collect()).unwrap();
+        let b = to_bytes(&t);
+        let take = |idx: &[usize]| match read_rows(&mut &b[..], idx, "x") {
+            Ok(Array::Tensor(t)) => Ok(t),
+            Ok(Array::Strings(..)) => Err("strings".to_string()),
+            Err(e) => Err(e.0),
+        };
+        assert_eq!(take(&[3, 0, 3, 4]).unwrap(), t.gather_rows(&[3, 0, 3, 4]).unwrap());
+        assert_eq!(take(&[]).unwrap().shape(), &[0, 2]);
+        assert!(take(&[5]).unwrap_err().contains("row 5"));
+        let cut = &b[..b.len() - 3];
+        assert!(read_rows(&mut &cut[..], &[4], "x").unwrap_err().0.contains("truncated"));
+        assert!(read_rows(&mut &cut[..10], &[0], "x").is_err());
+        // Strings: numpy's '<U2', rows of two.
+        let mut s = header_bytes("<U2", "(3, 2)");
+        for c in "abcdefghijkl".chars() {
+            s.extend_from_slice(&(c as u32).to_le_bytes());
+        }
+        match read_rows(&mut &s[..], &[2, 0], "s").unwrap() {
+            Array::Strings(shape, v) => {
+                assert_eq!((shape, v), (vec![2, 2], vec!["ij".into(), "kl".into(), "ab".into(), "cd".into()]))
+            }
+            Array::Tensor(_) => panic!("numbers"),
+        }
     }
 }

@@ -185,3 +185,84 @@ fn workers_resume_from_rank_zeros_checkpoint_where_a_straight_run_ends() {
     assert_eq!(weights(&p("straight.h5")), weights(&p("resumed.h5")), "resumed against straight");
     assert_eq!(train_losses(&p("straight.h5.json")), train_losses(&p("resumed.h5.json")));
 }
+
+/// Each worker reads only its replicas' shares of each batch from the data file, whatever its
+/// form (.npz, a pair of .npy files, CSV), and the validation split likewise: three workers
+/// (shares of 3, 2 and 2 rows of a batch of 7, and a short last batch) end where one process
+/// mirrored over three devices ends, which reads all of the data.
+#[cfg(feature = "mpi")]
+#[test]
+fn workers_read_their_shards_of_every_data_form() {
+    let Some(dir) = with_mpirun("multiworker-shards") else { return };
+    let train = models_dir().join("train");
+    let m = train.join("bin_bce_adagrad.h5");
+    let arrays: std::collections::HashMap<String, kerasc::ir::Tensor> =
+        kerasc::npy::read_npz(&train.join("binary.npz")).unwrap().into_iter().collect();
+    let (x, y) = (&arrays["x"], &arrays["y"]);
+    let n = x.shape()[0];
+    kerasc::npy::write(&dir.join("x.npy"), x).unwrap();
+    kerasc::npy::write(&dir.join("y.npy"), y).unwrap();
+    let (xv, yv) = (x.to_f32_vec(), y.to_f32_vec());
+    let mut csv = String::from("f0,f1,f2,f3,label\n");
+    for i in 0..n {
+        let r = &xv[i * 4..i * 4 + 4];
+        csv += &format!("{},{},{},{},{}\n", r[0], r[1], r[2], r[3], yv[i]);
+    }
+    std::fs::write(dir.join("d.csv"), &csv).unwrap();
+    let (npz, xs, ys, csv) = (train.join("binary.npz"), dir.join("x.npy"), dir.join("y.npy"), dir.join("d.csv"));
+    let forms: [(&str, Vec<&Path>); 3] = [("npz", vec![&npz]), ("npy", vec![&xs, &ys]), ("csv", vec![&csv])];
+    for (form, files) in forms {
+        let args = |out: &str| -> Vec<String> {
+            let mut a: Vec<String> = ["fit", m.to_str().unwrap()].map(String::from).to_vec();
+            match files.as_slice() {
+                [x, y] => a.extend(["--x", x.to_str().unwrap(), "--y", y.to_str().unwrap()].map(String::from)),
+                [d] => a.extend(["--data".to_string(), d.to_str().unwrap().to_string()]),
+                _ => unreachable!(),
+            }
+            if form == "csv" {
+                a.extend(["--label-column".to_string(), "label".to_string()]);
+            }
+            let (o, h) = (dir.join(format!("{form}.{out}.h5")), dir.join(format!("{form}.{out}.json")));
+            a.extend(
+                ["--epochs", "2", "--batch-size", "7", "--validation-split", "0.25", "--verbose", "2", "--output"]
+                    .map(String::from),
+            );
+            a.extend([o.to_str().unwrap().to_string(), "--history".into(), h.to_str().unwrap().to_string()]);
+            a
+        };
+        let mut w = args("workers");
+        w.extend(["--strategy".into(), "multi-worker".into()]);
+        let (ok, err) = mpirun(&[w.clone(), w.clone(), w], std::time::Duration::from_secs(300)).expect("mpirun hung");
+        assert!(ok, "{form}: {err}");
+        // Rank 0 held its shares alone: of the training rows, 3 of each batch of 7 (and its
+        // share of the short last one).
+        let train_rows = n - n / 4;
+        let held = (0..train_rows)
+            .step_by(7)
+            .map(|s| kerasc::runtime::strategy::shares((s + 7).min(train_rows) - s, 3)[0].len())
+            .sum::<usize>();
+        assert!(err.contains(&format!("worker 0 holds {held} of the {train_rows} training samples")), "{form}: {err}");
+        let mut mirrored = args("mirrored");
+        mirrored.extend(["--strategy", "mirrored", "--logical-devices", "cpu=3", "--threads", "3"].map(String::from));
+        let refs: Vec<&str> = mirrored.iter().map(String::as_str).collect();
+        let o = kerasc(&refs);
+        assert!(o.status.success(), "{form}: {}", String::from_utf8_lossy(&o.stderr));
+        let p = |out: &str| dir.join(format!("{form}.{out}.h5"));
+        assert_eq!(weights(&p("workers")), weights(&p("mirrored")), "{form}: weights");
+        let hist = |out: &str| -> serde_json::Value {
+            serde_json::from_slice(&std::fs::read(dir.join(format!("{form}.{out}.json"))).unwrap()).unwrap()
+        };
+        let (a, b) = (hist("workers"), hist("mirrored"));
+        assert_eq!(a["loss"], b["loss"], "{form}: loss");
+        // Validation sums are added per worker first: equal to f64 rounding.
+        for key in b.as_object().unwrap().keys().filter(|k| k.starts_with("val_")) {
+            let (va, vb) = (a[key].as_array().unwrap(), b[key].as_array().unwrap());
+            assert_eq!(va.len(), vb.len(), "{form}: {key}");
+            for (p, q) in va.iter().zip(vb) {
+                let (p, q) = (p.as_f64().unwrap(), q.as_f64().unwrap());
+                assert!((p - q).abs() <= 1e-12 * q.abs().max(1.0), "{form}: {key} {p} against {q}");
+            }
+        }
+        assert!(b.as_object().unwrap().contains_key("val_loss"), "{form}: no validation");
+    }
+}

@@ -15,6 +15,7 @@ mod keras_state;
 mod metrics;
 mod options;
 mod random;
+mod shard;
 
 pub use error::FitError;
 pub use history::History;
@@ -72,8 +73,6 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     mode.options.loss_weights = tc.loss_weights(&out_names).map_err(invalid)?;
     let metrics = config::metrics(model, &tc, &out_names, &losses, options)?;
 
-    let (what, raw) = data::load_data(&options.data)?;
-    let arrays = data::through_host(model, raw)?;
     let inputs: Vec<(String, DType)> = (0..n_in)
         .map(|k| {
             let v = g.inputs()[k];
@@ -86,7 +85,15 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         .zip(g.outputs())
         .map(|((n, &d), &v)| (n.clone(), d, g.value(v).ty.shape.clone()))
         .collect();
-    let data = data::training_data(&what, &arrays, &inputs, &outputs, options.validation_split)?;
+    // One process reads the whole data; a worker of several, its shards of it.
+    let (what, files) = data::Source::of(&options.data)?;
+    let (data, mut shards) = match &options.worker {
+        None => {
+            let arrays = data::through_host(model, files.read_all()?)?;
+            (Some(data::training_data(&what, &arrays, &inputs, &outputs, options.validation_split)?), None)
+        }
+        Some(_) => (None, Some(shard::Shards::open(what, files, &inputs, &outputs, options.validation_split)?)),
+    };
 
     let loss_spec: Vec<(Loss, DType)> = losses.iter().copied().zip(label_dtypes.iter().copied()).collect();
     let mut step = TrainStep::with_losses(g, &loss_spec, &trainable, &mode.options)?;
@@ -188,13 +195,38 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     t.total_steps = t.hist.step_loss.len();
     let first_step = t.total_steps;
     let mut epoch_ms = Vec::new();
+    let bs = options.batch_size.max(1);
+    let span = t.mirror.as_ref().map_or((0, 1, 1), Mirrored::span);
+    let val = match (&data, &shards) {
+        (Some(d), _) => d.val.as_ref().map(|(x, y)| {
+            let rows = x[0].shape()[0];
+            (x.clone(), y.clone(), shard::Batches::whole((0..rows).collect(), bs))
+        }),
+        (None, Some(s)) => s.validation(model, bs, span, &inputs, &outputs)?,
+        (None, None) => None,
+    };
 
     for epoch in start_epoch..options.epochs {
         if stopper.stopped {
             break;
         }
         let t0 = std::time::Instant::now();
-        let e = t.train_epoch(&data.x, &data.y, epoch, options)?;
+        let n = data.as_ref().map_or_else(|| shards.as_ref().map_or(0, |s| s.n), |d| d.x[0].shape()[0]);
+        let order: Vec<usize> =
+            if options.shuffles() { random::shuffled(n, options.seed, epoch) } else { (0..n).collect() };
+        let e = match (&data, &mut shards) {
+            (Some(d), _) => t.train_epoch(&d.x, &d.y, &shard::Batches::whole(order, bs), epoch, options)?,
+            (None, Some(s)) => {
+                let (x, y, batches) = s.epoch(model, &order, bs, span, &inputs, &outputs)?;
+                drop(order);
+                if epoch == start_epoch && options.verbose > 0 {
+                    let held = x.first().and_then(|t| t.shape().first()).copied().unwrap_or(0);
+                    eprintln!("worker {} holds {held} of the {n} training samples this epoch (its replicas' shares of each batch)", span.0);
+                }
+                t.train_epoch(&x, &y, &batches, epoch, options)?
+            }
+            (None, None) => return Err(invalid("no training data")),
+        };
         // Keras's epoch loss: the batch losses weighted by their batch's size.
         let samples = e.samples.max(1) as f64;
         t.hist.push("loss", e.loss / samples);
@@ -220,8 +252,8 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
             t.record(&mut line, &name, s / e.samples.max(1) as f64);
         }
         let mut monitored = e.loss / samples;
-        if let Some((xv, yv)) = &data.val {
-            let v = t.validate(xv, yv, options.batch_size.max(1))?;
+        if let Some((xv, yv, batches)) = &val {
+            let v = t.validate(xv, yv, batches, options)?;
             let nv = v.samples.max(1) as f64;
             monitored = v.loss / nv;
             t.record(&mut line, "val_loss", v.loss / nv);
@@ -398,14 +430,11 @@ impl Trainer {
         &mut self,
         x: &[Tensor],
         y: &[Tensor],
+        batches: &shard::Batches,
         epoch: usize,
         options: &FitOptions,
     ) -> Result<Totals, FitError> {
-        let n = x[0].shape()[0];
-        let bs = options.batch_size.max(1);
-        let steps = n.div_ceil(bs);
-        let order: Vec<usize> =
-            if options.shuffles() { random::shuffled(n, options.seed, epoch) } else { (0..n).collect() };
+        let steps = batches.len();
         let mut tot = Totals {
             steps,
             samples: 0,
@@ -415,7 +444,7 @@ impl Trainer {
         };
         let bar =
             (options.verbose == 1 && options.listener.is_none()).then(|| progress_bar(steps, epoch, options.epochs));
-        let batch = |b: usize| &order[b * bs..((b + 1) * bs).min(n)];
+        let batch = |b: usize| batches.get(b).0;
         // Two batch buffers: the next batch is gathered while the current step runs.
         let (mut xb, mut yb, mut xn, mut yn) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         if steps > 0 {
@@ -427,8 +456,8 @@ impl Trainer {
                 // Test hook: die like a killed process, mid-epoch, without any cleanup.
                 std::process::abort();
             }
-            let idx = batch(b);
-            let noise = self.noise(&xb, &yb, options.seed)?;
+            let (idx, rows) = batches.get(b);
+            let noise = self.noise(&xb, &yb, rows, options.seed)?;
             let mut next: Result<(), FitError> = Ok(());
             let out = rayon::in_place_scope(|sc| {
                 if b + 1 < steps {
@@ -439,7 +468,8 @@ impl Trainer {
                 }
                 match &mut self.mirror {
                     Some(m) => {
-                        m.run_update(&self.step, &mut self.weights, &mut self.optimizer, &xb, &yb, &self.state, &noise)
+                        let (w, o) = (&mut self.weights, &mut self.optimizer);
+                        m.run_update(&self.step, w, o, &xb, &yb, &self.state, &noise, rows)
                     }
                     None => self.step.run_update(&xb, &yb, &mut self.weights, &self.state, &noise, &mut self.optimizer),
                 }
@@ -457,16 +487,24 @@ impl Trainer {
             self.total_steps += 1;
             // Losses and metrics summed over samples: Keras's epoch loss weights each batch's by
             // its size.
-            tot.loss += l as f64 * idx.len() as f64;
+            tot.loss += l as f64 * rows as f64;
             for (s, &v) in tot.output_losses.iter_mut().zip(&out.losses) {
-                *s += v as f64 * idx.len() as f64;
+                *s += v as f64 * rows as f64;
             }
-            tot.samples += idx.len();
-            for (i, (s, (k, _, m))) in tot.metrics.iter_mut().zip(&self.metrics).enumerate() {
-                let v = m.sum(&out.preds[*k], &yb[*k]);
+            tot.samples += rows;
+            // Metrics over the rows held (a worker's), summed across workers.
+            let mut sums: Vec<f64> = self
+                .metrics
+                .iter()
+                .map(|(k, _, m)| if idx.is_empty() { 0.0 } else { m.sum(&out.preds[*k], &yb[*k]) })
+                .collect();
+            if let Some(w) = &options.worker {
+                w.collective.sum_across(&mut sums).map_err(FitError::Runtime)?;
+            }
+            for (i, (s, v)) in tot.metrics.iter_mut().zip(sums).enumerate() {
                 *s += v;
                 if let Some((_, per_step)) = self.step_metrics.get_mut(i) {
-                    per_step.push(v / idx.len().max(1) as f64);
+                    per_step.push(v / rows.max(1) as f64);
                 }
             }
             if let Some(l) = &options.listener {
@@ -503,13 +541,16 @@ impl Trainer {
 
     /// The noise tensors of the step's active noise layers for one batch: one stream per
     /// (seed, step, layer), so a resumed run draws the same noise.
-    fn noise(&self, xb: &[Tensor], yb: &[Tensor], seed: u64) -> Result<Vec<Tensor>, FitError> {
+    /// The whole batch's (`rows` rows; `xb` and `yb` may hold a worker's share of them).
+    fn noise(&self, xb: &[Tensor], yb: &[Tensor], rows: usize, seed: u64) -> Result<Vec<Tensor>, FitError> {
         let mut noise = Vec::with_capacity(self.step.noise.len());
         if self.step.noise.is_empty() {
             return Ok(noise);
         }
-        let xs: Vec<Vec<usize>> = xb.iter().map(|t| t.shape().to_vec()).collect();
-        let ys: Vec<Vec<usize>> = yb.iter().map(|t| t.shape().to_vec()).collect();
+        let whole = |ts: &[Tensor]| -> Vec<Vec<usize>> {
+            ts.iter().map(|t| std::iter::once(rows).chain(t.shape().iter().skip(1).copied()).collect()).collect()
+        };
+        let (xs, ys) = (whole(xb), whole(yb));
         let shapes = self.step.noise_shapes(&xs, &ys)?;
         for (k, ((_, kind), shape)) in self.step.noise.iter().zip(&shapes).enumerate() {
             let mut rng = SplitMix::new(seed, ((self.total_steps as u64) << 16) ^ k as u64 ^ 0x5EED);
@@ -528,25 +569,30 @@ impl Trainer {
     /// samples. Mirrored, each batch is split across the replicas as in training and each
     /// replica's share uses that replica's moving statistics (as Keras evaluates under
     /// MirroredStrategy).
-    fn validate(&self, xv: &[Tensor], yv: &[Tensor], bs: usize) -> Result<Totals, FitError> {
-        let nv = xv[0].shape()[0];
+    fn validate(
+        &self,
+        xv: &[Tensor],
+        yv: &[Tensor],
+        batches: &shard::Batches,
+        options: &FitOptions,
+    ) -> Result<Totals, FitError> {
         let mut tot = Totals {
-            steps: nv.div_ceil(bs),
-            samples: nv,
+            steps: batches.len(),
+            samples: (0..batches.len()).map(|b| batches.get(b).1).sum(),
             loss: 0.0,
             output_losses: vec![0.0; self.n_out],
             metrics: vec![0.0; self.metrics.len()],
         };
-        let replicas = self.mirror.as_ref().map_or(1, Mirrored::replicas);
-        let shares = (0..nv).step_by(bs).flat_map(|s| {
-            let n = (s + bs).min(nv) - s;
-            runtime::strategy::shares(n, replicas)
-                .into_iter()
-                .enumerate()
-                .map(move |(r, rows)| (r, s + rows.start..s + rows.end))
+        // This process's replicas' shares of each batch (a worker's among all the workers').
+        let (first, local, total) = self.mirror.as_ref().map_or((0, 1, 1), Mirrored::span);
+        let shares = (0..batches.len()).flat_map(|b| {
+            let (held, n) = batches.get(b);
+            let cut = runtime::strategy::shares(n, total);
+            let lo = cut[first].start;
+            (0..local).map(move |r| (r, &held[cut[first + r].start - lo..cut[first + r].end - lo]))
         });
         for (r, rows) in shares.filter(|(_, rows)| !rows.is_empty()) {
-            let idx: Vec<usize> = rows.collect();
+            let idx: Vec<usize> = rows.to_vec();
             let (xb, yb) = (data::rows_all(xv, &idx)?, data::rows_all(yv, &idx)?);
             let state = match (r, &self.mirror) {
                 (0, _) | (_, None) => &self.state[..],
@@ -560,6 +606,14 @@ impl Trainer {
             for (s, (k, _, m)) in tot.metrics.iter_mut().zip(&self.metrics) {
                 *s += m.sum(&o.preds[*k], &yb[*k]);
             }
+        }
+        if let Some(w) = &options.worker {
+            let mut sums: Vec<f64> = [tot.loss].iter().chain(&tot.output_losses).chain(&tot.metrics).copied().collect();
+            w.collective.sum_across(&mut sums).map_err(FitError::Runtime)?;
+            tot.loss = sums[0];
+            let k = 1 + tot.output_losses.len();
+            tot.output_losses.copy_from_slice(&sums[1..k]);
+            tot.metrics.copy_from_slice(&sums[k..]);
         }
         Ok(tot)
     }

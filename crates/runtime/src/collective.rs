@@ -27,12 +27,6 @@ pub trait Collective: Send + Sync {
         Ok(())
     }
 
-    /// This worker's rows of a batch-ordered tensor (`None`: its replicas had no rows) joined
-    /// with every other worker's, in worker order: the whole batch's rows.
-    fn gather_rows(&self, local: Option<ir::Tensor>) -> Result<ir::Tensor, RuntimeError> {
-        local.ok_or_else(|| RuntimeError::Plan("no replica had rows of the batch".into()))
-    }
-
     /// Whether every worker holds this same value (a checksum of its weights).
     fn agree(&self, value: f64) -> Result<bool, RuntimeError> {
         let _ = value;
@@ -55,10 +49,6 @@ impl<C: Collective + ?Sized> Collective for std::sync::Arc<C> {
 
     fn sum_across(&self, values: &mut [f64]) -> Result<(), RuntimeError> {
         (**self).sum_across(values)
-    }
-
-    fn gather_rows(&self, local: Option<ir::Tensor>) -> Result<ir::Tensor, RuntimeError> {
-        (**self).gather_rows(local)
     }
 
     fn agree(&self, value: f64) -> Result<bool, RuntimeError> {

@@ -100,11 +100,21 @@ impl Mirrored {
         r.checked_sub(1).and_then(|i| self.others.get(i)).map(|o| o.weights.as_slice())
     }
 
-    /// One global step: each replica runs `first`'s step on its share of the batch, the
-    /// gradients (each scaled by its share of the global batch) are summed across replicas,
-    /// and every replica applies the same update (the first to `weights` and `optimizer`, with
-    /// moving statistics `state`). The output is the global batch's loss as one device would
-    /// report it and the predictions in batch order, with the first replica's batch statistics
+    /// Where this process's replicas sit among all the run's: the first's index, how many
+    /// there are here, and in all ([`Collective::span`]).
+    pub fn span(&self) -> (usize, usize, usize) {
+        let (first, total) = self.collective.span(self.replicas());
+        (first, self.replicas(), total)
+    }
+
+    /// One global step over a batch of `batch` rows: each replica runs `first`'s step on its
+    /// share of the batch, the gradients (each scaled by its share of the global batch) are
+    /// summed across replicas, and every replica applies the same update (the first to
+    /// `weights` and `optimizer`, with moving statistics `state`). `inputs` and `labels` hold
+    /// the rows of this process's replicas' shares, in order (in one process, the whole batch;
+    /// a worker holds its own); `noise` the whole batch's. The output is the global batch's loss
+    /// as one device would report it, this process's replicas' predictions in batch order
+    /// (float32 with no rows where they had none), with the first replica's batch statistics
     /// (for the caller's `state`; the other replicas update their own); no gradients. A step
     /// whose loss is not finite changes no weights.
     #[allow(clippy::too_many_arguments)]
@@ -117,8 +127,10 @@ impl Mirrored {
         labels: &[Tensor],
         state: &[Tensor],
         noise: &[Tensor],
+        batch: usize,
     ) -> Result<StepOutput, RuntimeError> {
-        let n = inputs.first().and_then(|t| t.shape().first().copied()).ok_or_else(|| err("no batch"))?;
+        let n = batch;
+        let held = inputs.first().and_then(|t| t.shape().first().copied()).ok_or_else(|| err("no batch"))?;
         let step_start = std::time::Instant::now();
         for o in &mut self.others {
             if o.optimizer.is_none() {
@@ -131,13 +143,22 @@ impl Mirrored {
         // taking the shares of its own.
         let (first_replica, total) = self.collective.span(self.replicas());
         let cut = crate::strategy::shares(n, total);
-        let parts = cut[first_replica..first_replica + self.replicas()]
+        let mine = &cut[first_replica..first_replica + self.replicas()];
+        let (lo, hi) = (mine.first().map_or(0, |r| r.start), mine.last().map_or(0, |r| r.end));
+        if hi - lo != held {
+            return Err(err(format!(
+                "this process holds {held} rows of a batch of {n}; its replicas' shares are {} rows",
+                hi - lo
+            )));
+        }
+        let parts = mine
             .iter()
             .map(|r| {
+                let here = r.start - lo..r.end - lo;
                 Ok(Part {
                     rows: r.len(),
-                    inputs: rows_of(inputs, n, r)?,
-                    labels: rows_of(labels, n, r)?,
+                    inputs: rows_of(inputs, held, &here)?,
+                    labels: rows_of(labels, held, &here)?,
                     noise: rows_of(noise, n, r)?,
                 })
             })
@@ -188,7 +209,7 @@ impl Mirrored {
                 super::moving_update(s, batch, m)?;
             }
         }
-        let output = gather(&*self.collective, outs, loss as f32, losses.into_iter().map(|l| l as f32).collect())?;
+        let output = gather(outs, loss as f32, losses.into_iter().map(|l| l as f32).collect())?;
         self.collective_seconds += t0.elapsed().as_secs_f64();
         if output.loss.is_finite() {
             self.update(first, weights, optimizer, &bufs, &sizes)?;
@@ -270,25 +291,16 @@ fn forward_backward(
     results.into_iter().map(Option::transpose).collect()
 }
 
-/// The global output of the replicas' outputs (in replica order; `None` for a replica without
-/// rows; the first always has rows), with the first replica's batch statistics.
-/// Across workers, each output's rows are joined with the other workers' (a worker whose
-/// replicas had no rows of a short last batch contributes none and keeps its statistics).
-fn gather(
-    collective: &dyn Collective,
-    outs: Vec<Option<StepOutput>>,
-    loss: f32,
-    losses: Vec<f32>,
-) -> Result<StepOutput, RuntimeError> {
+/// The step's output of the replicas' outputs (in replica order; `None` for a replica without
+/// rows), with the first replica's batch statistics (none where it had no rows: a worker
+/// whose replicas had no rows of a short last batch keeps its statistics).
+fn gather(outs: Vec<Option<StepOutput>>, loss: f32, losses: Vec<f32>) -> Result<StepOutput, RuntimeError> {
     let ran: Vec<StepOutput> = outs.into_iter().flatten().collect();
     let n_out = losses.len();
     let preds = (0..n_out)
-        .map(|k| {
-            let local = match ran.first() {
-                None => None,
-                Some(_) => Some(Tensor::concat_rows(&ran.iter().map(|o| o.preds[k].clone()).collect::<Vec<_>>())?),
-            };
-            collective.gather_rows(local)
+        .map(|k| match ran.first() {
+            None => Ok(Tensor::zeros(&[0])),
+            Some(_) => Ok(Tensor::concat_rows(&ran.iter().map(|o| o.preds[k].clone()).collect::<Vec<_>>())?),
         })
         .collect::<Result<Vec<_>, RuntimeError>>()?;
     let batch_stats = ran.first().map(|f| f.batch_stats.clone()).unwrap_or_default();
