@@ -5,7 +5,8 @@
 # It records the GPU, driver and NVRTC, runs the GPU tests (every dev model on /GPU:0 against
 # Keras and the CPU, optimized and naive), then benches naive vs optimized on /GPU:0 at batch 1
 # and 64, the tensor-core precisions, and fine-tuning ms per epoch on the GPU beside the CPU;
-# two logical GPUs of GPU 0 mirrored; short tables last. Fits in about 9 minutes.
+# two logical GPUs of GPU 0 mirrored; one multi-worker NCCL worker; short tables last. Fits in
+# about 9 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=gpu-bundle
@@ -53,3 +54,19 @@ for f in cnn_mnist.keras resnet_block.keras mobilenetv2.keras; do
     "$(echo "$j" | grep -o '"mirrored":{"devices[^}]*' | field median_ms)" "$(echo "$j" | field scaling)"
 done
 
+# Multi-worker over NCCL (issue 18): one worker named by TF_CONFIG on /GPU:0 (the rendezvous,
+# the NCCL id, a one-rank communicator and its all-reduce each step), beside the same fit on one
+# GPU without workers. NCCL refuses two ranks on one GPU, so one rank is all this machine holds.
+nccl=$(find / -name 'libnccl.so.2*' 2>/dev/null | head -1)
+[ -n "$nccl" ] && export LD_LIBRARY_PATH="$(dirname "$nccl"):${LD_LIBRARY_PATH:-}"
+printf '\n%-22s %-8s %s\n' multi-worker result "final loss / error (libnccl: ${nccl:-none found})"
+for how in one-gpu nccl-worker; do
+  args=(fit "$B/models/mlp.h5" --data "$B/models/mlp.finetune.npz" --output "/tmp/mw.$how.h5" --epochs 2 --batch-size 32 --verbose 2)
+  if [ "$how" = nccl-worker ]; then
+    out=$(TF_CONFIG='{"cluster":{"worker":["127.0.0.1:29411"]},"task":{"type":"worker","index":0}}' KERASC_COLLECTIVE_TIMEOUT=60 timeout 120 "$B/kerasc" "${args[@]}" --strategy multi-worker 2>&1)
+  else
+    out=$(timeout 120 "$B/kerasc" "${args[@]}" --device /GPU:0 2>&1)
+  fi
+  if [ $? -eq 0 ]; then st=ok; else st=FAIL; fi
+  printf '%-22s %-8s %s\n' "$how" "$st" "$( (echo "$out" | grep -o 'final loss [0-9.]*' || echo "$out" | tail -1) | head -1)"
+done

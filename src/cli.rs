@@ -365,18 +365,35 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Fit { model, mut options, device, distribute } => {
             let mut notes = Notes::new(false);
-            // Multi-worker: join the cluster first (MPI), so that a build without it says so.
-            let cluster = match distribute.strategy {
+            // Multi-worker: join the cluster first (MPI or TF_CONFIG), so that a build without
+            // MPI says so.
+            let mut cluster = match distribute.strategy {
                 Some(Strategy::MultiWorker) => Some(crate::cluster::join()?),
                 _ => None,
             };
-            if let Some(c) = &cluster {
-                options.worker = Some(c.worker.clone());
-                if c.worker.rank != 0 {
-                    options.verbose = 0;
-                }
+            if cluster.as_ref().is_some_and(|c| c.rank != 0) {
+                options.verbose = 0;
             }
-            let spread = spread_devices(&distribute, device.as_deref(), &devs, &mut notes)?;
+            let mut spread = spread_devices(&distribute, device.as_deref(), &devs, &mut notes)?;
+            if let Some(c) = &mut cluster {
+                // A worker drives its --devices, else its local rank's GPU (Horovod's
+                // local_rank), else the CPU.
+                if spread.is_empty() && device.is_none() {
+                    spread = vec![worker_device(c.local_rank, &devs)?];
+                }
+                let gpus: Option<Vec<usize>> = spread
+                    .iter()
+                    .map(|d| match d.physical {
+                        crate::Device::Cuda(o) => Some(o),
+                        crate::Device::Cpu(_) => None,
+                    })
+                    .collect();
+                let (worker, note) = c.connect(spread.len().max(1), gpus.as_deref())?;
+                if let Some(n) = note {
+                    notes.add(format!("note: {n}"));
+                }
+                options.worker = Some(worker);
+            }
             let m = crate::load(&model)?;
             if let Some(how) = placement(&distribute)? {
                 use crate::runtime::training::StageOn;
@@ -405,7 +422,7 @@ fn run(cli: Cli) -> Result<()> {
             options.pool = device.pool().cloned();
             options.device = Some(device.device);
             let h = crate::fit::fit(&m, &model, &options)?;
-            if cluster.as_ref().is_some_and(|c| c.worker.rank != 0) {
+            if cluster.as_ref().is_some_and(|c| c.rank != 0) {
                 return Ok(());
             }
             notes.flush();
@@ -490,6 +507,22 @@ fn pick_device(
 fn preload_nvrtc() {
     if let Some(dir) = std::env::var_os("KERASC_NVRTC_DIR") {
         crate::runtime::cuda::preload_nvrtc(&[PathBuf::from(dir)]);
+    }
+}
+
+/// A worker's device when it names none: the GPU of its local rank where this host has GPUs
+/// (one worker per GPU, as Horovod places them), else the CPU.
+fn worker_device(local_rank: usize, devs: &LogicalDevices) -> Result<LogicalDevice> {
+    let gpus: Vec<crate::Device> = devs.select("all")?.into_iter().filter(|d| !d.is_cpu()).collect();
+    if gpus.is_empty() {
+        return Ok(devs.get(crate::Device::CPU)?.clone());
+    }
+    match gpus.get(local_rank) {
+        Some(&d) => Ok(devs.get(d)?.clone()),
+        None => bail!(
+            "worker {local_rank} on this host has no GPU of its own ({} visible): launch at most one worker per GPU, or name each worker's devices with --devices",
+            gpus.len()
+        ),
     }
 }
 

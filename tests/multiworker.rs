@@ -266,3 +266,49 @@ fn workers_read_their_shards_of_every_data_form() {
         assert!(b.as_object().unwrap().contains_key("val_loss"), "{form}: no validation");
     }
 }
+
+/// `TF_CONFIG` names a cluster of GPU workers: two processes on this machine (no GPU) meet at
+/// the chief's address, and both stop with the reason NCCL cannot run here, writing nothing.
+/// (Without MPI too: the rendezvous needs no system library.)
+#[test]
+fn tf_config_workers_meet_at_the_chief_and_say_why_nccl_cannot_run() {
+    let dir = tmpdir("multiworker-tf-config");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (m, data) = (models_dir().join("mlp.h5"), models_dir().join("mlp.finetune.npz"));
+    let spawn = |index: usize| {
+        let spec = format!(
+            r#"{{"cluster": {{"worker": ["127.0.0.1:{port}", "127.0.0.1:{}"]}}, "task": {{"type": "worker", "index": {index}}}}}"#,
+            port + 1
+        );
+        let out = dir.join(format!("never{index}.h5"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kerasc"))
+            .args(["fit", m.to_str().unwrap(), "--data", data.to_str().unwrap(), "--strategy", "multi-worker"])
+            .args(["--output", out.to_str().unwrap()])
+            .env("TF_CONFIG", spec)
+            .env("KERASC_RENDEZVOUS_TIMEOUT", "60")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, out)
+    };
+    let (w1, w0) = (spawn(1), spawn(0));
+    for (child, out) in [w0, w1] {
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{err}");
+        // Each worker names itself and why NCCL cannot run (no GPU or no NCCL library here),
+        // and where CPU workers go.
+        assert!(err.contains("worker 0:") && err.contains("mpirun"), "{err}");
+        assert!(err.contains("GPU") || err.contains("NCCL"), "{err}");
+        assert!(!out.exists());
+    }
+    // A TF_CONFIG that is not one.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_kerasc"))
+        .args(["fit", m.to_str().unwrap(), "--data", data.to_str().unwrap(), "--strategy", "multi-worker"])
+        .args(["--output", dir.join("never.h5").to_str().unwrap()])
+        .env("TF_CONFIG", r#"{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "ps", "index": 0}}"#)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("TF_CONFIG") && err.contains("'ps' task"), "{err}");
+}

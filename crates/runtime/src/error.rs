@@ -27,6 +27,9 @@ pub enum RuntimeError {
     /// The CUDA driver reported an error.
     #[error("CUDA: {0}")]
     Cuda(String),
+    /// The workers of a multi-worker run could not join, or fell out.
+    #[error("multi-worker run: {0}")]
+    Cluster(String),
     /// The memory plan could not be made or does not fit the graph.
     #[error("memory plan: {0}")]
     Plan(String),

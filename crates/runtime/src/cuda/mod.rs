@@ -10,7 +10,7 @@ mod session;
 mod update;
 
 pub use discover::{probe, CudaStatus, GpuInfo};
-pub use nccl::Nccl;
+pub use nccl::{nccl_available, nccl_unique_id, Nccl, NcclWorkers};
 pub use nvrtc::{compile_ptx, default_nvrtc_dirs, nvrtc_version, preload_nvrtc, PtxCache};
 pub use session::{CudaOptions, CudaSession};
 pub use update::TrainedState;
