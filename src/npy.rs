@@ -106,6 +106,65 @@ fn parse_header(bytes: &[u8], origin: &str) -> Result<(String, Vec<usize>, usize
     Ok((descr, shape, end))
 }
 
+/// The values of `d`, elements of numpy dtype `descr` (one of those [`parse`] takes).
+fn decode(descr: &str, d: &[u8]) -> Option<TensorData> {
+    Some(match descr {
+        "<f4" => TensorData::F32(d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        "<f8" => TensorData::F32(
+            d.chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+                .collect(),
+        ),
+        "<f2" => TensorData::F16(d.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
+        "<i4" => TensorData::I32(d.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        "<i8" => TensorData::I64(
+            d.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
+        ),
+        "|u1" => TensorData::U8(d.to_vec()),
+        "|b1" => TensorData::Bool(d.iter().map(|&b| b != 0).collect()),
+        "|i1" => TensorData::I32(d.iter().map(|&b| b as i8 as i32).collect()),
+        "<u4" => {
+            TensorData::I64(d.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect())
+        }
+        _ => return None,
+    })
+}
+
+/// `src`'s values written into `dst` from element `at` (both of one kind, `dst` long enough).
+fn place(dst: &mut TensorData, at: usize, src: &TensorData) -> bool {
+    fn put<T: Copy>(d: &mut [T], at: usize, s: &[T]) -> bool {
+        match d.get_mut(at..at + s.len()) {
+            Some(d) => {
+                d.copy_from_slice(s);
+                true
+            }
+            None => false,
+        }
+    }
+    match (dst, src) {
+        (TensorData::F32(d), TensorData::F32(s)) => put(d, at, s),
+        (TensorData::F16(d), TensorData::F16(s)) => put(d, at, s),
+        (TensorData::I32(d), TensorData::I32(s)) => put(d, at, s),
+        (TensorData::I64(d), TensorData::I64(s)) => put(d, at, s),
+        (TensorData::U8(d), TensorData::U8(s)) => put(d, at, s),
+        (TensorData::Bool(d), TensorData::Bool(s)) => put(d, at, s),
+        _ => false,
+    }
+}
+
+/// `count` zeros of `kind`'s kind.
+fn zeros_like(kind: &TensorData, count: usize) -> TensorData {
+    match kind {
+        TensorData::F32(_) => TensorData::F32(vec![0.0; count]),
+        TensorData::BF16(_) => TensorData::BF16(vec![0; count]),
+        TensorData::F16(_) => TensorData::F16(vec![0; count]),
+        TensorData::I32(_) => TensorData::I32(vec![0; count]),
+        TensorData::I64(_) => TensorData::I64(vec![0; count]),
+        TensorData::U8(_) => TensorData::U8(vec![0; count]),
+        TensorData::Bool(_) => TensorData::Bool(vec![false; count]),
+    }
+}
+
 /// Parses `.npy` bytes; `origin` names the file in errors.
 pub fn parse(bytes: &[u8], origin: &str) -> Result<Tensor, NpyError> {
     let bad = |m: &str| NpyError(format!("{origin}: not a valid .npy file: {m}"));
@@ -132,24 +191,7 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<Tensor, NpyError> {
     if data.len() < need {
         return Err(bad(&format!("data is truncated: {} bytes for {count} elements of {elem} bytes", data.len())));
     }
-    let d = &data[..need];
-    let t = match descr.as_str() {
-        "<f4" => TensorData::F32(d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-        "<f8" => TensorData::F32(
-            d.chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-                .collect(),
-        ),
-        "<f2" => TensorData::F16(d.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()),
-        "<i4" => TensorData::I32(d.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
-        "<i8" => TensorData::I64(
-            d.chunks_exact(8).map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect(),
-        ),
-        "|u1" => TensorData::U8(d.to_vec()),
-        "|b1" => TensorData::Bool(d.iter().map(|&b| b != 0).collect()),
-        "|i1" => TensorData::I32(d.iter().map(|&b| b as i8 as i32).collect()),
-        _ => TensorData::I64(d.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect()),
-    };
+    let t = decode(&descr, &data[..need]).ok_or_else(|| bad(&format!("unsupported dtype '{descr}'")))?;
     Tensor::new(shape, t).map_err(|e| bad(&e.to_string()))
 }
 
@@ -262,32 +304,48 @@ pub fn read_rows(r: &mut dyn std::io::Read, idx: &[usize], origin: &str) -> Resu
     if let Some(&(last, _)) = wanted.last().filter(|(i, _)| *i >= n) {
         return Err(bad(format!("row {last} asked of an array of {n} rows")));
     }
-    let mut out = vec![0u8; size];
+    let mut taken = vec![idx.len()];
+    taken.extend_from_slice(rest);
+    // Numbers are decoded row by row into the tensor taken; strings gathered as bytes first.
+    let numeric = decode(&descr, &[]);
+    let mut values = numeric.as_ref().map(|k| zeros_like(k, idx.len() * (row / elem.max(1))));
+    let mut bytes = match numeric {
+        Some(_) => Vec::new(),
+        None => vec![0u8; size],
+    };
+    let mut buf = vec![0u8; if values.is_some() { row } else { 0 }];
     let (mut at, mut prev): (usize, Option<(usize, usize)>) = (0, None);
     for (i, p) in wanted {
-        let dst = p * row;
-        match prev {
-            Some((pi, pp)) if pi == i => out.copy_within(pp * row..(pp + 1) * row, dst),
-            _ => {
-                let skip = ((i - at) as u64).saturating_mul(row as u64);
-                let skipped = std::io::copy(&mut std::io::Read::take(&mut *r, skip), &mut std::io::sink())
-                    .map_err(|e| bad(e.to_string()))?;
-                if skipped != skip {
-                    return Err(bad(format!("not a valid .npy file: data is truncated before row {i}")));
-                }
-                r.read_exact(&mut out[dst..dst + row])
-                    .map_err(|_| bad(format!("not a valid .npy file: data is truncated in row {i}")))?;
-                at = i + 1;
+        if prev.is_none_or(|(pi, _)| pi != i) {
+            let skip = ((i - at) as u64).saturating_mul(row as u64);
+            let skipped = std::io::copy(&mut std::io::Read::take(&mut *r, skip), &mut std::io::sink())
+                .map_err(|e| bad(e.to_string()))?;
+            if skipped != skip {
+                return Err(bad(format!("not a valid .npy file: data is truncated before row {i}")));
+            }
+            let dst = if values.is_some() { &mut buf[..] } else { &mut bytes[p * row..(p + 1) * row] };
+            r.read_exact(dst).map_err(|_| bad(format!("not a valid .npy file: data is truncated in row {i}")))?;
+            at = i + 1;
+        } else if let (Some((_, pp)), None) = (prev, &values) {
+            bytes.copy_within(pp * row..(pp + 1) * row, p * row);
+        }
+        if let Some(v) = &mut values {
+            let decoded = decode(&descr, &buf).ok_or_else(|| bad(format!("unsupported dtype '{descr}'")))?;
+            if !place(v, p * decoded.len(), &decoded) {
+                return Err(bad("a row does not fit the rows taken".into()));
             }
         }
         prev = Some((i, p));
     }
-    let mut taken = vec![idx.len()];
-    taken.extend_from_slice(rest);
-    let mut bytes = header_bytes(&descr, &shape_text(&taken));
-    bytes.extend_from_slice(&out);
-    drop(out);
-    parse_array(&bytes, origin)
+    match values {
+        Some(v) => Tensor::new(taken, v).map(Array::Tensor).map_err(|e| bad(e.to_string())),
+        None => {
+            let mut whole = header_bytes(&descr, &shape_text(&taken));
+            whole.extend_from_slice(&bytes);
+            drop(bytes);
+            parse_array(&whole, origin)
+        }
+    }
 }
 
 /// The rows `idx` of a `.npy` file ([`read_rows`]).

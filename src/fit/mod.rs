@@ -223,7 +223,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
                     let held = x.first().and_then(|t| t.shape().first()).copied().unwrap_or(0);
                     eprintln!("worker {} holds {held} of the {n} training samples this epoch (its replicas' shares of each batch)", span.0);
                 }
-                t.train_epoch(&x, &y, &batches, epoch, options)?
+                t.train_epoch(x, y, &batches, epoch, options)?
             }
             (None, None) => return Err(invalid("no training data")),
         };

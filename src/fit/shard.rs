@@ -132,14 +132,16 @@ impl<'a> Shards<'a> {
         let idx: Vec<usize> = need.iter().map(|&i| i + start).collect();
         let pick = |name: &str| x.iter().chain(y).any(|k| k == name).then(|| idx.clone());
         let raw = self.source.read_rows(&pick)?;
-        let arrays: HashMap<String, Tensor> = data::through_host(model, raw)?;
-        let get = |names: &[String]| -> Result<Vec<Tensor>, FitError> {
+        let mut arrays: HashMap<String, Tensor> = data::through_host(model, raw)?;
+        // Moved out, not copied: the shard is held once.
+        let mut take = |names: &[String]| -> Result<Vec<Tensor>, FitError> {
             names
                 .iter()
-                .map(|k| arrays.get(k).cloned().ok_or_else(|| invalid(format!("{}: no array {k}", self.what))))
+                .map(|k| arrays.remove(k).ok_or_else(|| invalid(format!("{}: no array {k}", self.what))))
                 .collect()
         };
-        data::prepare(&self.what, get(x)?, get(y)?, inputs, outputs, true)
+        let (xs, ys) = (take(x)?, take(y)?);
+        data::prepare(&self.what, xs, ys, inputs, outputs, true)
     }
 
     /// This worker's rows of an epoch whose samples come in `order`: its inputs and labels, and
@@ -153,17 +155,18 @@ impl<'a> Shards<'a> {
         (first, local, total): (usize, usize, usize),
         inputs: &[(String, DType)],
         outputs: &[(String, DType, Shape)],
-    ) -> Result<Held, FitError> {
+    ) -> Result<(&[Tensor], &[Tensor], Batches), FitError> {
         let (batches, need) = Batches::local(order, bs, first, local, total);
-        if let Some((held, x, y)) = &self.last {
-            if *held == need {
-                return Ok((x.clone(), y.clone(), batches));
-            }
+        if self.last.as_ref().is_none_or(|(held, _, _)| *held != need) {
+            // The last epoch's shard goes before this one's is read.
+            self.last = None;
+            let (x, y) = self.read(model, &self.chosen.x, &self.chosen.y, &need, 0, inputs, outputs)?;
+            self.last = Some((need, x, y));
         }
-        self.last = None;
-        let (x, y) = self.read(model, &self.chosen.x, &self.chosen.y, &need, 0, inputs, outputs)?;
-        self.last = Some((need, x.clone(), y.clone()));
-        Ok((x, y, batches))
+        match &self.last {
+            Some((_, x, y)) => Ok((x, y, batches)),
+            None => Err(invalid("no shard was read")),
+        }
     }
 
     /// This worker's rows of the validation data (in batches of `bs`), if there is any.
