@@ -312,3 +312,65 @@ fn tf_config_workers_meet_at_the_chief_and_say_why_nccl_cannot_run() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("TF_CONFIG") && err.contains("'ps' task"), "{err}");
 }
+
+/// A model whose gradients fill several buckets (MobileNetV2, 409k weights: four): each worker
+/// sends them bucket by bucket while its backward pass goes on, and the result is still that of
+/// one process mirrored over two devices, bit for bit.
+#[cfg(feature = "mpi")]
+#[test]
+fn gradients_sent_during_the_backward_pass_sum_to_the_mirrored_numbers() {
+    let Some(dir) = with_mpirun("multiworker-overlap") else { return };
+    // 12 seeded random 96×96 images of 10 classes.
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let x: Vec<f32> = (0..12 * 96 * 96 * 3).map(|_| next() * 2.0 - 1.0).collect();
+    let y: Vec<i32> = (0..12).map(|_| (next() * 10.0) as i32 % 10).collect();
+    let (xs, ys) = (dir.join("x.npy"), dir.join("y.npy"));
+    kerasc::npy::write(&xs, &kerasc::ir::Tensor::from_f32(&[12, 96, 96, 3], x).unwrap()).unwrap();
+    kerasc::npy::write(&ys, &kerasc::ir::Tensor::new(vec![12], kerasc::ir::TensorData::I32(y)).unwrap()).unwrap();
+    let m = models_dir().join("mobilenetv2.h5");
+    let args = |out: &str| -> Vec<String> {
+        let (o, h) = (dir.join(format!("{out}.h5")), dir.join(format!("{out}.json")));
+        [
+            "fit",
+            m.to_str().unwrap(),
+            "--x",
+            xs.to_str().unwrap(),
+            "--y",
+            ys.to_str().unwrap(),
+            "--loss",
+            "sparse_categorical_crossentropy",
+            "--optimizer",
+            "sgd",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--verbose",
+            "2",
+            "--output",
+            o.to_str().unwrap(),
+            "--history",
+            h.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut w = args("workers");
+    w.extend(["--strategy".into(), "multi-worker".into()]);
+    let (ok, err) = mpirun(&[w.clone(), w], std::time::Duration::from_secs(300)).expect("mpirun hung");
+    assert!(ok, "{err}");
+    assert!(err.contains("during the backward pass"), "{err}");
+    let mut mirrored = args("mirrored");
+    mirrored.extend(["--strategy", "mirrored", "--logical-devices", "cpu=2", "--threads", "2"].map(String::from));
+    let refs: Vec<&str> = mirrored.iter().map(String::as_str).collect();
+    let o = kerasc(&refs);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(weights(&dir.join("workers.h5")), weights(&dir.join("mirrored.h5")), "weights");
+    assert_eq!(train_losses(&dir.join("workers.json")), train_losses(&dir.join("mirrored.json")));
+}

@@ -305,12 +305,17 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     if let (Some(w), Some(m)) = (&options.worker, &t.mirror) {
         if options.verbose > 0 && profiled > 0 {
             eprintln!(
-                "{} workers: a step took {:.2} ms, {:.2} ms of it in the collective over {} ({:.0} %)",
+                "{} workers: a step took {:.2} ms, {:.2} ms of it in the collective over {} ({:.0} %){}",
                 w.size,
                 m.step_seconds * 1e3 / profiled as f64,
                 m.collective_seconds * 1e3 / profiled as f64,
                 w.collective.name(),
-                100.0 * m.collective_seconds / m.step_seconds.max(1e-12)
+                100.0 * m.collective_seconds / m.step_seconds.max(1e-12),
+                if m.streamed_steps > 0 {
+                    "; the gradients went bucket by bucket during the backward pass, the rest waited after it"
+                } else {
+                    ""
+                }
             );
         }
     }

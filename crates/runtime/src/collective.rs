@@ -27,6 +27,26 @@ pub trait Collective: Send + Sync {
         Ok(())
     }
 
+    /// Whether [`Collective::sum_while`] sums a buffer of `len` values while it is produced
+    /// (else it waits for the whole buffer, and the caller may as well sum it whole).
+    fn streams(&self, len: usize) -> bool {
+        let _ = len;
+        false
+    }
+
+    /// Sums across workers a buffer of `len` values (this worker's one replica's) that
+    /// `produce` writes into the sink it is given (a backward pass, gradient by gradient); the
+    /// sum goes into `out`. An engine that can sends parts as they are complete, while the
+    /// backward pass goes on.
+    fn sum_while(
+        &self,
+        len: usize,
+        produce: &mut dyn FnMut(&dyn Sink) -> Result<(), RuntimeError>,
+        out: &mut [f32],
+    ) -> Result<(), RuntimeError> {
+        produce_then_sum(self, len, produce, out)
+    }
+
     /// Whether every worker holds this same value (a checksum of its weights).
     fn agree(&self, value: f64) -> Result<bool, RuntimeError> {
         let _ = value;
@@ -34,7 +54,67 @@ pub trait Collective: Send + Sync {
     }
 }
 
+/// Where the parts of a streamed sum go ([`Collective::sum_while`]).
+pub trait Sink: Sync {
+    /// This worker's values from `offset` of the buffer, each multiplied by `scale` (every value
+    /// of the buffer is put once).
+    fn put(&self, offset: usize, values: &[f32], scale: f32);
+}
+
+/// A buffer filled through [`Sink::put`].
+pub struct Collected(std::sync::Mutex<Vec<f32>>);
+
+impl Collected {
+    /// `len` zeros.
+    pub fn new(len: usize) -> Collected {
+        Collected(std::sync::Mutex::new(vec![0.0; len]))
+    }
+
+    /// The buffer.
+    pub fn into_inner(self) -> Vec<f32> {
+        self.0.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Sink for Collected {
+    fn put(&self, offset: usize, values: &[f32], scale: f32) {
+        let mut b = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dst) = b.get_mut(offset..offset + values.len()) {
+            dst.iter_mut().zip(values).for_each(|(d, &v)| *d = v * scale);
+        }
+    }
+}
+
+/// Produces a buffer of `len` values, then sums it across workers ([`Collective::sum_while`]
+/// without overlap).
+pub fn produce_then_sum(
+    c: &(impl Collective + ?Sized),
+    len: usize,
+    produce: &mut dyn FnMut(&dyn Sink) -> Result<(), RuntimeError>,
+    out: &mut [f32],
+) -> Result<(), RuntimeError> {
+    let collected = Collected::new(len);
+    produce(&collected)?;
+    let mut buf = collected.into_inner();
+    c.all_reduce_sum(&mut [&mut buf[..]])?;
+    out.copy_from_slice(&buf);
+    Ok(())
+}
+
 impl<C: Collective + ?Sized> Collective for std::sync::Arc<C> {
+    fn streams(&self, len: usize) -> bool {
+        (**self).streams(len)
+    }
+
+    fn sum_while(
+        &self,
+        len: usize,
+        produce: &mut dyn FnMut(&dyn Sink) -> Result<(), RuntimeError>,
+        out: &mut [f32],
+    ) -> Result<(), RuntimeError> {
+        (**self).sum_while(len, produce, out)
+    }
+
     fn all_reduce_sum(&self, buffers: &mut [&mut [f32]]) -> Result<(), RuntimeError> {
         (**self).all_reduce_sum(buffers)
     }

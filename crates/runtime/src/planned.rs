@@ -35,7 +35,14 @@ struct Step {
     ins: Vec<Loc>,
     out: Option<(usize, usize)>,
     kind: Kind,
+    /// The graph outputs this step writes into the arena: (output index, offset, length).
+    done: Vec<(usize, usize, usize)>,
 }
+
+/// Told of each graph output the run writes into its arena as soon as its step has run: the
+/// output's index and its values (final from then on). A training step hands its gradients to
+/// the collective this way while the backward pass goes on.
+pub type Ready<'a> = dyn FnMut(usize, &[f32]) + Send + 'a;
 
 struct ArenaState {
     input_shapes: Vec<Vec<usize>>,
@@ -182,7 +189,15 @@ impl PlannedSession {
                 (Some(_), _) if f32_in && arena::supports(&node.op, &in_shapes) => Kind::Fast,
                 _ => Kind::Fallback,
             };
-            steps.push(Step { node: nid.0, ins, out, kind });
+            let done = node
+                .outputs
+                .iter()
+                .filter_map(|&o| match (self.graph.outputs().iter().position(|&g| g == o), loc(&plan, o)) {
+                    (Some(k), Loc::Arena(off, len)) => Some((k, off, len)),
+                    _ => None,
+                })
+                .collect();
+            steps.push(Step { node: nid.0, ins, out, kind, done });
         }
         let arena = vec![0f32; plan.arena_bytes.div_ceil(4)];
         let written: usize = steps
@@ -201,7 +216,7 @@ impl PlannedSession {
     }
 
     fn run_timed(&self, inputs: &[&Tensor], times: Option<&mut Vec<f64>>) -> Result<Vec<Tensor>, RuntimeError> {
-        let (guard, separate) = self.execute(inputs, times)?;
+        let (guard, separate) = self.execute(inputs, times, None)?;
         let state = guard.first().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
         self.graph
             .outputs()
@@ -220,11 +235,23 @@ impl PlannedSession {
         times: Option<&mut Vec<f64>>,
         viewed: std::ops::Range<usize>,
     ) -> Result<(Vec<Tensor>, ArenaOutputs<'_>), RuntimeError> {
+        self.run_split_watched(inputs, times, viewed, None)
+    }
+
+    /// [`PlannedSession::run_split`], telling `ready` of each output the run writes into its
+    /// arena as soon as it is written (the others: read them from the returned outputs).
+    pub fn run_split_watched(
+        &self,
+        inputs: &[&Tensor],
+        times: Option<&mut Vec<f64>>,
+        viewed: std::ops::Range<usize>,
+        ready: Option<&mut Ready<'_>>,
+    ) -> Result<(Vec<Tensor>, ArenaOutputs<'_>), RuntimeError> {
         let outputs = self.graph.outputs();
         if viewed.end > outputs.len() || viewed.start > viewed.end {
             return Err(RuntimeError::Plan(format!("outputs {viewed:?} of {}", outputs.len())));
         }
-        let (guard, separate) = self.execute(inputs, times)?;
+        let (guard, separate) = self.execute(inputs, times, ready)?;
         let state = guard.first().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
         let mut rest = Vec::with_capacity(outputs.len() - viewed.len());
         let mut copied = Vec::new();
@@ -243,7 +270,12 @@ impl PlannedSession {
 
     /// Runs the plan for these inputs (planned and kept on the first run of their shapes); the
     /// arena is the first state of the returned guard, with the values not in the arena.
-    fn execute(&self, inputs: &[&Tensor], times: Option<&mut Vec<f64>>) -> Result<Executed<'_>, RuntimeError> {
+    fn execute(
+        &self,
+        inputs: &[&Tensor],
+        times: Option<&mut Vec<f64>>,
+        ready: Option<&mut Ready<'_>>,
+    ) -> Result<Executed<'_>, RuntimeError> {
         check_inputs(&self.graph, inputs)?;
         let mut guard = self.state.lock().map_err(|_| RuntimeError::Plan("arena lock poisoned".into()))?;
         let same = |s: &ArenaState| {
@@ -261,9 +293,9 @@ impl PlannedSession {
         let state = guard.first_mut().ok_or_else(|| RuntimeError::Plan("no arena".into()))?;
         let separate = crate::executor::on(&self.pool, || {
             if state.on_pool {
-                kernels::on_pool(|| self.run_steps(inputs, state, times))
+                kernels::on_pool(|| self.run_steps(inputs, state, times, ready))
             } else {
-                self.run_steps(inputs, state, times)
+                self.run_steps(inputs, state, times, ready)
             }
         })?;
         Ok((guard, separate))
@@ -276,6 +308,7 @@ impl PlannedSession {
         inputs: &[&Tensor],
         state: &mut ArenaState,
         mut times: Option<&mut Vec<f64>>,
+        mut ready: Option<&mut Ready<'_>>,
     ) -> Result<Vec<(ValueId, Tensor)>, RuntimeError> {
         let mut separate: Vec<(ValueId, Tensor)> = Vec::new();
         for step in &state.steps {
@@ -294,6 +327,11 @@ impl PlannedSession {
             })?;
             if let (Some(t), Some(t0)) = (times.as_deref_mut(), t0) {
                 t[step.node] += t0.elapsed().as_secs_f64();
+            }
+            if let Some(r) = ready.as_deref_mut() {
+                for &(k, off, len) in &step.done {
+                    r(k, &state.arena[off..off + len]);
+                }
             }
         }
         Ok(separate)

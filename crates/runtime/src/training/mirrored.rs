@@ -34,6 +34,8 @@ pub struct Mirrored {
     /// in whole steps, so far.
     pub collective_seconds: f64,
     pub step_seconds: f64,
+    /// Steps whose gradients went to the collective during the backward pass.
+    pub streamed_steps: usize,
 }
 
 /// A CPU training step, shared by the threads of a mirrored step.
@@ -82,7 +84,7 @@ impl Mirrored {
             .into_iter()
             .map(|step| Replica { step, weights: Vec::new(), optimizer: None, state: Vec::new() })
             .collect();
-        Mirrored { others, collective, momentum, collective_seconds: 0.0, step_seconds: 0.0 }
+        Mirrored { others, collective, momentum, collective_seconds: 0.0, step_seconds: 0.0, streamed_steps: 0 }
     }
 
     /// Replica `r`'s moving statistics (`r` ≥ 1; empty before the first step).
@@ -163,6 +165,11 @@ impl Mirrored {
                 })
             })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
+        let values: usize = weights.iter().map(Tensor::len).sum();
+        if self.others.is_empty() && first.cpu_session().is_some() && self.collective.streams(values) {
+            let part = parts.into_iter().next().ok_or_else(|| err("no replica"))?;
+            return self.run_streamed(first, weights, optimizer, &part, n, state, step_start);
+        }
         let steps: Vec<&TrainStep> = std::iter::once(first).chain(self.others.iter().map(|o| &o.step)).collect();
         let ws: Vec<&[Tensor]> =
             std::iter::once(&*weights).chain(self.others.iter().map(|o| o.weights.as_slice())).collect();
@@ -213,6 +220,71 @@ impl Mirrored {
         self.collective_seconds += t0.elapsed().as_secs_f64();
         if output.loss.is_finite() {
             self.update(first, weights, optimizer, &bufs, &sizes)?;
+        }
+        self.step_seconds += step_start.elapsed().as_secs_f64();
+        Ok(output)
+    }
+
+    /// [`Mirrored::run_update`] for a worker of one CPU replica whose collective streams: the
+    /// gradients go to the collective as the backward pass writes them (scaled by the
+    /// replica's share, as the buffers of the other path are), and the sum comes back once
+    /// the last bucket is summed. The collective's time is what is left of it after the
+    /// backward pass: the part the overlap did not hide.
+    #[allow(clippy::too_many_arguments)]
+    fn run_streamed(
+        &mut self,
+        first: &TrainStep,
+        weights: &mut [Tensor],
+        optimizer: &mut KerasOptimizer,
+        part: &Part,
+        n: usize,
+        state: &[Tensor],
+        step_start: std::time::Instant,
+    ) -> Result<StepOutput, RuntimeError> {
+        let sizes: Vec<usize> = weights.iter().map(Tensor::len).collect();
+        let offsets: Vec<usize> = sizes
+            .iter()
+            .scan(0, |a, &s| {
+                *a += s;
+                Some(*a - s)
+            })
+            .collect();
+        let total: usize = sizes.iter().sum();
+        let share = part.rows as f64 / n as f64;
+        let mut summed = vec![0f32; total];
+        let mut out: Option<StepOutput> = None;
+        let mut produced = 0.0;
+        let t0 = std::time::Instant::now();
+        {
+            let w: &[Tensor] = weights;
+            self.collective.sum_while(
+                total,
+                &mut |sink| {
+                    let p0 = std::time::Instant::now();
+                    if part.rows == 0 {
+                        // No rows of this batch here: this worker's share of the sum is zero.
+                        sink.put(0, &vec![0.0; total], 1.0);
+                    } else {
+                        let (x, y, z) = (&part.inputs, &part.labels, &part.noise);
+                        out = Some(first.run_into_sink(x, y, w, state, z, sink, &offsets, share as f32)?);
+                    }
+                    produced = p0.elapsed().as_secs_f64();
+                    Ok(())
+                },
+                &mut summed,
+            )?;
+        }
+        let (loss, losses) = match &out {
+            Some(o) => (f64::from(o.loss) * share, o.losses.iter().map(|&l| f64::from(l) * share).collect()),
+            None => (0.0, vec![0.0; first.outputs()]),
+        };
+        let mut totals: Vec<f64> = std::iter::once(loss).chain(losses).collect();
+        self.collective.sum_across(&mut totals)?;
+        let output = gather(vec![out], totals[0] as f32, totals[1..].iter().map(|&l| l as f32).collect())?;
+        self.collective_seconds += t0.elapsed().as_secs_f64() - produced;
+        self.streamed_steps += 1;
+        if output.loss.is_finite() {
+            self.update(first, weights, optimizer, &[summed], &sizes)?;
         }
         self.step_seconds += step_start.elapsed().as_secs_f64();
         Ok(output)

@@ -7,6 +7,7 @@ mod mirrored;
 mod noise;
 mod optimizers;
 mod step;
+mod watched;
 
 pub use exec::{StageOn, StepPlacement};
 pub use mirrored::Mirrored;

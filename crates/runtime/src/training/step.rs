@@ -180,7 +180,7 @@ pub struct StepOutput {
 /// state constants and the noise tensors; outputs are the mean loss, one gradient per trained
 /// weight, the model's output, and the batch statistics.
 pub struct TrainStep {
-    session: StepExec,
+    pub(super) session: StepExec,
     /// The trained weights: the model's constant each came from, and its name.
     pub weights: Vec<(ValueId, String)>,
     /// The noise layers, in the order their tensors are passed.
@@ -191,7 +191,7 @@ pub struct TrainStep {
     /// For each batch-statistic output, the state index it updates.
     stat_targets: Vec<usize>,
     /// Each node's time summed over the steps run, when profiling ([`TrainStep::profile`]).
-    times: Option<std::sync::Mutex<Vec<f64>>>,
+    pub(super) times: Option<std::sync::Mutex<Vec<f64>>>,
     /// On a GPU: the weights and the optimizer's slots live on the device
     /// ([`TrainStep::run_update`]).
     on_device: std::sync::atomic::AtomicBool,
@@ -643,7 +643,7 @@ impl TrainStep {
         }
     }
 
-    fn check_counts(
+    pub(super) fn check_counts(
         &self,
         inputs: &[Tensor],
         labels: &[Tensor],
@@ -675,7 +675,7 @@ impl TrainStep {
     /// The step's outputs in order — the loss, the gradients (none where the update read them
     /// in place), the predictions, each output's loss (several outputs), the batch statistics —
     /// as a [`StepOutput`].
-    fn output(&self, mut outs: Vec<Tensor>) -> Result<StepOutput, RuntimeError> {
+    pub(super) fn output(&self, mut outs: Vec<Tensor>) -> Result<StepOutput, RuntimeError> {
         let scalar = |t: &Tensor| t.as_f32().and_then(|v| v.first()).copied().ok_or_else(|| err("no loss"));
         let tail = |outs: &mut Vec<Tensor>, n: usize| outs.split_off(outs.len().saturating_sub(n));
         let stats: Vec<Tensor> = tail(&mut outs, self.stat_targets.len());
