@@ -29,9 +29,10 @@ struct Cli {
 struct Distribute {
     /// `mirrored`: data parallelism as tf.distribute.MirroredStrategy, the batch split across
     /// --devices, one replica of the model on each. `multi-worker` (fit): one process per
-    /// worker, launched by mpirun or srun, each on its --devices (default: its best device),
-    /// the global batch split across every worker's replicas and the gradients summed over MPI
-    /// (Horovod's and MultiWorkerMirroredStrategy's way); needs a build with `--features mpi`
+    /// worker, launched by mpirun or srun (a build with `--features mpi`) or named by TF_CONFIG
+    /// (GPU workers), each on its --devices (default: its local rank's GPU, else the CPU), the
+    /// global batch split across every worker's replicas and the gradients summed over NCCL or
+    /// MPI (Horovod's and MultiWorkerMirroredStrategy's way)
     #[arg(long)]
     strategy: Option<Strategy>,
     /// Model parallelism: `auto` (stages balanced by estimated time under each device's memory
