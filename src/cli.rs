@@ -377,19 +377,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             let mut spread = spread_devices(&distribute, device.as_deref(), &devs, &mut notes)?;
             if let Some(c) = &mut cluster {
-                // A worker drives its --devices, else its local rank's GPU (Horovod's
-                // local_rank), else the CPU.
-                if spread.is_empty() && device.is_none() {
-                    spread = vec![worker_device(c.local_rank, &devs)?];
+                if spread.is_empty() {
+                    spread = vec![match device.as_deref() {
+                        Some(_) => pick_device(device.as_deref(), false, &devs, &mut notes)?,
+                        None => c.default_device(&devs)?,
+                    }];
                 }
-                let gpus: Option<Vec<usize>> = spread
-                    .iter()
-                    .map(|d| match d.physical {
-                        crate::Device::Cuda(o) => Some(o),
-                        crate::Device::Cpu(_) => None,
-                    })
-                    .collect();
-                let (worker, note) = c.connect(spread.len().max(1), gpus.as_deref())?;
+                let (worker, note) = c.connect_replicas(&spread)?;
                 if let Some(n) = note {
                     notes.add(format!("note: {n}"));
                 }
@@ -508,22 +502,6 @@ fn pick_device(
 fn preload_nvrtc() {
     if let Some(dir) = std::env::var_os("KERASC_NVRTC_DIR") {
         crate::runtime::cuda::preload_nvrtc(&[PathBuf::from(dir)]);
-    }
-}
-
-/// A worker's device when it names none: the GPU of its local rank where this host has GPUs
-/// (one worker per GPU, as Horovod places them), else the CPU.
-fn worker_device(local_rank: usize, devs: &LogicalDevices) -> Result<LogicalDevice> {
-    let gpus: Vec<crate::Device> = devs.select("all")?.into_iter().filter(|d| !d.is_cpu()).collect();
-    if gpus.is_empty() {
-        return Ok(devs.get(crate::Device::CPU)?.clone());
-    }
-    match gpus.get(local_rank) {
-        Some(&d) => Ok(devs.get(d)?.clone()),
-        None => bail!(
-            "worker {local_rank} on this host has no GPU of its own ({} visible): launch at most one worker per GPU, or name each worker's devices with --devices",
-            gpus.len()
-        ),
     }
 }
 

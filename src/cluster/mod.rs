@@ -16,7 +16,10 @@
 
 #[cfg(feature = "mpi")]
 mod mpi;
+mod plan;
 mod tf_config;
+
+use plan::{seconds, Offer};
 
 use crate::runtime::collective::Collective;
 use crate::RuntimeError;
@@ -36,20 +39,6 @@ impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Worker {{ rank: {}, size: {} }}", self.rank, self.size)
     }
-}
-
-/// What a worker tells the others before the first step: how many replicas it drives, and
-/// whether it can take NCCL (every replica a GPU of its own, the library present), else why not.
-pub(crate) struct Offer {
-    pub(crate) local: usize,
-    pub(crate) nccl: Result<(), String>,
-}
-
-/// What every worker learns: each worker's replica count (in rank order), and the NCCL id when
-/// every worker can take NCCL, else the first reason why not.
-pub(crate) struct Plan {
-    pub(crate) counts: Vec<usize>,
-    pub(crate) nccl: Result<[u8; 128], String>,
 }
 
 /// How this process was launched.
@@ -91,12 +80,37 @@ pub fn join() -> Result<Cluster, RuntimeError> {
     ))
 }
 
-/// Seconds from an environment variable, else `default`.
-fn seconds(var: &str, default: u64) -> std::time::Duration {
-    std::time::Duration::from_secs(std::env::var(var).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default))
-}
-
 impl Cluster {
+    /// A worker's device when it names none: the GPU of its local rank where this host has
+    /// GPUs (one worker per GPU, as Horovod's `local_rank` places them), else the CPU.
+    pub fn default_device(&self, devs: &crate::LogicalDevices) -> Result<crate::LogicalDevice, RuntimeError> {
+        let gpus: Vec<crate::Device> = devs.select("all")?.into_iter().filter(|d| !d.is_cpu()).collect();
+        match gpus.get(self.local_rank) {
+            Some(&d) => Ok(devs.get(d)?.clone()),
+            None if gpus.is_empty() => Ok(devs.get(crate::Device::CPU)?.clone()),
+            None => Err(RuntimeError::Cluster(format!(
+                "worker {} on this host has no GPU of its own ({} visible): launch at most one worker per GPU, or name each worker's devices with --devices",
+                self.local_rank,
+                gpus.len()
+            ))),
+        }
+    }
+
+    /// [`Cluster::connect`] for a worker's replicas on `devices` (none: its one default device).
+    pub fn connect_replicas(
+        &mut self,
+        devices: &[crate::LogicalDevice],
+    ) -> Result<(Worker, Option<String>), RuntimeError> {
+        let gpus: Option<Vec<usize>> = devices
+            .iter()
+            .map(|d| match d.physical {
+                crate::Device::Cuda(o) => Some(o),
+                crate::Device::Cpu(_) => None,
+            })
+            .collect();
+        self.connect(devices.len().max(1), gpus.as_deref())
+    }
+
     /// Connects the workers' collective for this worker's `local` replicas (`gpus`: their
     /// ordinals, where every one is a GPU): every worker calls it at once. NCCL where every
     /// worker can take it; else MPI, where every worker drives as many replicas. Gives the

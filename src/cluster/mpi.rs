@@ -3,7 +3,7 @@
 //! same update, bit for bit, and the numbers are those of one process mirrored over as many
 //! devices); it also carries the NCCL id when every worker's replicas are GPUs.
 
-use super::{Offer, Plan};
+use super::plan::{Offer, Plan};
 use crate::runtime::collective::Collective;
 use crate::RuntimeError;
 use mpi::datatype::PartitionMut;

@@ -13,7 +13,7 @@
 //! rendezvous only bootstraps NCCL, as NCCL's own examples do over MPI; the gradients then go
 //! over NCCL. Its waits are bounded (`KERASC_RENDEZVOUS_TIMEOUT` seconds, 300 by default).
 
-use super::{Offer, Plan};
+use super::plan::{Offer, Plan};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -82,7 +82,7 @@ impl TfConfig {
             size: all.len(),
             local_rank,
             chief: all[0].clone(),
-            timeout: super::seconds("KERASC_RENDEZVOUS_TIMEOUT", 300),
+            timeout: super::plan::seconds("KERASC_RENDEZVOUS_TIMEOUT", 300),
         })
     }
 

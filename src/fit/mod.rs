@@ -87,7 +87,7 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
         .collect();
     // One process reads the whole data; a worker of several, its shards of it.
     let (what, files) = data::Source::of(&options.data)?;
-    let (data, mut shards) = match &options.worker {
+    let (mut data, mut shards) = match &options.worker {
         None => {
             let arrays = data::through_host(model, files.read_all()?)?;
             (Some(data::training_data(&what, &arrays, &inputs, &outputs, options.validation_split)?), None)
@@ -197,10 +197,10 @@ pub fn fit(model: &Model, source: &Path, options: &FitOptions) -> Result<History
     let mut epoch_ms = Vec::new();
     let bs = options.batch_size.max(1);
     let span = t.mirror.as_ref().map_or((0, 1, 1), Mirrored::span);
-    let val = match (&data, &shards) {
-        (Some(d), _) => d.val.as_ref().map(|(x, y)| {
+    let val = match (&mut data, &shards) {
+        (Some(d), _) => d.val.take().map(|(x, y)| {
             let rows = x[0].shape()[0];
-            (x.clone(), y.clone(), shard::Batches::whole((0..rows).collect(), bs))
+            (x, y, shard::Batches::whole((0..rows).collect(), bs))
         }),
         (None, Some(s)) => s.validation(model, bs, span, &inputs, &outputs)?,
         (None, None) => None,
