@@ -291,13 +291,19 @@ fn read_header(r: &mut dyn std::io::Read, origin: &str) -> Result<(String, Vec<u
 }
 
 /// The rows `idx` of the `.npy` array that `r` streams, in that order (a row may come more than
-/// once): one pass over the stream, holding only the rows taken.
-pub fn read_rows(r: &mut dyn std::io::Read, idx: &[usize], origin: &str) -> Result<Array, NpyError> {
+/// once): one pass over the stream, holding only the rows taken. `bytes` is how long the stream
+/// is: an array whose header claims more data than that is refused before anything is
+/// allocated.
+pub fn read_rows(r: &mut dyn std::io::Read, bytes: u64, idx: &[usize], origin: &str) -> Result<Array, NpyError> {
     let (descr, shape) = read_header(r, origin)?;
     let bad = |m: String| NpyError(format!("{origin}: {m}"));
     let elem = elem_size(&descr).ok_or_else(|| bad(format!("unsupported dtype '{descr}'")))?;
     let (&n, rest) = shape.split_first().ok_or_else(|| bad("a scalar has no rows to take".into()))?;
     let row = rest.iter().try_fold(elem, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("the shape overflows".into()))?;
+    let claimed = (n as u64).checked_mul(row as u64).ok_or_else(|| bad("the shape overflows".into()))?;
+    if claimed > bytes {
+        return Err(bad(format!("not a valid .npy file: data is truncated: {claimed} bytes claimed, {bytes} in all")));
+    }
     let size = idx.len().checked_mul(row).ok_or_else(|| bad("the rows taken overflow".into()))?;
     let mut wanted: Vec<(usize, usize)> = idx.iter().enumerate().map(|(p, &i)| (i, p)).collect();
     wanted.sort_unstable();
@@ -351,27 +357,53 @@ pub fn read_rows(r: &mut dyn std::io::Read, idx: &[usize], origin: &str) -> Resu
 /// The rows `idx` of a `.npy` file ([`read_rows`]).
 pub fn read_file_rows(path: &Path, idx: &[usize]) -> Result<Array, NpyError> {
     let f = std::fs::File::open(path).map_err(|e| NpyError(format!("{}: {e}", path.display())))?;
-    read_rows(&mut std::io::BufReader::new(f), idx, &path.display().to_string())
+    let bytes = f.metadata().map_err(|e| NpyError(format!("{}: {e}", path.display())))?.len();
+    read_rows(&mut std::io::BufReader::new(f), bytes, idx, &path.display().to_string())
 }
 
 /// The shape of a `.npy` file's array, from its header alone.
 pub fn file_shape(path: &Path) -> Result<Vec<usize>, NpyError> {
-    let f = std::fs::File::open(path).map_err(|e| NpyError(format!("{}: {e}", path.display())))?;
-    Ok(read_header(&mut std::io::BufReader::new(f), &path.display().to_string())?.1)
-}
-
-/// An `.npz` file's members as streams: each member's name (without `.npy`) and a reader of its
-/// bytes, no further than it claims (after the same plausibility check as [`parse_npz_arrays`]),
-/// to `visit`, which reads as much of it as it needs.
-fn each_npz_member(
-    path: &Path,
-    mut visit: impl FnMut(&str, &mut dyn std::io::Read, &str) -> Result<(), NpyError>,
-) -> Result<(), NpyError> {
-    use std::io::Read;
     let origin = path.display().to_string();
     let f = std::fs::File::open(path).map_err(|e| NpyError(format!("{origin}: {e}")))?;
-    let mut z = zip::ZipArchive::new(std::io::BufReader::new(f))
-        .map_err(|e| NpyError(format!("{origin}: not a valid .npz (zip) file: {e}")))?;
+    let bytes = f.metadata().map_err(|e| NpyError(format!("{origin}: {e}")))?.len();
+    let (descr, shape) = read_header(&mut std::io::BufReader::new(f), &origin)?;
+    checked_shape(&descr, shape, bytes, &origin)
+}
+
+/// `shape`, where the data it claims of dtype `descr` fits in a stream of `bytes` bytes.
+fn checked_shape(descr: &str, shape: Vec<usize>, bytes: u64, origin: &str) -> Result<Vec<usize>, NpyError> {
+    let elem = elem_size(descr).ok_or_else(|| NpyError(format!("{origin}: unsupported dtype '{descr}'")))?;
+    let claimed = shape.iter().try_fold(elem as u64, |a, &d| a.checked_mul(d as u64));
+    match claimed {
+        Some(c) if c <= bytes => Ok(shape),
+        _ => Err(NpyError(format!(
+            "{origin}: not a valid .npy file: data is truncated: its shape {shape:?} claims more than its {bytes} bytes"
+        ))),
+    }
+}
+
+/// An `.npz` file's members as streams: each member's name (without `.npy`), a reader of its
+/// bytes (no further than it claims) and how many it claims, to `visit`, which reads as much of it as it needs.
+fn each_npz_member(
+    path: &Path,
+    visit: impl FnMut(&str, &mut dyn std::io::Read, u64, &str) -> Result<(), NpyError>,
+) -> Result<(), NpyError> {
+    let origin = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|e| NpyError(format!("{origin}: {e}")))?;
+    members(std::io::BufReader::new(f), &origin, visit)
+}
+
+/// The members of the zip that `reader` reads ([`each_npz_member`]). Sizes come from the file:
+/// a member may not claim more than its compressed bytes can expand to (deflate's ratio is at
+/// most 1032:1), and is read no further than it claims.
+fn members<R: std::io::Read + std::io::Seek>(
+    reader: R,
+    origin: &str,
+    mut visit: impl FnMut(&str, &mut dyn std::io::Read, u64, &str) -> Result<(), NpyError>,
+) -> Result<(), NpyError> {
+    use std::io::Read;
+    let mut z =
+        zip::ZipArchive::new(reader).map_err(|e| NpyError(format!("{origin}: not a valid .npz (zip) file: {e}")))?;
     for i in 0..z.len() {
         let f = z.by_index(i).map_err(|e| NpyError(format!("{origin}: {e}")))?;
         let name = f.name().map(|n| n.trim_end_matches(".npy").to_string()).unwrap_or_default();
@@ -379,7 +411,7 @@ fn each_npz_member(
         if size > packed.saturating_mul(1032).saturating_add(1 << 16) || size > (1 << 34) {
             return Err(NpyError(format!("{origin}: member '{name}' claims an implausible size ({size} bytes)")));
         }
-        visit(&name, &mut f.take(size), &format!("{origin}:{name}"))?;
+        visit(&name, &mut f.take(size), size, &format!("{origin}:{name}"))?;
     }
     Ok(())
 }
@@ -388,10 +420,10 @@ fn each_npz_member(
 /// members that are not arrays kerasc reads are left out, as [`read_npz_arrays`] leaves them.
 pub fn npz_shapes(path: &Path) -> Result<Vec<(String, Vec<usize>)>, NpyError> {
     let mut out = Vec::new();
-    each_npz_member(path, |name, r, origin| {
+    each_npz_member(path, |name, r, size, origin| {
         if let Ok((descr, shape)) = read_header(r, origin) {
             if elem_size(&descr).is_some() {
-                out.push((name.to_string(), shape));
+                out.push((name.to_string(), checked_shape(&descr, shape, size, origin)?));
             }
         }
         Ok(())
@@ -403,9 +435,9 @@ pub fn npz_shapes(path: &Path) -> Result<Vec<(String, Vec<usize>)>, NpyError> {
 /// member, the others not decompressed).
 pub fn read_npz_rows(path: &Path, pick: &dyn Fn(&str) -> Option<Vec<usize>>) -> Result<Vec<(String, Array)>, NpyError> {
     let mut out = Vec::new();
-    each_npz_member(path, |name, r, origin| {
+    each_npz_member(path, |name, r, size, origin| {
         if let Some(idx) = pick(name) {
-            out.push((name.to_string(), read_rows(r, &idx, origin)?));
+            out.push((name.to_string(), read_rows(r, size, &idx, origin)?));
         }
         Ok(())
     })?;
@@ -445,25 +477,15 @@ pub fn read_npz_arrays(path: &Path) -> Result<Vec<(String, Array)>, NpyError> {
 
 /// [`read_npz_arrays`] of the file's bytes.
 pub fn parse_npz_arrays(bytes: Vec<u8>, origin: &str) -> Result<Vec<(String, Array)>, NpyError> {
-    use std::io::Read;
-    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| NpyError(format!("{origin}: not a valid .npz (zip) file: {e}")))?;
     let mut out = Vec::new();
-    for i in 0..z.len() {
-        let f = z.by_index(i).map_err(|e| NpyError(format!("{origin}: {e}")))?;
-        let name = f.name().map(|n| n.trim_end_matches(".npy").to_string()).unwrap_or_default();
-        // Sizes come from the file: a member may not claim more than its compressed bytes can
-        // expand to (deflate's ratio is at most 1032:1), and is read no further than it claims.
-        let (size, packed) = (f.size(), f.compressed_size());
-        if size > packed.saturating_mul(1032).saturating_add(1 << 16) || size > (1 << 34) {
-            return Err(NpyError(format!("{origin}: member '{name}' claims an implausible size ({size} bytes)")));
-        }
+    members(std::io::Cursor::new(bytes), origin, |name, r, _, member| {
         let mut data = Vec::new();
-        f.take(size).read_to_end(&mut data).map_err(|e| NpyError(format!("{origin}: member '{name}': {e}")))?;
-        if let Ok(a) = parse_array(&data, &format!("{origin}:{name}")) {
-            out.push((name, a));
+        r.read_to_end(&mut data).map_err(|e| NpyError(format!("{origin}: member '{name}': {e}")))?;
+        if let Ok(a) = parse_array(&data, member) {
+            out.push((name.to_string(), a));
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -487,7 +509,7 @@ mod tests {
     fn rows_are_read_in_the_order_asked_in_one_pass() {
         let t = Tensor::from_f32(&[5, 2], (0..10).map(|v| v as f32).collect()).unwrap();
         let b = to_bytes(&t);
-        let take = |idx: &[usize]| match read_rows(&mut &b[..], idx, "x") {
+        let take = |idx: &[usize]| match read_rows(&mut &b[..], b.len() as u64, idx, "x") {
             Ok(Array::Tensor(t)) => Ok(t),
             Ok(Array::Strings(..)) => Err("strings".to_string()),
             Err(e) => Err(e.0),
@@ -496,14 +518,26 @@ mod tests {
         assert_eq!(take(&[]).unwrap().shape(), &[0, 2]);
         assert!(take(&[5]).unwrap_err().contains("row 5"));
         let cut = &b[..b.len() - 3];
-        assert!(read_rows(&mut &cut[..], &[4], "x").unwrap_err().0.contains("truncated"));
-        assert!(read_rows(&mut &cut[..10], &[0], "x").is_err());
+        assert!(read_rows(&mut &cut[..], b.len() as u64, &[4], "x").unwrap_err().0.contains("truncated"));
+        assert!(read_rows(&mut &cut[..10], 10, &[0], "x").is_err());
+        // A header claiming more rows than the stream holds is refused before allocating them.
+        let mut huge = header_bytes("<f4", "(4000000000, 1000)");
+        huge.extend_from_slice(&[0u8; 64]);
+        assert!(read_rows(&mut &huge[..], huge.len() as u64, &[0], "h").unwrap_err().0.contains("claimed"));
+        // The same from a file's header alone (how a worker counts the samples).
+        let path = std::env::temp_dir().join(format!("kerasc-npy-huge-{}.npy", std::process::id()));
+        std::fs::write(&path, &huge).unwrap();
+        let e = file_shape(&path).unwrap_err().0;
+        std::fs::write(&path, &b).unwrap();
+        assert_eq!(file_shape(&path).unwrap(), vec![5, 2]);
+        let _ = std::fs::remove_file(&path);
+        assert!(e.contains("claims more than"), "{e}");
         // Strings: numpy's '<U2', rows of two.
         let mut s = header_bytes("<U2", "(3, 2)");
         for c in "abcdefghijkl".chars() {
             s.extend_from_slice(&(c as u32).to_le_bytes());
         }
-        match read_rows(&mut &s[..], &[2, 0], "s").unwrap() {
+        match read_rows(&mut &s[..], s.len() as u64, &[2, 0], "s").unwrap() {
             Array::Strings(shape, v) => {
                 assert_eq!((shape, v), (vec![2, 2], vec!["ij".into(), "kl".into(), "ab".into(), "cd".into()]))
             }
