@@ -101,13 +101,7 @@ impl Cluster {
         &mut self,
         devices: &[crate::LogicalDevice],
     ) -> Result<(Worker, Option<String>), RuntimeError> {
-        let gpus: Option<Vec<usize>> = devices
-            .iter()
-            .map(|d| match d.physical {
-                crate::Device::Cuda(o) => Some(o),
-                crate::Device::Cpu(_) => None,
-            })
-            .collect();
+        let gpus: Option<Vec<usize>> = devices.iter().map(crate::LogicalDevice::gpu_ordinal).collect();
         self.connect(devices.len().max(1), gpus.as_deref())
     }
 

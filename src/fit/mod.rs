@@ -387,13 +387,7 @@ struct Totals {
 /// The all-reduce of a mirrored run: NCCL where every replica is a GPU of its own, else (or
 /// without the NCCL library, which is said) the sum in this process.
 fn collective(replicas: &[crate::LogicalDevice], verbose: u8) -> Box<dyn crate::runtime::collective::Collective> {
-    let gpus: Option<Vec<usize>> = replicas
-        .iter()
-        .map(|d| match d.physical {
-            crate::Device::Cuda(o) => Some(o),
-            crate::Device::Cpu(_) => None,
-        })
-        .collect();
+    let gpus: Option<Vec<usize>> = replicas.iter().map(crate::LogicalDevice::gpu_ordinal).collect();
     let distinct = |o: &Vec<usize>| o.iter().enumerate().all(|(i, a)| !o[..i].contains(a));
     match gpus {
         Some(o) if o.len() >= 2 && distinct(&o) => match crate::runtime::cuda::Nccl::new(&o) {

@@ -145,6 +145,14 @@ impl LogicalDevice {
         }
     }
 
+    /// The ordinal of the physical GPU this device runs on (`None`: a CPU device).
+    pub fn gpu_ordinal(&self) -> Option<usize> {
+        match self.physical {
+            Device::Cuda(o) => Some(o),
+            Device::Cpu(_) => None,
+        }
+    }
+
     /// This device running on `pool` (a CPU device; a GPU's host work keeps the caller's).
     pub fn with_pool(mut self, pool: Arc<rayon::ThreadPool>) -> LogicalDevice {
         if self.device.is_cpu() {

@@ -50,7 +50,7 @@ pub fn nccl_unique_id() -> Result<[u8; 128], RuntimeError> {
     Ok(id.internal().map(|c| c as u8))
 }
 
-/// The ordinals of `gpus`, checked to be each once.
+/// Checks that `ordinals` name at least `at_least` GPUs, each once.
 fn distinct(ordinals: &[usize], at_least: usize) -> Result<(), RuntimeError> {
     let mut seen = ordinals.to_vec();
     seen.sort_unstable();
@@ -64,10 +64,26 @@ fn distinct(ordinals: &[usize], at_least: usize) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// `f` on each communicator and its item, its device's context bound to this thread, all in
+/// one NCCL group call (the first error stops the loop; the group is ended either way).
+fn in_group<X>(
+    comms: &[Comm],
+    items: impl IntoIterator<Item = X>,
+    mut f: impl FnMut(&Comm, X) -> Result<(), RuntimeError>,
+) -> Result<(), RuntimeError> {
+    group_start().map_err(|e| err("group", e))?;
+    let result = comms.iter().zip(items).try_for_each(|(c, x)| {
+        c.stream().context().bind_to_thread().map_err(|e| err("context", e))?;
+        f(c, x)
+    });
+    group_end().map_err(|e| err("group", e))?;
+    result
+}
+
 /// Waits for streams' work to finish.
 type Wait<'a> = &'a dyn Fn(&[Arc<CudaStream>]) -> Result<(), RuntimeError>;
 
-/// The host buffers `buffers` (one per communicator) reduced in place with `op` through the
+/// The host buffers `buffers` (one per communicator) summed in place through the
 /// communicators `comms` on `streams`: uploaded, reduced in one group call, downloaded.
 /// `wait` waits for the streams (a bounded wait across workers).
 fn reduce_on<T: cudarc::nccl::safe::NcclType + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
@@ -87,20 +103,9 @@ fn reduce_on<T: cudarc::nccl::safe::NcclType + cudarc::driver::DeviceRepr + cuda
     for (s, b) in streams.iter().zip(buffers.iter()) {
         dev.push(s.clone_htod(&b[..]).map_err(|e| err("upload", e))?);
     }
-    group_start().map_err(|e| err("group", e))?;
-    let mut result = Ok(());
-    for (c, d) in comms.iter().zip(dev.iter_mut()) {
-        if let Err(e) = c.stream().context().bind_to_thread().map_err(|e| err("context", e)) {
-            result = Err(e);
-            break;
-        }
-        if let Err(e) = c.all_reduce_in_place(d, &ReduceOp::Sum) {
-            result = Err(err("all-reduce", e));
-            break;
-        }
-    }
-    group_end().map_err(|e| err("group", e))?;
-    result?;
+    in_group(comms, dev.iter_mut(), |c, d| {
+        c.all_reduce_in_place(d, &ReduceOp::Sum).map(|_| ()).map_err(|e| err("all-reduce", e))
+    })?;
     wait(streams)?;
     for ((s, d), b) in streams.iter().zip(&dev).zip(buffers.iter_mut()) {
         s.memcpy_dtoh(d, &mut b[..]).map_err(|e| err("download", e))?;
@@ -119,14 +124,7 @@ impl Nccl {
     /// why when the driver or the NCCL library (libnccl.so.2) is not on this machine.
     pub fn new(ordinals: &[usize]) -> Result<Nccl, RuntimeError> {
         nccl_available()?;
-        let mut seen = ordinals.to_vec();
-        seen.sort_unstable();
-        seen.dedup();
-        if ordinals.len() < 2 || seen.len() != ordinals.len() {
-            return Err(RuntimeError::Cuda(format!(
-                "NCCL reduces across two or more distinct physical GPUs, got {ordinals:?}"
-            )));
-        }
+        distinct(ordinals, 2)?;
         let streams = ordinals
             .iter()
             .map(|&o| CudaContext::new(o).map(|c| c.default_stream()).map_err(|e| err("context", e)))
@@ -267,20 +265,9 @@ impl Collective for NcclWorkers {
             send.push(s.clone_htod(&[value][..]).map_err(|e| err("upload", e))?);
             recv.push(s.alloc_zeros::<f64>(self.total).map_err(|e| err("allocate", e))?);
         }
-        group_start().map_err(|e| err("group", e))?;
-        let mut result = Ok(());
-        for ((c, a), b) in comms.0.iter().zip(&send).zip(recv.iter_mut()) {
-            if let Err(e) = c.stream().context().bind_to_thread().map_err(|e| err("context", e)) {
-                result = Err(e);
-                break;
-            }
-            if let Err(e) = c.all_gather(a, b) {
-                result = Err(err("all-gather", e));
-                break;
-            }
-        }
-        group_end().map_err(|e| err("group", e))?;
-        result?;
+        in_group(&comms.0, send.iter().zip(recv.iter_mut()), |c, (a, b)| {
+            c.all_gather(a, b).map(|_| ()).map_err(|e| err("all-gather", e))
+        })?;
         self.wait(&self.streams)?;
         let (s, r) = (&self.streams[0], &recv[0]);
         let mut all = vec![0f64; self.total];

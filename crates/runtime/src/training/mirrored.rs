@@ -143,9 +143,9 @@ impl Mirrored {
         }
         // Across workers: the global batch is split over every worker's replicas, this one
         // taking the shares of its own.
-        let (first_replica, total) = self.collective.span(self.replicas());
+        let (first_replica, replicas, total) = self.span();
         let cut = crate::strategy::shares(n, total);
-        let mine = &cut[first_replica..first_replica + self.replicas()];
+        let mine = &cut[first_replica..first_replica + replicas];
         let (lo, hi) = (mine.first().map_or(0, |r| r.start), mine.last().map_or(0, |r| r.end));
         if hi - lo != held {
             return Err(err(format!(
@@ -180,15 +180,12 @@ impl Mirrored {
         // The global loss, and each replica's gradients scaled by its share, one buffer each.
         let sizes: Vec<usize> = weights.iter().map(Tensor::len).collect();
         let total: usize = sizes.iter().sum();
-        let (mut loss, mut losses) = (0f64, vec![0f64; first.outputs()]);
         let mut bufs: Vec<Vec<f32>> = Vec::with_capacity(outs.len());
         for (o, p) in outs.iter().zip(&parts) {
             let mut buf = Vec::with_capacity(total);
             match o {
                 Some(o) => {
                     let share = p.rows as f64 / n as f64;
-                    loss += f64::from(o.loss) * share;
-                    losses.iter_mut().zip(&o.losses).for_each(|(a, &l)| *a += f64::from(l) * share);
                     for g in &o.grads {
                         let g = g.as_f32().ok_or_else(|| err("gradient is not float32"))?;
                         buf.extend(g.iter().map(|&x| x * share as f32));
@@ -204,10 +201,6 @@ impl Mirrored {
         let mut refs: Vec<&mut [f32]> = bufs.iter_mut().map(Vec::as_mut_slice).collect();
         let t0 = std::time::Instant::now();
         self.collective.all_reduce_sum(&mut refs)?;
-        // The global loss: every worker's shares of it.
-        let mut totals: Vec<f64> = std::iter::once(loss).chain(losses.iter().copied()).collect();
-        self.collective.sum_across(&mut totals)?;
-        let (loss, losses) = (totals[0], totals[1..].to_vec());
         for (o, out) in self.others.iter_mut().zip(outs.iter().skip(1)) {
             for (i, batch) in out.iter().flat_map(|out| &out.batch_stats) {
                 let (Some(s), Some(&m)) = (o.state.get_mut(*i), self.momentum.get(*i)) else {
@@ -216,7 +209,8 @@ impl Mirrored {
                 super::moving_update(s, batch, m)?;
             }
         }
-        let output = gather(outs, loss as f32, losses.into_iter().map(|l| l as f32).collect())?;
+        let rows: Vec<usize> = parts.iter().map(|p| p.rows).collect();
+        let output = self.global_output(outs, &rows, n, first.outputs())?;
         self.collective_seconds += t0.elapsed().as_secs_f64();
         if output.loss.is_finite() {
             self.update(first, weights, optimizer, &bufs, &sizes)?;
@@ -242,14 +236,8 @@ impl Mirrored {
         step_start: std::time::Instant,
     ) -> Result<StepOutput, RuntimeError> {
         let sizes: Vec<usize> = weights.iter().map(Tensor::len).collect();
-        let offsets: Vec<usize> = sizes
-            .iter()
-            .scan(0, |a, &s| {
-                *a += s;
-                Some(*a - s)
-            })
-            .collect();
-        let total: usize = sizes.iter().sum();
+        let offsets = offsets(&sizes);
+        let total = offsets[sizes.len()];
         let share = part.rows as f64 / n as f64;
         let mut summed = vec![0f32; total];
         let mut out: Option<StepOutput> = None;
@@ -266,7 +254,8 @@ impl Mirrored {
                         sink.put(0, &vec![0.0; total], 1.0);
                     } else {
                         let (x, y, z) = (&part.inputs, &part.labels, &part.noise);
-                        out = Some(first.run_into_sink(x, y, w, state, z, sink, &offsets, share as f32)?);
+                        let starts = &offsets[..sizes.len()];
+                        out = Some(first.run_into_sink(x, y, w, state, z, sink, starts, share as f32)?);
                     }
                     produced = p0.elapsed().as_secs_f64();
                     Ok(())
@@ -274,13 +263,7 @@ impl Mirrored {
                 &mut summed,
             )?;
         }
-        let (loss, losses) = match &out {
-            Some(o) => (f64::from(o.loss) * share, o.losses.iter().map(|&l| f64::from(l) * share).collect()),
-            None => (0.0, vec![0.0; first.outputs()]),
-        };
-        let mut totals: Vec<f64> = std::iter::once(loss).chain(losses).collect();
-        self.collective.sum_across(&mut totals)?;
-        let output = gather(vec![out], totals[0] as f32, totals[1..].iter().map(|&l| l as f32).collect())?;
+        let output = self.global_output(vec![out], &[part.rows], n, first.outputs())?;
         self.collective_seconds += t0.elapsed().as_secs_f64() - produced;
         self.streamed_steps += 1;
         if output.loss.is_finite() {
@@ -288,6 +271,29 @@ impl Mirrored {
         }
         self.step_seconds += step_start.elapsed().as_secs_f64();
         Ok(output)
+    }
+
+    /// The step's output from this process's replicas' outputs (`rows` each, of a batch of
+    /// `n`): the global batch's loss and each output's, every replica's weighted by its share
+    /// and summed across workers, with the predictions and statistics of [`gather`].
+    fn global_output(
+        &self,
+        outs: Vec<Option<StepOutput>>,
+        rows: &[usize],
+        n: usize,
+        n_out: usize,
+    ) -> Result<StepOutput, RuntimeError> {
+        let (mut loss, mut losses) = (0f64, vec![0f64; n_out]);
+        for (o, &r) in outs.iter().zip(rows) {
+            if let Some(o) = o {
+                let share = r as f64 / n as f64;
+                loss += f64::from(o.loss) * share;
+                losses.iter_mut().zip(&o.losses).for_each(|(a, &l)| *a += f64::from(l) * share);
+            }
+        }
+        let mut totals: Vec<f64> = std::iter::once(loss).chain(losses).collect();
+        self.collective.sum_across(&mut totals)?;
+        gather(outs, totals[0] as f32, totals[1..].iter().map(|&l| l as f32).collect())
     }
 
     /// Every replica applies the update of the summed gradients in its own buffer.
@@ -299,12 +305,7 @@ impl Mirrored {
         bufs: &[Vec<f32>],
         sizes: &[usize],
     ) -> Result<(), RuntimeError> {
-        let offsets: Vec<usize> = std::iter::once(0)
-            .chain(sizes.iter().scan(0, |a, &s| {
-                *a += s;
-                Some(*a)
-            }))
-            .collect();
+        let offsets = offsets(sizes);
         let apply = |w: &mut [Tensor], opt: &mut KerasOptimizer, buf: &[f32]| {
             opt.apply_with(w, |i: usize| &buf[offsets[i]..offsets[i + 1]])
         };
@@ -329,6 +330,16 @@ impl Mirrored {
             jobs.into_iter().zip(bufs).try_for_each(|((w, opt, _), buf)| apply(w, opt, buf))
         }
     }
+}
+
+/// Where each of these buffers starts in their concatenation, and (last) where it ends.
+fn offsets(sizes: &[usize]) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(sizes.iter().scan(0, |a, &s| {
+            *a += s;
+            Some(*a)
+        }))
+        .collect()
 }
 
 /// Each replica's step on its part (`None` for a replica without rows): all at once on the
